@@ -1,0 +1,17 @@
+#include "collector/ledger/append_file.h"
+#include "collector/ledger/tile_source.h"
+
+namespace latch::ledger {
+
+// An entry bundle is at most 256 entries of at most 65,535 bytes plus prefixes.
+constexpr size_t kMaxTileFile = 256 * (65535 + 2);
+
+Status DirectoryTileSource::ReadCheckpoint(std::string* note) {
+  return ReadWholeFile(root_ + "/checkpoint", note);
+}
+
+Status DirectoryTileSource::ReadTile(const tlog::TileId& tile, std::string* data) {
+  return ReadWholeFile(root_ + "/" + tile.Path(), data, kMaxTileFile);
+}
+
+}  // namespace latch::ledger

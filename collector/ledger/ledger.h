@@ -1,0 +1,118 @@
+// Ledger: the durable, append-only Merkle log that every event and decision
+// lives in. It stores entries and tree hashes in a few append-only files and
+// serves them as C2SP tlog-tiles; after every committed batch it signs a new
+// C2SP checkpoint, and a batch is durable before its indexes are returned.
+//
+// Directory layout (internal; the served tiles are derived from it):
+//   format       "latch-ledger 1\n": marks the directory as a ledger
+//   key          the checkpoint signing key, signed-note text form, mode 0600
+//   vkey         its verifier key, "<origin>+<id>+<base64 key>"
+//   checkpoint   the latest signed checkpoint: the commit point. Everything
+//                below its size is durable; anything past it is a torn tail
+//                of an interrupted batch, cut off at the next read-write open.
+//   entries      all entry bundles back to back (uint16 BE length || entry)
+//   bundles      uint64 LE end offset in `entries` of each full bundle
+//   hashes.<L>   the hashes of tile level L back to back (32 bytes each):
+//                tile L/N width W is bytes [N*256*32, (N*256+W)*32)
+//
+// Commit order: entries, bundles and hashes are written and fdatasync'ed;
+// the directory is fsync'ed if a file was created; then the checkpoint is
+// replaced atomically (temp file, fsync, rename, directory fsync).
+//
+// Thread safety: one thread commits at a time (Commit serialises); readers on
+// any thread see only what the latest checkpoint covers.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "collector/ledger/append_file.h"
+#include "collector/ledger/entry_batch.h"
+#include "collector/ledger/right_edge.h"
+#include "collector/ledger/tile_source.h"
+#include "tlog/checkpoint.h"
+#include "tlog/signed_note.h"
+#include "tlog/tree_reader.h"
+
+namespace latch::ledger {
+
+class Ledger : public TileSource, public tlog::StoredHashReader {
+ public:
+  enum class Mode { kReadWrite, kReadOnly };
+
+  // Creates a ledger in `dir` (absent or empty) with a new signing key named
+  // `origin`, and signs the checkpoint of the empty tree.
+  static Status Create(const std::string& dir, const std::string& origin);
+  // Opens a ledger. Read-write takes an exclusive lock on the directory and
+  // cuts back a torn tail; read-only changes nothing. Fails with Corruption if
+  // the files do not hold what the checkpoint covers, or the root differs.
+  static Status Open(const std::string& dir, Mode mode, std::unique_ptr<Ledger>* out);
+  // True iff `dir` looks like a ledger (has its format marker).
+  static bool IsLedgerDirectory(const std::string& dir);
+
+  ~Ledger() override;
+
+  // Appends every entry of `batches`, in order, as one batch: durable and
+  // covered by a new signed checkpoint when this returns OK, with the first
+  // entry at *first_index. After an I/O error the ledger refuses further
+  // commits (FailedPrecondition) until it is reopened, which cuts the tail.
+  Status Commit(std::span<const EntryBatch* const> batches, uint64_t* first_index);
+
+  uint64_t size() const;
+  tlog::Checkpoint checkpoint() const;
+  std::string checkpoint_note() const;
+  const tlog::NoteVerifier& verifier() const { return verifier_; }
+  const std::string& dir() const { return dir_; }
+
+  Status ReadEntry(uint64_t index, std::string* entry);
+  // Proofs against the tree of `size` leaves (size <= size()).
+  Status InclusionProof(uint64_t index, uint64_t size, std::vector<tlog::Hash>* proof);
+  Status ConsistencyProof(uint64_t size1, uint64_t size2, std::vector<tlog::Hash>* proof);
+  Status RootAt(uint64_t size, tlog::Hash* root);
+
+  // TileSource: tiles and bundles of the committed tree, byte-exact.
+  Status ReadCheckpoint(std::string* note) override;
+  Status ReadTile(const tlog::TileId& tile, std::string* data) override;
+  std::string Describe() const override { return dir_; }
+
+  // StoredHashReader over the committed tree.
+  Status ReadHashes(int level, uint64_t start, uint64_t count, tlog::Hash* out) override;
+
+ private:
+  Ledger() = default;
+  Status OpenFiles(bool read_only);
+  Status RecoverTail(bool read_only);
+  Status HashFile(int level, AppendFile** file);
+  // Byte range of bundle `index` holding `width` entries, in a tree of `size`.
+  Status BundleRange(uint64_t index, uint64_t width, uint64_t size, uint64_t* begin, uint64_t* end);
+  Status WriteBatch(std::span<const EntryBatch* const> batches);
+
+  std::string dir_;
+  bool read_only_ = true;
+  int lock_fd_ = -1;
+  tlog::NoteVerifier verifier_;
+  tlog::NoteSigner signer_;  // read-write only
+
+  AppendFile entries_;
+  AppendFile bundles_;
+  // Index = tile level. Fixed slots: a reader may use level L's file while the
+  // committer creates level L+1's.
+  std::array<std::unique_ptr<AppendFile>, 64> hashes_;
+  RightEdge edge_;  // committer's state, ahead of `size_` only inside Commit
+  std::vector<std::vector<tlog::Hash>> completed_;  // scratch: hashes a batch completes, by level
+  bool failed_ = false;
+
+  std::mutex commit_mu_;            // one Commit at a time
+  mutable std::mutex state_mu_;     // guards the committed view below
+  uint64_t size_ = 0;
+  uint64_t entries_end_ = 0;  // end of the committed entries in `entries_`
+  tlog::Checkpoint checkpoint_;
+  std::string checkpoint_note_;
+};
+
+}  // namespace latch::ledger

@@ -1,0 +1,293 @@
+// latch-ledger: create, append to, inspect, prove and verify a Latch ledger.
+// Every failure prints one line "latch-ledger: <what went wrong>" and exits
+// non-zero; nothing is changed by a command that fails.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "collector/ledger/append_file.h"
+#include "collector/ledger/batcher.h"
+#include "collector/ledger/exporter.h"
+#include "collector/ledger/ledger.h"
+#include "collector/ledger/verifier.h"
+#include "tlog/base64.h"
+#include "tlog/checkpoint.h"
+#include "tlog/proof.h"
+
+namespace {
+
+using latch::Status;
+using latch::ledger::Ledger;
+
+// Exit codes: 0 success, 1 failure (bad input, I/O, or verification), 2 usage.
+constexpr int kExitFailure = 1;
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "latch-ledger: %s\n", s.ToString().c_str());
+  return kExitFailure;
+}
+
+std::string TrimNewlines(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+// A verifier key from --vkey: either the key text itself or a file holding it.
+Status LoadVerifier(const std::string& vkey_arg, const std::string& dir,
+                    latch::tlog::NoteVerifier* out) {
+  std::string text = vkey_arg;
+  if (text.empty()) {
+    Status s = latch::ledger::ReadWholeFile(dir + "/vkey", &text);
+    if (!s.ok()) {
+      return Status::InvalidArgument(dir + " has no vkey file; pass the log's key with --vkey");
+    }
+  } else if (text.find('+') == std::string::npos) {
+    LATCH_RETURN_IF_ERROR(latch::ledger::ReadWholeFile(vkey_arg, &text));
+  }
+  return latch::tlog::NoteVerifier::Parse(TrimNewlines(text), out);
+}
+
+Status OpenLedger(const std::string& dir, Ledger::Mode mode, std::unique_ptr<Ledger>* out) {
+  return Ledger::Open(dir, mode, out);
+}
+
+void PrintProof(const std::vector<latch::tlog::Hash>& proof) {
+  for (const auto& h : proof) std::printf("%s\n", latch::tlog::Base64Encode(h).c_str());
+}
+
+int CmdInit(const std::string& dir, const std::string& origin) {
+  Status s = Ledger::Create(dir, origin);
+  if (!s.ok()) return Fail(s);
+  std::unique_ptr<Ledger> ledger;
+  s = OpenLedger(dir, Ledger::Mode::kReadOnly, &ledger);
+  if (!s.ok()) return Fail(s);
+  std::printf("%s\n", ledger->verifier().ToString().c_str());
+  return 0;
+}
+
+int CmdVkey(const std::string& dir) {
+  std::unique_ptr<Ledger> ledger;
+  Status s = OpenLedger(dir, Ledger::Mode::kReadOnly, &ledger);
+  if (!s.ok()) return Fail(s);
+  std::printf("%s\n", ledger->verifier().ToString().c_str());
+  return 0;
+}
+
+int CmdAppend(const std::string& dir) {
+  std::unique_ptr<Ledger> ledger;
+  Status s = OpenLedger(dir, Ledger::Mode::kReadWrite, &ledger);
+  if (!s.ok()) return Fail(s);
+  // Read and validate all of stdin before appending anything, so that a bad
+  // line (an entry over the size limit) changes nothing.
+  constexpr size_t kGroup = 4096;
+  std::vector<latch::ledger::EntryBatch> groups(1);
+  std::string line;
+  uint64_t lineno = 0;
+  while (std::getline(std::cin, line)) {
+    ++lineno;
+    if (groups.back().size() == kGroup) groups.emplace_back();
+    s = groups.back().Add(line);
+    if (!s.ok()) return Fail(s.WithContext("stdin line " + std::to_string(lineno)));
+  }
+  if (std::cin.bad()) return Fail(Status::IoError("reading stdin failed"));
+  {
+    latch::ledger::Batcher batcher(*ledger, latch::ledger::BatcherOptions{});
+    Status first_error;
+    std::mutex mu;
+    for (auto& g : groups) {
+      if (g.empty()) continue;
+      batcher.Submit(std::move(g), [&](const Status& st, uint64_t) {
+        std::lock_guard lock(mu);
+        if (!st.ok() && first_error.ok()) first_error = st;
+      });
+    }
+    // ~Batcher commits everything still pending.
+    if (!first_error.ok()) return Fail(first_error);
+  }
+  std::fputs(ledger->checkpoint_note().c_str(), stdout);
+  return 0;
+}
+
+int CmdCheckpoint(const std::string& dir) {
+  std::unique_ptr<Ledger> ledger;
+  Status s = OpenLedger(dir, Ledger::Mode::kReadOnly, &ledger);
+  if (!s.ok()) return Fail(s);
+  std::fputs(ledger->checkpoint_note().c_str(), stdout);
+  return 0;
+}
+
+int CmdVerify(const std::string& dir, const std::string& vkey) {
+  latch::tlog::NoteVerifier key;
+  Status s = LoadVerifier(vkey, dir, &key);
+  if (!s.ok()) return Fail(s);
+  latch::ledger::VerifyResult result;
+  if (Ledger::IsLedgerDirectory(dir)) {
+    std::unique_ptr<Ledger> ledger;
+    s = OpenLedger(dir, Ledger::Mode::kReadOnly, &ledger);
+    if (!s.ok()) return Fail(s);
+    s = latch::ledger::VerifyLog(*ledger, key, &result);
+  } else {
+    latch::ledger::DirectoryTileSource tiles(dir);
+    s = latch::ledger::VerifyLog(tiles, key, &result);
+  }
+  if (!s.ok()) return Fail(s.WithContext("verify " + dir));
+  std::printf("ok: %s verified: %llu entries, %llu tiles and bundles, checkpoint signed by %s\n",
+              dir.c_str(), static_cast<unsigned long long>(result.checkpoint.size),
+              static_cast<unsigned long long>(result.tiles_checked), key.ToString().c_str());
+  return 0;
+}
+
+int CmdExport(const std::string& dir, const std::string& out) {
+  std::unique_ptr<Ledger> ledger;
+  Status s = OpenLedger(dir, Ledger::Mode::kReadOnly, &ledger);
+  if (!s.ok()) return Fail(s);
+  latch::ledger::ExportResult result;
+  s = latch::ledger::ExportLog(*ledger, ledger->verifier(), out, &result);
+  if (!s.ok()) return Fail(s.WithContext("export"));
+  std::printf("exported %llu entries as %llu files to %s\n",
+              static_cast<unsigned long long>(result.size),
+              static_cast<unsigned long long>(result.files), out.c_str());
+  return 0;
+}
+
+struct ProveArgs {
+  std::string dir;
+  int64_t index = -1;
+  int64_t size = -1;
+  int64_t from = -1;
+  int64_t to = -1;
+  std::string since;
+};
+
+int CmdProve(const ProveArgs& a) {
+  std::unique_ptr<Ledger> ledger;
+  Status s = OpenLedger(a.dir, Ledger::Mode::kReadOnly, &ledger);
+  if (!s.ok()) return Fail(s);
+  const uint64_t current = ledger->size();
+  std::vector<latch::tlog::Hash> proof;
+  if (a.index >= 0) {
+    uint64_t size = a.size >= 0 ? static_cast<uint64_t>(a.size) : current;
+    s = ledger->InclusionProof(static_cast<uint64_t>(a.index), size, &proof);
+    if (!s.ok()) return Fail(s);
+    PrintProof(proof);
+    return 0;
+  }
+  if (!a.since.empty()) {
+    // Rollback and fork detection: the saved checkpoint must be a prefix of
+    // the current one. Both signatures are checked with the ledger's key.
+    std::string note;
+    latch::tlog::Checkpoint old_cp;
+    s = latch::ledger::ReadWholeFile(a.since, &note);
+    if (s.ok()) s = latch::tlog::OpenCheckpoint(note, ledger->verifier(), &old_cp);
+    if (!s.ok()) return Fail(s.WithContext(a.since));
+    latch::tlog::Checkpoint now = ledger->checkpoint();
+    if (old_cp.size > now.size) {
+      return Fail(Status::VerifyFailed("ledger was rolled back: it has " + std::to_string(now.size) +
+                                       " entries, but " + a.since + " is signed for " +
+                                       std::to_string(old_cp.size)));
+    }
+    s = ledger->ConsistencyProof(old_cp.size, now.size, &proof);
+    if (s.ok()) s = latch::tlog::VerifyConsistency(old_cp.size, now.size, proof, old_cp.root, now.root);
+    if (!s.ok()) {
+      return Fail(s.WithContext("ledger is not consistent with " + a.since + " (size " +
+                                std::to_string(old_cp.size) + ")"));
+    }
+    PrintProof(proof);
+    return 0;
+  }
+  uint64_t to = a.to >= 0 ? static_cast<uint64_t>(a.to) : current;
+  s = ledger->ConsistencyProof(static_cast<uint64_t>(a.from), to, &proof);
+  if (!s.ok()) return Fail(s);
+  PrintProof(proof);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "latch-ledger: the Latch audit ledger, an append-only Merkle log with signed C2SP\n"
+      "checkpoints and tlog-tiles, verifiable offline.\n\n"
+      "Examples:\n"
+      "  latch-ledger init /var/lib/latch/ledger --origin latch.example.com/ledger\n"
+      "  printf 'hello\\nworld\\n' | latch-ledger append /var/lib/latch/ledger\n"
+      "  latch-ledger verify /var/lib/latch/ledger\n"
+      "  latch-ledger prove /var/lib/latch/ledger --index 0\n"
+      "  latch-ledger prove /var/lib/latch/ledger --since saved-checkpoint\n"};
+  app.require_subcommand(1);
+  std::string dir;
+  std::string origin;
+  std::string out;
+  std::string vkey;
+  ProveArgs prove;
+
+  auto* init = app.add_subcommand("init", "Create a ledger in DIR and print its verifier key");
+  init->add_option("DIR", dir, "Directory to create (absent or empty)")->required();
+  init->add_option("--origin", origin, "Log origin, also the key name (e.g. example.com/ledger)")
+      ->required();
+
+  auto* vkey_cmd = app.add_subcommand("vkey", "Print the ledger's verifier key");
+  vkey_cmd->add_option("DIR", dir, "Ledger directory")->required();
+
+  auto* append = app.add_subcommand(
+      "append", "Append each stdin line (without its newline) as one entry; print the checkpoint");
+  append->add_option("DIR", dir, "Ledger directory")->required();
+
+  auto* checkpoint = app.add_subcommand("checkpoint", "Print the latest signed checkpoint");
+  checkpoint->add_option("DIR", dir, "Ledger directory")->required();
+
+  auto* verify = app.add_subcommand(
+      "verify", "Recompute every hash offline; DIR is a ledger or an exported tiles directory");
+  verify->add_option("DIR", dir, "Ledger or exported directory")->required();
+  verify->add_option("--vkey", vkey,
+                     "Verifier key (text or file); default: DIR/vkey. Required for exports.");
+
+  auto* export_cmd = app.add_subcommand("export", "Write a static tlog-tiles tree to OUT");
+  export_cmd->add_option("DIR", dir, "Ledger directory")->required();
+  export_cmd->add_option("OUT", out, "Output directory (absent or empty)")->required();
+
+  auto* prove_cmd = app.add_subcommand(
+      "prove", "Print an inclusion (--index) or consistency (--from, --since) proof, base64 lines");
+  prove_cmd->add_option("DIR", prove.dir, "Ledger directory")->required();
+  auto* index_opt = prove_cmd->add_option("--index", prove.index, "Leaf index to prove")
+                        ->check(CLI::NonNegativeNumber);
+  prove_cmd->add_option("--size", prove.size, "Tree size for --index (default: current)")
+      ->check(CLI::NonNegativeNumber)
+      ->needs(index_opt);
+  auto* from_opt = prove_cmd->add_option("--from", prove.from, "Old tree size")
+                       ->check(CLI::NonNegativeNumber);
+  prove_cmd->add_option("--to", prove.to, "New tree size for --from (default: current)")
+      ->check(CLI::NonNegativeNumber)
+      ->needs(from_opt);
+  auto* since_opt = prove_cmd->add_option(
+      "--since", prove.since,
+      "Saved checkpoint file: prove and check that the ledger still extends it (rollback check)");
+  index_opt->excludes(from_opt)->excludes(since_opt);
+  from_opt->excludes(since_opt);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+
+  if (*init) return CmdInit(dir, origin);
+  if (*vkey_cmd) return CmdVkey(dir);
+  if (*append) return CmdAppend(dir);
+  if (*checkpoint) return CmdCheckpoint(dir);
+  if (*verify) return CmdVerify(dir, vkey);
+  if (*export_cmd) return CmdExport(dir, out);
+  if (*prove_cmd) {
+    if (index_opt->count() + from_opt->count() + since_opt->count() != 1) {
+      std::fprintf(stderr, "latch-ledger: prove needs exactly one of --index, --from, --since\n");
+      return 2;
+    }
+    return CmdProve(prove);
+  }
+  return 2;
+}
