@@ -17,8 +17,15 @@ Status VerifyInclusion(uint64_t index, uint64_t size, const Hash& leaf_hash,
                        std::span<const Hash> proof, const Hash& root);
 
 // OK iff `proof` shows that the tree of `size1` leaves with root `root1` is a
-// prefix of the tree of `size2` leaves with root `root2`.
+// prefix of the tree of `size2` leaves with root `root2`. size1 must be > 0:
+// the empty tree is a prefix of every tree and needs no proof.
 Status VerifyConsistency(uint64_t size1, uint64_t size2, std::span<const Hash> proof,
                          const Hash& root1, const Hash& root2);
+
+// The same for roots as received, of any length (RFC 9162 compares roots as
+// byte strings): a root that is not 32 bytes long can only equal the other
+// root in the equal-sizes case.
+Status VerifyConsistency(uint64_t size1, uint64_t size2, std::span<const Hash> proof,
+                         std::span<const uint8_t> root1, std::span<const uint8_t> root2);
 
 }  // namespace latch::tlog

@@ -191,7 +191,8 @@ int CmdProve(const ProveArgs& a) {
                                        std::to_string(old_cp.size)));
     }
     s = ledger->ConsistencyProof(old_cp.size, now.size, &proof);
-    if (s.ok()) s = latch::tlog::VerifyConsistency(old_cp.size, now.size, proof, old_cp.root, now.root);
+    // Every tree extends the empty one; there is nothing to prove from size 0.
+    if (s.ok() && old_cp.size > 0) s = latch::tlog::VerifyConsistency(old_cp.size, now.size, proof, old_cp.root, now.root);
     if (!s.ok()) {
       return Fail(s.WithContext("ledger is not consistent with " + a.since + " (size " +
                                 std::to_string(old_cp.size) + ")"));
