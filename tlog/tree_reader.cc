@@ -44,7 +44,7 @@ Status TreeReader::Root(uint64_t size, Hash* out) {
 
 Status TreeReader::InclusionProof(uint64_t index, uint64_t size, std::vector<Hash>* proof) {
   if (index >= size) {
-    return Status::InvalidArgument("index " + std::to_string(index) + " is not below tree size " +
+    return Status::InvalidArgument("index " + std::to_string(index) + " is beyond the tree of size " +
                                    std::to_string(size));
   }
   proof->clear();

@@ -50,7 +50,8 @@ class Ledger : public TileSource, public tlog::StoredHashReader {
   static Status Create(const std::string& dir, const std::string& origin);
   // Opens a ledger. Read-write takes an exclusive lock on the directory and
   // cuts back a torn tail; read-only changes nothing. Fails with Corruption if
-  // the files do not hold what the checkpoint covers, or the root differs.
+  // the files are shorter than the checkpoint covers, or (read-write) if the
+  // stored right edge does not lead to the checkpoint's root.
   static Status Open(const std::string& dir, Mode mode, std::unique_ptr<Ledger>* out);
   // True iff `dir` looks like a ledger (has its format marker).
   static bool IsLedgerDirectory(const std::string& dir);

@@ -60,7 +60,8 @@ Status DecodeRecord(std::string_view bytes, LedgerRecord* record) {
   std::memcpy(words.begin(), bytes.data(), bytes.size());
   try {
     capnp::ReaderOptions options;
-    options.traversalLimitInWords = words.size() * 2;
+    // Bounded by the record itself: isCanonical() and the getters each walk it once.
+    options.traversalLimitInWords = words.size() * 4 + 16;
     // A canonical message is a single segment without the segment table.
     kj::ArrayPtr<const capnp::word> segments[1] = {words.asPtr()};
     capnp::SegmentArrayMessageReader message(kj::arrayPtr(segments, 1), options);

@@ -1,0 +1,167 @@
+// latch-ledger as its users run it: exit codes, one-line errors, and bad
+// input that changes nothing.
+#include <sys/wait.h>
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "temp_dir.h"
+
+namespace latch::ledger {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int code;
+  std::string out;
+  std::string err;
+};
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  // Runs latch-ledger with `args` (shell words) and optional stdin text.
+  Result Run(const std::string& args, const std::string& input = "") {
+    std::ofstream(tmp_ / "stdin", std::ios::binary) << input;
+    std::string cmd = std::string(LATCH_LEDGER_BIN) + " " + args + " <" + (tmp_ / "stdin") + " >" +
+                      (tmp_ / "stdout") + " 2>" + (tmp_ / "stderr");
+    int status = std::system(cmd.c_str());
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, Slurp(tmp_ / "stdout"), Slurp(tmp_ / "stderr")};
+  }
+  static size_t Lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
+
+  void Init() {
+    Result r = Run("init " + dir_ + " --origin cli.example/log");
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+
+  TempDir tmp_;
+  std::string dir_ = tmp_ / "ledger";
+};
+
+TEST_F(CliTest, InitAppendCheckpointVerify) {
+  Result r = Run("init " + dir_ + " --origin cli.example/log");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(r.out.starts_with("cli.example/log+")) << r.out;
+  EXPECT_EQ(Run("vkey " + dir_).out, r.out);
+
+  r = Run("append " + dir_, "one\ntwo\nthree\n");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(r.out.starts_with("cli.example/log\n3\n")) << r.out;
+  EXPECT_EQ(Run("checkpoint " + dir_).out, r.out);
+
+  r = Run("verify " + dir_);
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("3 entries"), std::string::npos) << r.out;
+
+  r = Run("prove " + dir_ + " --index 1");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(Lines(r.out), 2u);  // a proof in a tree of 3 for leaf 1 has two hashes
+  r = Run("prove " + dir_ + " --from 1 --to 3");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(Lines(r.out), 2u);
+}
+
+TEST_F(CliTest, BadInputGetsOneLineAndChangesNothing) {
+  Result r = Run("append " + (tmp_ / "missing"), "x\n");
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(Lines(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("missing"), std::string::npos);
+
+  fs::create_directory(tmp_ / "plain");
+  r = Run("verify " + (tmp_ / "plain"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(Lines(r.err), 1u) << r.err;
+
+  r = Run("init " + dir_ + " --origin 'bad origin'");
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(Lines(r.err), 1u) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ + "/format"));
+
+  Init();
+  r = Run("init " + dir_ + " --origin cli.example/log");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("already a ledger"), std::string::npos) << r.err;
+
+  ASSERT_EQ(Run("append " + dir_, "a\nb\n").code, 0);
+  const std::string before = Slurp(dir_ + "/checkpoint");
+  const auto entries_size = fs::file_size(dir_ + "/entries");
+  r = Run("append " + dir_, "fine\n" + std::string(70000, 'x') + "\nalso fine\n");
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(Lines(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("line 2"), std::string::npos) << r.err;
+  EXPECT_EQ(Slurp(dir_ + "/checkpoint"), before);
+  EXPECT_EQ(fs::file_size(dir_ + "/entries"), entries_size);
+
+  for (const std::string& args : {"prove " + dir_ + " --index 2", "prove " + dir_ + " --index 0 --size 3",
+                                  "prove " + dir_ + " --from 3", "prove " + dir_ + " --from 1 --to 5"}) {
+    r = Run(args);
+    EXPECT_NE(r.code, 0) << args;
+    EXPECT_EQ(Lines(r.err), 1u) << args << ": " << r.err;
+    EXPECT_NE(r.err.find("beyond"), std::string::npos) << args << ": " << r.err;
+  }
+  EXPECT_EQ(Run("prove " + dir_).code, 2);  // neither --index nor --from
+  EXPECT_EQ(Run("frobnicate " + dir_).code, 2);
+}
+
+TEST_F(CliTest, VerifyNamesTamperingAndChecksExports) {
+  Init();
+  std::string lines;
+  for (int i = 0; i < 600; ++i) lines += "line " + std::to_string(i) + "\n";
+  ASSERT_EQ(Run("append " + dir_, lines).code, 0);
+
+  Result r = Run("export " + dir_ + " " + (tmp_ / "out"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  r = Run("verify " + (tmp_ / "out"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.err.find("--vkey"), std::string::npos) << r.err;
+  r = Run("verify " + (tmp_ / "out") + " --vkey " + dir_ + "/vkey");
+  EXPECT_EQ(r.code, 0) << r.err;
+  r = Run("export " + dir_ + " " + (tmp_ / "out"));
+  EXPECT_NE(r.code, 0);  // refuses to write over an existing export
+
+  {
+    std::fstream f(tmp_ / "out/tile/entries/001", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('#');
+  }
+  r = Run("verify " + (tmp_ / "out") + " --vkey " + dir_ + "/vkey");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("tile/entries/001"), std::string::npos) << r.err;
+}
+
+// Rolling the ledger back to an older copy is caught against a checkpoint
+// saved earlier, whether it stays shorter or is regrown with other entries.
+TEST_F(CliTest, RollbackIsDetectedAgainstASavedCheckpoint) {
+  Init();
+  ASSERT_EQ(Run("append " + dir_, "1\n2\n3\n4\n5\n").code, 0);
+  fs::copy(dir_, tmp_ / "backup", fs::copy_options::recursive);
+  ASSERT_EQ(Run("append " + dir_, "6\n7\n8\n9\n10\n").code, 0);
+  fs::copy_file(dir_ + "/checkpoint", tmp_ / "saved");
+  ASSERT_EQ(Run("append " + dir_, "11\n").code, 0);
+
+  Result r = Run("prove " + dir_ + " --since " + (tmp_ / "saved"));
+  EXPECT_EQ(r.code, 0) << r.err;  // honest growth is consistent
+
+  fs::remove_all(dir_);
+  fs::rename(tmp_ / "backup", dir_);
+  r = Run("prove " + dir_ + " --since " + (tmp_ / "saved"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("rolled back"), std::string::npos) << r.err;
+
+  ASSERT_EQ(Run("append " + dir_, "six\nseven\neight\nnine\nten\neleven\n").code, 0);
+  r = Run("prove " + dir_ + " --since " + (tmp_ / "saved"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("not consistent"), std::string::npos) << r.err;
+  EXPECT_EQ(Run("verify " + dir_).code, 0);  // on its own the forged history is well-formed
+}
+
+}  // namespace
+}  // namespace latch::ledger
