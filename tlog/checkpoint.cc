@@ -17,7 +17,8 @@ Status Checkpoint::ParseBody(std::string_view body, Checkpoint* out) {
   std::vector<std::string_view> lines;
   while (!body.empty()) {
     size_t eol = body.find('\n');
-    if (eol == std::string_view::npos) return Status::Corruption("checkpoint does not end in a newline");
+    if (eol == std::string_view::npos)
+      return Status::Corruption("checkpoint does not end in a newline");
     lines.push_back(body.substr(0, eol));
     body.remove_prefix(eol + 1);
   }

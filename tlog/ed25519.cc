@@ -29,7 +29,8 @@ Status GenerateEd25519Seed(Ed25519Seed* seed) {
 Status DeriveEd25519PublicKey(const Ed25519Seed& seed, Ed25519PublicKey* out) {
   Pkey key(EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, seed.data(), seed.size()));
   size_t len = out->size();
-  if (!key || EVP_PKEY_get_raw_public_key(key.get(), out->data(), &len) != 1 || len != out->size()) {
+  if (!key || EVP_PKEY_get_raw_public_key(key.get(), out->data(), &len) != 1 ||
+      len != out->size()) {
     return Status::InvalidArgument("not an Ed25519 private key");
   }
   return Status::Ok();
@@ -53,7 +54,8 @@ bool VerifyEd25519(const Ed25519PublicKey& key, std::span<const uint8_t> message
   if (signature.size() != sizeof(Ed25519Signature)) return false;
   Pkey pkey(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, key.data(), key.size()));
   MdCtx ctx(EVP_MD_CTX_new());
-  return pkey && ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, pkey.get()) == 1 &&
+  return pkey && ctx &&
+         EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, pkey.get()) == 1 &&
          EVP_DigestVerify(ctx.get(), signature.data(), signature.size(), message.data(),
                           message.size()) == 1;
 }

@@ -59,7 +59,8 @@ Status VerifyConsistency(uint64_t size1, uint64_t size2, std::span<const Hash> p
     return Status::VerifyFailed("consistency proof from the empty tree is meaningless");
   }
   if (size1 == size2) {
-    if (!proof.empty()) return Status::VerifyFailed("consistency proof for equal sizes is not empty");
+    if (!proof.empty())
+      return Status::VerifyFailed("consistency proof for equal sizes is not empty");
     if (root1 != root2) return Status::VerifyFailed("different roots for the same tree size");
     return Status::Ok();
   }
@@ -100,7 +101,8 @@ Status VerifyConsistency(uint64_t size1, uint64_t size2, std::span<const Hash> p
 Status VerifyConsistency(uint64_t size1, uint64_t size2, std::span<const Hash> proof,
                          std::span<const uint8_t> root1, std::span<const uint8_t> root2) {
   if (root1.size() != sizeof(Hash) || root2.size() != sizeof(Hash)) {
-    if (size1 == size2 && size1 > 0 && proof.empty() && std::equal(root1.begin(), root1.end(), root2.begin(), root2.end())) {
+    if (size1 == size2 && size1 > 0 && proof.empty() &&
+        std::equal(root1.begin(), root1.end(), root2.begin(), root2.end())) {
       return Status::Ok();
     }
     return Status::VerifyFailed("a root is not a 32-byte SHA-256 hash");

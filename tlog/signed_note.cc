@@ -27,9 +27,12 @@ std::optional<uint32_t> ParseHexId(std::string_view s) {
   uint32_t v = 0;
   for (char c : s) {
     int d;
-    if (c >= '0' && c <= '9') d = c - '0';
-    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-    else return std::nullopt;
+    if (c >= '0' && c <= '9')
+      d = c - '0';
+    else if (c >= 'a' && c <= 'f')
+      d = c - 'a' + 10;
+    else
+      return std::nullopt;
     v = (v << 4) | static_cast<uint32_t>(d);
   }
   return v;
@@ -135,7 +138,8 @@ Status NoteSigner::Parse(std::string_view skey, NoteSigner* out) {
   Ed25519PublicKey pub;
   LATCH_RETURN_IF_ERROR(DeriveEd25519PublicKey(s.seed_, &pub));
   s.verifier_ = NoteVerifier(s.name_, pub);
-  if (s.verifier_.key_id() != id) return Status::InvalidArgument("signer key: id does not match key");
+  if (s.verifier_.key_id() != id)
+    return Status::InvalidArgument("signer key: id does not match key");
   *out = std::move(s);
   return Status::Ok();
 }
@@ -149,8 +153,9 @@ std::string NoteSigner::ToString() const {
 
 Status NoteSigner::Sign(std::string_view text, std::string* note) const {
   if (!IsValidNoteText(text) || text.find("\n\n") != std::string_view::npos) {
-    return Status::InvalidArgument("note text must end in a newline, have no blank line and no "
-                                   "control characters");
+    return Status::InvalidArgument(
+        "note text must end in a newline, have no blank line and no "
+        "control characters");
   }
   Ed25519Signature sig;
   LATCH_RETURN_IF_ERROR(

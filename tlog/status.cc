@@ -7,21 +7,37 @@ namespace latch {
 Status Status::FromErrno(std::string_view what, int errno_value) {
   std::string msg(what);
   msg += ": ";
-  msg += std::strerror(errno_value);  // NOLINT(concurrency-mt-unsafe): glibc's is thread-safe for valid errno
+  msg += std::strerror(
+      errno_value);  // NOLINT(concurrency-mt-unsafe): glibc's is thread-safe for valid errno
   return IoError(std::move(msg));
 }
 
 std::string Status::ToString() const {
   const char* name = "ok";
   switch (code_) {
-    case Code::kOk: return "ok";
-    case Code::kInvalidArgument: name = "invalid argument"; break;
-    case Code::kNotFound: name = "not found"; break;
-    case Code::kAlreadyExists: name = "already exists"; break;
-    case Code::kCorruption: name = "corruption"; break;
-    case Code::kVerifyFailed: name = "verification failed"; break;
-    case Code::kIoError: name = "I/O error"; break;
-    case Code::kFailedPrecondition: name = "failed precondition"; break;
+    case Code::kOk:
+      return "ok";
+    case Code::kInvalidArgument:
+      name = "invalid argument";
+      break;
+    case Code::kNotFound:
+      name = "not found";
+      break;
+    case Code::kAlreadyExists:
+      name = "already exists";
+      break;
+    case Code::kCorruption:
+      name = "corruption";
+      break;
+    case Code::kVerifyFailed:
+      name = "verification failed";
+      break;
+    case Code::kIoError:
+      name = "I/O error";
+      break;
+    case Code::kFailedPrecondition:
+      name = "failed precondition";
+      break;
   }
   return std::string(name) + ": " + message_;
 }

@@ -13,18 +13,20 @@ class [[nodiscard]] Status {
  public:
   enum class Code {
     kOk = 0,
-    kInvalidArgument,  // the caller's input is malformed or out of range
-    kNotFound,         // a named thing does not exist
-    kAlreadyExists,    // creating something that is already there
-    kCorruption,       // stored or received data fails a consistency check
-    kVerifyFailed,     // a proof or signature does not verify
-    kIoError,          // the operating system refused or failed an operation
+    kInvalidArgument,     // the caller's input is malformed or out of range
+    kNotFound,            // a named thing does not exist
+    kAlreadyExists,       // creating something that is already there
+    kCorruption,          // stored or received data fails a consistency check
+    kVerifyFailed,        // a proof or signature does not verify
+    kIoError,             // the operating system refused or failed an operation
     kFailedPrecondition,  // the object is not in a state that allows the call
   };
 
   Status() = default;
   static Status Ok() { return Status(); }
-  static Status InvalidArgument(std::string msg) { return {Code::kInvalidArgument, std::move(msg)}; }
+  static Status InvalidArgument(std::string msg) {
+    return {Code::kInvalidArgument, std::move(msg)};
+  }
   static Status NotFound(std::string msg) { return {Code::kNotFound, std::move(msg)}; }
   static Status AlreadyExists(std::string msg) { return {Code::kAlreadyExists, std::move(msg)}; }
   static Status Corruption(std::string msg) { return {Code::kCorruption, std::move(msg)}; }
@@ -54,8 +56,8 @@ class [[nodiscard]] Status {
 }  // namespace latch
 
 // Returns early from the enclosing function if `expr` is not OK.
-#define LATCH_RETURN_IF_ERROR(expr)          \
-  do {                                       \
-    ::latch::Status latch_status_ = (expr);  \
+#define LATCH_RETURN_IF_ERROR(expr)                \
+  do {                                             \
+    ::latch::Status latch_status_ = (expr);        \
     if (!latch_status_.ok()) return latch_status_; \
   } while (0)

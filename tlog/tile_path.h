@@ -17,7 +17,7 @@ struct TileId {
   static constexpr int kEntries = -1;  // `level` of an entry bundle
   int level = 0;                       // 0..63, or kEntries
   uint64_t index = 0;
-  uint32_t width = 256;                // 1..256; 256 is a full tile (no .p/ suffix)
+  uint32_t width = 256;  // 1..256; 256 is a full tile (no .p/ suffix)
 
   bool is_entries() const { return level == kEntries; }
   std::string Path() const;

@@ -44,8 +44,8 @@ Status TreeReader::Root(uint64_t size, Hash* out) {
 
 Status TreeReader::InclusionProof(uint64_t index, uint64_t size, std::vector<Hash>* proof) {
   if (index >= size) {
-    return Status::InvalidArgument("index " + std::to_string(index) + " is beyond the tree of size " +
-                                   std::to_string(size));
+    return Status::InvalidArgument("index " + std::to_string(index) +
+                                   " is beyond the tree of size " + std::to_string(size));
   }
   proof->clear();
   return Path(index, 0, size, proof);
@@ -68,8 +68,8 @@ Status TreeReader::Path(uint64_t index, uint64_t begin, uint64_t end, std::vecto
 
 Status TreeReader::ConsistencyProof(uint64_t size1, uint64_t size2, std::vector<Hash>* proof) {
   if (size1 > size2) {
-    return Status::InvalidArgument("old size " + std::to_string(size1) +
-                                   " is beyond new size " + std::to_string(size2));
+    return Status::InvalidArgument("old size " + std::to_string(size1) + " is beyond new size " +
+                                   std::to_string(size2));
   }
   proof->clear();
   if (size1 == 0 || size1 == size2) return Status::Ok();

@@ -1,12 +1,12 @@
 #include "collector/ledger/append_file.h"
 
-#include <algorithm>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <climits>
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <utility>
 #include <vector>
 
@@ -101,8 +101,8 @@ Status AppendFile::Truncate(uint64_t size) {
 Status AppendFile::ReadAt(uint64_t offset, std::span<uint8_t> data) const {
   size_t done = 0;
   while (done < data.size()) {
-    ssize_t n = ::pread(fd_, data.data() + done, data.size() - done,
-                        static_cast<off_t>(offset + done));
+    ssize_t n =
+        ::pread(fd_, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
     if (n < 0) {
       if (errno == EINTR) continue;
       return Status::FromErrno("read " + path_, errno);
@@ -173,7 +173,8 @@ Status ReadWholeFile(const std::string& path, std::string* out, size_t max_size)
     out->append(buf, static_cast<size_t>(n));
     if (out->size() > max_size) {
       ::close(fd);
-      return Status::InvalidArgument(path + " is larger than " + std::to_string(max_size) + " bytes");
+      return Status::InvalidArgument(path + " is larger than " + std::to_string(max_size) +
+                                     " bytes");
     }
   }
   ::close(fd);

@@ -33,7 +33,9 @@ void Batcher::Submit(EntryBatch batch, Done done) {
 Status Batcher::Append(EntryBatch batch, uint64_t* first_index) {
   std::promise<std::pair<Status, uint64_t>> result;
   auto future = result.get_future();
-  Submit(std::move(batch), [&result](const Status& s, uint64_t first) { result.set_value({s, first}); });
+  Submit(std::move(batch), [&result](const Status& s, uint64_t first) {
+    result.set_value({s, first});
+  });
   auto [status, first] = future.get();
   *first_index = first;
   return status;
@@ -65,8 +67,8 @@ void Batcher::Run() {
       continue;
     }
     size_t entries = 0;
-    while (!pending_.empty() &&
-           (entries == 0 || entries + pending_.front().batch.size() <= options_.max_batch_entries)) {
+    while (!pending_.empty() && (entries == 0 || entries + pending_.front().batch.size() <=
+                                                     options_.max_batch_entries)) {
       entries += pending_.front().batch.size();
       taken.push_back(std::move(pending_.front()));
       pending_.pop_front();

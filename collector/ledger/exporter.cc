@@ -49,7 +49,8 @@ Status ExportLog(TileSource& source, const tlog::NoteVerifier& key, const std::s
     uint64_t count = level < 0 ? cp.size : tlog::HashesAtLevel(cp.size, level);
     if (count == 0) break;
     for (uint64_t index = 0; index * tlog::kTileWidth < count; ++index) {
-      auto width = static_cast<uint32_t>(std::min(tlog::kTileWidth, count - index * tlog::kTileWidth));
+      auto width =
+          static_cast<uint32_t>(std::min(tlog::kTileWidth, count - index * tlog::kTileWidth));
       LATCH_RETURN_IF_ERROR(copy({level, index, width}));
     }
   }

@@ -1,11 +1,11 @@
 #include "collector/ledger/ledger.h"
 
-#include <algorithm>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -139,7 +139,8 @@ Status Ledger::Open(const std::string& dir, Mode mode, std::unique_ptr<Ledger>* 
     // need the edge; verify finds and names any damage itself.)
     LATCH_RETURN_IF_ERROR(RightEdge::Load(l->size_, *l, &l->edge_));
     if (l->edge_.Root() != l->checkpoint_.root) {
-      return Status::Corruption(dir + ": stored hashes do not lead to the checkpoint's root; "
+      return Status::Corruption(dir +
+                                ": stored hashes do not lead to the checkpoint's root; "
                                 "run latch-ledger verify to find the damage");
     }
   }
@@ -271,9 +272,8 @@ Status Ledger::WriteBatch(std::span<const EntryBatch* const> batches) {
     if (completed_[level].empty()) continue;
     created = created || !hashes_[level];
     LATCH_RETURN_IF_ERROR(HashFile(static_cast<int>(level), &file));
-    LATCH_RETURN_IF_ERROR(file->Append(
-        {reinterpret_cast<const uint8_t*>(completed_[level].data()),
-         completed_[level].size() * sizeof(Hash)}));
+    LATCH_RETURN_IF_ERROR(file->Append({reinterpret_cast<const uint8_t*>(completed_[level].data()),
+                                        completed_[level].size() * sizeof(Hash)}));
     touched.push_back(file);
   }
   for (AppendFile* f : touched) LATCH_RETURN_IF_ERROR(f->Sync());
@@ -372,7 +372,8 @@ Status Ledger::ReadEntry(uint64_t index, std::string* entry) {
                             std::to_string(size));
   }
   tlog::TileId bundle{tlog::TileId::kEntries, index / kTileWidth,
-                      static_cast<uint32_t>(std::min<uint64_t>(kTileWidth, size - index / kTileWidth * kTileWidth))};
+                      static_cast<uint32_t>(
+                          std::min<uint64_t>(kTileWidth, size - index / kTileWidth * kTileWidth))};
   std::string data;
   LATCH_RETURN_IF_ERROR(ReadTile(bundle, &data));
   size_t pos = 0;
@@ -404,8 +405,8 @@ Status Ledger::InclusionProof(uint64_t index, uint64_t size, std::vector<Hash>* 
 
 Status Ledger::ConsistencyProof(uint64_t size1, uint64_t size2, std::vector<Hash>* proof) {
   if (size2 > this->size()) {
-    return Status::InvalidArgument("size " + std::to_string(size2) + " is beyond the tree of size " +
-                                   std::to_string(this->size()));
+    return Status::InvalidArgument("size " + std::to_string(size2) +
+                                   " is beyond the tree of size " + std::to_string(this->size()));
   }
   tlog::TreeReader reader(*this);
   return reader.ConsistencyProof(size1, size2, proof);

@@ -108,8 +108,8 @@ class Ledger : public TileSource, public tlog::StoredHashReader {
   std::vector<std::vector<tlog::Hash>> completed_;  // scratch: hashes a batch completes, by level
   bool failed_ = false;
 
-  std::mutex commit_mu_;            // one Commit at a time
-  mutable std::mutex state_mu_;     // guards the committed view below
+  std::mutex commit_mu_;         // one Commit at a time
+  mutable std::mutex state_mu_;  // guards the committed view below
   uint64_t size_ = 0;
   uint64_t entries_end_ = 0;  // end of the committed entries in `entries_`
   tlog::Checkpoint checkpoint_;

@@ -16,8 +16,8 @@ Status TileHashReader::ReadHashes(int level, uint64_t start, uint64_t count, tlo
     uint64_t offset = start % kTileWidth;
     uint64_t n = std::min(count, kTileWidth - offset);
     if (start + n > at_level) {
-      return Status::NotFound("hash " + std::to_string(start) + " of level " + std::to_string(level) +
-                              " is beyond the tree");
+      return Status::NotFound("hash " + std::to_string(start) + " of level " +
+                              std::to_string(level) + " is beyond the tree");
     }
     std::string data;
     LATCH_RETURN_IF_ERROR(source_.ReadTile(tile, &data));

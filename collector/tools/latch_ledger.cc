@@ -2,7 +2,6 @@
 // Every failure prints one line "latch-ledger: <what went wrong>" and exits
 // non-zero; nothing is changed by a command that fails.
 #include <CLI/CLI.hpp>
-
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -186,13 +185,14 @@ int CmdProve(const ProveArgs& a) {
     if (!s.ok()) return Fail(s.WithContext(a.since));
     latch::tlog::Checkpoint now = ledger->checkpoint();
     if (old_cp.size > now.size) {
-      return Fail(Status::VerifyFailed("ledger was rolled back: it has " + std::to_string(now.size) +
-                                       " entries, but " + a.since + " is signed for " +
-                                       std::to_string(old_cp.size)));
+      return Fail(Status::VerifyFailed("ledger was rolled back: it has " +
+                                       std::to_string(now.size) + " entries, but " + a.since +
+                                       " is signed for " + std::to_string(old_cp.size)));
     }
     s = ledger->ConsistencyProof(old_cp.size, now.size, &proof);
     // Every tree extends the empty one; there is nothing to prove from size 0.
-    if (s.ok() && old_cp.size > 0) s = latch::tlog::VerifyConsistency(old_cp.size, now.size, proof, old_cp.root, now.root);
+    if (s.ok() && old_cp.size > 0)
+      s = latch::tlog::VerifyConsistency(old_cp.size, now.size, proof, old_cp.root, now.root);
     if (!s.ok()) {
       return Fail(s.WithContext("ledger is not consistent with " + a.since + " (size " +
                                 std::to_string(old_cp.size) + ")"));
@@ -259,8 +259,8 @@ int main(int argc, char** argv) {
   prove_cmd->add_option("--size", prove.size, "Tree size for --index (default: current)")
       ->check(CLI::NonNegativeNumber)
       ->needs(index_opt);
-  auto* from_opt = prove_cmd->add_option("--from", prove.from, "Old tree size")
-                       ->check(CLI::NonNegativeNumber);
+  auto* from_opt =
+      prove_cmd->add_option("--from", prove.from, "Old tree size")->check(CLI::NonNegativeNumber);
   prove_cmd->add_option("--to", prove.to, "New tree size for --from (default: current)")
       ->check(CLI::NonNegativeNumber)
       ->needs(from_opt);

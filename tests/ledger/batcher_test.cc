@@ -40,7 +40,8 @@ TEST_F(BatcherTest, ConcurrentSubmittersGetTheirOwnContiguousIndexes) {
         for (int k = 0; k < kSubmissions; ++k) {
           EntryBatch batch;
           std::string tag = std::to_string(t) + "/" + std::to_string(k);
-          for (int i = 0; i < 1 + (k % 17); ++i) ASSERT_TRUE(batch.Add(tag + "#" + std::to_string(i)).ok());
+          for (int i = 0; i < 1 + (k % 17); ++i)
+            ASSERT_TRUE(batch.Add(tag + "#" + std::to_string(i)).ok());
           batcher.Submit(std::move(batch), [&, tag](const Status& s, uint64_t first) {
             ASSERT_TRUE(s.ok()) << s.ToString();
             std::lock_guard lock(mu);

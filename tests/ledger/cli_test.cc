@@ -1,8 +1,7 @@
 // latch-ledger as its users run it: exit codes, one-line errors, and bad
 // input that changes nothing.
-#include <sys/wait.h>
-
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <filesystem>
 #include <fstream>
@@ -33,9 +32,12 @@ class CliTest : public ::testing::Test {
     std::string cmd = std::string(LATCH_LEDGER_BIN) + " " + args + " <" + (tmp_ / "stdin") + " >" +
                       (tmp_ / "stdout") + " 2>" + (tmp_ / "stderr");
     int status = std::system(cmd.c_str());
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, Slurp(tmp_ / "stdout"), Slurp(tmp_ / "stderr")};
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, Slurp(tmp_ / "stdout"),
+            Slurp(tmp_ / "stderr")};
   }
-  static size_t Lines(const std::string& s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
+  static size_t Lines(const std::string& s) {
+    return static_cast<size_t>(std::count(s.begin(), s.end(), '\n'));
+  }
 
   void Init() {
     Result r = Run("init " + dir_ + " --origin cli.example/log");
@@ -100,8 +102,9 @@ TEST_F(CliTest, BadInputGetsOneLineAndChangesNothing) {
   EXPECT_EQ(Slurp(dir_ + "/checkpoint"), before);
   EXPECT_EQ(fs::file_size(dir_ + "/entries"), entries_size);
 
-  for (const std::string& args : {"prove " + dir_ + " --index 2", "prove " + dir_ + " --index 0 --size 3",
-                                  "prove " + dir_ + " --from 3", "prove " + dir_ + " --from 1 --to 5"}) {
+  for (const std::string& args :
+       {"prove " + dir_ + " --index 2", "prove " + dir_ + " --index 0 --size 3",
+        "prove " + dir_ + " --from 3", "prove " + dir_ + " --from 1 --to 5"}) {
     r = Run(args);
     EXPECT_NE(r.code, 0) << args;
     EXPECT_EQ(Lines(r.err), 1u) << args << ": " << r.err;

@@ -1,11 +1,10 @@
 // kill -9 of an appending process at random moments, many times over: after
 // each kill the ledger opens, holds everything that was acknowledged (every
 // byte as written), its torn tail is cut cleanly, and verify passes.
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <random>
 #include <sstream>
@@ -80,7 +79,8 @@ TEST(LedgerCrash, KillNineDuringAppendsLosesNothingAcknowledged) {
       size_t pos = 0;
       for (uint64_t i = b * 256; i < b * 256 + bundle.width; ++i) {
         size_t len = (static_cast<uint8_t>(data[pos]) << 8) | static_cast<uint8_t>(data[pos + 1]);
-        ASSERT_EQ(data.substr(pos + 2, len), CrashEntry(i)) << "iteration " << iter << " entry " << i;
+        ASSERT_EQ(data.substr(pos + 2, len), CrashEntry(i))
+            << "iteration " << iter << " entry " << i;
         pos += 2 + len;
       }
     }

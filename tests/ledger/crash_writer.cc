@@ -40,9 +40,9 @@ int main(int argc, char** argv) {
     batcher.Submit(std::move(batch), [expected_first, n](const latch::Status& st, uint64_t first) {
       if (!st.ok() || first != expected_first) std::_Exit(3);
       char line[64];
-      int len = std::snprintf(line, sizeof(line), "%llu %llu\n",
-                              static_cast<unsigned long long>(first),
-                              static_cast<unsigned long long>(n));
+      int len =
+          std::snprintf(line, sizeof(line), "%llu %llu\n", static_cast<unsigned long long>(first),
+                        static_cast<unsigned long long>(n));
       // One write(2) per acknowledgement: nothing sits in a stdio buffer when SIGKILL lands.
       if (::write(STDOUT_FILENO, line, static_cast<size_t>(len)) != len) std::_Exit(4);
     });

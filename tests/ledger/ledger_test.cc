@@ -106,7 +106,8 @@ TEST_P(LedgerSizes, ServesByteExactTilesAndProofs) {
   }
   // Nothing beyond the tree is served.
   uint64_t w = size % 256;
-  EXPECT_FALSE(ledger->ReadTile({TileId::kEntries, size / 256, static_cast<uint32_t>(w + 1)}, &data).ok());
+  EXPECT_FALSE(
+      ledger->ReadTile({TileId::kEntries, size / 256, static_cast<uint32_t>(w + 1)}, &data).ok());
   EXPECT_FALSE(ledger->ReadTile({0, size / 256 + 1, 1}, &data).ok());
 
   // Proofs against the checkpoint.

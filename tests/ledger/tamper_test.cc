@@ -27,7 +27,8 @@ class TamperTest : public ::testing::Test {
     ASSERT_TRUE(Ledger::Open(*tmp_ / "ledger", Ledger::Mode::kReadWrite, &ledger).ok());
     for (uint64_t i = 0; i < kSize;) {
       EntryBatch b;
-      for (uint64_t k = 0; k < 5000 && i < kSize; ++k, ++i) ASSERT_TRUE(b.Add("entry " + std::to_string(i)).ok());
+      for (uint64_t k = 0; k < 5000 && i < kSize; ++k, ++i)
+        ASSERT_TRUE(b.Add("entry " + std::to_string(i)).ok());
       const EntryBatch* batches[] = {&b};
       uint64_t first;
       ASSERT_TRUE(ledger->Commit(batches, &first).ok());

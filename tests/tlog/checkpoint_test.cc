@@ -21,11 +21,11 @@ TEST(Checkpoint, BodyRoundTrip) {
 
 TEST(Checkpoint, RejectsMalformedBodies) {
   const std::string root = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
-  for (const std::string& bad :
-       std::vector<std::string>{std::string("o\n1\n") + root, "o\n1\n", "\n1\n" + root + "\n", "o\n01\n" + root + "\n",
-        "o\n-1\n" + root + "\n", "o\n1x\n" + root + "\n", "o\n\n" + root + "\n",
-        "o\n18446744073709551616\n" + root + "\n", std::string("o\n1\nAAAA\n"),
-        "o\n1\n" + root + "\n\n"}) {
+  for (const std::string& bad : std::vector<std::string>{
+           std::string("o\n1\n") + root, "o\n1\n", "\n1\n" + root + "\n", "o\n01\n" + root + "\n",
+           "o\n-1\n" + root + "\n", "o\n1x\n" + root + "\n", "o\n\n" + root + "\n",
+           "o\n18446744073709551616\n" + root + "\n", std::string("o\n1\nAAAA\n"),
+           "o\n1\n" + root + "\n\n"}) {
     Checkpoint c;
     EXPECT_FALSE(Checkpoint::ParseBody(bad, &c).ok()) << bad;
   }

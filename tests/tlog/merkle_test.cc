@@ -79,7 +79,8 @@ TEST(TreeReader, GeneratedProofsVerify) {
           << index << "/" << size;
       // The same proof must not prove a neighbouring leaf.
       if (size > 1) {
-        EXPECT_FALSE(VerifyInclusion(index, size, leaves[(index + 1) % size], proof, roots[size]).ok());
+        EXPECT_FALSE(
+            VerifyInclusion(index, size, leaves[(index + 1) % size], proof, roots[size]).ok());
       }
     }
   }

@@ -6,7 +6,8 @@ namespace latch::tlog {
 namespace {
 
 // Known-answer vector of the Go reference implementation (golang.org/x/mod/sumdb/note).
-constexpr char kSkey[] = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+constexpr char kSkey[] =
+    "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
 constexpr char kVkey[] = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
 constexpr char kText[] =
     "If you think cryptography is the answer to your problem,\n"
@@ -15,7 +16,9 @@ constexpr char kSignedNote[] =
     "If you think cryptography is the answer to your problem,\n"
     "then you don't know what your problem is.\n"
     "\n"
-    "\xE2\x80\x94 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
+    "\xE2\x80\x94 PeterNeumann "
+    "x08go/ZJkuBS9UG/"
+    "SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
 
 TEST(SignedNote, MatchesTheReferenceImplementation) {
   NoteSigner signer;
@@ -59,7 +62,8 @@ TEST_F(SignedNoteTest, AnyFlippedBitIsRejected) {
     for (int bit = 0; bit < 8; ++bit) {
       std::string bad = note_;
       bad[i] = static_cast<char>(bad[i] ^ (1 << bit));
-      EXPECT_FALSE(OpenNote(bad, signer_.verifier(), &text_).ok()) << "byte " << i << " bit " << bit;
+      EXPECT_FALSE(OpenNote(bad, signer_.verifier(), &text_).ok())
+          << "byte " << i << " bit " << bit;
     }
   }
 }
@@ -112,7 +116,9 @@ TEST_F(SignedNoteTest, MalformedInputs) {
   EXPECT_FALSE(signer_.Sign("blank\n\nline\n", &note).ok());
   EXPECT_FALSE(signer_.Sign("tab\there\n", &note).ok());
   NoteVerifier v;
-  EXPECT_FALSE(NoteVerifier::Parse("PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW", &v).ok());
+  EXPECT_FALSE(
+      NoteVerifier::Parse("PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW", &v)
+          .ok());
   EXPECT_FALSE(NoteVerifier::Parse("PeterNeumann+c74f20a3", &v).ok());
   EXPECT_FALSE(NoteVerifier::Parse("PeterNeumann+c74f20a3+AQ==", &v).ok());
   // Too many signature lines.

@@ -31,13 +31,30 @@ TEST(TilePath, ParseIsTheInverseOfPath) {
 }
 
 TEST(TilePath, ParseRejectsAnythingNonCanonical) {
-  for (const char* bad :
-       {"tile/0/1", "tile/0/0001", "tile/0/x000/123", "tile/0/x001/23", "tile/0/x1/234",
-        "tile/0/000.p/0", "tile/0/000.p/256", "tile/0/000.p/01", "tile/0/000.p/", "tile/64/000",
-        "tile/00/000", "tile/-1/000", "tile/entries/../000", "tile/0/../../etc/passwd",
-        "tile/0/000/", "tile//000", "tile/0/", "tiles/0/000", "tile/entry/000",
-        "tile/0/x018/x446/x744/x073/x709/x551/616", "tile/0/x001/x002/x003/x004/x005/x006/x007/008",
-        "/tile/0/000", "tile/0/000.p/5/", "tile/0/abc"}) {
+  for (const char* bad : {"tile/0/1",
+                          "tile/0/0001",
+                          "tile/0/x000/123",
+                          "tile/0/x001/23",
+                          "tile/0/x1/234",
+                          "tile/0/000.p/0",
+                          "tile/0/000.p/256",
+                          "tile/0/000.p/01",
+                          "tile/0/000.p/",
+                          "tile/64/000",
+                          "tile/00/000",
+                          "tile/-1/000",
+                          "tile/entries/../000",
+                          "tile/0/../../etc/passwd",
+                          "tile/0/000/",
+                          "tile//000",
+                          "tile/0/",
+                          "tiles/0/000",
+                          "tile/entry/000",
+                          "tile/0/x018/x446/x744/x073/x709/x551/616",
+                          "tile/0/x001/x002/x003/x004/x005/x006/x007/008",
+                          "/tile/0/000",
+                          "tile/0/000.p/5/",
+                          "tile/0/abc"}) {
     TileId t;
     EXPECT_FALSE(TileId::Parse(bad, &t).ok()) << bad;
   }
