@@ -93,7 +93,7 @@ NoteVerifier::NoteVerifier(std::string name, const Ed25519PublicKey& key)
 
 Status NoteVerifier::Parse(std::string_view vkey, NoteVerifier* out) {
   std::string name;
-  uint32_t id;
+  uint32_t id = 0;
   Ed25519PublicKey key;
   LATCH_RETURN_IF_ERROR(ParseKeyText(vkey, &name, &id, &key).WithContext("verifier key"));
   *out = NoteVerifier(std::move(name), key);
@@ -132,7 +132,7 @@ Status NoteSigner::Parse(std::string_view skey, NoteSigner* out) {
     return Status::InvalidArgument("signer key does not start with PRIVATE+KEY+");
   }
   NoteSigner s;
-  uint32_t id;
+  uint32_t id = 0;
   LATCH_RETURN_IF_ERROR(ParseKeyText(skey.substr(kPrivatePrefix.size()), &s.name_, &id, &s.seed_)
                             .WithContext("signer key"));
   Ed25519PublicKey pub;

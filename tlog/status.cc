@@ -7,8 +7,8 @@ namespace latch {
 Status Status::FromErrno(std::string_view what, int errno_value) {
   std::string msg(what);
   msg += ": ";
-  msg += std::strerror(
-      errno_value);  // NOLINT(concurrency-mt-unsafe): glibc's is thread-safe for valid errno
+  const char* desc = strerrordesc_np(errno_value);  // thread-safe, unlike strerror
+  msg += desc != nullptr ? std::string(desc) : "unknown error " + std::to_string(errno_value);
   return IoError(std::move(msg));
 }
 

@@ -36,7 +36,7 @@ std::string TileIndexPath(uint64_t index) {
   out = buf;
   for (index /= 1000; index > 0; index /= 1000) {
     std::snprintf(buf, sizeof(buf), "x%03u/", static_cast<unsigned>(index % 1000));
-    out = buf + out;
+    out.insert(0, buf);
   }
   return out;
 }

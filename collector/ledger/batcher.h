@@ -30,7 +30,7 @@ struct BatcherOptions {
   size_t max_batch_entries = 65536;
   std::chrono::microseconds max_batch_age = std::chrono::milliseconds(5);
   // Submit() blocks while this many entries wait: memory stays bounded.
-  size_t max_pending_entries = 4 * 65536;
+  size_t max_pending_entries = size_t{4} * 65536;
 };
 
 class Batcher {

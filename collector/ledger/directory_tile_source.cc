@@ -4,7 +4,7 @@
 namespace latch::ledger {
 
 // An entry bundle is at most 256 entries of at most 65,535 bytes plus prefixes.
-constexpr size_t kMaxTileFile = 256 * (65535 + 2);
+constexpr size_t kMaxTileFile = size_t{256} * (65535 + 2);
 
 Status DirectoryTileSource::ReadCheckpoint(std::string* note) {
   return ReadWholeFile(root_ + "/checkpoint", note);

@@ -13,7 +13,6 @@
 namespace latch::ledger {
 
 using tlog::Hash;
-using tlog::kTileHeight;
 using tlog::kTileWidth;
 
 namespace {

@@ -7,7 +7,6 @@
 namespace latch::ledger {
 
 using tlog::Hash;
-using tlog::kTileHeight;
 using tlog::kTileWidth;
 
 Status RightEdge::Load(uint64_t size, tlog::StoredHashReader& stored, RightEdge* out) {

@@ -5,7 +5,6 @@
 
 namespace latch::ledger {
 
-using tlog::kTileHeight;
 using tlog::kTileWidth;
 
 Status TileHashReader::ReadHashes(int level, uint64_t start, uint64_t count, tlog::Hash* out) {

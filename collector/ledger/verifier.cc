@@ -12,7 +12,6 @@ namespace latch::ledger {
 namespace {
 
 using tlog::Hash;
-using tlog::kTileHeight;
 using tlog::kTileWidth;
 using tlog::TileId;
 

@@ -209,7 +209,7 @@ int CmdProve(const ProveArgs& a) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int Main(int argc, char** argv) {
   CLI::App app{
       "latch-ledger: the Latch audit ledger, an append-only Merkle log with signed C2SP\n"
       "checkpoints and tlog-tiles, verifiable offline.\n\n"
@@ -291,4 +291,14 @@ int main(int argc, char** argv) {
     return CmdProve(prove);
   }
   return 2;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    // Nothing we call is meant to throw; if something does, say so in one line.
+    std::fprintf(stderr, "latch-ledger: unexpected error: %s\n", e.what());
+    return 1;
+  }
 }
