@@ -79,8 +79,11 @@ Status Ledger::Create(const std::string& dir, const std::string& origin) {
     if (!std::filesystem::is_empty(dir, ec)) {
       return Status::InvalidArgument(dir + " exists and is not empty");
     }
-  } else if (::mkdir(dir.c_str(), 0755) != 0) {
-    return Status::FromErrno("create directory " + dir, errno);
+  } else {
+    if (::mkdir(dir.c_str(), 0755) != 0) return Status::FromErrno("create directory " + dir, errno);
+    // The new directory's own entry must survive a crash too.
+    std::string parent = std::filesystem::path(dir).parent_path().string();
+    LATCH_RETURN_IF_ERROR(SyncDirectory(parent.empty() ? "." : parent));
   }
 
   LATCH_RETURN_IF_ERROR(WriteFileAtomically(dir, kKeyFile, signer.ToString() + "\n", 0600));
