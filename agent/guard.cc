@@ -1,0 +1,211 @@
+#include "agent/guard.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstdio>
+#include <filesystem>
+
+#include "agent/kernel_fs.h"
+#include "guard.skel.h"
+
+namespace latch::agent {
+namespace {
+
+// libbpf's own messages: warnings reach stderr, chatter does not.
+int LibbpfPrint(enum libbpf_print_level level, const char* format, va_list args) {
+  if (level != LIBBPF_WARN) return 0;
+  std::fputs("libbpf: ", stderr);
+  return std::vfprintf(stderr, format, args);
+}
+
+struct ProgramPin {
+  const char* link_name;  // pin file of the program's bpf_link
+  bpf_program* (*program)(latch_guard*);
+};
+
+const ProgramPin kPrograms[] = {
+    {"link_connect4", [](latch_guard* s) { return s->progs.latch_connect4; }},
+    {"link_connect6", [](latch_guard* s) { return s->progs.latch_connect6; }},
+    {"link_sendmsg4", [](latch_guard* s) { return s->progs.latch_sendmsg4; }},
+    {"link_sendmsg6", [](latch_guard* s) { return s->progs.latch_sendmsg6; }},
+};
+
+Status LibbpfError(const std::string& what, int err) {
+  return Status::FromErrno(what, err < 0 ? -err : err);
+}
+
+}  // namespace
+
+Status Guard::Install(const GuardOptions& options, std::unique_ptr<Guard>* out) {
+  libbpf_set_print(LibbpfPrint);
+  std::unique_ptr<Guard> g(new Guard());
+  g->options_ = options;
+  LATCH_RETURN_IF_ERROR(CgroupId(options.cgroup_dir, &g->cgroup_id_).WithContext("guard cgroup"));
+  if (options.ring_bytes < 4096 || (options.ring_bytes & (options.ring_bytes - 1)) != 0) {
+    return Status::InvalidArgument("ring buffer size " + std::to_string(options.ring_bytes) +
+                                   " is not a power of two of at least 4096");
+  }
+  if (!IsOnBpffs(options.pin_dir)) {
+    return Status::InvalidArgument("pin directory " + options.pin_dir + " is not on a bpffs");
+  }
+  LATCH_RETURN_IF_ERROR(g->Open().WithContext("open"));
+  LATCH_RETURN_IF_ERROR(g->Configure().WithContext("configure"));
+  LATCH_RETURN_IF_ERROR(g->Load().WithContext("load"));
+  LATCH_RETURN_IF_ERROR(g->Attach().WithContext("attach"));
+  *out = std::move(g);
+  return Status::Ok();
+}
+
+Guard::~Guard() {
+  // Closing link fds does not detach pinned links: enforcement stays.
+  for (bpf_link* l : links_) bpf_link__destroy(l);
+  if (skel_ != nullptr) latch_guard__destroy(skel_);
+}
+
+Status Guard::Open() {
+  skel_ = latch_guard__open();
+  if (skel_ == nullptr) return LibbpfError("opening the BPF object", errno);
+  return Status::Ok();
+}
+
+Status Guard::Configure() {
+  int err = bpf_map__set_max_entries(skel_->maps.latch_events, options_.ring_bytes);
+  if (err != 0) return LibbpfError("sizing the event ring buffer", err);
+  bpf_map* maps[] = {skel_->maps.latch_resources, skel_->maps.latch_grants,
+                     skel_->maps.latch_counters, skel_->maps.latch_events};
+  for (bpf_map* m : maps) {
+    std::string path = options_.pin_dir + "/" + bpf_map__name(m);
+    err = bpf_map__set_pin_path(m, path.c_str());
+    if (err != 0) return LibbpfError("setting pin path " + path, err);
+  }
+  return Status::Ok();
+}
+
+Status Guard::Load() {
+  int err = latch_guard__load(skel_);
+  if (err != 0) {
+    return LibbpfError("loading the guard programs (a pinned map of another layout under " +
+                           options_.pin_dir + " also fails here)",
+                       err);
+  }
+  return Status::Ok();
+}
+
+Status Guard::Attach() {
+  int cgroup_fd = ::open(options_.cgroup_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (cgroup_fd < 0) return Status::FromErrno("open cgroup " + options_.cgroup_dir, errno);
+  Status status;
+  int adopted = 0;
+  for (const ProgramPin& p : kPrograms) {
+    std::string path = options_.pin_dir + "/" + p.link_name;
+    bpf_program* prog = p.program(skel_);
+    bpf_link* link = nullptr;
+    if (std::filesystem::exists(path)) {
+      // Restart or upgrade: keep the attachment, swap in this build's program.
+      link = bpf_link__open(path.c_str());
+      if (link == nullptr) {
+        status = LibbpfError("opening pinned link " + path, errno);
+        break;
+      }
+      bpf_link_info info{};
+      uint32_t len = sizeof(info);
+      if (bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) == 0 &&
+          info.cgroup.cgroup_id != cgroup_id_) {
+        bpf_link__destroy(link);
+        status = Status::FailedPrecondition(
+            "the guard pinned at " + options_.pin_dir + " is attached to cgroup id " +
+            std::to_string(info.cgroup.cgroup_id) + ", not to " + options_.cgroup_dir +
+            "; run `latch-agent uninstall` first to move it");
+        break;
+      }
+      int err = bpf_link__update_program(link, prog);
+      if (err != 0) {
+        bpf_link__destroy(link);
+        status = LibbpfError("switching pinned link " + path + " to the new program", err);
+        break;
+      }
+      ++adopted;
+    } else {
+      link = bpf_program__attach_cgroup(prog, cgroup_fd);
+      if (link == nullptr) {
+        status = LibbpfError(
+            "attaching " + std::string(bpf_program__name(prog)) + " to " + options_.cgroup_dir,
+            errno);
+        break;
+      }
+      int err = bpf_link__pin(link, path.c_str());
+      if (err != 0) {
+        bpf_link__destroy(link);
+        status = LibbpfError("pinning link " + path, err);
+        break;
+      }
+    }
+    links_.push_back(link);
+  }
+  ::close(cgroup_fd);
+  adopted_ = adopted > 0;
+  return status;
+}
+
+Status Guard::Uninstall(const std::string& pin_dir) {
+  std::error_code ec;
+  if (!std::filesystem::exists(pin_dir, ec)) return Status::NotFound(pin_dir + " does not exist");
+  for (const ProgramPin& p : kPrograms) {
+    std::string path = pin_dir + "/" + p.link_name;
+    if (!std::filesystem::exists(path, ec)) continue;
+    bpf_link* link = bpf_link__open(path.c_str());
+    if (link == nullptr) return LibbpfError("opening pinned link " + path, errno);
+    int err = bpf_link__detach(link);
+    bpf_link__destroy(link);
+    if (err != 0) return LibbpfError("detaching " + path, err);
+    if (::unlink(path.c_str()) != 0) return Status::FromErrno("unlink " + path, errno);
+  }
+  for (const char* map : {"latch_resources", "latch_grants", "latch_counters", "latch_events"}) {
+    std::string path = pin_dir + "/" + map;
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      return Status::FromErrno("unlink " + path, errno);
+  }
+  if (::rmdir(pin_dir.c_str()) != 0) return Status::FromErrno("remove " + pin_dir, errno);
+  return Status::Ok();
+}
+
+int Guard::resources_fd() const { return bpf_map__fd(skel_->maps.latch_resources); }
+int Guard::grants_fd() const { return bpf_map__fd(skel_->maps.latch_grants); }
+int Guard::events_fd() const { return bpf_map__fd(skel_->maps.latch_events); }
+
+Status Guard::ReadCounters(std::array<uint64_t, LATCH_CTR_COUNT>* out) const {
+  int cpus = libbpf_num_possible_cpus();
+  if (cpus <= 0) return LibbpfError("counting CPUs", cpus);
+  std::vector<uint64_t> per_cpu(static_cast<size_t>(cpus));
+  int fd = bpf_map__fd(skel_->maps.latch_counters);
+  for (uint32_t slot = 0; slot < LATCH_CTR_COUNT; ++slot) {
+    if (bpf_map_lookup_elem(fd, &slot, per_cpu.data()) != 0) {
+      return Status::FromErrno("reading counter " + std::to_string(slot), errno);
+    }
+    uint64_t sum = 0;
+    for (uint64_t v : per_cpu) sum += v;
+    (*out)[slot] = sum;
+  }
+  return Status::Ok();
+}
+
+Status Guard::ReadProgramStats(std::vector<ProgramStats>* out) const {
+  out->clear();
+  for (const ProgramPin& p : kPrograms) {
+    bpf_program* prog = p.program(skel_);
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) != 0) {
+      return Status::FromErrno("reading stats of " + std::string(bpf_program__name(prog)), errno);
+    }
+    out->push_back({bpf_program__name(prog), info.run_cnt, info.run_time_ns});
+  }
+  return Status::Ok();
+}
+
+}  // namespace latch::agent

@@ -1,0 +1,74 @@
+// Guard: the lifecycle of the kernel side of enforcement, in explicit phases:
+//   open       the BPF skeleton (bpf/guard.bpf.c)
+//   configure  ring buffer size; pin paths of the maps under the pin directory
+//   load       programs; maps already pinned there are reused, not replaced
+//   attach     to the cgroup, as pinned bpf_links; links already pinned there
+//              are adopted and switched to the new programs atomically
+// Everything lives in bpffs, so enforcement does not depend on this process:
+// destroying a Guard (or killing the agent) closes file descriptors only, and
+// the next Install() adopts the pinned state without a moment of no guard.
+// Uninstall() is the one way to remove it.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "guard_abi.h"
+#include "tlog/status.h"
+
+struct latch_guard;
+struct bpf_link;
+
+namespace latch::agent {
+
+struct GuardOptions {
+  std::string pin_dir;             // per instance, on bpffs, e.g. /sys/fs/bpf/latch/<instance>
+  std::string cgroup_dir;          // the cgroup v2 directory to guard (and its descendants)
+  uint32_t ring_bytes = 4u << 20;  // decision event ring buffer; a power of two
+};
+
+struct ProgramStats {
+  std::string name;
+  uint64_t run_count = 0;    // from the kernel's BPF statistics; 0 unless
+  uint64_t run_time_ns = 0;  // kernel.bpf_stats_enabled is on
+};
+
+class Guard {
+ public:
+  static Status Install(const GuardOptions& options, std::unique_ptr<Guard>* out);
+  // Detaches the pinned links and removes every pin under `pin_dir`.
+  static Status Uninstall(const std::string& pin_dir);
+  ~Guard();
+  Guard(const Guard&) = delete;
+  Guard& operator=(const Guard&) = delete;
+
+  // True when Install found the guard already attached (a restart or upgrade).
+  bool adopted() const { return adopted_; }
+  const GuardOptions& options() const { return options_; }
+  uint64_t cgroup_id() const { return cgroup_id_; }
+
+  int resources_fd() const;
+  int grants_fd() const;
+  int events_fd() const;
+  // Counters summed over CPUs, indexed by enum latch_counter.
+  Status ReadCounters(std::array<uint64_t, LATCH_CTR_COUNT>* out) const;
+  Status ReadProgramStats(std::vector<ProgramStats>* out) const;
+
+ private:
+  Guard() = default;
+  Status Open();
+  Status Configure();
+  Status Load();
+  Status Attach();
+
+  GuardOptions options_;
+  latch_guard* skel_ = nullptr;
+  std::vector<bpf_link*> links_;
+  uint64_t cgroup_id_ = 0;
+  bool adopted_ = false;
+};
+
+}  // namespace latch::agent

@@ -1,0 +1,110 @@
+#include "agent/resource.h"
+
+#include <algorithm>
+#include <charconv>
+#include <set>
+
+namespace latch::agent {
+
+Status ParseMode(std::string_view text, Mode* out) {
+  if (text == "enforce")
+    *out = Mode::kEnforce;
+  else if (text == "audit")
+    *out = Mode::kAudit;
+  else
+    return Status::InvalidArgument("unknown mode '" + std::string(text) + "' (enforce or audit)");
+  return Status::Ok();
+}
+
+Status ParseProtocol(std::string_view text, Protocol* out) {
+  if (text == "tcp")
+    *out = Protocol::kTcp;
+  else if (text == "udp")
+    *out = Protocol::kUdp;
+  else if (text == "any")
+    *out = Protocol::kAny;
+  else
+    return Status::InvalidArgument("unknown protocol '" + std::string(text) +
+                                   "' (tcp, udp or any)");
+  return Status::Ok();
+}
+
+Status ParsePortRange(std::string_view text, uint16_t* lo, uint16_t* hi) {
+  auto bad = [&] { return Status::InvalidArgument("bad port range '" + std::string(text) + "'"); };
+  if (text == "*") {
+    *lo = 0;
+    *hi = 65535;
+    return Status::Ok();
+  }
+  auto parse = [](std::string_view s, uint16_t* v) {
+    unsigned n = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+    if (s.empty() || ec != std::errc() || end != s.data() + s.size() || n > 65535) return false;
+    *v = static_cast<uint16_t>(n);
+    return true;
+  };
+  size_t dash = text.find('-');
+  if (dash == std::string_view::npos) {
+    if (!parse(text, lo)) return bad();
+    *hi = *lo;
+    return Status::Ok();
+  }
+  if (!parse(text.substr(0, dash), lo) || !parse(text.substr(dash + 1), hi) || *lo > *hi)
+    return bad();
+  return Status::Ok();
+}
+
+Status CompileResources(
+    const std::vector<Resource>& resources,
+    std::map<std::pair<uint32_t, std::array<uint8_t, 16>>, latch_cidr_rules>* out) {
+  struct Entry {
+    Cidr cidr;
+    latch_rule rule;
+  };
+  std::vector<Entry> entries;
+  std::set<uint32_t> ids;
+  for (const Resource& r : resources) {
+    if (r.id == 0) return Status::InvalidArgument("resource '" + r.name + "' has id 0");
+    if (!ids.insert(r.id).second) {
+      return Status::InvalidArgument("resource id " + std::to_string(r.id) + " is used twice");
+    }
+    if (r.destinations.empty()) {
+      return Status::InvalidArgument("resource '" + r.name + "' has no destinations");
+    }
+    for (const Cidr& c : r.destinations) {
+      latch_rule rule{};
+      rule.resource_id = r.id;
+      rule.port_lo = r.port_lo;
+      rule.port_hi = r.port_hi;
+      rule.protocol = static_cast<uint8_t>(r.protocol);
+      rule.mode = static_cast<uint8_t>(r.mode);
+      entries.push_back({c, rule});
+    }
+  }
+  out->clear();
+  for (const Entry& e : entries) {
+    auto key = std::make_pair(e.cidr.prefixlen, e.cidr.addr);
+    if (out->count(key) != 0) continue;
+    latch_cidr_rules rules{};
+    // Rules of this CIDR and of every CIDR containing it, most specific first,
+    // so a narrower resource's rule wins where both match.
+    std::vector<const Entry*> covering;
+    for (const Entry& other : entries) {
+      if (other.cidr.Contains(e.cidr)) covering.push_back(&other);
+    }
+    std::stable_sort(covering.begin(), covering.end(), [](const Entry* a, const Entry* b) {
+      return a->cidr.prefixlen > b->cidr.prefixlen;
+    });
+    for (const Entry* c : covering) {
+      if (rules.count == LATCH_MAX_RULES_PER_CIDR) {
+        return Status::InvalidArgument("more than " + std::to_string(LATCH_MAX_RULES_PER_CIDR) +
+                                       " resource rules apply to " + e.cidr.ToString());
+      }
+      rules.rules[rules.count++] = c->rule;
+    }
+    (*out)[key] = rules;
+  }
+  return Status::Ok();
+}
+
+}  // namespace latch::agent

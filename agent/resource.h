@@ -1,0 +1,42 @@
+// Protected resources as the guard enforces them, and their compilation into
+// the kernel's LPM trie entries.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "agent/cidr.h"
+#include "guard_abi.h"
+#include "tlog/status.h"
+
+namespace latch::agent {
+
+enum class Mode : uint8_t { kEnforce = LATCH_MODE_ENFORCE, kAudit = LATCH_MODE_AUDIT };
+enum class Protocol : uint8_t { kAny = LATCH_PROTO_ANY, kTcp = 6, kUdp = 17 };
+
+Status ParseMode(std::string_view text, Mode* out);          // "enforce" | "audit"
+Status ParseProtocol(std::string_view text, Protocol* out);  // "tcp" | "udp" | "any"
+// "5432", "8000-8100", or "*" (all ports).
+Status ParsePortRange(std::string_view text, uint16_t* lo, uint16_t* hi);
+
+struct Resource {
+  uint32_t id = 0;  // non-zero, unique: what grants name
+  std::string name;
+  std::vector<Cidr> destinations;
+  Protocol protocol = Protocol::kAny;
+  uint16_t port_lo = 0;
+  uint16_t port_hi = 65535;
+  Mode mode = Mode::kEnforce;
+};
+
+// The trie contents for a set of resources: one entry per distinct CIDR,
+// holding its own rules and those of every CIDR that contains it (a trie
+// lookup only returns the longest match). InvalidArgument on duplicate ids,
+// id 0, or more rules on one CIDR than the kernel entry holds.
+Status CompileResources(
+    const std::vector<Resource>& resources,
+    std::map<std::pair<uint32_t, std::array<uint8_t, 16>>, latch_cidr_rules>* out);
+
+}  // namespace latch::agent

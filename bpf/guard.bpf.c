@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: GPL-2.0
+/* The connection guard: cgroup sock_addr programs that refuse connect() and
+ * sendmsg() to protected destinations unless the calling task's uid, or its
+ * cgroup or an ancestor, holds a live grant for that resource. Every decision
+ * on a protected destination is counted and sent to user space on a ring
+ * buffer; traffic to anything else is not touched and costs one trie lookup. */
+// vmlinux.h must come before the libbpf headers.
+// clang-format off
+#include "vmlinux.h"
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+// clang-format on
+
+#include "guard_abi.h"
+#include "guard_decision.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define IPPROTO_UDP 17
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __uint(max_entries, LATCH_MAX_CIDRS);
+  __type(key, struct latch_cidr_key);
+  __type(value, struct latch_cidr_rules);
+} latch_resources SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, LATCH_MAX_GRANTS);
+  __type(key, struct latch_grant_key);
+  __type(value, struct latch_grant_value);
+} latch_grants SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, LATCH_CTR_COUNT);
+  __type(key, __u32);
+  __type(value, __u64);
+} latch_counters SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 1 << 22); /* 4 MiB; user space may resize before load */
+} latch_events SEC(".maps");
+
+static __always_inline void count(__u32 slot) {
+  __u64* v = bpf_map_lookup_elem(&latch_counters, &slot);
+  if (v) *v += 1;
+}
+
+static __always_inline const struct latch_grant_value* find_grant(__u32 kind, __u32 resource_id,
+                                                                  __u64 principal, __u64 now) {
+  struct latch_grant_key key = {.kind = kind, .resource_id = resource_id, .principal = principal};
+  const struct latch_grant_value* g = bpf_map_lookup_elem(&latch_grants, &key);
+  return latch_grant_live(g, now) ? g : 0;
+}
+
+/* Returns 1 to let the call proceed, 0 to fail it with EPERM. */
+static __always_inline int decide(struct bpf_sock_addr* ctx, struct latch_cidr_key* key,
+                                  __u16 family, __u8 hook) {
+  const struct latch_cidr_rules* rules = bpf_map_lookup_elem(&latch_resources, key);
+  if (!rules) return 1; /* not protected: untouched, no event */
+
+  __u8 protocol = (__u8)ctx->protocol;
+  __u16 port = bpf_ntohs((__u16)ctx->user_port);
+  int idx = latch_match_rule(rules, protocol, port);
+  if (idx < 0 || idx >= LATCH_MAX_RULES_PER_CIDR) return 1;
+  const struct latch_rule* rule = &rules->rules[idx];
+  __u32 resource_id = rule->resource_id;
+  __u8 mode = rule->mode;
+
+  __u64 now = bpf_ktime_get_boot_ns();
+  __u64 uid_gid = bpf_get_current_uid_gid();
+  const struct latch_grant_value* grant =
+      find_grant(LATCH_PRINCIPAL_UID, resource_id, (__u32)uid_gid, now);
+  /* The cgroup and its ancestors, nearest first (level 0 is the root). */
+  __u64 cgroup_id = bpf_get_current_cgroup_id();
+  if (!grant) grant = find_grant(LATCH_PRINCIPAL_CGROUP, resource_id, cgroup_id, now);
+  for (int level = LATCH_MAX_CGROUP_DEPTH; level >= 1 && !grant; level--) {
+    __u64 ancestor = bpf_get_current_ancestor_cgroup_id(level);
+    if (ancestor == 0 || ancestor == cgroup_id) continue;
+    grant = find_grant(LATCH_PRINCIPAL_CGROUP, resource_id, ancestor, now);
+  }
+
+  enum latch_verdict verdict = latch_verdict_for(mode, grant != 0);
+  count(verdict == LATCH_VERDICT_ALLOW_GRANT ? LATCH_CTR_ALLOW_GRANT
+        : verdict == LATCH_VERDICT_DENY      ? LATCH_CTR_DENY
+                                             : LATCH_CTR_AUDIT_ALLOW);
+
+  struct latch_decision_event* e = bpf_ringbuf_reserve(&latch_events, sizeof(*e), 0);
+  if (!e) {
+    count(LATCH_CTR_RINGBUF_FULL); /* the decision stands; its record is counted as lost */
+  } else {
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    e->ktime_boot_ns = now;
+    e->cgroup_id = cgroup_id;
+    e->grant_id = grant ? grant->grant_id : 0;
+    e->pid = (__u32)pid_tgid;
+    e->tgid = pid_tgid >> 32;
+    e->uid = (__u32)uid_gid;
+    e->gid = uid_gid >> 32;
+    e->resource_id = resource_id;
+    e->family = family;
+    e->port = port;
+    e->protocol = protocol;
+    e->verdict = verdict;
+    e->hook = hook;
+    __builtin_memset(e->pad, 0, sizeof(e->pad));
+    __builtin_memcpy(e->addr, key->addr, LATCH_ADDR_LEN);
+    bpf_get_current_comm(e->comm, sizeof(e->comm));
+    bpf_ringbuf_submit(e, 0);
+    count(LATCH_CTR_EVENTS);
+  }
+  return verdict == LATCH_VERDICT_DENY ? 0 : 1;
+}
+
+static __always_inline int guard4(struct bpf_sock_addr* ctx, __u8 hook) {
+  struct latch_cidr_key key = {.prefixlen = 128};
+  latch_map_ipv4(ctx->user_ip4, key.addr);
+  return decide(ctx, &key, AF_INET, hook);
+}
+
+static __always_inline int guard6(struct bpf_sock_addr* ctx, __u8 hook) {
+  struct latch_cidr_key key = {.prefixlen = 128};
+  __u32 words[4];
+  words[0] = ctx->user_ip6[0];
+  words[1] = ctx->user_ip6[1];
+  words[2] = ctx->user_ip6[2];
+  words[3] = ctx->user_ip6[3];
+  __builtin_memcpy(key.addr, words, LATCH_ADDR_LEN);
+  return decide(ctx, &key, AF_INET6, hook);
+}
+
+SEC("cgroup/connect4")
+int latch_connect4(struct bpf_sock_addr* ctx) { return guard4(ctx, LATCH_HOOK_CONNECT4); }
+
+SEC("cgroup/connect6")
+int latch_connect6(struct bpf_sock_addr* ctx) { return guard6(ctx, LATCH_HOOK_CONNECT6); }
+
+SEC("cgroup/sendmsg4")
+int latch_sendmsg4(struct bpf_sock_addr* ctx) { return guard4(ctx, LATCH_HOOK_SENDMSG4); }
+
+SEC("cgroup/sendmsg6")
+int latch_sendmsg6(struct bpf_sock_addr* ctx) { return guard6(ctx, LATCH_HOOK_SENDMSG6); }

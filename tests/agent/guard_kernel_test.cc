@@ -1,0 +1,453 @@
+// The guard on a real kernel. Each test gets its own cgroup v2 directory and
+// its own bpffs mount, attaches the guard to that cgroup only, and runs
+// clients as child processes moved into it; servers listen on loopback in
+// the test process, outside the cgroup.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "agent/boot_clock.h"
+#include "agent/decision_events.h"
+#include "agent/enforcer.h"
+#include "agent/guard.h"
+#include "agent/kernel_fs.h"
+
+namespace latch::agent {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint32_t kTcpResource = 11;
+constexpr uint32_t kUdpResource = 12;
+constexpr uint32_t kAuditResource = 13;
+constexpr uint32_t kAlice = 4242;
+constexpr uint32_t kBob = 4343;
+
+enum ConnectResult { kConnected = 0, kRefused = 1, kOtherError = 2 };
+
+// Listening TCP and bound UDP sockets on 127.0.0.1 and ::1.
+struct LoopbackServer {
+  LoopbackServer(int fam, int type, uint16_t want_port = 0) : family(fam) {
+    fd = ::socket(family, type | SOCK_CLOEXEC, 0);
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sockaddr_storage ss{};
+    socklen_t len;
+    if (family == AF_INET) {
+      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+      a->sin_family = AF_INET;
+      a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      a->sin_port = htons(want_port);
+      len = sizeof(*a);
+    } else {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+      a->sin6_family = AF_INET6;
+      a->sin6_addr = in6addr_loopback;
+      a->sin6_port = htons(want_port);
+      len = sizeof(*a);
+    }
+    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&ss), len), 0);
+    if (type == SOCK_STREAM) {
+      EXPECT_EQ(::listen(fd, 4096), 0);
+    }
+    EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len), 0);
+    port = ntohs(family == AF_INET ? reinterpret_cast<sockaddr_in*>(&ss)->sin_port
+                                   : reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+  }
+  ~LoopbackServer() { ::close(fd); }
+  int family;
+  int fd;
+  uint16_t port;
+};
+
+// In a child: join `cgroup`, become `uid`, then connect (TCP) or sendto (UDP).
+// Only async-signal-safe calls after fork.
+[[noreturn]] void ClientChild(const std::string& procs, uint32_t uid, int family, int type,
+                              uint16_t port, const char* v4_target) {
+  int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(kOtherError);
+  ::close(fd);
+  if (uid != 0 && (::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0))
+    ::_exit(kOtherError);
+  int s = ::socket(family, type | SOCK_CLOEXEC, 0);
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    ::inet_pton(AF_INET, v4_target, &a->sin_addr);
+    len = sizeof(*a);
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(port);
+    if (v4_target != nullptr) {
+      // An IPv4-mapped IPv6 destination: the same rules must apply.
+      char mapped[64] = "::ffff:";
+      ::strncat(mapped, v4_target, sizeof(mapped) - 8);
+      ::inet_pton(AF_INET6, mapped, &a->sin6_addr);
+    } else {
+      a->sin6_addr = in6addr_loopback;
+    }
+    len = sizeof(*a);
+  }
+  int rc = type == SOCK_STREAM
+               ? ::connect(s, reinterpret_cast<sockaddr*>(&ss), len)
+               : static_cast<int>(::sendto(s, "x", 1, 0, reinterpret_cast<sockaddr*>(&ss), len));
+  if (rc >= 0) ::_exit(kConnected);
+  ::_exit(errno == EPERM ? kRefused : kOtherError);
+}
+
+class GuardKernelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bool ci = std::getenv("CI") != nullptr && std::string(std::getenv("CI")) == "true";
+    std::string why;
+    if (::geteuid() != 0)
+      why = "not root";
+    else if (!fs::exists("/sys/kernel/btf/vmlinux"))
+      why = "kernel has no BTF";
+    if (!why.empty()) {
+      if (ci) FAIL() << "kernel test cannot run under CI: " << why;
+      GTEST_SKIP() << "kernel test needs root and BTF: " << why;
+    }
+    std::string mount;
+    ASSERT_TRUE(FindCgroup2Mount(&mount).ok());
+    static std::atomic<int> seq{0};
+    cgroup_ = mount + "/latch-test-" + std::to_string(::getpid()) + "-" + std::to_string(seq++);
+    ASSERT_TRUE(fs::create_directory(cgroup_)) << cgroup_;
+    char tmpl[] = "/tmp/latch-bpffs-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    bpffs_ = tmpl;
+    ASSERT_EQ(::mount("bpf", bpffs_.c_str(), "bpf", 0, "mode=0700"), 0) << strerror(errno);
+    pin_dir_ = bpffs_ + "/guard";
+    ASSERT_TRUE(fs::create_directory(pin_dir_));
+    Install();
+    ASSERT_TRUE(enforcer_->SetResources(TestResources()).ok());
+  }
+
+  void TearDown() override {
+    enforcer_.reset();
+    guard_.reset();
+    if (!pin_dir_.empty() && fs::exists(pin_dir_)) {
+      Status s = Guard::Uninstall(pin_dir_);
+      EXPECT_TRUE(s.ok()) << s.ToString();
+    }
+    if (!bpffs_.empty()) {
+      ::umount(bpffs_.c_str());
+      ::rmdir(bpffs_.c_str());
+    }
+    RemoveCgroupTree(cgroup_);
+  }
+
+  static void RemoveCgroupTree(const std::string& dir) {
+    if (dir.empty() || !fs::exists(dir)) return;
+    for (const auto& e : fs::directory_iterator(dir)) {
+      if (e.is_directory()) RemoveCgroupTree(e.path());
+    }
+    ::rmdir(dir.c_str());
+  }
+
+  void Install() {
+    Status s = Guard::Install({pin_dir_, cgroup_, 1u << 16}, &guard_);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    enforcer_ = std::make_unique<BpfEnforcer>(*guard_);
+  }
+
+  std::vector<Resource> TestResources() {
+    std::vector<Resource> rs;
+    auto make = [&](uint32_t id, Protocol p, uint16_t port, Mode m) {
+      Resource r{id, "r" + std::to_string(id), {}, p, port, port, m};
+      EXPECT_TRUE(Cidr::Parse("127.0.0.1", &r.destinations.emplace_back()).ok());
+      EXPECT_TRUE(Cidr::Parse("::1", &r.destinations.emplace_back()).ok());
+      rs.push_back(r);
+    };
+    make(kTcpResource, Protocol::kTcp, tcp4_.port, Mode::kEnforce);  // tcp6_ shares the port
+    make(kUdpResource, Protocol::kUdp, udp4_.port, Mode::kEnforce);
+    make(kAuditResource, Protocol::kTcp, audit4_.port, Mode::kAudit);
+    return rs;
+  }
+
+  int Run(const std::string& cgroup, uint32_t uid, int family, int type, uint16_t port,
+          const char* v4_target = "127.0.0.1") {
+    pid_t pid = ::fork();
+    if (pid == 0) ClientChild(cgroup + "/cgroup.procs", uid, family, type, port, v4_target);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    last_child_ = pid;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : kOtherError;
+  }
+  int Tcp4(uint32_t uid, const std::string& cgroup = "") {
+    return Run(cgroup.empty() ? cgroup_ : cgroup, uid, AF_INET, SOCK_STREAM, tcp4_.port);
+  }
+
+  Grant MakeGrant(uint64_t id, Principal p, uint32_t resource, int64_t from_now_ms,
+                  int64_t for_ms) {
+    int64_t now = NowUnixNs();
+    return {id, p, resource, now + from_now_ms * 1'000'000,
+            now + (from_now_ms + for_ms) * 1'000'000};
+  }
+
+  std::vector<latch_decision_event> DrainEvents() {
+    std::vector<latch_decision_event> events;
+    std::unique_ptr<DecisionEventReader> reader;
+    EXPECT_TRUE(DecisionEventReader::Create(
+                    guard_->events_fd(),
+                    [&](const latch_decision_event& e) { events.push_back(e); }, &reader)
+                    .ok());
+    int n = 0;
+    EXPECT_TRUE(reader->Consume(&n).ok());
+    return events;
+  }
+
+  std::string cgroup_;
+  std::string bpffs_;
+  std::string pin_dir_;
+  std::unique_ptr<Guard> guard_;
+  std::unique_ptr<BpfEnforcer> enforcer_;
+  LoopbackServer tcp4_{AF_INET, SOCK_STREAM};
+  LoopbackServer tcp6_{AF_INET6, SOCK_STREAM, tcp4_.port};
+  LoopbackServer udp4_{AF_INET, SOCK_DGRAM};
+  LoopbackServer audit4_{AF_INET, SOCK_STREAM};
+  LoopbackServer open4_{AF_INET, SOCK_STREAM};  // never protected
+  pid_t last_child_ = 0;
+};
+
+// 1. Without a grant: protected TCP and UDP, IPv4, IPv6 and IPv4-mapped, are
+// refused with EPERM; an unprotected port works and produces no event.
+TEST_F(GuardKernelTest, NoGrantRefusesProtectedAndLeavesTheRestAlone) {
+  EXPECT_EQ(Tcp4(kAlice), kRefused);
+  EXPECT_EQ(Run(cgroup_, kAlice, AF_INET6, SOCK_STREAM, tcp6_.port, nullptr), kRefused);
+  EXPECT_EQ(Run(cgroup_, kAlice, AF_INET6, SOCK_STREAM, tcp4_.port, "127.0.0.1"), kRefused);
+  EXPECT_EQ(Run(cgroup_, kAlice, AF_INET, SOCK_DGRAM, udp4_.port), kRefused);
+  EXPECT_EQ(Run(cgroup_, kAlice, AF_INET6, SOCK_DGRAM, udp4_.port, "127.0.0.1"), kRefused);
+  EXPECT_EQ(DrainEvents().size(), 5u);
+  EXPECT_EQ(Run(cgroup_, kAlice, AF_INET, SOCK_STREAM, open4_.port), kConnected);
+  uint16_t open_udp = open4_.port == udp4_.port ? open4_.port + 1 : open4_.port;
+  EXPECT_EQ(Run(cgroup_, 0, AF_INET, SOCK_DGRAM, open_udp), kConnected);
+  EXPECT_TRUE(DrainEvents().empty());
+  // Outside the guarded cgroup nothing is touched.
+  std::string outside = fs::path(cgroup_).parent_path().string();
+  EXPECT_EQ(Run(outside, kAlice, AF_INET, SOCK_STREAM, tcp4_.port), kConnected);
+}
+
+// 2. A uid grant allows that uid only; a cgroup grant allows the cgroup and
+// its descendants, not a sibling.
+TEST_F(GuardKernelTest, UidAndCgroupGrants) {
+  ASSERT_TRUE(
+      enforcer_
+          ->ApplyGrant(MakeGrant(1, {Principal::Kind::kUid, kAlice}, kTcpResource, -1000, 60000))
+          .ok());
+  EXPECT_EQ(Tcp4(kAlice), kConnected);
+  EXPECT_EQ(Run(cgroup_, kAlice, AF_INET6, SOCK_STREAM, tcp6_.port, nullptr), kConnected);
+  EXPECT_EQ(Tcp4(kBob), kRefused);
+  EXPECT_EQ(Run(cgroup_, kAlice, AF_INET, SOCK_DGRAM, udp4_.port), kRefused);  // other resource
+
+  std::string team = cgroup_ + "/team";
+  std::string child = team + "/svc";
+  std::string sibling = cgroup_ + "/other";
+  for (const auto& d : {team, child, sibling}) ASSERT_TRUE(fs::create_directory(d));
+  uint64_t team_id = 0;
+  ASSERT_TRUE(CgroupId(team, &team_id).ok());
+  ASSERT_TRUE(enforcer_
+                  ->ApplyGrant(
+                      MakeGrant(2, {Principal::Kind::kCgroup, team_id}, kTcpResource, -1000, 60000))
+                  .ok());
+  EXPECT_EQ(Tcp4(kBob, team), kConnected);
+  EXPECT_EQ(Tcp4(kBob, child), kConnected);
+  EXPECT_EQ(Tcp4(kBob, sibling), kRefused);
+}
+
+// 3. Expiry needs no user space: with the guard's process side gone, the
+// kernel refuses once the grant ends. Revocation refuses at once.
+TEST_F(GuardKernelTest, GrantsExpireInTheKernelAndRevokeAtOnce) {
+  ASSERT_TRUE(
+      enforcer_->ApplyGrant(MakeGrant(3, {Principal::Kind::kUid, kAlice}, kTcpResource, -10, 400))
+          .ok());
+  EXPECT_EQ(Tcp4(kAlice), kConnected);
+  enforcer_.reset();
+  guard_.reset();  // as if the agent were killed: only the pinned state remains
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  EXPECT_EQ(Tcp4(kAlice), kRefused);
+
+  Install();
+  ASSERT_TRUE(guard_->adopted());
+  ASSERT_TRUE(
+      enforcer_->ApplyGrant(MakeGrant(4, {Principal::Kind::kUid, kBob}, kTcpResource, -10, 60000))
+          .ok());
+  EXPECT_EQ(Tcp4(kBob), kConnected);
+  ASSERT_TRUE(enforcer_->RevokeGrant(4).ok());
+  EXPECT_EQ(Tcp4(kBob), kRefused);
+  EXPECT_EQ(enforcer_->RevokeGrant(4).code(), Status::Code::kNotFound);
+  // A grant that has not started yet does not allow either.
+  ASSERT_TRUE(
+      enforcer_->ApplyGrant(MakeGrant(5, {Principal::Kind::kUid, kBob}, kTcpResource, 60000, 1000))
+          .ok());
+  EXPECT_EQ(Tcp4(kBob), kRefused);
+}
+
+// 5. Audit mode allows and records; enforce mode denies and records.
+TEST_F(GuardKernelTest, AuditAllowsEnforceDeniesBothRecord) {
+  DrainEvents();
+  EXPECT_EQ(Run(cgroup_, kAlice, AF_INET, SOCK_STREAM, audit4_.port), kConnected);
+  EXPECT_EQ(Tcp4(kAlice), kRefused);
+  auto events = DrainEvents();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].verdict, LATCH_VERDICT_AUDIT_ALLOW);
+  EXPECT_EQ(events[0].resource_id, kAuditResource);
+  EXPECT_EQ(events[1].verdict, LATCH_VERDICT_DENY);
+  EXPECT_EQ(events[1].resource_id, kTcpResource);
+  std::array<uint64_t, LATCH_CTR_COUNT> counters{};
+  ASSERT_TRUE(guard_->ReadCounters(&counters).ok());
+  EXPECT_EQ(counters[LATCH_CTR_AUDIT_ALLOW], 1u);
+  EXPECT_EQ(counters[LATCH_CTR_DENY], 1u);
+  EXPECT_EQ(counters[LATCH_CTR_EVENTS], 2u);
+  EXPECT_EQ(counters[LATCH_CTR_RINGBUF_FULL], 0u);
+}
+
+// 6. Losing the process side leaves enforcement in place, and a new Install
+// adopts the pins and the grants, with no moment in which a denied connect
+// gets through (a prober connects in a loop the whole time).
+TEST_F(GuardKernelTest, RestartAdoptsPinsWithoutAWindow) {
+  ASSERT_TRUE(
+      enforcer_->ApplyGrant(MakeGrant(6, {Principal::Kind::kUid, kBob}, kTcpResource, -10, 60000))
+          .ok());
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  std::string procs = cgroup_ + "/cgroup.procs";
+  uint16_t port = tcp4_.port;
+  pid_t prober = ::fork();
+  if (prober == 0) {
+    ::close(fds[0]);
+    int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(2);
+    ::close(fd);
+    if (::setresgid(kAlice, kAlice, kAlice) != 0 || ::setresuid(kAlice, kAlice, kAlice) != 0)
+      ::_exit(2);
+    uint32_t attempts = 0;
+    uint32_t successes = 0;
+    timespec start;
+    ::clock_gettime(CLOCK_MONOTONIC, &start);
+    while (true) {
+      timespec now;
+      ::clock_gettime(CLOCK_MONOTONIC, &now);
+      if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 > 800) break;
+      int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(port);
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ++attempts;
+      if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) ++successes;
+      ::close(s);
+    }
+    uint32_t out[2] = {attempts, successes};
+    ::write(fds[1], out, sizeof(out));
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  enforcer_.reset();
+  guard_.reset();
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  Install();  // reloads the programs and switches the pinned links to them
+  EXPECT_TRUE(guard_->adopted());
+  std::vector<KernelGrant> grants;
+  ASSERT_TRUE(enforcer_->ListGrants(&grants).ok());
+  ASSERT_EQ(grants.size(), 1u);
+  EXPECT_EQ(grants[0].grant_id, 6u);
+  uint32_t result[2] = {0, 0};
+  ASSERT_EQ(::read(fds[0], result, sizeof(result)), static_cast<ssize_t>(sizeof(result)));
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(prober, &status, 0);
+  EXPECT_GT(result[0], 100u) << "the prober hardly ran";
+  EXPECT_EQ(result[1], 0u) << "a denied connect got through during the restart";
+  EXPECT_EQ(Tcp4(kBob), kConnected);  // the adopted grant still works
+}
+
+// 7. Every decision yields exactly one event, with the right fields.
+TEST_F(GuardKernelTest, EachDecisionIsOneEventWithItsFields) {
+  DrainEvents();
+  ASSERT_TRUE(
+      enforcer_
+          ->ApplyGrant(MakeGrant(77, {Principal::Kind::kUid, kAlice}, kTcpResource, -10, 60000))
+          .ok());
+  uint64_t boot_before = NowBootNs();
+  EXPECT_EQ(Tcp4(kAlice), kConnected);
+  pid_t allowed_pid = last_child_;
+  EXPECT_EQ(Run(cgroup_, kBob, AF_INET6, SOCK_STREAM, tcp6_.port, nullptr), kRefused);
+  pid_t denied_pid = last_child_;
+  auto events = DrainEvents();
+  ASSERT_EQ(events.size(), 2u);
+
+  const auto& a = events[0];
+  EXPECT_EQ(a.verdict, LATCH_VERDICT_ALLOW_GRANT);
+  EXPECT_EQ(a.grant_id, 77u);
+  EXPECT_EQ(a.uid, kAlice);
+  EXPECT_EQ(a.gid, kAlice);
+  EXPECT_EQ(a.tgid, static_cast<uint32_t>(allowed_pid));
+  EXPECT_EQ(a.pid, static_cast<uint32_t>(allowed_pid));
+  EXPECT_EQ(a.cgroup_id, guard_->cgroup_id());
+  EXPECT_EQ(a.family, AF_INET);
+  EXPECT_EQ(a.protocol, IPPROTO_TCP);
+  EXPECT_EQ(a.port, tcp4_.port);
+  EXPECT_EQ(a.hook, LATCH_HOOK_CONNECT4);
+  EXPECT_EQ(a.resource_id, kTcpResource);
+  const uint8_t loopback4[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1};
+  EXPECT_EQ(std::memcmp(a.addr, loopback4, 16), 0);
+  EXPECT_GE(a.ktime_boot_ns, boot_before);
+  EXPECT_LE(a.ktime_boot_ns, NowBootNs());
+  EXPECT_STREQ(a.comm, "guard_kernel_te");  // the test binary's name, truncated by the kernel
+
+  const auto& d = events[1];
+  EXPECT_EQ(d.verdict, LATCH_VERDICT_DENY);
+  EXPECT_EQ(d.grant_id, 0u);
+  EXPECT_EQ(d.uid, kBob);
+  EXPECT_EQ(d.tgid, static_cast<uint32_t>(denied_pid));
+  EXPECT_EQ(d.family, AF_INET6);
+  EXPECT_EQ(d.hook, LATCH_HOOK_CONNECT6);
+  EXPECT_EQ(d.port, tcp6_.port);
+  const uint8_t loopback6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  EXPECT_EQ(std::memcmp(d.addr, loopback6, 16), 0);
+}
+
+// 8. Bad configuration: a clear error, and nothing attached or pinned.
+TEST_F(GuardKernelTest, BadConfigurationAttachesNothing) {
+  std::string fresh = bpffs_ + "/other";
+  ASSERT_TRUE(fs::create_directory(fresh));
+  std::unique_ptr<Guard> g;
+  Status s = Guard::Install({fresh, cgroup_ + "/missing", 1u << 16}, &g);
+  EXPECT_EQ(s.code(), Status::Code::kNotFound) << s.ToString();
+  EXPECT_NE(s.message().find("missing"), std::string::npos) << s.ToString();
+  s = Guard::Install({"/tmp", cgroup_, 1u << 16}, &g);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("bpffs"), std::string::npos) << s.ToString();
+  s = Guard::Install({fresh, cgroup_, 1000}, &g);
+  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(fs::is_empty(fresh));
+  // Moving a pinned guard to another cgroup is refused, not half-done.
+  std::string elsewhere = cgroup_ + "/elsewhere";
+  ASSERT_TRUE(fs::create_directory(elsewhere));
+  s = Guard::Install({pin_dir_, elsewhere, 1u << 16}, &g);
+  EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition) << s.ToString();
+  EXPECT_EQ(Tcp4(kAlice), kRefused);  // the original guard still holds
+}
+
+}  // namespace
+}  // namespace latch::agent

@@ -1,0 +1,93 @@
+#include "agent/resource.h"
+
+#include <gtest/gtest.h>
+
+namespace latch::agent {
+namespace {
+
+TEST(Cidr, ParsesBothFamiliesIntoOneSpace) {
+  Cidr c;
+  ASSERT_TRUE(Cidr::Parse("10.0.0.0/8", &c).ok());
+  EXPECT_EQ(c.prefixlen, 104u);
+  EXPECT_EQ(c.ToString(), "10.0.0.0/8");
+  ASSERT_TRUE(Cidr::Parse("192.0.2.7", &c).ok());
+  EXPECT_EQ(c.prefixlen, 128u);
+  Cidr mapped;
+  ASSERT_TRUE(Cidr::Parse("::ffff:192.0.2.7/128", &mapped).ok());
+  EXPECT_EQ(mapped, c);  // an IPv4-mapped IPv6 address is the IPv4 address
+  ASSERT_TRUE(Cidr::Parse("2001:db8::/32", &c).ok());
+  EXPECT_EQ(c.ToString(), "2001:db8::/32");
+}
+
+TEST(Cidr, RejectsBadInput) {
+  Cidr c;
+  for (const char* bad : {"", "10.0.0.0/", "10.0.0.0/33", "10.0.0.1/8", "300.0.0.0/8", "hello",
+                          "2001:db8::1/32", "::/129", "10.0.0.0/-1", "10.0.0.0/8x"}) {
+    EXPECT_FALSE(Cidr::Parse(bad, &c).ok()) << bad;
+  }
+}
+
+TEST(Cidr, Contains) {
+  Cidr net, host, other;
+  ASSERT_TRUE(Cidr::Parse("10.1.0.0/16", &net).ok());
+  ASSERT_TRUE(Cidr::Parse("10.1.2.3", &host).ok());
+  ASSERT_TRUE(Cidr::Parse("10.2.0.0/16", &other).ok());
+  EXPECT_TRUE(net.Contains(host));
+  EXPECT_FALSE(host.Contains(net));
+  EXPECT_FALSE(net.Contains(other));
+}
+
+TEST(Resource, ParsersRefuseUnknownValues) {
+  Mode m;
+  Protocol p;
+  uint16_t lo, hi;
+  EXPECT_TRUE(ParseMode("audit", &m).ok());
+  EXPECT_FALSE(ParseMode("block", &m).ok());
+  EXPECT_FALSE(ParseProtocol("sctp", &p).ok());
+  ASSERT_TRUE(ParsePortRange("8000-8100", &lo, &hi).ok());
+  EXPECT_EQ(lo, 8000);
+  EXPECT_EQ(hi, 8100);
+  for (const char* bad : {"", "70000", "10-5", "1-", "-1", "a", "1-2-3"}) {
+    EXPECT_FALSE(ParsePortRange(bad, &lo, &hi).ok()) << bad;
+  }
+}
+
+// A narrower CIDR inherits the rules of the wider ones that contain it,
+// narrower first, because the kernel's trie returns only the longest match.
+TEST(Resource, CompileFoldsCoveringRules) {
+  Resource wide{1, "net", {}, Protocol::kTcp, 22, 22, Mode::kEnforce};
+  Resource narrow{2, "db", {}, Protocol::kTcp, 5432, 5432, Mode::kAudit};
+  ASSERT_TRUE(Cidr::Parse("10.0.0.0/8", &wide.destinations.emplace_back()).ok());
+  ASSERT_TRUE(Cidr::Parse("10.1.2.3", &narrow.destinations.emplace_back()).ok());
+  std::map<std::pair<uint32_t, std::array<uint8_t, 16>>, latch_cidr_rules> out;
+  ASSERT_TRUE(CompileResources({wide, narrow}, &out).ok());
+  ASSERT_EQ(out.size(), 2u);
+  const latch_cidr_rules& host = out.at({128, narrow.destinations[0].addr});
+  ASSERT_EQ(host.count, 2u);
+  EXPECT_EQ(host.rules[0].resource_id, 2u);
+  EXPECT_EQ(host.rules[1].resource_id, 1u);
+  EXPECT_EQ(out.at({104, wide.destinations[0].addr}).count, 1u);
+}
+
+TEST(Resource, CompileRefusesInconsistentSets) {
+  Resource a{1, "a", {}, Protocol::kTcp, 1, 1, Mode::kEnforce};
+  ASSERT_TRUE(Cidr::Parse("10.0.0.0/8", &a.destinations.emplace_back()).ok());
+  Resource dup = a;
+  std::map<std::pair<uint32_t, std::array<uint8_t, 16>>, latch_cidr_rules> out;
+  EXPECT_FALSE(CompileResources({a, dup}, &out).ok());  // same id twice
+  Resource zero = a;
+  zero.id = 0;
+  EXPECT_FALSE(CompileResources({zero}, &out).ok());
+  Resource empty{3, "empty", {}, Protocol::kTcp, 1, 1, Mode::kEnforce};
+  EXPECT_FALSE(CompileResources({empty}, &out).ok());
+  std::vector<Resource> many;
+  for (uint32_t i = 1; i <= LATCH_MAX_RULES_PER_CIDR + 1; ++i) {
+    Resource r = a;
+    r.id = i;
+    many.push_back(r);
+  }
+  EXPECT_FALSE(CompileResources(many, &out).ok());
+}
+
+}  // namespace
+}  // namespace latch::agent
