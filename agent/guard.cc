@@ -33,7 +33,13 @@ const ProgramPin kPrograms[] = {
     {"link_connect6", [](latch_guard* s) { return s->progs.latch_connect6; }},
     {"link_sendmsg4", [](latch_guard* s) { return s->progs.latch_sendmsg4; }},
     {"link_sendmsg6", [](latch_guard* s) { return s->progs.latch_sendmsg6; }},
+    {"link_egress", [](latch_guard* s) { return s->progs.latch_egress; }},
+    {"link_ingress", [](latch_guard* s) { return s->progs.latch_ingress; }},
 };
+
+// Every map is pinned, so a restarted agent and the running programs share them.
+const char* const kMapNames[] = {"latch_resources", "latch_grants", "latch_sock_grants",
+                                 "latch_counters", "latch_events"};
 
 Status LibbpfError(const std::string& what, int err) {
   return Status::FromErrno(what, err < 0 ? -err : err);
@@ -76,10 +82,11 @@ Status Guard::Open() {
 Status Guard::Configure() {
   int err = bpf_map__set_max_entries(skel_->maps.latch_events, options_.ring_bytes);
   if (err != 0) return LibbpfError("sizing the event ring buffer", err);
-  bpf_map* maps[] = {skel_->maps.latch_resources, skel_->maps.latch_grants,
-                     skel_->maps.latch_counters, skel_->maps.latch_events};
-  for (bpf_map* m : maps) {
-    std::string path = options_.pin_dir + "/" + bpf_map__name(m);
+  for (const char* name : kMapNames) {
+    bpf_map* m = bpf_object__find_map_by_name(skel_->obj, name);
+    if (m == nullptr)
+      return Status::FailedPrecondition(std::string("BPF object has no map ") + name);
+    std::string path = options_.pin_dir + "/" + name;
     err = bpf_map__set_pin_path(m, path.c_str());
     if (err != 0) return LibbpfError("setting pin path " + path, err);
   }
@@ -165,7 +172,7 @@ Status Guard::Uninstall(const std::string& pin_dir) {
     if (err != 0) return LibbpfError("detaching " + path, err);
     if (::unlink(path.c_str()) != 0) return Status::FromErrno("unlink " + path, errno);
   }
-  for (const char* map : {"latch_resources", "latch_grants", "latch_counters", "latch_events"}) {
+  for (const char* map : kMapNames) {
     std::string path = pin_dir + "/" + map;
     if (::unlink(path.c_str()) != 0 && errno != ENOENT)
       return Status::FromErrno("unlink " + path, errno);

@@ -37,6 +37,13 @@ struct {
 } latch_grants SEC(".maps");
 
 struct {
+  __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
+  __type(value, struct latch_sock_grant);
+} latch_sock_grants SEC(".maps");
+
+struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, LATCH_CTR_COUNT);
   __type(key, __u32);
@@ -53,10 +60,14 @@ static __always_inline void count(__u32 slot) {
   if (v) *v += 1;
 }
 
-static __always_inline const struct latch_grant_value* find_grant(__u32 kind, __u32 resource_id,
+/* The live grant under `key` (filled in from kind, resource, principal), or 0. */
+static __always_inline const struct latch_grant_value* find_grant(struct latch_grant_key* key,
+                                                                  __u32 kind, __u32 resource_id,
                                                                   __u64 principal, __u64 now) {
-  struct latch_grant_key key = {.kind = kind, .resource_id = resource_id, .principal = principal};
-  const struct latch_grant_value* g = bpf_map_lookup_elem(&latch_grants, &key);
+  key->kind = kind;
+  key->resource_id = resource_id;
+  key->principal = principal;
+  const struct latch_grant_value* g = bpf_map_lookup_elem(&latch_grants, key);
   return latch_grant_live(g, now) ? g : 0;
 }
 
@@ -76,18 +87,32 @@ static __always_inline int decide(struct bpf_sock_addr* ctx, struct latch_cidr_k
 
   __u64 now = bpf_ktime_get_boot_ns();
   __u64 uid_gid = bpf_get_current_uid_gid();
+  struct latch_grant_key grant_key = {};
   const struct latch_grant_value* grant =
-      find_grant(LATCH_PRINCIPAL_UID, resource_id, (__u32)uid_gid, now);
+      find_grant(&grant_key, LATCH_PRINCIPAL_UID, resource_id, (__u32)uid_gid, now);
   /* The cgroup and its ancestors, nearest first (level 0 is the root). */
   __u64 cgroup_id = bpf_get_current_cgroup_id();
-  if (!grant) grant = find_grant(LATCH_PRINCIPAL_CGROUP, resource_id, cgroup_id, now);
+  if (!grant) grant = find_grant(&grant_key, LATCH_PRINCIPAL_CGROUP, resource_id, cgroup_id, now);
   for (int level = LATCH_MAX_CGROUP_DEPTH; level >= 1 && !grant; level--) {
     __u64 ancestor = bpf_get_current_ancestor_cgroup_id(level);
     if (ancestor == 0 || ancestor == cgroup_id) continue;
-    grant = find_grant(LATCH_PRINCIPAL_CGROUP, resource_id, ancestor, now);
+    grant = find_grant(&grant_key, LATCH_PRINCIPAL_CGROUP, resource_id, ancestor, now);
   }
 
   enum latch_verdict verdict = latch_verdict_for(mode, grant != 0);
+  if (grant) {
+    /* Remember the grant on the socket, so its traffic stops when the grant
+     * does. A socket we cannot mark would outlive its grant: refuse it. */
+    struct latch_sock_grant* sg =
+        bpf_sk_storage_get(&latch_sock_grants, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+    if (sg) {
+      sg->key = grant_key;
+      sg->grant_id = grant->grant_id;
+    } else {
+      count(LATCH_CTR_UNTRACKED);
+      verdict = LATCH_VERDICT_DENY;
+    }
+  }
   count(verdict == LATCH_VERDICT_ALLOW_GRANT ? LATCH_CTR_ALLOW_GRANT
         : verdict == LATCH_VERDICT_DENY      ? LATCH_CTR_DENY
                                              : LATCH_CTR_AUDIT_ALLOW);
@@ -147,3 +172,25 @@ int latch_sendmsg4(struct bpf_sock_addr* ctx) { return guard4(ctx, LATCH_HOOK_SE
 
 SEC("cgroup/sendmsg6")
 int latch_sendmsg6(struct bpf_sock_addr* ctx) { return guard6(ctx, LATCH_HOOK_SENDMSG6); }
+
+/* Traffic of connections opened under a grant flows only while a live grant
+ * remains under the same key; others are not looked at beyond the socket's
+ * storage. Returns 1 to pass the packet, 0 to drop it. */
+static __always_inline int check_granted_socket(struct __sk_buff* skb) {
+  struct bpf_sock* sk = skb->sk;
+  if (!sk) return 1;
+  sk = bpf_sk_fullsock(sk);
+  if (!sk) return 1;
+  struct latch_sock_grant* sg = bpf_sk_storage_get(&latch_sock_grants, sk, 0, 0);
+  if (!sg) return 1;
+  const struct latch_grant_value* g = bpf_map_lookup_elem(&latch_grants, &sg->key);
+  if (latch_grant_live(g, bpf_ktime_get_boot_ns())) return 1;
+  count(LATCH_CTR_CUT_PACKETS);
+  return 0;
+}
+
+SEC("cgroup_skb/egress")
+int latch_egress(struct __sk_buff* skb) { return check_granted_socket(skb); }
+
+SEC("cgroup_skb/ingress")
+int latch_ingress(struct __sk_buff* skb) { return check_granted_socket(skb); }

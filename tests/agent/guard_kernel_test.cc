@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -18,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "agent/boot_clock.h"
@@ -299,6 +301,105 @@ TEST_F(GuardKernelTest, GrantsExpireInTheKernelAndRevokeAtOnce) {
       enforcer_->ApplyGrant(MakeGrant(5, {Principal::Kind::kUid, kBob}, kTcpResource, 60000, 1000))
           .ok());
   EXPECT_EQ(Tcp4(kBob), kRefused);
+}
+
+// 4. A connection opened under a grant stops carrying data within 1 s of the
+// grant's end (in the kernel, with the process side gone) or its revocation.
+class GrantCutTest : public GuardKernelTest {
+ protected:
+  using Clock = std::chrono::steady_clock;
+  // Streams a byte every 10 ms over a connection made under a grant lasting
+  // `grant_ms`; `during` runs in the parent once the stream has started.
+  // Returns (bytes received, ms from grant end to the last byte received).
+  std::pair<int, int64_t> StreamUnderGrant(int64_t grant_ms, const std::function<void()>& during,
+                                           Clock::time_point* cut_at) {
+    EXPECT_TRUE(enforcer_
+                    ->ApplyGrant(
+                        MakeGrant(40, {Principal::Kind::kUid, kAlice}, kTcpResource, -10, grant_ms))
+                    .ok());
+    *cut_at = Clock::now() + std::chrono::milliseconds(grant_ms);
+    std::string procs = cgroup_ + "/cgroup.procs";
+    uint16_t port = tcp4_.port;
+    pid_t child = ::fork();
+    if (child == 0) {
+      int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(2);
+      ::close(fd);
+      if (::setresgid(kAlice, kAlice, kAlice) != 0 || ::setresuid(kAlice, kAlice, kAlice) != 0)
+        ::_exit(2);
+      int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(port);
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) ::_exit(3);
+      ::fcntl(s, F_SETFL, O_NONBLOCK);
+      for (int i = 0; i < 250; ++i) {
+        ::send(s, "x", 1, MSG_NOSIGNAL);
+        ::usleep(10000);
+      }
+      ::_exit(0);
+    }
+    pollfd pl{tcp4_.fd, POLLIN, 0};
+    EXPECT_EQ(::poll(&pl, 1, 2000), 1);
+    int conn = ::accept4(tcp4_.fd, nullptr, nullptr, SOCK_CLOEXEC);
+    EXPECT_GE(conn, 0);
+    during();
+    int bytes = 0;
+    Clock::time_point last = Clock::now();
+    auto stop = Clock::now() + std::chrono::milliseconds(2600);
+    while (Clock::now() < stop) {
+      pollfd p{conn, POLLIN, 0};
+      if (::poll(&p, 1, 50) != 1) continue;
+      char buf[256];
+      ssize_t n = ::recv(conn, buf, sizeof(buf), 0);
+      if (n <= 0) break;
+      bytes += static_cast<int>(n);
+      last = Clock::now();
+    }
+    ::close(conn);
+    ::kill(child, SIGKILL);  // our own child, by its id
+    ::waitpid(child, nullptr, 0);
+    return {bytes, std::chrono::duration_cast<std::chrono::milliseconds>(last - *cut_at).count()};
+  }
+};
+
+TEST_F(GrantCutTest, ExpiryStopsAnEstablishedConnection) {
+  Clock::time_point cut_at;
+  auto [bytes, last_after_end_ms] = StreamUnderGrant(
+      700,
+      [&] {
+        enforcer_.reset();
+        guard_.reset();  // the kernel alone must end it
+      },
+      &cut_at);
+  EXPECT_GT(bytes, 10) << "data should flow while the grant lasts";
+  EXPECT_LT(last_after_end_ms, 1000)
+      << "data still flowed " << last_after_end_ms << " ms after expiry";
+  std::printf("expiry: %d bytes streamed; the last arrived %lld ms after the grant ended\n", bytes,
+              static_cast<long long>(last_after_end_ms));
+  Install();
+  std::array<uint64_t, LATCH_CTR_COUNT> counters{};
+  ASSERT_TRUE(guard_->ReadCounters(&counters).ok());
+  EXPECT_GT(counters[LATCH_CTR_CUT_PACKETS], 0u);
+}
+
+TEST_F(GrantCutTest, RevocationStopsAnEstablishedConnection) {
+  Clock::time_point cut_at;
+  auto [bytes, last_after_end_ms] = StreamUnderGrant(
+      60000,
+      [&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(400));
+        ASSERT_TRUE(enforcer_->RevokeGrant(40).ok());
+      },
+      &cut_at);
+  // Measured from the revocation (400 ms in), not from the 60 s expiry.
+  int64_t after_revoke_ms = last_after_end_ms + 60000 - 400;
+  EXPECT_GT(bytes, 10);
+  EXPECT_LT(after_revoke_ms, 1000)
+      << "data still flowed " << after_revoke_ms << " ms after revocation";
+  std::printf("revocation: %d bytes streamed; the last arrived %lld ms after the revocation\n",
+              bytes, static_cast<long long>(after_revoke_ms));
 }
 
 // 5. Audit mode allows and records; enforce mode denies and records.
