@@ -528,6 +528,55 @@ TEST_F(GuardKernelTest, EachDecisionIsOneEventWithItsFields) {
   EXPECT_EQ(std::memcmp(d.addr, loopback6, 16), 0);
 }
 
+// 7 (flood). With a tiny ring buffer and nobody reading, events delivered plus
+// counted losses equal the decisions made, exactly.
+TEST_F(GuardKernelTest, FloodLossesAreCountedExactly) {
+  enforcer_.reset();
+  guard_.reset();
+  ASSERT_TRUE(Guard::Uninstall(pin_dir_).ok());
+  ASSERT_TRUE(fs::create_directory(pin_dir_));
+  Status s = Guard::Install({pin_dir_, cgroup_, 4096}, &guard_);  // room for a few dozen events
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  enforcer_ = std::make_unique<BpfEnforcer>(*guard_);
+  ASSERT_TRUE(enforcer_->SetResources(TestResources()).ok());
+
+  constexpr int kAttempts = 3000;
+  std::string procs = cgroup_ + "/cgroup.procs";
+  uint16_t port = udp4_.port;
+  pid_t child = ::fork();
+  if (child == 0) {
+    int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(2);
+    ::close(fd);
+    int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int refused = 0;
+    for (int i = 0; i < kAttempts; ++i) {
+      if (::sendto(sock, "x", 1, 0, reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0 &&
+          errno == EPERM)
+        ++refused;
+    }
+    ::_exit(refused == kAttempts ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "every send should have been refused";
+
+  size_t delivered = DrainEvents().size();
+  std::array<uint64_t, LATCH_CTR_COUNT> counters{};
+  ASSERT_TRUE(guard_->ReadCounters(&counters).ok());
+  EXPECT_EQ(counters[LATCH_CTR_DENY], static_cast<uint64_t>(kAttempts));
+  EXPECT_GT(counters[LATCH_CTR_RINGBUF_FULL], 0u) << "the flood should overflow a 4 KiB ring";
+  EXPECT_EQ(delivered + counters[LATCH_CTR_RINGBUF_FULL], static_cast<uint64_t>(kAttempts));
+  EXPECT_EQ(counters[LATCH_CTR_EVENTS], delivered);
+  std::printf("flood: %d decisions, %zu events delivered, %llu counted as lost\n", kAttempts,
+              delivered, static_cast<unsigned long long>(counters[LATCH_CTR_RINGBUF_FULL]));
+}
+
 // 8. Bad configuration: a clear error, and nothing attached or pinned.
 TEST_F(GuardKernelTest, BadConfigurationAttachesNothing) {
   std::string fresh = bpffs_ + "/other";
