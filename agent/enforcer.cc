@@ -30,7 +30,7 @@ Status BpfEnforcer::SetResources(const std::vector<Resource>& resources) {
   }
   std::vector<std::pair<Cidr, latch_cidr_rules>> current;
   LATCH_RETURN_IF_ERROR(ListResourceEntries(&current));
-  int fd = guard_.resources_fd();
+  int fd = maps_.resources_fd;
   for (const auto& [key, rules] : wanted) {
     latch_cidr_key k = KeyOf(key.first, key.second);
     if (bpf_map_update_elem(fd, &k, &rules, BPF_ANY) != 0) {
@@ -49,7 +49,7 @@ Status BpfEnforcer::SetResources(const std::vector<Resource>& resources) {
 
 Status BpfEnforcer::ListResourceEntries(std::vector<std::pair<Cidr, latch_cidr_rules>>* out) {
   out->clear();
-  int fd = guard_.resources_fd();
+  int fd = maps_.resources_fd;
   latch_cidr_key key{};
   latch_cidr_key next{};
   const void* prev = nullptr;
@@ -82,7 +82,7 @@ Status BpfEnforcer::ApplyGrant(const Grant& grant) {
   value.not_before_ns = WallToBootNs(grant.not_before_unix_ns);
   value.not_after_ns = WallToBootNs(grant.not_after_unix_ns);
   value.grant_id = grant.grant_id;
-  if (bpf_map_update_elem(guard_.grants_fd(), &key, &value, BPF_ANY) != 0) {
+  if (bpf_map_update_elem(maps_.grants_fd, &key, &value, BPF_ANY) != 0) {
     return Status::FromErrno("writing grant " + std::to_string(grant.grant_id), errno);
   }
   return Status::Ok();
@@ -90,7 +90,7 @@ Status BpfEnforcer::ApplyGrant(const Grant& grant) {
 
 Status BpfEnforcer::ListGrants(std::vector<KernelGrant>* out) {
   out->clear();
-  int fd = guard_.grants_fd();
+  int fd = maps_.grants_fd;
   latch_grant_key key{};
   latch_grant_key next{};
   const void* prev = nullptr;
@@ -113,7 +113,7 @@ Status BpfEnforcer::ListGrants(std::vector<KernelGrant>* out) {
 }
 
 Status BpfEnforcer::RevokeGrant(uint64_t grant_id) {
-  int fd = guard_.grants_fd();
+  int fd = maps_.grants_fd;
   latch_grant_key key{};
   latch_grant_key next{};
   const void* prev = nullptr;

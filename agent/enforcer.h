@@ -53,9 +53,17 @@ class Enforcer {
   virtual Status ListResourceEntries(std::vector<std::pair<Cidr, latch_cidr_rules>>* out) = 0;
 };
 
+// The guard's maps an Enforcer writes: from a live Guard, or opened from
+// their pins by a process that does not load programs (`latch-agent status`).
+struct GuardMaps {
+  int resources_fd = -1;
+  int grants_fd = -1;
+};
+
 class BpfEnforcer : public Enforcer {
  public:
-  explicit BpfEnforcer(const Guard& guard) : guard_(guard) {}
+  explicit BpfEnforcer(const Guard& guard) : maps_{guard.resources_fd(), guard.grants_fd()} {}
+  explicit BpfEnforcer(GuardMaps maps) : maps_(maps) {}
   Status SetResources(const std::vector<Resource>& resources) override;
   Status ApplyGrant(const Grant& grant) override;
   Status RevokeGrant(uint64_t grant_id) override;
@@ -63,7 +71,7 @@ class BpfEnforcer : public Enforcer {
   Status ListResourceEntries(std::vector<std::pair<Cidr, latch_cidr_rules>>* out) override;
 
  private:
-  const Guard& guard_;
+  GuardMaps maps_;
 };
 
 }  // namespace latch::agent

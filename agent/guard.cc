@@ -39,7 +39,7 @@ const ProgramPin kPrograms[] = {
 
 // Every map is pinned, so a restarted agent and the running programs share them.
 const char* const kMapNames[] = {"latch_resources", "latch_grants", "latch_sock_grants",
-                                 "latch_counters", "latch_events"};
+                                 "latch_counters",  "latch_events", "latch_agent_state"};
 
 Status LibbpfError(const std::string& what, int err) {
   return Status::FromErrno(what, err < 0 ? -err : err);
@@ -185,11 +185,17 @@ int Guard::resources_fd() const { return bpf_map__fd(skel_->maps.latch_resources
 int Guard::grants_fd() const { return bpf_map__fd(skel_->maps.latch_grants); }
 int Guard::events_fd() const { return bpf_map__fd(skel_->maps.latch_events); }
 
+int Guard::counters_fd() const { return bpf_map__fd(skel_->maps.latch_counters); }
+int Guard::agent_state_fd() const { return bpf_map__fd(skel_->maps.latch_agent_state); }
+
 Status Guard::ReadCounters(std::array<uint64_t, LATCH_CTR_COUNT>* out) const {
+  return ReadGuardCounters(counters_fd(), out);
+}
+
+Status ReadGuardCounters(int fd, std::array<uint64_t, LATCH_CTR_COUNT>* out) {
   int cpus = libbpf_num_possible_cpus();
-  if (cpus <= 0) return LibbpfError("counting CPUs", cpus);
+  if (cpus <= 0) return Status::FromErrno("counting CPUs", -cpus);
   std::vector<uint64_t> per_cpu(static_cast<size_t>(cpus));
-  int fd = bpf_map__fd(skel_->maps.latch_counters);
   for (uint32_t slot = 0; slot < LATCH_CTR_COUNT; ++slot) {
     if (bpf_map_lookup_elem(fd, &slot, per_cpu.data()) != 0) {
       return Status::FromErrno("reading counter " + std::to_string(slot), errno);

@@ -30,6 +30,9 @@ struct GuardOptions {
   uint32_t ring_bytes = 4u << 20;  // decision event ring buffer; a power of two
 };
 
+// Sums a per-CPU counters map (the guard's latch_counters) over CPUs.
+Status ReadGuardCounters(int counters_fd, std::array<uint64_t, LATCH_CTR_COUNT>* out);
+
 struct ProgramStats {
   std::string name;
   uint64_t run_count = 0;    // from the kernel's BPF statistics; 0 unless
@@ -53,6 +56,8 @@ class Guard {
   int resources_fd() const;
   int grants_fd() const;
   int events_fd() const;
+  int counters_fd() const;
+  int agent_state_fd() const;
   // Counters summed over CPUs, indexed by enum latch_counter.
   Status ReadCounters(std::array<uint64_t, LATCH_CTR_COUNT>* out) const;
   Status ReadProgramStats(std::vector<ProgramStats>* out) const;

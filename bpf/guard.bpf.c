@@ -51,6 +51,13 @@ struct {
 } latch_counters SEC(".maps");
 
 struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct latch_agent_state);
+} latch_agent_state SEC(".maps");
+
+struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
   __uint(max_entries, 1 << 22); /* 4 MiB; user space may resize before load */
 } latch_events SEC(".maps");

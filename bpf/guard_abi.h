@@ -119,6 +119,13 @@ enum latch_counter {
   LATCH_CTR_COUNT = 7,
 };
 
+/* User space's own state, pinned with the guard so it survives the agent:
+ * the counter totals it has already reported, so a restarted agent reports
+ * only what is new (kernel programs never touch it). */
+struct latch_agent_state {
+  __u64 reported[LATCH_CTR_COUNT];
+};
+
 #ifdef __cplusplus
 static_assert(sizeof(struct latch_cidr_key) == 20, "latch_cidr_key layout");
 static_assert(sizeof(struct latch_rule) == 12, "latch_rule layout");

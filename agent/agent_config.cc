@@ -1,0 +1,142 @@
+#include "agent/agent_config.h"
+
+#include <toml++/toml.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "agent/kernel_fs.h"
+
+namespace latch::agent {
+namespace {
+
+Status Bad(const std::string& source, const toml::source_region& where, const std::string& what) {
+  return Status::InvalidArgument(source + ":" + std::to_string(where.begin.line) + ": " + what);
+}
+
+template <typename T>
+Status Get(const toml::table& t, const std::string& source, const char* key, T* out,
+           bool required) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) {
+    if (required) return Bad(source, t.source(), std::string("missing setting '") + key + "'");
+    return Status::Ok();
+  }
+  auto v = n->value<T>();
+  if (!v) return Bad(source, n->source(), std::string("setting '") + key + "' has the wrong type");
+  *out = *v;
+  return Status::Ok();
+}
+
+Status CheckKeys(const toml::table& t, const std::string& source, std::set<std::string> known) {
+  for (const auto& [k, v] : t) {
+    if (known.count(std::string(k.str())) == 0) {
+      return Bad(source, v.source(), "unknown setting '" + std::string(k.str()) + "'");
+    }
+  }
+  return Status::Ok();
+}
+
+Status ParseResource(const toml::table& t, const std::string& source, Resource* r) {
+  LATCH_RETURN_IF_ERROR(
+      CheckKeys(t, source, {"id", "name", "destinations", "protocol", "ports", "mode"}));
+  int64_t id = 0;
+  LATCH_RETURN_IF_ERROR(Get(t, source, "id", &id, true));
+  if (id <= 0 || id > UINT32_MAX)
+    return Bad(source, t.source(), "resource id must be 1 to 4294967295");
+  r->id = static_cast<uint32_t>(id);
+  LATCH_RETURN_IF_ERROR(Get(t, source, "name", &r->name, true));
+  std::string protocol = "tcp";
+  std::string ports;
+  std::string mode = "enforce";
+  LATCH_RETURN_IF_ERROR(Get(t, source, "protocol", &protocol, false));
+  LATCH_RETURN_IF_ERROR(Get(t, source, "ports", &ports, true));
+  LATCH_RETURN_IF_ERROR(Get(t, source, "mode", &mode, false));
+  Status s = ParseProtocol(protocol, &r->protocol);
+  if (s.ok()) s = ParsePortRange(ports, &r->port_lo, &r->port_hi);
+  if (s.ok()) s = ParseMode(mode, &r->mode);
+  if (!s.ok()) return Bad(source, t.source(), "resource '" + r->name + "': " + s.message());
+  const toml::array* dests = t["destinations"].as_array();
+  if (dests == nullptr || dests->empty()) {
+    return Bad(source, t.source(),
+               "resource '" + r->name + "' needs a non-empty 'destinations' list");
+  }
+  for (const toml::node& d : *dests) {
+    auto text = d.value<std::string>();
+    if (!text) return Bad(source, d.source(), "destinations must be strings");
+    Cidr c;
+    s = Cidr::Parse(*text, &c);
+    if (!s.ok()) return Bad(source, d.source(), "resource '" + r->name + "': " + s.message());
+    r->destinations.push_back(c);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ParseAgentConfig(std::string_view toml_text, const std::string& source, AgentConfig* out) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, source);
+  } catch (const toml::parse_error& e) {
+    return Status::InvalidArgument(source + ":" + std::to_string(e.source().begin.line) + ": " +
+                                   std::string(e.description()));
+  }
+  LATCH_RETURN_IF_ERROR(CheckKeys(root, source,
+                                  {"instance", "host_id", "cgroup", "pin_dir", "ring_buffer_bytes",
+                                   "counters_interval_ms", "resource"}));
+  AgentConfig c;
+  LATCH_RETURN_IF_ERROR(Get(root, source, "instance", &c.instance, false));
+  LATCH_RETURN_IF_ERROR(Get(root, source, "host_id", &c.host_id, true));
+  LATCH_RETURN_IF_ERROR(Get(root, source, "cgroup", &c.cgroup, false));
+  LATCH_RETURN_IF_ERROR(Get(root, source, "pin_dir", &c.pin_dir, false));
+  int64_t ring = c.ring_buffer_bytes;
+  int64_t interval = c.counters_interval_ms;
+  LATCH_RETURN_IF_ERROR(Get(root, source, "ring_buffer_bytes", &ring, false));
+  LATCH_RETURN_IF_ERROR(Get(root, source, "counters_interval_ms", &interval, false));
+  if (ring < 4096 || ring > (int64_t{1} << 30) || (ring & (ring - 1)) != 0) {
+    return Bad(source, root.source(),
+               "ring_buffer_bytes must be a power of two from 4096 to 1 GiB");
+  }
+  if (interval < 10 || interval > 600000) {
+    return Bad(source, root.source(), "counters_interval_ms must be 10 to 600000");
+  }
+  c.ring_buffer_bytes = static_cast<uint32_t>(ring);
+  c.counters_interval_ms = static_cast<uint32_t>(interval);
+  if (c.instance.empty() || c.instance.find('/') != std::string::npos || c.instance == "." ||
+      c.instance == "..") {
+    return Bad(source, root.source(), "instance must be a plain name");
+  }
+  if (const toml::node* res = root.get("resource")) {
+    const toml::array* list = res->as_array();
+    if (list == nullptr)
+      return Bad(source, res->source(), "'resource' must be [[resource]] tables");
+    for (const toml::node& n : *list) {
+      const toml::table* t = n.as_table();
+      if (t == nullptr) return Bad(source, n.source(), "'resource' must be [[resource]] tables");
+      LATCH_RETURN_IF_ERROR(ParseResource(*t, source, &c.resources.emplace_back()));
+    }
+  }
+  // Catch duplicate ids and oversized rule sets now, not at apply time.
+  std::map<std::pair<uint32_t, std::array<uint8_t, 16>>, latch_cidr_rules> compiled;
+  Status s = CompileResources(c.resources, &compiled);
+  if (!s.ok()) return Status::InvalidArgument(source + ": " + s.message());
+  *out = std::move(c);
+  return Status::Ok();
+}
+
+Status LoadAgentConfig(const std::string& path, AgentConfig* out) {
+  std::ifstream in(path);
+  if (!in) return Status::NotFound("cannot read config file " + path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return ParseAgentConfig(text, path, out);
+}
+
+Status ResolveAgentDefaults(AgentConfig* config) {
+  if (config->cgroup.empty()) LATCH_RETURN_IF_ERROR(FindCgroup2Mount(&config->cgroup));
+  if (config->pin_dir.empty()) config->pin_dir = "/sys/fs/bpf/latch/" + config->instance;
+  return Status::Ok();
+}
+
+}  // namespace latch::agent

@@ -1,0 +1,82 @@
+// latch-agent: enforces grants in this host's kernel. See agent_daemon.h.
+#include <CLI/CLI.hpp>
+#include <iostream>
+
+#include "agent/agent_config.h"
+#include "agent/agent_daemon.h"
+#include "agent/guard_status.h"
+
+namespace {
+
+using latch::Status;
+using latch::agent::AgentConfig;
+
+int Fail(const Status& s) {
+  std::cerr << "latch-agent: " << s.ToString() << "\n";
+  return 1;
+}
+
+Status LoadConfig(const std::string& path, AgentConfig* config) {
+  LATCH_RETURN_IF_ERROR(latch::agent::LoadAgentConfig(path, config));
+  return latch::agent::ResolveAgentDefaults(config);
+}
+
+int Main(int argc, char** argv) {
+  CLI::App app{
+      "latch-agent: refuses connections to protected destinations unless the connecting\n"
+      "user or cgroup holds a live grant, enforced in the kernel (eBPF on cgroup v2).\n\n"
+      "Examples:\n"
+      "  latch-agent --config /etc/latch/agent.toml             run (decisions as JSON lines on "
+      "stdout)\n"
+      "  latch-agent status --config /etc/latch/agent.toml      what the kernel holds now\n"
+      "  latch-agent uninstall --config /etc/latch/agent.toml   detach and remove the pins\n"};
+  std::string config_path;
+  app.add_option("--config", config_path, "Agent configuration file (TOML)")->required();
+  auto* status =
+      app.add_subcommand("status", "Print attached programs, resources, grants, counters");
+  auto* uninstall = app.add_subcommand("uninstall", "Detach the guard and remove its pins");
+  // --config may come before or after the subcommand.
+  status->fallthrough();
+  uninstall->fallthrough();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  AgentConfig config;
+  Status s = LoadConfig(config_path, &config);
+  if (!s.ok()) return Fail(s);
+
+  if (*status) {
+    latch::agent::GuardStatus st;
+    s = latch::agent::ReadGuardStatus(config.pin_dir, &st);
+    if (!s.ok()) return Fail(s);
+    std::cout << "guard pinned at " << config.pin_dir << "\n"
+              << latch::agent::FormatGuardStatus(st);
+    return 0;
+  }
+  if (*uninstall) {
+    s = latch::agent::Guard::Uninstall(config.pin_dir);
+    if (!s.ok()) return Fail(s);
+    std::cerr << "latch-agent: guard detached, pins under " << config.pin_dir << " removed\n";
+    return 0;
+  }
+  latch::agent::AgentDaemon daemon(std::move(config), std::cout, std::cerr);
+  s = daemon.Start();
+  if (!s.ok()) return Fail(s.WithContext("start"));
+  s = daemon.Run();
+  if (!s.ok()) return Fail(s);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::cerr << "latch-agent: unexpected error: " << e.what() << "\n";
+    return 1;
+  }
+}

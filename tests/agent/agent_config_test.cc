@@ -1,0 +1,77 @@
+#include "agent/agent_config.h"
+
+#include <gtest/gtest.h>
+
+namespace latch::agent {
+namespace {
+
+constexpr char kGood[] = R"(
+host_id = "db-1"
+cgroup = "/sys/fs/cgroup/unified/x"
+ring_buffer_bytes = 65536
+
+[[resource]]
+id = 1
+name = "postgres"
+destinations = ["10.0.0.5/32", "fd00::5"]
+protocol = "tcp"
+ports = "5432"
+mode = "enforce"
+
+[[resource]]
+id = 2
+name = "dns"
+destinations = ["10.0.0.0/8"]
+protocol = "udp"
+ports = "53"
+mode = "audit"
+)";
+
+TEST(AgentConfig, ParsesAGoodFile) {
+  AgentConfig c;
+  Status s = ParseAgentConfig(kGood, "agent.toml", &c);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(c.host_id, "db-1");
+  EXPECT_EQ(c.instance, "default");
+  EXPECT_EQ(c.ring_buffer_bytes, 65536u);
+  ASSERT_EQ(c.resources.size(), 2u);
+  EXPECT_EQ(c.resources[0].destinations.size(), 2u);
+  EXPECT_EQ(c.resources[1].mode, Mode::kAudit);
+  EXPECT_EQ(c.resources[1].protocol, Protocol::kUdp);
+  ASSERT_TRUE(ResolveAgentDefaults(&c).ok());
+  EXPECT_EQ(c.pin_dir, "/sys/fs/bpf/latch/default");
+}
+
+// Each bad setting is refused with a message that names it.
+TEST(AgentConfig, BadSettingsAreNamed) {
+  auto with = [](std::string from, const std::string& to) {
+    std::string text = kGood;
+    size_t at = text.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    return text.replace(at, from.size(), to);
+  };
+  const std::pair<std::string, std::string> cases[] = {
+      {with("mode = \"enforce\"", "mode = \"block\""), "mode"},
+      {with("\"10.0.0.5/32\"", "\"10.0.0.5/33\""), "CIDR"},
+      {with("\"10.0.0.0/8\"", "\"10.0.0.1/8\""), "CIDR"},
+      {with("ports = \"5432\"", "ports = \"99999\""), "port"},
+      {with("protocol = \"tcp\"", "protocol = \"sctp\""), "protocol"},
+      {with("host_id = \"db-1\"", ""), "host_id"},
+      {with("ring_buffer_bytes = 65536", "ring_buffer_bytes = 1000"), "ring_buffer_bytes"},
+      {with("host_id", "hostid"), "hostid"},
+      {with("id = 2", "id = 1"), "used twice"},
+      {with("id = 2", "id = 0"), "id"},
+      {with("destinations = [\"10.0.0.0/8\"]", "destinations = []"), "destinations"},
+      {"host_id = ", "agent.toml:1"},
+  };
+  for (const auto& [text, needle] : cases) {
+    AgentConfig c;
+    Status s = ParseAgentConfig(text, "agent.toml", &c);
+    ASSERT_FALSE(s.ok()) << needle;
+    EXPECT_NE(s.message().find(needle), std::string::npos) << s.ToString();
+    EXPECT_NE(s.message().find("agent.toml"), std::string::npos) << s.ToString();
+  }
+}
+
+}  // namespace
+}  // namespace latch::agent

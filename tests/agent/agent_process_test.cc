@@ -1,0 +1,248 @@
+// latch-agent as a process on a real kernel: it runs, reports decisions as
+// JSON lines, survives kill -9 with enforcement intact, is adopted by its
+// next start, shows its state, uninstalls, and refuses bad configuration.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "agent/kernel_fs.h"
+
+namespace latch::agent {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+class AgentProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bool ci = std::getenv("CI") != nullptr && std::string(std::getenv("CI")) == "true";
+    if (::geteuid() != 0 || !fs::exists("/sys/kernel/btf/vmlinux")) {
+      if (ci) FAIL() << "kernel test cannot run under CI: needs root and BTF";
+      GTEST_SKIP() << "needs root and BTF";
+    }
+    std::string mount;
+    ASSERT_TRUE(FindCgroup2Mount(&mount).ok());
+    cgroup_ = mount + "/latch-agent-test-" + std::to_string(::getpid());
+    ASSERT_TRUE(fs::create_directory(cgroup_));
+    char tmpl[] = "/tmp/latch-agent-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    bpffs_ = dir_ + "/bpffs";
+    fs::create_directory(bpffs_);
+    ASSERT_EQ(::mount("bpf", bpffs_.c_str(), "bpf", 0, "mode=0700"), 0);
+    pin_dir_ = bpffs_ + "/latch/test";
+
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    ASSERT_EQ(::bind(listener_, reinterpret_cast<sockaddr*>(&a), len), 0);
+    ASSERT_EQ(::listen(listener_, 1024), 0);
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    config_ = dir_ + "/agent.toml";
+    WriteConfig("enforce", "127.0.0.1/32", cgroup_);
+  }
+
+  void TearDown() override {
+    StopAgent(SIGKILL);
+    if (!pin_dir_.empty() && fs::exists(pin_dir_)) RunCli("uninstall");
+    if (listener_ >= 0) ::close(listener_);
+    if (!bpffs_.empty()) ::umount(bpffs_.c_str());
+    if (!dir_.empty()) fs::remove_all(dir_);
+    if (!cgroup_.empty()) ::rmdir(cgroup_.c_str());
+  }
+
+  void WriteConfig(const std::string& mode, const std::string& cidr, const std::string& cgroup) {
+    std::ofstream(config_) << "host_id = \"test-host\"\n"
+                           << "cgroup = \"" << cgroup << "\"\n"
+                           << "pin_dir = \"" << pin_dir_ << "\"\n"
+                           << "counters_interval_ms = 50\n"
+                           << "[[resource]]\nid = 9\nname = \"db\"\ndestinations = [\"" << cidr
+                           << "\"]\nprotocol = \"tcp\"\nports = \"" << port_ << "\"\nmode = \""
+                           << mode << "\"\n";
+  }
+
+  // Starts latch-agent; returns once its guard is attached (pins exist).
+  void StartAgent() {
+    int out[2];
+    ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    std::string err_path = dir_ + "/agent.err";
+    auto started = [&] {
+      std::string err = Slurp(err_path);
+      size_t n = 0;
+      for (size_t at = err.find("latch-agent: guard"); at != std::string::npos;
+           at = err.find("latch-agent: guard", at + 1)) {
+        ++n;
+      }
+      return n;
+    };
+    const size_t before = started();
+    agent_ = ::fork();
+    if (agent_ == 0) {
+      ::dup2(out[1], STDOUT_FILENO);
+      int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      ::dup2(err, STDERR_FILENO);
+      ::execl(LATCH_AGENT_BIN, LATCH_AGENT_BIN, "--config", config_.c_str(),
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    out_fd_ = out[0];
+    auto deadline = Clock::now() + std::chrono::seconds(15);
+    while (Clock::now() < deadline && started() == before) {
+      int status;
+      ASSERT_EQ(::waitpid(agent_, &status, WNOHANG), 0) << "agent exited: " << Slurp(err_path);
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_GT(started(), before) << Slurp(err_path);
+  }
+
+  void StopAgent(int sig) {
+    if (agent_ <= 0) return;
+    ::kill(agent_, sig);  // our own child, by its id
+    ::waitpid(agent_, nullptr, 0);
+    agent_ = 0;
+    ::close(out_fd_);
+    out_fd_ = -1;
+  }
+
+  // JSON lines the agent has written so far (waits up to `ms` for `want` of them).
+  std::vector<nlohmann::json> Records(size_t want, int ms = 3000) {
+    auto deadline = Clock::now() + std::chrono::milliseconds(ms);
+    while (Clock::now() < deadline && Count(pending_, '\n') < want) {
+      pollfd p{out_fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) == 1) {
+        char buf[4096];
+        ssize_t n = ::read(out_fd_, buf, sizeof(buf));
+        if (n > 0) pending_.append(buf, static_cast<size_t>(n));
+      }
+    }
+    std::vector<nlohmann::json> out;
+    size_t pos;
+    while ((pos = pending_.find('\n')) != std::string::npos) {
+      out.push_back(nlohmann::json::parse(pending_.substr(0, pos)));
+      pending_.erase(0, pos + 1);
+    }
+    return out;
+  }
+
+  // connect() from a child in the test cgroup as uid 5151: 0 connected, 1 EPERM.
+  int Connect() {
+    std::string procs = cgroup_ + "/cgroup.procs";
+    uint16_t port = port_;
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(2);
+      ::close(fd);
+      if (::setresuid(5151, 5151, 5151) != 0) ::_exit(2);
+      int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(port);
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) ::_exit(0);
+      ::_exit(errno == EPERM ? 1 : 2);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 3;
+  }
+
+  // Runs `latch-agent <args> --config ...`; returns exit code, output in *out.
+  int RunCli(const std::string& args, std::string* out = nullptr) {
+    std::string cmd = std::string(LATCH_AGENT_BIN) + " " + args + " --config " + config_ + " >" +
+                      dir_ + "/cli.out 2>&1";
+    int status = std::system(cmd.c_str());
+    if (out != nullptr) *out = Slurp(dir_ + "/cli.out");
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  }
+
+  static std::string Slurp(const std::string& path) {
+    std::ifstream in(path);
+    return {std::istreambuf_iterator<char>(in), {}};
+  }
+  static size_t Count(const std::string& s, char c) {
+    return static_cast<size_t>(std::count(s.begin(), s.end(), c));
+  }
+
+  std::string cgroup_, dir_, bpffs_, pin_dir_, config_, pending_;
+  int listener_ = -1;
+  uint16_t port_ = 0;
+  pid_t agent_ = 0;
+  int out_fd_ = -1;
+};
+
+TEST_F(AgentProcessTest, RunsReportsSurvivesKillAdoptsAndUninstalls) {
+  StartAgent();
+  EXPECT_EQ(Connect(), 1);
+  auto records = Records(1);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0]["type"], "decision");
+  EXPECT_EQ(records[0]["verdict"], "deny");
+  EXPECT_EQ(records[0]["uid"], 5151);
+  EXPECT_EQ(records[0]["dport"], port_);
+  EXPECT_EQ(records[0]["daddr"], "127.0.0.1");
+  EXPECT_EQ(records[0]["resource_id"], 9);
+  EXPECT_EQ(records[0]["host_id"], "test-host");
+
+  StopAgent(SIGKILL);
+  EXPECT_EQ(Connect(), 1) << "enforcement must outlive the agent";
+
+  StartAgent();
+  EXPECT_NE(Slurp(dir_ + "/agent.err").find("guard adopted"), std::string::npos);
+  // The event made while the agent was dead waited in the pinned ring buffer.
+  records = Records(1);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0]["verdict"], "deny");
+
+  std::string status;
+  ASSERT_EQ(RunCli("status", &status), 0) << status;
+  EXPECT_NE(status.find("latch_connect4"), std::string::npos) << status;
+  EXPECT_NE(status.find("127.0.0.1/32"), std::string::npos) << status;
+  EXPECT_NE(status.find("denied 2"), std::string::npos) << status;
+
+  StopAgent(SIGTERM);
+  std::string out;
+  ASSERT_EQ(RunCli("uninstall", &out), 0) << out;
+  EXPECT_FALSE(fs::exists(pin_dir_));
+  EXPECT_EQ(Connect(), 0) << "after uninstall nothing is enforced";
+  EXPECT_NE(RunCli("status", &out), 0);
+  EXPECT_NE(out.find("not pinned"), std::string::npos) << out;
+}
+
+TEST_F(AgentProcessTest, BadConfigurationIsOneLineAndAttachesNothing) {
+  std::string out;
+  WriteConfig("block", "127.0.0.1/32", cgroup_);
+  EXPECT_EQ(RunCli("", &out), 1);
+  EXPECT_NE(out.find("mode"), std::string::npos) << out;
+  EXPECT_EQ(Count(out, '\n'), 1u) << out;
+  WriteConfig("enforce", "127.0.0.1/40", cgroup_);
+  EXPECT_EQ(RunCli("", &out), 1);
+  EXPECT_NE(out.find("CIDR"), std::string::npos) << out;
+  WriteConfig("enforce", "127.0.0.1/32", cgroup_ + "/missing");
+  EXPECT_EQ(RunCli("", &out), 1);
+  EXPECT_NE(out.find("missing"), std::string::npos) << out;
+  EXPECT_TRUE(!fs::exists(pin_dir_) || fs::is_empty(pin_dir_));
+  EXPECT_EQ(Connect(), 0);
+}
+
+}  // namespace
+}  // namespace latch::agent
