@@ -1,0 +1,49 @@
+// Test and benchmark helper: a cgroup v2 directory and a bpffs mount of our
+// own, removed (with everything in them) when the sandbox goes away. Nothing
+// outside them is attached to or changed.
+#pragma once
+
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+
+#include "agent/kernel_fs.h"
+
+namespace latch::agent {
+
+class KernelSandbox {
+ public:
+  // Empty on success, else why it could not be made.
+  std::string Create(const std::string& name) {
+    std::string mount;
+    Status s = FindCgroup2Mount(&mount);
+    if (!s.ok()) return s.ToString();
+    cgroup_ = mount + "/" + name + "-" + std::to_string(::getpid());
+    if (!std::filesystem::create_directory(cgroup_)) return "cannot create " + cgroup_;
+    char tmpl[] = "/tmp/latch-bpffs-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) return "mkdtemp failed";
+    bpffs_ = tmpl;
+    if (::mount("bpf", bpffs_.c_str(), "bpf", 0, "mode=0700") != 0) return "cannot mount bpffs";
+    mounted_ = true;
+    pin_dir_ = bpffs_ + "/guard";
+    std::filesystem::create_directory(pin_dir_);
+    return "";
+  }
+  ~KernelSandbox() {
+    if (mounted_) ::umount(bpffs_.c_str());
+    if (!bpffs_.empty()) ::rmdir(bpffs_.c_str());
+    if (!cgroup_.empty()) ::rmdir(cgroup_.c_str());
+  }
+  const std::string& cgroup() const { return cgroup_; }
+  const std::string& pin_dir() const { return pin_dir_; }
+
+ private:
+  std::string cgroup_;
+  std::string bpffs_;
+  std::string pin_dir_;
+  bool mounted_ = false;
+};
+
+}  // namespace latch::agent
