@@ -11,6 +11,22 @@
 namespace latch::agent {
 namespace {
 
+// Calls fn(key) for every key of a BPF map. Deletions during the walk are
+// fine: the kernel continues from the next key after a missing one.
+template <typename Key, typename Fn>
+Status ForEachKey(int fd, const char* what, Fn fn) {
+  Key key{};
+  Key next{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    LATCH_RETURN_IF_ERROR(fn(next));
+    key = next;
+    prev = &key;
+  }
+  if (errno != ENOENT) return Status::FromErrno(what, errno);
+  return Status::Ok();
+}
+
 latch_cidr_key KeyOf(uint32_t prefixlen, const std::array<uint8_t, 16>& addr) {
   latch_cidr_key k{};
   k.prefixlen = prefixlen;
@@ -50,22 +66,16 @@ Status BpfEnforcer::SetResources(const std::vector<Resource>& resources) {
 Status BpfEnforcer::ListResourceEntries(std::vector<std::pair<Cidr, latch_cidr_rules>>* out) {
   out->clear();
   int fd = maps_.resources_fd;
-  latch_cidr_key key{};
-  latch_cidr_key next{};
-  const void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+  return ForEachKey<latch_cidr_key>(fd, "listing resource entries", [&](const latch_cidr_key& k) {
     latch_cidr_rules rules{};
-    if (bpf_map_lookup_elem(fd, &next, &rules) == 0) {
+    if (bpf_map_lookup_elem(fd, &k, &rules) == 0) {
       Cidr c;
-      c.prefixlen = next.prefixlen;
-      std::memcpy(c.addr.data(), next.addr, sizeof(next.addr));
+      c.prefixlen = k.prefixlen;
+      std::memcpy(c.addr.data(), k.addr, sizeof(k.addr));
       out->emplace_back(c, rules);
     }
-    key = next;
-    prev = &key;
-  }
-  if (errno != ENOENT) return Status::FromErrno("listing resource entries", errno);
-  return Status::Ok();
+    return Status::Ok();
+  });
 }
 
 Status BpfEnforcer::ApplyGrant(const Grant& grant) {
@@ -91,39 +101,28 @@ Status BpfEnforcer::ApplyGrant(const Grant& grant) {
 Status BpfEnforcer::ListGrants(std::vector<KernelGrant>* out) {
   out->clear();
   int fd = maps_.grants_fd;
-  latch_grant_key key{};
-  latch_grant_key next{};
-  const void* prev = nullptr;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+  return ForEachKey<latch_grant_key>(fd, "listing grants", [&](const latch_grant_key& k) {
     latch_grant_value v{};
-    if (bpf_map_lookup_elem(fd, &next, &v) == 0) {
-      KernelGrant g;
-      g.grant_id = v.grant_id;
-      g.principal = {static_cast<Principal::Kind>(next.kind), next.principal};
-      g.resource_id = next.resource_id;
-      g.not_before_boot_ns = v.not_before_ns;
-      g.not_after_boot_ns = v.not_after_ns;
-      out->push_back(g);
+    if (bpf_map_lookup_elem(fd, &k, &v) == 0) {
+      out->push_back({v.grant_id,
+                      {static_cast<Principal::Kind>(k.kind), k.principal},
+                      k.resource_id,
+                      v.not_before_ns,
+                      v.not_after_ns});
     }
-    key = next;
-    prev = &key;
-  }
-  if (errno != ENOENT) return Status::FromErrno("listing grants", errno);
-  return Status::Ok();
+    return Status::Ok();
+  });
 }
 
 Status BpfEnforcer::RevokeGrant(uint64_t grant_id) {
   int fd = maps_.grants_fd;
-  latch_grant_key key{};
-  latch_grant_key next{};
-  const void* prev = nullptr;
   std::vector<latch_grant_key> matches;
-  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-    latch_grant_value v{};
-    if (bpf_map_lookup_elem(fd, &next, &v) == 0 && v.grant_id == grant_id) matches.push_back(next);
-    key = next;
-    prev = &key;
-  }
+  LATCH_RETURN_IF_ERROR(
+      ForEachKey<latch_grant_key>(fd, "finding grant", [&](const latch_grant_key& k) {
+        latch_grant_value v{};
+        if (bpf_map_lookup_elem(fd, &k, &v) == 0 && v.grant_id == grant_id) matches.push_back(k);
+        return Status::Ok();
+      }));
   if (matches.empty())
     return Status::NotFound("no grant " + std::to_string(grant_id) + " in the kernel");
   for (const latch_grant_key& k : matches) {

@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "agent/kernel_fs.h"
+#include "kernel_sandbox.h"
 
 namespace latch::agent {
 namespace {
@@ -149,10 +150,7 @@ class AgentProcessTest : public ::testing::Test {
     uint16_t port = port_;
     pid_t pid = ::fork();
     if (pid == 0) {
-      int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
-      if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(2);
-      ::close(fd);
-      if (::setresuid(5151, 5151, 5151) != 0) ::_exit(2);
+      if (!JoinCgroupAs(procs, 5151)) ::_exit(2);
       int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
       sockaddr_in a{};
       a.sin_family = AF_INET;

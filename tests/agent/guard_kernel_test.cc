@@ -27,6 +27,7 @@
 #include "agent/enforcer.h"
 #include "agent/guard.h"
 #include "agent/kernel_fs.h"
+#include "kernel_sandbox.h"
 
 namespace latch::agent {
 namespace {
@@ -80,11 +81,7 @@ struct LoopbackServer {
 // Only async-signal-safe calls after fork.
 [[noreturn]] void ClientChild(const std::string& procs, uint32_t uid, int family, int type,
                               uint16_t port, const char* v4_target) {
-  int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(kOtherError);
-  ::close(fd);
-  if (uid != 0 && (::setresgid(uid, uid, uid) != 0 || ::setresuid(uid, uid, uid) != 0))
-    ::_exit(kOtherError);
+  if (!JoinCgroupAs(procs, uid)) ::_exit(kOtherError);
   int s = ::socket(family, type | SOCK_CLOEXEC, 0);
   sockaddr_storage ss{};
   socklen_t len;
@@ -322,11 +319,7 @@ class GrantCutTest : public GuardKernelTest {
     uint16_t port = tcp4_.port;
     pid_t child = ::fork();
     if (child == 0) {
-      int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
-      if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(2);
-      ::close(fd);
-      if (::setresgid(kAlice, kAlice, kAlice) != 0 || ::setresuid(kAlice, kAlice, kAlice) != 0)
-        ::_exit(2);
+      if (!JoinCgroupAs(procs, kAlice)) ::_exit(2);
       int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
       sockaddr_in a{};
       a.sin_family = AF_INET;
@@ -435,11 +428,7 @@ TEST_F(GuardKernelTest, RestartAdoptsPinsWithoutAWindow) {
   pid_t prober = ::fork();
   if (prober == 0) {
     ::close(fds[0]);
-    int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(2);
-    ::close(fd);
-    if (::setresgid(kAlice, kAlice, kAlice) != 0 || ::setresuid(kAlice, kAlice, kAlice) != 0)
-      ::_exit(2);
+    if (!JoinCgroupAs(procs, kAlice)) ::_exit(2);
     uint32_t attempts = 0;
     uint32_t successes = 0;
     timespec start;
@@ -545,9 +534,7 @@ TEST_F(GuardKernelTest, FloodLossesAreCountedExactly) {
   uint16_t port = udp4_.port;
   pid_t child = ::fork();
   if (child == 0) {
-    int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(2);
-    ::close(fd);
+    if (!JoinCgroupAs(procs, 0)) ::_exit(2);
     int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;

@@ -3,6 +3,7 @@
 // outside them is attached to or changed.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -12,6 +13,17 @@
 #include "agent/kernel_fs.h"
 
 namespace latch::agent {
+
+// In a forked child: moves the process into `cgroup` and, unless uid is 0,
+// becomes that uid (and gid). Async-signal-safe; false on failure.
+inline bool JoinCgroupAs(const std::string& cgroup_procs, uint32_t uid) {
+  int fd = ::open(cgroup_procs.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool moved = ::write(fd, "0", 1) == 1;
+  ::close(fd);
+  if (!moved) return false;
+  return uid == 0 || (::setresgid(uid, uid, uid) == 0 && ::setresuid(uid, uid, uid) == 0);
+}
 
 class KernelSandbox {
  public:

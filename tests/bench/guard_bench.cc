@@ -61,11 +61,23 @@ int Listener(int type, uint16_t* port) {
   return fd;
 }
 
-void JoinCgroupAs(const std::string& cgroup) {
-  int fd = ::open((cgroup + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(2);
-  ::close(fd);
-  if (::setresuid(kUid, kUid, kUid) != 0) ::_exit(2);
+// In a forked child: join the sandbox cgroup as the benchmark's uid, or exit.
+void EnterSandbox(const std::string& cgroup) {
+  if (!JoinCgroupAs(cgroup + "/cgroup.procs", kUid)) ::_exit(2);
+}
+
+// In a forked child: `n` UDP sends to 127.0.0.1:port, then exit.
+[[noreturn]] void FloodUdp(const std::string& cgroup, uint16_t port, int n) {
+  EnterSandbox(cgroup);
+  int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (int i = 0; i < n; ++i) {
+    ::sendto(sock, "x", 1, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  }
+  ::_exit(0);
 }
 
 // Runs `n` connects from a child in `cgroup`; returns connects per second.
@@ -81,7 +93,7 @@ double ConnectRate(const std::string& cgroup, int listener, uint16_t port, int n
   if (::pipe(pipefd) != 0) Die("pipe");
   pid_t child = ::fork();
   if (child == 0) {
-    JoinCgroupAs(cgroup);
+    EnterSandbox(cgroup);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_port = htons(port);
@@ -250,17 +262,7 @@ int main(int argc, char** argv) {
   });
   auto start = Clock::now();
   pid_t child = ::fork();
-  if (child == 0) {
-    JoinCgroupAs(sandbox.cgroup());
-    int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(audit_port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    for (int i = 0; i < flood; ++i)
-      ::sendto(sock, "x", 1, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    ::_exit(0);
-  }
+  if (child == 0) FloodUdp(sandbox.cgroup(), audit_port, flood);
   ::waitpid(child, nullptr, 0);
   double flood_secs = std::chrono::duration<double>(Clock::now() - start).count();
   flooding = false;
@@ -295,17 +297,7 @@ int main(int argc, char** argv) {
   uint64_t expected_total = 0;
   for (bool json : {false, true}) {
     child = ::fork();
-    if (child == 0) {
-      JoinCgroupAs(sandbox.cgroup());
-      int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(audit_port);
-      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      for (int i = 0; i < kFill; ++i)
-        ::sendto(sock, "x", 1, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-      ::_exit(0);
-    }
+    if (child == 0) FloodUdp(sandbox.cgroup(), audit_port, kFill);
     ::waitpid(child, nullptr, 0);
     uint64_t drained = 0;
     uint64_t sink = 0;
