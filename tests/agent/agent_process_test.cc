@@ -2,6 +2,7 @@
 // JSON lines, survives kill -9 with enforcement intact, is adopted by its
 // next start, shows its state, uninstalls, and refuses bad configuration.
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -19,6 +20,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "agent/boot_clock.h"
+#include "agent/enforcer.h"
 #include "agent/kernel_fs.h"
 #include "kernel_sandbox.h"
 
@@ -224,6 +227,28 @@ TEST_F(AgentProcessTest, RunsReportsSurvivesKillAdoptsAndUninstalls) {
   EXPECT_EQ(Connect(), 0) << "after uninstall nothing is enforced";
   EXPECT_NE(RunCli("status", &out), 0);
   EXPECT_NE(out.find("not pinned"), std::string::npos) << out;
+}
+
+// A grant ends on time with the agent stopped (SIGSTOP): the kernel alone decides.
+TEST_F(AgentProcessTest, GrantEndsOnTimeWithTheAgentStopped) {
+  StartAgent();
+  // Drive the agent's pinned maps directly, as the grant channel will through its Enforcer.
+  int resources = bpf_obj_get((pin_dir_ + "/latch_resources").c_str());
+  int grants = bpf_obj_get((pin_dir_ + "/latch_grants").c_str());
+  ASSERT_GE(resources, 0);
+  ASSERT_GE(grants, 0);
+  BpfEnforcer enforcer(GuardMaps{resources, grants});
+  int64_t now = NowUnixNs();
+  ASSERT_TRUE(
+      enforcer.ApplyGrant({5, {Principal::Kind::kUid, 5151}, 9, now - 1'000'000, now + 500'000'000})
+          .ok());
+  EXPECT_EQ(Connect(), 0);
+  ::kill(agent_, SIGSTOP);
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  EXPECT_EQ(Connect(), 1) << "the grant must end with the agent stopped";
+  ::kill(agent_, SIGCONT);
+  ::close(resources);
+  ::close(grants);
 }
 
 TEST_F(AgentProcessTest, BadConfigurationIsOneLineAndAttachesNothing) {
