@@ -40,10 +40,13 @@ Status AgentDaemon::Start() {
        << config_.cgroup << ", pinned at " << config_.pin_dir << ", " << config_.resources.size()
        << " resources\n";
 
+  host_id_json_ = nlohmann::json(config_.host_id).dump();
   LATCH_RETURN_IF_ERROR(DecisionEventReader::Create(
       guard_->events_fd(),
       [this](const latch_decision_event& e) {
-        records_ << DecisionToJson(e, config_.host_id).dump() << "\n";
+        line_.clear();
+        AppendDecisionJsonLine(e, host_id_json_, &line_);
+        records_ << line_;
       },
       &reader_));
   int fd = ::dup(reader_->epoll_fd());

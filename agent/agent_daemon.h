@@ -50,6 +50,8 @@ class AgentDaemon {
   std::unique_ptr<BpfEnforcer> enforcer_;
   std::unique_ptr<DecisionEventReader> reader_;
   Status failure_;
+  std::string host_id_json_;  // the host id encoded once as a JSON string
+  std::string line_;          // reused for every record
 };
 
 }  // namespace latch::agent

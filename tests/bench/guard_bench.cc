@@ -245,12 +245,15 @@ int main(int argc, char** argv) {
   std::atomic<uint64_t> delivered{0};
   std::atomic<bool> flooding{true};
   uint64_t json_bytes = 0;
+  std::string line;  // one record's JSON line, reused as the agent does
   std::unique_ptr<DecisionEventReader> reader;
   s = DecisionEventReader::Create(
       guard->events_fd(),
       [&](const latch_decision_event& e) {
         // What the agent does per event today: format its JSON record.
-        json_bytes += DecisionToJson(e, "bench").dump().size();
+        line.clear();
+        AppendDecisionJsonLine(e, "\"bench\"", &line);
+        json_bytes += line.size();
         delivered.fetch_add(1, std::memory_order_relaxed);
       },
       &reader);
@@ -305,7 +308,11 @@ int main(int argc, char** argv) {
         guard->events_fd(),
         [&](const latch_decision_event& e) {
           // Without JSON: what the drain itself costs (the handler copies the record).
-          sink += json ? DecisionToJson(e, "bench").dump().size() : e.port;
+          if (json) {
+            line.clear();
+            AppendDecisionJsonLine(e, "\"bench\"", &line);
+          }
+          sink += json ? line.size() : e.port;
           ++drained;
         },
         &reader);
