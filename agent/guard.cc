@@ -47,8 +47,39 @@ Status LibbpfError(const std::string& what, int err) {
 
 }  // namespace
 
+Status ProbeKernelFeatures() {
+  if (!std::filesystem::exists("/sys/kernel/btf/vmlinux")) {
+    return Status::FailedPrecondition(
+        "this kernel has no BTF (/sys/kernel/btf/vmlinux); the guard needs CONFIG_DEBUG_INFO_BTF");
+  }
+  struct {
+    bpf_prog_type type;
+    const char* what;
+  } progs[] = {
+      {BPF_PROG_TYPE_CGROUP_SOCK_ADDR, "cgroup sock_addr programs (connect/sendmsg guards)"},
+      {BPF_PROG_TYPE_CGROUP_SKB, "cgroup_skb programs (cutting connections at grant end)"}};
+  for (const auto& p : progs) {
+    if (libbpf_probe_bpf_prog_type(p.type, nullptr) != 1) {
+      return Status::FailedPrecondition(std::string("this kernel lacks ") + p.what);
+    }
+  }
+  struct {
+    bpf_map_type type;
+    const char* what;
+  } maps[] = {{BPF_MAP_TYPE_LPM_TRIE, "LPM trie maps (protected CIDRs)"},
+              {BPF_MAP_TYPE_RINGBUF, "ring buffer maps (decision events)"},
+              {BPF_MAP_TYPE_SK_STORAGE, "socket local storage (connections under a grant)"}};
+  for (const auto& m : maps) {
+    if (libbpf_probe_bpf_map_type(m.type, nullptr) != 1) {
+      return Status::FailedPrecondition(std::string("this kernel lacks ") + m.what);
+    }
+  }
+  return Status::Ok();
+}
+
 Status Guard::Install(const GuardOptions& options, std::unique_ptr<Guard>* out) {
   libbpf_set_print(LibbpfPrint);
+  LATCH_RETURN_IF_ERROR(ProbeKernelFeatures().WithContext("probe"));
   std::unique_ptr<Guard> g(new Guard());
   g->options_ = options;
   LATCH_RETURN_IF_ERROR(CgroupId(options.cgroup_dir, &g->cgroup_id_).WithContext("guard cgroup"));

@@ -1,4 +1,6 @@
 // Guard: the lifecycle of the kernel side of enforcement, in explicit phases:
+//   probe      the kernel offers what the guard needs (BTF, program and map
+//              types), or Install fails saying what is missing
 //   open       the BPF skeleton (bpf/guard.bpf.c)
 //   configure  ring buffer size; pin paths of the maps under the pin directory
 //   load       programs; maps already pinned there are reused, not replaced
@@ -32,6 +34,11 @@ struct GuardOptions {
 
 // Sums a per-CPU counters map (the guard's latch_counters) over CPUs.
 Status ReadGuardCounters(int counters_fd, std::array<uint64_t, LATCH_CTR_COUNT>* out);
+
+// OK if this kernel has everything the guard needs; otherwise says what is
+// missing (BTF, cgroup sock_addr or cgroup_skb programs, LPM trie, ring buffer,
+// socket storage).
+Status ProbeKernelFeatures();
 
 struct ProgramStats {
   std::string name;

@@ -564,6 +564,12 @@ TEST_F(GuardKernelTest, FloodLossesAreCountedExactly) {
               delivered, static_cast<unsigned long long>(counters[LATCH_CTR_RINGBUF_FULL]));
 }
 
+// The start-up probe passes on this kernel (and would name what is missing).
+TEST_F(GuardKernelTest, KernelHasWhatTheGuardNeeds) {
+  Status s = ProbeKernelFeatures();
+  EXPECT_TRUE(s.ok()) << s.ToString();
+}
+
 // 8. Bad configuration: a clear error, and nothing attached or pinned.
 TEST_F(GuardKernelTest, BadConfigurationAttachesNothing) {
   std::string fresh = bpffs_ + "/other";
