@@ -29,7 +29,8 @@ Status Get(const toml::table& t, const std::string& source, const char* key, T* 
   return Status::Ok();
 }
 
-Status CheckKeys(const toml::table& t, const std::string& source, std::set<std::string> known) {
+Status CheckKeys(const toml::table& t, const std::string& source,
+                 const std::set<std::string>& known) {
   for (const auto& [k, v] : t) {
     if (known.count(std::string(k.str())) == 0) {
       return Bad(source, v.source(), "unknown setting '" + std::string(k.str()) + "'");
