@@ -229,6 +229,47 @@ TEST_F(AgentProcessTest, RunsReportsSurvivesKillAdoptsAndUninstalls) {
   EXPECT_NE(out.find("not pinned"), std::string::npos) << out;
 }
 
+// kill -9 and restart of latch-agent while a prober connects in a loop: no
+// denied connect ever gets through.
+TEST_F(AgentProcessTest, NoWindowAcrossKillAndRestart) {
+  StartAgent();
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  std::string procs = cgroup_ + "/cgroup.procs";
+  uint16_t port = port_;
+  pid_t prober = ::fork();
+  if (prober == 0) {
+    ::close(fds[0]);
+    if (!JoinCgroupAs(procs, 5151)) ::_exit(2);
+    uint32_t counts[2] = {0, 0};  // attempts, successes
+    auto end = Clock::now() + std::chrono::milliseconds(1500);
+    while (Clock::now() < end) {
+      int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(port);
+      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      ++counts[0];
+      if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) ++counts[1];
+      ::close(s);
+    }
+    if (::write(fds[1], counts, sizeof(counts)) != sizeof(counts)) ::_exit(3);
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  StopAgent(SIGKILL);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  StartAgent();
+  EXPECT_NE(Slurp(dir_ + "/agent.err").find("guard adopted"), std::string::npos);
+  uint32_t counts[2] = {0, 0};
+  ASSERT_EQ(::read(fds[0], counts, sizeof(counts)), static_cast<ssize_t>(sizeof(counts)));
+  ::close(fds[0]);
+  ::waitpid(prober, nullptr, 0);
+  EXPECT_GT(counts[0], 100u) << "the prober hardly ran";
+  EXPECT_EQ(counts[1], 0u) << "a denied connect got through across the restart";
+}
+
 // A grant ends on time with the agent stopped (SIGSTOP): the kernel alone decides.
 TEST_F(AgentProcessTest, GrantEndsOnTimeWithTheAgentStopped) {
   StartAgent();
