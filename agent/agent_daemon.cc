@@ -25,12 +25,8 @@ AgentDaemon::AgentDaemon(AgentConfig config, std::ostream& records, std::ostream
 Status AgentDaemon::Start() {
   LATCH_RETURN_IF_ERROR(ResolveAgentDefaults(&config_).WithContext("cgroup v2"));
   bool mounted = false;
-  LATCH_RETURN_IF_ERROR(
-      EnsureBpffs(std::filesystem::path(config_.pin_dir).parent_path().string(), &mounted));
+  LATCH_RETURN_IF_ERROR(EnsureBpffs(config_.pin_dir, &mounted));
   if (mounted) log_ << "latch-agent: mounted bpffs for " << config_.pin_dir << "\n";
-  std::error_code ec;
-  std::filesystem::create_directories(config_.pin_dir, ec);
-  if (ec) return Status::IoError("create " + config_.pin_dir + ": " + ec.message());
 
   LATCH_RETURN_IF_ERROR(
       Guard::Install({config_.pin_dir, config_.cgroup, config_.ring_buffer_bytes}, &guard_));

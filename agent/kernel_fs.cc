@@ -63,21 +63,35 @@ bool IsOnBpffs(const std::string& path) {
 
 Status EnsureBpffs(const std::string& dir, bool* mounted) {
   *mounted = false;
+  namespace fs = std::filesystem;
   std::error_code ec;
-  std::filesystem::path existing = dir;
-  while (!existing.empty() && !std::filesystem::exists(existing, ec))
+  fs::path existing = dir;
+  while (!existing.empty() && existing != existing.root_path() && !fs::exists(existing, ec)) {
     existing = existing.parent_path();
-  if (!existing.empty() && IsOnBpffs(existing.string())) {
-    std::filesystem::create_directories(dir, ec);
-    if (ec) return Status::IoError("create " + dir + ": " + ec.message());
-    return Status::Ok();
   }
-  std::filesystem::create_directories(dir, ec);
+  // The conventional place: a host whose /sys/fs/bpf is still the bare sysfs
+  // directory gets bpffs mounted there, as systemd would (sysfs itself does
+  // not allow creating directories).
+  const fs::path kStandard = "/sys/fs/bpf";
+  fs::path mount_at;
+  if (IsOnBpffs(existing.string())) {
+    mount_at.clear();
+  } else if ((existing == kStandard || existing == kStandard.parent_path()) &&
+             fs::path(dir).string().starts_with(kStandard.string())) {
+    mount_at = kStandard;
+  } else {
+    mount_at = dir;
+  }
+  if (!mount_at.empty()) {
+    fs::create_directories(mount_at, ec);
+    if (ec) return Status::IoError("create " + mount_at.string() + ": " + ec.message());
+    if (::mount("bpf", mount_at.c_str(), "bpf", 0, "mode=0700") != 0) {
+      return Status::FromErrno("mount bpffs at " + mount_at.string(), errno);
+    }
+    *mounted = true;
+  }
+  fs::create_directories(dir, ec);
   if (ec) return Status::IoError("create " + dir + ": " + ec.message());
-  if (::mount("bpf", dir.c_str(), "bpf", 0, "mode=0700") != 0) {
-    return Status::FromErrno("mount bpffs at " + dir, errno);
-  }
-  *mounted = true;
   return Status::Ok();
 }
 

@@ -14,8 +14,9 @@ namespace latch::agent {
 Status FindCgroup2Mount(std::string* mount_point);
 // The cgroup id (inode number) of a cgroup v2 directory.
 Status CgroupId(const std::string& cgroup_dir, uint64_t* id);
-// Makes sure `dir` lies on a bpffs: mounts one there (creating the
-// directory) unless a bpffs already covers it. *mounted tells which.
+// Makes sure `dir` exists on a bpffs: if none covers it yet, mounts one at
+// /sys/fs/bpf (for directories under it) or at `dir` itself. *mounted tells
+// whether this call mounted one.
 Status EnsureBpffs(const std::string& dir, bool* mounted);
 // True iff `path` is on a bpffs.
 bool IsOnBpffs(const std::string& path);

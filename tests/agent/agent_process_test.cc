@@ -68,7 +68,7 @@ class AgentProcessTest : public ::testing::Test {
     StopAgent(SIGKILL);
     if (!pin_dir_.empty() && fs::exists(pin_dir_)) RunCli("uninstall");
     if (listener_ >= 0) ::close(listener_);
-    if (!bpffs_.empty()) ::umount(bpffs_.c_str());
+    if (!bpffs_.empty()) ::umount2(bpffs_.c_str(), MNT_DETACH);
     if (!dir_.empty()) fs::remove_all(dir_);
     if (!cgroup_.empty()) ::rmdir(cgroup_.c_str());
   }

@@ -148,7 +148,7 @@ class GuardKernelTest : public ::testing::Test {
       EXPECT_TRUE(s.ok()) << s.ToString();
     }
     if (!bpffs_.empty()) {
-      ::umount(bpffs_.c_str());
+      ::umount2(bpffs_.c_str(), MNT_DETACH);
       ::rmdir(bpffs_.c_str());
     }
     RemoveCgroupTree(cgroup_);

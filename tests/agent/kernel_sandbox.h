@@ -44,7 +44,7 @@ class KernelSandbox {
     return "";
   }
   ~KernelSandbox() {
-    if (mounted_) ::umount(bpffs_.c_str());
+    if (mounted_) ::umount2(bpffs_.c_str(), MNT_DETACH);
     if (!bpffs_.empty()) ::rmdir(bpffs_.c_str());
     if (!cgroup_.empty()) ::rmdir(cgroup_.c_str());
   }

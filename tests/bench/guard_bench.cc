@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -43,10 +44,9 @@ using Clock = std::chrono::steady_clock;
 
 constexpr uint32_t kUid = 6161;
 
-void Die(const std::string& what) {
-  std::fprintf(stderr, "guard_bench: %s\n", what.c_str());
-  std::exit(1);
-}
+// Failures unwind to main (not std::exit), so the sandbox's destructor
+// detaches and removes the cgroup and bpffs mount it made.
+[[noreturn]] void Die(const std::string& what) { throw std::runtime_error(what); }
 
 int Listener(int type, uint16_t* port) {
   int fd = ::socket(AF_INET, type | SOCK_CLOEXEC, 0);
@@ -143,7 +143,7 @@ Resource MakeResource(uint32_t id, Protocol p, uint16_t port, Mode m) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int Run(int argc, char** argv) {
   int connects = 200000;
   int rounds = 3;
   int flood = 2000000;
@@ -339,4 +339,13 @@ int main(int argc, char** argv) {
   ::close(protected_fd);
   ::close(audit_fd);
   return delivered.load() + lost == decisions ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "guard_bench: %s\n", e.what());
+    return 1;
+  }
 }
