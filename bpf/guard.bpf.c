@@ -186,8 +186,8 @@ int latch_sendmsg6(struct bpf_sock_addr* ctx) { return guard6(ctx, LATCH_HOOK_SE
 static __always_inline int check_granted_socket(struct __sk_buff* skb) {
   struct bpf_sock* sk = skb->sk;
   if (!sk) return 1;
-  sk = bpf_sk_fullsock(sk);
-  if (!sk) return 1;
+  /* The helper takes any socket and returns nothing for request and
+   * time-wait sockets, so no separate bpf_sk_fullsock() call is needed. */
   struct latch_sock_grant* sg = bpf_sk_storage_get(&latch_sock_grants, sk, 0, 0);
   if (!sg) return 1;
   const struct latch_grant_value* g = bpf_map_lookup_elem(&latch_grants, &sg->key);
