@@ -84,9 +84,10 @@ Status ParseAgentConfig(std::string_view toml_text, const std::string& source, A
     return Status::InvalidArgument(source + ":" + std::to_string(e.source().begin.line) + ": " +
                                    std::string(e.description()));
   }
-  LATCH_RETURN_IF_ERROR(CheckKeys(root, source,
-                                  {"instance", "host_id", "cgroup", "pin_dir", "ring_buffer_bytes",
-                                   "counters_interval_ms", "resource"}));
+  LATCH_RETURN_IF_ERROR(
+      CheckKeys(root, source,
+                {"instance", "host_id", "cgroup", "pin_dir", "ring_buffer_bytes",
+                 "counters_interval_ms", "cut_established_connections", "resource"}));
   AgentConfig c;
   LATCH_RETURN_IF_ERROR(Get(root, source, "instance", &c.instance, false));
   LATCH_RETURN_IF_ERROR(Get(root, source, "host_id", &c.host_id, true));
@@ -96,6 +97,8 @@ Status ParseAgentConfig(std::string_view toml_text, const std::string& source, A
   int64_t interval = c.counters_interval_ms;
   LATCH_RETURN_IF_ERROR(Get(root, source, "ring_buffer_bytes", &ring, false));
   LATCH_RETURN_IF_ERROR(Get(root, source, "counters_interval_ms", &interval, false));
+  LATCH_RETURN_IF_ERROR(
+      Get(root, source, "cut_established_connections", &c.cut_established_connections, false));
   if (ring < 4096 || ring > (int64_t{1} << 30) || (ring & (ring - 1)) != 0) {
     return Bad(source, root.source(),
                "ring_buffer_bytes must be a power of two from 4096 to 1 GiB");

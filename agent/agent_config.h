@@ -6,6 +6,7 @@
 //   pin_dir = "/sys/fs/bpf/latch/default"   # default: /sys/fs/bpf/latch/<instance>
 //   ring_buffer_bytes = 4194304
 //   counters_interval_ms = 1000
+//   cut_established_connections = true   # stop connections when their grant ends
 //
 //   [[resource]]
 //   id = 1
@@ -34,6 +35,7 @@ struct AgentConfig {
   std::string pin_dir;  // empty: /sys/fs/bpf/latch/<instance>
   uint32_t ring_buffer_bytes = 4u << 20;
   uint32_t counters_interval_ms = 1000;
+  bool cut_established_connections = true;
   std::vector<Resource> resources;
 };
 

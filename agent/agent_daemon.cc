@@ -28,8 +28,9 @@ Status AgentDaemon::Start() {
   LATCH_RETURN_IF_ERROR(EnsureBpffs(config_.pin_dir, &mounted));
   if (mounted) log_ << "latch-agent: mounted bpffs for " << config_.pin_dir << "\n";
 
-  LATCH_RETURN_IF_ERROR(
-      Guard::Install({config_.pin_dir, config_.cgroup, config_.ring_buffer_bytes}, &guard_));
+  LATCH_RETURN_IF_ERROR(Guard::Install({config_.pin_dir, config_.cgroup, config_.ring_buffer_bytes,
+                                        config_.cut_established_connections},
+                                       &guard_));
   enforcer_ = std::make_unique<BpfEnforcer>(*guard_);
   LATCH_RETURN_IF_ERROR(enforcer_->SetResources(config_.resources).WithContext("resources"));
   log_ << "latch-agent: guard " << (guard_->adopted() ? "adopted" : "attached") << " on "

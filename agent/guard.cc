@@ -26,6 +26,7 @@ int LibbpfPrint(enum libbpf_print_level level, const char* format, va_list args)
 struct ProgramPin {
   const char* link_name;  // pin file of the program's bpf_link
   bpf_program* (*program)(latch_guard*);
+  bool cuts_established = false;  // attached only with GuardOptions::cut_established
 };
 
 const ProgramPin kPrograms[] = {
@@ -33,8 +34,8 @@ const ProgramPin kPrograms[] = {
     {"link_connect6", [](latch_guard* s) { return s->progs.latch_connect6; }},
     {"link_sendmsg4", [](latch_guard* s) { return s->progs.latch_sendmsg4; }},
     {"link_sendmsg6", [](latch_guard* s) { return s->progs.latch_sendmsg6; }},
-    {"link_egress", [](latch_guard* s) { return s->progs.latch_egress; }},
-    {"link_ingress", [](latch_guard* s) { return s->progs.latch_ingress; }},
+    {"link_egress", [](latch_guard* s) { return s->progs.latch_egress; }, true},
+    {"link_ingress", [](latch_guard* s) { return s->progs.latch_ingress; }, true},
 };
 
 // Every map is pinned, so a restarted agent and the running programs share them.
@@ -111,6 +112,7 @@ Status Guard::Open() {
 }
 
 Status Guard::Configure() {
+  skel_->rodata->latch_cut_established = options_.cut_established ? 1 : 0;
   int err = bpf_map__set_max_entries(skel_->maps.latch_events, options_.ring_bytes);
   if (err != 0) return LibbpfError("sizing the event ring buffer", err);
   for (const char* name : kMapNames) {
@@ -143,6 +145,18 @@ Status Guard::Attach() {
     std::string path = options_.pin_dir + "/" + p.link_name;
     bpf_program* prog = p.program(skel_);
     bpf_link* link = nullptr;
+    if (p.cuts_established && !options_.cut_established) {
+      // Not wanted in this mode: remove a link a previous start left attached.
+      if (std::filesystem::exists(path)) {
+        link = bpf_link__open(path.c_str());
+        if (link != nullptr) {
+          bpf_link__detach(link);
+          bpf_link__destroy(link);
+        }
+        ::unlink(path.c_str());
+      }
+      continue;
+    }
     if (std::filesystem::exists(path)) {
       // Restart or upgrade: keep the attachment, swap in this build's program.
       link = bpf_link__open(path.c_str());

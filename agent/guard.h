@@ -30,6 +30,10 @@ struct GuardOptions {
   std::string pin_dir;             // per instance, on bpffs, e.g. /sys/fs/bpf/latch/<instance>
   std::string cgroup_dir;          // the cgroup v2 directory to guard (and its descendants)
   uint32_t ring_bytes = 4u << 20;  // decision event ring buffer; a power of two
+  // Stop connections opened under a grant when it ends or is revoked (cgroup_skb
+  // programs on every packet of the cgroup). Off, only new connects are refused
+  // after a grant ends, and other traffic pays nothing per packet.
+  bool cut_established = true;
 };
 
 // Sums a per-CPU counters map (the guard's latch_counters) over CPUs.

@@ -21,6 +21,11 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
+/* Set by user space before load (GuardOptions::cut_established): whether
+ * connections opened under a grant are marked, so the cgroup_skb programs can
+ * stop them when the grant ends. Off, the marking code is verified away. */
+const volatile __u8 latch_cut_established = 1;
+
 struct {
   __uint(type, BPF_MAP_TYPE_LPM_TRIE);
   __uint(map_flags, BPF_F_NO_PREALLOC);
@@ -107,7 +112,7 @@ static __always_inline int decide(struct bpf_sock_addr* ctx, struct latch_cidr_k
   }
 
   enum latch_verdict verdict = latch_verdict_for(mode, grant != 0);
-  if (grant) {
+  if (grant && latch_cut_established) {
     /* Remember the grant on the socket, so its traffic stops when the grant
      * does. A socket we cannot mark would outlive its grant: refuse it. */
     struct latch_sock_grant* sg =

@@ -34,6 +34,7 @@ TEST(AgentConfig, ParsesAGoodFile) {
   EXPECT_EQ(c.host_id, "db-1");
   EXPECT_EQ(c.instance, "default");
   EXPECT_EQ(c.ring_buffer_bytes, 65536u);
+  EXPECT_TRUE(c.cut_established_connections);  // the default: stop connections at grant end
   ASSERT_EQ(c.resources.size(), 2u);
   EXPECT_EQ(c.resources[0].destinations.size(), 2u);
   EXPECT_EQ(c.resources[1].mode, Mode::kAudit);
@@ -62,6 +63,8 @@ TEST(AgentConfig, BadSettingsAreNamed) {
       {with("id = 2", "id = 1"), "used twice"},
       {with("id = 2", "id = 0"), "id"},
       {with("destinations = [\"10.0.0.0/8\"]", "destinations = []"), "destinations"},
+      {with("ring_buffer_bytes = 65536", "cut_established_connections = \"yes\""),
+       "cut_established_connections"},
       {"host_id = ", "agent.toml:1"},
   };
   for (const auto& [text, needle] : cases) {

@@ -162,8 +162,8 @@ class GuardKernelTest : public ::testing::Test {
     ::rmdir(dir.c_str());
   }
 
-  void Install() {
-    Status s = Guard::Install({pin_dir_, cgroup_, 1u << 16}, &guard_);
+  void Install(bool cut_established = true) {
+    Status s = Guard::Install({pin_dir_, cgroup_, 1u << 16, cut_established}, &guard_);
     ASSERT_TRUE(s.ok()) << s.ToString();
     enforcer_ = std::make_unique<BpfEnforcer>(*guard_);
   }
@@ -393,6 +393,29 @@ TEST_F(GrantCutTest, RevocationStopsAnEstablishedConnection) {
       << "data still flowed " << after_revoke_ms << " ms after revocation";
   std::printf("revocation: %d bytes streamed; the last arrived %lld ms after the revocation\n",
               bytes, static_cast<long long>(after_revoke_ms));
+}
+
+// With cutting switched off (a configuration choice), a connection opened under
+// a grant outlives it, new connects are still refused, and no per-packet
+// programs are attached; switching it back on re-attaches them.
+TEST_F(GrantCutTest, CuttingCanBeSwitchedOff) {
+  enforcer_.reset();
+  guard_.reset();
+  Install(/*cut_established=*/false);
+  EXPECT_TRUE(guard_->adopted());
+  EXPECT_FALSE(fs::exists(pin_dir_ + "/link_egress"));
+  EXPECT_FALSE(fs::exists(pin_dir_ + "/link_ingress"));
+  Clock::time_point cut_at;
+  auto [bytes, last_after_end_ms] = StreamUnderGrant(
+      400, [] {}, &cut_at);
+  EXPECT_GT(bytes, 100);
+  EXPECT_GT(last_after_end_ms, 1000) << "the connection should have carried on";
+  EXPECT_EQ(Tcp4(kAlice), kRefused);  // but the grant has ended for new connects
+  enforcer_.reset();
+  guard_.reset();
+  Install(/*cut_established=*/true);
+  EXPECT_TRUE(fs::exists(pin_dir_ + "/link_egress"));
+  EXPECT_TRUE(fs::exists(pin_dir_ + "/link_ingress"));
 }
 
 // 5. Audit mode allows and records; enforce mode denies and records.
