@@ -1,7 +1,7 @@
 // guard_bench: what the guard costs a connect, and how fast decision events
 // drain, in one run.
 //
-//   build/tests/guard_bench [--connects N] [--rounds R] [--flood N]
+//   build/tests/guard_bench [--connects N] [--rounds R] [--flood N] [--cut on|off]
 //
 // Connects: N loopback TCP connects (connect; the server accepts and closes;
 // the client closes with RST so no TIME_WAIT piles up) from a process in a
@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -147,6 +148,7 @@ int Run(int argc, char** argv) {
   int connects = 200000;
   int rounds = 3;
   int flood = 2000000;
+  bool cut = true;  // --cut off: measure without the per-packet programs
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string f = argv[i];
     if (f == "--connects")
@@ -155,8 +157,10 @@ int Run(int argc, char** argv) {
       rounds = std::stoi(argv[i + 1]);
     else if (f == "--flood")
       flood = std::stoi(argv[i + 1]);
+    else if (f == "--cut")
+      cut = std::string(argv[i + 1]) != "off";
     else
-      Die("usage: guard_bench [--connects N] [--rounds R] [--flood N]");
+      Die("usage: guard_bench [--connects N] [--rounds R] [--flood N] [--cut on|off]");
   }
   if (::geteuid() != 0) Die("needs root (it attaches BPF programs to a cgroup it creates)");
   KernelSandbox sandbox;
@@ -171,8 +175,14 @@ int Run(int argc, char** argv) {
       MakeResource(1, Protocol::kTcp, protected_port, Mode::kEnforce),
       MakeResource(2, Protocol::kUdp, audit_port, Mode::kAudit)};
 
-  std::printf("guard_bench: %d loopback TCP connects per case, %d rounds\n", connects, rounds);
+  std::printf(
+      "guard_bench: %d loopback TCP connects per case, %d rounds, cutting established "
+      "connections %s\n",
+      connects, rounds, cut ? "on" : "off");
   double best[3] = {0, 0, 0};
+  // Paired ratios per round (each case against the same round's baseline):
+  // their median is less sensitive to one noisy baseline round than best-of.
+  std::vector<double> ratio_unprotected, ratio_granted;
   // Per-case program cost: BPF statistics read before and after each case.
   std::vector<ProgramStats> unprotected_cost, granted_cost;
   auto delta = [](const std::vector<ProgramStats>& before, const std::vector<ProgramStats>& after) {
@@ -187,7 +197,7 @@ int Run(int argc, char** argv) {
   for (int round = 1; round <= rounds; ++round) {
     double none = ConnectRate(sandbox.cgroup(), open_fd, open_port, connects);
     std::unique_ptr<Guard> guard;
-    Status s = Guard::Install({sandbox.pin_dir(), sandbox.cgroup(), 1u << 22}, &guard);
+    Status s = Guard::Install({sandbox.pin_dir(), sandbox.cgroup(), 1u << 22, cut}, &guard);
     if (!s.ok()) Die(s.ToString());
     BpfEnforcer enforcer(*guard);
     if (!enforcer.SetResources(resources).ok()) Die("resources");
@@ -214,6 +224,8 @@ int Run(int argc, char** argv) {
     std::printf(
         "round %d: no program %.0f/s, guard+unprotected %.0f/s, guard+protected+grant %.0f/s\n",
         round, none, unprotected, granted);
+    ratio_unprotected.push_back(unprotected / none);
+    ratio_granted.push_back(granted / none);
     best[0] = std::max(best[0], none);
     best[1] = std::max(best[1], unprotected);
     best[2] = std::max(best[2], granted);
@@ -225,6 +237,12 @@ int Run(int argc, char** argv) {
               best[1] / best[0]);
   std::printf("  guard, protected, live grant:     %9.0f connects/s  ratio %.3f\n", best[2],
               best[2] / best[0]);
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+  };
+  std::printf("median of per-round paired ratios: unprotected %.3f, protected with grant %.3f\n",
+              median(ratio_unprotected), median(ratio_granted));
   for (auto* cost : {&unprotected_cost, &granted_cost}) {
     std::printf("program cost, %s (kernel BPF statistics, last round):\n",
                 cost == &unprotected_cost ? "unprotected destination" : "protected, live grant");
@@ -238,7 +256,7 @@ int Run(int argc, char** argv) {
 
   // Event path: audit-mode UDP flood from one process, drained as the agent does.
   std::unique_ptr<Guard> guard;
-  Status s = Guard::Install({sandbox.pin_dir(), sandbox.cgroup(), 1u << 22}, &guard);
+  Status s = Guard::Install({sandbox.pin_dir(), sandbox.cgroup(), 1u << 22, cut}, &guard);
   if (!s.ok()) Die(s.ToString());
   BpfEnforcer enforcer(*guard);
   if (!enforcer.SetResources(resources).ok()) Die("resources");
