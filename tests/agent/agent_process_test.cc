@@ -155,10 +155,7 @@ class AgentProcessTest : public ::testing::Test {
     if (pid == 0) {
       if (!JoinCgroupAs(procs, 5151)) ::_exit(2);
       int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(port);
-      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      sockaddr_in a = Loopback4(port);
       if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) ::_exit(0);
       ::_exit(errno == EPERM ? 1 : 2);
     }
@@ -245,10 +242,7 @@ TEST_F(AgentProcessTest, NoWindowAcrossKillAndRestart) {
     auto end = Clock::now() + std::chrono::milliseconds(1500);
     while (Clock::now() < end) {
       int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(port);
-      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      sockaddr_in a = Loopback4(port);
       ++counts[0];
       if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) ++counts[1];
       ::close(s);

@@ -321,10 +321,7 @@ class GrantCutTest : public GuardKernelTest {
     if (child == 0) {
       if (!JoinCgroupAs(procs, kAlice)) ::_exit(2);
       int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(port);
-      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      sockaddr_in a = Loopback4(port);
       if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) ::_exit(3);
       ::fcntl(s, F_SETFL, O_NONBLOCK);
       for (int i = 0; i < 250; ++i) {
@@ -461,10 +458,7 @@ TEST_F(GuardKernelTest, RestartAdoptsPinsWithoutAWindow) {
       ::clock_gettime(CLOCK_MONOTONIC, &now);
       if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 > 800) break;
       int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_port = htons(port);
-      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      sockaddr_in a = Loopback4(port);
       ++attempts;
       if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) ++successes;
       ::close(s);
@@ -559,10 +553,7 @@ TEST_F(GuardKernelTest, FloodLossesAreCountedExactly) {
   if (child == 0) {
     if (!JoinCgroupAs(procs, 0)) ::_exit(2);
     int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sockaddr_in a = Loopback4(port);
     int refused = 0;
     for (int i = 0; i < kAttempts; ++i) {
       if (::sendto(sock, "x", 1, 0, reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0 &&

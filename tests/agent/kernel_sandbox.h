@@ -3,7 +3,9 @@
 // outside them is attached to or changed.
 #pragma once
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -13,6 +15,15 @@
 #include "agent/kernel_fs.h"
 
 namespace latch::agent {
+
+// 127.0.0.1:port as a socket address.
+inline sockaddr_in Loopback4(uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return a;
+}
 
 // In a forked child: moves the process into `cgroup` and, unless uid is 0,
 // becomes that uid (and gid). Async-signal-safe; false on failure.

@@ -71,10 +71,7 @@ void EnterSandbox(const std::string& cgroup) {
 [[noreturn]] void FloodUdp(const std::string& cgroup, uint16_t port, int n) {
   EnterSandbox(cgroup);
   int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sockaddr_in a = Loopback4(port);
   for (int i = 0; i < n; ++i) {
     ::sendto(sock, "x", 1, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&a), sizeof(a));
   }
@@ -95,10 +92,7 @@ double ConnectRate(const std::string& cgroup, int listener, uint16_t port, int n
   pid_t child = ::fork();
   if (child == 0) {
     EnterSandbox(cgroup);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sockaddr_in a = Loopback4(port);
     linger rst{1, 0};
     auto start = Clock::now();
     for (int i = 0; i < n; ++i) {
@@ -120,10 +114,7 @@ double ConnectRate(const std::string& cgroup, int listener, uint16_t port, int n
   stop = true;
   // Wake the accept loop with one last connection from outside the cgroup.
   int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  sockaddr_in a = Loopback4(port);
   ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a));
   ::close(s);
   server.join();
