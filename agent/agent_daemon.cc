@@ -117,6 +117,15 @@ Status AgentDaemon::ReportNewLosses() {
     state.reported[k.counter] = total;
     changed = true;
   }
+  // Records the reader could not decode are losses too; this process counts them.
+  uint64_t malformed = reader_->malformed();
+  if (malformed > reported_malformed_) {
+    records_ << LossToJson("decode_failure", malformed - reported_malformed_, malformed,
+                           config_.host_id)
+                    .dump()
+             << "\n";
+    reported_malformed_ = malformed;
+  }
   records_.flush();
   if (changed && bpf_map_update_elem(guard_->agent_state_fd(), &zero, &state, BPF_ANY) != 0) {
     return Status::FromErrno("writing agent state", errno);

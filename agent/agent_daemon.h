@@ -50,8 +50,9 @@ class AgentDaemon {
   std::unique_ptr<BpfEnforcer> enforcer_;
   std::unique_ptr<DecisionEventReader> reader_;
   Status failure_;
-  std::string host_id_json_;  // the host id encoded once as a JSON string
-  std::string line_;          // reused for every record
+  std::string host_id_json_;         // the host id encoded once as a JSON string
+  std::string line_;                 // reused for every record
+  uint64_t reported_malformed_ = 0;  // decode failures already sent as loss records
 };
 
 }  // namespace latch::agent

@@ -149,11 +149,13 @@ Status Guard::Attach() {
       // Not wanted in this mode: remove a link a previous start left attached.
       if (std::filesystem::exists(path)) {
         link = bpf_link__open(path.c_str());
-        if (link != nullptr) {
-          bpf_link__detach(link);
-          bpf_link__destroy(link);
+        int err = link == nullptr ? -errno : bpf_link__detach(link);
+        if (link != nullptr) bpf_link__destroy(link);
+        if (err == 0 && ::unlink(path.c_str()) != 0) err = -errno;
+        if (err != 0) {
+          status = LibbpfError("removing " + path + " (cut_established_connections is off)", err);
+          break;
         }
-        ::unlink(path.c_str());
       }
       continue;
     }
