@@ -1,55 +1,120 @@
 #include "agent/decision_events.h"
 
-#include <bpf/libbpf.h>
+#include <bpf/bpf.h>
+#include <linux/bpf.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 
 namespace latch::agent {
+namespace {
+
+// The ring's record header (kernel/bpf/ringbuf.c): length with two flag bits,
+// then the page offset the kernel uses for itself.
+constexpr uint32_t kBusyBit = 1u << 31;     // reserved, not yet submitted
+constexpr uint32_t kDiscardBit = 1u << 30;  // discarded by the program: skip
+constexpr uint32_t kHeaderSize = 8;
+
+uint64_t LoadAcquire(const void* p) {
+  return __atomic_load_n(static_cast<const uint64_t*>(p), __ATOMIC_ACQUIRE);
+}
+
+}  // namespace
 
 Status DecisionEventReader::Create(int events_map_fd, Handler handler,
                                    std::unique_ptr<DecisionEventReader>* out) {
   std::unique_ptr<DecisionEventReader> r(new DecisionEventReader());
   r->handler_ = std::move(handler);
-  r->rb_ = ring_buffer__new(events_map_fd, &DecisionEventReader::OnSample, r.get(), nullptr);
-  if (r->rb_ == nullptr) return Status::FromErrno("opening the decision ring buffer", errno);
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(events_map_fd, &info, &len) != 0) {
+    return Status::FromErrno("reading the decision ring buffer's description", errno);
+  }
+  if (info.type != BPF_MAP_TYPE_RINGBUF || info.max_entries == 0 ||
+      (info.max_entries & (info.max_entries - 1)) != 0) {
+    return Status::InvalidArgument("the decision events map is not a ring buffer");
+  }
+  r->page_size_ = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  r->mask_ = info.max_entries - 1;
+  void* cons = ::mmap(nullptr, r->page_size_, PROT_READ | PROT_WRITE, MAP_SHARED, events_map_fd, 0);
+  if (cons == MAP_FAILED) return Status::FromErrno("mapping the ring's consumer page", errno);
+  r->consumer_page_ = cons;
+  // The data is mapped twice back to back, so a record that wraps around the
+  // end is still contiguous in memory.
+  r->producer_map_size_ = r->page_size_ + 2 * static_cast<size_t>(info.max_entries);
+  void* prod = ::mmap(nullptr, r->producer_map_size_, PROT_READ, MAP_SHARED, events_map_fd,
+                      static_cast<off_t>(r->page_size_));
+  if (prod == MAP_FAILED) return Status::FromErrno("mapping the ring's data", errno);
+  r->producer_map_ = prod;
+  r->read_pos_ = r->committed_pos_ = LoadAcquire(r->consumer_page_);
+
+  r->epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (r->epoll_fd_ < 0) return Status::FromErrno("epoll_create1", errno);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  if (::epoll_ctl(r->epoll_fd_, EPOLL_CTL_ADD, events_map_fd, &ev) != 0) {
+    return Status::FromErrno("watching the decision ring buffer", errno);
+  }
   *out = std::move(r);
   return Status::Ok();
 }
 
-DecisionEventReader::~DecisionEventReader() { ring_buffer__free(rb_); }
+DecisionEventReader::~DecisionEventReader() {
+  if (consumer_page_ != nullptr) ::munmap(consumer_page_, page_size_);
+  if (producer_map_ != nullptr) ::munmap(producer_map_, producer_map_size_);
+  if (epoll_fd_ >= 0) ::close(epoll_fd_);
+}
 
-int DecisionEventReader::epoll_fd() const { return ring_buffer__epoll_fd(rb_); }
-
-int DecisionEventReader::OnSample(void* ctx, void* data, size_t size) {
-  auto* self = static_cast<DecisionEventReader*>(ctx);
-  if (size < sizeof(latch_decision_event)) {
-    // The kernel and this binary disagree on the layout: count and say so.
-    ++self->malformed_;
-    std::fprintf(stderr,
-                 "latch-agent: decision event of %zu bytes, expected %zu; dropped and counted\n",
-                 size, sizeof(latch_decision_event));
-    return 0;
+Status DecisionEventReader::Read(size_t max, int* handled) {
+  *handled = 0;
+  const char* data = static_cast<const char*>(producer_map_) + page_size_;
+  uint64_t producer = LoadAcquire(producer_map_);
+  for (size_t n = 0; n < max && read_pos_ < producer; ++n) {
+    const char* header = data + (read_pos_ & mask_);
+    uint32_t word = __atomic_load_n(reinterpret_cast<const uint32_t*>(header), __ATOMIC_ACQUIRE);
+    if (word & kBusyBit) break;  // records are released in order: wait for this one
+    uint32_t size = word & ~(kBusyBit | kDiscardBit);
+    if (!(word & kDiscardBit)) {
+      if (size != sizeof(latch_decision_event)) {
+        // The kernel and this binary disagree on the layout: count and say so.
+        ++malformed_;
+        std::fprintf(stderr,
+                     "latch-agent: decision event of %u bytes, expected %zu; dropped and counted\n",
+                     size, sizeof(latch_decision_event));
+      } else {
+        latch_decision_event e;
+        std::memcpy(&e, header + kHeaderSize, sizeof(e));
+        handler_(e);
+        ++*handled;
+      }
+    }
+    read_pos_ += (size + kHeaderSize + 7) & ~uint64_t{7};
   }
-  latch_decision_event e;
-  std::memcpy(&e, data, sizeof(e));
-  self->handler_(e);
-  return 0;
+  return Status::Ok();
+}
+
+void DecisionEventReader::Commit() {
+  if (read_pos_ == committed_pos_) return;
+  __atomic_store_n(static_cast<uint64_t*>(consumer_page_), read_pos_, __ATOMIC_RELEASE);
+  committed_pos_ = read_pos_;
 }
 
 Status DecisionEventReader::Consume(int* handled) {
-  int n = ring_buffer__consume(rb_);
-  if (n < 0) return Status::FromErrno("reading decision events", -n);
-  *handled = n;
-  return Status::Ok();
+  Status s = Read(SIZE_MAX, handled);
+  Commit();
+  return s;
 }
 
 Status DecisionEventReader::Poll(int timeout_ms, int* handled) {
-  int n = ring_buffer__poll(rb_, timeout_ms);
-  if (n < 0 && n != -EINTR) return Status::FromErrno("waiting for decision events", -n);
-  *handled = n < 0 ? 0 : n;
-  return Status::Ok();
+  *handled = 0;
+  epoll_event ev;
+  int n = ::epoll_wait(epoll_fd_, &ev, 1, timeout_ms);
+  if (n < 0 && errno != EINTR) return Status::FromErrno("waiting for decision events", errno);
+  return Consume(handled);
 }
 
 }  // namespace latch::agent

@@ -1,14 +1,21 @@
-// Reads decision events from the guard's ring buffer. epoll_fd() is what an
-// event loop waits on; Consume() then drains what is there without blocking.
+// Reads decision events from the guard's ring buffer, with the consumer
+// position under the caller's control: Read() hands over what is there
+// without releasing it, Commit() releases what was read. The agent commits
+// only after the events are in its spool file, so an agent killed in between
+// finds them again, unread, in the pinned ring buffer when it restarts.
+//
+// The ring is read through its own mmap (the layout the kernel documents for
+// BPF_MAP_TYPE_RINGBUF) rather than libbpf's ring_buffer, which releases each
+// record as soon as its callback returns.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 
 #include "guard_abi.h"
 #include "tlog/status.h"
-
-struct ring_buffer;
 
 namespace latch::agent {
 
@@ -18,21 +25,38 @@ class DecisionEventReader {
   static Status Create(int events_map_fd, Handler handler,
                        std::unique_ptr<DecisionEventReader>* out);
   ~DecisionEventReader();
+  DecisionEventReader(const DecisionEventReader&) = delete;
+  DecisionEventReader& operator=(const DecisionEventReader&) = delete;
 
-  int epoll_fd() const;
-  // Handles every event available now; returns how many.
+  // Readable when the kernel has submitted records (an epoll fd with the map
+  // registered): what an event loop waits on.
+  int epoll_fd() const { return epoll_fd_; }
+  // Hands up to `max` unread records to the handler, without releasing them;
+  // *handled says how many were events (malformed records are counted).
+  Status Read(size_t max, int* handled);
+  // Releases everything Read() has handed over to the kernel's producer.
+  void Commit();
+  // Read everything, then Commit.
   Status Consume(int* handled);
-  // Waits up to timeout_ms for events, then handles them.
+  // Waits up to timeout_ms for records, then consumes them.
   Status Poll(int timeout_ms, int* handled);
-  // Records shorter than an event: a layout mismatch; should not happen.
+  // Records of the wrong size: a layout mismatch; should not happen.
   uint64_t malformed() const { return malformed_; }
+  // Records read but not yet committed.
+  bool has_uncommitted() const { return read_pos_ != committed_pos_; }
 
  private:
   DecisionEventReader() = default;
-  static int OnSample(void* ctx, void* data, size_t size);
 
-  ring_buffer* rb_ = nullptr;
   Handler handler_;
+  int epoll_fd_ = -1;
+  size_t mask_ = 0;  // data size - 1 (a power of two)
+  size_t page_size_ = 0;
+  void* consumer_page_ = nullptr;  // the kernel reads consumer_pos here
+  void* producer_map_ = nullptr;   // producer page + data mapped twice
+  size_t producer_map_size_ = 0;
+  uint64_t read_pos_ = 0;       // next record to hand over
+  uint64_t committed_pos_ = 0;  // what the kernel has been told
   uint64_t malformed_ = 0;
 };
 
