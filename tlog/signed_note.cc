@@ -112,6 +112,11 @@ bool NoteVerifier::Verify(std::string_view text, std::span<const uint8_t> signat
                        signature);
 }
 
+Status NoteSigner::SignBytes(std::string_view message, Ed25519Signature* out) const {
+  return SignEd25519(seed_, {reinterpret_cast<const uint8_t*>(message.data()), message.size()},
+                     out);
+}
+
 Status NoteSigner::Generate(std::string name, NoteSigner* out) {
   if (!IsValidKeyName(name)) {
     return Status::InvalidArgument("key name '" + name +

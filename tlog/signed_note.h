@@ -55,6 +55,10 @@ class NoteSigner {
   std::string ToString() const;
   // Returns text || "\n" || signature line. `text` must be a valid note text.
   Status Sign(std::string_view text, std::string* note) const;
+  // Ed25519 over `message` as it is: for records signed with the same key
+  // format outside notes (callers prefix a context string of their own).
+  // NoteVerifier::Verify checks these.
+  Status SignBytes(std::string_view message, Ed25519Signature* out) const;
 
  private:
   std::string name_;

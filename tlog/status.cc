@@ -38,6 +38,9 @@ std::string Status::ToString() const {
     case Code::kFailedPrecondition:
       name = "failed precondition";
       break;
+    case Code::kResourceExhausted:
+      name = "resource exhausted";
+      break;
   }
   return std::string(name) + ": " + message_;
 }

@@ -20,6 +20,7 @@ class [[nodiscard]] Status {
     kVerifyFailed,        // a proof or signature does not verify
     kIoError,             // the operating system refused or failed an operation
     kFailedPrecondition,  // the object is not in a state that allows the call
+    kResourceExhausted,   // a configured limit is reached (a full spool or queue)
   };
 
   Status() = default;
@@ -34,6 +35,9 @@ class [[nodiscard]] Status {
   static Status IoError(std::string msg) { return {Code::kIoError, std::move(msg)}; }
   // An I/O error annotated with strerror(errno_value).
   static Status FromErrno(std::string_view what, int errno_value);
+  static Status ResourceExhausted(std::string msg) {
+    return {Code::kResourceExhausted, std::move(msg)};
+  }
   static Status FailedPrecondition(std::string msg) {
     return {Code::kFailedPrecondition, std::move(msg)};
   }

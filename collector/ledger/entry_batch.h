@@ -12,12 +12,10 @@
 #include <vector>
 
 #include "tlog/merkle_hash.h"
+#include "schemas/record_codec.h"  // kMaxEntrySize
 #include "tlog/status.h"
 
 namespace latch::ledger {
-
-// An entry bundle prefixes each entry with a big-endian uint16 length.
-inline constexpr size_t kMaxEntrySize = 65535;
 
 class EntryBatch {
  public:

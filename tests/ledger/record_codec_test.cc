@@ -1,4 +1,4 @@
-#include "collector/ledger/record_codec.h"
+#include "schemas/record_codec.h"
 
 #include <gtest/gtest.h>
 

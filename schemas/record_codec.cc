@@ -1,8 +1,7 @@
-#include "collector/ledger/record_codec.h"
+#include "schemas/record_codec.h"
 
 #include <capnp/message.h>
 
-#include "collector/ledger/entry_batch.h"
 #include "schemas/canonical.h"
 #include "schemas/ledger.capnp.h"
 

@@ -4,6 +4,7 @@
 // the schema can decode an entry without Latch's code.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -11,6 +12,10 @@
 #include "tlog/status.h"
 
 namespace latch::ledger {
+
+// An entry bundle prefixes each entry with a big-endian uint16 length, so no
+// ledger entry (and no encoded record) is larger than this.
+inline constexpr size_t kMaxEntrySize = 65535;
 
 enum class RecordKind : uint16_t { kOpaque = 1, kEvent = 2, kLoss = 3, kWorkflow = 4 };
 

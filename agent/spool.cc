@@ -1,0 +1,281 @@
+#include "agent/spool.h"
+
+#include <dirent.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace latch::agent {
+namespace {
+
+constexpr size_t kFrameHeader = 24;
+constexpr uint32_t kMaxPayload = 64 * 1024;  // a ledger entry holds at most 64 KiB
+constexpr size_t kReadChunk = 1 << 20;
+
+std::string Hex(const std::string& bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+bool Unhex(std::string_view hex, std::string* out) {
+  if (hex.size() % 2) return false;
+  out->clear();
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    auto nibble = [](char c) -> int {
+      if (c >= '0' && c <= '9') return c - '0';
+      if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+      return -1;
+    };
+    int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out->push_back(static_cast<char>(hi << 4 | lo));
+  }
+  return true;
+}
+
+template <typename T>
+void Put(std::string* out, T v) {
+  char b[sizeof(T)];
+  std::memcpy(b, &v, sizeof(T));  // little-endian hosts only (x86-64, arm64)
+  out->append(b, sizeof(T));
+}
+
+template <typename T>
+T Get(const char* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;
+}
+
+// Parses the frame at data[0, n): its total size, or 0 if it is incomplete
+// or malformed (a torn tail).
+size_t ParseFrame(const char* data, size_t n, SpooledRecord* record) {
+  if (n < kFrameHeader) return 0;
+  uint32_t len = Get<uint32_t>(data);
+  if (len > kMaxPayload || n < kFrameHeader + len) return 0;
+  record->kind = Get<uint32_t>(data + 4);
+  record->sequence = Get<uint64_t>(data + 8);
+  record->event_time_ns = Get<int64_t>(data + 16);
+  if (record->sequence == 0 || record->kind == 0) return 0;
+  record->payload.assign(data + kFrameHeader, len);
+  return kFrameHeader + len;
+}
+
+}  // namespace
+
+Status Spool::Open(const SpoolOptions& options, const std::string& boot_id,
+                   std::unique_ptr<Spool>* out) {
+  if (boot_id.size() != 16) return Status::InvalidArgument("spool boot id must be 16 bytes");
+  if (options.dir.empty()) return Status::InvalidArgument("spool directory is not set");
+  if (::mkdir(options.dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Status::FromErrno("creating spool directory " + options.dir, errno);
+  }
+  std::unique_ptr<Spool> s(new Spool());
+  s->options_ = options;
+  s->boot_id_ = boot_id;
+  LATCH_RETURN_IF_ERROR(s->Recover());
+  *out = std::move(s);
+  return Status::Ok();
+}
+
+Spool::~Spool() = default;
+
+Status Spool::Recover() {
+  DIR* d = ::opendir(options_.dir.c_str());
+  if (d == nullptr) return Status::FromErrno("reading spool directory " + options_.dir, errno);
+  std::vector<std::pair<int64_t, Segment>> found;
+  while (dirent* e = ::readdir(d)) {
+    std::string name = e->d_name;
+    // <32 hex>-<20 digits>.seg
+    if (name.size() != 32 + 1 + 20 + 4 || name.compare(name.size() - 4, 4, ".seg") != 0) continue;
+    Segment seg;
+    seg.name = name;
+    if (!Unhex(std::string_view(name).substr(0, 32), &seg.boot_id) || name[32] != '-') continue;
+    seg.first_sequence = std::strtoull(name.c_str() + 33, nullptr, 10);
+    struct stat st {};
+    int64_t mtime = 0;
+    if (::stat((options_.dir + "/" + name).c_str(), &st) == 0) {
+      mtime = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+    }
+    found.emplace_back(mtime, std::move(seg));
+  }
+  ::closedir(d);
+  // Oldest first: that is the order they are resent in.
+  std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first < b.first : a.second.name < b.second.name;
+  });
+  for (auto& [mtime, seg] : found) {
+    LATCH_RETURN_IF_ERROR(RecoverSegment(&seg));
+    if (seg.last_sequence == 0) {
+      ::unlink((options_.dir + "/" + seg.name).c_str());  // nothing in it
+      continue;
+    }
+    bytes_ += seg.size;
+    segments_.push_back(std::move(seg));
+  }
+  return Status::Ok();
+}
+
+Status Spool::RecoverSegment(Segment* seg) {
+  ledger::AppendFile f;
+  LATCH_RETURN_IF_ERROR(ledger::AppendFile::Open(options_.dir + "/" + seg->name, false, false, &f));
+  std::string data;
+  data.resize(f.size());
+  LATCH_RETURN_IF_ERROR(f.ReadAt(0, {reinterpret_cast<uint8_t*>(data.data()), data.size()}));
+  uint64_t offset = 0;
+  uint64_t expect = seg->first_sequence;
+  SpooledRecord r;
+  while (offset < data.size()) {
+    size_t n = ParseFrame(data.data() + offset, data.size() - offset, &r);
+    if (n == 0 || r.sequence != expect) break;
+    seg->last_sequence = r.sequence;
+    ++expect;
+    offset += n;
+  }
+  if (offset != data.size()) {
+    std::fprintf(stderr, "latch-agent: spool segment %s: cut %zu bytes of torn tail\n",
+                 seg->name.c_str(), static_cast<size_t>(data.size() - offset));
+    LATCH_RETURN_IF_ERROR(f.Truncate(offset));
+  }
+  seg->size = offset;
+  return Status::Ok();
+}
+
+Status Spool::Add(uint32_t kind, int64_t event_time_ns, std::string_view payload,
+                  bool use_reserve, uint64_t* sequence) {
+  if (payload.size() > kMaxPayload) return Status::InvalidArgument("spool record too large");
+  uint64_t frame = kFrameHeader + payload.size();
+  uint64_t limit = options_.max_bytes + (use_reserve ? options_.reserve_bytes : 0);
+  if (bytes() + frame > limit) return Status::ResourceExhausted("spool is full");
+  if (buffered_records_ == 0) buffer_first_sequence_ = next_sequence_;
+  Put<uint32_t>(&buffer_, static_cast<uint32_t>(payload.size()));
+  Put<uint32_t>(&buffer_, kind);
+  Put<uint64_t>(&buffer_, next_sequence_);
+  Put<int64_t>(&buffer_, event_time_ns);
+  buffer_.append(payload);
+  ++buffered_records_;
+  *sequence = next_sequence_++;
+  return Status::Ok();
+}
+
+Status Spool::StartSegment() {
+  char seq[21];
+  std::snprintf(seq, sizeof(seq), "%020llu", static_cast<unsigned long long>(buffer_first_sequence_));
+  Segment seg;
+  seg.name = Hex(boot_id_) + "-" + seq + ".seg";
+  seg.boot_id = boot_id_;
+  seg.first_sequence = buffer_first_sequence_;
+  LATCH_RETURN_IF_ERROR(
+      ledger::AppendFile::Open(options_.dir + "/" + seg.name, false, true, &writer_));
+  LATCH_RETURN_IF_ERROR(ledger::SyncDirectory(options_.dir));
+  segments_.push_back(std::move(seg));
+  writing_ = true;
+  return Status::Ok();
+}
+
+Status Spool::Flush() {
+  if (buffer_.empty()) return Status::Ok();
+  if (!writing_) LATCH_RETURN_IF_ERROR(StartSegment());
+  LATCH_RETURN_IF_ERROR(writer_.Append({reinterpret_cast<const uint8_t*>(buffer_.data()), buffer_.size()}));
+  Segment& seg = segments_.back();
+  seg.size += buffer_.size();
+  seg.last_sequence = next_sequence_ - 1;
+  bytes_ += buffer_.size();
+  buffer_.clear();
+  buffered_records_ = 0;
+  if (seg.size >= options_.segment_bytes) writing_ = false;  // the next flush rolls over
+  return Status::Ok();
+}
+
+Status Spool::Sync() { return writing_ ? writer_.Sync() : Status::Ok(); }
+
+uint64_t Spool::Acked(const std::string& boot_id) const {
+  auto it = acked_.find(boot_id);
+  return it == acked_.end() ? 0 : it->second;
+}
+
+Status Spool::NextBatch(size_t max_records, SpoolBatch* out) {
+  out->boot_id.clear();
+  out->records.clear();
+  std::string data;
+  SpooledRecord r;
+  while (cursor_segment_ < segments_.size() && out->records.size() < max_records) {
+    const Segment& seg = segments_[cursor_segment_];
+    if (!out->records.empty() && seg.boot_id != out->boot_id) break;  // one boot per batch
+    if (cursor_offset_ >= seg.size) {
+      ++cursor_segment_;
+      cursor_offset_ = 0;
+      continue;
+    }
+    ledger::AppendFile f;
+    LATCH_RETURN_IF_ERROR(
+        ledger::AppendFile::Open(options_.dir + "/" + seg.name, true, false, &f));
+    data.resize(std::min<uint64_t>(kReadChunk, seg.size - cursor_offset_));
+    LATCH_RETURN_IF_ERROR(
+        f.ReadAt(cursor_offset_, {reinterpret_cast<uint8_t*>(data.data()), data.size()}));
+    uint64_t acked = Acked(seg.boot_id);
+    size_t offset = 0;
+    while (offset < data.size() && out->records.size() < max_records) {
+      size_t n = ParseFrame(data.data() + offset, data.size() - offset, &r);
+      if (n == 0) {
+        if (offset == 0) return Status::Corruption("spool segment " + seg.name + " has a bad frame");
+        break;  // the frame continues past this chunk
+      }
+      offset += n;
+      if (r.sequence <= acked) continue;
+      out->boot_id = seg.boot_id;
+      out->records.push_back(r);
+    }
+    cursor_offset_ += offset;
+  }
+  return Status::Ok();
+}
+
+void Spool::Rewind() {
+  cursor_segment_ = 0;
+  cursor_offset_ = 0;
+}
+
+Status Spool::Acknowledge(const std::string& boot_id, uint64_t through_sequence) {
+  uint64_t& acked = acked_[boot_id];
+  acked = std::max(acked, through_sequence);
+  for (size_t i = 0; i < segments_.size();) {
+    const Segment& seg = segments_[i];
+    bool being_written = writing_ && i + 1 == segments_.size();
+    if (seg.boot_id != boot_id || seg.last_sequence > acked || being_written) {
+      ++i;
+      continue;
+    }
+    if (::unlink((options_.dir + "/" + seg.name).c_str()) != 0 && errno != ENOENT) {
+      return Status::FromErrno("removing spool segment " + seg.name, errno);
+    }
+    bytes_ -= seg.size;
+    segments_.erase(segments_.begin() + static_cast<ptrdiff_t>(i));
+    if (cursor_segment_ > i) {
+      --cursor_segment_;
+    } else if (cursor_segment_ == i) {
+      cursor_offset_ = 0;
+    }
+  }
+  return Status::Ok();
+}
+
+uint64_t Spool::unacknowledged() const {
+  uint64_t n = buffered_records_;
+  for (const Segment& seg : segments_) {
+    uint64_t from = std::max(seg.first_sequence, Acked(seg.boot_id) + 1);
+    if (seg.last_sequence >= from) n += seg.last_sequence - from + 1;
+  }
+  return n;
+}
+
+}  // namespace latch::agent

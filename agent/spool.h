@@ -1,0 +1,114 @@
+// Spool: the agent's durable queue of records on their way to the collector
+// (promise 1). A record gets its sequence number when it enters the spool;
+// the spool forgets it only when a verified receipt covers it.
+//
+// Directory layout: one segment file per run of records of one agent boot,
+//   <boot id, 32 hex digits>-<first sequence, 20 digits>.seg
+// holding frames back to back:
+//   uint32 LE payload length | uint32 LE record kind | uint64 LE sequence |
+//   int64 LE event time (Unix ns) | payload
+// Segments roll over at `segment_bytes`; a segment is deleted as a whole once
+// every record in it is acknowledged. A frame cut short by a crash (the only
+// damage a killed writer can leave) is cut off when the spool is opened.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "collector/ledger/append_file.h"
+#include "tlog/status.h"
+
+namespace latch::agent {
+
+struct SpoolOptions {
+  std::string dir;
+  uint64_t max_bytes = 256ull << 20;     // events beyond this are counted as lost
+  uint64_t segment_bytes = 8ull << 20;   // roll-over size
+  uint64_t reserve_bytes = 1ull << 20;   // room past max_bytes kept for loss records
+};
+
+struct SpooledRecord {
+  uint64_t sequence = 0;
+  uint32_t kind = 0;  // schemas/ledger.capnp RecordKind
+  int64_t event_time_ns = 0;
+  std::string payload;
+};
+
+// Records of one boot, in sequence order, gap-free.
+struct SpoolBatch {
+  std::string boot_id;  // 16 bytes
+  std::vector<SpooledRecord> records;
+};
+
+class Spool {
+ public:
+  // Opens (creating) the spool directory, recovers every segment in it, and
+  // starts writing records of `boot_id` (16 bytes) from sequence 1.
+  static Status Open(const SpoolOptions& options, const std::string& boot_id,
+                     std::unique_ptr<Spool>* out);
+  ~Spool();
+  Spool(const Spool&) = delete;
+  Spool& operator=(const Spool&) = delete;
+
+  // Buffers a record of this boot and gives it the next sequence number.
+  // ResourceExhausted (nothing buffered, no sequence used) when the spool is
+  // at max_bytes; `use_reserve` lets loss records into the reserve above it.
+  Status Add(uint32_t kind, int64_t event_time_ns, std::string_view payload, bool use_reserve,
+             uint64_t* sequence);
+  // Writes what Add() buffered to the segment file in one write: from then on
+  // the records survive the agent's death.
+  Status Flush();
+  // Makes flushed records durable on disk (fdatasync).
+  Status Sync();
+
+  // The next records to send, up to `max_records`, all of one boot, after
+  // what earlier calls returned since the last Rewind(). Empty: all sent.
+  Status NextBatch(size_t max_records, SpoolBatch* out);
+  // Sends start again from the first unacknowledged record (a new connection).
+  void Rewind();
+  // A verified receipt: every record of `boot_id` up to `through_sequence` is
+  // in the ledger. Deletes segments that hold nothing else.
+  Status Acknowledge(const std::string& boot_id, uint64_t through_sequence);
+
+  const std::string& boot_id() const { return boot_id_; }
+  uint64_t next_sequence() const { return next_sequence_; }
+  uint64_t bytes() const { return bytes_ + buffer_.size(); }
+  uint64_t segment_count() const { return segments_.size(); }
+  // Records spooled and not yet acknowledged (all boots).
+  uint64_t unacknowledged() const;
+
+ private:
+  struct Segment {
+    std::string name;
+    std::string boot_id;
+    uint64_t first_sequence = 0;
+    uint64_t last_sequence = 0;  // 0: no record yet
+    uint64_t size = 0;
+  };
+  Spool() = default;
+  Status Recover();
+  Status RecoverSegment(Segment* segment);
+  Status StartSegment();
+  uint64_t Acked(const std::string& boot_id) const;
+
+  SpoolOptions options_;
+  std::string boot_id_;
+  uint64_t next_sequence_ = 1;
+  std::vector<Segment> segments_;   // oldest first; the last one of this boot is being written
+  ledger::AppendFile writer_;       // the last segment, when it is this boot's
+  bool writing_ = false;
+  std::string buffer_;              // frames added and not yet flushed
+  uint64_t buffered_records_ = 0;
+  uint64_t buffer_first_sequence_ = 0;
+  uint64_t bytes_ = 0;              // bytes in segment files
+  std::map<std::string, uint64_t> acked_;  // boot id -> acknowledged through
+  // Send cursor: segment index and byte offset of the next record to send.
+  size_t cursor_segment_ = 0;
+  uint64_t cursor_offset_ = 0;
+};
+
+}  // namespace latch::agent

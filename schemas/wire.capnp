@@ -1,0 +1,103 @@
+@0xc42a53a430b5e663;
+# The agent-collector channel. Each ZeroMQ message (DEALER at the agent,
+# ROUTER at the collector, CURVE-encrypted and authenticated) carries one
+# Envelope as a Cap'n Proto message. The collector identifies the sending host
+# by the CURVE key its ZAP handler admitted, never by what a message claims.
+#
+# Compatibility rule: add fields at the end with new ordinals; never renumber,
+# retype or remove one.
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("latch::schema");
+
+using Ledger = import "ledger.capnp";
+using Grant = import "grant.capnp";
+
+# Agent -> collector, first on every connection.
+struct Hello {
+  hostId @0 :Text;               # must equal the host id enrolled for this key
+  bootId @1 :Data;               # 16 bytes, new each agent start
+  checkpointSize @2 :UInt64;     # tree size of the checkpoint the agent holds (0: none)
+  grantSetVersion @3 :UInt64;    # version of the grant set the kernel holds (0: none)
+}
+
+# One spooled record: an event or a loss record, with its exactly-once key.
+struct SpooledRecord {
+  sequence @0 :UInt64;           # per (host, bootId), from 1, gap-free in a spool
+  kind @1 :Ledger.RecordKind;    # event or loss
+  eventTimeNs @2 :Int64;         # Unix ns, agent's clock
+  payload @3 :Data;              # canonical DecisionEvent or LossEvent (event.capnp)
+}
+
+# Agent -> collector.
+struct EventBatch {
+  bootId @0 :Data;               # the boot the records were spooled under
+  checkpointSize @1 :UInt64;     # the agent's checkpoint: the receipt proves consistency from it
+  records @2 :List(SpooledRecord);  # ascending sequences
+}
+
+# Collector -> agent, only once every record of the batch is durable.
+struct Receipt {
+  bootId @0 :Data;
+  throughSequence @1 :UInt64;    # every record of this boot up to here is in the ledger
+  throughIndex @2 :UInt64;       # ledger index of the record `throughSequence`
+  throughReceiveTimeNs @3 :Int64;  # its receive time: with the spool, rebuilds its entry
+  appendedFirstSequence @4 :UInt64;  # records this batch added (the rest were duplicates):
+  appendedFirstIndex @5 :UInt64;     #   sequences [first, first+count) at indexes
+  appendedCount @6 :UInt64;          #   [firstIndex, firstIndex+count)
+  checkpoint @7 :Data;           # signed note whose tree contains throughIndex
+  inclusionProof @8 :List(Data); # of entry throughIndex in that tree
+  consistencyFrom @9 :UInt64;    # the batch's checkpointSize
+  consistencyProof @10 :List(Data);  # from that size to the checkpoint's
+}
+
+# Collector -> agent: the complete set of grants for this host. A set
+# replaces the previous one; versions only grow.
+struct GrantSet {
+  hostId @0 :Text;
+  version @1 :UInt64;
+  issuedAtNs @2 :Int64;
+  grants @3 :List(Grant.SignedGrant);
+}
+
+# GrantSet's canonical bytes, signed with the grant key.
+struct SignedGrantSet {
+  set @0 :Data;
+  signature @1 :Data;
+  keyId @2 :UInt32;
+}
+
+struct RejectedGrant {
+  grantId @0 :UInt64;
+  reason @1 :Text;
+}
+
+# Agent -> collector: the kernel now holds grant set `version`.
+struct Applied {
+  version @0 :UInt64;
+  appliedAtNs @1 :Int64;         # Unix ns when the last map write returned
+  grantIds @2 :List(UInt64);     # grants now in the kernel
+  rejected @3 :List(RejectedGrant);  # refused (bad signature, unknown principal, ...)
+  rejectedSet @4 :Text;          # non-empty: the whole set was refused, and why
+}
+
+# Agent -> collector: something the agent must not keep to itself.
+struct Alarm {
+  kind @0 :Text;                 # "inconsistent_checkpoint", "bad_checkpoint_signature", ...
+  detail @1 :Text;
+  heldCheckpoint @2 :Data;       # the checkpoint the agent holds
+  shownCheckpoint @3 :Data;      # the one it was shown
+}
+
+struct Envelope {
+  union {
+    hello @0 :Hello;
+    eventBatch @1 :EventBatch;
+    receipt @2 :Receipt;
+    grantSet @3 :SignedGrantSet;
+    applied @4 :Applied;
+    heartbeat @5 :Int64;         # sender's Unix ns
+    alarm @6 :Alarm;
+    refused @7 :Text;            # collector -> agent: why a message was refused
+  }
+}

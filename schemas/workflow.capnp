@@ -1,0 +1,59 @@
+@0x90511c5fdccf8053;
+# Workflow actions: the payload of LedgerRecord kind `workflow`. Every action
+# the collector takes or learns of is one of these (promise 7).
+#
+# Compatibility rule: add fields at the end with new ordinals and new union
+# members at the end; never renumber, retype or remove one.
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("latch::schema");
+
+using Grant = import "grant.capnp";
+using Wire = import "wire.capnp";
+
+struct GrantIssued {
+  grant @0 :Grant.SignedGrant;
+}
+
+struct GrantRevoked {
+  grantId @0 :UInt64;
+  reason @1 :Text;
+}
+
+# A host's kernel took a grant set.
+struct GrantSetApplied {
+  version @0 :UInt64;
+  appliedAtNs @1 :Int64;         # the agent's clock
+  grantIds @2 :List(UInt64);
+  rejected @3 :List(Wire.RejectedGrant);
+  rejectedSet @4 :Text;
+}
+
+# Something arrived that was refused: an unknown key, a malformed message.
+struct Refusal {
+  what @0 :Text;                 # "unenrolled_key", "malformed_message", "oversized_message", ...
+  detail @1 :Text;
+  count @2 :UInt64;              # refusals of this kind folded into this record
+}
+
+struct AgentAlarm {
+  alarm @0 :Wire.Alarm;
+}
+
+struct AgentConnected {
+  bootId @0 :Data;
+  checkpointSize @1 :UInt64;
+  grantSetVersion @2 :UInt64;
+}
+
+struct WorkflowAction {
+  actor @0 :Text;                # who acted: a host id, a user, or "collector"
+  union {
+    grantIssued @1 :GrantIssued;
+    grantRevoked @2 :GrantRevoked;
+    grantSetApplied @3 :GrantSetApplied;
+    refusal @4 :Refusal;
+    agentAlarm @5 :AgentAlarm;
+    agentConnected @6 :AgentConnected;
+  }
+}

@@ -1,0 +1,133 @@
+#include "agent/spool.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace latch::agent {
+namespace {
+
+namespace fs = std::filesystem;
+
+class SpoolTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("latch-spool-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  SpoolOptions Options() {
+    SpoolOptions o;
+    o.dir = dir_.string();
+    o.segment_bytes = 1000;
+    o.max_bytes = 100000;
+    o.reserve_bytes = 200;
+    return o;
+  }
+  static std::string Boot(char c) { return std::string(16, c); }
+  // Reads everything left to send; checks one boot per batch and order.
+  static std::vector<std::pair<std::string, uint64_t>> DrainAll(Spool* s) {
+    std::vector<std::pair<std::string, uint64_t>> out;
+    for (;;) {
+      SpoolBatch b;
+      EXPECT_TRUE(s->NextBatch(7, &b).ok());
+      if (b.records.empty()) return out;
+      EXPECT_LE(b.records.size(), 7u);
+      for (size_t i = 1; i < b.records.size(); ++i) {
+        EXPECT_EQ(b.records[i].sequence, b.records[i - 1].sequence + 1);
+      }
+      for (auto& r : b.records) out.emplace_back(b.boot_id, r.sequence);
+    }
+  }
+  fs::path dir_;
+};
+
+TEST_F(SpoolTest, SequencesSendAndAcknowledge) {
+  std::unique_ptr<Spool> s;
+  ASSERT_TRUE(Spool::Open(Options(), Boot('a'), &s).ok());
+  for (int i = 0; i < 100; ++i) {
+    uint64_t seq = 0;
+    ASSERT_TRUE(s->Add(2, 1000 + i, "payload-" + std::to_string(i), false, &seq).ok());
+    EXPECT_EQ(seq, static_cast<uint64_t>(i + 1));
+    if (i % 10 == 9) {
+      ASSERT_TRUE(s->Flush().ok());
+    }
+  }
+  EXPECT_GT(s->segment_count(), 1u);  // 1000-byte segments roll over
+  SpoolBatch first;
+  ASSERT_TRUE(s->NextBatch(3, &first).ok());
+  ASSERT_EQ(first.records.size(), 3u);
+  EXPECT_EQ(first.boot_id, Boot('a'));
+  EXPECT_EQ(first.records[2].payload, "payload-2");
+  EXPECT_EQ(first.records[2].event_time_ns, 1002);
+  EXPECT_EQ(first.records[2].kind, 2u);
+  auto rest = DrainAll(s.get());
+  ASSERT_EQ(rest.size(), 97u);
+  EXPECT_EQ(rest.front().second, 4u);
+  EXPECT_EQ(rest.back().second, 100u);
+
+  uint64_t before = s->segment_count();
+  ASSERT_TRUE(s->Acknowledge(Boot('a'), 60).ok());
+  EXPECT_LT(s->segment_count(), before);
+  EXPECT_EQ(s->unacknowledged(), 40u);
+  s->Rewind();
+  auto resend = DrainAll(s.get());
+  ASSERT_EQ(resend.size(), 40u);  // acknowledged records are never resent
+  EXPECT_EQ(resend.front().second, 61u);
+}
+
+TEST_F(SpoolTest, ReopenKeepsUnacknowledgedRecordsAndCutsATornTail) {
+  {
+    std::unique_ptr<Spool> s;
+    ASSERT_TRUE(Spool::Open(Options(), Boot('a'), &s).ok());
+    uint64_t seq;
+    for (int i = 0; i < 5; ++i) ASSERT_TRUE(s->Add(2, i, "x", false, &seq).ok());
+    ASSERT_TRUE(s->Flush().ok());
+    ASSERT_TRUE(s->Acknowledge(Boot('a'), 2).ok());  // in the live segment: kept on disk
+    ASSERT_TRUE(s->Add(2, 9, "buffered, never flushed", false, &seq).ok());
+  }
+  // A torn frame at the end, as a killed writer could leave.
+  fs::path seg;
+  for (auto& e : fs::directory_iterator(dir_)) seg = e.path();
+  {
+    std::ofstream f(seg, std::ios::app | std::ios::binary);
+    f.write("\x05\x00\x00\x00\x02\x00", 6);
+  }
+  std::unique_ptr<Spool> s;
+  ASSERT_TRUE(Spool::Open(Options(), Boot('b'), &s).ok());
+  EXPECT_EQ(s->next_sequence(), 1u);  // a new boot numbers from 1
+  uint64_t seq;
+  ASSERT_TRUE(s->Add(2, 10, "new boot", false, &seq).ok());
+  ASSERT_TRUE(s->Flush().ok());
+  auto all = DrainAll(s.get());
+  // The old boot's five records come first (the spool does not persist
+  // acknowledgements: the collector drops duplicates), then the new boot's.
+  ASSERT_EQ(all.size(), 6u);
+  EXPECT_EQ(all[0], std::make_pair(Boot('a'), uint64_t{1}));
+  EXPECT_EQ(all[4], std::make_pair(Boot('a'), uint64_t{5}));
+  EXPECT_EQ(all[5], std::make_pair(Boot('b'), uint64_t{1}));
+}
+
+TEST_F(SpoolTest, FullSpoolRefusesEventsButKeepsRoomForLossRecords) {
+  SpoolOptions o = Options();
+  o.max_bytes = 300;
+  std::unique_ptr<Spool> s;
+  ASSERT_TRUE(Spool::Open(o, Boot('a'), &s).ok());
+  uint64_t seq = 0;
+  int accepted = 0;
+  Status st;
+  while ((st = s->Add(2, 0, std::string(40, 'e'), false, &seq)).ok()) ++accepted;
+  EXPECT_EQ(st.code(), Status::Code::kResourceExhausted);
+  EXPECT_EQ(accepted, 4);  // 64-byte frames under 300 bytes
+  EXPECT_EQ(s->next_sequence(), 5u);  // a refused record takes no sequence
+  ASSERT_TRUE(s->Add(3, 0, "loss", true, &seq).ok());
+  EXPECT_EQ(seq, 5u);
+  ASSERT_TRUE(s->Flush().ok());
+  ASSERT_TRUE(s->Acknowledge(Boot('a'), 5).ok());
+}
+
+}  // namespace
+}  // namespace latch::agent
