@@ -1,0 +1,127 @@
+#include "collector/ingest/collector_config.h"
+
+#include <toml++/toml.h>
+
+#include <fstream>
+#include <set>
+
+#include "schemas/curve_key.h"
+#include "tlog/signed_note.h"
+
+namespace latch::collector {
+namespace {
+
+Status Bad(const std::string& source, const toml::source_region& where, const std::string& what) {
+  return Status::InvalidArgument(source + ":" + std::to_string(where.begin.line) + ": " + what);
+}
+
+Status Known(const toml::table& t, const std::string& source, const std::set<std::string>& keys) {
+  for (const auto& [k, v] : t) {
+    if (!keys.count(std::string(k.str()))) {
+      return Bad(source, v.source(), "unknown setting '" + std::string(k.str()) + "'");
+    }
+  }
+  return Status::Ok();
+}
+
+template <typename T>
+Status Read(const toml::table& t, const std::string& source, const char* key, T* out,
+            bool required) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) {
+    return required ? Bad(source, t.source(), std::string("missing setting '") + key + "'")
+                    : Status::Ok();
+  }
+  auto v = n->value<T>();
+  if (!v) return Bad(source, n->source(), std::string("setting '") + key + "' has the wrong type");
+  *out = *v;
+  return Status::Ok();
+}
+
+Status ReadRange(const toml::table& t, const std::string& source, const char* key, int64_t lo,
+                 int64_t hi, uint64_t* out) {
+  int64_t v = static_cast<int64_t>(*out);
+  LATCH_RETURN_IF_ERROR(Read(t, source, key, &v, false));
+  if (v < lo || v > hi) {
+    return Bad(source, t.source(), std::string("setting '") + key + "' must be " +
+                                       std::to_string(lo) + " to " + std::to_string(hi));
+  }
+  *out = static_cast<uint64_t>(v);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ParseCollectorConfig(std::string_view toml_text, const std::string& source,
+                            CollectorConfig* out) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, source);
+  } catch (const toml::parse_error& e) {
+    return Status::InvalidArgument(source + ":" + std::to_string(e.source().begin.line) + ": " +
+                                   std::string(e.description()));
+  }
+  LATCH_RETURN_IF_ERROR(Known(root, source,
+                              {"data_dir", "origin", "endpoints", "batch_max_entries",
+                               "batch_max_age_ms", "max_message_bytes", "agent"}));
+  CollectorConfig c;
+  LATCH_RETURN_IF_ERROR(Read(root, source, "data_dir", &c.data_dir, true));
+  LATCH_RETURN_IF_ERROR(Read(root, source, "origin", &c.origin, true));
+  if (!tlog::IsValidKeyName(c.origin)) {
+    return Bad(source, root.source(), "origin must be printable ASCII without spaces or '+'");
+  }
+  if (const toml::node* n = root.get("endpoints")) {
+    const toml::array* list = n->as_array();
+    if (list == nullptr || list->empty()) {
+      return Bad(source, n->source(), "endpoints must be a non-empty list of strings");
+    }
+    c.endpoints.clear();
+    for (const toml::node& e : *list) {
+      auto s = e.value<std::string>();
+      if (!s || s->empty()) return Bad(source, e.source(), "endpoints must be strings");
+      c.endpoints.push_back(*s);
+    }
+  }
+  uint64_t entries = c.batch_max_entries, age = c.batch_max_age_ms;
+  LATCH_RETURN_IF_ERROR(ReadRange(root, source, "batch_max_entries", 1, 1 << 20, &entries));
+  LATCH_RETURN_IF_ERROR(ReadRange(root, source, "batch_max_age_ms", 1, 60000, &age));
+  LATCH_RETURN_IF_ERROR(
+      ReadRange(root, source, "max_message_bytes", 4096, int64_t{1} << 30, &c.max_message_bytes));
+  c.batch_max_entries = static_cast<uint32_t>(entries);
+  c.batch_max_age_ms = static_cast<uint32_t>(age);
+  if (const toml::node* n = root.get("agent")) {
+    const toml::array* list = n->as_array();
+    if (list == nullptr) return Bad(source, n->source(), "'agent' must be [[agent]] tables");
+    std::set<std::string> hosts;
+    for (const toml::node& e : *list) {
+      const toml::table* t = e.as_table();
+      if (t == nullptr) return Bad(source, e.source(), "'agent' must be [[agent]] tables");
+      LATCH_RETURN_IF_ERROR(Known(*t, source, {"host_id", "curve_public_key"}));
+      std::string host, key;
+      LATCH_RETURN_IF_ERROR(Read(*t, source, "host_id", &host, true));
+      LATCH_RETURN_IF_ERROR(Read(*t, source, "curve_public_key", &key, true));
+      if (host.empty()) return Bad(source, t->source(), "host_id must not be empty");
+      if (!schema::IsCurveKey(key)) {
+        return Bad(source, t->source(),
+                   "agent '" + host + "': curve_public_key must be 40 Z85 characters");
+      }
+      if (!hosts.insert(host).second) {
+        return Bad(source, t->source(), "agent '" + host + "' is enrolled twice");
+      }
+      if (!c.agents.emplace(key, host).second) {
+        return Bad(source, t->source(), "agent '" + host + "' reuses another agent's key");
+      }
+    }
+  }
+  *out = std::move(c);
+  return Status::Ok();
+}
+
+Status LoadCollectorConfig(const std::string& path, CollectorConfig* out) {
+  std::ifstream in(path);
+  if (!in) return Status::NotFound("cannot read config file " + path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return ParseCollectorConfig(text, path, out);
+}
+
+}  // namespace latch::collector

@@ -1,0 +1,43 @@
+// latch-collector's configuration file (TOML):
+//
+//   data_dir = "/var/lib/latch"          # ledger, keys, grant book
+//   origin = "latch.example/ledger"      # the ledger's name in its checkpoints
+//   endpoints = ["tcp://0.0.0.0:7440"]   # where agents connect (CURVE)
+//   batch_max_entries = 65536            # ledger batches close at this size...
+//   batch_max_age_ms = 5                 # ...or this age, whichever comes first
+//   max_message_bytes = 16777216         # larger messages are refused
+//
+//   [[agent]]                            # enrolled agents
+//   host_id = "db-host-1"
+//   curve_public_key = "<40 Z85 characters>"
+//
+// Keys are created on first start under data_dir, mode 0600: curve.key (the
+// channel's key pair), grant.key (signs grants; grant.vkey is its public half)
+// and the ledger's own key. A missing, mistyped or unknown setting is a
+// one-line error naming it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "tlog/status.h"
+
+namespace latch::collector {
+
+struct CollectorConfig {
+  std::string data_dir;
+  std::string origin;
+  std::vector<std::string> endpoints = {"tcp://0.0.0.0:7440"};
+  uint32_t batch_max_entries = 65536;
+  uint32_t batch_max_age_ms = 5;
+  uint64_t max_message_bytes = 16u << 20;
+  std::map<std::string, std::string> agents;  // CURVE public key -> host id
+};
+
+Status ParseCollectorConfig(std::string_view toml_text, const std::string& source,
+                            CollectorConfig* out);
+Status LoadCollectorConfig(const std::string& path, CollectorConfig* out);
+
+}  // namespace latch::collector

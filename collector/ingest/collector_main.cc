@@ -1,0 +1,117 @@
+// latch-collector: ingest agents' events into the ledger and push signed
+// grants to them.
+//
+//   latch-collector --config FILE            serve (until SIGINT/SIGTERM)
+//   latch-collector keys --config FILE       print the keys agents are configured with
+//   latch-collector grant --config FILE --host H (--uid N | --user NAME | --cgroup PATH)
+//                   --resource R [--for SECONDS]
+//   latch-collector revoke --config FILE --id N [--reason TEXT]
+//   latch-collector status --config FILE
+// grant, revoke and status talk to the running collector over its admin
+// socket (data_dir/admin.sock, reachable only by who can enter data_dir).
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <zmq.hpp>
+
+#include "collector/ingest/collector_config.h"
+#include "collector/ingest/collector_server.h"
+
+namespace {
+
+using latch::Status;
+using latch::collector::CollectorConfig;
+using latch::collector::CollectorServer;
+
+CollectorServer* g_server = nullptr;
+void OnSignal(int) {
+  if (g_server != nullptr) g_server->Stop();
+}
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "latch-collector: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+// Sends one admin request to the running collector; prints the reply.
+int Admin(const CollectorConfig& config, const nlohmann::json& request) {
+  zmq::context_t ctx;
+  zmq::socket_t s(ctx, zmq::socket_type::req);
+  s.set(zmq::sockopt::linger, 0);
+  s.set(zmq::sockopt::rcvtimeo, 10000);
+  s.connect("ipc://" + config.data_dir + "/admin.sock");
+  std::string out = request.dump();
+  s.send(zmq::buffer(out), zmq::send_flags::none);
+  zmq::message_t reply;
+  if (!s.recv(reply)) {
+    std::fprintf(stderr, "latch-collector: no answer from the collector at %s/admin.sock "
+                         "(is it running?)\n", config.data_dir.c_str());
+    return 1;
+  }
+  auto j = nlohmann::json::parse(reply.to_string(), nullptr, false);
+  std::printf("%s\n", j.dump(2).c_str());
+  return j.is_object() && j.value("ok", false) ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"latch-collector: the ledger's ingest and the grant channel to agents"};
+  std::string config_path;
+  app.add_option("--config", config_path, "collector configuration (TOML)")->required();
+  auto* keys = app.add_subcommand("keys", "print the CURVE, grant and ledger keys agents need");
+  auto* grant = app.add_subcommand("grant", "issue a grant through the running collector");
+  std::string host, user, cgroup, reason;
+  int64_t uid = -1, seconds = 3600;
+  uint64_t id = 0;
+  std::vector<uint32_t> resources;
+  grant->add_option("--host", host, "host the grant applies on")->required();
+  grant->add_option("--uid", uid, "principal: a uid");
+  grant->add_option("--user", user, "principal: a user name, resolved on the host");
+  grant->add_option("--cgroup", cgroup, "principal: a cgroup path (and its descendants)");
+  grant->add_option("--resource", resources, "resource id(s)")->required();
+  grant->add_option("--for", seconds, "duration in seconds")->check(CLI::Range(1, 86400 * 365));
+  auto* revoke = app.add_subcommand("revoke", "revoke a grant through the running collector");
+  revoke->add_option("--id", id, "grant id")->required();
+  revoke->add_option("--reason", reason, "why");
+  auto* status = app.add_subcommand("status", "counters of the running collector");
+  CLI11_PARSE(app, argc, argv);
+
+  CollectorConfig config;
+  Status s = latch::collector::LoadCollectorConfig(config_path, &config);
+  if (!s.ok()) return Fail(s);
+
+  if (grant->parsed()) {
+    nlohmann::json p;
+    if (uid >= 0) p = {{"uid", uid}};
+    else if (!user.empty()) p = {{"user", user}};
+    else if (!cgroup.empty()) p = {{"cgroup", cgroup}};
+    else return Fail(Status::InvalidArgument("give one of --uid, --user, --cgroup"));
+    return Admin(config, {{"op", "issue"}, {"principals", {p}}, {"resources", resources},
+                          {"hosts", {host}}, {"duration_s", seconds}, {"actor", "latch-collector cli"}});
+  }
+  if (revoke->parsed()) {
+    return Admin(config, {{"op", "revoke"}, {"grant_id", id}, {"reason", reason},
+                          {"actor", "latch-collector cli"}});
+  }
+  if (status->parsed()) return Admin(config, {{"op", "status"}});
+
+  std::unique_ptr<CollectorServer> server;
+  s = CollectorServer::Open(config, &server);
+  if (!s.ok()) return Fail(s);
+  if (keys->parsed()) {
+    std::printf("curve_public_key = \"%s\"\ngrant_key = \"%s\"\nledger_key = \"%s\"\n",
+                server->curve_public_key().c_str(), server->grant_vkey().c_str(),
+                server->ledger_vkey().c_str());
+    return 0;
+  }
+  g_server = server.get();
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  s = server->Run();
+  g_server = nullptr;
+  if (!s.ok()) return Fail(s);
+  std::fprintf(stderr, "latch-collector: stopped\n");
+  return 0;
+}

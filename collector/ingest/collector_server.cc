@@ -1,0 +1,655 @@
+#include "collector/ingest/collector_server.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "collector/ledger/append_file.h"
+#include "schemas/canonical.h"
+#include "schemas/record_codec.h"
+#include "schemas/wire.capnp.h"
+#include "schemas/workflow.capnp.h"
+#include "tlog/checkpoint.h"
+
+namespace latch::collector {
+namespace {
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string Str(capnp::Data::Reader d) { return {reinterpret_cast<const char*>(d.begin()), d.size()}; }
+capnp::Data::Reader Bytes(const std::string& s) {
+  return {reinterpret_cast<const capnp::byte*>(s.data()), s.size()};
+}
+
+std::string Serialize(capnp::MessageBuilder& m) {
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(m);
+  auto b = words.asBytes();
+  return {reinterpret_cast<const char*>(b.begin()), b.size()};
+}
+
+constexpr uint32_t kMaxPayload = 60000;  // leaves room for the record envelope in 64 KiB
+
+}  // namespace
+
+struct CollectorServer::Completion {
+  Status status;
+  std::string host, boot;
+  uint64_t first_sequence = 0, count = 0, first_index = 0;
+  int64_t receive_time_ns = 0;
+  uint64_t checkpoint_from = 0;
+};
+
+Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<CollectorServer>* out) {
+  std::unique_ptr<CollectorServer> s(new CollectorServer());
+  s->config_ = config;
+  const std::string& dir = config.data_dir;
+  if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Status::FromErrno("creating data directory " + dir, errno);
+  }
+  LATCH_RETURN_IF_ERROR(schema::LoadOrCreateCurveKey(dir + "/curve.key", &s->curve_));
+  std::string skey;
+  Status st = ledger::ReadWholeFile(dir + "/grant.key", &skey);
+  if (st.code() == Status::Code::kNotFound) {
+    LATCH_RETURN_IF_ERROR(tlog::NoteSigner::Generate(config.origin + "/grants", &s->grant_key_));
+    LATCH_RETURN_IF_ERROR(
+        ledger::WriteFileAtomically(dir, "grant.key", s->grant_key_.ToString() + "\n", 0600));
+  } else {
+    LATCH_RETURN_IF_ERROR(st);
+    while (!skey.empty() && skey.back() == '\n') skey.pop_back();
+    LATCH_RETURN_IF_ERROR(tlog::NoteSigner::Parse(skey, &s->grant_key_).WithContext(dir + "/grant.key"));
+  }
+  LATCH_RETURN_IF_ERROR(ledger::WriteFileAtomically(
+      dir, "grant.vkey", s->grant_key_.verifier().ToString() + "\n", 0644));
+  std::string ledger_dir = dir + "/ledger";
+  if (!ledger::Ledger::IsLedgerDirectory(ledger_dir)) {
+    LATCH_RETURN_IF_ERROR(ledger::Ledger::Create(ledger_dir, config.origin));
+  }
+  LATCH_RETURN_IF_ERROR(
+      ledger::Ledger::Open(ledger_dir, ledger::Ledger::Mode::kReadWrite, &s->ledger_));
+  if (s->ledger_->checkpoint().origin != config.origin) {
+    return Status::FailedPrecondition("the ledger in " + ledger_dir + " has origin '" +
+                                      s->ledger_->checkpoint().origin + "', config says '" +
+                                      config.origin + "'");
+  }
+  LATCH_RETURN_IF_ERROR(s->sequences_.Rebuild(*s->ledger_));
+  ledger::BatcherOptions bo;
+  bo.max_batch_entries = config.batch_max_entries;
+  bo.max_batch_age = std::chrono::milliseconds(config.batch_max_age_ms);
+  bo.max_pending_entries = size_t{4} * config.batch_max_entries;
+  s->batcher_ = std::make_unique<ledger::Batcher>(*s->ledger_, bo);
+  LATCH_RETURN_IF_ERROR(GrantBook::Open(dir, s->grant_key_, &s->grants_));
+  s->wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (s->wake_fd_ < 0) return Status::FromErrno("eventfd", errno);
+  *out = std::move(s);
+  return Status::Ok();
+}
+
+CollectorServer::~CollectorServer() {
+  batcher_.reset();  // commits what is pending; completions are then dropped
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void CollectorServer::Stop() {
+  stopping_ = true;
+  uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof(one));
+}
+
+Status CollectorServer::Run() {
+  try {
+    zap_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::rep);
+    zap_->bind("inproc://zeromq.zap.01");
+    router_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::router);
+    router_->set(zmq::sockopt::curve_server, 1);
+    router_->set(zmq::sockopt::curve_secretkey, curve_.secret_z85);
+    router_->set(zmq::sockopt::zap_domain, "latch");
+    router_->set(zmq::sockopt::router_mandatory, 1);
+    router_->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(config_.max_message_bytes * 4));
+    router_->set(zmq::sockopt::heartbeat_ivl, 1000);
+    router_->set(zmq::sockopt::heartbeat_timeout, 5000);
+    router_->set(zmq::sockopt::linger, 0);
+    for (const std::string& e : config_.endpoints) router_->bind(e);
+    std::string admin_path = config_.data_dir + "/admin.sock";
+    ::unlink(admin_path.c_str());
+    admin_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::rep);
+    admin_->set(zmq::sockopt::linger, 0);
+    admin_->bind(admin_endpoint());
+  } catch (const zmq::error_t& e) {
+    return Status::IoError(std::string("binding the collector's sockets: ") + e.what());
+  }
+  std::fprintf(stderr, "latch-collector: serving %zu endpoint(s), %zu enrolled agent(s), ledger size %llu\n",
+               config_.endpoints.size(), config_.agents.size(),
+               static_cast<unsigned long long>(ledger_->size()));
+  while (!stopping_) {
+    zmq::pollitem_t items[] = {{router_->handle(), 0, ZMQ_POLLIN, 0},
+                               {zap_->handle(), 0, ZMQ_POLLIN, 0},
+                               {admin_->handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+    try {
+      zmq::poll(items, 4, std::chrono::milliseconds(200));
+      if (items[1].revents & ZMQ_POLLIN) HandleZap();
+      if (items[3].revents & ZMQ_POLLIN) HandleCompletions();
+      // Bounded turns per wake-up, so completions and ZAP are never starved.
+      for (int i = 0; i < 256 && (router_->get(zmq::sockopt::events) & ZMQ_POLLIN); ++i) {
+        HandleAgentMessage();
+      }
+      if (items[2].revents & ZMQ_POLLIN) HandleAdmin();
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      return Status::IoError(std::string("collector loop: ") + e.what());
+    }
+    FlushRefusals(false);
+  }
+  FlushRefusals(true);
+  return Status::Ok();
+}
+
+void CollectorServer::HandleZap() {
+  std::vector<zmq::message_t> frames;
+  while (true) {
+    zmq::message_t f;
+    if (!zap_->recv(f, zmq::recv_flags::dontwait)) break;
+    bool more = f.more();
+    frames.push_back(std::move(f));
+    if (!more) break;
+  }
+  if (frames.size() < 6) return;
+  std::string version = frames[0].to_string(), request_id = frames[1].to_string();
+  std::string mechanism = frames[5].to_string(), address = frames[3].to_string();
+  std::string code = "400", text = "not enrolled", user;
+  if (mechanism == "CURVE" && frames.size() >= 7 && frames[6].size() == 32) {
+    char z85[41];
+    zmq_z85_encode(z85, static_cast<const uint8_t*>(frames[6].data()), 32);
+    auto it = config_.agents.find(z85);
+    if (it != config_.agents.end()) {
+      code = "200";
+      text = "OK";
+      user = it->second;
+    } else {
+      counters_.refused_keys++;
+      Refuse("unenrolled_key", std::string("CURVE key ") + z85 + " from " + address, "", "");
+    }
+  } else {
+    counters_.refused_keys++;
+    Refuse("unenrolled_key", "mechanism " + mechanism + " from " + address, "", "");
+  }
+  zap_->send(zmq::buffer(version), zmq::send_flags::sndmore);
+  zap_->send(zmq::buffer(request_id), zmq::send_flags::sndmore);
+  zap_->send(zmq::buffer(code), zmq::send_flags::sndmore);
+  zap_->send(zmq::buffer(text), zmq::send_flags::sndmore);
+  zap_->send(zmq::buffer(user), zmq::send_flags::sndmore);
+  zap_->send(zmq::message_t(), zmq::send_flags::none);
+}
+
+void CollectorServer::HandleAgentMessage() {
+  zmq::message_t route_msg, payload;
+  if (!router_->recv(route_msg, zmq::recv_flags::dontwait)) return;
+  if (!route_msg.more()) return;
+  (void)router_->recv(payload, zmq::recv_flags::none);
+  while (payload.more()) {  // a DEALER sends one frame; drop any extra
+    zmq::message_t extra;
+    (void)router_->recv(extra, zmq::recv_flags::none);
+    if (!extra.more()) break;
+  }
+  std::string route = route_msg.to_string();
+  std::string host = payload.gets("User-Id");
+  if (payload.size() > config_.max_message_bytes) {
+    counters_.oversized_messages++;
+    Refuse("oversized_message", host + " sent " + std::to_string(payload.size()) + " bytes", route,
+           "message larger than " + std::to_string(config_.max_message_bytes) + " bytes");
+    return;
+  }
+  if (payload.size() == 0 || payload.size() % sizeof(capnp::word) != 0) {
+    counters_.malformed_messages++;
+    Refuse("malformed_message", host + ": not whole Cap'n Proto words", route, "malformed message");
+    return;
+  }
+  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(payload.size() / sizeof(capnp::word));
+  std::memcpy(words.begin(), payload.data(), payload.size());
+  try {
+    capnp::ReaderOptions options;
+    options.traversalLimitInWords = words.size() * 2 + 64;
+    capnp::FlatArrayMessageReader message(words.asPtr(), options);
+    auto env = message.getRoot<schema::Envelope>();
+    routes_[host] = route;
+    switch (env.which()) {
+      case schema::Envelope::HELLO: {
+        auto hello = env.getHello();
+        if (hello.getHostId() != host) {
+          Refuse("host_id_mismatch", "key enrolled as '" + host + "' says '" +
+                                         std::string(hello.getHostId().cStr()) + "'",
+                 route, "host id does not match the enrolled key");
+          return;
+        }
+        capnp::MallocMessageBuilder m;
+        auto a = m.initRoot<schema::WorkflowAction>();
+        a.setActor(host);
+        auto c = a.initAgentConnected();
+        c.setBootId(hello.getBootId());
+        c.setCheckpointSize(hello.getCheckpointSize());
+        c.setGrantSetVersion(hello.getGrantSetVersion());
+        RecordWorkflowAsync(schema::CanonicalBytes(a.asReader()), host);
+        PushGrantSet(host);
+        return;
+      }
+      case schema::Envelope::EVENT_BATCH:
+        return OnBatch(route, host, env.getEventBatch());
+      case schema::Envelope::APPLIED:
+        return OnApplied(host, env.getApplied());
+      case schema::Envelope::ALARM:
+        return OnAlarm(host, env.getAlarm());
+      case schema::Envelope::HEARTBEAT: {
+        capnp::MallocMessageBuilder m;
+        m.initRoot<schema::Envelope>().setHeartbeat(NowNs());
+        Send(route, Serialize(m));
+        return;
+      }
+      default:
+        Refuse("unexpected_message", host + " sent a collector-only message", route,
+               "unexpected message kind");
+        return;
+    }
+  } catch (const kj::Exception& e) {
+    counters_.malformed_messages++;
+    Refuse("malformed_message", host + ": " + e.getDescription().cStr(), route, "malformed message");
+  }
+}
+
+void CollectorServer::OnBatch(const std::string& route, const std::string& host,
+                              schema::EventBatch::Reader batch) {
+  std::string boot = Str(batch.getBootId());
+  auto records = batch.getRecords();
+  if (boot.size() != 16 || records.size() == 0) {
+    counters_.malformed_messages++;
+    Refuse("malformed_message", host + ": batch without a 16-byte boot id or records", route,
+           "malformed batch");
+    return;
+  }
+  auto key = std::make_pair(host, boot);
+  const SequenceMark* mark = sequences_.Find(host, boot);
+  uint64_t floor = mark ? mark->sequence : 0;
+  auto fl = in_flight_.find(key);
+  if (fl != in_flight_.end()) floor = std::max(floor, fl->second);
+  // Validate the whole batch before anything is appended.
+  uint64_t prev = 0;
+  for (auto r : records) {
+    auto kind = r.getKind();
+    if (r.getSequence() <= prev || (kind != schema::RecordKind::EVENT && kind != schema::RecordKind::LOSS) ||
+        r.getPayload().size() > kMaxPayload) {
+      counters_.malformed_messages++;
+      Refuse("malformed_message", host + ": batch records out of order, of a bad kind or too large",
+             route, "malformed batch");
+      return;
+    }
+    prev = r.getSequence();
+  }
+  counters_.batches++;
+  int64_t now = NowNs();
+  ledger::EntryBatch entries;
+  ledger::LedgerRecord rec;
+  rec.host_id = host;
+  rec.agent_boot_id = boot;
+  rec.receive_time_ns = now;
+  std::string bytes;
+  uint64_t first = 0, count = 0;
+  for (auto r : records) {
+    if (r.getSequence() <= floor) {
+      counters_.records_duplicate++;
+      continue;
+    }
+    rec.kind = r.getKind() == schema::RecordKind::EVENT ? ledger::RecordKind::kEvent
+                                                        : ledger::RecordKind::kLoss;
+    rec.sequence = r.getSequence();
+    rec.event_time_ns = r.getEventTimeNs();
+    rec.payload = Str(r.getPayload());
+    Status s = ledger::EncodeRecord(rec, &bytes);
+    if (s.ok()) s = entries.Add(bytes);
+    if (!s.ok()) {
+      counters_.malformed_messages++;
+      Refuse("malformed_message", host + ": " + s.ToString(), route, "record too large");
+      return;
+    }
+    if (count++ == 0) first = rec.sequence;
+  }
+  uint64_t from = batch.getCheckpointSize();
+  if (count == 0) {
+    // All retransmissions. A receipt now, unless a submission is still on its
+    // way to disk: its receipt will cover these too.
+    if (fl == in_flight_.end()) SendReceipt(host, boot, from);
+    return;
+  }
+  uint64_t last = prev;
+  in_flight_[key] = last;
+  counters_.records_appended += count;
+  auto c = std::make_unique<Completion>();
+  c->host = host;
+  c->boot = boot;
+  c->first_sequence = first;
+  c->count = count;
+  c->receive_time_ns = now;
+  c->checkpoint_from = from;
+  Completion* raw = c.release();
+  batcher_->Submit(std::move(entries), [this, raw](const Status& s, uint64_t first_index) {
+    std::unique_ptr<Completion> done(raw);
+    done->status = s;
+    done->first_index = first_index;
+    {
+      std::lock_guard<std::mutex> lock(completions_mu_);
+      completions_.push_back(std::move(done));
+    }
+    uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof(one));
+  });
+}
+
+void CollectorServer::HandleCompletions() {
+  uint64_t n;
+  (void)!::read(wake_fd_, &n, sizeof(n));
+  std::vector<std::unique_ptr<Completion>> done;
+  {
+    std::lock_guard<std::mutex> lock(completions_mu_);
+    done.swap(completions_);
+  }
+  for (auto& c : done) {
+    if (!c->status.ok()) {
+      // The ledger refuses further commits after an I/O error; nothing more
+      // can be acknowledged. Stop, so a supervisor restarts us on a clean tail.
+      std::fprintf(stderr, "latch-collector: FATAL: ledger commit failed: %s\n",
+                   c->status.ToString().c_str());
+      Stop();
+      return;
+    }
+    uint64_t last_sequence = c->first_sequence + c->count - 1;
+    // Within one submission, sequences may skip (duplicates dropped); the
+    // mark is the last record appended, at the last index.
+    sequences_.Advance(c->host, c->boot,
+                       {last_sequence, c->first_index + c->count - 1, c->receive_time_ns});
+    auto key = std::make_pair(c->host, c->boot);
+    auto it = in_flight_.find(key);
+    if (it != in_flight_.end() && it->second <= last_sequence) in_flight_.erase(it);
+    SendReceipt(c->host, c->boot, c->checkpoint_from);
+  }
+}
+
+void CollectorServer::SendReceipt(const std::string& host, const std::string& boot,
+                                  uint64_t checkpoint_from) {
+  const SequenceMark* mark = sequences_.Find(host, boot);
+  auto route = routes_.find(host);
+  if (mark == nullptr || route == routes_.end()) return;
+  std::string note = ledger_->checkpoint_note();
+  tlog::Checkpoint cp;
+  Status s = tlog::OpenCheckpoint(note, ledger_->verifier(), &cp);
+  std::vector<tlog::Hash> inclusion, consistency;
+  if (s.ok()) s = ledger_->InclusionProof(mark->index, cp.size, &inclusion);
+  if (s.ok() && checkpoint_from > 0 && checkpoint_from <= cp.size) {
+    s = ledger_->ConsistencyProof(checkpoint_from, cp.size, &consistency);
+  }
+  if (!s.ok()) {
+    std::fprintf(stderr, "latch-collector: cannot build a receipt for %s: %s\n", host.c_str(),
+                 s.ToString().c_str());
+    return;
+  }
+  capnp::MallocMessageBuilder m;
+  auto r = m.initRoot<schema::Envelope>().initReceipt();
+  r.setBootId(Bytes(boot));
+  r.setThroughSequence(mark->sequence);
+  r.setThroughIndex(mark->index);
+  r.setThroughReceiveTimeNs(mark->receive_time_ns);
+  r.setCheckpoint(Bytes(note));
+  auto inc = r.initInclusionProof(static_cast<unsigned>(inclusion.size()));
+  for (unsigned i = 0; i < inclusion.size(); ++i) inc.set(i, {inclusion[i].data(), 32});
+  r.setConsistencyFrom(checkpoint_from);
+  auto con = r.initConsistencyProof(static_cast<unsigned>(consistency.size()));
+  for (unsigned i = 0; i < consistency.size(); ++i) con.set(i, {consistency[i].data(), 32});
+  counters_.receipts++;
+  Send(route->second, Serialize(m));
+}
+
+void CollectorServer::Send(const std::string& route, const std::string& payload) {
+  try {
+    router_->send(zmq::buffer(route), zmq::send_flags::sndmore);
+    router_->send(zmq::buffer(payload), zmq::send_flags::dontwait);
+  } catch (const zmq::error_t& e) {
+    // The peer is gone (EHOSTUNREACH) or its queue is full: it will reconnect
+    // and its spool resends; nothing is lost by dropping this reply.
+    for (auto it = routes_.begin(); it != routes_.end(); ++it) {
+      if (it->second == route) {
+        routes_.erase(it);
+        break;
+      }
+    }
+  }
+}
+
+void CollectorServer::PushGrantSet(const std::string& host) {
+  auto route = routes_.find(host);
+  if (route == routes_.end()) return;
+  std::string signed_set;
+  Status s = grants_->SignedSet(host, NowNs(), &signed_set);
+  if (!s.ok()) {
+    std::fprintf(stderr, "latch-collector: grant set for %s: %s\n", host.c_str(),
+                 s.ToString().c_str());
+    return;
+  }
+  capnp::MallocMessageBuilder m;
+  auto env = m.initRoot<schema::Envelope>();
+  s = schema::ReadCanonical<schema::SignedGrantSet>(signed_set, "grant set",
+                                                    [&](schema::SignedGrantSet::Reader r) {
+                                                      env.setGrantSet(r);
+                                                      return Status::Ok();
+                                                    });
+  if (!s.ok()) return;
+  counters_.grant_sets_sent++;
+  Send(route->second, Serialize(m));
+}
+
+void CollectorServer::OnApplied(const std::string& host, schema::Applied::Reader applied) {
+  counters_.applied_reports++;
+  capnp::MallocMessageBuilder m;
+  auto a = m.initRoot<schema::WorkflowAction>();
+  a.setActor(host);
+  auto g = a.initGrantSetApplied();
+  g.setVersion(applied.getVersion());
+  g.setAppliedAtNs(applied.getAppliedAtNs());
+  g.setGrantIds(applied.getGrantIds());
+  g.setRejected(applied.getRejected());
+  g.setRejectedSet(applied.getRejectedSet());
+  RecordWorkflowAsync(schema::CanonicalBytes(a.asReader()), host);
+}
+
+void CollectorServer::OnAlarm(const std::string& host, schema::Alarm::Reader alarm) {
+  counters_.alarms++;
+  std::fprintf(stderr, "latch-collector: ALARM from %s: %s: %s\n", host.c_str(),
+               alarm.getKind().cStr(), alarm.getDetail().cStr());
+  capnp::MallocMessageBuilder m;
+  auto a = m.initRoot<schema::WorkflowAction>();
+  a.setActor(host);
+  a.initAgentAlarm().setAlarm(alarm);
+  RecordWorkflowAsync(schema::CanonicalBytes(a.asReader()), host);
+}
+
+void CollectorServer::Refuse(const std::string& what, const std::string& detail,
+                             const std::string& route, const std::string& reply) {
+  RefusalTally& t = refusals_[what];
+  t.count++;
+  t.detail = detail;
+  if (!route.empty()) {
+    capnp::MallocMessageBuilder m;
+    m.initRoot<schema::Envelope>().setRefused(reply);
+    Send(route, Serialize(m));
+  }
+}
+
+void CollectorServer::FlushRefusals(bool force) {
+  int64_t now = NowNs();
+  if (!force && now - refusals_flushed_ns_ < 1'000'000'000) return;
+  refusals_flushed_ns_ = now;
+  for (auto& [what, t] : refusals_) {
+    if (t.count == 0) continue;
+    std::fprintf(stderr, "latch-collector: refused %llu x %s (last: %s)\n",
+                 static_cast<unsigned long long>(t.count), what.c_str(), t.detail.c_str());
+    capnp::MallocMessageBuilder m;
+    auto a = m.initRoot<schema::WorkflowAction>();
+    a.setActor("collector");
+    auto r = a.initRefusal();
+    r.setWhat(what);
+    r.setDetail(t.detail.substr(0, 1024));
+    r.setCount(t.count);
+    RecordWorkflowAsync(schema::CanonicalBytes(a.asReader()), "");
+    t.count = 0;
+  }
+}
+
+namespace {
+Status WorkflowEntry(const std::string& action, const std::string& host, ledger::EntryBatch* out) {
+  ledger::LedgerRecord rec;
+  rec.kind = ledger::RecordKind::kWorkflow;
+  rec.host_id = host;
+  rec.event_time_ns = rec.receive_time_ns = NowNs();
+  rec.payload = action;
+  std::string bytes;
+  LATCH_RETURN_IF_ERROR(ledger::EncodeRecord(rec, &bytes));
+  return out->Add(bytes);
+}
+}  // namespace
+
+Status CollectorServer::RecordWorkflow(const std::string& action, const std::string& host) {
+  ledger::EntryBatch batch;
+  LATCH_RETURN_IF_ERROR(WorkflowEntry(action, host, &batch));
+  uint64_t index;
+  return batcher_->Append(std::move(batch), &index);
+}
+
+void CollectorServer::RecordWorkflowAsync(const std::string& action, const std::string& host) {
+  ledger::EntryBatch batch;
+  Status s = WorkflowEntry(action, host, &batch);
+  if (!s.ok()) {
+    std::fprintf(stderr, "latch-collector: workflow record refused: %s\n", s.ToString().c_str());
+    return;
+  }
+  batcher_->Submit(std::move(batch), [](const Status& st, uint64_t) {
+    if (!st.ok()) {
+      std::fprintf(stderr, "latch-collector: workflow record not committed: %s\n",
+                   st.ToString().c_str());
+    }
+  });
+}
+
+Status CollectorServer::IssueGrant(const GrantSpec& spec, const std::string& actor, uint64_t* id) {
+  std::string signed_grant;
+  std::vector<std::string> changed;
+  LATCH_RETURN_IF_ERROR(grants_->Issue(spec, id, &signed_grant, &changed));
+  capnp::MallocMessageBuilder m;
+  auto a = m.initRoot<schema::WorkflowAction>();
+  a.setActor(actor);
+  Status s = schema::ReadCanonical<schema::SignedGrant>(
+      signed_grant, "signed grant", [&](schema::SignedGrant::Reader g) {
+        a.initGrantIssued().setGrant(g);
+        return Status::Ok();
+      });
+  if (s.ok()) s = RecordWorkflow(schema::CanonicalBytes(a.asReader()), "");
+  if (!s.ok()) {
+    // Not in the ledger: not issued.
+    std::vector<std::string> ignored;
+    (void)grants_->Revoke(*id, &ignored);
+    return s;
+  }
+  for (const std::string& h : changed) PushGrantSet(h);
+  return Status::Ok();
+}
+
+Status CollectorServer::RevokeGrant(uint64_t id, const std::string& actor,
+                                    const std::string& reason) {
+  std::vector<std::string> changed;
+  LATCH_RETURN_IF_ERROR(grants_->Revoke(id, &changed));
+  capnp::MallocMessageBuilder m;
+  auto a = m.initRoot<schema::WorkflowAction>();
+  a.setActor(actor);
+  auto r = a.initGrantRevoked();
+  r.setGrantId(id);
+  r.setReason(reason);
+  // Pushed first: a revocation takes effect even if recording it is slow.
+  for (const std::string& h : changed) PushGrantSet(h);
+  return RecordWorkflow(schema::CanonicalBytes(a.asReader()), "");
+}
+
+void CollectorServer::HandleAdmin() {
+  zmq::message_t req;
+  if (!admin_->recv(req, zmq::recv_flags::dontwait)) return;
+  nlohmann::json reply;
+  try {
+    auto j = nlohmann::json::parse(req.to_string());
+    std::string op = j.at("op").get<std::string>();
+    std::string actor = j.value("actor", "admin");
+    if (op == "issue") {
+      GrantSpec spec;
+      spec.id = j.value("grant_id", uint64_t{0});
+      for (auto& p : j.at("principals")) {
+        GrantPrincipal gp;
+        if (p.contains("uid")) {
+          gp.kind = GrantPrincipal::Kind::kUid;
+          gp.uid = p.at("uid").get<uint32_t>();
+        } else if (p.contains("user")) {
+          gp.kind = GrantPrincipal::Kind::kUserName;
+          gp.name = p.at("user").get<std::string>();
+        } else {
+          gp.kind = GrantPrincipal::Kind::kCgroupPath;
+          gp.name = p.at("cgroup").get<std::string>();
+        }
+        spec.principals.push_back(gp);
+      }
+      spec.resource_ids = j.at("resources").get<std::vector<uint32_t>>();
+      spec.host_ids = j.at("hosts").get<std::vector<std::string>>();
+      int64_t now = NowNs();
+      spec.not_before_unix_ns = j.value("not_before_ns", now);
+      spec.not_after_unix_ns = j.contains("not_after_ns")
+                                   ? j.at("not_after_ns").get<int64_t>()
+                                   : now + j.at("duration_s").get<int64_t>() * 1'000'000'000;
+      spec.break_glass = j.value("break_glass", false);
+      uint64_t id = 0;
+      Status s = IssueGrant(spec, actor, &id);
+      reply = s.ok() ? nlohmann::json{{"ok", true}, {"grant_id", id}}
+                     : nlohmann::json{{"ok", false}, {"error", s.ToString()}};
+    } else if (op == "revoke") {
+      Status s = RevokeGrant(j.at("grant_id").get<uint64_t>(), actor, j.value("reason", ""));
+      reply = s.ok() ? nlohmann::json{{"ok", true}}
+                     : nlohmann::json{{"ok", false}, {"error", s.ToString()}};
+    } else if (op == "status") {
+      nlohmann::json hosts = nlohmann::json::array();
+      for (auto& [h, r] : routes_) hosts.push_back(h);
+      reply = {{"ok", true},
+               {"ledger_size", ledger_->size()},
+               {"connected", hosts},
+               {"batches", counters_.batches.load()},
+               {"records_appended", counters_.records_appended.load()},
+               {"records_duplicate", counters_.records_duplicate.load()},
+               {"receipts", counters_.receipts.load()},
+               {"refused_keys", counters_.refused_keys.load()},
+               {"malformed_messages", counters_.malformed_messages.load()},
+               {"oversized_messages", counters_.oversized_messages.load()},
+               {"grant_sets_sent", counters_.grant_sets_sent.load()},
+               {"applied_reports", counters_.applied_reports.load()},
+               {"alarms", counters_.alarms.load()}};
+    } else {
+      reply = {{"ok", false}, {"error", "unknown op '" + op + "'"}};
+    }
+  } catch (const nlohmann::json::exception& e) {
+    reply = {{"ok", false}, {"error", std::string("bad request: ") + e.what()}};
+  }
+  std::string out = reply.dump();
+  admin_->send(zmq::buffer(out), zmq::send_flags::none);
+}
+
+}  // namespace latch::collector

@@ -1,0 +1,119 @@
+// CollectorServer: the collector's channel to its agents. One thread runs a
+// ZeroMQ loop over a CURVE ROUTER socket (agents), the ZAP handler that
+// admits only enrolled agent keys, an admin socket (issue and revoke grants)
+// and an eventfd the ledger's committer signals when a batch is durable.
+//
+// Ingest: a batch is decoded and validated, records already in the ledger
+// (by host, boot and sequence) are dropped, the rest are appended; the agent
+// gets a receipt only once they are durable: the signed checkpoint, the
+// indexes, an inclusion proof and a consistency proof from the checkpoint
+// the agent holds. Bad input is refused, counted and recorded (refusals are
+// folded into at most one ledger record per kind per second); the connection
+// and the process carry on.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+#include <zmq.hpp>
+
+#include "collector/ingest/collector_config.h"
+#include "collector/ingest/grant_book.h"
+#include "collector/ingest/sequence_index.h"
+#include "collector/ledger/batcher.h"
+#include "collector/ledger/ledger.h"
+#include "schemas/curve_key.h"
+#include "schemas/wire.capnp.h"
+#include "tlog/signed_note.h"
+#include "tlog/status.h"
+
+namespace latch::collector {
+
+struct CollectorCounters {
+  std::atomic<uint64_t> batches{0};
+  std::atomic<uint64_t> records_appended{0};
+  std::atomic<uint64_t> records_duplicate{0};
+  std::atomic<uint64_t> receipts{0};
+  std::atomic<uint64_t> refused_keys{0};
+  std::atomic<uint64_t> malformed_messages{0};
+  std::atomic<uint64_t> oversized_messages{0};
+  std::atomic<uint64_t> grant_sets_sent{0};
+  std::atomic<uint64_t> applied_reports{0};
+  std::atomic<uint64_t> alarms{0};
+};
+
+class CollectorServer {
+ public:
+  // Creates keys and the ledger in the data directory on first start.
+  static Status Open(const CollectorConfig& config, std::unique_ptr<CollectorServer>* out);
+  ~CollectorServer();
+
+  // Binds and serves until Stop(); returns why it stopped.
+  Status Run();
+  // Safe from any thread or a signal handler.
+  void Stop();
+
+  const CollectorCounters& counters() const { return counters_; }
+  const std::string& curve_public_key() const { return curve_.public_z85; }
+  std::string grant_vkey() const { return grant_key_.verifier().ToString(); }
+  std::string ledger_vkey() const { return ledger_->verifier().ToString(); }
+  std::string admin_endpoint() const { return "ipc://" + config_.data_dir + "/admin.sock"; }
+
+  // Grant changes (the admin socket calls these; so may tests): recorded in
+  // the ledger first, then pushed to the hosts they change.
+  Status IssueGrant(const GrantSpec& spec, const std::string& actor, uint64_t* id);
+  Status RevokeGrant(uint64_t id, const std::string& actor, const std::string& reason);
+
+ private:
+  struct Completion;  // a durable batch waiting for its receipt
+  CollectorServer() = default;
+  void HandleZap();
+  void HandleAgentMessage();
+  void HandleAdmin();
+  void HandleCompletions();
+  void Refuse(const std::string& what, const std::string& detail, const std::string& route,
+              const std::string& reply);
+  void FlushRefusals(bool force);
+  void OnBatch(const std::string& route, const std::string& host,
+               schema::EventBatch::Reader batch);
+  void OnApplied(const std::string& host, schema::Applied::Reader applied);
+  void OnAlarm(const std::string& host, schema::Alarm::Reader alarm);
+  void SendReceipt(const std::string& host, const std::string& boot, uint64_t checkpoint_from);
+  void PushGrantSet(const std::string& host);
+  void Send(const std::string& route, const std::string& payload);
+  // Appends one workflow record (canonical WorkflowAction bytes) and waits.
+  Status RecordWorkflow(const std::string& action, const std::string& host);
+  void RecordWorkflowAsync(const std::string& action, const std::string& host);
+
+  CollectorConfig config_;
+  schema::CurveKeyPair curve_;
+  tlog::NoteSigner grant_key_;
+  std::unique_ptr<ledger::Ledger> ledger_;
+  std::unique_ptr<ledger::Batcher> batcher_;
+  std::unique_ptr<GrantBook> grants_;
+  SequenceIndex sequences_;
+  // (host, boot) -> highest sequence submitted and not yet durable.
+  std::map<std::pair<std::string, std::string>, uint64_t> in_flight_;
+  std::map<std::string, std::string> routes_;  // host -> routing id of its live connection
+
+  zmq::context_t context_;
+  std::unique_ptr<zmq::socket_t> router_, zap_, admin_;
+  int wake_fd_ = -1;  // eventfd: completions queued, or Stop()
+  std::atomic<bool> stopping_{false};
+  std::mutex completions_mu_;
+  std::vector<std::unique_ptr<Completion>> completions_;
+
+  struct RefusalTally {
+    uint64_t count = 0;
+    std::string detail;
+  };
+  std::map<std::string, RefusalTally> refusals_;
+  int64_t refusals_flushed_ns_ = 0;
+  CollectorCounters counters_;
+};
+
+}  // namespace latch::collector

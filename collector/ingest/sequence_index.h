@@ -1,0 +1,38 @@
+// SequenceIndex: how far each agent boot's records have reached the ledger,
+// the exactly-once key of promise 2. Agents send records of a boot in
+// sequence order, so one mark per (host, boot) is enough: a record at or
+// below the mark is a retransmission and is not appended again.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+
+#include "collector/ledger/ledger.h"
+#include "tlog/status.h"
+
+namespace latch::collector {
+
+struct SequenceMark {
+  uint64_t sequence = 0;  // highest sequence in the ledger
+  uint64_t index = 0;     // its ledger index
+  int64_t receive_time_ns = 0;
+};
+
+class SequenceIndex {
+ public:
+  // Rebuilds the marks from every record in `ledger` (the ledger is the truth;
+  // nothing else needs to survive a collector crash).
+  Status Rebuild(ledger::Ledger& ledger);
+  const SequenceMark* Find(const std::string& host, const std::string& boot) const;
+  void Advance(const std::string& host, const std::string& boot, const SequenceMark& mark);
+  size_t size() const { return marks_.size(); }
+
+ private:
+  static std::string Key(const std::string& host, const std::string& boot) {
+    return host + '\0' + boot;
+  }
+  std::unordered_map<std::string, SequenceMark> marks_;
+};
+
+}  // namespace latch::collector

@@ -1,0 +1,277 @@
+// The collector's channel, in process, against test agents speaking the real
+// protocol over CURVE on loopback.
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <gtest/gtest.h>
+
+#include <thread>
+#include <zmq.hpp>
+
+#include "collector/ingest/collector_server.h"
+#include "schemas/canonical.h"
+#include "schemas/grant_signature.h"
+#include "schemas/record_codec.h"
+#include "schemas/wire.capnp.h"
+#include "temp_dir.h"
+#include "tlog/checkpoint.h"
+#include "tlog/merkle_hash.h"
+#include "tlog/proof.h"
+
+namespace latch::collector {
+namespace {
+
+std::string Str(capnp::Data::Reader d) { return {reinterpret_cast<const char*>(d.begin()), d.size()}; }
+capnp::Data::Reader Bytes(const std::string& s) {
+  return {reinterpret_cast<const capnp::byte*>(s.data()), s.size()};
+}
+
+// A test agent: a CURVE DEALER with its own key.
+class TestAgent {
+ public:
+  TestAgent(zmq::context_t& ctx, const std::string& endpoint, const std::string& server_key) {
+    char pub[41], sec[41];
+    zmq_curve_keypair(pub, sec);
+    public_key = pub;
+    socket_ = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
+    socket_->set(zmq::sockopt::curve_serverkey, server_key);
+    socket_->set(zmq::sockopt::curve_publickey, std::string(pub));
+    socket_->set(zmq::sockopt::curve_secretkey, std::string(sec));
+    socket_->set(zmq::sockopt::linger, 0);
+    endpoint_ = endpoint;
+  }
+  void Connect() { socket_->connect(endpoint_); }
+  void SendRaw(const std::string& bytes) { socket_->send(zmq::buffer(bytes), zmq::send_flags::none); }
+  void Send(capnp::MessageBuilder& m) {
+    auto words = capnp::messageToFlatArray(m);
+    auto b = words.asBytes();
+    SendRaw(std::string(reinterpret_cast<const char*>(b.begin()), b.size()));
+  }
+  // The next message of kind `which`, skipping others; false on timeout.
+  bool Receive(schema::Envelope::Which which, std::string* out, int timeout_ms = 5000) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (std::chrono::steady_clock::now() < deadline) {
+      zmq::pollitem_t item{socket_->handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(50));
+      if (!(item.revents & ZMQ_POLLIN)) continue;
+      zmq::message_t msg;
+      (void)socket_->recv(msg);
+      kj::Array<capnp::word> words = kj::heapArray<capnp::word>(msg.size() / 8);
+      std::memcpy(words.begin(), msg.data(), words.size() * 8);
+      capnp::FlatArrayMessageReader r(words.asPtr());
+      if (r.getRoot<schema::Envelope>().which() == which) {
+        *out = msg.to_string();
+        return true;
+      }
+    }
+    return false;
+  }
+  std::string public_key;
+
+ private:
+  std::unique_ptr<zmq::socket_t> socket_;
+  std::string endpoint_;
+};
+
+template <typename Fn>
+void WithEnvelope(const std::string& bytes, Fn fn) {
+  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / 8);
+  std::memcpy(words.begin(), bytes.data(), words.size() * 8);
+  capnp::FlatArrayMessageReader r(words.asPtr());
+  fn(r.getRoot<schema::Envelope>());
+}
+
+class CollectorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // Keys first (a throwaway server), so the agent keys can be enrolled.
+    config_.data_dir = dir_ / "data";
+    config_.origin = "test.example/ledger";
+    config_.batch_max_age_ms = 1;
+    int port = 20000 + (::getpid() % 20000);
+    config_.endpoints = {"tcp://127.0.0.1:" + std::to_string(port)};
+    endpoint_ = config_.endpoints[0];
+    std::unique_ptr<CollectorServer> probe;
+    ASSERT_TRUE(CollectorServer::Open(config_, &probe).ok());
+    server_key_ = probe->curve_public_key();
+    probe.reset();
+    agent_ = std::make_unique<TestAgent>(ctx_, endpoint_, server_key_);
+    config_.agents[agent_->public_key] = "host-a";
+    ASSERT_TRUE(CollectorServer::Open(config_, &server_).ok());
+    thread_ = std::thread([this] { run_status_ = server_->Run(); });
+    agent_->Connect();
+  }
+  void TearDown() override {
+    server_->Stop();
+    thread_.join();
+    EXPECT_TRUE(run_status_.ok()) << run_status_.ToString();
+  }
+  void Hello(TestAgent& a, const std::string& host) {
+    capnp::MallocMessageBuilder m;
+    auto h = m.initRoot<schema::Envelope>().initHello();
+    h.setHostId(host);
+    h.setBootId(Bytes(boot_));
+    a.Send(m);
+  }
+  void Batch(TestAgent& a, uint64_t first, uint64_t count, uint64_t checkpoint_size) {
+    capnp::MallocMessageBuilder m;
+    auto b = m.initRoot<schema::Envelope>().initEventBatch();
+    b.setBootId(Bytes(boot_));
+    b.setCheckpointSize(checkpoint_size);
+    auto rs = b.initRecords(static_cast<unsigned>(count));
+    for (unsigned i = 0; i < count; ++i) {
+      rs[i].setSequence(first + i);
+      rs[i].setKind(schema::RecordKind::EVENT);
+      rs[i].setEventTimeNs(1000 + static_cast<int64_t>(first + i));
+      rs[i].setPayload(Bytes(Payload(first + i)));
+    }
+    a.Send(m);
+  }
+  static std::string Payload(uint64_t seq) { return "event-" + std::to_string(seq) + "-padding!"; }
+  // Checks a receipt as an agent does; returns the checkpoint it shows.
+  tlog::Checkpoint CheckReceipt(const std::string& bytes, uint64_t expect_through) {
+    tlog::Checkpoint cp;
+    WithEnvelope(bytes, [&](schema::Envelope::Reader env) {
+      auto r = env.getReceipt();
+      EXPECT_EQ(r.getThroughSequence(), expect_through);
+      tlog::NoteVerifier v;
+      ASSERT_TRUE(tlog::NoteVerifier::Parse(ledger_vkey_, &v).ok());
+      ASSERT_TRUE(tlog::OpenCheckpoint(Str(r.getCheckpoint()), v, &cp).ok());
+      ledger::LedgerRecord rec;
+      rec.kind = ledger::RecordKind::kEvent;
+      rec.host_id = "host-a";
+      rec.agent_boot_id = boot_;
+      rec.sequence = r.getThroughSequence();
+      rec.event_time_ns = 1000 + static_cast<int64_t>(rec.sequence);
+      rec.receive_time_ns = r.getThroughReceiveTimeNs();
+      rec.payload = Payload(rec.sequence);
+      std::string entry;
+      ASSERT_TRUE(ledger::EncodeRecord(rec, &entry).ok());
+      std::vector<tlog::Hash> proof;
+      for (auto h : r.getInclusionProof()) {
+        tlog::Hash x;
+        ASSERT_EQ(h.size(), 32u);
+        std::memcpy(x.data(), h.begin(), 32);
+        proof.push_back(x);
+      }
+      tlog::Hash leaf = tlog::MerkleHasher().Leaf({reinterpret_cast<const uint8_t*>(entry.data()), entry.size()});
+      EXPECT_TRUE(tlog::VerifyInclusion(r.getThroughIndex(), cp.size, leaf, proof, cp.root).ok());
+    });
+    return cp;
+  }
+
+  ledger::TempDir dir_;
+  CollectorConfig config_;
+  std::string endpoint_, server_key_, ledger_vkey_;
+  std::string boot_ = std::string(16, '\x42');
+  zmq::context_t ctx_;
+  std::unique_ptr<TestAgent> agent_;
+  std::unique_ptr<CollectorServer> server_;
+  std::thread thread_;
+  Status run_status_;
+};
+
+TEST_F(CollectorTest, BatchIsAcknowledgedWithAVerifiableReceiptAndDuplicatesAreDropped) {
+  ledger_vkey_ = server_->ledger_vkey();
+  Hello(*agent_, "host-a");
+  std::string set;
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::GRANT_SET, &set));  // sent on hello
+  Batch(*agent_, 1, 10, 0);
+  std::string receipt;
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::RECEIPT, &receipt));
+  tlog::Checkpoint first = CheckReceipt(receipt, 10);
+  // A retransmission of 5..10 plus 11..12: only two records are new.
+  Batch(*agent_, 5, 8, first.size);
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::RECEIPT, &receipt));
+  tlog::Checkpoint second = CheckReceipt(receipt, 12);
+  WithEnvelope(receipt, [&](schema::Envelope::Reader env) {
+    auto r = env.getReceipt();
+    EXPECT_EQ(r.getConsistencyFrom(), first.size);
+    std::vector<tlog::Hash> proof;
+    for (auto h : r.getConsistencyProof()) {
+      tlog::Hash x;
+      std::memcpy(x.data(), h.begin(), 32);
+      proof.push_back(x);
+    }
+    EXPECT_TRUE(tlog::VerifyConsistency(first.size, second.size, proof, first.root, second.root).ok());
+  });
+  EXPECT_EQ(server_->counters().records_appended.load(), 12u);
+  EXPECT_EQ(server_->counters().records_duplicate.load(), 6u);
+  // An all-duplicate batch still gets a receipt.
+  Batch(*agent_, 1, 3, second.size);
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::RECEIPT, &receipt));
+  CheckReceipt(receipt, 12);
+  EXPECT_EQ(server_->counters().records_appended.load(), 12u);
+}
+
+TEST_F(CollectorTest, UnenrolledKeyIsRefusedAndMalformedInputDoesNotDisturbOthers) {
+  ledger_vkey_ = server_->ledger_vkey();
+  TestAgent stranger(ctx_, endpoint_, server_key_);
+  stranger.Connect();
+  Hello(stranger, "host-a");
+  std::string any;
+  EXPECT_FALSE(stranger.Receive(schema::Envelope::GRANT_SET, &any, 500));
+  EXPECT_GE(server_->counters().refused_keys.load(), 1u);
+
+  Hello(*agent_, "host-a");
+  agent_->SendRaw("not a capnp message");  // 19 bytes: not whole words
+  agent_->SendRaw(std::string(64, '\xff'));
+  std::string refused;
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::REFUSED, &refused));
+  Batch(*agent_, 1, 2, 0);
+  std::string receipt;
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::RECEIPT, &receipt));
+  CheckReceipt(receipt, 2);
+  EXPECT_GE(server_->counters().malformed_messages.load(), 2u);
+}
+
+TEST_F(CollectorTest, IssuedGrantReachesItsHostSignedAndRevocationRemovesIt) {
+  Hello(*agent_, "host-a");
+  std::string set;
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::GRANT_SET, &set));
+  // Through the admin socket, as latch-collector grant does.
+  zmq::socket_t admin(ctx_, zmq::socket_type::req);
+  admin.connect(server_->admin_endpoint());
+  auto ask = [&](const std::string& req) {
+    admin.send(zmq::buffer(req), zmq::send_flags::none);
+    zmq::message_t reply;
+    (void)admin.recv(reply);
+    return reply.to_string();
+  };
+  std::string reply = ask(R"({"op":"issue","principals":[{"uid":6161}],"resources":[1],)"
+                          R"("hosts":["host-a"],"duration_s":60})");
+  EXPECT_NE(reply.find("\"ok\":true"), std::string::npos) << reply;
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::GRANT_SET, &set));
+  tlog::NoteVerifier grant_key;
+  ASSERT_TRUE(tlog::NoteVerifier::Parse(server_->grant_vkey(), &grant_key).ok());
+  uint64_t version1 = 0;
+  WithEnvelope(set, [&](schema::Envelope::Reader env) {
+    std::string set_bytes;
+    ASSERT_TRUE(schema::OpenSignedGrantSet(grant_key, env.getGrantSet(), &set_bytes).ok());
+    ASSERT_TRUE(schema::ReadCanonical<schema::GrantSet>(set_bytes, "set", [&](schema::GrantSet::Reader s) {
+      EXPECT_EQ(std::string(s.getHostId().cStr()), "host-a");
+      EXPECT_EQ(s.getGrants().size(), 1u);
+      version1 = s.getVersion();
+      std::string g;
+      EXPECT_TRUE(schema::OpenSignedGrant(grant_key, s.getGrants()[0], &g).ok());
+      return Status::Ok();
+    }).ok());
+  });
+  EXPECT_GT(version1, 0u);
+  reply = ask(R"({"op":"issue","principals":[],"resources":[1],"hosts":["host-a"],"duration_s":60})");
+  EXPECT_NE(reply.find("needs a principal"), std::string::npos) << reply;
+  reply = ask(R"({"op":"revoke","grant_id":1,"reason":"done"})");
+  EXPECT_NE(reply.find("\"ok\":true"), std::string::npos) << reply;
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::GRANT_SET, &set));
+  WithEnvelope(set, [&](schema::Envelope::Reader env) {
+    std::string set_bytes;
+    ASSERT_TRUE(schema::OpenSignedGrantSet(grant_key, env.getGrantSet(), &set_bytes).ok());
+    ASSERT_TRUE(schema::ReadCanonical<schema::GrantSet>(set_bytes, "set", [&](schema::GrantSet::Reader s) {
+      EXPECT_EQ(s.getGrants().size(), 0u);
+      EXPECT_GT(s.getVersion(), version1);
+      return Status::Ok();
+    }).ok());
+  });
+}
+
+}  // namespace
+}  // namespace latch::collector
