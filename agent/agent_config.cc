@@ -7,6 +7,8 @@
 #include <set>
 
 #include "agent/kernel_fs.h"
+#include "schemas/curve_key.h"
+#include "tlog/signed_note.h"
 
 namespace latch::agent {
 namespace {
@@ -74,6 +76,44 @@ Status ParseResource(const toml::table& t, const std::string& source, Resource* 
   return Status::Ok();
 }
 
+Status ParseCollector(const toml::table& t, const std::string& source, CollectorSettings* c) {
+  LATCH_RETURN_IF_ERROR(CheckKeys(t, source,
+                                  {"endpoints", "server_public_key", "grant_key", "ledger_key",
+                                   "state_dir", "spool_max_bytes", "batch_records"}));
+  c->enabled = true;
+  const toml::array* list = t["endpoints"].as_array();
+  if (list == nullptr || list->empty()) {
+    return Bad(source, t.source(), "collector needs a non-empty 'endpoints' list");
+  }
+  for (const toml::node& e : *list) {
+    auto v = e.value<std::string>();
+    if (!v || v->empty()) return Bad(source, e.source(), "collector endpoints must be strings");
+    c->endpoints.push_back(*v);
+  }
+  LATCH_RETURN_IF_ERROR(Get(t, source, "server_public_key", &c->server_public_key, true));
+  if (!schema::IsCurveKey(c->server_public_key)) {
+    return Bad(source, t.source(), "server_public_key must be 40 Z85 characters");
+  }
+  LATCH_RETURN_IF_ERROR(Get(t, source, "grant_key", &c->grant_key, true));
+  LATCH_RETURN_IF_ERROR(Get(t, source, "ledger_key", &c->ledger_key, true));
+  tlog::NoteVerifier v;
+  if (!tlog::NoteVerifier::Parse(c->grant_key, &v).ok()) {
+    return Bad(source, t.source(), "grant_key is not a verifier key (<name>+<id>+<key>)");
+  }
+  if (!tlog::NoteVerifier::Parse(c->ledger_key, &v).ok()) {
+    return Bad(source, t.source(), "ledger_key is not a verifier key (<name>+<id>+<key>)");
+  }
+  LATCH_RETURN_IF_ERROR(Get(t, source, "state_dir", &c->state_dir, false));
+  int64_t spool = static_cast<int64_t>(c->spool_max_bytes), batch = c->batch_records;
+  LATCH_RETURN_IF_ERROR(Get(t, source, "spool_max_bytes", &spool, false));
+  LATCH_RETURN_IF_ERROR(Get(t, source, "batch_records", &batch, false));
+  if (spool < (1 << 20)) return Bad(source, t.source(), "spool_max_bytes must be at least 1 MiB");
+  if (batch < 1 || batch > 65536) return Bad(source, t.source(), "batch_records must be 1 to 65536");
+  c->spool_max_bytes = static_cast<uint64_t>(spool);
+  c->batch_records = static_cast<uint32_t>(batch);
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status ParseAgentConfig(std::string_view toml_text, const std::string& source, AgentConfig* out) {
@@ -87,7 +127,8 @@ Status ParseAgentConfig(std::string_view toml_text, const std::string& source, A
   LATCH_RETURN_IF_ERROR(
       CheckKeys(root, source,
                 {"instance", "host_id", "cgroup", "pin_dir", "ring_buffer_bytes",
-                 "counters_interval_ms", "cut_established_connections", "resource"}));
+                 "counters_interval_ms", "cut_established_connections", "resource",
+                 "collector"}));
   AgentConfig c;
   LATCH_RETURN_IF_ERROR(Get(root, source, "instance", &c.instance, false));
   LATCH_RETURN_IF_ERROR(Get(root, source, "host_id", &c.host_id, true));
@@ -122,6 +163,11 @@ Status ParseAgentConfig(std::string_view toml_text, const std::string& source, A
       LATCH_RETURN_IF_ERROR(ParseResource(*t, source, &c.resources.emplace_back()));
     }
   }
+  if (const toml::node* col = root.get("collector")) {
+    const toml::table* t = col->as_table();
+    if (t == nullptr) return Bad(source, col->source(), "'collector' must be a [collector] table");
+    LATCH_RETURN_IF_ERROR(ParseCollector(*t, source, &c.collector));
+  }
   // Catch duplicate ids and oversized rule sets now, not at apply time.
   std::map<std::pair<uint32_t, std::array<uint8_t, 16>>, latch_cidr_rules> compiled;
   Status s = CompileResources(c.resources, &compiled);
@@ -140,6 +186,9 @@ Status LoadAgentConfig(const std::string& path, AgentConfig* out) {
 Status ResolveAgentDefaults(AgentConfig* config) {
   if (config->cgroup.empty()) LATCH_RETURN_IF_ERROR(FindCgroup2Mount(&config->cgroup));
   if (config->pin_dir.empty()) config->pin_dir = "/sys/fs/bpf/latch/" + config->instance;
+  if (config->collector.enabled && config->collector.state_dir.empty()) {
+    config->collector.state_dir = "/var/lib/latch-agent/" + config->instance;
+  }
   return Status::Ok();
 }
 

@@ -16,6 +16,15 @@
 //   ports = "5432"          # "5432", "8000-8100" or "*"
 //   mode = "enforce"        # enforce | audit
 //
+//   [collector]             # optional; without it records are JSON lines on stdout
+//   endpoints = ["tcp://collector.example:7440"]   # tried in order on failure
+//   server_public_key = "<40 Z85 characters>"      # latch-collector keys
+//   grant_key = "<name>+<id>+<key>"                # verifies grants (latch-collector keys)
+//   ledger_key = "<name>+<id>+<key>"               # verifies checkpoints (latch-collector keys)
+//   state_dir = "/var/lib/latch-agent/default"     # agent.key, checkpoint, spool/
+//   spool_max_bytes = 268435456
+//   batch_records = 4096
+//
 // A setting that is missing, mistyped or unknown is an error naming it.
 #pragma once
 
@@ -28,6 +37,17 @@
 
 namespace latch::agent {
 
+struct CollectorSettings {
+  bool enabled = false;
+  std::vector<std::string> endpoints;
+  std::string server_public_key;
+  std::string grant_key;
+  std::string ledger_key;
+  std::string state_dir;  // empty: /var/lib/latch-agent/<instance>
+  uint64_t spool_max_bytes = 256ull << 20;
+  uint32_t batch_records = 4096;
+};
+
 struct AgentConfig {
   std::string instance = "default";
   std::string host_id;
@@ -37,6 +57,7 @@ struct AgentConfig {
   uint32_t counters_interval_ms = 1000;
   bool cut_established_connections = true;
   std::vector<Resource> resources;
+  CollectorSettings collector;
 };
 
 Status LoadAgentConfig(const std::string& path, AgentConfig* out);

@@ -1,26 +1,30 @@
 #include "agent/agent_daemon.h"
 
 #include <bpf/bpf.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 
-#include "agent/event_json.h"
 #include "agent/kernel_fs.h"
+#include "agent/spool_sink.h"
+#include "schemas/curve_key.h"
 
 namespace latch::agent {
 namespace {
 
-struct LossKind {
-  latch_counter counter;
-  const char* name;
-};
-constexpr LossKind kLosses[] = {{LATCH_CTR_RINGBUF_FULL, "ring_buffer_full"}};
+// Records handed to the sink per ring read before it is flushed and the ring
+// released: bounds the loss window of a crash to nothing and the latency of
+// a record to one flush.
+constexpr size_t kRingBatch = 4096;
 
 }  // namespace
 
 AgentDaemon::AgentDaemon(AgentConfig config, std::ostream& records, std::ostream& log)
     : config_(std::move(config)), records_(records), log_(log) {}
+
+AgentDaemon::~AgentDaemon() = default;
 
 Status AgentDaemon::Start() {
   LATCH_RETURN_IF_ERROR(ResolveAgentDefaults(&config_).WithContext("cgroup v2"));
@@ -37,19 +41,58 @@ Status AgentDaemon::Start() {
        << config_.cgroup << ", pinned at " << config_.pin_dir << ", " << config_.resources.size()
        << " resources\n";
 
-  host_id_json_ = nlohmann::json(config_.host_id).dump();
+  if (config_.collector.enabled) {
+    LATCH_RETURN_IF_ERROR(StartCollectorLink());
+  } else {
+    sink_ = std::make_unique<JsonLinesSink>(records_, config_.host_id);
+  }
   LATCH_RETURN_IF_ERROR(DecisionEventReader::Create(
-      guard_->events_fd(),
-      [this](const latch_decision_event& e) {
-        line_.clear();
-        AppendDecisionJsonLine(e, host_id_json_, &line_);
-        records_ << line_;
-      },
+      guard_->events_fd(), [this](const latch_decision_event& e) { sink_->AddEvent(e); },
       &reader_));
   int fd = ::dup(reader_->epoll_fd());
   if (fd < 0) return Status::FromErrno("dup ring buffer epoll fd", errno);
   ring_fd_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, fd);
   return Status::Ok();
+}
+
+Status AgentDaemon::StartCollectorLink() {
+  const CollectorSettings& c = config_.collector;
+  std::filesystem::create_directories(c.state_dir);
+  ::chmod(c.state_dir.c_str(), 0700);
+  schema::CurveKeyPair key;
+  LATCH_RETURN_IF_ERROR(schema::LoadOrCreateCurveKey(c.state_dir + "/agent.key", &key));
+  std::string boot(16, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(boot.data()), 16) != 1) {
+    return Status::FailedPrecondition("no randomness for the agent's boot id");
+  }
+  SpoolOptions so;
+  so.dir = c.state_dir + "/spool";
+  so.max_bytes = c.spool_max_bytes;
+  LATCH_RETURN_IF_ERROR(Spool::Open(so, boot, &spool_));
+  tlog::NoteVerifier ledger_key, grant_key;
+  LATCH_RETURN_IF_ERROR(tlog::NoteVerifier::Parse(c.ledger_key, &ledger_key));
+  LATCH_RETURN_IF_ERROR(tlog::NoteVerifier::Parse(c.grant_key, &grant_key));
+  LATCH_RETURN_IF_ERROR(CheckpointWitness::Open(c.state_dir + "/checkpoint", ledger_key, &witness_));
+  latch_agent_state state{};
+  LATCH_RETURN_IF_ERROR(ReadState(&state));
+  std::string cgroup_root;
+  LATCH_RETURN_IF_ERROR(FindCgroup2Mount(&cgroup_root));
+  applier_ = std::make_unique<GrantSetApplier>(*enforcer_, grant_key, config_.host_id, cgroup_root,
+                                               state.grant_set_version);
+  sink_ = std::make_unique<SpoolSink>(*spool_);
+  CollectorLinkOptions lo;
+  lo.endpoints = c.endpoints;
+  lo.server_public_key = c.server_public_key;
+  lo.key = key;
+  lo.host_id = config_.host_id;
+  lo.batch_records = c.batch_records;
+  link_ = std::make_unique<CollectorLink>(
+      io_, lo, *spool_, *witness_, [this] { return applier_->version(); },
+      [this](schema::SignedGrantSet::Reader set) { OnGrantSet(set); }, log_);
+  log_ << "latch-agent: spool " << so.dir << " holds " << spool_->unacknowledged()
+       << " unacknowledged records; checkpoint size " << witness_->size() << "; grant set version "
+       << state.grant_set_version << "; key " << key.public_z85 << "\n";
+  return link_->Start();
 }
 
 Status AgentDaemon::Run() {
@@ -60,26 +103,37 @@ Status AgentDaemon::Run() {
   WaitForEvents();
   ScheduleCounters();
   io_.run();
-  int handled = 0;
-  if (reader_) (void)reader_->Consume(&handled);  // what arrived before the stop
-  records_.flush();
+  // What arrived before the stop goes to the sink; with a spool it is sent
+  // at the next start.
+  Status s = DrainRing();
+  if (!s.ok() && failure_.ok()) failure_ = s;
   return failure_;
 }
 
 void AgentDaemon::Stop() { io_.stop(); }
 
+Status AgentDaemon::DrainRing() {
+  int handled = 0;
+  do {
+    LATCH_RETURN_IF_ERROR(reader_->Read(kRingBatch, &handled));
+    // The sink first, then the ring: a crash between the two resends, never loses.
+    LATCH_RETURN_IF_ERROR(sink_->Flush());
+    reader_->Commit();
+  } while (handled > 0 && static_cast<size_t>(handled) == kRingBatch);
+  if (link_) link_->Pump();
+  return Status::Ok();
+}
+
 void AgentDaemon::WaitForEvents() {
   ring_fd_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
                        [this](const boost::system::error_code& ec) {
                          if (ec) return;
-                         int handled = 0;
-                         Status s = reader_->Consume(&handled);
+                         Status s = DrainRing();
                          if (!s.ok()) {
                            failure_ = s;
                            Stop();
                            return;
                          }
-                         records_.flush();
                          WaitForEvents();
                        });
 }
@@ -89,9 +143,25 @@ void AgentDaemon::ScheduleCounters() {
   counters_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
     Status s = ReportNewLosses();
-    if (!s.ok()) log_ << "latch-agent: reading counters: " << s.ToString() << "\n";
+    if (!s.ok()) log_ << "latch-agent: reporting losses: " << s.ToString() << "\n";
     ScheduleCounters();
   });
+}
+
+Status AgentDaemon::ReadState(latch_agent_state* state) {
+  uint32_t zero = 0;
+  if (bpf_map_lookup_elem(guard_->agent_state_fd(), &zero, state) != 0) {
+    return Status::FromErrno("reading agent state", errno);
+  }
+  return Status::Ok();
+}
+
+Status AgentDaemon::WriteState(const latch_agent_state& state) {
+  uint32_t zero = 0;
+  if (bpf_map_update_elem(guard_->agent_state_fd(), &zero, &state, BPF_ANY) != 0) {
+    return Status::FromErrno("writing agent state", errno);
+  }
+  return Status::Ok();
 }
 
 // Losses since the last report, from the kernel's totals and the totals
@@ -100,37 +170,50 @@ void AgentDaemon::ScheduleCounters() {
 Status AgentDaemon::ReportNewLosses() {
   std::array<uint64_t, LATCH_CTR_COUNT> totals{};
   LATCH_RETURN_IF_ERROR(guard_->ReadCounters(&totals));
-  uint32_t zero = 0;
   latch_agent_state state{};
-  if (bpf_map_lookup_elem(guard_->agent_state_fd(), &zero, &state) != 0) {
-    return Status::FromErrno("reading agent state", errno);
-  }
+  LATCH_RETURN_IF_ERROR(ReadState(&state));
+  // Drain first, so a loss record follows the events that came before it.
+  LATCH_RETURN_IF_ERROR(DrainRing());
   bool changed = false;
-  for (const LossKind& k : kLosses) {
-    uint64_t total = totals[k.counter];
-    uint64_t reported = state.reported[k.counter];
-    if (total <= reported) continue;
-    // Drain first, so the record follows the events that made it.
-    int handled = 0;
-    LATCH_RETURN_IF_ERROR(reader_->Consume(&handled));
-    records_ << LossToJson(k.name, total - reported, total, config_.host_id).dump() << "\n";
-    state.reported[k.counter] = total;
+  uint64_t total = totals[LATCH_CTR_RINGBUF_FULL];
+  uint64_t reported = state.reported[LATCH_CTR_RINGBUF_FULL];
+  if (total > reported &&
+      sink_->AddLoss(LossKind::kRingBufferFull, total - reported, total).ok()) {
+    state.reported[LATCH_CTR_RINGBUF_FULL] = total;
     changed = true;
   }
   // Records the reader could not decode are losses too; this process counts them.
   uint64_t malformed = reader_->malformed();
-  if (malformed > reported_malformed_) {
-    records_ << LossToJson("decode_failure", malformed - reported_malformed_, malformed,
-                           config_.host_id)
-                    .dump()
-             << "\n";
+  if (malformed > reported_malformed_ &&
+      sink_->AddLoss(LossKind::kDecodeFailure, malformed - reported_malformed_, malformed).ok()) {
     reported_malformed_ = malformed;
   }
-  records_.flush();
-  if (changed && bpf_map_update_elem(guard_->agent_state_fd(), &zero, &state, BPF_ANY) != 0) {
-    return Status::FromErrno("writing agent state", errno);
-  }
+  LATCH_RETURN_IF_ERROR(sink_->Flush());
+  if (link_) link_->Pump();
+  if (changed) LATCH_RETURN_IF_ERROR(WriteState(state));
   return Status::Ok();
+}
+
+void AgentDaemon::OnGrantSet(schema::SignedGrantSet::Reader set) {
+  AppliedReport report;
+  Status s = applier_->Apply(set, &report);
+  if (!s.ok()) {
+    log_ << "latch-agent: applying a grant set: " << s.ToString() << "\n";
+    report.rejected_set = s.ToString();
+  }
+  if (!report.rejected_set.empty()) {
+    log_ << "latch-agent: grant set refused: " << report.rejected_set << "\n";
+  }
+  for (const auto& [id, why] : report.rejected) {
+    log_ << "latch-agent: grant " << id << " refused: " << why << "\n";
+  }
+  latch_agent_state state{};
+  if (ReadState(&state).ok() && state.grant_set_version != applier_->version()) {
+    state.grant_set_version = applier_->version();
+    Status w = WriteState(state);
+    if (!w.ok()) log_ << "latch-agent: " << w.ToString() << "\n";
+  }
+  link_->SendApplied(report);
 }
 
 }  // namespace latch::agent

@@ -1,9 +1,13 @@
 // AgentDaemon: latch-agent's run loop. Start() brings the guard up in its
 // phases (find cgroup v2, make sure of bpffs, install or adopt the guard, set
-// the configured resources); Run() then serves one Boost.Asio event loop:
-// the ring buffer's epoll fd is waited on by Asio (no polling), counters are
-// read on a timer and every new loss becomes a loss record. SIGINT/SIGTERM
-// end the loop and leave the guard in place.
+// the configured resources) and, with a [collector] configured, opens the
+// spool, the checkpoint witness and the collector link. Run() then serves one
+// Boost.Asio event loop: the ring buffer's epoll fd and the collector
+// socket's fd are waited on by Asio (no polling); decision events go to the
+// record sink, which is flushed before the ring buffer is released; counters
+// are read on a timer and every new loss becomes a loss record; grant sets
+// from the collector are checked and applied. SIGINT/SIGTERM end the loop and
+// leave the guard in place.
 #pragma once
 
 #include <array>
@@ -17,17 +21,23 @@
 #include <ostream>
 
 #include "agent/agent_config.h"
+#include "agent/checkpoint_witness.h"
+#include "agent/collector_link.h"
 #include "agent/decision_events.h"
 #include "agent/enforcer.h"
+#include "agent/grant_set_applier.h"
 #include "agent/guard.h"
+#include "agent/record_sink.h"
+#include "agent/spool.h"
 
 namespace latch::agent {
 
 class AgentDaemon {
  public:
-  // Decision and loss records go to `records`, one JSON object per line;
-  // operational messages go to `log`.
+  // Without a collector, decision and loss records go to `records`, one JSON
+  // object per line; operational messages go to `log`.
   AgentDaemon(AgentConfig config, std::ostream& records, std::ostream& log);
+  ~AgentDaemon();
   Status Start();
   Status Run();
   void Stop();
@@ -35,9 +45,14 @@ class AgentDaemon {
   Enforcer& enforcer() { return *enforcer_; }
 
  private:
+  Status StartCollectorLink();
   void WaitForEvents();
+  Status DrainRing();
   void ScheduleCounters();
   Status ReportNewLosses();
+  void OnGrantSet(schema::SignedGrantSet::Reader set);
+  Status ReadState(latch_agent_state* state);
+  Status WriteState(const latch_agent_state& state);
 
   AgentConfig config_;
   std::ostream& records_;
@@ -49,10 +64,14 @@ class AgentDaemon {
   std::unique_ptr<Guard> guard_;
   std::unique_ptr<BpfEnforcer> enforcer_;
   std::unique_ptr<DecisionEventReader> reader_;
+  std::unique_ptr<RecordSink> sink_;
+  // With a collector:
+  std::unique_ptr<Spool> spool_;
+  std::unique_ptr<CheckpointWitness> witness_;
+  std::unique_ptr<GrantSetApplier> applier_;
+  std::unique_ptr<CollectorLink> link_;
   Status failure_;
-  std::string host_id_json_;         // the host id encoded once as a JSON string
-  std::string line_;                 // reused for every record
-  uint64_t reported_malformed_ = 0;  // decode failures already sent as loss records
+  uint64_t reported_malformed_ = 0;  // decode failures already in loss records
 };
 
 }  // namespace latch::agent

@@ -1,10 +1,12 @@
 // latch-agent: enforces grants in this host's kernel. See agent_daemon.h.
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <iostream>
 
 #include "agent/agent_config.h"
 #include "agent/agent_daemon.h"
 #include "agent/guard_status.h"
+#include "schemas/curve_key.h"
 
 namespace {
 
@@ -29,12 +31,17 @@ int Main(int argc, char** argv) {
       "  latch-agent --config /etc/latch/agent.toml             run (decisions as JSON lines on "
       "stdout)\n"
       "  latch-agent status --config /etc/latch/agent.toml      what the kernel holds now\n"
-      "  latch-agent uninstall --config /etc/latch/agent.toml   detach and remove the pins\n"};
+      "  latch-agent uninstall --config /etc/latch/agent.toml   detach and remove the pins\n"
+      "  latch-agent key --config /etc/latch/agent.toml         this agent's CURVE public key,\n"
+      "                                                         for the collector's [[agent]] list\n"};
   std::string config_path;
   app.add_option("--config", config_path, "Agent configuration file (TOML)")->required();
   auto* status =
       app.add_subcommand("status", "Print attached programs, resources, grants, counters");
   auto* uninstall = app.add_subcommand("uninstall", "Detach the guard and remove its pins");
+  auto* key = app.add_subcommand(
+      "key", "Print this agent's CURVE public key (created on first use) for enrolment");
+  key->fallthrough();
   // --config may come before or after the subcommand.
   status->fallthrough();
   uninstall->fallthrough();
@@ -54,6 +61,17 @@ int Main(int argc, char** argv) {
     if (!s.ok()) return Fail(s);
     std::cout << "guard pinned at " << config.pin_dir << "\n"
               << latch::agent::FormatGuardStatus(st);
+    return 0;
+  }
+  if (*key) {
+    if (!config.collector.enabled) {
+      return Fail(Status::InvalidArgument("the configuration has no [collector] section"));
+    }
+    std::filesystem::create_directories(config.collector.state_dir);
+    latch::schema::CurveKeyPair pair;
+    s = latch::schema::LoadOrCreateCurveKey(config.collector.state_dir + "/agent.key", &pair);
+    if (!s.ok()) return Fail(s);
+    std::cout << pair.public_z85 << "\n";
     return 0;
   }
   if (*uninstall) {

@@ -212,6 +212,8 @@ Status Spool::NextBatch(size_t max_records, SpoolBatch* out) {
     const Segment& seg = segments_[cursor_segment_];
     if (!out->records.empty() && seg.boot_id != out->boot_id) break;  // one boot per batch
     if (cursor_offset_ >= seg.size) {
+      // The segment being written grows: the cursor waits at its end.
+      if (writing_ && cursor_segment_ + 1 == segments_.size()) break;
       ++cursor_segment_;
       cursor_offset_ = 0;
       continue;

@@ -124,6 +124,7 @@ enum latch_counter {
  * only what is new (kernel programs never touch it). */
 struct latch_agent_state {
   __u64 reported[LATCH_CTR_COUNT];
+  __u64 grant_set_version; /* the signed grant set the grants map holds (0: none) */
 };
 
 #ifdef __cplusplus

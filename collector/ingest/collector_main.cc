@@ -76,6 +76,8 @@ int main(int argc, char** argv) {
   revoke->add_option("--id", id, "grant id")->required();
   revoke->add_option("--reason", reason, "why");
   auto* status = app.add_subcommand("status", "counters of the running collector");
+  // --config may come before or after the subcommand.
+  for (auto* sub : {keys, grant, revoke, status}) sub->fallthrough();
   CLI11_PARSE(app, argc, argv);
 
   CollectorConfig config;

@@ -223,7 +223,11 @@ void CollectorServer::HandleAgentMessage() {
     options.traversalLimitInWords = words.size() * 2 + 64;
     capnp::FlatArrayMessageReader message(words.asPtr(), options);
     auto env = message.getRoot<schema::Envelope>();
+    bool first_contact = routes_.find(host) == routes_.end();
     routes_[host] = route;
+    // A host heard from for the first time since this collector started
+    // gets its grant set even without a Hello (it may be mid-session).
+    if (first_contact && env.which() != schema::Envelope::HELLO) PushGrantSet(host);
     switch (env.which()) {
       case schema::Envelope::HELLO: {
         auto hello = env.getHello();
@@ -233,6 +237,7 @@ void CollectorServer::HandleAgentMessage() {
                  route, "host id does not match the enrolled key");
           return;
         }
+        proof_base_[host] = hello.getCheckpointSize();
         capnp::MallocMessageBuilder m;
         auto a = m.initRoot<schema::WorkflowAction>();
         a.setActor(host);
@@ -388,6 +393,8 @@ void CollectorServer::SendReceipt(const std::string& host, const std::string& bo
   const SequenceMark* mark = sequences_.Find(host, boot);
   auto route = routes_.find(host);
   if (mark == nullptr || route == routes_.end()) return;
+  auto base = proof_base_.find(host);
+  if (base != proof_base_.end()) checkpoint_from = base->second;
   std::string note = ledger_->checkpoint_note();
   tlog::Checkpoint cp;
   Status s = tlog::OpenCheckpoint(note, ledger_->verifier(), &cp);
@@ -414,6 +421,7 @@ void CollectorServer::SendReceipt(const std::string& host, const std::string& bo
   auto con = r.initConsistencyProof(static_cast<unsigned>(consistency.size()));
   for (unsigned i = 0; i < consistency.size(); ++i) con.set(i, {consistency[i].data(), 32});
   counters_.receipts++;
+  proof_base_[host] = cp.size;
   Send(route->second, Serialize(m));
 }
 

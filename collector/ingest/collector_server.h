@@ -99,6 +99,10 @@ class CollectorServer {
   // (host, boot) -> highest sequence submitted and not yet durable.
   std::map<std::pair<std::string, std::string>, uint64_t> in_flight_;
   std::map<std::string, std::string> routes_;  // host -> routing id of its live connection
+  // host -> the checkpoint size the agent holds, as far as we know: what its
+  // Hello said, then the size of each receipt sent to it (it adopts receipts
+  // in order). Consistency proofs start there.
+  std::map<std::string, uint64_t> proof_base_;
 
   zmq::context_t context_;
   std::unique_ptr<zmq::socket_t> router_, zap_, admin_;

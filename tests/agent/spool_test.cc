@@ -69,13 +69,23 @@ TEST_F(SpoolTest, SequencesSendAndAcknowledge) {
   EXPECT_EQ(rest.front().second, 4u);
   EXPECT_EQ(rest.back().second, 100u);
 
+  // Records flushed after the cursor reached the end are still sent.
+  for (int i = 0; i < 3; ++i) {
+    uint64_t seq = 0;
+    ASSERT_TRUE(s->Add(2, 0, "late", false, &seq).ok());
+  }
+  ASSERT_TRUE(s->Flush().ok());
+  auto late = DrainAll(s.get());
+  ASSERT_EQ(late.size(), 3u);
+  EXPECT_EQ(late.front().second, 101u);
+
   uint64_t before = s->segment_count();
   ASSERT_TRUE(s->Acknowledge(Boot('a'), 60).ok());
   EXPECT_LT(s->segment_count(), before);
-  EXPECT_EQ(s->unacknowledged(), 40u);
+  EXPECT_EQ(s->unacknowledged(), 43u);
   s->Rewind();
   auto resend = DrainAll(s.get());
-  ASSERT_EQ(resend.size(), 40u);  // acknowledged records are never resent
+  ASSERT_EQ(resend.size(), 43u);  // acknowledged records are never resent
   EXPECT_EQ(resend.front().second, 61u);
 }
 

@@ -1,0 +1,363 @@
+#include "agent/collector_link.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "agent/boot_clock.h"
+#include "schemas/record_codec.h"
+#include "tlog/merkle_hash.h"
+#include "tlog/proof.h"
+
+namespace latch::agent {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+capnp::Data::Reader Bytes(const std::string& s) {
+  return {reinterpret_cast<const capnp::byte*>(s.data()), s.size()};
+}
+std::string Str(capnp::Data::Reader d) { return {reinterpret_cast<const char*>(d.begin()), d.size()}; }
+
+std::vector<tlog::Hash> Hashes(capnp::List<capnp::Data>::Reader list, bool* ok) {
+  std::vector<tlog::Hash> out;
+  *ok = true;
+  for (auto h : list) {
+    if (h.size() != 32) {
+      *ok = false;
+      return {};
+    }
+    tlog::Hash x;
+    std::memcpy(x.data(), h.begin(), 32);
+    out.push_back(x);
+  }
+  return out;
+}
+
+void SetCurve(zmq::socket_t& s, const CollectorLinkOptions& o) {
+  s.set(zmq::sockopt::curve_serverkey, o.server_public_key);
+  s.set(zmq::sockopt::curve_publickey, o.key.public_z85);
+  s.set(zmq::sockopt::curve_secretkey, o.key.secret_z85);
+}
+
+}  // namespace
+
+CollectorLink::CollectorLink(boost::asio::io_context& io, CollectorLinkOptions options,
+                             Spool& spool, CheckpointWitness& witness,
+                             std::function<uint64_t()> grant_version,
+                             GrantSetHandler on_grant_set, std::ostream& log)
+    : io_(io),
+      options_(std::move(options)),
+      spool_(spool),
+      witness_(witness),
+      grant_version_(std::move(grant_version)),
+      on_grant_set_(std::move(on_grant_set)),
+      log_(log),
+      timer_(io) {}
+
+CollectorLink::~CollectorLink() {
+  // The descriptor belongs to the ZeroMQ socket: Asio must not close it.
+  if (notify_fd_) (void)notify_fd_->release();
+}
+
+Status CollectorLink::Start() {
+  if (options_.endpoints.empty()) return Status::InvalidArgument("no collector endpoints");
+  LATCH_RETURN_IF_ERROR(Connect());
+  Tick();
+  return Status::Ok();
+}
+
+Status CollectorLink::Connect() {
+  if (notify_fd_) {
+    (void)notify_fd_->release();
+    notify_fd_.reset();
+  }
+  armed_ = false;
+  socket_.reset();
+  try {
+    socket_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
+    SetCurve(*socket_, options_);
+    socket_->set(zmq::sockopt::linger, 0);
+    // Messages queue until the connection is up (the Hello sent right after
+    // connect() must not be dropped); the receipt timeout covers the rest.
+    socket_->set(zmq::sockopt::sndhwm, 64);
+    socket_->set(zmq::sockopt::heartbeat_ivl, 1000);
+    socket_->set(zmq::sockopt::heartbeat_timeout, 5000);
+    socket_->set(zmq::sockopt::reconnect_ivl, 200);
+    socket_->set(zmq::sockopt::reconnect_ivl_max, 5000);
+    socket_->connect(endpoint());
+    int fd = socket_->get(zmq::sockopt::fd);
+    notify_fd_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, fd);
+  } catch (const zmq::error_t& e) {
+    return Status::IoError("connecting to collector " + endpoint() + ": " + e.what());
+  }
+  log_ << "latch-agent: collector endpoint " << endpoint() << "\n";
+  last_heard_ = Clock::now();
+  NewSession("connected");
+  return Status::Ok();
+}
+
+void CollectorLink::NewSession(const char* why) {
+  counters_.sessions++;
+  if (!in_flight_.empty()) {
+    log_ << "latch-agent: new session with the collector (" << why << "): resending "
+         << spool_.unacknowledged() << " unacknowledged records\n";
+  }
+  in_flight_.clear();
+  spool_.Rewind();
+  capnp::MallocMessageBuilder m;
+  auto h = m.initRoot<schema::Envelope>().initHello();
+  h.setHostId(options_.host_id);
+  h.setBootId(Bytes(spool_.boot_id()));
+  h.setCheckpointSize(witness_.size());
+  h.setGrantSetVersion(grant_version_());
+  Send(m);
+  Pump();
+}
+
+bool CollectorLink::Send(capnp::MessageBuilder& m) {
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(m);
+  auto b = words.asBytes();
+  bool sent = false;
+  try {
+    sent = socket_->send(zmq::const_buffer(b.begin(), b.size()), zmq::send_flags::dontwait)
+               .has_value();
+  } catch (const zmq::error_t&) {
+    sent = false;
+  }
+  // The notification fd is edge-triggered: a send can consume the readiness
+  // of messages already waiting. Look again on the loop.
+  boost::asio::post(io_, [this] { ProcessIncoming(); });
+  return sent;
+}
+
+void CollectorLink::Pump() {
+  while (in_flight_.size() < options_.window_batches) {
+    SpoolBatch b;
+    Status s = spool_.NextBatch(options_.batch_records, &b);
+    if (!s.ok()) {
+      log_ << "latch-agent: reading the spool: " << s.ToString() << "\n";
+      return;
+    }
+    if (b.records.empty()) return;
+    capnp::MallocMessageBuilder m;
+    auto eb = m.initRoot<schema::Envelope>().initEventBatch();
+    eb.setBootId(Bytes(b.boot_id));
+    eb.setCheckpointSize(witness_.size());
+    auto rs = eb.initRecords(static_cast<unsigned>(b.records.size()));
+    for (unsigned i = 0; i < b.records.size(); ++i) {
+      const SpooledRecord& r = b.records[i];
+      rs[i].setSequence(r.sequence);
+      rs[i].setKind(static_cast<schema::RecordKind>(r.kind));
+      rs[i].setEventTimeNs(r.event_time_ns);
+      rs[i].setPayload(Bytes(r.payload));
+    }
+    // Not sent (no connection yet): the receipt timeout resends it.
+    if (Send(m)) counters_.batches_sent++;
+    in_flight_.push_back({std::move(b), Clock::now()});
+  }
+}
+
+void CollectorLink::Arm() {
+  if (armed_ || !notify_fd_) return;
+  armed_ = true;
+  notify_fd_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                         [this](const boost::system::error_code& ec) {
+                           armed_ = false;
+                           if (ec) return;
+                           ProcessIncoming();
+                         });
+}
+
+void CollectorLink::ProcessIncoming() {
+  if (!socket_) return;
+  try {
+    while (socket_->get(zmq::sockopt::events) & ZMQ_POLLIN) {
+      zmq::message_t msg;
+      if (!socket_->recv(msg, zmq::recv_flags::dontwait)) break;
+      last_heard_ = Clock::now();
+      OnMessage(msg);
+    }
+  } catch (const zmq::error_t& e) {
+    log_ << "latch-agent: collector socket: " << e.what() << "\n";
+  }
+  Arm();
+}
+
+void CollectorLink::OnMessage(const zmq::message_t& msg) {
+  if (msg.size() == 0 || msg.size() % sizeof(capnp::word) != 0) {
+    log_ << "latch-agent: malformed message from the collector, ignored\n";
+    return;
+  }
+  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(msg.size() / sizeof(capnp::word));
+  std::memcpy(words.begin(), msg.data(), msg.size());
+  try {
+    capnp::ReaderOptions ro;
+    ro.traversalLimitInWords = words.size() * 2 + 64;
+    capnp::FlatArrayMessageReader reader(words.asPtr(), ro);
+    auto env = reader.getRoot<schema::Envelope>();
+    switch (env.which()) {
+      case schema::Envelope::RECEIPT:
+        OnReceipt(env.getReceipt());
+        break;
+      case schema::Envelope::GRANT_SET:
+        counters_.grant_sets++;
+        on_grant_set_(env.getGrantSet());
+        break;
+      case schema::Envelope::REFUSED:
+        log_ << "latch-agent: the collector refused a message: " << env.getRefused().cStr() << "\n";
+        break;
+      default:
+        break;  // heartbeats: hearing anything is what counts
+    }
+  } catch (const kj::Exception& e) {
+    log_ << "latch-agent: undecodable message from the collector: " << e.getDescription().cStr()
+         << "\n";
+  }
+}
+
+const SpooledRecord* CollectorLink::FindInFlight(const std::string& boot, uint64_t sequence) const {
+  for (const InFlight& f : in_flight_) {
+    if (f.batch.boot_id != boot || f.batch.records.empty()) continue;
+    uint64_t first = f.batch.records.front().sequence;
+    if (sequence >= first && sequence - first < f.batch.records.size()) {
+      const SpooledRecord& r = f.batch.records[sequence - first];
+      if (r.sequence == sequence) return &r;
+    }
+  }
+  return nullptr;
+}
+
+void CollectorLink::OnReceipt(schema::Receipt::Reader r) {
+  counters_.receipts++;
+  std::string boot = Str(r.getBootId());
+  std::string note = Str(r.getCheckpoint());
+  bool ok_con = false, ok_inc = false;
+  std::vector<tlog::Hash> consistency = Hashes(r.getConsistencyProof(), &ok_con);
+  std::vector<tlog::Hash> inclusion = Hashes(r.getInclusionProof(), &ok_inc);
+  if (!ok_con || !ok_inc) {
+    counters_.receipts_rejected++;
+    RaiseAlarm("malformed_receipt", "proof hashes are not 32 bytes", note);
+    return;
+  }
+  tlog::Checkpoint shown;
+  std::string alarm;
+  Status s = witness_.Advance(note, r.getConsistencyFrom(), consistency, &shown, &alarm);
+  if (!s.ok()) {
+    counters_.receipts_rejected++;
+    RaiseAlarm(alarm, s.ToString(), note);
+    return;
+  }
+  uint64_t through = r.getThroughSequence();
+  const SpooledRecord* rec = FindInFlight(boot, through);
+  if (rec == nullptr) return;  // not sent in this session: nothing to forget on its word
+  ledger::LedgerRecord entry_record;
+  entry_record.kind = static_cast<ledger::RecordKind>(rec->kind);
+  entry_record.host_id = options_.host_id;
+  entry_record.agent_boot_id = boot;
+  entry_record.sequence = rec->sequence;
+  entry_record.event_time_ns = rec->event_time_ns;
+  entry_record.receive_time_ns = r.getThroughReceiveTimeNs();
+  entry_record.payload = rec->payload;
+  std::string entry;
+  s = ledger::EncodeRecord(entry_record, &entry);
+  if (s.ok()) {
+    tlog::Hash leaf =
+        tlog::MerkleHasher().Leaf({reinterpret_cast<const uint8_t*>(entry.data()), entry.size()});
+    s = tlog::VerifyInclusion(r.getThroughIndex(), shown.size, leaf, inclusion, shown.root);
+  }
+  if (!s.ok()) {
+    counters_.receipts_rejected++;
+    RaiseAlarm("bad_inclusion_proof",
+               "record " + std::to_string(through) + " at index " +
+                   std::to_string(r.getThroughIndex()) + ": " + s.ToString(),
+               note);
+    return;
+  }
+  uint64_t before = spool_.unacknowledged();
+  s = spool_.Acknowledge(boot, through);
+  if (!s.ok()) log_ << "latch-agent: spool: " << s.ToString() << "\n";
+  counters_.records_acknowledged += before - spool_.unacknowledged();
+  while (!in_flight_.empty() && in_flight_.front().batch.boot_id == boot &&
+         in_flight_.front().batch.records.back().sequence <= through) {
+    in_flight_.pop_front();
+  }
+  Pump();
+}
+
+void CollectorLink::RaiseAlarm(const std::string& kind, const std::string& detail,
+                               const std::string& shown) {
+  counters_.alarms++;
+  log_ << "latch-agent: ALARM " << kind << ": " << detail << "\n";
+  auto now = Clock::now();
+  auto& last = last_alarm_[kind];
+  if (last != Clock::time_point{} && now - last < std::chrono::seconds(10)) return;
+  last = now;
+  capnp::MallocMessageBuilder m;
+  auto a = m.initRoot<schema::Envelope>().initAlarm();
+  a.setKind(kind);
+  a.setDetail(detail);
+  a.setHeldCheckpoint(Bytes(witness_.note()));
+  a.setShownCheckpoint(Bytes(shown));
+  Send(m);
+  // Every other endpoint hears it too: one of them may be honest.
+  kj::Array<capnp::word> words = capnp::messageToFlatArray(m);
+  auto b = words.asBytes();
+  for (size_t i = 0; i < options_.endpoints.size(); ++i) {
+    if (i == endpoint_index_) continue;
+    try {
+      zmq::socket_t s(context_, zmq::socket_type::dealer);
+      SetCurve(s, options_);
+      s.set(zmq::sockopt::linger, 1000);
+      s.connect(options_.endpoints[i]);
+      (void)s.send(zmq::const_buffer(b.begin(), b.size()), zmq::send_flags::dontwait);
+    } catch (const zmq::error_t&) {
+    }
+  }
+}
+
+void CollectorLink::SendApplied(const AppliedReport& report) {
+  capnp::MallocMessageBuilder m;
+  auto a = m.initRoot<schema::Envelope>().initApplied();
+  a.setVersion(report.version);
+  a.setAppliedAtNs(report.applied_at_ns);
+  auto ids = a.initGrantIds(static_cast<unsigned>(report.grant_ids.size()));
+  for (unsigned i = 0; i < report.grant_ids.size(); ++i) ids.set(i, report.grant_ids[i]);
+  auto rej = a.initRejected(static_cast<unsigned>(report.rejected.size()));
+  for (unsigned i = 0; i < report.rejected.size(); ++i) {
+    rej[i].setGrantId(report.rejected[i].first);
+    rej[i].setReason(report.rejected[i].second);
+  }
+  a.setRejectedSet(report.rejected_set);
+  Send(m);
+}
+
+void CollectorLink::Tick() {
+  auto now = Clock::now();
+  if (now - last_heard_ > options_.failover_after) {
+    counters_.failovers++;
+    endpoint_index_ = (endpoint_index_ + 1) % options_.endpoints.size();
+    log_ << "latch-agent: collector silent for "
+         << std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard_).count()
+         << " ms; trying " << endpoint() << "\n";
+    Status s = Connect();
+    if (!s.ok()) log_ << "latch-agent: " << s.ToString() << "\n";
+  } else if (!in_flight_.empty() && now - in_flight_.front().sent > options_.receipt_timeout) {
+    NewSession("no receipt in time");
+  } else {
+    capnp::MallocMessageBuilder m;
+    m.initRoot<schema::Envelope>().setHeartbeat(NowUnixNs());
+    Send(m);
+    Pump();
+  }
+  Status s = witness_.Save();
+  if (!s.ok()) log_ << "latch-agent: saving the checkpoint: " << s.ToString() << "\n";
+  timer_.expires_after(options_.tick);
+  timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) Tick();
+  });
+}
+
+}  // namespace latch::agent

@@ -1,0 +1,114 @@
+// CollectorLink: the agent's side of the channel to the collector, on the
+// agent's Asio loop (the ZeroMQ socket's notification fd is waited on by
+// Asio). It ships spooled records in batches, a few in flight at a time, and
+// forgets them only on a receipt it has verified: the checkpoint's signature
+// and its consistency with the checkpoint the agent holds (CheckpointWitness),
+// and the inclusion of the batch's last record, rebuilt from the agent's own
+// copy. A receipt that fails raises an alarm (log, counter, and an Alarm
+// message to every collector endpoint) and forgets nothing.
+//
+// Sessions: Hello on every (re)connection; a batch without a receipt within
+// receipt_timeout, or a silent collector, starts a new session that resends
+// everything unacknowledged (the collector drops what it already has). A
+// collector silent for failover_after is left for the next endpoint.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+// Boost 1.74's Asio needs <utility> first (see agent_daemon.h).
+#include <utility>
+// clang-format off
+#include <boost/asio.hpp>
+// clang-format on
+#include <zmq.hpp>
+
+#include "agent/checkpoint_witness.h"
+#include "agent/grant_set_applier.h"
+#include "agent/spool.h"
+#include "schemas/curve_key.h"
+#include "schemas/wire.capnp.h"
+
+namespace latch::agent {
+
+struct CollectorLinkOptions {
+  std::vector<std::string> endpoints;
+  std::string server_public_key;  // Z85
+  schema::CurveKeyPair key;       // this agent's
+  std::string host_id;
+  size_t batch_records = 4096;
+  size_t window_batches = 4;
+  std::chrono::milliseconds tick{500};
+  std::chrono::milliseconds receipt_timeout{3000};
+  std::chrono::milliseconds failover_after{6000};
+};
+
+struct CollectorLinkCounters {
+  uint64_t batches_sent = 0;
+  uint64_t records_acknowledged = 0;
+  uint64_t receipts = 0;
+  uint64_t receipts_rejected = 0;
+  uint64_t sessions = 0;
+  uint64_t failovers = 0;
+  uint64_t grant_sets = 0;
+  uint64_t alarms = 0;
+};
+
+class CollectorLink {
+ public:
+  using GrantSetHandler = std::function<void(schema::SignedGrantSet::Reader)>;
+  CollectorLink(boost::asio::io_context& io, CollectorLinkOptions options, Spool& spool,
+                CheckpointWitness& witness, std::function<uint64_t()> grant_version,
+                GrantSetHandler on_grant_set, std::ostream& log);
+  ~CollectorLink();
+
+  Status Start();
+  // Sends what the window allows; call when the spool has new records.
+  void Pump();
+  void SendApplied(const AppliedReport& report);
+  const CollectorLinkCounters& counters() const { return counters_; }
+  const std::string& endpoint() const { return options_.endpoints[endpoint_index_]; }
+
+ private:
+  struct InFlight {
+    SpoolBatch batch;
+    std::chrono::steady_clock::time_point sent;
+  };
+  Status Connect();
+  void NewSession(const char* why);
+  void Arm();
+  void ProcessIncoming();
+  void OnMessage(const zmq::message_t& msg);
+  void OnReceipt(schema::Receipt::Reader r);
+  void RaiseAlarm(const std::string& kind, const std::string& detail, const std::string& shown);
+  bool Send(capnp::MessageBuilder& m);
+  void Tick();
+  const SpooledRecord* FindInFlight(const std::string& boot, uint64_t sequence) const;
+
+  boost::asio::io_context& io_;
+  CollectorLinkOptions options_;
+  Spool& spool_;
+  CheckpointWitness& witness_;
+  std::function<uint64_t()> grant_version_;
+  GrantSetHandler on_grant_set_;
+  std::ostream& log_;
+
+  zmq::context_t context_;
+  std::unique_ptr<zmq::socket_t> socket_;
+  std::unique_ptr<boost::asio::posix::stream_descriptor> notify_fd_;
+  bool armed_ = false;
+  size_t endpoint_index_ = 0;
+  std::deque<InFlight> in_flight_;
+  boost::asio::steady_timer timer_;
+  std::chrono::steady_clock::time_point last_heard_;
+  std::map<std::string, std::chrono::steady_clock::time_point> last_alarm_;
+  CollectorLinkCounters counters_;
+};
+
+}  // namespace latch::agent

@@ -1,0 +1,49 @@
+// GrantSetApplier: turns a signed grant set from the collector into kernel
+// grants (promise 6). Nothing reaches the kernel unless the set and each grant
+// in it carry valid signatures by the configured grant key, name this host,
+// and the set is newer than the one applied. A new set replaces the old one
+// without a gap: every grant of the new set is written before any grant that
+// is no longer in it is removed.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "agent/enforcer.h"
+#include "schemas/wire.capnp.h"
+#include "tlog/signed_note.h"
+#include "tlog/status.h"
+
+namespace latch::agent {
+
+struct AppliedReport {
+  uint64_t version = 0;       // the set now in the kernel
+  int64_t applied_at_ns = 0;  // Unix ns when the last map write returned
+  std::vector<uint64_t> grant_ids;
+  std::vector<std::pair<uint64_t, std::string>> rejected;  // grant id (0 if unreadable), why
+  std::string rejected_set;  // non-empty: the whole set was refused, and why
+};
+
+class GrantSetApplier {
+ public:
+  // `cgroup_root` is the cgroup v2 mount that cgroup paths in grants are under;
+  // `version` the set version the kernel holds now (0: none).
+  GrantSetApplier(Enforcer& enforcer, tlog::NoteVerifier grant_key, std::string host_id,
+                  std::string cgroup_root, uint64_t version);
+
+  // Checks and applies `set`; *report says what happened, also for refused
+  // sets and grants. Not OK only when writing the kernel's maps failed.
+  Status Apply(schema::SignedGrantSet::Reader set, AppliedReport* report);
+  uint64_t version() const { return version_; }
+
+ private:
+  Enforcer& enforcer_;
+  tlog::NoteVerifier key_;
+  std::string host_id_;
+  std::string cgroup_root_;
+  uint64_t version_;
+};
+
+}  // namespace latch::agent

@@ -1,0 +1,47 @@
+// RecordSink: where the agent's records go. The run loop hands each decision
+// event and loss to a sink, then calls Flush(), and only after Flush()
+// returns OK releases the events in the kernel's ring buffer. Two sinks:
+// JSON lines on a stream (no collector configured) and the spool that the
+// collector link ships (spool_sink.h).
+#pragma once
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+
+#include "guard_abi.h"
+#include "tlog/status.h"
+
+namespace latch::agent {
+
+enum class LossKind { kRingBufferFull, kSpoolFull, kDecodeFailure };
+const char* LossKindName(LossKind kind);
+
+class RecordSink {
+ public:
+  virtual ~RecordSink() = default;
+  virtual void AddEvent(const latch_decision_event& e) = 0;
+  // `count` losses since the previous loss record of this kind; `total` all.
+  // Not OK: the record was not taken (the caller keeps the losses pending).
+  virtual Status AddLoss(LossKind kind, uint64_t count, uint64_t total) = 0;
+  // Makes everything added so far survive the agent's death (or at least
+  // leave the process): the ring buffer is released after this.
+  virtual Status Flush() = 0;
+};
+
+// One JSON object per line (event_json.h).
+class JsonLinesSink : public RecordSink {
+ public:
+  JsonLinesSink(std::ostream& out, const std::string& host_id);
+  void AddEvent(const latch_decision_event& e) override;
+  Status AddLoss(LossKind kind, uint64_t count, uint64_t total) override;
+  Status Flush() override;
+
+ private:
+  std::ostream& out_;
+  std::string host_id_;
+  std::string host_id_json_;  // encoded once
+  std::string line_;          // reused for every record
+};
+
+}  // namespace latch::agent

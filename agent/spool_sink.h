@@ -1,0 +1,32 @@
+// SpoolSink: records into the spool as the collector will put them in the
+// ledger (canonical DecisionEvent / LossEvent payloads). A full spool turns
+// events into counted spool_full losses; their loss record goes into the
+// spool's reserve as soon as the next Flush(), so a flood is never silent.
+#pragma once
+
+#include <cstdint>
+
+#include "agent/record_sink.h"
+#include "agent/spool.h"
+
+namespace latch::agent {
+
+class SpoolSink : public RecordSink {
+ public:
+  explicit SpoolSink(Spool& spool) : spool_(spool) {}
+  void AddEvent(const latch_decision_event& e) override;
+  Status AddLoss(LossKind kind, uint64_t count, uint64_t total) override;
+  Status Flush() override;
+
+  uint64_t spool_full_total() const { return spool_full_total_; }
+  uint64_t events_spooled() const { return events_spooled_; }
+
+ private:
+  Spool& spool_;
+  uint64_t spool_full_total_ = 0;     // events refused by a full spool
+  uint64_t spool_full_recorded_ = 0;  // of them, already in a loss record
+  uint64_t events_spooled_ = 0;
+  Status error_;                      // first failure of an Add, returned by Flush
+};
+
+}  // namespace latch::agent

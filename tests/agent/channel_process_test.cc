@@ -1,0 +1,396 @@
+// latch-agent and latch-collector as processes on a real kernel, talking over
+// CURVE on loopback: decisions reach the ledger exactly once, also across
+// kill -9 of either side; a grant issued at the collector opens the
+// protected port on the host within moments and its revocation closes it; a
+// collector whose ledger was rolled back is caught by the agent.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "collector/ledger/ledger.h"
+#include "kernel_sandbox.h"
+#include "schemas/canonical.h"
+#include "schemas/record_codec.h"
+#include "schemas/workflow.capnp.h"
+
+namespace latch::agent {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+constexpr uint32_t kUid = 6262;
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Runs a command to completion; returns its exit code, stdout in *out.
+int RunTool(std::vector<std::string> argv, std::string* out) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return -1;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(p[1], STDOUT_FILENO);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(p[1]);
+  out->clear();
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(p[0], buf, sizeof(buf))) > 0) out->append(buf, static_cast<size_t>(n));
+  ::close(p[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// What the collector's ledger holds: events per (boot, sequence) and workflow actions.
+struct LedgerView {
+  std::map<std::pair<std::string, uint64_t>, int> events;  // -> how many times
+  std::vector<std::string> workflow;                       // action kinds, in order
+  size_t size = 0;
+};
+
+class ChannelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bool ci = std::getenv("CI") != nullptr && std::string(std::getenv("CI")) == "true";
+    if (::geteuid() != 0 || !fs::exists("/sys/kernel/btf/vmlinux")) {
+      if (ci) FAIL() << "kernel test cannot run under CI: needs root and BTF";
+      GTEST_SKIP() << "needs root and BTF";
+    }
+    std::string why = sandbox_.Create("latch-channel");
+    ASSERT_EQ(why, "");
+    char tmpl[] = "/tmp/latch-channel-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a = Loopback4(0);
+    socklen_t len = sizeof(a);
+    ASSERT_EQ(::bind(listener_, reinterpret_cast<sockaddr*>(&a), len), 0);
+    ASSERT_EQ(::listen(listener_, 4096), 0);
+    ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    accept_thread_ = std::thread([this] {
+      while (!stop_accepting_) {
+        int c = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c >= 0) ::close(c);
+      }
+    });
+    collector_port_ = 30000 + ::getpid() % 20000;
+    WriteCollectorConfig("");
+    std::string out;
+    ASSERT_EQ(RunTool({LATCH_COLLECTOR_BIN, "keys", "--config", dir_ + "/collector.toml"}, &out), 0);
+    collector_keys_ = out;  // three TOML lines, pasted into the agent config below
+    WriteAgentConfig();
+    ASSERT_EQ(RunTool({LATCH_AGENT_BIN, "key", "--config", dir_ + "/agent.toml"}, &out), 0);
+    agent_key_ = out.substr(0, 40);
+    WriteCollectorConfig(agent_key_);
+  }
+
+  void TearDown() override {
+    Kill(&agent_);
+    Kill(&collector_);
+    if (listener_ >= 0) {
+      stop_accepting_ = true;
+      int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in a = Loopback4(port_);
+      ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+      ::close(s);
+      accept_thread_.join();
+      ::close(listener_);
+    }
+    if (!dir_.empty()) {
+      std::string out;
+      RunTool({LATCH_AGENT_BIN, "uninstall", "--config", dir_ + "/agent.toml"}, &out);
+      if (!std::getenv("LATCH_KEEP")) fs::remove_all(dir_);
+    }
+  }
+
+  void WriteCollectorConfig(const std::string& agent_key) {
+    std::ofstream f(dir_ + "/collector.toml");
+    f << "data_dir = \"" << dir_ << "/collector\"\norigin = \"test.example/ledger\"\n"
+      << "endpoints = [\"tcp://127.0.0.1:" << collector_port_ << "\"]\nbatch_max_age_ms = 2\n";
+    if (!agent_key.empty()) {
+      f << "[[agent]]\nhost_id = \"host-a\"\ncurve_public_key = \"" << agent_key << "\"\n";
+    }
+  }
+  void WriteAgentConfig() {
+    std::ofstream f(dir_ + "/agent.toml");
+    f << "host_id = \"host-a\"\ncgroup = \"" << sandbox_.cgroup() << "\"\npin_dir = \""
+      << sandbox_.pin_dir() << "\"\ncounters_interval_ms = 100\n"
+      << "[[resource]]\nid = 9\nname = \"db\"\ndestinations = [\"127.0.0.1/32\"]\n"
+      << "protocol = \"tcp\"\nports = \"" << port_ << "\"\n"
+      << "[collector]\nendpoints = [\"tcp://127.0.0.1:" << collector_port_ << "\"]\n"
+      << "state_dir = \"" << dir_ << "/agent-state\"\n";
+    // `latch-collector keys` prints curve_public_key, grant_key, ledger_key.
+    std::string keys = collector_keys_;
+    size_t at = keys.find("curve_public_key");
+    if (at != std::string::npos) keys.replace(at, 16, "server_public_key");
+    f << keys;
+  }
+
+  pid_t Spawn(const std::string& bin, const std::string& config, const std::string& log) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      ::dup2(fd, STDERR_FILENO);
+      int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+      ::dup2(null, STDOUT_FILENO);
+      ::execl(bin.c_str(), bin.c_str(), "--config", config.c_str(), static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    return pid;
+  }
+  void StartCollector() {
+    collector_ = Spawn(LATCH_COLLECTOR_BIN, dir_ + "/collector.toml", dir_ + "/collector.log");
+    // Serving once the admin socket answers.
+    auto deadline = Clock::now() + std::chrono::seconds(20);
+    std::string out;
+    while (Clock::now() < deadline) {
+      if (RunTool({LATCH_COLLECTOR_BIN, "status", "--config", dir_ + "/collector.toml"}, &out) == 0)
+        return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    FAIL() << "collector did not start: " << Slurp(dir_ + "/collector.log");
+  }
+  void StartAgent() {
+    size_t before = Count(Slurp(dir_ + "/agent.log"), "latch-agent: guard");
+    agent_ = Spawn(LATCH_AGENT_BIN, dir_ + "/agent.toml", dir_ + "/agent.log");
+    auto deadline = Clock::now() + std::chrono::seconds(20);
+    while (Clock::now() < deadline) {
+      if (Count(Slurp(dir_ + "/agent.log"), "latch-agent: guard") > before) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    FAIL() << "agent did not start: " << Slurp(dir_ + "/agent.log");
+  }
+  static size_t Count(const std::string& text, const std::string& what) {
+    size_t n = 0;
+    for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+  }
+  static void Kill(pid_t* pid, int sig = SIGKILL) {
+    if (*pid <= 0) return;
+    ::kill(*pid, sig);
+    ::waitpid(*pid, nullptr, 0);
+    *pid = -1;
+  }
+
+  // One connect to the protected port as kUid from the sandbox, in a child;
+  // returns the errno (0 on success).
+  int ConnectOnce() {
+    ++decisions_;
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) return -1;
+    pid_t child = ::fork();
+    if (child == 0) {
+      if (!JoinCgroupAs(sandbox_.cgroup() + "/cgroup.procs", kUid)) ::_exit(100);
+      int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in a = Loopback4(port_);
+      int err = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 ? 0 : errno;
+      (void)!::write(p[1], &err, sizeof(err));
+      ::_exit(0);
+    }
+    ::close(p[1]);
+    int err = -1;
+    if (::read(p[0], &err, sizeof(err)) != sizeof(err)) err = -1;
+    ::close(p[0]);
+    ::waitpid(child, nullptr, 0);
+    return err;
+  }
+  // `n` connects from one child (faster), returns how many were made.
+  int ConnectMany(int n) {
+    pid_t child = ::fork();
+    if (child == 0) {
+      if (!JoinCgroupAs(sandbox_.cgroup() + "/cgroup.procs", kUid)) ::_exit(100);
+      for (int i = 0; i < n; ++i) {
+        int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a = Loopback4(port_);
+        ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+        ::close(s);
+      }
+      ::_exit(0);
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    int made = WIFEXITED(status) && WEXITSTATUS(status) == 0 ? n : 0;
+    decisions_ += static_cast<size_t>(made);
+    return made;
+  }
+
+  LedgerView ReadLedger() {
+    LedgerView v;
+    std::unique_ptr<ledger::Ledger> l;
+    Status s = ledger::Ledger::Open(dir_ + "/collector/ledger", ledger::Ledger::Mode::kReadOnly, &l);
+    if (!s.ok()) return v;
+    v.size = l->size();
+    std::string entry;
+    ledger::LedgerRecord r;
+    for (uint64_t i = 0; i < v.size; ++i) {
+      if (!l->ReadEntry(i, &entry).ok() || !ledger::DecodeRecord(entry, &r).ok()) continue;
+      if (r.kind == ledger::RecordKind::kEvent) {
+        v.events[{r.agent_boot_id, r.sequence}]++;
+      } else if (r.kind == ledger::RecordKind::kWorkflow) {
+        (void)schema::ReadCanonical<schema::WorkflowAction>(r.payload, "action", [&](auto a) {
+          const char* names[] = {"grantIssued", "grantRevoked", "grantSetApplied", "refusal",
+                                 "agentAlarm", "agentConnected"};
+          v.workflow.push_back(names[static_cast<int>(a.which())]);
+          return Status::Ok();
+        });
+      }
+    }
+    return v;
+  }
+  // Waits until the ledger holds `events` distinct events; returns the view.
+  LedgerView WaitForEvents(size_t events, int seconds = 30) {
+    auto deadline = Clock::now() + std::chrono::seconds(seconds);
+    LedgerView v;
+    while (Clock::now() < deadline) {
+      v = ReadLedger();
+      if (v.events.size() >= events) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return v;
+  }
+  static void ExpectExactlyOnce(const LedgerView& v, size_t events) {
+    EXPECT_EQ(v.events.size(), events) << "ledger size " << v.size << ", workflow records "
+                                       << v.workflow.size();
+    size_t dup = 0;
+    for (auto& [k, n] : v.events) dup += n > 1;
+    EXPECT_EQ(dup, 0u);
+    // Each boot's sequences are gap-free from 1: nothing lost in between.
+    std::map<std::string, std::pair<uint64_t, uint64_t>> per_boot;  // count, max
+    for (auto& [k, n] : v.events) {
+      auto& pb = per_boot[k.first];
+      pb.first++;
+      pb.second = std::max(pb.second, k.second);
+    }
+    for (auto& [boot, pb] : per_boot) EXPECT_EQ(pb.first, pb.second);
+  }
+  int Collector(std::vector<std::string> args, std::string* out) {
+    args.insert(args.begin(), {LATCH_COLLECTOR_BIN});
+    args.insert(args.begin() + 2, {"--config", dir_ + "/collector.toml"});
+    return RunTool(args, out);
+  }
+  // Polls until ConnectOnce() returns `want`; returns ms taken, or -1.
+  double WaitForConnect(int want, int timeout_ms = 5000) {
+    auto start = Clock::now();
+    while (Clock::now() - start < std::chrono::milliseconds(timeout_ms)) {
+      if (ConnectOnce() == want) {
+        return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+      }
+    }
+    return -1;
+  }
+
+  KernelSandbox sandbox_;
+  std::string dir_, collector_keys_, agent_key_;
+  int listener_ = -1;
+  uint16_t port_ = 0;
+  int collector_port_ = 0;
+  std::thread accept_thread_;
+  std::atomic<bool> stop_accepting_{false};
+  pid_t agent_ = -1, collector_ = -1;
+  size_t decisions_ = 0;  // connects to the protected port: one decision event each
+};
+
+TEST_F(ChannelTest, EventsReachTheLedgerOnceAndGrantsReachTheKernel) {
+  StartCollector();
+  StartAgent();
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(ConnectOnce(), EPERM);
+  LedgerView v = WaitForEvents(20);
+  ExpectExactlyOnce(v, 20);
+
+  std::string out;
+  ASSERT_EQ(Collector({"grant", "--host", "host-a", "--uid", std::to_string(kUid), "--resource",
+                       "9", "--for", "60"},
+                      &out),
+            0)
+      << out;
+  double ms = WaitForConnect(0);
+  ASSERT_GE(ms, 0) << "grant never reached the kernel: " << Slurp(dir_ + "/agent.log");
+  ASSERT_EQ(Collector({"revoke", "--id", "1", "--reason", "test"}, &out), 0) << out;
+  ASSERT_GE(WaitForConnect(EPERM), 0) << "revocation never reached the kernel";
+  // Every connect above was a decision; all of them, once each.
+  ConnectMany(50);
+  v = WaitForEvents(decisions_);
+  ExpectExactlyOnce(v, decisions_);
+  auto has = [&](const char* what) {
+    return std::find(v.workflow.begin(), v.workflow.end(), what) != v.workflow.end();
+  };
+  std::string kinds;
+  for (auto& w : v.workflow) kinds += w + " ";
+  SCOPED_TRACE("workflow records: " + kinds);
+  EXPECT_TRUE(has("agentConnected"));
+  EXPECT_FALSE(has("agentAlarm"));
+  EXPECT_EQ(Slurp(dir_ + "/agent.log").find("ALARM"), std::string::npos) << Slurp(dir_ + "/agent.log");
+  EXPECT_TRUE(has("grantIssued"));
+  EXPECT_TRUE(has("grantRevoked"));
+  EXPECT_TRUE(has("grantSetApplied"));
+}
+
+TEST_F(ChannelTest, KilledAgentOrCollectorLosesNothing) {
+  StartCollector();
+  StartAgent();
+  for (int round = 0; round < 3; ++round) {
+    ConnectMany(200);
+    Kill(&agent_);
+    ConnectMany(100);  // the pinned guard decides; the pinned ring keeps the events
+    StartAgent();
+    ConnectMany(200);
+    Kill(&collector_);
+    ConnectMany(100);  // the spool keeps them
+    StartCollector();
+  }
+  LedgerView v = WaitForEvents(decisions_, 60);
+  ExpectExactlyOnce(v, decisions_);
+  std::string out;
+  EXPECT_EQ(RunTool({LATCH_LEDGER_BIN, "verify", dir_ + "/collector/ledger"}, &out), 0) << out;
+}
+
+TEST_F(ChannelTest, RolledBackLedgerIsCaughtByTheAgent) {
+  StartCollector();
+  StartAgent();
+  ConnectMany(10);
+  WaitForEvents(10);
+  Kill(&collector_);
+  fs::copy(dir_ + "/collector/ledger", dir_ + "/ledger-old", fs::copy_options::recursive);
+  StartCollector();
+  ConnectMany(10);
+  WaitForEvents(20);
+  // Let the agent hold a checkpoint past the copy, then roll the ledger back.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  Kill(&collector_);
+  fs::remove_all(dir_ + "/collector/ledger");
+  fs::rename(dir_ + "/ledger-old", dir_ + "/collector/ledger");
+  StartCollector();
+  ConnectMany(5);
+  auto deadline = Clock::now() + std::chrono::seconds(15);
+  while (Clock::now() < deadline &&
+         Slurp(dir_ + "/collector.log").find("ALARM from host-a") == std::string::npos) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(Slurp(dir_ + "/agent.log").find("ALARM rolled_back"), std::string::npos)
+      << Slurp(dir_ + "/agent.log");
+  EXPECT_NE(Slurp(dir_ + "/collector.log").find("ALARM from host-a"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace latch::agent
