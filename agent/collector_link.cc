@@ -101,6 +101,7 @@ Status CollectorLink::Connect() {
 
 void CollectorLink::NewSession(const char* why) {
   counters_.sessions++;
+  session_started_ = Clock::now();
   if (!in_flight_.empty()) {
     log_ << "latch-agent: new session with the collector (" << why << "): resending "
          << spool_.unacknowledged() << " unacknowledged records\n";
@@ -205,6 +206,13 @@ void CollectorLink::OnMessage(const zmq::message_t& msg) {
       case schema::Envelope::GRANT_SET:
         counters_.grant_sets++;
         on_grant_set_(env.getGrantSet());
+        break;
+      case schema::Envelope::RESEND_FROM:
+        // Older queued batches reached a new collector after newer ones. One
+        // new session is enough for a burst of these.
+        if (Clock::now() - session_started_ > options_.receipt_timeout / 4) {
+          NewSession("the collector is missing records");
+        }
         break;
       case schema::Envelope::REFUSED:
         log_ << "latch-agent: the collector refused a message: " << env.getRefused().cStr() << "\n";

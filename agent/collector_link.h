@@ -107,6 +107,7 @@ class CollectorLink {
   std::deque<InFlight> in_flight_;
   boost::asio::steady_timer timer_;
   std::chrono::steady_clock::time_point last_heard_;
+  std::chrono::steady_clock::time_point session_started_;
   std::map<std::string, std::chrono::steady_clock::time_point> last_alarm_;
   CollectorLinkCounters counters_;
 };

@@ -89,6 +89,16 @@ struct Alarm {
   shownCheckpoint @3 :Data;      # the one it was shown
 }
 
+# Collector -> agent: records of this boot arrived out of order (after a
+# reconnection, older queued messages can arrive after newer ones); the
+# collector has everything before `sequence` and nothing from it on. The
+# agent starts a new session, which resends from its first unacknowledged
+# record.
+struct ResendFrom {
+  bootId @0 :Data;
+  sequence @1 :UInt64;
+}
+
 struct Envelope {
   union {
     hello @0 :Hello;
@@ -99,5 +109,6 @@ struct Envelope {
     heartbeat @5 :Int64;         # sender's Unix ns
     alarm @6 :Alarm;
     refused @7 :Text;            # collector -> agent: why a message was refused
+    resendFrom @8 :ResendFrom;   # collector -> agent: a gap in a boot's sequences
   }
 }

@@ -309,10 +309,18 @@ void CollectorServer::OnBatch(const std::string& route, const std::string& host,
   rec.receive_time_ns = now;
   std::string bytes;
   uint64_t first = 0, count = 0;
+  uint64_t gap_at = 0;  // non-zero: the sequence that was expected and missing
   for (auto r : records) {
     if (r.getSequence() <= floor) {
       counters_.records_duplicate++;
       continue;
+    }
+    // Only the next sequence is appended: a record past a gap waits for the
+    // agent to resend what is missing (exactly once means gap-free too).
+    if (r.getSequence() != floor + count + 1) {
+      gap_at = floor + count + 1;
+      counters_.records_out_of_order += records.size();
+      break;
     }
     rec.kind = r.getKind() == schema::RecordKind::EVENT ? ledger::RecordKind::kEvent
                                                         : ledger::RecordKind::kLoss;
@@ -329,13 +337,20 @@ void CollectorServer::OnBatch(const std::string& route, const std::string& host,
     if (count++ == 0) first = rec.sequence;
   }
   uint64_t from = batch.getCheckpointSize();
+  if (gap_at != 0) {
+    capnp::MallocMessageBuilder m;
+    auto rf = m.initRoot<schema::Envelope>().initResendFrom();
+    rf.setBootId(Bytes(boot));
+    rf.setSequence(gap_at);
+    Send(route, Serialize(m));
+  }
   if (count == 0) {
     // All retransmissions. A receipt now, unless a submission is still on its
     // way to disk: its receipt will cover these too.
     if (fl == in_flight_.end()) SendReceipt(host, boot, from);
     return;
   }
-  uint64_t last = prev;
+  uint64_t last = floor + count;
   in_flight_[key] = last;
   counters_.records_appended += count;
   auto c = std::make_unique<Completion>();
@@ -643,6 +658,7 @@ void CollectorServer::HandleAdmin() {
                {"batches", counters_.batches.load()},
                {"records_appended", counters_.records_appended.load()},
                {"records_duplicate", counters_.records_duplicate.load()},
+               {"records_out_of_order", counters_.records_out_of_order.load()},
                {"receipts", counters_.receipts.load()},
                {"refused_keys", counters_.refused_keys.load()},
                {"malformed_messages", counters_.malformed_messages.load()},

@@ -37,6 +37,7 @@ struct CollectorCounters {
   std::atomic<uint64_t> batches{0};
   std::atomic<uint64_t> records_appended{0};
   std::atomic<uint64_t> records_duplicate{0};
+  std::atomic<uint64_t> records_out_of_order{0};  // past a gap: left for the resend
   std::atomic<uint64_t> receipts{0};
   std::atomic<uint64_t> refused_keys{0};
   std::atomic<uint64_t> malformed_messages{0};

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -344,6 +345,82 @@ TEST_F(ChannelTest, EventsReachTheLedgerOnceAndGrantsReachTheKernel) {
   EXPECT_TRUE(has("grantIssued"));
   EXPECT_TRUE(has("grantRevoked"));
   EXPECT_TRUE(has("grantSetApplied"));
+}
+
+// A steady stream of connects from a child (a few hundred a second) until
+// StopStream(); each is one decision event.
+class StreamingChannelTest : public ChannelTest {
+ protected:
+  void StartStream() {
+    ASSERT_EQ(::pipe2(stream_pipe_, O_CLOEXEC), 0);
+    stream_ = ::fork();
+    if (stream_ == 0) {
+      if (!JoinCgroupAs(sandbox_.cgroup() + "/cgroup.procs", kUid)) ::_exit(100);
+      static volatile sig_atomic_t stop = 0;
+      ::signal(SIGTERM, [](int) { stop = 1; });
+      uint64_t n = 0;
+      while (!stop) {
+        int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a = Loopback4(port_);
+        ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+        ::close(s);
+        ++n;
+        ::usleep(2000);
+      }
+      (void)!::write(stream_pipe_[1], &n, sizeof(n));
+      ::_exit(0);
+    }
+    ::close(stream_pipe_[1]);
+  }
+  void StopStream() {
+    ::kill(stream_, SIGTERM);
+    uint64_t n = 0;
+    ASSERT_EQ(::read(stream_pipe_[0], &n, sizeof(n)), static_cast<ssize_t>(sizeof(n)));
+    ::close(stream_pipe_[0]);
+    ::waitpid(stream_, nullptr, 0);
+    decisions_ += n;
+  }
+  // Kills `which` (agent or collector) with SIGKILL at a random moment,
+  // `times` times, restarting it each time, while the stream runs.
+  void KillLoop(bool agent, int times) {
+    std::mt19937 rng(static_cast<uint32_t>(::getpid()));
+    std::uniform_int_distribution<int> pause_ms(20, 400);
+    StartStream();
+    for (int i = 0; i < times; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms(rng)));
+      if (agent) {
+        Kill(&agent_);
+        std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms(rng) / 4));
+        StartAgent();
+      } else {
+        Kill(&collector_);
+        std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms(rng) / 4));
+        StartCollector();
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    StopStream();
+    LedgerView v = WaitForEvents(decisions_, 60);
+    ExpectExactlyOnce(v, decisions_);
+    std::string out;
+    EXPECT_EQ(RunTool({LATCH_LEDGER_BIN, "verify", dir_ + "/collector/ledger"}, &out), 0) << out;
+    EXPECT_EQ(Slurp(dir_ + "/agent.log").find("ALARM"), std::string::npos)
+        << Slurp(dir_ + "/agent.log");
+  }
+  pid_t stream_ = -1;
+  int stream_pipe_[2] = {-1, -1};
+};
+
+TEST_F(StreamingChannelTest, CollectorKilledTwentyTimesLosesNothing) {
+  StartCollector();
+  StartAgent();
+  KillLoop(/*agent=*/false, 20);
+}
+
+TEST_F(StreamingChannelTest, AgentKilledTwentyTimesLosesNothing) {
+  StartCollector();
+  StartAgent();
+  KillLoop(/*agent=*/true, 20);
 }
 
 TEST_F(ChannelTest, KilledAgentOrCollectorLosesNothing) {
