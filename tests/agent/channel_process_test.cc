@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "collector/ledger/ledger.h"
+#include "channel_helpers.h"
 #include "kernel_sandbox.h"
 #include "schemas/canonical.h"
 #include "schemas/record_codec.h"
@@ -32,42 +33,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 constexpr uint32_t kUid = 6262;
-
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// Runs a command to completion; returns its exit code, stdout in *out.
-int RunTool(std::vector<std::string> argv, std::string* out) {
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) != 0) return -1;
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(p[1], STDOUT_FILENO);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  ::close(p[1]);
-  out->clear();
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(p[0], buf, sizeof(buf))) > 0) out->append(buf, static_cast<size_t>(n));
-  ::close(p[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-// What the collector's ledger holds: events per (boot, sequence) and workflow actions.
-struct LedgerView {
-  std::map<std::pair<std::string, uint64_t>, int> events;  // -> how many times
-  std::vector<std::string> workflow;                       // action kinds, in order
-  size_t size = 0;
-};
 
 class ChannelTest : public ::testing::Test {
  protected:
@@ -236,29 +201,7 @@ class ChannelTest : public ::testing::Test {
     return made;
   }
 
-  LedgerView ReadLedger() {
-    LedgerView v;
-    std::unique_ptr<ledger::Ledger> l;
-    Status s = ledger::Ledger::Open(dir_ + "/collector/ledger", ledger::Ledger::Mode::kReadOnly, &l);
-    if (!s.ok()) return v;
-    v.size = l->size();
-    std::string entry;
-    ledger::LedgerRecord r;
-    for (uint64_t i = 0; i < v.size; ++i) {
-      if (!l->ReadEntry(i, &entry).ok() || !ledger::DecodeRecord(entry, &r).ok()) continue;
-      if (r.kind == ledger::RecordKind::kEvent) {
-        v.events[{r.agent_boot_id, r.sequence}]++;
-      } else if (r.kind == ledger::RecordKind::kWorkflow) {
-        (void)schema::ReadCanonical<schema::WorkflowAction>(r.payload, "action", [&](auto a) {
-          const char* names[] = {"grantIssued", "grantRevoked", "grantSetApplied", "refusal",
-                                 "agentAlarm", "agentConnected"};
-          v.workflow.push_back(names[static_cast<int>(a.which())]);
-          return Status::Ok();
-        });
-      }
-    }
-    return v;
-  }
+  LedgerView ReadLedger() { return ReadLedgerAt(dir_ + "/collector/ledger"); }
   // Waits until the ledger holds `events` distinct events; returns the view.
   LedgerView WaitForEvents(size_t events, int seconds = 30) {
     auto deadline = Clock::now() + std::chrono::seconds(seconds);

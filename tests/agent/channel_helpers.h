@@ -1,0 +1,82 @@
+// Helpers for tests that run latch-agent and latch-collector as processes.
+#pragma once
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "collector/ledger/ledger.h"
+#include "schemas/canonical.h"
+#include "schemas/record_codec.h"
+#include "schemas/workflow.capnp.h"
+
+namespace latch::agent {
+
+inline std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Runs a command to completion; returns its exit code, stdout in *out.
+inline int RunTool(std::vector<std::string> argv, std::string* out) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return -1;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(p[1], STDOUT_FILENO);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(p[1]);
+  out->clear();
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(p[0], buf, sizeof(buf))) > 0) out->append(buf, static_cast<size_t>(n));
+  ::close(p[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// What the collector's ledger holds: events per (boot, sequence) and workflow actions.
+struct LedgerView {
+  std::map<std::pair<std::string, uint64_t>, int> events;  // -> how many times
+  std::vector<std::string> workflow;                       // action kinds, in order
+  std::map<std::string, size_t> events_by_host;
+  size_t size = 0;
+};
+
+inline LedgerView ReadLedgerAt(const std::string& dir) {
+  LedgerView v;
+  std::unique_ptr<ledger::Ledger> l;
+  Status s = ledger::Ledger::Open(dir, ledger::Ledger::Mode::kReadOnly, &l);
+  if (!s.ok()) return v;
+  v.size = l->size();
+  std::string entry;
+  ledger::LedgerRecord r;
+  for (uint64_t i = 0; i < v.size; ++i) {
+    if (!l->ReadEntry(i, &entry).ok() || !ledger::DecodeRecord(entry, &r).ok()) continue;
+    if (r.kind == ledger::RecordKind::kEvent) {
+      v.events[{r.agent_boot_id, r.sequence}]++;
+      v.events_by_host[r.host_id]++;
+    } else if (r.kind == ledger::RecordKind::kWorkflow) {
+      (void)schema::ReadCanonical<schema::WorkflowAction>(r.payload, "action", [&](auto a) {
+        const char* names[] = {"grantIssued", "grantRevoked", "grantSetApplied", "refusal",
+                               "agentAlarm", "agentConnected"};
+        v.workflow.push_back(names[static_cast<int>(a.which())]);
+        return Status::Ok();
+      });
+    }
+  }
+  return v;
+}
+
+}  // namespace latch::agent
