@@ -552,7 +552,8 @@ Status CollectorServer::RecordWorkflow(const std::string& action, const std::str
   ledger::EntryBatch batch;
   LATCH_RETURN_IF_ERROR(WorkflowEntry(action, host, &batch));
   uint64_t index;
-  return batcher_->Append(std::move(batch), &index);
+  // Grants wait for this record before they take effect: no batch-age delay.
+  return batcher_->Append(std::move(batch), &index, /*urgent=*/true);
 }
 
 void CollectorServer::RecordWorkflowAsync(const std::string& action, const std::string& host) {

@@ -17,25 +17,27 @@ Batcher::~Batcher() {
   thread_.join();
 }
 
-void Batcher::Submit(EntryBatch batch, Done done) {
+void Batcher::Submit(EntryBatch batch, Done done, bool urgent) {
   std::unique_lock lock(mu_);
   space_cv_.wait(lock, [&] {
     return pending_entries_ == 0 || pending_entries_ + batch.size() <= options_.max_pending_entries;
   });
   pending_entries_ += batch.size();
-  pending_.push_back({std::move(batch), std::move(done), std::chrono::steady_clock::now()});
-  // Wake the committer when a batch becomes full, or a first entry starts the age clock.
-  bool wake = pending_entries_ >= options_.max_batch_entries || pending_.size() == 1;
+  pending_.push_back({std::move(batch), std::move(done), std::chrono::steady_clock::now(), urgent});
+  if (urgent) ++pending_urgent_;
+  // Wake the committer when a batch becomes full or urgent, or a first entry
+  // starts the age clock.
+  bool wake = pending_entries_ >= options_.max_batch_entries || pending_.size() == 1 || urgent;
   lock.unlock();
   if (wake) work_cv_.notify_one();
 }
 
-Status Batcher::Append(EntryBatch batch, uint64_t* first_index) {
+Status Batcher::Append(EntryBatch batch, uint64_t* first_index, bool urgent) {
   std::promise<std::pair<Status, uint64_t>> result;
   auto future = result.get_future();
   Submit(std::move(batch), [&result](const Status& s, uint64_t first) {
     result.set_value({s, first});
-  });
+  }, urgent);
   auto [status, first] = future.get();
   *first_index = first;
   return status;
@@ -53,7 +55,7 @@ void Batcher::Run() {
     std::unique_lock lock(mu_);
     while (true) {
       if (pending_entries_ >= options_.max_batch_entries) break;
-      if (stopping_) break;
+      if (stopping_ || pending_urgent_ > 0) break;
       if (pending_.empty()) {
         work_cv_.wait(lock);
         continue;
@@ -70,6 +72,7 @@ void Batcher::Run() {
     while (!pending_.empty() && (entries == 0 || entries + pending_.front().batch.size() <=
                                                      options_.max_batch_entries)) {
       entries += pending_.front().batch.size();
+      if (pending_.front().urgent) --pending_urgent_;
       taken.push_back(std::move(pending_.front()));
       pending_.pop_front();
     }

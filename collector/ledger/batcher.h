@@ -45,9 +45,12 @@ class Batcher {
   Batcher(const Batcher&) = delete;
   Batcher& operator=(const Batcher&) = delete;
 
-  void Submit(EntryBatch batch, Done done);
+  // `urgent`: close the batch now rather than at its age limit (for rare,
+  // latency-bound records such as a grant that takes effect only once it is
+  // in the ledger); whatever else is pending goes along.
+  void Submit(EntryBatch batch, Done done, bool urgent = false);
   // Submit and wait for durability.
-  Status Append(EntryBatch batch, uint64_t* first_index);
+  Status Append(EntryBatch batch, uint64_t* first_index, bool urgent = false);
 
   struct Stats {
     uint64_t batches = 0;
@@ -61,6 +64,7 @@ class Batcher {
     EntryBatch batch;
     Done done;
     std::chrono::steady_clock::time_point queued;
+    bool urgent = false;
   };
   void Run();
 
@@ -71,6 +75,7 @@ class Batcher {
   std::condition_variable space_cv_;  // submitters wait for room
   std::deque<Pending> pending_;
   size_t pending_entries_ = 0;
+  size_t pending_urgent_ = 0;  // urgent submissions waiting: commit without waiting for age
   bool stopping_ = false;
   Stats stats_;
   std::thread thread_;

@@ -1,0 +1,472 @@
+// channel_bench: the agent-collector channel, measured.
+//
+//   build/tests/channel_bench [--events N] [--grants N] [--agents N] [--parts e,g,f]
+//
+// e (end to end): N decision records from one agent into the durable ledger:
+//   the agent's own pieces (spool sink, spool, collector link with receipt
+//   verification) fed straight from memory (a kernel cannot make more than
+//   ~150,000 decisions/s from one process here), an in-process collector over
+//   CURVE on loopback. Side by side in the same run: the ledger's own append
+//   rate for the same records.
+// g (grant latency, root): an in-process collector and agent daemon on a
+//   sandbox cgroup; N grants issued through the admin socket, each timed until
+//   the kernel's grant map holds it, then revoked and timed until it is gone.
+// f (fleet): N simulated agents (the real protocol over CURVE, one process)
+//   against a latch-collector process: events/s, the collector's memory, and
+//   the time until every agent has a grant change.
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <bpf/bpf.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+#include <zmq.hpp>
+
+#include "agent/agent_daemon.h"
+#include "agent/boot_clock.h"
+#include "agent/checkpoint_witness.h"
+#include "agent/collector_link.h"
+#include "agent/event_record.h"
+#include "agent/spool.h"
+#include "agent/spool_sink.h"
+#include "collector/ingest/collector_server.h"
+#include "collector/ledger/batcher.h"
+#include "kernel_sandbox.h"
+#include "schemas/canonical.h"
+#include "schemas/record_codec.h"
+#include "schemas/wire.capnp.h"
+
+namespace {
+
+using namespace latch;
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+[[noreturn]] void Die(const std::string& what) { throw std::runtime_error(what); }
+void Check(const Status& s, const char* what) {
+  if (!s.ok()) Die(std::string(what) + ": " + s.ToString());
+}
+double Secs(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+std::string TempDir(const char* name) {
+  std::string t = (fs::temp_directory_path() / (std::string(name) + "-XXXXXX")).string();
+  if (::mkdtemp(t.data()) == nullptr) Die("mkdtemp");
+  return t;
+}
+int FreePort() { return 40000 + ::getpid() % 20000; }
+
+latch_decision_event SampleEvent(uint64_t i) {
+  latch_decision_event e{};
+  e.ktime_boot_ns = agent::NowBootNs();
+  e.pid = e.tgid = 4242;
+  e.uid = e.gid = 1000;
+  e.cgroup_id = 77;
+  std::memcpy(e.comm, "psql", 4);
+  e.family = 2;
+  e.protocol = 6;
+  e.addr[10] = e.addr[11] = 0xff;
+  e.addr[12] = 10;
+  e.addr[15] = static_cast<uint8_t>(i);
+  e.port = 5432;
+  e.resource_id = 9;
+  e.verdict = LATCH_VERDICT_DENY;
+  e.hook = LATCH_HOOK_CONNECT4;
+  return e;
+}
+
+// A collector on a thread, with one agent key enrolled as "bench-host".
+struct InProcessCollector {
+  InProcessCollector(const std::string& dir, const std::string& agent_public, int port) {
+    collector::CollectorConfig c;
+    c.data_dir = dir;
+    c.origin = "bench.example/ledger";
+    c.endpoints = {"tcp://127.0.0.1:" + std::to_string(port)};
+    c.agents[agent_public] = "bench-host";
+    Check(collector::CollectorServer::Open(c, &server), "collector");
+    thread = std::thread([this] { (void)server->Run(); });
+  }
+  ~InProcessCollector() {
+    server->Stop();
+    thread.join();
+  }
+  std::unique_ptr<collector::CollectorServer> server;
+  std::thread thread;
+};
+
+void EndToEnd(uint64_t n) {
+  std::printf("end to end: %llu records from one agent into the durable ledger\n",
+              static_cast<unsigned long long>(n));
+  std::string dir = TempDir("/tmp/latch-channel-bench");
+  schema::CurveKeyPair agent_key;
+  Check(schema::LoadOrCreateCurveKey(dir + "/agent.key", &agent_key), "agent key");
+  int port = FreePort();
+  double e2e_rate = 0;
+  {
+    InProcessCollector collector(dir + "/collector", agent_key.public_z85, port);
+    agent::SpoolOptions so;
+    so.dir = dir + "/spool";
+    so.max_bytes = 4ull << 30;
+    std::unique_ptr<agent::Spool> spool;
+    Check(agent::Spool::Open(so, std::string(16, '\x07'), &spool), "spool");
+    tlog::NoteVerifier ledger_key;
+    Check(tlog::NoteVerifier::Parse(collector.server->ledger_vkey(), &ledger_key), "vkey");
+    std::unique_ptr<agent::CheckpointWitness> witness;
+    Check(agent::CheckpointWitness::Open(dir + "/checkpoint", ledger_key, &witness), "witness");
+    agent::SpoolSink sink(*spool);
+    boost::asio::io_context io;
+    agent::CollectorLinkOptions lo;
+    lo.endpoints = {"tcp://127.0.0.1:" + std::to_string(port)};
+    lo.server_public_key = collector.server->curve_public_key();
+    lo.key = agent_key;
+    lo.host_id = "bench-host";
+    lo.batch_records = 4096;
+    lo.window_batches = 8;
+    std::ostringstream log;
+    agent::CollectorLink link(io, lo, *spool, *witness, [] { return uint64_t{0}; },
+                              [](schema::SignedGrantSet::Reader) {}, log);
+    uint64_t fed = 0;
+    auto start = Clock::now();
+    // The daemon's shape: a ring read of up to 4096 records, flush, pump.
+    std::function<void()> feed = [&] {
+      for (int i = 0; i < 4096 && fed < n; ++i) sink.AddEvent(SampleEvent(fed++));
+      Check(sink.Flush(), "spool flush");
+      link.Pump();
+      if (link.counters().records_acknowledged >= n) {
+        io.stop();
+        return;
+      }
+      // Keep at most ~1M unacknowledged records queued, as a full ring would.
+      if (fed < n && spool->unacknowledged() < (1u << 20)) {
+        boost::asio::post(io, feed);
+      } else {
+        auto t = std::make_shared<boost::asio::steady_timer>(io, std::chrono::microseconds(200));
+        t->async_wait([t, &feed](const boost::system::error_code&) { feed(); });
+      }
+    };
+    Check(link.Start(), "link");
+    boost::asio::post(io, feed);
+    io.run();
+    double secs = Secs(start);
+    e2e_rate = n / secs;
+    std::printf("  agent -> collector -> durable ledger, receipts verified: %llu records in %.2f s: "
+                "%.0f records/s (receipts %llu, rejected %llu)\n",
+                static_cast<unsigned long long>(link.counters().records_acknowledged), secs,
+                e2e_rate, static_cast<unsigned long long>(link.counters().receipts),
+                static_cast<unsigned long long>(link.counters().receipts_rejected));
+  }
+  // The ledger alone, same records (as the collector encodes them), same batcher.
+  {
+    std::string ldir = dir + "/ledger-only";
+    Check(ledger::Ledger::Create(ldir, "bench.example/only"), "ledger");
+    std::unique_ptr<ledger::Ledger> l;
+    Check(ledger::Ledger::Open(ldir, ledger::Ledger::Mode::kReadWrite, &l), "ledger");
+    ledger::Batcher batcher(*l, {});
+    ledger::LedgerRecord rec;
+    rec.kind = ledger::RecordKind::kEvent;
+    rec.host_id = "bench-host";
+    rec.agent_boot_id = std::string(16, '\x07');
+    std::atomic<uint64_t> done{0};
+    auto start = Clock::now();
+    std::string bytes;
+    for (uint64_t i = 0; i < n;) {
+      ledger::EntryBatch batch;
+      for (int k = 0; k < 4096 && i < n; ++k, ++i) {
+        rec.sequence = i + 1;
+        rec.event_time_ns = rec.receive_time_ns = agent::NowUnixNs();
+        rec.payload = agent::EncodeDecisionEvent(SampleEvent(i));
+        Check(ledger::EncodeRecord(rec, &bytes), "encode");
+        Check(batch.Add(bytes), "add");
+      }
+      size_t size = batch.size();
+      batcher.Submit(std::move(batch), [&done, size](const Status& s, uint64_t) {
+        if (s.ok()) done += size;
+      });
+    }
+    while (done.load() < n) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    double secs = Secs(start);
+    double rate = n / secs;
+    std::printf("  ledger alone (encode + append, same records): %.2f s: %.0f records/s\n", secs,
+                rate);
+    std::printf("  ratio end to end / ledger alone: %.2f\n", e2e_rate / rate);
+  }
+  fs::remove_all(dir);
+}
+
+// Grant-to-kernel and revoke-to-kernel latency over the real pieces.
+void GrantLatency(int n) {
+  if (::geteuid() != 0) Die("the grant latency part needs root");
+  std::printf("grant latency: %d grants issued and revoked through the admin socket\n", n);
+  agent::KernelSandbox sandbox;
+  std::string why = sandbox.Create("latch-channel-bench");
+  if (!why.empty()) Die(why);
+  std::string dir = TempDir("/tmp/latch-grant-bench");
+  int port = FreePort() + 1;
+  schema::CurveKeyPair agent_key;
+  Check(schema::LoadOrCreateCurveKey(dir + "/agent.key", &agent_key), "agent key");
+  std::vector<double> grant_ms, revoke_ms;
+  {
+    InProcessCollector collector(dir + "/collector", agent_key.public_z85, port);
+    agent::AgentConfig ac;
+    ac.host_id = "bench-host";
+    ac.cgroup = sandbox.cgroup();
+    ac.pin_dir = sandbox.pin_dir();
+    agent::Resource r{9, "db", {}, agent::Protocol::kTcp, 5432, 5432, agent::Mode::kEnforce};
+    if (!agent::Cidr::Parse("127.0.0.1", &r.destinations.emplace_back()).ok()) Die("cidr");
+    ac.resources = {r};
+    ac.collector.enabled = true;
+    ac.collector.endpoints = {"tcp://127.0.0.1:" + std::to_string(port)};
+    ac.collector.server_public_key = collector.server->curve_public_key();
+    ac.collector.grant_key = collector.server->grant_vkey();
+    ac.collector.ledger_key = collector.server->ledger_vkey();
+    ac.collector.state_dir = dir + "/agent";
+    fs::create_directories(ac.collector.state_dir);
+    fs::copy_file(dir + "/agent.key", ac.collector.state_dir + "/agent.key");
+    std::ostringstream records, log;
+    agent::AgentDaemon daemon(ac, records, log);
+    Check(daemon.Start(), "agent start");
+    std::thread agent_thread([&] { (void)daemon.Run(); });
+    int grants_fd = bpf_obj_get((sandbox.pin_dir() + "/latch_grants").c_str());
+    if (grants_fd < 0) Die("open pinned grants map");
+    zmq::context_t ctx;
+    zmq::socket_t admin(ctx, zmq::socket_type::req);
+    admin.connect(collector.server->admin_endpoint());
+    auto send = [&](const nlohmann::json& j) {
+      std::string req = j.dump();
+      admin.send(zmq::buffer(req), zmq::send_flags::none);
+    };
+    auto reply_of = [&]() {
+      zmq::message_t reply;
+      (void)admin.recv(reply);
+      auto out = nlohmann::json::parse(reply.to_string());
+      if (!out.value("ok", false)) Die("admin: " + reply.to_string());
+      return out;
+    };
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the agent's Hello
+    for (int i = 0; i < n; ++i) {
+      uint32_t uid = 100000 + static_cast<uint32_t>(i);
+      latch_grant_key key{LATCH_PRINCIPAL_UID, 9, uid};
+      latch_grant_value value{};
+      // Timed from the request until the kernel's map has it; the admin
+      // reply is read afterwards.
+      auto t0 = Clock::now();
+      send({{"op", "issue"}, {"principals", {{{"uid", uid}}}}, {"resources", {9}},
+            {"hosts", {"bench-host"}}, {"duration_s", 600}});
+      while (bpf_map_lookup_elem(grants_fd, &key, &value) != 0) {
+        if (Secs(t0) > 10) Die("grant never reached the kernel");
+      }
+      grant_ms.push_back(Secs(t0) * 1e3);
+      auto reply = reply_of();
+      auto t1 = Clock::now();
+      send({{"op", "revoke"}, {"grant_id", reply["grant_id"]}});
+      while (bpf_map_lookup_elem(grants_fd, &key, &value) == 0) {
+        if (Secs(t1) > 10) Die("revocation never reached the kernel");
+      }
+      revoke_ms.push_back(Secs(t1) * 1e3);
+      reply_of();
+    }
+    ::close(grants_fd);
+    daemon.Stop();
+    agent_thread.join();
+  }
+  Check(agent::Guard::Uninstall(sandbox.pin_dir()), "uninstall");
+  fs::remove_all(dir);
+  auto report = [](const char* what, std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    auto pct = [&](double p) { return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))]; };
+    std::printf("  %s: p50 %.2f ms, p99 %.2f ms, max %.2f ms (%zu samples)\n", what, pct(0.5),
+                pct(0.99), v.back(), v.size());
+  };
+  report("issue -> in the kernel (includes the durable ledger record)", grant_ms);
+  report("revoke -> gone from the kernel", revoke_ms);
+}
+
+// N simulated agents against a latch-collector process.
+void Fleet(int agents, double seconds) {
+  std::printf("fleet: %d simulated agents on one latch-collector process\n", agents);
+  std::string dir = TempDir("/tmp/latch-fleet-bench");
+  int port = FreePort() + 2;
+  std::vector<schema::CurveKeyPair> keys(static_cast<size_t>(agents));
+  {
+    std::ofstream f(dir + "/collector.toml");
+    f << "data_dir = \"" << dir << "/collector\"\norigin = \"fleet.example/ledger\"\n"
+      << "endpoints = [\"tcp://127.0.0.1:" << port << "\"]\n";
+    for (int i = 0; i < agents; ++i) {
+      char pub[41], sec[41];
+      zmq_curve_keypair(pub, sec);
+      keys[static_cast<size_t>(i)] = {pub, sec};
+      f << "[[agent]]\nhost_id = \"h" << i << "\"\ncurve_public_key = \"" << pub << "\"\n";
+    }
+  }
+  pid_t collector = ::fork();
+  if (collector == 0) {
+    ::execl(LATCH_COLLECTOR_BIN, LATCH_COLLECTOR_BIN, "--config", (dir + "/collector.toml").c_str(),
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  // Ends the collector this function started, however it returns.
+  struct Reaper {
+    pid_t pid;
+    ~Reaper() {
+      ::kill(pid, SIGTERM);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } reaper{collector};
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  std::string server_key;
+  {
+    std::ifstream in(dir + "/collector/curve.key");
+    std::getline(in, server_key);
+  }
+  zmq::context_t ctx(2);
+  std::vector<std::unique_ptr<zmq::socket_t>> socks;
+  const std::string boot(16, '\x05');
+  std::vector<uint64_t> next_seq(static_cast<size_t>(agents), 1), grant_version(static_cast<size_t>(agents), 0);
+  auto send = [&](int i, capnp::MessageBuilder& m) {
+    auto w = capnp::messageToFlatArray(m);
+    socks[static_cast<size_t>(i)]->send(zmq::const_buffer(w.asBytes().begin(), w.asBytes().size()),
+                                        zmq::send_flags::dontwait);
+  };
+  for (int i = 0; i < agents; ++i) {
+    auto s = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
+    s->set(zmq::sockopt::curve_serverkey, server_key);
+    s->set(zmq::sockopt::curve_publickey, keys[static_cast<size_t>(i)].public_z85);
+    s->set(zmq::sockopt::curve_secretkey, keys[static_cast<size_t>(i)].secret_z85);
+    s->set(zmq::sockopt::linger, 0);
+    s->connect("tcp://127.0.0.1:" + std::to_string(port));
+    socks.push_back(std::move(s));
+    capnp::MallocMessageBuilder m;
+    auto h = m.initRoot<schema::Envelope>().initHello();
+    h.setHostId("h" + std::to_string(i));
+    h.setBootId(kj::arrayPtr(reinterpret_cast<const capnp::byte*>(boot.data()), 16));
+    send(i, m);
+  }
+  std::string payload = agent::EncodeDecisionEvent(SampleEvent(1));
+  auto send_batch = [&](int i) {
+    capnp::MallocMessageBuilder m;
+    auto b = m.initRoot<schema::Envelope>().initEventBatch();
+    b.setBootId(kj::arrayPtr(reinterpret_cast<const capnp::byte*>(boot.data()), 16));
+    auto rs = b.initRecords(256);
+    for (unsigned k = 0; k < 256; ++k) {
+      rs[k].setSequence(next_seq[static_cast<size_t>(i)] + k);
+      rs[k].setKind(schema::RecordKind::EVENT);
+      rs[k].setEventTimeNs(agent::NowUnixNs());
+      rs[k].setPayload(kj::arrayPtr(reinterpret_cast<const capnp::byte*>(payload.data()), payload.size()));
+    }
+    send(i, m);
+  };
+  // Each agent keeps one batch of 256 in flight; a receipt sends the next.
+  uint64_t acked = 0;
+  std::vector<zmq::pollitem_t> items;
+  for (auto& s : socks) items.push_back({s->handle(), 0, ZMQ_POLLIN, 0});
+  auto handle = [&](int i, const zmq::message_t& msg, bool stream) {
+    kj::Array<capnp::word> words = kj::heapArray<capnp::word>(msg.size() / 8);
+    std::memcpy(words.begin(), msg.data(), words.size() * 8);
+    capnp::ReaderOptions ro;
+    ro.traversalLimitInWords = 1 << 28;
+    capnp::FlatArrayMessageReader r(words.asPtr(), ro);
+    auto env = r.getRoot<schema::Envelope>();
+    if (env.isReceipt()) {
+      uint64_t through = env.getReceipt().getThroughSequence();
+      if (through + 1 > next_seq[static_cast<size_t>(i)]) {
+        acked += through + 1 - next_seq[static_cast<size_t>(i)];
+        next_seq[static_cast<size_t>(i)] = through + 1;
+        if (stream) send_batch(i);
+      }
+    } else if (env.isGrantSet()) {
+      auto set = env.getGrantSet().getSet();
+      Check(schema::ReadCanonical<schema::GrantSet>(
+                std::string_view(reinterpret_cast<const char*>(set.begin()), set.size()), "grant set",
+                [&](schema::GrantSet::Reader g) {
+                  grant_version[static_cast<size_t>(i)] = g.getVersion();
+                  return Status::Ok();
+                }),
+            "grant set");
+    }
+  };
+  auto pump = [&](bool stream, int timeout_ms) {
+    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout_ms));
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (!(items[i].revents & ZMQ_POLLIN)) continue;
+      zmq::message_t msg;
+      while (socks[i]->recv(msg, zmq::recv_flags::dontwait)) handle(static_cast<int>(i), msg, stream);
+    }
+  };
+  for (int i = 0; i < 20; ++i) pump(false, 50);  // hellos answered with grant sets
+  for (int i = 0; i < agents; ++i) send_batch(i);
+  auto start = Clock::now();
+  while (Secs(start) < seconds) pump(true, 100);
+  double secs = Secs(start);
+  uint64_t streamed = acked;
+  for (int i = 0; i < 50; ++i) pump(false, 20);  // the last receipts
+  long rss_kb = 0;
+  {
+    std::ifstream st("/proc/" + std::to_string(collector) + "/status");
+    std::string line;
+    while (std::getline(st, line)) {
+      if (line.rfind("VmRSS:", 0) == 0) rss_kb = std::stol(line.substr(6));
+    }
+  }
+  std::printf("  %llu records acknowledged in %.1f s: %.0f records/s across %d agents\n",
+              static_cast<unsigned long long>(streamed), secs, streamed / secs, agents);
+  std::printf("  collector resident memory: %.1f MiB\n", rss_kb / 1024.0);
+  // One grant naming every host: time until each agent holds a newer set.
+  std::vector<uint64_t> before = grant_version;
+  nlohmann::json hosts = nlohmann::json::array();
+  for (int i = 0; i < agents; ++i) hosts.push_back("h" + std::to_string(i));
+  zmq::socket_t admin(ctx, zmq::socket_type::req);
+  admin.connect("ipc://" + dir + "/collector/admin.sock");
+  std::string req = nlohmann::json{{"op", "issue"}, {"principals", {{{"uid", 1000}}}},
+                                   {"resources", {9}}, {"hosts", hosts}, {"duration_s", 60}}
+                        .dump();
+  auto t0 = Clock::now();
+  admin.send(zmq::buffer(req), zmq::send_flags::none);
+  size_t updated = 0;
+  while (Secs(t0) < 30 && updated < static_cast<size_t>(agents)) {
+    pump(false, 5);
+    updated = 0;
+    for (size_t i = 0; i < before.size(); ++i) updated += grant_version[i] > before[i];
+  }
+  std::printf("  grant change reached %zu of %d agents in %.1f ms\n", updated, agents,
+              Secs(t0) * 1e3);
+  socks.clear();
+  fs::remove_all(dir);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  uint64_t events = 1000000;
+  int grants = 1000, agents = 1000;
+  std::string parts = "e,g,f";
+  for (int i = 1; i < argc; i += 2) {
+    std::string f = argv[i];
+    if (i + 1 >= argc) f = "--help";
+    if (f == "--events") events = std::stoull(argv[i + 1]);
+    else if (f == "--grants") grants = std::stoi(argv[i + 1]);
+    else if (f == "--agents") agents = std::stoi(argv[i + 1]);
+    else if (f == "--parts") parts = argv[i + 1];
+    else {
+      std::fprintf(stderr, "usage: channel_bench [--events N] [--grants N] [--agents N] [--parts e,g,f]\n");
+      return 2;
+    }
+  }
+  try {
+    if (parts.find('e') != std::string::npos) EndToEnd(events);
+    if (parts.find('g') != std::string::npos) GrantLatency(grants);
+    if (parts.find('f') != std::string::npos) Fleet(agents, 10);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "channel_bench: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
