@@ -60,7 +60,7 @@ class ChannelTest : public ::testing::Test {
         if (c >= 0) ::close(c);
       }
     });
-    collector_port_ = 30000 + ::getpid() % 20000;
+    collector_port_ = FreeLoopbackPort();
     WriteCollectorConfig("");
     std::string out;
     ASSERT_EQ(RunTool({LATCH_COLLECTOR_BIN, "keys", "--config", dir_ + "/collector.toml"}, &out), 0);

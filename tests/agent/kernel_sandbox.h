@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -27,6 +28,20 @@ inline sockaddr_in Loopback4(uint16_t port) {
 
 // In a forked child: moves the process into `cgroup` and, unless uid is 0,
 // becomes that uid (and gid). Async-signal-safe; false on failure.
+// A loopback TCP port nobody listens on now (bind to port 0, read it, close).
+inline uint16_t FreeLoopbackPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a = Loopback4(0);
+  socklen_t len = sizeof(a);
+  uint16_t port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), len) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
+    port = ntohs(a.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
 inline bool JoinCgroupAs(const std::string& cgroup_procs, uint32_t uid) {
   int fd = ::open(cgroup_procs.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return false;

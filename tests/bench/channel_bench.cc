@@ -16,7 +16,10 @@
 //   the time until every agent has a grant change.
 #include <capnp/message.h>
 #include <capnp/serialize.h>
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -63,7 +66,7 @@ std::string TempDir(const char* name) {
   if (::mkdtemp(t.data()) == nullptr) Die("mkdtemp");
   return t;
 }
-int FreePort() { return 40000 + ::getpid() % 20000; }
+int FreePort() { return agent::FreeLoopbackPort(); }
 
 latch_decision_event SampleEvent(uint64_t i) {
   latch_decision_event e{};
@@ -210,7 +213,7 @@ void GrantLatency(int n) {
   std::string why = sandbox.Create("latch-channel-bench");
   if (!why.empty()) Die(why);
   std::string dir = TempDir("/tmp/latch-grant-bench");
-  int port = FreePort() + 1;
+  int port = FreePort();
   schema::CurveKeyPair agent_key;
   Check(schema::LoadOrCreateCurveKey(dir + "/agent.key", &agent_key), "agent key");
   std::vector<double> grant_ms, revoke_ms;
@@ -294,7 +297,7 @@ void GrantLatency(int n) {
 void Fleet(int agents, double seconds) {
   std::printf("fleet: %d simulated agents on one latch-collector process\n", agents);
   std::string dir = TempDir("/tmp/latch-fleet-bench");
-  int port = FreePort() + 2;
+  int port = FreePort();
   std::vector<schema::CurveKeyPair> keys(static_cast<size_t>(agents));
   {
     std::ofstream f(dir + "/collector.toml");
@@ -313,14 +316,17 @@ void Fleet(int agents, double seconds) {
             static_cast<char*>(nullptr));
     ::_exit(127);
   }
-  // Ends the collector this function started, however it returns.
+  // Ends the collector this function started, however it returns, then
+  // removes its directory.
   struct Reaper {
     pid_t pid;
+    std::string dir;
     ~Reaper() {
       ::kill(pid, SIGTERM);
       ::waitpid(pid, nullptr, 0);
+      fs::remove_all(dir);
     }
-  } reaper{collector};
+  } reaper{collector, dir};
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   std::string server_key;
   {
@@ -439,7 +445,6 @@ void Fleet(int agents, double seconds) {
   std::printf("  grant change reached %zu of %d agents in %.1f ms\n", updated, agents,
               Secs(t0) * 1e3);
   socks.clear();
-  fs::remove_all(dir);
 }
 
 }  // namespace

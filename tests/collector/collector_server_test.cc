@@ -2,7 +2,11 @@
 // protocol over CURVE on loopback.
 #include <capnp/message.h>
 #include <capnp/serialize.h>
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <thread>
 #include <zmq.hpp>
@@ -87,7 +91,18 @@ class CollectorTest : public ::testing::Test {
     config_.data_dir = dir_ / "data";
     config_.origin = "test.example/ledger";
     config_.batch_max_age_ms = 1;
-    int port = 20000 + (::getpid() % 20000);
+    int port = 0;
+    {  // a loopback port nobody listens on now
+      int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_in b{};
+      b.sin_family = AF_INET;
+      b.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      socklen_t blen = sizeof(b);
+      ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&b), blen), 0);
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&b), &blen);
+      ::close(fd);
+      port = ntohs(b.sin_port);
+    }
     config_.endpoints = {"tcp://127.0.0.1:" + std::to_string(port)};
     endpoint_ = config_.endpoints[0];
     std::unique_ptr<CollectorServer> probe;
