@@ -114,6 +114,7 @@ void CollectorLink::NewSession(const char* why) {
   h.setBootId(Bytes(spool_.boot_id()));
   h.setCheckpointSize(witness_.size());
   h.setGrantSetVersion(grant_version_());
+  h.setLastAcknowledgedSequence(spool_.acknowledged(spool_.boot_id()));
   Send(m);
   Pump();
 }

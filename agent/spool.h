@@ -78,6 +78,8 @@ class Spool {
   uint64_t next_sequence() const { return next_sequence_; }
   uint64_t bytes() const { return bytes_ + buffer_.size(); }
   uint64_t segment_count() const { return segments_.size(); }
+  // The highest sequence of `boot_id` a receipt has acknowledged (0: none).
+  uint64_t acknowledged(const std::string& boot_id) const { return Acked(boot_id); }
   // Records spooled and not yet acknowledged (all boots).
   uint64_t unacknowledged() const;
 

@@ -19,6 +19,8 @@ struct Hello {
   bootId @1 :Data;               # 16 bytes, new each agent start
   checkpointSize @2 :UInt64;     # tree size of the checkpoint the agent holds (0: none)
   grantSetVersion @3 :UInt64;    # version of the grant set the kernel holds (0: none)
+  lastAcknowledgedSequence @4 :UInt64;  # of bootId: the highest sequence a verified
+                                        # receipt covered (0: none yet)
 }
 
 # One spooled record: an event or a loss record, with its exactly-once key.

@@ -399,12 +399,12 @@ void CollectorServer::HandleCompletions() {
     auto key = std::make_pair(c->host, c->boot);
     auto it = in_flight_.find(key);
     if (it != in_flight_.end() && it->second <= last_sequence) in_flight_.erase(it);
-    SendReceipt(c->host, c->boot, c->checkpoint_from);
+    SendReceipt(c->host, c->boot, c->checkpoint_from, c.get());
   }
 }
 
 void CollectorServer::SendReceipt(const std::string& host, const std::string& boot,
-                                  uint64_t checkpoint_from) {
+                                  uint64_t checkpoint_from, const Completion* appended) {
   const SequenceMark* mark = sequences_.Find(host, boot);
   auto route = routes_.find(host);
   if (mark == nullptr || route == routes_.end()) return;
@@ -429,6 +429,11 @@ void CollectorServer::SendReceipt(const std::string& host, const std::string& bo
   r.setThroughSequence(mark->sequence);
   r.setThroughIndex(mark->index);
   r.setThroughReceiveTimeNs(mark->receive_time_ns);
+  if (appended != nullptr) {
+    r.setAppendedFirstSequence(appended->first_sequence);
+    r.setAppendedFirstIndex(appended->first_index);
+    r.setAppendedCount(appended->count);
+  }
   r.setCheckpoint(Bytes(note));
   auto inc = r.initInclusionProof(static_cast<unsigned>(inclusion.size()));
   for (unsigned i = 0; i < inclusion.size(); ++i) inc.set(i, {inclusion[i].data(), 32});

@@ -83,7 +83,10 @@ class CollectorServer {
                schema::EventBatch::Reader batch);
   void OnApplied(const std::string& host, schema::Applied::Reader applied);
   void OnAlarm(const std::string& host, schema::Alarm::Reader alarm);
-  void SendReceipt(const std::string& host, const std::string& boot, uint64_t checkpoint_from);
+  // `appended`: the records this submission added (none for a batch of
+  // retransmissions), reported in the receipt with their indexes.
+  void SendReceipt(const std::string& host, const std::string& boot, uint64_t checkpoint_from,
+                   const Completion* appended = nullptr);
   void PushGrantSet(const std::string& host);
   void Send(const std::string& route, const std::string& payload);
   // Appends one workflow record (canonical WorkflowAction bytes) and waits.

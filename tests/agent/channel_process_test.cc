@@ -385,6 +385,28 @@ TEST_F(ChannelTest, KilledAgentOrCollectorLosesNothing) {
   EXPECT_EQ(RunTool({LATCH_LEDGER_BIN, "verify", dir_ + "/collector/ledger"}, &out), 0) << out;
 }
 
+TEST_F(ChannelTest, FailsOverToTheNextEndpoint) {
+  // The first endpoint has nobody behind it; the agent gives up on it after
+  // its silence limit and delivers through the second.
+  uint16_t dead = FreeLoopbackPort();
+  std::string config = Slurp(dir_ + "/agent.toml");
+  std::string live = "endpoints = [\"tcp://127.0.0.1:" + std::to_string(collector_port_) + "\"]";
+  size_t at = config.find(live);
+  ASSERT_NE(at, std::string::npos);
+  config.replace(at, live.size(),
+                 "endpoints = [\"tcp://127.0.0.1:" + std::to_string(dead) +
+                     "\", \"tcp://127.0.0.1:" + std::to_string(collector_port_) + "\"]");
+  std::ofstream(dir_ + "/agent.toml") << config;
+  StartCollector();
+  StartAgent();
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(ConnectOnce(), EPERM);
+  LedgerView v = WaitForEvents(decisions_, 30);
+  ExpectExactlyOnce(v, decisions_);
+  EXPECT_NE(Slurp(dir_ + "/agent.log").find("trying tcp://127.0.0.1:" + std::to_string(collector_port_)),
+            std::string::npos)
+      << Slurp(dir_ + "/agent.log");
+}
+
 TEST_F(ChannelTest, RolledBackLedgerIsCaughtByTheAgent) {
   StartCollector();
   StartAgent();

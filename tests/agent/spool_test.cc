@@ -6,6 +6,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include "agent/spool_sink.h"
+#include "schemas/canonical.h"
+#include "schemas/event.capnp.h"
+#include "schemas/ledger.capnp.h"
+
 namespace latch::agent {
 namespace {
 
@@ -137,6 +142,37 @@ TEST_F(SpoolTest, FullSpoolRefusesEventsButKeepsRoomForLossRecords) {
   EXPECT_EQ(seq, 5u);
   ASSERT_TRUE(s->Flush().ok());
   ASSERT_TRUE(s->Acknowledge(Boot('a'), 5).ok());
+}
+
+TEST_F(SpoolTest, FullSpoolBecomesACountedLossRecord) {
+  SpoolOptions o = Options();
+  o.max_bytes = 2000;
+  std::unique_ptr<Spool> s;
+  ASSERT_TRUE(Spool::Open(o, Boot('a'), &s).ok());
+  SpoolSink sink(*s);
+  latch_decision_event e{};
+  e.verdict = LATCH_VERDICT_DENY;
+  for (int i = 0; i < 100; ++i) sink.AddEvent(e);
+  ASSERT_TRUE(sink.Flush().ok());
+  uint64_t spooled = sink.events_spooled();
+  EXPECT_GT(spooled, 0u);
+  EXPECT_EQ(sink.spool_full_total(), 100 - spooled);
+  auto all = DrainAll(s.get());
+  ASSERT_EQ(all.size(), spooled + 1);  // the events that fit, then one loss record
+  s->Rewind();
+  SpoolBatch b;
+  ASSERT_TRUE(s->NextBatch(1000, &b).ok());
+  const SpooledRecord& loss = b.records.back();
+  EXPECT_EQ(loss.kind, static_cast<uint32_t>(schema::RecordKind::LOSS));
+  ASSERT_TRUE(schema::ReadCanonical<schema::LossEvent>(loss.payload, "loss", [&](auto l) {
+                EXPECT_EQ(l.getKind(), schema::LossKind::SPOOL_FULL);
+                EXPECT_EQ(l.getCount(), 100 - spooled);
+                EXPECT_EQ(l.getTotal(), 100 - spooled);
+                return Status::Ok();
+              }).ok());
+  // Nothing more refused: no further loss record.
+  ASSERT_TRUE(sink.Flush().ok());
+  EXPECT_EQ(DrainAll(s.get()).size(), 0u);
 }
 
 }  // namespace

@@ -194,6 +194,12 @@ TEST_F(CollectorTest, BatchIsAcknowledgedWithAVerifiableReceiptAndDuplicatesAreD
   std::string receipt;
   ASSERT_TRUE(agent_->Receive(schema::Envelope::RECEIPT, &receipt));
   tlog::Checkpoint first = CheckReceipt(receipt, 10);
+  WithEnvelope(receipt, [&](schema::Envelope::Reader env) {
+    auto r = env.getReceipt();
+    EXPECT_EQ(r.getAppendedFirstSequence(), 1u);
+    EXPECT_EQ(r.getAppendedCount(), 10u);
+    EXPECT_EQ(r.getAppendedFirstIndex() + 9, r.getThroughIndex());
+  });
   // A retransmission of 5..10 plus 11..12: only two records are new.
   Batch(*agent_, 5, 8, first.size);
   ASSERT_TRUE(agent_->Receive(schema::Envelope::RECEIPT, &receipt));
@@ -237,6 +243,14 @@ TEST_F(CollectorTest, UnenrolledKeyIsRefusedAndMalformedInputDoesNotDisturbOther
   ASSERT_TRUE(agent_->Receive(schema::Envelope::RECEIPT, &receipt));
   CheckReceipt(receipt, 2);
   EXPECT_GE(server_->counters().malformed_messages.load(), 2u);
+  // Over max_message_bytes (16 MiB by default, 64 MiB hard cap in libzmq):
+  // refused with a reply, and the connection carries on.
+  agent_->SendRaw(std::string(config_.max_message_bytes + 8, '\0'));
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::REFUSED, &refused, 10000));
+  EXPECT_EQ(server_->counters().oversized_messages.load(), 1u);
+  Batch(*agent_, 3, 1, 0);
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::RECEIPT, &receipt));
+  CheckReceipt(receipt, 3);
 }
 
 TEST_F(CollectorTest, IssuedGrantReachesItsHostSignedAndRevocationRemovesIt) {
