@@ -1,6 +1,6 @@
 // latch-collector's configuration file (TOML):
 //
-//   data_dir = "/var/lib/latch"          # ledger, keys, grant book
+//   data_dir = "/var/lib/latch"          # the ledger and keys
 //   origin = "latch.example/ledger"      # the ledger's name in its checkpoints
 //   endpoints = ["tcp://0.0.0.0:7440"]   # where agents connect (CURVE)
 //   batch_max_entries = 65536            # ledger batches close at this size...
@@ -13,7 +13,7 @@
 //
 // Keys are created on first start under data_dir, mode 0600: curve.key (the
 // channel's key pair), grant.key (signs grants; grant.vkey is its public half)
-// and the ledger's own key. A missing, mistyped or unknown setting is a
+// and the ledger's own key. Everything else is derived from the ledger. A missing, mistyped or unknown setting is a
 // one-line error naming it.
 #pragma once
 

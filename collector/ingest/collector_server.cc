@@ -83,16 +83,50 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
                                       s->ledger_->checkpoint().origin + "', config says '" +
                                       config.origin + "'");
   }
-  LATCH_RETURN_IF_ERROR(s->sequences_.Rebuild(*s->ledger_));
+  s->grants_ = std::make_unique<GrantBook>(s->grant_key_);
+  LATCH_RETURN_IF_ERROR(s->ReplayLedger());
   ledger::BatcherOptions bo;
   bo.max_batch_entries = config.batch_max_entries;
   bo.max_batch_age = std::chrono::milliseconds(config.batch_max_age_ms);
   bo.max_pending_entries = size_t{4} * config.batch_max_entries;
   s->batcher_ = std::make_unique<ledger::Batcher>(*s->ledger_, bo);
-  LATCH_RETURN_IF_ERROR(GrantBook::Open(dir, s->grant_key_, &s->grants_));
   s->wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (s->wake_fd_ < 0) return Status::FromErrno("eventfd", errno);
   *out = std::move(s);
+  return Status::Ok();
+}
+
+// Everything the collector keeps besides the ledger is derived from it: the
+// sequence marks of every agent boot and the grant book.
+Status CollectorServer::ReplayLedger() {
+  uint64_t size = ledger_->size();
+  std::string entry;
+  ledger::LedgerRecord record;
+  std::vector<std::string> changed;
+  for (uint64_t i = 0; i < size; ++i) {
+    LATCH_RETURN_IF_ERROR(ledger_->ReadEntry(i, &entry));
+    std::string where = "ledger entry " + std::to_string(i);
+    LATCH_RETURN_IF_ERROR(ledger::DecodeRecord(entry, &record).WithContext(where));
+    if (!record.agent_boot_id.empty()) {
+      sequences_.Advance(record.host_id, record.agent_boot_id,
+                         {record.sequence, i, record.receive_time_ns});
+      continue;
+    }
+    if (record.kind != ledger::RecordKind::kWorkflow) continue;
+    LATCH_RETURN_IF_ERROR(schema::ReadCanonical<schema::WorkflowAction>(
+        record.payload, where, [&](schema::WorkflowAction::Reader a) {
+          if (a.isGrantIssued()) {
+            uint64_t id = 0;
+            return grants_->ApplyIssued(schema::CanonicalBytes(a.getGrantIssued().getGrant()), &id,
+                                        &changed)
+                .WithContext(where);
+          }
+          if (a.isGrantRevoked()) {
+            (void)grants_->ApplyRevoked(a.getGrantRevoked().getGrantId(), &changed);
+          }
+          return Status::Ok();
+        }));
+  }
   return Status::Ok();
 }
 
@@ -578,21 +612,22 @@ void CollectorServer::RecordWorkflowAsync(const std::string& action, const std::
 
 Status CollectorServer::IssueGrant(const GrantSpec& spec, const std::string& actor, uint64_t* id) {
   std::string signed_grant;
-  std::vector<std::string> changed;
-  LATCH_RETURN_IF_ERROR(grants_->Issue(spec, id, &signed_grant, &changed));
+  LATCH_RETURN_IF_ERROR(grants_->Sign(spec, &signed_grant));
   capnp::MallocMessageBuilder m;
   auto a = m.initRoot<schema::WorkflowAction>();
   a.setActor(actor);
-  Status s = schema::ReadCanonical<schema::SignedGrant>(
+  LATCH_RETURN_IF_ERROR(schema::ReadCanonical<schema::SignedGrant>(
       signed_grant, "signed grant", [&](schema::SignedGrant::Reader g) {
         a.initGrantIssued().setGrant(g);
         return Status::Ok();
-      });
-  if (s.ok()) s = RecordWorkflow(schema::CanonicalBytes(a.asReader()), "");
+      }));
+  // In the ledger first: a grant that is not recorded never takes effect.
+  LATCH_RETURN_IF_ERROR(RecordWorkflow(schema::CanonicalBytes(a.asReader()), ""));
+  std::vector<std::string> changed;
+  Status s = grants_->ApplyIssued(signed_grant, id, &changed);
   if (!s.ok()) {
-    // Not in the ledger: not issued.
-    std::vector<std::string> ignored;
-    (void)grants_->Revoke(*id, &ignored);
+    // Recorded but not applicable: should not happen (Sign checked the id).
+    std::fprintf(stderr, "latch-collector: recorded grant not applied: %s\n", s.ToString().c_str());
     return s;
   }
   for (const std::string& h : changed) PushGrantSet(h);
@@ -601,17 +636,19 @@ Status CollectorServer::IssueGrant(const GrantSpec& spec, const std::string& act
 
 Status CollectorServer::RevokeGrant(uint64_t id, const std::string& actor,
                                     const std::string& reason) {
-  std::vector<std::string> changed;
-  LATCH_RETURN_IF_ERROR(grants_->Revoke(id, &changed));
+  if (!grants_->Has(id)) return Status::NotFound("no live grant " + std::to_string(id));
   capnp::MallocMessageBuilder m;
   auto a = m.initRoot<schema::WorkflowAction>();
   a.setActor(actor);
   auto r = a.initGrantRevoked();
   r.setGrantId(id);
   r.setReason(reason);
-  // Pushed first: a revocation takes effect even if recording it is slow.
+  // Recorded, then pushed: the book and every host's set follow the ledger.
+  LATCH_RETURN_IF_ERROR(RecordWorkflow(schema::CanonicalBytes(a.asReader()), ""));
+  std::vector<std::string> changed;
+  LATCH_RETURN_IF_ERROR(grants_->ApplyRevoked(id, &changed));
   for (const std::string& h : changed) PushGrantSet(h);
-  return RecordWorkflow(schema::CanonicalBytes(a.asReader()), "");
+  return Status::Ok();
 }
 
 void CollectorServer::HandleAdmin() {

@@ -72,6 +72,7 @@ class CollectorServer {
  private:
   struct Completion;  // a durable batch waiting for its receipt
   CollectorServer() = default;
+  Status ReplayLedger();
   void HandleZap();
   void HandleAgentMessage();
   void HandleAdmin();

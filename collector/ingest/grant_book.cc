@@ -1,64 +1,13 @@
 #include "collector/ingest/grant_book.h"
 
 #include <capnp/message.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <set>
 
-#include "collector/ledger/append_file.h"
 #include "schemas/canonical.h"
 #include "schemas/grant_signature.h"
-#include "tlog/base64.h"
 
 namespace latch::collector {
-namespace {
-
-constexpr char kFile[] = "grants.json";
-
-std::string B64(const std::string& s) {
-  return tlog::Base64Encode({reinterpret_cast<const uint8_t*>(s.data()), s.size()});
-}
-
-}  // namespace
-
-Status GrantBook::Open(const std::string& dir, const tlog::NoteSigner& key,
-                       std::unique_ptr<GrantBook>* out) {
-  std::unique_ptr<GrantBook> book(new GrantBook(dir, key));
-  std::string text;
-  Status s = ledger::ReadWholeFile(dir + "/" + kFile, &text, 256u << 20);
-  if (s.ok()) {
-    try {
-      auto j = nlohmann::json::parse(text);
-      book->next_version_ = j.at("next_version").get<uint64_t>();
-      for (auto& [host, v] : j.at("versions").items()) book->versions_[host] = v.get<uint64_t>();
-      for (auto& g : j.at("grants")) {
-        auto bytes = tlog::Base64Decode(g.at("signed").get<std::string>());
-        if (!bytes) return Status::Corruption(dir + "/" + kFile + ": bad base64");
-        Entry e{std::string(bytes->begin(), bytes->end()),
-                g.at("hosts").get<std::vector<std::string>>()};
-        book->grants_[g.at("id").get<uint64_t>()] = std::move(e);
-      }
-    } catch (const nlohmann::json::exception& e) {
-      return Status::Corruption(dir + "/" + kFile + ": " + e.what());
-    }
-  } else if (s.code() != Status::Code::kNotFound) {
-    return s;
-  }
-  *out = std::move(book);
-  return Status::Ok();
-}
-
-Status GrantBook::Save() const {
-  nlohmann::json j;
-  j["next_version"] = next_version_;
-  j["versions"] = versions_;
-  j["grants"] = nlohmann::json::array();
-  for (const auto& [id, e] : grants_) {
-    j["grants"].push_back({{"id", id}, {"hosts", e.hosts}, {"signed", B64(e.signed_grant)}});
-  }
-  return ledger::WriteFileAtomically(dir_, kFile, j.dump(), 0600);
-}
 
 void GrantBook::Bump(const std::vector<std::string>& hosts) {
   for (const std::string& h : hosts) versions_[h] = next_version_++;
@@ -69,8 +18,7 @@ uint64_t GrantBook::version(const std::string& host) const {
   return it == versions_.end() ? 0 : it->second;
 }
 
-Status GrantBook::Issue(GrantSpec spec, uint64_t* id, std::string* signed_grant,
-                        std::vector<std::string>* changed) {
+Status GrantBook::Sign(GrantSpec spec, std::string* signed_grant) const {
   if (spec.principals.empty()) return Status::InvalidArgument("a grant needs a principal");
   if (spec.resource_ids.empty()) return Status::InvalidArgument("a grant needs a resource");
   if (spec.host_ids.empty()) return Status::InvalidArgument("a grant needs a host");
@@ -88,9 +36,9 @@ Status GrantBook::Issue(GrantSpec spec, uint64_t* id, std::string* signed_grant,
   std::sort(spec.host_ids.begin(), spec.host_ids.end());
   spec.host_ids.erase(std::unique(spec.host_ids.begin(), spec.host_ids.end()),
                       spec.host_ids.end());
-  if (spec.id == 0) spec.id = grants_.empty() ? 1 : grants_.rbegin()->first + 1;
-  if (grants_.count(spec.id)) {
-    return Status::AlreadyExists("grant " + std::to_string(spec.id) + " exists");
+  if (spec.id == 0) spec.id = last_id_ + 1;
+  if (spec.id <= last_id_) {
+    return Status::AlreadyExists("grant id " + std::to_string(spec.id) + " is taken");
   }
 
   capnp::MallocMessageBuilder m;
@@ -116,33 +64,41 @@ Status GrantBook::Issue(GrantSpec spec, uint64_t* id, std::string* signed_grant,
   capnp::MallocMessageBuilder sm;
   auto sg = sm.initRoot<schema::SignedGrant>();
   LATCH_RETURN_IF_ERROR(schema::SignGrant(key_, g.asReader(), sg));
-  std::string bytes = schema::CanonicalBytes(sg.asReader());
-
-  grants_[spec.id] = {bytes, spec.host_ids};
-  Bump(spec.host_ids);
-  Status s = Save();
-  if (!s.ok()) {
-    grants_.erase(spec.id);  // not saved: not issued
-    return s;
-  }
-  *id = spec.id;
-  *signed_grant = std::move(bytes);
-  *changed = spec.host_ids;
+  *signed_grant = schema::CanonicalBytes(sg.asReader());
   return Status::Ok();
 }
 
-Status GrantBook::Revoke(uint64_t id, std::vector<std::string>* changed) {
+Status GrantBook::ApplyIssued(const std::string& signed_grant, uint64_t* issued_id,
+                              std::vector<std::string>* changed) {
+  std::string grant_bytes;
+  uint64_t id = 0;
+  std::vector<std::string> hosts;
+  LATCH_RETURN_IF_ERROR(schema::ReadCanonical<schema::SignedGrant>(
+      signed_grant, "signed grant", [&](schema::SignedGrant::Reader sg) {
+        return schema::OpenSignedGrant(key_.verifier(), sg, &grant_bytes);
+      }));
+  LATCH_RETURN_IF_ERROR(
+      schema::ReadCanonical<schema::Grant>(grant_bytes, "grant", [&](schema::Grant::Reader g) {
+        id = g.getId();
+        for (auto h : g.getHostIds()) hosts.emplace_back(h.cStr());
+        return Status::Ok();
+      }));
+  if (id <= last_id_) return Status::AlreadyExists("grant id " + std::to_string(id) + " is taken");
+  last_id_ = id;
+  grants_[id] = {signed_grant, hosts};
+  Bump(hosts);
+  *issued_id = id;
+  *changed = std::move(hosts);
+  return Status::Ok();
+}
+
+Status GrantBook::ApplyRevoked(uint64_t id, std::vector<std::string>* changed) {
   auto it = grants_.find(id);
-  if (it == grants_.end()) return Status::NotFound("no grant " + std::to_string(id));
-  Entry e = it->second;
+  if (it == grants_.end()) return Status::NotFound("no live grant " + std::to_string(id));
+  std::vector<std::string> hosts = std::move(it->second.hosts);
   grants_.erase(it);
-  Bump(e.hosts);
-  Status s = Save();
-  if (!s.ok()) {
-    grants_[id] = e;
-    return s;
-  }
-  *changed = e.hosts;
+  Bump(hosts);
+  *changed = std::move(hosts);
   return Status::Ok();
 }
 

@@ -1,15 +1,18 @@
 // GrantBook: the collector's grants, signed with its grant key, and the
-// versioned grant set each host is sent. Any change to a host's grants gives
-// that host a new, higher version; agents apply only newer versions. The book
-// is saved (atomically) in the data directory after every change.
+// versioned grant set each host is sent. The ledger is its only storage: a
+// grant exists once its grantIssued record is durable and ends with its
+// grantRevoked record, and the book is rebuilt at start by replaying those
+// records in ledger order (Replay*), which also gives every host the same
+// versions it had: each change gives the hosts it touches new, higher
+// versions, in a fixed order. Agents apply only newer versions.
 #pragma once
 
 #include <cstdint>
 #include <map>
-#include <memory>
 #include <string>
 #include <vector>
 
+#include "schemas/grant.capnp.h"
 #include "tlog/signed_note.h"
 #include "tlog/status.h"
 
@@ -34,16 +37,19 @@ struct GrantSpec {
 
 class GrantBook {
  public:
-  // Loads `dir`/grants.json if present; `key` signs new grants and sets.
-  static Status Open(const std::string& dir, const tlog::NoteSigner& key,
-                     std::unique_ptr<GrantBook>* out);
+  explicit GrantBook(const tlog::NoteSigner& key) : key_(key) {}
 
-  // Validates and signs a grant; *signed_grant is the canonical SignedGrant
-  // (what the ledger records), *changed the hosts whose set changed.
-  Status Issue(GrantSpec spec, uint64_t* id, std::string* signed_grant,
-               std::vector<std::string>* changed);
-  // NotFound if no such grant is live.
-  Status Revoke(uint64_t id, std::vector<std::string>* changed);
+  // Validates `spec` and signs it; changes nothing. *signed_grant is the
+  // canonical SignedGrant the grantIssued record carries.
+  Status Sign(GrantSpec spec, std::string* signed_grant) const;
+  // The grant takes effect in the book (a durable grantIssued record, or its
+  // replay); *changed: the hosts whose set changed.
+  Status ApplyIssued(const std::string& signed_grant, uint64_t* id,
+                     std::vector<std::string>* changed);
+  // NotFound if no such grant is live; otherwise as ApplyIssued.
+  Status ApplyRevoked(uint64_t id, std::vector<std::string>* changed);
+  bool Has(uint64_t id) const { return grants_.count(id) != 0; }
+
   // The host's current set as a canonical SignedGrantSet.
   Status SignedSet(const std::string& host, int64_t now_ns, std::string* signed_set) const;
   uint64_t version(const std::string& host) const;
@@ -54,13 +60,11 @@ class GrantBook {
     std::string signed_grant;  // canonical SignedGrant
     std::vector<std::string> hosts;
   };
-  GrantBook(std::string dir, const tlog::NoteSigner& key) : dir_(std::move(dir)), key_(key) {}
-  Status Save() const;
   void Bump(const std::vector<std::string>& hosts);
 
-  std::string dir_;
   const tlog::NoteSigner& key_;
   std::map<uint64_t, Entry> grants_;
+  uint64_t last_id_ = 0;  // ids are never reused, also after revocation
   std::map<std::string, uint64_t> versions_;
   uint64_t next_version_ = 1;  // versions are unique across hosts: a set is never re-signed
 };

@@ -8,8 +8,6 @@
 #include <string>
 #include <unordered_map>
 
-#include "collector/ledger/ledger.h"
-#include "tlog/status.h"
 
 namespace latch::collector {
 
@@ -21,9 +19,6 @@ struct SequenceMark {
 
 class SequenceIndex {
  public:
-  // Rebuilds the marks from every record in `ledger` (the ledger is the truth;
-  // nothing else needs to survive a collector crash).
-  Status Rebuild(ledger::Ledger& ledger);
   const SequenceMark* Find(const std::string& host, const std::string& boot) const;
   void Advance(const std::string& host, const std::string& boot, const SequenceMark& mark);
   size_t size() const { return marks_.size(); }

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <thread>
 #include <zmq.hpp>
 
@@ -300,6 +301,66 @@ TEST_F(CollectorTest, IssuedGrantReachesItsHostSignedAndRevocationRemovesIt) {
       return Status::Ok();
     }).ok());
   });
+}
+
+TEST_F(CollectorTest, GrantBookIsRebuiltFromTheLedgerWithTheSameVersions) {
+  Hello(*agent_, "host-a");
+  std::string set;
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::GRANT_SET, &set));
+  zmq::socket_t admin(ctx_, zmq::socket_type::req);
+  admin.set(zmq::sockopt::linger, 0);
+  admin.connect(server_->admin_endpoint());
+  for (const char* req :
+       {R"({"op":"issue","principals":[{"uid":1}],"resources":[1],"hosts":["host-a"],"duration_s":60})",
+        R"({"op":"issue","principals":[{"user":"bob"}],"resources":[2],"hosts":["host-a","host-b"],"duration_s":60})",
+        R"({"op":"revoke","grant_id":1})"}) {
+    admin.send(zmq::buffer(std::string(req)), zmq::send_flags::none);
+    zmq::message_t reply;
+    (void)admin.recv(reply);
+    ASSERT_NE(reply.to_string().find("\"ok\":true"), std::string::npos) << reply.to_string();
+  }
+  auto version_of = [&](const std::string& bytes, size_t* grants) {
+    uint64_t v = 0;
+    WithEnvelope(bytes, [&](schema::Envelope::Reader env) {
+      auto sset = env.getGrantSet().getSet();
+      (void)schema::ReadCanonical<schema::GrantSet>(
+          std::string_view(reinterpret_cast<const char*>(sset.begin()), sset.size()), "set",
+          [&](schema::GrantSet::Reader g) {
+            v = g.getVersion();
+            *grants = g.getGrants().size();
+            return Status::Ok();
+          });
+    });
+    return v;
+  };
+  std::string last;
+  while (agent_->Receive(schema::Envelope::GRANT_SET, &set, 500)) last = set;
+  size_t grants_before = 0;
+  uint64_t before = version_of(last, &grants_before);
+  EXPECT_EQ(grants_before, 1u);  // grant 2 only
+
+  // A new collector on the same data directory: nothing but the ledger.
+  server_->Stop();
+  thread_.join();
+  server_.reset();
+  ASSERT_FALSE(std::filesystem::exists(config_.data_dir + "/grants.json"));
+  ASSERT_TRUE(CollectorServer::Open(config_, &server_).ok());
+  thread_ = std::thread([this] { run_status_ = server_->Run(); });
+  Hello(*agent_, "host-a");
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::GRANT_SET, &set, 10000));
+  size_t grants_after = 0;
+  EXPECT_EQ(version_of(set, &grants_after), before);
+  EXPECT_EQ(grants_after, 1u);
+  // Ids are not reused after a restart either.
+  admin.close();
+  zmq::socket_t admin2(ctx_, zmq::socket_type::req);
+  admin2.set(zmq::sockopt::linger, 0);
+  admin2.connect(server_->admin_endpoint());
+  std::string req = R"({"op":"issue","principals":[{"uid":3}],"resources":[1],"hosts":["host-a"],"duration_s":60})";
+  admin2.send(zmq::buffer(req), zmq::send_flags::none);
+  zmq::message_t reply;
+  (void)admin2.recv(reply);
+  EXPECT_NE(reply.to_string().find("\"grant_id\":3"), std::string::npos) << reply.to_string();
 }
 
 }  // namespace
