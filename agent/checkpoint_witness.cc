@@ -50,9 +50,12 @@ Status CheckpointWitness::Advance(std::string_view note, uint64_t proof_from,
       }
     } else {
       if (proof_from != held_.size) {
-        *alarm = "inconsistent_checkpoint";
-        return Status::VerifyFailed("consistency proof from size " + std::to_string(proof_from) +
-                                    ", held size is " + std::to_string(held_.size));
+        // Not evidence of anything: the collector guessed the size we hold
+        // wrong (receipts crossed a reconnection). No alarm; ask again.
+        alarm->clear();
+        return Status::FailedPrecondition("consistency proof from size " +
+                                          std::to_string(proof_from) + ", held size is " +
+                                          std::to_string(held_.size));
       }
       s = tlog::VerifyConsistency(held_.size, cp.size, proof, held_.root, cp.root);
       if (!s.ok()) {

@@ -31,7 +31,9 @@ class CheckpointWitness {
   // from size `proof_from` to the note's size. OK: *shown is the note's
   // checkpoint and is now held. Otherwise nothing changes and *alarm names
   // what is wrong: "bad_checkpoint_signature", "rolled_back",
-  // "inconsistent_checkpoint".
+  // "inconsistent_checkpoint"; or *alarm is empty (FailedPrecondition) when
+  // the proof starts at another size than the held one, which proves nothing
+  // either way.
   Status Advance(std::string_view note, uint64_t proof_from, std::span<const tlog::Hash> proof,
                  tlog::Checkpoint* shown, std::string* alarm);
   // Writes the held checkpoint to disk if it changed since the last Save().

@@ -254,6 +254,21 @@ void CollectorLink::OnReceipt(schema::Receipt::Reader r) {
   tlog::Checkpoint shown;
   std::string alarm;
   Status s = witness_.Advance(note, r.getConsistencyFrom(), consistency, &shown, &alarm);
+  if (!s.ok() && alarm.empty()) {
+    // A proof from a size we do not hold: a new session tells the collector
+    // what we hold, and the resend gets receipts that can be checked. A
+    // collector that never manages that is withholding proofs: alarm.
+    if (++unprovable_receipts_ >= 50) {
+      unprovable_receipts_ = 0;
+      RaiseAlarm("unprovable_checkpoint", "50 receipts in a row without a usable consistency proof",
+                 note);
+    }
+    if (Clock::now() - session_started_ > options_.receipt_timeout / 4) {
+      NewSession(s.message().c_str());
+    }
+    return;
+  }
+  unprovable_receipts_ = 0;
   if (!s.ok()) {
     counters_.receipts_rejected++;
     RaiseAlarm(alarm, s.ToString(), note);

@@ -108,6 +108,7 @@ class CollectorLink {
   boost::asio::steady_timer timer_;
   std::chrono::steady_clock::time_point last_heard_;
   std::chrono::steady_clock::time_point session_started_;
+  int unprovable_receipts_ = 0;  // in a row: proofs from a size not held
   std::map<std::string, std::chrono::steady_clock::time_point> last_alarm_;
   CollectorLinkCounters counters_;
 };
