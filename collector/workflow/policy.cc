@@ -1,0 +1,369 @@
+#include "collector/workflow/policy.h"
+
+#include <toml++/toml.h>
+
+#include <fstream>
+
+#include "collector/workflow/duration.h"
+#include "tlog/sha256.h"
+
+namespace latch::workflow {
+namespace {
+
+// Reads one table's settings, with errors that name the line.
+class Reader {
+ public:
+  Reader(const toml::table& t, const std::string& source) : t_(t), source_(source) {}
+
+  Status Bad(const std::string& what) const {
+    return Status::InvalidArgument(source_ + ":" + std::to_string(t_.source().begin.line) + ": " +
+                                   what);
+  }
+  Status Known(const std::set<std::string>& keys) const {
+    for (const auto& [k, v] : t_) {
+      if (!keys.count(std::string(k.str()))) {
+        return Status::InvalidArgument(source_ + ":" + std::to_string(v.source().begin.line) +
+                                       ": unknown setting '" + std::string(k.str()) + "'");
+      }
+    }
+    return Status::Ok();
+  }
+  template <typename T>
+  Status Get(const char* key, T* out, bool required) const {
+    const toml::node* n = t_.get(key);
+    if (n == nullptr) {
+      return required ? Bad(std::string("missing setting '") + key + "'") : Status::Ok();
+    }
+    auto v = n->value<T>();
+    if (!v) return Bad(std::string("setting '") + key + "' has the wrong type");
+    *out = *v;
+    return Status::Ok();
+  }
+  Status Strings(const char* key, std::vector<std::string>* out, bool required) const {
+    const toml::node* n = t_.get(key);
+    if (n == nullptr) {
+      return required ? Bad(std::string("missing setting '") + key + "'") : Status::Ok();
+    }
+    const toml::array* a = n->as_array();
+    if (a == nullptr) return Bad(std::string("setting '") + key + "' must be a list of strings");
+    for (const toml::node& e : *a) {
+      auto v = e.value<std::string>();
+      if (!v || v->empty()) return Bad(std::string("setting '") + key + "' must hold non-empty strings");
+      out->push_back(*v);
+    }
+    return Status::Ok();
+  }
+  Status Duration(const char* key, int64_t* ns, bool required) const {
+    std::string text;
+    bool had = t_.get(key) != nullptr;
+    LATCH_RETURN_IF_ERROR(Get(key, &text, required));
+    if (!had) return Status::Ok();
+    Status s = ParseDuration(text, ns);
+    return s.ok() ? s : Bad(std::string("setting '") + key + "': " + s.message());
+  }
+
+ private:
+  const toml::table& t_;
+  const std::string& source_;
+};
+
+// Calls fn(Reader) for each [[name]] table.
+template <typename Fn>
+Status ForEachTable(const toml::table& root, const char* name, const std::string& source, Fn fn) {
+  const toml::node* n = root.get(name);
+  if (n == nullptr) return Status::Ok();
+  const toml::array* list = n->as_array();
+  if (list == nullptr) {
+    return Status::InvalidArgument(source + ":" + std::to_string(n->source().begin.line) + ": '" +
+                                   name + "' must be [[" + name + "]] tables");
+  }
+  for (const toml::node& e : *list) {
+    const toml::table* t = e.as_table();
+    if (t == nullptr) {
+      return Status::InvalidArgument(source + ":" + std::to_string(e.source().begin.line) + ": '" +
+                                     name + "' must be [[" + name + "]] tables");
+    }
+    LATCH_RETURN_IF_ERROR(fn(Reader(*t, source)));
+  }
+  return Status::Ok();
+}
+
+std::string Hex(const tlog::Hash& h) {
+  static const char* d = "0123456789abcdef";
+  std::string out;
+  for (uint8_t b : h) {
+    out += d[b >> 4];
+    out += d[b & 15];
+  }
+  return out;
+}
+
+}  // namespace
+
+Status Policy::Parse(std::string_view toml_text, const std::string& source,
+                     std::unique_ptr<Policy>* out) {
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, source);
+  } catch (const toml::parse_error& e) {
+    return Status::InvalidArgument(source + ":" + std::to_string(e.source().begin.line) + ": " +
+                                   std::string(e.description()));
+  }
+  auto p = std::make_unique<Policy>();
+  p->hash_ = Hex(tlog::Sha256::Of({reinterpret_cast<const uint8_t*>(toml_text.data()), toml_text.size()}));
+  Reader top(root, source);
+  LATCH_RETURN_IF_ERROR(
+      top.Known({"host", "resource", "identity", "request_rule", "approval_rule"}));
+
+  Status table_status = ForEachTable(root, "host", source, [&](const Reader& r) {
+    LATCH_RETURN_IF_ERROR(r.Known({"id", "labels"}));
+    std::string id;
+    std::vector<std::string> labels;
+    LATCH_RETURN_IF_ERROR(r.Get("id", &id, true));
+    LATCH_RETURN_IF_ERROR(r.Strings("labels", &labels, false));
+    if (id.empty()) return r.Bad("host id must not be empty");
+    if (p->host_labels_.count(id)) return r.Bad("host '" + id + "' is listed twice");
+    p->host_labels_[id] = {labels.begin(), labels.end()};
+    return Status::Ok();
+  });
+  LATCH_RETURN_IF_ERROR(table_status);
+
+  std::set<uint32_t> resource_ids;
+  table_status = ForEachTable(root, "resource", source, [&](const Reader& r) {
+    LATCH_RETURN_IF_ERROR(r.Known({"name", "id", "destinations", "protocol", "ports", "mode",
+                                   "hosts", "host_labels"}));
+    PolicyResource pr;
+    int64_t id = 0;
+    std::string protocol = "tcp", ports, mode = "enforce";
+    std::vector<std::string> dests, hosts, labels;
+    LATCH_RETURN_IF_ERROR(r.Get("name", &pr.name, true));
+    LATCH_RETURN_IF_ERROR(r.Get("id", &id, true));
+    LATCH_RETURN_IF_ERROR(r.Strings("destinations", &dests, true));
+    LATCH_RETURN_IF_ERROR(r.Get("protocol", &protocol, false));
+    LATCH_RETURN_IF_ERROR(r.Get("ports", &ports, true));
+    LATCH_RETURN_IF_ERROR(r.Get("mode", &mode, false));
+    LATCH_RETURN_IF_ERROR(r.Strings("hosts", &hosts, false));
+    LATCH_RETURN_IF_ERROR(r.Strings("host_labels", &labels, false));
+    if (pr.name.empty()) return r.Bad("resource name must not be empty");
+    if (p->resources_.count(pr.name)) return r.Bad("resource '" + pr.name + "' is defined twice");
+    if (id <= 0 || id > UINT32_MAX) return r.Bad("resource id must be 1 to 4294967295");
+    if (!resource_ids.insert(static_cast<uint32_t>(id)).second) {
+      return r.Bad("resource id " + std::to_string(id) + " is used twice");
+    }
+    agent::Resource& res = pr.resource;
+    res.id = static_cast<uint32_t>(id);
+    res.name = pr.name;
+    Status s = agent::ParseProtocol(protocol, &res.protocol);
+    if (s.ok()) s = agent::ParsePortRange(ports, &res.port_lo, &res.port_hi);
+    if (s.ok()) s = agent::ParseMode(mode, &res.mode);
+    for (const std::string& d : dests) {
+      if (s.ok()) s = agent::Cidr::Parse(d, &res.destinations.emplace_back());
+    }
+    if (!s.ok()) return r.Bad("resource '" + pr.name + "': " + s.message());
+    std::set<std::string> targets;
+    for (const std::string& h : hosts) {
+      if (!p->host_labels_.count(h)) return r.Bad("resource '" + pr.name + "': unknown host '" + h + "'");
+      targets.insert(h);
+    }
+    for (const std::string& l : labels) {
+      bool any = false;
+      for (const auto& [h, ls] : p->host_labels_) {
+        if (ls.count(l)) {
+          targets.insert(h);
+          any = true;
+        }
+      }
+      if (!any) return r.Bad("resource '" + pr.name + "': no host has label '" + l + "'");
+    }
+    if (targets.empty()) return r.Bad("resource '" + pr.name + "' names no hosts");
+    pr.hosts.assign(targets.begin(), targets.end());
+    std::string name = pr.name;
+    p->resources_[name] = std::move(pr);
+    return Status::Ok();
+  });
+  LATCH_RETURN_IF_ERROR(table_status);
+
+  std::set<std::string> groups;
+  table_status = ForEachTable(root, "identity", source, [&](const Reader& r) {
+    LATCH_RETURN_IF_ERROR(r.Known({"name", "groups", "host_user", "uid", "cgroup"}));
+    Identity id;
+    std::vector<std::string> gs;
+    LATCH_RETURN_IF_ERROR(r.Get("name", &id.name, true));
+    LATCH_RETURN_IF_ERROR(r.Strings("groups", &gs, false));
+    if (id.name.empty() || id.name.rfind("group:", 0) == 0) {
+      return r.Bad("identity name must be non-empty and not start with 'group:'");
+    }
+    if (p->identities_.count(id.name)) return r.Bad("identity '" + id.name + "' is defined twice");
+    id.groups = {gs.begin(), gs.end()};
+    groups.insert(gs.begin(), gs.end());
+    int principals = 0;
+    std::string user, cgroup;
+    int64_t uid = -1;
+    LATCH_RETURN_IF_ERROR(r.Get("host_user", &user, false));
+    LATCH_RETURN_IF_ERROR(r.Get("uid", &uid, false));
+    LATCH_RETURN_IF_ERROR(r.Get("cgroup", &cgroup, false));
+    if (!user.empty()) {
+      ++principals;
+      id.principal = Identity::Principal::kUser;
+      id.host_user = user;
+    }
+    if (uid >= 0) {
+      ++principals;
+      if (uid > UINT32_MAX) return r.Bad("uid out of range");
+      id.principal = Identity::Principal::kUid;
+      id.uid = static_cast<uint32_t>(uid);
+    }
+    if (!cgroup.empty()) {
+      ++principals;
+      if (cgroup.find("..") != std::string::npos) return r.Bad("cgroup path must not contain '..'");
+      id.principal = Identity::Principal::kCgroup;
+      id.host_user = cgroup;
+    }
+    if (principals > 1) {
+      return r.Bad("identity '" + id.name + "': give at most one of host_user, uid, cgroup");
+    }
+    std::string name = id.name;
+    p->identities_[name] = std::move(id);
+    return Status::Ok();
+  });
+  LATCH_RETURN_IF_ERROR(table_status);
+
+  auto check_resources = [&](const Reader& r, const std::vector<std::string>& names,
+                             std::set<std::string>* into) {
+    if (names.empty()) return r.Bad("'resources' must not be empty");
+    for (const std::string& n : names) {
+      if (!p->resources_.count(n)) return r.Bad("unknown resource '" + n + "'");
+      into->insert(n);
+    }
+    return Status::Ok();
+  };
+
+  table_status = ForEachTable(root, "request_rule", source, [&](const Reader& r) {
+    LATCH_RETURN_IF_ERROR(r.Known({"resources", "requesters", "max_duration", "reason_required",
+                                   "ticket_pattern", "pending_ttl"}));
+    RequestRule rule;
+    std::vector<std::string> res, who;
+    LATCH_RETURN_IF_ERROR(r.Strings("resources", &res, true));
+    LATCH_RETURN_IF_ERROR(check_resources(r, res, &rule.resources));
+    LATCH_RETURN_IF_ERROR(r.Strings("requesters", &who, true));
+    if (who.empty()) return r.Bad("'requesters' must not be empty");
+    for (const std::string& w : who) {
+      if (w.rfind("group:", 0) == 0) {
+        std::string g = w.substr(6);
+        if (!groups.count(g)) return r.Bad("no identity is in group '" + g + "'");
+        rule.groups.insert(g);
+      } else {
+        if (!p->identities_.count(w)) return r.Bad("unknown identity '" + w + "'");
+        rule.identities.insert(w);
+      }
+    }
+    LATCH_RETURN_IF_ERROR(r.Duration("max_duration", &rule.max_duration_ns, true));
+    LATCH_RETURN_IF_ERROR(r.Get("reason_required", &rule.reason_required, false));
+    LATCH_RETURN_IF_ERROR(r.Get("ticket_pattern", &rule.ticket_pattern, false));
+    if (!rule.ticket_pattern.empty()) {
+      try {
+        rule.ticket = std::regex(rule.ticket_pattern, std::regex::ECMAScript);
+      } catch (const std::regex_error& e) {
+        return r.Bad("ticket_pattern is not a valid regular expression: " + std::string(e.what()));
+      }
+    }
+    LATCH_RETURN_IF_ERROR(r.Duration("pending_ttl", &rule.pending_ttl_ns, false));
+    p->request_rules_.push_back(std::move(rule));
+    return Status::Ok();
+  });
+  LATCH_RETURN_IF_ERROR(table_status);
+
+  table_status = ForEachTable(root, "approval_rule", source, [&](const Reader& r) {
+    LATCH_RETURN_IF_ERROR(r.Known(
+        {"resources", "approver_groups", "approvals", "all_groups", "break_glass_groups"}));
+    ApprovalRule rule;
+    std::vector<std::string> res, bg;
+    LATCH_RETURN_IF_ERROR(r.Strings("resources", &res, true));
+    LATCH_RETURN_IF_ERROR(check_resources(r, res, &rule.resources));
+    LATCH_RETURN_IF_ERROR(r.Strings("approver_groups", &rule.approver_groups, true));
+    if (rule.approver_groups.empty()) return r.Bad("'approver_groups' must not be empty");
+    for (const std::string& g : rule.approver_groups) {
+      if (!groups.count(g)) return r.Bad("no identity is in approver group '" + g + "'");
+    }
+    int64_t approvals = 1;
+    LATCH_RETURN_IF_ERROR(r.Get("approvals", &approvals, false));
+    LATCH_RETURN_IF_ERROR(r.Get("all_groups", &rule.all_groups, false));
+    if (approvals < 1 || approvals > 16) return r.Bad("approvals must be 1 to 16");
+    rule.approvals = static_cast<int>(approvals);
+    if (rule.all_groups && rule.approvals < static_cast<int>(rule.approver_groups.size())) {
+      rule.approvals = static_cast<int>(rule.approver_groups.size());
+    }
+    LATCH_RETURN_IF_ERROR(r.Strings("break_glass_groups", &bg, false));
+    for (const std::string& g : bg) {
+      if (!groups.count(g)) return r.Bad("no identity is in break-glass group '" + g + "'");
+    }
+    rule.break_glass_groups = {bg.begin(), bg.end()};
+    for (const std::string& n : rule.resources) {
+      if (p->ApprovalRuleFor(n) != nullptr) return r.Bad("resource '" + n + "' has two approval rules");
+    }
+    // Enough distinct approvers must exist, or requests could never be approved.
+    std::set<std::string> eligible;
+    for (const auto& [name, id] : p->identities_) {
+      for (const std::string& g : rule.approver_groups) {
+        if (id.groups.count(g)) eligible.insert(name);
+      }
+    }
+    if (static_cast<int>(eligible.size()) < rule.approvals) {
+      return r.Bad("approvals = " + std::to_string(rule.approvals) + " but only " +
+                    std::to_string(eligible.size()) + " identities may approve");
+    }
+    p->approval_rules_.push_back(std::move(rule));
+    return Status::Ok();
+  });
+  LATCH_RETURN_IF_ERROR(table_status);
+
+  // Every requestable resource must have someone to approve it.
+  for (const RequestRule& rule : p->request_rules_) {
+    for (const std::string& n : rule.resources) {
+      if (p->ApprovalRuleFor(n) == nullptr) {
+        return Status::InvalidArgument(source + ": resource '" + n +
+                                       "' may be requested but has no approval rule");
+      }
+    }
+  }
+  *out = std::move(p);
+  return Status::Ok();
+}
+
+Status Policy::Load(const std::string& path, std::unique_ptr<Policy>* out) {
+  std::ifstream in(path);
+  if (!in) return Status::NotFound("cannot read policy file " + path);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return Parse(text, path, out);
+}
+
+const PolicyResource* Policy::FindResource(const std::string& name) const {
+  auto it = resources_.find(name);
+  return it == resources_.end() ? nullptr : &it->second;
+}
+
+const Identity* Policy::FindIdentity(const std::string& name) const {
+  auto it = identities_.find(name);
+  return it == identities_.end() ? nullptr : &it->second;
+}
+
+const RequestRule* Policy::RequestRuleFor(const Identity& identity,
+                                          const std::string& resource) const {
+  for (const RequestRule& rule : request_rules_) {
+    if (!rule.resources.count(resource)) continue;
+    if (rule.identities.count(identity.name)) return &rule;
+    for (const std::string& g : identity.groups) {
+      if (rule.groups.count(g)) return &rule;
+    }
+  }
+  return nullptr;
+}
+
+const ApprovalRule* Policy::ApprovalRuleFor(const std::string& resource) const {
+  for (const ApprovalRule& rule : approval_rules_) {
+    if (rule.resources.count(resource)) return &rule;
+  }
+  return nullptr;
+}
+
+}  // namespace latch::workflow
