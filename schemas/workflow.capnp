@@ -46,6 +46,37 @@ struct AgentConnected {
   grantSetVersion @2 :UInt64;
 }
 
+# A policy took effect (at start and on every reload).
+struct PolicyLoaded {
+  sha256 @0 :Text;               # of the policy file's bytes, hex
+  source @1 :Text;               # its path
+}
+
+struct RequestCreated {
+  requestId @0 :UInt64;
+  requester @1 :Text;            # identity
+  resource @2 :Text;
+  durationNs @3 :Int64;
+  reason @4 :Text;
+  pendingUntilNs @5 :Int64;
+}
+
+struct RequestReviewed {
+  requestId @0 :UInt64;
+  reviewer @1 :Text;
+  approve @2 :Bool;
+  comment @3 :Text;
+}
+
+# The request's end: approved (with the grant it became), denied, cancelled
+# or expired unreviewed.
+struct RequestDecided {
+  requestId @0 :UInt64;
+  state @1 :Text;                # "approved" | "denied" | "cancelled" | "expired"
+  grantId @2 :UInt64;            # approved: the grant issued for it
+  breakGlass @3 :Bool;           # self-approved under break-glass policy
+}
+
 struct WorkflowAction {
   actor @0 :Text;                # who acted: a host id, a user, or "collector"
   union {
@@ -55,5 +86,9 @@ struct WorkflowAction {
     refusal @4 :Refusal;
     agentAlarm @5 :AgentAlarm;
     agentConnected @6 :AgentConnected;
+    policyLoaded @7 :PolicyLoaded;
+    requestCreated @8 :RequestCreated;
+    requestReviewed @9 :RequestReviewed;
+    requestDecided @10 :RequestDecided;
   }
 }

@@ -6,6 +6,7 @@
 //   batch_max_entries = 65536            # ledger batches close at this size...
 //   batch_max_age_ms = 5                 # ...or this age, whichever comes first
 //   max_message_bytes = 16777216         # larger messages are refused
+//   policy = "/etc/latch/policy.toml"    # the approval workflow (optional; reloaded on SIGHUP)
 //
 //   [[agent]]                            # enrolled agents
 //   host_id = "db-host-1"
@@ -34,6 +35,7 @@ struct CollectorConfig {
   uint32_t batch_max_age_ms = 5;
   uint64_t max_message_bytes = 16u << 20;
   std::map<std::string, std::string> agents;  // CURVE public key -> host id
+  std::string policy;                          // empty: no workflow, grants only by admin
 };
 
 Status ParseCollectorConfig(std::string_view toml_text, const std::string& source,

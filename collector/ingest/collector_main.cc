@@ -7,6 +7,9 @@
 //                   --resource R [--for SECONDS]
 //   latch-collector revoke --config FILE --id N [--reason TEXT]
 //   latch-collector status --config FILE
+//   latch-collector request --config FILE --as IDENTITY --resource NAME --for 30m --reason TEXT
+//   latch-collector review --config FILE --as IDENTITY --id N (--approve | --deny) [--comment TEXT]
+//   latch-collector requests --config FILE
 // grant, revoke and status talk to the running collector over its admin
 // socket (data_dir/admin.sock, reachable only by who can enter data_dir).
 #include <CLI/CLI.hpp>
@@ -27,6 +30,9 @@ using latch::collector::CollectorServer;
 CollectorServer* g_server = nullptr;
 void OnSignal(int) {
   if (g_server != nullptr) g_server->Stop();
+}
+void OnHangup(int) {
+  if (g_server != nullptr) g_server->RequestPolicyReload();
 }
 
 int Fail(const Status& s) {
@@ -76,8 +82,23 @@ int main(int argc, char** argv) {
   revoke->add_option("--id", id, "grant id")->required();
   revoke->add_option("--reason", reason, "why");
   auto* status = app.add_subcommand("status", "counters of the running collector");
+  // The workflow through the admin socket (latchctl over HTTPS is issue 5).
+  std::string as, resource_name, duration = "1h", comment;
+  bool approve = false, deny = false;
+  auto* request = app.add_subcommand("request", "ask for access under the policy");
+  request->add_option("--as", as, "the identity asking")->required();
+  request->add_option("--resource", resource_name, "resource name in the policy")->required();
+  request->add_option("--for", duration, "how long, like 30m or 2h");
+  request->add_option("--reason", reason, "why (the policy may require it)");
+  auto* review = app.add_subcommand("review", "approve or deny a pending request");
+  review->add_option("--as", as, "the identity reviewing")->required();
+  review->add_option("--id", id, "request id")->required();
+  review->add_flag("--approve", approve);
+  review->add_flag("--deny", deny);
+  review->add_option("--comment", comment);
+  auto* requests = app.add_subcommand("requests", "list requests and their state");
   // --config may come before or after the subcommand.
-  for (auto* sub : {keys, grant, revoke, status}) sub->fallthrough();
+  for (auto* sub : {keys, grant, revoke, status, request, review, requests}) sub->fallthrough();
   CLI11_PARSE(app, argc, argv);
 
   CollectorConfig config;
@@ -98,6 +119,16 @@ int main(int argc, char** argv) {
                           {"actor", "latch-collector cli"}});
   }
   if (status->parsed()) return Admin(config, {{"op", "status"}});
+  if (request->parsed()) {
+    return Admin(config, {{"op", "request"}, {"identity", as}, {"resource", resource_name},
+                          {"duration", duration}, {"reason", reason}});
+  }
+  if (review->parsed()) {
+    if (approve == deny) return Fail(Status::InvalidArgument("give one of --approve, --deny"));
+    return Admin(config, {{"op", "review"}, {"identity", as}, {"request_id", id},
+                          {"approve", approve}, {"comment", comment}});
+  }
+  if (requests->parsed()) return Admin(config, {{"op", "requests"}});
 
   std::unique_ptr<CollectorServer> server;
   s = CollectorServer::Open(config, &server);
@@ -111,6 +142,7 @@ int main(int argc, char** argv) {
   g_server = server.get();
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
+  std::signal(SIGHUP, OnHangup);
   s = server->Run();
   g_server = nullptr;
   if (!s.ok()) return Fail(s);

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "collector/ledger/append_file.h"
+#include "collector/workflow/duration.h"
 #include "schemas/canonical.h"
 #include "schemas/record_codec.h"
 #include "schemas/wire.capnp.h"
@@ -84,12 +85,16 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
                                       config.origin + "'");
   }
   s->grants_ = std::make_unique<GrantBook>(s->grant_key_);
+  s->workflow_ = std::make_unique<workflow::WorkflowService>(static_cast<workflow::WorkflowSink&>(*s));
   LATCH_RETURN_IF_ERROR(s->ReplayLedger());
   ledger::BatcherOptions bo;
   bo.max_batch_entries = config.batch_max_entries;
   bo.max_batch_age = std::chrono::milliseconds(config.batch_max_age_ms);
   bo.max_pending_entries = size_t{4} * config.batch_max_entries;
   s->batcher_ = std::make_unique<ledger::Batcher>(*s->ledger_, bo);
+  if (!config.policy.empty()) {
+    LATCH_RETURN_IF_ERROR(s->workflow_->LoadPolicy(config.policy).WithContext("policy"));
+  }
   s->wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (s->wake_fd_ < 0) return Status::FromErrno("eventfd", errno);
   *out = std::move(s);
@@ -124,6 +129,7 @@ Status CollectorServer::ReplayLedger() {
           if (a.isGrantRevoked()) {
             (void)grants_->ApplyRevoked(a.getGrantRevoked().getGrantId(), &changed);
           }
+          workflow_->Replay(a, record.receive_time_ns);
           return Status::Ok();
         }));
   }
@@ -133,6 +139,45 @@ Status CollectorServer::ReplayLedger() {
 CollectorServer::~CollectorServer() {
   batcher_.reset();  // commits what is pending; completions are then dropped
   if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void CollectorServer::RequestPolicyReload() {
+  reload_policy_ = true;
+  uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof(one));
+}
+
+Status CollectorServer::Record(const std::string& action, const std::string& actor) {
+  return RecordWorkflow(action, actor);
+}
+
+Status CollectorServer::IssueGrant(const workflow::ApprovedGrant& g, const std::string& actor,
+                                   uint64_t* grant_id) {
+  GrantSpec spec;
+  GrantPrincipal p;
+  switch (g.identity->principal) {
+    case workflow::Identity::Principal::kUid:
+      p.kind = GrantPrincipal::Kind::kUid;
+      p.uid = g.identity->uid;
+      break;
+    case workflow::Identity::Principal::kUser:
+      p.kind = GrantPrincipal::Kind::kUserName;
+      p.name = g.identity->host_user;
+      break;
+    case workflow::Identity::Principal::kCgroup:
+      p.kind = GrantPrincipal::Kind::kCgroupPath;
+      p.name = g.identity->host_user;
+      break;
+    case workflow::Identity::Principal::kNone:
+      return Status::FailedPrecondition("'" + g.identity->name + "' has no principal on hosts");
+  }
+  spec.principals = {p};
+  spec.resource_ids = {g.resource_id};
+  spec.host_ids = g.hosts;
+  spec.not_before_unix_ns = g.not_before_unix_ns;
+  spec.not_after_unix_ns = g.not_after_unix_ns;
+  spec.break_glass = g.break_glass;
+  return IssueGrant(spec, actor, grant_id);
 }
 
 void CollectorServer::Stop() {
@@ -185,6 +230,13 @@ Status CollectorServer::Run() {
       return Status::IoError(std::string("collector loop: ") + e.what());
     }
     FlushRefusals(false);
+    if (reload_policy_.exchange(false)) {
+      Status s = workflow_->LoadPolicy(config_.policy);
+      std::fprintf(stderr, "latch-collector: policy reload: %s\n",
+                   s.ok() ? ("loaded, sha256 " + workflow_->policy()->hash()).c_str()
+                          : (s.ToString() + "; the running policy stays").c_str());
+    }
+    if (workflow_->policy() != nullptr) workflow_->ExpireDue(NowNs());
   }
   FlushRefusals(true);
   return Status::Ok();
@@ -651,6 +703,55 @@ Status CollectorServer::RevokeGrant(uint64_t id, const std::string& actor,
   return Status::Ok();
 }
 
+namespace {
+nlohmann::json RequestJson(const workflow::AccessRequest& r) {
+  nlohmann::json reviews = nlohmann::json::array();
+  for (const auto& v : r.reviews) {
+    reviews.push_back({{"reviewer", v.reviewer}, {"approve", v.approve}, {"comment", v.comment}});
+  }
+  return {{"id", r.id},           {"requester", r.requester},
+          {"resource", r.resource}, {"duration_ns", r.duration_ns},
+          {"reason", r.reason},   {"state", workflow::RequestStateName(r.state)},
+          {"break_glass", r.break_glass}, {"reviews", reviews}};
+}
+}  // namespace
+
+// The workflow over the admin socket, until the HTTPS API carries it; the
+// caller names the identity it acts as (the socket is root's only).
+void CollectorServer::HandleWorkflowAdmin(const std::string& op, const nlohmann::json& j,
+                                          nlohmann::json* reply) {
+  int64_t now = NowNs();
+  workflow::AccessRequest r;
+  Status s;
+  uint64_t grant_id = 0;
+  if (op == "requests") {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& [id, req] : workflow_->requests().all()) list.push_back(RequestJson(req));
+    *reply = {{"ok", true}, {"requests", list}};
+    return;
+  }
+  std::string identity = j.at("identity").get<std::string>();
+  if (op == "request") {
+    int64_t duration = 0;
+    s = workflow::ParseDuration(j.at("duration").get<std::string>(), &duration);
+    if (s.ok()) {
+      s = workflow_->Request(identity, j.at("resource").get<std::string>(), duration,
+                             j.value("reason", ""), now, &r);
+    }
+  } else if (op == "review") {
+    s = workflow_->Review(identity, j.at("request_id").get<uint64_t>(), j.at("approve").get<bool>(),
+                          j.value("comment", ""), now, &r, &grant_id);
+  } else {
+    s = workflow_->Cancel(identity, j.at("request_id").get<uint64_t>(), now, &r);
+  }
+  if (!s.ok()) {
+    *reply = {{"ok", false}, {"error", s.ToString()}};
+    return;
+  }
+  *reply = {{"ok", true}, {"request", RequestJson(r)}};
+  if (grant_id != 0) (*reply)["grant_id"] = grant_id;
+}
+
 void CollectorServer::HandleAdmin() {
   zmq::message_t req;
   if (!admin_->recv(req, zmq::recv_flags::dontwait)) return;
@@ -692,6 +793,8 @@ void CollectorServer::HandleAdmin() {
       Status s = RevokeGrant(j.at("grant_id").get<uint64_t>(), actor, j.value("reason", ""));
       reply = s.ok() ? nlohmann::json{{"ok", true}}
                      : nlohmann::json{{"ok", false}, {"error", s.ToString()}};
+    } else if (op == "request" || op == "review" || op == "cancel" || op == "requests") {
+      HandleWorkflowAdmin(op, j, &reply);
     } else if (op == "status") {
       nlohmann::json hosts = nlohmann::json::array();
       for (auto& [h, r] : routes_) hosts.push_back(h);

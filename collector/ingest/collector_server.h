@@ -24,6 +24,8 @@
 #include "collector/ingest/collector_config.h"
 #include "collector/ingest/grant_book.h"
 #include "collector/ingest/sequence_index.h"
+#include "collector/workflow/workflow_service.h"
+#include <nlohmann/json.hpp>
 #include "collector/ledger/batcher.h"
 #include "collector/ledger/ledger.h"
 #include "schemas/curve_key.h"
@@ -47,7 +49,7 @@ struct CollectorCounters {
   std::atomic<uint64_t> alarms{0};
 };
 
-class CollectorServer {
+class CollectorServer : private workflow::WorkflowSink {
  public:
   // Creates keys and the ledger in the data directory on first start.
   static Status Open(const CollectorConfig& config, std::unique_ptr<CollectorServer>* out);
@@ -57,6 +59,9 @@ class CollectorServer {
   Status Run();
   // Safe from any thread or a signal handler.
   void Stop();
+  // Reload the policy file at the next turn of the loop (SIGHUP); safe from
+  // a signal handler. A bad policy is logged and the running one stays.
+  void RequestPolicyReload();
 
   const CollectorCounters& counters() const { return counters_; }
   const std::string& curve_public_key() const { return curve_.public_z85; }
@@ -73,6 +78,11 @@ class CollectorServer {
   struct Completion;  // a durable batch waiting for its receipt
   CollectorServer() = default;
   Status ReplayLedger();
+  // workflow::WorkflowSink
+  Status Record(const std::string& action, const std::string& actor) override;
+  Status IssueGrant(const workflow::ApprovedGrant& grant, const std::string& actor,
+                    uint64_t* grant_id) override;
+  void HandleWorkflowAdmin(const std::string& op, const nlohmann::json& j, nlohmann::json* reply);
   void HandleZap();
   void HandleAgentMessage();
   void HandleAdmin();
@@ -100,6 +110,8 @@ class CollectorServer {
   std::unique_ptr<ledger::Ledger> ledger_;
   std::unique_ptr<ledger::Batcher> batcher_;
   std::unique_ptr<GrantBook> grants_;
+  std::unique_ptr<workflow::WorkflowService> workflow_;
+  std::atomic<bool> reload_policy_{false};
   SequenceIndex sequences_;
   // (host, boot) -> highest sequence submitted and not yet durable.
   std::map<std::pair<std::string, std::string>, uint64_t> in_flight_;

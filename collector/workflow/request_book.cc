@@ -186,6 +186,25 @@ std::string RequestBook::StillNeeded(const Policy& policy, const AccessRequest& 
          (rule->all_groups ? " (every approver group)" : "") + " from: " + who;
 }
 
+void RequestBook::RestoreCreated(const AccessRequest& r) {
+  requests_[r.id] = r;
+  if (r.id >= next_id_) next_id_ = r.id + 1;
+}
+
+void RequestBook::RestoreReview(uint64_t id, const RequestReview& review) {
+  auto it = requests_.find(id);
+  if (it != requests_.end()) it->second.reviews.push_back(review);
+}
+
+void RequestBook::RestoreDecided(uint64_t id, RequestState state, bool break_glass,
+                                 int64_t at_ns) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return;
+  it->second.state = state;
+  it->second.break_glass = break_glass;
+  it->second.decided_ns = at_ns;
+}
+
 const AccessRequest* RequestBook::Find(uint64_t id) const {
   auto it = requests_.find(id);
   return it == requests_.end() ? nullptr : &it->second;

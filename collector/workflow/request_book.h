@@ -66,6 +66,12 @@ class RequestBook {
   // Who may still approve, in words, for `show`.
   std::string StillNeeded(const Policy& policy, const AccessRequest& r) const;
   const AccessRequest* Find(uint64_t id) const;
+
+  // Replay of recorded actions (the ledger is the store): no policy checks,
+  // the decisions were made when they were recorded.
+  void RestoreCreated(const AccessRequest& r);
+  void RestoreReview(uint64_t id, const RequestReview& review);
+  void RestoreDecided(uint64_t id, RequestState state, bool break_glass, int64_t at_ns);
   const std::map<uint64_t, AccessRequest>& all() const { return requests_; }
 
  private:

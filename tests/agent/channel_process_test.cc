@@ -93,7 +93,8 @@ class ChannelTest : public ::testing::Test {
   void WriteCollectorConfig(const std::string& agent_key) {
     std::ofstream f(dir_ + "/collector.toml");
     f << "data_dir = \"" << dir_ << "/collector\"\norigin = \"test.example/ledger\"\n"
-      << "endpoints = [\"tcp://127.0.0.1:" << collector_port_ << "\"]\nbatch_max_age_ms = 2\n";
+      << "endpoints = [\"tcp://127.0.0.1:" << collector_port_ << "\"]\nbatch_max_age_ms = 2\n"
+      << collector_settings_;
     if (!agent_key.empty()) {
       f << "[[agent]]\nhost_id = \"host-a\"\ncurve_public_key = \"" << agent_key << "\"\n";
     }
@@ -253,6 +254,7 @@ class ChannelTest : public ::testing::Test {
   std::atomic<bool> stop_accepting_{false};
   pid_t agent_ = -1, collector_ = -1;
   size_t decisions_ = 0;  // connects to the protected port: one decision event each
+  std::string collector_settings_;  // more top-level collector settings
 };
 
 TEST_F(ChannelTest, EventsReachTheLedgerOnceAndGrantsReachTheKernel) {
@@ -364,6 +366,47 @@ TEST_F(StreamingChannelTest, AgentKilledTwentyTimesLosesNothing) {
   StartCollector();
   StartAgent();
   KillLoop(/*agent=*/true, 20);
+}
+
+TEST_F(ChannelTest, ApprovedRequestBecomesAGrantInTheKernel) {
+  std::ofstream(dir_ + "/policy.toml")
+      << "[[host]]\nid = \"host-a\"\n"
+      << "[[resource]]\nname = \"db\"\nid = 9\ndestinations = [\"127.0.0.1/32\"]\nports = \""
+      << port_ << "\"\nhosts = [\"host-a\"]\n"
+      << "[[identity]]\nname = \"tess\"\ngroups = [\"dev\"]\nuid = " << kUid << "\n"
+      << "[[identity]]\nname = \"ann\"\ngroups = [\"dba\"]\n"
+      << "[[identity]]\nname = \"ben\"\ngroups = [\"dba\"]\n"
+      << "[[request_rule]]\nresources = [\"db\"]\nrequesters = [\"group:dev\"]\n"
+      << "max_duration = \"1h\"\n"
+      << "[[approval_rule]]\nresources = [\"db\"]\napprover_groups = [\"dba\"]\napprovals = 2\n";
+  collector_settings_ = "policy = \"" + dir_ + "/policy.toml\"\n";
+  WriteCollectorConfig(agent_key_);
+  StartCollector();
+  StartAgent();
+  std::string out;
+  ASSERT_EQ(Collector({"request", "--as", "tess", "--resource", "db", "--for", "10m", "--reason",
+                       "debug the nightly job"},
+                      &out),
+            0)
+      << out;
+  EXPECT_EQ(ConnectOnce(), EPERM);
+  // tess cannot approve her own; one dba approval is not enough.
+  EXPECT_NE(Collector({"review", "--as", "tess", "--id", "1", "--approve"}, &out), 0);
+  ASSERT_EQ(Collector({"review", "--as", "ann", "--id", "1", "--approve"}, &out), 0) << out;
+  EXPECT_NE(out.find("\"pending\""), std::string::npos) << out;
+  EXPECT_EQ(ConnectOnce(), EPERM);
+  ASSERT_EQ(Collector({"review", "--as", "ben", "--id", "1", "--approve", "--comment", "ok"}, &out), 0)
+      << out;
+  EXPECT_NE(out.find("\"approved\""), std::string::npos) << out;
+  ASSERT_GE(WaitForConnect(0), 0) << Slurp(dir_ + "/agent.log");
+  LedgerView v = WaitForEvents(decisions_);
+  ExpectExactlyOnce(v, decisions_);
+  std::string kinds;
+  for (auto& w : v.workflow) kinds += w + " ";
+  for (const char* want : {"policyLoaded", "requestCreated", "requestReviewed", "grantIssued",
+                           "requestDecided", "grantSetApplied"}) {
+    EXPECT_NE(kinds.find(want), std::string::npos) << want << " missing from: " << kinds;
+  }
 }
 
 TEST_F(ChannelTest, KilledAgentOrCollectorLosesNothing) {

@@ -1,0 +1,167 @@
+#include "collector/workflow/workflow_service.h"
+
+#include <capnp/message.h>
+
+#include <cstdio>
+
+#include "schemas/canonical.h"
+
+namespace latch::workflow {
+namespace {
+
+RequestState StateFromName(const std::string& s) {
+  if (s == "approved") return RequestState::kApproved;
+  if (s == "denied") return RequestState::kDenied;
+  if (s == "cancelled") return RequestState::kCancelled;
+  return RequestState::kExpired;
+}
+
+}  // namespace
+
+Status WorkflowService::LoadPolicy(const std::string& path) {
+  std::unique_ptr<Policy> next;
+  LATCH_RETURN_IF_ERROR(Policy::Load(path, &next));
+  capnp::MallocMessageBuilder m;
+  auto a = m.initRoot<schema::WorkflowAction>();
+  a.setActor("collector");
+  auto p = a.initPolicyLoaded();
+  p.setSha256(next->hash());
+  p.setSource(path);
+  LATCH_RETURN_IF_ERROR(sink_.Record(schema::CanonicalBytes(a.asReader()), ""));
+  policy_ = std::move(next);
+  return Status::Ok();
+}
+
+void WorkflowService::Replay(schema::WorkflowAction::Reader a, int64_t at_ns) {
+  switch (a.which()) {
+    case schema::WorkflowAction::REQUEST_CREATED: {
+      auto c = a.getRequestCreated();
+      AccessRequest r;
+      r.id = c.getRequestId();
+      r.requester = c.getRequester();
+      r.resource = c.getResource();
+      r.duration_ns = c.getDurationNs();
+      r.reason = c.getReason();
+      r.created_ns = at_ns;
+      r.pending_until_ns = c.getPendingUntilNs();
+      book_.RestoreCreated(r);
+      break;
+    }
+    case schema::WorkflowAction::REQUEST_REVIEWED: {
+      auto v = a.getRequestReviewed();
+      book_.RestoreReview(v.getRequestId(),
+                          {v.getReviewer(), v.getApprove(), v.getComment(), at_ns});
+      break;
+    }
+    case schema::WorkflowAction::REQUEST_DECIDED: {
+      auto d = a.getRequestDecided();
+      book_.RestoreDecided(d.getRequestId(), StateFromName(d.getState()), d.getBreakGlass(),
+                           at_ns);
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+Status WorkflowService::Request(const std::string& identity, const std::string& resource,
+                                int64_t duration_ns, const std::string& reason, int64_t now_ns,
+                                AccessRequest* out) {
+  if (!policy_) return Status::FailedPrecondition("no policy is loaded");
+  RequestBook trial = book_;  // decided first, recorded, then kept
+  AccessRequest r;
+  LATCH_RETURN_IF_ERROR(trial.Create(*policy_, identity, resource, duration_ns, reason, now_ns, &r));
+  capnp::MallocMessageBuilder m;
+  auto a = m.initRoot<schema::WorkflowAction>();
+  a.setActor(identity);
+  auto c = a.initRequestCreated();
+  c.setRequestId(r.id);
+  c.setRequester(identity);
+  c.setResource(resource);
+  c.setDurationNs(duration_ns);
+  c.setReason(reason);
+  c.setPendingUntilNs(r.pending_until_ns);
+  LATCH_RETURN_IF_ERROR(sink_.Record(schema::CanonicalBytes(a.asReader()), ""));
+  book_ = std::move(trial);
+  *out = r;
+  return Status::Ok();
+}
+
+Status WorkflowService::RecordDecision(const AccessRequest& r, uint64_t grant_id,
+                                       const std::string& actor) {
+  capnp::MallocMessageBuilder m;
+  auto a = m.initRoot<schema::WorkflowAction>();
+  a.setActor(actor);
+  auto d = a.initRequestDecided();
+  d.setRequestId(r.id);
+  d.setState(RequestStateName(r.state));
+  d.setGrantId(grant_id);
+  d.setBreakGlass(r.break_glass);
+  return sink_.Record(schema::CanonicalBytes(a.asReader()), "");
+}
+
+Status WorkflowService::Review(const std::string& identity, uint64_t id, bool approve,
+                               const std::string& comment, int64_t now_ns, AccessRequest* out,
+                               uint64_t* grant_id) {
+  if (!policy_) return Status::FailedPrecondition("no policy is loaded");
+  *grant_id = 0;
+  RequestBook trial = book_;
+  AccessRequest r;
+  LATCH_RETURN_IF_ERROR(trial.Review(*policy_, id, identity, approve, comment, now_ns, &r));
+  capnp::MallocMessageBuilder m;
+  auto a = m.initRoot<schema::WorkflowAction>();
+  a.setActor(identity);
+  auto v = a.initRequestReviewed();
+  v.setRequestId(id);
+  v.setReviewer(identity);
+  v.setApprove(approve);
+  v.setComment(comment);
+  LATCH_RETURN_IF_ERROR(sink_.Record(schema::CanonicalBytes(a.asReader()), ""));
+  book_ = std::move(trial);
+  if (r.state == RequestState::kApproved) {
+    const PolicyResource* res = policy_->FindResource(r.resource);
+    ApprovedGrant g;
+    g.identity = policy_->FindIdentity(r.requester);
+    if (res == nullptr || g.identity == nullptr) {
+      return Status::FailedPrecondition("the policy no longer has '" + r.resource + "' or '" +
+                                        r.requester + "'");
+    }
+    g.resource_id = res->resource.id;
+    g.hosts = res->hosts;
+    g.not_before_unix_ns = now_ns;
+    g.not_after_unix_ns = now_ns + r.duration_ns;
+    g.break_glass = r.break_glass;
+    LATCH_RETURN_IF_ERROR(sink_.IssueGrant(g, identity, grant_id));
+    LATCH_RETURN_IF_ERROR(RecordDecision(r, *grant_id, identity));
+  } else if (r.state == RequestState::kDenied) {
+    LATCH_RETURN_IF_ERROR(RecordDecision(r, 0, identity));
+  }
+  *out = r;
+  return Status::Ok();
+}
+
+Status WorkflowService::Cancel(const std::string& identity, uint64_t id, int64_t now_ns,
+                               AccessRequest* out) {
+  RequestBook trial = book_;
+  AccessRequest r;
+  LATCH_RETURN_IF_ERROR(trial.Cancel(id, identity, now_ns, &r));
+  LATCH_RETURN_IF_ERROR(RecordDecision(r, 0, identity));
+  book_ = std::move(trial);
+  *out = r;
+  return Status::Ok();
+}
+
+void WorkflowService::ExpireDue(int64_t now_ns) {
+  RequestBook trial = book_;
+  for (const AccessRequest& r : trial.ExpireDue(now_ns)) {
+    Status s = RecordDecision(r, 0, "collector");
+    if (!s.ok()) {
+      std::fprintf(stderr, "latch-collector: recording the expiry of request %llu: %s\n",
+                   static_cast<unsigned long long>(r.id), s.ToString().c_str());
+      return;  // tried again at the next tick
+    }
+    book_.RestoreDecided(r.id, RequestState::kExpired, false, now_ns);
+  }
+}
+
+}  // namespace latch::workflow
