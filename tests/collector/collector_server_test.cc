@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
 #include <thread>
 #include <zmq.hpp>
 
@@ -361,6 +362,57 @@ TEST_F(CollectorTest, GrantBookIsRebuiltFromTheLedgerWithTheSameVersions) {
   zmq::message_t reply;
   (void)admin2.recv(reply);
   EXPECT_NE(reply.to_string().find("\"grant_id\":3"), std::string::npos) << reply.to_string();
+}
+
+TEST_F(CollectorTest, WorkflowStateIsRebuiltFromTheLedger) {
+  // A policy, then a restart so the collector loads it.
+  std::ofstream(dir_ / "policy.toml")
+      << "[[host]]\nid = \"host-a\"\n"
+      << "[[resource]]\nname = \"db\"\nid = 9\ndestinations = [\"10.1.2.3\"]\nports = \"5432\"\n"
+      << "hosts = [\"host-a\"]\n"
+      << "[[identity]]\nname = \"tess\"\ngroups = [\"dev\"]\nuid = 4000\n"
+      << "[[identity]]\nname = \"ann\"\ngroups = [\"dba\"]\n"
+      << "[[request_rule]]\nresources = [\"db\"]\nrequesters = [\"tess\"]\nmax_duration = \"1h\"\n"
+      << "[[approval_rule]]\nresources = [\"db\"]\napprover_groups = [\"dba\"]\n";
+  auto restart = [&] {
+    server_->Stop();
+    thread_.join();
+    server_.reset();
+    config_.policy = dir_ / "policy.toml";
+    Status s = CollectorServer::Open(config_, &server_);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    thread_ = std::thread([this] { run_status_ = server_->Run(); });
+  };
+  restart();
+  auto ask = [&](const std::string& req) {
+    zmq::socket_t admin(ctx_, zmq::socket_type::req);
+    admin.set(zmq::sockopt::linger, 0);
+    admin.connect(server_->admin_endpoint());
+    admin.send(zmq::buffer(req), zmq::send_flags::none);
+    zmq::message_t reply;
+    (void)admin.recv(reply);
+    return reply.to_string();
+  };
+  std::string r = ask(R"({"op":"request","identity":"tess","resource":"db","duration":"30m","reason":"x"})");
+  ASSERT_NE(r.find("\"pending\""), std::string::npos) << r;
+  r = ask(R"({"op":"request","identity":"tess","resource":"db","duration":"2h","reason":"x"})");
+  EXPECT_NE(r.find("at most 1h"), std::string::npos) << r;
+  restart();
+  r = ask(R"({"op":"requests"})");
+  EXPECT_NE(r.find("\"requester\":\"tess\""), std::string::npos) << r;
+  EXPECT_NE(r.find("\"pending\""), std::string::npos) << r;
+  r = ask(R"({"op":"review","identity":"ann","request_id":1,"approve":true})");
+  EXPECT_NE(r.find("\"approved\""), std::string::npos) << r;
+  EXPECT_NE(r.find("\"grant_id\":1"), std::string::npos) << r;
+  restart();
+  r = ask(R"({"op":"requests"})");
+  EXPECT_NE(r.find("\"approved\""), std::string::npos) << r;
+  // A broken policy on reload leaves the running one in place.
+  std::ofstream(dir_ / "policy.toml", std::ios::app) << "[[nonsense]]\n";
+  server_->RequestPolicyReload();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  r = ask(R"({"op":"request","identity":"tess","resource":"db","duration":"10m","reason":"y"})");
+  EXPECT_NE(r.find("\"pending\""), std::string::npos) << r;
 }
 
 }  // namespace
