@@ -77,6 +77,12 @@ struct RequestDecided {
   breakGlass @3 :Bool;           # self-approved under break-glass policy
 }
 
+# A grant reached its notAfter: the kernel already refuses it on its own; this
+# records the end, and the grant leaves every host's set.
+struct GrantExpired {
+  grantId @0 :UInt64;
+}
+
 struct WorkflowAction {
   actor @0 :Text;                # who acted: a host id, a user, or "collector"
   union {
@@ -90,5 +96,6 @@ struct WorkflowAction {
     requestCreated @8 :RequestCreated;
     requestReviewed @9 :RequestReviewed;
     requestDecided @10 :RequestDecided;
+    grantExpired @11 :GrantExpired;
   }
 }

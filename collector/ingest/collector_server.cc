@@ -129,6 +129,9 @@ Status CollectorServer::ReplayLedger() {
           if (a.isGrantRevoked()) {
             (void)grants_->ApplyRevoked(a.getGrantRevoked().getGrantId(), &changed);
           }
+          if (a.isGrantExpired()) {
+            (void)grants_->ApplyRevoked(a.getGrantExpired().getGrantId(), &changed);
+          }
           workflow_->Replay(a, record.receive_time_ns);
           return Status::Ok();
         }));
@@ -139,6 +142,26 @@ Status CollectorServer::ReplayLedger() {
 CollectorServer::~CollectorServer() {
   batcher_.reset();  // commits what is pending; completions are then dropped
   if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+// Grants past their window: recorded as expired and dropped from the hosts'
+// sets (the kernels have refused them since notAfter on their own).
+void CollectorServer::RecordEndedGrants() {
+  for (uint64_t id : grants_->EndedBy(NowNs())) {
+    capnp::MallocMessageBuilder m;
+    auto a = m.initRoot<schema::WorkflowAction>();
+    a.setActor("collector");
+    a.initGrantExpired().setGrantId(id);
+    Status s = RecordWorkflow(schema::CanonicalBytes(a.asReader()), "");
+    if (!s.ok()) {
+      std::fprintf(stderr, "latch-collector: recording the expiry of grant %llu: %s\n",
+                   static_cast<unsigned long long>(id), s.ToString().c_str());
+      return;  // tried again at the next turn
+    }
+    std::vector<std::string> changed;
+    (void)grants_->ApplyRevoked(id, &changed);
+    for (const std::string& h : changed) PushGrantSet(h);
+  }
 }
 
 void CollectorServer::RequestPolicyReload() {
@@ -237,6 +260,7 @@ Status CollectorServer::Run() {
                           : (s.ToString() + "; the running policy stays").c_str());
     }
     if (workflow_->policy() != nullptr) workflow_->ExpireDue(NowNs());
+    RecordEndedGrants();
   }
   FlushRefusals(true);
   return Status::Ok();

@@ -78,6 +78,7 @@ class CollectorServer : private workflow::WorkflowSink {
   struct Completion;  // a durable batch waiting for its receipt
   CollectorServer() = default;
   Status ReplayLedger();
+  void RecordEndedGrants();
   // workflow::WorkflowSink
   Status Record(const std::string& action, const std::string& actor) override;
   Status IssueGrant(const workflow::ApprovedGrant& grant, const std::string& actor,

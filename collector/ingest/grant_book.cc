@@ -72,6 +72,7 @@ Status GrantBook::ApplyIssued(const std::string& signed_grant, uint64_t* issued_
                               std::vector<std::string>* changed) {
   std::string grant_bytes;
   uint64_t id = 0;
+  int64_t not_after = 0;
   std::vector<std::string> hosts;
   LATCH_RETURN_IF_ERROR(schema::ReadCanonical<schema::SignedGrant>(
       signed_grant, "signed grant", [&](schema::SignedGrant::Reader sg) {
@@ -80,16 +81,25 @@ Status GrantBook::ApplyIssued(const std::string& signed_grant, uint64_t* issued_
   LATCH_RETURN_IF_ERROR(
       schema::ReadCanonical<schema::Grant>(grant_bytes, "grant", [&](schema::Grant::Reader g) {
         id = g.getId();
+        not_after = g.getNotAfterUnixNs();
         for (auto h : g.getHostIds()) hosts.emplace_back(h.cStr());
         return Status::Ok();
       }));
   if (id <= last_id_) return Status::AlreadyExists("grant id " + std::to_string(id) + " is taken");
   last_id_ = id;
-  grants_[id] = {signed_grant, hosts};
+  grants_[id] = {signed_grant, hosts, not_after};
   Bump(hosts);
   *issued_id = id;
   *changed = std::move(hosts);
   return Status::Ok();
+}
+
+std::vector<uint64_t> GrantBook::EndedBy(int64_t now_ns) const {
+  std::vector<uint64_t> ended;
+  for (const auto& [id, e] : grants_) {
+    if (e.not_after_unix_ns <= now_ns) ended.push_back(id);
+  }
+  return ended;
 }
 
 Status GrantBook::ApplyRevoked(uint64_t id, std::vector<std::string>* changed) {

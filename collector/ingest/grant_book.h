@@ -49,6 +49,8 @@ class GrantBook {
   // NotFound if no such grant is live; otherwise as ApplyIssued.
   Status ApplyRevoked(uint64_t id, std::vector<std::string>* changed);
   bool Has(uint64_t id) const { return grants_.count(id) != 0; }
+  // Live grants whose window has ended by `now_ns`.
+  std::vector<uint64_t> EndedBy(int64_t now_ns) const;
 
   // The host's current set as a canonical SignedGrantSet.
   Status SignedSet(const std::string& host, int64_t now_ns, std::string* signed_set) const;
@@ -59,6 +61,7 @@ class GrantBook {
   struct Entry {
     std::string signed_grant;  // canonical SignedGrant
     std::vector<std::string> hosts;
+    int64_t not_after_unix_ns = 0;
   };
   void Bump(const std::vector<std::string>& hosts);
 

@@ -72,7 +72,7 @@ inline LedgerView ReadLedgerAt(const std::string& dir) {
         const char* names[] = {"grantIssued",     "grantRevoked",    "grantSetApplied",
                                "refusal",         "agentAlarm",      "agentConnected",
                                "policyLoaded",    "requestCreated",  "requestReviewed",
-                               "requestDecided"};
+                               "requestDecided",  "grantExpired"};
         v.workflow.push_back(names[static_cast<int>(a.which())]);
         return Status::Ok();
       });

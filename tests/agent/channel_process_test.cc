@@ -409,6 +409,29 @@ TEST_F(ChannelTest, ApprovedRequestBecomesAGrantInTheKernel) {
   }
 }
 
+TEST_F(ChannelTest, GrantEndsInTheKernelAndIsRecordedAsExpired) {
+  StartCollector();
+  StartAgent();
+  std::string out;
+  ASSERT_EQ(Collector({"grant", "--host", "host-a", "--uid", std::to_string(kUid), "--resource",
+                       "9", "--for", "2"},
+                      &out),
+            0)
+      << out;
+  ASSERT_GE(WaitForConnect(0), 0);
+  ASSERT_GE(WaitForConnect(EPERM, 5000), 0) << "the grant did not end";
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  LedgerView v;
+  while (Clock::now() < deadline) {
+    v = ReadLedger();
+    if (std::find(v.workflow.begin(), v.workflow.end(), "grantExpired") != v.workflow.end()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(std::find(v.workflow.begin(), v.workflow.end(), "grantExpired"), v.workflow.end());
+  v = WaitForEvents(decisions_);
+  ExpectExactlyOnce(v, decisions_);
+}
+
 TEST_F(ChannelTest, KilledAgentOrCollectorLosesNothing) {
   StartCollector();
   StartAgent();
