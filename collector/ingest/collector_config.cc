@@ -63,7 +63,8 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
   }
   LATCH_RETURN_IF_ERROR(Known(root, source,
                               {"data_dir", "origin", "endpoints", "batch_max_entries",
-                               "batch_max_age_ms", "max_message_bytes", "agent", "policy"}));
+                               "batch_max_age_ms", "max_message_bytes", "agent", "policy",
+                               "api", "api_token"}));
   CollectorConfig c;
   LATCH_RETURN_IF_ERROR(Read(root, source, "data_dir", &c.data_dir, true));
   LATCH_RETURN_IF_ERROR(Read(root, source, "origin", &c.origin, true));
@@ -111,6 +112,41 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
       }
       if (!c.agents.emplace(key, host).second) {
         return Bad(source, t->source(), "agent '" + host + "' reuses another agent's key");
+      }
+    }
+  }
+  if (const toml::node* n = root.get("api")) {
+    const toml::table* t = n->as_table();
+    if (t == nullptr) return Bad(source, n->source(), "'api' must be an [api] table");
+    LATCH_RETURN_IF_ERROR(Known(*t, source, {"listen", "cert", "key"}));
+    c.api_enabled = true;
+    std::string listen = c.api_address + ":" + std::to_string(c.api_port);
+    LATCH_RETURN_IF_ERROR(Read(*t, source, "listen", &listen, false));
+    size_t colon = listen.rfind(':');
+    int port = colon == std::string::npos ? -1 : std::atoi(listen.c_str() + colon + 1);
+    if (colon == std::string::npos || colon == 0 || port < 0 || port > 65535) {
+      return Bad(source, t->source(), "api listen must be ADDRESS:PORT");
+    }
+    c.api_address = listen.substr(0, colon);
+    c.api_port = static_cast<uint16_t>(port);
+    LATCH_RETURN_IF_ERROR(Read(*t, source, "cert", &c.api_cert, false));
+    LATCH_RETURN_IF_ERROR(Read(*t, source, "key", &c.api_key, false));
+  }
+  if (const toml::node* n = root.get("api_token")) {
+    const toml::array* list = n->as_array();
+    if (list == nullptr) return Bad(source, n->source(), "'api_token' must be [[api_token]] tables");
+    for (const toml::node& e : *list) {
+      const toml::table* t = e.as_table();
+      if (t == nullptr) return Bad(source, e.source(), "'api_token' must be [[api_token]] tables");
+      LATCH_RETURN_IF_ERROR(Known(*t, source, {"identity", "sha256"}));
+      std::string identity, hash;
+      LATCH_RETURN_IF_ERROR(Read(*t, source, "identity", &identity, true));
+      LATCH_RETURN_IF_ERROR(Read(*t, source, "sha256", &hash, true));
+      bool hex = hash.size() == 64 &&
+                 hash.find_first_not_of("0123456789abcdef") == std::string::npos;
+      if (!hex) return Bad(source, t->source(), "sha256 must be 64 lower-case hex digits");
+      if (!c.api_tokens.emplace(hash, identity).second) {
+        return Bad(source, t->source(), "the same token is listed twice");
       }
     }
   }

@@ -8,6 +8,15 @@
 //   max_message_bytes = 16777216         # larger messages are refused
 //   policy = "/etc/latch/policy.toml"    # the approval workflow (optional; reloaded on SIGHUP)
 //
+//   [api]                                # the HTTPS API (optional)
+//   listen = "127.0.0.1:8443"
+//   cert = "<data_dir>/api.crt"          # made self-signed on first start if absent
+//   key = "<data_dir>/api.key"
+//
+//   [[api_token]]                        # bearer tokens, stored hashed
+//   identity = "alice"                   # an identity of the policy
+//   sha256 = "<64 hex digits>"           # latch-collector token-hash prints it
+//
 //   [[agent]]                            # enrolled agents
 //   host_id = "db-host-1"
 //   curve_public_key = "<40 Z85 characters>"
@@ -36,6 +45,11 @@ struct CollectorConfig {
   uint64_t max_message_bytes = 16u << 20;
   std::map<std::string, std::string> agents;  // CURVE public key -> host id
   std::string policy;                          // empty: no workflow, grants only by admin
+  bool api_enabled = false;
+  std::string api_address = "127.0.0.1";
+  uint16_t api_port = 8443;
+  std::string api_cert, api_key;               // empty: under data_dir
+  std::map<std::string, std::string> api_tokens;  // sha256 hex -> identity
 };
 
 Status ParseCollectorConfig(std::string_view toml_text, const std::string& source,

@@ -14,10 +14,12 @@
 // socket (data_dir/admin.sock, reachable only by who can enter data_dir).
 #include <CLI/CLI.hpp>
 #include <csignal>
+#include <iostream>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
+#include "collector/api/api_server.h"
 #include "collector/ingest/collector_config.h"
 #include "collector/ingest/collector_server.h"
 
@@ -65,7 +67,8 @@ int Admin(const CollectorConfig& config, const nlohmann::json& request) {
 int main(int argc, char** argv) {
   CLI::App app{"latch-collector: the ledger's ingest and the grant channel to agents"};
   std::string config_path;
-  app.add_option("--config", config_path, "collector configuration (TOML)")->required();
+  auto* config_option =
+      app.add_option("--config", config_path, "collector configuration (TOML)");
   auto* keys = app.add_subcommand("keys", "print the CURVE, grant and ledger keys agents need");
   auto* grant = app.add_subcommand("grant", "issue a grant through the running collector");
   std::string host, user, cgroup, reason;
@@ -97,10 +100,23 @@ int main(int argc, char** argv) {
   review->add_flag("--deny", deny);
   review->add_option("--comment", comment);
   auto* requests = app.add_subcommand("requests", "list requests and their state");
+  auto* token_hash = app.add_subcommand(
+      "token-hash", "read an API token on stdin, print the sha256 an [[api_token]] entry holds");
   // --config may come before or after the subcommand.
   for (auto* sub : {keys, grant, revoke, status, request, review, requests}) sub->fallthrough();
   CLI11_PARSE(app, argc, argv);
+  if (!token_hash->parsed() && config_option->count() == 0) {
+    std::fprintf(stderr, "latch-collector: --config is required\n");
+    return 2;
+  }
 
+  if (token_hash->parsed()) {
+    std::string token;
+    std::getline(std::cin, token);
+    if (token.size() < 16) return Fail(Status::InvalidArgument("use a token of 16 characters or more"));
+    std::printf("%s\n", latch::api::TokenHash(token).c_str());
+    return 0;
+  }
   CollectorConfig config;
   Status s = latch::collector::LoadCollectorConfig(config_path, &config);
   if (!s.ok()) return Fail(s);

@@ -231,6 +231,7 @@ Status CollectorServer::Run() {
   } catch (const zmq::error_t& e) {
     return Status::IoError(std::string("binding the collector's sockets: ") + e.what());
   }
+  if (config_.api_enabled) LATCH_RETURN_IF_ERROR(StartApi());
   std::fprintf(stderr, "latch-collector: serving %zu endpoint(s), %zu enrolled agent(s), ledger size %llu\n",
                config_.endpoints.size(), config_.agents.size(),
                static_cast<unsigned long long>(ledger_->size()));
@@ -242,7 +243,10 @@ Status CollectorServer::Run() {
     try {
       zmq::poll(items, 4, std::chrono::milliseconds(200));
       if (items[1].revents & ZMQ_POLLIN) HandleZap();
-      if (items[3].revents & ZMQ_POLLIN) HandleCompletions();
+      if (items[3].revents & ZMQ_POLLIN) {
+        HandleCompletions();
+        RunQueuedCalls();
+      }
       // Bounded turns per wake-up, so completions and ZAP are never starved.
       for (int i = 0; i < 256 && (router_->get(zmq::sockopt::events) & ZMQ_POLLIN); ++i) {
         HandleAgentMessage();
@@ -262,6 +266,10 @@ Status CollectorServer::Run() {
     if (workflow_->policy() != nullptr) workflow_->ExpireDue(NowNs());
     RecordEndedGrants();
   }
+  // API calls queued before the stop are answered; later ones are refused
+  // (stopping_ is set), so the API threads can all finish.
+  RunQueuedCalls();
+  if (api_) api_->Stop();
   FlushRefusals(true);
   return Status::Ok();
 }

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -21,6 +22,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "collector/api/api_server.h"
 #include "collector/ingest/collector_config.h"
 #include "collector/ingest/grant_book.h"
 #include "collector/ingest/sequence_index.h"
@@ -68,6 +70,8 @@ class CollectorServer : private workflow::WorkflowSink {
   std::string grant_vkey() const { return grant_key_.verifier().ToString(); }
   std::string ledger_vkey() const { return ledger_->verifier().ToString(); }
   std::string admin_endpoint() const { return "ipc://" + config_.data_dir + "/admin.sock"; }
+  // The HTTPS API's port once Run() has started it (0: no API).
+  uint16_t api_port() const { return api_ ? api_->port() : 0; }
 
   // Grant changes (the admin socket calls these; so may tests): recorded in
   // the ledger first, then pushed to the hosts they change.
@@ -84,6 +88,11 @@ class CollectorServer : private workflow::WorkflowSink {
   Status IssueGrant(const workflow::ApprovedGrant& grant, const std::string& actor,
                     uint64_t* grant_id) override;
   void HandleWorkflowAdmin(const std::string& op, const nlohmann::json& j, nlohmann::json* reply);
+  // The HTTPS API (collector_api.cc): requests run on the loop thread.
+  Status StartApi();
+  api::ApiResponse CallOnLoop(const api::ApiRequest& req);
+  void RunQueuedCalls();
+  api::ApiResponse HandleApi(const api::ApiRequest& req);
   void HandleZap();
   void HandleAgentMessage();
   void HandleAdmin();
@@ -113,6 +122,9 @@ class CollectorServer : private workflow::WorkflowSink {
   std::unique_ptr<GrantBook> grants_;
   std::unique_ptr<workflow::WorkflowService> workflow_;
   std::atomic<bool> reload_policy_{false};
+  std::unique_ptr<api::ApiServer> api_;
+  std::mutex calls_mu_;
+  std::vector<std::function<void()>> calls_;  // from API threads, run on the loop
   SequenceIndex sequences_;
   // (host, boot) -> highest sequence submitted and not yet durable.
   std::map<std::pair<std::string, std::string>, uint64_t> in_flight_;

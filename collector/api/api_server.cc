@@ -1,0 +1,158 @@
+#include "collector/api/api_server.h"
+
+// Boost 1.74's Asio needs <utility> first (see agent_daemon.h).
+#include <utility>
+// clang-format off
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+// clang-format on
+
+#include <cstdio>
+
+#include "tlog/sha256.h"
+
+namespace latch::api {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+std::string TokenHash(const std::string& token) {
+  tlog::Hash h = tlog::Sha256::Of({reinterpret_cast<const uint8_t*>(token.data()), token.size()});
+  static const char* d = "0123456789abcdef";
+  std::string out;
+  for (uint8_t b : h) {
+    out += d[b >> 4];
+    out += d[b & 15];
+  }
+  return out;
+}
+
+struct ApiServer::Impl {
+  asio::io_context io;
+  asio::ssl::context tls{asio::ssl::context::tls_server};
+  std::unique_ptr<tcp::acceptor> acceptor;
+};
+
+ApiServer::ApiServer(ApiOptions options, Handler handler, RefusalHook refused)
+    : options_(std::move(options)),
+      handler_(std::move(handler)),
+      refused_(std::move(refused)),
+      impl_(std::make_unique<Impl>()) {}
+
+ApiServer::~ApiServer() { Stop(); }
+
+Status ApiServer::Start() {
+  try {
+    impl_->tls.set_options(asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1 |
+                           asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3);
+    impl_->tls.use_certificate_chain_file(options_.cert_path);
+    impl_->tls.use_private_key_file(options_.key_path, asio::ssl::context::pem);
+    auto address = asio::ip::make_address(options_.listen_address);
+    impl_->acceptor = std::make_unique<tcp::acceptor>(impl_->io, tcp::endpoint(address, options_.port));
+    bound_port_ = impl_->acceptor->local_endpoint().port();
+  } catch (const std::exception& e) {
+    return Status::IoError(std::string("starting the HTTPS API: ") + e.what());
+  }
+  acceptor_ = std::thread([this] {
+    while (!stopping_) {
+      boost::system::error_code ec;
+      tcp::socket s(impl_->io);
+      impl_->acceptor->accept(s, ec);
+      if (ec || stopping_) continue;
+      if (connections_.load() >= options_.max_connections) {
+        refused_("api_busy", "too many connections");
+        continue;  // closed: the client retries
+      }
+      connections_++;
+      int fd = s.release();
+      std::thread([this, fd] {
+        Serve(fd);
+        connections_--;
+      }).detach();
+    }
+  });
+  return Status::Ok();
+}
+
+void ApiServer::Stop() {
+  if (stopping_.exchange(true)) return;
+  if (impl_->acceptor) {
+    boost::system::error_code ec;
+    // Wake the blocking accept with a connection of our own.
+    tcp::socket s(impl_->io);
+    s.connect(impl_->acceptor->local_endpoint(), ec);
+    impl_->acceptor->close(ec);
+  }
+  if (acceptor_.joinable()) acceptor_.join();
+  while (connections_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+}
+
+ApiResponse ApiServer::Dispatch(const std::string& method, const std::string& target,
+                                const std::string& authorization, const std::string& body) {
+  ApiRequest req{method, target, "", body};
+  bool open = target == "/healthz" || target == "/checkpoint" || target.rfind("/tile/", 0) == 0;
+  if (!open) {
+    const std::string prefix = "Bearer ";
+    auto it = authorization.rfind(prefix, 0) == 0
+                  ? options_.token_hashes.find(TokenHash(authorization.substr(prefix.size())))
+                  : options_.token_hashes.end();
+    if (it == options_.token_hashes.end()) {
+      refused_("api_unauthenticated", method + " " + target.substr(0, 200));
+      return {401, "application/json", R"({"error":"a valid bearer token is required"})"};
+    }
+    req.identity = it->second;
+  }
+  return handler_(req);
+}
+
+void ApiServer::Serve(int fd) {
+  asio::io_context io;
+  try {
+    beast::ssl_stream<beast::tcp_stream> stream(io, impl_->tls);
+    beast::get_lowest_layer(stream).socket().assign(tcp::v4(), fd);
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
+    stream.handshake(asio::ssl::stream_base::server);
+    beast::flat_buffer buffer;
+    while (!stopping_) {
+      http::request_parser<http::string_body> parser;
+      parser.body_limit(options_.max_body_bytes);
+      parser.header_limit(16 * 1024);
+      beast::error_code ec;
+      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
+      http::read(stream, buffer, parser, ec);
+      if (ec == http::error::end_of_stream || ec == asio::ssl::error::stream_truncated) break;
+      ApiResponse out;
+      bool keep = false;
+      if (ec == http::error::body_limit) {
+        out = {413, "application/json", R"({"error":"request body too large"})"};
+      } else if (ec) {
+        break;  // not HTTP: nothing to answer
+      } else {
+        auto& msg = parser.get();
+        keep = msg.keep_alive();
+        std::string auth(msg[http::field::authorization]);
+        out = Dispatch(std::string(msg.method_string()), std::string(msg.target()), auth,
+                       msg.body());
+      }
+      http::response<http::string_body> res{static_cast<http::status>(out.status), 11};
+      res.set(http::field::server, "latch-collector");
+      res.set(http::field::content_type, out.content_type);
+      res.keep_alive(keep);
+      res.body() = std::move(out.body);
+      res.prepare_payload();
+      http::write(stream, res, ec);
+      if (ec || !keep) break;
+    }
+    beast::error_code ec;
+    stream.shutdown(ec);
+  } catch (const std::exception& e) {
+    // A failed handshake or a reset connection ends only that connection.
+  }
+}
+
+}  // namespace latch::api

@@ -1,0 +1,78 @@
+// ApiServer: the collector's HTTPS API (Boost.Beast over OpenSSL TLS).
+// Callers authenticate with a bearer token; the server keeps only SHA-256
+// hashes of the tokens, each mapped to an identity of the policy. Every
+// request is size-checked and handed, with the caller's identity, to the
+// handler, which the collector runs on its own loop thread (its workflow
+// state has one owner); a refused call answers 401 and is reported to the
+// handler's refusal hook, which records it.
+//
+// Connections are served by a thread each, at most max_connections at once
+// (more are answered 503): an operators' and auditors' API, not a public one.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "tlog/status.h"
+
+namespace latch::api {
+
+struct ApiRequest {
+  std::string method;    // GET, POST, ...
+  std::string target;    // path and query
+  std::string identity;  // empty for unauthenticated paths (/healthz, /checkpoint, /tile/)
+  std::string body;
+};
+
+struct ApiResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+};
+
+struct ApiOptions {
+  std::string listen_address = "127.0.0.1";
+  uint16_t port = 8443;
+  std::string cert_path, key_path;
+  std::map<std::string, std::string> token_hashes;  // hex SHA-256 of the token -> identity
+  size_t max_body_bytes = 64 * 1024;
+  int max_connections = 64;
+};
+
+class ApiServer {
+ public:
+  using Handler = std::function<ApiResponse(const ApiRequest&)>;
+  using RefusalHook = std::function<void(const std::string& what, const std::string& detail)>;
+
+  ApiServer(ApiOptions options, Handler handler, RefusalHook refused);
+  ~ApiServer();
+  // Binds and starts serving on a thread of its own.
+  Status Start();
+  void Stop();
+  uint16_t port() const { return bound_port_; }
+
+ private:
+  struct Impl;
+  void Serve(int fd);
+  ApiResponse Dispatch(const std::string& method, const std::string& target,
+                       const std::string& authorization, const std::string& body);
+
+  ApiOptions options_;
+  Handler handler_;
+  RefusalHook refused_;
+  std::unique_ptr<Impl> impl_;
+  std::thread acceptor_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> connections_{0};
+  uint16_t bound_port_ = 0;
+};
+
+// Lower-case hex SHA-256 of a token, as the configuration stores it.
+std::string TokenHash(const std::string& token);
+
+}  // namespace latch::api

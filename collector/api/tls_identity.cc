@@ -1,0 +1,70 @@
+#include "collector/api/tls_identity.h"
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+namespace latch::api {
+namespace {
+
+template <typename T, void (*F)(T*)>
+struct Deleter {
+  void operator()(T* p) const { F(p); }
+};
+using PkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY, EVP_PKEY_free>>;
+using X509Ptr = std::unique_ptr<X509, Deleter<X509, X509_free>>;
+
+Status WritePem(const std::string& path, int mode, bool key, EVP_PKEY* pkey, X509* cert) {
+  FILE* f = std::fopen(path.c_str(), "wx");
+  if (f == nullptr) return Status::FromErrno("creating " + path, errno);
+  ::chmod(path.c_str(), static_cast<mode_t>(mode));
+  bool ok = key ? PEM_write_PrivateKey(f, pkey, nullptr, nullptr, 0, nullptr, nullptr) == 1
+                : PEM_write_X509(f, cert) == 1;
+  ok = std::fflush(f) == 0 && ok;
+  std::fclose(f);
+  return ok ? Status::Ok() : Status::IoError("writing " + path);
+}
+
+}  // namespace
+
+Status EnsureTlsIdentity(const std::string& cert_path, const std::string& key_path) {
+  bool have_cert = std::filesystem::exists(cert_path), have_key = std::filesystem::exists(key_path);
+  if (have_cert && have_key) return Status::Ok();
+  if (have_cert != have_key) {
+    return Status::FailedPrecondition("found one of " + cert_path + " and " + key_path +
+                                      " but not the other");
+  }
+  PkeyPtr pkey(EVP_EC_gen("P-256"));
+  X509Ptr cert(X509_new());
+  if (!pkey || !cert) return Status::IoError("OpenSSL could not make a key");
+  X509_set_version(cert.get(), 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), static_cast<long>(::time(nullptr)));
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 10L * 365 * 24 * 3600);
+  X509_set_pubkey(cert.get(), pkey.get());
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                             reinterpret_cast<const unsigned char*>("latch-collector"), -1, -1, 0);
+  X509_set_issuer_name(cert.get(), name);
+  X509V3_CTX ctx;
+  X509V3_set_ctx_nodb(&ctx);
+  X509V3_set_ctx(&ctx, cert.get(), cert.get(), nullptr, nullptr, 0);
+  X509_EXTENSION* san = X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name,
+                                            "DNS:localhost,IP:127.0.0.1,IP:::1");
+  if (san == nullptr) return Status::IoError("OpenSSL could not make the certificate's names");
+  X509_add_ext(cert.get(), san, -1);
+  X509_EXTENSION_free(san);
+  if (X509_sign(cert.get(), pkey.get(), EVP_sha256()) == 0) {
+    return Status::IoError("OpenSSL could not sign the certificate");
+  }
+  LATCH_RETURN_IF_ERROR(WritePem(key_path, 0600, true, pkey.get(), nullptr));
+  return WritePem(cert_path, 0644, false, nullptr, cert.get());
+}
+
+}  // namespace latch::api

@@ -1,0 +1,249 @@
+// The collector's HTTPS API routes. The ApiServer authenticates and hands
+// each request here through CallOnLoop, so the handlers run on the loop
+// thread that owns the ledger's workflow state.
+#include <chrono>
+#include <future>
+#include <set>
+#include <nlohmann/json.hpp>
+
+#include "collector/api/tls_identity.h"
+#include "collector/ingest/collector_server.h"
+#include "collector/workflow/duration.h"
+#include "tlog/tile_path.h"
+
+namespace latch::collector {
+namespace {
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+api::ApiResponse Json(int status, const nlohmann::json& j) {
+  return {status, "application/json", j.dump()};
+}
+api::ApiResponse Error(int status, const std::string& why) {
+  return Json(status, {{"error", why}});
+}
+
+// Splits "/a/b/c" into {"a","b","c"}.
+std::vector<std::string> Segments(const std::string& path) {
+  std::vector<std::string> out;
+  size_t i = 1;
+  while (i <= path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    out.push_back(path.substr(i, j - i));
+    i = j + 1;
+  }
+  return out;
+}
+
+bool ParseId(const std::string& s, uint64_t* id) {
+  if (s.empty() || s.size() > 19 || s.find_first_not_of("0123456789") != std::string::npos) {
+    return false;
+  }
+  *id = std::stoull(s);
+  return *id > 0;
+}
+
+// A JSON object body with only `allowed` keys; empty bodies are {}.
+bool ParseBody(const std::string& body, const std::set<std::string>& allowed, nlohmann::json* out,
+               std::string* why) {
+  if (body.empty()) {
+    *out = nlohmann::json::object();
+    return true;
+  }
+  *out = nlohmann::json::parse(body, nullptr, false);
+  if (out->is_discarded() || !out->is_object()) {
+    *why = "the body must be a JSON object";
+    return false;
+  }
+  for (auto& [k, v] : out->items()) {
+    if (!allowed.count(k)) {
+      *why = "unknown field '" + k + "'";
+      return false;
+    }
+  }
+  return true;
+}
+
+int StatusFor(const Status& s) {
+  switch (s.code()) {
+    case Status::Code::kNotFound: return 404;
+    case Status::Code::kInvalidArgument: return 400;
+    case Status::Code::kFailedPrecondition: return 409;
+    default: return 500;
+  }
+}
+
+}  // namespace
+
+Status CollectorServer::StartApi() {
+  api::ApiOptions o;
+  o.listen_address = config_.api_address;
+  o.port = config_.api_port;
+  o.cert_path = config_.api_cert.empty() ? config_.data_dir + "/api.crt" : config_.api_cert;
+  o.key_path = config_.api_key.empty() ? config_.data_dir + "/api.key" : config_.api_key;
+  o.token_hashes = config_.api_tokens;
+  LATCH_RETURN_IF_ERROR(api::EnsureTlsIdentity(o.cert_path, o.key_path));
+  api_ = std::make_unique<api::ApiServer>(
+      o, [this](const api::ApiRequest& r) { return CallOnLoop(r); },
+      [this](const std::string& what, const std::string& detail) {
+        // Recorded like every refusal (folded per second) on the loop thread.
+        std::lock_guard<std::mutex> lock(calls_mu_);
+        calls_.push_back([this, what, detail] { Refuse(what, detail, "", ""); });
+      });
+  return api_->Start();
+}
+
+api::ApiResponse CollectorServer::CallOnLoop(const api::ApiRequest& req) {
+  auto done = std::make_shared<std::promise<api::ApiResponse>>();
+  auto result = done->get_future();
+  {
+    std::lock_guard<std::mutex> lock(calls_mu_);
+    if (stopping_) return Error(503, "the collector is stopping");
+    calls_.push_back([this, req, done] { done->set_value(HandleApi(req)); });
+  }
+  uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof(one));
+  return result.get();
+}
+
+void CollectorServer::RunQueuedCalls() {
+  std::vector<std::function<void()>> calls;
+  {
+    std::lock_guard<std::mutex> lock(calls_mu_);
+    calls.swap(calls_);
+  }
+  for (auto& c : calls) c();
+}
+
+api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
+  std::string path = req.target.substr(0, req.target.find('?'));
+  const std::string& m = req.method;
+  if (path == "/healthz" && m == "GET") return Json(200, {{"ok", true}});
+  if (path == "/checkpoint" && m == "GET") {
+    return {200, "text/plain; charset=utf-8", ledger_->checkpoint_note()};
+  }
+  if (path.rfind("/tile/", 0) == 0 && m == "GET") {
+    tlog::TileId tile;
+    if (!tlog::TileId::Parse(path.substr(1), &tile).ok()) return Error(400, "not a tile path");
+    std::string data;
+    Status s = ledger_->ReadTile(tile, &data);
+    if (!s.ok()) return Error(404, "no such tile");
+    return {200, "application/octet-stream", data};
+  }
+  if (path == "/metrics" && m == "GET") {
+    std::string text;
+    auto add = [&](const char* name, uint64_t v) {
+      text += std::string("# TYPE latch_collector_") + name + " counter\nlatch_collector_" + name +
+              " " + std::to_string(v) + "\n";
+    };
+    add("batches_total", counters_.batches);
+    add("records_appended_total", counters_.records_appended);
+    add("records_duplicate_total", counters_.records_duplicate);
+    add("receipts_total", counters_.receipts);
+    add("refused_keys_total", counters_.refused_keys);
+    add("malformed_messages_total", counters_.malformed_messages);
+    add("alarms_total", counters_.alarms);
+    text += "# TYPE latch_collector_ledger_size gauge\nlatch_collector_ledger_size " +
+            std::to_string(ledger_->size()) + "\n";
+    return {200, "text/plain; version=0.0.4", text};
+  }
+  auto seg = Segments(path);
+  if (seg.size() < 2 || seg[0] != "v1") return Error(404, "no such path");
+  if (workflow_->policy() == nullptr) return Error(409, "no policy is loaded");
+  int64_t now = NowNs();
+  nlohmann::json body;
+  std::string why;
+  workflow::AccessRequest r;
+  auto request_json = [](const workflow::AccessRequest& q) {
+    nlohmann::json reviews = nlohmann::json::array();
+    for (const auto& v : q.reviews) {
+      reviews.push_back({{"reviewer", v.reviewer}, {"approve", v.approve}, {"comment", v.comment}});
+    }
+    return nlohmann::json{{"id", q.id},
+                          {"requester", q.requester},
+                          {"resource", q.resource},
+                          {"duration", workflow::FormatDuration(q.duration_ns)},
+                          {"reason", q.reason},
+                          {"state", workflow::RequestStateName(q.state)},
+                          {"break_glass", q.break_glass},
+                          {"reviews", reviews}};
+  };
+  if (seg[1] == "requests" && seg.size() == 2) {
+    if (m == "GET") {
+      nlohmann::json list = nlohmann::json::array();
+      for (const auto& [id, q] : workflow_->requests().all()) {
+        bool mine = q.requester == req.identity;
+        bool inbox = workflow_->requests().MayReview(*workflow_->policy(), q, req.identity);
+        if (mine || inbox || req.target.find("all=1") != std::string::npos) {
+          auto j = request_json(q);
+          j["may_review"] = inbox;
+          j["still_needed"] = workflow_->requests().StillNeeded(*workflow_->policy(), q);
+          list.push_back(j);
+        }
+      }
+      return Json(200, {{"requests", list}});
+    }
+    if (m != "POST") return Error(405, "GET or POST");
+    if (!ParseBody(req.body, {"resource", "duration", "reason"}, &body, &why)) {
+      return Error(400, why);
+    }
+    if (!body.contains("resource") || !body["resource"].is_string() || !body.contains("duration") ||
+        !body["duration"].is_string() || (body.contains("reason") && !body["reason"].is_string())) {
+      return Error(400, "resource and duration are required strings");
+    }
+    int64_t duration = 0;
+    Status s = workflow::ParseDuration(body["duration"].get<std::string>(), &duration);
+    if (s.ok()) {
+      s = workflow_->Request(req.identity, body["resource"].get<std::string>(), duration,
+                             body.value("reason", ""), now, &r);
+    }
+    if (!s.ok()) return Error(s.code() == Status::Code::kFailedPrecondition ? 403 : StatusFor(s), s.message());
+    return Json(201, request_json(r));
+  }
+  uint64_t id = 0;
+  if (seg[1] == "requests" && seg.size() == 4 && ParseId(seg[2], &id) && m == "POST") {
+    if (!ParseBody(req.body, {"comment"}, &body, &why)) return Error(400, why);
+    if (body.contains("comment") && !body["comment"].is_string()) {
+      return Error(400, "comment must be a string");
+    }
+    std::string comment = body.value("comment", "");
+    Status s;
+    uint64_t grant_id = 0;
+    if (seg[3] == "approve" || seg[3] == "deny") {
+      s = workflow_->Review(req.identity, id, seg[3] == "approve", comment, now, &r, &grant_id);
+    } else if (seg[3] == "cancel") {
+      s = workflow_->Cancel(req.identity, id, now, &r);
+    } else {
+      return Error(404, "no such action");
+    }
+    if (!s.ok()) return Error(s.code() == Status::Code::kFailedPrecondition ? 403 : StatusFor(s), s.message());
+    auto j = request_json(r);
+    if (grant_id != 0) j["grant_id"] = grant_id;
+    return Json(200, j);
+  }
+  if (seg[1] == "grants" && seg.size() == 4 && ParseId(seg[2], &id) && seg[3] == "revoke" &&
+      m == "POST") {
+    if (!ParseBody(req.body, {"reason"}, &body, &why)) return Error(400, why);
+    // Who may revoke: anyone who may approve some resource (approvers and
+    // security), and nobody else.
+    const workflow::Identity* who = workflow_->policy()->FindIdentity(req.identity);
+    bool approver = false;
+    for (const auto& [name, res] : workflow_->policy()->resources()) {
+      const workflow::ApprovalRule* rule = workflow_->policy()->ApprovalRuleFor(name);
+      if (rule == nullptr || who == nullptr) continue;
+      for (const std::string& g : rule->approver_groups) approver |= who->groups.count(g) > 0;
+    }
+    if (!approver) return Error(403, "only approvers may revoke grants");
+    Status s = RevokeGrant(id, req.identity, body.value("reason", ""));
+    if (!s.ok()) return Error(StatusFor(s), s.message());
+    return Json(200, {{"revoked", id}});
+  }
+  return Error(404, "no such path");
+}
+
+}  // namespace latch::collector

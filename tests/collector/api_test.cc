@@ -1,0 +1,169 @@
+// The collector's HTTPS API against a real TLS client: authentication,
+// validation of every input, the workflow through it, the ledger's tiles.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <utility>
+// clang-format off
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+// clang-format on
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "collector/api/api_server.h"
+#include "collector/ingest/collector_server.h"
+#include "temp_dir.h"
+#include "tlog/checkpoint.h"
+
+namespace latch::collector {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+struct Reply {
+  int status = 0;
+  std::string body;
+};
+
+class ApiTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::ofstream(dir_ / "policy.toml")
+        << "[[host]]\nid = \"host-a\"\n"
+        << "[[resource]]\nname = \"db\"\nid = 9\ndestinations = [\"10.1.2.3\"]\nports = \"5432\"\n"
+        << "hosts = [\"host-a\"]\n"
+        << "[[identity]]\nname = \"tess\"\ngroups = [\"dev\"]\nuid = 4000\n"
+        << "[[identity]]\nname = \"ann\"\ngroups = [\"dba\"]\n"
+        << "[[request_rule]]\nresources = [\"db\"]\nrequesters = [\"tess\"]\nmax_duration = \"1h\"\n"
+        << "[[approval_rule]]\nresources = [\"db\"]\napprover_groups = [\"dba\"]\n";
+    config_.data_dir = dir_ / "data";
+    config_.origin = "api.example/ledger";
+    config_.endpoints = {"inproc://api-test-agents"};
+    config_.policy = dir_ / "policy.toml";
+    config_.api_enabled = true;
+    config_.api_port = 0;  // any free port
+    config_.api_tokens[api::TokenHash(kTess)] = "tess";
+    config_.api_tokens[api::TokenHash(kAnn)] = "ann";
+    Status s = CollectorServer::Open(config_, &server_);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    thread_ = std::thread([this] { run_status_ = server_->Run(); });
+    for (int i = 0; i < 200 && server_->api_port() == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_NE(server_->api_port(), 0);
+  }
+  void TearDown() override {
+    server_->Stop();
+    thread_.join();
+    EXPECT_TRUE(run_status_.ok()) << run_status_.ToString();
+  }
+
+  // One HTTPS call, verifying the server against the certificate it made.
+  Reply Call(http::verb method, const std::string& target, const std::string& token,
+             const std::string& body = "") {
+    asio::io_context io;
+    asio::ssl::context tls(asio::ssl::context::tls_client);
+    tls.load_verify_file(config_.data_dir + "/api.crt");
+    tls.set_verify_mode(asio::ssl::verify_peer);
+    beast::ssl_stream<beast::tcp_stream> stream(io, tls);
+    beast::get_lowest_layer(stream).connect(
+        asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->api_port()));
+    stream.set_verify_callback(asio::ssl::host_name_verification("localhost"));
+    stream.handshake(asio::ssl::stream_base::client);
+    http::request<http::string_body> req{method, target, 11};
+    req.set(http::field::host, "localhost");
+    if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
+    req.body() = body;
+    req.prepare_payload();
+    http::write(stream, req);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    http::read(stream, buffer, res);
+    beast::error_code ec;
+    stream.shutdown(ec);
+    return {static_cast<int>(res.result_int()), res.body()};
+  }
+
+  static constexpr const char* kTess = "tess-token-0123456789";
+  static constexpr const char* kAnn = "ann-token-0123456789";
+  ledger::TempDir dir_;
+  CollectorConfig config_;
+  std::unique_ptr<CollectorServer> server_;
+  std::thread thread_;
+  Status run_status_;
+};
+
+TEST_F(ApiTest, AuthenticationAndInputAreChecked) {
+  EXPECT_EQ(Call(http::verb::get, "/healthz", "").status, 200);
+  EXPECT_EQ(Call(http::verb::get, "/v1/requests", "").status, 401);
+  EXPECT_EQ(Call(http::verb::get, "/v1/requests", "not-a-known-token").status, 401);
+  EXPECT_EQ(Call(http::verb::post, "/v1/requests", kTess, "{not json").status, 400);
+  EXPECT_EQ(Call(http::verb::post, "/v1/requests", kTess,
+                 R"({"resource":"db","duration":"10m","reason":"x","admin":true})")
+                .status,
+            400);
+  EXPECT_EQ(Call(http::verb::post, "/v1/requests", kTess, R"({"resource":"db","duration":5})").status,
+            400);
+  EXPECT_EQ(Call(http::verb::post, "/v1/requests", kTess,
+                 R"({"resource":"db","duration":"10m","reason":")" + std::string(70000, 'x') + "\"}")
+                .status,
+            413);
+  EXPECT_EQ(Call(http::verb::get, "/tile/../../etc/passwd", "").status, 400);
+  EXPECT_EQ(Call(http::verb::get, "/v1/nothing", kTess).status, 404);
+  // Nothing of the above changed the workflow.
+  Reply list = Call(http::verb::get, "/v1/requests?all=1", kAnn);
+  EXPECT_EQ(nlohmann::json::parse(list.body)["requests"].size(), 0u);
+}
+
+TEST_F(ApiTest, WorkflowThroughTheApi) {
+  Reply r = Call(http::verb::post, "/v1/requests", kTess,
+                 R"({"resource":"db","duration":"10m","reason":"nightly job"})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  uint64_t id = nlohmann::json::parse(r.body)["id"];
+  EXPECT_EQ(Call(http::verb::post, "/v1/requests", kTess,
+                 R"({"resource":"db","duration":"3h","reason":"x"})")
+                .status,
+            403);
+  // ann's inbox has it; tess may not approve her own.
+  Reply inbox = Call(http::verb::get, "/v1/requests", kAnn);
+  auto j = nlohmann::json::parse(inbox.body);
+  ASSERT_EQ(j["requests"].size(), 1u);
+  EXPECT_TRUE(j["requests"][0]["may_review"].get<bool>());
+  std::string approve = "/v1/requests/" + std::to_string(id) + "/approve";
+  EXPECT_EQ(Call(http::verb::post, approve, kTess, "").status, 403);
+  r = Call(http::verb::post, approve, kAnn, R"({"comment":"ok"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  j = nlohmann::json::parse(r.body);
+  EXPECT_EQ(j["state"], "approved");
+  uint64_t grant = j["grant_id"];
+  std::string revoke = "/v1/grants/" + std::to_string(grant) + "/revoke";
+  EXPECT_EQ(Call(http::verb::post, revoke, kTess, "").status, 403);
+  EXPECT_EQ(Call(http::verb::post, revoke, kAnn, R"({"reason":"done"})").status, 200);
+  EXPECT_EQ(Call(http::verb::post, revoke, kAnn, "").status, 404);
+}
+
+TEST_F(ApiTest, CheckpointAndTilesAreServedForOtherClients) {
+  Call(http::verb::post, "/v1/requests", kTess, R"({"resource":"db","duration":"10m","reason":"a"})");
+  Reply cp = Call(http::verb::get, "/checkpoint", "");
+  ASSERT_EQ(cp.status, 200);
+  tlog::NoteVerifier v;
+  ASSERT_TRUE(tlog::NoteVerifier::Parse(server_->ledger_vkey(), &v).ok());
+  tlog::Checkpoint parsed;
+  ASSERT_TRUE(tlog::OpenCheckpoint(cp.body, v, &parsed).ok()) << cp.body;
+  ASSERT_GE(parsed.size, 2u);  // policyLoaded, requestCreated
+  Reply tile = Call(http::verb::get, "/tile/0/000.p/" + std::to_string(parsed.size), "");
+  EXPECT_EQ(tile.status, 200);
+  EXPECT_EQ(tile.body.size(), parsed.size * 32);
+  Reply metrics = Call(http::verb::get, "/metrics", kAnn);
+  EXPECT_NE(metrics.body.find("latch_collector_ledger_size"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace latch::collector
