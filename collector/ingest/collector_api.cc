@@ -9,6 +9,7 @@
 #include "collector/api/tls_identity.h"
 #include "collector/ingest/collector_server.h"
 #include "collector/workflow/duration.h"
+#include "tlog/base64.h"
 #include "tlog/tile_path.h"
 
 namespace latch::collector {
@@ -154,6 +155,36 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
   }
   auto seg = Segments(path);
   if (seg.size() < 2 || seg[0] != "v1") return Error(404, "no such path");
+  if (seg.size() == 3 && seg[1] == "proof" && seg[2] == "consistency" && m == "GET") {
+    // ?from=M&to=N: the proof that the tree of M entries is a prefix of N's.
+    auto arg = [&](const char* name) -> uint64_t {
+      std::string key = std::string(name) + "=";
+      size_t at = req.target.find(key);
+      if (at == std::string::npos) return 0;
+      uint64_t v = 0;
+      return ParseId(req.target.substr(at + key.size(), req.target.find('&', at) - at - key.size()), &v) ? v : 0;
+    };
+    uint64_t from = arg("from"), to = arg("to");
+    if (from == 0 || to < from || to > ledger_->size()) return Error(400, "need 0 < from <= to <= size");
+    std::vector<tlog::Hash> proof;
+    Status s = ledger_->ConsistencyProof(from, to, &proof);
+    if (!s.ok()) return Error(500, s.message());
+    nlohmann::json hashes = nlohmann::json::array();
+    for (const auto& h : proof) hashes.push_back(tlog::Base64Encode({h.data(), h.size()}));
+    return Json(200, {{"from", from}, {"to", to}, {"proof", hashes}});
+  }
+  if (seg.size() == 2 && seg[1] == "grants" && m == "GET") {
+    nlohmann::json list = nlohmann::json::array();
+    for (uint64_t id : grants_->Ids()) {
+      nlohmann::json hosts = nlohmann::json::object();
+      auto eff = effective_.find(id);
+      if (eff != effective_.end()) {
+        for (const auto& [h, at] : eff->second) hosts[h] = at;
+      }
+      list.push_back({{"id", id}, {"effective_since", hosts}, {"grant", grants_->Describe(id)}});
+    }
+    return Json(200, {{"grants", list}});
+  }
   if (workflow_->policy() == nullptr) return Error(409, "no policy is loaded");
   int64_t now = NowNs();
   nlohmann::json body;

@@ -132,6 +132,10 @@ Status CollectorServer::ReplayLedger() {
           if (a.isGrantExpired()) {
             (void)grants_->ApplyRevoked(a.getGrantExpired().getGrantId(), &changed);
           }
+          if (a.isGrantSetApplied()) {
+            NoteApplied(record.host_id, a.getGrantSetApplied().getGrantIds(),
+                        a.getGrantSetApplied().getAppliedAtNs());
+          }
           workflow_->Replay(a, record.receive_time_ns);
           return Status::Ok();
         }));
@@ -601,8 +605,14 @@ void CollectorServer::PushGrantSet(const std::string& host) {
   Send(route->second, Serialize(m));
 }
 
+void CollectorServer::NoteApplied(const std::string& host,
+                                  capnp::List<uint64_t>::Reader grant_ids, int64_t at_ns) {
+  for (uint64_t id : grant_ids) effective_[id].emplace(host, at_ns);  // keeps the first
+}
+
 void CollectorServer::OnApplied(const std::string& host, schema::Applied::Reader applied) {
   counters_.applied_reports++;
+  NoteApplied(host, applied.getGrantIds(), applied.getAppliedAtNs());
   capnp::MallocMessageBuilder m;
   auto a = m.initRoot<schema::WorkflowAction>();
   a.setActor(host);

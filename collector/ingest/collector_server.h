@@ -123,6 +123,10 @@ class CollectorServer : private workflow::WorkflowSink {
   std::unique_ptr<workflow::WorkflowService> workflow_;
   std::atomic<bool> reload_policy_{false};
   std::unique_ptr<api::ApiServer> api_;
+  // grant id -> host -> when that host's kernel first held it (its agent's
+  // Applied report, Unix ns): "effective since", per host.
+  std::map<uint64_t, std::map<std::string, int64_t>> effective_;
+  void NoteApplied(const std::string& host, capnp::List<uint64_t>::Reader grant_ids, int64_t at_ns);
   std::mutex calls_mu_;
   std::vector<std::function<void()>> calls_;  // from API threads, run on the loop
   SequenceIndex sequences_;

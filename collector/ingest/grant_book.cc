@@ -94,6 +94,42 @@ Status GrantBook::ApplyIssued(const std::string& signed_grant, uint64_t* issued_
   return Status::Ok();
 }
 
+std::vector<uint64_t> GrantBook::Ids() const {
+  std::vector<uint64_t> ids;
+  for (const auto& [id, e] : grants_) ids.push_back(id);
+  return ids;
+}
+
+nlohmann::json GrantBook::Describe(uint64_t id) const {
+  auto it = grants_.find(id);
+  if (it == grants_.end()) return nullptr;
+  nlohmann::json j;
+  (void)schema::ReadCanonical<schema::SignedGrant>(
+      it->second.signed_grant, "signed grant", [&](schema::SignedGrant::Reader sg) {
+        auto bytes = sg.getGrant();
+        return schema::ReadCanonical<schema::Grant>(
+            std::string_view(reinterpret_cast<const char*>(bytes.begin()), bytes.size()), "grant",
+            [&](schema::Grant::Reader g) {
+              nlohmann::json principals = nlohmann::json::array();
+              for (auto p : g.getPrincipals()) {
+                if (p.isUid()) principals.push_back({{"uid", p.getUid()}});
+                if (p.isUserName()) principals.push_back({{"user", p.getUserName().cStr()}});
+                if (p.isCgroupPath()) principals.push_back({{"cgroup", p.getCgroupPath().cStr()}});
+              }
+              std::vector<uint32_t> res;
+              for (uint32_t r : g.getResourceIds()) res.push_back(r);
+              j = {{"principals", principals},
+                   {"resources", res},
+                   {"hosts", it->second.hosts},
+                   {"not_before_ns", g.getNotBeforeUnixNs()},
+                   {"not_after_ns", g.getNotAfterUnixNs()},
+                   {"break_glass", g.getBreakGlass()}};
+              return Status::Ok();
+            });
+      });
+  return j;
+}
+
 std::vector<uint64_t> GrantBook::EndedBy(int64_t now_ns) const {
   std::vector<uint64_t> ended;
   for (const auto& [id, e] : grants_) {

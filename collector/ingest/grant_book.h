@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "schemas/grant.capnp.h"
 #include "tlog/signed_note.h"
 #include "tlog/status.h"
@@ -49,6 +51,9 @@ class GrantBook {
   // NotFound if no such grant is live; otherwise as ApplyIssued.
   Status ApplyRevoked(uint64_t id, std::vector<std::string>* changed);
   bool Has(uint64_t id) const { return grants_.count(id) != 0; }
+  std::vector<uint64_t> Ids() const;
+  // A live grant as JSON-ready fields (principals, resources, hosts, window).
+  nlohmann::json Describe(uint64_t id) const;
   // Live grants whose window has ended by `now_ns`.
   std::vector<uint64_t> EndedBy(int64_t now_ns) const;
 

@@ -1,6 +1,7 @@
 // The collector's HTTPS API against a real TLS client: authentication,
 // validation of every input, the workflow through it, the ledger's tiles.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <utility>
@@ -163,6 +164,68 @@ TEST_F(ApiTest, CheckpointAndTilesAreServedForOtherClients) {
   EXPECT_EQ(tile.body.size(), parsed.size * 32);
   Reply metrics = Call(http::verb::get, "/metrics", kAnn);
   EXPECT_NE(metrics.body.find("latch_collector_ledger_size"), std::string::npos);
+}
+
+// Runs latchctl with `token` against the server; returns its exit code.
+int Latchctl(const std::string& home, const std::string& server, const std::string& ca,
+             const std::string& token, const std::string& ledger_key,
+             std::vector<std::string> args, std::string* out) {
+  int p[2];
+  if (::pipe(p) != 0) return -1;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(p[1], STDOUT_FILENO);
+    ::dup2(p[1], STDERR_FILENO);
+    ::setenv("HOME", home.c_str(), 1);
+    ::unsetenv("XDG_CONFIG_HOME");
+    ::setenv("LATCH_SERVER", server.c_str(), 1);
+    ::setenv("LATCH_CA", ca.c_str(), 1);
+    ::setenv("LATCH_TOKEN", token.c_str(), 1);
+    ::setenv("LATCH_LEDGER_KEY", ledger_key.c_str(), 1);
+    args.insert(args.begin(), LATCHCTL_BIN);
+    std::vector<char*> argv;
+    for (auto& x : args) argv.push_back(x.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(p[1]);
+  out->clear();
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(p[0], buf, sizeof(buf))) > 0) out->append(buf, static_cast<size_t>(n));
+  ::close(p[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST_F(ApiTest, LatchctlDrivesTheWorkflowAndVerifiesTheLedger) {
+  std::string home = dir_ / "home";
+  std::string server = "https://localhost:" + std::to_string(server_->api_port());
+  std::string ca = config_.data_dir + "/api.crt";
+  std::string key = server_->ledger_vkey();
+  std::string out;
+  auto tess = [&](std::vector<std::string> a) { return Latchctl(home, server, ca, kTess, key, a, &out); };
+  auto ann = [&](std::vector<std::string> a) { return Latchctl(home, server, ca, kAnn, key, a, &out); };
+  ASSERT_EQ(tess({"request", "db", "--for", "20m", "--reason", "rotate keys"}), 0) << out;
+  EXPECT_NE(out.find("request 1 is pending"), std::string::npos) << out;
+  ASSERT_EQ(ann({"requests", "--pending"}), 0) << out;
+  EXPECT_NE(out.find("you may review it"), std::string::npos) << out;
+  EXPECT_EQ(tess({"approve", "1"}), 1) << out;  // refused: her own
+  EXPECT_NE(out.find("403"), std::string::npos) << out;
+  ASSERT_EQ(ann({"approve", "1", "--comment", "ok"}), 0) << out;
+  EXPECT_NE(out.find("approved (grant 1)"), std::string::npos) << out;
+  ASSERT_EQ(ann({"--json", "grants"}), 0) << out;
+  EXPECT_EQ(nlohmann::json::parse(out)["grants"].size(), 1u);
+  ASSERT_EQ(ann({"verify"}), 0) << out;
+  EXPECT_NE(out.find("first checkpoint seen"), std::string::npos) << out;
+  ASSERT_EQ(ann({"revoke", "1", "--reason", "done"}), 0) << out;
+  ASSERT_EQ(ann({"verify"}), 0) << out;
+  EXPECT_NE(out.find("consistent with the"), std::string::npos) << out;
+  EXPECT_EQ(Latchctl(home, server, ca, "wrong-token-0000000", key, {"grants"}, &out), 1);
+  EXPECT_EQ(Latchctl(home, "https://localhost:1", ca, kAnn, key, {"grants"}, &out), 3);
+  EXPECT_EQ(tess({"approve"}), 2);  // usage
 }
 
 }  // namespace

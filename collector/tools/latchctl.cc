@@ -1,0 +1,339 @@
+// latchctl: requesters, approvers and auditors at the collector's HTTPS API.
+//
+//   latchctl request RESOURCE --for 30m --reason "..."   ask for access
+//   latchctl requests [--pending] [--all]                your requests and your inbox
+//   latchctl approve ID [--comment ...]   latchctl deny ID [--comment ...]   latchctl cancel ID
+//   latchctl revoke GRANT [--reason ...]   latchctl grants
+//   latchctl verify                       the ledger's checkpoint: signed by the ledger key and
+//                                         consistent with the last one this client saw
+//
+// Settings come from flags, then the environment (LATCH_SERVER, LATCH_TOKEN,
+// LATCH_CA, LATCH_LEDGER_KEY), then ~/.config/latch/latchctl.toml (server,
+// token_file, ca, ledger_key). Output is a table, or JSON with --json.
+// Exit codes: 0 done, 1 refused or not verified, 2 usage, 3 cannot reach the server.
+#include <utility>
+// clang-format off
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+// clang-format on
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <toml++/toml.h>
+
+#include "collector/ledger/append_file.h"
+#include "tlog/base64.h"
+#include "tlog/checkpoint.h"
+#include "tlog/proof.h"
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace fs = std::filesystem;
+
+struct Settings {
+  std::string server, token, ca, ledger_key;
+  bool json = false;
+};
+
+struct Reply {
+  int status = 0;
+  std::string body;
+};
+
+class Unreachable : public std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::string ConfigDir() {
+  const char* xdg = std::getenv("XDG_CONFIG_HOME");
+  const char* home = std::getenv("HOME");
+  return xdg ? std::string(xdg) + "/latch" : std::string(home ? home : ".") + "/.config/latch";
+}
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+// Flags win, then the environment, then the config file.
+void Resolve(Settings* s, const std::string& token_file) {
+  auto env = [](const char* name) {
+    const char* v = std::getenv(name);
+    return std::string(v ? v : "");
+  };
+  if (s->server.empty()) s->server = env("LATCH_SERVER");
+  if (s->token.empty() && !token_file.empty()) s->token = Slurp(token_file);
+  if (s->token.empty()) s->token = env("LATCH_TOKEN");
+  if (s->ca.empty()) s->ca = env("LATCH_CA");
+  if (s->ledger_key.empty()) s->ledger_key = env("LATCH_LEDGER_KEY");
+  std::string file = ConfigDir() + "/latchctl.toml";
+  if (fs::exists(file)) {
+    try {
+      toml::table t = toml::parse_file(file);
+      if (s->server.empty()) s->server = t["server"].value_or(std::string());
+      if (s->token.empty()) {
+        std::string tf = t["token_file"].value_or(std::string());
+        if (!tf.empty()) s->token = Slurp(tf);
+      }
+      if (s->ca.empty()) s->ca = t["ca"].value_or(std::string());
+      if (s->ledger_key.empty()) s->ledger_key = t["ledger_key"].value_or(std::string());
+    } catch (const toml::parse_error& e) {
+      std::fprintf(stderr, "latchctl: %s: %s\n", file.c_str(), std::string(e.description()).c_str());
+      std::exit(2);
+    }
+  }
+  if (s->server.empty()) s->server = "https://127.0.0.1:8443";
+}
+
+Reply Call(const Settings& s, http::verb method, const std::string& target,
+           const std::string& body = "") {
+  std::string rest = s.server;
+  if (rest.rfind("https://", 0) != 0) throw Unreachable("the server must be an https:// URL");
+  rest = rest.substr(8);
+  while (!rest.empty() && rest.back() == '/') rest.pop_back();
+  size_t colon = rest.rfind(':');
+  std::string host = colon == std::string::npos ? rest : rest.substr(0, colon);
+  std::string port = colon == std::string::npos ? "443" : rest.substr(colon + 1);
+  try {
+    asio::io_context io;
+    asio::ssl::context tls(asio::ssl::context::tls_client);
+    if (!s.ca.empty()) {
+      tls.load_verify_file(s.ca);
+    } else {
+      tls.set_default_verify_paths();
+    }
+    tls.set_verify_mode(asio::ssl::verify_peer);
+    beast::ssl_stream<beast::tcp_stream> stream(io, tls);
+    asio::ip::tcp::resolver resolver(io);
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
+    beast::get_lowest_layer(stream).connect(resolver.resolve(host, port));
+    stream.set_verify_callback(asio::ssl::host_name_verification(host));
+    SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
+    stream.handshake(asio::ssl::stream_base::client);
+    http::request<http::string_body> req{method, target, 11};
+    req.set(http::field::host, host);
+    req.set(http::field::user_agent, "latchctl");
+    if (!s.token.empty()) req.set(http::field::authorization, "Bearer " + s.token);
+    if (!body.empty()) req.set(http::field::content_type, "application/json");
+    req.body() = body;
+    req.prepare_payload();
+    http::write(stream, req);
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64u << 20);
+    http::read(stream, buffer, parser);
+    beast::error_code ec;
+    stream.shutdown(ec);
+    return {static_cast<int>(parser.get().result_int()), parser.get().body()};
+  } catch (const std::exception& e) {
+    throw Unreachable(s.server + ": " + e.what());
+  }
+}
+
+// Prints the reply (JSON or via `table`) and returns the exit code.
+int Show(const Settings& s, const Reply& r, const std::function<void(const nlohmann::json&)>& table) {
+  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  if (r.status >= 400) {
+    std::string why = j.is_object() && j.contains("error") ? j["error"].get<std::string>() : r.body;
+    std::fprintf(stderr, "latchctl: %d: %s\n", r.status, why.c_str());
+    return 1;
+  }
+  if (s.json || !j.is_object()) {
+    std::printf("%s\n", j.is_discarded() ? r.body.c_str() : j.dump(2).c_str());
+  } else {
+    table(j);
+  }
+  return 0;
+}
+
+void RequestRow(const nlohmann::json& q) {
+  std::printf("%-6s %-10s %-12s %-16s %-8s %s%s\n", std::to_string(q["id"].get<uint64_t>()).c_str(),
+              q["state"].get<std::string>().c_str(), q["requester"].get<std::string>().c_str(),
+              q["resource"].get<std::string>().c_str(), q["duration"].get<std::string>().c_str(),
+              q["reason"].get<std::string>().c_str(),
+              q["break_glass"].get<bool>() ? "  [BREAK-GLASS]" : "");
+}
+
+int Verify(const Settings& s) {
+  if (s.ledger_key.empty()) {
+    std::fprintf(stderr, "latchctl: verify needs the ledger key (--ledger-key, LATCH_LEDGER_KEY)\n");
+    return 2;
+  }
+  latch::tlog::NoteVerifier key;
+  if (!latch::tlog::NoteVerifier::Parse(s.ledger_key, &key).ok()) {
+    std::fprintf(stderr, "latchctl: the ledger key is not a verifier key\n");
+    return 2;
+  }
+  Reply r = Call(s, http::verb::get, "/checkpoint");
+  latch::tlog::Checkpoint now;
+  latch::Status st = latch::tlog::OpenCheckpoint(r.body, key, &now);
+  if (r.status != 200 || !st.ok()) {
+    std::fprintf(stderr, "latchctl: NOT VERIFIED: the checkpoint: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  std::string saved_path = ConfigDir() + "/checkpoint";
+  std::string saved_note = Slurp(saved_path);
+  if (!saved_note.empty()) saved_note += "\n";
+  latch::tlog::Checkpoint before;
+  if (!saved_note.empty() && latch::tlog::OpenCheckpoint(saved_note, key, &before).ok() &&
+      before.size > 0) {
+    if (now.size < before.size) {
+      std::fprintf(stderr, "latchctl: NOT VERIFIED: the ledger shrank from %llu to %llu entries\n",
+                   static_cast<unsigned long long>(before.size),
+                   static_cast<unsigned long long>(now.size));
+      return 1;
+    }
+    std::vector<latch::tlog::Hash> proof;
+    if (now.size > before.size) {
+      Reply p = Call(s, http::verb::get,
+                     "/v1/proof/consistency?from=" + std::to_string(before.size) +
+                         "&to=" + std::to_string(now.size));
+      auto j = nlohmann::json::parse(p.body, nullptr, false);
+      if (p.status != 200 || !j.is_object()) {
+        std::fprintf(stderr, "latchctl: cannot get a consistency proof (%d)\n", p.status);
+        return 1;
+      }
+      for (auto& h : j["proof"]) {
+        auto bytes = latch::tlog::Base64Decode(h.get<std::string>());
+        if (!bytes || bytes->size() != 32) return 1;
+        latch::tlog::Hash x;
+        std::copy(bytes->begin(), bytes->end(), x.begin());
+        proof.push_back(x);
+      }
+    }
+    st = latch::tlog::VerifyConsistency(before.size, now.size, proof, before.root, now.root);
+    if (!st.ok()) {
+      std::fprintf(stderr, "latchctl: NOT VERIFIED: not consistent with the checkpoint seen "
+                           "before (size %llu): %s\n",
+                   static_cast<unsigned long long>(before.size), st.ToString().c_str());
+      return 1;
+    }
+  }
+  fs::create_directories(ConfigDir());
+  (void)latch::ledger::WriteFileAtomically(ConfigDir(), "checkpoint", r.body, 0644);
+  std::printf("verified: %s, %llu entries%s\n", now.origin.c_str(),
+              static_cast<unsigned long long>(now.size),
+              before.size > 0 ? (", consistent with the " + std::to_string(before.size) +
+                                 " seen before").c_str()
+                              : " (first checkpoint seen; saved)");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"latchctl: request, approve and audit access through latch-collector"};
+  Settings s;
+  std::string token_file;
+  app.add_option("--server", s.server, "https://HOST:PORT of latch-collector's API");
+  app.add_option("--token-file", token_file, "file holding your API token");
+  app.add_option("--ca", s.ca, "certificate that signs (or is) the collector's");
+  app.add_option("--ledger-key", s.ledger_key, "the ledger's verifier key (for verify)");
+  app.add_flag("--json", s.json, "print JSON");
+  app.require_subcommand(1);
+  std::string resource, duration = "1h", reason, comment;
+  uint64_t id = 0;
+  bool pending = false, all = false;
+  auto* request = app.add_subcommand("request", "ask for access to a resource");
+  request->add_option("resource", resource)->required();
+  request->add_option("--for", duration, "how long (30m, 2h, ...)");
+  request->add_option("--reason", reason, "why");
+  auto* requests = app.add_subcommand("requests", "your requests and those you may review");
+  requests->add_flag("--pending", pending, "only pending ones");
+  requests->add_flag("--all", all, "every request");
+  auto* approve = app.add_subcommand("approve", "approve a request");
+  auto* deny = app.add_subcommand("deny", "deny a request");
+  auto* cancel = app.add_subcommand("cancel", "withdraw your request");
+  for (auto* c : {approve, deny, cancel}) c->add_option("id", id)->required();
+  for (auto* c : {approve, deny}) c->add_option("--comment", comment);
+  auto* revoke = app.add_subcommand("revoke", "end a grant now");
+  revoke->add_option("grant", id)->required();
+  revoke->add_option("--reason", reason);
+  auto* grants = app.add_subcommand("grants", "live grants and where they are in effect");
+  auto* verify = app.add_subcommand("verify", "check the ledger's checkpoint");
+  for (auto* c : {request, requests, approve, deny, cancel, revoke, grants, verify}) c->fallthrough();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help is not an error; bad usage is 2
+  }
+  Resolve(&s, token_file);
+
+  try {
+    if (verify->parsed()) return Verify(s);
+    if (request->parsed()) {
+      nlohmann::json b = {{"resource", resource}, {"duration", duration}, {"reason", reason}};
+      return Show(s, Call(s, http::verb::post, "/v1/requests", b.dump()), [](const auto& j) {
+        std::printf("request %llu is %s\n", static_cast<unsigned long long>(j["id"].template get<uint64_t>()),
+                    j["state"].template get<std::string>().c_str());
+      });
+    }
+    if (requests->parsed()) {
+      return Show(s, Call(s, http::verb::get, all ? "/v1/requests?all=1" : "/v1/requests"),
+                  [&](const auto& j) {
+                    std::printf("%-6s %-10s %-12s %-16s %-8s %s\n", "ID", "STATE", "REQUESTER",
+                                "RESOURCE", "FOR", "REASON");
+                    for (const auto& q : j["requests"]) {
+                      if (pending && q["state"] != "pending") continue;
+                      RequestRow(q);
+                      if (q["state"] == "pending") {
+                        std::printf("       needs %s%s\n", q["still_needed"].template get<std::string>().c_str(),
+                                    q["may_review"].template get<bool>() ? " (you may review it)" : "");
+                      }
+                    }
+                  });
+    }
+    if (approve->parsed() || deny->parsed() || cancel->parsed()) {
+      std::string action = approve->parsed() ? "approve" : deny->parsed() ? "deny" : "cancel";
+      nlohmann::json b = nlohmann::json::object();
+      if (!cancel->parsed() && !comment.empty()) b["comment"] = comment;
+      return Show(s, Call(s, http::verb::post, "/v1/requests/" + std::to_string(id) + "/" + action, b.dump()),
+                  [](const auto& j) {
+                    std::printf("request %llu is %s", static_cast<unsigned long long>(j["id"].template get<uint64_t>()),
+                                j["state"].template get<std::string>().c_str());
+                    if (j.contains("grant_id")) {
+                      std::printf(" (grant %llu)", static_cast<unsigned long long>(j["grant_id"].template get<uint64_t>()));
+                    }
+                    std::printf("\n");
+                  });
+    }
+    if (revoke->parsed()) {
+      nlohmann::json b = nlohmann::json::object();
+      if (!reason.empty()) b["reason"] = reason;
+      return Show(s, Call(s, http::verb::post, "/v1/grants/" + std::to_string(id) + "/revoke", b.dump()),
+                  [&](const auto&) { std::printf("grant %llu revoked\n", static_cast<unsigned long long>(id)); });
+    }
+    if (grants->parsed()) {
+      return Show(s, Call(s, http::verb::get, "/v1/grants"), [](const auto& j) {
+        std::printf("%-6s %-22s %-10s %-20s %s\n", "ID", "PRINCIPALS", "RESOURCES", "UNTIL (UTC)", "EFFECTIVE ON");
+        for (const auto& g : j["grants"]) {
+          std::string hosts;
+          for (auto& [h, at] : g["effective_since"].items()) hosts += h + " ";
+          time_t until = static_cast<time_t>(g["grant"]["not_after_ns"].template get<int64_t>() / 1000000000);
+          char when[32];
+          std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", std::gmtime(&until));
+          std::printf("%-6s %-22s %-10s %-20s %s%s\n", std::to_string(g["id"].template get<uint64_t>()).c_str(),
+                      g["grant"]["principals"].dump().c_str(), g["grant"]["resources"].dump().c_str(),
+                      when, hosts.empty() ? "(not yet)" : hosts.c_str(),
+                      g["grant"]["break_glass"].template get<bool>() ? "  [BREAK-GLASS]" : "");
+        }
+      });
+    }
+  } catch (const Unreachable& e) {
+    std::fprintf(stderr, "latchctl: cannot reach the collector: %s\n", e.what());
+    return 3;
+  }
+  return 2;
+}
