@@ -83,10 +83,16 @@ class ApiTest : public ::testing::Test {
     if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
     req.body() = body;
     req.prepare_payload();
-    http::write(stream, req);
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
+    // The server may answer (413) and close before a too-large body is all
+    // written: the write error is expected then, the answer is what counts.
+    beast::error_code write_ec;
+    http::write(stream, req, write_ec);
     beast::flat_buffer buffer;
     http::response<http::string_body> res;
-    http::read(stream, buffer, res);
+    beast::error_code read_ec;
+    http::read(stream, buffer, res, read_ec);
+    if (read_ec) return {-1, read_ec.message()};
     beast::error_code ec;
     stream.shutdown(ec);
     return {static_cast<int>(res.result_int()), res.body()};
