@@ -108,7 +108,8 @@ Status ParseCollector(const toml::table& t, const std::string& source, Collector
   LATCH_RETURN_IF_ERROR(Get(t, source, "spool_max_bytes", &spool, false));
   LATCH_RETURN_IF_ERROR(Get(t, source, "batch_records", &batch, false));
   if (spool < (1 << 20)) return Bad(source, t.source(), "spool_max_bytes must be at least 1 MiB");
-  if (batch < 1 || batch > 65536) return Bad(source, t.source(), "batch_records must be 1 to 65536");
+  if (batch < 1 || batch > 65536)
+    return Bad(source, t.source(), "batch_records must be 1 to 65536");
   c->spool_max_bytes = static_cast<uint64_t>(spool);
   c->batch_records = static_cast<uint32_t>(batch);
   return Status::Ok();
@@ -127,8 +128,7 @@ Status ParseAgentConfig(std::string_view toml_text, const std::string& source, A
   LATCH_RETURN_IF_ERROR(
       CheckKeys(root, source,
                 {"instance", "host_id", "cgroup", "pin_dir", "ring_buffer_bytes",
-                 "counters_interval_ms", "cut_established_connections", "resource",
-                 "collector"}));
+                 "counters_interval_ms", "cut_established_connections", "resource", "collector"}));
   AgentConfig c;
   LATCH_RETURN_IF_ERROR(Get(root, source, "instance", &c.instance, false));
   LATCH_RETURN_IF_ERROR(Get(root, source, "host_id", &c.host_id, true));

@@ -72,7 +72,8 @@ Status AgentDaemon::StartCollectorLink() {
   tlog::NoteVerifier ledger_key, grant_key;
   LATCH_RETURN_IF_ERROR(tlog::NoteVerifier::Parse(c.ledger_key, &ledger_key));
   LATCH_RETURN_IF_ERROR(tlog::NoteVerifier::Parse(c.grant_key, &grant_key));
-  LATCH_RETURN_IF_ERROR(CheckpointWitness::Open(c.state_dir + "/checkpoint", ledger_key, &witness_));
+  LATCH_RETURN_IF_ERROR(
+      CheckpointWitness::Open(c.state_dir + "/checkpoint", ledger_key, &witness_));
   latch_agent_state state{};
   LATCH_RETURN_IF_ERROR(ReadState(&state));
   std::string cgroup_root;
@@ -177,8 +178,7 @@ Status AgentDaemon::ReportNewLosses() {
   bool changed = false;
   uint64_t total = totals[LATCH_CTR_RINGBUF_FULL];
   uint64_t reported = state.reported[LATCH_CTR_RINGBUF_FULL];
-  if (total > reported &&
-      sink_->AddLoss(LossKind::kRingBufferFull, total - reported, total).ok()) {
+  if (total > reported && sink_->AddLoss(LossKind::kRingBufferFull, total - reported, total).ok()) {
     state.reported[LATCH_CTR_RINGBUF_FULL] = total;
     changed = true;
   }

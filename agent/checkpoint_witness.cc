@@ -74,8 +74,8 @@ Status CheckpointWitness::Advance(std::string_view note, uint64_t proof_from,
 Status CheckpointWitness::Save() {
   if (!dirty_) return Status::Ok();
   std::filesystem::path p(path_);
-  LATCH_RETURN_IF_ERROR(ledger::WriteFileAtomically(p.parent_path().string(),
-                                                    p.filename().string(), note_, 0644));
+  LATCH_RETURN_IF_ERROR(
+      ledger::WriteFileAtomically(p.parent_path().string(), p.filename().string(), note_, 0644));
   dirty_ = false;
   return Status::Ok();
 }

@@ -19,7 +19,9 @@ using Clock = std::chrono::steady_clock;
 capnp::Data::Reader Bytes(const std::string& s) {
   return {reinterpret_cast<const capnp::byte*>(s.data()), s.size()};
 }
-std::string Str(capnp::Data::Reader d) { return {reinterpret_cast<const char*>(d.begin()), d.size()}; }
+std::string Str(capnp::Data::Reader d) {
+  return {reinterpret_cast<const char*>(d.begin()), d.size()};
+}
 
 std::vector<tlog::Hash> Hashes(capnp::List<capnp::Data>::Reader list, bool* ok) {
   std::vector<tlog::Hash> out;
@@ -46,8 +48,8 @@ void SetCurve(zmq::socket_t& s, const CollectorLinkOptions& o) {
 
 CollectorLink::CollectorLink(boost::asio::io_context& io, CollectorLinkOptions options,
                              Spool& spool, CheckpointWitness& witness,
-                             std::function<uint64_t()> grant_version,
-                             GrantSetHandler on_grant_set, std::ostream& log)
+                             std::function<uint64_t()> grant_version, GrantSetHandler on_grant_set,
+                             std::ostream& log)
     : io_(io),
       options_(std::move(options)),
       spool_(spool),

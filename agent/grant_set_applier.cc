@@ -44,76 +44,80 @@ Status GrantSetApplier::Apply(schema::SignedGrantSet::Reader signed_set, Applied
   std::vector<Grant> wanted;
   std::set<uint64_t> wanted_ids;
   uint64_t version = 0;
-  s = schema::ReadCanonical<schema::GrantSet>(set_bytes, "grant set", [&](schema::GrantSet::Reader set) {
-    if (set.getHostId() != host_id_) {
-      report->rejected_set = "set is for host '" + std::string(set.getHostId().cStr()) + "'";
-      return Status::Ok();
-    }
-    version = set.getVersion();
-    if (version <= version_) {
-      if (version < version_) {
-        report->rejected_set = "set version " + std::to_string(version) + " is older than " +
-                               std::to_string(version_);
-      }
-      return Status::Ok();  // equal: already applied; report the current state
-    }
-    for (auto sg : set.getGrants()) {
-      std::string grant_bytes;
-      Status gs = schema::OpenSignedGrant(key_, sg, &grant_bytes);
-      if (!gs.ok()) {
-        report->rejected.emplace_back(0, gs.ToString());
-        continue;
-      }
-      (void)schema::ReadCanonical<schema::Grant>(grant_bytes, "grant", [&](schema::Grant::Reader g) {
-        uint64_t id = g.getId();
-        bool here = false;
-        for (auto h : g.getHostIds()) here |= h == host_id_;
-        if (id == 0 || !here) {
-          report->rejected.emplace_back(id, id == 0 ? "grant id 0" : "grant is not for this host");
+  s = schema::ReadCanonical<schema::GrantSet>(
+      set_bytes, "grant set", [&](schema::GrantSet::Reader set) {
+        if (set.getHostId() != host_id_) {
+          report->rejected_set = "set is for host '" + std::string(set.getHostId().cStr()) + "'";
           return Status::Ok();
         }
-        std::vector<Principal> principals;
-        for (auto p : g.getPrincipals()) {
-          Principal pr;
-          Status ps;
-          switch (p.which()) {
-            case schema::Principal::UID:
-              pr = {Principal::Kind::kUid, p.getUid()};
-              break;
-            case schema::Principal::USER_NAME: {
-              uint32_t uid = 0;
-              ps = ResolveUser(p.getUserName().cStr(), &uid);
-              pr = {Principal::Kind::kUid, uid};
-              break;
-            }
-            case schema::Principal::CGROUP_PATH: {
-              std::string path = p.getCgroupPath().cStr();
-              if (path.find("..") != std::string::npos) {
-                ps = Status::InvalidArgument("cgroup path with '..'");
-              } else {
-                pr.kind = Principal::Kind::kCgroup;
-                ps = CgroupId(cgroup_root_ + "/" + path, &pr.id);
-              }
-              break;
-            }
+        version = set.getVersion();
+        if (version <= version_) {
+          if (version < version_) {
+            report->rejected_set = "set version " + std::to_string(version) + " is older than " +
+                                   std::to_string(version_);
           }
-          if (!ps.ok()) {
-            report->rejected.emplace_back(id, ps.ToString());
-            return Status::Ok();  // all principals or none: a partial grant is not what was approved
-          }
-          principals.push_back(pr);
+          return Status::Ok();  // equal: already applied; report the current state
         }
-        for (const Principal& pr : principals) {
-          for (uint32_t r : g.getResourceIds()) {
-            wanted.push_back({id, pr, r, g.getNotBeforeUnixNs(), g.getNotAfterUnixNs()});
+        for (auto sg : set.getGrants()) {
+          std::string grant_bytes;
+          Status gs = schema::OpenSignedGrant(key_, sg, &grant_bytes);
+          if (!gs.ok()) {
+            report->rejected.emplace_back(0, gs.ToString());
+            continue;
           }
+          (void)schema::ReadCanonical<schema::Grant>(
+              grant_bytes, "grant", [&](schema::Grant::Reader g) {
+                uint64_t id = g.getId();
+                bool here = false;
+                for (auto h : g.getHostIds()) here |= h == host_id_;
+                if (id == 0 || !here) {
+                  report->rejected.emplace_back(
+                      id, id == 0 ? "grant id 0" : "grant is not for this host");
+                  return Status::Ok();
+                }
+                std::vector<Principal> principals;
+                for (auto p : g.getPrincipals()) {
+                  Principal pr;
+                  Status ps;
+                  switch (p.which()) {
+                    case schema::Principal::UID:
+                      pr = {Principal::Kind::kUid, p.getUid()};
+                      break;
+                    case schema::Principal::USER_NAME: {
+                      uint32_t uid = 0;
+                      ps = ResolveUser(p.getUserName().cStr(), &uid);
+                      pr = {Principal::Kind::kUid, uid};
+                      break;
+                    }
+                    case schema::Principal::CGROUP_PATH: {
+                      std::string path = p.getCgroupPath().cStr();
+                      if (path.find("..") != std::string::npos) {
+                        ps = Status::InvalidArgument("cgroup path with '..'");
+                      } else {
+                        pr.kind = Principal::Kind::kCgroup;
+                        ps = CgroupId(cgroup_root_ + "/" + path, &pr.id);
+                      }
+                      break;
+                    }
+                  }
+                  if (!ps.ok()) {
+                    report->rejected.emplace_back(id, ps.ToString());
+                    return Status::Ok();  // all principals or none: a partial grant is not what was
+                                          // approved
+                  }
+                  principals.push_back(pr);
+                }
+                for (const Principal& pr : principals) {
+                  for (uint32_t r : g.getResourceIds()) {
+                    wanted.push_back({id, pr, r, g.getNotBeforeUnixNs(), g.getNotAfterUnixNs()});
+                  }
+                }
+                wanted_ids.insert(id);
+                return Status::Ok();
+              });
         }
-        wanted_ids.insert(id);
         return Status::Ok();
       });
-    }
-    return Status::Ok();
-  });
   if (!s.ok()) {
     report->rejected_set = s.ToString();
     return Status::Ok();

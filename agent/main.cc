@@ -33,7 +33,8 @@ int Main(int argc, char** argv) {
       "  latch-agent status --config /etc/latch/agent.toml      what the kernel holds now\n"
       "  latch-agent uninstall --config /etc/latch/agent.toml   detach and remove the pins\n"
       "  latch-agent key --config /etc/latch/agent.toml         this agent's CURVE public key,\n"
-      "                                                         for the collector's [[agent]] list\n"};
+      "                                                         for the collector's [[agent]] "
+      "list\n"};
   std::string config_path;
   app.add_option("--config", config_path, "Agent configuration file (TOML)")->required();
   auto* status =

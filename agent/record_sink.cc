@@ -6,9 +6,12 @@ namespace latch::agent {
 
 const char* LossKindName(LossKind kind) {
   switch (kind) {
-    case LossKind::kRingBufferFull: return "ring_buffer_full";
-    case LossKind::kSpoolFull: return "spool_full";
-    case LossKind::kDecodeFailure: return "decode_failure";
+    case LossKind::kRingBufferFull:
+      return "ring_buffer_full";
+    case LossKind::kSpoolFull:
+      return "spool_full";
+    case LossKind::kDecodeFailure:
+      return "decode_failure";
   }
   return "unknown";
 }

@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "tlog/hex.h"
+
 namespace latch::agent {
 namespace {
 
@@ -17,13 +19,7 @@ constexpr uint32_t kMaxPayload = 64 * 1024;  // a ledger entry holds at most 64 
 constexpr size_t kReadChunk = 1 << 20;
 
 std::string Hex(const std::string& bytes) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out += digits[c >> 4];
-    out += digits[c & 15];
-  }
-  return out;
+  return tlog::HexEncode({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
 }
 
 bool Unhex(std::string_view hex, std::string* out) {
@@ -150,8 +146,8 @@ Status Spool::RecoverSegment(Segment* seg) {
   return Status::Ok();
 }
 
-Status Spool::Add(uint32_t kind, int64_t event_time_ns, std::string_view payload,
-                  bool use_reserve, uint64_t* sequence) {
+Status Spool::Add(uint32_t kind, int64_t event_time_ns, std::string_view payload, bool use_reserve,
+                  uint64_t* sequence) {
   if (payload.size() > kMaxPayload) return Status::InvalidArgument("spool record too large");
   uint64_t frame = kFrameHeader + payload.size();
   uint64_t limit = options_.max_bytes + (use_reserve ? options_.reserve_bytes : 0);
@@ -169,7 +165,8 @@ Status Spool::Add(uint32_t kind, int64_t event_time_ns, std::string_view payload
 
 Status Spool::StartSegment() {
   char seq[21];
-  std::snprintf(seq, sizeof(seq), "%020llu", static_cast<unsigned long long>(buffer_first_sequence_));
+  std::snprintf(seq, sizeof(seq), "%020llu",
+                static_cast<unsigned long long>(buffer_first_sequence_));
   Segment seg;
   seg.name = Hex(boot_id_) + "-" + seq + ".seg";
   seg.boot_id = boot_id_;
@@ -185,7 +182,8 @@ Status Spool::StartSegment() {
 Status Spool::Flush() {
   if (buffer_.empty()) return Status::Ok();
   if (!writing_) LATCH_RETURN_IF_ERROR(StartSegment());
-  LATCH_RETURN_IF_ERROR(writer_.Append({reinterpret_cast<const uint8_t*>(buffer_.data()), buffer_.size()}));
+  LATCH_RETURN_IF_ERROR(
+      writer_.Append({reinterpret_cast<const uint8_t*>(buffer_.data()), buffer_.size()}));
   Segment& seg = segments_.back();
   seg.size += buffer_.size();
   seg.last_sequence = next_sequence_ - 1;
@@ -219,8 +217,7 @@ Status Spool::NextBatch(size_t max_records, SpoolBatch* out) {
       continue;
     }
     ledger::AppendFile f;
-    LATCH_RETURN_IF_ERROR(
-        ledger::AppendFile::Open(options_.dir + "/" + seg.name, true, false, &f));
+    LATCH_RETURN_IF_ERROR(ledger::AppendFile::Open(options_.dir + "/" + seg.name, true, false, &f));
     data.resize(std::min<uint64_t>(kReadChunk, seg.size - cursor_offset_));
     LATCH_RETURN_IF_ERROR(
         f.ReadAt(cursor_offset_, {reinterpret_cast<uint8_t*>(data.data()), data.size()}));
@@ -229,7 +226,8 @@ Status Spool::NextBatch(size_t max_records, SpoolBatch* out) {
     while (offset < data.size() && out->records.size() < max_records) {
       size_t n = ParseFrame(data.data() + offset, data.size() - offset, &r);
       if (n == 0) {
-        if (offset == 0) return Status::Corruption("spool segment " + seg.name + " has a bad frame");
+        if (offset == 0)
+          return Status::Corruption("spool segment " + seg.name + " has a bad frame");
         break;  // the frame continues past this chunk
       }
       offset += n;

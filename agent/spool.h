@@ -26,9 +26,9 @@ namespace latch::agent {
 
 struct SpoolOptions {
   std::string dir;
-  uint64_t max_bytes = 256ull << 20;     // events beyond this are counted as lost
-  uint64_t segment_bytes = 8ull << 20;   // roll-over size
-  uint64_t reserve_bytes = 1ull << 20;   // room past max_bytes kept for loss records
+  uint64_t max_bytes = 256ull << 20;    // events beyond this are counted as lost
+  uint64_t segment_bytes = 8ull << 20;  // roll-over size
+  uint64_t reserve_bytes = 1ull << 20;  // room past max_bytes kept for loss records
 };
 
 struct SpooledRecord {
@@ -100,13 +100,13 @@ class Spool {
   SpoolOptions options_;
   std::string boot_id_;
   uint64_t next_sequence_ = 1;
-  std::vector<Segment> segments_;   // oldest first; the last one of this boot is being written
-  ledger::AppendFile writer_;       // the last segment, when it is this boot's
+  std::vector<Segment> segments_;  // oldest first; the last one of this boot is being written
+  ledger::AppendFile writer_;      // the last segment, when it is this boot's
   bool writing_ = false;
-  std::string buffer_;              // frames added and not yet flushed
+  std::string buffer_;  // frames added and not yet flushed
   uint64_t buffered_records_ = 0;
   uint64_t buffer_first_sequence_ = 0;
-  uint64_t bytes_ = 0;              // bytes in segment files
+  uint64_t bytes_ = 0;                     // bytes in segment files
   std::map<std::string, uint64_t> acked_;  // boot id -> acknowledged through
   // Send cursor: segment index and byte offset of the next record to send.
   size_t cursor_segment_ = 0;

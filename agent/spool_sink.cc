@@ -16,9 +16,12 @@ constexpr uint32_t kLossKind = static_cast<uint32_t>(schema::RecordKind::LOSS);
 
 schema::LossKind ToSchema(LossKind k) {
   switch (k) {
-    case LossKind::kRingBufferFull: return schema::LossKind::RING_BUFFER_FULL;
-    case LossKind::kSpoolFull: return schema::LossKind::SPOOL_FULL;
-    case LossKind::kDecodeFailure: return schema::LossKind::DECODE_FAILURE;
+    case LossKind::kRingBufferFull:
+      return schema::LossKind::RING_BUFFER_FULL;
+    case LossKind::kSpoolFull:
+      return schema::LossKind::SPOOL_FULL;
+    case LossKind::kDecodeFailure:
+      return schema::LossKind::DECODE_FAILURE;
   }
   return schema::LossKind::UNSPECIFIED;
 }

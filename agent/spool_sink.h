@@ -26,7 +26,7 @@ class SpoolSink : public RecordSink {
   uint64_t spool_full_total_ = 0;     // events refused by a full spool
   uint64_t spool_full_recorded_ = 0;  // of them, already in a loss record
   uint64_t events_spooled_ = 0;
-  Status error_;                      // first failure of an Add, returned by Flush
+  Status error_;  // first failure of an Add, returned by Flush
 };
 
 }  // namespace latch::agent

@@ -29,7 +29,8 @@ Status LoadOrCreateCurveKey(const std::string& path, CurveKeyPair* out) {
     }
     struct stat st {};
     if (::stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
-      return Status::FailedPrecondition(path + " holds a secret key and must not be readable by "
+      return Status::FailedPrecondition(path +
+                                        " holds a secret key and must not be readable by "
                                         "group or others (chmod 600)");
     }
     *out = {pub, sec};

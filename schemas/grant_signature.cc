@@ -23,7 +23,7 @@ Status Check(const tlog::NoteVerifier& key, const char* context, const std::stri
              uint32_t key_id, capnp::Data::Reader signature, const char* what) {
   if (key_id != key.key_id()) {
     return Status::VerifyFailed(std::string(what) + " is signed by another key (id " +
-                                    std::to_string(key_id) + ")");
+                                std::to_string(key_id) + ")");
   }
   if (!key.Verify(std::string(context) + bytes, {signature.begin(), signature.size()})) {
     return Status::VerifyFailed(std::string(what) + " signature does not verify");
@@ -46,9 +46,8 @@ Status SignGrant(const tlog::NoteSigner& key, Grant::Reader grant, SignedGrant::
 Status OpenSignedGrant(const tlog::NoteVerifier& key, SignedGrant::Reader signed_grant,
                        std::string* grant_bytes) {
   std::string bytes = AsString(signed_grant.getGrant());
-  LATCH_RETURN_IF_ERROR(
-      Check(key, kGrantContext, bytes, signed_grant.getKeyId(), signed_grant.getSignature(),
-            "grant"));
+  LATCH_RETURN_IF_ERROR(Check(key, kGrantContext, bytes, signed_grant.getKeyId(),
+                              signed_grant.getSignature(), "grant"));
   LATCH_RETURN_IF_ERROR(
       ReadCanonical<Grant>(bytes, "signed grant", [](Grant::Reader) { return Status::Ok(); }));
   *grant_bytes = std::move(bytes);

@@ -29,8 +29,7 @@ Status SignGrant(const tlog::NoteSigner& key, Grant::Reader grant, SignedGrant::
 Status OpenSignedGrant(const tlog::NoteVerifier& key, SignedGrant::Reader signed_grant,
                        std::string* grant_bytes);
 
-Status SignGrantSet(const tlog::NoteSigner& key, GrantSet::Reader set,
-                    SignedGrantSet::Builder out);
+Status SignGrantSet(const tlog::NoteSigner& key, GrantSet::Reader set, SignedGrantSet::Builder out);
 Status OpenSignedGrantSet(const tlog::NoteVerifier& key, SignedGrantSet::Reader signed_set,
                           std::string* set_bytes);
 

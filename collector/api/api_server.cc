@@ -12,6 +12,7 @@
 
 #include <cstdio>
 
+#include "tlog/hex.h"
 #include "tlog/sha256.h"
 
 namespace latch::api {
@@ -23,13 +24,7 @@ using tcp = asio::ip::tcp;
 
 std::string TokenHash(const std::string& token) {
   tlog::Hash h = tlog::Sha256::Of({reinterpret_cast<const uint8_t*>(token.data()), token.size()});
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  for (uint8_t b : h) {
-    out += d[b >> 4];
-    out += d[b & 15];
-  }
-  return out;
+  return tlog::HexEncode(h);
 }
 
 struct ApiServer::Impl {
@@ -53,7 +48,8 @@ Status ApiServer::Start() {
     impl_->tls.use_certificate_chain_file(options_.cert_path);
     impl_->tls.use_private_key_file(options_.key_path, asio::ssl::context::pem);
     auto address = asio::ip::make_address(options_.listen_address);
-    impl_->acceptor = std::make_unique<tcp::acceptor>(impl_->io, tcp::endpoint(address, options_.port));
+    impl_->acceptor =
+        std::make_unique<tcp::acceptor>(impl_->io, tcp::endpoint(address, options_.port));
     bound_port_ = impl_->acceptor->local_endpoint().port();
   } catch (const std::exception& e) {
     return Status::IoError(std::string("starting the HTTPS API: ") + e.what());
@@ -136,8 +132,8 @@ void ApiServer::Serve(int fd) {
         auto& msg = parser.get();
         keep = msg.keep_alive();
         std::string auth(msg[http::field::authorization]);
-        out = Dispatch(std::string(msg.method_string()), std::string(msg.target()), auth,
-                       msg.body());
+        out =
+            Dispatch(std::string(msg.method_string()), std::string(msg.target()), auth, msg.body());
       }
       http::response<http::string_body> res{static_cast<http::status>(out.status), 11};
       res.set(http::field::server, "latch-collector");

@@ -55,8 +55,8 @@ Status EnsureTlsIdentity(const std::string& cert_path, const std::string& key_pa
   X509V3_CTX ctx;
   X509V3_set_ctx_nodb(&ctx);
   X509V3_set_ctx(&ctx, cert.get(), cert.get(), nullptr, nullptr, 0);
-  X509_EXTENSION* san = X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name,
-                                            "DNS:localhost,IP:127.0.0.1,IP:::1");
+  X509_EXTENSION* san =
+      X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1,IP:::1");
   if (san == nullptr) return Status::IoError("OpenSSL could not make the certificate's names");
   X509_add_ext(cert.get(), san, -1);
   X509_EXTENSION_free(san);

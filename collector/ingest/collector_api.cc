@@ -3,8 +3,8 @@
 // thread that owns the ledger's workflow state.
 #include <chrono>
 #include <future>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "collector/api/tls_identity.h"
 #include "collector/ingest/collector_server.h"
@@ -72,10 +72,14 @@ bool ParseBody(const std::string& body, const std::set<std::string>& allowed, nl
 
 int StatusFor(const Status& s) {
   switch (s.code()) {
-    case Status::Code::kNotFound: return 404;
-    case Status::Code::kInvalidArgument: return 400;
-    case Status::Code::kFailedPrecondition: return 409;
-    default: return 500;
+    case Status::Code::kNotFound:
+      return 404;
+    case Status::Code::kInvalidArgument:
+      return 400;
+    case Status::Code::kFailedPrecondition:
+      return 409;
+    default:
+      return 500;
   }
 }
 
@@ -162,10 +166,14 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
       size_t at = req.target.find(key);
       if (at == std::string::npos) return 0;
       uint64_t v = 0;
-      return ParseId(req.target.substr(at + key.size(), req.target.find('&', at) - at - key.size()), &v) ? v : 0;
+      return ParseId(req.target.substr(at + key.size(), req.target.find('&', at) - at - key.size()),
+                     &v)
+                 ? v
+                 : 0;
     };
     uint64_t from = arg("from"), to = arg("to");
-    if (from == 0 || to < from || to > ledger_->size()) return Error(400, "need 0 < from <= to <= size");
+    if (from == 0 || to < from || to > ledger_->size())
+      return Error(400, "need 0 < from <= to <= size");
     std::vector<tlog::Hash> proof;
     Status s = ledger_->ConsistencyProof(from, to, &proof);
     if (!s.ok()) return Error(500, s.message());
@@ -233,7 +241,8 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
       s = workflow_->Request(req.identity, body["resource"].get<std::string>(), duration,
                              body.value("reason", ""), now, &r);
     }
-    if (!s.ok()) return Error(s.code() == Status::Code::kFailedPrecondition ? 403 : StatusFor(s), s.message());
+    if (!s.ok())
+      return Error(s.code() == Status::Code::kFailedPrecondition ? 403 : StatusFor(s), s.message());
     return Json(201, request_json(r));
   }
   uint64_t id = 0;
@@ -252,7 +261,8 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     } else {
       return Error(404, "no such action");
     }
-    if (!s.ok()) return Error(s.code() == Status::Code::kFailedPrecondition ? 403 : StatusFor(s), s.message());
+    if (!s.ok())
+      return Error(s.code() == Status::Code::kFailedPrecondition ? 403 : StatusFor(s), s.message());
     auto j = request_json(r);
     if (grant_id != 0) j["grant_id"] = grant_id;
     return Json(200, j);

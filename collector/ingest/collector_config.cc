@@ -43,8 +43,9 @@ Status ReadRange(const toml::table& t, const std::string& source, const char* ke
   int64_t v = static_cast<int64_t>(*out);
   LATCH_RETURN_IF_ERROR(Read(t, source, key, &v, false));
   if (v < lo || v > hi) {
-    return Bad(source, t.source(), std::string("setting '") + key + "' must be " +
-                                       std::to_string(lo) + " to " + std::to_string(hi));
+    return Bad(source, t.source(),
+               std::string("setting '") + key + "' must be " + std::to_string(lo) + " to " +
+                   std::to_string(hi));
   }
   *out = static_cast<uint64_t>(v);
   return Status::Ok();
@@ -61,10 +62,10 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
     return Status::InvalidArgument(source + ":" + std::to_string(e.source().begin.line) + ": " +
                                    std::string(e.description()));
   }
-  LATCH_RETURN_IF_ERROR(Known(root, source,
-                              {"data_dir", "origin", "endpoints", "batch_max_entries",
-                               "batch_max_age_ms", "max_message_bytes", "agent", "policy",
-                               "api", "api_token"}));
+  LATCH_RETURN_IF_ERROR(
+      Known(root, source,
+            {"data_dir", "origin", "endpoints", "batch_max_entries", "batch_max_age_ms",
+             "max_message_bytes", "agent", "policy", "api", "api_token"}));
   CollectorConfig c;
   LATCH_RETURN_IF_ERROR(Read(root, source, "data_dir", &c.data_dir, true));
   LATCH_RETURN_IF_ERROR(Read(root, source, "origin", &c.origin, true));
@@ -134,7 +135,8 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
   }
   if (const toml::node* n = root.get("api_token")) {
     const toml::array* list = n->as_array();
-    if (list == nullptr) return Bad(source, n->source(), "'api_token' must be [[api_token]] tables");
+    if (list == nullptr)
+      return Bad(source, n->source(), "'api_token' must be [[api_token]] tables");
     for (const toml::node& e : *list) {
       const toml::table* t = e.as_table();
       if (t == nullptr) return Bad(source, e.source(), "'api_token' must be [[api_token]] tables");
@@ -142,8 +144,8 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
       std::string identity, hash;
       LATCH_RETURN_IF_ERROR(Read(*t, source, "identity", &identity, true));
       LATCH_RETURN_IF_ERROR(Read(*t, source, "sha256", &hash, true));
-      bool hex = hash.size() == 64 &&
-                 hash.find_first_not_of("0123456789abcdef") == std::string::npos;
+      bool hex =
+          hash.size() == 64 && hash.find_first_not_of("0123456789abcdef") == std::string::npos;
       if (!hex) return Bad(source, t->source(), "sha256 must be 64 lower-case hex digits");
       if (!c.api_tokens.emplace(hash, identity).second) {
         return Bad(source, t->source(), "the same token is listed twice");

@@ -23,8 +23,8 @@
 //
 // Keys are created on first start under data_dir, mode 0600: curve.key (the
 // channel's key pair), grant.key (signs grants; grant.vkey is its public half)
-// and the ledger's own key. Everything else is derived from the ledger. A missing, mistyped or unknown setting is a
-// one-line error naming it.
+// and the ledger's own key. Everything else is derived from the ledger. A missing, mistyped or
+// unknown setting is a one-line error naming it.
 #pragma once
 
 #include <cstdint>
@@ -44,11 +44,11 @@ struct CollectorConfig {
   uint32_t batch_max_age_ms = 5;
   uint64_t max_message_bytes = 16u << 20;
   std::map<std::string, std::string> agents;  // CURVE public key -> host id
-  std::string policy;                          // empty: no workflow, grants only by admin
+  std::string policy;                         // empty: no workflow, grants only by admin
   bool api_enabled = false;
   std::string api_address = "127.0.0.1";
   uint16_t api_port = 8443;
-  std::string api_cert, api_key;               // empty: under data_dir
+  std::string api_cert, api_key;                  // empty: under data_dir
   std::map<std::string, std::string> api_tokens;  // sha256 hex -> identity
 };
 

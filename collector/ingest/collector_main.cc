@@ -14,8 +14,8 @@
 // socket (data_dir/admin.sock, reachable only by who can enter data_dir).
 #include <CLI/CLI.hpp>
 #include <csignal>
-#include <iostream>
 #include <cstdio>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
@@ -53,8 +53,10 @@ int Admin(const CollectorConfig& config, const nlohmann::json& request) {
   s.send(zmq::buffer(out), zmq::send_flags::none);
   zmq::message_t reply;
   if (!s.recv(reply)) {
-    std::fprintf(stderr, "latch-collector: no answer from the collector at %s/admin.sock "
-                         "(is it running?)\n", config.data_dir.c_str());
+    std::fprintf(stderr,
+                 "latch-collector: no answer from the collector at %s/admin.sock "
+                 "(is it running?)\n",
+                 config.data_dir.c_str());
     return 1;
   }
   auto j = nlohmann::json::parse(reply.to_string(), nullptr, false);
@@ -67,8 +69,7 @@ int Admin(const CollectorConfig& config, const nlohmann::json& request) {
 int main(int argc, char** argv) {
   CLI::App app{"latch-collector: the ledger's ingest and the grant channel to agents"};
   std::string config_path;
-  auto* config_option =
-      app.add_option("--config", config_path, "collector configuration (TOML)");
+  auto* config_option = app.add_option("--config", config_path, "collector configuration (TOML)");
   auto* keys = app.add_subcommand("keys", "print the CURVE, grant and ledger keys agents need");
   auto* grant = app.add_subcommand("grant", "issue a grant through the running collector");
   std::string host, user, cgroup, reason;
@@ -113,7 +114,8 @@ int main(int argc, char** argv) {
   if (token_hash->parsed()) {
     std::string token;
     std::getline(std::cin, token);
-    if (token.size() < 16) return Fail(Status::InvalidArgument("use a token of 16 characters or more"));
+    if (token.size() < 16)
+      return Fail(Status::InvalidArgument("use a token of 16 characters or more"));
     std::printf("%s\n", latch::api::TokenHash(token).c_str());
     return 0;
   }
@@ -123,26 +125,41 @@ int main(int argc, char** argv) {
 
   if (grant->parsed()) {
     nlohmann::json p;
-    if (uid >= 0) p = {{"uid", uid}};
-    else if (!user.empty()) p = {{"user", user}};
-    else if (!cgroup.empty()) p = {{"cgroup", cgroup}};
-    else return Fail(Status::InvalidArgument("give one of --uid, --user, --cgroup"));
-    return Admin(config, {{"op", "issue"}, {"principals", {p}}, {"resources", resources},
-                          {"hosts", {host}}, {"duration_s", seconds}, {"actor", "latch-collector cli"}});
+    if (uid >= 0)
+      p = {{"uid", uid}};
+    else if (!user.empty())
+      p = {{"user", user}};
+    else if (!cgroup.empty())
+      p = {{"cgroup", cgroup}};
+    else
+      return Fail(Status::InvalidArgument("give one of --uid, --user, --cgroup"));
+    return Admin(config, {{"op", "issue"},
+                          {"principals", {p}},
+                          {"resources", resources},
+                          {"hosts", {host}},
+                          {"duration_s", seconds},
+                          {"actor", "latch-collector cli"}});
   }
   if (revoke->parsed()) {
-    return Admin(config, {{"op", "revoke"}, {"grant_id", id}, {"reason", reason},
-                          {"actor", "latch-collector cli"}});
+    return Admin(
+        config,
+        {{"op", "revoke"}, {"grant_id", id}, {"reason", reason}, {"actor", "latch-collector cli"}});
   }
   if (status->parsed()) return Admin(config, {{"op", "status"}});
   if (request->parsed()) {
-    return Admin(config, {{"op", "request"}, {"identity", as}, {"resource", resource_name},
-                          {"duration", duration}, {"reason", reason}});
+    return Admin(config, {{"op", "request"},
+                          {"identity", as},
+                          {"resource", resource_name},
+                          {"duration", duration},
+                          {"reason", reason}});
   }
   if (review->parsed()) {
     if (approve == deny) return Fail(Status::InvalidArgument("give one of --approve, --deny"));
-    return Admin(config, {{"op", "review"}, {"identity", as}, {"request_id", id},
-                          {"approve", approve}, {"comment", comment}});
+    return Admin(config, {{"op", "review"},
+                          {"identity", as},
+                          {"request_id", id},
+                          {"approve", approve},
+                          {"comment", comment}});
   }
   if (requests->parsed()) return Admin(config, {{"op", "requests"}});
 

@@ -29,7 +29,9 @@ int64_t NowNs() {
       .count();
 }
 
-std::string Str(capnp::Data::Reader d) { return {reinterpret_cast<const char*>(d.begin()), d.size()}; }
+std::string Str(capnp::Data::Reader d) {
+  return {reinterpret_cast<const char*>(d.begin()), d.size()};
+}
 capnp::Data::Reader Bytes(const std::string& s) {
   return {reinterpret_cast<const capnp::byte*>(s.data()), s.size()};
 }
@@ -69,7 +71,8 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
   } else {
     LATCH_RETURN_IF_ERROR(st);
     while (!skey.empty() && skey.back() == '\n') skey.pop_back();
-    LATCH_RETURN_IF_ERROR(tlog::NoteSigner::Parse(skey, &s->grant_key_).WithContext(dir + "/grant.key"));
+    LATCH_RETURN_IF_ERROR(
+        tlog::NoteSigner::Parse(skey, &s->grant_key_).WithContext(dir + "/grant.key"));
   }
   LATCH_RETURN_IF_ERROR(ledger::WriteFileAtomically(
       dir, "grant.vkey", s->grant_key_.verifier().ToString() + "\n", 0644));
@@ -85,7 +88,8 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
                                       config.origin + "'");
   }
   s->grants_ = std::make_unique<GrantBook>(s->grant_key_);
-  s->workflow_ = std::make_unique<workflow::WorkflowService>(static_cast<workflow::WorkflowSink&>(*s));
+  s->workflow_ =
+      std::make_unique<workflow::WorkflowService>(static_cast<workflow::WorkflowSink&>(*s));
   LATCH_RETURN_IF_ERROR(s->ReplayLedger());
   ledger::BatcherOptions bo;
   bo.max_batch_entries = config.batch_max_entries;
@@ -122,8 +126,8 @@ Status CollectorServer::ReplayLedger() {
         record.payload, where, [&](schema::WorkflowAction::Reader a) {
           if (a.isGrantIssued()) {
             uint64_t id = 0;
-            return grants_->ApplyIssued(schema::CanonicalBytes(a.getGrantIssued().getGrant()), &id,
-                                        &changed)
+            return grants_
+                ->ApplyIssued(schema::CanonicalBytes(a.getGrantIssued().getGrant()), &id, &changed)
                 .WithContext(where);
           }
           if (a.isGrantRevoked()) {
@@ -236,9 +240,10 @@ Status CollectorServer::Run() {
     return Status::IoError(std::string("binding the collector's sockets: ") + e.what());
   }
   if (config_.api_enabled) LATCH_RETURN_IF_ERROR(StartApi());
-  std::fprintf(stderr, "latch-collector: serving %zu endpoint(s), %zu enrolled agent(s), ledger size %llu\n",
-               config_.endpoints.size(), config_.agents.size(),
-               static_cast<unsigned long long>(ledger_->size()));
+  std::fprintf(
+      stderr, "latch-collector: serving %zu endpoint(s), %zu enrolled agent(s), ledger size %llu\n",
+      config_.endpoints.size(), config_.agents.size(),
+      static_cast<unsigned long long>(ledger_->size()));
   while (!stopping_) {
     zmq::pollitem_t items[] = {{router_->handle(), 0, ZMQ_POLLIN, 0},
                                {zap_->handle(), 0, ZMQ_POLLIN, 0},
@@ -354,9 +359,10 @@ void CollectorServer::HandleAgentMessage() {
       case schema::Envelope::HELLO: {
         auto hello = env.getHello();
         if (hello.getHostId() != host) {
-          Refuse("host_id_mismatch", "key enrolled as '" + host + "' says '" +
-                                         std::string(hello.getHostId().cStr()) + "'",
-                 route, "host id does not match the enrolled key");
+          Refuse(
+              "host_id_mismatch",
+              "key enrolled as '" + host + "' says '" + std::string(hello.getHostId().cStr()) + "'",
+              route, "host id does not match the enrolled key");
           return;
         }
         proof_base_[host] = hello.getCheckpointSize();
@@ -390,7 +396,8 @@ void CollectorServer::HandleAgentMessage() {
     }
   } catch (const kj::Exception& e) {
     counters_.malformed_messages++;
-    Refuse("malformed_message", host + ": " + e.getDescription().cStr(), route, "malformed message");
+    Refuse("malformed_message", host + ": " + e.getDescription().cStr(), route,
+           "malformed message");
   }
 }
 
@@ -413,7 +420,8 @@ void CollectorServer::OnBatch(const std::string& route, const std::string& host,
   uint64_t prev = 0;
   for (auto r : records) {
     auto kind = r.getKind();
-    if (r.getSequence() <= prev || (kind != schema::RecordKind::EVENT && kind != schema::RecordKind::LOSS) ||
+    if (r.getSequence() <= prev ||
+        (kind != schema::RecordKind::EVENT && kind != schema::RecordKind::LOSS) ||
         r.getPayload().size() > kMaxPayload) {
       counters_.malformed_messages++;
       Refuse("malformed_message", host + ": batch records out of order, of a bad kind or too large",
@@ -605,8 +613,8 @@ void CollectorServer::PushGrantSet(const std::string& host) {
   Send(route->second, Serialize(m));
 }
 
-void CollectorServer::NoteApplied(const std::string& host,
-                                  capnp::List<uint64_t>::Reader grant_ids, int64_t at_ns) {
+void CollectorServer::NoteApplied(const std::string& host, capnp::List<uint64_t>::Reader grant_ids,
+                                  int64_t at_ns) {
   for (uint64_t id : grant_ids) effective_[id].emplace(host, at_ns);  // keeps the first
 }
 
@@ -751,10 +759,14 @@ nlohmann::json RequestJson(const workflow::AccessRequest& r) {
   for (const auto& v : r.reviews) {
     reviews.push_back({{"reviewer", v.reviewer}, {"approve", v.approve}, {"comment", v.comment}});
   }
-  return {{"id", r.id},           {"requester", r.requester},
-          {"resource", r.resource}, {"duration_ns", r.duration_ns},
-          {"reason", r.reason},   {"state", workflow::RequestStateName(r.state)},
-          {"break_glass", r.break_glass}, {"reviews", reviews}};
+  return {{"id", r.id},
+          {"requester", r.requester},
+          {"resource", r.resource},
+          {"duration_ns", r.duration_ns},
+          {"reason", r.reason},
+          {"state", workflow::RequestStateName(r.state)},
+          {"break_glass", r.break_glass},
+          {"reviews", reviews}};
 }
 }  // namespace
 

@@ -13,11 +13,12 @@
 #pragma once
 
 #include <atomic>
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
@@ -26,10 +27,9 @@
 #include "collector/ingest/collector_config.h"
 #include "collector/ingest/grant_book.h"
 #include "collector/ingest/sequence_index.h"
-#include "collector/workflow/workflow_service.h"
-#include <nlohmann/json.hpp>
 #include "collector/ledger/batcher.h"
 #include "collector/ledger/ledger.h"
+#include "collector/workflow/workflow_service.h"
 #include "schemas/curve_key.h"
 #include "schemas/wire.capnp.h"
 #include "tlog/signed_note.h"
@@ -100,8 +100,7 @@ class CollectorServer : private workflow::WorkflowSink {
   void Refuse(const std::string& what, const std::string& detail, const std::string& route,
               const std::string& reply);
   void FlushRefusals(bool force);
-  void OnBatch(const std::string& route, const std::string& host,
-               schema::EventBatch::Reader batch);
+  void OnBatch(const std::string& route, const std::string& host, schema::EventBatch::Reader batch);
   void OnApplied(const std::string& host, schema::Applied::Reader applied);
   void OnAlarm(const std::string& host, schema::Alarm::Reader alarm);
   // `appended`: the records this submission added (none for a batch of

@@ -34,8 +34,7 @@ Status GrantBook::Sign(GrantSpec spec, std::string* signed_grant) const {
     }
   }
   std::sort(spec.host_ids.begin(), spec.host_ids.end());
-  spec.host_ids.erase(std::unique(spec.host_ids.begin(), spec.host_ids.end()),
-                      spec.host_ids.end());
+  spec.host_ids.erase(std::unique(spec.host_ids.begin(), spec.host_ids.end()), spec.host_ids.end());
   if (spec.id == 0) spec.id = last_id_ + 1;
   if (spec.id <= last_id_) {
     return Status::AlreadyExists("grant id " + std::to_string(spec.id) + " is taken");
@@ -48,9 +47,15 @@ Status GrantBook::Sign(GrantSpec spec, std::string* signed_grant) const {
   for (unsigned i = 0; i < spec.principals.size(); ++i) {
     const GrantPrincipal& p = spec.principals[i];
     switch (p.kind) {
-      case GrantPrincipal::Kind::kUid: ps[i].setUid(p.uid); break;
-      case GrantPrincipal::Kind::kUserName: ps[i].setUserName(p.name); break;
-      case GrantPrincipal::Kind::kCgroupPath: ps[i].setCgroupPath(p.name); break;
+      case GrantPrincipal::Kind::kUid:
+        ps[i].setUid(p.uid);
+        break;
+      case GrantPrincipal::Kind::kUserName:
+        ps[i].setUserName(p.name);
+        break;
+      case GrantPrincipal::Kind::kCgroupPath:
+        ps[i].setCgroupPath(p.name);
+        break;
     }
   }
   auto rs = g.initResourceIds(static_cast<unsigned>(spec.resource_ids.size()));

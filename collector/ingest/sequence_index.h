@@ -8,7 +8,6 @@
 #include <string>
 #include <unordered_map>
 
-
 namespace latch::collector {
 
 struct SequenceMark {

@@ -35,9 +35,12 @@ void Batcher::Submit(EntryBatch batch, Done done, bool urgent) {
 Status Batcher::Append(EntryBatch batch, uint64_t* first_index, bool urgent) {
   std::promise<std::pair<Status, uint64_t>> result;
   auto future = result.get_future();
-  Submit(std::move(batch), [&result](const Status& s, uint64_t first) {
-    result.set_value({s, first});
-  }, urgent);
+  Submit(
+      std::move(batch),
+      [&result](const Status& s, uint64_t first) {
+        result.set_value({s, first});
+      },
+      urgent);
   auto [status, first] = future.get();
   *first_index = first;
   return status;

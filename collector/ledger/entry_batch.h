@@ -11,8 +11,8 @@
 #include <span>
 #include <vector>
 
-#include "tlog/merkle_hash.h"
 #include "schemas/record_codec.h"  // kMaxEntrySize
+#include "tlog/merkle_hash.h"
 #include "tlog/status.h"
 
 namespace latch::ledger {

@@ -19,6 +19,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 // clang-format on
+#include <toml++/toml.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -26,7 +28,6 @@
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <toml++/toml.h>
 
 #include "collector/ledger/append_file.h"
 #include "tlog/base64.h"
@@ -90,7 +91,8 @@ void Resolve(Settings* s, const std::string& token_file) {
       if (s->ca.empty()) s->ca = t["ca"].value_or(std::string());
       if (s->ledger_key.empty()) s->ledger_key = t["ledger_key"].value_or(std::string());
     } catch (const toml::parse_error& e) {
-      std::fprintf(stderr, "latchctl: %s: %s\n", file.c_str(), std::string(e.description()).c_str());
+      std::fprintf(stderr, "latchctl: %s: %s\n", file.c_str(),
+                   std::string(e.description()).c_str());
       std::exit(2);
     }
   }
@@ -143,7 +145,8 @@ Reply Call(const Settings& s, http::verb method, const std::string& target,
 }
 
 // Prints the reply (JSON or via `table`) and returns the exit code.
-int Show(const Settings& s, const Reply& r, const std::function<void(const nlohmann::json&)>& table) {
+int Show(const Settings& s, const Reply& r,
+         const std::function<void(const nlohmann::json&)>& table) {
   auto j = nlohmann::json::parse(r.body, nullptr, false);
   if (r.status >= 400) {
     std::string why = j.is_object() && j.contains("error") ? j["error"].get<std::string>() : r.body;
@@ -168,7 +171,8 @@ void RequestRow(const nlohmann::json& q) {
 
 int Verify(const Settings& s) {
   if (s.ledger_key.empty()) {
-    std::fprintf(stderr, "latchctl: verify needs the ledger key (--ledger-key, LATCH_LEDGER_KEY)\n");
+    std::fprintf(stderr,
+                 "latchctl: verify needs the ledger key (--ledger-key, LATCH_LEDGER_KEY)\n");
     return 2;
   }
   latch::tlog::NoteVerifier key;
@@ -215,19 +219,21 @@ int Verify(const Settings& s) {
     }
     st = latch::tlog::VerifyConsistency(before.size, now.size, proof, before.root, now.root);
     if (!st.ok()) {
-      std::fprintf(stderr, "latchctl: NOT VERIFIED: not consistent with the checkpoint seen "
-                           "before (size %llu): %s\n",
+      std::fprintf(stderr,
+                   "latchctl: NOT VERIFIED: not consistent with the checkpoint seen "
+                   "before (size %llu): %s\n",
                    static_cast<unsigned long long>(before.size), st.ToString().c_str());
       return 1;
     }
   }
   fs::create_directories(ConfigDir());
   (void)latch::ledger::WriteFileAtomically(ConfigDir(), "checkpoint", r.body, 0644);
-  std::printf("verified: %s, %llu entries%s\n", now.origin.c_str(),
-              static_cast<unsigned long long>(now.size),
-              before.size > 0 ? (", consistent with the " + std::to_string(before.size) +
-                                 " seen before").c_str()
-                              : " (first checkpoint seen; saved)");
+  std::printf(
+      "verified: %s, %llu entries%s\n", now.origin.c_str(),
+      static_cast<unsigned long long>(now.size),
+      before.size > 0
+          ? (", consistent with the " + std::to_string(before.size) + " seen before").c_str()
+          : " (first checkpoint seen; saved)");
   return 0;
 }
 
@@ -263,7 +269,8 @@ int main(int argc, char** argv) {
   revoke->add_option("--reason", reason);
   auto* grants = app.add_subcommand("grants", "live grants and where they are in effect");
   auto* verify = app.add_subcommand("verify", "check the ledger's checkpoint");
-  for (auto* c : {request, requests, approve, deny, cancel, revoke, grants, verify}) c->fallthrough();
+  for (auto* c : {request, requests, approve, deny, cancel, revoke, grants, verify})
+    c->fallthrough();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -276,7 +283,8 @@ int main(int argc, char** argv) {
     if (request->parsed()) {
       nlohmann::json b = {{"resource", resource}, {"duration", duration}, {"reason", reason}};
       return Show(s, Call(s, http::verb::post, "/v1/requests", b.dump()), [](const auto& j) {
-        std::printf("request %llu is %s\n", static_cast<unsigned long long>(j["id"].template get<uint64_t>()),
+        std::printf("request %llu is %s\n",
+                    static_cast<unsigned long long>(j["id"].template get<uint64_t>()),
                     j["state"].template get<std::string>().c_str());
       });
     }
@@ -289,8 +297,10 @@ int main(int argc, char** argv) {
                       if (pending && q["state"] != "pending") continue;
                       RequestRow(q);
                       if (q["state"] == "pending") {
-                        std::printf("       needs %s%s\n", q["still_needed"].template get<std::string>().c_str(),
-                                    q["may_review"].template get<bool>() ? " (you may review it)" : "");
+                        std::printf(
+                            "       needs %s%s\n",
+                            q["still_needed"].template get<std::string>().c_str(),
+                            q["may_review"].template get<bool>() ? " (you may review it)" : "");
                       }
                     }
                   });
@@ -299,34 +309,45 @@ int main(int argc, char** argv) {
       std::string action = approve->parsed() ? "approve" : deny->parsed() ? "deny" : "cancel";
       nlohmann::json b = nlohmann::json::object();
       if (!cancel->parsed() && !comment.empty()) b["comment"] = comment;
-      return Show(s, Call(s, http::verb::post, "/v1/requests/" + std::to_string(id) + "/" + action, b.dump()),
-                  [](const auto& j) {
-                    std::printf("request %llu is %s", static_cast<unsigned long long>(j["id"].template get<uint64_t>()),
-                                j["state"].template get<std::string>().c_str());
-                    if (j.contains("grant_id")) {
-                      std::printf(" (grant %llu)", static_cast<unsigned long long>(j["grant_id"].template get<uint64_t>()));
-                    }
-                    std::printf("\n");
-                  });
+      return Show(
+          s,
+          Call(s, http::verb::post, "/v1/requests/" + std::to_string(id) + "/" + action, b.dump()),
+          [](const auto& j) {
+            std::printf("request %llu is %s",
+                        static_cast<unsigned long long>(j["id"].template get<uint64_t>()),
+                        j["state"].template get<std::string>().c_str());
+            if (j.contains("grant_id")) {
+              std::printf(" (grant %llu)",
+                          static_cast<unsigned long long>(j["grant_id"].template get<uint64_t>()));
+            }
+            std::printf("\n");
+          });
     }
     if (revoke->parsed()) {
       nlohmann::json b = nlohmann::json::object();
       if (!reason.empty()) b["reason"] = reason;
-      return Show(s, Call(s, http::verb::post, "/v1/grants/" + std::to_string(id) + "/revoke", b.dump()),
-                  [&](const auto&) { std::printf("grant %llu revoked\n", static_cast<unsigned long long>(id)); });
+      return Show(
+          s, Call(s, http::verb::post, "/v1/grants/" + std::to_string(id) + "/revoke", b.dump()),
+          [&](const auto&) {
+            std::printf("grant %llu revoked\n", static_cast<unsigned long long>(id));
+          });
     }
     if (grants->parsed()) {
       return Show(s, Call(s, http::verb::get, "/v1/grants"), [](const auto& j) {
-        std::printf("%-6s %-22s %-10s %-20s %s\n", "ID", "PRINCIPALS", "RESOURCES", "UNTIL (UTC)", "EFFECTIVE ON");
+        std::printf("%-6s %-22s %-10s %-20s %s\n", "ID", "PRINCIPALS", "RESOURCES", "UNTIL (UTC)",
+                    "EFFECTIVE ON");
         for (const auto& g : j["grants"]) {
           std::string hosts;
           for (auto& [h, at] : g["effective_since"].items()) hosts += h + " ";
-          time_t until = static_cast<time_t>(g["grant"]["not_after_ns"].template get<int64_t>() / 1000000000);
+          time_t until =
+              static_cast<time_t>(g["grant"]["not_after_ns"].template get<int64_t>() / 1000000000);
           char when[32];
           std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", std::gmtime(&until));
-          std::printf("%-6s %-22s %-10s %-20s %s%s\n", std::to_string(g["id"].template get<uint64_t>()).c_str(),
-                      g["grant"]["principals"].dump().c_str(), g["grant"]["resources"].dump().c_str(),
-                      when, hosts.empty() ? "(not yet)" : hosts.c_str(),
+          std::printf("%-6s %-22s %-10s %-20s %s%s\n",
+                      std::to_string(g["id"].template get<uint64_t>()).c_str(),
+                      g["grant"]["principals"].dump().c_str(),
+                      g["grant"]["resources"].dump().c_str(), when,
+                      hosts.empty() ? "(not yet)" : hosts.c_str(),
                       g["grant"]["break_glass"].template get<bool>() ? "  [BREAK-GLASS]" : "");
         }
       });

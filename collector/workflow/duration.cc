@@ -27,11 +27,20 @@ Status ParseDuration(std::string_view text, int64_t* ns) {
     if (digits == 0 || i == text.size()) return bad();
     int64_t unit = 0;
     switch (text[i]) {
-      case 's': unit = kSecond; break;
-      case 'm': unit = 60 * kSecond; break;
-      case 'h': unit = 3600 * kSecond; break;
-      case 'd': unit = 86400 * kSecond; break;
-      default: return bad();
+      case 's':
+        unit = kSecond;
+        break;
+      case 'm':
+        unit = 60 * kSecond;
+        break;
+      case 'h':
+        unit = 3600 * kSecond;
+        break;
+      case 'd':
+        unit = 86400 * kSecond;
+        break;
+      default:
+        return bad();
     }
     ++i;
     total += n * unit;
@@ -45,7 +54,8 @@ Status ParseDuration(std::string_view text, int64_t* ns) {
 std::string FormatDuration(int64_t ns) {
   int64_t s = ns / kSecond;
   std::string out;
-  for (auto [unit, name] : {std::pair<int64_t, char>{86400, 'd'}, {3600, 'h'}, {60, 'm'}, {1, 's'}}) {
+  for (auto [unit, name] :
+       {std::pair<int64_t, char>{86400, 'd'}, {3600, 'h'}, {60, 'm'}, {1, 's'}}) {
     if (s >= unit) {
       out += std::to_string(s / unit) + name;
       s %= unit;

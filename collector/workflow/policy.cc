@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "collector/workflow/duration.h"
+#include "tlog/hex.h"
 #include "tlog/sha256.h"
 
 namespace latch::workflow {
@@ -48,7 +49,8 @@ class Reader {
     if (a == nullptr) return Bad(std::string("setting '") + key + "' must be a list of strings");
     for (const toml::node& e : *a) {
       auto v = e.value<std::string>();
-      if (!v || v->empty()) return Bad(std::string("setting '") + key + "' must hold non-empty strings");
+      if (!v || v->empty())
+        return Bad(std::string("setting '") + key + "' must hold non-empty strings");
       out->push_back(*v);
     }
     return Status::Ok();
@@ -88,16 +90,6 @@ Status ForEachTable(const toml::table& root, const char* name, const std::string
   return Status::Ok();
 }
 
-std::string Hex(const tlog::Hash& h) {
-  static const char* d = "0123456789abcdef";
-  std::string out;
-  for (uint8_t b : h) {
-    out += d[b >> 4];
-    out += d[b & 15];
-  }
-  return out;
-}
-
 }  // namespace
 
 Status Policy::Parse(std::string_view toml_text, const std::string& source,
@@ -110,7 +102,8 @@ Status Policy::Parse(std::string_view toml_text, const std::string& source,
                                    std::string(e.description()));
   }
   auto p = std::make_unique<Policy>();
-  p->hash_ = Hex(tlog::Sha256::Of({reinterpret_cast<const uint8_t*>(toml_text.data()), toml_text.size()}));
+  p->hash_ = tlog::HexEncode(
+      tlog::Sha256::Of({reinterpret_cast<const uint8_t*>(toml_text.data()), toml_text.size()}));
   Reader top(root, source);
   LATCH_RETURN_IF_ERROR(
       top.Known({"host", "resource", "identity", "request_rule", "approval_rule"}));
@@ -130,8 +123,8 @@ Status Policy::Parse(std::string_view toml_text, const std::string& source,
 
   std::set<uint32_t> resource_ids;
   table_status = ForEachTable(root, "resource", source, [&](const Reader& r) {
-    LATCH_RETURN_IF_ERROR(r.Known({"name", "id", "destinations", "protocol", "ports", "mode",
-                                   "hosts", "host_labels"}));
+    LATCH_RETURN_IF_ERROR(r.Known(
+        {"name", "id", "destinations", "protocol", "ports", "mode", "hosts", "host_labels"}));
     PolicyResource pr;
     int64_t id = 0;
     std::string protocol = "tcp", ports, mode = "enforce";
@@ -162,7 +155,8 @@ Status Policy::Parse(std::string_view toml_text, const std::string& source,
     if (!s.ok()) return r.Bad("resource '" + pr.name + "': " + s.message());
     std::set<std::string> targets;
     for (const std::string& h : hosts) {
-      if (!p->host_labels_.count(h)) return r.Bad("resource '" + pr.name + "': unknown host '" + h + "'");
+      if (!p->host_labels_.count(h))
+        return r.Bad("resource '" + pr.name + "': unknown host '" + h + "'");
       targets.insert(h);
     }
     for (const std::string& l : labels) {
@@ -274,8 +268,8 @@ Status Policy::Parse(std::string_view toml_text, const std::string& source,
   LATCH_RETURN_IF_ERROR(table_status);
 
   table_status = ForEachTable(root, "approval_rule", source, [&](const Reader& r) {
-    LATCH_RETURN_IF_ERROR(r.Known(
-        {"resources", "approver_groups", "approvals", "all_groups", "break_glass_groups"}));
+    LATCH_RETURN_IF_ERROR(
+        r.Known({"resources", "approver_groups", "approvals", "all_groups", "break_glass_groups"}));
     ApprovalRule rule;
     std::vector<std::string> res, bg;
     LATCH_RETURN_IF_ERROR(r.Strings("resources", &res, true));
@@ -299,7 +293,8 @@ Status Policy::Parse(std::string_view toml_text, const std::string& source,
     }
     rule.break_glass_groups = {bg.begin(), bg.end()};
     for (const std::string& n : rule.resources) {
-      if (p->ApprovalRuleFor(n) != nullptr) return r.Bad("resource '" + n + "' has two approval rules");
+      if (p->ApprovalRuleFor(n) != nullptr)
+        return r.Bad("resource '" + n + "' has two approval rules");
     }
     // Enough distinct approvers must exist, or requests could never be approved.
     std::set<std::string> eligible;
@@ -310,7 +305,7 @@ Status Policy::Parse(std::string_view toml_text, const std::string& source,
     }
     if (static_cast<int>(eligible.size()) < rule.approvals) {
       return r.Bad("approvals = " + std::to_string(rule.approvals) + " but only " +
-                    std::to_string(eligible.size()) + " identities may approve");
+                   std::to_string(eligible.size()) + " identities may approve");
     }
     p->approval_rules_.push_back(std::move(rule));
     return Status::Ok();

@@ -54,8 +54,8 @@ namespace latch::workflow {
 
 struct PolicyResource {
   std::string name;
-  agent::Resource resource;           // id, destinations, protocol, ports, mode
-  std::vector<std::string> hosts;     // resolved host ids (from ids and labels)
+  agent::Resource resource;        // id, destinations, protocol, ports, mode
+  std::vector<std::string> hosts;  // resolved host ids (from ids and labels)
 };
 
 struct Identity {
@@ -72,7 +72,7 @@ struct RequestRule {
   std::set<std::string> groups;      // "group:<name>" entries
   int64_t max_duration_ns = 0;
   bool reason_required = true;
-  std::string ticket_pattern;        // empty: none
+  std::string ticket_pattern;  // empty: none
   std::regex ticket;
   int64_t pending_ttl_ns = 3600'000'000'000;
 };

@@ -8,11 +8,16 @@ namespace latch::workflow {
 
 const char* RequestStateName(RequestState s) {
   switch (s) {
-    case RequestState::kPending: return "pending";
-    case RequestState::kApproved: return "approved";
-    case RequestState::kDenied: return "denied";
-    case RequestState::kCancelled: return "cancelled";
-    case RequestState::kExpired: return "expired";
+    case RequestState::kPending:
+      return "pending";
+    case RequestState::kApproved:
+      return "approved";
+    case RequestState::kDenied:
+      return "denied";
+    case RequestState::kCancelled:
+      return "cancelled";
+    case RequestState::kExpired:
+      return "expired";
   }
   return "unknown";
 }
@@ -35,8 +40,8 @@ Status RequestBook::Create(const Policy& policy, const std::string& requester,
   }
   if (duration_ns <= 0) return Status::InvalidArgument("the duration must be positive");
   if (duration_ns > rule->max_duration_ns) {
-    return Status::FailedPrecondition("at most " + FormatDuration(rule->max_duration_ns) +
-                                      " of '" + resource + "' may be requested");
+    return Status::FailedPrecondition("at most " + FormatDuration(rule->max_duration_ns) + " of '" +
+                                      resource + "' may be requested");
   }
   if (rule->reason_required && reason.find_first_not_of(" \t\n") == std::string::npos) {
     return Status::FailedPrecondition("a reason is required for '" + resource + "'");
@@ -196,8 +201,7 @@ void RequestBook::RestoreReview(uint64_t id, const RequestReview& review) {
   if (it != requests_.end()) it->second.reviews.push_back(review);
 }
 
-void RequestBook::RestoreDecided(uint64_t id, RequestState state, bool break_glass,
-                                 int64_t at_ns) {
+void RequestBook::RestoreDecided(uint64_t id, RequestState state, bool break_glass, int64_t at_ns) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return;
   it->second.state = state;

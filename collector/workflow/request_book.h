@@ -50,8 +50,7 @@ class RequestBook {
   // Checks the request against the policy; FailedPrecondition (with the rule
   // that refuses it) or InvalidArgument for bad values.
   Status Create(const Policy& policy, const std::string& requester, const std::string& resource,
-                int64_t duration_ns, const std::string& reason, int64_t now_ns,
-                AccessRequest* out);
+                int64_t duration_ns, const std::string& reason, int64_t now_ns, AccessRequest* out);
   // An approval or denial by `reviewer`. OK means it was recorded (the request
   // may or may not be decided by it: see out->state).
   Status Review(const Policy& policy, uint64_t id, const std::string& reviewer, bool approve,

@@ -55,8 +55,7 @@ void WorkflowService::Replay(schema::WorkflowAction::Reader a, int64_t at_ns) {
     }
     case schema::WorkflowAction::REQUEST_DECIDED: {
       auto d = a.getRequestDecided();
-      book_.RestoreDecided(d.getRequestId(), StateFromName(d.getState()), d.getBreakGlass(),
-                           at_ns);
+      book_.RestoreDecided(d.getRequestId(), StateFromName(d.getState()), d.getBreakGlass(), at_ns);
       break;
     }
     default:
@@ -70,7 +69,8 @@ Status WorkflowService::Request(const std::string& identity, const std::string& 
   if (!policy_) return Status::FailedPrecondition("no policy is loaded");
   RequestBook trial = book_;  // decided first, recorded, then kept
   AccessRequest r;
-  LATCH_RETURN_IF_ERROR(trial.Create(*policy_, identity, resource, duration_ns, reason, now_ns, &r));
+  LATCH_RETURN_IF_ERROR(
+      trial.Create(*policy_, identity, resource, duration_ns, reason, now_ns, &r));
   capnp::MallocMessageBuilder m;
   auto a = m.initRoot<schema::WorkflowAction>();
   a.setActor(identity);

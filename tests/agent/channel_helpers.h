@@ -69,10 +69,10 @@ inline LedgerView ReadLedgerAt(const std::string& dir) {
       v.events_by_host[r.host_id]++;
     } else if (r.kind == ledger::RecordKind::kWorkflow) {
       (void)schema::ReadCanonical<schema::WorkflowAction>(r.payload, "action", [&](auto a) {
-        const char* names[] = {"grantIssued",     "grantRevoked",    "grantSetApplied",
-                               "refusal",         "agentAlarm",      "agentConnected",
-                               "policyLoaded",    "requestCreated",  "requestReviewed",
-                               "requestDecided",  "grantExpired"};
+        const char* names[] = {"grantIssued",    "grantRevoked",   "grantSetApplied",
+                               "refusal",        "agentAlarm",     "agentConnected",
+                               "policyLoaded",   "requestCreated", "requestReviewed",
+                               "requestDecided", "grantExpired"};
         v.workflow.push_back(names[static_cast<int>(a.which())]);
         return Status::Ok();
       });

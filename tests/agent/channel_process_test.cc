@@ -20,8 +20,8 @@
 #include <set>
 #include <thread>
 
-#include "collector/ledger/ledger.h"
 #include "channel_helpers.h"
+#include "collector/ledger/ledger.h"
 #include "kernel_sandbox.h"
 #include "schemas/canonical.h"
 #include "schemas/record_codec.h"
@@ -63,7 +63,8 @@ class ChannelTest : public ::testing::Test {
     collector_port_ = FreeLoopbackPort();
     WriteCollectorConfig("");
     std::string out;
-    ASSERT_EQ(RunTool({LATCH_COLLECTOR_BIN, "keys", "--config", dir_ + "/collector.toml"}, &out), 0);
+    ASSERT_EQ(RunTool({LATCH_COLLECTOR_BIN, "keys", "--config", dir_ + "/collector.toml"}, &out),
+              0);
     collector_keys_ = out;  // three TOML lines, pasted into the agent config below
     WriteAgentConfig();
     ASSERT_EQ(RunTool({LATCH_AGENT_BIN, "key", "--config", dir_ + "/agent.toml"}, &out), 0);
@@ -215,8 +216,8 @@ class ChannelTest : public ::testing::Test {
     return v;
   }
   static void ExpectExactlyOnce(const LedgerView& v, size_t events) {
-    EXPECT_EQ(v.events.size(), events) << "ledger size " << v.size << ", workflow records "
-                                       << v.workflow.size();
+    EXPECT_EQ(v.events.size(), events)
+        << "ledger size " << v.size << ", workflow records " << v.workflow.size();
     size_t dup = 0;
     for (auto& [k, n] : v.events) dup += n > 1;
     EXPECT_EQ(dup, 0u);
@@ -253,7 +254,7 @@ class ChannelTest : public ::testing::Test {
   std::thread accept_thread_;
   std::atomic<bool> stop_accepting_{false};
   pid_t agent_ = -1, collector_ = -1;
-  size_t decisions_ = 0;  // connects to the protected port: one decision event each
+  size_t decisions_ = 0;            // connects to the protected port: one decision event each
   std::string collector_settings_;  // more top-level collector settings
 };
 
@@ -286,7 +287,8 @@ TEST_F(ChannelTest, EventsReachTheLedgerOnceAndGrantsReachTheKernel) {
   SCOPED_TRACE("workflow records: " + kinds);
   EXPECT_TRUE(has("agentConnected"));
   EXPECT_FALSE(has("agentAlarm"));
-  EXPECT_EQ(Slurp(dir_ + "/agent.log").find("ALARM"), std::string::npos) << Slurp(dir_ + "/agent.log");
+  EXPECT_EQ(Slurp(dir_ + "/agent.log").find("ALARM"), std::string::npos)
+      << Slurp(dir_ + "/agent.log");
   EXPECT_TRUE(has("grantIssued"));
   EXPECT_TRUE(has("grantRevoked"));
   EXPECT_TRUE(has("grantSetApplied"));
@@ -395,7 +397,8 @@ TEST_F(ChannelTest, ApprovedRequestBecomesAGrantInTheKernel) {
   ASSERT_EQ(Collector({"review", "--as", "ann", "--id", "1", "--approve"}, &out), 0) << out;
   EXPECT_NE(out.find("\"pending\""), std::string::npos) << out;
   EXPECT_EQ(ConnectOnce(), EPERM);
-  ASSERT_EQ(Collector({"review", "--as", "ben", "--id", "1", "--approve", "--comment", "ok"}, &out), 0)
+  ASSERT_EQ(Collector({"review", "--as", "ben", "--id", "1", "--approve", "--comment", "ok"}, &out),
+            0)
       << out;
   EXPECT_NE(out.find("\"approved\""), std::string::npos) << out;
   ASSERT_GE(WaitForConnect(0), 0) << Slurp(dir_ + "/agent.log");
@@ -468,8 +471,9 @@ TEST_F(ChannelTest, FailsOverToTheNextEndpoint) {
   for (int i = 0; i < 5; ++i) EXPECT_EQ(ConnectOnce(), EPERM);
   LedgerView v = WaitForEvents(decisions_, 30);
   ExpectExactlyOnce(v, decisions_);
-  EXPECT_NE(Slurp(dir_ + "/agent.log").find("trying tcp://127.0.0.1:" + std::to_string(collector_port_)),
-            std::string::npos)
+  EXPECT_NE(
+      Slurp(dir_ + "/agent.log").find("trying tcp://127.0.0.1:" + std::to_string(collector_port_)),
+      std::string::npos)
       << Slurp(dir_ + "/agent.log");
 }
 

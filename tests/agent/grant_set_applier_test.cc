@@ -61,8 +61,9 @@ class GrantSetApplierTest : public ::testing::Test {
     std::string host = "host-a";
   };
   // A signed set; `set_key` signs the set, `grant_key` the grants.
-  std::string MakeSet(uint64_t version, const std::vector<G>& grants, const tlog::NoteSigner& set_key,
-                      const tlog::NoteSigner& grant_key, const std::string& host = "host-a") {
+  std::string MakeSet(uint64_t version, const std::vector<G>& grants,
+                      const tlog::NoteSigner& set_key, const tlog::NoteSigner& grant_key,
+                      const std::string& host = "host-a") {
     capnp::MallocMessageBuilder m;
     auto set = m.initRoot<schema::GrantSet>();
     set.setHostId(host);

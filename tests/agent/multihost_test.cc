@@ -2,6 +2,8 @@
 // two agents, each in a namespace of its own joined to the collector's by a
 // veth pair, each with its own cgroup, pin directory and spool. All of it is
 // created and removed by the test.
+#include <capnp/message.h>
+#include <capnp/serialize.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -12,8 +14,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <capnp/message.h>
-#include <capnp/serialize.h>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -74,7 +74,8 @@ class MultiHostTest : public ::testing::Test {
       ASSERT_EQ(Ip("netns add " + h->ns), 0);
       Ip("-n " + h->ns + " link set lo up");
       // veth: agent side 10.77.i.2, collector side 10.77.i.1.
-      std::string a = "la" + std::to_string(i) + "-" + tag_, c = "lc" + std::to_string(i) + "-" + tag_;
+      std::string a = "la" + std::to_string(i) + "-" + tag_,
+                  c = "lc" + std::to_string(i) + "-" + tag_;
       ASSERT_EQ(Ip("link add " + a + " netns " + h->ns + " type veth peer name " + c + " netns " +
                    collector_ns_),
                 0);
@@ -89,7 +90,8 @@ class MultiHostTest : public ::testing::Test {
         << "data_dir = \"" << dir_ << "/collector\"\norigin = \"multi.example/ledger\"\n"
         << "endpoints = [\"tcp://0.0.0.0:" << kCollectorPort << "\"]\nbatch_max_age_ms = 2\n";
     std::string keys;
-    ASSERT_EQ(RunTool({LATCH_COLLECTOR_BIN, "keys", "--config", dir_ + "/collector.toml"}, &keys), 0);
+    ASSERT_EQ(RunTool({LATCH_COLLECTOR_BIN, "keys", "--config", dir_ + "/collector.toml"}, &keys),
+              0);
     size_t at = keys.find("curve_public_key");
     keys.replace(at, 16, "server_public_key");
     server_key_ = keys.substr(keys.find('"') + 1, 40);
@@ -114,7 +116,8 @@ class MultiHostTest : public ::testing::Test {
     zmq_curve_keypair(pub, sec);
     rogue_public_ = pub;
     rogue_secret_ = sec;
-    enrolled += "[[agent]]\nhost_id = \"host-rogue\"\ncurve_public_key = \"" + rogue_public_ + "\"\n";
+    enrolled +=
+        "[[agent]]\nhost_id = \"host-rogue\"\ncurve_public_key = \"" + rogue_public_ + "\"\n";
     std::ofstream(dir_ + "/collector.toml", std::ios::app) << enrolled;
 
     collector_ = SpawnIn(collector_ns_, LATCH_COLLECTOR_BIN, dir_ + "/collector.toml",
@@ -279,7 +282,8 @@ TEST_F(MultiHostTest, GrantOpensOnlyItsHostAndBadInputDisturbsNobody) {
   }
   ExpectAllEventsOnce();
   std::string status;
-  ASSERT_EQ(RunTool({LATCH_COLLECTOR_BIN, "status", "--config", dir_ + "/collector.toml"}, &status), 0);
+  ASSERT_EQ(RunTool({LATCH_COLLECTOR_BIN, "status", "--config", dir_ + "/collector.toml"}, &status),
+            0);
   EXPECT_NE(status.find("\"malformed_messages\": 4"), std::string::npos) << status;
 
   // A grant for host-1 opens host-1 and only host-1.

@@ -19,8 +19,9 @@ namespace fs = std::filesystem;
 class SpoolTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("latch-spool-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = fs::temp_directory_path() /
+           ("latch-spool-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -136,7 +137,7 @@ TEST_F(SpoolTest, FullSpoolRefusesEventsButKeepsRoomForLossRecords) {
   Status st;
   while ((st = s->Add(2, 0, std::string(40, 'e'), false, &seq)).ok()) ++accepted;
   EXPECT_EQ(st.code(), Status::Code::kResourceExhausted);
-  EXPECT_EQ(accepted, 4);  // 64-byte frames under 300 bytes
+  EXPECT_EQ(accepted, 4);             // 64-byte frames under 300 bytes
   EXPECT_EQ(s->next_sequence(), 5u);  // a refused record takes no sequence
   ASSERT_TRUE(s->Add(3, 0, "loss", true, &seq).ok());
   EXPECT_EQ(seq, 5u);

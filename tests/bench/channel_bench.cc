@@ -14,10 +14,10 @@
 // f (fleet): N simulated agents (the real protocol over CURVE, one process)
 //   against a latch-collector process: events/s, the collector's memory, and
 //   the time until every agent has a grant change.
-#include <capnp/message.h>
-#include <capnp/serialize.h>
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <capnp/message.h>
+#include <capnp/serialize.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -135,8 +135,9 @@ void EndToEnd(uint64_t n) {
     lo.batch_records = 4096;
     lo.window_batches = 8;
     std::ostringstream log;
-    agent::CollectorLink link(io, lo, *spool, *witness, [] { return uint64_t{0}; },
-                              [](schema::SignedGrantSet::Reader) {}, log);
+    agent::CollectorLink link(
+        io, lo, *spool, *witness, [] { return uint64_t{0}; }, [](schema::SignedGrantSet::Reader) {},
+        log);
     uint64_t fed = 0;
     auto start = Clock::now();
     // The daemon's shape: a ring read of up to 4096 records, flush, pump.
@@ -161,11 +162,12 @@ void EndToEnd(uint64_t n) {
     io.run();
     double secs = Secs(start);
     e2e_rate = n / secs;
-    std::printf("  agent -> collector -> durable ledger, receipts verified: %llu records in %.2f s: "
-                "%.0f records/s (receipts %llu, rejected %llu)\n",
-                static_cast<unsigned long long>(link.counters().records_acknowledged), secs,
-                e2e_rate, static_cast<unsigned long long>(link.counters().receipts),
-                static_cast<unsigned long long>(link.counters().receipts_rejected));
+    std::printf(
+        "  agent -> collector -> durable ledger, receipts verified: %llu records in %.2f s: "
+        "%.0f records/s (receipts %llu, rejected %llu)\n",
+        static_cast<unsigned long long>(link.counters().records_acknowledged), secs, e2e_rate,
+        static_cast<unsigned long long>(link.counters().receipts),
+        static_cast<unsigned long long>(link.counters().receipts_rejected));
   }
   // The ledger alone, same records (as the collector encodes them), same batcher.
   {
@@ -262,8 +264,11 @@ void GrantLatency(int n) {
       // Timed from the request until the kernel's map has it; the admin
       // reply is read afterwards.
       auto t0 = Clock::now();
-      send({{"op", "issue"}, {"principals", {{{"uid", uid}}}}, {"resources", {9}},
-            {"hosts", {"bench-host"}}, {"duration_s", 600}});
+      send({{"op", "issue"},
+            {"principals", {{{"uid", uid}}}},
+            {"resources", {9}},
+            {"hosts", {"bench-host"}},
+            {"duration_s", 600}});
       while (bpf_map_lookup_elem(grants_fd, &key, &value) != 0) {
         if (Secs(t0) > 10) Die("grant never reached the kernel");
       }
@@ -285,7 +290,9 @@ void GrantLatency(int n) {
   fs::remove_all(dir);
   auto report = [](const char* what, std::vector<double> v) {
     std::sort(v.begin(), v.end());
-    auto pct = [&](double p) { return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))]; };
+    auto pct = [&](double p) {
+      return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
+    };
     std::printf("  %s: p50 %.2f ms, p99 %.2f ms, max %.2f ms (%zu samples)\n", what, pct(0.5),
                 pct(0.99), v.back(), v.size());
   };
@@ -336,7 +343,8 @@ void Fleet(int agents, double seconds) {
   zmq::context_t ctx(2);
   std::vector<std::unique_ptr<zmq::socket_t>> socks;
   const std::string boot(16, '\x05');
-  std::vector<uint64_t> next_seq(static_cast<size_t>(agents), 1), grant_version(static_cast<size_t>(agents), 0);
+  std::vector<uint64_t> next_seq(static_cast<size_t>(agents), 1),
+      grant_version(static_cast<size_t>(agents), 0);
   auto send = [&](int i, capnp::MessageBuilder& m) {
     auto w = capnp::messageToFlatArray(m);
     socks[static_cast<size_t>(i)]->send(zmq::const_buffer(w.asBytes().begin(), w.asBytes().size()),
@@ -366,7 +374,8 @@ void Fleet(int agents, double seconds) {
       rs[k].setSequence(next_seq[static_cast<size_t>(i)] + k);
       rs[k].setKind(schema::RecordKind::EVENT);
       rs[k].setEventTimeNs(agent::NowUnixNs());
-      rs[k].setPayload(kj::arrayPtr(reinterpret_cast<const capnp::byte*>(payload.data()), payload.size()));
+      rs[k].setPayload(
+          kj::arrayPtr(reinterpret_cast<const capnp::byte*>(payload.data()), payload.size()));
     }
     send(i, m);
   };
@@ -390,13 +399,14 @@ void Fleet(int agents, double seconds) {
       }
     } else if (env.isGrantSet()) {
       auto set = env.getGrantSet().getSet();
-      Check(schema::ReadCanonical<schema::GrantSet>(
-                std::string_view(reinterpret_cast<const char*>(set.begin()), set.size()), "grant set",
-                [&](schema::GrantSet::Reader g) {
-                  grant_version[static_cast<size_t>(i)] = g.getVersion();
-                  return Status::Ok();
-                }),
-            "grant set");
+      Check(
+          schema::ReadCanonical<schema::GrantSet>(
+              std::string_view(reinterpret_cast<const char*>(set.begin()), set.size()), "grant set",
+              [&](schema::GrantSet::Reader g) {
+                grant_version[static_cast<size_t>(i)] = g.getVersion();
+                return Status::Ok();
+              }),
+          "grant set");
     }
   };
   auto pump = [&](bool stream, int timeout_ms) {
@@ -404,7 +414,8 @@ void Fleet(int agents, double seconds) {
     for (size_t i = 0; i < items.size(); ++i) {
       if (!(items[i].revents & ZMQ_POLLIN)) continue;
       zmq::message_t msg;
-      while (socks[i]->recv(msg, zmq::recv_flags::dontwait)) handle(static_cast<int>(i), msg, stream);
+      while (socks[i]->recv(msg, zmq::recv_flags::dontwait))
+        handle(static_cast<int>(i), msg, stream);
     }
   };
   for (int i = 0; i < 20; ++i) pump(false, 50);  // hellos answered with grant sets
@@ -431,9 +442,13 @@ void Fleet(int agents, double seconds) {
   for (int i = 0; i < agents; ++i) hosts.push_back("h" + std::to_string(i));
   zmq::socket_t admin(ctx, zmq::socket_type::req);
   admin.connect("ipc://" + dir + "/collector/admin.sock");
-  std::string req = nlohmann::json{{"op", "issue"}, {"principals", {{{"uid", 1000}}}},
-                                   {"resources", {9}}, {"hosts", hosts}, {"duration_s", 60}}
-                        .dump();
+  std::string req = nlohmann::json{
+      {"op", "issue"},
+      {"principals", {{{"uid", 1000}}}},
+      {"resources", {9}},
+      {"hosts", hosts},
+      {"duration_s",
+       60}}.dump();
   auto t0 = Clock::now();
   admin.send(zmq::buffer(req), zmq::send_flags::none);
   size_t updated = 0;
@@ -456,12 +471,17 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; i += 2) {
     std::string f = argv[i];
     if (i + 1 >= argc) f = "--help";
-    if (f == "--events") events = std::stoull(argv[i + 1]);
-    else if (f == "--grants") grants = std::stoi(argv[i + 1]);
-    else if (f == "--agents") agents = std::stoi(argv[i + 1]);
-    else if (f == "--parts") parts = argv[i + 1];
+    if (f == "--events")
+      events = std::stoull(argv[i + 1]);
+    else if (f == "--grants")
+      grants = std::stoi(argv[i + 1]);
+    else if (f == "--agents")
+      agents = std::stoi(argv[i + 1]);
+    else if (f == "--parts")
+      parts = argv[i + 1];
     else {
-      std::fprintf(stderr, "usage: channel_bench [--events N] [--grants N] [--agents N] [--parts e,g,f]\n");
+      std::fprintf(stderr,
+                   "usage: channel_bench [--events N] [--grants N] [--agents N] [--parts e,g,f]\n");
       return 2;
     }
   }

@@ -16,7 +16,9 @@
 // reader thread drains the ring buffer as the agent does. Reported: events/s
 // drained, and decisions == delivered + counted losses, exactly.
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <fcntl.h>
+#include <linux/bpf.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -31,9 +33,6 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
-
-#include <bpf/bpf.h>
-#include <linux/bpf.h>
 
 #include "agent/boot_clock.h"
 #include "agent/decision_events.h"

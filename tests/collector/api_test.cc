@@ -42,7 +42,8 @@ class ApiTest : public ::testing::Test {
         << "hosts = [\"host-a\"]\n"
         << "[[identity]]\nname = \"tess\"\ngroups = [\"dev\"]\nuid = 4000\n"
         << "[[identity]]\nname = \"ann\"\ngroups = [\"dba\"]\n"
-        << "[[request_rule]]\nresources = [\"db\"]\nrequesters = [\"tess\"]\nmax_duration = \"1h\"\n"
+        << "[[request_rule]]\nresources = [\"db\"]\nrequesters = [\"tess\"]\nmax_duration = "
+           "\"1h\"\n"
         << "[[approval_rule]]\nresources = [\"db\"]\napprover_groups = [\"dba\"]\n";
     config_.data_dir = dir_ / "data";
     config_.origin = "api.example/ledger";
@@ -116,12 +117,14 @@ TEST_F(ApiTest, AuthenticationAndInputAreChecked) {
                  R"({"resource":"db","duration":"10m","reason":"x","admin":true})")
                 .status,
             400);
-  EXPECT_EQ(Call(http::verb::post, "/v1/requests", kTess, R"({"resource":"db","duration":5})").status,
-            400);
-  EXPECT_EQ(Call(http::verb::post, "/v1/requests", kTess,
-                 R"({"resource":"db","duration":"10m","reason":")" + std::string(70000, 'x') + "\"}")
-                .status,
-            413);
+  EXPECT_EQ(
+      Call(http::verb::post, "/v1/requests", kTess, R"({"resource":"db","duration":5})").status,
+      400);
+  EXPECT_EQ(
+      Call(http::verb::post, "/v1/requests", kTess,
+           R"({"resource":"db","duration":"10m","reason":")" + std::string(70000, 'x') + "\"}")
+          .status,
+      413);
   EXPECT_EQ(Call(http::verb::get, "/tile/../../etc/passwd", "").status, 400);
   EXPECT_EQ(Call(http::verb::get, "/v1/nothing", kTess).status, 404);
   // Nothing of the above changed the workflow.
@@ -157,7 +160,8 @@ TEST_F(ApiTest, WorkflowThroughTheApi) {
 }
 
 TEST_F(ApiTest, CheckpointAndTilesAreServedForOtherClients) {
-  Call(http::verb::post, "/v1/requests", kTess, R"({"resource":"db","duration":"10m","reason":"a"})");
+  Call(http::verb::post, "/v1/requests", kTess,
+       R"({"resource":"db","duration":"10m","reason":"a"})");
   Reply cp = Call(http::verb::get, "/checkpoint", "");
   ASSERT_EQ(cp.status, 200);
   tlog::NoteVerifier v;
@@ -174,8 +178,8 @@ TEST_F(ApiTest, CheckpointAndTilesAreServedForOtherClients) {
 
 // Runs latchctl with `token` against the server; returns its exit code.
 int Latchctl(const std::string& home, const std::string& server, const std::string& ca,
-             const std::string& token, const std::string& ledger_key,
-             std::vector<std::string> args, std::string* out) {
+             const std::string& token, const std::string& ledger_key, std::vector<std::string> args,
+             std::string* out) {
   int p[2];
   if (::pipe(p) != 0) return -1;
   pid_t pid = ::fork();
@@ -212,8 +216,12 @@ TEST_F(ApiTest, LatchctlDrivesTheWorkflowAndVerifiesTheLedger) {
   std::string ca = config_.data_dir + "/api.crt";
   std::string key = server_->ledger_vkey();
   std::string out;
-  auto tess = [&](std::vector<std::string> a) { return Latchctl(home, server, ca, kTess, key, a, &out); };
-  auto ann = [&](std::vector<std::string> a) { return Latchctl(home, server, ca, kAnn, key, a, &out); };
+  auto tess = [&](std::vector<std::string> a) {
+    return Latchctl(home, server, ca, kTess, key, a, &out);
+  };
+  auto ann = [&](std::vector<std::string> a) {
+    return Latchctl(home, server, ca, kAnn, key, a, &out);
+  };
   ASSERT_EQ(tess({"request", "db", "--for", "20m", "--reason", "rotate keys"}), 0) << out;
   EXPECT_NE(out.find("request 1 is pending"), std::string::npos) << out;
   ASSERT_EQ(ann({"requests", "--pending"}), 0) << out;

@@ -1,8 +1,10 @@
 // The collector's channel, in process, against test agents speaking the real
 // protocol over CURVE on loopback.
+#include "collector/ingest/collector_server.h"
+
+#include <arpa/inet.h>
 #include <capnp/message.h>
 #include <capnp/serialize.h>
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -13,7 +15,6 @@
 #include <thread>
 #include <zmq.hpp>
 
-#include "collector/ingest/collector_server.h"
 #include "schemas/canonical.h"
 #include "schemas/grant_signature.h"
 #include "schemas/record_codec.h"
@@ -26,7 +27,9 @@
 namespace latch::collector {
 namespace {
 
-std::string Str(capnp::Data::Reader d) { return {reinterpret_cast<const char*>(d.begin()), d.size()}; }
+std::string Str(capnp::Data::Reader d) {
+  return {reinterpret_cast<const char*>(d.begin()), d.size()};
+}
 capnp::Data::Reader Bytes(const std::string& s) {
   return {reinterpret_cast<const capnp::byte*>(s.data()), s.size()};
 }
@@ -46,7 +49,9 @@ class TestAgent {
     endpoint_ = endpoint;
   }
   void Connect() { socket_->connect(endpoint_); }
-  void SendRaw(const std::string& bytes) { socket_->send(zmq::buffer(bytes), zmq::send_flags::none); }
+  void SendRaw(const std::string& bytes) {
+    socket_->send(zmq::buffer(bytes), zmq::send_flags::none);
+  }
   void Send(capnp::MessageBuilder& m) {
     auto words = capnp::messageToFlatArray(m);
     auto b = words.asBytes();
@@ -170,7 +175,8 @@ class CollectorTest : public ::testing::Test {
         std::memcpy(x.data(), h.begin(), 32);
         proof.push_back(x);
       }
-      tlog::Hash leaf = tlog::MerkleHasher().Leaf({reinterpret_cast<const uint8_t*>(entry.data()), entry.size()});
+      tlog::Hash leaf =
+          tlog::MerkleHasher().Leaf({reinterpret_cast<const uint8_t*>(entry.data()), entry.size()});
       EXPECT_TRUE(tlog::VerifyInclusion(r.getThroughIndex(), cp.size, leaf, proof, cp.root).ok());
     });
     return cp;
@@ -215,7 +221,8 @@ TEST_F(CollectorTest, BatchIsAcknowledgedWithAVerifiableReceiptAndDuplicatesAreD
       std::memcpy(x.data(), h.begin(), 32);
       proof.push_back(x);
     }
-    EXPECT_TRUE(tlog::VerifyConsistency(first.size, second.size, proof, first.root, second.root).ok());
+    EXPECT_TRUE(
+        tlog::VerifyConsistency(first.size, second.size, proof, first.root, second.root).ok());
   });
   EXPECT_EQ(server_->counters().records_appended.load(), 12u);
   EXPECT_EQ(server_->counters().records_duplicate.load(), 6u);
@@ -278,17 +285,19 @@ TEST_F(CollectorTest, IssuedGrantReachesItsHostSignedAndRevocationRemovesIt) {
   WithEnvelope(set, [&](schema::Envelope::Reader env) {
     std::string set_bytes;
     ASSERT_TRUE(schema::OpenSignedGrantSet(grant_key, env.getGrantSet(), &set_bytes).ok());
-    ASSERT_TRUE(schema::ReadCanonical<schema::GrantSet>(set_bytes, "set", [&](schema::GrantSet::Reader s) {
-      EXPECT_EQ(std::string(s.getHostId().cStr()), "host-a");
-      EXPECT_EQ(s.getGrants().size(), 1u);
-      version1 = s.getVersion();
-      std::string g;
-      EXPECT_TRUE(schema::OpenSignedGrant(grant_key, s.getGrants()[0], &g).ok());
-      return Status::Ok();
-    }).ok());
+    ASSERT_TRUE(
+        schema::ReadCanonical<schema::GrantSet>(set_bytes, "set", [&](schema::GrantSet::Reader s) {
+          EXPECT_EQ(std::string(s.getHostId().cStr()), "host-a");
+          EXPECT_EQ(s.getGrants().size(), 1u);
+          version1 = s.getVersion();
+          std::string g;
+          EXPECT_TRUE(schema::OpenSignedGrant(grant_key, s.getGrants()[0], &g).ok());
+          return Status::Ok();
+        }).ok());
   });
   EXPECT_GT(version1, 0u);
-  reply = ask(R"({"op":"issue","principals":[],"resources":[1],"hosts":["host-a"],"duration_s":60})");
+  reply =
+      ask(R"({"op":"issue","principals":[],"resources":[1],"hosts":["host-a"],"duration_s":60})");
   EXPECT_NE(reply.find("needs a principal"), std::string::npos) << reply;
   reply = ask(R"({"op":"revoke","grant_id":1,"reason":"done"})");
   EXPECT_NE(reply.find("\"ok\":true"), std::string::npos) << reply;
@@ -296,11 +305,12 @@ TEST_F(CollectorTest, IssuedGrantReachesItsHostSignedAndRevocationRemovesIt) {
   WithEnvelope(set, [&](schema::Envelope::Reader env) {
     std::string set_bytes;
     ASSERT_TRUE(schema::OpenSignedGrantSet(grant_key, env.getGrantSet(), &set_bytes).ok());
-    ASSERT_TRUE(schema::ReadCanonical<schema::GrantSet>(set_bytes, "set", [&](schema::GrantSet::Reader s) {
-      EXPECT_EQ(s.getGrants().size(), 0u);
-      EXPECT_GT(s.getVersion(), version1);
-      return Status::Ok();
-    }).ok());
+    ASSERT_TRUE(
+        schema::ReadCanonical<schema::GrantSet>(set_bytes, "set", [&](schema::GrantSet::Reader s) {
+          EXPECT_EQ(s.getGrants().size(), 0u);
+          EXPECT_GT(s.getVersion(), version1);
+          return Status::Ok();
+        }).ok());
   });
 }
 
@@ -311,10 +321,11 @@ TEST_F(CollectorTest, GrantBookIsRebuiltFromTheLedgerWithTheSameVersions) {
   zmq::socket_t admin(ctx_, zmq::socket_type::req);
   admin.set(zmq::sockopt::linger, 0);
   admin.connect(server_->admin_endpoint());
-  for (const char* req :
-       {R"({"op":"issue","principals":[{"uid":1}],"resources":[1],"hosts":["host-a"],"duration_s":60})",
-        R"({"op":"issue","principals":[{"user":"bob"}],"resources":[2],"hosts":["host-a","host-b"],"duration_s":60})",
-        R"({"op":"revoke","grant_id":1})"}) {
+  for (
+      const char* req :
+      {R"({"op":"issue","principals":[{"uid":1}],"resources":[1],"hosts":["host-a"],"duration_s":60})",
+       R"({"op":"issue","principals":[{"user":"bob"}],"resources":[2],"hosts":["host-a","host-b"],"duration_s":60})",
+       R"({"op":"revoke","grant_id":1})"}) {
     admin.send(zmq::buffer(std::string(req)), zmq::send_flags::none);
     zmq::message_t reply;
     (void)admin.recv(reply);
@@ -357,7 +368,8 @@ TEST_F(CollectorTest, GrantBookIsRebuiltFromTheLedgerWithTheSameVersions) {
   zmq::socket_t admin2(ctx_, zmq::socket_type::req);
   admin2.set(zmq::sockopt::linger, 0);
   admin2.connect(server_->admin_endpoint());
-  std::string req = R"({"op":"issue","principals":[{"uid":3}],"resources":[1],"hosts":["host-a"],"duration_s":60})";
+  std::string req =
+      R"({"op":"issue","principals":[{"uid":3}],"resources":[1],"hosts":["host-a"],"duration_s":60})";
   admin2.send(zmq::buffer(req), zmq::send_flags::none);
   zmq::message_t reply;
   (void)admin2.recv(reply);
@@ -393,7 +405,8 @@ TEST_F(CollectorTest, WorkflowStateIsRebuiltFromTheLedger) {
     (void)admin.recv(reply);
     return reply.to_string();
   };
-  std::string r = ask(R"({"op":"request","identity":"tess","resource":"db","duration":"30m","reason":"x"})");
+  std::string r =
+      ask(R"({"op":"request","identity":"tess","resource":"db","duration":"30m","reason":"x"})");
   ASSERT_NE(r.find("\"pending\""), std::string::npos) << r;
   r = ask(R"({"op":"request","identity":"tess","resource":"db","duration":"2h","reason":"x"})");
   EXPECT_NE(r.find("at most 1h"), std::string::npos) << r;

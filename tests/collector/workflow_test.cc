@@ -149,8 +149,9 @@ max_duration = "1h"
 )";
   Status s = Policy::Parse(base, "policy.toml", &p);
   EXPECT_NE(s.message().find("has no approval rule"), std::string::npos) << s.ToString();
-  s = Policy::Parse(base + "[[approval_rule]]\nresources = [\"r\"]\napprover_groups = [\"g\"]\n"
-                           "approvals = 2\n",
+  s = Policy::Parse(base +
+                        "[[approval_rule]]\nresources = [\"r\"]\napprover_groups = [\"g\"]\n"
+                        "approvals = 2\n",
                     "policy.toml", &p);
   EXPECT_NE(s.message().find("only 1 identities may approve"), std::string::npos) << s.ToString();
 }
@@ -180,7 +181,7 @@ TEST_F(WorkflowTest, NobodyApprovesTheirOwnAndAllGroupsMustApprove) {
   Status s = book_.Review(*policy_, r.id, "erin", true, "fine", 1, &r);
   EXPECT_NE(s.message().find("nobody approves their own request"), std::string::npos);
   EXPECT_FALSE(book_.Review(*policy_, r.id, "alice", true, "", 1, &r).ok());  // not an approver
-  ASSERT_TRUE(book_.Review(*policy_, r.id, "bob", true, "ok", 2, &r).ok());    // dba
+  ASSERT_TRUE(book_.Review(*policy_, r.id, "bob", true, "ok", 2, &r).ok());   // dba
   EXPECT_EQ(r.state, RequestState::kPending);
   // A second dba approval makes two, but security has not approved yet.
   ASSERT_TRUE(book_.Review(*policy_, r.id, "carol", true, "ok", 3, &r).ok());
@@ -216,9 +217,9 @@ TEST_F(WorkflowTest, BreakGlassOnlyForItsGroupOnlyWithAReasonAndFlagged) {
   ASSERT_TRUE(book_.Create(*policy_, "carol", "pg", 30 * kMin, "OPS-9 outage", 0, &r).ok());
   Status s = book_.Review(*policy_, r.id, "carol", true, "   ", 1, &r);
   EXPECT_NE(s.message().find("needs a reason"), std::string::npos) << s.ToString();
-  ASSERT_TRUE(book_.Review(*policy_, r.id, "carol", true, "primary down, paging did not answer",
-                           2, &r)
-                  .ok());
+  ASSERT_TRUE(
+      book_.Review(*policy_, r.id, "carol", true, "primary down, paging did not answer", 2, &r)
+          .ok());
   EXPECT_EQ(r.state, RequestState::kApproved);
   EXPECT_TRUE(r.break_glass);
   // alice is not in oncall: no break-glass for her.
