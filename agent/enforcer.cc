@@ -2,6 +2,8 @@
 
 #include <bpf/bpf.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <set>
@@ -34,6 +36,38 @@ latch_cidr_key KeyOf(uint32_t prefixlen, const std::array<uint8_t, 16>& addr) {
   return k;
 }
 
+using PortBitmap = std::array<uint64_t, LATCH_PORT_WORDS>;
+
+void MarkPorts(const latch_cidr_rules& rules, PortBitmap* bits) {
+  uint32_t n = std::min<uint32_t>(rules.count, LATCH_MAX_RULES_PER_CIDR);
+  for (uint32_t i = 0; i < n; ++i) {
+    for (uint32_t port = rules.rules[i].port_lo; port <= rules.rules[i].port_hi; ++port) {
+      (*bits)[port / 64] |= uint64_t{1} << (port % 64);
+    }
+  }
+}
+
+Status ReadPorts(int fd, PortBitmap* out) {
+  for (uint32_t word = 0; word < LATCH_PORT_WORDS; ++word) {
+    if (bpf_map_lookup_elem(fd, &word, &(*out)[word]) != 0) {
+      return Status::FromErrno("reading the protected-port bitmap", errno);
+    }
+  }
+  return Status::Ok();
+}
+
+// Writes the words of `want` that differ from `have` (and records them there).
+Status WritePorts(int fd, const PortBitmap& want, PortBitmap* have) {
+  for (uint32_t word = 0; word < LATCH_PORT_WORDS; ++word) {
+    if (want[word] == (*have)[word]) continue;
+    if (bpf_map_update_elem(fd, &word, &want[word], BPF_ANY) != 0) {
+      return Status::FromErrno("writing the protected-port bitmap", errno);
+    }
+    (*have)[word] = want[word];
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status BpfEnforcer::SetResources(const std::vector<Resource>& resources) {
@@ -44,8 +78,18 @@ Status BpfEnforcer::SetResources(const std::vector<Resource>& resources) {
                                    " CIDR entries exceed the kernel's " +
                                    std::to_string(LATCH_MAX_CIDRS));
   }
+  if (maps_.ports_fd < 0) return Status::FailedPrecondition("no protected-port map to write");
   std::vector<std::pair<Cidr, latch_cidr_rules>> current;
   LATCH_RETURN_IF_ERROR(ListResourceEntries(&current));
+  // The per-packet programs look only at sockets whose peer port is marked, so
+  // the bitmap covers old and new ports while the trie changes, then only new.
+  PortBitmap ports_in_kernel{};
+  LATCH_RETURN_IF_ERROR(ReadPorts(maps_.ports_fd, &ports_in_kernel));
+  PortBitmap ports_wanted{};
+  for (const auto& [key, rules] : wanted) MarkPorts(rules, &ports_wanted);
+  PortBitmap ports_union = ports_in_kernel;
+  for (size_t w = 0; w < ports_union.size(); ++w) ports_union[w] |= ports_wanted[w];
+  LATCH_RETURN_IF_ERROR(WritePorts(maps_.ports_fd, ports_union, &ports_in_kernel));
   int fd = maps_.resources_fd;
   for (const auto& [key, rules] : wanted) {
     latch_cidr_key k = KeyOf(key.first, key.second);
@@ -60,7 +104,7 @@ Status BpfEnforcer::SetResources(const std::vector<Resource>& resources) {
       return Status::FromErrno("removing resource entry " + cidr.ToString(), errno);
     }
   }
-  return Status::Ok();
+  return WritePorts(maps_.ports_fd, ports_wanted, &ports_in_kernel);
 }
 
 Status BpfEnforcer::ListResourceEntries(std::vector<std::pair<Cidr, latch_cidr_rules>>* out) {

@@ -58,11 +58,12 @@ class Enforcer {
 struct GuardMaps {
   int resources_fd = -1;
   int grants_fd = -1;
+  int ports_fd = -1;  // protected remote ports; needed by SetResources only
 };
 
 class BpfEnforcer : public Enforcer {
  public:
-  explicit BpfEnforcer(const Guard& guard) : maps_{guard.resources_fd(), guard.grants_fd()} {}
+  explicit BpfEnforcer(const Guard& guard) : maps_{guard.resources_fd(), guard.grants_fd(), guard.ports_fd()} {}
   explicit BpfEnforcer(GuardMaps maps) : maps_(maps) {}
   Status SetResources(const std::vector<Resource>& resources) override;
   Status ApplyGrant(const Grant& grant) override;

@@ -39,11 +39,25 @@ const ProgramPin kPrograms[] = {
 };
 
 // Every map is pinned, so a restarted agent and the running programs share them.
-const char* const kMapNames[] = {"latch_resources", "latch_grants", "latch_sock_grants",
+const char* const kMapNames[] = {"latch_resources", "latch_grants", "latch_ports",
                                  "latch_counters",  "latch_events", "latch_agent_state"};
+
+// Maps earlier versions pinned and this one no longer uses: removed once the
+// new programs are attached (an upgrade), and by Uninstall.
+const char* const kRetiredMapNames[] = {"latch_sock_grants"};
 
 Status LibbpfError(const std::string& what, int err) {
   return Status::FromErrno(what, err < 0 ? -err : err);
+}
+
+template <size_t N>
+Status RemovePins(const std::string& pin_dir, const char* const (&names)[N]) {
+  for (const char* name : names) {
+    std::string path = pin_dir + "/" + name;
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      return Status::FromErrno("unlink " + path, errno);
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -68,8 +82,7 @@ Status ProbeKernelFeatures() {
     bpf_map_type type;
     const char* what;
   } maps[] = {{BPF_MAP_TYPE_LPM_TRIE, "LPM trie maps (protected CIDRs)"},
-              {BPF_MAP_TYPE_RINGBUF, "ring buffer maps (decision events)"},
-              {BPF_MAP_TYPE_SK_STORAGE, "socket local storage (connections under a grant)"}};
+              {BPF_MAP_TYPE_RINGBUF, "ring buffer maps (decision events)"}};
   for (const auto& m : maps) {
     if (libbpf_probe_bpf_map_type(m.type, nullptr) != 1) {
       return Status::FailedPrecondition(std::string("this kernel lacks ") + m.what);
@@ -112,7 +125,6 @@ Status Guard::Open() {
 }
 
 Status Guard::Configure() {
-  skel_->rodata->latch_cut_established = options_.cut_established ? 1 : 0;
   int err = bpf_map__set_max_entries(skel_->maps.latch_events, options_.ring_bytes);
   if (err != 0) return LibbpfError("sizing the event ring buffer", err);
   for (const char* name : kMapNames) {
@@ -203,6 +215,7 @@ Status Guard::Attach() {
   }
   ::close(cgroup_fd);
   adopted_ = adopted > 0;
+  if (status.ok()) status = RemovePins(options_.pin_dir, kRetiredMapNames);
   return status;
 }
 
@@ -219,17 +232,15 @@ Status Guard::Uninstall(const std::string& pin_dir) {
     if (err != 0) return LibbpfError("detaching " + path, err);
     if (::unlink(path.c_str()) != 0) return Status::FromErrno("unlink " + path, errno);
   }
-  for (const char* map : kMapNames) {
-    std::string path = pin_dir + "/" + map;
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-      return Status::FromErrno("unlink " + path, errno);
-  }
+  LATCH_RETURN_IF_ERROR(RemovePins(pin_dir, kMapNames));
+  LATCH_RETURN_IF_ERROR(RemovePins(pin_dir, kRetiredMapNames));
   if (::rmdir(pin_dir.c_str()) != 0) return Status::FromErrno("remove " + pin_dir, errno);
   return Status::Ok();
 }
 
 int Guard::resources_fd() const { return bpf_map__fd(skel_->maps.latch_resources); }
 int Guard::grants_fd() const { return bpf_map__fd(skel_->maps.latch_grants); }
+int Guard::ports_fd() const { return bpf_map__fd(skel_->maps.latch_ports); }
 int Guard::events_fd() const { return bpf_map__fd(skel_->maps.latch_events); }
 
 int Guard::counters_fd() const { return bpf_map__fd(skel_->maps.latch_counters); }

@@ -30,9 +30,10 @@ struct GuardOptions {
   std::string pin_dir;             // per instance, on bpffs, e.g. /sys/fs/bpf/latch/<instance>
   std::string cgroup_dir;          // the cgroup v2 directory to guard (and its descendants)
   uint32_t ring_bytes = 4u << 20;  // decision event ring buffer; a power of two
-  // Stop connections opened under a grant when it ends or is revoked (cgroup_skb
-  // programs on every packet of the cgroup). Off, only new connects are refused
-  // after a grant ends, and other traffic pays nothing per packet.
+  // Stop connections to protected destinations when their grant ends or is
+  // revoked (cgroup_skb programs on every packet of the cgroup). Off, only new
+  // connects are refused after a grant ends, and other traffic pays nothing
+  // per packet.
   bool cut_established = true;
 };
 
@@ -40,8 +41,7 @@ struct GuardOptions {
 Status ReadGuardCounters(int counters_fd, std::array<uint64_t, LATCH_CTR_COUNT>* out);
 
 // OK if this kernel has everything the guard needs; otherwise says what is
-// missing (BTF, cgroup sock_addr or cgroup_skb programs, LPM trie, ring buffer,
-// socket storage).
+// missing (BTF, cgroup sock_addr or cgroup_skb programs, LPM trie, ring buffer).
 Status ProbeKernelFeatures();
 
 struct ProgramStats {
@@ -66,6 +66,7 @@ class Guard {
 
   int resources_fd() const;
   int grants_fd() const;
+  int ports_fd() const;
   int events_fd() const;
   int counters_fd() const;
   int agent_state_fd() const;

@@ -3,7 +3,9 @@
  * sendmsg() to protected destinations unless the calling task's uid, or its
  * cgroup or an ancestor, holds a live grant for that resource. Every decision
  * on a protected destination is counted and sent to user space on a ring
- * buffer; traffic to anything else is not touched and costs one trie lookup. */
+ * buffer; traffic to anything else is not touched and costs one trie lookup.
+ * cgroup_skb programs stop the traffic of connections to protected
+ * destinations once no live grant covers them. */
 // vmlinux.h must come before the libbpf headers.
 // clang-format off
 #include "vmlinux.h"
@@ -21,11 +23,6 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Set by user space before load (GuardOptions::cut_established): whether
- * connections opened under a grant are marked, so the cgroup_skb programs can
- * stop them when the grant ends. Off, the marking code is verified away. */
-const volatile __u8 latch_cut_established = 1;
-
 struct {
   __uint(type, BPF_MAP_TYPE_LPM_TRIE);
   __uint(map_flags, BPF_F_NO_PREALLOC);
@@ -41,12 +38,14 @@ struct {
   __type(value, struct latch_grant_value);
 } latch_grants SEC(".maps");
 
+/* One bit per remote port that some resource names: the per-packet programs
+ * look no further at sockets whose peer port is not protected. */
 struct {
-  __uint(type, BPF_MAP_TYPE_SK_STORAGE);
-  __uint(map_flags, BPF_F_NO_PREALLOC);
-  __type(key, int);
-  __type(value, struct latch_sock_grant);
-} latch_sock_grants SEC(".maps");
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, LATCH_PORT_WORDS);
+  __type(key, __u32);
+  __type(value, __u64);
+} latch_ports SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -112,19 +111,6 @@ static __always_inline int decide(struct bpf_sock_addr* ctx, struct latch_cidr_k
   }
 
   enum latch_verdict verdict = latch_verdict_for(mode, grant != 0);
-  if (grant && latch_cut_established) {
-    /* Remember the grant on the socket, so its traffic stops when the grant
-     * does. A socket we cannot mark would outlive its grant: refuse it. */
-    struct latch_sock_grant* sg =
-        bpf_sk_storage_get(&latch_sock_grants, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-    if (sg) {
-      sg->key = grant_key;
-      sg->grant_id = grant->grant_id;
-    } else {
-      count(LATCH_CTR_UNTRACKED);
-      verdict = LATCH_VERDICT_DENY;
-    }
-  }
   count(verdict == LATCH_VERDICT_ALLOW_GRANT ? LATCH_CTR_ALLOW_GRANT
         : verdict == LATCH_VERDICT_DENY      ? LATCH_CTR_DENY
                                              : LATCH_CTR_AUDIT_ALLOW);
@@ -185,24 +171,69 @@ int latch_sendmsg4(struct bpf_sock_addr* ctx) { return guard4(ctx, LATCH_HOOK_SE
 SEC("cgroup/sendmsg6")
 int latch_sendmsg6(struct bpf_sock_addr* ctx) { return guard6(ctx, LATCH_HOOK_SENDMSG6); }
 
-/* Traffic of connections opened under a grant flows only while a live grant
- * remains under the same key; others are not looked at beyond the socket's
- * storage. Returns 1 to pass the packet, 0 to drop it. */
-static __always_inline int check_granted_socket(struct __sk_buff* skb) {
+/* Traffic of a connection to a protected destination flows only while the
+ * socket's owner holds a live grant for it: the decision is taken again per
+ * packet, for the socket's uid and cgroup (both recorded by the kernel when the
+ * socket was made). Nothing is stored per socket, so the connect path pays
+ * nothing for this; other traffic costs a port-bitmap test. Returns 1 to pass
+ * the packet, 0 to drop it. */
+static __always_inline int check_protected_traffic(struct __sk_buff* skb, __u16 port) {
   struct bpf_sock* sk = skb->sk;
   if (!sk) return 1;
-  /* The helper takes any socket and returns nothing for request and
-   * time-wait sockets, so no separate bpf_sk_fullsock() call is needed. */
-  struct latch_sock_grant* sg = bpf_sk_storage_get(&latch_sock_grants, sk, 0, 0);
-  if (!sg) return 1;
-  const struct latch_grant_value* g = bpf_map_lookup_elem(&latch_grants, &sg->key);
-  if (latch_grant_live(g, bpf_ktime_get_boot_ns())) return 1;
+  sk = bpf_sk_fullsock(sk); /* request and time-wait sockets carry no data */
+  if (!sk) return 1;
+  struct latch_cidr_key key = {.prefixlen = 128};
+  if (skb->family == AF_INET) {
+    latch_map_ipv4(skb->remote_ip4, key.addr);
+  } else if (skb->family == AF_INET6) {
+    __u32 words[4];
+    words[0] = skb->remote_ip6[0];
+    words[1] = skb->remote_ip6[1];
+    words[2] = skb->remote_ip6[2];
+    words[3] = skb->remote_ip6[3];
+    __builtin_memcpy(key.addr, words, LATCH_ADDR_LEN);
+  } else {
+    return 1;
+  }
+  const struct latch_cidr_rules* rules = bpf_map_lookup_elem(&latch_resources, &key);
+  if (!rules) return 1;
+  int idx = latch_match_rule(rules, (__u8)sk->protocol, port);
+  if (idx < 0 || idx >= LATCH_MAX_RULES_PER_CIDR) return 1;
+  const struct latch_rule* rule = &rules->rules[idx];
+  if (rule->mode != LATCH_MODE_ENFORCE) return 1;
+
+  __u32 resource_id = rule->resource_id;
+  __u64 now = bpf_ktime_get_boot_ns();
+  struct latch_grant_key grant_key = {};
+  const struct latch_grant_value* grant =
+      find_grant(&grant_key, LATCH_PRINCIPAL_UID, resource_id, bpf_get_socket_uid(skb), now);
+  __u64 cgroup_id = bpf_skb_cgroup_id(skb);
+  if (!grant) grant = find_grant(&grant_key, LATCH_PRINCIPAL_CGROUP, resource_id, cgroup_id, now);
+  for (int level = LATCH_MAX_CGROUP_DEPTH; level >= 1 && !grant; level--) {
+    __u64 ancestor = bpf_skb_ancestor_cgroup_id(skb, level);
+    if (ancestor == 0 || ancestor == cgroup_id) continue;
+    grant = find_grant(&grant_key, LATCH_PRINCIPAL_CGROUP, resource_id, ancestor, now);
+  }
+  if (grant) return 1;
   count(LATCH_CTR_CUT_PACKETS);
   return 0;
 }
 
+static __always_inline int check_socket_traffic(struct __sk_buff* skb) {
+  /* The peer's port, read from the socket: the destination on egress and the
+   * source on ingress alike. The kernel hands it over in network byte order
+   * in the upper 16 bits; 0 for unconnected sockets, whose every datagram
+   * the sendmsg programs decide. */
+  __u16 port = bpf_ntohs((__u16)(skb->remote_port >> 16));
+  if (port == 0) return 1;
+  __u32 word = port / 64;
+  const __u64* bits = bpf_map_lookup_elem(&latch_ports, &word);
+  if (!bits || !((*bits >> (port % 64)) & 1)) return 1;
+  return check_protected_traffic(skb, port);
+}
+
 SEC("cgroup_skb/egress")
-int latch_egress(struct __sk_buff* skb) { return check_granted_socket(skb); }
+int latch_egress(struct __sk_buff* skb) { return check_socket_traffic(skb); }
 
 SEC("cgroup_skb/ingress")
-int latch_ingress(struct __sk_buff* skb) { return check_granted_socket(skb); }
+int latch_ingress(struct __sk_buff* skb) { return check_socket_traffic(skb); }

@@ -66,13 +66,10 @@ struct latch_grant_value {
   __u64 grant_id;
 };
 
-/* Connections opened under a grant carry, in socket local storage, the key
- * of the grant that allowed them; the cgroup_skb programs drop their packets
- * once no live grant is left under that key (ended or revoked). */
-struct latch_sock_grant {
-  struct latch_grant_key key;
-  __u64 grant_id; /* the grant that allowed the connect, for the record */
-};
+/* Protected remote ports as a bitmap of 65,536 bits in 64-bit words (port /
+ * 64 is the word, port % 64 the bit): the cgroup_skb programs take the full
+ * decision again only for sockets whose peer port is set here. */
+#define LATCH_PORT_WORDS 1024
 
 /* Decisions. */
 enum latch_verdict {
@@ -115,7 +112,8 @@ enum latch_counter {
   LATCH_CTR_RINGBUF_FULL = 3, /* decision events lost: ring buffer reservation failed */
   LATCH_CTR_EVENTS = 4,       /* decision events submitted */
   LATCH_CTR_CUT_PACKETS = 5,  /* packets dropped on connections whose grant ended */
-  LATCH_CTR_UNTRACKED = 6,    /* connects denied because socket storage failed */
+  LATCH_CTR_RETIRED_6 = 6,    /* unused since connections are no longer marked; the slot
+                                 stays so pinned counter and agent-state layouts keep size */
   LATCH_CTR_COUNT = 7,
 };
 
@@ -132,7 +130,6 @@ static_assert(sizeof(struct latch_cidr_key) == 20, "latch_cidr_key layout");
 static_assert(sizeof(struct latch_rule) == 12, "latch_rule layout");
 static_assert(sizeof(struct latch_grant_key) == 16, "latch_grant_key layout");
 static_assert(sizeof(struct latch_grant_value) == 24, "latch_grant_value layout");
-static_assert(sizeof(struct latch_sock_grant) == 24, "latch_sock_grant layout");
 static_assert(sizeof(struct latch_decision_event) == 88, "latch_decision_event layout");
 #endif
 

@@ -3,6 +3,7 @@
 // clients as child processes moved into it; servers listen on loopback in
 // the test process, outside the cgroup.
 #include <arpa/inet.h>
+#include <bpf/bpf.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -315,8 +316,17 @@ class GrantCutTest : public GuardKernelTest {
                         MakeGrant(40, {Principal::Kind::kUid, kAlice}, kTcpResource, -10, grant_ms))
                     .ok());
     *cut_at = Clock::now() + std::chrono::milliseconds(grant_ms);
+    auto [bytes, last] = Stream(tcp4_, during);
+    return {bytes, std::chrono::duration_cast<std::chrono::milliseconds>(last - *cut_at).count()};
+  }
+
+  // Alice, in the test cgroup, streams a byte every 10 ms to `server`; `during`
+  // runs once the stream has started. Returns (bytes received, when the last
+  // byte arrived).
+  std::pair<int, Clock::time_point> Stream(const LoopbackServer& server,
+                                           const std::function<void()>& during) {
     std::string procs = cgroup_ + "/cgroup.procs";
-    uint16_t port = tcp4_.port;
+    uint16_t port = server.port;
     pid_t child = ::fork();
     if (child == 0) {
       if (!JoinCgroupAs(procs, kAlice)) ::_exit(2);
@@ -330,9 +340,9 @@ class GrantCutTest : public GuardKernelTest {
       }
       ::_exit(0);
     }
-    pollfd pl{tcp4_.fd, POLLIN, 0};
+    pollfd pl{server.fd, POLLIN, 0};
     EXPECT_EQ(::poll(&pl, 1, 2000), 1);
-    int conn = ::accept4(tcp4_.fd, nullptr, nullptr, SOCK_CLOEXEC);
+    int conn = ::accept4(server.fd, nullptr, nullptr, SOCK_CLOEXEC);
     EXPECT_GE(conn, 0);
     during();
     int bytes = 0;
@@ -350,7 +360,7 @@ class GrantCutTest : public GuardKernelTest {
     ::close(conn);
     ::kill(child, SIGKILL);  // our own child, by its id
     ::waitpid(child, nullptr, 0);
-    return {bytes, std::chrono::duration_cast<std::chrono::milliseconds>(last - *cut_at).count()};
+    return {bytes, last};
   }
 };
 
@@ -390,6 +400,60 @@ TEST_F(GrantCutTest, RevocationStopsAnEstablishedConnection) {
       << "data still flowed " << after_revoke_ms << " ms after revocation";
   std::printf("revocation: %d bytes streamed; the last arrived %lld ms after the revocation\n",
               bytes, static_cast<long long>(after_revoke_ms));
+}
+
+// Cutting decides again per packet, for the socket's owner: a connection
+// opened to a destination that then becomes protected stops too when nobody
+// holds a grant for it, while traffic to unprotected ports flows on.
+TEST_F(GrantCutTest, ANewlyProtectedDestinationStopsItsOpenConnections) {
+  Clock::time_point protected_at;
+  auto [bytes, last] = Stream(open4_, [&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::vector<Resource> rs = TestResources();
+    Resource r{77, "newly-protected", {}, Protocol::kTcp, open4_.port, open4_.port, Mode::kEnforce};
+    ASSERT_TRUE(Cidr::Parse("127.0.0.0/8", &r.destinations.emplace_back()).ok());
+    rs.push_back(r);
+    ASSERT_TRUE(enforcer_->SetResources(rs).ok());
+    protected_at = Clock::now();
+  });
+  EXPECT_GT(bytes, 10);
+  int64_t after_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(last - protected_at).count();
+  EXPECT_LT(after_ms, 1000) << "data still flowed " << after_ms << " ms after protection";
+  // Unprotected again: a new stream to the same port flows to the end.
+  ASSERT_TRUE(enforcer_->SetResources(TestResources()).ok());
+  auto [bytes_after, last_after] = Stream(open4_, [] {});
+  EXPECT_GT(bytes_after, 150) << "an unprotected port must not be cut";
+}
+
+// The per-packet programs find protected sockets by their peer port: the
+// bitmap follows the resources exactly, and an upgrade removes the socket
+// storage map that earlier versions pinned.
+TEST_F(GrantCutTest, PortBitmapFollowsResourcesAndUpgradesDropRetiredPins) {
+  auto bit = [&](uint16_t port) {
+    uint32_t word = port / 64;
+    uint64_t bits = 0;
+    EXPECT_EQ(bpf_map_lookup_elem(guard_->ports_fd(), &word, &bits), 0);
+    return ((bits >> (port % 64)) & 1) != 0;
+  };
+  EXPECT_TRUE(bit(tcp4_.port));
+  EXPECT_TRUE(bit(udp4_.port));
+  EXPECT_TRUE(bit(audit4_.port));
+  EXPECT_FALSE(bit(open4_.port));
+  ASSERT_TRUE(enforcer_->SetResources({}).ok());
+  for (uint32_t word = 0; word < LATCH_PORT_WORDS; ++word) {
+    uint64_t bits = 1;
+    ASSERT_EQ(bpf_map_lookup_elem(guard_->ports_fd(), &word, &bits), 0);
+    EXPECT_EQ(bits, 0u) << "word " << word;
+  }
+  int old_map = bpf_map_create(BPF_MAP_TYPE_ARRAY, "latch_sock_gra", 4, 8, 1, nullptr);
+  ASSERT_GE(old_map, 0);
+  ASSERT_EQ(bpf_obj_pin(old_map, (pin_dir_ + "/latch_sock_grants").c_str()), 0);
+  ::close(old_map);
+  enforcer_.reset();
+  guard_.reset();
+  Install();
+  EXPECT_FALSE(fs::exists(pin_dir_ + "/latch_sock_grants"));
 }
 
 // With cutting switched off (a configuration choice), a connection opened under
