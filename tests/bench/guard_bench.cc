@@ -1,16 +1,21 @@
 // guard_bench: what the guard costs a connect, and how fast decision events
 // drain, in one run.
 //
-//   build/tests/guard_bench [--connects N] [--rounds R] [--flood N] [--cut on|off]
+//   build/tests/guard_bench [--connects N] [--blocks B] [--flood N] [--cut on|off]
 //
-// Connects: N loopback TCP connects (connect; the server accepts and closes;
-// the client closes with RST so no TIME_WAIT piles up) from a process in a
-// sandbox cgroup, (a) with no program attached, (b) with the guard attached
-// and the destination unprotected, (c) protected with a live grant. Rounds
-// alternate the three; the best of each is compared. The programs' own cost
-// comes from the kernel's BPF statistics (run_time_ns / run_cnt), next to
-// the same figure for an empty connect4 program (what the statistics and the
-// hook's dispatch report for doing nothing on this machine).
+// Connects: N loopback TCP connects per case (connect; the server accepts and
+// closes; the client closes with RST so no TIME_WAIT piles up), (a) from a
+// cgroup with no program attached, (b) from a sibling cgroup with the guard
+// attached, the destination unprotected, (c) the same, protected, with a live
+// grant. The N connects of each case run in B blocks, interleaved with the
+// other cases' blocks (the order rotating), so that drift in the machine's
+// speed over the run falls on all three alike; the decision events of each
+// block are drained between blocks, untimed, as the agent would. Reported:
+// each case's rate over all its blocks, the ratios, and the median of the
+// per-block paired ratios. The programs' own cost comes from the kernel's
+// BPF statistics (run_time_ns / run_cnt), next to the same figure for an
+// empty connect4 program (what the statistics and the hook's dispatch report
+// for doing nothing on this machine).
 //
 // Events: one process floods UDP sendto() at an audit-mode destination; a
 // reader thread drains the ring buffer as the agent does. Reported: events/s
@@ -82,8 +87,8 @@ void EnterSandbox(const std::string& cgroup) {
   ::_exit(0);
 }
 
-// Runs `n` connects from a child in `cgroup`; returns connects per second.
-double ConnectRate(const std::string& cgroup, int listener, uint16_t port, int n) {
+// Runs `n` connects from a child in `cgroup`; returns the seconds they took.
+double ConnectSeconds(const std::string& cgroup, int listener, uint16_t port, int n) {
   std::atomic<bool> stop{false};
   std::thread server([&] {
     while (!stop.load()) {
@@ -124,8 +129,23 @@ double ConnectRate(const std::string& cgroup, int listener, uint16_t port, int n
   server.join();
   if (got != sizeof(secs) || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
     Die("connect loop failed");
-  return n / secs;
+  return secs;
 }
+
+// Two sibling cgroups under the sandbox's: one for the guard, one left bare.
+struct BenchCgroups {
+  explicit BenchCgroups(const std::string& parent)
+      : guarded(parent + "/guarded"), bare(parent + "/bare") {
+    if (!std::filesystem::create_directory(guarded) || !std::filesystem::create_directory(bare))
+      Die("cannot create the benchmark's cgroups under " + parent);
+  }
+  ~BenchCgroups() {
+    ::rmdir(guarded.c_str());
+    ::rmdir(bare.c_str());
+  }
+  std::string guarded;
+  std::string bare;
+};
 
 // The run_time_ns / run_cnt an empty connect4 program (r0 = 1; exit) reports
 // over `n` connects: the floor under every figure the statistics give here.
@@ -141,7 +161,7 @@ double EmptyProgramCost(const std::string& cgroup, int listener, uint16_t port, 
   if (cg < 0 || bpf_prog_attach(prog, cg, BPF_CGROUP_INET4_CONNECT, BPF_F_ALLOW_MULTI) != 0) {
     Die("attach empty program: " + std::string(std::strerror(errno)));
   }
-  ConnectRate(cgroup, listener, port, n);
+  ConnectSeconds(cgroup, listener, port, n);
   bpf_prog_info info{};
   uint32_t len = sizeof(info);
   int got = bpf_obj_get_info_by_fd(prog, &info, &len);
@@ -166,7 +186,7 @@ Resource MakeResource(uint32_t id, Protocol p, uint16_t port, Mode m) {
 
 int Run(int argc, char** argv) {
   int connects = 200000;
-  int rounds = 3;
+  int blocks = 20;
   int flood = 2000000;
   bool cut = true;  // --cut off: measure without the per-packet programs
   for (int i = 1; i < argc; i += 2) {
@@ -174,15 +194,16 @@ int Run(int argc, char** argv) {
     if (i + 1 >= argc) f = "--help";
     if (f == "--connects")
       connects = std::stoi(argv[i + 1]);
-    else if (f == "--rounds")
-      rounds = std::stoi(argv[i + 1]);
+    else if (f == "--blocks")
+      blocks = std::stoi(argv[i + 1]);
     else if (f == "--flood")
       flood = std::stoi(argv[i + 1]);
     else if (f == "--cut")
       cut = std::string(argv[i + 1]) != "off";
     else
-      Die("usage: guard_bench [--connects N] [--rounds R] [--flood N] [--cut on|off]");
+      Die("usage: guard_bench [--connects N] [--blocks B] [--flood N] [--cut on|off]");
   }
+  if (blocks < 1 || connects < blocks) Die("--connects must be at least --blocks, and both >= 1");
   if (::geteuid() != 0) Die("needs root (it attaches BPF programs to a cgroup it creates)");
   KernelSandbox sandbox;
   std::string why = sandbox.Create("latch-bench");
@@ -197,28 +218,15 @@ int Run(int argc, char** argv) {
       MakeResource(2, Protocol::kUdp, audit_port, Mode::kAudit)};
 
   std::printf(
-      "guard_bench: %d loopback TCP connects per case, %d rounds, cutting established "
-      "connections %s\n",
-      connects, rounds, cut ? "on" : "off");
-  double best[3] = {0, 0, 0};
-  // Paired ratios per round (each case against the same round's baseline):
-  // their median is less sensitive to one noisy baseline round than best-of.
-  std::vector<double> ratio_unprotected, ratio_granted;
-  // Per-case program cost: BPF statistics read before and after each case.
-  std::vector<ProgramStats> unprotected_cost, granted_cost;
-  auto delta = [](const std::vector<ProgramStats>& before, const std::vector<ProgramStats>& after) {
-    std::vector<ProgramStats> d = after;
-    for (size_t i = 0; i < d.size() && i < before.size(); ++i) {
-      d[i].run_count -= before[i].run_count;
-      d[i].run_time_ns -= before[i].run_time_ns;
-    }
-    return d;
-  };
-  // The guard with the grant the protected case connects under.
-  auto install_guard = [&](std::unique_ptr<Guard>* guard) {
-    Status s = Guard::Install({sandbox.pin_dir(), sandbox.cgroup(), 1u << 22, cut}, guard);
-    if (!s.ok()) Die(s.ToString());
-    BpfEnforcer enforcer(**guard);
+      "guard_bench: %d loopback TCP connects per case in %d interleaved blocks, cutting "
+      "established connections %s\n",
+      connects, blocks, cut ? "on" : "off");
+  BenchCgroups cgroups(sandbox.cgroup());
+  std::unique_ptr<Guard> guard;
+  Status s = Guard::Install({sandbox.pin_dir(), cgroups.guarded, 1u << 22, cut}, &guard);
+  if (!s.ok()) Die(s.ToString());
+  {
+    BpfEnforcer enforcer(*guard);
     if (!enforcer.SetResources(resources).ok()) Die("resources");
     int64_t now = NowUnixNs();
     if (!enforcer
@@ -227,64 +235,95 @@ int Run(int argc, char** argv) {
              .ok()) {
       Die("grant");
     }
+  }
+  uint64_t granted_events = 0;
+  std::unique_ptr<DecisionEventReader> reader;
+  s = DecisionEventReader::Create(
+      guard->events_fd(), [&](const latch_decision_event&) { ++granted_events; }, &reader);
+  if (!s.ok()) Die(s.ToString());
+  auto drain_events = [&] {
+    int n = 0;
+    if (!reader->Consume(&n).ok()) Die("draining decision events");
   };
-  auto uninstall_guard = [&](std::unique_ptr<Guard>* guard) {
-    guard->reset();
-    if (!Guard::Uninstall(sandbox.pin_dir()).ok()) Die("uninstall");
-    std::filesystem::create_directory(sandbox.pin_dir());
+
+  // The three cases: where the client runs and what it connects to.
+  struct Case {
+    const char* name;
+    const std::string* cgroup;
+    int listener;
+    uint16_t port;
+  };
+  const Case cases[3] = {{"no program attached", &cgroups.bare, open_fd, open_port},
+                         {"guard, unprotected destination", &cgroups.guarded, open_fd, open_port},
+                         {"guard, protected, live grant", &cgroups.guarded, protected_fd,
+                          protected_port}};
+  int per_block = connects / blocks;
+  // Runs every case's blocks, interleaved; fills secs[case] and per-block ratios.
+  auto run_blocks = [&](double secs[3], std::vector<double>* ratio_unprotected,
+                        std::vector<double>* ratio_granted) {
+    for (int b = 0; b < blocks; ++b) {
+      double block_secs[3] = {0, 0, 0};
+      for (int k = 0; k < 3; ++k) {
+        int c = (b + k) % 3;  // rotate the order, so no case always runs first
+        block_secs[c] = ConnectSeconds(*cases[c].cgroup, cases[c].listener, cases[c].port,
+                                       per_block);
+        drain_events();
+      }
+      for (int c = 0; c < 3; ++c) secs[c] += block_secs[c];
+      ratio_unprotected->push_back(block_secs[0] / block_secs[1]);
+      ratio_granted->push_back(block_secs[0] / block_secs[2]);
+    }
   };
   // Rates are timed with the BPF statistics off: they add two clock reads to
   // every program run, which is the instrument's cost, not the guard's.
   SetBpfStats(false);
-  for (int round = 1; round <= rounds; ++round) {
-    double none = ConnectRate(sandbox.cgroup(), open_fd, open_port, connects);
-    std::unique_ptr<Guard> guard;
-    install_guard(&guard);
-    double unprotected = ConnectRate(sandbox.cgroup(), open_fd, open_port, connects);
-    double granted = ConnectRate(sandbox.cgroup(), protected_fd, protected_port, connects);
-    uninstall_guard(&guard);
-    std::printf(
-        "round %d: no program %.0f/s, guard+unprotected %.0f/s, guard+protected+grant %.0f/s\n",
-        round, none, unprotected, granted);
-    ratio_unprotected.push_back(unprotected / none);
-    ratio_granted.push_back(granted / none);
-    best[0] = std::max(best[0], none);
-    best[1] = std::max(best[1], unprotected);
-    best[2] = std::max(best[2], granted);
-  }
-  // Program cost: one more pass of each case with the statistics on.
+  double secs[3] = {0, 0, 0};
+  std::vector<double> ratio_unprotected, ratio_granted;
+  run_blocks(secs, &ratio_unprotected, &ratio_granted);
+  double rate[3];
+  for (int c = 0; c < 3; ++c) rate[c] = per_block * blocks / secs[c];
+  // Program cost: each guarded case's blocks again, with the statistics on,
+  // read before and after the case.
+  std::vector<ProgramStats> cost[3];
   SetBpfStats(true);
-  {
-    std::unique_ptr<Guard> guard;
-    install_guard(&guard);
-    std::vector<ProgramStats> s0, s1, s2;
-    if (!guard->ReadProgramStats(&s0).ok()) Die("program stats");
-    ConnectRate(sandbox.cgroup(), open_fd, open_port, connects);
-    if (!guard->ReadProgramStats(&s1).ok()) Die("program stats");
-    ConnectRate(sandbox.cgroup(), protected_fd, protected_port, connects);
-    if (!guard->ReadProgramStats(&s2).ok()) Die("program stats");
-    unprotected_cost = delta(s0, s1);
-    granted_cost = delta(s1, s2);
-    uninstall_guard(&guard);
+  for (int c = 1; c < 3; ++c) {
+    std::vector<ProgramStats> before;
+    if (!guard->ReadProgramStats(&before).ok()) Die("program stats");
+    for (int b = 0; b < blocks; ++b) {
+      ConnectSeconds(*cases[c].cgroup, cases[c].listener, cases[c].port, per_block);
+      drain_events();
+    }
+    if (!guard->ReadProgramStats(&cost[c]).ok()) Die("program stats");
+    for (size_t i = 0; i < cost[c].size() && i < before.size(); ++i) {
+      cost[c][i].run_count -= before[i].run_count;
+      cost[c][i].run_time_ns -= before[i].run_time_ns;
+    }
   }
-  double empty_cost = EmptyProgramCost(sandbox.cgroup(), open_fd, open_port, connects);
   SetBpfStats(false);
-  std::printf("best of %d rounds:\n", rounds);
-  std::printf("  no program attached:              %9.0f connects/s\n", best[0]);
-  std::printf("  guard, unprotected destination:   %9.0f connects/s  ratio %.3f\n", best[1],
-              best[1] / best[0]);
-  std::printf("  guard, protected, live grant:     %9.0f connects/s  ratio %.3f\n", best[2],
-              best[2] / best[0]);
+  reader.reset();
+  guard.reset();
+  if (!Guard::Uninstall(sandbox.pin_dir()).ok()) Die("uninstall");
+  std::filesystem::create_directory(sandbox.pin_dir());
+  SetBpfStats(true);
+  double empty_cost = EmptyProgramCost(cgroups.bare, open_fd, open_port, connects);
+  SetBpfStats(false);
+
+  for (int c = 0; c < 3; ++c) {
+    std::printf("  %-32s %9.0f connects/s", cases[c].name, rate[c]);
+    if (c > 0) std::printf("  ratio %.3f", rate[c] / rate[0]);
+    std::printf("\n");
+  }
   auto median = [](std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
   };
-  std::printf("median of per-round paired ratios: unprotected %.3f, protected with grant %.3f\n",
-              median(ratio_unprotected), median(ratio_granted));
-  for (auto* cost : {&unprotected_cost, &granted_cost}) {
-    std::printf("program cost, %s (kernel BPF statistics, a separate pass):\n",
-                cost == &unprotected_cost ? "unprotected destination" : "protected, live grant");
-    for (const auto& p : *cost) {
+  std::printf("median of %d per-block paired ratios: unprotected %.3f, protected with grant %.3f\n",
+              blocks, median(ratio_unprotected), median(ratio_granted));
+  std::printf("decision events drained between blocks: %llu (2 passes of the granted case)\n",
+              static_cast<unsigned long long>(granted_events));
+  for (int c = 1; c < 3; ++c) {
+    std::printf("program cost, %s (kernel BPF statistics, a separate pass):\n", cases[c].name);
+    for (const auto& p : cost[c]) {
       if (p.run_count == 0) continue;
       std::printf("  %-16s %10llu runs  %6.1f ns/run\n", p.name.c_str(),
                   static_cast<unsigned long long>(p.run_count),
@@ -294,8 +333,7 @@ int Run(int argc, char** argv) {
   std::printf("  floor: an empty connect4 program reports %.1f ns/run here\n", empty_cost);
 
   // Event path: audit-mode UDP flood from one process, drained as the agent does.
-  std::unique_ptr<Guard> guard;
-  Status s = Guard::Install({sandbox.pin_dir(), sandbox.cgroup(), 1u << 22, cut}, &guard);
+  s = Guard::Install({sandbox.pin_dir(), sandbox.cgroup(), 1u << 22, cut}, &guard);
   if (!s.ok()) Die(s.ToString());
   BpfEnforcer enforcer(*guard);
   if (!enforcer.SetResources(resources).ok()) Die("resources");
@@ -303,7 +341,6 @@ int Run(int argc, char** argv) {
   std::atomic<bool> flooding{true};
   uint64_t json_bytes = 0;
   std::string line;  // one record's JSON line, reused as the agent does
-  std::unique_ptr<DecisionEventReader> reader;
   s = DecisionEventReader::Create(
       guard->events_fd(),
       [&](const latch_decision_event& e) {
