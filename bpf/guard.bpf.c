@@ -20,6 +20,10 @@
 #define AF_INET6 10
 #define IPPROTO_TCP 6
 #define IPPROTO_UDP 17
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1FFF
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -96,13 +100,19 @@ static __always_inline int decide(struct bpf_sock_addr* ctx, struct latch_cidr_k
   __u32 resource_id = rule->resource_id;
   __u8 mode = rule->mode;
 
+  /* The task's identity is read straight from its task_struct: one helper
+   * call instead of one per field, which matters where every call and return
+   * pays for speculation mitigations. The fields are those the uid, pid and
+   * cgroup helpers read. */
+  struct task_struct* task = bpf_get_current_task_btf();
+  const struct cred* cred = task->cred;
+  __u32 uid = cred->uid.val;
   __u64 now = bpf_ktime_get_boot_ns();
-  __u64 uid_gid = bpf_get_current_uid_gid();
   struct latch_grant_key grant_key = {};
   const struct latch_grant_value* grant =
-      find_grant(&grant_key, LATCH_PRINCIPAL_UID, resource_id, (__u32)uid_gid, now);
+      find_grant(&grant_key, LATCH_PRINCIPAL_UID, resource_id, uid, now);
   /* The cgroup and its ancestors, nearest first (level 0 is the root). */
-  __u64 cgroup_id = bpf_get_current_cgroup_id();
+  __u64 cgroup_id = task->cgroups->dfl_cgrp->kn->id;
   if (!grant) grant = find_grant(&grant_key, LATCH_PRINCIPAL_CGROUP, resource_id, cgroup_id, now);
   for (int level = LATCH_MAX_CGROUP_DEPTH; level >= 1 && !grant; level--) {
     __u64 ancestor = bpf_get_current_ancestor_cgroup_id(level);
@@ -115,28 +125,28 @@ static __always_inline int decide(struct bpf_sock_addr* ctx, struct latch_cidr_k
         : verdict == LATCH_VERDICT_DENY      ? LATCH_CTR_DENY
                                              : LATCH_CTR_AUDIT_ALLOW);
 
-  struct latch_decision_event* e = bpf_ringbuf_reserve(&latch_events, sizeof(*e), 0);
-  if (!e) {
+  /* Built on the stack and copied by one helper call (reserve and submit are
+   * two). */
+  struct latch_decision_event e;
+  e.ktime_boot_ns = now;
+  e.cgroup_id = cgroup_id;
+  e.grant_id = grant ? grant->grant_id : 0;
+  e.pid = task->pid;
+  e.tgid = task->tgid;
+  e.uid = uid;
+  e.gid = cred->gid.val;
+  e.resource_id = resource_id;
+  e.family = family;
+  e.port = port;
+  e.protocol = protocol;
+  e.verdict = verdict;
+  e.hook = hook;
+  __builtin_memset(e.pad, 0, sizeof(e.pad));
+  __builtin_memcpy(e.addr, key->addr, LATCH_ADDR_LEN);
+  __builtin_memcpy(e.comm, task->comm, sizeof(e.comm));
+  if (bpf_ringbuf_output(&latch_events, &e, sizeof(e), 0) != 0) {
     count(LATCH_CTR_RINGBUF_FULL); /* the decision stands; its record is counted as lost */
   } else {
-    __u64 pid_tgid = bpf_get_current_pid_tgid();
-    e->ktime_boot_ns = now;
-    e->cgroup_id = cgroup_id;
-    e->grant_id = grant ? grant->grant_id : 0;
-    e->pid = (__u32)pid_tgid;
-    e->tgid = pid_tgid >> 32;
-    e->uid = (__u32)uid_gid;
-    e->gid = uid_gid >> 32;
-    e->resource_id = resource_id;
-    e->family = family;
-    e->port = port;
-    e->protocol = protocol;
-    e->verdict = verdict;
-    e->hook = hook;
-    __builtin_memset(e->pad, 0, sizeof(e->pad));
-    __builtin_memcpy(e->addr, key->addr, LATCH_ADDR_LEN);
-    bpf_get_current_comm(e->comm, sizeof(e->comm));
-    bpf_ringbuf_submit(e, 0);
     count(LATCH_CTR_EVENTS);
   }
   return verdict == LATCH_VERDICT_DENY ? 0 : 1;
@@ -219,6 +229,36 @@ static __always_inline int check_protected_traffic(struct __sk_buff* skb, __u16 
   return 0;
 }
 
+/* 0 if the packet is TCP with no payload (a pure SYN, ACK, FIN or RST),
+ * 1 if it may carry data or cannot be told apart (UDP, fragments, headers
+ * outside the linear area, IPv6 extension headers). Control packets carry no
+ * traffic, so they are let through without a decision: the connect path's
+ * own packets then cost a parse, and data never flows past a grant's end. */
+static __always_inline int may_carry_data(struct __sk_buff* skb) {
+  void* data = (void*)(long)skb->data;
+  void* end = (void*)(long)skb->data_end;
+  __u32 l3_len;
+  __u8 l4;
+  if (skb->protocol == bpf_htons(ETH_P_IP)) {
+    struct iphdr* ip = data;
+    if ((void*)(ip + 1) > end) return 1;
+    if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) return 1;
+    l3_len = ip->ihl * 4;
+    l4 = ip->protocol;
+  } else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+    struct ipv6hdr* ip6 = data;
+    if ((void*)(ip6 + 1) > end) return 1;
+    l3_len = sizeof(*ip6);
+    l4 = ip6->nexthdr;
+  } else {
+    return 1;
+  }
+  if (l4 != IPPROTO_TCP || l3_len < 20 || l3_len > 60) return 1;
+  struct tcphdr* th = data + l3_len;
+  if ((void*)(th + 1) > end) return 1;
+  return skb->len > l3_len + th->doff * 4;
+}
+
 static __always_inline int check_socket_traffic(struct __sk_buff* skb) {
   /* The peer's port, read from the socket: the destination on egress and the
    * source on ingress alike. The kernel hands it over in network byte order
@@ -229,6 +269,7 @@ static __always_inline int check_socket_traffic(struct __sk_buff* skb) {
   __u32 word = port / 64;
   const __u64* bits = bpf_map_lookup_elem(&latch_ports, &word);
   if (!bits || !((*bits >> (port % 64)) & 1)) return 1;
+  if (!may_carry_data(skb)) return 1;
   return check_protected_traffic(skb, port);
 }
 

@@ -402,6 +402,57 @@ TEST_F(GrantCutTest, RevocationStopsAnEstablishedConnection) {
               bytes, static_cast<long long>(after_revoke_ms));
 }
 
+// The other direction: data the peer sends stops reaching the grant holder.
+TEST_F(GrantCutTest, DataFromThePeerStopsToo) {
+  ASSERT_TRUE(
+      enforcer_->ApplyGrant(MakeGrant(41, {Principal::Kind::kUid, kAlice}, kTcpResource, -10, 600))
+          .ok());
+  Clock::time_point cut_at = Clock::now() + std::chrono::milliseconds(600);
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  std::string procs = cgroup_ + "/cgroup.procs";
+  uint16_t port = tcp4_.port;
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::close(fds[0]);
+    if (!JoinCgroupAs(procs, kAlice)) ::_exit(2);
+    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a = Loopback4(port);
+    if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) ::_exit(3);
+    int64_t got[2] = {0, 0};  // bytes, steady-clock ns of the last one
+    auto stop = Clock::now() + std::chrono::milliseconds(2500);
+    while (Clock::now() < stop) {
+      pollfd p{s, POLLIN, 0};
+      if (::poll(&p, 1, 50) != 1) continue;
+      char buf[256];
+      ssize_t n = ::recv(s, buf, sizeof(buf), 0);
+      if (n <= 0) break;
+      got[0] += n;
+      got[1] = Clock::now().time_since_epoch().count();
+    }
+    ::write(fds[1], got, sizeof(got));
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  pollfd pl{tcp4_.fd, POLLIN, 0};
+  ASSERT_EQ(::poll(&pl, 1, 2000), 1);
+  int conn = ::accept4(tcp4_.fd, nullptr, nullptr, SOCK_CLOEXEC);
+  ASSERT_GE(conn, 0);
+  for (int i = 0; i < 200; ++i) {
+    ::send(conn, "y", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  int64_t got[2] = {0, 0};
+  ASSERT_EQ(::read(fds[0], got, sizeof(got)), static_cast<ssize_t>(sizeof(got)));
+  ::close(fds[0]);
+  ::close(conn);
+  ::waitpid(child, nullptr, 0);  // our own child, by its id; it exits by itself
+  Clock::time_point last{std::chrono::nanoseconds(got[1])};
+  int64_t after_ms = std::chrono::duration_cast<std::chrono::milliseconds>(last - cut_at).count();
+  EXPECT_GT(got[0], 10) << "data should flow while the grant lasts";
+  EXPECT_LT(after_ms, 1000) << "data still arrived " << after_ms << " ms after expiry";
+}
+
 // Cutting decides again per packet, for the socket's owner: a connection
 // opened to a destination that then becomes protected stops too when nobody
 // holds a grant for it, while traffic to unprotected ports flows on.
