@@ -6,6 +6,7 @@
 # retype or remove one.
 
 using Cxx = import "/capnp/c++.capnp";
+using Json = import "/capnp/compat/json.capnp";
 $Cxx.namespace("latch::schema");
 
 enum Mode {
@@ -20,7 +21,7 @@ enum Protocol {
 }
 
 struct Cidr {
-  address @0 :Data;     # 16 bytes; IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d)
+  address @0 :Data $Json.hex;     # 16 bytes; IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d)
   prefixLength @1 :UInt8;  # of the 128-bit form: IPv4 /n is 96 + n
 }
 
@@ -55,7 +56,7 @@ struct Grant {
 # A grant as signed by the collector's grant key: `grant` holds the canonical
 # bytes of one Grant, `signature` Ed25519 over them.
 struct SignedGrant {
-  grant @0 :Data;
-  signature @1 :Data;
+  grant @0 :Data $Json.base64;
+  signature @1 :Data $Json.base64;
   keyId @2 :UInt32;
 }

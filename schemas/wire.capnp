@@ -8,6 +8,7 @@
 # retype or remove one.
 
 using Cxx = import "/capnp/c++.capnp";
+using Json = import "/capnp/compat/json.capnp";
 $Cxx.namespace("latch::schema");
 
 using Ledger = import "ledger.capnp";
@@ -87,8 +88,8 @@ struct Applied {
 struct Alarm {
   kind @0 :Text;                 # "inconsistent_checkpoint", "bad_checkpoint_signature", ...
   detail @1 :Text;
-  heldCheckpoint @2 :Data;       # the checkpoint the agent holds
-  shownCheckpoint @3 :Data;      # the one it was shown
+  heldCheckpoint @2 :Data $Json.base64;       # the checkpoint the agent holds
+  shownCheckpoint @3 :Data $Json.base64;      # the one it was shown
 }
 
 # Collector -> agent: records of this boot arrived out of order (after a

@@ -6,6 +6,7 @@
 # members at the end; never renumber, retype or remove one.
 
 using Cxx = import "/capnp/c++.capnp";
+using Json = import "/capnp/compat/json.capnp";
 $Cxx.namespace("latch::schema");
 
 using Grant = import "grant.capnp";
@@ -41,7 +42,7 @@ struct AgentAlarm {
 }
 
 struct AgentConnected {
-  bootId @0 :Data;
+  bootId @0 :Data $Json.hex;
   checkpointSize @1 :UInt64;
   grantSetVersion @2 :UInt64;
 }

@@ -1,0 +1,497 @@
+#include "collector/index/event_index.h"
+
+#include <sqlite3.h>
+
+#include <cstdio>
+#include <cstring>
+#include <algorithm>
+#include <filesystem>
+#include <functional>
+
+namespace latch::index {
+namespace {
+
+// Interned names, by what they name.
+enum NameKind : int { kHost = 1, kIdentity = 2, kKind = 3, kResource = 4, kVerdict = 5 };
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS state(
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  origin TEXT NOT NULL, size INTEGER NOT NULL, root BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS names(
+  id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, name TEXT NOT NULL, UNIQUE(kind, name));
+CREATE TABLE IF NOT EXISTS entries(
+  idx INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, kind INTEGER NOT NULL,
+  host INTEGER NOT NULL, identity INTEGER, uid INTEGER, resource INTEGER, verdict INTEGER);
+CREATE INDEX IF NOT EXISTS entries_host_time ON entries(host, time_ns);
+CREATE INDEX IF NOT EXISTS entries_time ON entries(time_ns);
+CREATE INDEX IF NOT EXISTS entries_identity_time ON entries(identity, time_ns)
+  WHERE identity IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entries_resource_time ON entries(resource, time_ns)
+  WHERE resource IS NOT NULL;
+CREATE TABLE IF NOT EXISTS entry_grants(
+  grant_id INTEGER NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (grant_id, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS grants(
+  grant_id INTEGER PRIMARY KEY, identity TEXT NOT NULL, resource_id INTEGER NOT NULL,
+  issued_idx INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS requests(
+  request_id INTEGER PRIMARY KEY, identity TEXT NOT NULL, resource TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS request_entries(
+  request_id INTEGER NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (request_id, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS resource_names(resource_id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+)sql";
+
+Status SqlError(sqlite3* db, const std::string& what) {
+  return Status::IoError("events index: " + what + ": " + (db ? sqlite3_errmsg(db) : "no database"));
+}
+
+Status Exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    return Status::IoError(std::string("events index: ") + msg);
+  }
+  return Status::Ok();
+}
+
+// A prepared statement, reset for reuse after each step loop.
+class Stmt {
+ public:
+  Stmt() = default;
+  ~Stmt() { sqlite3_finalize(s_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+  Status Prepare(sqlite3* db, const char* sql) {
+    db_ = db;
+    if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK) {
+      return SqlError(db, std::string("preparing ") + sql);
+    }
+    return Status::Ok();
+  }
+  Stmt& Int(int i, int64_t v) {
+    sqlite3_bind_int64(s_, i, v);
+    return *this;
+  }
+  Stmt& IntNamed(const char* name, int64_t v) {
+    sqlite3_bind_int64(s_, sqlite3_bind_parameter_index(s_, name), v);
+    return *this;
+  }
+  Stmt& Null(int i) {
+    sqlite3_bind_null(s_, i);
+    return *this;
+  }
+  Stmt& Text(int i, const std::string& v) {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Stmt& Blob(int i, const void* p, size_t n) {
+    sqlite3_bind_blob(s_, i, p, static_cast<int>(n), SQLITE_TRANSIENT);
+    return *this;
+  }
+  // Runs a statement that returns no rows.
+  Status Run() {
+    int rc = sqlite3_step(s_);
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+    if (rc != SQLITE_DONE) return SqlError(db_, "writing");
+    return Status::Ok();
+  }
+  // Steps once: true while there is a row.
+  bool Row(Status* status) {
+    int rc = sqlite3_step(s_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc != SQLITE_DONE) *status = SqlError(db_, "reading");
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+    return false;
+  }
+  int64_t ColInt(int i) const { return sqlite3_column_int64(s_, i); }
+  std::string ColText(int i) const {
+    const unsigned char* t = sqlite3_column_text(s_, i);
+    return t ? std::string(reinterpret_cast<const char*>(t),
+                           static_cast<size_t>(sqlite3_column_bytes(s_, i)))
+             : std::string();
+  }
+  std::string ColBlob(int i) const {
+    const void* b = sqlite3_column_blob(s_, i);
+    return b ? std::string(static_cast<const char*>(b),
+                           static_cast<size_t>(sqlite3_column_bytes(s_, i)))
+             : std::string();
+  }
+  bool ColNull(int i) const { return sqlite3_column_type(s_, i) == SQLITE_NULL; }
+
+ private:
+  sqlite3* db_ = nullptr;
+  sqlite3_stmt* s_ = nullptr;
+};
+
+Status OpenDb(const std::string& path, bool read_only, sqlite3** db) {
+  int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  if (sqlite3_open_v2(path.c_str(), db, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+    Status s = SqlError(*db, "opening " + path);
+    sqlite3_close(*db);
+    *db = nullptr;
+    return s;
+  }
+  sqlite3_busy_timeout(*db, 5000);
+  return Status::Ok();
+}
+
+}  // namespace
+
+struct EventIndex::Statements {
+  Stmt insert_entry, insert_ref, insert_name, insert_grant, update_grant_identity,
+      update_entry_subject, insert_request, insert_request_entry, delete_request,
+      delete_request_entries, insert_resource_name, save_state;
+};
+
+EventIndex::~EventIndex() {
+  st_.reset();
+  if (db_ != nullptr) sqlite3_close(db_);
+}
+
+Status EventIndex::Open(const std::string& path, const std::string& origin, const RootAt& root_at,
+                        std::unique_ptr<EventIndex>* out, bool* rebuilt) {
+  if (rebuilt != nullptr) *rebuilt = false;
+  std::unique_ptr<EventIndex> x(new EventIndex());
+  x->origin_ = origin;
+  LATCH_RETURN_IF_ERROR(OpenDb(path, false, &x->db_));
+  // The index is derived data: after a crash it may lose its last
+  // transactions (never its consistency), and then catches up again.
+  LATCH_RETURN_IF_ERROR(Exec(x->db_, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"));
+  LATCH_RETURN_IF_ERROR(Exec(x->db_, kSchema));
+  LATCH_RETURN_IF_ERROR(x->Prepare());
+  bool reset = false;
+  LATCH_RETURN_IF_ERROR(x->LoadState(origin, root_at, &reset));
+  if (reset) {
+    // Another ledger's index, or one this ledger does not confirm: start over.
+    x.reset();
+    std::error_code ec;
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix, ec);
+    LATCH_RETURN_IF_ERROR(Open(path, origin, root_at, out, nullptr));
+    if (rebuilt != nullptr) *rebuilt = true;
+    return Status::Ok();
+  }
+  *out = std::move(x);
+  return Status::Ok();
+}
+
+Status EventIndex::Prepare() {
+  st_ = std::make_unique<Statements>();
+  LATCH_RETURN_IF_ERROR(st_->insert_entry.Prepare(
+      db_,
+      "INSERT INTO entries(idx, time_ns, kind, host, identity, uid, resource, verdict) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
+  LATCH_RETURN_IF_ERROR(st_->insert_ref.Prepare(
+      db_, "INSERT OR IGNORE INTO entry_grants(grant_id, idx) VALUES (?1, ?2)"));
+  LATCH_RETURN_IF_ERROR(
+      st_->insert_name.Prepare(db_, "INSERT INTO names(id, kind, name) VALUES (?1, ?2, ?3)"));
+  LATCH_RETURN_IF_ERROR(st_->insert_grant.Prepare(
+      db_,
+      "INSERT OR REPLACE INTO grants(grant_id, identity, resource_id, issued_idx) "
+      "VALUES (?1, ?2, ?3, ?4)"));
+  LATCH_RETURN_IF_ERROR(st_->update_entry_subject.Prepare(
+      db_, "UPDATE entries SET identity = ?2, resource = ?3 WHERE idx = ?1"));
+  LATCH_RETURN_IF_ERROR(st_->insert_request.Prepare(
+      db_, "INSERT OR REPLACE INTO requests(request_id, identity, resource) VALUES (?1, ?2, ?3)"));
+  LATCH_RETURN_IF_ERROR(st_->insert_request_entry.Prepare(
+      db_, "INSERT OR IGNORE INTO request_entries(request_id, idx) VALUES (?1, ?2)"));
+  LATCH_RETURN_IF_ERROR(
+      st_->delete_request.Prepare(db_, "DELETE FROM requests WHERE request_id = ?1"));
+  LATCH_RETURN_IF_ERROR(st_->delete_request_entries.Prepare(
+      db_, "DELETE FROM request_entries WHERE request_id = ?1"));
+  LATCH_RETURN_IF_ERROR(st_->insert_resource_name.Prepare(
+      db_, "INSERT OR REPLACE INTO resource_names(resource_id, name) VALUES (?1, ?2)"));
+  return st_->save_state.Prepare(
+      db_, "INSERT OR REPLACE INTO state(id, origin, size, root) VALUES (1, ?1, ?2, ?3)");
+}
+
+Status EventIndex::LoadState(const std::string& origin, const RootAt& root_at, bool* reset) {
+  Status status;
+  Stmt q;
+  LATCH_RETURN_IF_ERROR(q.Prepare(db_, "SELECT origin, size, root FROM state WHERE id = 1"));
+  if (q.Row(&status)) {
+    std::string stored_origin = q.ColText(0);
+    uint64_t size = static_cast<uint64_t>(q.ColInt(1));
+    std::string root = q.ColBlob(2);
+    while (q.Row(&status)) {
+    }
+    if (stored_origin != origin || root.size() != 32) {
+      *reset = true;
+      return Status::Ok();
+    }
+    tlog::Hash ledger_root{};
+    if (!root_at(size, &ledger_root).ok() ||
+        std::memcmp(ledger_root.data(), root.data(), root.size()) != 0) {
+      *reset = true;
+      return Status::Ok();
+    }
+    size_ = size;
+  }
+  LATCH_RETURN_IF_ERROR(status);
+  Stmt names;
+  LATCH_RETURN_IF_ERROR(names.Prepare(db_, "SELECT id, kind, name FROM names"));
+  while (names.Row(&status)) {
+    names_[{static_cast<int>(names.ColInt(1)), names.ColText(2)}] = names.ColInt(0);
+  }
+  Stmt grants;
+  LATCH_RETURN_IF_ERROR(
+      grants.Prepare(db_, "SELECT grant_id, identity, resource_id, issued_idx FROM grants"));
+  while (grants.Row(&status)) {
+    grants_[static_cast<uint64_t>(grants.ColInt(0))] = {
+        grants.ColText(1), static_cast<uint32_t>(grants.ColInt(2)),
+        static_cast<uint64_t>(grants.ColInt(3))};
+  }
+  Stmt requests;
+  LATCH_RETURN_IF_ERROR(
+      requests.Prepare(db_, "SELECT request_id, identity, resource FROM requests"));
+  while (requests.Row(&status)) {
+    requests_[static_cast<uint64_t>(requests.ColInt(0))] = {requests.ColText(1),
+                                                             requests.ColText(2), {}};
+  }
+  Stmt request_entries;
+  LATCH_RETURN_IF_ERROR(
+      request_entries.Prepare(db_, "SELECT request_id, idx FROM request_entries ORDER BY idx"));
+  while (request_entries.Row(&status)) {
+    auto it = requests_.find(static_cast<uint64_t>(request_entries.ColInt(0)));
+    if (it != requests_.end()) it->second.entries.push_back(request_entries.ColInt(1));
+  }
+  Stmt resources;
+  LATCH_RETURN_IF_ERROR(resources.Prepare(db_, "SELECT resource_id, name FROM resource_names"));
+  while (resources.Row(&status)) {
+    resource_names_[static_cast<uint32_t>(resources.ColInt(0))] = resources.ColText(1);
+  }
+  return status;
+}
+
+Status EventIndex::NameId(int kind, const std::string& name, int64_t* id) {
+  auto it = names_.find({kind, name});
+  if (it != names_.end()) {
+    *id = it->second;
+    return Status::Ok();
+  }
+  int64_t next = static_cast<int64_t>(names_.size()) + 1;
+  LATCH_RETURN_IF_ERROR(st_->insert_name.Int(1, next).Int(2, kind).Text(3, name).Run());
+  names_[{kind, name}] = next;
+  *id = next;
+  return Status::Ok();
+}
+
+Status EventIndex::Add(const std::vector<std::string>& entries, const tlog::Hash& root) {
+  LATCH_RETURN_IF_ERROR(Exec(db_, "BEGIN"));
+  // On failure, the transaction and the in-memory attribution go back to
+  // where they were (the next Add starts from size()).
+  auto grants = grants_;
+  auto requests = requests_;
+  auto resource_names = resource_names_;
+  auto names = names_;
+  Status status;
+  uint64_t idx = size_;
+  for (const std::string& entry : entries) {
+    RecordView v;
+    status = ViewRecord(entry, &v);
+    if (!status.ok()) {
+      // An entry that does not decode is indexed by position only, so the
+      // index never stalls on it; the ledger's verify names it.
+      v = RecordView();
+      v.kind = "undecodable";
+    }
+    status = AddOne(idx, v);
+    if (!status.ok()) break;
+    ++idx;
+  }
+  if (status.ok()) {
+    status = st_->save_state.Text(1, origin_)
+                 .Int(2, static_cast<int64_t>(idx))
+                 .Blob(3, root.data(), root.size())
+                 .Run();
+  }
+  if (status.ok()) status = Exec(db_, "COMMIT");
+  if (!status.ok()) {
+    (void)Exec(db_, "ROLLBACK");
+    grants_ = std::move(grants);
+    requests_ = std::move(requests);
+    resource_names_ = std::move(resource_names);
+    names_ = std::move(names);
+    return status;
+  }
+  size_ = idx;
+  return Status::Ok();
+}
+
+Status EventIndex::AddOne(uint64_t idx, const RecordView& v) {
+  // Who the record is about, and which resource, from what earlier records taught.
+  std::string subject;
+  std::string resource = v.resource;
+  uint64_t grant_id = v.grant_ids.empty() ? 0 : v.grant_ids.front();
+  auto resource_name = [&](uint32_t id) {
+    auto it = resource_names_.find(id);
+    return it != resource_names_.end() ? it->second : "#" + std::to_string(id);
+  };
+  Request* request = nullptr;
+  if (v.request_id != 0) {
+    auto it = requests_.find(v.request_id);
+    if (it != requests_.end()) request = &it->second;
+  }
+  if (v.kind == "decision") {
+    auto g = grant_id != 0 ? grants_.find(grant_id) : grants_.end();
+    if (g != grants_.end()) subject = g->second.identity;
+    resource = resource_name(v.resource_id);
+  } else if (v.kind == "requestCreated") {
+    subject = v.identity;
+    requests_[v.request_id] = {v.identity, v.resource, {}};
+    request = &requests_[v.request_id];
+    LATCH_RETURN_IF_ERROR(st_->insert_request.Int(1, static_cast<int64_t>(v.request_id))
+                              .Text(2, v.identity)
+                              .Text(3, v.resource)
+                              .Run());
+  } else if (v.kind == "requestReviewed" || v.kind == "requestDecided") {
+    if (request != nullptr) {
+      subject = request->identity;
+      resource = request->resource;
+    }
+  } else if (v.kind == "grantIssued") {
+    // Its holder is learnt from the requestDecided record that follows it;
+    // a grant issued by an operator keeps the operator as its subject.
+    subject = v.identity;
+    resource = resource_name(v.resource_id);
+    grants_[grant_id] = {subject, v.resource_id, idx};
+    LATCH_RETURN_IF_ERROR(st_->insert_grant.Int(1, static_cast<int64_t>(grant_id))
+                              .Text(2, subject)
+                              .Int(3, v.resource_id)
+                              .Int(4, static_cast<int64_t>(idx))
+                              .Run());
+  } else if (v.kind == "grantRevoked" || v.kind == "grantExpired") {
+    auto g = grants_.find(grant_id);
+    if (g != grants_.end()) {
+      subject = g->second.identity;
+      resource = resource_name(g->second.resource_id);
+    }
+  }
+
+  int64_t kind_id = 0, host_id = 0, identity_id = 0, resource_id = 0, verdict_id = 0;
+  LATCH_RETURN_IF_ERROR(NameId(kKind, v.kind, &kind_id));
+  LATCH_RETURN_IF_ERROR(NameId(kHost, v.host, &host_id));
+  if (!subject.empty()) LATCH_RETURN_IF_ERROR(NameId(kIdentity, subject, &identity_id));
+  if (!resource.empty()) LATCH_RETURN_IF_ERROR(NameId(kResource, resource, &resource_id));
+  if (!v.verdict.empty()) LATCH_RETURN_IF_ERROR(NameId(kVerdict, v.verdict, &verdict_id));
+  Stmt& ins = st_->insert_entry;
+  ins.Int(1, static_cast<int64_t>(idx)).Int(2, v.time_ns).Int(3, kind_id).Int(4, host_id);
+  identity_id ? ins.Int(5, identity_id) : ins.Null(5);
+  v.has_uid ? ins.Int(6, v.uid) : ins.Null(6);
+  resource_id ? ins.Int(7, resource_id) : ins.Null(7);
+  verdict_id ? ins.Int(8, verdict_id) : ins.Null(8);
+  LATCH_RETURN_IF_ERROR(ins.Run());
+  for (uint64_t g : v.grant_ids) {
+    LATCH_RETURN_IF_ERROR(
+        st_->insert_ref.Int(1, static_cast<int64_t>(g)).Int(2, static_cast<int64_t>(idx)).Run());
+  }
+
+  if (request != nullptr) {
+    request->entries.push_back(idx);
+    LATCH_RETURN_IF_ERROR(st_->insert_request_entry.Int(1, static_cast<int64_t>(v.request_id))
+                              .Int(2, static_cast<int64_t>(idx))
+                              .Run());
+  }
+  if (v.kind == "requestDecided" && request != nullptr) {
+    auto g = grant_id != 0 ? grants_.find(grant_id) : grants_.end();
+    if (v.approved && g != grants_.end()) {
+      // The request's whole story belongs to its grant; the grant to its requester.
+      g->second.identity = request->identity;
+      resource_names_[g->second.resource_id] = request->resource;
+      LATCH_RETURN_IF_ERROR(
+          st_->insert_resource_name.Int(1, g->second.resource_id).Text(2, request->resource).Run());
+      LATCH_RETURN_IF_ERROR(st_->insert_grant.Int(1, static_cast<int64_t>(grant_id))
+                                .Text(2, request->identity)
+                                .Int(3, g->second.resource_id)
+                                .Int(4, static_cast<int64_t>(g->second.issued_idx))
+                                .Run());
+      int64_t holder = 0, name = 0;
+      LATCH_RETURN_IF_ERROR(NameId(kIdentity, request->identity, &holder));
+      LATCH_RETURN_IF_ERROR(NameId(kResource, request->resource, &name));
+      LATCH_RETURN_IF_ERROR(st_->update_entry_subject
+                                .Int(1, static_cast<int64_t>(g->second.issued_idx))
+                                .Int(2, holder)
+                                .Int(3, name)
+                                .Run());
+      for (uint64_t e : request->entries) {
+        LATCH_RETURN_IF_ERROR(st_->insert_ref.Int(1, static_cast<int64_t>(grant_id))
+                                  .Int(2, static_cast<int64_t>(e))
+                                  .Run());
+      }
+    }
+    LATCH_RETURN_IF_ERROR(st_->delete_request.Int(1, static_cast<int64_t>(v.request_id)).Run());
+    LATCH_RETURN_IF_ERROR(
+        st_->delete_request_entries.Int(1, static_cast<int64_t>(v.request_id)).Run());
+    requests_.erase(v.request_id);
+  }
+  return Status::Ok();
+}
+
+Status EventIndex::Query(const std::string& path, const EventFilter& f, uint64_t below,
+                         const EventCursor& cursor, int limit, std::vector<EventHit>* out) {
+  out->clear();
+  sqlite3* db = nullptr;
+  LATCH_RETURN_IF_ERROR(OpenDb(path, true, &db));
+  struct Closer {
+    sqlite3* db;
+    ~Closer() { sqlite3_close(db); }
+  } closer{db};
+  Status status;
+  // Names to ids; a name the index has never seen matches nothing.
+  auto lookup = [&](int kind, const std::string& name, int64_t* id) -> bool {
+    Stmt q;
+    if (!q.Prepare(db, "SELECT id FROM names WHERE kind = ?1 AND name = ?2").ok()) return false;
+    q.Int(1, kind).Text(2, name);
+    bool found = q.Row(&status);
+    if (found) *id = q.ColInt(0);
+    while (found && q.Row(&status)) {
+    }
+    return found;
+  };
+  std::string sql =
+      "SELECT e.idx, e.time_ns, i.name, r.name FROM entries e "
+      "LEFT JOIN names i ON i.id = e.identity LEFT JOIN names r ON r.id = e.resource ";
+  if (f.grant_id) sql += "JOIN entry_grants g ON g.idx = e.idx AND g.grant_id = :grant ";
+  sql += "WHERE e.idx < :below AND e.time_ns >= :since AND e.time_ns < :until ";
+  struct Bound {
+    const char* column;
+    int kind;
+    const std::optional<std::string>* value;
+  } named[] = {{"host", kHost, &f.host},
+               {"identity", kIdentity, &f.identity},
+               {"resource", kResource, &f.resource},
+               {"verdict", kVerdict, &f.verdict},
+               {"kind", kKind, &f.kind}};
+  std::vector<std::pair<std::string, int64_t>> binds;
+  for (const Bound& b : named) {
+    if (!*b.value) continue;
+    int64_t id = 0;
+    if (!lookup(b.kind, **b.value, &id)) return status;  // unknown name: no results
+    sql += std::string("AND e.") + b.column + " = :" + b.column + " ";
+    binds.emplace_back(std::string(":") + b.column, id);
+  }
+  if (f.uid) sql += "AND e.uid = :uid ";
+  if (cursor.set) sql += "AND (e.time_ns, e.idx) > (:ctime, :cidx) ";
+  sql += "ORDER BY e.time_ns, e.idx LIMIT :limit";
+  Stmt q;
+  LATCH_RETURN_IF_ERROR(q.Prepare(db, sql.c_str()));
+  binds.emplace_back(":below", static_cast<int64_t>(std::min<uint64_t>(below, INT64_MAX)));
+  binds.emplace_back(":since", f.since_ns);
+  binds.emplace_back(":until", f.until_ns);
+  binds.emplace_back(":limit", limit);
+  if (f.grant_id) binds.emplace_back(":grant", static_cast<int64_t>(*f.grant_id));
+  if (f.uid) binds.emplace_back(":uid", *f.uid);
+  if (cursor.set) {
+    binds.emplace_back(":ctime", cursor.time_ns);
+    binds.emplace_back(":cidx", static_cast<int64_t>(cursor.index));
+  }
+  for (const auto& [name, v] : binds) q.IntNamed(name.c_str(), v);
+  while (q.Row(&status)) {
+    out->push_back({static_cast<uint64_t>(q.ColInt(0)), q.ColInt(1), q.ColText(2), q.ColText(3)});
+  }
+  return status;
+}
+
+}  // namespace latch::index

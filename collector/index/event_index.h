@@ -1,0 +1,109 @@
+// EventIndex: the SQLite index behind the events query. It is derived from
+// the ledger and nothing else: entries are added in ledger order, and the
+// attribution the records do not carry themselves (whose grant a decision
+// was made under, which request a grant came from, a resource id's name) is
+// learnt from earlier records as they are indexed. The index remembers how
+// far it got and the tree root there, so it resumes after a restart and
+// notices a ledger that is not the one it was built from.
+//
+// One writer (the follower thread, or `latch-ledger reindex`); queries open
+// their own read-only connections (WAL lets them run beside the writer).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "collector/index/record_view.h"
+#include "tlog/merkle_hash.h"
+#include "tlog/status.h"
+
+struct sqlite3;
+
+namespace latch::index {
+
+// What the query filters on; unset fields match everything.
+struct EventFilter {
+  std::optional<std::string> host;
+  std::optional<std::string> identity;
+  std::optional<std::string> resource;  // a name, or "#<id>" for an unnamed resource id
+  std::optional<uint64_t> grant_id;
+  std::optional<std::string> verdict;  // allow | deny | audit
+  std::optional<std::string> kind;     // decision | loss | requestCreated | ...
+  std::optional<uint32_t> uid;
+  int64_t since_ns = 0;             // inclusive
+  int64_t until_ns = INT64_MAX;     // exclusive
+};
+
+// Position after the last result of a page: results are ordered by (time, index).
+struct EventCursor {
+  int64_t time_ns = INT64_MIN;
+  uint64_t index = 0;
+  bool set = false;
+};
+
+struct EventHit {
+  uint64_t index = 0;
+  int64_t time_ns = 0;
+  std::string identity;  // as attributed at indexing time ("" if none)
+  std::string resource;
+};
+
+class EventIndex {
+ public:
+  // Opens (creating if absent) the index at `path` for the ledger named
+  // `origin`. If the file belongs to another ledger, or records a root that
+  // `root_at(size)` does not confirm, it is emptied and *rebuilt is set.
+  using RootAt = std::function<Status(uint64_t size, tlog::Hash* root)>;
+  static Status Open(const std::string& path, const std::string& origin, const RootAt& root_at,
+                     std::unique_ptr<EventIndex>* out, bool* rebuilt = nullptr);
+  ~EventIndex();
+  EventIndex(const EventIndex&) = delete;
+  EventIndex& operator=(const EventIndex&) = delete;
+
+  // Entries indexed: the next one to add is at this ledger index.
+  uint64_t size() const { return size_; }
+
+  // Adds entries [size(), size() + entries.size()) in one transaction, and
+  // records `root` as the tree's root at the new size.
+  Status Add(const std::vector<std::string>& entries, const tlog::Hash& root);
+
+  // Up to `limit` hits below ledger index `below`, after `cursor`, ordered by
+  // (time, index).
+  static Status Query(const std::string& path, const EventFilter& filter, uint64_t below,
+                      const EventCursor& cursor, int limit, std::vector<EventHit>* out);
+
+ private:
+  EventIndex() = default;
+  Status Prepare();
+  Status LoadState(const std::string& origin, const RootAt& root_at, bool* rebuilt);
+  Status AddOne(uint64_t idx, const RecordView& v);
+  Status NameId(int kind, const std::string& name, int64_t* id);
+
+  struct Grant {
+    std::string identity;
+    uint32_t resource_id = 0;
+    uint64_t issued_idx = 0;
+  };
+  struct Request {
+    std::string identity;
+    std::string resource;
+    std::vector<uint64_t> entries;  // its records, linked to its grant once approved
+  };
+
+  sqlite3* db_ = nullptr;
+  std::string origin_;
+  uint64_t size_ = 0;
+  struct Statements;
+  std::unique_ptr<Statements> st_;
+  std::map<std::pair<int, std::string>, int64_t> names_;  // (kind, name) -> id
+  std::map<uint64_t, Grant> grants_;
+  std::map<uint64_t, Request> requests_;
+  std::map<uint32_t, std::string> resource_names_;
+};
+
+}  // namespace latch::index

@@ -1,0 +1,175 @@
+#include "collector/index/event_query.h"
+
+#include <charconv>
+
+#include "tlog/base64.h"
+#include "tlog/checkpoint.h"
+#include "tlog/merkle_hash.h"
+#include "tlog/proof.h"
+
+namespace latch::index {
+namespace {
+
+bool ParseInt(const std::string& s, int64_t* v) {
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *v);
+  return ec == std::errc() && end == s.data() + s.size() && !s.empty();
+}
+
+std::span<const uint8_t> Bytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+}  // namespace
+
+Status ParseEventQuery(const std::map<std::string, std::string>& params, EventQuery* out) {
+  EventQuery q;
+  for (const auto& [key, value] : params) {
+    auto bad = [&](const std::string& why) {
+      return Status::InvalidArgument("parameter '" + key + "': " + why);
+    };
+    int64_t n = 0;
+    if (value.size() > 256) return bad("too long");
+    if (key == "host") {
+      q.filter.host = value;
+    } else if (key == "identity") {
+      q.filter.identity = value;
+    } else if (key == "resource") {
+      q.filter.resource = value;
+    } else if (key == "verdict") {
+      if (value != "allow" && value != "deny" && value != "audit")
+        return bad("allow, deny or audit");
+      q.filter.verdict = value;
+    } else if (key == "kind") {
+      q.filter.kind = value;
+    } else if (key == "grant") {
+      if (!ParseInt(value, &n) || n <= 0) return bad("a grant id");
+      q.filter.grant_id = static_cast<uint64_t>(n);
+    } else if (key == "uid") {
+      if (!ParseInt(value, &n) || n < 0 || n > UINT32_MAX) return bad("a uid");
+      q.filter.uid = static_cast<uint32_t>(n);
+    } else if (key == "since_ns") {
+      if (!ParseInt(value, &q.filter.since_ns)) return bad("Unix nanoseconds");
+    } else if (key == "until_ns") {
+      if (!ParseInt(value, &q.filter.until_ns)) return bad("Unix nanoseconds");
+    } else if (key == "limit") {
+      if (!ParseInt(value, &n) || n < 1 || n > kMaxEventLimit)
+        return bad("1 to " + std::to_string(kMaxEventLimit));
+      q.limit = static_cast<int>(n);
+    } else if (key == "cursor") {
+      size_t dot = value.find('.');
+      int64_t idx = 0;
+      if (dot == std::string::npos || !ParseInt(value.substr(0, dot), &q.cursor.time_ns) ||
+          !ParseInt(value.substr(dot + 1), &idx) || idx < 0) {
+        return bad("a cursor from a previous answer");
+      }
+      q.cursor.index = static_cast<uint64_t>(idx);
+      q.cursor.set = true;
+    } else {
+      return Status::InvalidArgument("unknown parameter '" + key + "'");
+    }
+  }
+  *out = std::move(q);
+  return Status::Ok();
+}
+
+Status AnswerEventQuery(ledger::Ledger& ledger, const std::string& index_path,
+                        uint64_t indexed_size, const EventQuery& query, nlohmann::json* out) {
+  // One checkpoint for the whole page: every proof is against its tree.
+  std::string note = ledger.checkpoint_note();
+  tlog::Checkpoint cp;
+  LATCH_RETURN_IF_ERROR(tlog::OpenCheckpoint(note, ledger.verifier(), &cp));
+  std::vector<EventHit> hits;
+  LATCH_RETURN_IF_ERROR(EventIndex::Query(index_path, query.filter, cp.size, query.cursor,
+                                          query.limit, &hits));
+  nlohmann::json events = nlohmann::json::array();
+  std::string bundle_data;
+  uint64_t bundle_at = UINT64_MAX;
+  for (const EventHit& h : hits) {
+    // Consecutive hits often share a bundle: read each one once.
+    uint64_t bundle = h.index / tlog::kTileWidth;
+    if (bundle != bundle_at) {
+      uint64_t width = std::min<uint64_t>(tlog::kTileWidth, cp.size - bundle * tlog::kTileWidth);
+      LATCH_RETURN_IF_ERROR(ledger.ReadTile(
+          {tlog::TileId::kEntries, bundle, static_cast<uint32_t>(width)}, &bundle_data));
+      bundle_at = bundle;
+    }
+    size_t pos = 0;
+    for (uint64_t k = 0; k < h.index % tlog::kTileWidth; ++k) {
+      pos += 2 + ((static_cast<uint8_t>(bundle_data[pos]) << 8) |
+                  static_cast<uint8_t>(bundle_data[pos + 1]));
+    }
+    size_t len = (static_cast<uint8_t>(bundle_data[pos]) << 8) |
+                 static_cast<uint8_t>(bundle_data[pos + 1]);
+    std::string entry = bundle_data.substr(pos + 2, len);
+    std::vector<tlog::Hash> proof;
+    LATCH_RETURN_IF_ERROR(ledger.InclusionProof(h.index, cp.size, &proof));
+    nlohmann::json hashes = nlohmann::json::array();
+    for (const auto& p : proof) hashes.push_back(tlog::Base64Encode({p.data(), p.size()}));
+    RecordView view;
+    nlohmann::json record = ViewRecord(entry, &view).ok() ? view.detail : nlohmann::json(nullptr);
+    events.push_back({{"index", h.index},
+                      {"time_ns", h.time_ns},
+                      {"identity", h.identity},
+                      {"resource", h.resource},
+                      {"entry", tlog::Base64Encode(Bytes(entry))},
+                      {"inclusion_proof", hashes},
+                      {"record", record}});
+  }
+  nlohmann::json next = nullptr;
+  if (static_cast<int>(hits.size()) == query.limit) {
+    next = std::to_string(hits.back().time_ns) + "." + std::to_string(hits.back().index);
+  }
+  *out = {{"checkpoint", note},
+          {"tree_size", cp.size},
+          {"indexed_size", std::min(indexed_size, cp.size)},
+          {"events", events},
+          {"next_cursor", next}};
+  return Status::Ok();
+}
+
+Status VerifyEventAnswer(const nlohmann::json& answer, const tlog::NoteVerifier& ledger_key,
+                         std::vector<VerifiedEvent>* out, uint64_t* tree_size) {
+  out->clear();
+  if (!answer.is_object() || !answer.contains("checkpoint") || !answer["checkpoint"].is_string() ||
+      !answer.contains("events") || !answer["events"].is_array()) {
+    return Status::Corruption("not an events answer");
+  }
+  tlog::Checkpoint cp;
+  LATCH_RETURN_IF_ERROR(
+      tlog::OpenCheckpoint(answer["checkpoint"].get<std::string>(), ledger_key, &cp)
+          .WithContext("the answer's checkpoint"));
+  if (tree_size != nullptr) *tree_size = cp.size;
+  tlog::MerkleHasher hasher;
+  for (const auto& e : answer["events"]) {
+    if (!e.is_object() || !e.contains("index") || !e["index"].is_number_unsigned() ||
+        !e.contains("entry") || !e["entry"].is_string() || !e.contains("inclusion_proof") ||
+        !e["inclusion_proof"].is_array()) {
+      return Status::Corruption("an event of the answer is malformed");
+    }
+    uint64_t index = e["index"].get<uint64_t>();
+    std::string where = "event at index " + std::to_string(index);
+    auto entry = tlog::Base64Decode(e["entry"].get<std::string>());
+    if (!entry) return Status::Corruption(where + ": entry is not base64");
+    std::vector<tlog::Hash> proof;
+    for (const auto& p : e["inclusion_proof"]) {
+      auto h = p.is_string() ? tlog::Base64Decode(p.get<std::string>()) : std::nullopt;
+      if (!h || h->size() != 32) return Status::Corruption(where + ": bad proof hash");
+      proof.emplace_back();
+      std::copy(h->begin(), h->end(), proof.back().begin());
+    }
+    LATCH_RETURN_IF_ERROR(
+        tlog::VerifyInclusion(index, cp.size, hasher.Leaf(*entry), proof, cp.root)
+            .WithContext(where + " is not in the checkpoint's tree"));
+    VerifiedEvent v;
+    v.index = index;
+    LATCH_RETURN_IF_ERROR(
+        ViewRecord({reinterpret_cast<const char*>(entry->data()), entry->size()}, &v.view)
+            .WithContext(where));
+    if (e.contains("identity") && e["identity"].is_string()) v.identity = e["identity"];
+    if (e.contains("resource") && e["resource"].is_string()) v.resource = e["resource"];
+    out->push_back(std::move(v));
+  }
+  return Status::Ok();
+}
+
+}  // namespace latch::index

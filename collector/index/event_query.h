@@ -1,0 +1,53 @@
+// The events query: who reached what, when, under which grant. An answer is
+// a page of ledger entries matching a filter, each with its ledger index, the
+// entry's bytes and an inclusion proof against one signed checkpoint that the
+// answer names, so a client can check every result without trusting the
+// server: VerifyEventAnswer() decodes what it shows from the proven bytes.
+#pragma once
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "collector/index/event_index.h"
+#include "collector/index/record_view.h"
+#include "collector/ledger/ledger.h"
+#include "tlog/signed_note.h"
+#include "tlog/status.h"
+
+namespace latch::index {
+
+inline constexpr int kDefaultEventLimit = 100;
+inline constexpr int kMaxEventLimit = 1000;
+
+struct EventQuery {
+  EventFilter filter;
+  EventCursor cursor;
+  int limit = kDefaultEventLimit;
+};
+
+// From URL query parameters: host, identity, resource, grant, verdict, kind,
+// uid, since_ns, until_ns (Unix ns), limit (1..1000), cursor (from a previous
+// page). InvalidArgument naming the parameter for anything else or malformed.
+Status ParseEventQuery(const std::map<std::string, std::string>& params, EventQuery* out);
+
+// The answer as JSON (see docs/API.md): checkpoint, tree_size, indexed_size,
+// events[] {index, time_ns, identity, resource, entry, inclusion_proof,
+// record}, next_cursor (null on the last page).
+Status AnswerEventQuery(ledger::Ledger& ledger, const std::string& index_path,
+                        uint64_t indexed_size, const EventQuery& query, nlohmann::json* out);
+
+// Checks an answer: the checkpoint's signature under `ledger_key`, and each
+// event's inclusion proof against it; returns the events as decoded from
+// their proven entry bytes, with their ledger indexes.
+struct VerifiedEvent {
+  uint64_t index = 0;
+  RecordView view;
+  std::string identity;  // the server's attribution (not part of the proof)
+  std::string resource;
+};
+Status VerifyEventAnswer(const nlohmann::json& answer, const tlog::NoteVerifier& ledger_key,
+                         std::vector<VerifiedEvent>* out, uint64_t* tree_size = nullptr);
+
+}  // namespace latch::index

@@ -1,0 +1,190 @@
+#include "collector/index/record_view.h"
+
+#include <capnp/compat/json.h>
+
+#include "agent/event_json.h"
+#include "agent/event_record.h"
+#include "schemas/canonical.h"
+#include "schemas/event.capnp.h"
+#include "schemas/grant.capnp.h"
+#include "schemas/record_codec.h"
+#include "schemas/workflow.capnp.h"
+#include "tlog/base64.h"
+#include "tlog/hex.h"
+
+namespace latch::index {
+namespace {
+
+// Cap'n Proto's JSON form of a struct, with the schemas' $Json annotations
+// (Data fields as hex or base64) honoured.
+template <typename T>
+nlohmann::json CapnpJson(typename T::Reader r) {
+  capnp::JsonCodec codec;
+  codec.handleByAnnotation<T>();
+  kj::String text = codec.encode(r);
+  return nlohmann::json::parse(text.cStr());
+}
+
+std::span<const uint8_t> Bytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+const char* LossKindName(schema::LossKind k) {
+  switch (k) {
+    case schema::LossKind::RING_BUFFER_FULL:
+      return "ring_buffer_full";
+    case schema::LossKind::SPOOL_FULL:
+      return "spool_full";
+    case schema::LossKind::DECODE_FAILURE:
+      return "decode_failure";
+    default:
+      return "unspecified";
+  }
+}
+
+Status ViewDecision(const std::string& payload, RecordView* v) {
+  latch_decision_event e{};
+  LATCH_RETURN_IF_ERROR(agent::DecodeDecisionEvent(payload, &e));
+  v->detail = agent::DecisionToJson(e, v->host);
+  v->detail.erase("type");
+  v->detail.erase("host_id");
+  v->has_uid = true;
+  v->uid = e.uid;
+  if (e.grant_id != 0) v->grant_ids.push_back(e.grant_id);
+  v->resource_id = e.resource_id;
+  v->verdict = agent::VerdictName(e.verdict);
+  return Status::Ok();
+}
+
+Status ViewLoss(const std::string& payload, RecordView* v) {
+  return schema::ReadCanonical<schema::LossEvent>(payload, "loss record",
+                                                  [&](schema::LossEvent::Reader r) {
+                                                    v->detail = {{"kind", LossKindName(r.getKind())},
+                                                                 {"count", r.getCount()},
+                                                                 {"total", r.getTotal()}};
+                                                    return Status::Ok();
+                                                  });
+}
+
+// The grant inside a SignedGrant, as JSON.
+Status ViewGrant(capnp::Data::Reader signed_grant_bytes, nlohmann::json* out, RecordView* v) {
+  std::string bytes(reinterpret_cast<const char*>(signed_grant_bytes.begin()),
+                    signed_grant_bytes.size());
+  return schema::ReadCanonical<schema::Grant>(bytes, "grant", [&](schema::Grant::Reader g) {
+    *out = CapnpJson<schema::Grant>(g);
+    v->grant_ids.push_back(g.getId());
+    if (g.getResourceIds().size() > 0) v->resource_id = g.getResourceIds()[0];
+    return Status::Ok();
+  });
+}
+
+Status ViewWorkflow(const std::string& payload, RecordView* v) {
+  return schema::ReadCanonical<schema::WorkflowAction>(
+      payload, "workflow record", [&](schema::WorkflowAction::Reader a) -> Status {
+        v->detail = CapnpJson<schema::WorkflowAction>(a);
+        v->identity = a.getActor();
+        using W = schema::WorkflowAction;
+        switch (a.which()) {
+          case W::GRANT_ISSUED: {
+            v->kind = "grantIssued";
+            auto sg = a.getGrantIssued().getGrant();
+            nlohmann::json grant;
+            Status s = ViewGrant(sg.getGrant(), &grant, v);
+            if (!s.ok()) return s;
+            v->detail["grantIssued"]["grant"]["grant"] = grant;
+            return Status::Ok();
+          }
+          case W::GRANT_REVOKED:
+            v->kind = "grantRevoked";
+            v->grant_ids.push_back(a.getGrantRevoked().getGrantId());
+            return Status::Ok();
+          case W::GRANT_SET_APPLIED:
+            v->kind = "grantSetApplied";
+            for (uint64_t id : a.getGrantSetApplied().getGrantIds()) v->grant_ids.push_back(id);
+            for (auto r : a.getGrantSetApplied().getRejected()) v->grant_ids.push_back(r.getGrantId());
+            return Status::Ok();
+          case W::REFUSAL:
+            v->kind = "refusal";
+            return Status::Ok();
+          case W::AGENT_ALARM:
+            v->kind = "agentAlarm";
+            return Status::Ok();
+          case W::AGENT_CONNECTED:
+            v->kind = "agentConnected";
+            return Status::Ok();
+          case W::POLICY_LOADED:
+            v->kind = "policyLoaded";
+            return Status::Ok();
+          case W::REQUEST_CREATED: {
+            v->kind = "requestCreated";
+            auto r = a.getRequestCreated();
+            v->request_id = r.getRequestId();
+            v->identity = r.getRequester();
+            v->resource = r.getResource();
+            return Status::Ok();
+          }
+          case W::REQUEST_REVIEWED: {
+            v->kind = "requestReviewed";
+            auto r = a.getRequestReviewed();
+            v->request_id = r.getRequestId();
+            v->identity = r.getReviewer();
+            return Status::Ok();
+          }
+          case W::REQUEST_DECIDED: {
+            v->kind = "requestDecided";
+            auto r = a.getRequestDecided();
+            v->request_id = r.getRequestId();
+            v->approved = std::string_view(r.getState().cStr()) == "approved";
+            if (r.getGrantId() != 0) v->grant_ids.push_back(r.getGrantId());
+            return Status::Ok();
+          }
+          case W::GRANT_EXPIRED:
+            v->kind = "grantExpired";
+            v->grant_ids.push_back(a.getGrantExpired().getGrantId());
+            return Status::Ok();
+        }
+        v->kind = "workflow";  // a union member newer than this reader
+        return Status::Ok();
+      });
+}
+
+}  // namespace
+
+Status ViewRecord(std::string_view entry, RecordView* out) {
+  ledger::LedgerRecord record;
+  LATCH_RETURN_IF_ERROR(ledger::DecodeRecord(entry, &record));
+  RecordView v;
+  v.host = record.host_id;
+  v.time_ns = record.event_time_ns != 0 ? record.event_time_ns : record.receive_time_ns;
+  switch (record.kind) {
+    case ledger::RecordKind::kEvent:
+      v.kind = "decision";
+      LATCH_RETURN_IF_ERROR(ViewDecision(record.payload, &v));
+      break;
+    case ledger::RecordKind::kLoss:
+      v.kind = "loss";
+      LATCH_RETURN_IF_ERROR(ViewLoss(record.payload, &v));
+      break;
+    case ledger::RecordKind::kWorkflow:
+      LATCH_RETURN_IF_ERROR(ViewWorkflow(record.payload, &v));
+      break;
+    case ledger::RecordKind::kOpaque:
+      v.kind = "opaque";
+      v.detail = {{"payload_base64", tlog::Base64Encode(Bytes(record.payload))}};
+      break;
+  }
+  nlohmann::json envelope = {{"kind", v.kind},
+                             {"host", v.host},
+                             {"event_time_ns", record.event_time_ns},
+                             {"receive_time_ns", record.receive_time_ns}};
+  if (!record.agent_boot_id.empty()) {
+    envelope["agent_boot_id"] = tlog::HexEncode(Bytes(record.agent_boot_id));
+    envelope["sequence"] = record.sequence;
+  }
+  envelope["record"] = std::move(v.detail);
+  v.detail = std::move(envelope);
+  *out = std::move(v);
+  return Status::Ok();
+}
+
+}  // namespace latch::index

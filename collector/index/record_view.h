@@ -1,0 +1,38 @@
+// RecordView: one ledger entry decoded into the fields the events index and
+// the query results use (kind, host, time, who, which grant and resource,
+// verdict) plus every payload field as JSON. It reads only the entry itself;
+// what needs earlier entries (whose grant this was) is the index's job.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tlog/status.h"
+
+namespace latch::index {
+
+struct RecordView {
+  // "decision", "loss", "opaque", or the workflow action's name as in
+  // schemas/workflow.capnp ("requestCreated", "grantIssued", ...).
+  std::string kind;
+  std::string host;      // the record's host ("" for the collector's own)
+  int64_t time_ns = 0;   // when it happened (Unix ns), as its source said
+  std::string identity;  // who acted or asked, when the record says
+  bool has_uid = false;  // decisions: the connecting uid
+  uint32_t uid = 0;
+  std::vector<uint64_t> grant_ids;  // grants the record refers to
+  uint32_t resource_id = 0;         // decisions and grants: the kernel's resource id
+  std::string resource;             // requests: the resource's name
+  uint64_t request_id = 0;
+  bool approved = false;  // requestDecided: state is "approved"
+  std::string verdict;    // decisions: "allow", "deny" or "auditAllow"
+  nlohmann::json detail;  // the whole record, fields by their schema names
+};
+
+// Decodes a ledger entry (canonical LedgerRecord). Corruption if it is not one.
+Status ViewRecord(std::string_view entry, RecordView* out);
+
+}  // namespace latch::index
