@@ -103,7 +103,13 @@ ApiResponse ApiServer::Dispatch(const std::string& method, const std::string& ta
     }
     req.identity = it->second;
   }
-  return handler_(req);
+  ApiResponse res = handler_(req);
+  if (res.status == 403) {
+    // Authorization failures are recorded like authentication failures.
+    refused_("api_forbidden", req.identity + ": " + method + " " +
+                                  target.substr(0, target.find('?')).substr(0, 200));
+  }
+  return res;
 }
 
 void ApiServer::Serve(int fd) {

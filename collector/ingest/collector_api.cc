@@ -1,12 +1,16 @@
 // The collector's HTTPS API routes. The ApiServer authenticates and hands
 // each request here through CallOnLoop, so the handlers run on the loop
 // thread that owns the ledger's workflow state.
+#include <unistd.h>
+
 #include <chrono>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "collector/api/tls_identity.h"
+#include "collector/api/query_string.h"
+#include "collector/index/event_query.h"
 #include "collector/ingest/collector_server.h"
 #include "collector/workflow/duration.h"
 #include "tlog/base64.h"
@@ -94,13 +98,48 @@ Status CollectorServer::StartApi() {
   o.token_hashes = config_.api_tokens;
   LATCH_RETURN_IF_ERROR(api::EnsureTlsIdentity(o.cert_path, o.key_path));
   api_ = std::make_unique<api::ApiServer>(
-      o, [this](const api::ApiRequest& r) { return CallOnLoop(r); },
+      o,
+      [this](const api::ApiRequest& r) {
+        bool events = r.method == "GET" && r.target.substr(0, r.target.find('?')) == "/v1/events";
+        return events ? HandleEventsQuery(r) : CallOnLoop(r);
+      },
       [this](const std::string& what, const std::string& detail) {
         // Recorded like every refusal (folded per second) on the loop thread.
-        std::lock_guard<std::mutex> lock(calls_mu_);
-        calls_.push_back([this, what, detail] { Refuse(what, detail, "", ""); });
+        {
+          std::lock_guard<std::mutex> lock(calls_mu_);
+          calls_.push_back([this, what, detail] { Refuse(what, detail, "", ""); });
+        }
+        uint64_t one = 1;
+        (void)!::write(wake_fd_, &one, sizeof(one));
       });
   return api_->Start();
+}
+
+api::ApiResponse CollectorServer::HandleEventsQuery(const api::ApiRequest& req) {
+  std::map<std::string, std::string> params;
+  std::string why;
+  size_t q = req.target.find('?');
+  if (q != std::string::npos && !api::ParseQueryString(req.target.substr(q + 1), &params, &why)) {
+    return Error(400, why);
+  }
+  index::EventQuery query;
+  Status s = index::ParseEventQuery(params, &query);
+  if (!s.ok()) return Error(400, s.message());
+  {
+    // Auditors and approvers read every event; anyone else, their own.
+    std::lock_guard<std::mutex> lock(event_readers_mu_);
+    if (!event_policy_loaded_) return Error(409, "no policy is loaded");
+    if (!event_readers_.count(req.identity)) {
+      if (query.filter.identity && *query.filter.identity != req.identity) {
+        return Error(403, "only auditors and approvers may read others' events");
+      }
+      query.filter.identity = req.identity;
+    }
+  }
+  nlohmann::json answer;
+  s = index::AnswerEventQuery(*ledger_, index_path_, index_->indexed(), query, &answer);
+  if (!s.ok()) return Error(500, "events query failed: " + s.message());
+  return Json(200, answer);
 }
 
 api::ApiResponse CollectorServer::CallOnLoop(const api::ApiRequest& req) {

@@ -65,11 +65,12 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
   LATCH_RETURN_IF_ERROR(
       Known(root, source,
             {"data_dir", "origin", "endpoints", "batch_max_entries", "batch_max_age_ms",
-             "max_message_bytes", "agent", "policy", "api", "api_token"}));
+             "max_message_bytes", "agent", "policy", "index", "api", "api_token"}));
   CollectorConfig c;
   LATCH_RETURN_IF_ERROR(Read(root, source, "data_dir", &c.data_dir, true));
   LATCH_RETURN_IF_ERROR(Read(root, source, "origin", &c.origin, true));
   LATCH_RETURN_IF_ERROR(Read(root, source, "policy", &c.policy, false));
+  LATCH_RETURN_IF_ERROR(Read(root, source, "index", &c.index_path, false));
   if (!tlog::IsValidKeyName(c.origin)) {
     return Bad(source, root.source(), "origin must be printable ASCII without spaces or '+'");
   }

@@ -7,6 +7,7 @@
 //   batch_max_age_ms = 5                 # ...or this age, whichever comes first
 //   max_message_bytes = 16777216         # larger messages are refused
 //   policy = "/etc/latch/policy.toml"    # the approval workflow (optional; reloaded on SIGHUP)
+//   index = "<data_dir>/index.sqlite"    # the events index (derived from the ledger)
 //
 //   [api]                                # the HTTPS API (optional)
 //   listen = "127.0.0.1:8443"
@@ -45,6 +46,7 @@ struct CollectorConfig {
   uint64_t max_message_bytes = 16u << 20;
   std::map<std::string, std::string> agents;  // CURVE public key -> host id
   std::string policy;                         // empty: no workflow, grants only by admin
+  std::string index_path;                     // empty: <data_dir>/index.sqlite
   bool api_enabled = false;
   std::string api_address = "127.0.0.1";
   uint16_t api_port = 8443;

@@ -91,6 +91,23 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
   s->workflow_ =
       std::make_unique<workflow::WorkflowService>(static_cast<workflow::WorkflowSink&>(*s));
   LATCH_RETURN_IF_ERROR(s->ReplayLedger());
+  s->index_path_ = config.index_path.empty() ? dir + "/index.sqlite" : config.index_path;
+  std::unique_ptr<index::EventIndex> events;
+  bool rebuilt = false;
+  LATCH_RETURN_IF_ERROR(index::EventIndex::Open(
+                            s->index_path_, config.origin,
+                            [ledger = s->ledger_.get()](uint64_t size, tlog::Hash* root) {
+                              return ledger->RootAt(size, root);
+                            },
+                            &events, &rebuilt)
+                            .WithContext("events index " + s->index_path_));
+  if (rebuilt) {
+    std::fprintf(stderr,
+                 "latch-collector: the events index at %s did not match this ledger; "
+                 "rebuilding it from the ledger\n",
+                 s->index_path_.c_str());
+  }
+  s->index_ = std::make_unique<index::IndexFollower>(*s->ledger_, std::move(events));
   ledger::BatcherOptions bo;
   bo.max_batch_entries = config.batch_max_entries;
   bo.max_batch_age = std::chrono::milliseconds(config.batch_max_age_ms);
@@ -98,6 +115,7 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
   s->batcher_ = std::make_unique<ledger::Batcher>(*s->ledger_, bo);
   if (!config.policy.empty()) {
     LATCH_RETURN_IF_ERROR(s->workflow_->LoadPolicy(config.policy).WithContext("policy"));
+    s->RefreshEventReaders();
   }
   s->wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (s->wake_fd_ < 0) return Status::FromErrno("eventfd", errno);
@@ -172,6 +190,19 @@ void CollectorServer::RecordEndedGrants() {
   }
 }
 
+void CollectorServer::RefreshEventReaders() {
+  const workflow::Policy* policy = workflow_->policy();
+  std::set<std::string> readers;
+  if (policy != nullptr) {
+    for (const auto& [name, identity] : policy->identities()) {
+      if (policy->MayReadAllEvents(name)) readers.insert(name);
+    }
+  }
+  std::lock_guard<std::mutex> lock(event_readers_mu_);
+  event_policy_loaded_ = policy != nullptr;
+  event_readers_ = std::move(readers);
+}
+
 void CollectorServer::RequestPolicyReload() {
   reload_policy_ = true;
   uint64_t one = 1;
@@ -239,6 +270,7 @@ Status CollectorServer::Run() {
   } catch (const zmq::error_t& e) {
     return Status::IoError(std::string("binding the collector's sockets: ") + e.what());
   }
+  index_->Start();  // catches up with the ledger in the background
   if (config_.api_enabled) LATCH_RETURN_IF_ERROR(StartApi());
   std::fprintf(
       stderr, "latch-collector: serving %zu endpoint(s), %zu enrolled agent(s), ledger size %llu\n",
@@ -268,18 +300,24 @@ Status CollectorServer::Run() {
     FlushRefusals(false);
     if (reload_policy_.exchange(false)) {
       Status s = workflow_->LoadPolicy(config_.policy);
+      RefreshEventReaders();
       std::fprintf(stderr, "latch-collector: policy reload: %s\n",
                    s.ok() ? ("loaded, sha256 " + workflow_->policy()->hash()).c_str()
                           : (s.ToString() + "; the running policy stays").c_str());
     }
     if (workflow_->policy() != nullptr) workflow_->ExpireDue(NowNs());
     RecordEndedGrants();
+    if (uint64_t size = ledger_->size(); size != index_notified_size_) {
+      index_notified_size_ = size;
+      index_->Notify();
+    }
   }
   // API calls queued before the stop are answered; later ones are refused
   // (stopping_ is set), so the API threads can all finish.
   RunQueuedCalls();
   if (api_) api_->Stop();
   FlushRefusals(true);
+  index_->Stop();
   return Status::Ok();
 }
 

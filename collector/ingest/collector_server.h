@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
@@ -26,6 +27,7 @@
 #include "collector/api/api_server.h"
 #include "collector/ingest/collector_config.h"
 #include "collector/ingest/grant_book.h"
+#include "collector/index/index_follower.h"
 #include "collector/ingest/sequence_index.h"
 #include "collector/ledger/batcher.h"
 #include "collector/ledger/ledger.h"
@@ -93,6 +95,9 @@ class CollectorServer : private workflow::WorkflowSink {
   api::ApiResponse CallOnLoop(const api::ApiRequest& req);
   void RunQueuedCalls();
   api::ApiResponse HandleApi(const api::ApiRequest& req);
+  // GET /v1/events: answered on the API thread (ledger reads and the index's
+  // own read connection), so queries never hold up the loop.
+  api::ApiResponse HandleEventsQuery(const api::ApiRequest& req);
   void HandleZap();
   void HandleAgentMessage();
   void HandleAdmin();
@@ -122,6 +127,14 @@ class CollectorServer : private workflow::WorkflowSink {
   std::unique_ptr<workflow::WorkflowService> workflow_;
   std::atomic<bool> reload_policy_{false};
   std::unique_ptr<api::ApiServer> api_;
+  std::string index_path_;
+  std::unique_ptr<index::IndexFollower> index_;
+  uint64_t index_notified_size_ = 0;
+  // Who may read every event, from the policy (the API threads read it).
+  void RefreshEventReaders();
+  std::mutex event_readers_mu_;
+  bool event_policy_loaded_ = false;
+  std::set<std::string> event_readers_;
   // grant id -> host -> when that host's kernel first held it (its agent's
   // Applied report, Unix ns): "effective since", per host.
   std::map<uint64_t, std::map<std::string, int64_t>> effective_;

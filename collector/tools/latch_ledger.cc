@@ -2,12 +2,16 @@
 // Every failure prints one line "latch-ledger: <what went wrong>" and exits
 // non-zero; nothing is changed by a command that fails.
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "collector/index/event_index.h"
+#include "collector/index/index_follower.h"
 #include "collector/ledger/append_file.h"
 #include "collector/ledger/batcher.h"
 #include "collector/ledger/exporter.h"
@@ -207,6 +211,51 @@ int CmdProve(const ProveArgs& a) {
   return 0;
 }
 
+// Rebuilds the events index from nothing but the ledger, into a new file
+// that replaces the old one only once it is complete.
+int CmdReindex(const std::string& dir, std::string index_path) {
+  if (index_path.empty()) {
+    std::filesystem::path p = std::filesystem::absolute(dir).lexically_normal();
+    if (!p.has_filename()) p = p.parent_path();  // "data/ledger/"
+    index_path = (p.parent_path() / "index.sqlite").string();
+  }
+  // Read-write takes the ledger's lock: a running collector (which keeps its
+  // own index current) makes this fail instead of racing it.
+  std::unique_ptr<Ledger> ledger;
+  Status s = OpenLedger(dir, Ledger::Mode::kReadWrite, &ledger);
+  if (!s.ok()) {
+    return Fail(s.WithContext("opening the ledger (stop latch-collector first: it keeps the index "
+                              "itself)"));
+  }
+  std::string tmp = index_path + ".rebuild";
+  std::error_code ec;
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(tmp + suffix, ec);
+  auto start = std::chrono::steady_clock::now();
+  {
+    std::unique_ptr<latch::index::EventIndex> index;
+    s = latch::index::EventIndex::Open(
+        tmp, ledger->checkpoint().origin,
+        [&](uint64_t size, latch::tlog::Hash* root) { return ledger->RootAt(size, root); },
+        &index);
+    if (s.ok()) {
+      uint64_t total = ledger->size();
+      s = latch::index::IndexLedger(*ledger, index.get(), 65536, [&](uint64_t done) {
+        std::fprintf(stderr, "\rlatch-ledger: indexed %llu of %llu entries",
+                     static_cast<unsigned long long>(done), static_cast<unsigned long long>(total));
+      });
+      if (total > 0) std::fputc('\n', stderr);
+    }
+  }
+  if (!s.ok()) return Fail(s);
+  for (const char* suffix : {"-wal", "-shm"}) std::filesystem::remove(index_path + suffix, ec);
+  std::filesystem::rename(tmp, index_path, ec);
+  if (ec) return Fail(Status::FromErrno("replacing " + index_path, ec.value()));
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::printf("%s: %llu entries indexed in %.2f s\n", index_path.c_str(),
+              static_cast<unsigned long long>(ledger->size()), secs);
+  return 0;
+}
+
 }  // namespace
 
 static int Main(int argc, char** argv) {
@@ -218,7 +267,8 @@ static int Main(int argc, char** argv) {
       "  printf 'hello\\nworld\\n' | latch-ledger append /var/lib/latch/ledger\n"
       "  latch-ledger verify /var/lib/latch/ledger\n"
       "  latch-ledger prove /var/lib/latch/ledger --index 0\n"
-      "  latch-ledger prove /var/lib/latch/ledger --since saved-checkpoint\n"};
+      "  latch-ledger prove /var/lib/latch/ledger --since saved-checkpoint\n"
+      "  latch-ledger reindex /var/lib/latch/ledger   # with latch-collector stopped\n"};
   app.require_subcommand(1);
   std::string dir;
   std::string origin;
@@ -268,6 +318,13 @@ static int Main(int argc, char** argv) {
       "--since", prove.since,
       "Saved checkpoint file: prove and check that the ledger still extends it (rollback check)");
   index_opt->excludes(from_opt)->excludes(since_opt);
+
+  std::string index_path;
+  auto* reindex = app.add_subcommand(
+      "reindex", "Rebuild the events index from the ledger (latch-collector must be stopped)");
+  reindex->add_option("DIR", dir, "Ledger directory")->required();
+  reindex->add_option("--index", index_path,
+                      "Index file (default: DIR/../index.sqlite, where latch-collector keeps it)");
   from_opt->excludes(since_opt);
 
   try {
@@ -283,6 +340,7 @@ static int Main(int argc, char** argv) {
   if (*checkpoint) return CmdCheckpoint(dir);
   if (*verify) return CmdVerify(dir, vkey);
   if (*export_cmd) return CmdExport(dir, out);
+  if (*reindex) return CmdReindex(dir, index_path);
   if (*prove_cmd) {
     if (index_opt->count() + from_opt->count() + since_opt->count() != 1) {
       std::fprintf(stderr, "latch-ledger: prove needs exactly one of --index, --from, --since\n");

@@ -6,6 +6,10 @@
 //   latchctl revoke GRANT [--reason ...]   latchctl grants
 //   latchctl verify                       the ledger's checkpoint: signed by the ledger key and
 //                                         consistent with the last one this client saw
+//   latchctl events [--host H] [--user U] [--resource R] [--grant G] [--verdict V] [--kind K]
+//                   [--since 1h] [--until 10m] [--limit N] [--follow]
+//                                         the audit trail; every result's inclusion proof is
+//                                         checked against the signed checkpoint it names
 //
 // Settings come from flags, then the environment (LATCH_SERVER, LATCH_TOKEN,
 // LATCH_CA, LATCH_LEDGER_KEY), then ~/.config/latch/latchctl.toml (server,
@@ -29,7 +33,12 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <thread>
+
+#include "collector/index/event_query.h"
 #include "collector/ledger/append_file.h"
+#include "collector/workflow/duration.h"
 #include "tlog/base64.h"
 #include "tlog/checkpoint.h"
 #include "tlog/proof.h"
@@ -237,6 +246,188 @@ int Verify(const Settings& s) {
   return 0;
 }
 
+struct EventsArgs {
+  std::string host, user, resource, verdict, kind, since, until;
+  uint64_t grant = 0;
+  int limit = 0;  // 0: every page
+  bool follow = false;
+  bool no_verify = false;
+};
+
+std::string UrlEscape(const std::string& s) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+// "1h" (that long ago) or Unix nanoseconds, as Unix ns.
+bool ParseTime(const std::string& text, int64_t now_ns, int64_t* out) {
+  if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos) {
+    *out = std::stoll(text);
+    return true;
+  }
+  int64_t ago = 0;
+  if (!latch::workflow::ParseDuration(text, &ago).ok()) return false;
+  *out = now_ns - ago;
+  return true;
+}
+
+std::string TimeText(int64_t ns) {
+  time_t secs = static_cast<time_t>(ns / 1000000000);
+  char when[32];
+  std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", std::gmtime(&secs));
+  char ms[8];
+  std::snprintf(ms, sizeof(ms), ".%03lld", static_cast<long long>((ns / 1000000) % 1000));
+  return std::string(when) + ms;
+}
+
+// One line per event, from the proven entry bytes (the server's attribution
+// of identity and resource name is shown as such).
+void EventRow(const latch::index::VerifiedEvent& e) {
+  const auto& v = e.view;
+  std::string what = v.kind;
+  if (v.kind == "decision") {
+    const auto& r = v.detail["record"];
+    what = v.verdict + " " + r.value("comm", "") + " uid " + std::to_string(v.uid) + " -> " +
+           r.value("daddr", "") + ":" + std::to_string(r.value("dport", 0));
+  }
+  std::string grants;
+  for (uint64_t g : v.grant_ids) grants += (grants.empty() ? "" : ",") + std::to_string(g);
+  std::printf("%-8s %-23s %-12s %-12s %-16s %-7s %s\n", std::to_string(e.index).c_str(),
+              TimeText(v.time_ns).c_str(), v.host.empty() ? "-" : v.host.c_str(),
+              e.identity.empty() ? "-" : e.identity.c_str(),
+              e.resource.empty() ? "-" : e.resource.c_str(), grants.empty() ? "-" : grants.c_str(),
+              what.c_str());
+}
+
+int Events(const Settings& s, const EventsArgs& a) {
+  latch::tlog::NoteVerifier key;
+  if (!a.no_verify) {
+    if (s.ledger_key.empty()) {
+      std::fprintf(stderr,
+                   "latchctl: events are verified against the ledger key (--ledger-key, "
+                   "LATCH_LEDGER_KEY); --no-verify shows them unchecked\n");
+      return 2;
+    }
+    if (!latch::tlog::NoteVerifier::Parse(s.ledger_key, &key).ok()) {
+      std::fprintf(stderr, "latchctl: the ledger key is not a verifier key\n");
+      return 2;
+    }
+  }
+  int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  std::string base = "/v1/events?";
+  auto add = [&](const char* name, const std::string& v) {
+    if (!v.empty()) base += std::string(name) + "=" + UrlEscape(v) + "&";
+  };
+  add("host", a.host);
+  add("identity", a.user);
+  add("resource", a.resource);
+  add("verdict", a.verdict);
+  add("kind", a.kind);
+  if (a.grant != 0) add("grant", std::to_string(a.grant));
+  for (auto [flag, text] : {std::pair{"since_ns", a.since}, std::pair{"until_ns", a.until}}) {
+    if (text.empty()) continue;
+    int64_t ns = 0;
+    if (!ParseTime(text, now, &ns)) {
+      std::fprintf(stderr, "latchctl: '%s' is neither a duration (1h, 30m) nor Unix ns\n",
+                   text.c_str());
+      return 2;
+    }
+    add(flag, std::to_string(ns));
+  }
+  int page_limit = a.limit > 0 && a.limit < latch::index::kMaxEventLimit ? a.limit : 500;
+  std::string cursor;
+  int shown = 0;
+  uint64_t checkpoint_size = 0;
+  nlohmann::json all = nlohmann::json::array();
+  if (!s.json) {
+    std::printf("%-8s %-23s %-12s %-12s %-16s %-7s %s\n", "INDEX", "TIME (UTC)", "HOST", "WHO",
+                "RESOURCE", "GRANT", "WHAT");
+  }
+  while (true) {
+    std::string target = base + "limit=" + std::to_string(page_limit);
+    if (!cursor.empty()) target += "&cursor=" + UrlEscape(cursor);
+    Reply r = Call(s, http::verb::get, target);
+    auto j = nlohmann::json::parse(r.body, nullptr, false);
+    if (r.status != 200 || !j.is_object()) {
+      std::string why = j.is_object() && j.contains("error") ? j["error"].get<std::string>() : r.body;
+      std::fprintf(stderr, "latchctl: %d: %s\n", r.status, why.c_str());
+      return 1;
+    }
+    std::vector<latch::index::VerifiedEvent> events;
+    if (!a.no_verify) {
+      latch::Status st = latch::index::VerifyEventAnswer(j, key, &events, &checkpoint_size);
+      if (!st.ok()) {
+        std::fprintf(stderr, "latchctl: NOT VERIFIED: %s\n", st.ToString().c_str());
+        return 1;
+      }
+    } else {
+      for (const auto& e : j["events"]) {
+        latch::index::VerifiedEvent v;
+        v.index = e["index"];
+        auto bytes = latch::tlog::Base64Decode(e["entry"].get<std::string>());
+        if (!bytes || !latch::index::ViewRecord({reinterpret_cast<const char*>(bytes->data()),
+                                                 bytes->size()},
+                                                &v.view)
+                           .ok()) {
+          continue;
+        }
+        v.identity = e.value("identity", "");
+        v.resource = e.value("resource", "");
+        events.push_back(std::move(v));
+      }
+    }
+    for (size_t i = 0; i < events.size(); ++i) {
+      if (a.limit > 0 && shown >= a.limit) break;
+      ++shown;
+      if (s.json) {
+        nlohmann::json e = j["events"][i];
+        e["verified"] = !a.no_verify;
+        all.push_back(e);
+      } else {
+        EventRow(events[i]);
+      }
+    }
+    if (a.limit > 0 && shown >= a.limit) break;
+    if (!j["next_cursor"].is_null()) {
+      cursor = j["next_cursor"].get<std::string>();
+      continue;
+    }
+    if (!a.follow) break;
+    // Live: ask again from where the last page ended.
+    if (!events.empty() || !j["events"].empty()) {
+      const auto& last = j["events"].back();
+      cursor = std::to_string(last["time_ns"].get<int64_t>()) + "." +
+               std::to_string(last["index"].get<uint64_t>());
+    }
+    std::fflush(stdout);
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  if (s.json) {
+    std::printf("%s\n", nlohmann::json({{"events", all}, {"verified", !a.no_verify},
+                                         {"checkpoint_size", checkpoint_size}})
+                            .dump(2)
+                            .c_str());
+  } else if (!a.no_verify) {
+    std::printf("%d event(s), each verified against the signed checkpoint of %llu entries\n",
+                shown, static_cast<unsigned long long>(checkpoint_size));
+  } else {
+    std::printf("%d event(s), NOT verified (--no-verify)\n", shown);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -269,7 +460,26 @@ int main(int argc, char** argv) {
   revoke->add_option("--reason", reason);
   auto* grants = app.add_subcommand("grants", "live grants and where they are in effect");
   auto* verify = app.add_subcommand("verify", "check the ledger's checkpoint");
-  for (auto* c : {request, requests, approve, deny, cancel, revoke, grants, verify})
+  EventsArgs ev;
+  auto* events = app.add_subcommand(
+      "events",
+      "the audit trail, each result proven in the ledger\n"
+      "  e.g. latchctl events --host db-host-1 --since 1h\n"
+      "       latchctl events --grant 12            (request, approvals, use, end)\n"
+      "       latchctl events --user alice --verdict deny --since 1d");
+  events->add_option("--host", ev.host, "one host's events");
+  events->add_option("--user", ev.user, "events about this identity");
+  events->add_option("--resource", ev.resource, "one resource (by name)");
+  events->add_option("--grant", ev.grant, "everything about one grant");
+  events->add_option("--verdict", ev.verdict, "allow, deny or audit")
+      ->check(CLI::IsMember({"allow", "deny", "audit"}));
+  events->add_option("--kind", ev.kind, "decision, loss, requestCreated, grantIssued, ...");
+  events->add_option("--since", ev.since, "from this long ago (1h, 30m) or Unix ns");
+  events->add_option("--until", ev.until, "until this long ago, or Unix ns");
+  events->add_option("--limit", ev.limit, "at most this many")->check(CLI::PositiveNumber);
+  events->add_flag("--follow", ev.follow, "keep printing new events as they arrive");
+  events->add_flag("--no-verify", ev.no_verify, "show results without checking their proofs");
+  for (auto* c : {request, requests, approve, deny, cancel, revoke, grants, verify, events})
     c->fallthrough();
   try {
     app.parse(argc, argv);
@@ -280,6 +490,7 @@ int main(int argc, char** argv) {
 
   try {
     if (verify->parsed()) return Verify(s);
+    if (events->parsed()) return Events(s, ev);
     if (request->parsed()) {
       nlohmann::json b = {{"resource", resource}, {"duration", duration}, {"reason", reason}};
       return Show(s, Call(s, http::verb::post, "/v1/requests", b.dump()), [](const auto& j) {

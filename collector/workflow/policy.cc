@@ -106,7 +106,7 @@ Status Policy::Parse(std::string_view toml_text, const std::string& source,
       tlog::Sha256::Of({reinterpret_cast<const uint8_t*>(toml_text.data()), toml_text.size()}));
   Reader top(root, source);
   LATCH_RETURN_IF_ERROR(
-      top.Known({"host", "resource", "identity", "request_rule", "approval_rule"}));
+      top.Known({"host", "resource", "identity", "request_rule", "approval_rule", "auditor_groups"}));
 
   Status table_status = ForEachTable(root, "host", source, [&](const Reader& r) {
     LATCH_RETURN_IF_ERROR(r.Known({"id", "labels"}));
@@ -321,6 +321,12 @@ Status Policy::Parse(std::string_view toml_text, const std::string& source,
       }
     }
   }
+  std::vector<std::string> auditors;
+  LATCH_RETURN_IF_ERROR(top.Strings("auditor_groups", &auditors, false));
+  for (const std::string& g : auditors) {
+    if (!groups.count(g)) return top.Bad("no identity is in auditor group '" + g + "'");
+  }
+  p->auditor_groups_ = {auditors.begin(), auditors.end()};
   *out = std::move(p);
   return Status::Ok();
 }
@@ -335,6 +341,20 @@ Status Policy::Load(const std::string& path, std::unique_ptr<Policy>* out) {
 const PolicyResource* Policy::FindResource(const std::string& name) const {
   auto it = resources_.find(name);
   return it == resources_.end() ? nullptr : &it->second;
+}
+
+bool Policy::MayReadAllEvents(const std::string& identity) const {
+  const Identity* who = FindIdentity(identity);
+  if (who == nullptr) return false;
+  for (const std::string& g : who->groups) {
+    if (auditor_groups_.count(g)) return true;
+  }
+  for (const ApprovalRule& rule : approval_rules_) {
+    for (const std::string& g : rule.approver_groups) {
+      if (who->groups.count(g)) return true;
+    }
+  }
+  return false;
 }
 
 const Identity* Policy::FindIdentity(const std::string& name) const {

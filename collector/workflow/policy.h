@@ -37,6 +37,9 @@
 //   approvals = 2                   # distinct approvers (default 1)
 //   all_groups = false              # true: every approver group must approve
 //   break_glass_groups = ["oncall"] # may approve their own request, with a reason; flagged
+//
+//   auditor_groups = ["security"]   # top level: may query every event (so may approvers);
+//                                   # everyone else sees only the events about themselves
 #pragma once
 
 #include <cstdint>
@@ -98,6 +101,8 @@ class Policy {
   // The first rule that lets `identity` request `resource`, or null.
   const RequestRule* RequestRuleFor(const Identity& identity, const std::string& resource) const;
   const ApprovalRule* ApprovalRuleFor(const std::string& resource) const;
+  // Auditors and approvers read every event; others only their own.
+  bool MayReadAllEvents(const std::string& identity) const;
   const std::map<std::string, PolicyResource>& resources() const { return resources_; }
   const std::map<std::string, Identity>& identities() const { return identities_; }
 
@@ -108,6 +113,7 @@ class Policy {
   std::map<std::string, Identity> identities_;
   std::vector<RequestRule> request_rules_;
   std::vector<ApprovalRule> approval_rules_;
+  std::set<std::string> auditor_groups_;
 };
 
 }  // namespace latch::workflow

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "collector/api/api_server.h"
+#include "collector/index/event_query.h"
 #include "collector/ingest/collector_server.h"
 #include "temp_dir.h"
 #include "tlog/checkpoint.h"
@@ -240,6 +241,80 @@ TEST_F(ApiTest, LatchctlDrivesTheWorkflowAndVerifiesTheLedger) {
   EXPECT_EQ(Latchctl(home, server, ca, "wrong-token-0000000", key, {"grants"}, &out), 1);
   EXPECT_EQ(Latchctl(home, "https://localhost:1", ca, kAnn, key, {"grants"}, &out), 3);
   EXPECT_EQ(tess({"approve"}), 2);  // usage
+}
+
+// The events query: proofs that verify, a grant's whole story, requesters
+// limited to their own events, refusals recorded, and latchctl on top.
+TEST_F(ApiTest, EventsAreAnsweredWithProofsAndOnlyToThoseAllowed) {
+  Reply r = Call(http::verb::post, "/v1/requests", kTess,
+                 R"({"resource":"db","duration":"10m","reason":"nightly job"})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  ASSERT_EQ(Call(http::verb::post, "/v1/requests/1/approve", kAnn, R"({"comment":"ok"})").status,
+            200);
+  ASSERT_EQ(Call(http::verb::post, "/v1/grants/1/revoke", kAnn, R"({"reason":"done"})").status,
+            200);
+  tlog::NoteVerifier key;
+  ASSERT_TRUE(tlog::NoteVerifier::Parse(server_->ledger_vkey(), &key).ok());
+  // The index follows the ledger on its own thread.
+  nlohmann::json all;
+  for (int i = 0; i < 100; ++i) {
+    Reply q = Call(http::verb::get, "/v1/events", kAnn);
+    ASSERT_EQ(q.status, 200) << q.body;
+    all = nlohmann::json::parse(q.body);
+    if (all["indexed_size"] == all["tree_size"]) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::vector<index::VerifiedEvent> events;
+  Status s = index::VerifyEventAnswer(all, key, &events);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(events.size(), all["tree_size"].get<uint64_t>());
+
+  Reply story = Call(http::verb::get, "/v1/events?grant=1", kAnn);
+  ASSERT_EQ(story.status, 200);
+  ASSERT_TRUE(index::VerifyEventAnswer(nlohmann::json::parse(story.body), key, &events).ok());
+  std::vector<std::string> kinds;
+  for (const auto& e : events) kinds.push_back(e.view.kind);
+  EXPECT_EQ(kinds, (std::vector<std::string>{"requestCreated", "requestReviewed", "grantIssued",
+                                              "requestDecided", "grantRevoked"}));
+  for (const auto& e : events) EXPECT_EQ(e.identity, "tess");
+
+  // tess is neither auditor nor approver: she sees what is about her, only.
+  Reply mine = Call(http::verb::get, "/v1/events", kTess);
+  ASSERT_EQ(mine.status, 200);
+  ASSERT_TRUE(index::VerifyEventAnswer(nlohmann::json::parse(mine.body), key, &events).ok());
+  EXPECT_EQ(events.size(), 5u);
+  for (const auto& e : events) EXPECT_EQ(e.identity, "tess");
+  EXPECT_EQ(Call(http::verb::get, "/v1/events?identity=ann", kTess).status, 403);
+  EXPECT_EQ(Call(http::verb::get, "/v1/events?limit=0", kAnn).status, 400);
+  EXPECT_EQ(Call(http::verb::get, "/v1/events?x=1", kAnn).status, 400);
+  EXPECT_EQ(Call(http::verb::get, "/v1/events?limit=1&limit=2", kAnn).status, 400);
+  EXPECT_EQ(Call(http::verb::get, "/v1/events?host=%zz", kAnn).status, 400);
+  EXPECT_EQ(Call(http::verb::get, "/v1/events", "").status, 401);
+
+  // The 403 is on the record (refusals are folded per second).
+  bool recorded = false;
+  for (int i = 0; i < 60 && !recorded; ++i) {
+    Reply q = Call(http::verb::get, "/v1/events?kind=refusal", kAnn);
+    ASSERT_EQ(q.status, 200);
+    ASSERT_TRUE(index::VerifyEventAnswer(nlohmann::json::parse(q.body), key, &events).ok());
+    for (const auto& e : events) {
+      recorded |= e.view.detail["record"]["refusal"]["what"] == "api_forbidden";
+    }
+    if (!recorded) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(recorded) << "the refused events query should be a ledger record";
+
+  std::string out;
+  std::string home = dir_ / "home";
+  std::string server = "https://localhost:" + std::to_string(server_->api_port());
+  ASSERT_EQ(Latchctl(home, server, config_.data_dir + "/api.crt", kAnn, server_->ledger_vkey(),
+                     {"events", "--grant", "1"}, &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("grantRevoked"), std::string::npos) << out;
+  EXPECT_NE(out.find("5 event(s), each verified"), std::string::npos) << out;
+  EXPECT_EQ(Latchctl(home, server, config_.data_dir + "/api.crt", kAnn, "", {"events"}, &out), 2)
+      << out;
 }
 
 }  // namespace

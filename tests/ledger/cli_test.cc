@@ -167,4 +167,22 @@ TEST_F(CliTest, RollbackIsDetectedAgainstASavedCheckpoint) {
 }
 
 }  // namespace
+// reindex rebuilds the events index beside the ledger (where latch-collector
+// keeps it), or where --index says, and replaces an old one only when done.
+TEST_F(CliTest, ReindexRebuildsTheEventsIndex) {
+  Init();
+  ASSERT_EQ(Run("append " + dir_, "one\ntwo\nthree\n").code, 0);
+  Result r = Run("reindex " + dir_);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("3 entries indexed"), std::string::npos) << r.out;
+  EXPECT_TRUE(std::filesystem::exists(tmp_ / "index.sqlite"));
+  std::ofstream(tmp_ / "other.sqlite") << "not an index";
+  r = Run("reindex " + dir_ + " --index " + (tmp_ / "other.sqlite"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(tmp_ / "other.sqlite.rebuild"));
+  r = Run("reindex " + (tmp_ / "missing"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_EQ(Lines(r.err), 1u) << r.err;
+}
+
 }  // namespace latch::ledger
