@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 #include <thread>
@@ -26,6 +27,8 @@
 #include "schemas/canonical.h"
 #include "schemas/record_codec.h"
 #include "schemas/workflow.capnp.h"
+#include "tlog/hex.h"
+#include "tlog/sha256.h"
 
 namespace latch::agent {
 namespace {
@@ -410,6 +413,88 @@ TEST_F(ChannelTest, ApprovedRequestBecomesAGrantInTheKernel) {
                            "requestDecided", "grantSetApplied"}) {
     EXPECT_NE(kinds.find(want), std::string::npos) << want << " missing from: " << kinds;
   }
+}
+
+// End to end through the HTTPS API with latchctl and a real agent: a request,
+// self-approval refused, approval, the connect allowed, the grant's expiry in
+// the kernel, the connect denied; then the audit trail, every step of it
+// found by the events query and proven against the signed checkpoint.
+TEST_F(ChannelTest, RequestApprovalUseExpiryAndTheTrailWithProofs) {
+  std::ofstream(dir_ + "/policy.toml")
+      << "[[host]]\nid = \"host-a\"\n"
+      << "[[resource]]\nname = \"db\"\nid = 9\ndestinations = [\"127.0.0.1/32\"]\nports = \""
+      << port_ << "\"\nhosts = [\"host-a\"]\n"
+      << "[[identity]]\nname = \"tess\"\ngroups = [\"dev\"]\nuid = " << kUid << "\n"
+      << "[[identity]]\nname = \"ann\"\ngroups = [\"dba\"]\n"
+      << "[[request_rule]]\nresources = [\"db\"]\nrequesters = [\"tess\"]\nmax_duration = \"1h\"\n"
+      << "[[approval_rule]]\nresources = [\"db\"]\napprover_groups = [\"dba\"]\n";
+  const std::string tess_token = "tess-token-e2e-0123456789";
+  const std::string ann_token = "ann-token-e2e-0123456789";
+  auto hash = [](const std::string& t) {
+    return tlog::HexEncode(tlog::Sha256::Of({reinterpret_cast<const uint8_t*>(t.data()), t.size()}));
+  };
+  int api_port = FreeLoopbackPort();
+  collector_settings_ = "policy = \"" + dir_ + "/policy.toml\"\n[api]\nlisten = \"127.0.0.1:" +
+                        std::to_string(api_port) + "\"\n[[api_token]]\nidentity = \"tess\"\nsha256 = \"" +
+                        hash(tess_token) + "\"\n[[api_token]]\nidentity = \"ann\"\nsha256 = \"" +
+                        hash(ann_token) + "\"\n";
+  WriteCollectorConfig(agent_key_);
+  StartCollector();
+  StartAgent();
+  std::string ledger_key = collector_keys_.substr(collector_keys_.find("ledger_key = \"") + 14);
+  ledger_key = ledger_key.substr(0, ledger_key.find('"'));
+  std::string out;
+  auto latchctl = [&](const std::string& token, std::vector<std::string> args) {
+    std::vector<std::string> argv = {LATCHCTL_BIN,
+                                     "--server",
+                                     "https://localhost:" + std::to_string(api_port),
+                                     "--ca",
+                                     dir_ + "/collector/api.crt",
+                                     "--ledger-key",
+                                     ledger_key};
+    argv.insert(argv.begin() + 1, "--token-file");
+    argv.insert(argv.begin() + 2, dir_ + "/token");
+    std::ofstream(dir_ + "/token") << token << "\n";
+    argv.insert(argv.end(), args.begin(), args.end());
+    ::setenv("HOME", dir_.c_str(), 1);
+    return RunTool(argv, &out);
+  };
+
+  EXPECT_EQ(ConnectOnce(), EPERM);  // before any request
+  ASSERT_EQ(latchctl(tess_token, {"request", "db", "--for", "4s", "--reason", "fix the replica"}), 0)
+      << out;
+  EXPECT_EQ(latchctl(tess_token, {"approve", "1"}), 1) << out;  // her own: refused
+  ASSERT_EQ(latchctl(ann_token, {"approve", "1", "--comment", "go"}), 0) << out;
+  ASSERT_NE(out.find("approved (grant 1)"), std::string::npos) << out;
+  ASSERT_GE(WaitForConnect(0), 0) << "the approved grant did not open the port";
+  ASSERT_GE(WaitForConnect(EPERM, 10000), 0) << "the grant did not end";
+
+  // Everything about grant 1, from the request to the expiry, each result
+  // proven; the index follows the ledger, so ask until the story is whole.
+  const std::vector<std::string> story = {"requestCreated", "requestReviewed", "grantIssued",
+                                          "requestDecided", "grantSetApplied", "allow",
+                                          "grantExpired"};
+  auto deadline = Clock::now() + std::chrono::seconds(20);
+  bool whole = false;
+  while (!whole && Clock::now() < deadline) {
+    int rc = latchctl(ann_token, {"events", "--grant", "1"});
+    ASSERT_EQ(rc, 0) << out;
+    whole = true;
+    for (const auto& step : story) whole &= out.find(step) != std::string::npos;
+    if (!whole) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_TRUE(whole) << out;
+  EXPECT_NE(out.find("each verified against the signed checkpoint"), std::string::npos) << out;
+  // The denials on the host, before the grant and after it ended, are there too.
+  ASSERT_EQ(latchctl(ann_token, {"--json", "events", "--host", "host-a", "--verdict", "deny"}), 0)
+      << out;
+  auto denials = nlohmann::json::parse(out);
+  EXPECT_TRUE(denials["verified"].get<bool>());
+  EXPECT_GE(denials["events"].size(), 2u) << out;
+  // tess sees her own story, and nobody else's.
+  ASSERT_EQ(latchctl(tess_token, {"events", "--grant", "1"}), 0) << out;
+  EXPECT_NE(out.find("grantExpired"), std::string::npos) << out;
+  EXPECT_EQ(latchctl(tess_token, {"events", "--user", "ann"}), 1) << out;
 }
 
 TEST_F(ChannelTest, GrantEndsInTheKernelAndIsRecordedAsExpired) {
