@@ -2,9 +2,9 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <algorithm>
 #include <filesystem>
 #include <functional>
 
@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS resource_names(resource_id INTEGER PRIMARY KEY, name 
 )sql";
 
 Status SqlError(sqlite3* db, const std::string& what) {
-  return Status::IoError("events index: " + what + ": " + (db ? sqlite3_errmsg(db) : "no database"));
+  return Status::IoError("events index: " + what + ": " +
+                         (db ? sqlite3_errmsg(db) : "no database"));
 }
 
 Status Exec(sqlite3* db, const char* sql) {
@@ -159,7 +160,9 @@ Status EventIndex::Open(const std::string& path, const std::string& origin, cons
   LATCH_RETURN_IF_ERROR(OpenDb(path, false, &x->db_));
   // The index is derived data: after a crash it may lose its last
   // transactions (never its consistency), and then catches up again.
-  LATCH_RETURN_IF_ERROR(Exec(x->db_, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"));
+  LATCH_RETURN_IF_ERROR(Exec(x->db_,
+                             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                             "PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=16384;"));
   LATCH_RETURN_IF_ERROR(Exec(x->db_, kSchema));
   LATCH_RETURN_IF_ERROR(x->Prepare());
   bool reset = false;
@@ -239,16 +242,16 @@ Status EventIndex::LoadState(const std::string& origin, const RootAt& root_at, b
   LATCH_RETURN_IF_ERROR(
       grants.Prepare(db_, "SELECT grant_id, identity, resource_id, issued_idx FROM grants"));
   while (grants.Row(&status)) {
-    grants_[static_cast<uint64_t>(grants.ColInt(0))] = {
-        grants.ColText(1), static_cast<uint32_t>(grants.ColInt(2)),
-        static_cast<uint64_t>(grants.ColInt(3))};
+    grants_[static_cast<uint64_t>(grants.ColInt(0))] = {grants.ColText(1),
+                                                        static_cast<uint32_t>(grants.ColInt(2)),
+                                                        static_cast<uint64_t>(grants.ColInt(3))};
   }
   Stmt requests;
   LATCH_RETURN_IF_ERROR(
       requests.Prepare(db_, "SELECT request_id, identity, resource FROM requests"));
   while (requests.Row(&status)) {
-    requests_[static_cast<uint64_t>(requests.ColInt(0))] = {requests.ColText(1),
-                                                             requests.ColText(2), {}};
+    requests_[static_cast<uint64_t>(requests.ColInt(0))] = {
+        requests.ColText(1), requests.ColText(2), {}};
   }
   Stmt request_entries;
   LATCH_RETURN_IF_ERROR(
@@ -278,7 +281,25 @@ Status EventIndex::NameId(int kind, const std::string& name, int64_t* id) {
   return Status::Ok();
 }
 
+RecordView EventIndex::ViewForIndex(std::string_view entry) {
+  RecordView v;
+  if (!ViewRecord(entry, &v, /*with_detail=*/false).ok()) {
+    // An entry that does not decode is indexed by position only, so the
+    // index never stalls on it; the ledger's verify names it.
+    v = RecordView();
+    v.kind = "undecodable";
+  }
+  return v;
+}
+
 Status EventIndex::Add(const std::vector<std::string>& entries, const tlog::Hash& root) {
+  std::vector<RecordView> views;
+  views.reserve(entries.size());
+  for (const std::string& e : entries) views.push_back(ViewForIndex(e));
+  return AddViews(views, root);
+}
+
+Status EventIndex::AddViews(const std::vector<RecordView>& views, const tlog::Hash& root) {
   LATCH_RETURN_IF_ERROR(Exec(db_, "BEGIN"));
   // On failure, the transaction and the in-memory attribution go back to
   // where they were (the next Add starts from size()).
@@ -288,15 +309,7 @@ Status EventIndex::Add(const std::vector<std::string>& entries, const tlog::Hash
   auto names = names_;
   Status status;
   uint64_t idx = size_;
-  for (const std::string& entry : entries) {
-    RecordView v;
-    status = ViewRecord(entry, &v);
-    if (!status.ok()) {
-      // An entry that does not decode is indexed by position only, so the
-      // index never stalls on it; the ledger's verify names it.
-      v = RecordView();
-      v.kind = "undecodable";
-    }
+  for (const RecordView& v : views) {
     status = AddOne(idx, v);
     if (!status.ok()) break;
     ++idx;
@@ -410,11 +423,11 @@ Status EventIndex::AddOne(uint64_t idx, const RecordView& v) {
       int64_t holder = 0, name = 0;
       LATCH_RETURN_IF_ERROR(NameId(kIdentity, request->identity, &holder));
       LATCH_RETURN_IF_ERROR(NameId(kResource, request->resource, &name));
-      LATCH_RETURN_IF_ERROR(st_->update_entry_subject
-                                .Int(1, static_cast<int64_t>(g->second.issued_idx))
-                                .Int(2, holder)
-                                .Int(3, name)
-                                .Run());
+      LATCH_RETURN_IF_ERROR(
+          st_->update_entry_subject.Int(1, static_cast<int64_t>(g->second.issued_idx))
+              .Int(2, holder)
+              .Int(3, name)
+              .Run());
       for (uint64_t e : request->entries) {
         LATCH_RETURN_IF_ERROR(st_->insert_ref.Int(1, static_cast<int64_t>(grant_id))
                                   .Int(2, static_cast<int64_t>(e))

@@ -35,8 +35,8 @@ struct EventFilter {
   std::optional<std::string> verdict;  // allow | deny | audit
   std::optional<std::string> kind;     // decision | loss | requestCreated | ...
   std::optional<uint32_t> uid;
-  int64_t since_ns = 0;             // inclusive
-  int64_t until_ns = INT64_MAX;     // exclusive
+  int64_t since_ns = 0;          // inclusive
+  int64_t until_ns = INT64_MAX;  // exclusive
 };
 
 // Position after the last result of a page: results are ordered by (time, index).
@@ -71,6 +71,11 @@ class EventIndex {
   // Adds entries [size(), size() + entries.size()) in one transaction, and
   // records `root` as the tree's root at the new size.
   Status Add(const std::vector<std::string>& entries, const tlog::Hash& root);
+  // The same for entries already decoded (ViewRecord without detail; an entry
+  // that did not decode has kind "undecodable"), so decoding can run on
+  // another thread than the inserts.
+  Status AddViews(const std::vector<RecordView>& views, const tlog::Hash& root);
+  static RecordView ViewForIndex(std::string_view entry);
 
   // Up to `limit` hits below ledger index `below`, after `cursor`, ordered by
   // (time, index).

@@ -79,8 +79,8 @@ Status AnswerEventQuery(ledger::Ledger& ledger, const std::string& index_path,
   tlog::Checkpoint cp;
   LATCH_RETURN_IF_ERROR(tlog::OpenCheckpoint(note, ledger.verifier(), &cp));
   std::vector<EventHit> hits;
-  LATCH_RETURN_IF_ERROR(EventIndex::Query(index_path, query.filter, cp.size, query.cursor,
-                                          query.limit, &hits));
+  LATCH_RETURN_IF_ERROR(
+      EventIndex::Query(index_path, query.filter, cp.size, query.cursor, query.limit, &hits));
   nlohmann::json events = nlohmann::json::array();
   std::string bundle_data;
   uint64_t bundle_at = UINT64_MAX;
@@ -98,8 +98,8 @@ Status AnswerEventQuery(ledger::Ledger& ledger, const std::string& index_path,
       pos += 2 + ((static_cast<uint8_t>(bundle_data[pos]) << 8) |
                   static_cast<uint8_t>(bundle_data[pos + 1]));
     }
-    size_t len = (static_cast<uint8_t>(bundle_data[pos]) << 8) |
-                 static_cast<uint8_t>(bundle_data[pos + 1]);
+    size_t len =
+        (static_cast<uint8_t>(bundle_data[pos]) << 8) | static_cast<uint8_t>(bundle_data[pos + 1]);
     std::string entry = bundle_data.substr(pos + 2, len);
     std::vector<tlog::Hash> proof;
     LATCH_RETURN_IF_ERROR(ledger.InclusionProof(h.index, cp.size, &proof));
@@ -157,9 +157,8 @@ Status VerifyEventAnswer(const nlohmann::json& answer, const tlog::NoteVerifier&
       proof.emplace_back();
       std::copy(h->begin(), h->end(), proof.back().begin());
     }
-    LATCH_RETURN_IF_ERROR(
-        tlog::VerifyInclusion(index, cp.size, hasher.Leaf(*entry), proof, cp.root)
-            .WithContext(where + " is not in the checkpoint's tree"));
+    LATCH_RETURN_IF_ERROR(tlog::VerifyInclusion(index, cp.size, hasher.Leaf(*entry), proof, cp.root)
+                              .WithContext(where + " is not in the checkpoint's tree"));
     VerifiedEvent v;
     v.index = index;
     LATCH_RETURN_IF_ERROR(

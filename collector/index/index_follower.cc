@@ -1,44 +1,86 @@
 #include "collector/index/index_follower.h"
 
 #include <cstdio>
+#include <future>
 
 namespace latch::index {
+
+namespace {
+
+// Entries [from, to) of the ledger, decoded for the index, and the root at `to`.
+struct DecodedBatch {
+  Status status;
+  std::vector<RecordView> views;
+  tlog::Hash root{};
+  uint64_t to = 0;
+};
+
+DecodedBatch Decode(ledger::Ledger& ledger, uint64_t from, uint64_t to, uint64_t target) {
+  DecodedBatch out;
+  out.to = to;
+  out.views.reserve(to - from);
+  auto fail = [&](Status s) {
+    out.status = std::move(s);
+    return std::move(out);
+  };
+  // Whole bundles at a time: one read per 256 entries.
+  for (uint64_t i = from; i < to;) {
+    uint64_t bundle = i / tlog::kTileWidth;
+    uint64_t width = std::min<uint64_t>(tlog::kTileWidth, target - bundle * tlog::kTileWidth);
+    std::string data;
+    Status s =
+        ledger.ReadTile({tlog::TileId::kEntries, bundle, static_cast<uint32_t>(width)}, &data);
+    if (!s.ok()) return fail(s);
+    size_t pos = 0;
+    for (uint64_t k = 0; k < width; ++k) {
+      if (pos + 2 > data.size())
+        return fail(Status::Corruption("entry bundle " + std::to_string(bundle) + " is short"));
+      size_t len = (static_cast<uint8_t>(data[pos]) << 8) | static_cast<uint8_t>(data[pos + 1]);
+      if (pos + 2 + len > data.size())
+        return fail(Status::Corruption("entry bundle " + std::to_string(bundle) + " is short"));
+      uint64_t index_of = bundle * tlog::kTileWidth + k;
+      if (index_of >= i && index_of < to) {
+        out.views.push_back(EventIndex::ViewForIndex(std::string_view(data).substr(pos + 2, len)));
+      }
+      pos += 2 + len;
+    }
+    i = std::min(to, (bundle + 1) * tlog::kTileWidth);
+  }
+  out.status = ledger.RootAt(to, &out.root);
+  return out;
+}
+
+}  // namespace
 
 Status IndexLedger(ledger::Ledger& ledger, EventIndex* index, uint64_t batch,
                    const std::function<void(uint64_t)>& progress) {
   const uint64_t target = ledger.size();
-  std::vector<std::string> entries;
-  while (index->size() < target) {
-    uint64_t from = index->size();
+  // Two stages: the next batch is read and decoded on another thread while
+  // this one inserts the current batch into SQLite.
+  auto start = [&](uint64_t from) {
     uint64_t to = std::min(target, from + batch);
-    entries.clear();
-    // Whole bundles at a time: one read per 256 entries.
-    for (uint64_t i = from; i < to;) {
-      uint64_t bundle = i / tlog::kTileWidth;
-      uint64_t width = std::min<uint64_t>(tlog::kTileWidth, target - bundle * tlog::kTileWidth);
-      std::string data;
-      LATCH_RETURN_IF_ERROR(ledger.ReadTile(
-          {tlog::TileId::kEntries, bundle, static_cast<uint32_t>(width)}, &data));
-      size_t pos = 0;
-      for (uint64_t k = 0; k < width; ++k) {
-        if (pos + 2 > data.size()) return Status::Corruption("entry bundle " + std::to_string(bundle) + " is short");
-        size_t len = (static_cast<uint8_t>(data[pos]) << 8) | static_cast<uint8_t>(data[pos + 1]);
-        if (pos + 2 + len > data.size()) return Status::Corruption("entry bundle " + std::to_string(bundle) + " is short");
-        uint64_t index_of = bundle * tlog::kTileWidth + k;
-        if (index_of >= i && index_of < to) entries.emplace_back(data, pos + 2, len);
-        pos += 2 + len;
-      }
-      i = std::min(to, (bundle + 1) * tlog::kTileWidth);
+    return std::async(std::launch::async,
+                      [&ledger, from, to, target] { return Decode(ledger, from, to, target); });
+  };
+  if (index->size() >= target) return Status::Ok();
+  auto next = start(index->size());
+  while (true) {
+    DecodedBatch cur = next.get();
+    LATCH_RETURN_IF_ERROR(cur.status);
+    if (cur.to < target) next = start(cur.to);
+    Status s = index->AddViews(cur.views, cur.root);
+    if (!s.ok()) {
+      if (cur.to < target) next.wait();
+      return s;
     }
-    tlog::Hash root{};
-    LATCH_RETURN_IF_ERROR(ledger.RootAt(to, &root));
-    LATCH_RETURN_IF_ERROR(index->Add(entries, root));
     if (progress) progress(index->size());
+    if (cur.to >= target) return Status::Ok();
   }
-  return Status::Ok();
 }
 
-void IndexFollower::Start() { thread_ = std::thread([this] { Loop(); }); }
+void IndexFollower::Start() {
+  thread_ = std::thread([this] { Loop(); });
+}
 
 void IndexFollower::Stop() {
   {
@@ -85,7 +127,8 @@ void IndexFollower::Loop() {
     if (!s.ok()) {
       // Degraded: queries answer from what is indexed; logged, counted, retried.
       failures_.fetch_add(1);
-      if (!failing) std::fprintf(stderr, "latch-collector: events index behind: %s\n", s.ToString().c_str());
+      if (!failing)
+        std::fprintf(stderr, "latch-collector: events index behind: %s\n", s.ToString().c_str());
       failing = true;
     } else {
       failing = false;

@@ -42,12 +42,14 @@ const char* LossKindName(schema::LossKind k) {
   }
 }
 
-Status ViewDecision(const std::string& payload, RecordView* v) {
+Status ViewDecision(const std::string& payload, RecordView* v, bool with_detail) {
   latch_decision_event e{};
   LATCH_RETURN_IF_ERROR(agent::DecodeDecisionEvent(payload, &e));
-  v->detail = agent::DecisionToJson(e, v->host);
-  v->detail.erase("type");
-  v->detail.erase("host_id");
+  if (with_detail) {
+    v->detail = agent::DecisionToJson(e, v->host);
+    v->detail.erase("type");
+    v->detail.erase("host_id");
+  }
   v->has_uid = true;
   v->uid = e.uid;
   if (e.grant_id != 0) v->grant_ids.push_back(e.grant_id);
@@ -57,13 +59,12 @@ Status ViewDecision(const std::string& payload, RecordView* v) {
 }
 
 Status ViewLoss(const std::string& payload, RecordView* v) {
-  return schema::ReadCanonical<schema::LossEvent>(payload, "loss record",
-                                                  [&](schema::LossEvent::Reader r) {
-                                                    v->detail = {{"kind", LossKindName(r.getKind())},
-                                                                 {"count", r.getCount()},
-                                                                 {"total", r.getTotal()}};
-                                                    return Status::Ok();
-                                                  });
+  return schema::ReadCanonical<schema::LossEvent>(
+      payload, "loss record", [&](schema::LossEvent::Reader r) {
+        v->detail = {
+            {"kind", LossKindName(r.getKind())}, {"count", r.getCount()}, {"total", r.getTotal()}};
+        return Status::Ok();
+      });
 }
 
 // The grant inside a SignedGrant, as JSON.
@@ -78,10 +79,10 @@ Status ViewGrant(capnp::Data::Reader signed_grant_bytes, nlohmann::json* out, Re
   });
 }
 
-Status ViewWorkflow(const std::string& payload, RecordView* v) {
+Status ViewWorkflow(const std::string& payload, RecordView* v, bool with_detail) {
   return schema::ReadCanonical<schema::WorkflowAction>(
       payload, "workflow record", [&](schema::WorkflowAction::Reader a) -> Status {
-        v->detail = CapnpJson<schema::WorkflowAction>(a);
+        if (with_detail) v->detail = CapnpJson<schema::WorkflowAction>(a);
         v->identity = a.getActor();
         using W = schema::WorkflowAction;
         switch (a.which()) {
@@ -91,7 +92,7 @@ Status ViewWorkflow(const std::string& payload, RecordView* v) {
             nlohmann::json grant;
             Status s = ViewGrant(sg.getGrant(), &grant, v);
             if (!s.ok()) return s;
-            v->detail["grantIssued"]["grant"]["grant"] = grant;
+            if (with_detail) v->detail["grantIssued"]["grant"]["grant"] = grant;
             return Status::Ok();
           }
           case W::GRANT_REVOKED:
@@ -101,7 +102,8 @@ Status ViewWorkflow(const std::string& payload, RecordView* v) {
           case W::GRANT_SET_APPLIED:
             v->kind = "grantSetApplied";
             for (uint64_t id : a.getGrantSetApplied().getGrantIds()) v->grant_ids.push_back(id);
-            for (auto r : a.getGrantSetApplied().getRejected()) v->grant_ids.push_back(r.getGrantId());
+            for (auto r : a.getGrantSetApplied().getRejected())
+              v->grant_ids.push_back(r.getGrantId());
             return Status::Ok();
           case W::REFUSAL:
             v->kind = "refusal";
@@ -150,7 +152,7 @@ Status ViewWorkflow(const std::string& payload, RecordView* v) {
 
 }  // namespace
 
-Status ViewRecord(std::string_view entry, RecordView* out) {
+Status ViewRecord(std::string_view entry, RecordView* out, bool with_detail) {
   ledger::LedgerRecord record;
   LATCH_RETURN_IF_ERROR(ledger::DecodeRecord(entry, &record));
   RecordView v;
@@ -159,19 +161,23 @@ Status ViewRecord(std::string_view entry, RecordView* out) {
   switch (record.kind) {
     case ledger::RecordKind::kEvent:
       v.kind = "decision";
-      LATCH_RETURN_IF_ERROR(ViewDecision(record.payload, &v));
+      LATCH_RETURN_IF_ERROR(ViewDecision(record.payload, &v, with_detail));
       break;
     case ledger::RecordKind::kLoss:
       v.kind = "loss";
       LATCH_RETURN_IF_ERROR(ViewLoss(record.payload, &v));
       break;
     case ledger::RecordKind::kWorkflow:
-      LATCH_RETURN_IF_ERROR(ViewWorkflow(record.payload, &v));
+      LATCH_RETURN_IF_ERROR(ViewWorkflow(record.payload, &v, with_detail));
       break;
     case ledger::RecordKind::kOpaque:
       v.kind = "opaque";
-      v.detail = {{"payload_base64", tlog::Base64Encode(Bytes(record.payload))}};
+      if (with_detail) v.detail = {{"payload_base64", tlog::Base64Encode(Bytes(record.payload))}};
       break;
+  }
+  if (!with_detail) {
+    *out = std::move(v);
+    return Status::Ok();
   }
   nlohmann::json envelope = {{"kind", v.kind},
                              {"host", v.host},

@@ -33,6 +33,7 @@ struct RecordView {
 };
 
 // Decodes a ledger entry (canonical LedgerRecord). Corruption if it is not one.
-Status ViewRecord(std::string_view entry, RecordView* out);
+// Without `with_detail`, `detail` stays empty: the index needs only the fields.
+Status ViewRecord(std::string_view entry, RecordView* out, bool with_detail = true);
 
 }  // namespace latch::index

@@ -1,6 +1,7 @@
 // channel_bench: the agent-collector channel, measured.
 //
-//   build/tests/channel_bench [--events N] [--grants N] [--agents N] [--parts e,g,f]
+//   build/tests/channel_bench [--events N] [--grants N] [--agents N] [--cycles N]
+//                             [--parts e,g,f,w]
 //
 // e (end to end): N decision records from one agent into the durable ledger:
 //   the agent's own pieces (spool sink, spool, collector link with receipt
@@ -14,6 +15,10 @@
 // f (fleet): N simulated agents (the real protocol over CURVE, one process)
 //   against a latch-collector process: events/s, the collector's memory, and
 //   the time until every agent has a grant change.
+// w (request to effective, root): the approval workflow over the HTTPS API
+//   with an in-process collector and agent: N requests, each approved and
+//   timed until a connect on the host succeeds, then revoked and timed until
+//   connects fail again.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <capnp/message.h>
@@ -28,6 +33,8 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
+#include <sstream>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -41,7 +48,9 @@
 #include "agent/event_record.h"
 #include "agent/spool.h"
 #include "agent/spool_sink.h"
+#include "collector/api/api_server.h"
 #include "collector/ingest/collector_server.h"
+#include "https_client.h"
 #include "collector/ledger/batcher.h"
 #include "kernel_sandbox.h"
 #include "schemas/canonical.h"
@@ -87,14 +96,17 @@ latch_decision_event SampleEvent(uint64_t i) {
   return e;
 }
 
-// A collector on a thread, with one agent key enrolled as "bench-host".
+// A collector on a thread, with one agent key enrolled as "bench-host";
+// `more` adjusts the configuration (policy, API) before it opens.
 struct InProcessCollector {
-  InProcessCollector(const std::string& dir, const std::string& agent_public, int port) {
+  InProcessCollector(const std::string& dir, const std::string& agent_public, int port,
+                     const std::function<void(collector::CollectorConfig*)>& more = nullptr) {
     collector::CollectorConfig c;
     c.data_dir = dir;
     c.origin = "bench.example/ledger";
     c.endpoints = {"tcp://127.0.0.1:" + std::to_string(port)};
     c.agents[agent_public] = "bench-host";
+    if (more) more(&c);
     Check(collector::CollectorServer::Open(c, &server), "collector");
     thread = std::thread([this] { (void)server->Run(); });
   }
@@ -103,6 +115,40 @@ struct InProcessCollector {
     thread.join();
   }
   std::unique_ptr<collector::CollectorServer> server;
+  std::thread thread;
+};
+
+// latch-agent's daemon on a thread, guarding `sandbox`'s cgroup, with
+// resource 9 ("db": 127.0.0.1, TCP `db_port`), enrolled with `collector`
+// under the key in dir/agent.key.
+struct InProcessAgent {
+  InProcessAgent(const std::string& dir, const agent::KernelSandbox& sandbox,
+                 const InProcessCollector& collector, int collector_port, uint16_t db_port) {
+    agent::AgentConfig ac;
+    ac.host_id = "bench-host";
+    ac.cgroup = sandbox.cgroup();
+    ac.pin_dir = sandbox.pin_dir();
+    agent::Resource r{9, "db", {}, agent::Protocol::kTcp, db_port, db_port, agent::Mode::kEnforce};
+    if (!agent::Cidr::Parse("127.0.0.1", &r.destinations.emplace_back()).ok()) Die("cidr");
+    ac.resources = {r};
+    ac.collector.enabled = true;
+    ac.collector.endpoints = {"tcp://127.0.0.1:" + std::to_string(collector_port)};
+    ac.collector.server_public_key = collector.server->curve_public_key();
+    ac.collector.grant_key = collector.server->grant_vkey();
+    ac.collector.ledger_key = collector.server->ledger_vkey();
+    ac.collector.state_dir = dir + "/agent";
+    fs::create_directories(ac.collector.state_dir);
+    fs::copy_file(dir + "/agent.key", ac.collector.state_dir + "/agent.key");
+    daemon = std::make_unique<agent::AgentDaemon>(ac, records, log);
+    Check(daemon->Start(), "agent start");
+    thread = std::thread([this] { (void)daemon->Run(); });
+  }
+  ~InProcessAgent() {
+    daemon->Stop();
+    thread.join();
+  }
+  std::ostringstream records, log;
+  std::unique_ptr<agent::AgentDaemon> daemon;
   std::thread thread;
 };
 
@@ -221,25 +267,7 @@ void GrantLatency(int n) {
   std::vector<double> grant_ms, revoke_ms;
   {
     InProcessCollector collector(dir + "/collector", agent_key.public_z85, port);
-    agent::AgentConfig ac;
-    ac.host_id = "bench-host";
-    ac.cgroup = sandbox.cgroup();
-    ac.pin_dir = sandbox.pin_dir();
-    agent::Resource r{9, "db", {}, agent::Protocol::kTcp, 5432, 5432, agent::Mode::kEnforce};
-    if (!agent::Cidr::Parse("127.0.0.1", &r.destinations.emplace_back()).ok()) Die("cidr");
-    ac.resources = {r};
-    ac.collector.enabled = true;
-    ac.collector.endpoints = {"tcp://127.0.0.1:" + std::to_string(port)};
-    ac.collector.server_public_key = collector.server->curve_public_key();
-    ac.collector.grant_key = collector.server->grant_vkey();
-    ac.collector.ledger_key = collector.server->ledger_vkey();
-    ac.collector.state_dir = dir + "/agent";
-    fs::create_directories(ac.collector.state_dir);
-    fs::copy_file(dir + "/agent.key", ac.collector.state_dir + "/agent.key");
-    std::ostringstream records, log;
-    agent::AgentDaemon daemon(ac, records, log);
-    Check(daemon.Start(), "agent start");
-    std::thread agent_thread([&] { (void)daemon.Run(); });
+    InProcessAgent agent(dir, sandbox, collector, port, 5432);
     int grants_fd = bpf_obj_get((sandbox.pin_dir() + "/latch_grants").c_str());
     if (grants_fd < 0) Die("open pinned grants map");
     zmq::context_t ctx;
@@ -283,8 +311,6 @@ void GrantLatency(int n) {
       reply_of();
     }
     ::close(grants_fd);
-    daemon.Stop();
-    agent_thread.join();
   }
   Check(agent::Guard::Uninstall(sandbox.pin_dir()), "uninstall");
   fs::remove_all(dir);
@@ -298,6 +324,143 @@ void GrantLatency(int n) {
   };
   report("issue -> in the kernel (includes the durable ledger record)", grant_ms);
   report("revoke -> gone from the kernel", revoke_ms);
+}
+
+// Request-to-effective through the whole workflow: a request and its
+// approval over the HTTPS API, timed from the approval's answer until a
+// connect on the host succeeds; then revocation until connects fail again.
+// A prober process in the guarded cgroup, as the requester's uid, connects
+// every 100 us and reports each change of outcome with its time.
+void RequestToEffective(int n) {
+  if (::geteuid() != 0) Die("the request-to-effective part needs root");
+  std::printf("request to effective: %d requests approved over the HTTPS API, then revoked\n", n);
+  constexpr uint32_t kUid = 6262;
+  agent::KernelSandbox sandbox;
+  std::string why = sandbox.Create("latch-approval-bench");
+  if (!why.empty()) Die(why);
+  std::string dir = TempDir("/tmp/latch-approval-bench");
+  int port = FreePort();
+  int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in la = agent::Loopback4(0);
+  socklen_t len = sizeof(la);
+  if (::bind(listener, reinterpret_cast<sockaddr*>(&la), len) != 0 || ::listen(listener, 4096) != 0)
+    Die("listen");
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&la), &len);
+  uint16_t db_port = ntohs(la.sin_port);
+  std::atomic<bool> stop{false};
+  std::thread acceptor([&] {
+    while (!stop) {
+      int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c >= 0) ::close(c);
+    }
+  });
+  std::ofstream(dir + "/policy.toml")
+      << "[[host]]\nid = \"bench-host\"\n"
+      << "[[resource]]\nname = \"db\"\nid = 9\ndestinations = [\"127.0.0.1/32\"]\nports = \""
+      << db_port << "\"\nhosts = [\"bench-host\"]\n"
+      << "[[identity]]\nname = \"tess\"\ngroups = [\"dev\"]\nuid = " << kUid << "\n"
+      << "[[identity]]\nname = \"ann\"\ngroups = [\"dba\"]\n"
+      << "[[request_rule]]\nresources = [\"db\"]\nrequesters = [\"tess\"]\nmax_duration = \"1h\"\n"
+      << "[[approval_rule]]\nresources = [\"db\"]\napprover_groups = [\"dba\"]\n";
+  const std::string tess = "tess-bench-token-0123456789", ann = "ann-bench-token-0123456789";
+  schema::CurveKeyPair agent_key;
+  Check(schema::LoadOrCreateCurveKey(dir + "/agent.key", &agent_key), "agent key");
+  std::vector<double> effective_ms, revoked_ms, from_send_ms;
+  {
+    InProcessCollector collector(dir + "/collector", agent_key.public_z85, port,
+                                 [&](collector::CollectorConfig* c) {
+                                   c->policy = dir + "/policy.toml";
+                                   c->api_enabled = true;
+                                   c->api_port = 0;
+                                   c->api_tokens[api::TokenHash(tess)] = "tess";
+                                   c->api_tokens[api::TokenHash(ann)] = "ann";
+                                 });
+    InProcessAgent agent(dir, sandbox, collector, port, db_port);
+    for (int i = 0; i < 500 && collector.server->api_port() == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    uint16_t api = collector.server->api_port();
+    std::string ca = dir + "/collector/api.crt";
+    int pipefd[2];
+    if (::pipe(pipefd) != 0) Die("pipe");
+    pid_t prober = ::fork();
+    if (prober == 0) {
+      ::close(pipefd[0]);
+      if (!agent::JoinCgroupAs(sandbox.cgroup() + "/cgroup.procs", kUid)) ::_exit(2);
+      int last = -1;
+      sockaddr_in a = agent::Loopback4(db_port);
+      timespec pause{0, 100000};
+      while (true) {
+        int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        int ok = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 ? 1 : 0;
+        ::close(s);
+        if (ok != last) {
+          timespec now;
+          ::clock_gettime(CLOCK_MONOTONIC, &now);
+          int64_t msg[2] = {ok, now.tv_sec * 1'000'000'000LL + now.tv_nsec};
+          if (::write(pipefd[1], msg, sizeof(msg)) != sizeof(msg)) ::_exit(0);
+          last = ok;
+        }
+        ::nanosleep(&pause, nullptr);
+      }
+    }
+    ::close(pipefd[1]);
+    // The next change to `want`, with its time (steady_clock is CLOCK_MONOTONIC).
+    auto next_change = [&](int want) {
+      int64_t msg[2] = {0, 0};
+      do {
+        if (::read(pipefd[0], msg, sizeof(msg)) != sizeof(msg)) Die("the prober stopped");
+      } while (msg[0] != want);
+      return Clock::time_point(std::chrono::nanoseconds(msg[1]));
+    };
+    next_change(0);  // denied before anything is approved
+    auto call = [&](const std::string& target, const std::string& token, const std::string& body) {
+      auto r = latch::testing::HttpsCall(api, ca, boost::beast::http::verb::post, target, token, body);
+      if (r.status != 200 && r.status != 201) Die(target + ": " + std::to_string(r.status) + " " + r.body);
+      return nlohmann::json::parse(r.body);
+    };
+    for (int i = 0; i < n; ++i) {
+      auto req = call("/v1/requests", tess, R"({"resource":"db","duration":"10m","reason":"bench"})");
+      std::string id = std::to_string(req["id"].get<uint64_t>());
+      auto sent = Clock::now();
+      auto approved = call("/v1/requests/" + id + "/approve", ann, "{}");
+      auto t0 = Clock::now();
+      auto allowed_at = next_change(1);
+      effective_ms.push_back(std::chrono::duration<double, std::milli>(allowed_at - t0).count());
+      from_send_ms.push_back(std::chrono::duration<double, std::milli>(allowed_at - sent).count());
+      std::string grant = std::to_string(approved["grant_id"].get<uint64_t>());
+      call("/v1/grants/" + grant + "/revoke", ann, "{}");
+      auto t1 = Clock::now();
+      auto denied_at = next_change(0);
+      revoked_ms.push_back(std::chrono::duration<double, std::milli>(denied_at - t1).count());
+    }
+    ::kill(prober, SIGKILL);  // our own child, by its id
+    ::waitpid(prober, nullptr, 0);
+    ::close(pipefd[0]);
+  }
+  stop = true;
+  {
+    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a = agent::Loopback4(db_port);
+    ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+    ::close(s);
+  }
+  acceptor.join();
+  ::close(listener);
+  Check(agent::Guard::Uninstall(sandbox.pin_dir()), "uninstall");
+  fs::remove_all(dir);
+  auto report = [](const char* what, std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    auto pct = [&](double p) {
+      return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
+    };
+    std::printf("  %s: p50 %.2f ms, p99 %.2f ms, max %.2f ms, min %.2f ms (%zu cycles)\n", what,
+                pct(0.5), pct(0.99), v.back(), v.front(), v.size());
+  };
+  report("approve answered -> connect succeeds on the host", effective_ms);
+  report("approve sent -> connect succeeds on the host", from_send_ms);
+  report("revoke answered -> connect refused on the host", revoked_ms);
+  std::printf("  (a negative figure: the host took the grant before the API's answer arrived)\n");
 }
 
 // N simulated agents against a latch-collector process.
@@ -467,7 +630,8 @@ void Fleet(int agents, double seconds) {
 int main(int argc, char** argv) {
   uint64_t events = 1000000;
   int grants = 1000, agents = 1000;
-  std::string parts = "e,g,f";
+  int cycles = 500;
+  std::string parts = "e,g,f,w";
   for (int i = 1; i < argc; i += 2) {
     std::string f = argv[i];
     if (i + 1 >= argc) f = "--help";
@@ -477,11 +641,14 @@ int main(int argc, char** argv) {
       grants = std::stoi(argv[i + 1]);
     else if (f == "--agents")
       agents = std::stoi(argv[i + 1]);
+    else if (f == "--cycles")
+      cycles = std::stoi(argv[i + 1]);
     else if (f == "--parts")
       parts = argv[i + 1];
     else {
       std::fprintf(stderr,
-                   "usage: channel_bench [--events N] [--grants N] [--agents N] [--parts e,g,f]\n");
+                   "usage: channel_bench [--events N] [--grants N] [--agents N] [--cycles N] "
+                   "[--parts e,g,f,w]\n");
       return 2;
     }
   }
@@ -489,6 +656,7 @@ int main(int argc, char** argv) {
     if (parts.find('e') != std::string::npos) EndToEnd(events);
     if (parts.find('g') != std::string::npos) GrantLatency(grants);
     if (parts.find('f') != std::string::npos) Fleet(agents, 10);
+    if (parts.find('w') != std::string::npos) RequestToEffective(cycles);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "channel_bench: %s\n", e.what());
     return 1;

@@ -19,6 +19,7 @@
 #include "collector/api/api_server.h"
 #include "collector/index/event_query.h"
 #include "collector/ingest/collector_server.h"
+#include "https_client.h"
 #include "temp_dir.h"
 #include "tlog/checkpoint.h"
 
@@ -71,33 +72,9 @@ class ApiTest : public ::testing::Test {
   // One HTTPS call, verifying the server against the certificate it made.
   Reply Call(http::verb method, const std::string& target, const std::string& token,
              const std::string& body = "") {
-    asio::io_context io;
-    asio::ssl::context tls(asio::ssl::context::tls_client);
-    tls.load_verify_file(config_.data_dir + "/api.crt");
-    tls.set_verify_mode(asio::ssl::verify_peer);
-    beast::ssl_stream<beast::tcp_stream> stream(io, tls);
-    beast::get_lowest_layer(stream).connect(
-        asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->api_port()));
-    stream.set_verify_callback(asio::ssl::host_name_verification("localhost"));
-    stream.handshake(asio::ssl::stream_base::client);
-    http::request<http::string_body> req{method, target, 11};
-    req.set(http::field::host, "localhost");
-    if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
-    req.body() = body;
-    req.prepare_payload();
-    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
-    // The server may answer (413) and close before a too-large body is all
-    // written: the write error is expected then, the answer is what counts.
-    beast::error_code write_ec;
-    http::write(stream, req, write_ec);
-    beast::flat_buffer buffer;
-    http::response<http::string_body> res;
-    beast::error_code read_ec;
-    http::read(stream, buffer, res, read_ec);
-    if (read_ec) return {-1, read_ec.message()};
-    beast::error_code ec;
-    stream.shutdown(ec);
-    return {static_cast<int>(res.result_int()), res.body()};
+    auto r = latch::testing::HttpsCall(server_->api_port(), config_.data_dir + "/api.crt", method,
+                                       target, token, body);
+    return {r.status, r.body};
   }
 
   static constexpr const char* kTess = "tess-token-0123456789";

@@ -1,12 +1,13 @@
 // The events index and the verified query: attribution learnt from earlier
 // records, every filter, pagination, proofs that verify (and fail when
 // tampered with), and a rebuilt index answering exactly as the one that grew.
+#include "collector/index/event_index.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
 
 #include "agent/event_record.h"
-#include "collector/index/event_index.h"
 #include "collector/index/event_query.h"
 #include "collector/index/index_follower.h"
 #include "collector/ledger/ledger.h"
@@ -58,33 +59,41 @@ class EventIndexTest : public ::testing::Test {
     ASSERT_TRUE(Ledger::Open(dir_ / "ledger", Ledger::Mode::kReadWrite, &ledger_).ok());
     // The story of grant 7: alice asks, bob approves, it is issued and used
     // on h1, a denial on h1 by another uid, activity on h2, then it expires.
-    Add(RecordKind::kWorkflow, "", 0, Workflow([](auto a) {
-          auto r = a.initRequestCreated();
-          r.setRequestId(1);
-          r.setRequester("alice");
-          r.setResource("postgres-prod");
-          r.setReason("OPS-1 migrate");
-        }, "alice"));                                                          // 0
-    Add(RecordKind::kWorkflow, "", 1, Workflow([](auto a) {
-          auto r = a.initRequestReviewed();
-          r.setRequestId(1);
-          r.setReviewer("bob");
-          r.setApprove(true);
-        }, "bob"));                                                            // 1
-    Add(RecordKind::kWorkflow, "", 2, GrantIssued(7, 3));                      // 2
-    Add(RecordKind::kWorkflow, "", 2, Workflow([](auto a) {
-          auto r = a.initRequestDecided();
-          r.setRequestId(1);
-          r.setState("approved");
-          r.setGrantId(7);
-        }, "bob"));                                                            // 3
+    Add(RecordKind::kWorkflow, "", 0,
+        Workflow(
+            [](auto a) {
+              auto r = a.initRequestCreated();
+              r.setRequestId(1);
+              r.setRequester("alice");
+              r.setResource("postgres-prod");
+              r.setReason("OPS-1 migrate");
+            },
+            "alice"));  // 0
+    Add(RecordKind::kWorkflow, "", 1,
+        Workflow(
+            [](auto a) {
+              auto r = a.initRequestReviewed();
+              r.setRequestId(1);
+              r.setReviewer("bob");
+              r.setApprove(true);
+            },
+            "bob"));                                       // 1
+    Add(RecordKind::kWorkflow, "", 2, GrantIssued(7, 3));  // 2
+    Add(RecordKind::kWorkflow, "", 2,
+        Workflow(
+            [](auto a) {
+              auto r = a.initRequestDecided();
+              r.setRequestId(1);
+              r.setState("approved");
+              r.setGrantId(7);
+            },
+            "bob"));                                                                     // 3
     Add(RecordKind::kEvent, "h1", 10, Decision(1001, 7, 3, LATCH_VERDICT_ALLOW_GRANT));  // 4
     Add(RecordKind::kEvent, "h1", 11, Decision(1002, 0, 3, LATCH_VERDICT_DENY));         // 5
     Add(RecordKind::kEvent, "h2", 12, Decision(1001, 0, 3, LATCH_VERDICT_DENY));         // 6
-    Add(RecordKind::kWorkflow, "", 20, Workflow([](auto a) {
-          a.initGrantExpired().setGrantId(7);
-        }, "collector"));                                                      // 7
-    Add(RecordKind::kEvent, "h1", 21, Decision(1001, 0, 3, LATCH_VERDICT_DENY));         // 8
+    Add(RecordKind::kWorkflow, "", 20,
+        Workflow([](auto a) { a.initGrantExpired().setGrantId(7); }, "collector"));  // 7
+    Add(RecordKind::kEvent, "h1", 21, Decision(1001, 0, 3, LATCH_VERDICT_DENY));     // 8
     Commit();
   }
 
@@ -98,11 +107,14 @@ class EventIndexTest : public ::testing::Test {
     g.setNotBeforeUnixNs(kT0);
     g.setNotAfterUnixNs(kT0 + 20 * kSecond);
     std::string grant = schema::CanonicalBytes(g.asReader());
-    return Workflow([&](auto a) {
-      auto sg = a.initGrantIssued().initGrant();
-      sg.setGrant(capnp::Data::Reader(reinterpret_cast<const uint8_t*>(grant.data()), grant.size()));
-      sg.setSignature(capnp::Data::Reader(reinterpret_cast<const uint8_t*>("sig"), 3));
-    }, "bob");
+    return Workflow(
+        [&](auto a) {
+          auto sg = a.initGrantIssued().initGrant();
+          sg.setGrant(
+              capnp::Data::Reader(reinterpret_cast<const uint8_t*>(grant.data()), grant.size()));
+          sg.setSignature(capnp::Data::Reader(reinterpret_cast<const uint8_t*>("sig"), 3));
+        },
+        "bob");
   }
 
   void Add(RecordKind kind, const std::string& host, int64_t at_s, const std::string& payload) {
