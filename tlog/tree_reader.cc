@@ -18,6 +18,7 @@ Status TreeReader::SubtreeHash(uint64_t begin, uint64_t end, Hash* out) {
     // A perfect aligned subtree of height h = 8L + r: 2^r stored hashes of level L.
     int h = std::countr_zero(n);
     int level = h / kTileHeight;
+    if (memoize_) return PerfectHash(level, h % kTileHeight, begin >> (kTileHeight * level), out);
     uint64_t count = uint64_t{1} << (h % kTileHeight);
     scratch_.resize(count);
     LATCH_RETURN_IF_ERROR(
@@ -31,6 +32,39 @@ Status TreeReader::SubtreeHash(uint64_t begin, uint64_t end, Hash* out) {
   LATCH_RETURN_IF_ERROR(SubtreeHash(begin, begin + k, &left));
   LATCH_RETURN_IF_ERROR(SubtreeHash(begin + k, end, &right));
   *out = hasher_.Node(left, right);
+  return Status::Ok();
+}
+
+Status TreeReader::PerfectHash(int level, int r, uint64_t first, Hash* out) {
+  auto it = memo_.find({level, r, first});
+  if (it != memo_.end()) {
+    *out = it->second;
+    return Status::Ok();
+  }
+  uint64_t half = (uint64_t{1} << r) / 2;
+  if (r > 0 && (memo_.count({level, r - 1, first}) || memo_.count({level, r - 1, first + half}))) {
+    // Part of it is known: combine the halves.
+    Hash left, right;
+    LATCH_RETURN_IF_ERROR(PerfectHash(level, r - 1, first, &left));
+    LATCH_RETURN_IF_ERROR(PerfectHash(level, r - 1, first + half, &right));
+    *out = hasher_.Node(left, right);
+  } else {
+    // None of it is known: one read of its stored hashes, every node kept.
+    uint64_t count = uint64_t{1} << r;
+    std::vector<Hash> row(count);
+    LATCH_RETURN_IF_ERROR(reader_.ReadHashes(level, first, count, row.data()));
+    for (uint64_t i = 0; i < count; ++i) memo_[{level, 0, first + i}] = row[i];
+    for (int height = 1; height <= r; ++height) {
+      for (uint64_t i = 0; i + 1 < row.size(); i += 2)
+        row[i / 2] = hasher_.Node(row[i], row[i + 1]);
+      row.resize(row.size() / 2);
+      for (uint64_t i = 0; i < row.size(); ++i) {
+        memo_[{level, height, first + (i << height)}] = row[i];
+      }
+    }
+    *out = row[0];
+  }
+  memo_[{level, r, first}] = *out;
   return Status::Ok();
 }
 

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <unordered_map>
 #include <vector>
 
 #include "tlog/merkle_hash.h"
@@ -32,7 +34,12 @@ class StoredHashReader {
 
 class TreeReader {
  public:
-  explicit TreeReader(StoredHashReader& reader) : reader_(reader) {}
+  // With `memoize`, every subtree hash computed is kept, so many proofs
+  // against one tree (a page of query results) share the work of the nodes
+  // they have in common; memory grows with what is touched, so use such a
+  // reader for one batch of proofs, not for walking a whole log.
+  explicit TreeReader(StoredHashReader& reader, bool memoize = false)
+      : reader_(reader), memoize_(memoize) {}
 
   // MTH(D[begin:end]) for the ranges RFC 9162's recursions produce: `begin`
   // must be a multiple of the largest power of two below end - begin.
@@ -47,9 +54,26 @@ class TreeReader {
   Status Path(uint64_t index, uint64_t begin, uint64_t end, std::vector<Hash>* proof);
   Status SubProof(uint64_t m, uint64_t begin, uint64_t end, bool whole, std::vector<Hash>* proof);
 
+  // The root of the perfect subtree of 2^r stored hashes of `level` from
+  // `first`, through the memo.
+  Status PerfectHash(int level, int r, uint64_t first, Hash* out);
+
   StoredHashReader& reader_;
+  bool memoize_ = false;
   MerkleHasher hasher_;
   std::vector<Hash> scratch_;  // stored hashes of one perfect subtree (<= 256)
+  struct NodeKey {
+    int level;
+    int r;
+    uint64_t first;
+    bool operator==(const NodeKey&) const = default;
+  };
+  struct NodeKeyHash {
+    size_t operator()(const NodeKey& k) const {
+      return std::hash<uint64_t>()(k.first * 64 + static_cast<uint64_t>(k.level * 8 + k.r));
+    }
+  };
+  std::unordered_map<NodeKey, Hash, NodeKeyHash> memo_;
 };
 
 // Largest power of two strictly below n (n >= 2).

@@ -141,6 +141,34 @@ void ApiServer::Serve(int fd) {
         out =
             Dispatch(std::string(msg.method_string()), std::string(msg.target()), auth, msg.body());
       }
+      if (out.stream) {
+        if (streams_.fetch_add(1) >= options_.max_streams) {
+          streams_--;
+          refused_("api_busy", "too many event streams");
+          out = {503, "application/json", R"({"error":"too many event streams; retry later"})"};
+        } else {
+          // Headers, then the body as the handler writes it, until it ends or
+          // the client goes; the end of the connection ends the body.
+          http::response<http::empty_body> head{static_cast<http::status>(out.status), 11};
+          head.set(http::field::server, "latch-collector");
+          head.set(http::field::content_type, out.content_type);
+          head.set(http::field::cache_control, "no-cache");
+          head.keep_alive(false);
+          http::response_serializer<http::empty_body> sr(head);
+          http::write_header(stream, sr, ec);
+          beast::get_lowest_layer(stream).expires_never();
+          if (!ec) {
+            out.stream([&](const std::string& data) {
+              beast::error_code wec;
+              beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
+              asio::write(stream, asio::buffer(data), wec);
+              return !wec && !stopping_;
+            });
+          }
+          streams_--;
+          break;
+        }
+      }
       http::response<http::string_body> res{static_cast<http::status>(out.status), 11};
       res.set(http::field::server, "latch-collector");
       res.set(http::field::content_type, out.content_type);

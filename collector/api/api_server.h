@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "tlog/status.h"
 
@@ -29,10 +30,20 @@ struct ApiRequest {
   std::string body;
 };
 
+// Writes one piece of a streamed response; false once the client is gone.
+using StreamWrite = std::function<bool(const std::string& data)>;
+
 struct ApiResponse {
+  ApiResponse() = default;
+  ApiResponse(int status_code, std::string type, std::string text)
+      : status(status_code), content_type(std::move(type)), body(std::move(text)) {}
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  // Set for a streamed response (server-sent events): the server sends the
+  // status and headers, then calls it with a writer until it returns; the
+  // connection closes after it. `body` is ignored.
+  std::function<void(const StreamWrite& write)> stream;
 };
 
 struct ApiOptions {
@@ -42,6 +53,7 @@ struct ApiOptions {
   std::map<std::string, std::string> token_hashes;  // hex SHA-256 of the token -> identity
   size_t max_body_bytes = 64 * 1024;
   int max_connections = 64;
+  int max_streams = 16;  // of those, streamed responses at once (more: 503)
 };
 
 class ApiServer {
@@ -54,6 +66,7 @@ class ApiServer {
   // Binds and starts serving on a thread of its own.
   Status Start();
   void Stop();
+  bool stopping() const { return stopping_.load(); }
   uint16_t port() const { return bound_port_; }
 
  private:
@@ -69,6 +82,7 @@ class ApiServer {
   std::thread acceptor_;
   std::atomic<bool> stopping_{false};
   std::atomic<int> connections_{0};
+  std::atomic<int> streams_{0};
   uint16_t bound_port_ = 0;
 };
 

@@ -443,7 +443,8 @@ Status EventIndex::AddOne(uint64_t idx, const RecordView& v) {
 }
 
 Status EventIndex::Query(const std::string& path, const EventFilter& f, uint64_t below,
-                         const EventCursor& cursor, int limit, std::vector<EventHit>* out) {
+                         const EventCursor& cursor, int limit, std::vector<EventHit>* out,
+                         bool by_index) {
   out->clear();
   sqlite3* db = nullptr;
   LATCH_RETURN_IF_ERROR(OpenDb(path, true, &db));
@@ -486,8 +487,9 @@ Status EventIndex::Query(const std::string& path, const EventFilter& f, uint64_t
     binds.emplace_back(std::string(":") + b.column, id);
   }
   if (f.uid) sql += "AND e.uid = :uid ";
-  if (cursor.set) sql += "AND (e.time_ns, e.idx) > (:ctime, :cidx) ";
-  sql += "ORDER BY e.time_ns, e.idx LIMIT :limit";
+  if (f.min_index > 0) sql += "AND e.idx >= :min_index ";
+  if (cursor.set && !by_index) sql += "AND (e.time_ns, e.idx) > (:ctime, :cidx) ";
+  sql += by_index ? "ORDER BY e.idx LIMIT :limit" : "ORDER BY e.time_ns, e.idx LIMIT :limit";
   Stmt q;
   LATCH_RETURN_IF_ERROR(q.Prepare(db, sql.c_str()));
   binds.emplace_back(":below", static_cast<int64_t>(std::min<uint64_t>(below, INT64_MAX)));
@@ -496,7 +498,11 @@ Status EventIndex::Query(const std::string& path, const EventFilter& f, uint64_t
   binds.emplace_back(":limit", limit);
   if (f.grant_id) binds.emplace_back(":grant", static_cast<int64_t>(*f.grant_id));
   if (f.uid) binds.emplace_back(":uid", *f.uid);
-  if (cursor.set) {
+  if (f.min_index > 0) {
+    binds.emplace_back(":min_index",
+                       static_cast<int64_t>(std::min<uint64_t>(f.min_index, INT64_MAX)));
+  }
+  if (cursor.set && !by_index) {
     binds.emplace_back(":ctime", cursor.time_ns);
     binds.emplace_back(":cidx", static_cast<int64_t>(cursor.index));
   }

@@ -37,6 +37,7 @@ struct EventFilter {
   std::optional<uint32_t> uid;
   int64_t since_ns = 0;          // inclusive
   int64_t until_ns = INT64_MAX;  // exclusive
+  uint64_t min_index = 0;        // ledger index, inclusive
 };
 
 // Position after the last result of a page: results are ordered by (time, index).
@@ -78,9 +79,10 @@ class EventIndex {
   static RecordView ViewForIndex(std::string_view entry);
 
   // Up to `limit` hits below ledger index `below`, after `cursor`, ordered by
-  // (time, index).
+  // (time, index); or, `by_index` (the live tail), by ledger index alone.
   static Status Query(const std::string& path, const EventFilter& filter, uint64_t below,
-                      const EventCursor& cursor, int limit, std::vector<EventHit>* out);
+                      const EventCursor& cursor, int limit, std::vector<EventHit>* out,
+                      bool by_index = false);
 
  private:
   EventIndex() = default;

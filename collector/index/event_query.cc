@@ -55,6 +55,9 @@ Status ParseEventQuery(const std::map<std::string, std::string>& params, EventQu
       if (!ParseInt(value, &n) || n < 1 || n > kMaxEventLimit)
         return bad("1 to " + std::to_string(kMaxEventLimit));
       q.limit = static_cast<int>(n);
+    } else if (key == "from_index") {
+      if (!ParseInt(value, &n) || n < 0) return bad("a ledger index");
+      q.filter.min_index = static_cast<uint64_t>(n);
     } else if (key == "cursor") {
       size_t dot = value.find('.');
       int64_t idx = 0;
@@ -79,9 +82,15 @@ Status AnswerEventQuery(ledger::Ledger& ledger, const std::string& index_path,
   tlog::Checkpoint cp;
   LATCH_RETURN_IF_ERROR(tlog::OpenCheckpoint(note, ledger.verifier(), &cp));
   std::vector<EventHit> hits;
-  LATCH_RETURN_IF_ERROR(
-      EventIndex::Query(index_path, query.filter, cp.size, query.cursor, query.limit, &hits));
+  // Only what the index has covered can be answered; in ledger order (the
+  // live tail) the page ends there.
+  uint64_t below = query.by_index ? std::min(cp.size, indexed_size) : cp.size;
+  LATCH_RETURN_IF_ERROR(EventIndex::Query(index_path, query.filter, below, query.cursor,
+                                          query.limit, &hits, query.by_index));
   nlohmann::json events = nlohmann::json::array();
+  // One reader for the page: the proofs share most of their upper nodes. The
+  // ledger serves only committed hashes, and cp.size is committed.
+  tlog::TreeReader tree(ledger, /*memoize=*/true);
   std::string bundle_data;
   uint64_t bundle_at = UINT64_MAX;
   for (const EventHit& h : hits) {
@@ -102,7 +111,7 @@ Status AnswerEventQuery(ledger::Ledger& ledger, const std::string& index_path,
         (static_cast<uint8_t>(bundle_data[pos]) << 8) | static_cast<uint8_t>(bundle_data[pos + 1]);
     std::string entry = bundle_data.substr(pos + 2, len);
     std::vector<tlog::Hash> proof;
-    LATCH_RETURN_IF_ERROR(ledger.InclusionProof(h.index, cp.size, &proof));
+    LATCH_RETURN_IF_ERROR(tree.InclusionProof(h.index, cp.size, &proof));
     nlohmann::json hashes = nlohmann::json::array();
     for (const auto& p : proof) hashes.push_back(tlog::Base64Encode({p.data(), p.size()}));
     RecordView view;
@@ -124,6 +133,11 @@ Status AnswerEventQuery(ledger::Ledger& ledger, const std::string& index_path,
           {"indexed_size", std::min(indexed_size, cp.size)},
           {"events", events},
           {"next_cursor", next}};
+  if (query.by_index) {
+    (*out)["next_index"] = static_cast<int>(hits.size()) == query.limit
+                               ? hits.back().index + 1
+                               : std::max(below, query.filter.min_index);
+  }
   return Status::Ok();
 }
 

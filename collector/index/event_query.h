@@ -25,11 +25,15 @@ struct EventQuery {
   EventFilter filter;
   EventCursor cursor;
   int limit = kDefaultEventLimit;
+  // The live tail: entries from filter.min_index on, in ledger order; the
+  // answer's next_index is where the next page starts.
+  bool by_index = false;
 };
 
 // From URL query parameters: host, identity, resource, grant, verdict, kind,
 // uid, since_ns, until_ns (Unix ns), limit (1..1000), cursor (from a previous
-// page). InvalidArgument naming the parameter for anything else or malformed.
+// page), from_index (a ledger index; the stream starts there). InvalidArgument
+// naming the parameter for anything else or malformed.
 Status ParseEventQuery(const std::map<std::string, std::string>& params, EventQuery* out);
 
 // The answer as JSON (see docs/API.md): checkpoint, tree_size, indexed_size,

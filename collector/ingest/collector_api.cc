@@ -8,8 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "collector/api/tls_identity.h"
 #include "collector/api/query_string.h"
+#include "collector/api/tls_identity.h"
 #include "collector/index/event_query.h"
 #include "collector/ingest/collector_server.h"
 #include "collector/workflow/duration.h"
@@ -100,8 +100,10 @@ Status CollectorServer::StartApi() {
   api_ = std::make_unique<api::ApiServer>(
       o,
       [this](const api::ApiRequest& r) {
-        bool events = r.method == "GET" && r.target.substr(0, r.target.find('?')) == "/v1/events";
-        return events ? HandleEventsQuery(r) : CallOnLoop(r);
+        std::string path = r.target.substr(0, r.target.find('?'));
+        if (r.method == "GET" && path == "/v1/events") return HandleEventsQuery(r);
+        if (r.method == "GET" && path == "/v1/events/stream") return HandleEventsStream(r);
+        return CallOnLoop(r);
       },
       [this](const std::string& what, const std::string& detail) {
         // Recorded like every refusal (folded per second) on the loop thread.
@@ -115,7 +117,8 @@ Status CollectorServer::StartApi() {
   return api_->Start();
 }
 
-api::ApiResponse CollectorServer::HandleEventsQuery(const api::ApiRequest& req) {
+std::optional<api::ApiResponse> CollectorServer::PrepareEventQuery(const api::ApiRequest& req,
+                                                                   index::EventQuery* out) {
   std::map<std::string, std::string> params;
   std::string why;
   size_t q = req.target.find('?');
@@ -136,10 +139,59 @@ api::ApiResponse CollectorServer::HandleEventsQuery(const api::ApiRequest& req) 
       query.filter.identity = req.identity;
     }
   }
+  *out = std::move(query);
+  return std::nullopt;
+}
+
+api::ApiResponse CollectorServer::HandleEventsQuery(const api::ApiRequest& req) {
+  index::EventQuery query;
+  if (auto refused = PrepareEventQuery(req, &query)) return *refused;
   nlohmann::json answer;
-  s = index::AnswerEventQuery(*ledger_, index_path_, index_->indexed(), query, &answer);
+  Status s = index::AnswerEventQuery(*ledger_, index_path_, index_->indexed(), query, &answer);
   if (!s.ok()) return Error(500, "events query failed: " + s.message());
   return Json(200, answer);
+}
+
+api::ApiResponse CollectorServer::HandleEventsStream(const api::ApiRequest& req) {
+  index::EventQuery query;
+  if (auto refused = PrepareEventQuery(req, &query)) return *refused;
+  if (query.cursor.set) return Error(400, "a stream starts at from_index, not a cursor");
+  // From the given ledger index, or from what is indexed now (new entries only).
+  uint64_t next = req.target.find("from_index=") != std::string::npos ? query.filter.min_index
+                                                                      : index_->indexed();
+  query.by_index = true;
+  query.limit = 100;
+  api::ApiResponse res(200, "text/event-stream", "");
+  res.stream = [this, query, next](const api::StreamWrite& write) mutable {
+    using Clock = std::chrono::steady_clock;
+    auto quiet_since = Clock::now();
+    if (!write(": latch events from ledger index " + std::to_string(next) + "\n\n")) return;
+    while (!stopping_) {
+      uint64_t indexed = index_->WaitPast(next, std::chrono::milliseconds(1000));
+      while (indexed > next && !stopping_) {
+        query.filter.min_index = next;
+        nlohmann::json answer;
+        Status s = index::AnswerEventQuery(*ledger_, index_path_, indexed, query, &answer);
+        if (!s.ok()) {
+          write("event: error\ndata: " + nlohmann::json({{"error", s.message()}}).dump() + "\n\n");
+          return;
+        }
+        uint64_t after = answer["next_index"].get<uint64_t>();
+        if (!answer["events"].empty()) {
+          // The id is where a reconnecting client resumes (from_index).
+          if (!write("id: " + std::to_string(after) + "\ndata: " + answer.dump() + "\n\n")) return;
+          quiet_since = Clock::now();
+        }
+        if (after <= next) break;  // the checkpoint has not caught up with the index yet
+        next = after;
+      }
+      if (Clock::now() - quiet_since > std::chrono::seconds(15)) {
+        if (!write(": keepalive\n\n")) return;  // also finds clients that went away
+        quiet_since = Clock::now();
+      }
+    }
+  };
+  return res;
 }
 
 api::ApiResponse CollectorServer::CallOnLoop(const api::ApiRequest& req) {

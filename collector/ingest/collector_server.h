@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -27,6 +28,7 @@
 #include "collector/api/api_server.h"
 #include "collector/ingest/collector_config.h"
 #include "collector/ingest/grant_book.h"
+#include "collector/index/event_query.h"
 #include "collector/index/index_follower.h"
 #include "collector/ingest/sequence_index.h"
 #include "collector/ledger/batcher.h"
@@ -98,6 +100,12 @@ class CollectorServer : private workflow::WorkflowSink {
   // GET /v1/events: answered on the API thread (ledger reads and the index's
   // own read connection), so queries never hold up the loop.
   api::ApiResponse HandleEventsQuery(const api::ApiRequest& req);
+  // GET /v1/events/stream: the live tail as server-sent events, each message
+  // a page of new entries in ledger order with its proofs (same JSON).
+  api::ApiResponse HandleEventsStream(const api::ApiRequest& req);
+  // Parses and authorizes an events query; a response if it is refused.
+  std::optional<api::ApiResponse> PrepareEventQuery(const api::ApiRequest& req,
+                                                    index::EventQuery* query);
   void HandleZap();
   void HandleAgentMessage();
   void HandleAdmin();

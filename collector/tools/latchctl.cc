@@ -26,14 +26,13 @@
 #include <toml++/toml.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
-
-#include <chrono>
 #include <thread>
 
 #include "collector/index/event_query.h"
@@ -309,6 +308,83 @@ void EventRow(const latch::index::VerifiedEvent& e) {
               what.c_str());
 }
 
+// The live tail: server-sent events from the ledger index `from` on, each
+// message a page with proofs, verified and printed as it arrives. Returns
+// when the server closes the stream (or on an error).
+int Follow(const Settings& s, const std::string& params, uint64_t from, bool verify,
+           const latch::tlog::NoteVerifier& key) {
+  std::string rest = s.server.substr(8);
+  while (!rest.empty() && rest.back() == '/') rest.pop_back();
+  size_t colon = rest.rfind(':');
+  std::string host = colon == std::string::npos ? rest : rest.substr(0, colon);
+  std::string port = colon == std::string::npos ? "443" : rest.substr(colon + 1);
+  try {
+    asio::io_context io;
+    asio::ssl::context tls(asio::ssl::context::tls_client);
+    if (!s.ca.empty()) {
+      tls.load_verify_file(s.ca);
+    } else {
+      tls.set_default_verify_paths();
+    }
+    tls.set_verify_mode(asio::ssl::verify_peer);
+    beast::ssl_stream<beast::tcp_stream> stream(io, tls);
+    asio::ip::tcp::resolver resolver(io);
+    beast::get_lowest_layer(stream).connect(resolver.resolve(host, port));
+    stream.set_verify_callback(asio::ssl::host_name_verification(host));
+    SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
+    stream.handshake(asio::ssl::stream_base::client);
+    http::request<http::string_body> req{
+        http::verb::get, "/v1/events/stream?" + params + "from_index=" + std::to_string(from), 11};
+    req.set(http::field::host, host);
+    req.set(http::field::user_agent, "latchctl");
+    if (!s.token.empty()) req.set(http::field::authorization, "Bearer " + s.token);
+    http::write(stream, req);
+    beast::flat_buffer buffer;
+    http::response_parser<http::empty_body> head;
+    head.skip(true);
+    http::read_header(stream, buffer, head);
+    if (head.get().result_int() != 200) {
+      std::fprintf(stderr, "latchctl: the live tail was refused (%u)\n", head.get().result_int());
+      return 1;
+    }
+    std::string pending(static_cast<const char*>(buffer.data().data()), buffer.size());
+    while (true) {
+      size_t end;
+      while ((end = pending.find("\n\n")) != std::string::npos) {
+        std::string message = pending.substr(0, end);
+        pending.erase(0, end + 2);
+        size_t data = message.find("data: ");
+        if (data == std::string::npos) continue;  // a comment or keepalive
+        auto page = nlohmann::json::parse(message.substr(data + 6), nullptr, false);
+        std::vector<latch::index::VerifiedEvent> events;
+        if (message.rfind("event: error", 0) == 0 || page.is_discarded()) {
+          std::fprintf(stderr, "latchctl: the live tail ended: %s\n", message.c_str());
+          return 1;
+        }
+        latch::Status st =
+            verify ? latch::index::VerifyEventAnswer(page, key, &events) : latch::Status::Ok();
+        if (!st.ok()) {
+          std::fprintf(stderr, "latchctl: NOT VERIFIED: %s\n", st.ToString().c_str());
+          return 1;
+        }
+        if (s.json) {
+          for (auto& e : page["events"]) std::printf("%s\n", e.dump().c_str());
+        } else {
+          for (const auto& e : events) EventRow(e);
+        }
+        std::fflush(stdout);
+      }
+      char buf[8192];
+      beast::get_lowest_layer(stream).expires_never();
+      size_t n = stream.read_some(asio::buffer(buf));
+      pending.append(buf, n);
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "latchctl: the live tail ended: %s\n", e.what());
+    return 3;
+  }
+}
+
 int Events(const Settings& s, const EventsArgs& a) {
   latch::tlog::NoteVerifier key;
   if (!a.no_verify) {
@@ -361,7 +437,8 @@ int Events(const Settings& s, const EventsArgs& a) {
     Reply r = Call(s, http::verb::get, target);
     auto j = nlohmann::json::parse(r.body, nullptr, false);
     if (r.status != 200 || !j.is_object()) {
-      std::string why = j.is_object() && j.contains("error") ? j["error"].get<std::string>() : r.body;
+      std::string why =
+          j.is_object() && j.contains("error") ? j["error"].get<std::string>() : r.body;
       std::fprintf(stderr, "latchctl: %d: %s\n", r.status, why.c_str());
       return 1;
     }
@@ -377,9 +454,8 @@ int Events(const Settings& s, const EventsArgs& a) {
         latch::index::VerifiedEvent v;
         v.index = e["index"];
         auto bytes = latch::tlog::Base64Decode(e["entry"].get<std::string>());
-        if (!bytes || !latch::index::ViewRecord({reinterpret_cast<const char*>(bytes->data()),
-                                                 bytes->size()},
-                                                &v.view)
+        if (!bytes || !latch::index::ViewRecord(
+                           {reinterpret_cast<const char*>(bytes->data()), bytes->size()}, &v.view)
                            .ok()) {
           continue;
         }
@@ -404,24 +480,23 @@ int Events(const Settings& s, const EventsArgs& a) {
       cursor = j["next_cursor"].get<std::string>();
       continue;
     }
-    if (!a.follow) break;
-    // Live: ask again from where the last page ended.
-    if (!events.empty() || !j["events"].empty()) {
-      const auto& last = j["events"].back();
-      cursor = std::to_string(last["time_ns"].get<int64_t>()) + "." +
-               std::to_string(last["index"].get<uint64_t>());
+    if (a.follow) {
+      // Then live, in ledger order, from the end of the tree just answered.
+      std::fflush(stdout);
+      return Follow(s, base.substr(base.find('?') + 1), j["tree_size"].get<uint64_t>(),
+                    !a.no_verify, key);
     }
-    std::fflush(stdout);
-    std::this_thread::sleep_for(std::chrono::seconds(1));
+    break;
   }
   if (s.json) {
-    std::printf("%s\n", nlohmann::json({{"events", all}, {"verified", !a.no_verify},
-                                         {"checkpoint_size", checkpoint_size}})
+    std::printf("%s\n", nlohmann::json({{"events", all},
+                                        {"verified", !a.no_verify},
+                                        {"checkpoint_size", checkpoint_size}})
                             .dump(2)
                             .c_str());
   } else if (!a.no_verify) {
-    std::printf("%d event(s), each verified against the signed checkpoint of %llu entries\n",
-                shown, static_cast<unsigned long long>(checkpoint_size));
+    std::printf("%d event(s), each verified against the signed checkpoint of %llu entries\n", shown,
+                static_cast<unsigned long long>(checkpoint_size));
   } else {
     std::printf("%d event(s), NOT verified (--no-verify)\n", shown);
   }

@@ -431,13 +431,15 @@ TEST_F(ChannelTest, RequestApprovalUseExpiryAndTheTrailWithProofs) {
   const std::string tess_token = "tess-token-e2e-0123456789";
   const std::string ann_token = "ann-token-e2e-0123456789";
   auto hash = [](const std::string& t) {
-    return tlog::HexEncode(tlog::Sha256::Of({reinterpret_cast<const uint8_t*>(t.data()), t.size()}));
+    return tlog::HexEncode(
+        tlog::Sha256::Of({reinterpret_cast<const uint8_t*>(t.data()), t.size()}));
   };
   int api_port = FreeLoopbackPort();
-  collector_settings_ = "policy = \"" + dir_ + "/policy.toml\"\n[api]\nlisten = \"127.0.0.1:" +
-                        std::to_string(api_port) + "\"\n[[api_token]]\nidentity = \"tess\"\nsha256 = \"" +
-                        hash(tess_token) + "\"\n[[api_token]]\nidentity = \"ann\"\nsha256 = \"" +
-                        hash(ann_token) + "\"\n";
+  collector_settings_ = "policy = \"" + dir_ +
+                        "/policy.toml\"\n[api]\nlisten = \"127.0.0.1:" + std::to_string(api_port) +
+                        "\"\n[[api_token]]\nidentity = \"tess\"\nsha256 = \"" + hash(tess_token) +
+                        "\"\n[[api_token]]\nidentity = \"ann\"\nsha256 = \"" + hash(ann_token) +
+                        "\"\n";
   WriteCollectorConfig(agent_key_);
   StartCollector();
   StartAgent();
@@ -461,7 +463,8 @@ TEST_F(ChannelTest, RequestApprovalUseExpiryAndTheTrailWithProofs) {
   };
 
   EXPECT_EQ(ConnectOnce(), EPERM);  // before any request
-  ASSERT_EQ(latchctl(tess_token, {"request", "db", "--for", "4s", "--reason", "fix the replica"}), 0)
+  ASSERT_EQ(latchctl(tess_token, {"request", "db", "--for", "4s", "--reason", "fix the replica"}),
+            0)
       << out;
   EXPECT_EQ(latchctl(tess_token, {"approve", "1"}), 1) << out;  // her own: refused
   ASSERT_EQ(latchctl(ann_token, {"approve", "1", "--comment", "go"}), 0) << out;

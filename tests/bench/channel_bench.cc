@@ -33,11 +33,11 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <functional>
-#include <sstream>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <zmq.hpp>
 
@@ -50,8 +50,8 @@
 #include "agent/spool_sink.h"
 #include "collector/api/api_server.h"
 #include "collector/ingest/collector_server.h"
-#include "https_client.h"
 #include "collector/ledger/batcher.h"
+#include "https_client.h"
 #include "kernel_sandbox.h"
 #include "schemas/canonical.h"
 #include "schemas/record_codec.h"
@@ -415,12 +415,15 @@ void RequestToEffective(int n) {
     };
     next_change(0);  // denied before anything is approved
     auto call = [&](const std::string& target, const std::string& token, const std::string& body) {
-      auto r = latch::testing::HttpsCall(api, ca, boost::beast::http::verb::post, target, token, body);
-      if (r.status != 200 && r.status != 201) Die(target + ": " + std::to_string(r.status) + " " + r.body);
+      auto r =
+          latch::testing::HttpsCall(api, ca, boost::beast::http::verb::post, target, token, body);
+      if (r.status != 200 && r.status != 201)
+        Die(target + ": " + std::to_string(r.status) + " " + r.body);
       return nlohmann::json::parse(r.body);
     };
     for (int i = 0; i < n; ++i) {
-      auto req = call("/v1/requests", tess, R"({"resource":"db","duration":"10m","reason":"bench"})");
+      auto req =
+          call("/v1/requests", tess, R"({"resource":"db","duration":"10m","reason":"bench"})");
       std::string id = std::to_string(req["id"].get<uint64_t>());
       auto sent = Clock::now();
       auto approved = call("/v1/requests/" + id + "/approve", ann, "{}");

@@ -1,6 +1,8 @@
 // The collector's HTTPS API against a real TLS client: authentication,
 // validation of every input, the workflow through it, the ledger's tiles.
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -252,7 +254,7 @@ TEST_F(ApiTest, EventsAreAnsweredWithProofsAndOnlyToThoseAllowed) {
   std::vector<std::string> kinds;
   for (const auto& e : events) kinds.push_back(e.view.kind);
   EXPECT_EQ(kinds, (std::vector<std::string>{"requestCreated", "requestReviewed", "grantIssued",
-                                              "requestDecided", "grantRevoked"}));
+                                             "requestDecided", "grantRevoked"}));
   for (const auto& e : events) EXPECT_EQ(e.identity, "tess");
 
   // tess is neither auditor nor approver: she sees what is about her, only.
@@ -292,6 +294,109 @@ TEST_F(ApiTest, EventsAreAnsweredWithProofsAndOnlyToThoseAllowed) {
   EXPECT_NE(out.find("5 event(s), each verified"), std::string::npos) << out;
   EXPECT_EQ(Latchctl(home, server, config_.data_dir + "/api.crt", kAnn, "", {"events"}, &out), 2)
       << out;
+}
+
+// The live tail: a server-sent event stream whose every message is a page of
+// new entries in ledger order, with proofs that verify.
+TEST_F(ApiTest, LiveTailStreamsNewEntriesWithProofs) {
+  asio::io_context io;
+  asio::ssl::context tls(asio::ssl::context::tls_client);
+  tls.load_verify_file(config_.data_dir + "/api.crt");
+  tls.set_verify_mode(asio::ssl::verify_peer);
+  beast::ssl_stream<beast::tcp_stream> stream(io, tls);
+  beast::get_lowest_layer(stream).connect(
+      asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->api_port()));
+  stream.set_verify_callback(asio::ssl::host_name_verification("localhost"));
+  stream.handshake(asio::ssl::stream_base::client);
+  http::request<http::string_body> req{http::verb::get, "/v1/events/stream?kind=requestCreated",
+                                       11};
+  req.set(http::field::host, "localhost");
+  req.set(http::field::authorization, std::string("Bearer ") + kAnn);
+  http::write(stream, req);
+  // Reads until `want` has arrived (or 10 s pass); returns all read so far.
+  std::string got;
+  auto read_until = [&](const std::string& want) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (got.find(want) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+      char buf[4096];
+      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
+      beast::error_code ec;
+      size_t n = stream.read_some(asio::buffer(buf), ec);
+      if (ec) break;
+      got.append(buf, n);
+    }
+    return got.find(want) != std::string::npos;
+  };
+  ASSERT_TRUE(read_until("\r\n\r\n: latch events")) << got;
+  EXPECT_NE(got.find("text/event-stream"), std::string::npos) << got;
+  ASSERT_EQ(Call(http::verb::post, "/v1/requests", kTess,
+                 R"({"resource":"db","duration":"10m","reason":"live"})")
+                .status,
+            201);
+  ASSERT_TRUE(read_until("data: ")) << got;
+  size_t data = got.find("data: ");
+  ASSERT_TRUE(read_until("}\n\n")) << got;
+  size_t end = got.find("\n\n", data);
+  auto page = nlohmann::json::parse(got.substr(data + 6, end - data - 6));
+  tlog::NoteVerifier key;
+  ASSERT_TRUE(tlog::NoteVerifier::Parse(server_->ledger_vkey(), &key).ok());
+  std::vector<index::VerifiedEvent> events;
+  Status s = index::VerifyEventAnswer(page, key, &events);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].view.kind, "requestCreated");
+  EXPECT_EQ(events[0].identity, "tess");
+  EXPECT_NE(got.find("id: "), std::string::npos);
+  // latchctl --follow prints what arrives, verified.
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  pid_t follower = ::fork();
+  if (follower == 0) {
+    ::dup2(p[1], STDOUT_FILENO);
+    ::close(p[0]);
+    ::setenv("HOME", (dir_ / "home").c_str(), 1);
+    std::string server = "https://localhost:" + std::to_string(server_->api_port());
+    std::string ca = config_.data_dir + "/api.crt";
+    std::string vkey = server_->ledger_vkey();
+    ::execl(LATCHCTL_BIN, LATCHCTL_BIN, "--server", server.c_str(), "--ca", ca.c_str(),
+            "--ledger-key", vkey.c_str(), "--token-file", (dir_ / "ann.token").c_str(), "events",
+            "--kind", "requestCreated", "--follow", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::close(p[1]);
+  std::ofstream(dir_ / "ann.token") << kAnn << "\n";
+  std::string printed;
+  auto count = [&](const std::string& what) {
+    size_t n = 0;
+    for (size_t at = printed.find(what); at != std::string::npos; at = printed.find(what, at + 1))
+      ++n;
+    return n;
+  };
+  // Reads latchctl's output until it shows `want` `times` times (or 10 s pass).
+  auto read_for = [&](const std::string& want, size_t times) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (count(want) < times && std::chrono::steady_clock::now() < deadline) {
+      pollfd pf{p[0], POLLIN, 0};
+      if (::poll(&pf, 1, 200) != 1) continue;
+      char buf[4096];
+      ssize_t n = ::read(p[0], buf, sizeof(buf));
+      if (n <= 0) break;
+      printed.append(buf, static_cast<size_t>(n));
+    }
+    return count(want) >= times;
+  };
+  EXPECT_TRUE(read_for("requestCreated", 1)) << printed;  // the one made above, from history
+  ASSERT_EQ(Call(http::verb::post, "/v1/requests", kTess,
+                 R"({"resource":"db","duration":"5m","reason":"second"})")
+                .status,
+            201);
+  EXPECT_TRUE(read_for("requestCreated", 2)) << printed;  // the new one, live
+  ::kill(follower, SIGTERM);                              // our own child, by its id
+  ::waitpid(follower, nullptr, 0);
+  ::close(p[0]);
+  // Refused like the query: tess may not follow ann's events.
+  EXPECT_EQ(Call(http::verb::get, "/v1/events/stream?identity=ann", kTess).status, 403);
+  EXPECT_EQ(Call(http::verb::get, "/v1/events/stream?cursor=1.1", kAnn).status, 400);
 }
 
 }  // namespace

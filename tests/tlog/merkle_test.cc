@@ -63,6 +63,33 @@ TEST(TreeReader, RootsAgreeWithTheDefinition) {
   }
 }
 
+// A memoizing reader (one page of query results shares its nodes) gives
+// exactly what the plain one gives, across tree sizes and indexes.
+TEST(TreeReader, MemoizedReaderGivesTheSameProofs) {
+  MerkleHasher h;
+  auto leaves = NumberedLeaves(h, 70000);
+  MemoryHashes stored(leaves);
+  TreeReader plain(stored);
+  TreeReader memo(stored, /*memoize=*/true);
+  std::vector<Hash> a, b;
+  for (uint64_t size : {1ul, 255ul, 256ul, 257ul, 65535ul, 65536ul, 65537ul, 70000ul}) {
+    Hash ra, rb;
+    ASSERT_TRUE(plain.Root(size, &ra).ok());
+    ASSERT_TRUE(memo.Root(size, &rb).ok());
+    EXPECT_EQ(ra, rb) << size;
+    for (uint64_t index = 0; index < size; index += 1 + size / 97) {
+      ASSERT_TRUE(plain.InclusionProof(index, size, &a).ok());
+      ASSERT_TRUE(memo.InclusionProof(index, size, &b).ok());
+      EXPECT_EQ(a, b) << index << "/" << size;
+    }
+    for (uint64_t size1 = 1; size1 <= size; size1 += 1 + size / 13) {
+      ASSERT_TRUE(plain.ConsistencyProof(size1, size, &a).ok());
+      ASSERT_TRUE(memo.ConsistencyProof(size1, size, &b).ok());
+      EXPECT_EQ(a, b) << size1 << "->" << size;
+    }
+  }
+}
+
 TEST(TreeReader, GeneratedProofsVerify) {
   MerkleHasher h;
   auto leaves = NumberedLeaves(h, 1100);
