@@ -47,6 +47,10 @@ Status ApiServer::Start() {
                            asio::ssl::context::no_sslv2 | asio::ssl::context::no_sslv3);
     impl_->tls.use_certificate_chain_file(options_.cert_path);
     impl_->tls.use_private_key_file(options_.key_path, asio::ssl::context::pem);
+    // Ask for a client certificate without requiring one, and accept any:
+    // it is authenticated by its pinned fingerprint, not by a chain.
+    impl_->tls.set_verify_mode(asio::ssl::verify_peer);
+    impl_->tls.set_verify_callback([](bool, asio::ssl::verify_context&) { return true; });
     auto address = asio::ip::make_address(options_.listen_address);
     impl_->acceptor =
         std::make_unique<tcp::acceptor>(impl_->io, tcp::endpoint(address, options_.port));
@@ -89,19 +93,26 @@ void ApiServer::Stop() {
 }
 
 ApiResponse ApiServer::Dispatch(const std::string& method, const std::string& target,
-                                const std::string& authorization, const std::string& body) {
+                                const std::string& authorization, const std::string& body,
+                                const std::string& client_cert_hash) {
   ApiRequest req{method, target, "", body};
   bool open = target == "/healthz" || target == "/checkpoint" || target.rfind("/tile/", 0) == 0;
   if (!open) {
+    // A bearer token if the request has one (it must be valid), else a
+    // pinned client certificate.
     const std::string prefix = "Bearer ";
-    auto it = authorization.rfind(prefix, 0) == 0
-                  ? options_.token_hashes.find(TokenHash(authorization.substr(prefix.size())))
-                  : options_.token_hashes.end();
-    if (it == options_.token_hashes.end()) {
-      refused_("api_unauthenticated", method + " " + target.substr(0, 200));
-      return {401, "application/json", R"({"error":"a valid bearer token is required"})"};
+    if (authorization.rfind(prefix, 0) == 0) {
+      auto it = options_.token_hashes.find(TokenHash(authorization.substr(prefix.size())));
+      if (it != options_.token_hashes.end()) req.identity = it->second;
+    } else if (authorization.empty() && !client_cert_hash.empty()) {
+      auto it = options_.client_cert_hashes.find(client_cert_hash);
+      if (it != options_.client_cert_hashes.end()) req.identity = it->second;
     }
-    req.identity = it->second;
+    if (req.identity.empty()) {
+      refused_("api_unauthenticated", method + " " + target.substr(0, 200));
+      return {401, "application/json",
+              R"({"error":"a valid bearer token or client certificate is required"})"};
+    }
   }
   ApiResponse res = handler_(req);
   if (res.status == 403) {
@@ -119,6 +130,17 @@ void ApiServer::Serve(int fd) {
     beast::get_lowest_layer(stream).socket().assign(tcp::v4(), fd);
     beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
     stream.handshake(asio::ssl::stream_base::server);
+    // The client's certificate, if it sent one, by its fingerprint.
+    std::string client_cert_hash;
+    if (X509* cert = SSL_get1_peer_certificate(stream.native_handle())) {
+      unsigned char* der = nullptr;
+      int len = i2d_X509(cert, &der);
+      if (len > 0) {
+        client_cert_hash = tlog::HexEncode(tlog::Sha256::Of({der, static_cast<size_t>(len)}));
+      }
+      OPENSSL_free(der);
+      X509_free(cert);
+    }
     beast::flat_buffer buffer;
     while (!stopping_) {
       http::request_parser<http::string_body> parser;
@@ -138,8 +160,8 @@ void ApiServer::Serve(int fd) {
         auto& msg = parser.get();
         keep = msg.keep_alive();
         std::string auth(msg[http::field::authorization]);
-        out =
-            Dispatch(std::string(msg.method_string()), std::string(msg.target()), auth, msg.body());
+        out = Dispatch(std::string(msg.method_string()), std::string(msg.target()), auth,
+                       msg.body(), client_cert_hash);
       }
       if (out.stream) {
         if (streams_.fetch_add(1) >= options_.max_streams) {

@@ -51,6 +51,10 @@ struct ApiOptions {
   uint16_t port = 8443;
   std::string cert_path, key_path;
   std::map<std::string, std::string> token_hashes;  // hex SHA-256 of the token -> identity
+  // Client certificates: hex SHA-256 of the DER certificate -> identity. The
+  // server asks every client for a certificate; one listed here authenticates
+  // a request that carries no bearer token.
+  std::map<std::string, std::string> client_cert_hashes;
   size_t max_body_bytes = 64 * 1024;
   int max_connections = 64;
   int max_streams = 16;  // of those, streamed responses at once (more: 503)
@@ -73,7 +77,8 @@ class ApiServer {
   struct Impl;
   void Serve(int fd);
   ApiResponse Dispatch(const std::string& method, const std::string& target,
-                       const std::string& authorization, const std::string& body);
+                       const std::string& authorization, const std::string& body,
+                       const std::string& client_cert_hash);
 
   ApiOptions options_;
   Handler handler_;

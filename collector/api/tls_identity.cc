@@ -6,9 +6,13 @@
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+
+#include "tlog/hex.h"
+#include "tlog/sha256.h"
 
 namespace latch::api {
 namespace {
@@ -65,6 +69,21 @@ Status EnsureTlsIdentity(const std::string& cert_path, const std::string& key_pa
   }
   LATCH_RETURN_IF_ERROR(WritePem(key_path, 0600, true, pkey.get(), nullptr));
   return WritePem(cert_path, 0644, false, nullptr, cert.get());
+}
+
+Status CertificateFingerprint(const std::string& pem_path, std::string* hex) {
+  FILE* f = std::fopen(pem_path.c_str(), "r");
+  if (f == nullptr) return Status::FromErrno("open " + pem_path, errno);
+  X509* cert = PEM_read_X509(f, nullptr, nullptr, nullptr);
+  std::fclose(f);
+  if (cert == nullptr) return Status::InvalidArgument(pem_path + " holds no PEM certificate");
+  unsigned char* der = nullptr;
+  int len = i2d_X509(cert, &der);
+  X509_free(cert);
+  if (len <= 0) return Status::InvalidArgument(pem_path + ": the certificate does not encode");
+  *hex = tlog::HexEncode(tlog::Sha256::Of({der, static_cast<size_t>(len)}));
+  OPENSSL_free(der);
+  return Status::Ok();
 }
 
 }  // namespace latch::api

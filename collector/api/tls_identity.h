@@ -11,4 +11,8 @@ namespace latch::api {
 
 Status EnsureTlsIdentity(const std::string& cert_path, const std::string& key_path);
 
+// Lower-case hex SHA-256 of a PEM certificate's DER form: what an
+// [[api_client]] entry pins.
+Status CertificateFingerprint(const std::string& pem_path, std::string* hex);
+
 }  // namespace latch::api

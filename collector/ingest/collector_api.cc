@@ -96,6 +96,7 @@ Status CollectorServer::StartApi() {
   o.cert_path = config_.api_cert.empty() ? config_.data_dir + "/api.crt" : config_.api_cert;
   o.key_path = config_.api_key.empty() ? config_.data_dir + "/api.key" : config_.api_key;
   o.token_hashes = config_.api_tokens;
+  o.client_cert_hashes = config_.api_client_certs;
   LATCH_RETURN_IF_ERROR(api::EnsureTlsIdentity(o.cert_path, o.key_path));
   api_ = std::make_unique<api::ApiServer>(
       o,

@@ -65,7 +65,7 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
   LATCH_RETURN_IF_ERROR(
       Known(root, source,
             {"data_dir", "origin", "endpoints", "batch_max_entries", "batch_max_age_ms",
-             "max_message_bytes", "agent", "policy", "index", "api", "api_token"}));
+             "max_message_bytes", "agent", "policy", "index", "api", "api_token", "api_client"}));
   CollectorConfig c;
   LATCH_RETURN_IF_ERROR(Read(root, source, "data_dir", &c.data_dir, true));
   LATCH_RETURN_IF_ERROR(Read(root, source, "origin", &c.origin, true));
@@ -133,6 +133,26 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
     c.api_port = static_cast<uint16_t>(port);
     LATCH_RETURN_IF_ERROR(Read(*t, source, "cert", &c.api_cert, false));
     LATCH_RETURN_IF_ERROR(Read(*t, source, "key", &c.api_key, false));
+  }
+  if (const toml::node* n = root.get("api_client")) {
+    const toml::array* list = n->as_array();
+    if (list == nullptr)
+      return Bad(source, n->source(), "'api_client' must be [[api_client]] tables");
+    for (const toml::node& e : *list) {
+      const toml::table* t = e.as_table();
+      if (t == nullptr)
+        return Bad(source, e.source(), "'api_client' must be [[api_client]] tables");
+      LATCH_RETURN_IF_ERROR(Known(*t, source, {"identity", "cert_sha256"}));
+      std::string identity, hash;
+      LATCH_RETURN_IF_ERROR(Read(*t, source, "identity", &identity, true));
+      LATCH_RETURN_IF_ERROR(Read(*t, source, "cert_sha256", &hash, true));
+      bool hex =
+          hash.size() == 64 && hash.find_first_not_of("0123456789abcdef") == std::string::npos;
+      if (!hex) return Bad(source, t->source(), "cert_sha256 must be 64 lower-case hex digits");
+      if (!c.api_client_certs.emplace(hash, identity).second) {
+        return Bad(source, t->source(), "the same certificate is listed twice");
+      }
+    }
   }
   if (const toml::node* n = root.get("api_token")) {
     const toml::array* list = n->as_array();

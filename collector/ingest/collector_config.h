@@ -18,6 +18,10 @@
 //   identity = "alice"                   # an identity of the policy
 //   sha256 = "<64 hex digits>"           # latch-collector token-hash prints it
 //
+//   [[api_client]]                       # client certificates, pinned
+//   identity = "bob"
+//   cert_sha256 = "<64 hex digits>"      # of the DER certificate: latch-collector cert-hash FILE
+//
 //   [[agent]]                            # enrolled agents
 //   host_id = "db-host-1"
 //   curve_public_key = "<40 Z85 characters>"
@@ -51,7 +55,8 @@ struct CollectorConfig {
   std::string api_address = "127.0.0.1";
   uint16_t api_port = 8443;
   std::string api_cert, api_key;                  // empty: under data_dir
-  std::map<std::string, std::string> api_tokens;  // sha256 hex -> identity
+  std::map<std::string, std::string> api_tokens;        // sha256 hex -> identity
+  std::map<std::string, std::string> api_client_certs;  // certificate sha256 hex -> identity
 };
 
 Status ParseCollectorConfig(std::string_view toml_text, const std::string& source,

@@ -20,6 +20,7 @@
 #include <zmq.hpp>
 
 #include "collector/api/api_server.h"
+#include "collector/api/tls_identity.h"
 #include "collector/ingest/collector_config.h"
 #include "collector/ingest/collector_server.h"
 
@@ -103,9 +104,21 @@ int main(int argc, char** argv) {
   auto* requests = app.add_subcommand("requests", "list requests and their state");
   auto* token_hash = app.add_subcommand(
       "token-hash", "read an API token on stdin, print the sha256 an [[api_token]] entry holds");
+  std::string cert_file;
+  auto* cert_hash = app.add_subcommand(
+      "cert-hash",
+      "print the sha256 of a PEM client certificate, as an [[api_client]] entry holds");
+  cert_hash->add_option("CERT", cert_file, "PEM certificate file")->required();
   // --config may come before or after the subcommand.
   for (auto* sub : {keys, grant, revoke, status, request, review, requests}) sub->fallthrough();
   CLI11_PARSE(app, argc, argv);
+  if (cert_hash->parsed()) {
+    std::string hex;
+    Status st = latch::api::CertificateFingerprint(cert_file, &hex);
+    if (!st.ok()) return Fail(st);
+    std::printf("%s\n", hex.c_str());
+    return 0;
+  }
   if (!token_hash->parsed() && config_option->count() == 0) {
     std::fprintf(stderr, "latch-collector: --config is required\n");
     return 2;

@@ -12,9 +12,10 @@
 //                                         checked against the signed checkpoint it names
 //
 // Settings come from flags, then the environment (LATCH_SERVER, LATCH_TOKEN,
-// LATCH_CA, LATCH_LEDGER_KEY), then ~/.config/latch/latchctl.toml (server,
-// token_file, ca, ledger_key). Output is a table, or JSON with --json.
-// Exit codes: 0 done, 1 refused or not verified, 2 usage, 3 cannot reach the server.
+// LATCH_CA, LATCH_LEDGER_KEY, LATCH_CERT, LATCH_KEY), then
+// ~/.config/latch/latchctl.toml (server, token_file, ca, ledger_key, cert, key). Output is a table,
+// or JSON with --json. Exit codes: 0 done, 1 refused or not verified, 2 usage, 3 cannot reach the
+// server.
 #include <utility>
 // clang-format off
 #include <boost/asio.hpp>
@@ -51,6 +52,7 @@ namespace fs = std::filesystem;
 
 struct Settings {
   std::string server, token, ca, ledger_key;
+  std::string cert, key;  // a client certificate instead of a token
   bool json = false;
 };
 
@@ -87,6 +89,8 @@ void Resolve(Settings* s, const std::string& token_file) {
   if (s->token.empty()) s->token = env("LATCH_TOKEN");
   if (s->ca.empty()) s->ca = env("LATCH_CA");
   if (s->ledger_key.empty()) s->ledger_key = env("LATCH_LEDGER_KEY");
+  if (s->cert.empty()) s->cert = env("LATCH_CERT");
+  if (s->key.empty()) s->key = env("LATCH_KEY");
   std::string file = ConfigDir() + "/latchctl.toml";
   if (fs::exists(file)) {
     try {
@@ -98,6 +102,8 @@ void Resolve(Settings* s, const std::string& token_file) {
       }
       if (s->ca.empty()) s->ca = t["ca"].value_or(std::string());
       if (s->ledger_key.empty()) s->ledger_key = t["ledger_key"].value_or(std::string());
+      if (s->cert.empty()) s->cert = t["cert"].value_or(std::string());
+      if (s->key.empty()) s->key = t["key"].value_or(std::string());
     } catch (const toml::parse_error& e) {
       std::fprintf(stderr, "latchctl: %s: %s\n", file.c_str(),
                    std::string(e.description()).c_str());
@@ -125,6 +131,10 @@ Reply Call(const Settings& s, http::verb method, const std::string& target,
       tls.set_default_verify_paths();
     }
     tls.set_verify_mode(asio::ssl::verify_peer);
+    if (!s.cert.empty()) {
+      tls.use_certificate_chain_file(s.cert);
+      tls.use_private_key_file(s.key.empty() ? s.cert : s.key, asio::ssl::context::pem);
+    }
     beast::ssl_stream<beast::tcp_stream> stream(io, tls);
     asio::ip::tcp::resolver resolver(io);
     beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
@@ -327,6 +337,10 @@ int Follow(const Settings& s, const std::string& params, uint64_t from, bool ver
       tls.set_default_verify_paths();
     }
     tls.set_verify_mode(asio::ssl::verify_peer);
+    if (!s.cert.empty()) {
+      tls.use_certificate_chain_file(s.cert);
+      tls.use_private_key_file(s.key.empty() ? s.cert : s.key, asio::ssl::context::pem);
+    }
     beast::ssl_stream<beast::tcp_stream> stream(io, tls);
     asio::ip::tcp::resolver resolver(io);
     beast::get_lowest_layer(stream).connect(resolver.resolve(host, port));
@@ -513,6 +527,9 @@ int main(int argc, char** argv) {
   app.add_option("--token-file", token_file, "file holding your API token");
   app.add_option("--ca", s.ca, "certificate that signs (or is) the collector's");
   app.add_option("--ledger-key", s.ledger_key, "the ledger's verifier key (for verify)");
+  app.add_option("--cert", s.cert,
+                 "client certificate (PEM) to authenticate with, instead of a token");
+  app.add_option("--key", s.key, "the client certificate's private key (PEM)");
   app.add_flag("--json", s.json, "print JSON");
   app.require_subcommand(1);
   std::string resource, duration = "1h", reason, comment;

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "collector/api/api_server.h"
+#include "collector/api/tls_identity.h"
 #include "collector/index/event_query.h"
 #include "collector/ingest/collector_server.h"
 #include "https_client.h"
@@ -57,6 +58,12 @@ class ApiTest : public ::testing::Test {
     config_.api_port = 0;  // any free port
     config_.api_tokens[api::TokenHash(kTess)] = "tess";
     config_.api_tokens[api::TokenHash(kAnn)] = "ann";
+    // ann also has a client certificate, pinned; "stranger" has one that is not.
+    ASSERT_TRUE(api::EnsureTlsIdentity(dir_ / "ann.crt", dir_ / "ann.key").ok());
+    ASSERT_TRUE(api::EnsureTlsIdentity(dir_ / "stranger.crt", dir_ / "stranger.key").ok());
+    std::string ann_cert;
+    ASSERT_TRUE(api::CertificateFingerprint(dir_ / "ann.crt", &ann_cert).ok());
+    config_.api_client_certs[ann_cert] = "ann";
     Status s = CollectorServer::Open(config_, &server_);
     ASSERT_TRUE(s.ok()) << s.ToString();
     thread_ = std::thread([this] { run_status_ = server_->Run(); });
@@ -220,6 +227,33 @@ TEST_F(ApiTest, LatchctlDrivesTheWorkflowAndVerifiesTheLedger) {
   EXPECT_EQ(Latchctl(home, server, ca, "wrong-token-0000000", key, {"grants"}, &out), 1);
   EXPECT_EQ(Latchctl(home, "https://localhost:1", ca, kAnn, key, {"grants"}, &out), 3);
   EXPECT_EQ(tess({"approve"}), 2);  // usage
+}
+
+// A pinned client certificate authenticates its identity without a token;
+// an unknown one does not, and a bad token is not rescued by a good certificate.
+TEST_F(ApiTest, ClientCertificatesAuthenticateWhenPinned) {
+  auto call = [&](const std::string& who, const std::string& token) {
+    return latch::testing::HttpsCall(server_->api_port(), config_.data_dir + "/api.crt",
+                                     http::verb::get, "/v1/requests?all=1", token, "",
+                                     dir_ / (who + ".crt"), dir_ / (who + ".key"));
+  };
+  EXPECT_EQ(call("ann", "").status, 200);
+  EXPECT_EQ(call("stranger", "").status, 401);
+  EXPECT_EQ(call("ann", "not-a-known-token").status, 401);
+  EXPECT_EQ(Call(http::verb::get, "/v1/requests", "").status, 401);  // neither
+  std::string out;
+  std::string home = dir_ / "home";
+  std::string server = "https://localhost:" + std::to_string(server_->api_port());
+  EXPECT_EQ(
+      Latchctl(home, server, config_.data_dir + "/api.crt", "", "",
+               {"--cert", dir_ / "ann.crt", "--key", dir_ / "ann.key", "requests", "--all"}, &out),
+      0)
+      << out;
+  EXPECT_EQ(
+      Latchctl(home, server, config_.data_dir + "/api.crt", "", "",
+               {"--cert", dir_ / "stranger.crt", "--key", dir_ / "stranger.key", "grants"}, &out),
+      1)
+      << out;
 }
 
 // The events query: proofs that verify, a grant's whole story, requesters

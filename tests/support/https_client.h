@@ -23,7 +23,9 @@ struct HttpsReply {
 
 inline HttpsReply HttpsCall(uint16_t port, const std::string& ca_file,
                             boost::beast::http::verb method, const std::string& target,
-                            const std::string& token, const std::string& body = "") {
+                            const std::string& token, const std::string& body = "",
+                            const std::string& client_cert = "",
+                            const std::string& client_key = "") {
   namespace asio = boost::asio;
   namespace beast = boost::beast;
   namespace http = beast::http;
@@ -31,6 +33,10 @@ inline HttpsReply HttpsCall(uint16_t port, const std::string& ca_file,
   asio::ssl::context tls(asio::ssl::context::tls_client);
   tls.load_verify_file(ca_file);
   tls.set_verify_mode(asio::ssl::verify_peer);
+  if (!client_cert.empty()) {
+    tls.use_certificate_chain_file(client_cert);
+    tls.use_private_key_file(client_key, asio::ssl::context::pem);
+  }
   beast::ssl_stream<beast::tcp_stream> stream(io, tls);
   beast::error_code ec;
   beast::get_lowest_layer(stream).connect(

@@ -1,0 +1,60 @@
+// latch-collector's configuration: everything it reads, and a one-line error
+// naming the setting for each kind of mistake.
+#include "collector/ingest/collector_config.h"
+
+#include <gtest/gtest.h>
+
+namespace latch::collector {
+namespace {
+
+const std::string kHash(64, 'a');
+
+TEST(CollectorConfig, ReadsEverySetting) {
+  std::string text =
+      "data_dir = \"/var/lib/latch\"\norigin = \"x.example/ledger\"\n"
+      "endpoints = [\"tcp://0.0.0.0:7440\"]\npolicy = \"/etc/latch/policy.toml\"\n"
+      "index = \"/srv/index.sqlite\"\n"
+      "[api]\nlisten = \"0.0.0.0:9443\"\n"
+      "[[api_token]]\nidentity = \"ann\"\nsha256 = \"" +
+      kHash +
+      "\"\n"
+      "[[api_client]]\nidentity = \"bob\"\ncert_sha256 = \"" +
+      std::string(64, 'b') + "\"\n";
+  CollectorConfig c;
+  Status s = ParseCollectorConfig(text, "collector.toml", &c);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(c.index_path, "/srv/index.sqlite");
+  EXPECT_TRUE(c.api_enabled);
+  EXPECT_EQ(c.api_address, "0.0.0.0");
+  EXPECT_EQ(c.api_port, 9443);
+  EXPECT_EQ(c.api_tokens.at(kHash), "ann");
+  EXPECT_EQ(c.api_client_certs.at(std::string(64, 'b')), "bob");
+}
+
+TEST(CollectorConfig, MistakesAreNamed) {
+  const std::string base = "data_dir = \"/d\"\norigin = \"x.example/ledger\"\n";
+  struct Case {
+    std::string text;
+    std::string named;
+  } cases[] = {
+      {base + "indx = \"/x\"\n", "indx"},
+      {base + "[[api_client]]\nidentity = \"bob\"\ncert_sha256 = \"ABC\"\n", "cert_sha256"},
+      {base + "[[api_client]]\nidentity = \"bob\"\n", "cert_sha256"},
+      {base + "[[api_client]]\nidentity = \"b\"\ncert_sha256 = \"" + kHash +
+           "\"\n[[api_client]]\nidentity = \"c\"\ncert_sha256 = \"" + kHash + "\"\n",
+       "twice"},
+      {base + "[[api_token]]\nidentity = \"bob\"\nsha256 = \"xyz\"\n", "sha256"},
+      {base + "[api]\nlisten = \"nowhere\"\n", "listen"},
+      {base + "api_client = 3\n", "api_client"},
+  };
+  for (const Case& k : cases) {
+    CollectorConfig c;
+    Status s = ParseCollectorConfig(k.text, "collector.toml", &c);
+    EXPECT_FALSE(s.ok()) << k.text;
+    EXPECT_NE(s.message().find(k.named), std::string::npos) << s.message();
+    EXPECT_EQ(s.message().find('\n'), std::string::npos) << s.message();
+  }
+}
+
+}  // namespace
+}  // namespace latch::collector
