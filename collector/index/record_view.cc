@@ -152,6 +152,13 @@ Status ViewWorkflow(const std::string& payload, RecordView* v, bool with_detail)
 
 }  // namespace
 
+Status ViewWorkflowAction(std::string_view action, RecordView* out) {
+  RecordView v;
+  LATCH_RETURN_IF_ERROR(ViewWorkflow(std::string(action), &v, /*with_detail=*/true));
+  *out = std::move(v);
+  return Status::Ok();
+}
+
 Status ViewRecord(std::string_view entry, RecordView* out, bool with_detail) {
   ledger::LedgerRecord record;
   LATCH_RETURN_IF_ERROR(ledger::DecodeRecord(entry, &record));

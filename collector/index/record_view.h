@@ -35,5 +35,7 @@ struct RecordView {
 // Decodes a ledger entry (canonical LedgerRecord). Corruption if it is not one.
 // Without `with_detail`, `detail` stays empty: the index needs only the fields.
 Status ViewRecord(std::string_view entry, RecordView* out, bool with_detail = true);
+// The same for a bare workflow action (a WorkflowAction's canonical bytes).
+Status ViewWorkflowAction(std::string_view action, RecordView* out);
 
 }  // namespace latch::index

@@ -245,6 +245,10 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     add("refused_keys_total", counters_.refused_keys);
     add("malformed_messages_total", counters_.malformed_messages);
     add("alarms_total", counters_.alarms);
+    add("webhooks_delivered_total", webhooks_->counters().delivered);
+    add("webhooks_retried_total", webhooks_->counters().retried);
+    add("webhooks_failed_total", webhooks_->counters().failed);
+    add("webhooks_dropped_total", webhooks_->counters().dropped);
     text += "# TYPE latch_collector_ledger_size gauge\nlatch_collector_ledger_size " +
             std::to_string(ledger_->size()) + "\n";
     return {200, "text/plain; version=0.0.4", text};

@@ -62,10 +62,10 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
     return Status::InvalidArgument(source + ":" + std::to_string(e.source().begin.line) + ": " +
                                    std::string(e.description()));
   }
-  LATCH_RETURN_IF_ERROR(
-      Known(root, source,
-            {"data_dir", "origin", "endpoints", "batch_max_entries", "batch_max_age_ms",
-             "max_message_bytes", "agent", "policy", "index", "api", "api_token", "api_client"}));
+  LATCH_RETURN_IF_ERROR(Known(root, source,
+                              {"data_dir", "origin", "endpoints", "batch_max_entries",
+                               "batch_max_age_ms", "max_message_bytes", "agent", "policy", "index",
+                               "api", "api_token", "api_client", "webhook"}));
   CollectorConfig c;
   LATCH_RETURN_IF_ERROR(Read(root, source, "data_dir", &c.data_dir, true));
   LATCH_RETURN_IF_ERROR(Read(root, source, "origin", &c.origin, true));
@@ -152,6 +152,36 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
       if (!c.api_client_certs.emplace(hash, identity).second) {
         return Bad(source, t->source(), "the same certificate is listed twice");
       }
+    }
+  }
+  if (const toml::node* n = root.get("webhook")) {
+    const toml::array* list = n->as_array();
+    if (list == nullptr) return Bad(source, n->source(), "'webhook' must be [[webhook]] tables");
+    for (const toml::node& e : *list) {
+      const toml::table* t = e.as_table();
+      if (t == nullptr) return Bad(source, e.source(), "'webhook' must be [[webhook]] tables");
+      LATCH_RETURN_IF_ERROR(Known(*t, source, {"url", "events", "secret", "ca"}));
+      CollectorConfig::Webhook w;
+      LATCH_RETURN_IF_ERROR(Read(*t, source, "url", &w.url, true));
+      LATCH_RETURN_IF_ERROR(Read(*t, source, "secret", &w.secret, false));
+      LATCH_RETURN_IF_ERROR(Read(*t, source, "ca", &w.ca, false));
+      if (!w.url.starts_with("http://") && !w.url.starts_with("https://")) {
+        return Bad(source, t->source(), "webhook url must start with http:// or https://");
+      }
+      if (const toml::node* ev = t->get("events")) {
+        const toml::array* evs = ev->as_array();
+        if (evs == nullptr) return Bad(source, ev->source(), "webhook events must be a list");
+        for (const toml::node& x : *evs) {
+          auto name = x.value<std::string>();
+          if (!name || (*name != "request.created" && *name != "request.reviewed" &&
+                        *name != "request.decided")) {
+            return Bad(source, x.source(),
+                       "webhook events are request.created, request.reviewed, request.decided");
+          }
+          w.events.push_back(*name);
+        }
+      }
+      c.webhooks.push_back(std::move(w));
     }
   }
   if (const toml::node* n = root.get("api_token")) {

@@ -22,6 +22,12 @@
 //   identity = "bob"
 //   cert_sha256 = "<64 hex digits>"      # of the DER certificate: latch-collector cert-hash FILE
 //
+//   [[webhook]]                          # notified of requests, reviews and decisions
+//   url = "https://hooks.example/latch"
+//   events = ["request.created", "request.reviewed", "request.decided"]  # default: all
+//   secret = "..."                       # optional: X-Latch-Signature HMAC-SHA256 of the body
+//   ca = "/etc/ssl/hooks-ca.pem"          # optional: for https, instead of the system's
+//
 //   [[agent]]                            # enrolled agents
 //   host_id = "db-host-1"
 //   curve_public_key = "<40 Z85 characters>"
@@ -57,6 +63,11 @@ struct CollectorConfig {
   std::string api_cert, api_key;                  // empty: under data_dir
   std::map<std::string, std::string> api_tokens;        // sha256 hex -> identity
   std::map<std::string, std::string> api_client_certs;  // certificate sha256 hex -> identity
+  struct Webhook {
+    std::string url, ca, secret;
+    std::vector<std::string> events;  // empty: all
+  };
+  std::vector<Webhook> webhooks;
 };
 
 Status ParseCollectorConfig(std::string_view toml_text, const std::string& source,

@@ -91,6 +91,14 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
   s->workflow_ =
       std::make_unique<workflow::WorkflowService>(static_cast<workflow::WorkflowSink&>(*s));
   LATCH_RETURN_IF_ERROR(s->ReplayLedger());
+  std::vector<notify::WebhookTarget> hooks;
+  for (const auto& w : config.webhooks) {
+    bool tls = false;
+    std::string host, port, path;
+    LATCH_RETURN_IF_ERROR(notify::WebhookSender::ParseUrl(w.url, &tls, &host, &port, &path));
+    hooks.push_back({w.url, w.ca, w.secret, {w.events.begin(), w.events.end()}});
+  }
+  s->webhooks_ = std::make_unique<notify::WebhookSender>(std::move(hooks));
   s->index_path_ = config.index_path.empty() ? dir + "/index.sqlite" : config.index_path;
   std::unique_ptr<index::EventIndex> events;
   bool rebuilt = false;
@@ -210,7 +218,26 @@ void CollectorServer::RequestPolicyReload() {
 }
 
 Status CollectorServer::Record(const std::string& action, const std::string& actor) {
-  return RecordWorkflow(action, actor);
+  LATCH_RETURN_IF_ERROR(RecordWorkflow(action, actor));
+  NotifyWebhooks(action);
+  return Status::Ok();
+}
+
+// Requests, reviews and decisions go to the webhooks once they are on record.
+void CollectorServer::NotifyWebhooks(const std::string& action) {
+  index::RecordView v;
+  if (!index::ViewWorkflowAction(action, &v).ok()) return;
+  std::string type = v.kind == "requestCreated"    ? "request.created"
+                     : v.kind == "requestReviewed" ? "request.reviewed"
+                     : v.kind == "requestDecided"  ? "request.decided"
+                                                   : "";
+  if (type.empty()) return;
+  nlohmann::json body = {{"type", type},
+                         {"collector", config_.origin},
+                         {"request_id", v.request_id},
+                         {"at_ns", NowNs()},
+                         {"action", v.detail}};
+  webhooks_->Send(type, body.dump());
 }
 
 Status CollectorServer::IssueGrant(const workflow::ApprovedGrant& g, const std::string& actor,

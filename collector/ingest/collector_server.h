@@ -31,6 +31,7 @@
 #include "collector/index/event_query.h"
 #include "collector/index/index_follower.h"
 #include "collector/ingest/sequence_index.h"
+#include "collector/notify/webhook_sender.h"
 #include "collector/ledger/batcher.h"
 #include "collector/ledger/ledger.h"
 #include "collector/workflow/workflow_service.h"
@@ -135,6 +136,9 @@ class CollectorServer : private workflow::WorkflowSink {
   std::unique_ptr<workflow::WorkflowService> workflow_;
   std::atomic<bool> reload_policy_{false};
   std::unique_ptr<api::ApiServer> api_;
+  // Webhooks for requests, reviews and decisions, sent once they are recorded.
+  std::unique_ptr<notify::WebhookSender> webhooks_;
+  void NotifyWebhooks(const std::string& action);
   std::string index_path_;
   std::unique_ptr<index::IndexFollower> index_;
   uint64_t index_notified_size_ = 0;

@@ -46,6 +46,9 @@ TEST(CollectorConfig, MistakesAreNamed) {
       {base + "[[api_token]]\nidentity = \"bob\"\nsha256 = \"xyz\"\n", "sha256"},
       {base + "[api]\nlisten = \"nowhere\"\n", "listen"},
       {base + "api_client = 3\n", "api_client"},
+      {base + "[[webhook]]\nurl = \"ftp://x/\"\n", "url"},
+      {base + "[[webhook]]\nurl = \"http://x/\"\nevents = [\"nope\"]\n", "events"},
+      {base + "[[webhook]]\nurl = \"http://x/\"\nsecrets = \"s\"\n", "secrets"},
   };
   for (const Case& k : cases) {
     CollectorConfig c;
