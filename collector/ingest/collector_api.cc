@@ -255,6 +255,38 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
   }
   auto seg = Segments(path);
   if (seg.size() < 2 || seg[0] != "v1") return Error(404, "no such path");
+  if (seg.size() == 3 && seg[1] == "proof" && seg[2] == "inclusion" && m == "GET") {
+    // ?index=I&size=N: entry I's inclusion proof in the tree of N entries
+    // (default: the current checkpoint's).
+    std::map<std::string, std::string> params;
+    std::string bad;
+    size_t qm = req.target.find('?');
+    if (qm == std::string::npos || !api::ParseQueryString(req.target.substr(qm + 1), &params, &bad))
+      return Error(400, bad.empty() ? "need index" : bad);
+    uint64_t index = 0, size = ledger_->size();
+    try {
+      if (!params.count("index")) return Error(400, "need index");
+      index = std::stoull(params["index"]);
+      if (params.count("size")) size = std::stoull(params["size"]);
+    } catch (const std::exception&) {
+      return Error(400, "index and size are numbers");
+    }
+    if (index >= size || size > ledger_->size())
+      return Error(400, "need index < size <= tree size");
+    std::vector<tlog::Hash> proof;
+    Status s = ledger_->InclusionProof(index, size, &proof);
+    if (!s.ok()) return Error(500, s.message());
+    std::string entry;
+    s = ledger_->ReadEntry(index, &entry);
+    if (!s.ok()) return Error(500, s.message());
+    nlohmann::json hashes = nlohmann::json::array();
+    for (const auto& h : proof) hashes.push_back(tlog::Base64Encode({h.data(), h.size()}));
+    return Json(200, {{"index", index},
+                      {"size", size},
+                      {"entry", tlog::Base64Encode({reinterpret_cast<const uint8_t*>(entry.data()),
+                                                    entry.size()})},
+                      {"proof", hashes}});
+  }
   if (seg.size() == 3 && seg[1] == "proof" && seg[2] == "consistency" && m == "GET") {
     // ?from=M&to=N: the proof that the tree of M entries is a prefix of N's.
     auto arg = [&](const char* name) -> uint64_t {
@@ -287,7 +319,22 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
       }
       list.push_back({{"id", id}, {"effective_since", hosts}, {"grant", grants_->Describe(id)}});
     }
-    return Json(200, {{"grants", list}});
+    if (req.target.find("past=1") == std::string::npos) return Json(200, {{"grants", list}});
+    // ?past=1: the ended ones too, newest first, with how and when they ended.
+    nlohmann::json past = nlohmann::json::array();
+    for (auto it = past_grants_.rbegin(); it != past_grants_.rend(); ++it) {
+      nlohmann::json hosts = nlohmann::json::object();
+      auto eff = effective_.find(it->first);
+      if (eff != effective_.end()) {
+        for (const auto& [h, at] : eff->second) hosts[h] = at;
+      }
+      past.push_back({{"id", it->first},
+                      {"effective_since", hosts},
+                      {"grant", it->second.grant},
+                      {"ended", it->second.ended},
+                      {"ended_at_ns", it->second.ended_at_ns}});
+    }
+    return Json(200, {{"grants", list}, {"past", past}});
   }
   if (workflow_->policy() == nullptr) return Error(409, "no policy is loaded");
   int64_t now = NowNs();
@@ -314,7 +361,9 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
       for (const auto& [id, q] : workflow_->requests().all()) {
         bool mine = q.requester == req.identity;
         bool inbox = workflow_->requests().MayReview(*workflow_->policy(), q, req.identity);
-        if (mine || inbox || req.target.find("all=1") != std::string::npos) {
+        bool all = req.target.find("all=1") != std::string::npos &&
+                   workflow_->policy()->MayReadAllEvents(req.identity);
+        if (mine || inbox || all) {
           auto j = request_json(q);
           j["may_review"] = inbox;
           j["still_needed"] = workflow_->requests().StillNeeded(*workflow_->policy(), q);
@@ -342,6 +391,21 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     return Json(201, request_json(r));
   }
   uint64_t id = 0;
+  if (seg[1] == "requests" && seg.size() == 3 && ParseId(seg[2], &id) && m == "GET") {
+    // One request: its state, the reviews so far, who may still approve.
+    auto it = workflow_->requests().all().find(id);
+    if (it == workflow_->requests().all().end()) return Error(404, "no such request");
+    const workflow::AccessRequest& q = it->second;
+    bool inbox = workflow_->requests().MayReview(*workflow_->policy(), q, req.identity);
+    if (q.requester != req.identity && !inbox &&
+        !workflow_->policy()->MayReadAllEvents(req.identity)) {
+      return Error(403, "only the requester, its reviewers and auditors may see a request");
+    }
+    auto j = request_json(q);
+    j["may_review"] = inbox;
+    j["still_needed"] = workflow_->requests().StillNeeded(*workflow_->policy(), q);
+    return Json(200, j);
+  }
   if (seg[1] == "requests" && seg.size() == 4 && ParseId(seg[2], &id) && m == "POST") {
     if (!ParseBody(req.body, {"comment"}, &body, &why)) return Error(400, why);
     if (body.contains("comment") && !body["comment"].is_string()) {

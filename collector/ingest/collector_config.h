@@ -60,7 +60,7 @@ struct CollectorConfig {
   bool api_enabled = false;
   std::string api_address = "127.0.0.1";
   uint16_t api_port = 8443;
-  std::string api_cert, api_key;                  // empty: under data_dir
+  std::string api_cert, api_key;                        // empty: under data_dir
   std::map<std::string, std::string> api_tokens;        // sha256 hex -> identity
   std::map<std::string, std::string> api_client_certs;  // certificate sha256 hex -> identity
   struct Webhook {

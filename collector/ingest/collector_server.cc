@@ -157,10 +157,10 @@ Status CollectorServer::ReplayLedger() {
                 .WithContext(where);
           }
           if (a.isGrantRevoked()) {
-            (void)grants_->ApplyRevoked(a.getGrantRevoked().getGrantId(), &changed);
+            EndGrant(a.getGrantRevoked().getGrantId(), "revoked", record.receive_time_ns, &changed);
           }
           if (a.isGrantExpired()) {
-            (void)grants_->ApplyRevoked(a.getGrantExpired().getGrantId(), &changed);
+            EndGrant(a.getGrantExpired().getGrantId(), "expired", record.receive_time_ns, &changed);
           }
           if (a.isGrantSetApplied()) {
             NoteApplied(record.host_id, a.getGrantSetApplied().getGrantIds(),
@@ -193,9 +193,16 @@ void CollectorServer::RecordEndedGrants() {
       return;  // tried again at the next turn
     }
     std::vector<std::string> changed;
-    (void)grants_->ApplyRevoked(id, &changed);
+    EndGrant(id, "expired", NowNs(), &changed);
     for (const std::string& h : changed) PushGrantSet(h);
   }
+}
+
+void CollectorServer::EndGrant(uint64_t id, const std::string& how, int64_t at_ns,
+                               std::vector<std::string>* changed) {
+  if (!grants_->Has(id)) return;
+  past_grants_[id] = {grants_->Describe(id), how, at_ns};
+  (void)grants_->ApplyRevoked(id, changed);
 }
 
 void CollectorServer::RefreshEventReaders() {
@@ -813,7 +820,7 @@ Status CollectorServer::RevokeGrant(uint64_t id, const std::string& actor,
   // Recorded, then pushed: the book and every host's set follow the ledger.
   LATCH_RETURN_IF_ERROR(RecordWorkflow(schema::CanonicalBytes(a.asReader()), ""));
   std::vector<std::string> changed;
-  LATCH_RETURN_IF_ERROR(grants_->ApplyRevoked(id, &changed));
+  EndGrant(id, "revoked", NowNs(), &changed);
   for (const std::string& h : changed) PushGrantSet(h);
   return Status::Ok();
 }

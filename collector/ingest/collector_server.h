@@ -26,14 +26,14 @@
 #include <zmq.hpp>
 
 #include "collector/api/api_server.h"
-#include "collector/ingest/collector_config.h"
-#include "collector/ingest/grant_book.h"
 #include "collector/index/event_query.h"
 #include "collector/index/index_follower.h"
+#include "collector/ingest/collector_config.h"
+#include "collector/ingest/grant_book.h"
 #include "collector/ingest/sequence_index.h"
-#include "collector/notify/webhook_sender.h"
 #include "collector/ledger/batcher.h"
 #include "collector/ledger/ledger.h"
+#include "collector/notify/webhook_sender.h"
 #include "collector/workflow/workflow_service.h"
 #include "schemas/curve_key.h"
 #include "schemas/wire.capnp.h"
@@ -150,6 +150,17 @@ class CollectorServer : private workflow::WorkflowSink {
   // grant id -> host -> when that host's kernel first held it (its agent's
   // Applied report, Unix ns): "effective since", per host.
   std::map<uint64_t, std::map<std::string, int64_t>> effective_;
+  // Grants that have ended ("revoked" or "expired"), as they were described,
+  // for the API's past listing; rebuilt from the ledger like the book.
+  struct PastGrant {
+    nlohmann::json grant;
+    std::string ended;  // "revoked" | "expired"
+    int64_t ended_at_ns = 0;
+  };
+  std::map<uint64_t, PastGrant> past_grants_;
+  // Ends a live grant in the book, remembering it among the past ones.
+  void EndGrant(uint64_t id, const std::string& how, int64_t at_ns,
+                std::vector<std::string>* changed);
   void NoteApplied(const std::string& host, capnp::List<uint64_t>::Reader grant_ids, int64_t at_ns);
   std::mutex calls_mu_;
   std::vector<std::function<void()>> calls_;  // from API threads, run on the loop

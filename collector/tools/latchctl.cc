@@ -551,6 +551,8 @@ int main(int argc, char** argv) {
   revoke->add_option("grant", id)->required();
   revoke->add_option("--reason", reason);
   auto* grants = app.add_subcommand("grants", "live grants and where they are in effect");
+  bool past = false;
+  grants->add_flag("--past", past, "also the grants that have ended");
   auto* verify = app.add_subcommand("verify", "check the ledger's checkpoint");
   EventsArgs ev;
   auto* events = app.add_subcommand(
@@ -636,24 +638,41 @@ int main(int argc, char** argv) {
           });
     }
     if (grants->parsed()) {
-      return Show(s, Call(s, http::verb::get, "/v1/grants"), [](const auto& j) {
-        std::printf("%-6s %-22s %-10s %-20s %s\n", "ID", "PRINCIPALS", "RESOURCES", "UNTIL (UTC)",
-                    "EFFECTIVE ON");
-        for (const auto& g : j["grants"]) {
-          std::string hosts;
-          for (auto& [h, at] : g["effective_since"].items()) hosts += h + " ";
-          time_t until =
-              static_cast<time_t>(g["grant"]["not_after_ns"].template get<int64_t>() / 1000000000);
-          char when[32];
-          std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", std::gmtime(&until));
-          std::printf("%-6s %-22s %-10s %-20s %s%s\n",
-                      std::to_string(g["id"].template get<uint64_t>()).c_str(),
-                      g["grant"]["principals"].dump().c_str(),
-                      g["grant"]["resources"].dump().c_str(), when,
-                      hosts.empty() ? "(not yet)" : hosts.c_str(),
-                      g["grant"]["break_glass"].template get<bool>() ? "  [BREAK-GLASS]" : "");
-        }
-      });
+      return Show(
+          s, Call(s, http::verb::get, past ? "/v1/grants?past=1" : "/v1/grants"),
+          [](const auto& j) {
+            std::printf("%-6s %-22s %-10s %-20s %s\n", "ID", "PRINCIPALS", "RESOURCES",
+                        "UNTIL (UTC)", "EFFECTIVE ON");
+            for (const auto& g : j["grants"]) {
+              std::string hosts;
+              for (auto& [h, at] : g["effective_since"].items()) hosts += h + " ";
+              time_t until = static_cast<time_t>(
+                  g["grant"]["not_after_ns"].template get<int64_t>() / 1000000000);
+              char when[32];
+              std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", std::gmtime(&until));
+              std::printf("%-6s %-22s %-10s %-20s %s%s\n",
+                          std::to_string(g["id"].template get<uint64_t>()).c_str(),
+                          g["grant"]["principals"].dump().c_str(),
+                          g["grant"]["resources"].dump().c_str(), when,
+                          hosts.empty() ? "(not yet)" : hosts.c_str(),
+                          g["grant"]["break_glass"].template get<bool>() ? "  [BREAK-GLASS]" : "");
+            }
+            if (j.contains("past")) {
+              std::printf("\n%-6s %-22s %-10s %-8s %s\n", "ID", "PRINCIPALS", "RESOURCES", "ENDED",
+                          "AT (UTC)");
+              for (const auto& g : j["past"]) {
+                time_t at =
+                    static_cast<time_t>(g["ended_at_ns"].template get<int64_t>() / 1000000000);
+                char when[32];
+                std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", std::gmtime(&at));
+                std::printf("%-6s %-22s %-10s %-8s %s\n",
+                            std::to_string(g["id"].template get<uint64_t>()).c_str(),
+                            g["grant"]["principals"].dump().c_str(),
+                            g["grant"]["resources"].dump().c_str(),
+                            g["ended"].template get<std::string>().c_str(), when);
+              }
+            }
+          });
     }
   } catch (const Unreachable& e) {
     std::fprintf(stderr, "latchctl: cannot reach the collector: %s\n", e.what());

@@ -24,7 +24,10 @@
 #include "collector/ingest/collector_server.h"
 #include "https_client.h"
 #include "temp_dir.h"
+#include "tlog/base64.h"
 #include "tlog/checkpoint.h"
+#include "tlog/merkle_hash.h"
+#include "tlog/proof.h"
 
 namespace latch::collector {
 namespace {
@@ -144,6 +147,14 @@ TEST_F(ApiTest, WorkflowThroughTheApi) {
   EXPECT_EQ(Call(http::verb::post, revoke, kTess, "").status, 403);
   EXPECT_EQ(Call(http::verb::post, revoke, kAnn, R"({"reason":"done"})").status, 200);
   EXPECT_EQ(Call(http::verb::post, revoke, kAnn, "").status, 404);
+  // Past grants are listed on request, with how they ended.
+  auto grants = nlohmann::json::parse(Call(http::verb::get, "/v1/grants?past=1", kAnn).body);
+  EXPECT_EQ(grants["grants"].size(), 0u);
+  ASSERT_EQ(grants["past"].size(), 1u);
+  EXPECT_EQ(grants["past"][0]["id"], grant);
+  EXPECT_EQ(grants["past"][0]["ended"], "revoked");
+  EXPECT_FALSE(
+      nlohmann::json::parse(Call(http::verb::get, "/v1/grants", kAnn).body).contains("past"));
 }
 
 TEST_F(ApiTest, CheckpointAndTilesAreServedForOtherClients) {
@@ -161,6 +172,49 @@ TEST_F(ApiTest, CheckpointAndTilesAreServedForOtherClients) {
   EXPECT_EQ(tile.body.size(), parsed.size * 32);
   Reply metrics = Call(http::verb::get, "/metrics", kAnn);
   EXPECT_NE(metrics.body.find("latch_collector_ledger_size"), std::string::npos);
+}
+
+// One request shown with its reviews and who may still approve; an entry's
+// inclusion proof on its own.
+TEST_F(ApiTest, ARequestIsShownAndAnEntryProven) {
+  ASSERT_EQ(Call(http::verb::post, "/v1/requests", kTess,
+                 R"({"resource":"db","duration":"10m","reason":"look"})")
+                .status,
+            201);
+  Reply shown = Call(http::verb::get, "/v1/requests/1", kTess);
+  ASSERT_EQ(shown.status, 200) << shown.body;
+  auto j = nlohmann::json::parse(shown.body);
+  EXPECT_EQ(j["state"], "pending");
+  EXPECT_FALSE(j["may_review"].get<bool>());
+  EXPECT_FALSE(j["still_needed"].get<std::string>().empty());
+  EXPECT_TRUE(
+      nlohmann::json::parse(Call(http::verb::get, "/v1/requests/1", kAnn).body)["may_review"]
+          .get<bool>());
+  EXPECT_EQ(Call(http::verb::get, "/v1/requests/99", kAnn).status, 404);
+
+  Reply cp = Call(http::verb::get, "/checkpoint", "");
+  tlog::NoteVerifier v;
+  ASSERT_TRUE(tlog::NoteVerifier::Parse(server_->ledger_vkey(), &v).ok());
+  tlog::Checkpoint parsed;
+  ASSERT_TRUE(tlog::OpenCheckpoint(cp.body, v, &parsed).ok());
+  Reply proof = Call(http::verb::get,
+                     "/v1/proof/inclusion?index=1&size=" + std::to_string(parsed.size), kAnn);
+  ASSERT_EQ(proof.status, 200) << proof.body;
+  auto p = nlohmann::json::parse(proof.body);
+  auto entry = tlog::Base64Decode(p["entry"].get<std::string>());
+  ASSERT_TRUE(entry.has_value());
+  std::vector<tlog::Hash> hashes;
+  for (const auto& h : p["proof"]) {
+    auto b = tlog::Base64Decode(h.get<std::string>());
+    ASSERT_TRUE(b && b->size() == 32);
+    hashes.emplace_back();
+    std::copy(b->begin(), b->end(), hashes.back().begin());
+  }
+  tlog::MerkleHasher hasher;
+  EXPECT_TRUE(tlog::VerifyInclusion(1, parsed.size, hasher.Leaf(*entry), hashes, parsed.root).ok());
+  EXPECT_EQ(Call(http::verb::get, "/v1/proof/inclusion?index=x", kAnn).status, 400);
+  EXPECT_EQ(Call(http::verb::get, "/v1/proof/inclusion?index=99999", kAnn).status, 400);
+  EXPECT_EQ(Call(http::verb::get, "/v1/proof/inclusion", kAnn).status, 400);
 }
 
 // Runs latchctl with `token` against the server; returns its exit code.
