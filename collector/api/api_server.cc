@@ -152,7 +152,8 @@ void ApiServer::Serve(int fd) {
       if (ec == http::error::end_of_stream || ec == asio::ssl::error::stream_truncated) break;
       ApiResponse out;
       bool keep = false;
-      if (ec == http::error::body_limit) {
+      bool oversized = ec == http::error::body_limit;
+      if (oversized) {
         out = {413, "application/json", R"({"error":"request body too large"})"};
       } else if (ec) {
         break;  // not HTTP: nothing to answer
@@ -198,6 +199,20 @@ void ApiServer::Serve(int fd) {
       res.body() = std::move(out.body);
       res.prepare_payload();
       http::write(stream, res, ec);
+      if (oversized && !ec) {
+        // Lingering close: take in (and drop) what the client is still
+        // sending, bounded, so closing with unread data does not reset the
+        // connection and destroy the answer before the client reads it.
+        beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+        char sink[16384];
+        size_t drained = 0;
+        beast::error_code dec;
+        while (drained < (4u << 20)) {
+          size_t n = stream.read_some(asio::buffer(sink), dec);
+          if (dec) break;
+          drained += n;
+        }
+      }
       if (ec || !keep) break;
     }
     beast::error_code ec;
