@@ -113,39 +113,61 @@ void Resolve(Settings* s, const std::string& token_file) {
   if (s->server.empty()) s->server = "https://127.0.0.1:8443";
 }
 
-Reply Call(const Settings& s, http::verb method, const std::string& target,
-           const std::string& body = "") {
-  std::string rest = s.server;
-  if (rest.rfind("https://", 0) != 0) throw Unreachable("the server must be an https:// URL");
-  rest = rest.substr(8);
-  while (!rest.empty() && rest.back() == '/') rest.pop_back();
-  size_t colon = rest.rfind(':');
-  std::string host = colon == std::string::npos ? rest : rest.substr(0, colon);
-  std::string port = colon == std::string::npos ? "443" : rest.substr(colon + 1);
-  try {
-    asio::io_context io;
-    asio::ssl::context tls(asio::ssl::context::tls_client);
-    if (!s.ca.empty()) {
-      tls.load_verify_file(s.ca);
-    } else {
-      tls.set_default_verify_paths();
+// A verified TLS connection to the collector's API: the server checked
+// against --ca (or the system's roots) and its name; a client certificate
+// presented if one is configured.
+struct ApiConnection {
+  asio::io_context io;
+  asio::ssl::context tls{asio::ssl::context::tls_client};
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> stream;
+  std::string host;
+
+  explicit ApiConnection(const Settings& s) {
+    std::string rest = s.server;
+    if (rest.rfind("https://", 0) != 0) throw Unreachable("the server must be an https:// URL");
+    rest = rest.substr(8);
+    while (!rest.empty() && rest.back() == '/') rest.pop_back();
+    size_t colon = rest.rfind(':');
+    host = colon == std::string::npos ? rest : rest.substr(0, colon);
+    std::string port = colon == std::string::npos ? "443" : rest.substr(colon + 1);
+    try {
+      if (!s.ca.empty()) {
+        tls.load_verify_file(s.ca);
+      } else {
+        tls.set_default_verify_paths();
+      }
+      tls.set_verify_mode(asio::ssl::verify_peer);
+      if (!s.cert.empty()) {
+        tls.use_certificate_chain_file(s.cert);
+        tls.use_private_key_file(s.key.empty() ? s.cert : s.key, asio::ssl::context::pem);
+      }
+      stream = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(io, tls);
+      asio::ip::tcp::resolver resolver(io);
+      beast::get_lowest_layer(*stream).expires_after(std::chrono::seconds(30));
+      beast::get_lowest_layer(*stream).connect(resolver.resolve(host, port));
+      stream->set_verify_callback(asio::ssl::host_name_verification(host));
+      SSL_set_tlsext_host_name(stream->native_handle(), host.c_str());
+      stream->handshake(asio::ssl::stream_base::client);
+    } catch (const std::exception& e) {
+      throw Unreachable(s.server + ": " + e.what());
     }
-    tls.set_verify_mode(asio::ssl::verify_peer);
-    if (!s.cert.empty()) {
-      tls.use_certificate_chain_file(s.cert);
-      tls.use_private_key_file(s.key.empty() ? s.cert : s.key, asio::ssl::context::pem);
-    }
-    beast::ssl_stream<beast::tcp_stream> stream(io, tls);
-    asio::ip::tcp::resolver resolver(io);
-    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
-    beast::get_lowest_layer(stream).connect(resolver.resolve(host, port));
-    stream.set_verify_callback(asio::ssl::host_name_verification(host));
-    SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
-    stream.handshake(asio::ssl::stream_base::client);
+  }
+  http::request<http::string_body> Request(const Settings& s, http::verb method,
+                                           const std::string& target) const {
     http::request<http::string_body> req{method, target, 11};
     req.set(http::field::host, host);
     req.set(http::field::user_agent, "latchctl");
     if (!s.token.empty()) req.set(http::field::authorization, "Bearer " + s.token);
+    return req;
+  }
+};
+
+Reply Call(const Settings& s, http::verb method, const std::string& target,
+           const std::string& body = "") {
+  ApiConnection c(s);
+  try {
+    auto& stream = *c.stream;
+    auto req = c.Request(s, method, target);
     if (!body.empty()) req.set(http::field::content_type, "application/json");
     req.body() = body;
     req.prepare_payload();
@@ -323,35 +345,11 @@ void EventRow(const latch::index::VerifiedEvent& e) {
 // when the server closes the stream (or on an error).
 int Follow(const Settings& s, const std::string& params, uint64_t from, bool verify,
            const latch::tlog::NoteVerifier& key) {
-  std::string rest = s.server.substr(8);
-  while (!rest.empty() && rest.back() == '/') rest.pop_back();
-  size_t colon = rest.rfind(':');
-  std::string host = colon == std::string::npos ? rest : rest.substr(0, colon);
-  std::string port = colon == std::string::npos ? "443" : rest.substr(colon + 1);
   try {
-    asio::io_context io;
-    asio::ssl::context tls(asio::ssl::context::tls_client);
-    if (!s.ca.empty()) {
-      tls.load_verify_file(s.ca);
-    } else {
-      tls.set_default_verify_paths();
-    }
-    tls.set_verify_mode(asio::ssl::verify_peer);
-    if (!s.cert.empty()) {
-      tls.use_certificate_chain_file(s.cert);
-      tls.use_private_key_file(s.key.empty() ? s.cert : s.key, asio::ssl::context::pem);
-    }
-    beast::ssl_stream<beast::tcp_stream> stream(io, tls);
-    asio::ip::tcp::resolver resolver(io);
-    beast::get_lowest_layer(stream).connect(resolver.resolve(host, port));
-    stream.set_verify_callback(asio::ssl::host_name_verification(host));
-    SSL_set_tlsext_host_name(stream.native_handle(), host.c_str());
-    stream.handshake(asio::ssl::stream_base::client);
-    http::request<http::string_body> req{
-        http::verb::get, "/v1/events/stream?" + params + "from_index=" + std::to_string(from), 11};
-    req.set(http::field::host, host);
-    req.set(http::field::user_agent, "latchctl");
-    if (!s.token.empty()) req.set(http::field::authorization, "Bearer " + s.token);
+    ApiConnection c(s);
+    auto& stream = *c.stream;
+    auto req = c.Request(s, http::verb::get,
+                         "/v1/events/stream?" + params + "from_index=" + std::to_string(from));
     http::write(stream, req);
     beast::flat_buffer buffer;
     http::response_parser<http::empty_body> head;

@@ -233,6 +233,21 @@ class ChannelTest : public ::testing::Test {
     }
     for (auto& [boot, pb] : per_boot) EXPECT_EQ(pb.first, pb.second);
   }
+  // The workflow's policy: "db" is the protected port on host-a; tess (kUid,
+  // group dev) may ask for it; ann and ben (dba) approve, `approvals` of them.
+  void WritePolicy(int approvals) {
+    std::ofstream(dir_ + "/policy.toml")
+        << "[[host]]\nid = \"host-a\"\n"
+        << "[[resource]]\nname = \"db\"\nid = 9\ndestinations = [\"127.0.0.1/32\"]\nports = \""
+        << port_ << "\"\nhosts = [\"host-a\"]\n"
+        << "[[identity]]\nname = \"tess\"\ngroups = [\"dev\"]\nuid = " << kUid << "\n"
+        << "[[identity]]\nname = \"ann\"\ngroups = [\"dba\"]\n"
+        << "[[identity]]\nname = \"ben\"\ngroups = [\"dba\"]\n"
+        << "[[request_rule]]\nresources = [\"db\"]\nrequesters = [\"group:dev\"]\n"
+        << "max_duration = \"1h\"\n"
+        << "[[approval_rule]]\nresources = [\"db\"]\napprover_groups = [\"dba\"]\napprovals = "
+        << approvals << "\n";
+  }
   int Collector(std::vector<std::string> args, std::string* out) {
     args.insert(args.begin(), {LATCH_COLLECTOR_BIN});
     args.insert(args.begin() + 2, {"--config", dir_ + "/collector.toml"});
@@ -374,16 +389,7 @@ TEST_F(StreamingChannelTest, AgentKilledTwentyTimesLosesNothing) {
 }
 
 TEST_F(ChannelTest, ApprovedRequestBecomesAGrantInTheKernel) {
-  std::ofstream(dir_ + "/policy.toml")
-      << "[[host]]\nid = \"host-a\"\n"
-      << "[[resource]]\nname = \"db\"\nid = 9\ndestinations = [\"127.0.0.1/32\"]\nports = \""
-      << port_ << "\"\nhosts = [\"host-a\"]\n"
-      << "[[identity]]\nname = \"tess\"\ngroups = [\"dev\"]\nuid = " << kUid << "\n"
-      << "[[identity]]\nname = \"ann\"\ngroups = [\"dba\"]\n"
-      << "[[identity]]\nname = \"ben\"\ngroups = [\"dba\"]\n"
-      << "[[request_rule]]\nresources = [\"db\"]\nrequesters = [\"group:dev\"]\n"
-      << "max_duration = \"1h\"\n"
-      << "[[approval_rule]]\nresources = [\"db\"]\napprover_groups = [\"dba\"]\napprovals = 2\n";
+  WritePolicy(/*approvals=*/2);
   collector_settings_ = "policy = \"" + dir_ + "/policy.toml\"\n";
   WriteCollectorConfig(agent_key_);
   StartCollector();
@@ -420,14 +426,7 @@ TEST_F(ChannelTest, ApprovedRequestBecomesAGrantInTheKernel) {
 // the kernel, the connect denied; then the audit trail, every step of it
 // found by the events query and proven against the signed checkpoint.
 TEST_F(ChannelTest, RequestApprovalUseExpiryAndTheTrailWithProofs) {
-  std::ofstream(dir_ + "/policy.toml")
-      << "[[host]]\nid = \"host-a\"\n"
-      << "[[resource]]\nname = \"db\"\nid = 9\ndestinations = [\"127.0.0.1/32\"]\nports = \""
-      << port_ << "\"\nhosts = [\"host-a\"]\n"
-      << "[[identity]]\nname = \"tess\"\ngroups = [\"dev\"]\nuid = " << kUid << "\n"
-      << "[[identity]]\nname = \"ann\"\ngroups = [\"dba\"]\n"
-      << "[[request_rule]]\nresources = [\"db\"]\nrequesters = [\"tess\"]\nmax_duration = \"1h\"\n"
-      << "[[approval_rule]]\nresources = [\"db\"]\napprover_groups = [\"dba\"]\n";
+  WritePolicy(/*approvals=*/1);
   const std::string tess_token = "tess-token-e2e-0123456789";
   const std::string ann_token = "ann-token-e2e-0123456789";
   auto hash = [](const std::string& t) {

@@ -96,6 +96,16 @@ latch_decision_event SampleEvent(uint64_t i) {
   return e;
 }
 
+// p50, p99, max and min of `ms`, one line.
+void ReportLatency(const char* what, std::vector<double> ms) {
+  std::sort(ms.begin(), ms.end());
+  auto pct = [&](double p) {
+    return ms[std::min(ms.size() - 1, static_cast<size_t>(p * ms.size()))];
+  };
+  std::printf("  %s: p50 %.2f ms, p99 %.2f ms, max %.2f ms, min %.2f ms (%zu samples)\n", what,
+              pct(0.5), pct(0.99), ms.back(), ms.front(), ms.size());
+}
+
 // A collector on a thread, with one agent key enrolled as "bench-host";
 // `more` adjusts the configuration (policy, API) before it opens.
 struct InProcessCollector {
@@ -314,16 +324,8 @@ void GrantLatency(int n) {
   }
   Check(agent::Guard::Uninstall(sandbox.pin_dir()), "uninstall");
   fs::remove_all(dir);
-  auto report = [](const char* what, std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    auto pct = [&](double p) {
-      return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
-    };
-    std::printf("  %s: p50 %.2f ms, p99 %.2f ms, max %.2f ms (%zu samples)\n", what, pct(0.5),
-                pct(0.99), v.back(), v.size());
-  };
-  report("issue -> in the kernel (includes the durable ledger record)", grant_ms);
-  report("revoke -> gone from the kernel", revoke_ms);
+  ReportLatency("issue -> in the kernel (includes the durable ledger record)", grant_ms);
+  ReportLatency("revoke -> gone from the kernel", revoke_ms);
 }
 
 // Request-to-effective through the whole workflow: a request and its
@@ -452,17 +454,9 @@ void RequestToEffective(int n) {
   ::close(listener);
   Check(agent::Guard::Uninstall(sandbox.pin_dir()), "uninstall");
   fs::remove_all(dir);
-  auto report = [](const char* what, std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    auto pct = [&](double p) {
-      return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
-    };
-    std::printf("  %s: p50 %.2f ms, p99 %.2f ms, max %.2f ms, min %.2f ms (%zu cycles)\n", what,
-                pct(0.5), pct(0.99), v.back(), v.front(), v.size());
-  };
-  report("approve answered -> connect succeeds on the host", effective_ms);
-  report("approve sent -> connect succeeds on the host", from_send_ms);
-  report("revoke answered -> connect refused on the host", revoked_ms);
+  ReportLatency("approve answered -> connect succeeds on the host", effective_ms);
+  ReportLatency("approve sent -> connect succeeds on the host", from_send_ms);
+  ReportLatency("revoke answered -> connect refused on the host", revoked_ms);
   std::printf("  (a negative figure: the host took the grant before the API's answer arrived)\n");
 }
 
