@@ -161,7 +161,7 @@ Status EventIndex::Open(const std::string& path, const std::string& origin, cons
   // The index is derived data: after a crash it may lose its last
   // transactions (never its consistency), and then catches up again.
   LATCH_RETURN_IF_ERROR(Exec(x->db_,
-                             "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                             "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
                              "PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=16384;"));
   LATCH_RETURN_IF_ERROR(Exec(x->db_, kSchema));
   LATCH_RETURN_IF_ERROR(x->Prepare());
@@ -236,7 +236,12 @@ Status EventIndex::LoadState(const std::string& origin, const RootAt& root_at, b
   Stmt names;
   LATCH_RETURN_IF_ERROR(names.Prepare(db_, "SELECT id, kind, name FROM names"));
   while (names.Row(&status)) {
-    names_[{static_cast<int>(names.ColInt(1)), names.ColText(2)}] = names.ColInt(0);
+    int kind = static_cast<int>(names.ColInt(1));
+    if (kind < 0 || kind >= static_cast<int>(names_.size())) {
+      return Status::Corruption("events index: a name of unknown kind");
+    }
+    names_[static_cast<size_t>(kind)][names.ColText(2)] = names.ColInt(0);
+    name_count_ = std::max(name_count_, names.ColInt(0));
   }
   Stmt grants;
   LATCH_RETURN_IF_ERROR(
@@ -269,14 +274,16 @@ Status EventIndex::LoadState(const std::string& origin, const RootAt& root_at, b
 }
 
 Status EventIndex::NameId(int kind, const std::string& name, int64_t* id) {
-  auto it = names_.find({kind, name});
-  if (it != names_.end()) {
+  auto& of_kind = names_[static_cast<size_t>(kind)];
+  auto it = of_kind.find(name);
+  if (it != of_kind.end()) {
     *id = it->second;
     return Status::Ok();
   }
-  int64_t next = static_cast<int64_t>(names_.size()) + 1;
+  int64_t next = name_count_ + 1;
   LATCH_RETURN_IF_ERROR(st_->insert_name.Int(1, next).Int(2, kind).Text(3, name).Run());
-  names_[{kind, name}] = next;
+  of_kind[name] = next;
+  name_count_ = next;
   *id = next;
   return Status::Ok();
 }
@@ -307,6 +314,7 @@ Status EventIndex::AddViews(const std::vector<RecordView>& views, const tlog::Ha
   auto requests = requests_;
   auto resource_names = resource_names_;
   auto names = names_;
+  int64_t name_count = name_count_;
   Status status;
   uint64_t idx = size_;
   for (const RecordView& v : views) {
@@ -327,6 +335,7 @@ Status EventIndex::AddViews(const std::vector<RecordView>& views, const tlog::Ha
     requests_ = std::move(requests);
     resource_names_ = std::move(resource_names);
     names_ = std::move(names);
+    name_count_ = name_count;
     return status;
   }
   size_ = idx;

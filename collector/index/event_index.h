@@ -12,7 +12,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <array>
 #include <map>
+#include <unordered_map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -107,7 +109,9 @@ class EventIndex {
   uint64_t size_ = 0;
   struct Statements;
   std::unique_ptr<Statements> st_;
-  std::map<std::pair<int, std::string>, int64_t> names_;  // (kind, name) -> id
+  // Interned names by kind (index = the kind), name -> id; ids count from 1.
+  std::array<std::unordered_map<std::string, int64_t>, 6> names_;
+  int64_t name_count_ = 0;
   std::map<uint64_t, Grant> grants_;
   std::map<uint64_t, Request> requests_;
   std::map<uint32_t, std::string> resource_names_;
