@@ -249,8 +249,11 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     add("webhooks_retried_total", webhooks_->counters().retried);
     add("webhooks_failed_total", webhooks_->counters().failed);
     add("webhooks_dropped_total", webhooks_->counters().dropped);
+    add("index_failures_total", index_->failures());
     text += "# TYPE latch_collector_ledger_size gauge\nlatch_collector_ledger_size " +
             std::to_string(ledger_->size()) + "\n";
+    text += "# TYPE latch_collector_index_size gauge\nlatch_collector_index_size " +
+            std::to_string(index_->indexed()) + "\n";
     return {200, "text/plain; version=0.0.4", text};
   }
   auto seg = Segments(path);

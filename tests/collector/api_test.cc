@@ -172,6 +172,9 @@ TEST_F(ApiTest, CheckpointAndTilesAreServedForOtherClients) {
   EXPECT_EQ(tile.body.size(), parsed.size * 32);
   Reply metrics = Call(http::verb::get, "/metrics", kAnn);
   EXPECT_NE(metrics.body.find("latch_collector_ledger_size"), std::string::npos);
+  EXPECT_NE(metrics.body.find("latch_collector_index_size"), std::string::npos);
+  EXPECT_NE(metrics.body.find("latch_collector_index_failures_total 0"), std::string::npos);
+  EXPECT_NE(metrics.body.find("latch_collector_webhooks_failed_total 0"), std::string::npos);
 }
 
 // One request shown with its reviews and who may still approve; an entry's
