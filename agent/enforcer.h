@@ -63,7 +63,8 @@ struct GuardMaps {
 
 class BpfEnforcer : public Enforcer {
  public:
-  explicit BpfEnforcer(const Guard& guard) : maps_{guard.resources_fd(), guard.grants_fd(), guard.ports_fd()} {}
+  explicit BpfEnforcer(const Guard& guard)
+      : maps_{guard.resources_fd(), guard.grants_fd(), guard.ports_fd()} {}
   explicit BpfEnforcer(GuardMaps maps) : maps_(maps) {}
   Status SetResources(const std::vector<Resource>& resources) override;
   Status ApplyGrant(const Grant& grant) override;

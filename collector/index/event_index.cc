@@ -160,9 +160,10 @@ Status EventIndex::Open(const std::string& path, const std::string& origin, cons
   LATCH_RETURN_IF_ERROR(OpenDb(path, false, &x->db_));
   // The index is derived data: after a crash it may lose its last
   // transactions (never its consistency), and then catches up again.
-  LATCH_RETURN_IF_ERROR(Exec(x->db_,
-                             "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
-                             "PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=16384;"));
+  LATCH_RETURN_IF_ERROR(
+      Exec(x->db_,
+           "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+           "PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=16384;"));
   LATCH_RETURN_IF_ERROR(Exec(x->db_, kSchema));
   LATCH_RETURN_IF_ERROR(x->Prepare());
   bool reset = false;
@@ -297,13 +298,6 @@ RecordView EventIndex::ViewForIndex(std::string_view entry) {
     v.kind = "undecodable";
   }
   return v;
-}
-
-Status EventIndex::Add(const std::vector<std::string>& entries, const tlog::Hash& root) {
-  std::vector<RecordView> views;
-  views.reserve(entries.size());
-  for (const std::string& e : entries) views.push_back(ViewForIndex(e));
-  return AddViews(views, root);
 }
 
 Status EventIndex::AddViews(const std::vector<RecordView>& views, const tlog::Hash& root) {

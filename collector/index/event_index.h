@@ -10,14 +10,14 @@
 // their own read-only connections (WAL lets them run beside the writer).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
-#include <array>
 #include <map>
-#include <unordered_map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "collector/index/record_view.h"
@@ -71,12 +71,10 @@ class EventIndex {
   // Entries indexed: the next one to add is at this ledger index.
   uint64_t size() const { return size_; }
 
-  // Adds entries [size(), size() + entries.size()) in one transaction, and
-  // records `root` as the tree's root at the new size.
-  Status Add(const std::vector<std::string>& entries, const tlog::Hash& root);
-  // The same for entries already decoded (ViewRecord without detail; an entry
-  // that did not decode has kind "undecodable"), so decoding can run on
-  // another thread than the inserts.
+  // Adds entries [size(), size() + views.size()) in one transaction, and
+  // records `root` as the tree's root at the new size. The entries come
+  // decoded (ViewForIndex), so decoding can run on another thread than the
+  // inserts.
   Status AddViews(const std::vector<RecordView>& views, const tlog::Hash& root);
   static RecordView ViewForIndex(std::string_view entry);
 

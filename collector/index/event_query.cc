@@ -58,6 +58,7 @@ Status ParseEventQuery(const std::map<std::string, std::string>& params, EventQu
     } else if (key == "from_index") {
       if (!ParseInt(value, &n) || n < 0) return bad("a ledger index");
       q.filter.min_index = static_cast<uint64_t>(n);
+      q.from_index_given = true;
     } else if (key == "cursor") {
       size_t dot = value.find('.');
       int64_t idx = 0;

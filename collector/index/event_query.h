@@ -28,6 +28,7 @@ struct EventQuery {
   // The live tail: entries from filter.min_index on, in ledger order; the
   // answer's next_index is where the next page starts.
   bool by_index = false;
+  bool from_index_given = false;  // from_index was a parameter (else: from now on)
 };
 
 // From URL query parameters: host, identity, resource, grant, verdict, kind,

@@ -19,12 +19,6 @@
 namespace latch::collector {
 namespace {
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 api::ApiResponse Json(int status, const nlohmann::json& j) {
   return {status, "application/json", j.dump()};
 }
@@ -158,8 +152,7 @@ api::ApiResponse CollectorServer::HandleEventsStream(const api::ApiRequest& req)
   if (auto refused = PrepareEventQuery(req, &query)) return *refused;
   if (query.cursor.set) return Error(400, "a stream starts at from_index, not a cursor");
   // From the given ledger index, or from what is indexed now (new entries only).
-  uint64_t next = req.target.find("from_index=") != std::string::npos ? query.filter.min_index
-                                                                      : index_->indexed();
+  uint64_t next = query.from_index_given ? query.filter.min_index : index_->indexed();
   query.by_index = true;
   query.limit = 100;
   api::ApiResponse res(200, "text/event-stream", "");

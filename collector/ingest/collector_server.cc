@@ -23,12 +23,6 @@
 namespace latch::collector {
 namespace {
 
-int64_t NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string Str(capnp::Data::Reader d) {
   return {reinterpret_cast<const char*>(d.begin()), d.size()};
 }
@@ -173,6 +167,12 @@ Status CollectorServer::ReplayLedger() {
   return Status::Ok();
 }
 
+int64_t CollectorServer::NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 CollectorServer::~CollectorServer() {
   batcher_.reset();  // commits what is pending; completions are then dropped
   if (wake_fd_ >= 0) ::close(wake_fd_);
@@ -232,6 +232,7 @@ Status CollectorServer::Record(const std::string& action, const std::string& act
 
 // Requests, reviews and decisions go to the webhooks once they are on record.
 void CollectorServer::NotifyWebhooks(const std::string& action) {
+  if (!webhooks_->enabled()) return;  // no decoding for nobody
   index::RecordView v;
   if (!index::ViewWorkflowAction(action, &v).ok()) return;
   std::string type = v.kind == "requestCreated"    ? "request.created"
@@ -753,7 +754,7 @@ Status WorkflowEntry(const std::string& action, const std::string& host, ledger:
   ledger::LedgerRecord rec;
   rec.kind = ledger::RecordKind::kWorkflow;
   rec.host_id = host;
-  rec.event_time_ns = rec.receive_time_ns = NowNs();
+  rec.event_time_ns = rec.receive_time_ns = CollectorServer::NowNs();
   rec.payload = action;
   std::string bytes;
   LATCH_RETURN_IF_ERROR(ledger::EncodeRecord(rec, &bytes));

@@ -66,6 +66,8 @@ class CollectorServer : private workflow::WorkflowSink {
   Status Run();
   // Safe from any thread or a signal handler.
   void Stop();
+  // The wall clock, Unix ns: the time records and requests carry.
+  static int64_t NowNs();
   // Reload the policy file at the next turn of the loop (SIGHUP); safe from
   // a signal handler. A bad policy is logged and the running one stays.
   void RequestPolicyReload();

@@ -50,6 +50,7 @@ class WebhookSender {
   // Queues `json` for every target that takes `type`; never blocks.
   void Send(const std::string& type, const std::string& json);
   const WebhookCounters& counters() const { return counters_; }
+  bool enabled() const { return !targets_.empty(); }
 
  private:
   struct Message {

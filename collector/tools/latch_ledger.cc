@@ -224,8 +224,9 @@ int CmdReindex(const std::string& dir, std::string index_path) {
   std::unique_ptr<Ledger> ledger;
   Status s = OpenLedger(dir, Ledger::Mode::kReadWrite, &ledger);
   if (!s.ok()) {
-    return Fail(s.WithContext("opening the ledger (stop latch-collector first: it keeps the index "
-                              "itself)"));
+    return Fail(
+        s.WithContext("opening the ledger (stop latch-collector first: it keeps the index "
+                      "itself)"));
   }
   std::string tmp = index_path + ".rebuild";
   std::error_code ec;
@@ -235,8 +236,7 @@ int CmdReindex(const std::string& dir, std::string index_path) {
     std::unique_ptr<latch::index::EventIndex> index;
     s = latch::index::EventIndex::Open(
         tmp, ledger->checkpoint().origin,
-        [&](uint64_t size, latch::tlog::Hash* root) { return ledger->RootAt(size, root); },
-        &index);
+        [&](uint64_t size, latch::tlog::Hash* root) { return ledger->RootAt(size, root); }, &index);
     if (s.ok()) {
       uint64_t total = ledger->size();
       s = latch::index::IndexLedger(*ledger, index.get(), 65536, [&](uint64_t done) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "collector/ledger/ledger.h"
+#include "run_tool.h"
 #include "schemas/canonical.h"
 #include "schemas/record_codec.h"
 #include "schemas/workflow.capnp.h"
@@ -22,29 +23,7 @@ inline std::string Slurp(const std::string& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-// Runs a command to completion; returns its exit code, stdout in *out.
-inline int RunTool(std::vector<std::string> argv, std::string* out) {
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) != 0) return -1;
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(p[1], STDOUT_FILENO);
-    std::vector<char*> args;
-    for (auto& a : argv) args.push_back(a.data());
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  ::close(p[1]);
-  out->clear();
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(p[0], buf, sizeof(buf))) > 0) out->append(buf, static_cast<size_t>(n));
-  ::close(p[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+using latch::testing::RunTool;
 
 // What the collector's ledger holds: events per (boot, sequence) and workflow actions.
 struct LedgerView {

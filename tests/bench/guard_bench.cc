@@ -253,10 +253,10 @@ int Run(int argc, char** argv) {
     int listener;
     uint16_t port;
   };
-  const Case cases[3] = {{"no program attached", &cgroups.bare, open_fd, open_port},
-                         {"guard, unprotected destination", &cgroups.guarded, open_fd, open_port},
-                         {"guard, protected, live grant", &cgroups.guarded, protected_fd,
-                          protected_port}};
+  const Case cases[3] = {
+      {"no program attached", &cgroups.bare, open_fd, open_port},
+      {"guard, unprotected destination", &cgroups.guarded, open_fd, open_port},
+      {"guard, protected, live grant", &cgroups.guarded, protected_fd, protected_port}};
   int per_block = connects / blocks;
   // Runs every case's blocks, interleaved; fills secs[case] and per-block ratios.
   auto run_blocks = [&](double secs[3], std::vector<double>* ratio_unprotected,
@@ -265,8 +265,8 @@ int Run(int argc, char** argv) {
       double block_secs[3] = {0, 0, 0};
       for (int k = 0; k < 3; ++k) {
         int c = (b + k) % 3;  // rotate the order, so no case always runs first
-        block_secs[c] = ConnectSeconds(*cases[c].cgroup, cases[c].listener, cases[c].port,
-                                       per_block);
+        block_secs[c] =
+            ConnectSeconds(*cases[c].cgroup, cases[c].listener, cases[c].port, per_block);
         drain_events();
       }
       for (int c = 0; c < 3; ++c) secs[c] += block_secs[c];

@@ -23,7 +23,9 @@
 #include "collector/index/event_query.h"
 #include "collector/ingest/collector_server.h"
 #include "https_client.h"
+#include "run_tool.h"
 #include "temp_dir.h"
+#include "test_policy.h"
 #include "tlog/base64.h"
 #include "tlog/checkpoint.h"
 #include "tlog/merkle_hash.h"
@@ -44,15 +46,7 @@ struct Reply {
 class ApiTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::ofstream(dir_ / "policy.toml")
-        << "[[host]]\nid = \"host-a\"\n"
-        << "[[resource]]\nname = \"db\"\nid = 9\ndestinations = [\"10.1.2.3\"]\nports = \"5432\"\n"
-        << "hosts = [\"host-a\"]\n"
-        << "[[identity]]\nname = \"tess\"\ngroups = [\"dev\"]\nuid = 4000\n"
-        << "[[identity]]\nname = \"ann\"\ngroups = [\"dba\"]\n"
-        << "[[request_rule]]\nresources = [\"db\"]\nrequesters = [\"tess\"]\nmax_duration = "
-           "\"1h\"\n"
-        << "[[approval_rule]]\nresources = [\"db\"]\napprover_groups = [\"dba\"]\n";
+    latch::testing::WriteTestPolicy(dir_ / "policy.toml");
     config_.data_dir = dir_ / "data";
     config_.origin = "api.example/ledger";
     config_.endpoints = {"inproc://api-test-agents"};
@@ -220,38 +214,20 @@ TEST_F(ApiTest, ARequestIsShownAndAnEntryProven) {
   EXPECT_EQ(Call(http::verb::get, "/v1/proof/inclusion", kAnn).status, 400);
 }
 
-// Runs latchctl with `token` against the server; returns its exit code.
+// Runs latchctl with `token` against the server; returns its exit code,
+// with stdout and stderr in *out.
 int Latchctl(const std::string& home, const std::string& server, const std::string& ca,
              const std::string& token, const std::string& ledger_key, std::vector<std::string> args,
              std::string* out) {
-  int p[2];
-  if (::pipe(p) != 0) return -1;
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(p[1], STDOUT_FILENO);
-    ::dup2(p[1], STDERR_FILENO);
-    ::setenv("HOME", home.c_str(), 1);
-    ::unsetenv("XDG_CONFIG_HOME");
-    ::setenv("LATCH_SERVER", server.c_str(), 1);
-    ::setenv("LATCH_CA", ca.c_str(), 1);
-    ::setenv("LATCH_TOKEN", token.c_str(), 1);
-    ::setenv("LATCH_LEDGER_KEY", ledger_key.c_str(), 1);
-    args.insert(args.begin(), LATCHCTL_BIN);
-    std::vector<char*> argv;
-    for (auto& x : args) argv.push_back(x.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  ::close(p[1]);
-  out->clear();
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(p[0], buf, sizeof(buf))) > 0) out->append(buf, static_cast<size_t>(n));
-  ::close(p[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  args.insert(args.begin(), LATCHCTL_BIN);
+  return latch::testing::RunTool(args, out,
+                                 {{"HOME", home},
+                                  {"XDG_CONFIG_HOME", home + "/.config"},
+                                  {"LATCH_SERVER", server},
+                                  {"LATCH_CA", ca},
+                                  {"LATCH_TOKEN", token},
+                                  {"LATCH_LEDGER_KEY", ledger_key}},
+                                 /*with_stderr=*/true);
 }
 
 TEST_F(ApiTest, LatchctlDrivesTheWorkflowAndVerifiesTheLedger) {

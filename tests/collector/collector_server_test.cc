@@ -20,6 +20,7 @@
 #include "schemas/record_codec.h"
 #include "schemas/wire.capnp.h"
 #include "temp_dir.h"
+#include "test_policy.h"
 #include "tlog/checkpoint.h"
 #include "tlog/merkle_hash.h"
 #include "tlog/proof.h"
@@ -378,14 +379,7 @@ TEST_F(CollectorTest, GrantBookIsRebuiltFromTheLedgerWithTheSameVersions) {
 
 TEST_F(CollectorTest, WorkflowStateIsRebuiltFromTheLedger) {
   // A policy, then a restart so the collector loads it.
-  std::ofstream(dir_ / "policy.toml")
-      << "[[host]]\nid = \"host-a\"\n"
-      << "[[resource]]\nname = \"db\"\nid = 9\ndestinations = [\"10.1.2.3\"]\nports = \"5432\"\n"
-      << "hosts = [\"host-a\"]\n"
-      << "[[identity]]\nname = \"tess\"\ngroups = [\"dev\"]\nuid = 4000\n"
-      << "[[identity]]\nname = \"ann\"\ngroups = [\"dba\"]\n"
-      << "[[request_rule]]\nresources = [\"db\"]\nrequesters = [\"tess\"]\nmax_duration = \"1h\"\n"
-      << "[[approval_rule]]\nresources = [\"db\"]\napprover_groups = [\"dba\"]\n";
+  latch::testing::WriteTestPolicy(dir_ / "policy.toml");
   auto restart = [&] {
     server_->Stop();
     thread_.join();

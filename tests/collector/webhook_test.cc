@@ -19,6 +19,7 @@
 #include "collector/notify/webhook_sender.h"
 #include "https_client.h"
 #include "temp_dir.h"
+#include "test_policy.h"
 #include "tlog/hex.h"
 
 namespace latch::collector {
@@ -107,14 +108,7 @@ std::string Hmac(const std::string& secret, const std::string& body) {
 TEST(Webhooks, RequestsAndDecisionsArriveSignedAfterARetry) {
   Receiver hook(/*fail_first=*/1);
   ledger::TempDir dir;
-  std::ofstream(dir / "policy.toml")
-      << "[[host]]\nid = \"host-a\"\n"
-      << "[[resource]]\nname = \"db\"\nid = 9\ndestinations = [\"10.1.2.3\"]\nports = \"5432\"\n"
-      << "hosts = [\"host-a\"]\n"
-      << "[[identity]]\nname = \"tess\"\ngroups = [\"dev\"]\nuid = 4000\n"
-      << "[[identity]]\nname = \"ann\"\ngroups = [\"dba\"]\n"
-      << "[[request_rule]]\nresources = [\"db\"]\nrequesters = [\"tess\"]\nmax_duration = \"1h\"\n"
-      << "[[approval_rule]]\nresources = [\"db\"]\napprover_groups = [\"dba\"]\n";
+  latch::testing::WriteTestPolicy(dir / "policy.toml");
   CollectorConfig config;
   config.data_dir = dir / "data";
   config.origin = "hooks.example/ledger";

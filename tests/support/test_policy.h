@@ -1,0 +1,22 @@
+// Test helper: the small workflow policy the collector tests share. Resource
+// "db" (id 9, 10.1.2.3:5432) on host-a; tess (uid 4000, group dev) may ask
+// for it for up to an hour; ann (dba) approves, one approval.
+#pragma once
+
+#include <fstream>
+#include <string>
+
+namespace latch::testing {
+
+inline void WriteTestPolicy(const std::string& path) {
+  std::ofstream(path)
+      << "[[host]]\nid = \"host-a\"\n"
+      << "[[resource]]\nname = \"db\"\nid = 9\ndestinations = [\"10.1.2.3\"]\nports = \"5432\"\n"
+      << "hosts = [\"host-a\"]\n"
+      << "[[identity]]\nname = \"tess\"\ngroups = [\"dev\"]\nuid = 4000\n"
+      << "[[identity]]\nname = \"ann\"\ngroups = [\"dba\"]\n"
+      << "[[request_rule]]\nresources = [\"db\"]\nrequesters = [\"tess\"]\nmax_duration = \"1h\"\n"
+      << "[[approval_rule]]\nresources = [\"db\"]\napprover_groups = [\"dba\"]\n";
+}
+
+}  // namespace latch::testing
