@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 
 #include "agent/kernel_fs.h"
@@ -22,7 +23,11 @@ constexpr size_t kRingBatch = 4096;
 }  // namespace
 
 AgentDaemon::AgentDaemon(AgentConfig config, std::ostream& records, std::ostream& log)
-    : config_(std::move(config)), records_(records), log_(log) {}
+    : config_(std::move(config)), records_(records), log_(log) {
+  if (const char* n = std::getenv("LATCH_AGENT_TEST_DIE_BEFORE_RING_RELEASE")) {
+    die_before_release_after_ = std::strtoull(n, nullptr, 10);
+  }
+}
 
 AgentDaemon::~AgentDaemon() = default;
 
@@ -49,6 +54,7 @@ Status AgentDaemon::Start() {
   LATCH_RETURN_IF_ERROR(DecisionEventReader::Create(
       guard_->events_fd(), [this](const latch_decision_event& e) { sink_->AddEvent(e); },
       &reader_));
+  if (spool_) LATCH_RETURN_IF_ERROR(SkipRecordsAlreadySpooled());
   int fd = ::dup(reader_->epoll_fd());
   if (fd < 0) return Status::FromErrno("dup ring buffer epoll fd", errno);
   ring_fd_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, fd);
@@ -113,12 +119,46 @@ Status AgentDaemon::Run() {
 
 void AgentDaemon::Stop() { io_.stop(); }
 
+// An agent killed after spooling events and before releasing them in the
+// ring finds them there again. The spool's mark says how far it had read, so
+// the restarted agent releases those records instead of spooling them twice
+// (promise 2); without a usable mark they are spooled again, never lost.
+Status AgentDaemon::SkipRecordsAlreadySpooled() {
+  const std::string& mark = spool_->recovered_mark();
+  if (mark.empty()) return Status::Ok();
+  RingPosition to;
+  if (!RingPosition::Decode(mark, &to)) {
+    log_ << "latch-agent: the spool's ring mark does not decode; unreleased ring records "
+            "will be sent again\n";
+    return Status::Ok();
+  }
+  uint64_t skipped = 0;
+  Status s = reader_->SkipTo(to, &skipped);
+  if (!s.ok()) {
+    // Should not happen: the mark names this ring but no record boundary in it.
+    log_ << "latch-agent: " << s.ToString() << "; unreleased ring records will be sent again\n";
+    return Status::Ok();
+  }
+  if (skipped > 0) {
+    log_ << "latch-agent: released " << skipped
+         << " ring records the previous run had already spooled\n";
+  }
+  return Status::Ok();
+}
+
 Status AgentDaemon::DrainRing() {
   int handled = 0;
   do {
     LATCH_RETURN_IF_ERROR(reader_->Read(kRingBatch, &handled));
-    // The sink first, then the ring: a crash between the two resends, never loses.
+    // The sink first, then the ring: a crash between the two neither loses
+    // nor (thanks to the mark) duplicates.
+    if (spool_) spool_->SetMark(reader_->read_position().Encode());
     LATCH_RETURN_IF_ERROR(sink_->Flush());
+    if (handled > 0 && die_before_release_after_ != 0 &&
+        ++event_flushes_ == die_before_release_after_) {
+      log_ << "latch-agent: dying before releasing the ring, as the test asked" << std::endl;
+      ::_exit(9);
+    }
     reader_->Commit();
   } while (handled > 0 && static_cast<size_t>(handled) == kRingBatch);
   if (link_) link_->Pump();

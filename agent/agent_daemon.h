@@ -53,6 +53,7 @@ class AgentDaemon {
   void OnGrantSet(schema::SignedGrantSet::Reader set);
   Status ReadState(latch_agent_state* state);
   Status WriteState(const latch_agent_state& state);
+  Status SkipRecordsAlreadySpooled();
 
   AgentConfig config_;
   std::ostream& records_;
@@ -72,6 +73,11 @@ class AgentDaemon {
   std::unique_ptr<CollectorLink> link_;
   Status failure_;
   uint64_t reported_malformed_ = 0;  // decode failures already in loss records
+  // Tests only (LATCH_AGENT_TEST_DIE_BEFORE_RING_RELEASE=N): the process ends
+  // after its Nth spool flush of events, before releasing them in the ring,
+  // which is the moment a crash can leave the same events in both places.
+  uint64_t die_before_release_after_ = 0;
+  uint64_t event_flushes_ = 0;
 };
 
 }  // namespace latch::agent

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 
 namespace latch::agent {
 namespace {
@@ -25,6 +26,25 @@ uint64_t LoadAcquire(const void* p) {
 
 }  // namespace
 
+std::string RingPosition::Encode() const {
+  std::string out = kernel_boot_id;
+  out.push_back('\0');
+  char b[12];
+  std::memcpy(b, &map_id, 4);  // little-endian hosts only, as the spool
+  std::memcpy(b + 4, &position, 8);
+  out.append(b, sizeof(b));
+  return out;
+}
+
+bool RingPosition::Decode(const std::string& bytes, RingPosition* out) {
+  size_t nul = bytes.find('\0');
+  if (nul == std::string::npos || bytes.size() != nul + 1 + 12) return false;
+  out->kernel_boot_id = bytes.substr(0, nul);
+  std::memcpy(&out->map_id, bytes.data() + nul + 1, 4);
+  std::memcpy(&out->position, bytes.data() + nul + 5, 8);
+  return true;
+}
+
 Status DecisionEventReader::Create(int events_map_fd, Handler handler,
                                    std::unique_ptr<DecisionEventReader>* out) {
   std::unique_ptr<DecisionEventReader> r(new DecisionEventReader());
@@ -40,6 +60,11 @@ Status DecisionEventReader::Create(int events_map_fd, Handler handler,
   }
   r->page_size_ = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
   r->mask_ = info.max_entries - 1;
+  r->map_id_ = info.id;
+  std::ifstream boot_id("/proc/sys/kernel/random/boot_id");
+  if (!std::getline(boot_id, r->kernel_boot_id_) || r->kernel_boot_id_.empty()) {
+    return Status::FailedPrecondition("reading /proc/sys/kernel/random/boot_id");
+  }
   void* cons = ::mmap(nullptr, r->page_size_, PROT_READ | PROT_WRITE, MAP_SHARED, events_map_fd, 0);
   if (cons == MAP_FAILED) return Status::FromErrno("mapping the ring's consumer page", errno);
   r->consumer_page_ = cons;
@@ -94,6 +119,39 @@ Status DecisionEventReader::Read(size_t max, int* handled) {
     }
     read_pos_ += (size + kHeaderSize + 7) & ~uint64_t{7};
   }
+  return Status::Ok();
+}
+
+uint64_t DecisionEventReader::NextRecord(uint64_t pos, uint64_t producer) const {
+  if (pos >= producer) return 0;
+  const char* header = static_cast<const char*>(producer_map_) + page_size_ + (pos & mask_);
+  uint32_t word = __atomic_load_n(reinterpret_cast<const uint32_t*>(header), __ATOMIC_ACQUIRE);
+  if (word & kBusyBit) return 0;
+  uint32_t size = word & ~(kBusyBit | kDiscardBit);
+  return pos + ((size + kHeaderSize + 7) & ~uint64_t{7});
+}
+
+Status DecisionEventReader::SkipTo(const RingPosition& to, uint64_t* skipped) {
+  *skipped = 0;
+  if (to.kernel_boot_id != kernel_boot_id_ || to.map_id != map_id_ || to.position <= read_pos_) {
+    return Status::Ok();
+  }
+  uint64_t producer = LoadAcquire(producer_map_);
+  if (to.position > producer) {
+    return Status::Corruption("the spool's ring position is past what the kernel has written");
+  }
+  uint64_t pos = read_pos_, n = 0;
+  while (pos < to.position) {
+    pos = NextRecord(pos, producer);
+    if (pos == 0) return Status::Corruption("the spool's ring position is inside a record");
+    ++n;
+  }
+  if (pos != to.position) {
+    return Status::Corruption("the spool's ring position is not a record boundary");
+  }
+  read_pos_ = pos;
+  Commit();
+  *skipped = n;
   return Status::Ok();
 }
 

@@ -13,11 +13,24 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "guard_abi.h"
 #include "tlog/status.h"
 
 namespace latch::agent {
+
+// A place in one particular ring buffer: positions only grow for the ring's
+// life, and the ring is named by the kernel's boot and the map's id, so that
+// a position is never applied to another ring (after a reboot or reinstall).
+struct RingPosition {
+  std::string kernel_boot_id;  // /proc/sys/kernel/random/boot_id
+  uint32_t map_id = 0;
+  uint64_t position = 0;
+
+  std::string Encode() const;
+  static bool Decode(const std::string& bytes, RingPosition* out);
+};
 
 class DecisionEventReader {
  public:
@@ -44,9 +57,18 @@ class DecisionEventReader {
   uint64_t malformed() const { return malformed_; }
   // Records read but not yet committed.
   bool has_uncommitted() const { return read_pos_ != committed_pos_; }
+  // Where the next Read() starts.
+  RingPosition read_position() const { return {kernel_boot_id_, map_id_, read_pos_}; }
+  // Releases, unread, the records before `to` when it is a later position in
+  // this same ring (records an earlier agent spooled but had not released
+  // when it died); *skipped says how many records. Anything else (another
+  // ring, not a record boundary, records still being written) skips nothing.
+  Status SkipTo(const RingPosition& to, uint64_t* skipped);
 
  private:
   DecisionEventReader() = default;
+  // The position after the record at `pos`, or 0 if none is complete there.
+  uint64_t NextRecord(uint64_t pos, uint64_t producer) const;
 
   Handler handler_;
   int epoll_fd_ = -1;
@@ -58,6 +80,8 @@ class DecisionEventReader {
   uint64_t read_pos_ = 0;       // next record to hand over
   uint64_t committed_pos_ = 0;  // what the kernel has been told
   uint64_t malformed_ = 0;
+  std::string kernel_boot_id_;
+  uint32_t map_id_ = 0;
 };
 
 }  // namespace latch::agent

@@ -17,6 +17,8 @@ namespace {
 constexpr size_t kFrameHeader = 24;
 constexpr uint32_t kMaxPayload = 64 * 1024;  // a ledger entry holds at most 64 KiB
 constexpr size_t kReadChunk = 1 << 20;
+// Not a record kind of schemas/ledger.capnp: the writer's mark (Spool::SetMark).
+constexpr uint32_t kMarkFrameKind = 0xffffffff;
 
 std::string Hex(const std::string& bytes) {
   return tlog::HexEncode({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
@@ -132,7 +134,15 @@ Status Spool::RecoverSegment(Segment* seg) {
   SpooledRecord r;
   while (offset < data.size()) {
     size_t n = ParseFrame(data.data() + offset, data.size() - offset, &r);
-    if (n == 0 || r.sequence != expect) break;
+    if (n == 0) break;
+    if (r.kind == kMarkFrameKind) {
+      // A mark follows the records it was written with.
+      if (r.sequence + 1 != expect) break;
+      recovered_mark_ = r.payload;
+      offset += n;
+      continue;
+    }
+    if (r.sequence != expect) break;
     seg->last_sequence = r.sequence;
     ++expect;
     offset += n;
@@ -182,6 +192,16 @@ Status Spool::StartSegment() {
 Status Spool::Flush() {
   if (buffer_.empty()) return Status::Ok();
   if (!writing_) LATCH_RETURN_IF_ERROR(StartSegment());
+  if (!mark_.empty() && buffered_records_ > 0) {
+    // After the records, so that a write torn by the agent's death keeps the
+    // records rather than a mark claiming more than the file holds.
+    Put<uint32_t>(&buffer_, static_cast<uint32_t>(mark_.size()));
+    Put<uint32_t>(&buffer_, kMarkFrameKind);
+    Put<uint64_t>(&buffer_, next_sequence_ - 1);
+    Put<int64_t>(&buffer_, 0);
+    buffer_.append(mark_);
+    mark_.clear();
+  }
   LATCH_RETURN_IF_ERROR(
       writer_.Append({reinterpret_cast<const uint8_t*>(buffer_.data()), buffer_.size()}));
   Segment& seg = segments_.back();
@@ -231,7 +251,7 @@ Status Spool::NextBatch(size_t max_records, SpoolBatch* out) {
         break;  // the frame continues past this chunk
       }
       offset += n;
-      if (r.sequence <= acked) continue;
+      if (r.kind == kMarkFrameKind || r.sequence <= acked) continue;
       out->boot_id = seg.boot_id;
       out->records.push_back(r);
     }

@@ -7,6 +7,8 @@
 // holding frames back to back:
 //   uint32 LE payload length | uint32 LE record kind | uint64 LE sequence |
 //   int64 LE event time (Unix ns) | payload
+// A frame of kind kMarkFrameKind is not a record but the writer's mark (see
+// SetMark): its sequence is that of the record before it, and it is never sent.
 // Segments roll over at `segment_bytes`; a segment is deleted as a whole once
 // every record in it is acknowledged. A frame cut short by a crash (the only
 // damage a killed writer can leave) is cut off when the spool is opened.
@@ -62,6 +64,13 @@ class Spool {
   // Writes what Add() buffered to the segment file in one write: from then on
   // the records survive the agent's death.
   Status Flush();
+  // A note that goes into the file after the records of the next Flush that
+  // writes any, in the same write: the agent's read position in the kernel's
+  // ring buffer, so that a restarted agent knows which records it had already
+  // spooled when it was killed before releasing them in the ring.
+  void SetMark(std::string_view mark) { mark_.assign(mark); }
+  // The last mark Open() found in the directory (empty: none).
+  const std::string& recovered_mark() const { return recovered_mark_; }
   // Makes flushed records durable on disk (fdatasync).
   Status Sync();
 
@@ -104,6 +113,8 @@ class Spool {
   ledger::AppendFile writer_;      // the last segment, when it is this boot's
   bool writing_ = false;
   std::string buffer_;  // frames added and not yet flushed
+  std::string mark_;    // written after the buffered records at the next Flush
+  std::string recovered_mark_;
   uint64_t buffered_records_ = 0;
   uint64_t buffer_first_sequence_ = 0;
   uint64_t bytes_ = 0;                     // bytes in segment files

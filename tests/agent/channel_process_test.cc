@@ -541,6 +541,33 @@ TEST_F(ChannelTest, KilledAgentOrCollectorLosesNothing) {
   EXPECT_EQ(RunTool({LATCH_LEDGER_BIN, "verify", dir_ + "/collector/ledger"}, &out), 0) << out;
 }
 
+// The narrowest moment of all: the agent dies after its spool has the events
+// and before it releases them in the ring, so they are in both places. The
+// restarted agent must send each of them once (it skips what its spool's
+// mark says was spooled), not twice.
+TEST_F(ChannelTest, AgentDyingBetweenSpoolAndRingSendsEachEventOnce) {
+  StartCollector();
+  ::setenv("LATCH_AGENT_TEST_DIE_BEFORE_RING_RELEASE", "1", 1);
+  StartAgent();
+  ::unsetenv("LATCH_AGENT_TEST_DIE_BEFORE_RING_RELEASE");
+  ConnectMany(50);
+  int status = 0;
+  auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (::waitpid(agent_, &status, WNOHANG) == 0 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 9) << Slurp(dir_ + "/agent.log");
+  agent_ = -1;
+  ConnectMany(50);
+  StartAgent();
+  ConnectMany(50);
+  LedgerView v = WaitForEvents(decisions_, 30);
+  ExpectExactlyOnce(v, decisions_);
+  EXPECT_NE(Slurp(dir_ + "/agent.log").find("ring records the previous run had already spooled"),
+            std::string::npos)
+      << Slurp(dir_ + "/agent.log");
+}
+
 TEST_F(ChannelTest, FailsOverToTheNextEndpoint) {
   // The first endpoint has nobody behind it; the agent gives up on it after
   // its silence limit and delivers through the second.

@@ -127,6 +127,57 @@ TEST_F(SpoolTest, ReopenKeepsUnacknowledgedRecordsAndCutsATornTail) {
   EXPECT_EQ(all[5], std::make_pair(Boot('b'), uint64_t{1}));
 }
 
+// The writer's mark rides with the records it was set for, is recovered on
+// reopening (the last one), and is never sent as a record.
+TEST_F(SpoolTest, MarksAreKeptWithTheirRecordsAndNotSent) {
+  {
+    std::unique_ptr<Spool> s;
+    ASSERT_TRUE(Spool::Open(Options(), Boot('a'), &s).ok());
+    EXPECT_EQ(s->recovered_mark(), "");
+    uint64_t seq = 0;
+    s->SetMark("no records: not written");
+    ASSERT_TRUE(s->Flush().ok());
+    for (int round = 1; round <= 3; ++round) {
+      ASSERT_TRUE(s->Add(2, round, "event", false, &seq).ok());
+      s->SetMark("read through " + std::to_string(round));
+      ASSERT_TRUE(s->Flush().ok());
+    }
+    ASSERT_TRUE(s->Add(2, 4, "event", false, &seq).ok());
+    ASSERT_TRUE(s->Flush().ok());  // no mark set since the last one
+    auto sent = DrainAll(s.get());
+    ASSERT_EQ(sent.size(), 4u);  // records only
+    EXPECT_EQ(sent.back().second, 4u);
+  }
+  {
+    std::unique_ptr<Spool> s;
+    ASSERT_TRUE(Spool::Open(Options(), Boot('b'), &s).ok());
+    EXPECT_EQ(s->recovered_mark(), "read through 3");
+    EXPECT_EQ(s->unacknowledged(), 4u);
+    EXPECT_EQ(DrainAll(s.get()).size(), 4u);
+  }
+  // A torn write that cut the mark keeps the records and the mark before.
+  fs::path seg;
+  for (auto& e : fs::directory_iterator(dir_)) seg = e.path();
+  {
+    std::unique_ptr<Spool> s;
+    ASSERT_TRUE(Spool::Open(Options(), Boot('c'), &s).ok());
+    uint64_t seq = 0;
+    ASSERT_TRUE(s->Add(2, 5, "event", false, &seq).ok());
+    s->SetMark("read through 5");
+    ASSERT_TRUE(s->Flush().ok());
+  }
+  fs::path newest;
+  for (auto& e : fs::directory_iterator(dir_)) {
+    if (e.path() != seg) newest = e.path();
+  }
+  ASSERT_FALSE(newest.empty());
+  fs::resize_file(newest, fs::file_size(newest) - 3);
+  std::unique_ptr<Spool> s;
+  ASSERT_TRUE(Spool::Open(Options(), Boot('d'), &s).ok());
+  EXPECT_EQ(s->recovered_mark(), "read through 3");
+  EXPECT_EQ(s->unacknowledged(), 5u);
+}
+
 TEST_F(SpoolTest, FullSpoolRefusesEventsButKeepsRoomForLossRecords) {
   SpoolOptions o = Options();
   o.max_bytes = 300;
