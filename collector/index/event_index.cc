@@ -23,12 +23,6 @@ CREATE TABLE IF NOT EXISTS names(
 CREATE TABLE IF NOT EXISTS entries(
   idx INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, kind INTEGER NOT NULL,
   host INTEGER NOT NULL, identity INTEGER, uid INTEGER, resource INTEGER, verdict INTEGER);
-CREATE INDEX IF NOT EXISTS entries_host_time ON entries(host, time_ns);
-CREATE INDEX IF NOT EXISTS entries_time ON entries(time_ns);
-CREATE INDEX IF NOT EXISTS entries_identity_time ON entries(identity, time_ns)
-  WHERE identity IS NOT NULL;
-CREATE INDEX IF NOT EXISTS entries_resource_time ON entries(resource, time_ns)
-  WHERE resource IS NOT NULL;
 CREATE TABLE IF NOT EXISTS entry_grants(
   grant_id INTEGER NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (grant_id, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS grants(
@@ -39,6 +33,25 @@ CREATE TABLE IF NOT EXISTS requests(
 CREATE TABLE IF NOT EXISTS request_entries(
   request_id INTEGER NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (request_id, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS resource_names(resource_id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+)sql";
+
+// The entries' secondary indexes: what queries search by. Created with the
+// schema; a bulk load drops them and builds them again at its end (one sort
+// each, several times faster than keeping them row by row). Opening an index
+// whose bulk load was cut short builds them again here.
+constexpr const char* kEntryIndexes = R"sql(
+CREATE INDEX IF NOT EXISTS entries_host_time ON entries(host, time_ns);
+CREATE INDEX IF NOT EXISTS entries_time ON entries(time_ns);
+CREATE INDEX IF NOT EXISTS entries_identity_time ON entries(identity, time_ns)
+  WHERE identity IS NOT NULL;
+CREATE INDEX IF NOT EXISTS entries_resource_time ON entries(resource, time_ns)
+  WHERE resource IS NOT NULL;
+)sql";
+constexpr const char* kDropEntryIndexes = R"sql(
+DROP INDEX IF EXISTS entries_host_time;
+DROP INDEX IF EXISTS entries_time;
+DROP INDEX IF EXISTS entries_identity_time;
+DROP INDEX IF EXISTS entries_resource_time;
 )sql";
 
 Status SqlError(sqlite3* db, const std::string& what) {
@@ -128,6 +141,10 @@ class Stmt {
 };
 
 Status OpenDb(const std::string& path, bool read_only, sqlite3** db) {
+  // Memory statistics take a global mutex on every allocation; nothing here
+  // reads them. Must precede SQLite's initialization (a no-op after it).
+  static const int memstatus_off = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+  (void)memstatus_off;
   int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
   if (sqlite3_open_v2(path.c_str(), db, flags | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
     Status s = SqlError(*db, "opening " + path);
@@ -165,6 +182,7 @@ Status EventIndex::Open(const std::string& path, const std::string& origin, cons
            "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
            "PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=16384;"));
   LATCH_RETURN_IF_ERROR(Exec(x->db_, kSchema));
+  LATCH_RETURN_IF_ERROR(Exec(x->db_, kEntryIndexes));
   LATCH_RETURN_IF_ERROR(x->Prepare());
   bool reset = false;
   LATCH_RETURN_IF_ERROR(x->LoadState(origin, root_at, &reset));
@@ -442,6 +460,13 @@ Status EventIndex::AddOne(uint64_t idx, const RecordView& v) {
         st_->delete_request_entries.Int(1, static_cast<int64_t>(v.request_id)).Run());
     requests_.erase(v.request_id);
   }
+  return Status::Ok();
+}
+
+Status EventIndex::SetBulkLoad(bool on) {
+  if (on == bulk_load_) return Status::Ok();
+  LATCH_RETURN_IF_ERROR(Exec(db_, on ? kDropEntryIndexes : kEntryIndexes));
+  bulk_load_ = on;
   return Status::Ok();
 }
 

@@ -52,30 +52,42 @@ DecodedBatch Decode(ledger::Ledger& ledger, uint64_t from, uint64_t to, uint64_t
 
 }  // namespace
 
-Status IndexLedger(ledger::Ledger& ledger, EventIndex* index, uint64_t batch,
-                   const std::function<void(uint64_t)>& progress) {
+Status IndexLedger(ledger::Ledger& ledger, EventIndex* index, const IndexOptions& options,
+                   const IndexProgress& progress) {
   const uint64_t target = ledger.size();
+  if (index->size() >= target) return Status::Ok();
+  const uint64_t behind = target - index->size();
+  const bool bulk = behind >= options.bulk_load_minimum && behind >= index->size();
+  if (bulk) LATCH_RETURN_IF_ERROR(index->SetBulkLoad(true));
   // Two stages: the next batch is read and decoded on another thread while
   // this one inserts the current batch into SQLite.
   auto start = [&](uint64_t from) {
-    uint64_t to = std::min(target, from + batch);
+    uint64_t to = std::min(target, from + std::max<uint64_t>(options.batch, 1));
     return std::async(std::launch::async,
                       [&ledger, from, to, target] { return Decode(ledger, from, to, target); });
   };
-  if (index->size() >= target) return Status::Ok();
   auto next = start(index->size());
+  Status s;
   while (true) {
     DecodedBatch cur = next.get();
-    LATCH_RETURN_IF_ERROR(cur.status);
+    s = cur.status;
+    if (!s.ok()) break;
     if (cur.to < target) next = start(cur.to);
-    Status s = index->AddViews(cur.views, cur.root);
+    s = index->AddViews(cur.views, cur.root);
     if (!s.ok()) {
       if (cur.to < target) next.wait();
-      return s;
+      break;
     }
-    if (progress) progress(index->size());
-    if (cur.to >= target) return Status::Ok();
+    if (progress) progress(index->size(), !bulk);
+    if (cur.to >= target) break;
   }
+  if (bulk) {
+    // Also after a failure: what is indexed stays searchable.
+    Status built = index->SetBulkLoad(false);
+    if (s.ok()) s = built;
+    if (built.ok() && progress) progress(index->size(), true);
+  }
+  return s;
 }
 
 void IndexFollower::Start() {
@@ -117,7 +129,8 @@ void IndexFollower::Loop() {
       if (stop_) return;
       pending_ = false;
     }
-    Status s = IndexLedger(ledger_, index_.get(), 16384, [&](uint64_t size) {
+    Status s = IndexLedger(ledger_, index_.get(), {}, [&](uint64_t size, bool searchable) {
+      if (!searchable) return;  // queries keep to the smaller size until it is
       {
         std::lock_guard<std::mutex> lock(mu_);
         indexed_ = size;

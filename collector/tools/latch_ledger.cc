@@ -239,9 +239,10 @@ int CmdReindex(const std::string& dir, std::string index_path) {
         [&](uint64_t size, latch::tlog::Hash* root) { return ledger->RootAt(size, root); }, &index);
     if (s.ok()) {
       uint64_t total = ledger->size();
-      s = latch::index::IndexLedger(*ledger, index.get(), 65536, [&](uint64_t done) {
-        std::fprintf(stderr, "\rlatch-ledger: indexed %llu of %llu entries",
-                     static_cast<unsigned long long>(done), static_cast<unsigned long long>(total));
+      s = latch::index::IndexLedger(*ledger, index.get(), {}, [&](uint64_t done, bool searchable) {
+        std::fprintf(stderr, "\rlatch-ledger: indexed %llu of %llu entries%s",
+                     static_cast<unsigned long long>(done), static_cast<unsigned long long>(total),
+                     !searchable && done == total ? "; building the search indexes" : "");
       });
       if (total > 0) std::fputc('\n', stderr);
     }

@@ -4,6 +4,7 @@
 #include "collector/index/event_index.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include <cstring>
 
@@ -139,12 +140,32 @@ class EventIndexTest : public ::testing::Test {
     batch_.Clear();
   }
 
-  std::unique_ptr<EventIndex> Build(const std::string& path, uint64_t batch) {
+  // `bulk`: built by a bulk load (its indexes dropped, then built at the end).
+  std::unique_ptr<EventIndex> Build(const std::string& path, uint64_t batch, bool bulk = false) {
     std::unique_ptr<EventIndex> index;
     EXPECT_TRUE(EventIndex::Open(path, "test.example/ledger", RootAt(), &index).ok());
-    Status s = IndexLedger(*ledger_, index.get(), batch);
+    IndexOptions options;
+    options.batch = batch;
+    options.bulk_load_minimum = bulk ? 1 : UINT64_MAX;
+    Status s = IndexLedger(*ledger_, index.get(), options);
     EXPECT_TRUE(s.ok()) << s.ToString();
     return index;
+  }
+  // How many of the entries table's secondary indexes the file has.
+  static int EntryIndexCount(const std::string& path) {
+    sqlite3* db = nullptr;
+    int n = -1;
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+      sqlite3_exec(
+          db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'entries'",
+          [](void* out, int, char** v, char**) {
+            *static_cast<int*>(out) = std::atoi(v[0]);
+            return 0;
+          },
+          &n, nullptr);
+    }
+    sqlite3_close(db);
+    return n;
   }
   EventIndex::RootAt RootAt() {
     return [this](uint64_t size, tlog::Hash* root) { return ledger_->RootAt(size, root); };
@@ -283,17 +304,42 @@ TEST_F(EventIndexTest, ARebuiltIndexAnswersTheSameAndResumesWhereItStopped) {
   std::unique_ptr<EventIndex> reopened;
   ASSERT_TRUE(EventIndex::Open(grown, "test.example/ledger", RootAt(), &reopened).ok());
   EXPECT_EQ(reopened->size(), 9u);
-  ASSERT_TRUE(IndexLedger(*ledger_, reopened.get(), 2).ok());
+  IndexOptions small;
+  small.batch = 2;
+  ASSERT_TRUE(IndexLedger(*ledger_, reopened.get(), small).ok());
   EXPECT_EQ(reopened->size(), 10u);
 
+  // Rebuilt from nothing by a bulk load: the same answers, and its indexes back.
   std::string rebuilt = dir_ / "rebuilt.sqlite";
-  auto fresh = Build(rebuilt, 16384);
-  std::vector<EventFilter> filters(5);
+  auto fresh = Build(rebuilt, 3, /*bulk=*/true);
+  EXPECT_FALSE(fresh->bulk_load());
+  EXPECT_EQ(fresh->size(), 10u);
+  EXPECT_EQ(EntryIndexCount(rebuilt), 4);
+  std::vector<EventFilter> filters(6);
   filters[1].host = "h1";
   filters[2].identity = "alice";
   filters[3].grant_id = 7;
   filters[4].verdict = "deny";
-  for (const EventFilter& f : filters) EXPECT_EQ(Indexes(grown, f), Indexes(rebuilt, f));
+  filters[5].resource = "postgres-prod";
+  for (const EventFilter& f : filters) {
+    EXPECT_FALSE(Indexes(grown, f).empty());
+    EXPECT_EQ(Indexes(grown, f), Indexes(rebuilt, f));
+  }
+
+  // A bulk load cut short (the process died before building the indexes):
+  // opening the index builds them.
+  fresh.reset();
+  {
+    std::unique_ptr<EventIndex> cut;
+    ASSERT_TRUE(EventIndex::Open(rebuilt, "test.example/ledger", RootAt(), &cut).ok());
+    ASSERT_TRUE(cut->SetBulkLoad(true).ok());
+  }
+  EXPECT_EQ(EntryIndexCount(rebuilt), 0);
+  std::unique_ptr<EventIndex> healed;
+  ASSERT_TRUE(EventIndex::Open(rebuilt, "test.example/ledger", RootAt(), &healed).ok());
+  EXPECT_EQ(EntryIndexCount(rebuilt), 4);
+  EXPECT_EQ(healed->size(), 10u);
+  healed.reset();
 
   // An index of another ledger is not trusted: it is emptied and rebuilt.
   bool was_rebuilt = false;
