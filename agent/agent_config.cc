@@ -115,6 +115,56 @@ Status ParseCollector(const toml::table& t, const std::string& source, Collector
   return Status::Ok();
 }
 
+Status ParseActivity(const toml::table& t, const std::string& source, ActivityOptions* a) {
+  LATCH_RETURN_IF_ERROR(CheckKeys(
+      t, source,
+      {"watch", "cgroup", "paths", "throttle_events", "throttle_window_ms", "ring_buffer_bytes"}));
+  std::string watch = WatchModeName(a->mode);
+  LATCH_RETURN_IF_ERROR(Get(t, source, "watch", &watch, false));
+  Status s = ParseWatchMode(watch, &a->mode);
+  if (!s.ok()) return Bad(source, t.source(), "activity: " + s.message());
+  LATCH_RETURN_IF_ERROR(Get(t, source, "cgroup", &a->cgroup_dir, false));
+  if (a->mode == WatchMode::kCgroup && a->cgroup_dir.empty()) {
+    return Bad(source, t.source(), "activity: watch = \"cgroup\" needs 'cgroup'");
+  }
+  if (const toml::node* n = t.get("paths")) {
+    const toml::array* list = n->as_array();
+    if (list == nullptr) return Bad(source, n->source(), "activity: 'paths' must be a list");
+    a->path_prefixes.clear();
+    for (const toml::node& p : *list) {
+      auto v = p.value<std::string>();
+      if (!v || v->empty() || (*v)[0] != '/' || v->size() > LATCH_PREFIX_MAX) {
+        return Bad(source, p.source(),
+                   "activity: paths must be absolute paths of at most " +
+                       std::to_string(LATCH_PREFIX_MAX) + " bytes");
+      }
+      a->path_prefixes.push_back(*v);
+    }
+    if (a->path_prefixes.size() > LATCH_MAX_PREFIXES) {
+      return Bad(source, n->source(),
+                 "activity: at most " + std::to_string(LATCH_MAX_PREFIXES) + " paths");
+    }
+  }
+  int64_t events = a->throttle_events, window = a->throttle_window_ms, ring = a->ring_bytes;
+  LATCH_RETURN_IF_ERROR(Get(t, source, "throttle_events", &events, false));
+  LATCH_RETURN_IF_ERROR(Get(t, source, "throttle_window_ms", &window, false));
+  LATCH_RETURN_IF_ERROR(Get(t, source, "ring_buffer_bytes", &ring, false));
+  if (events < 0 || events > 10'000'000) {
+    return Bad(source, t.source(), "activity: throttle_events must be 0 to 10000000");
+  }
+  if (window < 1 || window > 3'600'000) {
+    return Bad(source, t.source(), "activity: throttle_window_ms must be 1 to 3600000");
+  }
+  if (ring < 4096 || ring > (int64_t{1} << 30) || (ring & (ring - 1)) != 0) {
+    return Bad(source, t.source(),
+               "activity: ring_buffer_bytes must be a power of two from 4096 to 1 GiB");
+  }
+  a->throttle_events = static_cast<uint32_t>(events);
+  a->throttle_window_ms = static_cast<uint32_t>(window);
+  a->ring_bytes = static_cast<uint32_t>(ring);
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status ParseAgentConfig(std::string_view toml_text, const std::string& source, AgentConfig* out) {
@@ -125,10 +175,10 @@ Status ParseAgentConfig(std::string_view toml_text, const std::string& source, A
     return Status::InvalidArgument(source + ":" + std::to_string(e.source().begin.line) + ": " +
                                    std::string(e.description()));
   }
-  LATCH_RETURN_IF_ERROR(
-      CheckKeys(root, source,
-                {"instance", "host_id", "cgroup", "pin_dir", "ring_buffer_bytes",
-                 "counters_interval_ms", "cut_established_connections", "resource", "collector"}));
+  LATCH_RETURN_IF_ERROR(CheckKeys(
+      root, source,
+      {"instance", "host_id", "cgroup", "pin_dir", "ring_buffer_bytes", "counters_interval_ms",
+       "cut_established_connections", "resource", "collector", "activity"}));
   AgentConfig c;
   LATCH_RETURN_IF_ERROR(Get(root, source, "instance", &c.instance, false));
   LATCH_RETURN_IF_ERROR(Get(root, source, "host_id", &c.host_id, true));
@@ -168,6 +218,11 @@ Status ParseAgentConfig(std::string_view toml_text, const std::string& source, A
     if (t == nullptr) return Bad(source, col->source(), "'collector' must be a [collector] table");
     LATCH_RETURN_IF_ERROR(ParseCollector(*t, source, &c.collector));
   }
+  if (const toml::node* act = root.get("activity")) {
+    const toml::table* t = act->as_table();
+    if (t == nullptr) return Bad(source, act->source(), "'activity' must be an [activity] table");
+    LATCH_RETURN_IF_ERROR(ParseActivity(*t, source, &c.activity));
+  }
   // Catch duplicate ids and oversized rule sets now, not at apply time.
   std::map<std::pair<uint32_t, std::array<uint8_t, 16>>, latch_cidr_rules> compiled;
   Status s = CompileResources(c.resources, &compiled);
@@ -183,9 +238,12 @@ Status LoadAgentConfig(const std::string& path, AgentConfig* out) {
   return ParseAgentConfig(text, path, out);
 }
 
+std::string ActivityPinDir(const AgentConfig& config) { return config.pin_dir + "/activity"; }
+
 Status ResolveAgentDefaults(AgentConfig* config) {
   if (config->cgroup.empty()) LATCH_RETURN_IF_ERROR(FindCgroup2Mount(&config->cgroup));
   if (config->pin_dir.empty()) config->pin_dir = "/sys/fs/bpf/latch/" + config->instance;
+  config->activity.pin_dir = ActivityPinDir(*config);
   if (config->collector.enabled && config->collector.state_dir.empty()) {
     config->collector.state_dir = "/var/lib/latch-agent/" + config->instance;
   }

@@ -25,6 +25,14 @@
 //   spool_max_bytes = 268435456
 //   batch_records = 4096
 //
+//   [activity]              # what watched principals do (issue 6); all optional
+//   watch = "grants"        # grants (holders of a live grant) | cgroup | all | off
+//   cgroup = "/sys/fs/cgroup/ops"   # watch = "cgroup": this cgroup and below, too
+//   paths = ["/etc/shadow", "/var/lib/postgresql"]   # opens under these are recorded
+//   throttle_events = 2000  # per process per second window; 0: never throttle
+//   throttle_window_ms = 1000
+//   ring_buffer_bytes = 8388608
+//
 // A setting that is missing, mistyped or unknown is an error naming it.
 #pragma once
 
@@ -32,6 +40,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/activity_capture.h"
 #include "agent/resource.h"
 #include "tlog/status.h"
 
@@ -58,11 +67,22 @@ struct AgentConfig {
   bool cut_established_connections = true;
   std::vector<Resource> resources;
   CollectorSettings collector;
+  // Defaults: grant holders watched; opens of the password and sudo files.
+  ActivityOptions activity = DefaultActivityOptions();
+
+  static ActivityOptions DefaultActivityOptions() {
+    ActivityOptions a;
+    a.path_prefixes = {"/etc/shadow", "/etc/gshadow", "/etc/sudoers"};
+    return a;
+  }
 };
 
 Status LoadAgentConfig(const std::string& path, AgentConfig* out);
 Status ParseAgentConfig(std::string_view toml_text, const std::string& source, AgentConfig* out);
-// Fills in cgroup and pin_dir defaults (finding the cgroup v2 mount).
+// Fills in cgroup and pin_dir defaults (finding the cgroup v2 mount), and
+// the activity capture's pin directory.
 Status ResolveAgentDefaults(AgentConfig* config);
+// Where activity capture pins its programs and maps: <pin_dir>/activity.
+std::string ActivityPinDir(const AgentConfig& config);
 
 }  // namespace latch::agent

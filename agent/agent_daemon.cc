@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "agent/activity_record.h"
 #include "agent/kernel_fs.h"
 #include "agent/spool_sink.h"
 #include "schemas/curve_key.h"
@@ -51,14 +52,54 @@ Status AgentDaemon::Start() {
   } else {
     sink_ = std::make_unique<JsonLinesSink>(records_, config_.host_id);
   }
-  LATCH_RETURN_IF_ERROR(DecisionEventReader::Create(
+  LATCH_RETURN_IF_ERROR(RingReader::ForDecisionEvents(
       guard_->events_fd(), [this](const latch_decision_event& e) { sink_->AddEvent(e); },
       &reader_));
-  if (spool_) LATCH_RETURN_IF_ERROR(SkipRecordsAlreadySpooled());
   int fd = ::dup(reader_->epoll_fd());
   if (fd < 0) return Status::FromErrno("dup ring buffer epoll fd", errno);
   ring_fd_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, fd);
+  if (config_.activity.mode != WatchMode::kOff) {
+    LATCH_RETURN_IF_ERROR(StartActivityCapture().WithContext("activity capture"));
+  }
+  // Both rings' readers exist now: release what the spool already has.
+  if (spool_) LATCH_RETURN_IF_ERROR(SkipRecordsAlreadySpooled());
+  if (config_.activity.mode == WatchMode::kOff) {
+    // Turned off: whatever an earlier run left pinned stops too.
+    LATCH_RETURN_IF_ERROR(ActivityCapture::Uninstall(config_.activity.pin_dir)
+                              .WithContext("removing activity capture"));
+  }
   return Status::Ok();
+}
+
+Status AgentDaemon::StartActivityCapture() {
+  LATCH_RETURN_IF_ERROR(ActivityCapture::Start(config_.activity, &activity_));
+  if (activity_->mounted_tracefs()) log_ << "latch-agent: mounted tracefs at /sys/kernel/tracing\n";
+  if (activity_->replaced_links() > 0) {
+    log_ << "latch-agent: activity capture upgraded: " << activity_->replaced_links()
+         << " programs replaced (each briefly detached)\n";
+  }
+  LATCH_RETURN_IF_ERROR(RingReader::Create(
+      activity_->ring_fd(), [this](std::string_view raw) { return sink_->AddActivity(raw); },
+      &activity_reader_));
+  int fd = ::dup(activity_reader_->epoll_fd());
+  if (fd < 0) return Status::FromErrno("dup activity ring epoll fd", errno);
+  activity_fd_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, fd);
+  SyncWatched();
+  const ActivityOptions& a = config_.activity;
+  log_ << "latch-agent: activity capture " << (activity_->adopted_links() > 0 ? "adopted" : "on")
+       << ", watching " << WatchModeName(a.mode) << ", " << a.path_prefixes.size()
+       << " watched paths, throttle " << a.throttle_events << " per " << a.throttle_window_ms
+       << " ms\n";
+  return Status::Ok();
+}
+
+void AgentDaemon::SyncWatched() {
+  if (!activity_) return;
+  std::vector<KernelGrant> grants;
+  Status s = enforcer_->ListGrants(&grants);
+  if (s.ok()) s = activity_->SetWatched(WatchEntriesFor(grants));
+  if (!s.ok())
+    log_ << "latch-agent: updating who activity capture watches: " << s.ToString() << "\n";
 }
 
 Status AgentDaemon::StartCollectorLink() {
@@ -108,6 +149,7 @@ Status AgentDaemon::Run() {
     Stop();
   });
   WaitForEvents();
+  if (activity_fd_) WaitForActivity();
   ScheduleCounters();
   io_.run();
   // What arrived before the stop goes to the sink; with a spool it is sent
@@ -126,18 +168,25 @@ void AgentDaemon::Stop() { io_.stop(); }
 Status AgentDaemon::SkipRecordsAlreadySpooled() {
   const std::string& mark = spool_->recovered_mark();
   if (mark.empty()) return Status::Ok();
-  RingPosition to;
-  if (!RingPosition::Decode(mark, &to)) {
+  std::vector<RingPosition> marks;
+  if (!DecodeRingMarks(mark, &marks)) {
     log_ << "latch-agent: the spool's ring mark does not decode; unreleased ring records "
             "will be sent again\n";
     return Status::Ok();
   }
   uint64_t skipped = 0;
-  Status s = reader_->SkipTo(to, &skipped);
-  if (!s.ok()) {
-    // Should not happen: the mark names this ring but no record boundary in it.
-    log_ << "latch-agent: " << s.ToString() << "; unreleased ring records will be sent again\n";
-    return Status::Ok();
+  for (const RingPosition& to : marks) {
+    // Each reader takes only positions in its own ring.
+    for (RingReader* r : {reader_.get(), activity_reader_.get()}) {
+      if (r == nullptr) continue;
+      uint64_t n = 0;
+      Status s = r->SkipTo(to, &n);
+      if (!s.ok()) {
+        // Should not happen: the mark names this ring but no record boundary in it.
+        log_ << "latch-agent: " << s.ToString() << "; unreleased ring records will be sent again\n";
+      }
+      skipped += n;
+    }
   }
   if (skipped > 0) {
     log_ << "latch-agent: released " << skipped
@@ -147,12 +196,17 @@ Status AgentDaemon::SkipRecordsAlreadySpooled() {
 }
 
 Status AgentDaemon::DrainRing() {
-  int handled = 0;
+  int handled = 0, activity = 0;
   do {
     LATCH_RETURN_IF_ERROR(reader_->Read(kRingBatch, &handled));
+    if (activity_reader_) LATCH_RETURN_IF_ERROR(activity_reader_->Read(kRingBatch, &activity));
     // The sink first, then the ring: a crash between the two neither loses
     // nor (thanks to the mark) duplicates.
-    if (spool_) spool_->SetMark(reader_->read_position().Encode());
+    if (spool_) {
+      std::vector<RingPosition> at = {reader_->read_position()};
+      if (activity_reader_) at.push_back(activity_reader_->read_position());
+      spool_->SetMark(EncodeRingMarks(at));
+    }
     LATCH_RETURN_IF_ERROR(sink_->Flush());
     if (handled > 0 && die_before_release_after_ != 0 &&
         ++event_flushes_ == die_before_release_after_) {
@@ -160,7 +214,9 @@ Status AgentDaemon::DrainRing() {
       ::_exit(9);
     }
     reader_->Commit();
-  } while (handled > 0 && static_cast<size_t>(handled) == kRingBatch);
+    if (activity_reader_) activity_reader_->Commit();
+  } while (static_cast<size_t>(handled) == kRingBatch ||
+           static_cast<size_t>(activity) == kRingBatch);
   if (link_) link_->Pump();
   return Status::Ok();
 }
@@ -179,12 +235,27 @@ void AgentDaemon::WaitForEvents() {
                        });
 }
 
+void AgentDaemon::WaitForActivity() {
+  activity_fd_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                           [this](const boost::system::error_code& ec) {
+                             if (ec) return;
+                             Status s = DrainRing();
+                             if (!s.ok()) {
+                               failure_ = s;
+                               Stop();
+                               return;
+                             }
+                             WaitForActivity();
+                           });
+}
+
 void AgentDaemon::ScheduleCounters() {
   counters_timer_.expires_after(std::chrono::milliseconds(config_.counters_interval_ms));
   counters_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
     Status s = ReportNewLosses();
     if (!s.ok()) log_ << "latch-agent: reporting losses: " << s.ToString() << "\n";
+    SyncWatched();  // grants applied directly, or one that started or ended
     ScheduleCounters();
   });
 }
@@ -223,7 +294,24 @@ Status AgentDaemon::ReportNewLosses() {
     changed = true;
   }
   // Records the reader could not decode are losses too; this process counts them.
-  uint64_t malformed = reader_->malformed();
+  if (activity_) {
+    // Activity capture's counters live and die with this process (it is not
+    // pinned), so what was reported is kept here.
+    std::array<uint64_t, LATCH_ACT_CTR_COUNT> act{};
+    LATCH_RETURN_IF_ERROR(activity_->ReadCounters(&act));
+    for (uint32_t k = 1; k < LATCH_ACT_KINDS; ++k) {
+      uint64_t lost = act[LATCH_ACT_CTR_LOST + k];
+      if (lost > reported_activity_lost_[k] &&
+          sink_
+              ->AddLoss(LossKind::kActivityRingBufferFull, lost - reported_activity_lost_[k], lost,
+                        ActivityKindName(k))
+              .ok()) {
+        reported_activity_lost_[k] = lost;
+      }
+    }
+  }
+  uint64_t malformed =
+      reader_->malformed() + (activity_reader_ ? activity_reader_->malformed() : 0);
   if (malformed > reported_malformed_ &&
       sink_->AddLoss(LossKind::kDecodeFailure, malformed - reported_malformed_, malformed).ok()) {
     reported_malformed_ = malformed;
@@ -253,6 +341,7 @@ void AgentDaemon::OnGrantSet(schema::SignedGrantSet::Reader set) {
     Status w = WriteState(state);
     if (!w.ok()) log_ << "latch-agent: " << w.ToString() << "\n";
   }
+  SyncWatched();
   link_->SendApplied(report);
 }
 

@@ -20,14 +20,15 @@
 #include <memory>
 #include <ostream>
 
+#include "agent/activity_capture.h"
 #include "agent/agent_config.h"
 #include "agent/checkpoint_witness.h"
 #include "agent/collector_link.h"
-#include "agent/decision_events.h"
 #include "agent/enforcer.h"
 #include "agent/grant_set_applier.h"
 #include "agent/guard.h"
 #include "agent/record_sink.h"
+#include "agent/ring_reader.h"
 #include "agent/spool.h"
 
 namespace latch::agent {
@@ -46,7 +47,11 @@ class AgentDaemon {
 
  private:
   Status StartCollectorLink();
+  Status StartActivityCapture();
+  // Who activity capture watches, from the grants the kernel holds.
+  void SyncWatched();
   void WaitForEvents();
+  void WaitForActivity();
   Status DrainRing();
   void ScheduleCounters();
   Status ReportNewLosses();
@@ -62,9 +67,13 @@ class AgentDaemon {
   boost::asio::signal_set signals_{io_, SIGINT, SIGTERM};
   boost::asio::steady_timer counters_timer_{io_};
   std::unique_ptr<boost::asio::posix::stream_descriptor> ring_fd_;
+  std::unique_ptr<boost::asio::posix::stream_descriptor> activity_fd_;
   std::unique_ptr<Guard> guard_;
   std::unique_ptr<BpfEnforcer> enforcer_;
-  std::unique_ptr<DecisionEventReader> reader_;
+  std::unique_ptr<RingReader> reader_;
+  std::unique_ptr<ActivityCapture> activity_;
+  std::unique_ptr<RingReader> activity_reader_;
+  std::array<uint64_t, LATCH_ACT_KINDS> reported_activity_lost_{};
   std::unique_ptr<RecordSink> sink_;
   // With a collector:
   std::unique_ptr<Spool> spool_;

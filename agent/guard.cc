@@ -11,17 +11,12 @@
 #include <filesystem>
 
 #include "agent/kernel_fs.h"
+#include "agent/libbpf_log.h"
+#include "agent/percpu_counters.h"
 #include "guard.skel.h"
 
 namespace latch::agent {
 namespace {
-
-// libbpf's own messages: warnings reach stderr, chatter does not.
-int LibbpfPrint(enum libbpf_print_level level, const char* format, va_list args) {
-  if (level != LIBBPF_WARN) return 0;
-  std::fputs("libbpf: ", stderr);
-  return std::vfprintf(stderr, format, args);
-}
 
 struct ProgramPin {
   const char* link_name;  // pin file of the program's bpf_link
@@ -92,7 +87,7 @@ Status ProbeKernelFeatures() {
 }
 
 Status Guard::Install(const GuardOptions& options, std::unique_ptr<Guard>* out) {
-  libbpf_set_print(LibbpfPrint);
+  RouteLibbpfWarningsToStderr();
   LATCH_RETURN_IF_ERROR(ProbeKernelFeatures().WithContext("probe"));
   std::unique_ptr<Guard> g(new Guard());
   g->options_ = options;
@@ -251,18 +246,7 @@ Status Guard::ReadCounters(std::array<uint64_t, LATCH_CTR_COUNT>* out) const {
 }
 
 Status ReadGuardCounters(int fd, std::array<uint64_t, LATCH_CTR_COUNT>* out) {
-  int cpus = libbpf_num_possible_cpus();
-  if (cpus <= 0) return Status::FromErrno("counting CPUs", -cpus);
-  std::vector<uint64_t> per_cpu(static_cast<size_t>(cpus));
-  for (uint32_t slot = 0; slot < LATCH_CTR_COUNT; ++slot) {
-    if (bpf_map_lookup_elem(fd, &slot, per_cpu.data()) != 0) {
-      return Status::FromErrno("reading counter " + std::to_string(slot), errno);
-    }
-    uint64_t sum = 0;
-    for (uint64_t v : per_cpu) sum += v;
-    (*out)[slot] = sum;
-  }
-  return Status::Ok();
+  return ReadPerCpuCounters(fd, LATCH_CTR_COUNT, out->data());
 }
 
 Status Guard::ReadProgramStats(std::vector<ProgramStats>* out) const {

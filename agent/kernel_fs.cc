@@ -95,4 +95,22 @@ Status EnsureBpffs(const std::string& dir, bool* mounted) {
   return Status::Ok();
 }
 
+Status EnsureTracefs(bool* mounted) {
+  *mounted = false;
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  for (const char* events : {"/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"}) {
+    if (fs::is_directory(events, ec)) return Status::Ok();
+  }
+  const char* at = "/sys/kernel/tracing";
+  fs::create_directories(at, ec);  // exists on every kernel with tracefs; no harm if not
+  if (::mount("tracefs", at, "tracefs", 0, "mode=0700") != 0) {
+    return Status::FromErrno(
+        std::string("mount tracefs at ") + at + " (activity capture needs the syscall tracepoints)",
+        errno);
+  }
+  *mounted = true;
+  return Status::Ok();
+}
+
 }  // namespace latch::agent

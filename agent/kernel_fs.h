@@ -1,6 +1,7 @@
 // Finding the kernel filesystems the guard lives in: the cgroup v2 hierarchy
 // (at /sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid
-// ones) and bpffs (mounted by us if the host has not).
+// ones), bpffs (mounted by us if the host has not), and tracefs, where
+// activity capture finds the syscall tracepoints (also mounted if missing).
 #pragma once
 
 #include <cstdint>
@@ -20,5 +21,10 @@ Status CgroupId(const std::string& cgroup_dir, uint64_t* id);
 Status EnsureBpffs(const std::string& dir, bool* mounted);
 // True iff `path` is on a bpffs.
 bool IsOnBpffs(const std::string& path);
+
+// Makes sure tracefs is mounted at /sys/kernel/tracing (or reachable at
+// /sys/kernel/debug/tracing), mounting it at the former if not; *mounted
+// tells whether this call did.
+Status EnsureTracefs(bool* mounted);
 
 }  // namespace latch::agent

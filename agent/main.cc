@@ -76,9 +76,11 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (*uninstall) {
-    s = latch::agent::Guard::Uninstall(config.pin_dir);
+    s = latch::agent::ActivityCapture::Uninstall(latch::agent::ActivityPinDir(config));
+    if (s.ok()) s = latch::agent::Guard::Uninstall(config.pin_dir);
     if (!s.ok()) return Fail(s);
-    std::cerr << "latch-agent: guard detached, pins under " << config.pin_dir << " removed\n";
+    std::cerr << "latch-agent: guard and activity capture detached, pins under " << config.pin_dir
+              << " removed\n";
     return 0;
   }
   latch::agent::AgentDaemon daemon(std::move(config), std::cout, std::cerr);

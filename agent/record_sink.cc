@@ -1,5 +1,6 @@
 #include "agent/record_sink.h"
 
+#include "agent/activity_record.h"
 #include "agent/event_json.h"
 
 namespace latch::agent {
@@ -12,6 +13,8 @@ const char* LossKindName(LossKind kind) {
       return "spool_full";
     case LossKind::kDecodeFailure:
       return "decode_failure";
+    case LossKind::kActivityRingBufferFull:
+      return "activity_ring_buffer_full";
   }
   return "unknown";
 }
@@ -25,8 +28,24 @@ void JsonLinesSink::AddEvent(const latch_decision_event& e) {
   out_ << line_;
 }
 
-Status JsonLinesSink::AddLoss(LossKind kind, uint64_t count, uint64_t total) {
-  out_ << LossToJson(LossKindName(kind), count, total, host_id_).dump() << "\n";
+bool JsonLinesSink::AddActivity(std::string_view raw) {
+  std::string encoded;
+  ActivitySummary summary;
+  nlohmann::json j;
+  if (!EncodeActivityEvent(raw, &encoded).ok() || !ViewActivityEvent(encoded, &summary, &j).ok()) {
+    return false;
+  }
+  j["type"] = "activity";
+  j["host_id"] = host_id_;
+  out_ << j.dump() << "\n";
+  return true;
+}
+
+Status JsonLinesSink::AddLoss(LossKind kind, uint64_t count, uint64_t total,
+                              const std::string& activity_kind) {
+  nlohmann::json j = LossToJson(LossKindName(kind), count, total, host_id_);
+  if (!activity_kind.empty()) j["activity_kind"] = activity_kind;
+  out_ << j.dump() << "\n";
   return Status::Ok();
 }
 

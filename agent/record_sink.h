@@ -8,22 +8,28 @@
 #include <cstdint>
 #include <ostream>
 #include <string>
+#include <string_view>
 
 #include "guard_abi.h"
 #include "tlog/status.h"
 
 namespace latch::agent {
 
-enum class LossKind { kRingBufferFull, kSpoolFull, kDecodeFailure };
+enum class LossKind { kRingBufferFull, kSpoolFull, kDecodeFailure, kActivityRingBufferFull };
 const char* LossKindName(LossKind kind);
 
 class RecordSink {
  public:
   virtual ~RecordSink() = default;
   virtual void AddEvent(const latch_decision_event& e) = 0;
+  // An activity record as the kernel wrote it (bpf/activity_abi.h); false if
+  // it is malformed (the caller counts it as a decode failure).
+  virtual bool AddActivity(std::string_view raw) = 0;
   // `count` losses since the previous loss record of this kind; `total` all.
+  // `activity_kind` names the activity for kActivityRingBufferFull.
   // Not OK: the record was not taken (the caller keeps the losses pending).
-  virtual Status AddLoss(LossKind kind, uint64_t count, uint64_t total) = 0;
+  virtual Status AddLoss(LossKind kind, uint64_t count, uint64_t total,
+                         const std::string& activity_kind = "") = 0;
   // Makes everything added so far survive the agent's death (or at least
   // leave the process): the ring buffer is released after this.
   virtual Status Flush() = 0;
@@ -34,7 +40,9 @@ class JsonLinesSink : public RecordSink {
  public:
   JsonLinesSink(std::ostream& out, const std::string& host_id);
   void AddEvent(const latch_decision_event& e) override;
-  Status AddLoss(LossKind kind, uint64_t count, uint64_t total) override;
+  bool AddActivity(std::string_view raw) override;
+  Status AddLoss(LossKind kind, uint64_t count, uint64_t total,
+                 const std::string& activity_kind = "") override;
   Status Flush() override;
 
  private:

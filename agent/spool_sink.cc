@@ -2,6 +2,9 @@
 
 #include <capnp/message.h>
 
+#include <cstring>
+
+#include "agent/activity_record.h"
 #include "agent/boot_clock.h"
 #include "agent/event_record.h"
 #include "schemas/canonical.h"
@@ -13,6 +16,7 @@ namespace {
 
 constexpr uint32_t kEventKind = static_cast<uint32_t>(schema::RecordKind::EVENT);
 constexpr uint32_t kLossKind = static_cast<uint32_t>(schema::RecordKind::LOSS);
+constexpr uint32_t kActivityKind = static_cast<uint32_t>(schema::RecordKind::ACTIVITY);
 
 schema::LossKind ToSchema(LossKind k) {
   switch (k) {
@@ -22,6 +26,8 @@ schema::LossKind ToSchema(LossKind k) {
       return schema::LossKind::SPOOL_FULL;
     case LossKind::kDecodeFailure:
       return schema::LossKind::DECODE_FAILURE;
+    case LossKind::kActivityRingBufferFull:
+      return schema::LossKind::ACTIVITY_RING_BUFFER_FULL;
   }
   return schema::LossKind::UNSPECIFIED;
 }
@@ -29,10 +35,25 @@ schema::LossKind ToSchema(LossKind k) {
 }  // namespace
 
 void SpoolSink::AddEvent(const latch_decision_event& e) {
-  uint64_t seq;
-  // The event's own time, on the wall clock: the kernel stamped it on the boot clock.
-  int64_t when = NowUnixNs() - static_cast<int64_t>(NowBootNs() - e.ktime_boot_ns);
-  Status s = spool_.Add(kEventKind, when, EncodeDecisionEvent(e), false, &seq);
+  Spooled(
+      spool_.Add(kEventKind, WallTimeOf(e.ktime_boot_ns), EncodeDecisionEvent(e), false, &seq_));
+}
+
+bool SpoolSink::AddActivity(std::string_view raw) {
+  std::string encoded;
+  if (!EncodeActivityEvent(raw, &encoded).ok()) return false;
+  latch_activity_header h;
+  std::memcpy(&h, raw.data(), sizeof(h));  // EncodeActivityEvent checked the size
+  Spooled(spool_.Add(kActivityKind, WallTimeOf(h.ktime_boot_ns), encoded, false, &seq_));
+  return true;
+}
+
+// The record's own time, on the wall clock: the kernel stamped it on the boot clock.
+int64_t SpoolSink::WallTimeOf(uint64_t ktime_boot_ns) {
+  return NowUnixNs() - static_cast<int64_t>(NowBootNs() - ktime_boot_ns);
+}
+
+void SpoolSink::Spooled(const Status& s) {
   if (s.ok()) {
     ++events_spooled_;
   } else if (s.code() == Status::Code::kResourceExhausted) {
@@ -42,12 +63,14 @@ void SpoolSink::AddEvent(const latch_decision_event& e) {
   }
 }
 
-Status SpoolSink::AddLoss(LossKind kind, uint64_t count, uint64_t total) {
+Status SpoolSink::AddLoss(LossKind kind, uint64_t count, uint64_t total,
+                          const std::string& activity_kind) {
   capnp::MallocMessageBuilder m;
   auto loss = m.initRoot<schema::LossEvent>();
   loss.setKind(ToSchema(kind));
   loss.setCount(count);
   loss.setTotal(total);
+  if (!activity_kind.empty()) loss.setActivityKind(activity_kind);
   uint64_t seq;
   return spool_.Add(kLossKind, NowUnixNs(), schema::CanonicalBytes(loss.asReader()), true, &seq)
       .WithContext("spooling a loss record");

@@ -15,18 +15,24 @@ class SpoolSink : public RecordSink {
  public:
   explicit SpoolSink(Spool& spool) : spool_(spool) {}
   void AddEvent(const latch_decision_event& e) override;
-  Status AddLoss(LossKind kind, uint64_t count, uint64_t total) override;
+  bool AddActivity(std::string_view raw) override;
+  Status AddLoss(LossKind kind, uint64_t count, uint64_t total,
+                 const std::string& activity_kind = "") override;
   Status Flush() override;
 
   uint64_t spool_full_total() const { return spool_full_total_; }
   uint64_t events_spooled() const { return events_spooled_; }
 
  private:
+  static int64_t WallTimeOf(uint64_t ktime_boot_ns);
+  void Spooled(const Status& s);  // counts an Add's outcome
+
   Spool& spool_;
   uint64_t spool_full_total_ = 0;     // events refused by a full spool
   uint64_t spool_full_recorded_ = 0;  // of them, already in a loss record
   uint64_t events_spooled_ = 0;
-  Status error_;  // first failure of an Add, returned by Flush
+  Status error_;      // first failure of an Add, returned by Flush
+  uint64_t seq_ = 0;  // the last Add's sequence (unused)
 };
 
 }  // namespace latch::agent

@@ -47,10 +47,75 @@ enum LossKind {
   ringBufferFull @1;   # the kernel could not reserve ring-buffer space
   spoolFull @2;        # the agent's spool was at its size limit
   decodeFailure @3;    # a record could not be decoded
+  activityRingBufferFull @4;  # activity records the kernel could not reserve space for
 }
 
 struct LossEvent {
   kind @0 :LossKind;
   count @1 :UInt64;    # losses since the previous loss record of this kind
   total @2 :UInt64;    # all losses of this kind the source has counted
+  activityKind @3 :Text;  # activityRingBufferFull: of which activity (exec, open, ...)
+}
+
+# What a watched principal did (issue 6): the payload of LedgerRecord kind
+# `activity`. Common fields first, then one group per kind.
+struct ActivityEvent {
+  ktimeBootNs @0 :UInt64;
+  pid @1 :UInt32;            # thread id
+  tgid @2 :UInt32;           # process id
+  ppid @3 :UInt32;           # parent's process id
+  uid @4 :UInt32;
+  euid @5 :UInt32;
+  gid @6 :UInt32;
+  cgroupId @7 :UInt64;
+  comm @8 :Data;
+  grantId @9 :UInt64;        # the grant its uid or cgroup held (0: watched without one)
+
+  union {
+    unspecified @10 :Void;
+    exec :group {            # a program run
+      path @11 :Data;        # as the kernel resolved it for exec (up to 255 bytes)
+      args @12 :List(Data);  # argv, each without its NUL
+      argsTruncated @13 :Bool;
+    }
+    exit :group {            # a process ended
+      status @14 :Int32;     # as wait(2) reports it
+    }
+    connect :group {         # a connect attempt, to any destination
+      result @15 :Int32;     # 0 or -errno
+      family @16 :UInt16;    # AF_INET (2) or AF_INET6 (10)
+      destination @17 :Data; # 16 bytes; IPv4 as IPv4-mapped IPv6
+      port @18 :UInt16;
+    }
+    open :group {            # an open under a watched path prefix
+      result @19 :Int32;     # the fd, or -errno
+      path @20 :Data;        # as the caller gave it (up to 255 bytes)
+      flags @21 :UInt32;     # O_* as passed
+      mode @22 :UInt32;
+    }
+    credentials :group {     # setuid family or capset
+      result @23 :Int32;
+      syscall @24 :UInt32;   # the syscall number (x86-64)
+      oldUid @25 :UInt32;
+      oldEuid @26 :UInt32;
+      oldGid @27 :UInt32;
+      oldEgid @28 :UInt32;
+      newUid @29 :UInt32;
+      newEuid @30 :UInt32;
+      newGid @31 :UInt32;
+      newEgid @32 :UInt32;
+      oldCapEffective @33 :UInt64;
+      newCapEffective @34 :UInt64;
+    }
+    throttle :group {        # a summary of what one process had held back
+      windowStartNs @35 :UInt64;  # boot-time clock
+      windowEndNs @36 :UInt64;
+      suppressed @37 :List(SuppressedCount);
+    }
+  }
+}
+
+struct SuppressedCount {
+  kind @0 :Text;             # exec, exit, connect, open, credentials
+  count @1 :UInt32;
 }

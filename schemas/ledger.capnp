@@ -16,6 +16,7 @@ enum RecordKind {
   event @2;         # payload is an agent event (schemas/event.capnp)
   loss @3;          # payload counts events that were lost, and where
   workflow @4;      # payload is a workflow action (request, approval, ...)
+  activity @5;      # payload is what a watched principal did (event.capnp ActivityEvent)
 }
 
 struct LedgerRecord {

@@ -18,11 +18,17 @@ bool IsKnownKind(schema::RecordKind kind) {
     case schema::RecordKind::EVENT:
     case schema::RecordKind::LOSS:
     case schema::RecordKind::WORKFLOW:
+    case schema::RecordKind::ACTIVITY:
       return true;
     default:
       return false;
   }
 }
+
+static_assert(static_cast<int>(RecordKind::kActivity) ==
+              static_cast<int>(schema::RecordKind::ACTIVITY));
+static_assert(static_cast<int>(RecordKind::kWorkflow) ==
+              static_cast<int>(schema::RecordKind::WORKFLOW));
 
 }  // namespace
 

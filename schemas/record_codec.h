@@ -17,7 +17,13 @@ namespace latch::ledger {
 // ledger entry (and no encoded record) is larger than this.
 inline constexpr size_t kMaxEntrySize = 65535;
 
-enum class RecordKind : uint16_t { kOpaque = 1, kEvent = 2, kLoss = 3, kWorkflow = 4 };
+enum class RecordKind : uint16_t {
+  kOpaque = 1,
+  kEvent = 2,
+  kLoss = 3,
+  kWorkflow = 4,
+  kActivity = 5,
+};
 
 struct LedgerRecord {
   RecordKind kind = RecordKind::kOpaque;

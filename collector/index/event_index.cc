@@ -372,6 +372,13 @@ Status EventIndex::AddOne(uint64_t idx, const RecordView& v) {
     auto g = grant_id != 0 ? grants_.find(grant_id) : grants_.end();
     if (g != grants_.end()) subject = g->second.identity;
     resource = resource_name(v.resource_id);
+  } else if (v.activity) {
+    // Done under a grant: its holder, on its resource.
+    auto g = grant_id != 0 ? grants_.find(grant_id) : grants_.end();
+    if (g != grants_.end()) {
+      subject = g->second.identity;
+      resource = resource_name(g->second.resource_id);
+    }
   } else if (v.kind == "requestCreated") {
     subject = v.identity;
     requests_[v.request_id] = {v.identity, v.resource, {}};

@@ -2,6 +2,7 @@
 
 #include <capnp/compat/json.h>
 
+#include "agent/activity_record.h"
 #include "agent/event_json.h"
 #include "agent/event_record.h"
 #include "schemas/canonical.h"
@@ -37,6 +38,8 @@ const char* LossKindName(schema::LossKind k) {
       return "spool_full";
     case schema::LossKind::DECODE_FAILURE:
       return "decode_failure";
+    case schema::LossKind::ACTIVITY_RING_BUFFER_FULL:
+      return "activity_ring_buffer_full";
     default:
       return "unspecified";
   }
@@ -63,6 +66,7 @@ Status ViewLoss(const std::string& payload, RecordView* v) {
       payload, "loss record", [&](schema::LossEvent::Reader r) {
         v->detail = {
             {"kind", LossKindName(r.getKind())}, {"count", r.getCount()}, {"total", r.getTotal()}};
+        if (r.hasActivityKind()) v->detail["activity_kind"] = r.getActivityKind().cStr();
         return Status::Ok();
       });
 }
@@ -177,6 +181,17 @@ Status ViewRecord(std::string_view entry, RecordView* out, bool with_detail) {
     case ledger::RecordKind::kWorkflow:
       LATCH_RETURN_IF_ERROR(ViewWorkflow(record.payload, &v, with_detail));
       break;
+    case ledger::RecordKind::kActivity: {
+      agent::ActivitySummary a;
+      LATCH_RETURN_IF_ERROR(
+          agent::ViewActivityEvent(record.payload, &a, with_detail ? &v.detail : nullptr));
+      v.kind = a.kind;
+      v.activity = true;
+      v.has_uid = true;
+      v.uid = a.uid;
+      if (a.grant_id != 0) v.grant_ids.push_back(a.grant_id);
+      break;
+    }
     case ledger::RecordKind::kOpaque:
       v.kind = "opaque";
       if (with_detail) v.detail = {{"payload_base64", tlog::Base64Encode(Bytes(record.payload))}};

@@ -15,13 +15,15 @@
 namespace latch::index {
 
 struct RecordView {
-  // "decision", "loss", "opaque", or the workflow action's name as in
-  // schemas/workflow.capnp ("requestCreated", "grantIssued", ...).
+  // "decision", "loss", "opaque", an activity's kind ("exec", "exit",
+  // "connect", "open", "credentials", "throttle"), or the workflow action's
+  // name as in schemas/workflow.capnp ("requestCreated", "grantIssued", ...).
   std::string kind;
   std::string host;      // the record's host ("" for the collector's own)
   int64_t time_ns = 0;   // when it happened (Unix ns), as its source said
   std::string identity;  // who acted or asked, when the record says
-  bool has_uid = false;  // decisions: the connecting uid
+  bool activity = false;  // an activity record (what a watched principal did)
+  bool has_uid = false;   // decisions: the connecting uid; activity: the task's uid
   uint32_t uid = 0;
   std::vector<uint64_t> grant_ids;  // grants the record refers to
   uint32_t resource_id = 0;         // decisions and grants: the kernel's resource id

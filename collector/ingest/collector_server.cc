@@ -494,7 +494,8 @@ void CollectorServer::OnBatch(const std::string& route, const std::string& host,
   for (auto r : records) {
     auto kind = r.getKind();
     if (r.getSequence() <= prev ||
-        (kind != schema::RecordKind::EVENT && kind != schema::RecordKind::LOSS) ||
+        (kind != schema::RecordKind::EVENT && kind != schema::RecordKind::LOSS &&
+         kind != schema::RecordKind::ACTIVITY) ||
         r.getPayload().size() > kMaxPayload) {
       counters_.malformed_messages++;
       Refuse("malformed_message", host + ": batch records out of order, of a bad kind or too large",
@@ -525,8 +526,7 @@ void CollectorServer::OnBatch(const std::string& route, const std::string& host,
       counters_.records_out_of_order += records.size();
       break;
     }
-    rec.kind = r.getKind() == schema::RecordKind::EVENT ? ledger::RecordKind::kEvent
-                                                        : ledger::RecordKind::kLoss;
+    rec.kind = static_cast<ledger::RecordKind>(r.getKind());  // one of the three checked above
     rec.sequence = r.getSequence();
     rec.event_time_ns = r.getEventTimeNs();
     rec.payload = Str(r.getPayload());

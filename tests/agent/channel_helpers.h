@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/activity_record.h"
 #include "collector/ledger/ledger.h"
 #include "run_tool.h"
 #include "schemas/canonical.h"
@@ -25,9 +26,13 @@ inline std::string Slurp(const std::string& path) {
 
 using latch::testing::RunTool;
 
-// What the collector's ledger holds: events per (boot, sequence) and workflow actions.
+// What the collector's ledger holds: decision events per (boot, sequence),
+// every agent record's (boot, sequence) (decisions, activity, losses share
+// the sequence), activity records, and workflow actions.
 struct LedgerView {
   std::map<std::pair<std::string, uint64_t>, int> events;  // -> how many times
+  std::map<std::pair<std::string, uint64_t>, int> agent_records;  // -> how many times
+  std::vector<std::pair<std::string, uint64_t>> activity;  // (kind, grant id), in order
   std::vector<std::string> workflow;                       // action kinds, in order
   std::map<std::string, size_t> events_by_host;
   size_t size = 0;
@@ -43,6 +48,11 @@ inline LedgerView ReadLedgerAt(const std::string& dir) {
   ledger::LedgerRecord r;
   for (uint64_t i = 0; i < v.size; ++i) {
     if (!l->ReadEntry(i, &entry).ok() || !ledger::DecodeRecord(entry, &r).ok()) continue;
+    if (!r.agent_boot_id.empty()) v.agent_records[{r.agent_boot_id, r.sequence}]++;
+    if (r.kind == ledger::RecordKind::kActivity) {
+      ActivitySummary a;
+      if (ViewActivityEvent(r.payload, &a).ok()) v.activity.emplace_back(a.kind, a.grant_id);
+    }
     if (r.kind == ledger::RecordKind::kEvent) {
       v.events[{r.agent_boot_id, r.sequence}]++;
       v.events_by_host[r.host_id]++;

@@ -24,7 +24,7 @@
 #include <thread>
 
 #include "agent/boot_clock.h"
-#include "agent/decision_events.h"
+#include "agent/ring_reader.h"
 #include "agent/enforcer.h"
 #include "agent/guard.h"
 #include "agent/kernel_fs.h"
@@ -205,8 +205,8 @@ class GuardKernelTest : public ::testing::Test {
 
   std::vector<latch_decision_event> DrainEvents() {
     std::vector<latch_decision_event> events;
-    std::unique_ptr<DecisionEventReader> reader;
-    EXPECT_TRUE(DecisionEventReader::Create(
+    std::unique_ptr<RingReader> reader;
+    EXPECT_TRUE(RingReader::ForDecisionEvents(
                     guard_->events_fd(),
                     [&](const latch_decision_event& e) { events.push_back(e); }, &reader)
                     .ok());

@@ -40,7 +40,7 @@
 #include <thread>
 
 #include "agent/boot_clock.h"
-#include "agent/decision_events.h"
+#include "agent/ring_reader.h"
 #include "agent/enforcer.h"
 #include "agent/event_json.h"
 #include "agent/guard.h"
@@ -237,8 +237,8 @@ int Run(int argc, char** argv) {
     }
   }
   uint64_t granted_events = 0;
-  std::unique_ptr<DecisionEventReader> reader;
-  s = DecisionEventReader::Create(
+  std::unique_ptr<RingReader> reader;
+  s = RingReader::ForDecisionEvents(
       guard->events_fd(), [&](const latch_decision_event&) { ++granted_events; }, &reader);
   if (!s.ok()) Die(s.ToString());
   auto drain_events = [&] {
@@ -341,7 +341,7 @@ int Run(int argc, char** argv) {
   std::atomic<bool> flooding{true};
   uint64_t json_bytes = 0;
   std::string line;  // one record's JSON line, reused as the agent does
-  s = DecisionEventReader::Create(
+  s = RingReader::ForDecisionEvents(
       guard->events_fd(),
       [&](const latch_decision_event& e) {
         // What the agent does per event today: format its JSON record.
@@ -398,7 +398,7 @@ int Run(int argc, char** argv) {
     ::waitpid(child, nullptr, 0);
     uint64_t drained = 0;
     uint64_t sink = 0;
-    s = DecisionEventReader::Create(
+    s = RingReader::ForDecisionEvents(
         guard->events_fd(),
         [&](const latch_decision_event& e) {
           // Without JSON: what the drain itself costs (the handler copies the record).

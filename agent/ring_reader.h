@@ -1,8 +1,9 @@
-// Reads decision events from the guard's ring buffer, with the consumer
-// position under the caller's control: Read() hands over what is there
-// without releasing it, Commit() releases what was read. The agent commits
-// only after the events are in its spool file, so an agent killed in between
-// finds them again, unread, in the pinned ring buffer when it restarts.
+// Reads records from a BPF ring buffer (the guard's decision events, the
+// activity programs' records), with the consumer position under the caller's
+// control: Read() hands over what is there without releasing it, Commit()
+// releases what was read. The agent commits only after the records are in
+// its spool file, so an agent killed in between finds them again, unread, in
+// a pinned ring buffer when it restarts.
 //
 // The ring is read through its own mmap (the layout the kernel documents for
 // BPF_MAP_TYPE_RINGBUF) rather than libbpf's ring_buffer, which releases each
@@ -14,6 +15,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "guard_abi.h"
 #include "tlog/status.h"
@@ -32,14 +35,23 @@ struct RingPosition {
   static bool Decode(const std::string& bytes, RingPosition* out);
 };
 
-class DecisionEventReader {
+// Several rings' positions in one spool mark: each as its Encode(), with a
+// 16-bit length before it.
+std::string EncodeRingMarks(const std::vector<RingPosition>& positions);
+bool DecodeRingMarks(const std::string& bytes, std::vector<RingPosition>* out);
+
+class RingReader {
  public:
-  using Handler = std::function<void(const latch_decision_event&)>;
-  static Status Create(int events_map_fd, Handler handler,
-                       std::unique_ptr<DecisionEventReader>* out);
-  ~DecisionEventReader();
-  DecisionEventReader(const DecisionEventReader&) = delete;
-  DecisionEventReader& operator=(const DecisionEventReader&) = delete;
+  // Gets each record; false: malformed (the reader counts it, see malformed()).
+  using RecordHandler = std::function<bool(std::string_view record)>;
+  static Status Create(int ring_fd, RecordHandler handler, std::unique_ptr<RingReader>* out);
+  // The guard's decision events: records of exactly sizeof(latch_decision_event).
+  using DecisionHandler = std::function<void(const latch_decision_event&)>;
+  static Status ForDecisionEvents(int ring_fd, DecisionHandler handler,
+                                  std::unique_ptr<RingReader>* out);
+  ~RingReader();
+  RingReader(const RingReader&) = delete;
+  RingReader& operator=(const RingReader&) = delete;
 
   // Readable when the kernel has submitted records (an epoll fd with the map
   // registered): what an event loop waits on.
@@ -53,7 +65,7 @@ class DecisionEventReader {
   Status Consume(int* handled);
   // Waits up to timeout_ms for records, then consumes them.
   Status Poll(int timeout_ms, int* handled);
-  // Records of the wrong size: a layout mismatch; should not happen.
+  // Records the handler refused: a layout mismatch; should not happen.
   uint64_t malformed() const { return malformed_; }
   // Records read but not yet committed.
   bool has_uncommitted() const { return read_pos_ != committed_pos_; }
@@ -66,11 +78,11 @@ class DecisionEventReader {
   Status SkipTo(const RingPosition& to, uint64_t* skipped);
 
  private:
-  DecisionEventReader() = default;
+  RingReader() = default;
   // The position after the record at `pos`, or 0 if none is complete there.
   uint64_t NextRecord(uint64_t pos, uint64_t producer) const;
 
-  Handler handler_;
+  RecordHandler handler_;
   int epoll_fd_ = -1;
   size_t mask_ = 0;  // data size - 1 (a power of two)
   size_t page_size_ = 0;

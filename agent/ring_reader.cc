@@ -1,4 +1,4 @@
-#include "agent/decision_events.h"
+#include "agent/ring_reader.h"
 
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
@@ -45,18 +45,67 @@ bool RingPosition::Decode(const std::string& bytes, RingPosition* out) {
   return true;
 }
 
-Status DecisionEventReader::Create(int events_map_fd, Handler handler,
-                                   std::unique_ptr<DecisionEventReader>* out) {
-  std::unique_ptr<DecisionEventReader> r(new DecisionEventReader());
+std::string EncodeRingMarks(const std::vector<RingPosition>& positions) {
+  std::string out;
+  for (const RingPosition& p : positions) {
+    std::string one = p.Encode();
+    uint16_t len = static_cast<uint16_t>(one.size());
+    out.append(reinterpret_cast<const char*>(&len), 2);
+    out += one;
+  }
+  return out;
+}
+
+bool DecodeRingMarks(const std::string& bytes, std::vector<RingPosition>* out) {
+  out->clear();
+  size_t at = 0;
+  while (at < bytes.size()) {
+    if (bytes.size() - at < 2) return false;
+    uint16_t len;
+    std::memcpy(&len, bytes.data() + at, 2);
+    at += 2;
+    if (bytes.size() - at < len) return false;
+    RingPosition p;
+    if (!RingPosition::Decode(bytes.substr(at, len), &p)) return false;
+    out->push_back(std::move(p));
+    at += len;
+  }
+  return true;
+}
+
+Status RingReader::ForDecisionEvents(int ring_fd, DecisionHandler handler,
+                                     std::unique_ptr<RingReader>* out) {
+  return Create(
+      ring_fd,
+      [handler = std::move(handler)](std::string_view record) {
+        if (record.size() != sizeof(latch_decision_event)) {
+          // The kernel and this binary disagree on the layout: count and say so.
+          std::fprintf(stderr,
+                       "latch-agent: decision event of %zu bytes, expected %zu; dropped and "
+                       "counted\n",
+                       record.size(), sizeof(latch_decision_event));
+          return false;
+        }
+        latch_decision_event e;
+        std::memcpy(&e, record.data(), sizeof(e));
+        handler(e);
+        return true;
+      },
+      out);
+}
+
+Status RingReader::Create(int events_map_fd, RecordHandler handler,
+                          std::unique_ptr<RingReader>* out) {
+  std::unique_ptr<RingReader> r(new RingReader());
   r->handler_ = std::move(handler);
   bpf_map_info info{};
   uint32_t len = sizeof(info);
   if (bpf_obj_get_info_by_fd(events_map_fd, &info, &len) != 0) {
-    return Status::FromErrno("reading the decision ring buffer's description", errno);
+    return Status::FromErrno("reading a ring buffer's description", errno);
   }
   if (info.type != BPF_MAP_TYPE_RINGBUF || info.max_entries == 0 ||
       (info.max_entries & (info.max_entries - 1)) != 0) {
-    return Status::InvalidArgument("the decision events map is not a ring buffer");
+    return Status::InvalidArgument("the map to read records from is not a ring buffer");
   }
   r->page_size_ = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
   r->mask_ = info.max_entries - 1;
@@ -82,19 +131,19 @@ Status DecisionEventReader::Create(int events_map_fd, Handler handler,
   epoll_event ev{};
   ev.events = EPOLLIN;
   if (::epoll_ctl(r->epoll_fd_, EPOLL_CTL_ADD, events_map_fd, &ev) != 0) {
-    return Status::FromErrno("watching the decision ring buffer", errno);
+    return Status::FromErrno("watching a ring buffer", errno);
   }
   *out = std::move(r);
   return Status::Ok();
 }
 
-DecisionEventReader::~DecisionEventReader() {
+RingReader::~RingReader() {
   if (consumer_page_ != nullptr) ::munmap(consumer_page_, page_size_);
   if (producer_map_ != nullptr) ::munmap(producer_map_, producer_map_size_);
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
 }
 
-Status DecisionEventReader::Read(size_t max, int* handled) {
+Status RingReader::Read(size_t max, int* handled) {
   *handled = 0;
   const char* data = static_cast<const char*>(producer_map_) + page_size_;
   uint64_t producer = LoadAcquire(producer_map_);
@@ -104,17 +153,10 @@ Status DecisionEventReader::Read(size_t max, int* handled) {
     if (word & kBusyBit) break;  // records are released in order: wait for this one
     uint32_t size = word & ~(kBusyBit | kDiscardBit);
     if (!(word & kDiscardBit)) {
-      if (size != sizeof(latch_decision_event)) {
-        // The kernel and this binary disagree on the layout: count and say so.
-        ++malformed_;
-        std::fprintf(stderr,
-                     "latch-agent: decision event of %u bytes, expected %zu; dropped and counted\n",
-                     size, sizeof(latch_decision_event));
-      } else {
-        latch_decision_event e;
-        std::memcpy(&e, header + kHeaderSize, sizeof(e));
-        handler_(e);
+      if (handler_(std::string_view(header + kHeaderSize, size))) {
         ++*handled;
+      } else {
+        ++malformed_;
       }
     }
     read_pos_ += (size + kHeaderSize + 7) & ~uint64_t{7};
@@ -122,7 +164,7 @@ Status DecisionEventReader::Read(size_t max, int* handled) {
   return Status::Ok();
 }
 
-uint64_t DecisionEventReader::NextRecord(uint64_t pos, uint64_t producer) const {
+uint64_t RingReader::NextRecord(uint64_t pos, uint64_t producer) const {
   if (pos >= producer) return 0;
   const char* header = static_cast<const char*>(producer_map_) + page_size_ + (pos & mask_);
   uint32_t word = __atomic_load_n(reinterpret_cast<const uint32_t*>(header), __ATOMIC_ACQUIRE);
@@ -131,7 +173,7 @@ uint64_t DecisionEventReader::NextRecord(uint64_t pos, uint64_t producer) const 
   return pos + ((size + kHeaderSize + 7) & ~uint64_t{7});
 }
 
-Status DecisionEventReader::SkipTo(const RingPosition& to, uint64_t* skipped) {
+Status RingReader::SkipTo(const RingPosition& to, uint64_t* skipped) {
   *skipped = 0;
   if (to.kernel_boot_id != kernel_boot_id_ || to.map_id != map_id_ || to.position <= read_pos_) {
     return Status::Ok();
@@ -155,19 +197,19 @@ Status DecisionEventReader::SkipTo(const RingPosition& to, uint64_t* skipped) {
   return Status::Ok();
 }
 
-void DecisionEventReader::Commit() {
+void RingReader::Commit() {
   if (read_pos_ == committed_pos_) return;
   __atomic_store_n(static_cast<uint64_t*>(consumer_page_), read_pos_, __ATOMIC_RELEASE);
   committed_pos_ = read_pos_;
 }
 
-Status DecisionEventReader::Consume(int* handled) {
+Status RingReader::Consume(int* handled) {
   Status s = Read(SIZE_MAX, handled);
   Commit();
   return s;
 }
 
-Status DecisionEventReader::Poll(int timeout_ms, int* handled) {
+Status RingReader::Poll(int timeout_ms, int* handled) {
   *handled = 0;
   epoll_event ev;
   int n = ::epoll_wait(epoll_fd_, &ev, 1, timeout_ms);

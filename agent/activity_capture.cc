@@ -1,0 +1,342 @@
+#include "agent/activity_capture.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <map>
+
+#include "activity.skel.h"
+#include "agent/kernel_fs.h"
+#include "agent/libbpf_log.h"
+#include "agent/percpu_counters.h"
+
+namespace latch::agent {
+namespace {
+
+Status LibbpfError(const std::string& what, int err) {
+  return Status::FromErrno(what, err < 0 ? -err : err);
+}
+
+constexpr const char* kLinkPrefix = "link_";
+
+// Ends a pinned link: detached at once where the kernel can (tracing links);
+// a tracepoint's link (perf event) ends when its pin and last fd are gone,
+// which is the case here unless a running agent still holds it.
+Status RemovePinnedLink(bpf_link* link, const std::string& path) {
+  int err = bpf_link__detach(link);
+  bpf_link__destroy(link);
+  if (err != 0 && err != -EOPNOTSUPP && err != -EINVAL) {
+    return LibbpfError("detaching " + path, err);
+  }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return Status::FromErrno("unlink " + path, errno);
+  }
+  return Status::Ok();
+}
+
+// The tag (a hash of the instructions) of a loaded program.
+Status ProgramTag(int prog_fd, std::string* tag) {
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) != 0) {
+    return Status::FromErrno("reading a program's description", errno);
+  }
+  tag->assign(reinterpret_cast<const char*>(info.tag), sizeof(info.tag));
+  return Status::Ok();
+}
+
+// The tag of the program a pinned link runs.
+Status LinkProgramTag(bpf_link* link, std::string* tag) {
+  bpf_link_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) != 0) {
+    return Status::FromErrno("reading a pinned link's description", errno);
+  }
+  int fd = bpf_prog_get_fd_by_id(info.prog_id);
+  if (fd < 0) return Status::FromErrno("opening a pinned link's program", errno);
+  Status s = ProgramTag(fd, tag);
+  ::close(fd);
+  return s;
+}
+
+// The depth of a cgroup v2 directory below the hierarchy's root (the root is 0).
+Status CgroupLevel(const std::string& cgroup_dir, uint32_t* level) {
+  std::string root;
+  LATCH_RETURN_IF_ERROR(FindCgroup2Mount(&root));
+  std::error_code ec;
+  auto rel = std::filesystem::relative(std::filesystem::canonical(cgroup_dir, ec), root, ec);
+  if (ec || rel.empty() || *rel.begin() == "..") {
+    return Status::InvalidArgument(cgroup_dir + " is not under the cgroup v2 root " + root);
+  }
+  *level = 0;
+  for (const auto& part : rel) {
+    if (part != ".") ++*level;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ParseWatchMode(const std::string& text, WatchMode* out) {
+  for (WatchMode m : {WatchMode::kOff, WatchMode::kGrants, WatchMode::kCgroup, WatchMode::kAll}) {
+    if (text == WatchModeName(m)) {
+      *out = m;
+      return Status::Ok();
+    }
+  }
+  return Status::InvalidArgument("watch mode \"" + text +
+                                 "\" is not one of off, grants, cgroup, all");
+}
+
+const char* WatchModeName(WatchMode mode) {
+  switch (mode) {
+    case WatchMode::kOff:
+      return "off";
+    case WatchMode::kGrants:
+      return "grants";
+    case WatchMode::kCgroup:
+      return "cgroup";
+    case WatchMode::kAll:
+      return "all";
+  }
+  return "?";
+}
+
+std::vector<WatchEntry> WatchEntriesFor(const std::vector<KernelGrant>& grants) {
+  std::map<std::pair<uint32_t, uint64_t>, WatchEntry> by_principal;
+  for (const KernelGrant& g : grants) {
+    auto key = std::make_pair(static_cast<uint32_t>(g.principal.kind), g.principal.id);
+    auto it = by_principal.find(key);
+    if (it == by_principal.end()) {
+      by_principal[key] = {g.principal, g.grant_id, g.not_before_boot_ns, g.not_after_boot_ns};
+      continue;
+    }
+    // One entry per principal: the window that covers both when they meet
+    // or overlap, else the later grant's (a gap stays unwatched).
+    WatchEntry& w = it->second;
+    bool overlap =
+        g.not_before_boot_ns <= w.not_after_boot_ns && w.not_before_boot_ns <= g.not_after_boot_ns;
+    if (g.not_after_boot_ns > w.not_after_boot_ns) w.grant_id = g.grant_id;
+    if (overlap) {
+      w.not_before_boot_ns = std::min(w.not_before_boot_ns, g.not_before_boot_ns);
+      w.not_after_boot_ns = std::max(w.not_after_boot_ns, g.not_after_boot_ns);
+    } else if (g.not_after_boot_ns > w.not_after_boot_ns) {
+      w.not_before_boot_ns = g.not_before_boot_ns;
+      w.not_after_boot_ns = g.not_after_boot_ns;
+    }
+  }
+  std::vector<WatchEntry> out;
+  out.reserve(by_principal.size());
+  for (auto& [key, w] : by_principal) out.push_back(w);
+  return out;
+}
+
+Status ActivityCapture::Start(const ActivityOptions& options,
+                              std::unique_ptr<ActivityCapture>* out) {
+  RouteLibbpfWarningsToStderr();
+  std::unique_ptr<ActivityCapture> a(new ActivityCapture());
+  a->options_ = options;
+  std::error_code ec;
+  std::filesystem::create_directories(options.pin_dir, ec);
+  if (options.pin_dir.empty() || !IsOnBpffs(options.pin_dir)) {
+    return Status::InvalidArgument("activity pin directory " + options.pin_dir +
+                                   " is not on a bpffs");
+  }
+  if (options.ring_bytes < 4096 || (options.ring_bytes & (options.ring_bytes - 1)) != 0) {
+    return Status::InvalidArgument("activity ring buffer size " +
+                                   std::to_string(options.ring_bytes) +
+                                   " is not a power of two of at least 4096");
+  }
+  if (options.path_prefixes.size() > LATCH_MAX_PREFIXES) {
+    return Status::InvalidArgument("at most " + std::to_string(LATCH_MAX_PREFIXES) +
+                                   " watched path prefixes");
+  }
+  for (const std::string& p : options.path_prefixes) {
+    if (p.empty() || p.size() > LATCH_PREFIX_MAX || p[0] != '/') {
+      return Status::InvalidArgument("watched path prefix \"" + p +
+                                     "\" must be an absolute path of at most " +
+                                     std::to_string(LATCH_PREFIX_MAX) + " bytes");
+    }
+  }
+  a->config_.mode = static_cast<uint32_t>(options.mode);
+  a->config_.prefix_count = static_cast<uint32_t>(options.path_prefixes.size());
+  a->config_.throttle_events = options.throttle_events;
+  a->config_.throttle_window_ns = uint64_t{options.throttle_window_ms} * 1'000'000;
+  if (options.mode == WatchMode::kCgroup) {
+    if (options.cgroup_dir.empty()) {
+      return Status::InvalidArgument("watch mode cgroup needs the cgroup to watch");
+    }
+    uint64_t id = 0;
+    LATCH_RETURN_IF_ERROR(CgroupId(options.cgroup_dir, &id));
+    a->config_.cgroup_id = id;
+    LATCH_RETURN_IF_ERROR(CgroupLevel(options.cgroup_dir, &a->config_.cgroup_level));
+  }
+  LATCH_RETURN_IF_ERROR(EnsureTracefs(&a->mounted_tracefs_).WithContext("probe"));
+  LATCH_RETURN_IF_ERROR(a->Open().WithContext("open"));
+  LATCH_RETURN_IF_ERROR(a->Load().WithContext("load (a pinned map of another layout under " +
+                                              options.pin_dir + " also fails here)"));
+  LATCH_RETURN_IF_ERROR(a->Configure().WithContext("configure"));
+  LATCH_RETURN_IF_ERROR(a->Attach().WithContext("attach"));
+  *out = std::move(a);
+  return Status::Ok();
+}
+
+ActivityCapture::~ActivityCapture() {
+  // Closing link fds does not detach pinned links: capture goes on.
+  for (bpf_link* l : links_) bpf_link__destroy(l);
+  if (skel_ != nullptr) latch_activity__destroy(skel_);
+}
+
+Status ActivityCapture::Uninstall(const std::string& pin_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(pin_dir, ec)) return Status::Ok();
+  std::vector<fs::path> pins;
+  for (const auto& e : fs::directory_iterator(pin_dir, ec)) pins.push_back(e.path());
+  // Links first (that stops capture), then the maps.
+  for (const fs::path& p : pins) {
+    if (p.filename().string().rfind(kLinkPrefix, 0) != 0) continue;
+    bpf_link* link = bpf_link__open(p.c_str());
+    if (link == nullptr) return LibbpfError("opening pinned link " + p.string(), errno);
+    LATCH_RETURN_IF_ERROR(RemovePinnedLink(link, p.string()));
+  }
+  for (const fs::path& p : pins) {
+    if (p.filename().string().rfind(kLinkPrefix, 0) == 0) continue;
+    if (::unlink(p.c_str()) != 0 && errno != ENOENT) {
+      return Status::FromErrno("unlink " + p.string(), errno);
+    }
+  }
+  if (::rmdir(pin_dir.c_str()) != 0) return Status::FromErrno("remove " + pin_dir, errno);
+  return Status::Ok();
+}
+
+Status ActivityCapture::Open() {
+  skel_ = latch_activity__open();
+  if (skel_ == nullptr) return LibbpfError("opening the activity BPF object", errno);
+  int err = bpf_map__set_max_entries(skel_->maps.latch_activity, options_.ring_bytes);
+  if (err != 0) return LibbpfError("sizing the activity ring buffer", err);
+  bpf_map* m;
+  bpf_object__for_each_map(m, skel_->obj) {
+    if (bpf_map__is_internal(m)) continue;
+    std::string path = options_.pin_dir + "/" + bpf_map__name(m);
+    err = bpf_map__set_pin_path(m, path.c_str());
+    if (err != 0) return LibbpfError("setting pin path " + path, err);
+  }
+  return Status::Ok();
+}
+
+Status ActivityCapture::Load() {
+  int err = latch_activity__load(skel_);
+  if (err != 0) return LibbpfError("loading the activity programs", err);
+  return Status::Ok();
+}
+
+Status ActivityCapture::Configure() {
+  for (uint32_t i = 0; i < options_.path_prefixes.size(); ++i) {
+    latch_path_prefix p{};
+    const std::string& path = options_.path_prefixes[i];
+    p.len = static_cast<uint32_t>(path.size());
+    std::memcpy(p.path, path.data(), path.size());
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.latch_prefixes), &i, &p, BPF_ANY) != 0) {
+      return Status::FromErrno("writing watched path prefix " + path, errno);
+    }
+  }
+  uint32_t zero = 0;
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.latch_act_config), &zero, &config_, BPF_ANY) !=
+      0) {
+    return Status::FromErrno("writing the activity configuration", errno);
+  }
+  return Status::Ok();
+}
+
+Status ActivityCapture::Attach() {
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    std::string name = bpf_program__name(prog);
+    std::string path = options_.pin_dir + "/" + kLinkPrefix + name;
+    std::string ours;
+    LATCH_RETURN_IF_ERROR(ProgramTag(bpf_program__fd(prog), &ours));
+    bpf_link* pinned = ::access(path.c_str(), F_OK) == 0 ? bpf_link__open(path.c_str()) : nullptr;
+    if (pinned != nullptr) {
+      std::string theirs;
+      Status s = LinkProgramTag(pinned, &theirs);
+      if (s.ok() && theirs == ours) {
+        links_.push_back(pinned);  // the same program, already attached: adopted
+        ++adopted_;
+        continue;
+      }
+      // Another program (an upgrade): out with the old, in with the new.
+      LATCH_RETURN_IF_ERROR(RemovePinnedLink(pinned, path));
+      ++replaced_;
+    }
+    bpf_link* link = bpf_program__attach(prog);
+    if (link == nullptr) return LibbpfError("attaching " + name + " to its tracepoint", errno);
+    int err = bpf_link__pin(link, path.c_str());
+    if (err != 0) {
+      bpf_link__destroy(link);  // not pinned: closing detaches it
+      return LibbpfError("pinning " + path, err);
+    }
+    links_.push_back(link);
+  }
+  return Status::Ok();
+}
+
+Status ActivityCapture::SetWatched(const std::vector<WatchEntry>& entries) {
+  int fd = bpf_map__fd(skel_->maps.latch_watched);
+  std::map<std::pair<uint32_t, uint64_t>, latch_watch_value> want;
+  uint32_t cgroups = 0;
+  for (const WatchEntry& e : entries) {
+    auto key = std::make_pair(static_cast<uint32_t>(e.principal.kind), e.principal.id);
+    if (!want.count(key) && e.principal.kind == Principal::Kind::kCgroup) ++cgroups;
+    want[key] = {e.not_before_boot_ns, e.not_after_boot_ns, e.grant_id};
+  }
+  if (want.size() > LATCH_MAX_WATCHED) {
+    return Status::ResourceExhausted("more than " + std::to_string(LATCH_MAX_WATCHED) +
+                                     " watched principals");
+  }
+  // Out first what is no longer watched, then in the rest.
+  std::vector<latch_watch_key> stale;
+  latch_watch_key key{}, next{};
+  const void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    if (!want.count({next.kind, next.principal})) stale.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  for (const latch_watch_key& k : stale) {
+    if (bpf_map_delete_elem(fd, &k) != 0 && errno != ENOENT) {
+      return Status::FromErrno("removing a watched principal", errno);
+    }
+  }
+  for (const auto& [principal, value] : want) {
+    latch_watch_key k{};
+    k.kind = principal.first;
+    k.principal = principal.second;
+    if (bpf_map_update_elem(fd, &k, &value, BPF_ANY) != 0) {
+      return Status::FromErrno("writing a watched principal", errno);
+    }
+  }
+  if (config_.cgroup_watches != cgroups) {
+    config_.cgroup_watches = cgroups;
+    uint32_t zero = 0;
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.latch_act_config), &zero, &config_, BPF_ANY) !=
+        0) {
+      return Status::FromErrno("writing the activity configuration", errno);
+    }
+  }
+  return Status::Ok();
+}
+
+int ActivityCapture::ring_fd() const { return bpf_map__fd(skel_->maps.latch_activity); }
+
+Status ActivityCapture::ReadCounters(std::array<uint64_t, LATCH_ACT_CTR_COUNT>* out) const {
+  return ReadPerCpuCounters(bpf_map__fd(skel_->maps.latch_act_counters), LATCH_ACT_CTR_COUNT,
+                            out->data());
+}
+
+}  // namespace latch::agent

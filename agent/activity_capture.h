@@ -1,0 +1,106 @@
+// ActivityCapture: the lifecycle of the activity programs (bpf/activity.bpf.c),
+// which record what watched principals do: programs run, processes ended,
+// connects, opens under watched path prefixes, uid/gid/capability changes.
+// Phases, as the guard's:
+//   probe      tracefs is there (mounted if it is not): the syscall
+//              tracepoints are found through it
+//   open       the BPF skeleton
+//   configure  ring buffer size; pin paths of the maps under the pin directory
+//   load       programs; maps already pinned there are reused
+//   configure  maps: mode, path prefixes, throttle; then who is watched
+//   attach     every program to its tracepoint, as pinned bpf_links; a link
+//              already pinned for the same program is adopted as it is
+// As with the guard, everything lives in bpffs: killing or restarting the
+// agent does not stop capture (records wait in the pinned ring buffer), and
+// an agent restart costs no detach. An upgrade that changes a program
+// detaches the old one and attaches the new (a moment without capture of
+// that kind, logged). Uninstall() removes it all.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "activity_abi.h"
+#include "agent/enforcer.h"
+#include "tlog/status.h"
+
+struct latch_activity;
+struct bpf_link;
+
+namespace latch::agent {
+
+enum class WatchMode : uint32_t {
+  kOff = LATCH_WATCH_OFF,
+  kGrants = LATCH_WATCH_GRANTS,  // holders of a live grant (the default)
+  kCgroup = LATCH_WATCH_CGROUP,  // a cgroup and its descendants, and grant holders
+  kAll = LATCH_WATCH_ALL,        // every task
+};
+
+struct ActivityOptions {
+  std::string pin_dir;  // on bpffs; the agent uses <its pin directory>/activity
+  WatchMode mode = WatchMode::kGrants;
+  std::string cgroup_dir;                  // kCgroup: the cgroup v2 directory watched
+  std::vector<std::string> path_prefixes;  // opens under these are recorded (none: no opens)
+  uint32_t throttle_events = 2000;         // per process per window; 0: never throttle
+  uint32_t throttle_window_ms = 1000;
+  uint32_t ring_bytes = 8u << 20;  // a power of two
+};
+
+// Parses "off", "grants", "cgroup" or "all".
+Status ParseWatchMode(const std::string& text, WatchMode* out);
+const char* WatchModeName(WatchMode mode);
+
+// One watched principal and the grant it holds that ends last.
+struct WatchEntry {
+  Principal principal;
+  uint64_t grant_id = 0;
+  uint64_t not_before_boot_ns = 0;
+  uint64_t not_after_boot_ns = 0;
+};
+
+// The watch entries the given grants make: per principal, its grant that
+// ends last.
+std::vector<WatchEntry> WatchEntriesFor(const std::vector<KernelGrant>& grants);
+
+class ActivityCapture {
+ public:
+  static Status Start(const ActivityOptions& options, std::unique_ptr<ActivityCapture>* out);
+  // Detaches the pinned links and removes every pin under `pin_dir` and the
+  // directory; OK if there is none.
+  static Status Uninstall(const std::string& pin_dir);
+  ~ActivityCapture();
+  ActivityCapture(const ActivityCapture&) = delete;
+  ActivityCapture& operator=(const ActivityCapture&) = delete;
+
+  // Replaces who is watched (grant holders) with `entries`.
+  Status SetWatched(const std::vector<WatchEntry>& entries);
+  int ring_fd() const;
+  // Counters summed over CPUs: [LATCH_ACT_CTR_SUBMITTED + kind] records sent,
+  // [LATCH_ACT_CTR_LOST + kind] lost (ring full), [LATCH_ACT_CTR_SUPPRESSED +
+  // kind] held back by throttling (and sent as summaries).
+  Status ReadCounters(std::array<uint64_t, LATCH_ACT_CTR_COUNT>* out) const;
+  const ActivityOptions& options() const { return options_; }
+  bool mounted_tracefs() const { return mounted_tracefs_; }
+  int adopted_links() const { return adopted_; }
+  int replaced_links() const { return replaced_; }
+
+ private:
+  ActivityCapture() = default;
+  Status Open();
+  Status Load();
+  Status Attach();
+  Status Configure();
+
+  ActivityOptions options_;
+  latch_activity* skel_ = nullptr;
+  std::vector<bpf_link*> links_;
+  int adopted_ = 0;
+  int replaced_ = 0;
+  latch_activity_config config_{};
+  bool mounted_tracefs_ = false;
+};
+
+}  // namespace latch::agent

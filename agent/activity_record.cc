@@ -1,0 +1,296 @@
+#include "agent/activity_record.h"
+
+#include <capnp/message.h>
+
+#include <cstddef>
+#include <cstring>
+#include <vector>
+
+#include "schemas/canonical.h"
+#include "schemas/event.capnp.h"
+
+namespace latch::agent {
+namespace {
+
+kj::ArrayPtr<const kj::byte> Bytes(const char* p, size_t n) {
+  return {reinterpret_cast<const kj::byte*>(p), n};
+}
+
+template <typename T>
+Status Fixed(std::string_view raw, const char* what, T* out) {
+  if (raw.size() != sizeof(T)) {
+    return Status::Corruption(std::string("activity ") + what + " record of " +
+                              std::to_string(raw.size()) + " bytes, expected " +
+                              std::to_string(sizeof(T)));
+  }
+  std::memcpy(out, raw.data(), sizeof(T));
+  return Status::Ok();
+}
+
+// Kernel bytes (paths, arguments, comm) as text for JSON: ASCII as is, other
+// bytes as the code points U+0080..U+00FF, so nothing is lost and the text is
+// always valid UTF-8 (as the decision records' JSON does it).
+std::string KernelText(const kj::ArrayPtr<const kj::byte>& bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  for (kj::byte b : bytes) {
+    if (b < 0x80) {
+      out.push_back(static_cast<char>(b));
+    } else {
+      out.push_back(static_cast<char>(0xc0 | (b >> 6)));
+      out.push_back(static_cast<char>(0x80 | (b & 0x3f)));
+    }
+  }
+  return out;
+}
+
+std::string Hex16(const kj::ArrayPtr<const kj::byte>& b) {
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (kj::byte c : b) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
+
+}  // namespace
+
+const char* ActivityKindName(uint32_t kind) {
+  switch (kind) {
+    case LATCH_ACT_EXEC:
+      return "exec";
+    case LATCH_ACT_EXIT:
+      return "exit";
+    case LATCH_ACT_CONNECT:
+      return "connect";
+    case LATCH_ACT_OPEN:
+      return "open";
+    case LATCH_ACT_CRED:
+      return "credentials";
+    case LATCH_ACT_THROTTLE:
+      return "throttle";
+  }
+  return "unknown";
+}
+
+Status EncodeActivityEvent(std::string_view raw, std::string* out) {
+  latch_activity_header h;
+  if (raw.size() < sizeof(h)) return Status::Corruption("activity record shorter than its header");
+  std::memcpy(&h, raw.data(), sizeof(h));
+  if (h.size != raw.size()) return Status::Corruption("activity record size disagrees");
+  capnp::MallocMessageBuilder message;
+  auto r = message.initRoot<schema::ActivityEvent>();
+  r.setKtimeBootNs(h.ktime_boot_ns);
+  r.setPid(h.pid);
+  r.setTgid(h.tgid);
+  r.setPpid(h.ppid);
+  r.setUid(h.uid);
+  r.setEuid(h.euid);
+  r.setGid(h.gid);
+  r.setCgroupId(h.cgroup_id);
+  r.setComm(Bytes(h.comm, strnlen(h.comm, sizeof(h.comm))));
+  r.setGrantId(h.grant_id);
+  switch (h.kind) {
+    case LATCH_ACT_EXEC: {
+      constexpr size_t kData = offsetof(latch_activity_exec, data);
+      latch_activity_exec e{};
+      if (raw.size() < kData || raw.size() > sizeof(e)) {
+        return Status::Corruption("activity exec record of a bad size");
+      }
+      std::memcpy(&e, raw.data(), raw.size());
+      if (kData + e.path_len + e.args_len != raw.size()) {
+        return Status::Corruption("activity exec record's lengths disagree with its size");
+      }
+      auto x = r.initExec();
+      x.setPath(Bytes(e.data, e.path_len));
+      // argv: each argument ends in NUL; a cut-off last one has none.
+      std::vector<std::string_view> args;
+      std::string_view rest(e.data + e.path_len, e.args_len);
+      while (!rest.empty()) {
+        size_t nul = rest.find('\0');
+        args.push_back(rest.substr(0, nul));
+        rest = nul == std::string_view::npos ? std::string_view() : rest.substr(nul + 1);
+      }
+      auto list = x.initArgs(static_cast<unsigned>(args.size()));
+      for (size_t i = 0; i < args.size(); ++i) {
+        list.set(static_cast<unsigned>(i), Bytes(args[i].data(), args[i].size()));
+      }
+      x.setArgsTruncated(e.args_truncated != 0);
+      break;
+    }
+    case LATCH_ACT_EXIT: {
+      latch_activity_exit e;
+      LATCH_RETURN_IF_ERROR(Fixed(raw, "exit", &e));
+      r.initExit().setStatus(e.exit_code);
+      break;
+    }
+    case LATCH_ACT_CONNECT: {
+      latch_activity_connect e;
+      LATCH_RETURN_IF_ERROR(Fixed(raw, "connect", &e));
+      auto c = r.initConnect();
+      c.setResult(e.result);
+      c.setFamily(e.family);
+      c.setDestination(Bytes(reinterpret_cast<const char*>(e.addr), sizeof(e.addr)));
+      c.setPort(e.port);
+      break;
+    }
+    case LATCH_ACT_OPEN: {
+      constexpr size_t kPath = offsetof(latch_activity_open, path);
+      latch_activity_open e{};
+      if (raw.size() < kPath || raw.size() > sizeof(e)) {
+        return Status::Corruption("activity open record of a bad size");
+      }
+      std::memcpy(&e, raw.data(), raw.size());
+      if (kPath + e.path_len != raw.size()) {
+        return Status::Corruption("activity open record's path length disagrees with its size");
+      }
+      auto o = r.initOpen();
+      o.setResult(e.result);
+      o.setPath(Bytes(e.path, e.path_len));
+      o.setFlags(e.flags);
+      o.setMode(e.mode);
+      break;
+    }
+    case LATCH_ACT_CRED: {
+      latch_activity_cred e;
+      LATCH_RETURN_IF_ERROR(Fixed(raw, "credentials", &e));
+      auto c = r.initCredentials();
+      c.setResult(e.result);
+      c.setSyscall(e.syscall_nr);
+      c.setOldUid(e.old_uid);
+      c.setOldEuid(e.old_euid);
+      c.setOldGid(e.old_gid);
+      c.setOldEgid(e.old_egid);
+      c.setNewUid(e.new_uid);
+      c.setNewEuid(e.new_euid);
+      c.setNewGid(e.new_gid);
+      c.setNewEgid(e.new_egid);
+      c.setOldCapEffective(e.old_cap_effective);
+      c.setNewCapEffective(e.new_cap_effective);
+      break;
+    }
+    case LATCH_ACT_THROTTLE: {
+      latch_activity_throttle e;
+      LATCH_RETURN_IF_ERROR(Fixed(raw, "throttle", &e));
+      auto t = r.initThrottle();
+      t.setWindowStartNs(e.window_start_ns);
+      t.setWindowEndNs(e.window_end_ns);
+      unsigned n = 0;
+      for (uint32_t k = 1; k < LATCH_ACT_KINDS; ++k) n += e.suppressed[k] != 0;
+      auto list = t.initSuppressed(n);
+      unsigned i = 0;
+      for (uint32_t k = 1; k < LATCH_ACT_KINDS; ++k) {
+        if (e.suppressed[k] == 0) continue;
+        list[i].setKind(ActivityKindName(k));
+        list[i].setCount(e.suppressed[k]);
+        ++i;
+      }
+      break;
+    }
+    default:
+      return Status::Corruption("activity record of unknown kind " + std::to_string(h.kind));
+  }
+  *out = schema::CanonicalBytes(r.asReader());
+  return Status::Ok();
+}
+
+Status ViewActivityEvent(std::string_view canonical, ActivitySummary* out, nlohmann::json* detail) {
+  return schema::ReadCanonical<schema::ActivityEvent>(
+      std::string(canonical), "activity event", [&](schema::ActivityEvent::Reader r) {
+        using A = schema::ActivityEvent;
+        ActivitySummary s;
+        s.uid = r.getUid();
+        s.grant_id = r.getGrantId();
+        nlohmann::json j;
+        if (detail != nullptr) {
+          j = {{"ktime_boot_ns", r.getKtimeBootNs()},
+               {"pid", r.getPid()},
+               {"tgid", r.getTgid()},
+               {"ppid", r.getPpid()},
+               {"uid", r.getUid()},
+               {"euid", r.getEuid()},
+               {"gid", r.getGid()},
+               {"cgroup_id", r.getCgroupId()},
+               {"comm", KernelText(r.getComm())},
+               {"grant_id", r.getGrantId()}};
+        }
+        switch (r.which()) {
+          case A::EXEC: {
+            s.kind = "exec";
+            if (!detail) break;
+            auto x = r.getExec();
+            nlohmann::json args = nlohmann::json::array();
+            for (auto a : x.getArgs()) args.push_back(KernelText(a));
+            j["path"] = KernelText(x.getPath());
+            j["args"] = std::move(args);
+            j["args_truncated"] = x.getArgsTruncated();
+            break;
+          }
+          case A::EXIT:
+            s.kind = "exit";
+            if (detail) j["status"] = r.getExit().getStatus();
+            break;
+          case A::CONNECT: {
+            s.kind = "connect";
+            if (!detail) break;
+            auto c = r.getConnect();
+            j["result"] = c.getResult();
+            j["family"] = c.getFamily();
+            j["destination"] = Hex16(c.getDestination());
+            j["port"] = c.getPort();
+            break;
+          }
+          case A::OPEN: {
+            s.kind = "open";
+            if (!detail) break;
+            auto o = r.getOpen();
+            j["result"] = o.getResult();
+            j["path"] = KernelText(o.getPath());
+            j["flags"] = o.getFlags();
+            j["mode"] = o.getMode();
+            break;
+          }
+          case A::CREDENTIALS: {
+            s.kind = "credentials";
+            if (!detail) break;
+            auto c = r.getCredentials();
+            j["result"] = c.getResult();
+            j["syscall"] = c.getSyscall();
+            j["old"] = {{"uid", c.getOldUid()},
+                        {"euid", c.getOldEuid()},
+                        {"gid", c.getOldGid()},
+                        {"egid", c.getOldEgid()},
+                        {"cap_effective", c.getOldCapEffective()}};
+            j["new"] = {{"uid", c.getNewUid()},
+                        {"euid", c.getNewEuid()},
+                        {"gid", c.getNewGid()},
+                        {"egid", c.getNewEgid()},
+                        {"cap_effective", c.getNewCapEffective()}};
+            break;
+          }
+          case A::THROTTLE: {
+            s.kind = "throttle";
+            if (!detail) break;
+            auto t = r.getThrottle();
+            nlohmann::json suppressed = nlohmann::json::object();
+            for (auto c : t.getSuppressed()) suppressed[c.getKind().cStr()] = c.getCount();
+            j["window_start_ns"] = t.getWindowStartNs();
+            j["window_end_ns"] = t.getWindowEndNs();
+            j["suppressed"] = std::move(suppressed);
+            break;
+          }
+          default:
+            s.kind = "activity";  // a kind newer than this reader
+            break;
+        }
+        if (detail != nullptr) {
+          j["activity"] = s.kind;
+          *detail = std::move(j);
+        }
+        *out = std::move(s);
+        return Status::Ok();
+      });
+}
+
+}  // namespace latch::agent

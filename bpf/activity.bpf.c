@@ -1,0 +1,462 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Activity capture: what watched principals do, on tracepoints. Programs run,
+ * processes ended, connect attempts (every destination, with the outcome),
+ * opens of paths under watched prefixes (with flags and result), and changes
+ * of uid, gid or capabilities. Who is watched is decided first, before
+ * anything is read or reserved, so an unwatched task pays one map lookup per
+ * traced call. A process past its event budget is throttled: what it would
+ * have sent is counted by kind and sent as one summary record. */
+// vmlinux.h must come before the libbpf headers.
+// clang-format off
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+// clang-format on
+
+#include "activity_abi.h"
+#include "activity_decision.h"
+#include "guard_abi.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct latch_activity_config);
+} latch_act_config SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, LATCH_MAX_WATCHED);
+  __type(key, struct latch_watch_key);
+  __type(value, struct latch_watch_value);
+} latch_watched SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, LATCH_MAX_PREFIXES);
+  __type(key, __u32);
+  __type(value, struct latch_path_prefix);
+} latch_prefixes SEC(".maps");
+
+/* A call between its entry and its exit: the record, complete but for the
+ * outcome. Keyed by thread; LRU, so a thread that never returns (killed in
+ * the call) cannot fill it. */
+union latch_pending {
+  struct latch_activity_header h;
+  struct latch_activity_connect connect;
+  struct latch_activity_open open;
+  struct latch_activity_cred cred;
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 8192);
+  __type(key, __u64);
+  __type(value, union latch_pending);
+} latch_act_pending SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 16384);
+  __type(key, __u32);
+  __type(value, struct latch_throttle_state);
+} latch_throttle SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, LATCH_ACT_CTR_COUNT);
+  __type(key, __u32);
+  __type(value, __u64);
+} latch_act_counters SEC(".maps");
+
+/* Room to build the largest record (exec) off the 512-byte stack. */
+union latch_scratch {
+  struct latch_activity_exec exec;
+  union latch_pending pending;
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, union latch_scratch);
+} latch_act_scratch SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 1 << 23); /* 8 MiB; user space may resize before load */
+} latch_activity SEC(".maps");
+
+static __always_inline void count(__u32 slot) {
+  __u64* v = bpf_map_lookup_elem(&latch_act_counters, &slot);
+  if (v) *v += 1;
+}
+
+static __always_inline const struct latch_activity_config* act_config(void) {
+  __u32 zero = 0;
+  const struct latch_activity_config* c = bpf_map_lookup_elem(&latch_act_config, &zero);
+  return c && c->mode != LATCH_WATCH_OFF ? c : 0;
+}
+
+static __always_inline int watch_entry(__u32 kind, __u64 principal, __u64 now, __u64* grant_id) {
+  struct latch_watch_key key = {.kind = kind, .principal = principal};
+  const struct latch_watch_value* w = bpf_map_lookup_elem(&latch_watched, &key);
+  if (!latch_watch_live(w, now)) return 0;
+  *grant_id = w->grant_id;
+  return 1;
+}
+
+/* Whether the current task is watched; *grant_id is the grant its uid or
+ * cgroup holds (0 if none). */
+static __always_inline int watched(const struct latch_activity_config* cfg, struct task_struct* task,
+                                   __u64* grant_id) {
+  *grant_id = 0;
+  __u64 now = bpf_ktime_get_boot_ns();
+  if (watch_entry(LATCH_PRINCIPAL_UID, task->cred->uid.val, now, grant_id)) return 1;
+  if (cfg->cgroup_watches > 0) {
+    __u64 cgroup_id = task->cgroups->dfl_cgrp->kn->id;
+    if (watch_entry(LATCH_PRINCIPAL_CGROUP, cgroup_id, now, grant_id)) return 1;
+    for (int level = LATCH_MAX_CGROUP_DEPTH; level >= 1; level--) {
+      __u64 ancestor = bpf_get_current_ancestor_cgroup_id(level);
+      if (ancestor == 0 || ancestor == cgroup_id) continue;
+      if (watch_entry(LATCH_PRINCIPAL_CGROUP, ancestor, now, grant_id)) return 1;
+    }
+  }
+  if (cfg->mode == LATCH_WATCH_ALL) return 1;
+  if (cfg->mode == LATCH_WATCH_CGROUP && cfg->cgroup_id != 0) {
+    if (task->cgroups->dfl_cgrp->kn->id == cfg->cgroup_id) return 1;
+    return bpf_get_current_ancestor_cgroup_id(cfg->cgroup_level) == cfg->cgroup_id;
+  }
+  return 0;
+}
+
+static __always_inline void fill_header(struct latch_activity_header* h, struct task_struct* task,
+                                        __u16 kind, __u16 size, __u64 grant_id) {
+  const struct cred* cred = task->cred;
+  h->ktime_boot_ns = bpf_ktime_get_boot_ns();
+  h->cgroup_id = task->cgroups->dfl_cgrp->kn->id;
+  h->grant_id = grant_id;
+  h->pid = task->pid;
+  h->tgid = task->tgid;
+  h->ppid = task->real_parent->tgid;
+  h->uid = cred->uid.val;
+  h->euid = cred->euid.val;
+  h->gid = cred->gid.val;
+  h->kind = kind;
+  h->size = size;
+  h->pad = 0;
+  bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+static __always_inline void output(const void* record, __u64 size, __u32 kind) {
+  if (kind >= LATCH_ACT_KINDS) return;
+  if (bpf_ringbuf_output(&latch_activity, (void*)record, size, 0) == 0) {
+    count(LATCH_ACT_CTR_SUBMITTED + kind);
+  } else {
+    count(LATCH_ACT_CTR_LOST + kind);
+  }
+}
+
+static __always_inline struct latch_throttle_state* throttle_state(__u32 tgid) {
+  struct latch_throttle_state* s = bpf_map_lookup_elem(&latch_throttle, &tgid);
+  if (s) return s;
+  struct latch_throttle_state fresh = {};
+  bpf_map_update_elem(&latch_throttle, &tgid, &fresh, BPF_NOEXIST);
+  return bpf_map_lookup_elem(&latch_throttle, &tgid);
+}
+
+/* Sends a summary of what `s` holds suppressed, if anything. */
+static __always_inline void send_summary(struct latch_throttle_state* s, struct task_struct* task,
+                                         __u64 grant_id) {
+  struct latch_activity_throttle t = {};
+  if (latch_throttle_take(s, t.suppressed) == 0) return;
+  fill_header(&t.h, task, LATCH_ACT_THROTTLE, sizeof(t), grant_id);
+  t.window_start_ns = s->suppressed_since_ns;
+  t.window_end_ns = t.h.ktime_boot_ns;
+  output(&t, sizeof(t), LATCH_ACT_THROTTLE);
+}
+
+/* Sends `record` unless the process is over its budget (then it is counted). */
+static __always_inline void emit(const struct latch_activity_config* cfg, struct task_struct* task,
+                                 const void* record, __u64 size, __u32 kind, __u64 grant_id) {
+  if (cfg->throttle_events > 0) {
+    struct latch_throttle_state* s = throttle_state(task->tgid);
+    if (s) {
+      int summary_due = 0;
+      enum latch_throttle_result r =
+          latch_throttle_step(s, bpf_ktime_get_boot_ns(), cfg->throttle_events,
+                              cfg->throttle_window_ns, kind, &summary_due);
+      if (summary_due) send_summary(s, task, grant_id);
+      if (r == LATCH_THROTTLE_SUPPRESS) {
+        if (kind < LATCH_ACT_KINDS) count(LATCH_ACT_CTR_SUPPRESSED + kind);
+        return;
+      }
+    }
+  }
+  output(record, size, kind);
+}
+
+static __always_inline union latch_scratch* scratch(void) {
+  __u32 zero = 0;
+  return bpf_map_lookup_elem(&latch_act_scratch, &zero);
+}
+
+/* Programs run: the path and the arguments (bounded, marked when cut). */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(latch_act_exec, struct task_struct* p, pid_t old_pid, struct linux_binprm* bprm) {
+  const struct latch_activity_config* cfg = act_config();
+  if (!cfg) return 0;
+  struct task_struct* task = bpf_get_current_task_btf();
+  __u64 grant_id;
+  if (!watched(cfg, task, &grant_id)) return 0;
+  union latch_scratch* s = scratch();
+  if (!s) return 0;
+  struct latch_activity_exec* e = &s->exec;
+  long n = bpf_probe_read_kernel_str(e->data, LATCH_EXEC_PATH_MAX, BPF_CORE_READ(bprm, filename));
+  __u32 path_len = n > 0 ? (__u32)n - 1 : 0;
+  if (path_len > LATCH_EXEC_PATH_MAX - 1) path_len = LATCH_EXEC_PATH_MAX - 1;
+  struct mm_struct* mm = task->mm;
+  __u64 arg_start = BPF_CORE_READ(mm, arg_start), arg_end = BPF_CORE_READ(mm, arg_end);
+  __u64 args = arg_end > arg_start ? arg_end - arg_start : 0;
+  e->args_truncated = args > LATCH_EXEC_ARGS_MAX - 1;
+  if (args > LATCH_EXEC_ARGS_MAX - 1) args = LATCH_EXEC_ARGS_MAX - 1;
+  /* Offsets and sizes masked into range for the verifier (both maxima are
+   * powers of two, and the values are already within them). */
+  path_len &= LATCH_EXEC_PATH_MAX - 1;
+  args &= LATCH_EXEC_ARGS_MAX - 1;
+  if (args > 0 && bpf_probe_read_user(e->data + path_len, args, (const void*)arg_start) != 0) {
+    args = 0;
+    e->args_truncated = 1;
+  }
+  e->path_len = path_len;
+  e->args_len = args;
+  __u64 size = offsetof(struct latch_activity_exec, data) + path_len + args;
+  if (size > sizeof(*e)) return 0;
+  fill_header(&e->h, task, LATCH_ACT_EXEC, size, grant_id);
+  emit(cfg, task, e, size, LATCH_ACT_EXEC, grant_id);
+  return 0;
+}
+
+/* A process ended (its last thread): its status, and any summary it owes. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(latch_act_exit, struct task_struct* p) {
+  const struct latch_activity_config* cfg = act_config();
+  if (!cfg) return 0;
+  struct task_struct* task = bpf_get_current_task_btf();
+  if (task->signal->live.counter != 0) return 0; /* other threads live on */
+  __u32 tgid = task->tgid;
+  struct latch_throttle_state* s = bpf_map_lookup_elem(&latch_throttle, &tgid);
+  __u64 grant_id;
+  int is_watched = watched(cfg, task, &grant_id);
+  if (s) {
+    send_summary(s, task, grant_id);
+    bpf_map_delete_elem(&latch_throttle, &tgid);
+  }
+  if (!is_watched) return 0;
+  struct latch_activity_exit x = {};
+  fill_header(&x.h, task, LATCH_ACT_EXIT, sizeof(x), grant_id);
+  x.exit_code = task->exit_code;
+  output(&x, sizeof(x), LATCH_ACT_EXIT); /* never throttled: one per process */
+  return 0;
+}
+
+static __always_inline union latch_pending* begin(const struct latch_activity_config* cfg,
+                                                  struct task_struct* task, __u16 kind,
+                                                  __u16 size, __u64* grant_id) {
+  if (!watched(cfg, task, grant_id)) return 0;
+  union latch_scratch* s = scratch();
+  if (!s) return 0;
+  fill_header(&s->pending.h, task, kind, size, *grant_id);
+  return &s->pending;
+}
+
+static __always_inline void park(union latch_pending* p) {
+  __u64 id = bpf_get_current_pid_tgid();
+  bpf_map_update_elem(&latch_act_pending, &id, p, BPF_ANY);
+}
+
+/* The exit of a call begun above: its outcome, then the record goes out. */
+static __always_inline union latch_pending* finish(__u16 kind) {
+  __u64 id = bpf_get_current_pid_tgid();
+  union latch_pending* p = bpf_map_lookup_elem(&latch_act_pending, &id);
+  if (!p || p->h.kind != kind) return 0;
+  return p;
+}
+
+static __always_inline void send_and_drop(const struct latch_activity_config* cfg,
+                                          union latch_pending* p, __u64 size, __u32 kind) {
+  struct task_struct* task = bpf_get_current_task_btf();
+  emit(cfg, task, p, size, kind, p->h.grant_id);
+  __u64 id = bpf_get_current_pid_tgid();
+  bpf_map_delete_elem(&latch_act_pending, &id);
+}
+
+/* Connect attempts to any IPv4 or IPv6 destination. */
+SEC("tracepoint/syscalls/sys_enter_connect")
+int latch_act_connect_enter(struct trace_event_raw_sys_enter* ctx) {
+  const struct latch_activity_config* cfg = act_config();
+  if (!cfg) return 0;
+  __u64 grant_id;
+  union latch_pending* p = begin(cfg, bpf_get_current_task_btf(), LATCH_ACT_CONNECT,
+                                 sizeof(struct latch_activity_connect), &grant_id);
+  if (!p) return 0;
+  const void* addr = (const void*)ctx->args[1];
+  struct latch_activity_connect* c = &p->connect;
+  __u16 family = 0;
+  if (bpf_probe_read_user(&family, sizeof(family), addr) != 0) return 0;
+  __builtin_memset(c->addr, 0, sizeof(c->addr));
+  c->family = family;
+  c->result = 0;
+  if (family == AF_INET) {
+    struct sockaddr_in in = {};
+    if (bpf_probe_read_user(&in, sizeof(in), addr) != 0) return 0;
+    c->port = bpf_ntohs(in.sin_port);
+    c->addr[10] = 0xff;
+    c->addr[11] = 0xff;
+    __builtin_memcpy(&c->addr[12], &in.sin_addr.s_addr, 4);
+  } else if (family == AF_INET6) {
+    struct sockaddr_in6 in6 = {};
+    if (bpf_probe_read_user(&in6, sizeof(in6), addr) != 0) return 0;
+    c->port = bpf_ntohs(in6.sin6_port);
+    __builtin_memcpy(c->addr, &in6.sin6_addr, 16);
+  } else {
+    return 0; /* local sockets and the like are not network connects */
+  }
+  park(p);
+  return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int latch_act_connect_exit(struct trace_event_raw_sys_exit* ctx) {
+  const struct latch_activity_config* cfg = act_config();
+  if (!cfg) return 0;
+  union latch_pending* p = finish(LATCH_ACT_CONNECT);
+  if (!p) return 0;
+  p->connect.result = (__s32)ctx->ret;
+  send_and_drop(cfg, p, sizeof(struct latch_activity_connect), LATCH_ACT_CONNECT);
+  return 0;
+}
+
+/* Opens: the path as given, recorded only under a watched prefix. */
+static __always_inline int open_enter(const char* filename, __u32 flags, __u32 mode) {
+  const struct latch_activity_config* cfg = act_config();
+  if (!cfg || cfg->prefix_count == 0) return 0;
+  __u64 grant_id;
+  union latch_pending* p = begin(cfg, bpf_get_current_task_btf(), LATCH_ACT_OPEN,
+                                 sizeof(struct latch_activity_open), &grant_id);
+  if (!p) return 0;
+  struct latch_activity_open* o = &p->open;
+  long n = bpf_probe_read_user_str(o->path, sizeof(o->path), filename);
+  if (n <= 0) return 0;
+  __u32 len = (__u32)n - 1;
+  int match = 0;
+  for (__u32 i = 0; i < LATCH_MAX_PREFIXES && !match; i++) {
+    if (i >= cfg->prefix_count) break;
+    __u32 k = i;
+    const struct latch_path_prefix* prefix = bpf_map_lookup_elem(&latch_prefixes, &k);
+    if (prefix && latch_prefix_match(o->path, len, prefix)) match = 1;
+  }
+  if (!match) return 0;
+  o->path_len = len;
+  o->flags = flags;
+  o->mode = mode;
+  o->result = 0;
+  o->pad = 0;
+  park(p);
+  return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat")
+int latch_act_openat_enter(struct trace_event_raw_sys_enter* ctx) {
+  return open_enter((const char*)ctx->args[1], (__u32)ctx->args[2], (__u32)ctx->args[3]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat2")
+int latch_act_openat2_enter(struct trace_event_raw_sys_enter* ctx) {
+  struct open_how how = {};
+  bpf_probe_read_user(&how, sizeof(how), (const void*)ctx->args[2]);
+  return open_enter((const char*)ctx->args[1], (__u32)how.flags, (__u32)how.mode);
+}
+
+static __always_inline int open_exit(struct trace_event_raw_sys_exit* ctx) {
+  const struct latch_activity_config* cfg = act_config();
+  if (!cfg) return 0;
+  union latch_pending* p = finish(LATCH_ACT_OPEN);
+  if (!p) return 0;
+  p->open.result = (__s32)ctx->ret;
+  __u32 len = p->open.path_len;
+  if (len > LATCH_OPEN_PATH_MAX) len = LATCH_OPEN_PATH_MAX;
+  __u64 size = offsetof(struct latch_activity_open, path) + len;
+  p->h.size = size; /* the path's length, not the buffer's */
+  send_and_drop(cfg, p, size, LATCH_ACT_OPEN);
+  return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat")
+int latch_act_openat_exit(struct trace_event_raw_sys_exit* ctx) { return open_exit(ctx); }
+
+SEC("tracepoint/syscalls/sys_exit_openat2")
+int latch_act_openat2_exit(struct trace_event_raw_sys_exit* ctx) { return open_exit(ctx); }
+
+/* Privilege changes: the credentials before (at entry) and after (at exit). */
+static __always_inline int cred_enter(struct trace_event_raw_sys_enter* ctx) {
+  const struct latch_activity_config* cfg = act_config();
+  if (!cfg) return 0;
+  struct task_struct* task = bpf_get_current_task_btf();
+  __u64 grant_id;
+  union latch_pending* p =
+      begin(cfg, task, LATCH_ACT_CRED, sizeof(struct latch_activity_cred), &grant_id);
+  if (!p) return 0;
+  struct latch_activity_cred* c = &p->cred;
+  const struct cred* cred = task->cred;
+  c->syscall_nr = (__u32)ctx->id;
+  c->result = 0;
+  c->old_uid = cred->uid.val;
+  c->old_euid = cred->euid.val;
+  c->old_gid = cred->gid.val;
+  c->old_egid = cred->egid.val;
+  c->old_cap_effective = cred->cap_effective.val;
+  park(p);
+  return 0;
+}
+
+static __always_inline int cred_exit(struct trace_event_raw_sys_exit* ctx) {
+  const struct latch_activity_config* cfg = act_config();
+  if (!cfg) return 0;
+  union latch_pending* p = finish(LATCH_ACT_CRED);
+  if (!p) return 0;
+  struct task_struct* task = bpf_get_current_task_btf();
+  const struct cred* cred = task->cred;
+  struct latch_activity_cred* c = &p->cred;
+  c->result = (__s32)ctx->ret;
+  c->new_uid = cred->uid.val;
+  c->new_euid = cred->euid.val;
+  c->new_gid = cred->gid.val;
+  c->new_egid = cred->egid.val;
+  c->new_cap_effective = cred->cap_effective.val;
+  send_and_drop(cfg, p, sizeof(struct latch_activity_cred), LATCH_ACT_CRED);
+  return 0;
+}
+
+#define LATCH_CRED_SYSCALL(name)                                                   \
+  SEC("tracepoint/syscalls/sys_enter_" #name)                                      \
+  int latch_act_##name##_enter(struct trace_event_raw_sys_enter* ctx) {            \
+    return cred_enter(ctx);                                                        \
+  }                                                                                \
+  SEC("tracepoint/syscalls/sys_exit_" #name)                                       \
+  int latch_act_##name##_exit(struct trace_event_raw_sys_exit* ctx) {              \
+    return cred_exit(ctx);                                                         \
+  }
+
+LATCH_CRED_SYSCALL(setuid)
+LATCH_CRED_SYSCALL(setgid)
+LATCH_CRED_SYSCALL(setreuid)
+LATCH_CRED_SYSCALL(setregid)
+LATCH_CRED_SYSCALL(setresuid)
+LATCH_CRED_SYSCALL(setresgid)
+LATCH_CRED_SYSCALL(capset)

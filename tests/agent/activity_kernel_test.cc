@@ -1,0 +1,364 @@
+// Activity capture on the real kernel: the programs attached to their
+// tracepoints, processes run in a cgroup of the test's own as uids nobody
+// else uses, and the records read back from the ring buffer and decoded as
+// the agent sends them. Only records from the test's cgroup are looked at.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/capability.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "agent/activity_capture.h"
+#include "agent/activity_record.h"
+#include "agent/boot_clock.h"
+#include "agent/kernel_fs.h"
+#include "agent/ring_reader.h"
+#include "kernel_sandbox.h"
+
+namespace latch::agent {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr uint32_t kHolder = 5151;  // holds grant kGrant
+constexpr uint32_t kOther = 5252;   // holds nothing
+constexpr uint64_t kGrant = 77;
+constexpr uint32_t kThrottle = 50;  // events per process per window
+
+struct Record {
+  ActivitySummary summary;
+  nlohmann::json detail;
+};
+
+class ActivityKernelTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bool ci = std::getenv("CI") != nullptr && std::string(std::getenv("CI")) == "true";
+    std::string why;
+    if (::geteuid() != 0)
+      why = "not root";
+    else if (!fs::exists("/sys/kernel/btf/vmlinux"))
+      why = "kernel has no BTF";
+    if (!why.empty()) {
+      if (ci) FAIL() << "kernel test cannot run under CI: " << why;
+      GTEST_SKIP() << "kernel test needs root and BTF: " << why;
+    }
+    std::string mount;
+    ASSERT_TRUE(FindCgroup2Mount(&mount).ok());
+    static std::atomic<int> seq{0};
+    cgroup_ = mount + "/latch-act-test-" + std::to_string(::getpid()) + "-" + std::to_string(seq++);
+    ASSERT_TRUE(fs::create_directory(cgroup_)) << cgroup_;
+    ASSERT_TRUE(CgroupId(cgroup_, &cgroup_id_).ok());
+    char tmpl[] = "/tmp/latch-act-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                              fs::perms::others_read | fs::perms::others_exec);
+    fs::create_directory(dir_ + "/watched");
+    fs::permissions(dir_ + "/watched",
+                    fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+    std::ofstream(dir_ + "/watched/secret") << "s";
+    std::ofstream(dir_ + "/plain") << "p";
+
+    ASSERT_TRUE(fs::create_directory(dir_ + "/bpffs"));
+    ASSERT_EQ(::mount("bpf", (dir_ + "/bpffs").c_str(), "bpf", 0, "mode=0700"), 0);
+    bpffs_mounted_ = true;
+    ActivityOptions options;
+    options.pin_dir = dir_ + "/bpffs/activity";
+    options.path_prefixes = {dir_ + "/watched/"};
+    options.throttle_events = kThrottle;
+    options.throttle_window_ms = 60'000;  // one window for the whole test
+    options.ring_bytes = 1u << 20;
+    Status s = ActivityCapture::Start(options, &capture_);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    s = RingReader::Create(
+        capture_->ring_fd(),
+        [this](std::string_view raw) {
+          std::string encoded;
+          if (!EncodeActivityEvent(raw, &encoded).ok()) return false;
+          Record r;
+          if (!ViewActivityEvent(encoded, &r.summary, &r.detail).ok()) return false;
+          if (r.detail["cgroup_id"].get<uint64_t>() == cgroup_id_) records_.push_back(r);
+          return true;
+        },
+        &reader_);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    WatchEntry holder;
+    holder.principal = {Principal::Kind::kUid, kHolder};
+    holder.grant_id = kGrant;
+    holder.not_after_boot_ns = NowBootNs() + 3'600'000'000'000ull;
+    ASSERT_TRUE(capture_->SetWatched({holder}).ok());
+  }
+
+  void TearDown() override {
+    reader_.reset();
+    capture_.reset();
+    if (bpffs_mounted_) {
+      Status s = ActivityCapture::Uninstall(dir_ + "/bpffs/activity");
+      EXPECT_TRUE(s.ok()) << s.ToString();
+      ::umount2((dir_ + "/bpffs").c_str(), MNT_DETACH);
+    }
+    if (!cgroup_.empty()) ::rmdir(cgroup_.c_str());
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+
+  // Runs `body` in a child that joined the test cgroup as `uid`; returns its pid.
+  template <typename F>
+  pid_t RunAs(uint32_t uid, F body) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      if (!JoinCgroupAs(cgroup_ + "/cgroup.procs", uid)) ::_exit(100);
+      body();
+      ::_exit(0);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    return pid;
+  }
+
+  std::vector<Record> Drain() {
+    int n = 0;
+    EXPECT_TRUE(reader_->Consume(&n).ok());
+    EXPECT_EQ(reader_->malformed(), 0u);
+    std::vector<Record> out;
+    out.swap(records_);
+    return out;
+  }
+  static std::vector<Record> Of(const std::vector<Record>& rs, pid_t pid,
+                                const std::string& kind = "") {
+    std::vector<Record> out;
+    for (const Record& r : rs) {
+      if (r.detail["tgid"].get<int>() == pid && (kind.empty() || r.summary.kind == kind)) {
+        out.push_back(r);
+      }
+    }
+    return out;
+  }
+
+  std::string cgroup_, dir_;
+  uint64_t cgroup_id_ = 0;
+  bool bpffs_mounted_ = false;
+  std::unique_ptr<ActivityCapture> capture_;
+  std::unique_ptr<RingReader> reader_;
+  std::vector<Record> records_;
+};
+
+void ExecQuietly(const char* path, const char* const* argv) {
+  int null = ::open("/dev/null", O_WRONLY);
+  ::dup2(null, 1);
+  ::execv(path, const_cast<char* const*>(argv));
+  ::_exit(127);
+}
+
+TEST_F(ActivityKernelTest, AHoldersCommandIsRecordedWithItsArgumentsAndGrant) {
+  const char* argv[] = {"echo", "latch-argv-1", "two words", nullptr};
+  pid_t holder = RunAs(kHolder, [&] { ExecQuietly("/bin/echo", argv); });
+  pid_t other = RunAs(kOther, [&] { ExecQuietly("/bin/echo", argv); });
+  auto rs = Drain();
+
+  auto exec = Of(rs, holder, "exec");
+  ASSERT_EQ(exec.size(), 1u);
+  EXPECT_EQ(exec[0].detail["path"], "/bin/echo");
+  EXPECT_EQ(exec[0].detail["args"], nlohmann::json({"echo", "latch-argv-1", "two words"}));
+  EXPECT_EQ(exec[0].detail["args_truncated"], false);
+  EXPECT_EQ(exec[0].summary.grant_id, kGrant);
+  EXPECT_EQ(exec[0].summary.uid, kHolder);
+  auto exits = Of(rs, holder, "exit");
+  ASSERT_EQ(exits.size(), 1u);
+  EXPECT_EQ(exits[0].detail["status"], 0);
+  EXPECT_EQ(exits[0].summary.grant_id, kGrant);
+
+  // Nothing at all from someone without a grant.
+  EXPECT_TRUE(Of(rs, other).empty());
+}
+
+TEST_F(ActivityKernelTest, LongArgumentsAreCutAndMarked) {
+  std::string longer(2000, 'a');
+  const char* argv[] = {"echo", longer.c_str(), nullptr};
+  pid_t holder = RunAs(kHolder, [&] { ExecQuietly("/bin/echo", argv); });
+  auto exec = Of(Drain(), holder, "exec");
+  ASSERT_EQ(exec.size(), 1u);
+  EXPECT_EQ(exec[0].detail["args_truncated"], true);
+  auto args = exec[0].detail["args"];
+  ASSERT_EQ(args.size(), 2u);
+  EXPECT_EQ(args[0], "echo");
+  EXPECT_GT(args[1].get<std::string>().size(), 400u);
+  EXPECT_LT(args[1].get<std::string>().size(), longer.size());
+}
+
+TEST_F(ActivityKernelTest, WatchedPathsAreRecordedWithTheirResultOthersAreNot) {
+  std::string secret = dir_ + "/watched/secret", missing = dir_ + "/watched/missing",
+              plain = dir_ + "/plain";
+  pid_t holder = RunAs(kHolder, [&] {
+    int fd = ::open(secret.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) ::_exit(1);
+    if (::open(missing.c_str(), O_RDONLY) >= 0) ::_exit(2);
+    if (::open(plain.c_str(), O_RDONLY) < 0) ::_exit(3);
+  });
+  pid_t other = RunAs(kOther, [&] { (void)!::open(secret.c_str(), O_RDONLY); });
+  auto rs = Drain();
+  auto opens = Of(rs, holder, "open");
+  ASSERT_EQ(opens.size(), 2u);
+  EXPECT_EQ(opens[0].detail["path"], secret);
+  EXPECT_GE(opens[0].detail["result"].get<int>(), 0);
+  EXPECT_EQ(opens[0].detail["flags"].get<uint32_t>() & O_CLOEXEC, static_cast<uint32_t>(O_CLOEXEC));
+  EXPECT_EQ(opens[0].summary.grant_id, kGrant);
+  EXPECT_EQ(opens[1].detail["path"], missing);
+  EXPECT_EQ(opens[1].detail["result"], -ENOENT);
+  EXPECT_TRUE(Of(rs, other).empty());
+}
+
+TEST_F(ActivityKernelTest, ConnectAttemptsAreRecordedWithTheirOutcome) {
+  uint16_t closed = FreeLoopbackPort();
+  pid_t holder = RunAs(kHolder, [&] {
+    int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a = Loopback4(closed);
+    if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) ::_exit(1);
+  });
+  auto connects = Of(Drain(), holder, "connect");
+  ASSERT_EQ(connects.size(), 1u);
+  EXPECT_EQ(connects[0].detail["result"], -ECONNREFUSED);
+  EXPECT_EQ(connects[0].detail["port"], closed);
+  EXPECT_EQ(connects[0].detail["family"], AF_INET);
+  EXPECT_EQ(connects[0].detail["destination"], "00000000000000000000ffff7f000001");
+}
+
+TEST_F(ActivityKernelTest, PrivilegeChangesAreRecordedBeforeAndAfter) {
+  // Watched through its cgroup this time: the child starts as root there.
+  WatchEntry group;
+  group.principal = {Principal::Kind::kCgroup, cgroup_id_};
+  group.grant_id = 91;
+  group.not_after_boot_ns = NowBootNs() + 3'600'000'000'000ull;
+  ASSERT_TRUE(capture_->SetWatched({group}).ok());
+  pid_t child = RunAs(0, [&] {
+    // Drop CAP_NET_RAW from the effective set, then become kOther.
+    __user_cap_header_struct h{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct d[2]{};
+    if (::syscall(SYS_capget, &h, d) != 0) ::_exit(1);
+    d[0].effective &= ~(1u << CAP_NET_RAW);
+    if (::syscall(SYS_capset, &h, d) != 0) ::_exit(2);
+    if (::setresuid(kOther, kOther, kOther) != 0) ::_exit(3);
+  });
+  auto creds = Of(Drain(), child, "credentials");
+  ASSERT_EQ(creds.size(), 2u);
+  const auto& cap = creds[0].detail;
+  EXPECT_EQ(cap["syscall"], SYS_capset);
+  EXPECT_EQ(cap["result"], 0);
+  EXPECT_NE(cap["old"]["cap_effective"].get<uint64_t>() & (1ull << CAP_NET_RAW), 0u);
+  EXPECT_EQ(cap["new"]["cap_effective"].get<uint64_t>() & (1ull << CAP_NET_RAW), 0u);
+  const auto& uid = creds[1].detail;
+  EXPECT_EQ(uid["syscall"], SYS_setresuid);
+  EXPECT_EQ(uid["old"]["uid"], 0);
+  EXPECT_EQ(uid["new"]["uid"], kOther);
+  EXPECT_EQ(uid["new"]["euid"], kOther);
+  EXPECT_EQ(creds[1].summary.grant_id, 91u);
+}
+
+TEST_F(ActivityKernelTest, AFloodIsThrottledAndTheSummaryAccountsForEveryEvent) {
+  constexpr int kOpens = 1000;
+  std::string secret = dir_ + "/watched/secret";
+  std::array<uint64_t, LATCH_ACT_CTR_COUNT> before{}, after{};
+  ASSERT_TRUE(capture_->ReadCounters(&before).ok());
+  pid_t flood = RunAs(kHolder, [&] {
+    for (int i = 0; i < kOpens; ++i) {
+      int fd = ::open(secret.c_str(), O_RDONLY);
+      if (fd >= 0) ::close(fd);
+    }
+  });
+  ASSERT_TRUE(capture_->ReadCounters(&after).ok());
+  auto rs = Drain();
+  size_t delivered = Of(rs, flood, "open").size();
+  auto summaries = Of(rs, flood, "throttle");
+  ASSERT_EQ(summaries.size(), 1u);  // at its exit: everything it held back
+  uint64_t suppressed = summaries[0].detail["suppressed"]["open"].get<uint64_t>();
+  EXPECT_EQ(delivered, kThrottle);
+  EXPECT_EQ(delivered + suppressed, static_cast<uint64_t>(kOpens));
+  EXPECT_EQ(after[LATCH_ACT_CTR_SUPPRESSED + LATCH_ACT_OPEN] -
+                before[LATCH_ACT_CTR_SUPPRESSED + LATCH_ACT_OPEN],
+            suppressed);
+  EXPECT_EQ(Of(rs, flood, "exit").size(), 1u);  // exits are never held back
+}
+
+TEST_F(ActivityKernelTest, WatchingFollowsTheGrantsExpiry) {
+  WatchEntry brief;
+  brief.principal = {Principal::Kind::kUid, kHolder};
+  brief.grant_id = kGrant;
+  brief.not_after_boot_ns = NowBootNs() + 300'000'000ull;  // 300 ms
+  ASSERT_TRUE(capture_->SetWatched({brief}).ok());
+  const char* argv[] = {"true", nullptr};
+  pid_t during = RunAs(kHolder, [&] { ExecQuietly("/bin/true", argv); });
+  ::usleep(400'000);
+  pid_t after = RunAs(kHolder, [&] { ExecQuietly("/bin/true", argv); });
+  auto rs = Drain();
+  EXPECT_EQ(Of(rs, during, "exec").size(), 1u);
+  EXPECT_TRUE(Of(rs, after).empty());  // the kernel stopped watching on time by itself
+}
+
+// Capture is pinned: the process that set it up can go (an agent killed or
+// restarted) and capture goes on into the pinned ring; the next start adopts
+// the running programs instead of attaching them again.
+TEST_F(ActivityKernelTest, CaptureOutlivesItsProcessAndIsAdopted) {
+  ActivityOptions options = capture_->options();
+  reader_.reset();
+  capture_.reset();  // as if the agent died
+  const char* argv[] = {"true", "while-no-agent", nullptr};
+  pid_t meanwhile = RunAs(kHolder, [&] { ExecQuietly("/bin/true", argv); });
+  Status s = ActivityCapture::Start(options, &capture_);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_GT(capture_->adopted_links(), 0);
+  EXPECT_EQ(capture_->replaced_links(), 0);
+  s = RingReader::Create(
+      capture_->ring_fd(),
+      [this](std::string_view raw) {
+        std::string encoded;
+        Record r;
+        if (!EncodeActivityEvent(raw, &encoded).ok() ||
+            !ViewActivityEvent(encoded, &r.summary, &r.detail).ok()) {
+          return false;
+        }
+        if (r.detail["cgroup_id"].get<uint64_t>() == cgroup_id_) records_.push_back(r);
+        return true;
+      },
+      &reader_);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  auto exec = Of(Drain(), meanwhile, "exec");
+  ASSERT_EQ(exec.size(), 1u);
+  EXPECT_EQ(exec[0].detail["args"][1], "while-no-agent");
+}
+
+TEST(WatchEntries, OnePerPrincipalCoveringItsGrants) {
+  std::vector<KernelGrant> grants = {
+      {1, {Principal::Kind::kUid, 10}, 5, 100, 200},
+      {2, {Principal::Kind::kUid, 10}, 6, 150, 300},  // overlaps: the union
+      {3, {Principal::Kind::kUid, 11}, 5, 100, 200},
+      {4, {Principal::Kind::kUid, 11}, 5, 500, 600},  // after a gap: the later one
+      {5, {Principal::Kind::kCgroup, 10}, 5, 0, 50},
+  };
+  auto entries = WatchEntriesFor(grants);
+  ASSERT_EQ(entries.size(), 3u);
+  std::map<std::pair<uint32_t, uint64_t>, WatchEntry> by;
+  for (auto& e : entries) by[{static_cast<uint32_t>(e.principal.kind), e.principal.id}] = e;
+  auto u10 = by[{LATCH_PRINCIPAL_UID, 10}];
+  EXPECT_EQ(u10.grant_id, 2u);
+  EXPECT_EQ(u10.not_before_boot_ns, 100u);
+  EXPECT_EQ(u10.not_after_boot_ns, 300u);
+  auto u11 = by[{LATCH_PRINCIPAL_UID, 11}];
+  EXPECT_EQ(u11.grant_id, 4u);
+  EXPECT_EQ(u11.not_before_boot_ns, 500u);
+  auto c10 = by[std::make_pair(uint32_t{LATCH_PRINCIPAL_CGROUP}, uint64_t{10})];
+  EXPECT_EQ(c10.grant_id, 5u);
+}
+
+}  // namespace
+}  // namespace latch::agent
