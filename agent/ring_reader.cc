@@ -124,6 +124,10 @@ Status RingReader::Create(int events_map_fd, RecordHandler handler,
                       static_cast<off_t>(r->page_size_));
   if (prod == MAP_FAILED) return Status::FromErrno("mapping the ring's data", errno);
   r->producer_map_ = prod;
+  // Not into children: a process forked from the reader's would copy the
+  // ring's page tables (megabytes of them) at every fork for nothing.
+  ::madvise(cons, r->page_size_, MADV_DONTFORK);
+  ::madvise(prod, r->producer_map_size_, MADV_DONTFORK);
   r->read_pos_ = r->committed_pos_ = LoadAcquire(r->consumer_page_);
 
   r->epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);

@@ -470,13 +470,21 @@ TEST_F(ChannelTest, RequestApprovalUseExpiryAndTheTrailWithProofs) {
   ASSERT_EQ(latchctl(ann_token, {"approve", "1", "--comment", "go"}), 0) << out;
   ASSERT_NE(out.find("approved (grant 1)"), std::string::npos) << out;
   ASSERT_GE(WaitForConnect(0), 0) << "the approved grant did not open the port";
+  // What tess does under the grant is on the record too (activity capture).
+  pid_t command = ::fork();
+  if (command == 0) {
+    if (!JoinCgroupAs(sandbox_.cgroup() + "/cgroup.procs", kUid)) ::_exit(100);
+    ::execl("/bin/true", "true", "latch-e2e-marker", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  ::waitpid(command, nullptr, 0);
   ASSERT_GE(WaitForConnect(EPERM, 10000), 0) << "the grant did not end";
 
   // Everything about grant 1, from the request to the expiry, each result
   // proven; the index follows the ledger, so ask until the story is whole.
   const std::vector<std::string> story = {"requestCreated", "requestReviewed", "grantIssued",
                                           "requestDecided", "grantSetApplied", "allow",
-                                          "grantExpired"};
+                                          "exec",           "grantExpired"};
   auto deadline = Clock::now() + std::chrono::seconds(20);
   bool whole = false;
   while (!whole && Clock::now() < deadline) {
@@ -488,6 +496,11 @@ TEST_F(ChannelTest, RequestApprovalUseExpiryAndTheTrailWithProofs) {
   }
   EXPECT_TRUE(whole) << out;
   EXPECT_NE(out.find("each verified against the signed checkpoint"), std::string::npos) << out;
+  // The command, with its arguments, found by its grant and proven.
+  ASSERT_EQ(latchctl(ann_token, {"--json", "events", "--grant", "1", "--kind", "exec"}), 0) << out;
+  auto execs = nlohmann::json::parse(out);
+  EXPECT_TRUE(execs["verified"].get<bool>());
+  EXPECT_NE(execs.dump().find("latch-e2e-marker"), std::string::npos) << out;
   // The denials on the host, before the grant and after it ended, are there too.
   ASSERT_EQ(latchctl(ann_token, {"--json", "events", "--host", "host-a", "--verdict", "deny"}), 0)
       << out;
