@@ -6,11 +6,13 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
 
 #include "activity.skel.h"
+#include "agent/activity_record.h"
 #include "agent/kernel_fs.h"
 #include "agent/libbpf_log.h"
 #include "agent/percpu_counters.h"
@@ -329,6 +331,49 @@ Status ActivityCapture::SetWatched(const std::vector<WatchEntry>& entries) {
       return Status::FromErrno("writing the activity configuration", errno);
     }
   }
+  return Status::Ok();
+}
+
+Status ActivityCapture::DescribePinned(const std::string& pin_dir, std::string* text) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(pin_dir + "/latch_act_counters", ec)) {
+    return Status::NotFound("activity capture is not installed under " + pin_dir);
+  }
+  int links = 0;
+  for (const auto& e : fs::directory_iterator(pin_dir, ec)) {
+    links += e.path().filename().string().rfind(kLinkPrefix, 0) == 0;
+  }
+  int counters = bpf_obj_get((pin_dir + "/latch_act_counters").c_str());
+  int watched = bpf_obj_get((pin_dir + "/latch_watched").c_str());
+  std::array<uint64_t, LATCH_ACT_CTR_COUNT> c{};
+  Status s = counters >= 0 ? ReadPerCpuCounters(counters, LATCH_ACT_CTR_COUNT, c.data())
+                           : Status::FromErrno("opening the activity counters", errno);
+  size_t principals = 0;
+  if (watched >= 0) {
+    latch_watch_key key{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(watched, prev, &next) == 0) {
+      ++principals;
+      key = next;
+      prev = &key;
+    }
+  }
+  if (counters >= 0) ::close(counters);
+  if (watched >= 0) ::close(watched);
+  LATCH_RETURN_IF_ERROR(s);
+  std::string out = "activity capture pinned at " + pin_dir + ": " + std::to_string(links) +
+                    " programs attached, " + std::to_string(principals) +
+                    " principals in the watch set\n  kind          sent      lost  held back\n";
+  for (uint32_t k = 1; k < LATCH_ACT_KINDS; ++k) {
+    char line[128];
+    std::snprintf(line, sizeof(line), "  %-11s %9llu %9llu %10llu\n", ActivityKindName(k),
+                  static_cast<unsigned long long>(c[LATCH_ACT_CTR_SUBMITTED + k]),
+                  static_cast<unsigned long long>(c[LATCH_ACT_CTR_LOST + k]),
+                  static_cast<unsigned long long>(c[LATCH_ACT_CTR_SUPPRESSED + k]));
+    out += line;
+  }
+  *text = std::move(out);
   return Status::Ok();
 }
 

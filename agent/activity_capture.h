@@ -71,6 +71,10 @@ class ActivityCapture {
   // Detaches the pinned links and removes every pin under `pin_dir` and the
   // directory; OK if there is none.
   static Status Uninstall(const std::string& pin_dir);
+  // What is pinned under `pin_dir`, as text for `latch-agent status`:
+  // attached programs, watched principals, per-kind counters. NotFound if
+  // capture is not installed there.
+  static Status DescribePinned(const std::string& pin_dir, std::string* text);
   ~ActivityCapture();
   ActivityCapture(const ActivityCapture&) = delete;
   ActivityCapture& operator=(const ActivityCapture&) = delete;

@@ -62,6 +62,10 @@ int Main(int argc, char** argv) {
     if (!s.ok()) return Fail(s);
     std::cout << "guard pinned at " << config.pin_dir << "\n"
               << latch::agent::FormatGuardStatus(st);
+    std::string activity;
+    s = latch::agent::ActivityCapture::DescribePinned(latch::agent::ActivityPinDir(config),
+                                                      &activity);
+    std::cout << (s.ok() ? activity : s.message() + "\n");
     return 0;
   }
   if (*key) {

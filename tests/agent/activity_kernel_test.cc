@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -81,23 +82,31 @@ class ActivityKernelTest : public ::testing::Test {
     options.ring_bytes = 1u << 20;
     Status s = ActivityCapture::Start(options, &capture_);
     ASSERT_TRUE(s.ok()) << s.ToString();
-    s = RingReader::Create(
-        capture_->ring_fd(),
-        [this](std::string_view raw) {
-          std::string encoded;
-          if (!EncodeActivityEvent(raw, &encoded).ok()) return false;
-          Record r;
-          if (!ViewActivityEvent(encoded, &r.summary, &r.detail).ok()) return false;
-          if (r.detail["cgroup_id"].get<uint64_t>() == cgroup_id_) records_.push_back(r);
-          return true;
-        },
-        &reader_);
-    ASSERT_TRUE(s.ok()) << s.ToString();
+    ASSERT_NO_FATAL_FAILURE(OpenReader());
+    ours_.insert(cgroup_id_);
     WatchEntry holder;
     holder.principal = {Principal::Kind::kUid, kHolder};
     holder.grant_id = kGrant;
     holder.not_after_boot_ns = NowBootNs() + 3'600'000'000'000ull;
     ASSERT_TRUE(capture_->SetWatched({holder}).ok());
+  }
+
+  // Reads the ring as the agent does, keeping the records of our cgroups.
+  void OpenReader() {
+    Status s = RingReader::Create(
+        capture_->ring_fd(),
+        [this](std::string_view raw) {
+          std::string encoded;
+          Record r;
+          if (!EncodeActivityEvent(raw, &encoded).ok() ||
+              !ViewActivityEvent(encoded, &r.summary, &r.detail).ok()) {
+            return false;
+          }
+          if (ours_.count(r.detail["cgroup_id"].get<uint64_t>())) records_.push_back(r);
+          return true;
+        },
+        &reader_);
+    ASSERT_TRUE(s.ok()) << s.ToString();
   }
 
   void TearDown() override {
@@ -112,12 +121,13 @@ class ActivityKernelTest : public ::testing::Test {
     if (!dir_.empty()) fs::remove_all(dir_);
   }
 
-  // Runs `body` in a child that joined the test cgroup as `uid`; returns its pid.
+  // Runs `body` in a child that joined the test cgroup (or `cgroup`) as
+  // `uid`; returns its pid.
   template <typename F>
-  pid_t RunAs(uint32_t uid, F body) {
+  pid_t RunAs(uint32_t uid, F body, const std::string& cgroup = "") {
     pid_t pid = ::fork();
     if (pid == 0) {
-      if (!JoinCgroupAs(cgroup_ + "/cgroup.procs", uid)) ::_exit(100);
+      if (!JoinCgroupAs((cgroup.empty() ? cgroup_ : cgroup) + "/cgroup.procs", uid)) ::_exit(100);
       body();
       ::_exit(0);
     }
@@ -149,6 +159,7 @@ class ActivityKernelTest : public ::testing::Test {
   std::string cgroup_, dir_;
   uint64_t cgroup_id_ = 0;
   bool bpffs_mounted_ = false;
+  std::set<uint64_t> ours_;  // cgroup ids whose records the test looks at
   std::unique_ptr<ActivityCapture> capture_;
   std::unique_ptr<RingReader> reader_;
   std::vector<Record> records_;
@@ -305,6 +316,40 @@ TEST_F(ActivityKernelTest, WatchingFollowsTheGrantsExpiry) {
   EXPECT_TRUE(Of(rs, after).empty());  // the kernel stopped watching on time by itself
 }
 
+// watch = "cgroup": everything in the cgroup and below it, grant or not;
+// nothing from a sibling.
+TEST_F(ActivityKernelTest, CgroupModeWatchesTheCgroupAndItsDescendants) {
+  std::string inner = cgroup_ + "/inner", sibling = cgroup_ + "-sibling";
+  ASSERT_TRUE(fs::create_directory(inner));
+  ASSERT_TRUE(fs::create_directory(sibling));
+  uint64_t inner_id = 0, sibling_id = 0;
+  ASSERT_TRUE(CgroupId(inner, &inner_id).ok());
+  ASSERT_TRUE(CgroupId(sibling, &sibling_id).ok());
+  ours_.insert(inner_id);
+  ours_.insert(sibling_id);
+  ActivityOptions options = capture_->options();
+  options.mode = WatchMode::kCgroup;
+  options.cgroup_dir = cgroup_;
+  reader_.reset();
+  capture_.reset();
+  Status s = ActivityCapture::Start(options, &capture_);  // adopts, reconfigures
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_NO_FATAL_FAILURE(OpenReader());
+  const char* argv[] = {"true", nullptr};
+  pid_t top = RunAs(kOther, [&] { ExecQuietly("/bin/true", argv); });
+  pid_t below = RunAs(
+      kOther, [&] { ExecQuietly("/bin/true", argv); }, inner);
+  pid_t beside = RunAs(
+      kOther, [&] { ExecQuietly("/bin/true", argv); }, sibling);
+  auto rs = Drain();
+  ASSERT_EQ(Of(rs, top, "exec").size(), 1u);
+  EXPECT_EQ(Of(rs, top, "exec")[0].summary.grant_id, 0u);  // watched without a grant
+  EXPECT_EQ(Of(rs, below, "exec").size(), 1u);
+  EXPECT_TRUE(Of(rs, beside).empty());
+  ::rmdir(inner.c_str());
+  ::rmdir(sibling.c_str());
+}
+
 // Capture is pinned: the process that set it up can go (an agent killed or
 // restarted) and capture goes on into the pinned ring; the next start adopts
 // the running programs instead of attaching them again.
@@ -318,20 +363,7 @@ TEST_F(ActivityKernelTest, CaptureOutlivesItsProcessAndIsAdopted) {
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_GT(capture_->adopted_links(), 0);
   EXPECT_EQ(capture_->replaced_links(), 0);
-  s = RingReader::Create(
-      capture_->ring_fd(),
-      [this](std::string_view raw) {
-        std::string encoded;
-        Record r;
-        if (!EncodeActivityEvent(raw, &encoded).ok() ||
-            !ViewActivityEvent(encoded, &r.summary, &r.detail).ok()) {
-          return false;
-        }
-        if (r.detail["cgroup_id"].get<uint64_t>() == cgroup_id_) records_.push_back(r);
-        return true;
-      },
-      &reader_);
-  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_NO_FATAL_FAILURE(OpenReader());
   auto exec = Of(Drain(), meanwhile, "exec");
   ASSERT_EQ(exec.size(), 1u);
   EXPECT_EQ(exec[0].detail["args"][1], "while-no-agent");

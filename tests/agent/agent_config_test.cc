@@ -76,5 +76,39 @@ TEST(AgentConfig, BadSettingsAreNamed) {
   }
 }
 
+TEST(AgentConfig, ActivitySettings) {
+  AgentConfig c;
+  ASSERT_TRUE(ParseAgentConfig(kGood, "agent.toml", &c).ok());
+  EXPECT_EQ(c.activity.mode, WatchMode::kGrants);  // the default: holders of a live grant
+  EXPECT_EQ(c.activity.path_prefixes.front(), "/etc/shadow");
+  std::string text = std::string(kGood) +
+                     "[activity]\nwatch = \"cgroup\"\ncgroup = \"/sys/fs/cgroup/ops\"\n"
+                     "paths = [\"/var/lib/postgresql\"]\nthrottle_events = 10\n"
+                     "throttle_window_ms = 500\n";
+  Status s = ParseAgentConfig(text, "agent.toml", &c);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(c.activity.mode, WatchMode::kCgroup);
+  EXPECT_EQ(c.activity.cgroup_dir, "/sys/fs/cgroup/ops");
+  EXPECT_EQ(c.activity.path_prefixes, std::vector<std::string>{"/var/lib/postgresql"});
+  EXPECT_EQ(c.activity.throttle_events, 10u);
+  EXPECT_EQ(c.activity.throttle_window_ms, 500u);
+  ASSERT_TRUE(ResolveAgentDefaults(&c).ok());
+  EXPECT_EQ(c.activity.pin_dir, "/sys/fs/bpf/latch/default/activity");
+
+  const std::pair<std::string, std::string> bad[] = {
+      {"[activity]\nwatch = \"some\"\n", "watch mode"},
+      {"[activity]\nwatch = \"cgroup\"\n", "needs 'cgroup'"},
+      {"[activity]\npaths = [\"relative/path\"]\n", "absolute"},
+      {"[activity]\nthrottle_window_ms = 0\n", "throttle_window_ms"},
+      {"[activity]\ncolour = 1\n", "colour"},
+  };
+  for (const auto& [section, needle] : bad) {
+    AgentConfig b;
+    Status e = ParseAgentConfig(std::string(kGood) + section, "agent.toml", &b);
+    ASSERT_FALSE(e.ok()) << needle;
+    EXPECT_NE(e.message().find(needle), std::string::npos) << e.ToString();
+  }
+}
+
 }  // namespace
 }  // namespace latch::agent

@@ -216,6 +216,9 @@ TEST_F(AgentProcessTest, RunsReportsSurvivesKillAdoptsAndUninstalls) {
   EXPECT_NE(status.find("latch_connect4"), std::string::npos) << status;
   EXPECT_NE(status.find("127.0.0.1/32"), std::string::npos) << status;
   EXPECT_NE(status.find("denied 2"), std::string::npos) << status;
+  // Activity capture is on by default (grant holders watched) and pinned too.
+  EXPECT_NE(status.find("activity capture pinned at"), std::string::npos) << status;
+  EXPECT_NE(status.find("programs attached"), std::string::npos) << status;
 
   StopAgent(SIGTERM);
   std::string out;

@@ -24,10 +24,10 @@
 #include <thread>
 
 #include "agent/boot_clock.h"
-#include "agent/ring_reader.h"
 #include "agent/enforcer.h"
 #include "agent/guard.h"
 #include "agent/kernel_fs.h"
+#include "agent/ring_reader.h"
 #include "kernel_sandbox.h"
 
 namespace latch::agent {
