@@ -1,7 +1,7 @@
 // activity_bench: what activity capture costs processes, watched and not,
 // and how many records it delivers, in one run.
 //
-//   build/tests/activity_bench [--execs N] [--opens M] [--blocks B]
+//   build/tests/activity_bench [--execs N] [--opens M] [--blocks B] [--flood F]
 //
 // Four cases, each a child process in a cgroup of the bench's own that does M
 // opens (and closes) of a file under no watched prefix, then N fork+exec+wait
@@ -13,6 +13,11 @@
 // activity ring as the agent does. Reported: each case's exec and open rates,
 // the on/off ratios per principal, and the records delivered per second
 // (with the kernel's lost and held-back counts).
+//
+// Flood: capture on with no throttle, one watched process opens a watched
+// path F times as fast as it can while a thread drains the ring as the agent
+// does: the records delivered per second, and whether delivered plus the
+// kernel's lost count equals the opens made.
 #include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -108,10 +113,11 @@ struct Totals {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int execs = 10000, opens = 1000000, blocks = 10;
+  int execs = 10000, opens = 1000000, blocks = 10, flood = 1000000;
   for (int i = 1; i < argc; i += 2) {
     std::string f = argv[i];
-    if (i + 1 >= argc) Die("usage: activity_bench [--execs N] [--opens M] [--blocks B]");
+    if (i + 1 >= argc)
+      Die("usage: activity_bench [--execs N] [--opens M] [--blocks B] [--flood F]");
     int v = std::atoi(argv[i + 1]);
     if (f == "--execs") {
       execs = v;
@@ -119,11 +125,14 @@ int main(int argc, char** argv) {
       opens = v;
     } else if (f == "--blocks") {
       blocks = v;
+    } else if (f == "--flood") {
+      flood = v;
     } else {
-      Die("usage: activity_bench [--execs N] [--opens M] [--blocks B]");
+      Die("usage: activity_bench [--execs N] [--opens M] [--blocks B] [--flood F]");
     }
   }
   if (::geteuid() != 0) Die("needs root (cgroups, BPF)");
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines out before each fork
   if (blocks < 1 || execs < blocks || opens < blocks)
     Die("--execs and --opens must be >= --blocks");
 
@@ -225,5 +234,58 @@ int main(int argc, char** argv) {
       static_cast<unsigned long long>(delivered), static_cast<double>(delivered) / on_secs,
       static_cast<unsigned long long>(sent), static_cast<unsigned long long>(lost),
       static_cast<unsigned long long>(held));
+  // Flood: every open recorded, nothing throttled.
+  {
+    std::string dir = "/tmp/latch-activity-flood-" + std::to_string(::getpid());
+    fs::create_directories(dir);
+    fs::permissions(dir, fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+    std::string watched_file = dir + "/f";
+    std::ofstream(watched_file) << "x";
+    ::chmod(watched_file.c_str(), 0644);
+    ActivityOptions f = options;
+    f.path_prefixes = {dir + "/"};
+    f.throttle_events = 0;
+    std::unique_ptr<ActivityCapture> capture;
+    Status s = ActivityCapture::Start(f, &capture);
+    if (!s.ok()) Die(s.ToString());
+    if (!(s = capture->SetWatched({watched})).ok()) Die(s.ToString());
+    std::unique_ptr<RingReader> reader;
+    std::atomic<uint64_t> opened{0};
+    s = RingReader::Create(
+        capture->ring_fd(),
+        [&](std::string_view raw) {
+          latch_activity_header h;
+          std::memcpy(&h, raw.data(), sizeof(h));
+          if (h.kind == LATCH_ACT_OPEN && h.uid == kWatched) opened.fetch_add(1);
+          return true;
+        },
+        &reader);
+    if (!s.ok()) Die(s.ToString());
+    std::atomic<bool> stop{false};
+    std::thread drain([&] {
+      int n = 0;
+      while (!stop.load()) (void)reader->Poll(50, &n);
+      (void)reader->Consume(&n);
+    });
+    auto t0 = Clock::now();
+    Times t = RunCase(sandbox.cgroup(), kWatched, watched_file, flood, 0);
+    stop = true;
+    drain.join();
+    double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    std::array<uint64_t, LATCH_ACT_CTR_COUNT> c{};
+    if (!capture->ReadCounters(&c).ok()) Die("reading counters");
+    uint64_t flood_lost = c[LATCH_ACT_CTR_LOST + LATCH_ACT_OPEN];
+    std::printf(
+        "flood: %d watched opens in %.2f s (%.0f/s); %llu records delivered (%.0f/s), "
+        "%llu lost in the kernel; delivered + lost %s opens\n",
+        flood, t.open_secs, flood / t.open_secs, static_cast<unsigned long long>(opened.load()),
+        static_cast<double>(opened.load()) / secs, static_cast<unsigned long long>(flood_lost),
+        opened.load() + flood_lost == static_cast<uint64_t>(flood) ? "==" : "!=");
+    reader.reset();
+    capture.reset();
+    s = ActivityCapture::Uninstall(f.pin_dir);
+    if (!s.ok()) Die(s.ToString());
+    fs::remove_all(dir);
+  }
   return 0;
 }
