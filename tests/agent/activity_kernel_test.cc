@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <linux/capability.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -314,6 +315,23 @@ TEST_F(ActivityKernelTest, WatchingFollowsTheGrantsExpiry) {
   auto rs = Drain();
   EXPECT_EQ(Of(rs, during, "exec").size(), 1u);
   EXPECT_TRUE(Of(rs, after).empty());  // the kernel stopped watching on time by itself
+}
+
+// A setuid-root program run by a holder: its exec record shows the change
+// (uid stays the holder's, euid becomes root's).
+TEST_F(ActivityKernelTest, ASetuidProgramsPrivilegeChangeIsRecorded) {
+  std::string program = dir_ + "/setuid-true";
+  fs::copy_file("/bin/true", program);
+  ASSERT_EQ(::chown(program.c_str(), 0, 0), 0);
+  ASSERT_EQ(::chmod(program.c_str(), 04755), 0);
+  const char* argv[] = {"setuid-true", nullptr};
+  pid_t holder = RunAs(kHolder, [&] { ExecQuietly(program.c_str(), argv); });
+  auto exec = Of(Drain(), holder, "exec");
+  ASSERT_EQ(exec.size(), 1u);
+  EXPECT_EQ(exec[0].detail["path"], program);
+  EXPECT_EQ(exec[0].detail["uid"], kHolder);
+  EXPECT_EQ(exec[0].detail["euid"], 0);
+  EXPECT_EQ(exec[0].summary.grant_id, kGrant);
 }
 
 // watch = "cgroup": everything in the cgroup and below it, grant or not;
