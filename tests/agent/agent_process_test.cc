@@ -201,15 +201,24 @@ TEST_F(AgentProcessTest, RunsReportsSurvivesKillAdoptsAndUninstalls) {
   EXPECT_EQ(records[0]["resource_id"], 9);
   EXPECT_EQ(records[0]["host_id"], "test-host");
 
+  const nlohmann::json first = records[0];
   StopAgent(SIGKILL);
   EXPECT_EQ(Connect(), 1) << "enforcement must outlive the agent";
 
   StartAgent();
   EXPECT_NE(Slurp(dir_ + "/agent.err").find("guard adopted"), std::string::npos);
   // The event made while the agent was dead waited in the pinned ring buffer.
+  // Without a collector (no spool, so no mark of what was written) the
+  // output is at-least-once across a crash: a kill between writing a line
+  // and releasing its ring record prints that record again.
   records = Records(1);
-  ASSERT_EQ(records.size(), 1u);
-  EXPECT_EQ(records[0]["verdict"], "deny");
+  ASSERT_GE(records.size(), 1u);
+  ASSERT_LE(records.size(), 2u);
+  if (records.size() == 2) {
+    EXPECT_EQ(records[0], first);
+  }
+  EXPECT_NE(records.back(), first);
+  EXPECT_EQ(records.back()["verdict"], "deny");
 
   std::string status;
   ASSERT_EQ(RunCli("status", &status), 0) << status;
