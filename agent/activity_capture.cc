@@ -10,9 +10,11 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <thread>
 
 #include "activity.skel.h"
 #include "agent/activity_record.h"
+#include "agent/boot_clock.h"
 #include "agent/kernel_fs.h"
 #include "agent/libbpf_log.h"
 #include "agent/percpu_counters.h"
@@ -25,6 +27,12 @@ Status LibbpfError(const std::string& what, int err) {
 }
 
 constexpr const char* kLinkPrefix = "link_";
+
+// Programs on syscall tracepoints (the costly kind to keep attached).
+bool IsSyscallProgram(bpf_program* prog) {
+  const char* section = bpf_program__section_name(prog);
+  return section != nullptr && std::strncmp(section, "tracepoint/syscalls/", 20) == 0;
+}
 
 // Ends a pinned link: detached at once where the kernel can (tracing links);
 // a tracepoint's link (perf event) ends when its pin and last fd are gone,
@@ -191,6 +199,7 @@ Status ActivityCapture::Start(const ActivityOptions& options,
 ActivityCapture::~ActivityCapture() {
   // Closing link fds does not detach pinned links: capture goes on.
   for (bpf_link* l : links_) bpf_link__destroy(l);
+  for (bpf_link* l : syscall_links_) bpf_link__destroy(l);
   if (skel_ != nullptr) latch_activity__destroy(skel_);
 }
 
@@ -256,36 +265,89 @@ Status ActivityCapture::Configure() {
   return Status::Ok();
 }
 
+Status ActivityCapture::AttachProgram(bpf_program* prog, bpf_link** out) {
+  std::string name = bpf_program__name(prog);
+  std::string path = options_.pin_dir + "/" + kLinkPrefix + name;
+  std::string ours;
+  LATCH_RETURN_IF_ERROR(ProgramTag(bpf_program__fd(prog), &ours));
+  bpf_link* pinned = ::access(path.c_str(), F_OK) == 0 ? bpf_link__open(path.c_str()) : nullptr;
+  if (pinned != nullptr) {
+    std::string theirs;
+    Status s = LinkProgramTag(pinned, &theirs);
+    if (s.ok() && theirs == ours) {
+      *out = pinned;  // the same program, already attached: adopted
+      ++adopted_;
+      return Status::Ok();
+    }
+    // Another program (an upgrade): out with the old, in with the new.
+    LATCH_RETURN_IF_ERROR(RemovePinnedLink(pinned, path));
+    ++replaced_;
+  }
+  bpf_link* link = bpf_program__attach(prog);
+  if (link == nullptr) return LibbpfError("attaching " + name + " to its tracepoint", errno);
+  int err = bpf_link__pin(link, path.c_str());
+  if (err != 0) {
+    bpf_link__destroy(link);  // not pinned: closing detaches it
+    return LibbpfError("pinning " + path, err);
+  }
+  *out = link;
+  return Status::Ok();
+}
+
 Status ActivityCapture::Attach() {
+  bool adopting_syscalls = false;
   bpf_program* prog;
   bpf_object__for_each_program(prog, skel_->obj) {
-    std::string name = bpf_program__name(prog);
-    std::string path = options_.pin_dir + "/" + kLinkPrefix + name;
-    std::string ours;
-    LATCH_RETURN_IF_ERROR(ProgramTag(bpf_program__fd(prog), &ours));
-    bpf_link* pinned = ::access(path.c_str(), F_OK) == 0 ? bpf_link__open(path.c_str()) : nullptr;
-    if (pinned != nullptr) {
-      std::string theirs;
-      Status s = LinkProgramTag(pinned, &theirs);
-      if (s.ok() && theirs == ours) {
-        links_.push_back(pinned);  // the same program, already attached: adopted
-        ++adopted_;
-        continue;
-      }
-      // Another program (an upgrade): out with the old, in with the new.
-      LATCH_RETURN_IF_ERROR(RemovePinnedLink(pinned, path));
-      ++replaced_;
+    if (IsSyscallProgram(prog)) {
+      std::string path = options_.pin_dir + "/" + kLinkPrefix + bpf_program__name(prog);
+      adopting_syscalls |= ::access(path.c_str(), F_OK) == 0;
+      continue;
     }
-    bpf_link* link = bpf_program__attach(prog);
-    if (link == nullptr) return LibbpfError("attaching " + name + " to its tracepoint", errno);
-    int err = bpf_link__pin(link, path.c_str());
-    if (err != 0) {
-      bpf_link__destroy(link);  // not pinned: closing detaches it
-      return LibbpfError("pinning " + path, err);
-    }
+    bpf_link* link = nullptr;
+    LATCH_RETURN_IF_ERROR(AttachProgram(prog, &link));
     links_.push_back(link);
   }
+  // The syscall programs: as a previous run left them, or as the mode needs;
+  // with watch = "grants" the first SetWatched decides.
+  if (adopting_syscalls || options_.mode != WatchMode::kGrants) {
+    LATCH_RETURN_IF_ERROR(AttachSyscallPrograms());
+  }
   return Status::Ok();
+}
+
+Status ActivityCapture::AttachSyscallPrograms() {
+  if (!syscall_links_.empty()) return Status::Ok();
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    if (!IsSyscallProgram(prog)) continue;
+    bpf_link* link = nullptr;
+    Status s = AttachProgram(prog, &link);
+    if (!s.ok()) {
+      DetachSyscallPrograms();  // all or none
+      return s;
+    }
+    syscall_links_.push_back(link);
+  }
+  return Status::Ok();
+}
+
+void ActivityCapture::DetachSyscallPrograms() {
+  if (syscall_links_.empty()) return;
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    if (!IsSyscallProgram(prog)) continue;
+    std::string path = options_.pin_dir + "/" + kLinkPrefix + bpf_program__name(prog);
+    ::unlink(path.c_str());
+  }
+  // Closing waits for the kernel's grace periods (tens of ms a link): not on
+  // the caller's thread, and all at once so that they share them.
+  std::vector<bpf_link*> links;
+  links.swap(syscall_links_);
+  std::thread([links] {
+    std::vector<std::thread> closers;
+    for (bpf_link* l : links) closers.emplace_back([l] { bpf_link__destroy(l); });
+    for (auto& t : closers) t.join();
+  }).detach();
 }
 
 Status ActivityCapture::SetWatched(const std::vector<WatchEntry>& entries) {
@@ -331,6 +393,12 @@ Status ActivityCapture::SetWatched(const std::vector<WatchEntry>& entries) {
       return Status::FromErrno("writing the activity configuration", errno);
     }
   }
+  // The syscall programs are needed while anyone is, or will be, watched.
+  uint64_t now = NowBootNs();
+  bool needed = options_.mode != WatchMode::kGrants;
+  for (const auto& [principal, value] : want) needed |= value.not_after_ns > now;
+  if (needed) return AttachSyscallPrograms();
+  DetachSyscallPrograms();
   return Status::Ok();
 }
 

@@ -9,7 +9,13 @@
 //   load       programs; maps already pinned there are reused
 //   configure  maps: mode, path prefixes, throttle; then who is watched
 //   attach     every program to its tracepoint, as pinned bpf_links; a link
-//              already pinned for the same program is adopted as it is
+//              already pinned for the same program is adopted as it is.
+//              The syscall programs (connects, opens, privilege changes) are
+//              attached only while someone can be watched: with watch =
+//              "grants" and no grant live or to come, they are detached, and
+//              the host's syscalls pay nothing (an attached syscall
+//              tracepoint sends every task's syscalls down the kernel's slow
+//              path). The scheduler programs (exec, exit) stay: they are cheap.
 // As with the guard, everything lives in bpffs: killing or restarting the
 // agent does not stop capture (records wait in the pinned ring buffer), and
 // an agent restart costs no detach. An upgrade that changes a program
@@ -29,6 +35,7 @@
 
 struct latch_activity;
 struct bpf_link;
+struct bpf_program;
 
 namespace latch::agent {
 
@@ -79,8 +86,13 @@ class ActivityCapture {
   ActivityCapture(const ActivityCapture&) = delete;
   ActivityCapture& operator=(const ActivityCapture&) = delete;
 
-  // Replaces who is watched (grant holders) with `entries`.
+  // Replaces who is watched (grant holders) with `entries`, and attaches or
+  // detaches the syscall programs as the watch mode and entries need.
   Status SetWatched(const std::vector<WatchEntry>& entries);
+  // Attaches the syscall programs now (before grants are applied, so that
+  // nothing done under a new grant goes unseen while they attach).
+  Status AttachSyscallPrograms();
+  bool syscall_programs_attached() const { return !syscall_links_.empty(); }
   int ring_fd() const;
   // Counters summed over CPUs: [LATCH_ACT_CTR_SUBMITTED + kind] records sent,
   // [LATCH_ACT_CTR_LOST + kind] lost (ring full), [LATCH_ACT_CTR_SUPPRESSED +
@@ -97,10 +109,17 @@ class ActivityCapture {
   Status Load();
   Status Attach();
   Status Configure();
+  // Attaches `prog` as a pinned link, or adopts the pinned link of the same
+  // program; *link is it.
+  Status AttachProgram(bpf_program* prog, bpf_link** link);
+  // Unpins the syscall programs' links and closes them on a thread of their
+  // own (each close waits for the kernel's grace periods).
+  void DetachSyscallPrograms();
 
   ActivityOptions options_;
   latch_activity* skel_ = nullptr;
-  std::vector<bpf_link*> links_;
+  std::vector<bpf_link*> links_;          // scheduler programs
+  std::vector<bpf_link*> syscall_links_;  // syscall programs, while attached
   int adopted_ = 0;
   int replaced_ = 0;
   latch_activity_config config_{};

@@ -323,6 +323,12 @@ Status AgentDaemon::ReportNewLosses() {
 }
 
 void AgentDaemon::OnGrantSet(schema::SignedGrantSet::Reader set) {
+  if (activity_) {
+    // Capture ready before the grants are: nothing done under a new grant
+    // goes unseen (SyncWatched detaches again if nobody is watched).
+    Status a = activity_->AttachSyscallPrograms();
+    if (!a.ok()) log_ << "latch-agent: attaching activity capture: " << a.ToString() << "\n";
+  }
   AppliedReport report;
   Status s = applier_->Apply(set, &report);
   if (!s.ok()) {

@@ -317,6 +317,40 @@ TEST_F(ActivityKernelTest, WatchingFollowsTheGrantsExpiry) {
   EXPECT_TRUE(Of(rs, after).empty());  // the kernel stopped watching on time by itself
 }
 
+// With nobody watched (watch = "grants", no grant live or to come) the
+// syscall programs are not attached at all, so the host's syscalls pay
+// nothing; they are back as soon as someone is watched.
+TEST_F(ActivityKernelTest, SyscallProgramsAreAttachedOnlyWhileSomeoneIsWatched) {
+  // Pinned links besides the two scheduler programs' (exec, exit).
+  auto pinned_syscall_links = [&] {
+    int n = 0;
+    for (const auto& e : fs::directory_iterator(capture_->options().pin_dir)) {
+      n += e.path().filename().string().rfind("link_", 0) == 0;
+    }
+    return n - 2;
+  };
+  EXPECT_TRUE(capture_->syscall_programs_attached());
+  EXPECT_GT(pinned_syscall_links(), 0);
+  WatchEntry lapsed;
+  lapsed.principal = {Principal::Kind::kUid, kHolder};
+  lapsed.grant_id = kGrant;
+  lapsed.not_after_boot_ns = NowBootNs() - 1;  // ended: watches nobody
+  ASSERT_TRUE(capture_->SetWatched({lapsed}).ok());
+  EXPECT_FALSE(capture_->syscall_programs_attached());
+  EXPECT_EQ(pinned_syscall_links(), 0);
+  std::string secret = dir_ + "/watched/secret";
+  pid_t unseen = RunAs(kHolder, [&] { (void)!::open(secret.c_str(), O_RDONLY); });
+
+  WatchEntry holder = lapsed;
+  holder.not_after_boot_ns = NowBootNs() + 60'000'000'000ull;
+  ASSERT_TRUE(capture_->SetWatched({holder}).ok());
+  EXPECT_TRUE(capture_->syscall_programs_attached());
+  pid_t seen = RunAs(kHolder, [&] { (void)!::open(secret.c_str(), O_RDONLY); });
+  auto rs = Drain();
+  EXPECT_TRUE(Of(rs, unseen, "open").empty());
+  EXPECT_EQ(Of(rs, seen, "open").size(), 1u);
+}
+
 // A setuid-root program run by a holder: its exec record shows the change
 // (uid stays the holder's, euid becomes root's).
 TEST_F(ActivityKernelTest, ASetuidProgramsPrivilegeChangeIsRecorded) {

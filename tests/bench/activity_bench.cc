@@ -8,8 +8,10 @@
 // of /bin/true: capture off (no programs attached) or on (attached, holders
 // of a live grant watched, /etc/shadow watched), as an unwatched uid or as a
 // watched one (a grant holder). Each case's work runs in B blocks; each block
-// runs all four cases, capture off and on alternating, so drift in the
-// machine's speed falls on all alike. With capture on, a thread drains the
+// runs every case, the settings in rotating order, so drift in the
+// machine's speed falls on all alike. A third setting, capture on with no
+// grant live (the syscall programs then detached), is measured for the
+// unwatched principal. With capture on, a thread drains the
 // activity ring as the agent does. Reported: each case's exec and open rates,
 // the on/off ratios per principal, and the records delivered per second
 // (with the kernel's lost and held-back counts).
@@ -153,18 +155,34 @@ int main(int argc, char** argv) {
 
   std::printf("activity_bench: %d fork+exec and %d opens per case, in %d blocks\n", execs, opens,
               blocks);
-  Totals totals[2][2];  // [capture on][watched]
+  Totals totals[3][2];  // [off, on, on with nobody watched][watched]
   uint64_t delivered = 0;
   double on_secs = 0;
   std::array<uint64_t, LATCH_ACT_CTR_COUNT> counters{};
   for (int b = 0; b < blocks; ++b) {
-    for (int on = 0; on < 2; ++on) {
-      int mode = (b % 2 == 0) ? on : 1 - on;  // alternate which goes first
+    for (int step = 0; step < 3; ++step) {
+      int mode = (step + b) % 3;  // 0 off, 1 on, 2 on with nobody watched; rotating
       std::unique_ptr<ActivityCapture> capture;
       std::unique_ptr<RingReader> reader;
       std::atomic<bool> stop{false};
       std::atomic<uint64_t> records{0};
       std::thread drain;
+      if (mode == 2) {
+        // Capture on, no grant live: the syscall programs are not attached.
+        Status s = ActivityCapture::Start(options, &capture);
+        if (s.ok()) s = capture->SetWatched({});
+        if (!s.ok()) Die(s.ToString());
+        Times t = RunCase(sandbox.cgroup(), kUnwatched, file, opens / blocks, execs / blocks);
+        Totals& tot = totals[2][0];
+        tot.open_secs += t.open_secs;
+        tot.exec_secs += t.exec_secs;
+        tot.opens += static_cast<uint64_t>(opens / blocks);
+        tot.execs += static_cast<uint64_t>(execs / blocks);
+        capture.reset();
+        if (!(s = ActivityCapture::Uninstall(options.pin_dir)).ok()) Die(s.ToString());
+        std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // detaching settles
+        continue;
+      }
       if (mode == 1) {
         Status s = ActivityCapture::Start(options, &capture);
         if (!s.ok()) Die(s.ToString());
@@ -206,7 +224,7 @@ int main(int argc, char** argv) {
         capture.reset();
         Status s = ActivityCapture::Uninstall(options.pin_dir);
         if (!s.ok()) Die(s.ToString());
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));  // detaching settles
+        std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // detaching settles
       }
     }
   }
@@ -222,6 +240,13 @@ int main(int argc, char** argv) {
         who[w], off.ExecRate(), on.ExecRate(), on.ExecRate() / off.ExecRate(), off.OpenRate(),
         on.OpenRate(), on.OpenRate() / off.OpenRate());
   }
+  const Totals& off = totals[0][0];
+  const Totals& idle = totals[2][0];
+  std::printf(
+      "unwatched, capture on and no grant live (syscall programs detached): fork+exec/s %8.0f  "
+      "ratio %.3f | opens/s %9.0f  ratio %.3f\n",
+      idle.ExecRate(), idle.ExecRate() / off.ExecRate(), idle.OpenRate(),
+      idle.OpenRate() / off.OpenRate());
   uint64_t lost = 0, held = 0, sent = 0;
   for (int k = 1; k < LATCH_ACT_KINDS; ++k) {
     sent += counters[LATCH_ACT_CTR_SUBMITTED + k];
