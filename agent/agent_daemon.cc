@@ -148,8 +148,8 @@ Status AgentDaemon::Run() {
     if (!ec) log_ << "latch-agent: signal " << sig << ", stopping; the guard stays attached\n";
     Stop();
   });
-  WaitForEvents();
-  if (activity_fd_) WaitForActivity();
+  WaitForRecords(ring_fd_.get());
+  if (activity_fd_) WaitForRecords(activity_fd_.get());
   ScheduleCounters();
   io_.run();
   // What arrived before the stop goes to the sink; with a spool it is sent
@@ -221,32 +221,19 @@ Status AgentDaemon::DrainRing() {
   return Status::Ok();
 }
 
-void AgentDaemon::WaitForEvents() {
-  ring_fd_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                       [this](const boost::system::error_code& ec) {
-                         if (ec) return;
-                         Status s = DrainRing();
-                         if (!s.ok()) {
-                           failure_ = s;
-                           Stop();
-                           return;
-                         }
-                         WaitForEvents();
-                       });
-}
-
-void AgentDaemon::WaitForActivity() {
-  activity_fd_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                           [this](const boost::system::error_code& ec) {
-                             if (ec) return;
-                             Status s = DrainRing();
-                             if (!s.ok()) {
-                               failure_ = s;
-                               Stop();
-                               return;
-                             }
-                             WaitForActivity();
-                           });
+// Either ring readable: both are drained (one flush, one mark for both).
+void AgentDaemon::WaitForRecords(boost::asio::posix::stream_descriptor* ring) {
+  ring->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                   [this, ring](const boost::system::error_code& ec) {
+                     if (ec) return;
+                     Status s = DrainRing();
+                     if (!s.ok()) {
+                       failure_ = s;
+                       Stop();
+                       return;
+                     }
+                     WaitForRecords(ring);
+                   });
 }
 
 void AgentDaemon::ScheduleCounters() {

@@ -50,8 +50,7 @@ class AgentDaemon {
   Status StartActivityCapture();
   // Who activity capture watches, from the grants the kernel holds.
   void SyncWatched();
-  void WaitForEvents();
-  void WaitForActivity();
+  void WaitForRecords(boost::asio::posix::stream_descriptor* ring);
   Status DrainRing();
   void ScheduleCounters();
   Status ReportNewLosses();

@@ -45,16 +45,7 @@ struct Record {
 class ActivityKernelTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    bool ci = std::getenv("CI") != nullptr && std::string(std::getenv("CI")) == "true";
-    std::string why;
-    if (::geteuid() != 0)
-      why = "not root";
-    else if (!fs::exists("/sys/kernel/btf/vmlinux"))
-      why = "kernel has no BTF";
-    if (!why.empty()) {
-      if (ci) FAIL() << "kernel test cannot run under CI: " << why;
-      GTEST_SKIP() << "kernel test needs root and BTF: " << why;
-    }
+    LATCH_SKIP_UNLESS_KERNEL_TEST_CAN_RUN();
     std::string mount;
     ASSERT_TRUE(FindCgroup2Mount(&mount).ok());
     static std::atomic<int> seq{0};

@@ -30,10 +30,10 @@ using latch::testing::RunTool;
 // every agent record's (boot, sequence) (decisions, activity, losses share
 // the sequence), activity records, and workflow actions.
 struct LedgerView {
-  std::map<std::pair<std::string, uint64_t>, int> events;  // -> how many times
+  std::map<std::pair<std::string, uint64_t>, int> events;         // -> how many times
   std::map<std::pair<std::string, uint64_t>, int> agent_records;  // -> how many times
-  std::vector<std::pair<std::string, uint64_t>> activity;  // (kind, grant id), in order
-  std::vector<std::string> workflow;                       // action kinds, in order
+  std::vector<std::pair<std::string, uint64_t>> activity;         // (kind, grant id), in order
+  std::vector<std::string> workflow;                              // action kinds, in order
   std::map<std::string, size_t> events_by_host;
   size_t size = 0;
 };

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -50,6 +51,30 @@ inline bool JoinCgroupAs(const std::string& cgroup_procs, uint32_t uid) {
   if (!moved) return false;
   return uid == 0 || (::setresgid(uid, uid, uid) == 0 && ::setresuid(uid, uid, uid) == 0);
 }
+
+// Why a kernel test cannot run here ("" if it can): it needs root and BTF.
+inline std::string KernelTestCannotRun() {
+  if (::geteuid() != 0) return "not root";
+  if (!std::filesystem::exists("/sys/kernel/btf/vmlinux")) return "kernel has no BTF";
+  return "";
+}
+inline bool UnderCi() {
+  const char* ci = std::getenv("CI");
+  return ci != nullptr && std::string(ci) == "true";
+}
+
+// In a test's SetUp: skip when the kernel test cannot run, except under
+// CI=true, where that fails (a skip must never hide a failure there).
+#define LATCH_SKIP_UNLESS_KERNEL_TEST_CAN_RUN()                      \
+  do {                                                               \
+    std::string why_not = ::latch::agent::KernelTestCannotRun();     \
+    if (!why_not.empty()) {                                          \
+      if (::latch::agent::UnderCi()) {                               \
+        FAIL() << "kernel test cannot run under CI: " << why_not;    \
+      }                                                              \
+      GTEST_SKIP() << "kernel test needs root and BTF: " << why_not; \
+    }                                                                \
+  } while (0)
 
 class KernelSandbox {
  public:
