@@ -343,6 +343,116 @@ int latch_act_connect_exit(struct trace_event_raw_sys_exit* ctx) {
 }
 
 /* Opens: the path as given, recorded only under a watched prefix. */
+struct prefix_search {
+  const char* path;
+  __u32 len;
+  int match;
+};
+
+static long prefix_step(__u32 i, void* ctx) {
+  struct prefix_search* s = ctx;
+  const struct latch_path_prefix* prefix = bpf_map_lookup_elem(&latch_prefixes, &i);
+  if (prefix && latch_prefix_match(s->path, s->len, prefix)) {
+    s->match = 1;
+    return 1; /* found: stop */
+  }
+  return 0;
+}
+
+/* Whether path[0, len) is under a watched prefix. (bpf_loop: the verifier
+ * checks one step, not every prefix times every byte.) */
+static __always_inline int watched_path(const struct latch_activity_config* cfg, const char* path,
+                                        __u32 len) {
+  struct prefix_search s = {.path = path, .len = len, .match = 0};
+  __u32 n = cfg->prefix_count;
+  if (n > LATCH_MAX_PREFIXES) n = LATCH_MAX_PREFIXES;
+  bpf_loop(n, prefix_step, &s, 0);
+  return s.match;
+}
+
+/* Where a path is put together from its components, right to left. */
+#define LATCH_PATH_DEPTH 32
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, char[1024]);
+} latch_act_pathbuf SEC(".maps");
+
+struct path_walk {
+  struct dentry* d;
+  struct vfsmount* vm;
+  struct mount* m;
+  __u64 mnt_off;
+  char* buf;
+  __u32 pos; /* the path grows leftwards, ending at buf[512) */
+};
+
+/* One step up from w->d: a component written, or a mount crossed. */
+static long path_step(__u32 i, void* ctx) {
+  struct path_walk* w = ctx;
+  /* Locals first: CO-RE relocations are for the kernel's types, not ours. */
+  struct dentry* d = w->d;
+  struct vfsmount* vm = w->vm;
+  struct mount* m = w->m;
+  if (d == BPF_CORE_READ(vm, mnt_root)) {
+    struct mount* parent = BPF_CORE_READ(m, mnt_parent);
+    if (parent == m) return 1; /* the root of everything */
+    w->d = BPF_CORE_READ(m, mnt_mountpoint);
+    w->m = parent;
+    w->vm = (struct vfsmount*)((char*)parent + w->mnt_off);
+    return 0;
+  }
+  struct dentry* up = BPF_CORE_READ(d, d_parent);
+  if (up == d) return 1;
+  __u32 len = BPF_CORE_READ(d, d_name.len) & 255;
+  __u32 pos = w->pos;
+  if (len + 1 > pos || pos > 512) return 1; /* longer than the buffer: the start is lost */
+  pos -= len;
+  char* buf = w->buf;
+  bpf_probe_read_kernel(buf + (pos & 511), len, BPF_CORE_READ(d, d_name.name));
+  pos -= 1;
+  buf[pos & 511] = '/';
+  w->pos = pos;
+  w->d = up;
+  return 0;
+}
+
+/* The absolute path of the file the current task has open as `fd`, into
+ * out[LATCH_OPEN_PATH_MAX] (cut at its end if longer): walked from the file's
+ * dentry up to the root of everything, across mounts, at most
+ * LATCH_PATH_DEPTH steps. Its length, or 0. */
+static __always_inline __u32 fd_path(struct task_struct* task, int fd, char* out) {
+  __u32 zero = 0;
+  char* buf = bpf_map_lookup_elem(&latch_act_pathbuf, &zero);
+  if (!buf || fd < 0) return 0;
+  struct fdtable* fdt = BPF_CORE_READ(task, files, fdt);
+  if ((unsigned int)fd >= BPF_CORE_READ(fdt, max_fds)) return 0;
+  struct file** fds = BPF_CORE_READ(fdt, fd);
+  struct file* f = 0;
+  if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) != 0 || !f) return 0;
+  struct path_walk w = {};
+  w.d = BPF_CORE_READ(f, f_path.dentry);
+  w.vm = BPF_CORE_READ(f, f_path.mnt);
+  w.mnt_off = bpf_core_field_offset(struct mount, mnt);
+  w.m = (struct mount*)((char*)w.vm - w.mnt_off);
+  w.buf = buf;
+  w.pos = 512;
+  bpf_loop(LATCH_PATH_DEPTH, path_step, &w, 0);
+  __u32 pos = w.pos;
+  if (pos > 512) return 0;
+  if (pos == 512) {
+    pos = 511;
+    buf[511] = '/';
+  }
+  __u32 n = 512 - pos;
+  if (n > LATCH_OPEN_PATH_MAX - 1) n = LATCH_OPEN_PATH_MAX - 1;
+  n &= LATCH_OPEN_PATH_MAX - 1;
+  bpf_probe_read_kernel(out, n, buf + (pos & 511));
+  out[n] = 0;
+  return n;
+}
+
 static __always_inline int open_enter(const char* filename, __u32 flags, __u32 mode) {
   const struct latch_activity_config* cfg = act_config();
   if (!cfg || cfg->prefix_count == 0) return 0;
@@ -354,19 +464,15 @@ static __always_inline int open_enter(const char* filename, __u32 flags, __u32 m
   long n = bpf_probe_read_user_str(o->path, sizeof(o->path), filename);
   if (n <= 0) return 0;
   __u32 len = (__u32)n - 1;
-  int match = 0;
-  for (__u32 i = 0; i < LATCH_MAX_PREFIXES && !match; i++) {
-    if (i >= cfg->prefix_count) break;
-    __u32 k = i;
-    const struct latch_path_prefix* prefix = bpf_map_lookup_elem(&latch_prefixes, &k);
-    if (prefix && latch_prefix_match(o->path, len, prefix)) match = 1;
-  }
-  if (!match) return 0;
+  /* An absolute path is matched now; a relative one (after a chdir, or to a
+   * directory fd) when the call returns, against the path of what it opened. */
+  int relative = o->path[0] != '/';
+  if (!relative && !watched_path(cfg, o->path, len)) return 0;
   o->path_len = len;
   o->flags = flags;
   o->mode = mode;
   o->result = 0;
-  o->pad = 0;
+  o->pad = relative; /* in the pending record only: resolve at exit */
   park(p);
   return 0;
 }
@@ -389,6 +495,17 @@ static __always_inline int open_exit(struct trace_event_raw_sys_exit* ctx) {
   union latch_pending* p = finish(LATCH_ACT_OPEN);
   if (!p) return 0;
   p->open.result = (__s32)ctx->ret;
+  if (p->open.pad) {
+    /* Relative: what did it open? Unresolvable (it failed) is not recorded. */
+    __u32 resolved = fd_path(bpf_get_current_task_btf(), p->open.result, p->open.path);
+    __u64 id = bpf_get_current_pid_tgid();
+    if (resolved == 0 || !watched_path(cfg, p->open.path, resolved)) {
+      bpf_map_delete_elem(&latch_act_pending, &id);
+      return 0;
+    }
+    p->open.path_len = resolved;
+    p->open.pad = 0;
+  }
   __u32 len = p->open.path_len;
   if (len > LATCH_OPEN_PATH_MAX) len = LATCH_OPEN_PATH_MAX;
   __u64 size = offsetof(struct latch_activity_open, path) + len;

@@ -308,6 +308,25 @@ TEST_F(ActivityKernelTest, WatchingFollowsTheGrantsExpiry) {
   EXPECT_TRUE(Of(rs, after).empty());  // the kernel stopped watching on time by itself
 }
 
+// An open by a relative path (after a chdir) is matched against the path of
+// the file it opened: no way around a watched prefix by changing directory.
+TEST_F(ActivityKernelTest, RelativeOpensAreMatchedByWhatTheyOpened) {
+  std::string watched = dir_ + "/watched";
+  pid_t holder = RunAs(kHolder, [&] {
+    if (::chdir(watched.c_str()) != 0) ::_exit(1);
+    if (::open("secret", O_RDONLY) < 0) ::_exit(2);
+    if (::open("../plain", O_RDONLY) < 0) ::_exit(3);  // not watched
+    int dir = ::open(watched.c_str(), O_RDONLY | O_DIRECTORY);
+    if (::openat(dir, "secret", O_RDONLY) < 0) ::_exit(4);
+  });
+  auto opens = Of(Drain(), holder, "open");
+  std::vector<std::string> paths;
+  for (const auto& o : opens) paths.push_back(o.detail["path"]);
+  // The directory itself (opened by its absolute path) is not under the
+  // "<dir>/watched/" prefix; the two opens of secret are, resolved.
+  EXPECT_EQ(paths, std::vector<std::string>({watched + "/secret", watched + "/secret"}));
+}
+
 // With nobody watched (watch = "grants", no grant live or to come) the
 // syscall programs are not attached at all, so the host's syscalls pay
 // nothing; they are back as soon as someone is watched.
