@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -151,7 +152,11 @@ Status AgentDaemon::Run() {
   WaitForRecords(ring_fd_.get());
   if (activity_fd_) WaitForRecords(activity_fd_.get());
   ScheduleCounters();
+  // Guard attached or adopted, resources set, capture on: ready (a no-op
+  // unless systemd started us with Type=notify).
+  sd_notify(0, "READY=1\nSTATUS=enforcing");
   io_.run();
+  sd_notify(0, "STOPPING=1");
   // What arrived before the stop goes to the sink; with a spool it is sent
   // at the next start.
   Status s = DrainRing();

@@ -4,6 +4,7 @@
 #include <capnp/serialize.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -311,6 +312,7 @@ Status CollectorServer::Run() {
       stderr, "latch-collector: serving %zu endpoint(s), %zu enrolled agent(s), ledger size %llu\n",
       config_.endpoints.size(), config_.agents.size(),
       static_cast<unsigned long long>(ledger_->size()));
+  sd_notify(0, "READY=1\nSTATUS=serving");  // a no-op unless started by systemd (Type=notify)
   while (!stopping_) {
     zmq::pollitem_t items[] = {{router_->handle(), 0, ZMQ_POLLIN, 0},
                                {zap_->handle(), 0, ZMQ_POLLIN, 0},

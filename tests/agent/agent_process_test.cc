@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -236,6 +237,33 @@ TEST_F(AgentProcessTest, RunsReportsSurvivesKillAdoptsAndUninstalls) {
   EXPECT_EQ(Connect(), 0) << "after uninstall nothing is enforced";
   EXPECT_NE(RunCli("status", &out), 0);
   EXPECT_NE(out.find("not pinned"), std::string::npos) << out;
+}
+
+// Started by systemd with Type=notify (NOTIFY_SOCKET set), the agent says
+// READY=1 once the guard is attached, and STOPPING=1 when it stops.
+TEST_F(AgentProcessTest, TellsSystemdWhenReady) {
+  std::string path = dir_ + "/notify";
+  int sock = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(sock, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  ASSERT_LT(path.size(), sizeof(addr.sun_path));
+  std::memcpy(addr.sun_path, path.c_str(), path.size());
+  ASSERT_EQ(::bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ::setenv("NOTIFY_SOCKET", path.c_str(), 1);
+  StartAgent();
+  ::unsetenv("NOTIFY_SOCKET");
+  auto receive = [&] {
+    pollfd p{sock, POLLIN, 0};
+    char buf[256] = {};
+    if (::poll(&p, 1, 5000) != 1) return std::string();
+    ssize_t n = ::recv(sock, buf, sizeof(buf) - 1, 0);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+  };
+  EXPECT_NE(receive().find("READY=1"), std::string::npos);
+  StopAgent(SIGTERM);
+  EXPECT_NE(receive().find("STOPPING=1"), std::string::npos);
+  ::close(sock);
 }
 
 // kill -9 and restart of latch-agent while a prober connects in a loop: no
