@@ -178,12 +178,13 @@ Status ParseAgentConfig(std::string_view toml_text, const std::string& source, A
   LATCH_RETURN_IF_ERROR(CheckKeys(
       root, source,
       {"instance", "host_id", "cgroup", "pin_dir", "ring_buffer_bytes", "counters_interval_ms",
-       "cut_established_connections", "resource", "collector", "activity"}));
+       "cut_established_connections", "resource", "collector", "activity", "metrics_listen"}));
   AgentConfig c;
   LATCH_RETURN_IF_ERROR(Get(root, source, "instance", &c.instance, false));
   LATCH_RETURN_IF_ERROR(Get(root, source, "host_id", &c.host_id, true));
   LATCH_RETURN_IF_ERROR(Get(root, source, "cgroup", &c.cgroup, false));
   LATCH_RETURN_IF_ERROR(Get(root, source, "pin_dir", &c.pin_dir, false));
+  LATCH_RETURN_IF_ERROR(Get(root, source, "metrics_listen", &c.metrics_listen, false));
   int64_t ring = c.ring_buffer_bytes;
   int64_t interval = c.counters_interval_ms;
   LATCH_RETURN_IF_ERROR(Get(root, source, "ring_buffer_bytes", &ring, false));

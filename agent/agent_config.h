@@ -7,6 +7,7 @@
 //   ring_buffer_bytes = 4194304
 //   counters_interval_ms = 1000
 //   cut_established_connections = true   # stop connections when their grant ends
+//   metrics_listen = "127.0.0.1:9464"     # Prometheus text at /metrics; default: off
 //
 //   [[resource]]
 //   id = 1
@@ -65,6 +66,7 @@ struct AgentConfig {
   uint32_t ring_buffer_bytes = 4u << 20;
   uint32_t counters_interval_ms = 1000;
   bool cut_established_connections = true;
+  std::string metrics_listen;  // "HOST:PORT" for /metrics; empty: not served
   std::vector<Resource> resources;
   CollectorSettings collector;
   // Defaults: grant holders watched; opens of the password and sudo files.

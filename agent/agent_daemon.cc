@@ -64,6 +64,11 @@ Status AgentDaemon::Start() {
   }
   // Both rings' readers exist now: release what the spool already has.
   if (spool_) LATCH_RETURN_IF_ERROR(SkipRecordsAlreadySpooled());
+  if (!config_.metrics_listen.empty()) {
+    LATCH_RETURN_IF_ERROR(MetricsServer::Start(
+        io_, config_.metrics_listen, [this] { return MetricsText(); }, &metrics_));
+    log_ << "latch-agent: metrics at http://" << config_.metrics_listen << "/metrics\n";
+  }
   if (config_.activity.mode == WatchMode::kOff) {
     // Turned off: whatever an earlier run left pinned stops too.
     LATCH_RETURN_IF_ERROR(ActivityCapture::Uninstall(config_.activity.pin_dir)
@@ -92,6 +97,82 @@ Status AgentDaemon::StartActivityCapture() {
        << " watched paths, throttle " << a.throttle_events << " per " << a.throttle_window_ms
        << " ms\n";
   return Status::Ok();
+}
+
+std::string AgentDaemon::MetricsText() {
+  std::string out;
+  auto metric = [&](const char* name, const char* type, const char* help) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+  };
+  auto value = [&](const std::string& series, uint64_t v) {
+    out += series + " " + std::to_string(v) + "\n";
+  };
+  std::array<uint64_t, LATCH_CTR_COUNT> g{};
+  if (guard_->ReadCounters(&g).ok()) {
+    metric("latch_agent_decisions_total", "counter",
+           "Decisions on protected destinations in the kernel, by verdict.");
+    value("latch_agent_decisions_total{verdict=\"allow\"}", g[LATCH_CTR_ALLOW_GRANT]);
+    value("latch_agent_decisions_total{verdict=\"deny\"}", g[LATCH_CTR_DENY]);
+    value("latch_agent_decisions_total{verdict=\"audit\"}", g[LATCH_CTR_AUDIT_ALLOW]);
+    metric("latch_agent_cut_packets_total", "counter",
+           "Packets dropped on connections whose grant ended.");
+    value("latch_agent_cut_packets_total", g[LATCH_CTR_CUT_PACKETS]);
+  }
+  metric("latch_agent_losses_total", "counter", "Records lost, counted instead, by kind.");
+  value("latch_agent_losses_total{kind=\"ring_buffer_full\"}", g[LATCH_CTR_RINGBUF_FULL]);
+  value("latch_agent_losses_total{kind=\"decode_failure\"}",
+        reader_->malformed() + (activity_reader_ ? activity_reader_->malformed() : 0));
+  if (auto* spool_sink = dynamic_cast<SpoolSink*>(sink_.get())) {
+    value("latch_agent_losses_total{kind=\"spool_full\"}", spool_sink->spool_full_total());
+  }
+  std::array<uint64_t, LATCH_ACT_CTR_COUNT> a{};
+  if (activity_ && activity_->ReadCounters(&a).ok()) {
+    value("latch_agent_losses_total{kind=\"activity_ring_buffer_full\"}", [&] {
+      uint64_t n = 0;
+      for (uint32_t k = 1; k < LATCH_ACT_KINDS; ++k) n += a[LATCH_ACT_CTR_LOST + k];
+      return n;
+    }());
+    metric("latch_agent_activity_records_total", "counter",
+           "Activity records sent by the kernel, by kind.");
+    for (uint32_t k = 1; k < LATCH_ACT_KINDS; ++k) {
+      value(std::string("latch_agent_activity_records_total{kind=\"") + ActivityKindName(k) + "\"}",
+            a[LATCH_ACT_CTR_SUBMITTED + k]);
+    }
+    metric("latch_agent_activity_held_back_total", "counter",
+           "Activity records held back by throttling (counted in summaries), by kind.");
+    for (uint32_t k = 1; k < LATCH_ACT_KINDS; ++k) {
+      value(
+          std::string("latch_agent_activity_held_back_total{kind=\"") + ActivityKindName(k) + "\"}",
+          a[LATCH_ACT_CTR_SUPPRESSED + k]);
+    }
+  }
+  if (spool_) {
+    metric("latch_agent_spool_records", "gauge", "Records spooled and not yet acknowledged.");
+    value("latch_agent_spool_records", spool_->unacknowledged());
+    metric("latch_agent_spool_bytes", "gauge", "Bytes in the spool.");
+    value("latch_agent_spool_bytes", spool_->bytes());
+  }
+  if (link_) {
+    const CollectorLinkCounters& c = link_->counters();
+    metric("latch_agent_receipts_verified_total", "counter",
+           "Collector receipts checked and accepted.");
+    value("latch_agent_receipts_verified_total", c.receipts);
+    metric("latch_agent_receipts_rejected_total", "counter",
+           "Receipts that failed their checks (each an alarm).");
+    value("latch_agent_receipts_rejected_total", c.receipts_rejected);
+    metric("latch_agent_grant_sets_total", "counter", "Signed grant sets received.");
+    value("latch_agent_grant_sets_total", c.grant_sets);
+    metric("latch_agent_grant_set_version", "gauge", "The grant set the kernel holds.");
+    value("latch_agent_grant_set_version", applier_->version());
+    metric("latch_agent_checkpoint_size", "gauge", "Size of the last checkpoint verified.");
+    value("latch_agent_checkpoint_size", witness_->size());
+  }
+  std::vector<KernelGrant> grants;
+  if (enforcer_->ListGrants(&grants).ok()) {
+    metric("latch_agent_grants", "gauge", "Grants the kernel holds (live or not yet removed).");
+    value("latch_agent_grants", grants.size());
+  }
+  return out;
 }
 
 void AgentDaemon::SyncWatched() {

@@ -27,6 +27,7 @@
 #include "agent/enforcer.h"
 #include "agent/grant_set_applier.h"
 #include "agent/guard.h"
+#include "agent/metrics_server.h"
 #include "agent/record_sink.h"
 #include "agent/ring_reader.h"
 #include "agent/spool.h"
@@ -48,6 +49,8 @@ class AgentDaemon {
  private:
   Status StartCollectorLink();
   Status StartActivityCapture();
+  // The agent's counters in Prometheus text format (GET /metrics).
+  std::string MetricsText();
   // Who activity capture watches, from the grants the kernel holds.
   void SyncWatched();
   void WaitForRecords(boost::asio::posix::stream_descriptor* ring);
@@ -79,6 +82,7 @@ class AgentDaemon {
   std::unique_ptr<CheckpointWitness> witness_;
   std::unique_ptr<GrantSetApplier> applier_;
   std::unique_ptr<CollectorLink> link_;
+  std::unique_ptr<MetricsServer> metrics_;
   Status failure_;
   uint64_t reported_malformed_ = 0;  // decode failures already in loss records
   // Tests only (LATCH_AGENT_TEST_DIE_BEFORE_RING_RELEASE=N): the process ends

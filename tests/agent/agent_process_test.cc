@@ -76,7 +76,7 @@ class AgentProcessTest : public ::testing::Test {
 
   void WriteConfig(const std::string& mode, const std::string& cidr, const std::string& cgroup) {
     std::ofstream(config_) << "host_id = \"test-host\"\n"
-                           << "cgroup = \"" << cgroup << "\"\n"
+                           << extra_settings_ << "cgroup = \"" << cgroup << "\"\n"
                            << "pin_dir = \"" << pin_dir_ << "\"\n"
                            << "counters_interval_ms = 50\n"
                            << "[[resource]]\nid = 9\nname = \"db\"\ndestinations = [\"" << cidr
@@ -183,6 +183,7 @@ class AgentProcessTest : public ::testing::Test {
   }
 
   std::string cgroup_, dir_, bpffs_, pin_dir_, config_, pending_;
+  std::string extra_settings_;  // top-level settings WriteConfig adds
   int listener_ = -1;
   uint16_t port_ = 0;
   pid_t agent_ = 0;
@@ -237,6 +238,25 @@ TEST_F(AgentProcessTest, RunsReportsSurvivesKillAdoptsAndUninstalls) {
   EXPECT_EQ(Connect(), 0) << "after uninstall nothing is enforced";
   EXPECT_NE(RunCli("status", &out), 0);
   EXPECT_NE(out.find("not pinned"), std::string::npos) << out;
+}
+
+// With metrics_listen, the agent serves its counters in Prometheus text.
+TEST_F(AgentProcessTest, ServesItsMetrics) {
+  uint16_t port = FreeLoopbackPort();
+  extra_settings_ = "metrics_listen = \"127.0.0.1:" + std::to_string(port) + "\"\n";
+  WriteConfig("enforce", "127.0.0.1/32", cgroup_);
+  StartAgent();
+  EXPECT_EQ(Connect(), 1);
+  ASSERT_EQ(Records(1).size(), 1u);
+  std::string m = LoopbackHttpGet(port, "/metrics");
+  EXPECT_NE(m.find("HTTP/1.1 200"), std::string::npos) << m;
+  EXPECT_NE(m.find("text/plain; version=0.0.4"), std::string::npos) << m;
+  EXPECT_NE(m.find("latch_agent_decisions_total{verdict=\"deny\"} 1\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("latch_agent_losses_total{kind=\"ring_buffer_full\"} 0\n"), std::string::npos)
+      << m;
+  EXPECT_NE(m.find("latch_agent_activity_records_total{kind=\"exec\"}"), std::string::npos) << m;
+  EXPECT_NE(m.find("latch_agent_grants 0\n"), std::string::npos) << m;
+  EXPECT_NE(LoopbackHttpGet(port, "/other").find("HTTP/1.1 404"), std::string::npos);
 }
 
 // Started by systemd with Type=notify (NOTIFY_SOCKET set), the agent says

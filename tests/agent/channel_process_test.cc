@@ -64,6 +64,7 @@ class ChannelTest : public ::testing::Test {
       }
     });
     collector_port_ = FreeLoopbackPort();
+    metrics_port_ = FreeLoopbackPort();
     WriteCollectorConfig("");
     std::string out;
     ASSERT_EQ(RunTool({LATCH_COLLECTOR_BIN, "keys", "--config", dir_ + "/collector.toml"}, &out),
@@ -107,6 +108,7 @@ class ChannelTest : public ::testing::Test {
     std::ofstream f(dir_ + "/agent.toml");
     f << "host_id = \"host-a\"\ncgroup = \"" << sandbox_.cgroup() << "\"\npin_dir = \""
       << sandbox_.pin_dir() << "\"\ncounters_interval_ms = 100\n"
+      << "metrics_listen = \"127.0.0.1:" << metrics_port_ << "\"\n"
       << "[[resource]]\nid = 9\nname = \"db\"\ndestinations = [\"127.0.0.1/32\"]\n"
       << "protocol = \"tcp\"\nports = \"" << port_ << "\"\n"
       << "[collector]\nendpoints = [\"tcp://127.0.0.1:" << collector_port_ << "\"]\n"
@@ -270,6 +272,7 @@ class ChannelTest : public ::testing::Test {
   int listener_ = -1;
   uint16_t port_ = 0;
   int collector_port_ = 0;
+  uint16_t metrics_port_ = 0;  // the agent's /metrics
   std::thread accept_thread_;
   std::atomic<bool> stop_accepting_{false};
   pid_t agent_ = -1, collector_ = -1;
@@ -298,6 +301,20 @@ TEST_F(ChannelTest, EventsReachTheLedgerOnceAndGrantsReachTheKernel) {
   ConnectMany(50);
   v = WaitForEvents(decisions_);
   ExpectExactlyOnce(v, decisions_);
+  // The agent's metrics say so too: a grant set applied, receipts verified,
+  // nothing left unacknowledged once the ledger has it all.
+  std::string m;
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (Clock::now() < deadline) {
+    m = LoopbackHttpGet(metrics_port_, "/metrics");
+    if (m.find("latch_agent_spool_records 0\n") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_NE(m.find("latch_agent_spool_records 0\n"), std::string::npos) << m;
+  EXPECT_EQ(m.find("latch_agent_receipts_verified_total 0\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("latch_agent_receipts_rejected_total 0\n"), std::string::npos) << m;
+  EXPECT_EQ(m.find("latch_agent_grant_set_version 0\n"), std::string::npos) << m;
+  EXPECT_EQ(m.find("latch_agent_checkpoint_size 0\n"), std::string::npos) << m;
   auto has = [&](const char* what) {
     return std::find(v.workflow.begin(), v.workflow.end(), what) != v.workflow.end();
   };

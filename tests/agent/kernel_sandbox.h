@@ -27,6 +27,24 @@ inline sockaddr_in Loopback4(uint16_t port) {
   return a;
 }
 
+// A plain HTTP GET of `path` on 127.0.0.1:port: the whole answer (status
+// line, headers, body) as the server sent it before closing; "" if nobody
+// answered.
+inline std::string LoopbackHttpGet(uint16_t port, const std::string& path) {
+  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a = Loopback4(port);
+  std::string out;
+  if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
+    std::string req = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    (void)!::write(s, req.data(), req.size());
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(s, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(s);
+  return out;
+}
+
 // In a forked child: moves the process into `cgroup` and, unless uid is 0,
 // becomes that uid (and gid). Async-signal-safe; false on failure.
 // A loopback TCP port nobody listens on now (bind to port 0, read it, close).
