@@ -67,7 +67,9 @@ Status AgentDaemon::Start() {
   if (!config_.metrics_listen.empty()) {
     LATCH_RETURN_IF_ERROR(MetricsServer::Start(
         io_, config_.metrics_listen, [this] { return MetricsText(); }, &metrics_));
-    log_ << "latch-agent: metrics at http://" << config_.metrics_listen << "/metrics\n";
+    // The port as bound (the configuration may say 0: any free one).
+    std::string host = config_.metrics_listen.substr(0, config_.metrics_listen.rfind(':'));
+    log_ << "latch-agent: metrics at http://" << host << ":" << metrics_->port() << "/metrics\n";
   }
   if (config_.activity.mode == WatchMode::kOff) {
     // Turned off: whatever an earlier run left pinned stops too.

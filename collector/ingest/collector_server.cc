@@ -349,6 +349,7 @@ Status CollectorServer::Run() {
       index_->Notify();
     }
   }
+  sd_notify(0, "STOPPING=1");
   // API calls queued before the stop are answered; later ones are refused
   // (stopping_ is set), so the API threads can all finish.
   RunQueuedCalls();

@@ -10,7 +10,6 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +24,7 @@
 #include "agent/enforcer.h"
 #include "agent/kernel_fs.h"
 #include "kernel_sandbox.h"
+#include "notify_socket.h"
 
 namespace latch::agent {
 namespace {
@@ -242,12 +242,13 @@ TEST_F(AgentProcessTest, RunsReportsSurvivesKillAdoptsAndUninstalls) {
 
 // With metrics_listen, the agent serves its counters in Prometheus text.
 TEST_F(AgentProcessTest, ServesItsMetrics) {
-  uint16_t port = FreeLoopbackPort();
-  extra_settings_ = "metrics_listen = \"127.0.0.1:" + std::to_string(port) + "\"\n";
+  extra_settings_ = "metrics_listen = \"127.0.0.1:0\"\n";
   WriteConfig("enforce", "127.0.0.1/32", cgroup_);
   StartAgent();
   EXPECT_EQ(Connect(), 1);
   ASSERT_EQ(Records(1).size(), 1u);
+  uint16_t port = MetricsPortFromLog(Slurp(dir_ + "/agent.err"));
+  ASSERT_NE(port, 0) << Slurp(dir_ + "/agent.err");
   std::string m = LoopbackHttpGet(port, "/metrics");
   EXPECT_NE(m.find("HTTP/1.1 200"), std::string::npos) << m;
   EXPECT_NE(m.find("text/plain; version=0.0.4"), std::string::npos) << m;
@@ -262,28 +263,14 @@ TEST_F(AgentProcessTest, ServesItsMetrics) {
 // Started by systemd with Type=notify (NOTIFY_SOCKET set), the agent says
 // READY=1 once the guard is attached, and STOPPING=1 when it stops.
 TEST_F(AgentProcessTest, TellsSystemdWhenReady) {
-  std::string path = dir_ + "/notify";
-  int sock = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(sock, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  ASSERT_LT(path.size(), sizeof(addr.sun_path));
-  std::memcpy(addr.sun_path, path.c_str(), path.size());
-  ASSERT_EQ(::bind(sock, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ::setenv("NOTIFY_SOCKET", path.c_str(), 1);
+  latch::testing::NotifySocket systemd(dir_ + "/notify");
+  ASSERT_FALSE(systemd.path().empty());
+  ::setenv("NOTIFY_SOCKET", systemd.path().c_str(), 1);
   StartAgent();
   ::unsetenv("NOTIFY_SOCKET");
-  auto receive = [&] {
-    pollfd p{sock, POLLIN, 0};
-    char buf[256] = {};
-    if (::poll(&p, 1, 5000) != 1) return std::string();
-    ssize_t n = ::recv(sock, buf, sizeof(buf) - 1, 0);
-    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
-  };
-  EXPECT_NE(receive().find("READY=1"), std::string::npos);
+  EXPECT_NE(systemd.Receive().find("READY=1"), std::string::npos);
   StopAgent(SIGTERM);
-  EXPECT_NE(receive().find("STOPPING=1"), std::string::npos);
-  ::close(sock);
+  EXPECT_NE(systemd.Receive().find("STOPPING=1"), std::string::npos);
 }
 
 // kill -9 and restart of latch-agent while a prober connects in a loop: no

@@ -24,6 +24,7 @@
 #include "channel_helpers.h"
 #include "collector/ledger/ledger.h"
 #include "kernel_sandbox.h"
+#include "notify_socket.h"
 #include "schemas/canonical.h"
 #include "schemas/record_codec.h"
 #include "schemas/workflow.capnp.h"
@@ -64,7 +65,6 @@ class ChannelTest : public ::testing::Test {
       }
     });
     collector_port_ = FreeLoopbackPort();
-    metrics_port_ = FreeLoopbackPort();
     WriteCollectorConfig("");
     std::string out;
     ASSERT_EQ(RunTool({LATCH_COLLECTOR_BIN, "keys", "--config", dir_ + "/collector.toml"}, &out),
@@ -108,7 +108,7 @@ class ChannelTest : public ::testing::Test {
     std::ofstream f(dir_ + "/agent.toml");
     f << "host_id = \"host-a\"\ncgroup = \"" << sandbox_.cgroup() << "\"\npin_dir = \""
       << sandbox_.pin_dir() << "\"\ncounters_interval_ms = 100\n"
-      << "metrics_listen = \"127.0.0.1:" << metrics_port_ << "\"\n"
+      << "metrics_listen = \"127.0.0.1:0\"\n"
       << "[[resource]]\nid = 9\nname = \"db\"\ndestinations = [\"127.0.0.1/32\"]\n"
       << "protocol = \"tcp\"\nports = \"" << port_ << "\"\n"
       << "[collector]\nendpoints = [\"tcp://127.0.0.1:" << collector_port_ << "\"]\n"
@@ -272,7 +272,6 @@ class ChannelTest : public ::testing::Test {
   int listener_ = -1;
   uint16_t port_ = 0;
   int collector_port_ = 0;
-  uint16_t metrics_port_ = 0;  // the agent's /metrics
   std::thread accept_thread_;
   std::atomic<bool> stop_accepting_{false};
   pid_t agent_ = -1, collector_ = -1;
@@ -306,7 +305,7 @@ TEST_F(ChannelTest, EventsReachTheLedgerOnceAndGrantsReachTheKernel) {
   std::string m;
   auto deadline = Clock::now() + std::chrono::seconds(10);
   while (Clock::now() < deadline) {
-    m = LoopbackHttpGet(metrics_port_, "/metrics");
+    m = LoopbackHttpGet(MetricsPortFromLog(Slurp(dir_ + "/agent.log")), "/metrics");
     if (m.find("latch_agent_spool_records 0\n") != std::string::npos) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -597,6 +596,19 @@ TEST_F(ChannelTest, AgentDyingBetweenSpoolAndRingSendsEachEventOnce) {
   EXPECT_NE(Slurp(dir_ + "/agent.log").find("ring records the previous run had already spooled"),
             std::string::npos)
       << Slurp(dir_ + "/agent.log");
+}
+
+// Started by systemd with Type=notify (NOTIFY_SOCKET set), the collector says
+// READY=1 once it listens, and STOPPING=1 when it stops.
+TEST_F(ChannelTest, CollectorTellsSystemdWhenReady) {
+  latch::testing::NotifySocket systemd(dir_ + "/notify");
+  ASSERT_FALSE(systemd.path().empty());
+  ::setenv("NOTIFY_SOCKET", systemd.path().c_str(), 1);
+  StartCollector();
+  ::unsetenv("NOTIFY_SOCKET");
+  EXPECT_NE(systemd.Receive().find("READY=1"), std::string::npos);
+  Kill(&collector_, SIGTERM);
+  EXPECT_NE(systemd.Receive().find("STOPPING=1"), std::string::npos);
 }
 
 TEST_F(ChannelTest, FailsOverToTheNextEndpoint) {

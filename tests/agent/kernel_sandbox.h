@@ -45,6 +45,17 @@ inline std::string LoopbackHttpGet(uint16_t port, const std::string& path) {
   return out;
 }
 
+// The port in the agent's "metrics at http://HOST:PORT/metrics" log line
+// (the last one), 0 if there is none: agents under test bind port 0 (any
+// free one), since a port picked beforehand can be taken by then.
+inline uint16_t MetricsPortFromLog(const std::string& log) {
+  size_t at = log.rfind("metrics at http://");
+  if (at == std::string::npos) return 0;
+  size_t colon = log.find(':', at + 18);
+  if (colon == std::string::npos) return 0;
+  return static_cast<uint16_t>(std::strtoul(log.c_str() + colon + 1, nullptr, 10));
+}
+
 // In a forked child: moves the process into `cgroup` and, unless uid is 0,
 // becomes that uid (and gid). Async-signal-safe; false on failure.
 // A loopback TCP port nobody listens on now (bind to port 0, read it, close).
