@@ -68,7 +68,18 @@ int Admin(const CollectorConfig& config, const nlohmann::json& request) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"latch-collector: the ledger's ingest and the grant channel to agents"};
+  CLI::App app{
+      "latch-collector: the audit ledger's ingest from agents, the signed grant channel to\n"
+      "them, the approval workflow and its HTTPS API.\n\n"
+      "Examples:\n"
+      "  latch-collector --config /etc/latch/collector.toml          run\n"
+      "  latch-collector keys --config /etc/latch/collector.toml     the keys agents need\n"
+      "  latch-collector status --config /etc/latch/collector.toml   counters of the running one\n"
+      "  latch-collector grant --config C --host db-1 --uid 1000 --resource 1 --for 600\n"
+      "  latch-collector request --config C --as alice --resource db --for 30m --reason \"...\"\n"
+      "  latch-collector review --config C --as bob --id 1 --approve --comment ok\n"
+      "  echo -n \"$TOKEN\" | latch-collector token-hash              for an [[api_token]] "
+      "entry\n"};
   std::string config_path;
   auto* config_option = app.add_option("--config", config_path, "collector configuration (TOML)");
   auto* keys = app.add_subcommand("keys", "print the CURVE, grant and ledger keys agents need");
