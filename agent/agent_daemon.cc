@@ -60,7 +60,18 @@ Status AgentDaemon::Start() {
   if (fd < 0) return Status::FromErrno("dup ring buffer epoll fd", errno);
   ring_fd_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, fd);
   if (config_.activity.mode != WatchMode::kOff) {
-    LATCH_RETURN_IF_ERROR(StartActivityCapture().WithContext("activity capture"));
+    // Enforcement never waits on capture: a kernel that cannot run it (too
+    // old for bpf_loop, no tracefs, ...) gets the guard without it, said
+    // loudly and shown in /metrics.
+    Status s = StartActivityCapture();
+    if (!s.ok()) {
+      activity_unavailable_ = true;
+      activity_fd_.reset();
+      activity_reader_.reset();
+      activity_.reset();
+      log_ << "latch-agent: ALERT activity capture unavailable, enforcement goes on without it: "
+           << s.ToString() << "\n";
+    }
   }
   // Both rings' readers exist now: release what the spool already has.
   if (spool_) LATCH_RETURN_IF_ERROR(SkipRecordsAlreadySpooled());
@@ -168,6 +179,11 @@ std::string AgentDaemon::MetricsText() {
     value("latch_agent_grant_set_version", applier_->version());
     metric("latch_agent_checkpoint_size", "gauge", "Size of the last checkpoint verified.");
     value("latch_agent_checkpoint_size", witness_->size());
+  }
+  metric("latch_agent_activity_capture_up", "gauge",
+         "1 while activity capture runs; 0 when configured but unavailable (see the log).");
+  if (config_.activity.mode != WatchMode::kOff) {
+    value("latch_agent_activity_capture_up", activity_unavailable_ ? 0 : 1);
   }
   std::vector<KernelGrant> grants;
   if (enforcer_->ListGrants(&grants).ok()) {

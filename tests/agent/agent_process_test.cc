@@ -260,6 +260,37 @@ TEST_F(AgentProcessTest, ServesItsMetrics) {
   EXPECT_NE(LoopbackHttpGet(port, "/other").find("HTTP/1.1 404"), std::string::npos);
 }
 
+// Activity capture that cannot start (here: a map of another layout is
+// pinned where its configuration map goes) does not stop enforcement: the
+// agent runs, says why, and /metrics shows capture down.
+TEST_F(AgentProcessTest, EnforcementGoesOnWhenActivityCaptureCannotStart) {
+  std::string dir = pin_dir_ + "/activity";
+  fs::create_directories(dir);
+  int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "latch_act_config", 4, 8, 1, nullptr);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(bpf_obj_pin(fd, (dir + "/latch_act_config").c_str()), 0);
+  ::close(fd);
+  extra_settings_ = "metrics_listen = \"127.0.0.1:0\"\n";
+  WriteConfig("enforce", "127.0.0.1/32", cgroup_);
+  StartAgent();
+  std::string err;
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (Clock::now() < deadline) {  // the guard's line comes first; the rest follows
+    err = Slurp(dir_ + "/agent.err");
+    if (err.find("metrics at http://") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_NE(err.find("activity capture unavailable"), std::string::npos) << err;
+  EXPECT_EQ(Connect(), 1);  // still refused in the kernel
+  ASSERT_EQ(Records(1).size(), 1u);
+  uint16_t port = MetricsPortFromLog(err);
+  ASSERT_NE(port, 0) << err;
+  std::string m = LoopbackHttpGet(port, "/metrics");
+  EXPECT_NE(m.find("latch_agent_activity_capture_up 0\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("latch_agent_decisions_total{verdict=\"deny\"} 1\n"), std::string::npos) << m;
+  StopAgent(SIGTERM);
+}
+
 // Started by systemd with Type=notify (NOTIFY_SOCKET set), the agent says
 // READY=1 once the guard is attached, and STOPPING=1 when it stops.
 TEST_F(AgentProcessTest, TellsSystemdWhenReady) {
