@@ -197,6 +197,7 @@ Status ActivityCapture::Start(const ActivityOptions& options,
 }
 
 ActivityCapture::~ActivityCapture() {
+  if (closing_.joinable()) closing_.join();
   // Closing link fds does not detach pinned links: capture goes on.
   for (bpf_link* l : links_) bpf_link__destroy(l);
   for (bpf_link* l : syscall_links_) bpf_link__destroy(l);
@@ -317,6 +318,9 @@ Status ActivityCapture::Attach() {
 
 Status ActivityCapture::AttachSyscallPrograms() {
   if (!syscall_links_.empty()) return Status::Ok();
+  // The kernel refuses a program on a tracepoint it is still attached to:
+  // links being closed must be gone first.
+  if (closing_.joinable()) closing_.join();
   bpf_program* prog;
   bpf_object__for_each_program(prog, skel_->obj) {
     if (!IsSyscallProgram(prog)) continue;
@@ -343,11 +347,12 @@ void ActivityCapture::DetachSyscallPrograms() {
   // the caller's thread, and all at once so that they share them.
   std::vector<bpf_link*> links;
   links.swap(syscall_links_);
-  std::thread([links] {
+  if (closing_.joinable()) closing_.join();
+  closing_ = std::thread([links] {
     std::vector<std::thread> closers;
     for (bpf_link* l : links) closers.emplace_back([l] { bpf_link__destroy(l); });
     for (auto& t : closers) t.join();
-  }).detach();
+  });
 }
 
 Status ActivityCapture::SetWatched(const std::vector<WatchEntry>& entries) {
@@ -443,6 +448,33 @@ Status ActivityCapture::DescribePinned(const std::string& pin_dir, std::string* 
   }
   *text = std::move(out);
   return Status::Ok();
+}
+
+Status ActivityCapture::Watch(const WatchEntry& entry) {
+  int fd = bpf_map__fd(skel_->maps.latch_watched);
+  latch_watch_key key{};
+  key.kind = static_cast<uint32_t>(entry.principal.kind);
+  key.principal = entry.principal.id;
+  latch_watch_value value{entry.not_before_boot_ns, entry.not_after_boot_ns, entry.grant_id};
+  latch_watch_value held{};
+  if (bpf_map_lookup_elem(fd, &key, &held) == 0) {
+    value.not_before_ns = std::min(value.not_before_ns, held.not_before_ns);
+    if (held.not_after_ns > value.not_after_ns) {
+      value.not_after_ns = held.not_after_ns;
+      value.grant_id = held.grant_id;
+    }
+  } else if (entry.principal.kind == Principal::Kind::kCgroup) {
+    ++config_.cgroup_watches;
+    uint32_t zero = 0;
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.latch_act_config), &zero, &config_, BPF_ANY) !=
+        0) {
+      return Status::FromErrno("writing the activity configuration", errno);
+    }
+  }
+  if (bpf_map_update_elem(fd, &key, &value, BPF_ANY) != 0) {
+    return Status::FromErrno("writing a watched principal", errno);
+  }
+  return AttachSyscallPrograms();
 }
 
 int ActivityCapture::ring_fd() const { return bpf_map__fd(skel_->maps.latch_activity); }

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "activity_abi.h"
@@ -89,6 +90,10 @@ class ActivityCapture {
   // Replaces who is watched (grant holders) with `entries`, and attaches or
   // detaches the syscall programs as the watch mode and entries need.
   Status SetWatched(const std::vector<WatchEntry>& entries);
+  // Adds one watched principal (widening its window if it is watched
+  // already), and attaches the syscall programs: for a grant about to reach
+  // the kernel. The next SetWatched makes the set exact again.
+  Status Watch(const WatchEntry& entry);
   // Attaches the syscall programs now (before grants are applied, so that
   // nothing done under a new grant goes unseen while they attach).
   Status AttachSyscallPrograms();
@@ -120,6 +125,7 @@ class ActivityCapture {
   latch_activity* skel_ = nullptr;
   std::vector<bpf_link*> links_;          // scheduler programs
   std::vector<bpf_link*> syscall_links_;  // syscall programs, while attached
+  std::thread closing_;                   // closes detached syscall links
   int adopted_ = 0;
   int replaced_ = 0;
   latch_activity_config config_{};

@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "agent/activity_record.h"
+#include "agent/boot_clock.h"
 #include "agent/kernel_fs.h"
 #include "agent/spool_sink.h"
 #include "schemas/curve_key.h"
@@ -225,7 +226,15 @@ Status AgentDaemon::StartCollectorLink() {
   LATCH_RETURN_IF_ERROR(ReadState(&state));
   std::string cgroup_root;
   LATCH_RETURN_IF_ERROR(FindCgroup2Mount(&cgroup_root));
-  applier_ = std::make_unique<GrantSetApplier>(*enforcer_, grant_key, config_.host_id, cgroup_root,
+  watching_ = std::make_unique<WatchingEnforcer>(*enforcer_, [this](const Grant& g) {
+    if (!activity_) return;
+    WatchEntry e{g.principal, g.grant_id, WallToBootNs(g.not_before_unix_ns),
+                 WallToBootNs(g.not_after_unix_ns)};
+    Status s = activity_->Watch(e);
+    if (!s.ok())
+      log_ << "latch-agent: watching grant " << g.grant_id << ": " << s.ToString() << "\n";
+  });
+  applier_ = std::make_unique<GrantSetApplier>(*watching_, grant_key, config_.host_id, cgroup_root,
                                                state.grant_set_version);
   sink_ = std::make_unique<SpoolSink>(*spool_);
   CollectorLinkOptions lo;

@@ -31,6 +31,7 @@
 #include "agent/record_sink.h"
 #include "agent/ring_reader.h"
 #include "agent/spool.h"
+#include "agent/watching_enforcer.h"
 
 namespace latch::agent {
 
@@ -72,6 +73,7 @@ class AgentDaemon {
   std::unique_ptr<boost::asio::posix::stream_descriptor> activity_fd_;
   std::unique_ptr<Guard> guard_;
   std::unique_ptr<BpfEnforcer> enforcer_;
+  std::unique_ptr<WatchingEnforcer> watching_;  // what grant sets are applied through
   std::unique_ptr<RingReader> reader_;
   std::unique_ptr<ActivityCapture> activity_;
   std::unique_ptr<RingReader> activity_reader_;

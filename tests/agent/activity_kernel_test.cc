@@ -359,6 +359,16 @@ TEST_F(ActivityKernelTest, SyscallProgramsAreAttachedOnlyWhileSomeoneIsWatched) 
   auto rs = Drain();
   EXPECT_TRUE(Of(rs, unseen, "open").empty());
   EXPECT_EQ(Of(rs, seen, "open").size(), 1u);
+
+  // Watch(): one holder added ahead of its grant (what the agent does before
+  // a grant reaches the kernel): programs back, holder seen at once.
+  ASSERT_TRUE(capture_->SetWatched({lapsed}).ok());
+  EXPECT_FALSE(capture_->syscall_programs_attached());
+  Status w = capture_->Watch(holder);
+  ASSERT_TRUE(w.ok()) << w.ToString();
+  EXPECT_TRUE(capture_->syscall_programs_attached());
+  pid_t ahead = RunAs(kHolder, [&] { (void)!::open(secret.c_str(), O_RDONLY); });
+  EXPECT_EQ(Of(Drain(), ahead, "open").size(), 1u);
 }
 
 // A setuid-root program run by a holder: its exec record shows the change
