@@ -113,8 +113,8 @@ static __always_inline int watch_entry(__u32 kind, __u64 principal, __u64 now, _
 
 /* Whether the current task is watched; *grant_id is the grant its uid or
  * cgroup holds (0 if none). */
-static __always_inline int watched(const struct latch_activity_config* cfg, struct task_struct* task,
-                                   __u64* grant_id) {
+static __always_inline int watched(const struct latch_activity_config* cfg,
+                                   struct task_struct* task, __u64* grant_id) {
   *grant_id = 0;
   __u64 now = bpf_ktime_get_boot_ns();
   if (watch_entry(LATCH_PRINCIPAL_UID, task->cred->uid.val, now, grant_id)) return 1;
@@ -181,17 +181,18 @@ static __always_inline void send_summary(struct latch_throttle_state* s, struct 
   output(&t, sizeof(t), LATCH_ACT_THROTTLE);
 }
 
-/* Sends `record` unless the process is over its budget (then it is counted). */
+/* Sends `record` (which starts with its filled-in header) unless the process
+ * is over its budget (then it is counted). */
 static __always_inline void emit(const struct latch_activity_config* cfg, struct task_struct* task,
-                                 const void* record, __u64 size, __u32 kind, __u64 grant_id) {
+                                 const void* record, __u64 size, __u32 kind) {
   if (cfg->throttle_events > 0) {
     struct latch_throttle_state* s = throttle_state(task->tgid);
     if (s) {
+      const struct latch_activity_header* h = record;
       int summary_due = 0;
-      enum latch_throttle_result r =
-          latch_throttle_step(s, bpf_ktime_get_boot_ns(), cfg->throttle_events,
-                              cfg->throttle_window_ns, kind, &summary_due);
-      if (summary_due) send_summary(s, task, grant_id);
+      enum latch_throttle_result r = latch_throttle_step(
+          s, h->ktime_boot_ns, cfg->throttle_events, cfg->throttle_window_ns, kind, &summary_due);
+      if (summary_due) send_summary(s, task, h->grant_id);
       if (r == LATCH_THROTTLE_SUPPRESS) {
         if (kind < LATCH_ACT_KINDS) count(LATCH_ACT_CTR_SUPPRESSED + kind);
         return;
@@ -238,7 +239,7 @@ int BPF_PROG(latch_act_exec, struct task_struct* p, pid_t old_pid, struct linux_
   __u64 size = offsetof(struct latch_activity_exec, data) + path_len + args;
   if (size > sizeof(*e)) return 0;
   fill_header(&e->h, task, LATCH_ACT_EXEC, size, grant_id);
-  emit(cfg, task, e, size, LATCH_ACT_EXEC, grant_id);
+  emit(cfg, task, e, size, LATCH_ACT_EXEC);
   return 0;
 }
 
@@ -266,8 +267,8 @@ int BPF_PROG(latch_act_exit, struct task_struct* p) {
 }
 
 static __always_inline union latch_pending* begin(const struct latch_activity_config* cfg,
-                                                  struct task_struct* task, __u16 kind,
-                                                  __u16 size, __u64* grant_id) {
+                                                  struct task_struct* task, __u16 kind, __u16 size,
+                                                  __u64* grant_id) {
   if (!watched(cfg, task, grant_id)) return 0;
   union latch_scratch* s = scratch();
   if (!s) return 0;
@@ -291,7 +292,7 @@ static __always_inline union latch_pending* finish(__u16 kind) {
 static __always_inline void send_and_drop(const struct latch_activity_config* cfg,
                                           union latch_pending* p, __u64 size, __u32 kind) {
   struct task_struct* task = bpf_get_current_task_btf();
-  emit(cfg, task, p, size, kind, p->h.grant_id);
+  emit(cfg, task, p, size, kind);
   __u64 id = bpf_get_current_pid_tgid();
   bpf_map_delete_elem(&latch_act_pending, &id);
 }
@@ -560,15 +561,11 @@ static __always_inline int cred_exit(struct trace_event_raw_sys_exit* ctx) {
   return 0;
 }
 
-#define LATCH_CRED_SYSCALL(name)                                                   \
-  SEC("tracepoint/syscalls/sys_enter_" #name)                                      \
-  int latch_act_##name##_enter(struct trace_event_raw_sys_enter* ctx) {            \
-    return cred_enter(ctx);                                                        \
-  }                                                                                \
-  SEC("tracepoint/syscalls/sys_exit_" #name)                                       \
-  int latch_act_##name##_exit(struct trace_event_raw_sys_exit* ctx) {              \
-    return cred_exit(ctx);                                                         \
-  }
+#define LATCH_CRED_SYSCALL(name)                                                                  \
+  SEC("tracepoint/syscalls/sys_enter_" #name)                                                     \
+  int latch_act_##name##_enter(struct trace_event_raw_sys_enter* ctx) { return cred_enter(ctx); } \
+  SEC("tracepoint/syscalls/sys_exit_" #name)                                                      \
+  int latch_act_##name##_exit(struct trace_event_raw_sys_exit* ctx) { return cred_exit(ctx); }
 
 LATCH_CRED_SYSCALL(setuid)
 LATCH_CRED_SYSCALL(setgid)

@@ -45,12 +45,12 @@ struct latch_path_prefix {
 
 /* The one-slot configuration array. */
 struct latch_activity_config {
-  __u32 mode;           /* enum latch_watch_mode */
-  __u32 prefix_count;   /* latch_prefixes[0..prefix_count) are in use */
-  __u64 cgroup_id;      /* LATCH_WATCH_CGROUP: this cgroup and its descendants */
-  __u32 cgroup_level;   /* its level in the hierarchy (the root is 0) */
-  __u32 cgroup_watches; /* cgroup principals in latch_watched: 0 skips the ancestor walk */
-  __u32 throttle_events;    /* events per process per window before suppression (0: none) */
+  __u32 mode;            /* enum latch_watch_mode */
+  __u32 prefix_count;    /* latch_prefixes[0..prefix_count) are in use */
+  __u64 cgroup_id;       /* LATCH_WATCH_CGROUP: this cgroup and its descendants */
+  __u32 cgroup_level;    /* its level in the hierarchy (the root is 0) */
+  __u32 cgroup_watches;  /* cgroup principals in latch_watched: 0 skips the ancestor walk */
+  __u32 throttle_events; /* events per process per window before suppression (0: none) */
   __u32 pad;
   __u64 throttle_window_ns; /* the window */
 };
@@ -86,8 +86,8 @@ struct latch_activity_header {
 #define LATCH_EXEC_ARGS_MAX 512
 struct latch_activity_exec {
   struct latch_activity_header h;
-  __u16 path_len;  /* bytes of data[] that are the path, without NUL */
-  __u16 args_len;  /* bytes after it: the arguments, each ending in NUL */
+  __u16 path_len; /* bytes of data[] that are the path, without NUL */
+  __u16 args_len; /* bytes after it: the arguments, each ending in NUL */
   __u8 args_truncated;
   __u8 pad[3];
   char data[LATCH_EXEC_PATH_MAX + LATCH_EXEC_ARGS_MAX];
@@ -101,9 +101,9 @@ struct latch_activity_exit {
 
 struct latch_activity_connect {
   struct latch_activity_header h;
-  __s32 result; /* 0 or -errno */
-  __u16 family; /* AF_INET or AF_INET6 */
-  __u16 port;   /* host byte order */
+  __s32 result;  /* 0 or -errno */
+  __u16 family;  /* AF_INET or AF_INET6 */
+  __u16 port;    /* host byte order */
   __u8 addr[16]; /* IPv4 as IPv4-mapped IPv6 */
 };
 
@@ -130,8 +130,8 @@ struct latch_activity_cred {
 
 struct latch_activity_throttle {
   struct latch_activity_header h;
-  __u64 window_start_ns; /* boot-time clock: from the first suppressed event's window */
-  __u64 window_end_ns;   /* when the summary was made */
+  __u64 window_start_ns;             /* boot-time clock: from the first suppressed event's window */
+  __u64 window_end_ns;               /* when the summary was made */
   __u32 suppressed[LATCH_ACT_KINDS]; /* by kind */
   __u32 pad;
 };

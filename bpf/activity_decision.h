@@ -65,8 +65,7 @@ LATCH_INLINE enum latch_throttle_result latch_throttle_step(struct latch_throttl
 /* Moves the pending suppressions into `out` (a summary's counts), leaving
  * none: each suppression is in exactly one summary, even with threads of the
  * process racing on other CPUs. Returns how many were taken. */
-LATCH_INLINE __u32 latch_throttle_take(struct latch_throttle_state* s,
-                                       __u32 out[LATCH_ACT_KINDS]) {
+LATCH_INLINE __u32 latch_throttle_take(struct latch_throttle_state* s, __u32 out[LATCH_ACT_KINDS]) {
   __u32 n = 0;
   for (int k = 0; k < LATCH_ACT_KINDS; k++) {
     out[k] = __atomic_exchange_n(&s->suppressed[k], 0, __ATOMIC_RELAXED);

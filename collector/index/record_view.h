@@ -19,9 +19,9 @@ struct RecordView {
   // "connect", "open", "credentials", "throttle"), or the workflow action's
   // name as in schemas/workflow.capnp ("requestCreated", "grantIssued", ...).
   std::string kind;
-  std::string host;      // the record's host ("" for the collector's own)
-  int64_t time_ns = 0;   // when it happened (Unix ns), as its source said
-  std::string identity;  // who acted or asked, when the record says
+  std::string host;       // the record's host ("" for the collector's own)
+  int64_t time_ns = 0;    // when it happened (Unix ns), as its source said
+  std::string identity;   // who acted or asked, when the record says
   bool activity = false;  // an activity record (what a watched principal did)
   bool has_uid = false;   // decisions: the connecting uid; activity: the task's uid
   uint32_t uid = 0;

@@ -40,10 +40,10 @@
 #include <thread>
 
 #include "agent/boot_clock.h"
-#include "agent/ring_reader.h"
 #include "agent/enforcer.h"
 #include "agent/event_json.h"
 #include "agent/guard.h"
+#include "agent/ring_reader.h"
 #include "kernel_sandbox.h"
 
 namespace {
