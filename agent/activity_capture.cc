@@ -148,7 +148,7 @@ std::vector<WatchEntry> WatchEntriesFor(const std::vector<KernelGrant>& grants) 
 
 Status ActivityCapture::Start(const ActivityOptions& options,
                               std::unique_ptr<ActivityCapture>* out) {
-  RouteLibbpfWarningsToStderr();
+  RouteLibbpfMessagesToLog();
   std::unique_ptr<ActivityCapture> a(new ActivityCapture());
   a->options_ = options;
   std::error_code ec;

@@ -25,7 +25,7 @@ constexpr size_t kRingBatch = 4096;
 
 }  // namespace
 
-AgentDaemon::AgentDaemon(AgentConfig config, std::ostream& records, std::ostream& log)
+AgentDaemon::AgentDaemon(AgentConfig config, std::ostream& records, logging::Logger& log)
     : config_(std::move(config)), records_(records), log_(log) {
   if (const char* n = std::getenv("LATCH_AGENT_TEST_DIE_BEFORE_RING_RELEASE")) {
     die_before_release_after_ = std::strtoull(n, nullptr, 10);
@@ -38,16 +38,17 @@ Status AgentDaemon::Start() {
   LATCH_RETURN_IF_ERROR(ResolveAgentDefaults(&config_).WithContext("cgroup v2"));
   bool mounted = false;
   LATCH_RETURN_IF_ERROR(EnsureBpffs(config_.pin_dir, &mounted));
-  if (mounted) log_ << "latch-agent: mounted bpffs for " << config_.pin_dir << "\n";
+  if (mounted) log_.Info("mounted bpffs", {{"pin_dir", config_.pin_dir}});
 
   LATCH_RETURN_IF_ERROR(Guard::Install({config_.pin_dir, config_.cgroup, config_.ring_buffer_bytes,
                                         config_.cut_established_connections},
                                        &guard_));
   enforcer_ = std::make_unique<BpfEnforcer>(*guard_);
   LATCH_RETURN_IF_ERROR(enforcer_->SetResources(config_.resources).WithContext("resources"));
-  log_ << "latch-agent: guard " << (guard_->adopted() ? "adopted" : "attached") << " on "
-       << config_.cgroup << ", pinned at " << config_.pin_dir << ", " << config_.resources.size()
-       << " resources\n";
+  log_.Info(guard_->adopted() ? "guard adopted" : "guard attached",
+            {{"cgroup", config_.cgroup},
+             {"pin_dir", config_.pin_dir},
+             {"resources", config_.resources.size()}});
 
   if (config_.collector.enabled) {
     LATCH_RETURN_IF_ERROR(StartCollectorLink());
@@ -70,8 +71,11 @@ Status AgentDaemon::Start() {
       activity_fd_.reset();
       activity_reader_.reset();
       activity_.reset();
-      log_ << "latch-agent: ALERT activity capture unavailable, enforcement goes on without it: "
-           << s.ToString() << "\n";
+      log_.Alert("activity capture unavailable; enforcement goes on without it",
+                 {{"error", s.ToString()},
+                  {"hint",
+                   "capture needs a kernel with BTF and bpf_loop (5.17+) and tracefs; set "
+                   "[activity] watch = \"off\" to run without it knowingly"}});
     }
   }
   // Both rings' readers exist now: release what the spool already has.
@@ -81,7 +85,8 @@ Status AgentDaemon::Start() {
         io_, config_.metrics_listen, [this] { return MetricsText(); }, &metrics_));
     // The port as bound (the configuration may say 0: any free one).
     std::string host = config_.metrics_listen.substr(0, config_.metrics_listen.rfind(':'));
-    log_ << "latch-agent: metrics at http://" << host << ":" << metrics_->port() << "/metrics\n";
+    log_.Info("metrics served",
+              {{"url", "http://" + host + ":" + std::to_string(metrics_->port()) + "/metrics"}});
   }
   if (config_.activity.mode == WatchMode::kOff) {
     // Turned off: whatever an earlier run left pinned stops too.
@@ -93,10 +98,10 @@ Status AgentDaemon::Start() {
 
 Status AgentDaemon::StartActivityCapture() {
   LATCH_RETURN_IF_ERROR(ActivityCapture::Start(config_.activity, &activity_));
-  if (activity_->mounted_tracefs()) log_ << "latch-agent: mounted tracefs at /sys/kernel/tracing\n";
+  if (activity_->mounted_tracefs()) log_.Info("mounted tracefs", {{"at", "/sys/kernel/tracing"}});
   if (activity_->replaced_links() > 0) {
-    log_ << "latch-agent: activity capture upgraded: " << activity_->replaced_links()
-         << " programs replaced (each briefly detached)\n";
+    log_.Warn("activity capture upgraded; each replaced program was briefly detached",
+              {{"programs", activity_->replaced_links()}});
   }
   LATCH_RETURN_IF_ERROR(RingReader::Create(
       activity_->ring_fd(), [this](std::string_view raw) { return sink_->AddActivity(raw); },
@@ -106,10 +111,11 @@ Status AgentDaemon::StartActivityCapture() {
   activity_fd_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, fd);
   SyncWatched();
   const ActivityOptions& a = config_.activity;
-  log_ << "latch-agent: activity capture " << (activity_->adopted_links() > 0 ? "adopted" : "on")
-       << ", watching " << WatchModeName(a.mode) << ", " << a.path_prefixes.size()
-       << " watched paths, throttle " << a.throttle_events << " per " << a.throttle_window_ms
-       << " ms\n";
+  log_.Info(activity_->adopted_links() > 0 ? "activity capture adopted" : "activity capture on",
+            {{"watching", WatchModeName(a.mode)},
+             {"paths", a.path_prefixes.size()},
+             {"throttle_events", a.throttle_events},
+             {"throttle_window_ms", a.throttle_window_ms}});
   return Status::Ok();
 }
 
@@ -199,8 +205,7 @@ void AgentDaemon::SyncWatched() {
   std::vector<KernelGrant> grants;
   Status s = enforcer_->ListGrants(&grants);
   if (s.ok()) s = activity_->SetWatched(WatchEntriesFor(grants));
-  if (!s.ok())
-    log_ << "latch-agent: updating who activity capture watches: " << s.ToString() << "\n";
+  if (!s.ok()) log_.Error("updating who activity capture watches", {{"error", s.ToString()}});
 }
 
 Status AgentDaemon::StartCollectorLink() {
@@ -231,8 +236,7 @@ Status AgentDaemon::StartCollectorLink() {
     WatchEntry e{g.principal, g.grant_id, WallToBootNs(g.not_before_unix_ns),
                  WallToBootNs(g.not_after_unix_ns)};
     Status s = activity_->Watch(e);
-    if (!s.ok())
-      log_ << "latch-agent: watching grant " << g.grant_id << ": " << s.ToString() << "\n";
+    if (!s.ok()) log_.Error("watching a grant", {{"grant", g.grant_id}, {"error", s.ToString()}});
   });
   applier_ = std::make_unique<GrantSetApplier>(*watching_, grant_key, config_.host_id, cgroup_root,
                                                state.grant_set_version);
@@ -246,15 +250,17 @@ Status AgentDaemon::StartCollectorLink() {
   link_ = std::make_unique<CollectorLink>(
       io_, lo, *spool_, *witness_, [this] { return applier_->version(); },
       [this](schema::SignedGrantSet::Reader set) { OnGrantSet(set); }, log_);
-  log_ << "latch-agent: spool " << so.dir << " holds " << spool_->unacknowledged()
-       << " unacknowledged records; checkpoint size " << witness_->size() << "; grant set version "
-       << state.grant_set_version << "; key " << key.public_z85 << "\n";
+  log_.Info("spool opened", {{"dir", so.dir},
+                             {"unacknowledged", spool_->unacknowledged()},
+                             {"checkpoint_size", witness_->size()},
+                             {"grant_set_version", state.grant_set_version},
+                             {"key", key.public_z85}});
   return link_->Start();
 }
 
 Status AgentDaemon::Run() {
   signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
-    if (!ec) log_ << "latch-agent: signal " << sig << ", stopping; the guard stays attached\n";
+    if (!ec) log_.Info("stopping; the guard stays attached", {{"signal", sig}});
     Stop();
   });
   WaitForRecords(ring_fd_.get());
@@ -283,8 +289,9 @@ Status AgentDaemon::SkipRecordsAlreadySpooled() {
   if (mark.empty()) return Status::Ok();
   std::vector<RingPosition> marks;
   if (!DecodeRingMarks(mark, &marks)) {
-    log_ << "latch-agent: the spool's ring mark does not decode; unreleased ring records "
-            "will be sent again\n";
+    log_.Warn(
+        "the spool's ring mark does not decode; unreleased ring records will be sent "
+        "again (the collector drops them as duplicates)");
     return Status::Ok();
   }
   uint64_t skipped = 0;
@@ -296,14 +303,14 @@ Status AgentDaemon::SkipRecordsAlreadySpooled() {
       Status s = r->SkipTo(to, &n);
       if (!s.ok()) {
         // Should not happen: the mark names this ring but no record boundary in it.
-        log_ << "latch-agent: " << s.ToString() << "; unreleased ring records will be sent again\n";
+        log_.Warn("unreleased ring records will be sent again", {{"error", s.ToString()}});
       }
       skipped += n;
     }
   }
   if (skipped > 0) {
-    log_ << "latch-agent: released " << skipped
-         << " ring records the previous run had already spooled\n";
+    log_.Info("released the ring records the previous run had already spooled",
+              {{"records", skipped}});
   }
   return Status::Ok();
 }
@@ -323,7 +330,7 @@ Status AgentDaemon::DrainRing() {
     LATCH_RETURN_IF_ERROR(sink_->Flush());
     if (handled > 0 && die_before_release_after_ != 0 &&
         ++event_flushes_ == die_before_release_after_) {
-      log_ << "latch-agent: dying before releasing the ring, as the test asked" << std::endl;
+      log_.Warn("dying before releasing the ring, as the test asked");
       ::_exit(9);
     }
     reader_->Commit();
@@ -354,7 +361,7 @@ void AgentDaemon::ScheduleCounters() {
   counters_timer_.async_wait([this](const boost::system::error_code& ec) {
     if (ec) return;
     Status s = ReportNewLosses();
-    if (!s.ok()) log_ << "latch-agent: reporting losses: " << s.ToString() << "\n";
+    if (!s.ok()) log_.Error("reporting losses", {{"error", s.ToString()}});
     SyncWatched();  // grants applied directly, or one that started or ended
     ScheduleCounters();
   });
@@ -427,25 +434,29 @@ void AgentDaemon::OnGrantSet(schema::SignedGrantSet::Reader set) {
     // Capture ready before the grants are: nothing done under a new grant
     // goes unseen (SyncWatched detaches again if nobody is watched).
     Status a = activity_->AttachSyscallPrograms();
-    if (!a.ok()) log_ << "latch-agent: attaching activity capture: " << a.ToString() << "\n";
+    if (!a.ok()) log_.Error("attaching activity capture", {{"error", a.ToString()}});
   }
   AppliedReport report;
   Status s = applier_->Apply(set, &report);
   if (!s.ok()) {
-    log_ << "latch-agent: applying a grant set: " << s.ToString() << "\n";
+    log_.Error("applying a grant set", {{"error", s.ToString()}});
     report.rejected_set = s.ToString();
   }
   if (!report.rejected_set.empty()) {
-    log_ << "latch-agent: grant set refused: " << report.rejected_set << "\n";
+    log_.Error("grant set refused; the grants in force stay as they were",
+               {{"reason", report.rejected_set},
+                {"hint",
+                 "check grant_key and host_id in this agent's configuration against "
+                 "latch-collector keys and the collector's [[agent]] entry"}});
   }
   for (const auto& [id, why] : report.rejected) {
-    log_ << "latch-agent: grant " << id << " refused: " << why << "\n";
+    log_.Error("grant refused", {{"grant", id}, {"reason", why}});
   }
   latch_agent_state state{};
   if (ReadState(&state).ok() && state.grant_set_version != applier_->version()) {
     state.grant_set_version = applier_->version();
     Status w = WriteState(state);
-    if (!w.ok()) log_ << "latch-agent: " << w.ToString() << "\n";
+    if (!w.ok()) log_.Error("saving the agent's state", {{"error", w.ToString()}});
   }
   SyncWatched();
   link_->SendApplied(report);

@@ -32,6 +32,7 @@
 #include "agent/ring_reader.h"
 #include "agent/spool.h"
 #include "agent/watching_enforcer.h"
+#include "logging/logger.h"
 
 namespace latch::agent {
 
@@ -39,7 +40,7 @@ class AgentDaemon {
  public:
   // Without a collector, decision and loss records go to `records`, one JSON
   // object per line; operational messages go to `log`.
-  AgentDaemon(AgentConfig config, std::ostream& records, std::ostream& log);
+  AgentDaemon(AgentConfig config, std::ostream& records, logging::Logger& log);
   ~AgentDaemon();
   Status Start();
   Status Run();
@@ -65,7 +66,7 @@ class AgentDaemon {
 
   AgentConfig config_;
   std::ostream& records_;
-  std::ostream& log_;
+  logging::Logger& log_;
   boost::asio::io_context io_;
   boost::asio::signal_set signals_{io_, SIGINT, SIGTERM};
   boost::asio::steady_timer counters_timer_{io_};

@@ -49,7 +49,7 @@ void SetCurve(zmq::socket_t& s, const CollectorLinkOptions& o) {
 CollectorLink::CollectorLink(boost::asio::io_context& io, CollectorLinkOptions options,
                              Spool& spool, CheckpointWitness& witness,
                              std::function<uint64_t()> grant_version, GrantSetHandler on_grant_set,
-                             std::ostream& log)
+                             logging::Logger& log)
     : io_(io),
       options_(std::move(options)),
       spool_(spool),
@@ -95,7 +95,7 @@ Status CollectorLink::Connect() {
   } catch (const zmq::error_t& e) {
     return Status::IoError("connecting to collector " + endpoint() + ": " + e.what());
   }
-  log_ << "latch-agent: collector endpoint " << endpoint() << "\n";
+  log_.Info("connecting to the collector", {{"endpoint", endpoint()}});
   last_heard_ = Clock::now();
   NewSession("connected");
   return Status::Ok();
@@ -105,8 +105,8 @@ void CollectorLink::NewSession(const char* why) {
   counters_.sessions++;
   session_started_ = Clock::now();
   if (!in_flight_.empty()) {
-    log_ << "latch-agent: new session with the collector (" << why << "): resending "
-         << spool_.unacknowledged() << " unacknowledged records\n";
+    log_.Info("new session with the collector; resending what it has not acknowledged",
+              {{"why", why}, {"records", spool_.unacknowledged()}});
   }
   in_flight_.clear();
   spool_.Rewind();
@@ -142,7 +142,7 @@ void CollectorLink::Pump() {
     SpoolBatch b;
     Status s = spool_.NextBatch(options_.batch_records, &b);
     if (!s.ok()) {
-      log_ << "latch-agent: reading the spool: " << s.ToString() << "\n";
+      log_.Error("reading the spool", {{"error", s.ToString()}});
       return;
     }
     if (b.records.empty()) return;
@@ -185,14 +185,14 @@ void CollectorLink::ProcessIncoming() {
       OnMessage(msg);
     }
   } catch (const zmq::error_t& e) {
-    log_ << "latch-agent: collector socket: " << e.what() << "\n";
+    log_.Error("collector socket", {{"error", e.what()}});
   }
   Arm();
 }
 
 void CollectorLink::OnMessage(const zmq::message_t& msg) {
   if (msg.size() == 0 || msg.size() % sizeof(capnp::word) != 0) {
-    log_ << "latch-agent: malformed message from the collector, ignored\n";
+    log_.Warn("malformed message from the collector, ignored", {{"bytes", msg.size()}});
     return;
   }
   kj::Array<capnp::word> words = kj::heapArray<capnp::word>(msg.size() / sizeof(capnp::word));
@@ -218,14 +218,14 @@ void CollectorLink::OnMessage(const zmq::message_t& msg) {
         }
         break;
       case schema::Envelope::REFUSED:
-        log_ << "latch-agent: the collector refused a message: " << env.getRefused().cStr() << "\n";
+        log_.Error("the collector refused a message", {{"reason", env.getRefused().cStr()}});
         break;
       default:
         break;  // heartbeats: hearing anything is what counts
     }
   } catch (const kj::Exception& e) {
-    log_ << "latch-agent: undecodable message from the collector: " << e.getDescription().cStr()
-         << "\n";
+    log_.Warn("undecodable message from the collector, ignored",
+              {{"error", e.getDescription().cStr()}});
   }
 }
 
@@ -304,7 +304,7 @@ void CollectorLink::OnReceipt(schema::Receipt::Reader r) {
   }
   uint64_t before = spool_.unacknowledged();
   s = spool_.Acknowledge(boot, through);
-  if (!s.ok()) log_ << "latch-agent: spool: " << s.ToString() << "\n";
+  if (!s.ok()) log_.Error("acknowledging spooled records", {{"error", s.ToString()}});
   counters_.records_acknowledged += before - spool_.unacknowledged();
   while (!in_flight_.empty() && in_flight_.front().batch.boot_id == boot &&
          in_flight_.front().batch.records.back().sequence <= through) {
@@ -316,7 +316,12 @@ void CollectorLink::OnReceipt(schema::Receipt::Reader r) {
 void CollectorLink::RaiseAlarm(const std::string& kind, const std::string& detail,
                                const std::string& shown) {
   counters_.alarms++;
-  log_ << "latch-agent: ALARM " << kind << ": " << detail << "\n";
+  log_.Alert("ALARM: a receipt from the collector does not hold",
+             {{"kind", kind},
+              {"detail", detail},
+              {"hint",
+               "the collector's ledger may have been rolled back or rewritten; the spool "
+               "keeps these records; compare checkpoints before trusting the ledger"}});
   auto now = Clock::now();
   auto& last = last_alarm_[kind];
   if (last != Clock::time_point{} && now - last < std::chrono::seconds(10)) return;
@@ -365,11 +370,12 @@ void CollectorLink::Tick() {
   if (now - last_heard_ > options_.failover_after) {
     counters_.failovers++;
     endpoint_index_ = (endpoint_index_ + 1) % options_.endpoints.size();
-    log_ << "latch-agent: collector silent for "
-         << std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard_).count()
-         << " ms; trying " << endpoint() << "\n";
+    log_.Warn("collector silent; trying the next endpoint",
+              {{"silent_ms",
+                std::chrono::duration_cast<std::chrono::milliseconds>(now - last_heard_).count()},
+               {"endpoint", endpoint()}});
     Status s = Connect();
-    if (!s.ok()) log_ << "latch-agent: " << s.ToString() << "\n";
+    if (!s.ok()) log_.Error("connecting to the collector", {{"error", s.ToString()}});
   } else if (!in_flight_.empty() && now - in_flight_.front().sent > options_.receipt_timeout) {
     NewSession("no receipt in time");
   } else {
@@ -379,7 +385,7 @@ void CollectorLink::Tick() {
     Pump();
   }
   Status s = witness_.Save();
-  if (!s.ok()) log_ << "latch-agent: saving the checkpoint: " << s.ToString() << "\n";
+  if (!s.ok()) log_.Error("saving the checkpoint witness", {{"error", s.ToString()}});
   timer_.expires_after(options_.tick);
   timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) Tick();

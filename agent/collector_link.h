@@ -22,6 +22,8 @@
 #include <ostream>
 #include <string>
 #include <vector>
+
+#include "logging/logger.h"
 // Boost 1.74's Asio needs <utility> first (see agent_daemon.h).
 #include <utility>
 // clang-format off
@@ -65,7 +67,7 @@ class CollectorLink {
   using GrantSetHandler = std::function<void(schema::SignedGrantSet::Reader)>;
   CollectorLink(boost::asio::io_context& io, CollectorLinkOptions options, Spool& spool,
                 CheckpointWitness& witness, std::function<uint64_t()> grant_version,
-                GrantSetHandler on_grant_set, std::ostream& log);
+                GrantSetHandler on_grant_set, logging::Logger& log);
   ~CollectorLink();
 
   Status Start();
@@ -97,7 +99,7 @@ class CollectorLink {
   CheckpointWitness& witness_;
   std::function<uint64_t()> grant_version_;
   GrantSetHandler on_grant_set_;
-  std::ostream& log_;
+  logging::Logger& log_;
 
   zmq::context_t context_;
   std::unique_ptr<zmq::socket_t> socket_;

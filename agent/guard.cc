@@ -87,7 +87,7 @@ Status ProbeKernelFeatures() {
 }
 
 Status Guard::Install(const GuardOptions& options, std::unique_ptr<Guard>* out) {
-  RouteLibbpfWarningsToStderr();
+  RouteLibbpfMessagesToLog();
   LATCH_RETURN_IF_ERROR(ProbeKernelFeatures().WithContext("probe"));
   std::unique_ptr<Guard> g(new Guard());
   g->options_ = options;

@@ -1,11 +1,11 @@
-// libbpf's own messages: warnings reach stderr (prefixed "libbpf: "), its
-// informational chatter does not, unless LATCH_LIBBPF_DEBUG is set in the
-// environment (then everything, the verifier's log included: what to look at
-// when a program does not load). Every loader of BPF objects installs it.
+// libbpf's messages go to the agent's log: its warnings at level warn, its
+// informational and debug chatter (the verifier's log among them) at level
+// debug, shown with --log-level debug. Every loader of BPF objects installs
+// it.
 #pragma once
 
 namespace latch::agent {
 
-void RouteLibbpfWarningsToStderr();
+void RouteLibbpfMessagesToLog();
 
 }  // namespace latch::agent

@@ -6,6 +6,7 @@
 #include "agent/agent_config.h"
 #include "agent/agent_daemon.h"
 #include "agent/guard_status.h"
+#include "logging/logger.h"
 #include "schemas/curve_key.h"
 
 namespace {
@@ -15,6 +16,29 @@ using latch::agent::AgentConfig;
 
 int Fail(const Status& s) {
   std::cerr << "latch-agent: " << s.ToString() << "\n";
+  return 1;
+}
+
+// The daemon could not start: say what failed and what to look at, as a log
+// entry (systemd's journal keeps it).
+int FailToStart(const Status& s, const std::string& config_path) {
+  std::string hint;
+  const std::string text = s.ToString();
+  if (s.code() == Status::Code::kInvalidArgument) {
+    hint = "fix the setting named in " + config_path + " and start again";
+  } else if (text.find("config file") != std::string::npos) {
+    hint = "check the --config path (" + config_path + ") and that it is readable";
+  } else if (text.find("Operation not permitted") != std::string::npos ||
+             text.find("Permission denied") != std::string::npos) {
+    hint =
+        "run as root, or with the capabilities deploy/systemd/latch-agent.service grants "
+        "(CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN, ...)";
+  } else {
+    hint =
+        "the guard needs cgroup v2, a kernel with BTF (/sys/kernel/btf/vmlinux) and the "
+        "rights to load BPF; --log-level debug shows libbpf's and the verifier's messages";
+  }
+  latch::logging::Default().Error("cannot start", {{"error", text}, {"hint", hint}});
   return 1;
 }
 
@@ -37,6 +61,12 @@ int Main(int argc, char** argv) {
       "list\n"};
   std::string config_path;
   app.add_option("--config", config_path, "Agent configuration file (TOML)")->required();
+  std::string log_level = "info", log_format = "text";
+  app.add_option("--log-level", log_level, "debug, info, warn or error (default info)")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  app.add_option("--log-format", log_format,
+                 "text (timestamp, level=, msg=, key=value fields) or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}));
   auto* status =
       app.add_subcommand("status", "Print attached programs, resources, grants, counters");
   auto* uninstall = app.add_subcommand("uninstall", "Detach the guard and remove its pins");
@@ -52,9 +82,12 @@ int Main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   }
+  latch::logging::ConfigureDefault("latch-agent", *latch::logging::ParseLevel(log_level),
+                                   *latch::logging::ParseFormat(log_format));
+  bool daemon = !*status && !*key && !*uninstall;
   AgentConfig config;
   Status s = LoadConfig(config_path, &config);
-  if (!s.ok()) return Fail(s);
+  if (!s.ok()) return daemon ? FailToStart(s, config_path) : Fail(s);
 
   if (*status) {
     latch::agent::GuardStatus st;
@@ -87,11 +120,14 @@ int Main(int argc, char** argv) {
               << " removed\n";
     return 0;
   }
-  latch::agent::AgentDaemon daemon(std::move(config), std::cout, std::cerr);
-  s = daemon.Start();
-  if (!s.ok()) return Fail(s.WithContext("start"));
-  s = daemon.Run();
-  if (!s.ok()) return Fail(s);
+  latch::agent::AgentDaemon agent(std::move(config), std::cout, latch::logging::Default());
+  s = agent.Start();
+  if (!s.ok()) return FailToStart(s, config_path);
+  s = agent.Run();
+  if (!s.ok()) {
+    latch::logging::Default().Error("stopped on an error", {{"error", s.ToString()}});
+    return 1;
+  }
   return 0;
 }
 

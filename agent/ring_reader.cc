@@ -11,6 +11,8 @@
 #include <cstring>
 #include <fstream>
 
+#include "logging/logger.h"
+
 namespace latch::agent {
 namespace {
 
@@ -80,10 +82,13 @@ Status RingReader::ForDecisionEvents(int ring_fd, DecisionHandler handler,
       [handler = std::move(handler)](std::string_view record) {
         if (record.size() != sizeof(latch_decision_event)) {
           // The kernel and this binary disagree on the layout: count and say so.
-          std::fprintf(stderr,
-                       "latch-agent: decision event of %zu bytes, expected %zu; dropped and "
-                       "counted\n",
-                       record.size(), sizeof(latch_decision_event));
+          logging::Default().Error(
+              "decision event of the wrong size; dropped and counted",
+              {{"bytes", record.size()},
+               {"expected", sizeof(latch_decision_event)},
+               {"hint",
+                "should not happen: the kernel program and this agent disagree on the "
+                "record's layout; please report it with latch-agent status"}});
           return false;
         }
         latch_decision_event e;

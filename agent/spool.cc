@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "logging/logger.h"
 #include "tlog/hex.h"
 
 namespace latch::agent {
@@ -148,8 +149,10 @@ Status Spool::RecoverSegment(Segment* seg) {
     offset += n;
   }
   if (offset != data.size()) {
-    std::fprintf(stderr, "latch-agent: spool segment %s: cut %zu bytes of torn tail\n",
-                 seg->name.c_str(), static_cast<size_t>(data.size() - offset));
+    // A write cut short by a crash: its records were never acknowledged or
+    // released from the ring, so they come again; nothing is lost.
+    logging::Default().Warn("spool segment had a torn tail; cut it",
+                            {{"segment", seg->name}, {"bytes", data.size() - offset}});
     LATCH_RETURN_IF_ERROR(f.Truncate(offset));
   }
   seg->size = offset;

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <future>
 
+#include "logging/logger.h"
+
 namespace latch::index {
 
 namespace {
@@ -141,7 +143,8 @@ void IndexFollower::Loop() {
       // Degraded: queries answer from what is indexed; logged, counted, retried.
       failures_.fetch_add(1);
       if (!failing)
-        std::fprintf(stderr, "latch-collector: events index behind: %s\n", s.ToString().c_str());
+        logging::Default().Error("events index behind; queries answer from what is indexed",
+                                 {{"error", s.ToString()}});
       failing = true;
     } else {
       failing = false;

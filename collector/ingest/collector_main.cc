@@ -23,6 +23,7 @@
 #include "collector/api/tls_identity.h"
 #include "collector/ingest/collector_config.h"
 #include "collector/ingest/collector_server.h"
+#include "logging/logger.h"
 
 namespace {
 
@@ -40,6 +41,27 @@ void OnHangup(int) {
 
 int Fail(const Status& s) {
   std::fprintf(stderr, "latch-collector: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+// The server could not start or stopped on an error: what failed and what to
+// look at, as a log entry (systemd's journal keeps it).
+int FailServing(const Status& s, const std::string& config_path) {
+  std::string hint;
+  if (s.code() == Status::Code::kInvalidArgument) {
+    hint = "fix the setting named in " + config_path + " and start again";
+  } else if (s.ToString().find("config file") != std::string::npos) {
+    hint = "check the --config path (" + config_path + ") and that it is readable";
+  } else if (s.code() == Status::Code::kCorruption || s.code() == Status::Code::kVerifyFailed) {
+    hint =
+        "the ledger under data_dir fails its checks: keep it for investigation, restore it from "
+        "a backup, and run latch-ledger verify on it";
+  } else {
+    hint =
+        "check that data_dir is writable by this user and that the endpoints and [api] listen "
+        "address are free (ss -ltn)";
+  }
+  latch::logging::Default().Error("cannot serve", {{"error", s.ToString()}, {"hint", hint}});
   return 1;
 }
 
@@ -82,6 +104,12 @@ int main(int argc, char** argv) {
       "entry\n"};
   std::string config_path;
   auto* config_option = app.add_option("--config", config_path, "collector configuration (TOML)");
+  std::string log_level = "info", log_format = "text";
+  app.add_option("--log-level", log_level, "debug, info, warn or error (default info)")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  app.add_option("--log-format", log_format,
+                 "text (timestamp, level=, msg=, key=value fields) or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}));
   auto* keys = app.add_subcommand("keys", "print the CURVE, grant and ledger keys agents need");
   auto* grant = app.add_subcommand("grant", "issue a grant through the running collector");
   std::string host, user, cgroup, reason;
@@ -143,9 +171,14 @@ int main(int argc, char** argv) {
     std::printf("%s\n", latch::api::TokenHash(token).c_str());
     return 0;
   }
+  latch::logging::ConfigureDefault("latch-collector", *latch::logging::ParseLevel(log_level),
+                                   *latch::logging::ParseFormat(log_format));
+  const bool serving = !keys->parsed() && !grant->parsed() && !revoke->parsed() &&
+                       !status->parsed() && !request->parsed() && !review->parsed() &&
+                       !requests->parsed();
   CollectorConfig config;
   Status s = latch::collector::LoadCollectorConfig(config_path, &config);
-  if (!s.ok()) return Fail(s);
+  if (!s.ok()) return serving ? FailServing(s, config_path) : Fail(s);
 
   if (grant->parsed()) {
     nlohmann::json p;
@@ -189,7 +222,7 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<CollectorServer> server;
   s = CollectorServer::Open(config, &server);
-  if (!s.ok()) return Fail(s);
+  if (!s.ok()) return serving ? FailServing(s, config_path) : Fail(s);
   if (keys->parsed()) {
     std::printf("curve_public_key = \"%s\"\ngrant_key = \"%s\"\nledger_key = \"%s\"\n",
                 server->curve_public_key().c_str(), server->grant_vkey().c_str(),
@@ -202,7 +235,7 @@ int main(int argc, char** argv) {
   std::signal(SIGHUP, OnHangup);
   s = server->Run();
   g_server = nullptr;
-  if (!s.ok()) return Fail(s);
-  std::fprintf(stderr, "latch-collector: stopped\n");
+  if (!s.ok()) return FailServing(s, config_path);
+  latch::logging::Default().Info("stopped");
   return 0;
 }

@@ -15,6 +15,7 @@
 
 #include "collector/ledger/append_file.h"
 #include "collector/workflow/duration.h"
+#include "logging/logger.h"
 #include "schemas/canonical.h"
 #include "schemas/record_codec.h"
 #include "schemas/wire.capnp.h"
@@ -105,10 +106,9 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
                             &events, &rebuilt)
                             .WithContext("events index " + s->index_path_));
   if (rebuilt) {
-    std::fprintf(stderr,
-                 "latch-collector: the events index at %s did not match this ledger; "
-                 "rebuilding it from the ledger\n",
-                 s->index_path_.c_str());
+    logging::Default().Warn(
+        "the events index did not match this ledger; rebuilding it from the ledger",
+        {{"index", s->index_path_}});
   }
   s->index_ = std::make_unique<index::IndexFollower>(*s->ledger_, std::move(events));
   ledger::BatcherOptions bo;
@@ -189,8 +189,8 @@ void CollectorServer::RecordEndedGrants() {
     a.initGrantExpired().setGrantId(id);
     Status s = RecordWorkflow(schema::CanonicalBytes(a.asReader()), "");
     if (!s.ok()) {
-      std::fprintf(stderr, "latch-collector: recording the expiry of grant %llu: %s\n",
-                   static_cast<unsigned long long>(id), s.ToString().c_str());
+      logging::Default().Error("recording a grant's expiry; tried again shortly",
+                               {{"grant", id}, {"error", s.ToString()}});
       return;  // tried again at the next turn
     }
     std::vector<std::string> changed;
@@ -308,10 +308,17 @@ Status CollectorServer::Run() {
   }
   index_->Start();  // catches up with the ledger in the background
   if (config_.api_enabled) LATCH_RETURN_IF_ERROR(StartApi());
-  std::fprintf(
-      stderr, "latch-collector: serving %zu endpoint(s), %zu enrolled agent(s), ledger size %llu\n",
-      config_.endpoints.size(), config_.agents.size(),
-      static_cast<unsigned long long>(ledger_->size()));
+  {
+    std::string endpoints;
+    for (const std::string& e : config_.endpoints) endpoints += (endpoints.empty() ? "" : ",") + e;
+    logging::Default().Info("serving",
+                            {{"endpoints", endpoints},
+                             {"agents", config_.agents.size()},
+                             {"ledger_size", ledger_->size()},
+                             {"api", config_.api_enabled ? "https://" + config_.api_address + ":" +
+                                                               std::to_string(config_.api_port)
+                                                         : std::string("off")}});
+  }
   sd_notify(0, "READY=1\nSTATUS=serving");  // a no-op unless started by systemd (Type=notify)
   while (!stopping_) {
     zmq::pollitem_t items[] = {{router_->handle(), 0, ZMQ_POLLIN, 0},
@@ -338,9 +345,13 @@ Status CollectorServer::Run() {
     if (reload_policy_.exchange(false)) {
       Status s = workflow_->LoadPolicy(config_.policy);
       RefreshEventReaders();
-      std::fprintf(stderr, "latch-collector: policy reload: %s\n",
-                   s.ok() ? ("loaded, sha256 " + workflow_->policy()->hash()).c_str()
-                          : (s.ToString() + "; the running policy stays").c_str());
+      if (s.ok()) {
+        logging::Default().Info("policy reloaded", {{"sha256", workflow_->policy()->hash()}});
+      } else {
+        logging::Default().Error(
+            "policy reload refused; the running policy stays",
+            {{"error", s.ToString()}, {"hint", "fix the file named and send SIGHUP again"}});
+      }
     }
     if (workflow_->policy() != nullptr) workflow_->ExpireDue(NowNs());
     RecordEndedGrants();
@@ -592,8 +603,12 @@ void CollectorServer::HandleCompletions() {
     if (!c->status.ok()) {
       // The ledger refuses further commits after an I/O error; nothing more
       // can be acknowledged. Stop, so a supervisor restarts us on a clean tail.
-      std::fprintf(stderr, "latch-collector: FATAL: ledger commit failed: %s\n",
-                   c->status.ToString().c_str());
+      logging::Default().Alert(
+          "ledger commit failed; stopping so that a restart finds a clean tail",
+          {{"error", c->status.ToString()},
+           {"hint",
+            "check the disk under data_dir (space, errors); agents keep their spools "
+            "and resend"}});
       Stop();
       return;
     }
@@ -625,8 +640,8 @@ void CollectorServer::SendReceipt(const std::string& host, const std::string& bo
     s = ledger_->ConsistencyProof(checkpoint_from, cp.size, &consistency);
   }
   if (!s.ok()) {
-    std::fprintf(stderr, "latch-collector: cannot build a receipt for %s: %s\n", host.c_str(),
-                 s.ToString().c_str());
+    logging::Default().Error("cannot build a receipt; the agent resends",
+                             {{"host", host}, {"error", s.ToString()}});
     return;
   }
   capnp::MallocMessageBuilder m;
@@ -673,8 +688,7 @@ void CollectorServer::PushGrantSet(const std::string& host) {
   std::string signed_set;
   Status s = grants_->SignedSet(host, NowNs(), &signed_set);
   if (!s.ok()) {
-    std::fprintf(stderr, "latch-collector: grant set for %s: %s\n", host.c_str(),
-                 s.ToString().c_str());
+    logging::Default().Error("cannot build a grant set", {{"host", host}, {"error", s.ToString()}});
     return;
   }
   capnp::MallocMessageBuilder m;
@@ -711,8 +725,13 @@ void CollectorServer::OnApplied(const std::string& host, schema::Applied::Reader
 
 void CollectorServer::OnAlarm(const std::string& host, schema::Alarm::Reader alarm) {
   counters_.alarms++;
-  std::fprintf(stderr, "latch-collector: ALARM from %s: %s: %s\n", host.c_str(),
-               alarm.getKind().cStr(), alarm.getDetail().cStr());
+  logging::Default().Alert("ALARM from an agent: a receipt did not hold",
+                           {{"host", host},
+                            {"kind", alarm.getKind().cStr()},
+                            {"detail", alarm.getDetail().cStr()},
+                            {"hint",
+                             "the ledger may have been rolled back or rewritten; compare "
+                             "its checkpoint with the agent's held one (recorded)"}});
   capnp::MallocMessageBuilder m;
   auto a = m.initRoot<schema::WorkflowAction>();
   a.setActor(host);
@@ -738,8 +757,8 @@ void CollectorServer::FlushRefusals(bool force) {
   refusals_flushed_ns_ = now;
   for (auto& [what, t] : refusals_) {
     if (t.count == 0) continue;
-    std::fprintf(stderr, "latch-collector: refused %llu x %s (last: %s)\n",
-                 static_cast<unsigned long long>(t.count), what.c_str(), t.detail.c_str());
+    logging::Default().Warn("refused input",
+                            {{"kind", what}, {"count", t.count}, {"last", t.detail}});
     capnp::MallocMessageBuilder m;
     auto a = m.initRoot<schema::WorkflowAction>();
     a.setActor("collector");
@@ -777,13 +796,12 @@ void CollectorServer::RecordWorkflowAsync(const std::string& action, const std::
   ledger::EntryBatch batch;
   Status s = WorkflowEntry(action, host, &batch);
   if (!s.ok()) {
-    std::fprintf(stderr, "latch-collector: workflow record refused: %s\n", s.ToString().c_str());
+    logging::Default().Error("workflow record refused", {{"error", s.ToString()}});
     return;
   }
   batcher_->Submit(std::move(batch), [](const Status& st, uint64_t) {
     if (!st.ok()) {
-      std::fprintf(stderr, "latch-collector: workflow record not committed: %s\n",
-                   st.ToString().c_str());
+      logging::Default().Error("workflow record not committed", {{"error", st.ToString()}});
     }
   });
 }
@@ -805,7 +823,8 @@ Status CollectorServer::IssueGrant(const GrantSpec& spec, const std::string& act
   Status s = grants_->ApplyIssued(signed_grant, id, &changed);
   if (!s.ok()) {
     // Recorded but not applicable: should not happen (Sign checked the id).
-    std::fprintf(stderr, "latch-collector: recorded grant not applied: %s\n", s.ToString().c_str());
+    logging::Default().Error("recorded grant not applied (should not happen)",
+                             {{"error", s.ToString()}});
     return s;
   }
   for (const std::string& h : changed) PushGrantSet(h);

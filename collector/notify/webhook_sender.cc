@@ -13,6 +13,7 @@
 #include <boost/beast/ssl.hpp>
 // clang-format on
 
+#include "logging/logger.h"
 #include "tlog/hex.h"
 
 namespace latch::notify {
@@ -70,8 +71,8 @@ WebhookSender::~WebhookSender() {
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
   if (!queue_.empty()) {
-    std::fprintf(stderr, "latch-collector: %zu webhook deliveries not made before stopping\n",
-                 queue_.size());
+    logging::Default().Warn("webhook deliveries not made before stopping",
+                            {{"count", queue_.size()}});
   }
 }
 
@@ -83,8 +84,11 @@ void WebhookSender::Send(const std::string& type, const std::string& json) {
       if (!targets_[t].events.empty() && !targets_[t].events.count(type)) continue;
       if (queue_.size() >= max_queue_) {
         counters_.dropped++;
-        std::fprintf(stderr, "latch-collector: webhook queue full; a notification for %s is lost\n",
-                     targets_[t].url.c_str());
+        logging::Default().Error("webhook queue full; a notification is lost (counted in /metrics)",
+                                 {{"url", targets_[t].url},
+                                  {"hint",
+                                   "the receiver is down or slow; the ledger keeps "
+                                   "the record itself"}});
         continue;
       }
       queue_.push_back({t, json, 0, std::chrono::steady_clock::now()});
@@ -118,8 +122,9 @@ void WebhookSender::Loop() {
     }
     if (++m.attempts >= max_attempts_) {
       counters_.failed++;
-      std::fprintf(stderr, "latch-collector: webhook %s: giving up after %d attempts: %s\n",
-                   targets_[m.target].url.c_str(), m.attempts, s.ToString().c_str());
+      logging::Default().Error(
+          "webhook delivery failed for good",
+          {{"url", targets_[m.target].url}, {"attempts", m.attempts}, {"error", s.ToString()}});
       continue;
     }
     counters_.retried++;

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "logging/logger.h"
 #include "schemas/canonical.h"
 
 namespace latch::workflow {
@@ -156,8 +157,8 @@ void WorkflowService::ExpireDue(int64_t now_ns) {
   for (const AccessRequest& r : trial.ExpireDue(now_ns)) {
     Status s = RecordDecision(r, 0, "collector");
     if (!s.ok()) {
-      std::fprintf(stderr, "latch-collector: recording the expiry of request %llu: %s\n",
-                   static_cast<unsigned long long>(r.id), s.ToString().c_str());
+      logging::Default().Error("recording a request's expiry; tried again at the next tick",
+                               {{"request", r.id}, {"error", s.ToString()}});
       return;  // tried again at the next tick
     }
     book_.RestoreDecided(r.id, RequestState::kExpired, false, now_ns);

@@ -92,8 +92,8 @@ class AgentProcessTest : public ::testing::Test {
     auto started = [&] {
       std::string err = Slurp(err_path);
       size_t n = 0;
-      for (size_t at = err.find("latch-agent: guard"); at != std::string::npos;
-           at = err.find("latch-agent: guard", at + 1)) {
+      for (size_t at = err.find(kGuardLogEntry); at != std::string::npos;
+           at = err.find(kGuardLogEntry, at + 1)) {
         ++n;
       }
       return n;
@@ -277,7 +277,7 @@ TEST_F(AgentProcessTest, EnforcementGoesOnWhenActivityCaptureCannotStart) {
   auto deadline = Clock::now() + std::chrono::seconds(10);
   while (Clock::now() < deadline) {  // the guard's line comes first; the rest follows
     err = Slurp(dir_ + "/agent.err");
-    if (err.find("metrics at http://") != std::string::npos) break;
+    if (err.find("msg=\"metrics served\"") != std::string::npos) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_NE(err.find("activity capture unavailable"), std::string::npos) << err;

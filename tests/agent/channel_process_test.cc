@@ -145,11 +145,11 @@ class ChannelTest : public ::testing::Test {
     FAIL() << "collector did not start: " << Slurp(dir_ + "/collector.log");
   }
   void StartAgent() {
-    size_t before = Count(Slurp(dir_ + "/agent.log"), "latch-agent: guard");
+    size_t before = Count(Slurp(dir_ + "/agent.log"), kGuardLogEntry);
     agent_ = Spawn(LATCH_AGENT_BIN, dir_ + "/agent.toml", dir_ + "/agent.log");
     auto deadline = Clock::now() + std::chrono::seconds(20);
     while (Clock::now() < deadline) {
-      if (Count(Slurp(dir_ + "/agent.log"), "latch-agent: guard") > before) return;
+      if (Count(Slurp(dir_ + "/agent.log"), kGuardLogEntry) > before) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
     FAIL() << "agent did not start: " << Slurp(dir_ + "/agent.log");
@@ -628,9 +628,9 @@ TEST_F(ChannelTest, FailsOverToTheNextEndpoint) {
   for (int i = 0; i < 5; ++i) EXPECT_EQ(ConnectOnce(), EPERM);
   LedgerView v = WaitForEvents(decisions_, 30);
   ExpectExactlyOnce(v, decisions_);
-  EXPECT_NE(
-      Slurp(dir_ + "/agent.log").find("trying tcp://127.0.0.1:" + std::to_string(collector_port_)),
-      std::string::npos)
+  EXPECT_NE(Slurp(dir_ + "/agent.log")
+                .find("endpoint=tcp://127.0.0.1:" + std::to_string(collector_port_)),
+            std::string::npos)
       << Slurp(dir_ + "/agent.log");
 }
 
@@ -653,12 +653,16 @@ TEST_F(ChannelTest, RolledBackLedgerIsCaughtByTheAgent) {
   ConnectMany(5);
   auto deadline = Clock::now() + std::chrono::seconds(15);
   while (Clock::now() < deadline &&
-         Slurp(dir_ + "/collector.log").find("ALARM from host-a") == std::string::npos) {
+         Slurp(dir_ + "/collector.log")
+                 .find("ALARM from an agent: a receipt did not hold\" host=host-a") ==
+             std::string::npos) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  EXPECT_NE(Slurp(dir_ + "/agent.log").find("ALARM rolled_back"), std::string::npos)
+  EXPECT_NE(Slurp(dir_ + "/agent.log").find("kind=rolled_back"), std::string::npos)
       << Slurp(dir_ + "/agent.log");
-  EXPECT_NE(Slurp(dir_ + "/collector.log").find("ALARM from host-a"), std::string::npos);
+  EXPECT_NE(Slurp(dir_ + "/collector.log")
+                .find("ALARM from an agent: a receipt did not hold\" host=host-a"),
+            std::string::npos);
 }
 
 }  // namespace

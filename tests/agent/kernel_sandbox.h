@@ -45,13 +45,17 @@ inline std::string LoopbackHttpGet(uint16_t port, const std::string& path) {
   return out;
 }
 
-// The port in the agent's "metrics at http://HOST:PORT/metrics" log line
+// The start of the agent's log entry saying its guard is attached or adopted.
+inline constexpr const char* kGuardLogEntry = "msg=\"guard ";
+
+// The port in the agent's log entry `msg="metrics served" url=http://HOST:PORT/metrics`
 // (the last one), 0 if there is none: agents under test bind port 0 (any
 // free one), since a port picked beforehand can be taken by then.
 inline uint16_t MetricsPortFromLog(const std::string& log) {
-  size_t at = log.rfind("metrics at http://");
+  const std::string prefix = "msg=\"metrics served\" url=http://";
+  size_t at = log.rfind(prefix);
   if (at == std::string::npos) return 0;
-  size_t colon = log.find(':', at + 18);
+  size_t colon = log.find(':', at + prefix.size());
   if (colon == std::string::npos) return 0;
   return static_cast<uint16_t>(std::strtoul(log.c_str() + colon + 1, nullptr, 10));
 }

@@ -157,7 +157,8 @@ struct InProcessAgent {
     daemon->Stop();
     thread.join();
   }
-  std::ostringstream records, log;
+  std::ostringstream records, log_text;
+  logging::Logger log{"bench-agent", &log_text};
   std::unique_ptr<agent::AgentDaemon> daemon;
   std::thread thread;
 };
@@ -190,7 +191,8 @@ void EndToEnd(uint64_t n) {
     lo.host_id = "bench-host";
     lo.batch_records = 4096;
     lo.window_batches = 8;
-    std::ostringstream log;
+    std::ostringstream log_text;
+    logging::Logger log("bench-agent", &log_text);
     agent::CollectorLink link(
         io, lo, *spool, *witness, [] { return uint64_t{0}; }, [](schema::SignedGrantSet::Reader) {},
         log);
