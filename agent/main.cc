@@ -73,6 +73,14 @@ int Main(int argc, char** argv) {
   auto* key = app.add_subcommand(
       "key", "Print this agent's CURVE public key (created on first use) for enrolment");
   key->fallthrough();
+  status->footer("Example:\n  latch-agent status --config /etc/latch/agent.toml");
+  uninstall->footer(
+      "Example:\n  systemctl stop latch-agent && latch-agent uninstall --config "
+      "/etc/latch/agent.toml\n(the guard stays attached while the agent is stopped; this removes "
+      "it)");
+  key->footer(
+      "Example:\n  latch-agent key --config /etc/latch/agent.toml   # paste into the collector's "
+      "[[agent]] entry");
   // --config may come before or after the subcommand.
   status->fallthrough();
   uninstall->fallthrough();

@@ -148,6 +148,21 @@ int main(int argc, char** argv) {
       "cert-hash",
       "print the sha256 of a PEM client certificate, as an [[api_client]] entry holds");
   cert_hash->add_option("CERT", cert_file, "PEM certificate file")->required();
+  // An example under every subcommand's --help.
+  const std::string c = " --config /etc/latch/collector.toml";
+  keys->footer("Example:\n  latch-collector keys" + c + "   # into each agent's [collector]");
+  grant->footer("Example:\n  latch-collector grant" + c +
+                " --host db-1 --uid 1000 --resource 1 --for 600");
+  revoke->footer("Example:\n  latch-collector revoke" + c + " --id 7 --reason \"left the team\"");
+  status->footer("Example:\n  latch-collector status" + c);
+  request->footer("Example:\n  latch-collector request" + c +
+                  " --as alice --resource db --for 30m --reason \"OPS-12\"");
+  review->footer("Example:\n  latch-collector review" + c +
+                 " --as bob --id 1 --approve --comment ok");
+  requests->footer("Example:\n  latch-collector requests" + c);
+  token_hash->footer(
+      "Example:\n  openssl rand -base64 24 | tee alice.token | latch-collector token-hash");
+  cert_hash->footer("Example:\n  latch-collector cert-hash bob.crt");
   // --config may come before or after the subcommand.
   for (auto* sub : {keys, grant, revoke, status, request, review, requests}) sub->fallthrough();
   CLI11_PARSE(app, argc, argv);

@@ -327,6 +327,27 @@ static int Main(int argc, char** argv) {
   reindex->add_option("--index", index_path,
                       "Index file (default: DIR/../index.sqlite, where latch-collector keeps it)");
   from_opt->excludes(since_opt);
+  // An example under every subcommand's --help.
+  init->footer(
+      "Example:\n  latch-ledger init /var/lib/latch/ledger --origin latch.example.com/ledger");
+  vkey_cmd->footer("Example:\n  latch-ledger vkey /var/lib/latch/ledger > ledger.vkey");
+  append->footer(
+      "Example:\n  printf 'hello\\nworld\\n' | latch-ledger append /var/lib/latch/ledger");
+  checkpoint->footer(
+      "Example:\n  latch-ledger checkpoint /var/lib/latch/ledger > saved-checkpoint   # keep it");
+  verify->footer(
+      "Examples:\n  latch-ledger verify /var/lib/latch/ledger\n"
+      "  latch-ledger verify ./export --vkey ledger.vkey   # a copy, with a key from a trusted "
+      "place");
+  export_cmd->footer("Example:\n  latch-ledger export /var/lib/latch/ledger ./export");
+  prove_cmd->footer(
+      "Examples:\n  latch-ledger prove /var/lib/latch/ledger --index 41\n"
+      "  latch-ledger prove /var/lib/latch/ledger --from 100 --to 200\n"
+      "  latch-ledger prove /var/lib/latch/ledger --since saved-checkpoint   # exit 1 if "
+      "rewritten");
+  reindex->footer(
+      "Example:\n  systemctl stop latch-collector && latch-ledger reindex "
+      "/var/lib/latch-collector/ledger");
 
   try {
     app.parse(argc, argv);

@@ -518,7 +518,16 @@ int Events(const Settings& s, const EventsArgs& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"latchctl: request, approve and audit access through latch-collector"};
+  CLI::App app{
+      "latchctl: request, approve and audit access through latch-collector.\n\n"
+      "Examples:\n"
+      "  latchctl request postgres-prod --for 30m --reason \"OPS-123: fix the replica\"\n"
+      "  latchctl requests --pending              what waits for you\n"
+      "  latchctl approve 12 --comment ok\n"
+      "  latchctl events --grant 7                a grant's whole story, each entry proven\n"
+      "  latchctl verify                          the ledger's checkpoint, signed and consistent\n"
+      "Settings: flags, else LATCH_SERVER, LATCH_TOKEN, LATCH_CA, LATCH_LEDGER_KEY, else\n"
+      "~/.config/latch/latchctl.toml (server, token_file, ca, ledger_key, cert, key)."};
   Settings s;
   std::string token_file;
   app.add_option("--server", s.server, "https://HOST:PORT of latch-collector's API");
@@ -571,6 +580,22 @@ int main(int argc, char** argv) {
   events->add_option("--limit", ev.limit, "at most this many")->check(CLI::PositiveNumber);
   events->add_flag("--follow", ev.follow, "keep printing new events as they arrive");
   events->add_flag("--no-verify", ev.no_verify, "show results without checking their proofs");
+  // An example under every subcommand's --help.
+  request->footer(
+      "Example:\n  latchctl request postgres-prod --for 30m --reason \"OPS-123: fix the replica\"");
+  requests->footer("Examples:\n  latchctl requests --pending\n  latchctl --json requests --all");
+  approve->footer("Example:\n  latchctl approve 12 --comment \"ok for the migration\"");
+  deny->footer("Example:\n  latchctl deny 12 --comment \"use the replica\"");
+  cancel->footer("Example:\n  latchctl cancel 12");
+  revoke->footer("Example:\n  latchctl revoke 7 --reason \"done early\"");
+  grants->footer("Examples:\n  latchctl grants\n  latchctl grants --past");
+  verify->footer(
+      "Example:\n  latchctl --ledger-key \"$(cat ledger.vkey)\" verify   # saves the checkpoint "
+      "it checked");
+  events->footer(
+      "Examples:\n  latchctl events --grant 7\n"
+      "  latchctl events --host db-1 --verdict deny --since 1h\n"
+      "  latchctl events --user alice --kind exec --follow");
   for (auto* c : {request, requests, approve, deny, cancel, revoke, grants, verify, events})
     c->fallthrough();
   try {

@@ -15,10 +15,13 @@
 #include <string>
 #include <vector>
 
+#include "cli_help.h"
 #include "run_tool.h"
 
 namespace {
 
+using latch::testing::HasFlag;
+using latch::testing::HasSubcommand;
 using latch::testing::RunTool;
 
 std::string Slurp(const std::string& path) {
@@ -68,31 +71,6 @@ std::vector<std::string> Words(const std::string& line) {
   }
   if (in_word) words.push_back(word);
   return words;
-}
-
-bool HasFlag(const std::string& help, const std::string& flag) {
-  // CLI11 lists "--for TEXT", "-h,--help", "--json"; our scripts "  --dir DIR".
-  for (size_t at = help.find(flag); at != std::string::npos; at = help.find(flag, at + 1)) {
-    char before = at == 0 ? ' ' : help[at - 1];
-    char after = at + flag.size() < help.size() ? help[at + flag.size()] : ' ';
-    if ((before == ' ' || before == ',') && (after == ' ' || after == '\n' || after == ','))
-      return true;
-  }
-  return false;
-}
-
-// Whether `help` (CLI11's) lists `name` under "Subcommands:".
-bool HasSubcommand(const std::string& help, const std::string& name) {
-  size_t at = help.find("\nSubcommands:\n");
-  if (at == std::string::npos) return false;
-  std::istringstream rest(help.substr(at + 14));
-  for (std::string line; std::getline(rest, line);) {
-    std::istringstream words(line);
-    std::string first;
-    words >> first;
-    if (first == name) return true;
-  }
-  return false;
 }
 
 TEST(QuickstartTest, EveryCommandShownExistsAndTakesItsFlags) {
