@@ -94,11 +94,28 @@ Status ParseCollector(const toml::table& t, const std::string& source, Collector
   if (!schema::IsCurveKey(c->server_public_key)) {
     return Bad(source, t.source(), "server_public_key must be 40 Z85 characters");
   }
-  LATCH_RETURN_IF_ERROR(Get(t, source, "grant_key", &c->grant_key, true));
+  // One key, or a list while the collector's grant key is being rotated.
+  const toml::node* grant_key = t.get("grant_key");
+  if (grant_key == nullptr) return Bad(source, t.source(), "missing setting 'grant_key'");
+  if (const toml::array* keys = grant_key->as_array()) {
+    for (const toml::node& k : *keys) {
+      auto v = k.value<std::string>();
+      if (!v) return Bad(source, k.source(), "grant_key list entries must be strings");
+      c->grant_keys.push_back(*v);
+    }
+    if (c->grant_keys.empty()) return Bad(source, grant_key->source(), "grant_key list is empty");
+  } else if (auto one = grant_key->value<std::string>()) {
+    c->grant_keys.push_back(*one);
+  } else {
+    return Bad(source, grant_key->source(), "grant_key must be a string or a list of strings");
+  }
   LATCH_RETURN_IF_ERROR(Get(t, source, "ledger_key", &c->ledger_key, true));
   tlog::NoteVerifier v;
-  if (!tlog::NoteVerifier::Parse(c->grant_key, &v).ok()) {
-    return Bad(source, t.source(), "grant_key is not a verifier key (<name>+<id>+<key>)");
+  for (const std::string& k : c->grant_keys) {
+    if (!tlog::NoteVerifier::Parse(k, &v).ok()) {
+      return Bad(source, grant_key->source(),
+                 "grant_key is not a verifier key (<name>+<id>+<key>)");
+    }
   }
   if (!tlog::NoteVerifier::Parse(c->ledger_key, &v).ok()) {
     return Bad(source, t.source(), "ledger_key is not a verifier key (<name>+<id>+<key>)");

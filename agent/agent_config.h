@@ -20,7 +20,8 @@
 //   [collector]             # optional; without it records are JSON lines on stdout
 //   endpoints = ["tcp://collector.example:7440"]   # tried in order on failure
 //   server_public_key = "<40 Z85 characters>"      # latch-collector keys
-//   grant_key = "<name>+<id>+<key>"                # verifies grants (latch-collector keys)
+//   grant_key = "<name>+<id>+<key>"                # verifies grants (latch-collector keys);
+//                                                  # a list of keys during a key rotation
 //   ledger_key = "<name>+<id>+<key>"               # verifies checkpoints (latch-collector keys)
 //   state_dir = "/var/lib/latch-agent/default"     # agent.key, checkpoint, spool/
 //   spool_max_bytes = 268435456
@@ -51,7 +52,7 @@ struct CollectorSettings {
   bool enabled = false;
   std::vector<std::string> endpoints;
   std::string server_public_key;
-  std::string grant_key;
+  std::vector<std::string> grant_keys;  // any of them may sign grant sets and grants
   std::string ledger_key;
   std::string state_dir;  // empty: /var/lib/latch-agent/<instance>
   uint64_t spool_max_bytes = 256ull << 20;

@@ -222,9 +222,12 @@ Status AgentDaemon::StartCollectorLink() {
   so.dir = c.state_dir + "/spool";
   so.max_bytes = c.spool_max_bytes;
   LATCH_RETURN_IF_ERROR(Spool::Open(so, boot, &spool_));
-  tlog::NoteVerifier ledger_key, grant_key;
+  tlog::NoteVerifier ledger_key;
   LATCH_RETURN_IF_ERROR(tlog::NoteVerifier::Parse(c.ledger_key, &ledger_key));
-  LATCH_RETURN_IF_ERROR(tlog::NoteVerifier::Parse(c.grant_key, &grant_key));
+  std::vector<tlog::NoteVerifier> grant_keys(c.grant_keys.size());
+  for (size_t i = 0; i < c.grant_keys.size(); ++i) {
+    LATCH_RETURN_IF_ERROR(tlog::NoteVerifier::Parse(c.grant_keys[i], &grant_keys[i]));
+  }
   LATCH_RETURN_IF_ERROR(
       CheckpointWitness::Open(c.state_dir + "/checkpoint", ledger_key, &witness_));
   latch_agent_state state{};
@@ -238,8 +241,9 @@ Status AgentDaemon::StartCollectorLink() {
     Status s = activity_->Watch(e);
     if (!s.ok()) log_.Error("watching a grant", {{"grant", g.grant_id}, {"error", s.ToString()}});
   });
-  applier_ = std::make_unique<GrantSetApplier>(*watching_, grant_key, config_.host_id, cgroup_root,
-                                               state.grant_set_version);
+  applier_ =
+      std::make_unique<GrantSetApplier>(*watching_, schema::GrantKeys(std::move(grant_keys)),
+                                        config_.host_id, cgroup_root, state.grant_set_version);
   sink_ = std::make_unique<SpoolSink>(*spool_);
   CollectorLinkOptions lo;
   lo.endpoints = c.endpoints;

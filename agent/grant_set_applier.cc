@@ -24,10 +24,10 @@ Status ResolveUser(const std::string& name, uint32_t* uid) {
 
 }  // namespace
 
-GrantSetApplier::GrantSetApplier(Enforcer& enforcer, tlog::NoteVerifier grant_key,
+GrantSetApplier::GrantSetApplier(Enforcer& enforcer, schema::GrantKeys grant_keys,
                                  std::string host_id, std::string cgroup_root, uint64_t version)
     : enforcer_(enforcer),
-      key_(std::move(grant_key)),
+      keys_(std::move(grant_keys)),
       host_id_(std::move(host_id)),
       cgroup_root_(std::move(cgroup_root)),
       version_(version) {}
@@ -36,7 +36,7 @@ Status GrantSetApplier::Apply(schema::SignedGrantSet::Reader signed_set, Applied
   *report = AppliedReport{};
   report->version = version_;
   std::string set_bytes;
-  Status s = schema::OpenSignedGrantSet(key_, signed_set, &set_bytes);
+  Status s = schema::OpenSignedGrantSet(keys_, signed_set, &set_bytes);
   if (!s.ok()) {
     report->rejected_set = s.ToString();
     return Status::Ok();
@@ -60,7 +60,7 @@ Status GrantSetApplier::Apply(schema::SignedGrantSet::Reader signed_set, Applied
         }
         for (auto sg : set.getGrants()) {
           std::string grant_bytes;
-          Status gs = schema::OpenSignedGrant(key_, sg, &grant_bytes);
+          Status gs = schema::OpenSignedGrant(keys_, sg, &grant_bytes);
           if (!gs.ok()) {
             report->rejected.emplace_back(0, gs.ToString());
             continue;

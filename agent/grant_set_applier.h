@@ -1,6 +1,7 @@
 // GrantSetApplier: turns a signed grant set from the collector into kernel
 // grants (promise 6). Nothing reaches the kernel unless the set and each grant
-// in it carry valid signatures by the configured grant key, name this host,
+// in it carry valid signatures by a configured grant key (one, or the old and
+// the new during a key rotation), name this host,
 // and the set is newer than the one applied. A new set replaces the old one
 // without a gap: every grant of the new set is written before any grant that
 // is no longer in it is removed.
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "agent/enforcer.h"
+#include "schemas/grant_signature.h"
 #include "schemas/wire.capnp.h"
 #include "tlog/signed_note.h"
 #include "tlog/status.h"
@@ -30,7 +32,7 @@ class GrantSetApplier {
  public:
   // `cgroup_root` is the cgroup v2 mount that cgroup paths in grants are under;
   // `version` the set version the kernel holds now (0: none).
-  GrantSetApplier(Enforcer& enforcer, tlog::NoteVerifier grant_key, std::string host_id,
+  GrantSetApplier(Enforcer& enforcer, schema::GrantKeys grant_keys, std::string host_id,
                   std::string cgroup_root, uint64_t version);
 
   // Checks and applies `set`; *report says what happened, also for refused
@@ -40,7 +42,7 @@ class GrantSetApplier {
 
  private:
   Enforcer& enforcer_;
-  tlog::NoteVerifier key_;
+  schema::GrantKeys keys_;
   std::string host_id_;
   std::string cgroup_root_;
   uint64_t version_;

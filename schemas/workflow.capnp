@@ -84,6 +84,14 @@ struct GrantExpired {
   grantId @0 :UInt64;
 }
 
+# The collector started signing grants with this key; grants signed by the
+# retired keys stay valid until they end (a key rotation). One record per
+# start, so the ledger says which key vouched for grants from when.
+struct GrantKeyInUse {
+  grantKey @0 :Text;             # verifier key, signed-note form
+  retiredGrantKeys @1 :List(Text);
+}
+
 struct WorkflowAction {
   actor @0 :Text;                # who acted: a host id, a user, or "collector"
   union {
@@ -98,5 +106,6 @@ struct WorkflowAction {
     requestReviewed @9 :RequestReviewed;
     requestDecided @10 :RequestDecided;
     grantExpired @11 :GrantExpired;
+    grantKeyInUse @12 :GrantKeyInUse;
   }
 }

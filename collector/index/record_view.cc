@@ -148,6 +148,9 @@ Status ViewWorkflow(const std::string& payload, RecordView* v, bool with_detail)
             v->kind = "grantExpired";
             v->grant_ids.push_back(a.getGrantExpired().getGrantId());
             return Status::Ok();
+          case W::GRANT_KEY_IN_USE:
+            v->kind = "grantKeyInUse";
+            return Status::Ok();
         }
         v->kind = "workflow";  // a union member newer than this reader
         return Status::Ok();

@@ -23,6 +23,7 @@
 #include "collector/api/tls_identity.h"
 #include "collector/ingest/collector_config.h"
 #include "collector/ingest/collector_server.h"
+#include "collector/ingest/grant_keys.h"
 #include "logging/logger.h"
 
 namespace {
@@ -87,6 +88,52 @@ int Admin(const CollectorConfig& config, const nlohmann::json& request) {
   return j.is_object() && j.value("ok", false) ? 0 : 1;
 }
 
+// Whether a collector answers on this data_dir's admin socket.
+bool CollectorRunning(const CollectorConfig& config) {
+  zmq::context_t ctx;
+  zmq::socket_t s(ctx, zmq::socket_type::req);
+  s.set(zmq::sockopt::linger, 0);
+  s.set(zmq::sockopt::rcvtimeo, 1000);
+  s.connect("ipc://" + config.data_dir + "/admin.sock");
+  std::string out = nlohmann::json({{"op", "status"}}).dump();
+  s.send(zmq::buffer(out), zmq::send_flags::none);
+  zmq::message_t reply;
+  return s.recv(reply).has_value();
+}
+
+// latch-collector grant-key: prepare a successor to the grant key, or make
+// the prepared one the signing key (grant_keys.h explains the rotation).
+int GrantKey(const CollectorConfig& config, bool next, bool promote) {
+  if (next == promote) return Fail(Status::InvalidArgument("give one of --next, --promote"));
+  if (next) {
+    std::string vkey;
+    Status s = latch::collector::PrepareNextGrantKey(config.data_dir, config.origin, &vkey);
+    if (!s.ok()) return Fail(s);
+    std::printf(
+        "next grant key: %s\n\n"
+        "Add it to every agent's [collector] grant_key list, keeping the current key:\n"
+        "  grant_key = [\"<current>\", \"%s\"]\n"
+        "and restart the agents (enforcement goes on meanwhile). Then stop the collector,\n"
+        "run latch-collector grant-key --promote, and start it again.\n",
+        vkey.c_str(), vkey.c_str());
+    return 0;
+  }
+  if (CollectorRunning(config)) {
+    return Fail(Status::FailedPrecondition(
+        "the collector is running; stop it first (it signs with the key it started with)"));
+  }
+  std::string retired, now;
+  Status s = latch::collector::PromoteNextGrantKey(config.data_dir, &retired, &now);
+  if (!s.ok()) return Fail(s);
+  std::printf(
+      "grant key now: %s\nretired: %s\n\n"
+      "Start the collector: it records the change and signs grant sets with the new key.\n"
+      "Grants the retired key signed stay valid until they end; after that, remove the\n"
+      "retired key from the agents' grant_key lists.\n",
+      now.c_str(), retired.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -144,6 +191,14 @@ int main(int argc, char** argv) {
   auto* token_hash = app.add_subcommand(
       "token-hash", "read an API token on stdin, print the sha256 an [[api_token]] entry holds");
   std::string cert_file;
+  auto* grant_key =
+      app.add_subcommand("grant-key",
+                         "rotate the grant key: prepare a successor (--next), then make it the one "
+                         "in use (--promote, with the collector stopped)");
+  bool next_key = false, promote_key = false;
+  grant_key->add_flag("--next", next_key, "make (or show) the successor key");
+  grant_key->add_flag("--promote", promote_key,
+                      "the successor becomes the signing key; the current one is retired");
   auto* cert_hash = app.add_subcommand(
       "cert-hash",
       "print the sha256 of a PEM client certificate, as an [[api_client]] entry holds");
@@ -164,7 +219,18 @@ int main(int argc, char** argv) {
       "Example:\n  openssl rand -base64 24 | tee alice.token | latch-collector token-hash");
   cert_hash->footer("Example:\n  latch-collector cert-hash bob.crt");
   // --config may come before or after the subcommand.
-  for (auto* sub : {keys, grant, revoke, status, request, review, requests}) sub->fallthrough();
+  grant_key->footer(
+      "Example (no enforcement gap; grants in force stay valid):\n"
+      "  latch-collector grant-key" +
+      c +
+      " --next      # add its key to every agent's grant_key\n"
+      "  systemctl stop latch-collector\n"
+      "  latch-collector grant-key" +
+      c +
+      " --promote\n"
+      "  systemctl start latch-collector");
+  for (auto* sub : {keys, grant, revoke, status, request, review, requests, grant_key})
+    sub->fallthrough();
   CLI11_PARSE(app, argc, argv);
   if (cert_hash->parsed()) {
     std::string hex;
@@ -190,7 +256,7 @@ int main(int argc, char** argv) {
                                    *latch::logging::ParseFormat(log_format));
   const bool serving = !keys->parsed() && !grant->parsed() && !revoke->parsed() &&
                        !status->parsed() && !request->parsed() && !review->parsed() &&
-                       !requests->parsed();
+                       !requests->parsed() && !grant_key->parsed();
   CollectorConfig config;
   Status s = latch::collector::LoadCollectorConfig(config_path, &config);
   if (!s.ok()) return serving ? FailServing(s, config_path) : Fail(s);
@@ -234,6 +300,7 @@ int main(int argc, char** argv) {
                           {"comment", comment}});
   }
   if (requests->parsed()) return Admin(config, {{"op", "requests"}});
+  if (grant_key->parsed()) return GrantKey(config, next_key, promote_key);
 
   std::unique_ptr<CollectorServer> server;
   s = CollectorServer::Open(config, &server);

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "collector/ingest/grant_keys.h"
 #include "collector/ledger/append_file.h"
 #include "collector/workflow/duration.h"
 #include "logging/logger.h"
@@ -58,20 +59,8 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
     return Status::FromErrno("creating data directory " + dir, errno);
   }
   LATCH_RETURN_IF_ERROR(schema::LoadOrCreateCurveKey(dir + "/curve.key", &s->curve_));
-  std::string skey;
-  Status st = ledger::ReadWholeFile(dir + "/grant.key", &skey);
-  if (st.code() == Status::Code::kNotFound) {
-    LATCH_RETURN_IF_ERROR(tlog::NoteSigner::Generate(config.origin + "/grants", &s->grant_key_));
-    LATCH_RETURN_IF_ERROR(
-        ledger::WriteFileAtomically(dir, "grant.key", s->grant_key_.ToString() + "\n", 0600));
-  } else {
-    LATCH_RETURN_IF_ERROR(st);
-    while (!skey.empty() && skey.back() == '\n') skey.pop_back();
-    LATCH_RETURN_IF_ERROR(
-        tlog::NoteSigner::Parse(skey, &s->grant_key_).WithContext(dir + "/grant.key"));
-  }
-  LATCH_RETURN_IF_ERROR(ledger::WriteFileAtomically(
-      dir, "grant.vkey", s->grant_key_.verifier().ToString() + "\n", 0644));
+  std::vector<tlog::NoteVerifier> retired;
+  LATCH_RETURN_IF_ERROR(LoadGrantKeys(dir, config.origin, &s->grant_key_, &retired));
   std::string ledger_dir = dir + "/ledger";
   if (!ledger::Ledger::IsLedgerDirectory(ledger_dir)) {
     LATCH_RETURN_IF_ERROR(ledger::Ledger::Create(ledger_dir, config.origin));
@@ -83,7 +72,8 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
                                       s->ledger_->checkpoint().origin + "', config says '" +
                                       config.origin + "'");
   }
-  s->grants_ = std::make_unique<GrantBook>(s->grant_key_);
+  s->grants_ = std::make_unique<GrantBook>(s->grant_key_, retired);
+  s->retired_grant_keys_ = retired;
   s->workflow_ =
       std::make_unique<workflow::WorkflowService>(static_cast<workflow::WorkflowSink&>(*s));
   LATCH_RETURN_IF_ERROR(s->ReplayLedger());
@@ -285,6 +275,18 @@ void CollectorServer::Stop() {
 }
 
 Status CollectorServer::Run() {
+  {
+    // Which key vouches for grants from now on, and which it replaced.
+    capnp::MallocMessageBuilder m;
+    auto a = m.initRoot<schema::WorkflowAction>();
+    a.setActor("collector");
+    auto k = a.initGrantKeyInUse();
+    k.setGrantKey(grant_key_.verifier().ToString());
+    auto list = k.initRetiredGrantKeys(static_cast<unsigned>(retired_grant_keys_.size()));
+    for (unsigned i = 0; i < retired_grant_keys_.size(); ++i)
+      list.set(i, retired_grant_keys_[i].ToString());
+    LATCH_RETURN_IF_ERROR(Record(schema::CanonicalBytes(a.asReader()), ""));
+  }
   try {
     zap_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::rep);
     zap_->bind("inproc://zeromq.zap.01");

@@ -132,6 +132,7 @@ class CollectorServer : private workflow::WorkflowSink {
   CollectorConfig config_;
   schema::CurveKeyPair curve_;
   tlog::NoteSigner grant_key_;
+  std::vector<tlog::NoteVerifier> retired_grant_keys_;  // recorded at each start
   std::unique_ptr<ledger::Ledger> ledger_;
   std::unique_ptr<ledger::Batcher> batcher_;
   std::unique_ptr<GrantBook> grants_;

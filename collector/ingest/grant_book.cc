@@ -81,7 +81,7 @@ Status GrantBook::ApplyIssued(const std::string& signed_grant, uint64_t* issued_
   std::vector<std::string> hosts;
   LATCH_RETURN_IF_ERROR(schema::ReadCanonical<schema::SignedGrant>(
       signed_grant, "signed grant", [&](schema::SignedGrant::Reader sg) {
-        return schema::OpenSignedGrant(key_.verifier(), sg, &grant_bytes);
+        return schema::OpenSignedGrant(accepted_, sg, &grant_bytes);
       }));
   LATCH_RETURN_IF_ERROR(
       schema::ReadCanonical<schema::Grant>(grant_bytes, "grant", [&](schema::Grant::Reader g) {

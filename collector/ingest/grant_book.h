@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "schemas/grant.capnp.h"
+#include "schemas/grant_signature.h"
 #include "tlog/signed_note.h"
 #include "tlog/status.h"
 
@@ -38,7 +39,10 @@ struct GrantSpec {
 
 class GrantBook {
  public:
-  explicit GrantBook(const tlog::NoteSigner& key) : key_(key) {}
+  // Signs with `key`; accepts grants signed by it or by `retired` keys (a
+  // rotation's predecessors, whose grants stay valid until they end).
+  explicit GrantBook(const tlog::NoteSigner& key, std::vector<tlog::NoteVerifier> retired = {})
+      : key_(key), accepted_(WithRetired(key, std::move(retired))) {}
 
   // Validates `spec` and signs it; changes nothing. *signed_grant is the
   // canonical SignedGrant the grantIssued record carries.
@@ -69,7 +73,14 @@ class GrantBook {
   };
   void Bump(const std::vector<std::string>& hosts);
 
+  static schema::GrantKeys WithRetired(const tlog::NoteSigner& key,
+                                       std::vector<tlog::NoteVerifier> retired) {
+    retired.insert(retired.begin(), key.verifier());
+    return schema::GrantKeys(std::move(retired));
+  }
+
   const tlog::NoteSigner& key_;
+  schema::GrantKeys accepted_;
   std::map<uint64_t, Entry> grants_;
   uint64_t last_id_ = 0;  // ids are never reused, also after revocation
   std::map<std::string, uint64_t> versions_;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tlog/signed_note.h"
+
 namespace latch::agent {
 namespace {
 
@@ -73,6 +75,39 @@ TEST(AgentConfig, BadSettingsAreNamed) {
     ASSERT_FALSE(s.ok()) << needle;
     EXPECT_NE(s.message().find(needle), std::string::npos) << s.ToString();
     EXPECT_NE(s.message().find("agent.toml"), std::string::npos) << s.ToString();
+  }
+}
+
+// grant_key is one verifier key, or a list of them while the collector's
+// grant key is rotated; a bad entry is named.
+TEST(AgentConfig, GrantKeyIsOneKeyOrAList) {
+  tlog::NoteSigner a, b;
+  ASSERT_TRUE(tlog::NoteSigner::Generate("c/grants", &a).ok());
+  ASSERT_TRUE(tlog::NoteSigner::Generate("c/grants", &b).ok());
+  tlog::NoteSigner ledger;
+  ASSERT_TRUE(tlog::NoteSigner::Generate("c/ledger", &ledger).ok());
+  auto with_grant_key = [&](const std::string& value) {
+    return std::string(kGood) +
+           "[collector]\nendpoints = [\"tcp://127.0.0.1:7440\"]\n"
+           "server_public_key = \"" +
+           std::string(40, 'a') + "\"\nledger_key = \"" + ledger.verifier().ToString() +
+           "\"\ngrant_key = " + value + "\n";
+  };
+  const std::string ka = "\"" + a.verifier().ToString() + "\"";
+  const std::string kb = "\"" + b.verifier().ToString() + "\"";
+  AgentConfig one, two;
+  Status s = ParseAgentConfig(with_grant_key(ka), "agent.toml", &one);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(one.collector.grant_keys, std::vector<std::string>{a.verifier().ToString()});
+  s = ParseAgentConfig(with_grant_key("[" + ka + ", " + kb + "]"), "agent.toml", &two);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(two.collector.grant_keys.size(), 2u);
+  for (const std::string& bad : {std::string("[]"), "[" + ka + ", 5]", std::string("\"nope\""),
+                                 std::string("7"), "[" + ka + ", \"nope\"]"}) {
+    AgentConfig c;
+    s = ParseAgentConfig(with_grant_key(bad), "agent.toml", &c);
+    EXPECT_FALSE(s.ok()) << bad;
+    EXPECT_NE(s.message().find("grant_key"), std::string::npos) << s.ToString();
   }
 }
 

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 #include <vector>
@@ -61,8 +62,9 @@ inline LedgerView ReadLedgerAt(const std::string& dir) {
         const char* names[] = {"grantIssued",    "grantRevoked",   "grantSetApplied",
                                "refusal",        "agentAlarm",     "agentConnected",
                                "policyLoaded",   "requestCreated", "requestReviewed",
-                               "requestDecided", "grantExpired"};
-        v.workflow.push_back(names[static_cast<int>(a.which())]);
+                               "requestDecided", "grantExpired",   "grantKeyInUse"};
+        size_t which = static_cast<size_t>(a.which());
+        v.workflow.push_back(which < std::size(names) ? names[which] : "unknown");
         return Status::Ok();
       });
     }

@@ -529,6 +529,59 @@ TEST_F(ChannelTest, RequestApprovalUseExpiryAndTheTrailWithProofs) {
   EXPECT_EQ(latchctl(tess_token, {"events", "--user", "ann"}), 1) << out;
 }
 
+// Rotating the collector's grant key on a live system: the agent learns the
+// successor first, the collector switches, and the grant in force never stops
+// working; revocations and new grants, signed by the new key, still reach the
+// kernel.
+TEST_F(ChannelTest, GrantKeyRotationWithoutAnEnforcementGap) {
+  StartCollector();
+  StartAgent();
+  std::string out;
+  ASSERT_EQ(Collector({"grant", "--host", "host-a", "--uid", std::to_string(kUid), "--resource",
+                       "9", "--for", "600"},
+                      &out),
+            0)
+      << out;
+  ASSERT_GE(WaitForConnect(0), 0);
+  ASSERT_EQ(Collector({"grant-key", "--next"}, &out), 0) << out;
+  std::string next = out.substr(out.find("next grant key: ") + 16);
+  next = next.substr(0, next.find('\n'));
+  // The agent trusts both keys; its restart leaves the guard attached.
+  std::string config = Slurp(dir_ + "/agent.toml");
+  size_t at = config.find("grant_key = \"");
+  ASSERT_NE(at, std::string::npos);
+  size_t end = config.find('\n', at);
+  std::string old_line = config.substr(at, end - at);
+  std::string old_key = old_line.substr(13, old_line.size() - 14);
+  config.replace(at, end - at, "grant_key = [\"" + old_key + "\", \"" + next + "\"]");
+  std::ofstream(dir_ + "/agent.toml") << config;
+  Kill(&agent_, SIGTERM);
+  EXPECT_EQ(ConnectOnce(), 0) << "the grant stopped while the agent was down";
+  StartAgent();
+  EXPECT_EQ(ConnectOnce(), 0);
+  // The collector switches keys while stopped; --promote refuses while it runs.
+  EXPECT_NE(Collector({"grant-key", "--promote"}, &out), 0);
+  Kill(&collector_, SIGTERM);
+  ASSERT_EQ(Collector({"grant-key", "--promote"}, &out), 0) << out;
+  EXPECT_EQ(ConnectOnce(), 0);
+  StartCollector();
+  EXPECT_EQ(ConnectOnce(), 0) << "the old key's grant stopped after the switch";
+  // Sets signed by the new key still revoke and grant.
+  ASSERT_EQ(Collector({"revoke", "--id", "1", "--reason", "rotation test"}, &out), 0) << out;
+  ASSERT_GE(WaitForConnect(EPERM), 0) << Slurp(dir_ + "/agent.log");
+  ASSERT_EQ(Collector({"grant", "--host", "host-a", "--uid", std::to_string(kUid), "--resource",
+                       "9", "--for", "600"},
+                      &out),
+            0)
+      << out;
+  ASSERT_GE(WaitForConnect(0), 0) << Slurp(dir_ + "/agent.log");
+  EXPECT_EQ(Slurp(dir_ + "/agent.log").find("refused"), std::string::npos)
+      << Slurp(dir_ + "/agent.log");
+  LedgerView v = WaitForEvents(decisions_);
+  ExpectExactlyOnce(v, decisions_);
+  EXPECT_GE(std::count(v.workflow.begin(), v.workflow.end(), "grantKeyInUse"), 2);
+}
+
 TEST_F(ChannelTest, GrantEndsInTheKernelAndIsRecordedAsExpired) {
   StartCollector();
   StartAgent();

@@ -133,5 +133,30 @@ TEST_F(GrantSetApplierTest, ForgedOldOrForeignSetsNeverReachTheKernel) {
   EXPECT_TRUE(enforcer_.held.empty());
 }
 
+// During a grant key rotation the agent trusts the old key and the new one:
+// a set signed by the new key keeps the grants the old key signed, and a key
+// it was not given stays refused.
+TEST_F(GrantSetApplierTest, DuringAKeyRotationOldGrantsInANewSetApply) {
+  tlog::NoteSigner stranger;
+  ASSERT_TRUE(tlog::NoteSigner::Generate("test/grants", &stranger).ok());
+  GrantSetApplier a(enforcer_, schema::GrantKeys({key_.verifier(), other_key_.verifier()}),
+                    "host-a", "/sys/fs/cgroup", 0);
+  AppliedReport r = Apply(a, MakeSet(1, {{1, 1000, 9}}, key_, key_));  // before the switch
+  EXPECT_TRUE(r.rejected_set.empty()) << r.rejected_set;
+  r = Apply(a, MakeSet(2, {{1, 1000, 9}}, other_key_, key_));  // after: new set, old grant
+  EXPECT_TRUE(r.rejected_set.empty()) << r.rejected_set;
+  EXPECT_TRUE(r.rejected.empty());
+  EXPECT_EQ(r.grant_ids, (std::vector<uint64_t>{1}));
+  EXPECT_EQ(enforcer_.held.size(), 1u);
+  r = Apply(a, MakeSet(3, {{1, 1000, 9}}, stranger, key_));
+  EXPECT_NE(r.rejected_set.find("another key"), std::string::npos) << r.rejected_set;
+  r = Apply(a, MakeSet(4, {{1, 1000, 9}, {2, 1000, 9}}, other_key_, stranger));
+  ASSERT_EQ(r.rejected.size(), 2u);  // both grants signed by a key it was not given
+  // Once the old key is dropped from the list, its grants are refused.
+  GrantSetApplier after(enforcer_, other_key_.verifier(), "host-a", "/sys/fs/cgroup", 4);
+  r = Apply(after, MakeSet(5, {{1, 1000, 9}}, other_key_, key_));
+  EXPECT_EQ(r.rejected.size(), 1u);
+}
+
 }  // namespace
 }  // namespace latch::agent

@@ -144,7 +144,7 @@ struct InProcessAgent {
     ac.collector.enabled = true;
     ac.collector.endpoints = {"tcp://127.0.0.1:" + std::to_string(collector_port)};
     ac.collector.server_public_key = collector.server->curve_public_key();
-    ac.collector.grant_key = collector.server->grant_vkey();
+    ac.collector.grant_keys = {collector.server->grant_vkey()};
     ac.collector.ledger_key = collector.server->ledger_vkey();
     ac.collector.state_dir = dir + "/agent";
     fs::create_directories(ac.collector.state_dir);

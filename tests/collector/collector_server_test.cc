@@ -15,6 +15,9 @@
 #include <thread>
 #include <zmq.hpp>
 
+#include "collector/index/record_view.h"
+#include "collector/ingest/grant_keys.h"
+#include "collector/ledger/ledger.h"
 #include "schemas/canonical.h"
 #include "schemas/grant_signature.h"
 #include "schemas/record_codec.h"
@@ -375,6 +378,92 @@ TEST_F(CollectorTest, GrantBookIsRebuiltFromTheLedgerWithTheSameVersions) {
   zmq::message_t reply;
   (void)admin2.recv(reply);
   EXPECT_NE(reply.to_string().find("\"grant_id\":3"), std::string::npos) << reply.to_string();
+}
+
+// Rotating the grant key: grants the old key signed stay in force (the ledger
+// replay accepts them through the retired list), sets and new grants are
+// signed by the new key, and the ledger records which key is in use.
+TEST_F(CollectorTest, GrantKeyRotationKeepsLiveGrantsAndSignsWithTheNewKey) {
+  Hello(*agent_, "host-a");
+  std::string set;
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::GRANT_SET, &set));
+  auto admin_call = [&](const std::string& req) {
+    zmq::socket_t admin(ctx_, zmq::socket_type::req);
+    admin.set(zmq::sockopt::linger, 0);
+    admin.connect(server_->admin_endpoint());
+    admin.send(zmq::buffer(req), zmq::send_flags::none);
+    zmq::message_t reply;
+    (void)admin.recv(reply);
+    return reply.to_string();
+  };
+  std::string issue =
+      R"({"op":"issue","principals":[{"uid":1}],"resources":[1],"hosts":["host-a"],"duration_s":600})";
+  ASSERT_NE(admin_call(issue).find("\"ok\":true"), std::string::npos);
+  tlog::NoteVerifier old_key;
+  ASSERT_TRUE(tlog::NoteVerifier::Parse(server_->grant_vkey(), &old_key).ok());
+
+  std::string next_vkey, again, retired, now;
+  ASSERT_TRUE(PrepareNextGrantKey(config_.data_dir, config_.origin, &next_vkey).ok());
+  ASSERT_TRUE(PrepareNextGrantKey(config_.data_dir, config_.origin, &again).ok());
+  EXPECT_EQ(again, next_vkey);  // prepared once, shown again
+  server_->Stop();
+  thread_.join();
+  server_.reset();
+  ASSERT_TRUE(PromoteNextGrantKey(config_.data_dir, &retired, &now).ok());
+  EXPECT_EQ(retired, old_key.ToString());
+  EXPECT_EQ(now, next_vkey);
+  EXPECT_EQ(PromoteNextGrantKey(config_.data_dir, &retired, &now).code(),
+            Status::Code::kFailedPrecondition);  // nothing prepared any more
+
+  // Without the retired list the ledger's grant no longer verifies: that list
+  // is what keeps it.
+  std::filesystem::rename(config_.data_dir + "/grant.retired", config_.data_dir + "/keep");
+  EXPECT_FALSE(CollectorServer::Open(config_, &server_).ok());
+  std::filesystem::rename(config_.data_dir + "/keep", config_.data_dir + "/grant.retired");
+  ASSERT_TRUE(CollectorServer::Open(config_, &server_).ok());
+  EXPECT_EQ(server_->grant_vkey(), next_vkey);
+  thread_ = std::thread([this] { run_status_ = server_->Run(); });
+  ASSERT_NE(admin_call(issue).find("\"grant_id\":2"), std::string::npos);
+  Hello(*agent_, "host-a");
+  std::string last;
+  while (agent_->Receive(schema::Envelope::GRANT_SET, &set, 1000)) last = set;
+  ASSERT_FALSE(last.empty());
+  tlog::NoteVerifier new_key;
+  ASSERT_TRUE(tlog::NoteVerifier::Parse(next_vkey, &new_key).ok());
+  WithEnvelope(last, [&](schema::Envelope::Reader env) {
+    std::string bytes;
+    EXPECT_FALSE(schema::OpenSignedGrantSet(old_key, env.getGrantSet(), &bytes).ok());
+    ASSERT_TRUE(schema::OpenSignedGrantSet(new_key, env.getGrantSet(), &bytes).ok());
+    (void)schema::ReadCanonical<schema::GrantSet>(bytes, "set", [&](schema::GrantSet::Reader g) {
+      EXPECT_EQ(g.getGrants().size(), 2u);  // the old grant is still in force
+      std::string grant;
+      for (auto sg : g.getGrants()) {
+        bool by_old = schema::OpenSignedGrant(old_key, sg, &grant).ok();
+        bool by_new = schema::OpenSignedGrant(new_key, sg, &grant).ok();
+        EXPECT_NE(by_old, by_new);
+        EXPECT_TRUE(
+            schema::OpenSignedGrant(schema::GrantKeys({old_key, new_key}), sg, &grant).ok());
+      }
+      return Status::Ok();
+    });
+  });
+  // The ledger says which key was in use from when, and which it replaced.
+  std::unique_ptr<ledger::Ledger> l;
+  ASSERT_TRUE(
+      ledger::Ledger::Open(config_.data_dir + "/ledger", ledger::Ledger::Mode::kReadOnly, &l).ok());
+  std::vector<std::string> in_use;
+  std::string entry;
+  for (uint64_t i = 0; i < l->size(); ++i) {
+    ASSERT_TRUE(l->ReadEntry(i, &entry).ok());
+    index::RecordView v;
+    ASSERT_TRUE(index::ViewRecord(entry, &v, /*with_detail=*/true).ok());
+    if (v.kind == "grantKeyInUse") in_use.push_back(v.detail.dump());
+  }
+  ASSERT_GE(in_use.size(), 2u);
+  EXPECT_NE(in_use.front().find(old_key.ToString()), std::string::npos) << in_use.front();
+  EXPECT_NE(in_use.back().find(next_vkey), std::string::npos) << in_use.back();
+  EXPECT_NE(in_use.back().find(old_key.ToString()), std::string::npos)
+      << "the retired key is named: " << in_use.back();
 }
 
 TEST_F(CollectorTest, WorkflowStateIsRebuiltFromTheLedger) {
