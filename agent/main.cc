@@ -6,6 +6,7 @@
 #include "agent/agent_config.h"
 #include "agent/agent_daemon.h"
 #include "agent/guard_status.h"
+#include "logging/log_flags.h"
 #include "logging/logger.h"
 #include "schemas/curve_key.h"
 
@@ -61,12 +62,8 @@ int Main(int argc, char** argv) {
       "list\n"};
   std::string config_path;
   app.add_option("--config", config_path, "Agent configuration file (TOML)")->required();
-  std::string log_level = "info", log_format = "text";
-  app.add_option("--log-level", log_level, "debug, info, warn or error (default info)")
-      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
-  app.add_option("--log-format", log_format,
-                 "text (timestamp, level=, msg=, key=value fields) or json (one object per line)")
-      ->check(CLI::IsMember({"text", "json"}));
+  latch::logging::LogFlags log_flags;
+  log_flags.AddTo(app);
   auto* status =
       app.add_subcommand("status", "Print attached programs, resources, grants, counters");
   auto* uninstall = app.add_subcommand("uninstall", "Detach the guard and remove its pins");
@@ -90,8 +87,7 @@ int Main(int argc, char** argv) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : 2;
   }
-  latch::logging::ConfigureDefault("latch-agent", *latch::logging::ParseLevel(log_level),
-                                   *latch::logging::ParseFormat(log_format));
+  log_flags.Apply("latch-agent");
   bool daemon = !*status && !*key && !*uninstall;
   AgentConfig config;
   Status s = LoadConfig(config_path, &config);

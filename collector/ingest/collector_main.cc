@@ -24,6 +24,7 @@
 #include "collector/ingest/collector_config.h"
 #include "collector/ingest/collector_server.h"
 #include "collector/ingest/grant_keys.h"
+#include "logging/log_flags.h"
 #include "logging/logger.h"
 
 namespace {
@@ -151,12 +152,8 @@ int main(int argc, char** argv) {
       "entry\n"};
   std::string config_path;
   auto* config_option = app.add_option("--config", config_path, "collector configuration (TOML)");
-  std::string log_level = "info", log_format = "text";
-  app.add_option("--log-level", log_level, "debug, info, warn or error (default info)")
-      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
-  app.add_option("--log-format", log_format,
-                 "text (timestamp, level=, msg=, key=value fields) or json (one object per line)")
-      ->check(CLI::IsMember({"text", "json"}));
+  latch::logging::LogFlags log_flags;
+  log_flags.AddTo(app);
   auto* keys = app.add_subcommand("keys", "print the CURVE, grant and ledger keys agents need");
   auto* grant = app.add_subcommand("grant", "issue a grant through the running collector");
   std::string host, user, cgroup, reason;
@@ -252,8 +249,7 @@ int main(int argc, char** argv) {
     std::printf("%s\n", latch::api::TokenHash(token).c_str());
     return 0;
   }
-  latch::logging::ConfigureDefault("latch-collector", *latch::logging::ParseLevel(log_level),
-                                   *latch::logging::ParseFormat(log_format));
+  log_flags.Apply("latch-collector");
   const bool serving = !keys->parsed() && !grant->parsed() && !revoke->parsed() &&
                        !status->parsed() && !request->parsed() && !review->parsed() &&
                        !requests->parsed() && !grant_key->parsed();

@@ -698,7 +698,11 @@ int main(int argc, char** argv) {
           });
     }
   } catch (const Unreachable& e) {
-    std::fprintf(stderr, "latchctl: cannot reach the collector: %s\n", e.what());
+    std::fprintf(stderr,
+                 "latchctl: cannot reach the collector: %s\n"
+                 "  (the server comes from --server, LATCH_SERVER or `server` in %s/latchctl.toml;"
+                 " is latch-collector running with an [api] section?)\n",
+                 e.what(), ConfigDir().c_str());
     return 3;
   }
   return 2;

@@ -131,6 +131,16 @@ class CollectorTest : public ::testing::Test {
     thread_.join();
     EXPECT_TRUE(run_status_.ok()) << run_status_.ToString();
   }
+  // One request on the running collector's admin socket; its reply.
+  std::string AdminCall(const std::string& req) {
+    zmq::socket_t admin(ctx_, zmq::socket_type::req);
+    admin.set(zmq::sockopt::linger, 0);
+    admin.connect(server_->admin_endpoint());
+    admin.send(zmq::buffer(req), zmq::send_flags::none);
+    zmq::message_t reply;
+    (void)admin.recv(reply);
+    return reply.to_string();
+  }
   void Hello(TestAgent& a, const std::string& host) {
     capnp::MallocMessageBuilder m;
     auto h = m.initRoot<schema::Envelope>().initHello();
@@ -387,18 +397,9 @@ TEST_F(CollectorTest, GrantKeyRotationKeepsLiveGrantsAndSignsWithTheNewKey) {
   Hello(*agent_, "host-a");
   std::string set;
   ASSERT_TRUE(agent_->Receive(schema::Envelope::GRANT_SET, &set));
-  auto admin_call = [&](const std::string& req) {
-    zmq::socket_t admin(ctx_, zmq::socket_type::req);
-    admin.set(zmq::sockopt::linger, 0);
-    admin.connect(server_->admin_endpoint());
-    admin.send(zmq::buffer(req), zmq::send_flags::none);
-    zmq::message_t reply;
-    (void)admin.recv(reply);
-    return reply.to_string();
-  };
   std::string issue =
       R"({"op":"issue","principals":[{"uid":1}],"resources":[1],"hosts":["host-a"],"duration_s":600})";
-  ASSERT_NE(admin_call(issue).find("\"ok\":true"), std::string::npos);
+  ASSERT_NE(AdminCall(issue).find("\"ok\":true"), std::string::npos);
   tlog::NoteVerifier old_key;
   ASSERT_TRUE(tlog::NoteVerifier::Parse(server_->grant_vkey(), &old_key).ok());
 
@@ -423,7 +424,7 @@ TEST_F(CollectorTest, GrantKeyRotationKeepsLiveGrantsAndSignsWithTheNewKey) {
   ASSERT_TRUE(CollectorServer::Open(config_, &server_).ok());
   EXPECT_EQ(server_->grant_vkey(), next_vkey);
   thread_ = std::thread([this] { run_status_ = server_->Run(); });
-  ASSERT_NE(admin_call(issue).find("\"grant_id\":2"), std::string::npos);
+  ASSERT_NE(AdminCall(issue).find("\"grant_id\":2"), std::string::npos);
   Hello(*agent_, "host-a");
   std::string last;
   while (agent_->Receive(schema::Envelope::GRANT_SET, &set, 1000)) last = set;
@@ -479,15 +480,7 @@ TEST_F(CollectorTest, WorkflowStateIsRebuiltFromTheLedger) {
     thread_ = std::thread([this] { run_status_ = server_->Run(); });
   };
   restart();
-  auto ask = [&](const std::string& req) {
-    zmq::socket_t admin(ctx_, zmq::socket_type::req);
-    admin.set(zmq::sockopt::linger, 0);
-    admin.connect(server_->admin_endpoint());
-    admin.send(zmq::buffer(req), zmq::send_flags::none);
-    zmq::message_t reply;
-    (void)admin.recv(reply);
-    return reply.to_string();
-  };
+  auto ask = [&](const std::string& req) { return AdminCall(req); };
   std::string r =
       ask(R"({"op":"request","identity":"tess","resource":"db","duration":"30m","reason":"x"})");
   ASSERT_NE(r.find("\"pending\""), std::string::npos) << r;
