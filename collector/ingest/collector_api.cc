@@ -247,6 +247,23 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
             std::to_string(ledger_->size()) + "\n";
     text += "# TYPE latch_collector_index_size gauge\nlatch_collector_index_size " +
             std::to_string(index_->indexed()) + "\n";
+    // When each enrolled agent was last heard from (0: not since this start):
+    // a host whose agent is stopped or cut off falls silent, and this is
+    // what an alert on that silence watches.
+    text += "# TYPE latch_collector_agent_last_heard_seconds gauge\n";
+    std::set<std::string> hosts;
+    for (const auto& [key, host] : config_.agents) hosts.insert(host);
+    for (const std::string& host : hosts) {
+      auto it = last_heard_ns_.find(host);
+      int64_t secs = it == last_heard_ns_.end() ? 0 : it->second / 1000000000;
+      std::string label;  // Prometheus label value: \ and " escaped
+      for (char ch : host) {
+        if (ch == '\\' || ch == '"') label += '\\';
+        label += ch;
+      }
+      text += "latch_collector_agent_last_heard_seconds{host=\"" + label + "\"} " +
+              std::to_string(secs) + "\n";
+    }
     return {200, "text/plain; version=0.0.4", text};
   }
   auto seg = Segments(path);

@@ -441,6 +441,7 @@ void CollectorServer::HandleAgentMessage() {
     auto env = message.getRoot<schema::Envelope>();
     bool first_contact = routes_.find(host) == routes_.end();
     routes_[host] = route;
+    last_heard_ns_[host] = NowNs();
     // A host heard from for the first time since this collector started
     // gets its grant set even without a Hello (it may be mid-session).
     if (first_contact && env.which() != schema::Envelope::HELLO) PushGrantSet(host);

@@ -23,6 +23,7 @@
 
 #include "channel_helpers.h"
 #include "collector/ledger/ledger.h"
+#include "https_client.h"
 #include "kernel_sandbox.h"
 #include "notify_socket.h"
 #include "schemas/canonical.h"
@@ -523,6 +524,16 @@ TEST_F(ChannelTest, RequestApprovalUseExpiryAndTheTrailWithProofs) {
   auto denials = nlohmann::json::parse(out);
   EXPECT_TRUE(denials["verified"].get<bool>());
   EXPECT_GE(denials["events"].size(), 2u) << out;
+  // The collector's metrics say when the agent was last heard from.
+  auto metrics =
+      latch::testing::HttpsCall(static_cast<uint16_t>(api_port), dir_ + "/collector/api.crt",
+                                boost::beast::http::verb::get, "/metrics", ann_token);
+  ASSERT_EQ(metrics.status, 200);
+  const std::string heard = "latch_collector_agent_last_heard_seconds{host=\"host-a\"} ";
+  size_t at = metrics.body.find(heard);
+  ASSERT_NE(at, std::string::npos) << metrics.body;
+  int64_t last_heard = std::strtoll(metrics.body.c_str() + at + heard.size(), nullptr, 10);
+  EXPECT_LE(std::abs(last_heard - static_cast<int64_t>(::time(nullptr))), 30) << metrics.body;
   // tess sees her own story, and nobody else's.
   ASSERT_EQ(latchctl(tess_token, {"events", "--grant", "1"}), 0) << out;
   EXPECT_NE(out.find("grantExpired"), std::string::npos) << out;

@@ -61,6 +61,7 @@ class ApiTest : public ::testing::Test {
     std::string ann_cert;
     ASSERT_TRUE(api::CertificateFingerprint(dir_ / "ann.crt", &ann_cert).ok());
     config_.api_client_certs[ann_cert] = "ann";
+    config_.agents[std::string(40, 'k')] = "host-quiet";  // enrolled, never connects
     Status s = CollectorServer::Open(config_, &server_);
     ASSERT_TRUE(s.ok()) << s.ToString();
     thread_ = std::thread([this] { run_status_ = server_->Run(); });
@@ -169,6 +170,10 @@ TEST_F(ApiTest, CheckpointAndTilesAreServedForOtherClients) {
   EXPECT_NE(metrics.body.find("latch_collector_index_size"), std::string::npos);
   EXPECT_NE(metrics.body.find("latch_collector_index_failures_total 0"), std::string::npos);
   EXPECT_NE(metrics.body.find("latch_collector_webhooks_failed_total 0"), std::string::npos);
+  // An enrolled agent not heard from since the start reads 0.
+  EXPECT_NE(metrics.body.find("latch_collector_agent_last_heard_seconds{host=\"host-quiet\"} 0\n"),
+            std::string::npos)
+      << metrics.body;
 }
 
 // One request shown with its reviews and who may still approve; an entry's
