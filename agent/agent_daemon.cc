@@ -71,6 +71,11 @@ Status AgentDaemon::Start() {
       activity_fd_.reset();
       activity_reader_.reset();
       activity_.reset();
+      // On the record too: an auditor must not read "no activity" where
+      // nothing was being captured.
+      Status r = sink_->AddLoss(LossKind::kActivityCaptureUnavailable, 0, 0, "", s.ToString());
+      if (!r.ok())
+        log_.Error("recording that activity capture is unavailable", {{"error", r.ToString()}});
       log_.Alert("activity capture unavailable; enforcement goes on without it",
                  {{"error", s.ToString()},
                   {"hint",

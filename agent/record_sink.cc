@@ -15,6 +15,8 @@ const char* LossKindName(LossKind kind) {
       return "decode_failure";
     case LossKind::kActivityRingBufferFull:
       return "activity_ring_buffer_full";
+    case LossKind::kActivityCaptureUnavailable:
+      return "activity_capture_unavailable";
   }
   return "unknown";
 }
@@ -42,9 +44,10 @@ bool JsonLinesSink::AddActivity(std::string_view raw) {
 }
 
 Status JsonLinesSink::AddLoss(LossKind kind, uint64_t count, uint64_t total,
-                              const std::string& activity_kind) {
+                              const std::string& activity_kind, const std::string& reason) {
   nlohmann::json j = LossToJson(LossKindName(kind), count, total, host_id_);
   if (!activity_kind.empty()) j["activity_kind"] = activity_kind;
+  if (!reason.empty()) j["reason"] = reason;
   out_ << j.dump() << "\n";
   return Status::Ok();
 }

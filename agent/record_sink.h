@@ -15,7 +15,13 @@
 
 namespace latch::agent {
 
-enum class LossKind { kRingBufferFull, kSpoolFull, kDecodeFailure, kActivityRingBufferFull };
+enum class LossKind {
+  kRingBufferFull,
+  kSpoolFull,
+  kDecodeFailure,
+  kActivityRingBufferFull,
+  kActivityCaptureUnavailable,  // capture could not start: all activity is lost from here on
+};
 const char* LossKindName(LossKind kind);
 
 class RecordSink {
@@ -26,10 +32,11 @@ class RecordSink {
   // it is malformed (the caller counts it as a decode failure).
   virtual bool AddActivity(std::string_view raw) = 0;
   // `count` losses since the previous loss record of this kind; `total` all.
-  // `activity_kind` names the activity for kActivityRingBufferFull.
+  // `activity_kind` names the activity for kActivityRingBufferFull; `reason`
+  // says why for kActivityCaptureUnavailable.
   // Not OK: the record was not taken (the caller keeps the losses pending).
   virtual Status AddLoss(LossKind kind, uint64_t count, uint64_t total,
-                         const std::string& activity_kind = "") = 0;
+                         const std::string& activity_kind = "", const std::string& reason = "") = 0;
   // Makes everything added so far survive the agent's death (or at least
   // leave the process): the ring buffer is released after this.
   virtual Status Flush() = 0;
@@ -42,7 +49,7 @@ class JsonLinesSink : public RecordSink {
   void AddEvent(const latch_decision_event& e) override;
   bool AddActivity(std::string_view raw) override;
   Status AddLoss(LossKind kind, uint64_t count, uint64_t total,
-                 const std::string& activity_kind = "") override;
+                 const std::string& activity_kind = "", const std::string& reason = "") override;
   Status Flush() override;
 
  private:

@@ -28,6 +28,8 @@ schema::LossKind ToSchema(LossKind k) {
       return schema::LossKind::DECODE_FAILURE;
     case LossKind::kActivityRingBufferFull:
       return schema::LossKind::ACTIVITY_RING_BUFFER_FULL;
+    case LossKind::kActivityCaptureUnavailable:
+      return schema::LossKind::ACTIVITY_CAPTURE_UNAVAILABLE;
   }
   return schema::LossKind::UNSPECIFIED;
 }
@@ -64,13 +66,14 @@ void SpoolSink::Spooled(const Status& s) {
 }
 
 Status SpoolSink::AddLoss(LossKind kind, uint64_t count, uint64_t total,
-                          const std::string& activity_kind) {
+                          const std::string& activity_kind, const std::string& reason) {
   capnp::MallocMessageBuilder m;
   auto loss = m.initRoot<schema::LossEvent>();
   loss.setKind(ToSchema(kind));
   loss.setCount(count);
   loss.setTotal(total);
   if (!activity_kind.empty()) loss.setActivityKind(activity_kind);
+  if (!reason.empty()) loss.setReason(reason);
   uint64_t seq;
   return spool_.Add(kLossKind, NowUnixNs(), schema::CanonicalBytes(loss.asReader()), true, &seq)
       .WithContext("spooling a loss record");

@@ -17,7 +17,7 @@ class SpoolSink : public RecordSink {
   void AddEvent(const latch_decision_event& e) override;
   bool AddActivity(std::string_view raw) override;
   Status AddLoss(LossKind kind, uint64_t count, uint64_t total,
-                 const std::string& activity_kind = "") override;
+                 const std::string& activity_kind = "", const std::string& reason = "") override;
   Status Flush() override;
 
   uint64_t spool_full_total() const { return spool_full_total_; }

@@ -48,6 +48,8 @@ enum LossKind {
   spoolFull @2;        # the agent's spool was at its size limit
   decodeFailure @3;    # a record could not be decoded
   activityRingBufferFull @4;  # activity records the kernel could not reserve space for
+  activityCaptureUnavailable @5;  # capture could not start: from here on nothing of what
+                                  # watched principals do is recorded (count 0: unknown)
 }
 
 struct LossEvent {
@@ -55,6 +57,7 @@ struct LossEvent {
   count @1 :UInt64;    # losses since the previous loss record of this kind
   total @2 :UInt64;    # all losses of this kind the source has counted
   activityKind @3 :Text;  # activityRingBufferFull: of which activity (exec, open, ...)
+  reason @4 :Text;        # activityCaptureUnavailable: why
 }
 
 # What a watched principal did (issue 6): the payload of LedgerRecord kind

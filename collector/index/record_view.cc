@@ -40,6 +40,8 @@ const char* LossKindName(schema::LossKind k) {
       return "decode_failure";
     case schema::LossKind::ACTIVITY_RING_BUFFER_FULL:
       return "activity_ring_buffer_full";
+    case schema::LossKind::ACTIVITY_CAPTURE_UNAVAILABLE:
+      return "activity_capture_unavailable";
     default:
       return "unspecified";
   }
@@ -67,6 +69,7 @@ Status ViewLoss(const std::string& payload, RecordView* v) {
         v->detail = {
             {"kind", LossKindName(r.getKind())}, {"count", r.getCount()}, {"total", r.getTotal()}};
         if (r.hasActivityKind()) v->detail["activity_kind"] = r.getActivityKind().cStr();
+        if (r.hasReason()) v->detail["reason"] = r.getReason().cStr();
         return Status::Ok();
       });
 }

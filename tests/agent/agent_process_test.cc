@@ -282,7 +282,14 @@ TEST_F(AgentProcessTest, EnforcementGoesOnWhenActivityCaptureCannotStart) {
   }
   EXPECT_NE(err.find("activity capture unavailable"), std::string::npos) << err;
   EXPECT_EQ(Connect(), 1);  // still refused in the kernel
-  ASSERT_EQ(Records(1).size(), 1u);
+  // On the record as well: a loss record saying capture is unavailable and
+  // why, then the decision.
+  std::vector<nlohmann::json> records = Records(2);
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[0]["type"], "loss") << records[0];
+  EXPECT_EQ(records[0]["kind"], "activity_capture_unavailable") << records[0];
+  EXPECT_NE(records[0].value("reason", "").find("another layout"), std::string::npos) << records[0];
+  EXPECT_EQ(records[1]["verdict"], "deny") << records[1];
   uint16_t port = MetricsPortFromLog(err);
   ASSERT_NE(port, 0) << err;
   std::string m = LoopbackHttpGet(port, "/metrics");

@@ -227,5 +227,24 @@ TEST_F(SpoolTest, FullSpoolBecomesACountedLossRecord) {
   EXPECT_EQ(DrainAll(s.get()).size(), 0u);
 }
 
+// Activity capture that cannot start is on the record as a loss record with
+// its reason (promise 3: what is not captured is never silent).
+TEST_F(SpoolTest, CaptureUnavailableIsALossRecordWithItsReason) {
+  std::unique_ptr<Spool> s;
+  ASSERT_TRUE(Spool::Open(Options(), Boot('a'), &s).ok());
+  SpoolSink sink(*s);
+  ASSERT_TRUE(sink.AddLoss(LossKind::kActivityCaptureUnavailable, 0, 0, "", "kernel too old").ok());
+  ASSERT_TRUE(sink.Flush().ok());
+  SpoolBatch b;
+  ASSERT_TRUE(s->NextBatch(10, &b).ok());
+  ASSERT_EQ(b.records.size(), 1u);
+  EXPECT_EQ(b.records[0].kind, static_cast<uint32_t>(schema::RecordKind::LOSS));
+  ASSERT_TRUE(schema::ReadCanonical<schema::LossEvent>(b.records[0].payload, "loss", [&](auto l) {
+                EXPECT_EQ(l.getKind(), schema::LossKind::ACTIVITY_CAPTURE_UNAVAILABLE);
+                EXPECT_EQ(std::string(l.getReason().cStr()), "kernel too old");
+                return Status::Ok();
+              }).ok());
+}
+
 }  // namespace
 }  // namespace latch::agent
