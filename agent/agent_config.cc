@@ -1,45 +1,20 @@
 #include "agent/agent_config.h"
 
-#include <toml++/toml.h>
-
 #include <fstream>
 #include <map>
 #include <set>
 
 #include "agent/kernel_fs.h"
+#include "config/toml_settings.h"
 #include "schemas/curve_key.h"
 #include "tlog/signed_note.h"
 
 namespace latch::agent {
 namespace {
 
-Status Bad(const std::string& source, const toml::source_region& where, const std::string& what) {
-  return Status::InvalidArgument(source + ":" + std::to_string(where.begin.line) + ": " + what);
-}
-
-template <typename T>
-Status Get(const toml::table& t, const std::string& source, const char* key, T* out,
-           bool required) {
-  const toml::node* n = t.get(key);
-  if (n == nullptr) {
-    if (required) return Bad(source, t.source(), std::string("missing setting '") + key + "'");
-    return Status::Ok();
-  }
-  auto v = n->value<T>();
-  if (!v) return Bad(source, n->source(), std::string("setting '") + key + "' has the wrong type");
-  *out = *v;
-  return Status::Ok();
-}
-
-Status CheckKeys(const toml::table& t, const std::string& source,
-                 const std::set<std::string>& known) {
-  for (const auto& [k, v] : t) {
-    if (known.count(std::string(k.str())) == 0) {
-      return Bad(source, v.source(), "unknown setting '" + std::string(k.str()) + "'");
-    }
-  }
-  return Status::Ok();
-}
+using config::Bad;
+using config::CheckKeys;
+using config::Get;
 
 Status ParseResource(const toml::table& t, const std::string& source, Resource* r) {
   LATCH_RETURN_IF_ERROR(
@@ -186,12 +161,7 @@ Status ParseActivity(const toml::table& t, const std::string& source, ActivityOp
 
 Status ParseAgentConfig(std::string_view toml_text, const std::string& source, AgentConfig* out) {
   toml::table root;
-  try {
-    root = toml::parse(toml_text, source);
-  } catch (const toml::parse_error& e) {
-    return Status::InvalidArgument(source + ":" + std::to_string(e.source().begin.line) + ": " +
-                                   std::string(e.description()));
-  }
+  LATCH_RETURN_IF_ERROR(config::ParseToml(toml_text, source, &root));
   LATCH_RETURN_IF_ERROR(CheckKeys(
       root, source,
       {"instance", "host_id", "cgroup", "pin_dir", "ring_buffer_bytes", "counters_interval_ms",

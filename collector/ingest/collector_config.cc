@@ -1,76 +1,31 @@
 #include "collector/ingest/collector_config.h"
 
-#include <toml++/toml.h>
-
 #include <fstream>
 #include <set>
 
+#include "config/toml_settings.h"
 #include "schemas/curve_key.h"
 #include "tlog/signed_note.h"
 
 namespace latch::collector {
-namespace {
-
-Status Bad(const std::string& source, const toml::source_region& where, const std::string& what) {
-  return Status::InvalidArgument(source + ":" + std::to_string(where.begin.line) + ": " + what);
-}
-
-Status Known(const toml::table& t, const std::string& source, const std::set<std::string>& keys) {
-  for (const auto& [k, v] : t) {
-    if (!keys.count(std::string(k.str()))) {
-      return Bad(source, v.source(), "unknown setting '" + std::string(k.str()) + "'");
-    }
-  }
-  return Status::Ok();
-}
-
-template <typename T>
-Status Read(const toml::table& t, const std::string& source, const char* key, T* out,
-            bool required) {
-  const toml::node* n = t.get(key);
-  if (n == nullptr) {
-    return required ? Bad(source, t.source(), std::string("missing setting '") + key + "'")
-                    : Status::Ok();
-  }
-  auto v = n->value<T>();
-  if (!v) return Bad(source, n->source(), std::string("setting '") + key + "' has the wrong type");
-  *out = *v;
-  return Status::Ok();
-}
-
-Status ReadRange(const toml::table& t, const std::string& source, const char* key, int64_t lo,
-                 int64_t hi, uint64_t* out) {
-  int64_t v = static_cast<int64_t>(*out);
-  LATCH_RETURN_IF_ERROR(Read(t, source, key, &v, false));
-  if (v < lo || v > hi) {
-    return Bad(source, t.source(),
-               std::string("setting '") + key + "' must be " + std::to_string(lo) + " to " +
-                   std::to_string(hi));
-  }
-  *out = static_cast<uint64_t>(v);
-  return Status::Ok();
-}
-
-}  // namespace
+using config::Bad;
+using config::CheckKeys;
+using config::Get;
+using config::GetInRange;
 
 Status ParseCollectorConfig(std::string_view toml_text, const std::string& source,
                             CollectorConfig* out) {
   toml::table root;
-  try {
-    root = toml::parse(toml_text, source);
-  } catch (const toml::parse_error& e) {
-    return Status::InvalidArgument(source + ":" + std::to_string(e.source().begin.line) + ": " +
-                                   std::string(e.description()));
-  }
-  LATCH_RETURN_IF_ERROR(Known(root, source,
-                              {"data_dir", "origin", "endpoints", "batch_max_entries",
-                               "batch_max_age_ms", "max_message_bytes", "agent", "policy", "index",
-                               "api", "api_token", "api_client", "webhook"}));
+  LATCH_RETURN_IF_ERROR(config::ParseToml(toml_text, source, &root));
+  LATCH_RETURN_IF_ERROR(CheckKeys(root, source,
+                                  {"data_dir", "origin", "endpoints", "batch_max_entries",
+                                   "batch_max_age_ms", "max_message_bytes", "agent", "policy",
+                                   "index", "api", "api_token", "api_client", "webhook"}));
   CollectorConfig c;
-  LATCH_RETURN_IF_ERROR(Read(root, source, "data_dir", &c.data_dir, true));
-  LATCH_RETURN_IF_ERROR(Read(root, source, "origin", &c.origin, true));
-  LATCH_RETURN_IF_ERROR(Read(root, source, "policy", &c.policy, false));
-  LATCH_RETURN_IF_ERROR(Read(root, source, "index", &c.index_path, false));
+  LATCH_RETURN_IF_ERROR(Get(root, source, "data_dir", &c.data_dir, true));
+  LATCH_RETURN_IF_ERROR(Get(root, source, "origin", &c.origin, true));
+  LATCH_RETURN_IF_ERROR(Get(root, source, "policy", &c.policy, false));
+  LATCH_RETURN_IF_ERROR(Get(root, source, "index", &c.index_path, false));
   if (!tlog::IsValidKeyName(c.origin)) {
     return Bad(source, root.source(), "origin must be printable ASCII without spaces or '+'");
   }
@@ -87,10 +42,10 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
     }
   }
   uint64_t entries = c.batch_max_entries, age = c.batch_max_age_ms;
-  LATCH_RETURN_IF_ERROR(ReadRange(root, source, "batch_max_entries", 1, 1 << 20, &entries));
-  LATCH_RETURN_IF_ERROR(ReadRange(root, source, "batch_max_age_ms", 1, 60000, &age));
+  LATCH_RETURN_IF_ERROR(GetInRange(root, source, "batch_max_entries", 1, 1 << 20, &entries));
+  LATCH_RETURN_IF_ERROR(GetInRange(root, source, "batch_max_age_ms", 1, 60000, &age));
   LATCH_RETURN_IF_ERROR(
-      ReadRange(root, source, "max_message_bytes", 4096, int64_t{1} << 30, &c.max_message_bytes));
+      GetInRange(root, source, "max_message_bytes", 4096, int64_t{1} << 30, &c.max_message_bytes));
   c.batch_max_entries = static_cast<uint32_t>(entries);
   c.batch_max_age_ms = static_cast<uint32_t>(age);
   if (const toml::node* n = root.get("agent")) {
@@ -100,10 +55,10 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
     for (const toml::node& e : *list) {
       const toml::table* t = e.as_table();
       if (t == nullptr) return Bad(source, e.source(), "'agent' must be [[agent]] tables");
-      LATCH_RETURN_IF_ERROR(Known(*t, source, {"host_id", "curve_public_key"}));
+      LATCH_RETURN_IF_ERROR(CheckKeys(*t, source, {"host_id", "curve_public_key"}));
       std::string host, key;
-      LATCH_RETURN_IF_ERROR(Read(*t, source, "host_id", &host, true));
-      LATCH_RETURN_IF_ERROR(Read(*t, source, "curve_public_key", &key, true));
+      LATCH_RETURN_IF_ERROR(Get(*t, source, "host_id", &host, true));
+      LATCH_RETURN_IF_ERROR(Get(*t, source, "curve_public_key", &key, true));
       if (host.empty()) return Bad(source, t->source(), "host_id must not be empty");
       if (!schema::IsCurveKey(key)) {
         return Bad(source, t->source(),
@@ -120,10 +75,10 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
   if (const toml::node* n = root.get("api")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return Bad(source, n->source(), "'api' must be an [api] table");
-    LATCH_RETURN_IF_ERROR(Known(*t, source, {"listen", "cert", "key"}));
+    LATCH_RETURN_IF_ERROR(CheckKeys(*t, source, {"listen", "cert", "key"}));
     c.api_enabled = true;
     std::string listen = c.api_address + ":" + std::to_string(c.api_port);
-    LATCH_RETURN_IF_ERROR(Read(*t, source, "listen", &listen, false));
+    LATCH_RETURN_IF_ERROR(Get(*t, source, "listen", &listen, false));
     size_t colon = listen.rfind(':');
     int port = colon == std::string::npos ? -1 : std::atoi(listen.c_str() + colon + 1);
     if (colon == std::string::npos || colon == 0 || port < 0 || port > 65535) {
@@ -131,8 +86,8 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
     }
     c.api_address = listen.substr(0, colon);
     c.api_port = static_cast<uint16_t>(port);
-    LATCH_RETURN_IF_ERROR(Read(*t, source, "cert", &c.api_cert, false));
-    LATCH_RETURN_IF_ERROR(Read(*t, source, "key", &c.api_key, false));
+    LATCH_RETURN_IF_ERROR(Get(*t, source, "cert", &c.api_cert, false));
+    LATCH_RETURN_IF_ERROR(Get(*t, source, "key", &c.api_key, false));
   }
   if (const toml::node* n = root.get("api_client")) {
     const toml::array* list = n->as_array();
@@ -142,10 +97,10 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
       const toml::table* t = e.as_table();
       if (t == nullptr)
         return Bad(source, e.source(), "'api_client' must be [[api_client]] tables");
-      LATCH_RETURN_IF_ERROR(Known(*t, source, {"identity", "cert_sha256"}));
+      LATCH_RETURN_IF_ERROR(CheckKeys(*t, source, {"identity", "cert_sha256"}));
       std::string identity, hash;
-      LATCH_RETURN_IF_ERROR(Read(*t, source, "identity", &identity, true));
-      LATCH_RETURN_IF_ERROR(Read(*t, source, "cert_sha256", &hash, true));
+      LATCH_RETURN_IF_ERROR(Get(*t, source, "identity", &identity, true));
+      LATCH_RETURN_IF_ERROR(Get(*t, source, "cert_sha256", &hash, true));
       bool hex =
           hash.size() == 64 && hash.find_first_not_of("0123456789abcdef") == std::string::npos;
       if (!hex) return Bad(source, t->source(), "cert_sha256 must be 64 lower-case hex digits");
@@ -160,11 +115,11 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
     for (const toml::node& e : *list) {
       const toml::table* t = e.as_table();
       if (t == nullptr) return Bad(source, e.source(), "'webhook' must be [[webhook]] tables");
-      LATCH_RETURN_IF_ERROR(Known(*t, source, {"url", "events", "secret", "ca"}));
+      LATCH_RETURN_IF_ERROR(CheckKeys(*t, source, {"url", "events", "secret", "ca"}));
       CollectorConfig::Webhook w;
-      LATCH_RETURN_IF_ERROR(Read(*t, source, "url", &w.url, true));
-      LATCH_RETURN_IF_ERROR(Read(*t, source, "secret", &w.secret, false));
-      LATCH_RETURN_IF_ERROR(Read(*t, source, "ca", &w.ca, false));
+      LATCH_RETURN_IF_ERROR(Get(*t, source, "url", &w.url, true));
+      LATCH_RETURN_IF_ERROR(Get(*t, source, "secret", &w.secret, false));
+      LATCH_RETURN_IF_ERROR(Get(*t, source, "ca", &w.ca, false));
       if (!w.url.starts_with("http://") && !w.url.starts_with("https://")) {
         return Bad(source, t->source(), "webhook url must start with http:// or https://");
       }
@@ -191,10 +146,10 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
     for (const toml::node& e : *list) {
       const toml::table* t = e.as_table();
       if (t == nullptr) return Bad(source, e.source(), "'api_token' must be [[api_token]] tables");
-      LATCH_RETURN_IF_ERROR(Known(*t, source, {"identity", "sha256"}));
+      LATCH_RETURN_IF_ERROR(CheckKeys(*t, source, {"identity", "sha256"}));
       std::string identity, hash;
-      LATCH_RETURN_IF_ERROR(Read(*t, source, "identity", &identity, true));
-      LATCH_RETURN_IF_ERROR(Read(*t, source, "sha256", &hash, true));
+      LATCH_RETURN_IF_ERROR(Get(*t, source, "identity", &identity, true));
+      LATCH_RETURN_IF_ERROR(Get(*t, source, "sha256", &hash, true));
       bool hex =
           hash.size() == 64 && hash.find_first_not_of("0123456789abcdef") == std::string::npos;
       if (!hex) return Bad(source, t->source(), "sha256 must be 64 lower-case hex digits");

@@ -1,10 +1,9 @@
 #include "collector/workflow/policy.h"
 
-#include <toml++/toml.h>
-
 #include <fstream>
 
 #include "collector/workflow/duration.h"
+#include "config/toml_settings.h"
 #include "tlog/hex.h"
 #include "tlog/sha256.h"
 
@@ -12,82 +11,17 @@ namespace latch::workflow {
 namespace {
 
 // Reads one table's settings, with errors that name the line.
-class Reader {
- public:
-  Reader(const toml::table& t, const std::string& source) : t_(t), source_(source) {}
+using Reader = config::TableReader;
+using config::ForEachTable;
 
-  Status Bad(const std::string& what) const {
-    return Status::InvalidArgument(source_ + ":" + std::to_string(t_.source().begin.line) + ": " +
-                                   what);
-  }
-  Status Known(const std::set<std::string>& keys) const {
-    for (const auto& [k, v] : t_) {
-      if (!keys.count(std::string(k.str()))) {
-        return Status::InvalidArgument(source_ + ":" + std::to_string(v.source().begin.line) +
-                                       ": unknown setting '" + std::string(k.str()) + "'");
-      }
-    }
-    return Status::Ok();
-  }
-  template <typename T>
-  Status Get(const char* key, T* out, bool required) const {
-    const toml::node* n = t_.get(key);
-    if (n == nullptr) {
-      return required ? Bad(std::string("missing setting '") + key + "'") : Status::Ok();
-    }
-    auto v = n->value<T>();
-    if (!v) return Bad(std::string("setting '") + key + "' has the wrong type");
-    *out = *v;
-    return Status::Ok();
-  }
-  Status Strings(const char* key, std::vector<std::string>* out, bool required) const {
-    const toml::node* n = t_.get(key);
-    if (n == nullptr) {
-      return required ? Bad(std::string("missing setting '") + key + "'") : Status::Ok();
-    }
-    const toml::array* a = n->as_array();
-    if (a == nullptr) return Bad(std::string("setting '") + key + "' must be a list of strings");
-    for (const toml::node& e : *a) {
-      auto v = e.value<std::string>();
-      if (!v || v->empty())
-        return Bad(std::string("setting '") + key + "' must hold non-empty strings");
-      out->push_back(*v);
-    }
-    return Status::Ok();
-  }
-  Status Duration(const char* key, int64_t* ns, bool required) const {
-    std::string text;
-    bool had = t_.get(key) != nullptr;
-    LATCH_RETURN_IF_ERROR(Get(key, &text, required));
-    if (!had) return Status::Ok();
-    Status s = ParseDuration(text, ns);
-    return s.ok() ? s : Bad(std::string("setting '") + key + "': " + s.message());
-  }
-
- private:
-  const toml::table& t_;
-  const std::string& source_;
-};
-
-// Calls fn(Reader) for each [[name]] table.
-template <typename Fn>
-Status ForEachTable(const toml::table& root, const char* name, const std::string& source, Fn fn) {
-  const toml::node* n = root.get(name);
-  if (n == nullptr) return Status::Ok();
-  const toml::array* list = n->as_array();
-  if (list == nullptr) {
-    return Status::InvalidArgument(source + ":" + std::to_string(n->source().begin.line) + ": '" +
-                                   name + "' must be [[" + name + "]] tables");
-  }
-  for (const toml::node& e : *list) {
-    const toml::table* t = e.as_table();
-    if (t == nullptr) {
-      return Status::InvalidArgument(source + ":" + std::to_string(e.source().begin.line) + ": '" +
-                                     name + "' must be [[" + name + "]] tables");
-    }
-    LATCH_RETURN_IF_ERROR(fn(Reader(*t, source)));
-  }
-  return Status::Ok();
+// A duration setting ("30m", "4h"): *ns keeps its default when absent.
+Status GetDuration(const Reader& r, const char* key, int64_t* ns, bool required) {
+  std::string text;
+  bool had = r.table().get(key) != nullptr;
+  LATCH_RETURN_IF_ERROR(r.Get(key, &text, required));
+  if (!had) return Status::Ok();
+  Status s = ParseDuration(text, ns);
+  return s.ok() ? s : r.Bad(std::string("setting '") + key + "': " + s.message());
 }
 
 }  // namespace
@@ -95,12 +29,7 @@ Status ForEachTable(const toml::table& root, const char* name, const std::string
 Status Policy::Parse(std::string_view toml_text, const std::string& source,
                      std::unique_ptr<Policy>* out) {
   toml::table root;
-  try {
-    root = toml::parse(toml_text, source);
-  } catch (const toml::parse_error& e) {
-    return Status::InvalidArgument(source + ":" + std::to_string(e.source().begin.line) + ": " +
-                                   std::string(e.description()));
-  }
+  LATCH_RETURN_IF_ERROR(config::ParseToml(toml_text, source, &root));
   auto p = std::make_unique<Policy>();
   p->hash_ = tlog::HexEncode(
       tlog::Sha256::Of({reinterpret_cast<const uint8_t*>(toml_text.data()), toml_text.size()}));
@@ -251,7 +180,7 @@ Status Policy::Parse(std::string_view toml_text, const std::string& source,
         rule.identities.insert(w);
       }
     }
-    LATCH_RETURN_IF_ERROR(r.Duration("max_duration", &rule.max_duration_ns, true));
+    LATCH_RETURN_IF_ERROR(GetDuration(r, "max_duration", &rule.max_duration_ns, true));
     LATCH_RETURN_IF_ERROR(r.Get("reason_required", &rule.reason_required, false));
     LATCH_RETURN_IF_ERROR(r.Get("ticket_pattern", &rule.ticket_pattern, false));
     if (!rule.ticket_pattern.empty()) {
@@ -261,7 +190,7 @@ Status Policy::Parse(std::string_view toml_text, const std::string& source,
         return r.Bad("ticket_pattern is not a valid regular expression: " + std::string(e.what()));
       }
     }
-    LATCH_RETURN_IF_ERROR(r.Duration("pending_ttl", &rule.pending_ttl_ns, false));
+    LATCH_RETURN_IF_ERROR(GetDuration(r, "pending_ttl", &rule.pending_ttl_ns, false));
     p->request_rules_.push_back(std::move(rule));
     return Status::Ok();
   });
