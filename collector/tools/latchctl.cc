@@ -24,15 +24,19 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 // clang-format on
+#include <arpa/inet.h>
 #include <toml++/toml.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -321,11 +325,87 @@ std::string TimeText(int64_t ns) {
   return std::string(when) + ms;
 }
 
+// "127.0.0.1:5432" or "[fd00::5]:5432" from an activity record's 16 address
+// bytes (hex; IPv4 as IPv4-mapped IPv6) and port.
+std::string AddressText(const std::string& hex, int port) {
+  unsigned char a[16] = {};
+  for (size_t i = 0; i < 16 && 2 * i + 1 < hex.size(); ++i) {
+    a[i] = static_cast<unsigned char>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
+  }
+  char text[INET6_ADDRSTRLEN] = {};
+  static const unsigned char kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (std::memcmp(a, kMapped, 12) == 0) {
+    ::inet_ntop(AF_INET, a + 12, text, sizeof(text));
+    return std::string(text) + ":" + std::to_string(port);
+  }
+  ::inet_ntop(AF_INET6, a, text, sizeof(text));
+  return "[" + std::string(text) + "]:" + std::to_string(port);
+}
+
+std::string ResultText(int result) {
+  if (result == 0) return "ok";
+  if (result == -EINPROGRESS) return "started (non-blocking)";
+  return "failed (" + std::string(std::strerror(-result)) + ")";
+}
+
+// What an activity record says, in a few words: the command line run, the
+// destination connected to, the file opened, the credentials changed.
+std::string ActivityWhat(const std::string& kind, const nlohmann::json& d) {
+  if (kind == "exec") {
+    std::string line = "exec";
+    for (const auto& a : d.value("args", nlohmann::json::array())) {
+      line += " " + a.get<std::string>();
+    }
+    if (line.size() > 120) line = line.substr(0, 117) + "...";
+    if (d.value("args_truncated", false)) line += " (arguments cut)";
+    return line;
+  }
+  if (kind == "exit") return "exit status " + std::to_string(d.value("status", 0));
+  if (kind == "connect") {
+    return "connect " + AddressText(d.value("destination", ""), d.value("port", 0)) + " " +
+           ResultText(d.value("result", 0));
+  }
+  if (kind == "open") return "open " + d.value("path", "") + " " + ResultText(d.value("result", 0));
+  if (kind == "credentials" && d.contains("old") && d.contains("new")) {
+    // The call by name (x86-64 numbers, the one architecture bpf/ is built
+    // for), then only what it changed.
+    static const std::map<int, const char*> kCalls = {
+        {105, "setuid"},    {106, "setgid"},    {113, "setreuid"}, {114, "setregid"},
+        {117, "setresuid"}, {119, "setresgid"}, {126, "capset"}};
+    int nr = d.value("syscall", -1);
+    auto name = kCalls.find(nr);
+    std::string line = name != kCalls.end() ? name->second : "syscall " + std::to_string(nr);
+    for (const char* field : {"uid", "euid", "gid", "egid", "cap_effective"}) {
+      uint64_t before = d["old"].value(field, uint64_t{0}),
+               after = d["new"].value(field, uint64_t{0});
+      if (before == after) continue;
+      char text[64];
+      if (std::string(field) == "cap_effective") {
+        std::snprintf(text, sizeof(text), " caps %#llx->%#llx",
+                      static_cast<unsigned long long>(before),
+                      static_cast<unsigned long long>(after));
+      } else {
+        std::snprintf(text, sizeof(text), " %s %llu->%llu", field,
+                      static_cast<unsigned long long>(before),
+                      static_cast<unsigned long long>(after));
+      }
+      line += text;
+    }
+    return line + " " + ResultText(d.value("result", 0));
+  }
+  if (kind == "throttle")
+    return "throttle, held back: " + d.value("suppressed", nlohmann::json()).dump();
+  return kind;
+}
+
 // One line per event, from the proven entry bytes (the server's attribution
 // of identity and resource name is shown as such).
 void EventRow(const latch::index::VerifiedEvent& e) {
   const auto& v = e.view;
   std::string what = v.kind;
+  if (v.activity && v.detail.is_object()) {
+    what = ActivityWhat(v.kind, v.detail.contains("record") ? v.detail["record"] : v.detail);
+  }
   if (v.kind == "decision") {
     const auto& r = v.detail["record"];
     what = v.verdict + " " + r.value("comm", "") + " uid " + std::to_string(v.uid) + " -> " +

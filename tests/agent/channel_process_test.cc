@@ -513,6 +513,10 @@ TEST_F(ChannelTest, RequestApprovalUseExpiryAndTheTrailWithProofs) {
   }
   EXPECT_TRUE(whole) << out;
   EXPECT_NE(out.find("each verified against the signed checkpoint"), std::string::npos) << out;
+  // The table says what the holder did in a few words.
+  EXPECT_NE(out.find("exec true latch-e2e-marker"), std::string::npos) << out;
+  EXPECT_NE(out.find("connect 127.0.0.1:" + std::to_string(port_) + " ok"), std::string::npos)
+      << out;
   // The command, with its arguments, found by its grant and proven.
   ASSERT_EQ(latchctl(ann_token, {"--json", "events", "--grant", "1", "--kind", "exec"}), 0) << out;
   auto execs = nlohmann::json::parse(out);
