@@ -402,8 +402,13 @@ Status ActivityCapture::SetWatched(const std::vector<WatchEntry>& entries) {
   uint64_t now = NowBootNs();
   bool needed = options_.mode != WatchMode::kGrants;
   for (const auto& [principal, value] : want) needed |= value.not_after_ns > now;
-  if (needed) return AttachSyscallPrograms();
-  DetachSyscallPrograms();
+  if (needed) {
+    last_needed_boot_ns_ = now;
+    return AttachSyscallPrograms();
+  }
+  if (now - last_needed_boot_ns_ >= uint64_t{options_.detach_after_ms} * 1'000'000) {
+    DetachSyscallPrograms();
+  }
   return Status::Ok();
 }
 
@@ -474,6 +479,7 @@ Status ActivityCapture::Watch(const WatchEntry& entry) {
   if (bpf_map_update_elem(fd, &key, &value, BPF_ANY) != 0) {
     return Status::FromErrno("writing a watched principal", errno);
   }
+  last_needed_boot_ns_ = NowBootNs();
   return AttachSyscallPrograms();
 }
 

@@ -55,6 +55,10 @@ struct ActivityOptions {
   uint32_t throttle_events = 2000;         // per process per window; 0: never throttle
   uint32_t throttle_window_ms = 1000;
   uint32_t ring_bytes = 8u << 20;  // a power of two
+  // watch = "grants": the syscall programs stay attached this long after the
+  // last watched grant ends, so that the next grant soon after does not wait
+  // for their detachment to finish (it takes the kernel up to a second).
+  uint32_t detach_after_ms = 30'000;
 };
 
 // Parses "off", "grants", "cgroup" or "all".
@@ -125,6 +129,7 @@ class ActivityCapture {
   latch_activity* skel_ = nullptr;
   std::vector<bpf_link*> links_;          // scheduler programs
   std::vector<bpf_link*> syscall_links_;  // syscall programs, while attached
+  uint64_t last_needed_boot_ns_ = 0;      // when someone was last watched (boot clock)
   std::thread closing_;                   // closes detached syscall links
   int adopted_ = 0;
   int replaced_ = 0;

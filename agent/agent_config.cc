@@ -108,9 +108,9 @@ Status ParseCollector(const toml::table& t, const std::string& source, Collector
 }
 
 Status ParseActivity(const toml::table& t, const std::string& source, ActivityOptions* a) {
-  LATCH_RETURN_IF_ERROR(CheckKeys(
-      t, source,
-      {"watch", "cgroup", "paths", "throttle_events", "throttle_window_ms", "ring_buffer_bytes"}));
+  LATCH_RETURN_IF_ERROR(CheckKeys(t, source,
+                                  {"watch", "cgroup", "paths", "throttle_events",
+                                   "throttle_window_ms", "ring_buffer_bytes", "detach_after_ms"}));
   std::string watch = WatchModeName(a->mode);
   LATCH_RETURN_IF_ERROR(Get(t, source, "watch", &watch, false));
   Status s = ParseWatchMode(watch, &a->mode);
@@ -138,6 +138,10 @@ Status ParseActivity(const toml::table& t, const std::string& source, ActivityOp
     }
   }
   int64_t events = a->throttle_events, window = a->throttle_window_ms, ring = a->ring_bytes;
+  uint64_t detach_after = a->detach_after_ms;
+  LATCH_RETURN_IF_ERROR(
+      config::GetInRange(t, source, "detach_after_ms", 0, 86'400'000, &detach_after));
+  a->detach_after_ms = static_cast<uint32_t>(detach_after);
   LATCH_RETURN_IF_ERROR(Get(t, source, "throttle_events", &events, false));
   LATCH_RETURN_IF_ERROR(Get(t, source, "throttle_window_ms", &window, false));
   LATCH_RETURN_IF_ERROR(Get(t, source, "ring_buffer_bytes", &ring, false));

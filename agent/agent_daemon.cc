@@ -243,7 +243,16 @@ Status AgentDaemon::StartCollectorLink() {
     if (!activity_) return;
     WatchEntry e{g.principal, g.grant_id, WallToBootNs(g.not_before_unix_ns),
                  WallToBootNs(g.not_after_unix_ns)};
+    bool was_attached = activity_->syscall_programs_attached();
+    auto started = std::chrono::steady_clock::now();
     Status s = activity_->Watch(e);
+    if (s.ok() && !was_attached) {  // this much later the grant reaches the kernel
+      log_.Info("activity capture's syscall programs attached ahead of a grant",
+                {{"grant", g.grant_id},
+                 {"duration_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::steady_clock::now() - started)
+                                     .count()}});
+    }
     if (!s.ok()) log_.Error("watching a grant", {{"grant", g.grant_id}, {"error", s.ToString()}});
   });
   applier_ =
@@ -439,12 +448,9 @@ Status AgentDaemon::ReportNewLosses() {
 }
 
 void AgentDaemon::OnGrantSet(schema::SignedGrantSet::Reader set) {
-  if (activity_) {
-    // Capture ready before the grants are: nothing done under a new grant
-    // goes unseen (SyncWatched detaches again if nobody is watched).
-    Status a = activity_->AttachSyscallPrograms();
-    if (!a.ok()) log_.Error("attaching activity capture", {{"error", a.ToString()}});
-  }
+  // Capture is made ready before each grant reaches the kernel (the
+  // WatchingEnforcer watches its holder first), so nothing done under a new
+  // grant goes unseen.
   AppliedReport report;
   Status s = applier_->Apply(set, &report);
   if (!s.ok()) {

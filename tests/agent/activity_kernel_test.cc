@@ -18,6 +18,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "agent/activity_capture.h"
@@ -72,6 +73,7 @@ class ActivityKernelTest : public ::testing::Test {
     options.throttle_events = kThrottle;
     options.throttle_window_ms = 60'000;  // one window for the whole test
     options.ring_bytes = 1u << 20;
+    options.detach_after_ms = 0;  // detached as soon as nobody is watched
     Status s = ActivityCapture::Start(options, &capture_);
     ASSERT_TRUE(s.ok()) << s.ToString();
     ASSERT_NO_FATAL_FAILURE(OpenReader());
@@ -369,6 +371,32 @@ TEST_F(ActivityKernelTest, SyscallProgramsAreAttachedOnlyWhileSomeoneIsWatched) 
   EXPECT_TRUE(capture_->syscall_programs_attached());
   pid_t ahead = RunAs(kHolder, [&] { (void)!::open(secret.c_str(), O_RDONLY); });
   EXPECT_EQ(Of(Drain(), ahead, "open").size(), 1u);
+}
+
+// The agent's default: the syscall programs stay attached for a while after
+// the last grant ends, so a grant that follows soon after does not wait for
+// the kernel to finish detaching them; with nobody watched for that long,
+// they go.
+TEST_F(ActivityKernelTest, SyscallProgramsLingerAfterTheLastWatchEnds) {
+  ActivityOptions o = capture_->options();
+  o.detach_after_ms = 300;
+  reader_.reset();
+  capture_.reset();
+  Status s = ActivityCapture::Start(o, &capture_);  // adopts the pinned capture
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  WatchEntry holder;
+  holder.principal = {Principal::Kind::kUid, kHolder};
+  holder.grant_id = kGrant;
+  holder.not_after_boot_ns = NowBootNs() + 60'000'000'000ull;
+  ASSERT_TRUE(capture_->SetWatched({holder}).ok());
+  ASSERT_TRUE(capture_->syscall_programs_attached());
+  WatchEntry lapsed = holder;
+  lapsed.not_after_boot_ns = NowBootNs() - 1;
+  ASSERT_TRUE(capture_->SetWatched({lapsed}).ok());
+  EXPECT_TRUE(capture_->syscall_programs_attached()) << "detached at once";
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  ASSERT_TRUE(capture_->SetWatched({lapsed}).ok());
+  EXPECT_FALSE(capture_->syscall_programs_attached()) << "still attached after detach_after_ms";
 }
 
 // A setuid-root program run by a holder: its exec record shows the change
