@@ -41,6 +41,7 @@
 #include <thread>
 #include <zmq.hpp>
 
+#include "agent/activity_capture.h"
 #include "agent/agent_daemon.h"
 #include "agent/boot_clock.h"
 #include "agent/checkpoint_witness.h"
@@ -127,6 +128,13 @@ struct InProcessCollector {
   std::unique_ptr<collector::CollectorServer> server;
   std::thread thread;
 };
+
+// What an in-process agent left pinned in `sandbox`: activity capture (under
+// the guard's pin directory), then the guard.
+void UninstallAgent(const agent::KernelSandbox& sandbox) {
+  Check(agent::ActivityCapture::Uninstall(sandbox.pin_dir() + "/activity"), "uninstall capture");
+  Check(agent::Guard::Uninstall(sandbox.pin_dir()), "uninstall");
+}
 
 // latch-agent's daemon on a thread, guarding `sandbox`'s cgroup, with
 // resource 9 ("db": 127.0.0.1, TCP `db_port`), enrolled with `collector`
@@ -324,7 +332,7 @@ void GrantLatency(int n) {
     }
     ::close(grants_fd);
   }
-  Check(agent::Guard::Uninstall(sandbox.pin_dir()), "uninstall");
+  UninstallAgent(sandbox);
   fs::remove_all(dir);
   ReportLatency("issue -> in the kernel (includes the durable ledger record)", grant_ms);
   ReportLatency("revoke -> gone from the kernel", revoke_ms);
@@ -454,7 +462,7 @@ void RequestToEffective(int n) {
   }
   acceptor.join();
   ::close(listener);
-  Check(agent::Guard::Uninstall(sandbox.pin_dir()), "uninstall");
+  UninstallAgent(sandbox);
   fs::remove_all(dir);
   ReportLatency("approve answered -> connect succeeds on the host", effective_ms);
   ReportLatency("approve sent -> connect succeeds on the host", from_send_ms);
