@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 
 namespace latch::index {
@@ -18,6 +19,8 @@ constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS state(
   id INTEGER PRIMARY KEY CHECK (id = 1),
   origin TEXT NOT NULL, size INTEGER NOT NULL, root BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS writer(
+  id INTEGER PRIMARY KEY CHECK (id = 1), boot_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS names(
   id INTEGER PRIMARY KEY, kind INTEGER NOT NULL, name TEXT NOT NULL, UNIQUE(kind, name));
 CREATE TABLE IF NOT EXISTS entries(
@@ -166,35 +169,75 @@ struct EventIndex::Statements {
 
 EventIndex::~EventIndex() {
   st_.reset();
+  if (db_ != nullptr && claimed_) {
+    // A clean close: everything written so far reaches the disk (the synced
+    // commit syncs the whole WAL before it), and no rebuild is needed later.
+    (void)Exec(db_, "PRAGMA synchronous=FULL; UPDATE writer SET boot_id = '' WHERE id = 1;");
+  }
   if (db_ != nullptr) sqlite3_close(db_);
+}
+
+Status EventIndex::ClaimWriter(bool* left_open_by_a_crash) {
+  *left_open_by_a_crash = false;
+  std::string boot;
+  std::ifstream("/proc/sys/kernel/random/boot_id") >> boot;
+  if (boot.empty()) return Status::Ok();  // no way to tell: stay with synced writes
+  Status status;
+  Stmt q;
+  LATCH_RETURN_IF_ERROR(q.Prepare(db_, "SELECT boot_id FROM writer WHERE id = 1"));
+  std::string stored;
+  while (q.Row(&status)) stored = q.ColText(0);
+  LATCH_RETURN_IF_ERROR(status);
+  if (!stored.empty() && stored != boot) {
+    *left_open_by_a_crash = true;
+    return Status::Ok();
+  }
+  Stmt mark;
+  LATCH_RETURN_IF_ERROR(
+      mark.Prepare(db_, "INSERT OR REPLACE INTO writer(id, boot_id) VALUES (1, ?1)"));
+  LATCH_RETURN_IF_ERROR(mark.Text(1, boot).Run());  // synced: synchronous is FULL until now
+  LATCH_RETURN_IF_ERROR(Exec(db_, "PRAGMA synchronous=OFF;"));
+  claimed_ = true;
+  return Status::Ok();
 }
 
 Status EventIndex::Open(const std::string& path, const std::string& origin, const RootAt& root_at,
                         std::unique_ptr<EventIndex>* out, bool* rebuilt) {
   if (rebuilt != nullptr) *rebuilt = false;
+  bool reset = false;
+  Status s = OpenOnce(path, origin, root_at, out, &reset);
+  if (s.ok() && !reset) return s;
+  // Another ledger's index, one this ledger does not confirm, one a crash of
+  // the machine may have damaged, or one that cannot be read: it is derived
+  // from the ledger, so start over (a failure on the fresh file is returned).
+  out->reset();
+  std::error_code ec;
+  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix, ec);
+  reset = false;
+  LATCH_RETURN_IF_ERROR(OpenOnce(path, origin, root_at, out, &reset));
+  if (reset) return Status::Corruption("events index " + path + ": a fresh index is refused");
+  if (rebuilt != nullptr) *rebuilt = true;
+  return Status::Ok();
+}
+
+Status EventIndex::OpenOnce(const std::string& path, const std::string& origin,
+                            const RootAt& root_at, std::unique_ptr<EventIndex>* out, bool* reset) {
+  *reset = false;
   std::unique_ptr<EventIndex> x(new EventIndex());
   x->origin_ = origin;
   LATCH_RETURN_IF_ERROR(OpenDb(path, false, &x->db_));
-  // The index is derived data: after a crash it may lose its last
-  // transactions (never its consistency), and then catches up again.
+  // Until ClaimWriter, every commit is synced (FULL).
   LATCH_RETURN_IF_ERROR(
       Exec(x->db_,
-           "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+           "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
            "PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=16384;"));
   LATCH_RETURN_IF_ERROR(Exec(x->db_, kSchema));
   LATCH_RETURN_IF_ERROR(Exec(x->db_, kEntryIndexes));
   LATCH_RETURN_IF_ERROR(x->Prepare());
-  bool reset = false;
-  LATCH_RETURN_IF_ERROR(x->LoadState(origin, root_at, &reset));
-  if (reset) {
-    // Another ledger's index, or one this ledger does not confirm: start over.
-    x.reset();
-    std::error_code ec;
-    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix, ec);
-    LATCH_RETURN_IF_ERROR(Open(path, origin, root_at, out, nullptr));
-    if (rebuilt != nullptr) *rebuilt = true;
-    return Status::Ok();
-  }
+  LATCH_RETURN_IF_ERROR(x->ClaimWriter(reset));
+  if (*reset) return Status::Ok();
+  LATCH_RETURN_IF_ERROR(x->LoadState(origin, root_at, reset));
+  if (*reset) return Status::Ok();
   *out = std::move(x);
   return Status::Ok();
 }

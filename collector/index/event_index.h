@@ -59,8 +59,16 @@ struct EventHit {
 class EventIndex {
  public:
   // Opens (creating if absent) the index at `path` for the ledger named
-  // `origin`. If the file belongs to another ledger, or records a root that
-  // `root_at(size)` does not confirm, it is emptied and *rebuilt is set.
+  // `origin`. If the file belongs to another ledger, records a root that
+  // `root_at(size)` does not confirm, cannot be read, or was left open by a
+  // writer when the machine went down, it is emptied and *rebuilt is set.
+  //
+  // The index is derived from the ledger, so its writes are not synced (they
+  // would hold up the ledger's own syncs on a shared disk): a process crash
+  // loses nothing SQLite wrote, and after an operating-system crash or power
+  // loss, which unsynced writes may not survive intact, the index is rebuilt.
+  // What tells the two apart: the kernel's boot id, stored (synced) while a
+  // writer has the index open and cleared when it closes it.
   using RootAt = std::function<Status(uint64_t size, tlog::Hash* root)>;
   static Status Open(const std::string& path, const std::string& origin, const RootAt& root_at,
                      std::unique_ptr<EventIndex>* out, bool* rebuilt = nullptr);
@@ -92,8 +100,14 @@ class EventIndex {
 
  private:
   EventIndex() = default;
+  // One attempt; *reset: the file must be emptied and opened again.
+  static Status OpenOnce(const std::string& path, const std::string& origin, const RootAt& root_at,
+                         std::unique_ptr<EventIndex>* out, bool* reset);
   Status Prepare();
   Status LoadState(const std::string& origin, const RootAt& root_at, bool* rebuilt);
+  // Whether a writer had the index open when the machine last went down;
+  // else marks it open by this boot, durably, and stops syncing.
+  Status ClaimWriter(bool* left_open_by_a_crash);
   Status AddOne(uint64_t idx, const RecordView& v);
   Status NameId(int kind, const std::string& name, int64_t* id);
 
@@ -120,6 +134,7 @@ class EventIndex {
   std::map<uint64_t, Request> requests_;
   std::map<uint32_t, std::string> resource_names_;
   bool bulk_load_ = false;
+  bool claimed_ = false;  // this writer's boot id is stored: clear it on close
 };
 
 }  // namespace latch::index

@@ -7,6 +7,7 @@
 #include <sqlite3.h>
 
 #include <cstring>
+#include <fstream>
 
 #include "agent/event_record.h"
 #include "collector/index/event_query.h"
@@ -347,6 +348,92 @@ TEST_F(EventIndexTest, ARebuiltIndexAnswersTheSameAndResumesWhereItStopped) {
   ASSERT_TRUE(EventIndex::Open(grown, "other.example/ledger", RootAt(), &other, &was_rebuilt).ok());
   EXPECT_TRUE(was_rebuilt);
   EXPECT_EQ(other->size(), 0u);
+}
+
+}  // namespace
+}  // namespace latch::index
+
+namespace latch::index {
+namespace {
+
+// The index's writes are not synced; what decides whether it can be trusted
+// after a stop is the boot id a writer leaves while it has the index open.
+class EventIndexCrashTest : public EventIndexTest {
+ protected:
+  static void SetWriterBoot(const std::string& path, const std::string& boot) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    std::string sql = "UPDATE writer SET boot_id = '" + boot + "' WHERE id = 1";
+    EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+  }
+  static std::string WriterBoot(const std::string& path) {
+    sqlite3* db = nullptr;
+    std::string boot = "(none)";
+    if (sqlite3_open(path.c_str(), &db) == SQLITE_OK) {
+      sqlite3_exec(
+          db, "SELECT boot_id FROM writer WHERE id = 1",
+          [](void* out, int, char** v, char**) {
+            *static_cast<std::string*>(out) = v[0] ? v[0] : "";
+            return 0;
+          },
+          &boot, nullptr);
+    }
+    sqlite3_close(db);
+    return boot;
+  }
+  static std::string ThisBoot() {
+    std::string boot;
+    std::ifstream("/proc/sys/kernel/random/boot_id") >> boot;
+    return boot;
+  }
+  // Reopens the index at `path`: whether it was rebuilt, and its size.
+  std::pair<bool, uint64_t> Reopen(const std::string& path) {
+    std::unique_ptr<EventIndex> index;
+    bool rebuilt = false;
+    Status s = EventIndex::Open(path, "test.example/ledger", RootAt(), &index, &rebuilt);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return {rebuilt, index ? index->size() : 0};
+  }
+};
+
+TEST_F(EventIndexCrashTest, ACleanCloseIsTrustedAfterAReboot) {
+  std::string path = dir_ / "index.sqlite";
+  {
+    auto index = Build(path, 3);
+    EXPECT_EQ(WriterBoot(path), ThisBoot());  // open: marked with this boot
+  }
+  EXPECT_EQ(WriterBoot(path), "");  // closed cleanly: nothing to distrust
+  auto [rebuilt, size] = Reopen(path);
+  EXPECT_FALSE(rebuilt);
+  EXPECT_EQ(size, ledger_->size());
+}
+
+TEST_F(EventIndexCrashTest, AProcessCrashKeepsTheIndex) {
+  ASSERT_FALSE(ThisBoot().empty());
+  std::string path = dir_ / "index.sqlite";
+  Build(path, 3).reset();
+  SetWriterBoot(path, ThisBoot());  // as a writer killed in this boot leaves it
+  auto [rebuilt, size] = Reopen(path);
+  EXPECT_FALSE(rebuilt);
+  EXPECT_EQ(size, ledger_->size());
+}
+
+TEST_F(EventIndexCrashTest, AMachineCrashWhileOpenRebuildsIt) {
+  std::string path = dir_ / "index.sqlite";
+  Build(path, 3).reset();
+  SetWriterBoot(path, "00000000-0000-0000-0000-000000000000");  // open when another boot ended
+  auto [rebuilt, size] = Reopen(path);
+  EXPECT_TRUE(rebuilt);
+  EXPECT_EQ(size, 0u);  // emptied: the follower fills it again from the ledger
+}
+
+TEST_F(EventIndexCrashTest, AnUnreadableIndexIsRebuilt) {
+  std::string path = dir_ / "index.sqlite";
+  std::ofstream(path) << std::string(70000, 'x');  // not a database
+  auto [rebuilt, size] = Reopen(path);
+  EXPECT_TRUE(rebuilt);
+  EXPECT_EQ(size, 0u);
 }
 
 }  // namespace
