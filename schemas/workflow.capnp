@@ -92,6 +92,13 @@ struct GrantKeyInUse {
   retiredGrantKeys @1 :List(Text);
 }
 
+# An agent that had been talking fell silent for longer than the collector's
+# `agent_silent_after_ms` (its agent stopped, its host down or cut off). Its
+# next message is recorded as usual (agentConnected when it says Hello).
+struct AgentSilent {
+  lastHeardNs @0 :Int64;         # unix ns of its last message
+}
+
 struct WorkflowAction {
   actor @0 :Text;                # who acted: a host id, a user, or "collector"
   union {
@@ -107,5 +114,6 @@ struct WorkflowAction {
     requestDecided @10 :RequestDecided;
     grantExpired @11 :GrantExpired;
     grantKeyInUse @12 :GrantKeyInUse;
+    agentSilent @13 :AgentSilent;
   }
 }

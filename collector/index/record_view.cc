@@ -154,6 +154,9 @@ Status ViewWorkflow(const std::string& payload, RecordView* v, bool with_detail)
           case W::GRANT_KEY_IN_USE:
             v->kind = "grantKeyInUse";
             return Status::Ok();
+          case W::AGENT_SILENT:
+            v->kind = "agentSilent";
+            return Status::Ok();
         }
         v->kind = "workflow";  // a union member newer than this reader
         return Status::Ok();

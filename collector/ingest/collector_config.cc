@@ -17,10 +17,11 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
                             CollectorConfig* out) {
   toml::table root;
   LATCH_RETURN_IF_ERROR(config::ParseToml(toml_text, source, &root));
-  LATCH_RETURN_IF_ERROR(CheckKeys(root, source,
-                                  {"data_dir", "origin", "endpoints", "batch_max_entries",
-                                   "batch_max_age_ms", "max_message_bytes", "agent", "policy",
-                                   "index", "api", "api_token", "api_client", "webhook"}));
+  LATCH_RETURN_IF_ERROR(
+      CheckKeys(root, source,
+                {"data_dir", "origin", "endpoints", "batch_max_entries", "batch_max_age_ms",
+                 "max_message_bytes", "agent", "policy", "index", "api", "api_token", "api_client",
+                 "webhook", "agent_silent_after_ms"}));
   CollectorConfig c;
   LATCH_RETURN_IF_ERROR(Get(root, source, "data_dir", &c.data_dir, true));
   LATCH_RETURN_IF_ERROR(Get(root, source, "origin", &c.origin, true));
@@ -46,6 +47,8 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
   LATCH_RETURN_IF_ERROR(GetInRange(root, source, "batch_max_age_ms", 1, 60000, &age));
   LATCH_RETURN_IF_ERROR(
       GetInRange(root, source, "max_message_bytes", 4096, int64_t{1} << 30, &c.max_message_bytes));
+  LATCH_RETURN_IF_ERROR(GetInRange(root, source, "agent_silent_after_ms", 2000, 86'400'000,
+                                   &c.agent_silent_after_ms));
   c.batch_max_entries = static_cast<uint32_t>(entries);
   c.batch_max_age_ms = static_cast<uint32_t>(age);
   if (const toml::node* n = root.get("agent")) {

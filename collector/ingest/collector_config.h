@@ -6,6 +6,7 @@
 //   batch_max_entries = 65536            # ledger batches close at this size...
 //   batch_max_age_ms = 5                 # ...or this age, whichever comes first
 //   max_message_bytes = 16777216         # larger messages are refused
+//   agent_silent_after_ms = 30000        # an agent unheard this long is recorded (agentSilent)
 //   policy = "/etc/latch/policy.toml"    # the approval workflow (optional; reloaded on SIGHUP)
 //   index = "<data_dir>/index.sqlite"    # the events index (derived from the ledger)
 //
@@ -54,6 +55,7 @@ struct CollectorConfig {
   uint32_t batch_max_entries = 65536;
   uint32_t batch_max_age_ms = 5;
   uint64_t max_message_bytes = 16u << 20;
+  uint64_t agent_silent_after_ms = 30'000;    // an agent unheard this long is recorded as silent
   std::map<std::string, std::string> agents;  // CURVE public key -> host id
   std::string policy;                         // empty: no workflow, grants only by admin
   std::string index_path;                     // empty: <data_dir>/index.sqlite

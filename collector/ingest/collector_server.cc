@@ -357,6 +357,7 @@ Status CollectorServer::Run() {
     }
     if (workflow_->policy() != nullptr) workflow_->ExpireDue(NowNs());
     RecordEndedGrants();
+    RecordSilentAgents();
     if (uint64_t size = ledger_->size(); size != index_notified_size_) {
       index_notified_size_ = size;
       index_->Notify();
@@ -370,6 +371,27 @@ Status CollectorServer::Run() {
   FlushRefusals(true);
   index_->Stop();
   return Status::Ok();
+}
+
+// A host that had been talking and then stays unheard (agents send a
+// heartbeat twice a second) goes on the record, once per silence: on a host
+// whose agent is stopped or cut off, enforcement is no longer observed.
+void CollectorServer::RecordSilentAgents() {
+  int64_t now = NowNs();
+  int64_t after = static_cast<int64_t>(config_.agent_silent_after_ms) * 1'000'000;
+  for (const auto& [host, heard] : last_heard_ns_) {
+    if (now - heard < after || silent_.count(host)) continue;
+    silent_.insert(host);
+    capnp::MallocMessageBuilder m;
+    auto a = m.initRoot<schema::WorkflowAction>();
+    a.setActor(host);
+    a.initAgentSilent().setLastHeardNs(heard);
+    RecordWorkflowAsync(schema::CanonicalBytes(a.asReader()), host);
+    logging::Default().Warn("agent silent",
+                            {{"host", host},
+                             {"silent_ms", (now - heard) / 1'000'000},
+                             {"hint", "is latch-agent running on it, and can it reach us?"}});
+  }
 }
 
 void CollectorServer::HandleZap() {
@@ -442,6 +464,7 @@ void CollectorServer::HandleAgentMessage() {
     bool first_contact = routes_.find(host) == routes_.end();
     routes_[host] = route;
     last_heard_ns_[host] = NowNs();
+    silent_.erase(host);
     // A host heard from for the first time since this collector started
     // gets its grant set even without a Hello (it may be mid-session).
     if (first_contact && env.which() != schema::Envelope::HELLO) PushGrantSet(host);

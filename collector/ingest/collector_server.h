@@ -172,6 +172,8 @@ class CollectorServer : private workflow::WorkflowSink {
   std::map<std::pair<std::string, std::string>, uint64_t> in_flight_;
   std::map<std::string, std::string> routes_;     // host -> routing id of its live connection
   std::map<std::string, int64_t> last_heard_ns_;  // host -> its last message (unix ns), in /metrics
+  std::set<std::string> silent_;                  // hosts recorded as silent, until heard again
+  void RecordSilentAgents();
   // host -> the checkpoint size the agent holds, as far as we know: what its
   // Hello said, then the size of each receipt sent to it (it adopts receipts
   // in order). Consistency proofs start there.

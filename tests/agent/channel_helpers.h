@@ -62,7 +62,8 @@ inline LedgerView ReadLedgerAt(const std::string& dir) {
         const char* names[] = {"grantIssued",    "grantRevoked",   "grantSetApplied",
                                "refusal",        "agentAlarm",     "agentConnected",
                                "policyLoaded",   "requestCreated", "requestReviewed",
-                               "requestDecided", "grantExpired",   "grantKeyInUse"};
+                               "requestDecided", "grantExpired",   "grantKeyInUse",
+                               "agentSilent"};
         size_t which = static_cast<size_t>(a.which());
         v.workflow.push_back(which < std::size(names) ? names[which] : "unknown");
         return Status::Ok();

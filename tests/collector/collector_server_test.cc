@@ -467,6 +467,49 @@ TEST_F(CollectorTest, GrantKeyRotationKeepsLiveGrantsAndSignsWithTheNewKey) {
       << "the retired key is named: " << in_use.back();
 }
 
+// An agent that falls silent goes on the record once, with when it was last
+// heard; heard again and silent again, once more.
+TEST_F(CollectorTest, ASilentAgentIsRecorded) {
+  server_->Stop();
+  thread_.join();
+  server_.reset();
+  config_.agent_silent_after_ms = 2000;
+  ASSERT_TRUE(CollectorServer::Open(config_, &server_).ok());
+  thread_ = std::thread([this] { run_status_ = server_->Run(); });
+  auto silent_records = [&] {
+    std::unique_ptr<ledger::Ledger> l;
+    EXPECT_TRUE(
+        ledger::Ledger::Open(config_.data_dir + "/ledger", ledger::Ledger::Mode::kReadOnly, &l)
+            .ok());
+    std::vector<index::RecordView> found;
+    std::string entry;
+    for (uint64_t i = 0; l && i < l->size(); ++i) {
+      index::RecordView v;
+      if (l->ReadEntry(i, &entry).ok() && index::ViewRecord(entry, &v).ok() &&
+          v.kind == "agentSilent") {
+        found.push_back(v);
+      }
+    }
+    return found;
+  };
+  Hello(*agent_, "host-a");
+  std::string set;
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::GRANT_SET, &set));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  EXPECT_TRUE(silent_records().empty()) << "recorded before the silence was long enough";
+  std::this_thread::sleep_for(std::chrono::milliseconds(2000));
+  std::vector<index::RecordView> once = silent_records();
+  ASSERT_EQ(once.size(), 1u);
+  EXPECT_EQ(once[0].identity, "host-a");
+  EXPECT_NE(once[0].detail.dump().find("lastHeardNs"), std::string::npos) << once[0].detail;
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  EXPECT_EQ(silent_records().size(), 1u) << "one record per silence";
+  Hello(*agent_, "host-a");  // heard again, then silent again
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::GRANT_SET, &set));
+  std::this_thread::sleep_for(std::chrono::milliseconds(3000));
+  EXPECT_EQ(silent_records().size(), 2u);
+}
+
 TEST_F(CollectorTest, WorkflowStateIsRebuiltFromTheLedger) {
   // A policy, then a restart so the collector loads it.
   latch::testing::WriteTestPolicy(dir_ / "policy.toml");
