@@ -152,21 +152,29 @@ class EventIndexTest : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.ToString();
     return index;
   }
-  // How many of the entries table's secondary indexes the file has.
-  static int EntryIndexCount(const std::string& path) {
+  // The first column of the last row `sql` yields on the file, read
+  // directly ("(none)" if none).
+  static std::string SqlValue(const std::string& path, const char* sql) {
     sqlite3* db = nullptr;
-    int n = -1;
+    std::string value = "(none)";
     if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
       sqlite3_exec(
-          db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'entries'",
+          db, sql,
           [](void* out, int, char** v, char**) {
-            *static_cast<int*>(out) = std::atoi(v[0]);
+            *static_cast<std::string*>(out) = v[0] ? v[0] : "";
             return 0;
           },
-          &n, nullptr);
+          &value, nullptr);
     }
     sqlite3_close(db);
-    return n;
+    return value;
+  }
+  // How many of the entries table's secondary indexes the file has.
+  static int EntryIndexCount(const std::string& path) {
+    return std::atoi(
+        SqlValue(path,
+                 "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'entries'")
+            .c_str());
   }
   EventIndex::RootAt RootAt() {
     return [this](uint64_t size, tlog::Hash* root) { return ledger_->RootAt(size, root); };
@@ -368,19 +376,7 @@ class EventIndexCrashTest : public EventIndexTest {
     sqlite3_close(db);
   }
   static std::string WriterBoot(const std::string& path) {
-    sqlite3* db = nullptr;
-    std::string boot = "(none)";
-    if (sqlite3_open(path.c_str(), &db) == SQLITE_OK) {
-      sqlite3_exec(
-          db, "SELECT boot_id FROM writer WHERE id = 1",
-          [](void* out, int, char** v, char**) {
-            *static_cast<std::string*>(out) = v[0] ? v[0] : "";
-            return 0;
-          },
-          &boot, nullptr);
-    }
-    sqlite3_close(db);
-    return boot;
+    return SqlValue(path, "SELECT boot_id FROM writer WHERE id = 1");
   }
   static std::string ThisBoot() {
     std::string boot;
