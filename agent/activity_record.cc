@@ -27,6 +27,18 @@ Status Fixed(std::string_view raw, const char* what, T* out) {
   return Status::Ok();
 }
 
+// A record the kernel sends only as long as its data: at least the fixed
+// part (up to `data_offset`), at most the whole struct; the rest zero.
+template <typename T>
+Status Variable(std::string_view raw, size_t data_offset, const char* what, T* out) {
+  if (raw.size() < data_offset || raw.size() > sizeof(T)) {
+    return Status::Corruption(std::string("activity ") + what + " record of a bad size");
+  }
+  *out = T{};
+  std::memcpy(out, raw.data(), raw.size());
+  return Status::Ok();
+}
+
 // Kernel bytes (paths, arguments, comm) as text for JSON: ASCII as is, other
 // bytes as the code points U+0080..U+00FF, so nothing is lost and the text is
 // always valid UTF-8 (as the decision records' JSON does it).
@@ -94,11 +106,8 @@ Status EncodeActivityEvent(std::string_view raw, std::string* out) {
   switch (h.kind) {
     case LATCH_ACT_EXEC: {
       constexpr size_t kData = offsetof(latch_activity_exec, data);
-      latch_activity_exec e{};
-      if (raw.size() < kData || raw.size() > sizeof(e)) {
-        return Status::Corruption("activity exec record of a bad size");
-      }
-      std::memcpy(&e, raw.data(), raw.size());
+      latch_activity_exec e;
+      LATCH_RETURN_IF_ERROR(Variable(raw, kData, "exec", &e));
       if (kData + e.path_len + e.args_len != raw.size()) {
         return Status::Corruption("activity exec record's lengths disagree with its size");
       }
@@ -137,11 +146,8 @@ Status EncodeActivityEvent(std::string_view raw, std::string* out) {
     }
     case LATCH_ACT_OPEN: {
       constexpr size_t kPath = offsetof(latch_activity_open, path);
-      latch_activity_open e{};
-      if (raw.size() < kPath || raw.size() > sizeof(e)) {
-        return Status::Corruption("activity open record of a bad size");
-      }
-      std::memcpy(&e, raw.data(), raw.size());
+      latch_activity_open e;
+      LATCH_RETURN_IF_ERROR(Variable(raw, kPath, "open", &e));
       if (kPath + e.path_len != raw.size()) {
         return Status::Corruption("activity open record's path length disagrees with its size");
       }

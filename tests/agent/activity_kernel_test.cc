@@ -47,11 +47,7 @@ class ActivityKernelTest : public ::testing::Test {
  protected:
   void SetUp() override {
     LATCH_SKIP_UNLESS_KERNEL_TEST_CAN_RUN();
-    std::string mount;
-    ASSERT_TRUE(FindCgroup2Mount(&mount).ok());
-    static std::atomic<int> seq{0};
-    cgroup_ = mount + "/latch-act-test-" + std::to_string(::getpid()) + "-" + std::to_string(seq++);
-    ASSERT_TRUE(fs::create_directory(cgroup_)) << cgroup_;
+    ASSERT_EQ(CreateTestCgroup("latch-act-test", &cgroup_), "");
     ASSERT_TRUE(CgroupId(cgroup_, &cgroup_id_).ok());
     char tmpl[] = "/tmp/latch-act-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);

@@ -117,11 +117,7 @@ class GuardKernelTest : public ::testing::Test {
  protected:
   void SetUp() override {
     LATCH_SKIP_UNLESS_KERNEL_TEST_CAN_RUN();
-    std::string mount;
-    ASSERT_TRUE(FindCgroup2Mount(&mount).ok());
-    static std::atomic<int> seq{0};
-    cgroup_ = mount + "/latch-test-" + std::to_string(::getpid()) + "-" + std::to_string(seq++);
-    ASSERT_TRUE(fs::create_directory(cgroup_)) << cgroup_;
+    ASSERT_EQ(CreateTestCgroup("latch-test", &cgroup_), "");
     char tmpl[] = "/tmp/latch-bpffs-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     bpffs_ = tmpl;

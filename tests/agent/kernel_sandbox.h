@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -109,15 +110,24 @@ inline bool UnderCi() {
     }                                                                \
   } while (0)
 
+// A fresh cgroup v2 directory for one test, <mount>/<prefix>-<pid>-<n>, in
+// *path; empty on success, else why not. The test removes it when done.
+inline std::string CreateTestCgroup(const std::string& prefix, std::string* path) {
+  std::string mount;
+  Status s = FindCgroup2Mount(&mount);
+  if (!s.ok()) return s.ToString();
+  static std::atomic<int> seq{0};
+  *path = mount + "/" + prefix + "-" + std::to_string(::getpid()) + "-" + std::to_string(seq++);
+  if (!std::filesystem::create_directory(*path)) return "cannot create " + *path;
+  return "";
+}
+
 class KernelSandbox {
  public:
   // Empty on success, else why it could not be made.
   std::string Create(const std::string& name) {
-    std::string mount;
-    Status s = FindCgroup2Mount(&mount);
-    if (!s.ok()) return s.ToString();
-    cgroup_ = mount + "/" + name + "-" + std::to_string(::getpid());
-    if (!std::filesystem::create_directory(cgroup_)) return "cannot create " + cgroup_;
+    std::string why = CreateTestCgroup(name, &cgroup_);
+    if (!why.empty()) return why;
     char tmpl[] = "/tmp/latch-bpffs-XXXXXX";
     if (::mkdtemp(tmpl) == nullptr) return "mkdtemp failed";
     bpffs_ = tmpl;
