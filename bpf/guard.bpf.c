@@ -152,9 +152,47 @@ static __always_inline int decide(struct bpf_sock_addr* ctx, struct latch_cidr_k
   return verdict == LATCH_VERDICT_DENY ? 0 : 1;
 }
 
+/* The socket's source as 16 bytes (IPv4-mapped for IPv4), for the rare
+ * unspecified destination only: the explicit source of this datagram
+ * (IP_PKTINFO) if the hook has one, else the address the socket is bound to. */
+static __always_inline void source4(struct bpf_sock_addr* ctx, __u8 hook, __u8 out[LATCH_ADDR_LEN]) {
+  __u32 src = hook == LATCH_HOOK_SENDMSG4 ? ctx->msg_src_ip4 : 0;
+  if (src == 0) {
+    struct bpf_sock* sk = ctx->sk;
+    if (sk) src = sk->src_ip4;
+  }
+  latch_map_ipv4(src, out);
+}
+
+static __always_inline void source6(struct bpf_sock_addr* ctx, __u8 hook, __u8 out[LATCH_ADDR_LEN]) {
+  __u32 words[4] = {0, 0, 0, 0};
+  if (hook == LATCH_HOOK_SENDMSG6) {
+    words[0] = ctx->msg_src_ip6[0];
+    words[1] = ctx->msg_src_ip6[1];
+    words[2] = ctx->msg_src_ip6[2];
+    words[3] = ctx->msg_src_ip6[3];
+  }
+  if ((words[0] | words[1] | words[2] | words[3]) == 0) {
+    struct bpf_sock* sk = ctx->sk;
+    if (sk) {
+      words[0] = sk->src_ip6[0];
+      words[1] = sk->src_ip6[1];
+      words[2] = sk->src_ip6[2];
+      words[3] = sk->src_ip6[3];
+    }
+  }
+  __builtin_memcpy(out, words, LATCH_ADDR_LEN);
+}
+
 static __always_inline int guard4(struct bpf_sock_addr* ctx, __u8 hook) {
   struct latch_cidr_key key = {.prefixlen = 128};
   latch_map_ipv4(ctx->user_ip4, key.addr);
+  if (ctx->user_ip4 == 0) {
+    /* 0.0.0.0 reaches this host: decide on where it really goes. */
+    __u8 src[LATCH_ADDR_LEN];
+    source4(ctx, hook, src);
+    latch_effective_destination(key.addr, src);
+  }
   return decide(ctx, &key, AF_INET, hook);
 }
 
@@ -166,6 +204,12 @@ static __always_inline int guard6(struct bpf_sock_addr* ctx, __u8 hook) {
   words[2] = ctx->user_ip6[2];
   words[3] = ctx->user_ip6[3];
   __builtin_memcpy(key.addr, words, LATCH_ADDR_LEN);
+  /* :: and ::ffff:0.0.0.0 reach this host: decide on where they really go. */
+  if ((words[0] | words[1]) == 0 && (words[3] == 0)) {
+    __u8 src[LATCH_ADDR_LEN];
+    source6(ctx, hook, src);
+    latch_effective_destination(key.addr, src);
+  }
   return decide(ctx, &key, AF_INET6, hook);
 }
 
@@ -187,27 +231,12 @@ int latch_sendmsg6(struct bpf_sock_addr* ctx) { return guard6(ctx, LATCH_HOOK_SE
  * socket was made). Nothing is stored per socket, so the connect path pays
  * nothing for this; other traffic costs a port-bitmap test. Returns 1 to pass
  * the packet, 0 to drop it. */
-static __always_inline int check_protected_traffic(struct __sk_buff* skb, __u16 port) {
-  struct bpf_sock* sk = skb->sk;
-  if (!sk) return 1;
-  sk = bpf_sk_fullsock(sk); /* request and time-wait sockets carry no data */
-  if (!sk) return 1;
-  struct latch_cidr_key key = {.prefixlen = 128};
-  if (skb->family == AF_INET) {
-    latch_map_ipv4(skb->remote_ip4, key.addr);
-  } else if (skb->family == AF_INET6) {
-    __u32 words[4];
-    words[0] = skb->remote_ip6[0];
-    words[1] = skb->remote_ip6[1];
-    words[2] = skb->remote_ip6[2];
-    words[3] = skb->remote_ip6[3];
-    __builtin_memcpy(key.addr, words, LATCH_ADDR_LEN);
-  } else {
-    return 1;
-  }
-  const struct latch_cidr_rules* rules = bpf_map_lookup_elem(&latch_resources, &key);
+static __always_inline int check_protected_traffic(struct __sk_buff* skb,
+                                                   struct latch_cidr_key* key, __u8 protocol,
+                                                   __u16 port) {
+  const struct latch_cidr_rules* rules = bpf_map_lookup_elem(&latch_resources, key);
   if (!rules) return 1;
-  int idx = latch_match_rule(rules, (__u8)sk->protocol, port);
+  int idx = latch_match_rule(rules, protocol, port);
   if (idx < 0 || idx >= LATCH_MAX_RULES_PER_CIDR) return 1;
   const struct latch_rule* rule = &rules->rules[idx];
   if (rule->mode != LATCH_MODE_ENFORCE) return 1;
@@ -259,22 +288,75 @@ static __always_inline int may_carry_data(struct __sk_buff* skb) {
   return skb->len > l3_len + th->doff * 4;
 }
 
-static __always_inline int check_socket_traffic(struct __sk_buff* skb) {
-  /* The peer's port, read from the socket: the destination on egress and the
-   * source on ingress alike. The kernel hands it over in network byte order
-   * in the upper 16 bits; 0 for unconnected sockets, whose every datagram
-   * the sendmsg programs decide. */
-  __u16 port = bpf_ntohs((__u16)(skb->remote_port >> 16));
-  if (port == 0) return 1;
+static __always_inline int port_protected(__u16 port) {
   __u32 word = port / 64;
   const __u64* bits = bpf_map_lookup_elem(&latch_ports, &word);
-  if (!bits || !((*bits >> (port % 64)) & 1)) return 1;
+  return bits && ((*bits >> (port % 64)) & 1);
+}
+
+/* An unconnected UDP socket's datagrams name their peer only in the packet:
+ * the peer (destination on egress, source on ingress) is read from the IP
+ * and UDP headers. IPv6 packets with extension headers before UDP are left
+ * to the sendmsg programs, which decide every datagram on its way out. */
+static __always_inline int check_datagram(struct __sk_buff* skb, int egress) {
+  void* data = (void*)(long)skb->data;
+  void* end = (void*)(long)skb->data_end;
+  struct latch_cidr_key key = {.prefixlen = 128};
+  struct udphdr* uh;
+  if (skb->protocol == bpf_htons(ETH_P_IP)) {
+    struct iphdr* ip = data;
+    if ((void*)(ip + 1) > end) return 1;
+    if (ip->protocol != IPPROTO_UDP || (ip->frag_off & bpf_htons(IP_OFFSET))) return 1;
+    __u32 l3_len = ip->ihl * 4;
+    if (l3_len < 20 || l3_len > 60) return 1;
+    uh = data + l3_len;
+    if ((void*)(uh + 1) > end) return 1;
+    latch_map_ipv4(egress ? ip->daddr : ip->saddr, key.addr);
+  } else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+    struct ipv6hdr* ip6 = data;
+    if ((void*)(ip6 + 1) > end) return 1;
+    if (ip6->nexthdr != IPPROTO_UDP) return 1;
+    uh = (void*)(ip6 + 1);
+    if ((void*)(uh + 1) > end) return 1;
+    __builtin_memcpy(key.addr, egress ? &ip6->daddr : &ip6->saddr, LATCH_ADDR_LEN);
+  } else {
+    return 1;
+  }
+  __u16 port = bpf_ntohs(egress ? uh->dest : uh->source);
+  if (!port_protected(port)) return 1;
+  return check_protected_traffic(skb, &key, IPPROTO_UDP, port);
+}
+
+static __always_inline int check_socket_traffic(struct __sk_buff* skb, int egress) {
+  struct bpf_sock* sk = skb->sk;
+  if (!sk) return 1;
+  sk = bpf_sk_fullsock(sk); /* request and time-wait sockets carry no data */
+  if (!sk) return 1;
+  /* The peer's port, read from the socket: the destination on egress and the
+   * source on ingress alike. The kernel hands it over in network byte order
+   * in the upper 16 bits; 0 for unconnected sockets. */
+  __u16 port = bpf_ntohs((__u16)(skb->remote_port >> 16));
+  if (port == 0) return sk->protocol == IPPROTO_UDP ? check_datagram(skb, egress) : 1;
+  if (!port_protected(port)) return 1;
   if (!may_carry_data(skb)) return 1;
-  return check_protected_traffic(skb, port);
+  struct latch_cidr_key key = {.prefixlen = 128};
+  if (skb->family == AF_INET) {
+    latch_map_ipv4(skb->remote_ip4, key.addr);
+  } else if (skb->family == AF_INET6) {
+    __u32 words[4];
+    words[0] = skb->remote_ip6[0];
+    words[1] = skb->remote_ip6[1];
+    words[2] = skb->remote_ip6[2];
+    words[3] = skb->remote_ip6[3];
+    __builtin_memcpy(key.addr, words, LATCH_ADDR_LEN);
+  } else {
+    return 1;
+  }
+  return check_protected_traffic(skb, &key, (__u8)sk->protocol, port);
 }
 
 SEC("cgroup_skb/egress")
-int latch_egress(struct __sk_buff* skb) { return check_socket_traffic(skb); }
+int latch_egress(struct __sk_buff* skb) { return check_socket_traffic(skb, 1); }
 
 SEC("cgroup_skb/ingress")
-int latch_ingress(struct __sk_buff* skb) { return check_socket_traffic(skb); }
+int latch_ingress(struct __sk_buff* skb) { return check_socket_traffic(skb, 0); }

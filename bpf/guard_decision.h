@@ -47,4 +47,48 @@ LATCH_INLINE void latch_map_ipv4(__u32 ip4_be, __u8 out[LATCH_ADDR_LEN]) {
   out[15] = b[3];
 }
 
+/* 1 if the 16-byte address is the IPv4-mapped form ::ffff:a.b.c.d. */
+LATCH_INLINE int latch_is_mapped_ipv4(const __u8 a[LATCH_ADDR_LEN]) {
+  for (int i = 0; i < 10; i++)
+    if (a[i] != 0) return 0;
+  return a[10] == 0xff && a[11] == 0xff;
+}
+
+/* 1 if the address is unspecified: :: or its IPv4-mapped form ::ffff:0.0.0.0. */
+LATCH_INLINE int latch_is_unspecified(const __u8 a[LATCH_ADDR_LEN]) {
+  for (int i = 0; i < 10; i++)
+    if (a[i] != 0) return 0;
+  if (a[10] == 0 && a[11] == 0) return a[12] == 0 && a[13] == 0 && a[14] == 0 && a[15] == 0;
+  return a[10] == 0xff && a[11] == 0xff && a[12] == 0 && a[13] == 0 && a[14] == 0 && a[15] == 0;
+}
+
+/* The destination the kernel really sends to when a socket names the
+ * unspecified address (the kernel's routing, not ours):
+ * - IPv4 0.0.0.0 (and ::ffff:0.0.0.0 from an IPv6 socket): the socket's
+ *   source address if it has one (bound, or IP_PKTINFO's for a datagram),
+ *   otherwise 127.0.0.1 (ip_route_output_key_hash_rcu);
+ * - IPv6 ::  -> ::1, or ::ffff:127.0.0.1 on a socket bound to an
+ *   IPv4-mapped address (tcp_v6_connect, ip6_datagram_connect, udpv6_sendmsg).
+ * `addr` is rewritten in place; `src` is the socket's source, 16 bytes,
+ * IPv4-mapped for IPv4, all zero when it has none. Any other address is left
+ * as it is. Without this a resource of 127.0.0.1 was reached through 0.0.0.0. */
+LATCH_INLINE void latch_effective_destination(__u8 addr[LATCH_ADDR_LEN],
+                                              const __u8 src[LATCH_ADDR_LEN]) {
+  if (!latch_is_unspecified(addr)) return;
+  int mapped_dst = addr[10] == 0xff;
+  if (mapped_dst && latch_is_mapped_ipv4(src) && !latch_is_unspecified(src)) {
+    for (int i = 0; i < LATCH_ADDR_LEN; i++) addr[i] = src[i];
+    return;
+  }
+  for (int i = 0; i < LATCH_ADDR_LEN; i++) addr[i] = 0;
+  if (mapped_dst || latch_is_mapped_ipv4(src)) {
+    addr[10] = 0xff;
+    addr[11] = 0xff;
+    addr[12] = 127;
+    addr[15] = 1;
+  } else {
+    addr[15] = 1;
+  }
+}
+
 #endif /* LATCH_BPF_GUARD_DECISION_H_ */

@@ -2,6 +2,7 @@
 // the BPF programs include.
 #include "guard_decision.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 
 namespace {
@@ -62,6 +63,66 @@ TEST(GuardDecision, MapsIpv4IntoIpv6) {
   latch_map_ipv4(be, out);
   const __u8 want[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 7};
   EXPECT_EQ(memcmp(out, want, 16), 0);
+}
+
+// Issue 13.1: the unspecified address is decided as the address the kernel
+// routes it to.
+struct Addr {
+  __u8 b[16];
+};
+Addr V6(const char* text) {
+  Addr a{};
+  EXPECT_EQ(inet_pton(AF_INET6, text, a.b), 1) << text;
+  return a;
+}
+
+TEST(GuardDecision, UnspecifiedIpv4GoesToLoopbackOrTheBoundSource) {
+  Addr dst = V6("::ffff:0.0.0.0");
+  Addr unbound = V6("::ffff:0.0.0.0");
+  latch_effective_destination(dst.b, unbound.b);
+  EXPECT_EQ(memcmp(dst.b, V6("::ffff:127.0.0.1").b, 16), 0);
+
+  dst = V6("::ffff:0.0.0.0");
+  Addr bound = V6("::ffff:10.1.2.3");
+  latch_effective_destination(dst.b, bound.b);
+  EXPECT_EQ(memcmp(dst.b, bound.b, 16), 0);
+
+  // From an IPv6 socket with no source: still IPv4 loopback.
+  dst = V6("::ffff:0.0.0.0");
+  Addr none = V6("::");
+  latch_effective_destination(dst.b, none.b);
+  EXPECT_EQ(memcmp(dst.b, V6("::ffff:127.0.0.1").b, 16), 0);
+}
+
+TEST(GuardDecision, UnspecifiedIpv6GoesToLoopback) {
+  Addr dst = V6("::");
+  Addr none = V6("::");
+  latch_effective_destination(dst.b, none.b);
+  EXPECT_EQ(memcmp(dst.b, V6("::1").b, 16), 0);
+
+  // Bound to a global IPv6 address: still ::1 (tcp_v6_connect).
+  dst = V6("::");
+  Addr bound = V6("2001:db8::5");
+  latch_effective_destination(dst.b, bound.b);
+  EXPECT_EQ(memcmp(dst.b, V6("::1").b, 16), 0);
+
+  // Bound to an IPv4-mapped address: mapped loopback.
+  dst = V6("::");
+  Addr mapped = V6("::ffff:10.1.2.3");
+  latch_effective_destination(dst.b, mapped.b);
+  EXPECT_EQ(memcmp(dst.b, V6("::ffff:127.0.0.1").b, 16), 0);
+}
+
+TEST(GuardDecision, OtherAddressesAreLeftAlone) {
+  for (const char* text : {"::ffff:127.0.0.1", "::1", "::2", "::ffff:0.0.0.1", "2001:db8::",
+                           "::ffff:1.0.0.0"}) {
+    Addr a{};
+    ASSERT_EQ(inet_pton(AF_INET6, text, a.b), 1) << text;
+    Addr before = a;
+    Addr src = V6("::ffff:10.0.0.1");
+    latch_effective_destination(a.b, src.b);
+    EXPECT_EQ(memcmp(a.b, before.b, 16), 0) << text;
+  }
 }
 
 }  // namespace

@@ -708,5 +708,195 @@ TEST_F(GuardKernelTest, BadConfigurationAttachesNothing) {
   EXPECT_EQ(Tcp4(kAlice), kRefused);  // the original guard still holds
 }
 
+// Issue 13.1: the unspecified address is routed to this host by the kernel;
+// the guard decides on where it really goes. Each form, TCP and UDP, IPv4
+// and IPv6, in both cut modes, with and without a bound source.
+struct Reach {
+  int family;
+  int type;
+  const char* target;   // a literal of `family`
+  const char* bind_to;  // nullptr: unbound
+  bool sendmmsg = false;
+};
+
+// In a child: join the cgroup as `uid`, then connect or send as `r` says.
+[[noreturn]] void ReachChild(const std::string& procs, uint32_t uid, const Reach& r,
+                             uint16_t port) {
+  if (!JoinCgroupAs(procs, uid)) ::_exit(kOtherError);
+  int s = ::socket(r.family, r.type | SOCK_CLOEXEC, 0);
+  auto fill = [&](const char* text, uint16_t p, sockaddr_storage* ss) -> socklen_t {
+    *ss = {};
+    if (r.family == AF_INET) {
+      auto* a = reinterpret_cast<sockaddr_in*>(ss);
+      a->sin_family = AF_INET;
+      a->sin_port = htons(p);
+      if (::inet_pton(AF_INET, text, &a->sin_addr) != 1) ::_exit(kOtherError);
+      return sizeof(*a);
+    }
+    auto* a = reinterpret_cast<sockaddr_in6*>(ss);
+    a->sin6_family = AF_INET6;
+    a->sin6_port = htons(p);
+    if (::inet_pton(AF_INET6, text, &a->sin6_addr) != 1) ::_exit(kOtherError);
+    return sizeof(*a);
+  };
+  sockaddr_storage ss;
+  if (r.bind_to != nullptr) {
+    socklen_t len = fill(r.bind_to, 0, &ss);
+    if (::bind(s, reinterpret_cast<sockaddr*>(&ss), len) != 0) ::_exit(kOtherError);
+  }
+  socklen_t len = fill(r.target, port, &ss);
+  int rc;
+  if (r.type == SOCK_STREAM) {
+    rc = ::connect(s, reinterpret_cast<sockaddr*>(&ss), len);
+  } else if (r.sendmmsg) {
+    char byte = 'x';
+    iovec iov{&byte, 1};
+    mmsghdr msgs[2] = {};
+    for (mmsghdr& m : msgs) {
+      m.msg_hdr.msg_name = &ss;
+      m.msg_hdr.msg_namelen = len;
+      m.msg_hdr.msg_iov = &iov;
+      m.msg_hdr.msg_iovlen = 1;
+    }
+    rc = ::sendmmsg(s, msgs, 2, 0);
+  } else {
+    rc = static_cast<int>(::sendto(s, "x", 1, 0, reinterpret_cast<sockaddr*>(&ss), len));
+  }
+  if (rc >= 0) ::_exit(kConnected);
+  ::_exit(errno == EPERM ? kRefused : kOtherError);
+}
+
+class UnspecifiedAddressTest : public GrantCutTest,
+                               public ::testing::WithParamInterface<bool /*cut*/> {
+ protected:
+  int Try(uint32_t uid, const Reach& r) {
+    uint16_t port = r.type == SOCK_STREAM ? tcp4_.port : udp4_.port;
+    pid_t pid = ::fork();
+    if (pid == 0) ReachChild(cgroup_ + "/cgroup.procs", uid, r, port);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : kOtherError;
+  }
+  static std::vector<Reach> Forms() {
+    return {
+        {AF_INET, SOCK_STREAM, "0.0.0.0", nullptr},
+        {AF_INET, SOCK_STREAM, "0.0.0.0", "127.0.0.1"},
+        {AF_INET6, SOCK_STREAM, "::ffff:0.0.0.0", nullptr},
+        {AF_INET6, SOCK_STREAM, "::", nullptr},
+        {AF_INET, SOCK_DGRAM, "0.0.0.0", nullptr},
+        {AF_INET, SOCK_DGRAM, "0.0.0.0", nullptr, /*sendmmsg=*/true},
+        {AF_INET, SOCK_DGRAM, "0.0.0.0", "127.0.0.1"},
+        {AF_INET6, SOCK_DGRAM, "::ffff:0.0.0.0", nullptr},
+        {AF_INET6, SOCK_DGRAM, "::", nullptr},
+        {AF_INET6, SOCK_DGRAM, "::", nullptr, /*sendmmsg=*/true},
+    };
+  }
+  static std::string Name(const Reach& r) {
+    return std::string(r.type == SOCK_STREAM ? "tcp " : "udp ") + r.target +
+           (r.bind_to ? std::string(" bound to ") + r.bind_to : "") +
+           (r.sendmmsg ? " sendmmsg" : "");
+  }
+};
+
+TEST_P(UnspecifiedAddressTest, IsDecidedAsTheLoopbackItBecomes) {
+  if (!GetParam()) {
+    enforcer_.reset();
+    guard_.reset();
+    Install(/*cut_established=*/false);
+  }
+  DrainEvents();
+  for (const Reach& r : Forms()) EXPECT_EQ(Try(kAlice, r), kRefused) << Name(r);
+  auto events = DrainEvents();
+  ASSERT_EQ(events.size(), Forms().size());
+  for (const auto& e : events) {
+    EXPECT_EQ(e.verdict, LATCH_VERDICT_DENY);
+    // Recorded with the destination it would have reached.
+    char text[INET6_ADDRSTRLEN];
+    ::inet_ntop(AF_INET6, e.addr, text, sizeof(text));
+    EXPECT_TRUE(std::string(text) == "::ffff:127.0.0.1" || std::string(text) == "::1") << text;
+  }
+  // A grant for the loopback resource covers them: decided as that resource.
+  ASSERT_TRUE(enforcer_
+                  ->ApplyGrant(MakeGrant(60, {Principal::Kind::kUid, kAlice}, kTcpResource, -10,
+                                         60000))
+                  .ok());
+  ASSERT_TRUE(enforcer_
+                  ->ApplyGrant(MakeGrant(61, {Principal::Kind::kUid, kAlice}, kUdpResource, -10,
+                                         60000))
+                  .ok());
+  for (const Reach& r : Forms()) EXPECT_EQ(Try(kAlice, r), kConnected) << Name(r);
+  EXPECT_EQ(Try(kBob, Forms()[0]), kRefused);
+}
+
+INSTANTIATE_TEST_SUITE_P(CutModes, UnspecifiedAddressTest, ::testing::Bool(),
+                         [](const auto& p) { return p.param ? "cutting" : "not_cutting"; });
+
+// An unconnected UDP socket names its peer only in each datagram: the
+// per-packet programs read it from the packet. A datagram from a protected
+// UDP service to a grant-less unconnected socket is dropped on arrival (it
+// was delivered: the check skipped sockets without a peer port).
+TEST_F(GrantCutTest, UnconnectedUdpIsCheckedByThePacketsAddresses) {
+  auto receives = [&](uint32_t uid) {
+    int ready[2];
+    EXPECT_EQ(::pipe(ready), 0);
+    std::string procs = cgroup_ + "/cgroup.procs";
+    pid_t child = ::fork();
+    if (child == 0) {
+      ::close(ready[0]);
+      if (!JoinCgroupAs(procs, uid)) ::_exit(kOtherError);
+      int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      sockaddr_in a = Loopback4(0);
+      if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) ::_exit(kOtherError);
+      socklen_t len = sizeof(a);
+      ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+      uint16_t port = ntohs(a.sin_port);
+      if (::write(ready[1], &port, sizeof(port)) != sizeof(port)) ::_exit(kOtherError);
+      pollfd p{s, POLLIN, 0};
+      ::_exit(::poll(&p, 1, 700) == 1 ? kConnected : kRefused);
+    }
+    ::close(ready[1]);
+    uint16_t port = 0;
+    EXPECT_EQ(::read(ready[0], &port, sizeof(port)), static_cast<ssize_t>(sizeof(port)));
+    ::close(ready[0]);
+    sockaddr_in to = Loopback4(port);
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(::sendto(udp4_.fd, "reply", 5, 0, reinterpret_cast<sockaddr*>(&to), sizeof(to)), 5);
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : kOtherError;
+  };
+  std::array<uint64_t, LATCH_CTR_COUNT> before{}, after{};
+  ASSERT_TRUE(guard_->ReadCounters(&before).ok());
+  EXPECT_EQ(receives(kAlice), kRefused);
+  ASSERT_TRUE(guard_->ReadCounters(&after).ok());
+  EXPECT_GE(after[LATCH_CTR_CUT_PACKETS] - before[LATCH_CTR_CUT_PACKETS], 3u);
+  ASSERT_TRUE(enforcer_
+                  ->ApplyGrant(MakeGrant(62, {Principal::Kind::kUid, kAlice}, kUdpResource, -10,
+                                         60000))
+                  .ok());
+  EXPECT_EQ(receives(kAlice), kConnected);
+}
+
+// Issue 13.3: a destination an enforced resource names is enforced, whatever
+// narrower audit resource also names it.
+TEST_F(GuardKernelTest, EnforcedResourceWinsOverANarrowerAuditOne) {
+  std::vector<Resource> rs;
+  Resource wide{21, "loopback-db", {}, Protocol::kTcp, tcp4_.port, tcp4_.port, Mode::kEnforce};
+  ASSERT_TRUE(Cidr::Parse("127.0.0.0/8", &wide.destinations.emplace_back()).ok());
+  Resource narrow{22, "watch-one", {}, Protocol::kAny, 0, 65535, Mode::kAudit};
+  ASSERT_TRUE(Cidr::Parse("127.0.0.1", &narrow.destinations.emplace_back()).ok());
+  ASSERT_TRUE(enforcer_->SetResources({narrow, wide}).ok());
+  DrainEvents();
+  EXPECT_EQ(Tcp4(kAlice), kRefused);
+  EXPECT_EQ(Run(cgroup_, kAlice, AF_INET, SOCK_STREAM, open4_.port), kConnected);  // audited
+  auto events = DrainEvents();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].verdict, LATCH_VERDICT_DENY);
+  EXPECT_EQ(events[0].resource_id, 21u);
+  EXPECT_EQ(events[1].verdict, LATCH_VERDICT_AUDIT_ALLOW);
+  EXPECT_EQ(events[1].resource_id, 22u);
+}
+
 }  // namespace
 }  // namespace latch::agent
