@@ -86,13 +86,20 @@ Status CompileResources(
     auto key = std::make_pair(e.cidr.prefixlen, e.cidr.addr);
     if (out->count(key) != 0) continue;
     latch_cidr_rules rules{};
-    // Rules of this CIDR and of every CIDR containing it, most specific first,
-    // so a narrower resource's rule wins where both match.
+    // Rules of this CIDR and of every CIDR containing it. The kernel takes the
+    // first rule that matches, so the order is the policy: enforced rules
+    // before audit rules (a destination an enforced resource names is
+    // enforced, whatever narrower audit resource also names it), and within
+    // a mode the most specific CIDR first (its resource is the one a grant
+    // must name).
     std::vector<const Entry*> covering;
     for (const Entry& other : entries) {
       if (other.cidr.Contains(e.cidr)) covering.push_back(&other);
     }
     std::stable_sort(covering.begin(), covering.end(), [](const Entry* a, const Entry* b) {
+      bool a_enforced = a->rule.mode == LATCH_MODE_ENFORCE;
+      bool b_enforced = b->rule.mode == LATCH_MODE_ENFORCE;
+      if (a_enforced != b_enforced) return a_enforced;
       return a->cidr.prefixlen > b->cidr.prefixlen;
     });
     for (const Entry* c : covering) {

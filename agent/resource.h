@@ -33,7 +33,8 @@ struct Resource {
 
 // The trie contents for a set of resources: one entry per distinct CIDR,
 // holding its own rules and those of every CIDR that contains it (a trie
-// lookup only returns the longest match). InvalidArgument on duplicate ids,
+// lookup only returns the longest match), enforced rules first, then by
+// specificity (see resource.cc). InvalidArgument on duplicate ids,
 // id 0, or more rules on one CIDR than the kernel entry holds.
 Status CompileResources(
     const std::vector<Resource>& resources,

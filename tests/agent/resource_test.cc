@@ -1,4 +1,5 @@
 #include "agent/resource.h"
+#include "guard_decision.h"
 
 #include <gtest/gtest.h>
 
@@ -64,9 +65,42 @@ TEST(Resource, CompileFoldsCoveringRules) {
   ASSERT_EQ(out.size(), 2u);
   const latch_cidr_rules& host = out.at({128, narrow.destinations[0].addr});
   ASSERT_EQ(host.count, 2u);
-  EXPECT_EQ(host.rules[0].resource_id, 2u);
-  EXPECT_EQ(host.rules[1].resource_id, 1u);
+  // The enforced rule first, whatever its specificity.
+  EXPECT_EQ(host.rules[0].resource_id, 1u);
+  EXPECT_EQ(host.rules[1].resource_id, 2u);
   EXPECT_EQ(out.at({104, wide.destinations[0].addr}).count, 1u);
+}
+
+// Issue 13.3: an enforced 127.0.0.0/8 tcp 15355 and an audit 127.0.0.2 on any
+// port: 127.0.0.2:15355 must meet the enforced rule (it was allowed as audit).
+TEST(Resource, EnforceWinsOverANarrowerAuditResource) {
+  Resource wide{1, "loopback-db", {}, Protocol::kTcp, 15355, 15355, Mode::kEnforce};
+  Resource narrow{2, "watch-one", {}, Protocol::kAny, 0, 65535, Mode::kAudit};
+  ASSERT_TRUE(Cidr::Parse("127.0.0.0/8", &wide.destinations.emplace_back()).ok());
+  ASSERT_TRUE(Cidr::Parse("127.0.0.2", &narrow.destinations.emplace_back()).ok());
+  std::map<std::pair<uint32_t, std::array<uint8_t, 16>>, latch_cidr_rules> out;
+  ASSERT_TRUE(CompileResources({narrow, wide}, &out).ok());
+  const latch_cidr_rules& host = out.at({128, narrow.destinations[0].addr});
+  int idx = latch_match_rule(&host, 6, 15355);
+  ASSERT_GE(idx, 0);
+  EXPECT_EQ(host.rules[idx].resource_id, 1u);
+  EXPECT_EQ(host.rules[idx].mode, LATCH_MODE_ENFORCE);
+  // Other ports of 127.0.0.2 stay audited.
+  idx = latch_match_rule(&host, 6, 80);
+  ASSERT_GE(idx, 0);
+  EXPECT_EQ(host.rules[idx].resource_id, 2u);
+}
+
+// Within one mode the most specific CIDR's resource decides.
+TEST(Resource, WithinAModeTheNarrowerResourceDecides) {
+  Resource wide{1, "net", {}, Protocol::kTcp, 22, 22, Mode::kEnforce};
+  Resource narrow{2, "bastion", {}, Protocol::kTcp, 22, 22, Mode::kEnforce};
+  ASSERT_TRUE(Cidr::Parse("10.0.0.0/8", &wide.destinations.emplace_back()).ok());
+  ASSERT_TRUE(Cidr::Parse("10.1.2.3", &narrow.destinations.emplace_back()).ok());
+  std::map<std::pair<uint32_t, std::array<uint8_t, 16>>, latch_cidr_rules> out;
+  ASSERT_TRUE(CompileResources({wide, narrow}, &out).ok());
+  const latch_cidr_rules& host = out.at({128, narrow.destinations[0].addr});
+  EXPECT_EQ(host.rules[latch_match_rule(&host, 6, 22)].resource_id, 2u);
 }
 
 TEST(Resource, CompileRefusesInconsistentSets) {
