@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "agent/argv_redactor.h"
 #include "schemas/canonical.h"
 #include "schemas/event.capnp.h"
 
@@ -86,7 +87,9 @@ const char* ActivityKindName(uint32_t kind) {
   return "unknown";
 }
 
-Status EncodeActivityEvent(std::string_view raw, std::string* out) {
+Status EncodeActivityEvent(std::string_view raw, std::string* out, const ArgvRedactor* redactor,
+                           bool* redacted) {
+  if (redacted != nullptr) *redacted = false;
   latch_activity_header h;
   if (raw.size() < sizeof(h)) return Status::Corruption("activity record shorter than its header");
   std::memcpy(&h, raw.data(), sizeof(h));
@@ -114,12 +117,17 @@ Status EncodeActivityEvent(std::string_view raw, std::string* out) {
       auto x = r.initExec();
       x.setPath(Bytes(e.data, e.path_len));
       // argv: each argument ends in NUL; a cut-off last one has none.
-      std::vector<std::string_view> args;
+      std::vector<std::string> args;
       std::string_view rest(e.data + e.path_len, e.args_len);
       while (!rest.empty()) {
         size_t nul = rest.find('\0');
-        args.push_back(rest.substr(0, nul));
+        args.emplace_back(rest.substr(0, nul));
         rest = nul == std::string_view::npos ? std::string_view() : rest.substr(nul + 1);
+      }
+      if (redactor != nullptr &&
+          redactor->Redact(std::string_view(e.data, e.path_len), &args)) {
+        x.setArgsRedacted(true);
+        if (redacted != nullptr) *redacted = true;
       }
       auto list = x.initArgs(static_cast<unsigned>(args.size()));
       for (size_t i = 0; i < args.size(); ++i) {
@@ -231,6 +239,7 @@ Status ViewActivityEvent(std::string_view canonical, ActivitySummary* out, nlohm
             j["path"] = KernelText(x.getPath());
             j["args"] = std::move(args);
             j["args_truncated"] = x.getArgsTruncated();
+            if (x.getArgsRedacted()) j["args_redacted"] = true;
             break;
           }
           case A::EXIT:

@@ -13,10 +13,15 @@
 
 namespace latch::agent {
 
+class ArgvRedactor;
+
 // Canonical ActivityEvent bytes for one record as the kernel wrote it.
 // Corruption when the record's size, kind or lengths do not hold together
-// (a layout mismatch between the programs and this binary).
-Status EncodeActivityEvent(std::string_view raw, std::string* out);
+// (a layout mismatch between the programs and this binary). With a
+// `redactor`, an exec record's arguments lose their secrets first (the
+// record then says argsRedacted, and `*redacted` is set).
+Status EncodeActivityEvent(std::string_view raw, std::string* out,
+                           const ArgvRedactor* redactor = nullptr, bool* redacted = nullptr);
 
 // "exec", "exit", "connect", "open", "credentials", "throttle".
 const char* ActivityKindName(uint32_t kind);

@@ -107,10 +107,27 @@ Status ParseCollector(const toml::table& t, const std::string& source, Collector
   return Status::Ok();
 }
 
-Status ParseActivity(const toml::table& t, const std::string& source, ActivityOptions* a) {
+Status ParseActivity(const toml::table& t, const std::string& source, ActivityOptions* a,
+                     RedactionRules* redaction) {
   LATCH_RETURN_IF_ERROR(CheckKeys(t, source,
                                   {"watch", "cgroup", "paths", "throttle_events",
-                                   "throttle_window_ms", "ring_buffer_bytes", "detach_after_ms"}));
+                                   "throttle_window_ms", "ring_buffer_bytes", "detach_after_ms",
+                                   "redact_defaults", "redact"}));
+  LATCH_RETURN_IF_ERROR(Get(t, source, "redact_defaults", &redaction->defaults, false));
+  if (const toml::node* n = t.get("redact")) {
+    const toml::array* list = n->as_array();
+    if (list == nullptr) return Bad(source, n->source(), "activity: 'redact' must be a list");
+    for (const toml::node& p : *list) {
+      auto v = p.value<std::string>();
+      if (!v || v->empty()) {
+        return Bad(source, p.source(), "activity: redact patterns must be non-empty strings");
+      }
+      redaction->patterns.push_back(*v);
+    }
+    std::unique_ptr<ArgvRedactor> check;
+    Status s = ArgvRedactor::Create(*redaction, &check);
+    if (!s.ok()) return Bad(source, n->source(), "activity: " + s.message());
+  }
   std::string watch = WatchModeName(a->mode);
   LATCH_RETURN_IF_ERROR(Get(t, source, "watch", &watch, false));
   Status s = ParseWatchMode(watch, &a->mode);
@@ -213,7 +230,7 @@ Status ParseAgentConfig(std::string_view toml_text, const std::string& source, A
   if (const toml::node* act = root.get("activity")) {
     const toml::table* t = act->as_table();
     if (t == nullptr) return Bad(source, act->source(), "'activity' must be an [activity] table");
-    LATCH_RETURN_IF_ERROR(ParseActivity(*t, source, &c.activity));
+    LATCH_RETURN_IF_ERROR(ParseActivity(*t, source, &c.activity, &c.redaction));
   }
   // Catch duplicate ids and oversized rule sets now, not at apply time.
   std::map<std::pair<uint32_t, std::array<uint8_t, 16>>, latch_cidr_rules> compiled;

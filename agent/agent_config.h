@@ -34,6 +34,9 @@
 //   throttle_events = 2000  # per process per second window; 0: never throttle
 //   throttle_window_ms = 1000
 //   ring_buffer_bytes = 8388608
+//   redact_defaults = true  # take passwords, tokens, URL and -u credentials out of
+//                           # command lines before they are recorded (argv_redactor.h)
+//   redact = ["--vault-id=(\\S+)"]   # more, RE2: groups (or the whole match) replaced
 //
 // A setting that is missing, mistyped or unknown is an error naming it.
 #pragma once
@@ -43,6 +46,7 @@
 #include <vector>
 
 #include "agent/activity_capture.h"
+#include "agent/argv_redactor.h"
 #include "agent/resource.h"
 #include "tlog/status.h"
 
@@ -72,6 +76,7 @@ struct AgentConfig {
   CollectorSettings collector;
   // Defaults: grant holders watched; opens of the password and sudo files.
   ActivityOptions activity = DefaultActivityOptions();
+  RedactionRules redaction;  // applied to exec records' arguments
 
   static ActivityOptions DefaultActivityOptions() {
     ActivityOptions a;

@@ -50,11 +50,14 @@ Status AgentDaemon::Start() {
              {"pin_dir", config_.pin_dir},
              {"resources", config_.resources.size()}});
 
+  LATCH_RETURN_IF_ERROR(
+      ArgvRedactor::Create(config_.redaction, &redactor_).WithContext("activity redaction"));
   if (config_.collector.enabled) {
     LATCH_RETURN_IF_ERROR(StartCollectorLink());
   } else {
     sink_ = std::make_unique<JsonLinesSink>(records_, config_.host_id);
   }
+  sink_->set_redactor(redactor_.get());
   LATCH_RETURN_IF_ERROR(RingReader::ForDecisionEvents(
       guard_->events_fd(), [this](const latch_decision_event& e) { sink_->AddEvent(e); },
       &reader_));
@@ -150,6 +153,9 @@ std::string AgentDaemon::MetricsText() {
   if (auto* spool_sink = dynamic_cast<SpoolSink*>(sink_.get())) {
     value("latch_agent_losses_total{kind=\"spool_full\"}", spool_sink->spool_full_total());
   }
+  metric("latch_agent_activity_args_redacted_total", "counter",
+         "Exec records whose command line had secrets replaced by [REDACTED].");
+  value("latch_agent_activity_args_redacted_total", sink_->args_redacted());
   std::array<uint64_t, LATCH_ACT_CTR_COUNT> a{};
   if (activity_ && activity_->ReadCounters(&a).ok()) {
     value("latch_agent_losses_total{kind=\"activity_ring_buffer_full\"}", [&] {

@@ -80,6 +80,7 @@ class AgentDaemon {
   std::unique_ptr<RingReader> activity_reader_;
   bool activity_unavailable_ = false;  // configured, but it could not start
   std::array<uint64_t, LATCH_ACT_KINDS> reported_activity_lost_{};
+  std::unique_ptr<ArgvRedactor> redactor_;  // before sink_, which points at it
   std::unique_ptr<RecordSink> sink_;
   // With a collector:
   std::unique_ptr<Spool> spool_;

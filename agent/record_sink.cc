@@ -30,11 +30,18 @@ void JsonLinesSink::AddEvent(const latch_decision_event& e) {
   out_ << line_;
 }
 
+Status RecordSink::EncodeActivity(std::string_view raw, std::string* out) {
+  bool redacted = false;
+  LATCH_RETURN_IF_ERROR(EncodeActivityEvent(raw, out, redactor_, &redacted));
+  if (redacted) ++args_redacted_;
+  return Status::Ok();
+}
+
 bool JsonLinesSink::AddActivity(std::string_view raw) {
   std::string encoded;
   ActivitySummary summary;
   nlohmann::json j;
-  if (!EncodeActivityEvent(raw, &encoded).ok() || !ViewActivityEvent(encoded, &summary, &j).ok()) {
+  if (!EncodeActivity(raw, &encoded).ok() || !ViewActivityEvent(encoded, &summary, &j).ok()) {
     return false;
   }
   j["type"] = "activity";

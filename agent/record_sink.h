@@ -15,6 +15,8 @@
 
 namespace latch::agent {
 
+class ArgvRedactor;
+
 enum class LossKind {
   kRingBufferFull,
   kSpoolFull,
@@ -40,6 +42,20 @@ class RecordSink {
   // Makes everything added so far survive the agent's death (or at least
   // leave the process): the ring buffer is released after this.
   virtual Status Flush() = 0;
+
+  // Exec records' arguments pass through `redactor` (not owned; null: none)
+  // before they are written anywhere.
+  void set_redactor(const ArgvRedactor* redactor) { redactor_ = redactor; }
+  // Activity records whose arguments had secrets taken out.
+  uint64_t args_redacted() const { return args_redacted_; }
+
+ protected:
+  // Encodes an activity record, redacted and counted.
+  Status EncodeActivity(std::string_view raw, std::string* out);
+
+ private:
+  const ArgvRedactor* redactor_ = nullptr;
+  uint64_t args_redacted_ = 0;
 };
 
 // One JSON object per line (event_json.h).

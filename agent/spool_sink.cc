@@ -43,7 +43,7 @@ void SpoolSink::AddEvent(const latch_decision_event& e) {
 
 bool SpoolSink::AddActivity(std::string_view raw) {
   std::string encoded;
-  if (!EncodeActivityEvent(raw, &encoded).ok()) return false;
+  if (!EncodeActivity(raw, &encoded).ok()) return false;
   latch_activity_header h;
   std::memcpy(&h, raw.data(), sizeof(h));  // EncodeActivityEvent checked the size
   Spooled(spool_.Add(kActivityKind, WallTimeOf(h.ktime_boot_ns), encoded, false, &seq_));

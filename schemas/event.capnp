@@ -80,6 +80,7 @@ struct ActivityEvent {
       path @11 :Data;        # as the kernel resolved it for exec (up to 255 bytes)
       args @12 :List(Data);  # argv, each without its NUL
       argsTruncated @13 :Bool;
+      argsRedacted @38 :Bool;  # secrets in args were replaced by [REDACTED] on the host
     }
     exit :group {            # a process ended
       status @14 :Int32;     # as wait(2) reports it

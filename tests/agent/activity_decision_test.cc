@@ -8,6 +8,7 @@
 #include <string>
 
 #include "agent/activity_record.h"
+#include "agent/argv_redactor.h"
 
 namespace {
 
@@ -96,6 +97,36 @@ TEST(ActivityRecord, EncodesAndViewsEveryField) {
   EXPECT_EQ(j["path"], "/bin/ls");
   EXPECT_EQ(j["args"], nlohmann::json({"ls", "-l"}));
   EXPECT_EQ(j["comm"], "bash");
+}
+
+// Issue 13.8: an exec record's secrets are gone before it is encoded, and the
+// record says so.
+TEST(ActivityRecord, ExecArgumentsAreRedactedAndMarked) {
+  latch_activity_exec e{};
+  e.h.kind = LATCH_ACT_EXEC;
+  const char data[] = "/usr/bin/mysqlmysql\0-pSECRET\0shop\0";
+  e.path_len = 14;
+  e.args_len = sizeof(data) - 1 - 14;
+  std::memcpy(e.data, data, sizeof(data) - 1);
+  size_t size = offsetof(latch_activity_exec, data) + e.path_len + e.args_len;
+  e.h.size = static_cast<__u16>(size);
+  std::unique_ptr<latch::agent::ArgvRedactor> redactor;
+  ASSERT_TRUE(latch::agent::ArgvRedactor::Create({}, &redactor).ok());
+  std::string encoded;
+  bool redacted = false;
+  ASSERT_TRUE(
+      latch::agent::EncodeActivityEvent(Raw(&e, size), &encoded, redactor.get(), &redacted).ok());
+  EXPECT_TRUE(redacted);
+  EXPECT_EQ(encoded.find("SECRET"), std::string::npos);
+  latch::agent::ActivitySummary s;
+  nlohmann::json j;
+  ASSERT_TRUE(latch::agent::ViewActivityEvent(encoded, &s, &j).ok());
+  EXPECT_EQ(j["args"], nlohmann::json({"mysql", "-p[REDACTED]", "shop"}));
+  EXPECT_EQ(j["args_redacted"], true);
+  // Without a redactor (or with nothing to take out) the record is unmarked.
+  ASSERT_TRUE(latch::agent::EncodeActivityEvent(Raw(&e, size), &encoded).ok());
+  ASSERT_TRUE(latch::agent::ViewActivityEvent(encoded, &s, &j).ok());
+  EXPECT_FALSE(j.contains("args_redacted"));
 }
 
 TEST(ActivityRecord, MalformedRecordsAreRefused) {
