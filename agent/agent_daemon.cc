@@ -299,6 +299,11 @@ Status AgentDaemon::Run() {
   // at the next start.
   Status s = DrainRing();
   if (!s.ok() && failure_.ok()) failure_ = s;
+  if (spool_) {
+    // What receipts acknowledged, so the next start does not send it again.
+    Status saved = spool_->SaveAcknowledged();
+    if (!saved.ok()) log_.Warn("saving spool acknowledgements", {{"error", saved.ToString()}});
+  }
   return failure_;
 }
 

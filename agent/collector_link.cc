@@ -278,7 +278,17 @@ void CollectorLink::OnReceipt(schema::Receipt::Reader r) {
   }
   uint64_t through = r.getThroughSequence();
   const SpooledRecord* rec = FindInFlight(boot, through);
-  if (rec == nullptr) return;  // not sent in this session: nothing to forget on its word
+  SpooledRecord held;
+  if (rec == nullptr) {
+    // A receipt for a record outside the batches in flight: the collector
+    // already had what we sent (a resend after a restart or a lost receipt)
+    // and names the last record of this boot it holds. If the spool still
+    // has that record, its proof can be checked as well as any other, and
+    // everything up to it forgotten (issue 13.4: ignoring these stalled a
+    // host's delivery for good).
+    if (through <= spool_.acknowledged(boot) || !spool_.Find(boot, through, &held).ok()) return;
+    rec = &held;
+  }
   ledger::LedgerRecord entry_record;
   entry_record.kind = static_cast<ledger::RecordKind>(rec->kind);
   entry_record.host_id = options_.host_id;
@@ -310,18 +320,28 @@ void CollectorLink::OnReceipt(schema::Receipt::Reader r) {
          in_flight_.front().batch.records.back().sequence <= through) {
     in_flight_.pop_front();
   }
+  fruitless_sessions_ = 0;
   Pump();
 }
 
 void CollectorLink::RaiseAlarm(const std::string& kind, const std::string& detail,
                                const std::string& shown) {
   counters_.alarms++;
-  log_.Alert("ALARM: a receipt from the collector does not hold",
-             {{"kind", kind},
-              {"detail", detail},
-              {"hint",
-               "the collector's ledger may have been rolled back or rewritten; the spool "
-               "keeps these records; compare checkpoints before trusting the ledger"}});
+  if (kind == "stalled") {
+    log_.Alert("ALARM: delivery to the collector is stalled",
+               {{"kind", kind},
+                {"detail", detail},
+                {"hint",
+                 "the spool keeps the records; check the collector's log and the link "
+                 "between them"}});
+  } else {
+    log_.Alert("ALARM: a receipt from the collector does not hold",
+               {{"kind", kind},
+                {"detail", detail},
+                {"hint",
+                 "the collector's ledger may have been rolled back or rewritten; the spool "
+                 "keeps these records; compare checkpoints before trusting the ledger"}});
+  }
   auto now = Clock::now();
   auto& last = last_alarm_[kind];
   if (last != Clock::time_point{} && now - last < std::chrono::seconds(10)) return;
@@ -377,6 +397,15 @@ void CollectorLink::Tick() {
     Status s = Connect();
     if (!s.ok()) log_.Error("connecting to the collector", {{"error", s.ToString()}});
   } else if (!in_flight_.empty() && now - in_flight_.front().sent > options_.receipt_timeout) {
+    // Sessions that end without a single usable receipt: after a few the
+    // link is stalled, not slow, and that is raised, not retried silently.
+    if (++fruitless_sessions_ == options_.stalled_after_sessions) {
+      RaiseAlarm("stalled",
+                 std::to_string(fruitless_sessions_) +
+                     " sessions in a row without a usable receipt; " +
+                     std::to_string(spool_.unacknowledged()) + " records wait in the spool",
+                 "");
+    }
     NewSession("no receipt in time");
   } else {
     capnp::MallocMessageBuilder m;
@@ -386,6 +415,8 @@ void CollectorLink::Tick() {
   }
   Status s = witness_.Save();
   if (!s.ok()) log_.Error("saving the checkpoint witness", {{"error", s.ToString()}});
+  s = spool_.SaveAcknowledged();
+  if (!s.ok()) log_.Warn("saving spool acknowledgements", {{"error", s.ToString()}});
   timer_.expires_after(options_.tick);
   timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) Tick();

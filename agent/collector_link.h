@@ -49,6 +49,9 @@ struct CollectorLinkOptions {
   std::chrono::milliseconds tick{500};
   std::chrono::milliseconds receipt_timeout{3000};
   std::chrono::milliseconds failover_after{6000};
+  // Sessions in a row ended by a missing receipt before the link raises a
+  // "stalled" alarm.
+  int stalled_after_sessions = 5;
 };
 
 struct CollectorLinkCounters {
@@ -111,6 +114,7 @@ class CollectorLink {
   std::chrono::steady_clock::time_point last_heard_;
   std::chrono::steady_clock::time_point session_started_;
   int unprovable_receipts_ = 0;  // in a row: proofs from a size not held
+  int fruitless_sessions_ = 0;   // in a row: ended without a usable receipt
   std::map<std::string, std::chrono::steady_clock::time_point> last_alarm_;
   CollectorLinkCounters counters_;
 };

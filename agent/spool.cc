@@ -20,6 +20,7 @@ constexpr uint32_t kMaxPayload = 64 * 1024;  // a ledger entry holds at most 64 
 constexpr size_t kReadChunk = 1 << 20;
 // Not a record kind of schemas/ledger.capnp: the writer's mark (Spool::SetMark).
 constexpr uint32_t kMarkFrameKind = 0xffffffff;
+constexpr char kAcknowledgedFile[] = "acknowledged";
 
 std::string Hex(const std::string& bytes) {
   return tlog::HexEncode({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
@@ -112,16 +113,91 @@ Status Spool::Recover() {
   std::sort(found.begin(), found.end(), [](const auto& a, const auto& b) {
     return a.first != b.first ? a.first < b.first : a.second.name < b.second.name;
   });
+  LoadAcknowledged();
   for (auto& [mtime, seg] : found) {
     LATCH_RETURN_IF_ERROR(RecoverSegment(&seg));
-    if (seg.last_sequence == 0) {
-      ::unlink((options_.dir + "/" + seg.name).c_str());  // nothing in it
+    if (seg.last_sequence == 0 || seg.last_sequence <= Acked(seg.boot_id)) {
+      // Nothing in it, or all of it is in the ledger already.
+      ::unlink((options_.dir + "/" + seg.name).c_str());
       continue;
     }
     bytes_ += seg.size;
     segments_.push_back(std::move(seg));
   }
+  // Boots with nothing left here need no line.
+  for (auto it = acked_.begin(); it != acked_.end();) {
+    bool held = std::any_of(segments_.begin(), segments_.end(),
+                            [&](const Segment& seg) { return seg.boot_id == it->first; });
+    if (held) {
+      ++it;
+    } else {
+      it = acked_.erase(it);
+      acked_dirty_ = true;
+    }
+  }
   return Status::Ok();
+}
+
+void Spool::LoadAcknowledged() {
+  std::string text;
+  Status s = ledger::ReadWholeFile(options_.dir + "/" + kAcknowledgedFile, &text);
+  if (!s.ok()) return;  // none yet, or unreadable: records are resent, never lost
+  size_t at = 0;
+  std::map<std::string, uint64_t> read;
+  while (at < text.size()) {
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos) break;  // a line without its end is not trusted
+    std::string_view line(text.data() + at, end - at);
+    at = end + 1;
+    std::string boot;
+    if (line.size() < 34 || line[32] != ' ' || !Unhex(line.substr(0, 32), &boot)) {
+      logging::Default().Warn("spool acknowledgement file is damaged; resending what it held",
+                              {{"dir", options_.dir}});
+      return;
+    }
+    std::string digits(line.substr(33));
+    char* stop = nullptr;
+    errno = 0;
+    unsigned long long through = std::strtoull(digits.c_str(), &stop, 10);
+    if (errno != 0 || stop != digits.c_str() + digits.size() || digits.empty()) {
+      logging::Default().Warn("spool acknowledgement file is damaged; resending what it held",
+                              {{"dir", options_.dir}});
+      return;
+    }
+    read[boot] = through;
+  }
+  acked_ = std::move(read);
+}
+
+Status Spool::SaveAcknowledged() {
+  if (!acked_dirty_) return Status::Ok();
+  std::string text;
+  for (const auto& [boot, through] : acked_) {
+    text += Hex(boot) + " " + std::to_string(through) + "\n";
+  }
+  LATCH_RETURN_IF_ERROR(ledger::WriteFileAtomically(options_.dir, kAcknowledgedFile, text, 0600));
+  acked_dirty_ = false;
+  return Status::Ok();
+}
+
+Status Spool::Find(const std::string& boot_id, uint64_t sequence, SpooledRecord* out) const {
+  for (const Segment& seg : segments_) {
+    if (seg.boot_id != boot_id || sequence < seg.first_sequence || sequence > seg.last_sequence) {
+      continue;
+    }
+    ledger::AppendFile f;
+    LATCH_RETURN_IF_ERROR(ledger::AppendFile::Open(options_.dir + "/" + seg.name, true, false, &f));
+    std::string data(seg.size, '\0');
+    LATCH_RETURN_IF_ERROR(f.ReadAt(0, {reinterpret_cast<uint8_t*>(data.data()), data.size()}));
+    size_t offset = 0;
+    while (offset < data.size()) {
+      size_t n = ParseFrame(data.data() + offset, data.size() - offset, out);
+      if (n == 0) break;
+      offset += n;
+      if (out->kind != kMarkFrameKind && out->sequence == sequence) return Status::Ok();
+    }
+  }
+  return Status::NotFound("record " + std::to_string(sequence) + " is not in the spool");
 }
 
 Status Spool::RecoverSegment(Segment* seg) {
@@ -270,7 +346,10 @@ void Spool::Rewind() {
 
 Status Spool::Acknowledge(const std::string& boot_id, uint64_t through_sequence) {
   uint64_t& acked = acked_[boot_id];
-  acked = std::max(acked, through_sequence);
+  if (through_sequence > acked) {
+    acked = through_sequence;
+    acked_dirty_ = true;
+  }
   for (size_t i = 0; i < segments_.size();) {
     const Segment& seg = segments_[i];
     bool being_written = writing_ && i + 1 == segments_.size();

@@ -12,6 +12,14 @@
 // Segments roll over at `segment_bytes`; a segment is deleted as a whole once
 // every record in it is acknowledged. A frame cut short by a crash (the only
 // damage a killed writer can leave) is cut off when the spool is opened.
+//
+// What receipts acknowledged is kept beside the segments, in `acknowledged`
+// (one line per boot: <boot id hex> <through sequence>), saved by
+// SaveAcknowledged() and read at Open(): a restarted agent does not send again
+// what the ledger already holds (it once resent a whole segment, and the
+// receipts for those duplicates fell outside its window: issue 13.4). The file
+// only ever saves sending work: lost or unreadable, records are resent and
+// the collector drops the duplicates.
 #pragma once
 
 #include <cstdint>
@@ -87,6 +95,11 @@ class Spool {
   uint64_t next_sequence() const { return next_sequence_; }
   uint64_t bytes() const { return bytes_ + buffer_.size(); }
   uint64_t segment_count() const { return segments_.size(); }
+  // Persists what receipts acknowledged, if it changed since the last save.
+  Status SaveAcknowledged();
+  // The spooled record `sequence` of `boot_id`, if the spool still holds it
+  // (NotFound otherwise): a receipt may name any record it holds.
+  Status Find(const std::string& boot_id, uint64_t sequence, SpooledRecord* out) const;
   // The highest sequence of `boot_id` a receipt has acknowledged (0: none).
   uint64_t acknowledged(const std::string& boot_id) const { return Acked(boot_id); }
   // Records spooled and not yet acknowledged (all boots).
@@ -102,6 +115,7 @@ class Spool {
   };
   Spool() = default;
   Status Recover();
+  void LoadAcknowledged();
   Status RecoverSegment(Segment* segment);
   Status StartSegment();
   uint64_t Acked(const std::string& boot_id) const;
@@ -119,6 +133,7 @@ class Spool {
   uint64_t buffer_first_sequence_ = 0;
   uint64_t bytes_ = 0;                     // bytes in segment files
   std::map<std::string, uint64_t> acked_;  // boot id -> acknowledged through
+  bool acked_dirty_ = false;               // acked_ changed since the last save
   // Send cursor: segment index and byte offset of the next record to send.
   size_t cursor_segment_ = 0;
   uint64_t cursor_offset_ = 0;

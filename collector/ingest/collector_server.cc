@@ -479,14 +479,21 @@ void CollectorServer::HandleAgentMessage() {
           return;
         }
         proof_base_[host] = hello.getCheckpointSize();
-        capnp::MallocMessageBuilder m;
-        auto a = m.initRoot<schema::WorkflowAction>();
-        a.setActor(host);
-        auto c = a.initAgentConnected();
-        c.setBootId(hello.getBootId());
-        c.setCheckpointSize(hello.getCheckpointSize());
-        c.setGrantSetVersion(hello.getGrantSetVersion());
-        RecordWorkflowAsync(schema::CanonicalBytes(a.asReader()), host);
+        std::string boot = Str(hello.getBootId());
+        auto known = connected_boot_.find(host);
+        // A new agent boot, or the first Hello of this collector's run, is on
+        // the record; a new session of the same boot is not news.
+        if (known == connected_boot_.end() || known->second != boot) {
+          connected_boot_[host] = boot;
+          capnp::MallocMessageBuilder m;
+          auto a = m.initRoot<schema::WorkflowAction>();
+          a.setActor(host);
+          auto c = a.initAgentConnected();
+          c.setBootId(hello.getBootId());
+          c.setCheckpointSize(hello.getCheckpointSize());
+          c.setGrantSetVersion(hello.getGrantSetVersion());
+          RecordWorkflowAsync(schema::CanonicalBytes(a.asReader()), host);
+        }
         PushGrantSet(host);
         return;
       }
@@ -746,18 +753,41 @@ void CollectorServer::OnApplied(const std::string& host, schema::Applied::Reader
   g.setGrantIds(applied.getGrantIds());
   g.setRejected(applied.getRejected());
   g.setRejectedSet(applied.getRejectedSet());
+  // The same set applied again (a new session, a restart adopting the
+  // pinned grants) changes nothing on the host: one record per change. The
+  // time it took effect is the first report's.
+  capnp::MallocMessageBuilder same;
+  auto key = same.initRoot<schema::GrantSetApplied>();
+  key.setVersion(applied.getVersion());
+  key.setGrantIds(applied.getGrantIds());
+  key.setRejected(applied.getRejected());
+  key.setRejectedSet(applied.getRejectedSet());
+  std::string canonical = schema::CanonicalBytes(key.asReader());
+  auto last = applied_set_.find(host);
+  if (last != applied_set_.end() && last->second == canonical) return;
+  applied_set_[host] = canonical;
   RecordWorkflowAsync(schema::CanonicalBytes(a.asReader()), host);
 }
 
 void CollectorServer::OnAlarm(const std::string& host, schema::Alarm::Reader alarm) {
   counters_.alarms++;
-  logging::Default().Alert("ALARM from an agent: a receipt did not hold",
-                           {{"host", host},
-                            {"kind", alarm.getKind().cStr()},
-                            {"detail", alarm.getDetail().cStr()},
-                            {"hint",
-                             "the ledger may have been rolled back or rewritten; compare "
-                             "its checkpoint with the agent's held one (recorded)"}});
+  if (alarm.getKind() == "stalled") {
+    logging::Default().Alert("ALARM from an agent: its delivery is stalled",
+                             {{"host", host},
+                              {"kind", "stalled"},
+                              {"detail", alarm.getDetail().cStr()},
+                              {"hint",
+                               "its records wait in its spool; compare its log with ours "
+                               "(receipts sent, duplicates counted)"}});
+  } else {
+    logging::Default().Alert("ALARM from an agent: a receipt did not hold",
+                             {{"host", host},
+                              {"kind", alarm.getKind().cStr()},
+                              {"detail", alarm.getDetail().cStr()},
+                              {"hint",
+                               "the ledger may have been rolled back or rewritten; compare "
+                               "its checkpoint with the agent's held one (recorded)"}});
+  }
   capnp::MallocMessageBuilder m;
   auto a = m.initRoot<schema::WorkflowAction>();
   a.setActor(host);

@@ -173,6 +173,11 @@ class CollectorServer : private workflow::WorkflowSink {
   std::map<std::string, std::string> routes_;     // host -> routing id of its live connection
   std::map<std::string, int64_t> last_heard_ns_;  // host -> its last message (unix ns), in /metrics
   std::set<std::string> silent_;                  // hosts recorded as silent, until heard again
+  // What the ledger last heard of each host this run, so that a session reset
+  // (same agent boot, same applied set) adds no record: a link resetting in a
+  // loop once filled the ledger with agentConnected and grantSetApplied.
+  std::map<std::string, std::string> connected_boot_;  // host -> boot of its last agentConnected
+  std::map<std::string, std::string> applied_set_;     // host -> its last grantSetApplied, canonical
   void RecordSilentAgents();
   // host -> the checkpoint size the agent holds, as far as we know: what its
   // Hello said, then the size of each receipt sent to it (it adopts receipts

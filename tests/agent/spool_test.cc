@@ -246,5 +246,85 @@ TEST_F(SpoolTest, CaptureUnavailableIsALossRecordWithItsReason) {
               }).ok());
 }
 
+// Issue 13.4: what receipts acknowledged survives a restart, so the next run
+// sends only what the ledger does not have.
+TEST_F(SpoolTest, AcknowledgementsSurviveARestart) {
+  SpoolOptions o = Options();
+  o.segment_bytes = 1 << 20;  // everything in one (the current) segment
+  {
+    std::unique_ptr<Spool> s;
+    ASSERT_TRUE(Spool::Open(o, Boot('a'), &s).ok());
+    for (int i = 0; i < 50; ++i) {
+      uint64_t seq = 0;
+      ASSERT_TRUE(s->Add(2, i, "p" + std::to_string(i), false, &seq).ok());
+    }
+    ASSERT_TRUE(s->Flush().ok());
+    ASSERT_TRUE(s->Acknowledge(Boot('a'), 40).ok());
+    EXPECT_EQ(s->segment_count(), 1u);  // being written: kept
+    ASSERT_TRUE(s->SaveAcknowledged().ok());
+  }
+  std::unique_ptr<Spool> s;
+  ASSERT_TRUE(Spool::Open(o, Boot('b'), &s).ok());
+  EXPECT_EQ(s->unacknowledged(), 10u);
+  EXPECT_EQ(s->acknowledged(Boot('a')), 40u);
+  auto sent = DrainAll(s.get());
+  ASSERT_EQ(sent.size(), 10u);
+  EXPECT_EQ(sent.front().second, 41u);
+  // All of the old boot acknowledged: its segment goes at the next open, and
+  // its line with it.
+  ASSERT_TRUE(s->Acknowledge(Boot('a'), 50).ok());
+  EXPECT_EQ(s->segment_count(), 0u);
+  ASSERT_TRUE(s->SaveAcknowledged().ok());
+  s.reset();
+  ASSERT_TRUE(Spool::Open(o, Boot('c'), &s).ok());
+  EXPECT_EQ(s->unacknowledged(), 0u);
+  EXPECT_TRUE(DrainAll(s.get()).empty());
+}
+
+// A damaged acknowledgement file costs a resend, never a record.
+TEST_F(SpoolTest, DamagedAcknowledgementFileResendsEverything) {
+  SpoolOptions o = Options();
+  o.segment_bytes = 1 << 20;
+  {
+    std::unique_ptr<Spool> s;
+    ASSERT_TRUE(Spool::Open(o, Boot('a'), &s).ok());
+    for (int i = 0; i < 20; ++i) {
+      uint64_t seq = 0;
+      ASSERT_TRUE(s->Add(2, i, "p", false, &seq).ok());
+    }
+    ASSERT_TRUE(s->Flush().ok());
+    ASSERT_TRUE(s->Acknowledge(Boot('a'), 15).ok());
+    ASSERT_TRUE(s->SaveAcknowledged().ok());
+  }
+  for (const char* damage : {"6161zz 15\n", "61616161616161616161616161616161 1x\n",
+                             "61616161616161616161616161616161 15"}) {
+    std::ofstream(dir_ / "acknowledged", std::ios::trunc) << damage;
+    std::unique_ptr<Spool> s;
+    ASSERT_TRUE(Spool::Open(o, Boot('b'), &s).ok());
+    EXPECT_EQ(s->unacknowledged(), 20u) << damage;
+  }
+}
+
+// A receipt may name any record the spool holds: Find reads it back.
+TEST_F(SpoolTest, FindsAnyHeldRecord) {
+  std::unique_ptr<Spool> s;
+  ASSERT_TRUE(Spool::Open(Options(), Boot('a'), &s).ok());
+  for (int i = 0; i < 60; ++i) {
+    uint64_t seq = 0;
+    ASSERT_TRUE(s->Add(2, 500 + i, "payload-" + std::to_string(i), false, &seq).ok());
+    if (i % 5 == 4) {
+      ASSERT_TRUE(s->Flush().ok());
+    }
+  }
+  ASSERT_GE(s->segment_count(), 2u);
+  SpooledRecord r;
+  ASSERT_TRUE(s->Find(Boot('a'), 37, &r).ok());
+  EXPECT_EQ(r.sequence, 37u);
+  EXPECT_EQ(r.payload, "payload-36");
+  EXPECT_EQ(r.event_time_ns, 536);
+  EXPECT_EQ(s->Find(Boot('a'), 61, &r).code(), Status::Code::kNotFound);
+  EXPECT_EQ(s->Find(Boot('z'), 3, &r).code(), Status::Code::kNotFound);
+}
+
 }  // namespace
 }  // namespace latch::agent
