@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include "agent/activity_record.h"
@@ -182,6 +183,13 @@ std::string AgentDaemon::MetricsText() {
     value("latch_agent_spool_records", spool_->unacknowledged());
     metric("latch_agent_spool_bytes", "gauge", "Bytes in the spool.");
     value("latch_agent_spool_bytes", spool_->bytes());
+    metric("latch_agent_spool_writable", "gauge",
+           "1 while the spool's disk takes writes; 0: full or failing, records wait and overflow "
+           "is counted as lost.");
+    value("latch_agent_spool_writable", spool_writable_ ? 1 : 0);
+    metric("latch_agent_spool_write_failures_total", "counter",
+           "Times the spool's disk stopped taking writes.");
+    value("latch_agent_spool_write_failures_total", spool_write_failures_);
   }
   if (link_) {
     const CollectorLinkCounters& c = link_->counters();
@@ -356,7 +364,9 @@ Status AgentDaemon::DrainRing() {
       if (activity_reader_) at.push_back(activity_reader_->read_position());
       spool_->SetMark(EncodeRingMarks(at));
     }
-    LATCH_RETURN_IF_ERROR(sink_->Flush());
+    bool durable = false;
+    LATCH_RETURN_IF_ERROR(FlushSink(&durable));
+    if (!durable) break;  // the rings keep what was read until the disk takes it
     if (handled > 0 && die_before_release_after_ != 0 &&
         ++event_flushes_ == die_before_release_after_) {
       log_.Warn("dying before releasing the ring, as the test asked");
@@ -370,6 +380,32 @@ Status AgentDaemon::DrainRing() {
   return Status::Ok();
 }
 
+Status AgentDaemon::FlushSink(bool* durable) {
+  Status s = sink_->Flush();
+  *durable = s.ok();
+  if (s.ok()) {
+    if (!spool_writable_) {
+      spool_writable_ = true;
+      log_.Info("spool writable again; delivery resumes", {{"dir", spool_->dir()}});
+      std::vector<boost::asio::posix::stream_descriptor*> paused;
+      paused.swap(paused_rings_);
+      for (auto* ring : paused) WaitForRecords(ring);
+    }
+    return s;
+  }
+  if (!spool_ || s.code() != Status::Code::kResourceExhausted) return s;
+  if (spool_writable_) {
+    spool_writable_ = false;
+    ++spool_write_failures_;
+    log_.Alert("spool cannot write; enforcement goes on, records wait in the kernel's ring and "
+               "in memory, and what does not fit is counted as lost",
+               {{"dir", spool_->dir()},
+                {"error", s.ToString()},
+                {"hint", "free space on the disk under state_dir; the agent resumes by itself"}});
+  }
+  return Status::Ok();
+}
+
 // Either ring readable: both are drained (one flush, one mark for both).
 void AgentDaemon::WaitForRecords(boost::asio::posix::stream_descriptor* ring) {
   ring->async_wait(boost::asio::posix::stream_descriptor::wait_read,
@@ -379,6 +415,13 @@ void AgentDaemon::WaitForRecords(boost::asio::posix::stream_descriptor* ring) {
                      if (!s.ok()) {
                        failure_ = s;
                        Stop();
+                       return;
+                     }
+                     // An unreleased ring stays readable: waiting on it
+                     // would spin. The counters tick retries until the
+                     // spool writes again, then waits resume.
+                     if (!spool_writable_) {
+                       paused_rings_.push_back(ring);
                        return;
                      }
                      WaitForRecords(ring);
@@ -420,6 +463,12 @@ Status AgentDaemon::ReportNewLosses() {
   LATCH_RETURN_IF_ERROR(guard_->ReadCounters(&totals));
   latch_agent_state state{};
   LATCH_RETURN_IF_ERROR(ReadState(&state));
+  // Loss records already added but not yet on disk (the spool's disk refused
+  // them) count as reported in this process; the pinned totals follow once
+  // they are durable, so a crash meanwhile reports them again, never twice.
+  if (unwritten_reported_) {
+    std::memcpy(state.reported, unwritten_reported_->data(), sizeof(state.reported));
+  }
   // Drain first, so a loss record follows the events that came before it.
   LATCH_RETURN_IF_ERROR(DrainRing());
   bool changed = false;
@@ -452,10 +501,17 @@ Status AgentDaemon::ReportNewLosses() {
       sink_->AddLoss(LossKind::kDecodeFailure, malformed - reported_malformed_, malformed).ok()) {
     reported_malformed_ = malformed;
   }
-  LATCH_RETURN_IF_ERROR(sink_->Flush());
+  bool durable = false;
+  LATCH_RETURN_IF_ERROR(FlushSink(&durable));
   if (link_) link_->Pump();
-  if (changed) LATCH_RETURN_IF_ERROR(WriteState(state));
-  return Status::Ok();
+  if (!changed && !unwritten_reported_) return Status::Ok();
+  if (!durable) {
+    unwritten_reported_.emplace();
+    std::memcpy(unwritten_reported_->data(), state.reported, sizeof(state.reported));
+    return Status::Ok();
+  }
+  unwritten_reported_.reset();
+  return WriteState(state);
 }
 
 void AgentDaemon::OnGrantSet(schema::SignedGrantSet::Reader set) {

@@ -18,6 +18,7 @@
 #include <boost/asio.hpp>
 // clang-format on
 #include <memory>
+#include <optional>
 #include <ostream>
 
 #include "agent/activity_capture.h"
@@ -57,6 +58,10 @@ class AgentDaemon {
   void SyncWatched();
   void WaitForRecords(boost::asio::posix::stream_descriptor* ring);
   Status DrainRing();
+  // Flushes the sink. OK with *durable false when the spool's disk refused
+  // the write: the agent degrades (records wait in the ring and in memory,
+  // retried each counters tick) instead of stopping.
+  Status FlushSink(bool* durable);
   void ScheduleCounters();
   Status ReportNewLosses();
   void OnGrantSet(schema::SignedGrantSet::Reader set);
@@ -90,6 +95,13 @@ class AgentDaemon {
   std::unique_ptr<MetricsServer> metrics_;
   Status failure_;
   uint64_t reported_malformed_ = 0;  // decode failures already in loss records
+  // The spool's disk refuses writes: rings are not released, and not waited
+  // on either (they stay readable while unreleased); the counters tick retries.
+  bool spool_writable_ = true;
+  uint64_t spool_write_failures_ = 0;  // times the spool became unwritable
+  // Ring-loss totals whose loss records wait for the spool's disk.
+  std::optional<std::array<uint64_t, LATCH_CTR_COUNT>> unwritten_reported_;
+  std::vector<boost::asio::posix::stream_descriptor*> paused_rings_;
   // Tests only (LATCH_AGENT_TEST_DIE_BEFORE_RING_RELEASE=N): the process ends
   // after its Nth spool flush of events, before releasing them in the ring,
   // which is the moment a crash can leave the same events in both places.

@@ -239,8 +239,13 @@ Status Spool::Add(uint32_t kind, int64_t event_time_ns, std::string_view payload
                   uint64_t* sequence) {
   if (payload.size() > kMaxPayload) return Status::InvalidArgument("spool record too large");
   uint64_t frame = kFrameHeader + payload.size();
-  uint64_t limit = options_.max_bytes + (use_reserve ? options_.reserve_bytes : 0);
-  if (bytes() + frame > limit) return Status::ResourceExhausted("spool is full");
+  uint64_t reserve = use_reserve ? options_.reserve_bytes : 0;
+  if (bytes() + frame > options_.max_bytes + reserve) return Status::ResourceExhausted("spool is full");
+  // While the disk refuses writes, what waits for it is held in memory, up to
+  // a bound: past it, records are refused (and counted as lost) here too.
+  if (buffer_.size() + frame > options_.max_buffered_bytes + reserve) {
+    return Status::ResourceExhausted("spool cannot write and its memory buffer is full");
+  }
   if (buffered_records_ == 0) buffer_first_sequence_ = next_sequence_;
   Put<uint32_t>(&buffer_, static_cast<uint32_t>(payload.size()));
   Put<uint32_t>(&buffer_, kind);
@@ -262,7 +267,22 @@ Status Spool::StartSegment() {
   seg.first_sequence = buffer_first_sequence_;
   LATCH_RETURN_IF_ERROR(
       ledger::AppendFile::Open(options_.dir + "/" + seg.name, false, true, &writer_));
+  // A file of this name holds no record (records of this boot from this
+  // sequence on are all still buffered): what is in it is the stray tail of a
+  // start that failed half-way.
+  if (writer_.size() != 0) LATCH_RETURN_IF_ERROR(writer_.Truncate(0));
   LATCH_RETURN_IF_ERROR(ledger::SyncDirectory(options_.dir));
+  for (size_t i = 0; i < segments_.size(); ++i) {
+    if (segments_[i].name != seg.name) continue;
+    bytes_ -= segments_[i].size;
+    segments_.erase(segments_.begin() + static_cast<ptrdiff_t>(i));
+    if (cursor_segment_ > i) {
+      --cursor_segment_;
+    } else if (cursor_segment_ == i) {
+      cursor_offset_ = 0;
+    }
+    break;
+  }
   segments_.push_back(std::move(seg));
   writing_ = true;
   return Status::Ok();
@@ -270,7 +290,13 @@ Status Spool::StartSegment() {
 
 Status Spool::Flush() {
   if (buffer_.empty()) return Status::Ok();
-  if (!writing_) LATCH_RETURN_IF_ERROR(StartSegment());
+  if (!writing_) {
+    Status started = StartSegment();
+    if (!started.ok()) {
+      return Status::ResourceExhausted("spool cannot start a segment; records kept for a retry: " +
+                                       started.message());
+    }
+  }
   if (!mark_.empty() && buffered_records_ > 0) {
     // After the records, so that a write torn by the agent's death keeps the
     // records rather than a mark claiming more than the file holds.
@@ -281,8 +307,20 @@ Status Spool::Flush() {
     buffer_.append(mark_);
     mark_.clear();
   }
-  LATCH_RETURN_IF_ERROR(
-      writer_.Append({reinterpret_cast<const uint8_t*>(buffer_.data()), buffer_.size()}));
+  Status written =
+      writer_.Append({reinterpret_cast<const uint8_t*>(buffer_.data()), buffer_.size()});
+  if (!written.ok()) {
+    // Disk full or failing. What was written of this flush is cut off again,
+    // so the file ends on a whole frame; the records stay buffered and the
+    // next Flush tries again (the caller keeps them in the kernel's ring
+    // meanwhile). If even the cut fails, this segment is closed: the next
+    // flush starts a new one, and the stray bytes are a torn tail to the
+    // next Open.
+    Status cut = writer_.Truncate(segments_.back().size);
+    if (!cut.ok()) writing_ = false;
+    return Status::ResourceExhausted("spool write failed; records kept for a retry: " +
+                                     written.message());
+  }
   Segment& seg = segments_.back();
   seg.size += buffer_.size();
   seg.last_sequence = next_sequence_ - 1;

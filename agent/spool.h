@@ -39,6 +39,9 @@ struct SpoolOptions {
   uint64_t max_bytes = 256ull << 20;    // events beyond this are counted as lost
   uint64_t segment_bytes = 8ull << 20;  // roll-over size
   uint64_t reserve_bytes = 1ull << 20;  // room past max_bytes kept for loss records
+  // Records buffered but not yet in a segment file, at most: the bound on
+  // what waits in memory while the disk refuses writes.
+  uint64_t max_buffered_bytes = 4ull << 20;
 };
 
 struct SpooledRecord {
@@ -70,7 +73,9 @@ class Spool {
   Status Add(uint32_t kind, int64_t event_time_ns, std::string_view payload, bool use_reserve,
              uint64_t* sequence);
   // Writes what Add() buffered to the segment file in one write: from then on
-  // the records survive the agent's death.
+  // the records survive the agent's death. ResourceExhausted when the disk
+  // refuses the write (full, failing): the file is cut back to its last whole
+  // frame and the records stay buffered for the next Flush.
   Status Flush();
   // A note that goes into the file after the records of the next Flush that
   // writes any, in the same write: the agent's read position in the kernel's
@@ -92,6 +97,7 @@ class Spool {
   Status Acknowledge(const std::string& boot_id, uint64_t through_sequence);
 
   const std::string& boot_id() const { return boot_id_; }
+  const std::string& dir() const { return options_.dir; }
   uint64_t next_sequence() const { return next_sequence_; }
   uint64_t bytes() const { return bytes_ + buffer_.size(); }
   uint64_t segment_count() const { return segments_.size(); }

@@ -15,6 +15,7 @@
 #include "collector/ledger/ledger.h"
 #include "run_tool.h"
 #include "schemas/canonical.h"
+#include "schemas/event.capnp.h"
 #include "schemas/record_codec.h"
 #include "schemas/workflow.capnp.h"
 
@@ -36,6 +37,8 @@ struct LedgerView {
   std::vector<std::pair<std::string, uint64_t>> activity;         // (kind, grant id), in order
   std::vector<std::string> workflow;                              // action kinds, in order
   std::map<std::string, size_t> events_by_host;
+  std::map<int, uint64_t> lost;  // loss records' counts added up, by schema::LossKind
+  size_t loss_records = 0;
   size_t size = 0;
 };
 
@@ -53,6 +56,13 @@ inline LedgerView ReadLedgerAt(const std::string& dir) {
     if (r.kind == ledger::RecordKind::kActivity) {
       ActivitySummary a;
       if (ViewActivityEvent(r.payload, &a).ok()) v.activity.emplace_back(a.kind, a.grant_id);
+    }
+    if (r.kind == ledger::RecordKind::kLoss) {
+      v.loss_records++;
+      (void)schema::ReadCanonical<schema::LossEvent>(r.payload, "loss", [&](auto loss) {
+        v.lost[static_cast<int>(loss.getKind())] += loss.getCount();
+        return Status::Ok();
+      });
     }
     if (r.kind == ledger::RecordKind::kEvent) {
       v.events[{r.agent_boot_id, r.sequence}]++;

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -679,6 +680,68 @@ TEST_F(ChannelTest, RestartsAfterManyAcknowledgedRecordsKeepDelivering) {
   }
   ExpectExactlyOnce(v, decisions_);
   EXPECT_EQ(Slurp(dir_ + "/agent.log").find("ALARM"), std::string::npos);
+}
+
+// Issue 13.5: the spool's disk fills (a 4 MiB tmpfs, the collector down). The
+// agent stays up, enforcing and serving metrics, says so, and counts what
+// does not fit as lost; when space returns it resumes by itself, and the
+// ledger then holds every decision once, as an event or in a loss count.
+// Before, the agent exited 1 on ENOSPC and restart-looped, and sent records
+// twice afterwards.
+TEST_F(ChannelTest, FullSpoolDiskDegradesAndResumes) {
+  std::string spool = dir_ + "/agent-state/spool";
+  fs::create_directories(spool);
+  ASSERT_EQ(::mount("tmpfs", spool.c_str(), "tmpfs", 0, "size=4m"), 0) << strerror(errno);
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{spool};
+  StartAgent();
+  ASSERT_EQ(ConnectMany(60000), 60000);
+  auto metrics = [&] {
+    return LoopbackHttpGet(MetricsPortFromLog(Slurp(dir_ + "/agent.log")), "/metrics");
+  };
+  auto wait_for = [&](const std::string& line) {
+    auto deadline = Clock::now() + std::chrono::seconds(20);
+    std::string m;
+    while (Clock::now() < deadline) {
+      m = metrics();
+      if (m.find(line) != std::string::npos) return m;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ADD_FAILURE() << "no '" << line << "' in\n" << m << Slurp(dir_ + "/agent.log");
+    return m;
+  };
+  std::string m = wait_for("latch_agent_spool_writable 0\n");
+  EXPECT_EQ(::waitpid(agent_, nullptr, WNOHANG), 0) << "the agent exited";
+  EXPECT_EQ(ConnectOnce(), EPERM);  // still enforcing
+  EXPECT_NE(Slurp(dir_ + "/agent.log").find("spool cannot write"), std::string::npos);
+  // Space returns: the agent resumes without a restart.
+  ASSERT_EQ(::mount("tmpfs", spool.c_str(), "tmpfs", MS_REMOUNT, "size=256m"), 0);
+  wait_for("latch_agent_spool_writable 1\n");
+  ConnectMany(10);
+  StartCollector();
+  auto deadline = Clock::now() + std::chrono::seconds(60);
+  LedgerView v;
+  uint64_t accounted = 0;
+  while (Clock::now() < deadline) {
+    v = ReadLedger();
+    accounted = v.events.size() + v.lost[static_cast<int>(schema::LossKind::RING_BUFFER_FULL)] +
+                v.lost[static_cast<int>(schema::LossKind::SPOOL_FULL)];
+    if (accounted >= decisions_) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_EQ(accounted, decisions_) << "events " << v.events.size() << ", ring losses "
+                                   << v.lost[static_cast<int>(schema::LossKind::RING_BUFFER_FULL)]
+                                   << ", spool losses "
+                                   << v.lost[static_cast<int>(schema::LossKind::SPOOL_FULL)];
+  EXPECT_GT(v.events.size(), 0u);
+  EXPECT_LT(v.events.size(), decisions_) << "the disk was meant to overflow";
+  size_t dup = 0;
+  for (auto& [k, n] : v.agent_records) dup += n > 1;
+  EXPECT_EQ(dup, 0u);
+  EXPECT_EQ(::waitpid(agent_, nullptr, WNOHANG), 0) << "the agent exited";
+  EXPECT_EQ(Count(Slurp(dir_ + "/agent.log"), "guard adopted"), 0u) << "the agent restarted";
 }
 
 // The narrowest moment of all: the agent dies after its spool has the events

@@ -1,7 +1,11 @@
 #include "agent/spool.h"
 
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <filesystem>
 #include <fstream>
@@ -324,6 +328,62 @@ TEST_F(SpoolTest, FindsAnyHeldRecord) {
   EXPECT_EQ(r.event_time_ns, 536);
   EXPECT_EQ(s->Find(Boot('a'), 61, &r).code(), Status::Code::kNotFound);
   EXPECT_EQ(s->Find(Boot('z'), 3, &r).code(), Status::Code::kNotFound);
+}
+
+// Issue 13.5: the spool's disk fills up (a 64 KiB tmpfs). Flush says
+// ResourceExhausted and keeps the records; the file still ends on a whole
+// frame; Add refuses past the memory bound; once there is space again the
+// same records are written, once, in order, with no gap.
+TEST_F(SpoolTest, DiskFullKeepsRecordsAndResumesWhenSpaceReturns) {
+  if (::geteuid() != 0) {
+    if (std::getenv("CI") && std::string(std::getenv("CI")) == "true") FAIL() << "needs root";
+    GTEST_SKIP() << "needs root to mount a tmpfs";
+  }
+  fs::create_directories(dir_);
+  ASSERT_EQ(::mount("tmpfs", dir_.c_str(), "tmpfs", 0, "size=64k"), 0) << strerror(errno);
+  struct Unmount {
+    std::string dir;
+    ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+  } unmount{dir_.string()};
+  SpoolOptions o = Options();
+  o.dir = (dir_ / "spool").string();
+  o.segment_bytes = 1 << 20;
+  o.max_bytes = 100 << 20;
+  o.max_buffered_bytes = 200 << 10;
+  o.reserve_bytes = 4096;
+  std::unique_ptr<Spool> s;
+  ASSERT_TRUE(Spool::Open(o, Boot('a'), &s).ok());
+  std::string payload(1000, 'x');
+  uint64_t added = 0, refused = 0;
+  Status flushed;
+  for (int i = 0; i < 400; ++i) {
+    uint64_t seq = 0;
+    Status a = s->Add(2, i, payload, false, &seq);
+    if (a.ok()) {
+      ++added;
+      EXPECT_EQ(seq, added);
+    } else {
+      EXPECT_EQ(a.code(), Status::Code::kResourceExhausted);
+      ++refused;
+    }
+    flushed = s->Flush();
+    if (!flushed.ok()) {
+      EXPECT_EQ(flushed.code(), Status::Code::kResourceExhausted);
+    }
+  }
+  EXPECT_FALSE(flushed.ok()) << "the 64 KiB disk should be full";
+  EXPECT_GT(refused, 0u) << "the memory bound should have refused records";
+  // A loss record still fits in the reserve above the bound.
+  uint64_t loss_seq = 0;
+  ASSERT_TRUE(s->Add(3, 0, "loss", true, &loss_seq).ok());
+  EXPECT_EQ(loss_seq, added + 1);
+  ASSERT_EQ(::mount("tmpfs", dir_.c_str(), "tmpfs", MS_REMOUNT, "size=4m"), 0) << strerror(errno);
+  ASSERT_TRUE(s->Flush().ok());
+  s.reset();
+  ASSERT_TRUE(Spool::Open(o, Boot('b'), &s).ok());
+  auto sent = DrainAll(s.get());
+  ASSERT_EQ(sent.size(), added + 1);
+  for (uint64_t i = 0; i < sent.size(); ++i) EXPECT_EQ(sent[i].second, i + 1);
 }
 
 }  // namespace
