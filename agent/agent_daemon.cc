@@ -272,7 +272,9 @@ Status AgentDaemon::StartCollectorLink() {
   applier_ =
       std::make_unique<GrantSetApplier>(*watching_, schema::GrantKeys(std::move(grant_keys)),
                                         config_.host_id, cgroup_root, state.grant_set_version);
-  sink_ = std::make_unique<SpoolSink>(*spool_);
+  // spool_full losses fold into one record per counters interval.
+  sink_ = std::make_unique<SpoolSink>(*spool_,
+                                      std::chrono::milliseconds(config_.counters_interval_ms));
   CollectorLinkOptions lo;
   lo.endpoints = c.endpoints;
   lo.server_public_key = c.server_public_key;
@@ -306,6 +308,9 @@ Status AgentDaemon::Run() {
   // What arrived before the stop goes to the sink; with a spool it is sent
   // at the next start.
   Status s = DrainRing();
+  if (auto* spool_sink = dynamic_cast<SpoolSink*>(sink_.get()); s.ok() && spool_sink) {
+    s = spool_sink->FlushPendingLosses();  // no loss count left behind in memory
+  }
   if (!s.ok() && failure_.ok()) failure_ = s;
   if (spool_) {
     // What receipts acknowledged, so the next start does not send it again.

@@ -79,12 +79,25 @@ Status SpoolSink::AddLoss(LossKind kind, uint64_t count, uint64_t total,
       .WithContext("spooling a loss record");
 }
 
-Status SpoolSink::Flush() {
+Status SpoolSink::FlushPendingLosses() {
   // Even the reserve full: the count stays pending and goes into a later record.
   if (spool_full_total_ > spool_full_recorded_ &&
       AddLoss(LossKind::kSpoolFull, spool_full_total_ - spool_full_recorded_, spool_full_total_)
           .ok()) {
     spool_full_recorded_ = spool_full_total_;
+    last_loss_record_ = Clock::now();
+  }
+  return Flush();
+}
+
+Status SpoolSink::Flush() {
+  if (spool_full_total_ > spool_full_recorded_ &&
+      (last_loss_record_ == Clock::time_point{} ||
+       Clock::now() - last_loss_record_ >= loss_interval_) &&
+      AddLoss(LossKind::kSpoolFull, spool_full_total_ - spool_full_recorded_, spool_full_total_)
+          .ok()) {
+    spool_full_recorded_ = spool_full_total_;
+    last_loss_record_ = Clock::now();
   }
   Status s = error_;
   error_ = Status::Ok();

@@ -231,6 +231,43 @@ TEST_F(SpoolTest, FullSpoolBecomesACountedLossRecord) {
   EXPECT_EQ(DrainAll(s.get()).size(), 0u);
 }
 
+// Issue 13.5: a flood of refusals folds into one spool_full record per
+// interval (138,532 losses once became 8,006 records, most of one loss each,
+// and filled the reserve); what is pending at exit is still written.
+TEST_F(SpoolTest, SpoolFullLossesFoldIntoOneRecordPerInterval) {
+  SpoolOptions o = Options();
+  o.max_bytes = 2000;
+  std::unique_ptr<Spool> s;
+  ASSERT_TRUE(Spool::Open(o, Boot('a'), &s).ok());
+  SpoolSink sink(*s, std::chrono::hours(1));
+  latch_decision_event e{};
+  e.verdict = LATCH_VERDICT_DENY;
+  for (int round = 0; round < 500; ++round) {
+    for (int i = 0; i < 20; ++i) sink.AddEvent(e);
+    ASSERT_TRUE(sink.Flush().ok());
+  }
+  ASSERT_TRUE(sink.FlushPendingLosses().ok());
+  uint64_t records = 0, counted = 0;
+  s->Rewind();
+  for (;;) {
+    SpoolBatch b;
+    ASSERT_TRUE(s->NextBatch(1000, &b).ok());
+    if (b.records.empty()) break;
+    for (const SpooledRecord& r : b.records) {
+      if (r.kind != static_cast<uint32_t>(schema::RecordKind::LOSS)) continue;
+      ++records;
+      ASSERT_TRUE(schema::ReadCanonical<schema::LossEvent>(r.payload, "loss", [&](auto l) {
+                    counted += l.getCount();
+                    EXPECT_EQ(l.getTotal(), counted);
+                    return Status::Ok();
+                  }).ok());
+    }
+  }
+  EXPECT_EQ(records, 2u);  // the first at once, the rest folded until the exit flush
+  EXPECT_EQ(counted, sink.spool_full_total());
+  EXPECT_EQ(counted + sink.events_spooled(), 10000u);
+}
+
 // Activity capture that cannot start is on the record as a loss record with
 // its reason (promise 3: what is not captured is never silent).
 TEST_F(SpoolTest, CaptureUnavailableIsALossRecordWithItsReason) {
