@@ -153,6 +153,7 @@ std::string AgentDaemon::MetricsText() {
         reader_->malformed() + (activity_reader_ ? activity_reader_->malformed() : 0));
   if (auto* spool_sink = dynamic_cast<SpoolSink*>(sink_.get())) {
     value("latch_agent_losses_total{kind=\"spool_full\"}", spool_sink->spool_full_total());
+    value("latch_agent_losses_total{kind=\"spool_corrupt\"}", spool_->corrupt_records_lost());
   }
   metric("latch_agent_activity_args_redacted_total", "counter",
          "Exec records whose command line had secrets replaced by [REDACTED].");

@@ -9,18 +9,33 @@
 #include <cstdio>
 #include <cstring>
 
+#include <capnp/message.h>
+
+#include "agent/spool_frame.h"
 #include "logging/logger.h"
+#include "schemas/canonical.h"
+#include "schemas/event.capnp.h"
+#include "schemas/ledger.capnp.h"
 #include "tlog/hex.h"
 
 namespace latch::agent {
 namespace {
 
-constexpr size_t kFrameHeader = 24;
-constexpr uint32_t kMaxPayload = 64 * 1024;  // a ledger entry holds at most 64 KiB
 constexpr size_t kReadChunk = 1 << 20;
-// Not a record kind of schemas/ledger.capnp: the writer's mark (Spool::SetMark).
-constexpr uint32_t kMarkFrameKind = 0xffffffff;
+constexpr uint32_t kMarkFrameKind = spool_frame::kMarkKind;
+constexpr uint32_t kMaxPayload = spool_frame::kMaxPayload;
+constexpr uint32_t kLossKind = static_cast<uint32_t>(schema::RecordKind::LOSS);
 constexpr char kAcknowledgedFile[] = "acknowledged";
+
+// The first lost sequence a loss record declares (0: none, or not a loss).
+uint64_t DeclaredFirstLost(std::string_view payload) {
+  uint64_t first = 0;
+  (void)schema::ReadCanonical<schema::LossEvent>(payload, "loss", [&](auto loss) {
+    first = loss.getFirstLostSequence();
+    return Status::Ok();
+  });
+  return first;
+}
 
 std::string Hex(const std::string& bytes) {
   return tlog::HexEncode({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
@@ -42,32 +57,25 @@ bool Unhex(std::string_view hex, std::string* out) {
   return true;
 }
 
-template <typename T>
-void Put(std::string* out, T v) {
-  char b[sizeof(T)];
-  std::memcpy(b, &v, sizeof(T));  // little-endian hosts only (x86-64, arm64)
-  out->append(b, sizeof(T));
+// Whether `r` may follow records up to expect-1: the next record, a mark of
+// the records before it, or a loss record standing for lost records from
+// `expect` on (spoolCorrupt; see LossEvent.firstLostSequence).
+bool FitsSequence(const SpooledRecord& r, uint64_t expect) {
+  if (r.kind == spool_frame::kMarkKind) return r.sequence + 1 == expect;
+  if (r.sequence == expect) return true;
+  return r.kind == kLossKind && r.sequence > expect && DeclaredFirstLost(r.payload) == expect;
 }
 
-template <typename T>
-T Get(const char* p) {
-  T v;
-  std::memcpy(&v, p, sizeof(T));
-  return v;
-}
-
-// Parses the frame at data[0, n): its total size, or 0 if it is incomplete
-// or malformed (a torn tail).
-size_t ParseFrame(const char* data, size_t n, SpooledRecord* record) {
-  if (n < kFrameHeader) return 0;
-  uint32_t len = Get<uint32_t>(data);
-  if (len > kMaxPayload || n < kFrameHeader + len) return 0;
-  record->kind = Get<uint32_t>(data + 4);
-  record->sequence = Get<uint64_t>(data + 8);
-  record->event_time_ns = Get<int64_t>(data + 16);
-  if (record->sequence == 0 || record->kind == 0) return 0;
-  record->payload.assign(data + kFrameHeader, len);
-  return kFrameHeader + len;
+// The loss record written where a damaged region held the records
+// first..last.
+std::string CorruptLossPayload(uint64_t first, uint64_t last) {
+  capnp::MallocMessageBuilder m;
+  auto loss = m.initRoot<schema::LossEvent>();
+  loss.setKind(schema::LossKind::SPOOL_CORRUPT);
+  loss.setCount(last - first + 1);
+  loss.setTotal(last - first + 1);
+  loss.setFirstLostSequence(first);
+  return schema::CanonicalBytes(loss.asReader());
 }
 
 }  // namespace
@@ -189,9 +197,9 @@ Status Spool::Find(const std::string& boot_id, uint64_t sequence, SpooledRecord*
     LATCH_RETURN_IF_ERROR(ledger::AppendFile::Open(options_.dir + "/" + seg.name, true, false, &f));
     std::string data(seg.size, '\0');
     LATCH_RETURN_IF_ERROR(f.ReadAt(0, {reinterpret_cast<uint8_t*>(data.data()), data.size()}));
-    size_t offset = 0;
+    size_t offset = seg.data_start;
     while (offset < data.size()) {
-      size_t n = ParseFrame(data.data() + offset, data.size() - offset, out);
+      size_t n = spool_frame::Parse(seg.version, data.data() + offset, data.size() - offset, out);
       if (n == 0) break;
       offset += n;
       if (out->kind != kMarkFrameKind && out->sequence == sequence) return Status::Ok();
@@ -206,23 +214,69 @@ Status Spool::RecoverSegment(Segment* seg) {
   std::string data;
   data.resize(f.size());
   LATCH_RETURN_IF_ERROR(f.ReadAt(0, {reinterpret_cast<uint8_t*>(data.data()), data.size()}));
-  uint64_t offset = 0;
+  bool empty = false;
+  spool_frame::Layout layout =
+      spool_frame::DetectLayout(std::string_view(data).substr(0, spool_frame::kMagic.size()), &empty);
+  seg->version = layout.version;
+  seg->data_start = layout.data_start;
+  if (empty) return Status::Ok();  // a start that died before its magic was whole
+  uint64_t offset = layout.data_start;
   uint64_t expect = seg->first_sequence;
+  // Version 2 only: the file as it will be once damaged regions are replaced
+  // by the loss records that stand for them (built only if there are any).
+  std::string repaired;
+  bool damaged = false;
+  uint64_t copied_to = 0;  // data[0, copied_to) is in `repaired`
   SpooledRecord r;
   while (offset < data.size()) {
-    size_t n = ParseFrame(data.data() + offset, data.size() - offset, &r);
-    if (n == 0) break;
-    if (r.kind == kMarkFrameKind) {
-      // A mark follows the records it was written with.
-      if (r.sequence + 1 != expect) break;
-      recovered_mark_ = r.payload;
+    size_t n = spool_frame::Parse(layout.version, data.data() + offset, data.size() - offset, &r);
+    if (n != 0 && FitsSequence(r, expect)) {
+      if (r.kind == kMarkFrameKind) {
+        recovered_mark_ = r.payload;  // a mark follows the records it was written with
+      } else {
+        seg->last_sequence = r.sequence;
+        expect = r.sequence + 1;
+      }
       offset += n;
       continue;
     }
-    if (r.sequence != expect) break;
-    seg->last_sequence = r.sequence;
-    ++expect;
-    offset += n;
+    // A bad frame. Without checksums (version 1) it cannot be told from a
+    // torn tail; with them, a good frame further on says it is damage.
+    size_t next = layout.version == 1 ? std::string::npos
+                                      : spool_frame::FindNextGood(data, offset + 1, expect, &r);
+    if (next == std::string::npos) break;  // a torn tail
+    repaired.append(data, copied_to, offset - copied_to);
+    damaged = true;
+    uint64_t resume = r.kind == kMarkFrameKind ? r.sequence + 1 : r.sequence;
+    if (resume > expect) {
+      // Records expect..resume-1 were in the damaged bytes: one loss record,
+      // under the last of their sequences, stands for them all.
+      spool_frame::Append(&repaired, kLossKind, resume - 1, 0,
+                          CorruptLossPayload(expect, resume - 1));
+      corrupt_records_lost_ += resume - expect;
+      seg->last_sequence = resume - 1;
+      logging::Default().Alert(
+          "spool segment is damaged; skipped to the next good record and recorded the loss",
+          {{"segment", seg->name},
+           {"bytes", next - offset},
+           {"records", resume - expect},
+           {"first_sequence", expect},
+           {"last_sequence", resume - 1},
+           {"hint", "the disk under state_dir may be failing"}});
+    } else {
+      logging::Default().Warn("spool segment had a damaged mark; skipped it",
+                              {{"segment", seg->name}, {"bytes", next - offset}});
+    }
+    expect = resume;
+    offset = next;
+    copied_to = next;
+  }
+  if (damaged) {
+    repaired.append(data, copied_to, offset - copied_to);
+    LATCH_RETURN_IF_ERROR(ledger::WriteFileAtomically(options_.dir, seg->name, repaired, 0600)
+                              .WithContext("rewriting a damaged spool segment"));
+    seg->size = repaired.size();
+    return Status::Ok();
   }
   if (offset != data.size()) {
     // A write cut short by a crash: its records were never acknowledged or
@@ -238,7 +292,7 @@ Status Spool::RecoverSegment(Segment* seg) {
 Status Spool::Add(uint32_t kind, int64_t event_time_ns, std::string_view payload, bool use_reserve,
                   uint64_t* sequence) {
   if (payload.size() > kMaxPayload) return Status::InvalidArgument("spool record too large");
-  uint64_t frame = kFrameHeader + payload.size();
+  uint64_t frame = spool_frame::HeaderSize(2) + payload.size();
   uint64_t reserve = use_reserve ? options_.reserve_bytes : 0;
   if (bytes() + frame > options_.max_bytes + reserve) return Status::ResourceExhausted("spool is full");
   // While the disk refuses writes, what waits for it is held in memory, up to
@@ -247,11 +301,7 @@ Status Spool::Add(uint32_t kind, int64_t event_time_ns, std::string_view payload
     return Status::ResourceExhausted("spool cannot write and its memory buffer is full");
   }
   if (buffered_records_ == 0) buffer_first_sequence_ = next_sequence_;
-  Put<uint32_t>(&buffer_, static_cast<uint32_t>(payload.size()));
-  Put<uint32_t>(&buffer_, kind);
-  Put<uint64_t>(&buffer_, next_sequence_);
-  Put<int64_t>(&buffer_, event_time_ns);
-  buffer_.append(payload);
+  spool_frame::Append(&buffer_, kind, next_sequence_, event_time_ns, payload);
   ++buffered_records_;
   *sequence = next_sequence_++;
   return Status::Ok();
@@ -271,6 +321,10 @@ Status Spool::StartSegment() {
   // sequence on are all still buffered): what is in it is the stray tail of a
   // start that failed half-way.
   if (writer_.size() != 0) LATCH_RETURN_IF_ERROR(writer_.Truncate(0));
+  LATCH_RETURN_IF_ERROR(writer_.Append(
+      {reinterpret_cast<const uint8_t*>(spool_frame::kMagic.data()), spool_frame::kMagic.size()}));
+  seg.size = spool_frame::kMagic.size();
+  bytes_ += seg.size;
   LATCH_RETURN_IF_ERROR(ledger::SyncDirectory(options_.dir));
   for (size_t i = 0; i < segments_.size(); ++i) {
     if (segments_[i].name != seg.name) continue;
@@ -300,11 +354,7 @@ Status Spool::Flush() {
   if (!mark_.empty() && buffered_records_ > 0) {
     // After the records, so that a write torn by the agent's death keeps the
     // records rather than a mark claiming more than the file holds.
-    Put<uint32_t>(&buffer_, static_cast<uint32_t>(mark_.size()));
-    Put<uint32_t>(&buffer_, kMarkFrameKind);
-    Put<uint64_t>(&buffer_, next_sequence_ - 1);
-    Put<int64_t>(&buffer_, 0);
-    buffer_.append(mark_);
+    spool_frame::Append(&buffer_, kMarkFrameKind, next_sequence_ - 1, 0, mark_);
     mark_.clear();
   }
   Status written =
@@ -346,6 +396,7 @@ Status Spool::NextBatch(size_t max_records, SpoolBatch* out) {
   while (cursor_segment_ < segments_.size() && out->records.size() < max_records) {
     const Segment& seg = segments_[cursor_segment_];
     if (!out->records.empty() && seg.boot_id != out->boot_id) break;  // one boot per batch
+    cursor_offset_ = std::max<uint64_t>(cursor_offset_, seg.data_start);
     if (cursor_offset_ >= seg.size) {
       // The segment being written grows: the cursor waits at its end.
       if (writing_ && cursor_segment_ + 1 == segments_.size()) break;
@@ -361,7 +412,7 @@ Status Spool::NextBatch(size_t max_records, SpoolBatch* out) {
     uint64_t acked = Acked(seg.boot_id);
     size_t offset = 0;
     while (offset < data.size() && out->records.size() < max_records) {
-      size_t n = ParseFrame(data.data() + offset, data.size() - offset, &r);
+      size_t n = spool_frame::Parse(seg.version, data.data() + offset, data.size() - offset, &r);
       if (n == 0) {
         if (offset == 0)
           return Status::Corruption("spool segment " + seg.name + " has a bad frame");

@@ -4,11 +4,12 @@
 //
 // Directory layout: one segment file per run of records of one agent boot,
 //   <boot id, 32 hex digits>-<first sequence, 20 digits>.seg
-// holding frames back to back:
-//   uint32 LE payload length | uint32 LE record kind | uint64 LE sequence |
-//   int64 LE event time (Unix ns) | payload
+// holding checksummed frames back to back (spool_frame.h has the format).
 // A frame of kind kMarkFrameKind is not a record but the writer's mark (see
 // SetMark): its sequence is that of the record before it, and it is never sent.
+// A damaged region in the middle of a file (a frame that fails its checksum
+// with good frames after it) is cut out at Open, and a spoolCorrupt loss
+// record takes the place of the records it held (promise 3).
 // Segments roll over at `segment_bytes`; a segment is deleted as a whole once
 // every record in it is acknowledged. A frame cut short by a crash (the only
 // damage a killed writer can leave) is cut off when the spool is opened.
@@ -110,6 +111,9 @@ class Spool {
   uint64_t acknowledged(const std::string& boot_id) const { return Acked(boot_id); }
   // Records spooled and not yet acknowledged (all boots).
   uint64_t unacknowledged() const;
+  // Records found lost in damaged spool files at Open (each such region is
+  // a spoolCorrupt loss record in the spool, standing for its sequences).
+  uint64_t corrupt_records_lost() const { return corrupt_records_lost_; }
 
  private:
   struct Segment {
@@ -118,6 +122,8 @@ class Spool {
     uint64_t first_sequence = 0;
     uint64_t last_sequence = 0;  // 0: no record yet
     uint64_t size = 0;
+    int version = 2;          // of its frames (spool_frame.h)
+    uint64_t data_start = 8;  // where its frames start, after the magic
   };
   Spool() = default;
   Status Recover();
@@ -140,6 +146,7 @@ class Spool {
   uint64_t bytes_ = 0;                     // bytes in segment files
   std::map<std::string, uint64_t> acked_;  // boot id -> acknowledged through
   bool acked_dirty_ = false;               // acked_ changed since the last save
+  uint64_t corrupt_records_lost_ = 0;
   // Send cursor: segment index and byte offset of the next record to send.
   size_t cursor_segment_ = 0;
   uint64_t cursor_offset_ = 0;

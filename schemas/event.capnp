@@ -50,6 +50,8 @@ enum LossKind {
   activityRingBufferFull @4;  # activity records the kernel could not reserve space for
   activityCaptureUnavailable @5;  # capture could not start: from here on nothing of what
                                   # watched principals do is recorded (count 0: unknown)
+  spoolCorrupt @6;     # records in a damaged part of a spool file (issue 13.5): the
+                       # record stands for sequences firstLostSequence..its own
 }
 
 struct LossEvent {
@@ -58,6 +60,10 @@ struct LossEvent {
   total @2 :UInt64;    # all losses of this kind the source has counted
   activityKind @3 :Text;  # activityRingBufferFull: of which activity (exec, open, ...)
   reason @4 :Text;        # activityCaptureUnavailable: why
+  # Non-zero: this record takes the place of the lost records from this
+  # sequence up to its own (spoolCorrupt). The collector accepts that jump in
+  # the agent's sequence; nowhere else may a sequence skip.
+  firstLostSequence @5 :UInt64;
 }
 
 # What a watched principal did (issue 6): the payload of LedgerRecord kind

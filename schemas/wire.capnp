@@ -26,7 +26,8 @@ struct Hello {
 
 # One spooled record: an event or a loss record, with its exactly-once key.
 struct SpooledRecord {
-  sequence @0 :UInt64;           # per (host, bootId), from 1, gap-free in a spool
+  sequence @0 :UInt64;           # per (host, bootId), from 1, gap-free in a spool but for
+                                 # a declared loss (LossEvent.firstLostSequence)
   kind @1 :Ledger.RecordKind;    # event or loss
   eventTimeNs @2 :Int64;         # Unix ns, agent's clock
   payload @3 :Data;              # canonical DecisionEvent or LossEvent (event.capnp)

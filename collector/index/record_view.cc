@@ -42,6 +42,8 @@ const char* LossKindName(schema::LossKind k) {
       return "activity_ring_buffer_full";
     case schema::LossKind::ACTIVITY_CAPTURE_UNAVAILABLE:
       return "activity_capture_unavailable";
+    case schema::LossKind::SPOOL_CORRUPT:
+      return "spool_corrupt";
     default:
       return "unspecified";
   }
@@ -69,6 +71,9 @@ Status ViewLoss(const std::string& payload, RecordView* v) {
         v->detail = {
             {"kind", LossKindName(r.getKind())}, {"count", r.getCount()}, {"total", r.getTotal()}};
         if (r.hasActivityKind()) v->detail["activity_kind"] = r.getActivityKind().cStr();
+        if (r.getFirstLostSequence() != 0) {
+          v->detail["first_lost_sequence"] = r.getFirstLostSequence();
+        }
         if (r.hasReason()) v->detail["reason"] = r.getReason().cStr();
         return Status::Ok();
       });

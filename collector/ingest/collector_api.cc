@@ -234,6 +234,7 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     add("batches_total", counters_.batches);
     add("records_appended_total", counters_.records_appended);
     add("records_duplicate_total", counters_.records_duplicate);
+    add("records_declared_lost_total", counters_.records_declared_lost);
     add("receipts_total", counters_.receipts);
     add("refused_keys_total", counters_.refused_keys);
     add("malformed_messages_total", counters_.malformed_messages);

@@ -18,6 +18,7 @@
 #include "collector/workflow/duration.h"
 #include "logging/logger.h"
 #include "schemas/canonical.h"
+#include "schemas/event.capnp.h"
 #include "schemas/record_codec.h"
 #include "schemas/wire.capnp.h"
 #include "schemas/workflow.capnp.h"
@@ -46,7 +47,7 @@ constexpr uint32_t kMaxPayload = 60000;  // leaves room for the record envelope 
 struct CollectorServer::Completion {
   Status status;
   std::string host, boot;
-  uint64_t first_sequence = 0, count = 0, first_index = 0;
+  uint64_t first_sequence = 0, last_sequence = 0, count = 0, first_index = 0;
   int64_t receive_time_ns = 0;
   uint64_t checkpoint_from = 0;
 };
@@ -521,6 +522,26 @@ void CollectorServer::HandleAgentMessage() {
   }
 }
 
+// Whether `r` is a loss record that stands for the agent's records from
+// `next` up to its own sequence (records lost in a damaged spool file). A
+// malformed payload declares nothing.
+bool CollectorServer::DeclaresLostFrom(schema::SpooledRecord::Reader r, uint64_t next) {
+  if (r.getKind() != schema::RecordKind::LOSS || r.getSequence() <= next) return false;
+  uint64_t first = 0;
+  Status s = schema::ReadCanonical<schema::LossEvent>(
+      std::string_view(reinterpret_cast<const char*>(r.getPayload().begin()),
+                       r.getPayload().size()),
+      "loss", [&](auto loss) {
+        if (loss.getKind() == schema::LossKind::SPOOL_CORRUPT) first = loss.getFirstLostSequence();
+        return Status::Ok();
+      });
+  if (s.ok() && first == next) {
+    counters_.records_declared_lost += r.getSequence() - next + 1;
+    return true;
+  }
+  return false;
+}
+
 void CollectorServer::OnBatch(const std::string& route, const std::string& host,
                               schema::EventBatch::Reader batch) {
   std::string boot = Str(batch.getBootId());
@@ -560,16 +581,19 @@ void CollectorServer::OnBatch(const std::string& route, const std::string& host,
   rec.receive_time_ns = now;
   std::string bytes;
   uint64_t first = 0, count = 0;
-  uint64_t gap_at = 0;  // non-zero: the sequence that was expected and missing
+  uint64_t next = floor + 1;  // the sequence the next record must have
+  uint64_t gap_at = 0;        // non-zero: the sequence that was expected and missing
   for (auto r : records) {
     if (r.getSequence() <= floor) {
       counters_.records_duplicate++;
       continue;
     }
     // Only the next sequence is appended: a record past a gap waits for the
-    // agent to resend what is missing (exactly once means gap-free too).
-    if (r.getSequence() != floor + count + 1) {
-      gap_at = floor + count + 1;
+    // agent to resend what is missing (exactly once means gap-free too). The
+    // one exception is declared: a loss record standing for records the
+    // agent lost from its spool, from `next` up to its own sequence.
+    if (r.getSequence() != next && !DeclaresLostFrom(r, next)) {
+      gap_at = next;
       counters_.records_out_of_order += records.size();
       break;
     }
@@ -585,6 +609,7 @@ void CollectorServer::OnBatch(const std::string& route, const std::string& host,
       return;
     }
     if (count++ == 0) first = rec.sequence;
+    next = rec.sequence + 1;
   }
   uint64_t from = batch.getCheckpointSize();
   if (gap_at != 0) {
@@ -600,13 +625,14 @@ void CollectorServer::OnBatch(const std::string& route, const std::string& host,
     if (fl == in_flight_.end()) SendReceipt(host, boot, from);
     return;
   }
-  uint64_t last = floor + count;
+  uint64_t last = next - 1;
   in_flight_[key] = last;
   counters_.records_appended += count;
   auto c = std::make_unique<Completion>();
   c->host = host;
   c->boot = boot;
   c->first_sequence = first;
+  c->last_sequence = last;
   c->count = count;
   c->receive_time_ns = now;
   c->checkpoint_from = from;
@@ -645,9 +671,8 @@ void CollectorServer::HandleCompletions() {
       Stop();
       return;
     }
-    uint64_t last_sequence = c->first_sequence + c->count - 1;
-    // Within one submission, sequences may skip (duplicates dropped); the
-    // mark is the last record appended, at the last index.
+    uint64_t last_sequence = c->last_sequence;
+    // The mark is the last record appended, at the last index.
     sequences_.Advance(c->host, c->boot,
                        {last_sequence, c->first_index + c->count - 1, c->receive_time_ns});
     auto key = std::make_pair(c->host, c->boot);

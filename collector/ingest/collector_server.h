@@ -46,6 +46,7 @@ struct CollectorCounters {
   std::atomic<uint64_t> batches{0};
   std::atomic<uint64_t> records_appended{0};
   std::atomic<uint64_t> records_duplicate{0};
+  std::atomic<uint64_t> records_declared_lost{0};  // agents' records lost in damaged spools
   std::atomic<uint64_t> records_out_of_order{0};  // past a gap: left for the resend
   std::atomic<uint64_t> receipts{0};
   std::atomic<uint64_t> refused_keys{0};
@@ -87,6 +88,7 @@ class CollectorServer : private workflow::WorkflowSink {
 
  private:
   struct Completion;  // a durable batch waiting for its receipt
+  bool DeclaresLostFrom(schema::SpooledRecord::Reader r, uint64_t next);
   CollectorServer() = default;
   Status ReplayLedger();
   void RecordEndedGrants();

@@ -682,7 +682,7 @@ TEST_F(ChannelTest, RestartsAfterManyAcknowledgedRecordsKeepDelivering) {
   EXPECT_EQ(Slurp(dir_ + "/agent.log").find("ALARM"), std::string::npos);
 }
 
-// Issue 13.5: the spool's disk fills (a 4 MiB tmpfs, the collector down). The
+// Issue 13.5: the spool's disk fills (a 1 MiB tmpfs, the collector down). The
 // agent stays up, enforcing and serving metrics, says so, and counts what
 // does not fit as lost; when space returns it resumes by itself, and the
 // ledger then holds every decision once, as an event or in a loss count.
@@ -691,7 +691,7 @@ TEST_F(ChannelTest, RestartsAfterManyAcknowledgedRecordsKeepDelivering) {
 TEST_F(ChannelTest, FullSpoolDiskDegradesAndResumes) {
   std::string spool = dir_ + "/agent-state/spool";
   fs::create_directories(spool);
-  ASSERT_EQ(::mount("tmpfs", spool.c_str(), "tmpfs", 0, "size=4m"), 0) << strerror(errno);
+  ASSERT_EQ(::mount("tmpfs", spool.c_str(), "tmpfs", 0, "size=1m"), 0) << strerror(errno);
   struct Unmount {
     std::string dir;
     ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
@@ -742,6 +742,48 @@ TEST_F(ChannelTest, FullSpoolDiskDegradesAndResumes) {
   EXPECT_EQ(dup, 0u);
   EXPECT_EQ(::waitpid(agent_, nullptr, WNOHANG), 0) << "the agent exited";
   EXPECT_EQ(Count(Slurp(dir_ + "/agent.log"), "guard adopted"), 0u) << "the agent restarted";
+}
+
+// Issue 13.5: bytes overwritten in the middle of a spool segment while the
+// agent was down. The restarted agent skips to the next good frame and puts
+// a spoolCorrupt loss record in place of what was lost; the collector takes
+// that declared jump, and every decision is in the ledger once, as an event
+// or in the loss count (before: half the file cut as a "torn tail", nothing
+// counted).
+TEST_F(ChannelTest, DamagedSpoolIsSkippedAndTheLossRecorded) {
+  StartAgent();  // the collector is down: everything stays in the spool
+  ASSERT_EQ(ConnectMany(5000), 5000);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  Kill(&agent_, SIGTERM);
+  std::string segment;
+  for (const auto& e : fs::directory_iterator(dir_ + "/agent-state/spool")) {
+    if (e.path().extension() == ".seg") segment = e.path();
+  }
+  ASSERT_FALSE(segment.empty());
+  {
+    std::fstream f(segment, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(segment) / 2));
+    f << std::string(24, '\x5a');
+  }
+  StartCollector();
+  StartAgent();
+  auto deadline = Clock::now() + std::chrono::seconds(30);
+  LedgerView v;
+  uint64_t corrupt = 0;
+  while (Clock::now() < deadline) {
+    v = ReadLedger();
+    corrupt = v.lost[static_cast<int>(schema::LossKind::SPOOL_CORRUPT)];
+    if (v.events.size() + corrupt >= decisions_) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_EQ(v.events.size() + corrupt, decisions_) << Slurp(dir_ + "/agent.log");
+  EXPECT_GE(corrupt, 1u);
+  EXPECT_LE(corrupt, 2u);
+  EXPECT_EQ(v.loss_records, 1u);
+  EXPECT_NE(Slurp(dir_ + "/agent.log").find("spool segment is damaged"), std::string::npos);
+  size_t dup = 0;
+  for (auto& [k, n] : v.agent_records) dup += n > 1;
+  EXPECT_EQ(dup, 0u);
 }
 
 // The narrowest moment of all: the agent dies after its spool has the events

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <thread>
+#include <tuple>
 #include <zmq.hpp>
 
 #include "collector/index/record_view.h"
@@ -21,6 +22,7 @@
 #include "schemas/canonical.h"
 #include "schemas/grant_signature.h"
 #include "schemas/record_codec.h"
+#include "schemas/event.capnp.h"
 #include "schemas/wire.capnp.h"
 #include "temp_dir.h"
 #include "test_policy.h"
@@ -245,6 +247,72 @@ TEST_F(CollectorTest, BatchIsAcknowledgedWithAVerifiableReceiptAndDuplicatesAreD
   ASSERT_TRUE(agent_->Receive(schema::Envelope::RECEIPT, &receipt));
   CheckReceipt(receipt, 12);
   EXPECT_EQ(server_->counters().records_appended.load(), 12u);
+}
+
+// Issue 13.5: an agent that found a damaged region in its spool sends one
+// spoolCorrupt loss record, under the last lost sequence, in place of the
+// records it lost; the collector accepts that declared jump and no other.
+TEST_F(CollectorTest, ADeclaredSpoolLossIsTheOnlyGapAccepted) {
+  ledger_vkey_ = server_->ledger_vkey();
+  Hello(*agent_, "host-a");
+  std::string msg;
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::GRANT_SET, &msg));
+  Batch(*agent_, 1, 5, 0);
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::RECEIPT, &msg));
+  tlog::Checkpoint cp = CheckReceipt(msg, 5);
+  auto send = [&](std::vector<std::tuple<uint64_t, schema::LossKind, uint64_t>> losses,
+                  uint64_t event_seq) {
+    capnp::MallocMessageBuilder m;
+    auto b = m.initRoot<schema::Envelope>().initEventBatch();
+    b.setBootId(Bytes(boot_));
+    b.setCheckpointSize(cp.size);
+    auto rs = b.initRecords(static_cast<unsigned>(losses.size() + 1));
+    unsigned i = 0;
+    for (auto [seq, kind, first] : losses) {
+      capnp::MallocMessageBuilder lm;
+      auto l = lm.initRoot<schema::LossEvent>();
+      l.setKind(kind);
+      l.setCount(seq - first + 1);
+      l.setFirstLostSequence(first);
+      rs[i].setSequence(seq);
+      rs[i].setKind(schema::RecordKind::LOSS);
+      rs[i].setPayload(Bytes(schema::CanonicalBytes(l.asReader())));
+      ++i;
+    }
+    rs[i].setSequence(event_seq);
+    rs[i].setKind(schema::RecordKind::EVENT);
+    rs[i].setEventTimeNs(1000 + static_cast<int64_t>(event_seq));
+    rs[i].setPayload(Bytes(Payload(event_seq)));
+    agent_->Send(m);
+  };
+  // An undeclared gap: nothing appended, the agent is asked for 6 (and told
+  // again that 5 is the last record held).
+  auto refused_as_gap = [&] {
+    ASSERT_TRUE(agent_->Receive(schema::Envelope::RESEND_FROM, &msg));
+    WithEnvelope(msg, [](schema::Envelope::Reader env) {
+      EXPECT_EQ(env.getResendFrom().getSequence(), 6u);
+    });
+    ASSERT_TRUE(agent_->Receive(schema::Envelope::RECEIPT, &msg));
+    CheckReceipt(msg, 5);
+  };
+  send({}, 10);
+  refused_as_gap();
+  // A declaration that does not start at 6, or of another kind: still a gap.
+  send({{9, schema::LossKind::SPOOL_CORRUPT, 7}}, 10);
+  refused_as_gap();
+  send({{9, schema::LossKind::SPOOL_FULL, 6}}, 10);
+  refused_as_gap();
+  EXPECT_EQ(server_->counters().records_appended.load(), 5u);
+  // Declared from 6 to 9: the loss record and event 10 are appended.
+  send({{9, schema::LossKind::SPOOL_CORRUPT, 6}}, 10);
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::RECEIPT, &msg));
+  CheckReceipt(msg, 10);
+  EXPECT_EQ(server_->counters().records_appended.load(), 7u);
+  EXPECT_EQ(server_->counters().records_declared_lost.load(), 4u);
+  // And the sequence goes on from 11 as usual.
+  Batch(*agent_, 11, 2, 0);
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::RECEIPT, &msg));
+  CheckReceipt(msg, 12);
 }
 
 TEST_F(CollectorTest, UnenrolledKeyIsRefusedAndMalformedInputDoesNotDisturbOthers) {
