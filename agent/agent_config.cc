@@ -186,7 +186,8 @@ Status ParseAgentConfig(std::string_view toml_text, const std::string& source, A
   LATCH_RETURN_IF_ERROR(CheckKeys(
       root, source,
       {"instance", "host_id", "cgroup", "pin_dir", "ring_buffer_bytes", "counters_interval_ms",
-       "cut_established_connections", "resource", "collector", "activity", "metrics_listen"}));
+       "cut_established_connections", "resource", "collector", "activity", "metrics_listen",
+       "guard_check_ms", "reattach_guard"}));
   AgentConfig c;
   LATCH_RETURN_IF_ERROR(Get(root, source, "instance", &c.instance, false));
   LATCH_RETURN_IF_ERROR(Get(root, source, "host_id", &c.host_id, true));
@@ -197,6 +198,11 @@ Status ParseAgentConfig(std::string_view toml_text, const std::string& source, A
   int64_t interval = c.counters_interval_ms;
   LATCH_RETURN_IF_ERROR(Get(root, source, "ring_buffer_bytes", &ring, false));
   LATCH_RETURN_IF_ERROR(Get(root, source, "counters_interval_ms", &interval, false));
+  uint64_t guard_check = c.guard_check_ms;
+  LATCH_RETURN_IF_ERROR(
+      config::GetInRange(root, source, "guard_check_ms", 0, 3'600'000, &guard_check));
+  c.guard_check_ms = static_cast<uint32_t>(guard_check);
+  LATCH_RETURN_IF_ERROR(Get(root, source, "reattach_guard", &c.reattach_guard, false));
   LATCH_RETURN_IF_ERROR(
       Get(root, source, "cut_established_connections", &c.cut_established_connections, false));
   if (ring < 4096 || ring > (int64_t{1} << 30) || (ring & (ring - 1)) != 0) {

@@ -7,6 +7,8 @@
 //   ring_buffer_bytes = 4194304
 //   counters_interval_ms = 1000
 //   cut_established_connections = true   # stop connections when their grant ends
+//   guard_check_ms = 2000   # how often the guard's links and pins are checked; 0: never
+//   reattach_guard = true   # put a detached or replaced guard back (always recorded)
 //   metrics_listen = "127.0.0.1:9464"     # Prometheus text at /metrics; default: off
 //
 //   [[resource]]
@@ -70,6 +72,8 @@ struct AgentConfig {
   std::string pin_dir;  // empty: /sys/fs/bpf/latch/<instance>
   uint32_t ring_buffer_bytes = 4u << 20;
   uint32_t counters_interval_ms = 1000;
+  uint32_t guard_check_ms = 2000;
+  bool reattach_guard = true;
   bool cut_established_connections = true;
   std::string metrics_listen;  // "HOST:PORT" for /metrics; empty: not served
   std::vector<Resource> resources;

@@ -155,6 +155,12 @@ std::string AgentDaemon::MetricsText() {
     value("latch_agent_losses_total{kind=\"spool_full\"}", spool_sink->spool_full_total());
     value("latch_agent_losses_total{kind=\"spool_corrupt\"}", spool_->corrupt_records_lost());
   }
+  metric("latch_agent_guard_intact", "gauge",
+         "1 while every guard program is attached and pinned as installed.");
+  value("latch_agent_guard_intact", guard_intact_ ? 1 : 0);
+  metric("latch_agent_guard_detached_total", "counter",
+         "Times the guard was found detached or replaced behind the agent's back.");
+  value("latch_agent_guard_detached_total", guard_detached_total_);
   metric("latch_agent_activity_args_redacted_total", "counter",
          "Exec records whose command line had secrets replaced by [REDACTED].");
   value("latch_agent_activity_args_redacted_total", sink_->args_redacted());
@@ -301,6 +307,7 @@ Status AgentDaemon::Run() {
   WaitForRecords(ring_fd_.get());
   if (activity_fd_) WaitForRecords(activity_fd_.get());
   ScheduleCounters();
+  ScheduleGuardCheck();
   // Guard attached or adopted, resources set, capture on: ready (a no-op
   // unless systemd started us with Type=notify).
   sd_notify(0, "READY=1\nSTATUS=enforcing");
@@ -445,6 +452,63 @@ void AgentDaemon::ScheduleCounters() {
   });
 }
 
+void AgentDaemon::ScheduleGuardCheck() {
+  if (config_.guard_check_ms == 0) return;
+  guard_timer_.expires_after(std::chrono::milliseconds(config_.guard_check_ms));
+  guard_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    CheckGuard();
+    ScheduleGuardCheck();
+  });
+}
+
+void AgentDaemon::CheckGuard() {
+  std::vector<std::string> problems;
+  Status s = guard_->Verify(&problems);
+  if (!s.ok()) {
+    log_.Error("checking the guard", {{"error", s.ToString()}});
+    return;
+  }
+  if (problems.empty()) {
+    guard_intact_ = true;
+    guard_problems_.clear();
+    return;
+  }
+  bool news = problems != guard_problems_;
+  bool reattached = false;
+  std::string error;
+  if (config_.reattach_guard) {
+    Status r = guard_->Repair();
+    std::vector<std::string> after;
+    if (r.ok()) r = guard_->Verify(&after);
+    reattached = r.ok() && after.empty();
+    if (!reattached) {
+      std::string still;
+      for (const auto& p : after) still += (still.empty() ? "" : ", ") + p;
+      error = r.ok() ? "still: " + still : r.ToString();
+    }
+  }
+  guard_intact_ = reattached;
+  // The same incident seen again (re-attaching off or failing) is not news.
+  guard_problems_ = reattached ? std::vector<std::string>{} : problems;
+  if (!news && !reattached) return;
+  ++guard_detached_total_;
+  std::string missing;
+  for (const auto& p : problems) missing += (missing.empty() ? "" : ", ") + p;
+  log_.Alert("the guard was detached or replaced behind the agent's back",
+             {{"missing", missing},
+              {"reattached", reattached ? "yes" : "no"},
+              {"error", error},
+              {"hint", reattached ? "root on this host did this; find out who (auth logs)"
+                                  : "enforcement is off for what is missing; "
+                                    "restart latch-agent, and find out who did this"}});
+  s = sink_->AddGuardEvent(problems, reattached, error);
+  bool durable = false;
+  if (s.ok()) s = FlushSink(&durable);
+  if (!s.ok()) log_.Error("recording the detached guard", {{"error", s.ToString()}});
+  if (link_) link_->Pump();
+}
+
 Status AgentDaemon::ReadState(latch_agent_state* state) {
   uint32_t zero = 0;
   if (bpf_map_lookup_elem(guard_->agent_state_fd(), &zero, state) != 0) {
@@ -548,6 +612,7 @@ void AgentDaemon::OnGrantSet(schema::SignedGrantSet::Reader set) {
   }
   SyncWatched();
   link_->SendApplied(report);
+  CheckGuard();  // a grant set is a moment the guard must be whole
 }
 
 }  // namespace latch::agent

@@ -64,6 +64,10 @@ class AgentDaemon {
   Status FlushSink(bool* durable);
   void ScheduleCounters();
   Status ReportNewLosses();
+  // Checks the guard is as installed; when not, alerts, counts and records
+  // what is missing (once per change) and puts it back unless configured not to.
+  void CheckGuard();
+  void ScheduleGuardCheck();
   void OnGrantSet(schema::SignedGrantSet::Reader set);
   Status ReadState(latch_agent_state* state);
   Status WriteState(const latch_agent_state& state);
@@ -75,6 +79,10 @@ class AgentDaemon {
   boost::asio::io_context io_;
   boost::asio::signal_set signals_{io_, SIGINT, SIGTERM};
   boost::asio::steady_timer counters_timer_{io_};
+  boost::asio::steady_timer guard_timer_{io_};
+  bool guard_intact_ = true;
+  uint64_t guard_detached_total_ = 0;       // incidents found
+  std::vector<std::string> guard_problems_;  // what the last incident was, until resolved
   std::unique_ptr<boost::asio::posix::stream_descriptor> ring_fd_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> activity_fd_;
   std::unique_ptr<Guard> guard_;

@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -109,7 +110,7 @@ Status Guard::Install(const GuardOptions& options, std::unique_ptr<Guard>* out) 
 
 Guard::~Guard() {
   // Closing link fds does not detach pinned links: enforcement stays.
-  for (bpf_link* l : links_) bpf_link__destroy(l);
+  for (const AttachedLink& a : links_) bpf_link__destroy(a.link);
   if (skel_ != nullptr) latch_guard__destroy(skel_);
 }
 
@@ -206,7 +207,7 @@ Status Guard::Attach() {
         break;
       }
     }
-    links_.push_back(link);
+    links_.push_back({p.link_name, prog, link});
   }
   ::close(cgroup_fd);
   adopted_ = adopted > 0;
@@ -231,6 +232,130 @@ Status Guard::Uninstall(const std::string& pin_dir) {
   LATCH_RETURN_IF_ERROR(RemovePins(pin_dir, kRetiredMapNames));
   if (::rmdir(pin_dir.c_str()) != 0) return Status::FromErrno("remove " + pin_dir, errno);
   return Status::Ok();
+}
+
+namespace {
+
+// The kernel's id of the BPF object behind `fd` (link, program or map), or 0.
+uint32_t ObjectId(int fd) {
+  // The three info structs start with type and id; bpf_link_info's is the
+  // smallest layout that reads the id for all of them.
+  bpf_link_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) return 0;
+  return info.id;
+}
+
+// The id of what is pinned at `path`, 0 when nothing is.
+uint32_t PinnedId(const std::string& path) {
+  int fd = bpf_obj_get(path.c_str());
+  if (fd < 0) return 0;
+  uint32_t id = ObjectId(fd);
+  ::close(fd);
+  return id;
+}
+
+uint32_t ProgramId(bpf_program* prog) {
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) != 0) return 0;
+  return info.id;
+}
+
+uint32_t MapId(int fd) {
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) return 0;
+  return info.id;
+}
+
+// Pins `fd` at `path`, replacing whatever is pinned there.
+Status PinAt(int fd, const std::string& path) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return Status::FromErrno("unpinning " + path, errno);
+  }
+  if (bpf_obj_pin(fd, path.c_str()) != 0) return Status::FromErrno("pinning " + path, errno);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status Guard::Verify(std::vector<std::string>* problems) const {
+  problems->clear();
+  for (const AttachedLink& a : links_) {
+    bpf_link_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(bpf_link__fd(a.link), &info, &len) != 0) {
+      return Status::FromErrno("reading link " + a.pin_name, errno);
+    }
+    if (info.cgroup.cgroup_id != cgroup_id_) {
+      problems->push_back(a.pin_name + " detached");
+    } else if (info.prog_id != ProgramId(a.program)) {
+      problems->push_back(a.pin_name + " runs another program");
+    }
+    uint32_t pinned = PinnedId(options_.pin_dir + "/" + a.pin_name);
+    if (pinned == 0) {
+      problems->push_back("pin " + a.pin_name + " missing");
+    } else if (pinned != info.id) {
+      problems->push_back("pin " + a.pin_name + " replaced");
+    }
+  }
+  for (const char* name : kMapNames) {
+    bpf_map* m = bpf_object__find_map_by_name(skel_->obj, name);
+    uint32_t pinned = PinnedId(options_.pin_dir + "/" + name);
+    if (pinned == 0) {
+      problems->push_back(std::string("pin ") + name + " missing");
+    } else if (m != nullptr && pinned != MapId(bpf_map__fd(m))) {
+      problems->push_back(std::string("pin ") + name + " replaced");
+    }
+  }
+  return Status::Ok();
+}
+
+Status Guard::Repair() {
+  if (::mkdir(options_.pin_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return Status::FromErrno("creating " + options_.pin_dir, errno);
+  }
+  if (!IsOnBpffs(options_.pin_dir)) {
+    return Status::FailedPrecondition(options_.pin_dir + " is no longer on a bpffs");
+  }
+  for (const char* name : kMapNames) {
+    bpf_map* m = bpf_object__find_map_by_name(skel_->obj, name);
+    if (m == nullptr) continue;
+    std::string path = options_.pin_dir + "/" + name;
+    if (PinnedId(path) != MapId(bpf_map__fd(m))) LATCH_RETURN_IF_ERROR(PinAt(bpf_map__fd(m), path));
+  }
+  int cgroup_fd = ::open(options_.cgroup_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (cgroup_fd < 0) return Status::FromErrno("open cgroup " + options_.cgroup_dir, errno);
+  Status status;
+  for (AttachedLink& a : links_) {
+    std::string path = options_.pin_dir + "/" + a.pin_name;
+    bpf_link_info info{};
+    uint32_t len = sizeof(info);
+    bool attached = bpf_obj_get_info_by_fd(bpf_link__fd(a.link), &info, &len) == 0 &&
+                    info.cgroup.cgroup_id == cgroup_id_ && info.prog_id == ProgramId(a.program);
+    if (!attached) {
+      // A detached link cannot be attached again: a new one takes its place.
+      if (bpf_obj_get_info_by_fd(bpf_link__fd(a.link), &info, &len) == 0 &&
+          info.cgroup.cgroup_id == cgroup_id_) {
+        (void)bpf_link__detach(a.link);  // running another program: ours replaces it
+      }
+      bpf_link* fresh = bpf_program__attach_cgroup(a.program, cgroup_fd);
+      if (fresh == nullptr) {
+        status = LibbpfError("attaching " + a.pin_name + " again", errno);
+        break;
+      }
+      bpf_link__destroy(a.link);
+      a.link = fresh;
+      (void)bpf_obj_get_info_by_fd(bpf_link__fd(a.link), &info, &len);
+    }
+    if (PinnedId(path) != info.id) {
+      status = PinAt(bpf_link__fd(a.link), path);
+      if (!status.ok()) break;
+    }
+  }
+  ::close(cgroup_fd);
+  return status;
 }
 
 int Guard::resources_fd() const { return bpf_map__fd(skel_->maps.latch_resources); }

@@ -6,6 +6,10 @@
 //   load       programs; maps already pinned there are reused, not replaced
 //   attach     to the cgroup, as pinned bpf_links; links already pinned there
 //              are adopted and switched to the new programs atomically
+//   verify     (while running) every link still attached with this build's
+//              program, every pin still the object this process holds
+//   repair     pins again what was unpinned or replaced, from the maps and
+//              programs this process holds, and attaches detached programs
 // Everything lives in bpffs, so enforcement does not depend on this process:
 // destroying a Guard (or killing the agent) closes file descriptors only, and
 // the next Install() adopts the pinned state without a moment of no guard.
@@ -23,6 +27,7 @@
 
 struct latch_guard;
 struct bpf_link;
+struct bpf_program;
 
 namespace latch::agent {
 
@@ -74,7 +79,23 @@ class Guard {
   Status ReadCounters(std::array<uint64_t, LATCH_CTR_COUNT>* out) const;
   Status ReadProgramStats(std::vector<ProgramStats>* out) const;
 
+  // What is no longer as Install left it (root on the host can detach links,
+  // remove or replace pins, or uninstall the guard behind the agent's back):
+  // "link_connect4 detached", "link_egress runs another program",
+  // "pin link_sendmsg6 missing", "pin latch_grants replaced". Empty: intact.
+  // A few bpf syscalls per program and map: cheap enough for every few seconds.
+  Status Verify(std::vector<std::string>* problems) const;
+  // Puts it back: the pin directory, every map pin (from this process's map
+  // fds, so grants and resources are the live ones), every link attached and
+  // pinned. Verify afterwards says whether it worked.
+  Status Repair();
+
  private:
+  struct AttachedLink {
+    std::string pin_name;  // link_connect4, ...
+    bpf_program* program;
+    bpf_link* link;
+  };
   Guard() = default;
   Status Open();
   Status Configure();
@@ -83,7 +104,7 @@ class Guard {
 
   GuardOptions options_;
   latch_guard* skel_ = nullptr;
-  std::vector<bpf_link*> links_;
+  std::vector<AttachedLink> links_;
   uint64_t cgroup_id_ = 0;
   bool adopted_ = false;
 };

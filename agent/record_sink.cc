@@ -59,6 +59,17 @@ Status JsonLinesSink::AddLoss(LossKind kind, uint64_t count, uint64_t total,
   return Status::Ok();
 }
 
+Status JsonLinesSink::AddGuardEvent(const std::vector<std::string>& missing, bool reattached,
+                                    const std::string& error) {
+  nlohmann::json j = {{"type", "guard_detached"},
+                      {"host_id", host_id_},
+                      {"missing", missing},
+                      {"reattached", reattached}};
+  if (!error.empty()) j["error"] = error;
+  out_ << j.dump() << "\n";
+  return Status::Ok();
+}
+
 Status JsonLinesSink::Flush() {
   out_.flush();
   return out_ ? Status::Ok() : Status::IoError("writing records to the output stream");

@@ -9,6 +9,7 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "guard_abi.h"
 #include "tlog/status.h"
@@ -39,6 +40,10 @@ class RecordSink {
   // Not OK: the record was not taken (the caller keeps the losses pending).
   virtual Status AddLoss(LossKind kind, uint64_t count, uint64_t total,
                          const std::string& activity_kind = "", const std::string& reason = "") = 0;
+  // The guard was found detached or replaced (`missing` says what), and
+  // whether it was put back. Not OK: not taken (the caller tries again).
+  virtual Status AddGuardEvent(const std::vector<std::string>& missing, bool reattached,
+                               const std::string& error) = 0;
   // Makes everything added so far survive the agent's death (or at least
   // leave the process): the ring buffer is released after this.
   virtual Status Flush() = 0;
@@ -66,6 +71,8 @@ class JsonLinesSink : public RecordSink {
   bool AddActivity(std::string_view raw) override;
   Status AddLoss(LossKind kind, uint64_t count, uint64_t total,
                  const std::string& activity_kind = "", const std::string& reason = "") override;
+  Status AddGuardEvent(const std::vector<std::string>& missing, bool reattached,
+                       const std::string& error) override;
   Status Flush() override;
 
  private:

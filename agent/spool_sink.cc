@@ -79,6 +79,23 @@ Status SpoolSink::AddLoss(LossKind kind, uint64_t count, uint64_t total,
       .WithContext("spooling a loss record");
 }
 
+Status SpoolSink::AddGuardEvent(const std::vector<std::string>& missing, bool reattached,
+                                const std::string& error) {
+  capnp::MallocMessageBuilder m;
+  auto g = m.initRoot<schema::GuardEvent>();
+  auto list = g.initMissing(static_cast<unsigned>(missing.size()));
+  for (unsigned i = 0; i < missing.size(); ++i) list.set(i, missing[i]);
+  g.setReattached(reattached);
+  if (!error.empty()) g.setError(error);
+  uint64_t seq;
+  // The reserve takes it when the spool is full: like a loss, it must not be
+  // crowded out by the events of a flood.
+  return spool_
+      .Add(static_cast<uint32_t>(schema::RecordKind::GUARD), NowUnixNs(),
+           schema::CanonicalBytes(g.asReader()), true, &seq)
+      .WithContext("spooling a guard record");
+}
+
 Status SpoolSink::FlushPendingLosses() {
   // Even the reserve full: the count stays pending and goes into a later record.
   if (spool_full_total_ > spool_full_recorded_ &&

@@ -23,6 +23,8 @@ class SpoolSink : public RecordSink {
   bool AddActivity(std::string_view raw) override;
   Status AddLoss(LossKind kind, uint64_t count, uint64_t total,
                  const std::string& activity_kind = "", const std::string& reason = "") override;
+  Status AddGuardEvent(const std::vector<std::string>& missing, bool reattached,
+                       const std::string& error) override;
   Status Flush() override;
 
   // Adds the spool_full loss record still pending, interval or not (at exit).

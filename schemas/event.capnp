@@ -125,6 +125,14 @@ struct ActivityEvent {
   }
 }
 
+# The guard on a host was found detached or replaced behind the agent's back
+# (issue 13.7): the payload of LedgerRecord kind `guard`, shown as guardDetached.
+struct GuardEvent {
+  missing @0 :List(Text);  # what was wrong: "link_connect4 detached", "pin latch_grants missing"
+  reattached @1 :Bool;     # the agent attached and pinned it again
+  error @2 :Text;          # why re-attaching failed, if it did
+}
+
 struct SuppressedCount {
   kind @0 :Text;             # exec, exit, connect, open, credentials
   count @1 :UInt32;

@@ -17,6 +17,7 @@ enum RecordKind {
   loss @3;          # payload counts events that were lost, and where
   workflow @4;      # payload is a workflow action (request, approval, ...)
   activity @5;      # payload is what a watched principal did (event.capnp ActivityEvent)
+  guard @6;         # payload is the state of a host's guard (event.capnp GuardEvent)
 }
 
 struct LedgerRecord {

@@ -19,6 +19,7 @@ bool IsKnownKind(schema::RecordKind kind) {
     case schema::RecordKind::LOSS:
     case schema::RecordKind::WORKFLOW:
     case schema::RecordKind::ACTIVITY:
+    case schema::RecordKind::GUARD:
       return true;
     default:
       return false;
@@ -27,6 +28,7 @@ bool IsKnownKind(schema::RecordKind kind) {
 
 static_assert(static_cast<int>(RecordKind::kActivity) ==
               static_cast<int>(schema::RecordKind::ACTIVITY));
+static_assert(static_cast<int>(RecordKind::kGuard) == static_cast<int>(schema::RecordKind::GUARD));
 static_assert(static_cast<int>(RecordKind::kWorkflow) ==
               static_cast<int>(schema::RecordKind::WORKFLOW));
 

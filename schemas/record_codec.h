@@ -23,6 +23,7 @@ enum class RecordKind : uint16_t {
   kLoss = 3,
   kWorkflow = 4,
   kActivity = 5,
+  kGuard = 6,
 };
 
 struct LedgerRecord {

@@ -206,6 +206,17 @@ Status ViewRecord(std::string_view entry, RecordView* out, bool with_detail) {
       if (a.grant_id != 0) v.grant_ids.push_back(a.grant_id);
       break;
     }
+    case ledger::RecordKind::kGuard:
+      v.kind = "guardDetached";
+      LATCH_RETURN_IF_ERROR(schema::ReadCanonical<schema::GuardEvent>(
+          record.payload, "guard event", [&](schema::GuardEvent::Reader g) {
+            nlohmann::json missing = nlohmann::json::array();
+            for (auto m : g.getMissing()) missing.push_back(std::string(m.cStr()));
+            v.detail = {{"missing", std::move(missing)}, {"reattached", g.getReattached()}};
+            if (g.hasError()) v.detail["error"] = g.getError().cStr();
+            return Status::Ok();
+          }));
+      break;
     case ledger::RecordKind::kOpaque:
       v.kind = "opaque";
       if (with_detail) v.detail = {{"payload_base64", tlog::Base64Encode(Bytes(record.payload))}};

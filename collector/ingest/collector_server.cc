@@ -563,7 +563,7 @@ void CollectorServer::OnBatch(const std::string& route, const std::string& host,
     auto kind = r.getKind();
     if (r.getSequence() <= prev ||
         (kind != schema::RecordKind::EVENT && kind != schema::RecordKind::LOSS &&
-         kind != schema::RecordKind::ACTIVITY) ||
+         kind != schema::RecordKind::ACTIVITY && kind != schema::RecordKind::GUARD) ||
         r.getPayload().size() > kMaxPayload) {
       counters_.malformed_messages++;
       Refuse("malformed_message", host + ": batch records out of order, of a bad kind or too large",

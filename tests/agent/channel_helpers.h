@@ -39,6 +39,7 @@ struct LedgerView {
   std::map<std::string, size_t> events_by_host;
   std::map<int, uint64_t> lost;  // loss records' counts added up, by schema::LossKind
   size_t loss_records = 0;
+  std::vector<std::string> guard_events;  // guardDetached records: "reattached" or the error
   size_t size = 0;
 };
 
@@ -56,6 +57,12 @@ inline LedgerView ReadLedgerAt(const std::string& dir) {
     if (r.kind == ledger::RecordKind::kActivity) {
       ActivitySummary a;
       if (ViewActivityEvent(r.payload, &a).ok()) v.activity.emplace_back(a.kind, a.grant_id);
+    }
+    if (r.kind == ledger::RecordKind::kGuard) {
+      (void)schema::ReadCanonical<schema::GuardEvent>(r.payload, "guard", [&](auto g) {
+        v.guard_events.push_back(g.getReattached() ? "reattached" : g.getError().cStr());
+        return Status::Ok();
+      });
     }
     if (r.kind == ledger::RecordKind::kLoss) {
       v.loss_records++;

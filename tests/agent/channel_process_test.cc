@@ -786,6 +786,34 @@ TEST_F(ChannelTest, DamagedSpoolIsSkippedAndTheLossRecorded) {
   EXPECT_EQ(dup, 0u);
 }
 
+// Issue 13.7: the guard uninstalled behind the running agent's back produced
+// no log line. Now the agent notices within its check interval, alerts,
+// records guardDetached in the ledger and attaches the guard again.
+TEST_F(ChannelTest, AGuardUninstalledBehindTheAgentsBackIsNoticedAndPutBack) {
+  StartCollector();
+  StartAgent();
+  ASSERT_EQ(ConnectOnce(), EPERM);
+  std::string out;
+  ASSERT_EQ(RunTool({LATCH_AGENT_BIN, "uninstall", "--config", dir_ + "/agent.toml"}, &out), 0);
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  LedgerView v;
+  while (Clock::now() < deadline) {
+    v = ReadLedger();
+    if (!v.guard_events.empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_EQ(v.guard_events.size(), 1u) << Slurp(dir_ + "/agent.log");
+  EXPECT_EQ(v.guard_events[0], "reattached");
+  std::string log = Slurp(dir_ + "/agent.log");
+  EXPECT_NE(log.find("level=alert"), std::string::npos);
+  EXPECT_NE(log.find("the guard was detached or replaced"), std::string::npos);
+  EXPECT_EQ(ConnectOnce(), EPERM) << "enforcing again";
+  EXPECT_TRUE(fs::exists(sandbox_.pin_dir() + "/link_connect4"));
+  std::string m = LoopbackHttpGet(MetricsPortFromLog(log), "/metrics");
+  EXPECT_NE(m.find("latch_agent_guard_intact 1\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("latch_agent_guard_detached_total 1\n"), std::string::npos) << m;
+}
+
 // The narrowest moment of all: the agent dies after its spool has the events
 // and before it releases them in the ring, so they are in both places. The
 // restarted agent must send each of them once (it skips what its spool's

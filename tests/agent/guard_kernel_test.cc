@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -896,6 +897,53 @@ TEST_F(GuardKernelTest, EnforcedResourceWinsOverANarrowerAuditOne) {
   EXPECT_EQ(events[0].resource_id, 21u);
   EXPECT_EQ(events[1].verdict, LATCH_VERDICT_AUDIT_ALLOW);
   EXPECT_EQ(events[1].resource_id, 22u);
+}
+
+// Issue 13.7: root uninstalls the guard behind the running agent's back (or
+// replaces a pin). Verify names what is wrong; Repair puts it back from what
+// this process holds, with the live grants; a restart then adopts it.
+TEST_F(GuardKernelTest, ADetachedGuardIsFoundAndPutBack) {
+  std::vector<std::string> problems;
+  ASSERT_TRUE(guard_->Verify(&problems).ok());
+  EXPECT_TRUE(problems.empty());
+  ASSERT_TRUE(
+      enforcer_->ApplyGrant(MakeGrant(70, {Principal::Kind::kUid, kBob}, kTcpResource, -10, 60000))
+          .ok());
+  ASSERT_TRUE(Guard::Uninstall(pin_dir_).ok());
+  EXPECT_EQ(Tcp4(kAlice), kConnected) << "uninstalled: nothing enforces";
+  ASSERT_TRUE(guard_->Verify(&problems).ok());
+  auto has = [&](const std::string& p) {
+    return std::find(problems.begin(), problems.end(), p) != problems.end();
+  };
+  EXPECT_TRUE(has("link_connect4 detached"));
+  EXPECT_TRUE(has("pin link_connect4 missing"));
+  EXPECT_TRUE(has("pin latch_grants missing"));
+  ASSERT_TRUE(guard_->Repair().ok());
+  ASSERT_TRUE(guard_->Verify(&problems).ok());
+  EXPECT_TRUE(problems.empty()) << problems.front();
+  EXPECT_EQ(Tcp4(kAlice), kRefused);
+  EXPECT_EQ(Tcp4(kBob), kConnected) << "the live grants came back with the maps";
+  EXPECT_TRUE(fs::exists(pin_dir_ + "/link_connect4"));
+  EXPECT_TRUE(fs::exists(pin_dir_ + "/latch_grants"));
+  // A pin replaced by another map of the same shape is found and put back.
+  int impostor = bpf_map_create(BPF_MAP_TYPE_HASH, "impostor", sizeof(latch_grant_key),
+                                sizeof(latch_grant_value), 16, nullptr);
+  ASSERT_GE(impostor, 0);
+  ASSERT_EQ(::unlink((pin_dir_ + "/latch_grants").c_str()), 0);
+  ASSERT_EQ(bpf_obj_pin(impostor, (pin_dir_ + "/latch_grants").c_str()), 0);
+  ::close(impostor);
+  ASSERT_TRUE(guard_->Verify(&problems).ok());
+  EXPECT_TRUE(has("pin latch_grants replaced"));
+  ASSERT_TRUE(guard_->Repair().ok());
+  ASSERT_TRUE(guard_->Verify(&problems).ok());
+  EXPECT_TRUE(problems.empty());
+  // The next start adopts the repaired guard, grants and all.
+  enforcer_.reset();
+  guard_.reset();
+  Install();
+  EXPECT_TRUE(guard_->adopted());
+  EXPECT_EQ(Tcp4(kBob), kConnected);
+  EXPECT_EQ(Tcp4(kAlice), kRefused);
 }
 
 }  // namespace
