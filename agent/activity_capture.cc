@@ -230,6 +230,7 @@ Status ActivityCapture::Uninstall(const std::string& pin_dir) {
 Status ActivityCapture::Open() {
   skel_ = latch_activity__open();
   if (skel_ == nullptr) return LibbpfError("opening the activity BPF object", errno);
+  skel_->rodata->latch_activity_wakeup_bytes = options_.wakeup_bytes;
   int err = bpf_map__set_max_entries(skel_->maps.latch_activity, options_.ring_bytes);
   if (err != 0) return LibbpfError("sizing the activity ring buffer", err);
   bpf_map* m;

@@ -59,6 +59,9 @@ struct ActivityOptions {
   // last watched grant ends, so that the next grant soon after does not wait
   // for their detachment to finish (it takes the kernel up to a second).
   uint32_t detach_after_ms = 30'000;
+  // A record wakes the reader only once this many bytes wait (0: every
+  // record does); below it the agent drains on its timer.
+  uint32_t wakeup_bytes = 0;
 };
 
 // Parses "off", "grants", "cgroup" or "all".

@@ -187,7 +187,7 @@ Status ParseAgentConfig(std::string_view toml_text, const std::string& source, A
       root, source,
       {"instance", "host_id", "cgroup", "pin_dir", "ring_buffer_bytes", "counters_interval_ms",
        "cut_established_connections", "resource", "collector", "activity", "metrics_listen",
-       "guard_check_ms", "reattach_guard"}));
+       "guard_check_ms", "reattach_guard", "drain_interval_ms"}));
   AgentConfig c;
   LATCH_RETURN_IF_ERROR(Get(root, source, "instance", &c.instance, false));
   LATCH_RETURN_IF_ERROR(Get(root, source, "host_id", &c.host_id, true));
@@ -203,6 +203,10 @@ Status ParseAgentConfig(std::string_view toml_text, const std::string& source, A
       config::GetInRange(root, source, "guard_check_ms", 0, 3'600'000, &guard_check));
   c.guard_check_ms = static_cast<uint32_t>(guard_check);
   LATCH_RETURN_IF_ERROR(Get(root, source, "reattach_guard", &c.reattach_guard, false));
+  uint64_t drain_interval = c.drain_interval_ms;
+  LATCH_RETURN_IF_ERROR(
+      config::GetInRange(root, source, "drain_interval_ms", 0, 10'000, &drain_interval));
+  c.drain_interval_ms = static_cast<uint32_t>(drain_interval);
   LATCH_RETURN_IF_ERROR(
       Get(root, source, "cut_established_connections", &c.cut_established_connections, false));
   if (ring < 4096 || ring > (int64_t{1} << 30) || (ring & (ring - 1)) != 0) {

@@ -8,6 +8,8 @@
 //   counters_interval_ms = 1000
 //   cut_established_connections = true   # stop connections when their grant ends
 //   guard_check_ms = 2000   # how often the guard's links and pins are checked; 0: never
+//   drain_interval_ms = 100 # records reach the spool within this (sooner once an eighth of
+//                           # a ring waits); 0: the kernel wakes the agent for every record
 //   reattach_guard = true   # put a detached or replaced guard back (always recorded)
 //   metrics_listen = "127.0.0.1:9464"     # Prometheus text at /metrics; default: off
 //
@@ -73,6 +75,7 @@ struct AgentConfig {
   uint32_t ring_buffer_bytes = 4u << 20;
   uint32_t counters_interval_ms = 1000;
   uint32_t guard_check_ms = 2000;
+  uint32_t drain_interval_ms = 100;
   bool reattach_guard = true;
   bool cut_established_connections = true;
   std::string metrics_listen;  // "HOST:PORT" for /metrics; empty: not served

@@ -41,8 +41,13 @@ Status AgentDaemon::Start() {
   LATCH_RETURN_IF_ERROR(EnsureBpffs(config_.pin_dir, &mounted));
   if (mounted) log_.Info("mounted bpffs", {{"pin_dir", config_.pin_dir}});
 
+  // Records wake us once an eighth of a ring waits; below that the drain
+  // timer collects them (drain_interval_ms: the bound on their delay).
+  uint32_t wakeup = config_.drain_interval_ms == 0 ? 0 : config_.ring_buffer_bytes / 8;
+  config_.activity.wakeup_bytes =
+      config_.drain_interval_ms == 0 ? 0 : config_.activity.ring_bytes / 8;
   LATCH_RETURN_IF_ERROR(Guard::Install({config_.pin_dir, config_.cgroup, config_.ring_buffer_bytes,
-                                        config_.cut_established_connections},
+                                        config_.cut_established_connections, wakeup},
                                        &guard_));
   enforcer_ = std::make_unique<BpfEnforcer>(*guard_);
   LATCH_RETURN_IF_ERROR(enforcer_->SetResources(config_.resources).WithContext("resources"));
@@ -308,6 +313,7 @@ Status AgentDaemon::Run() {
   if (activity_fd_) WaitForRecords(activity_fd_.get());
   ScheduleCounters();
   ScheduleGuardCheck();
+  ScheduleDrain();
   // Guard attached or adopted, resources set, capture on: ready (a no-op
   // unless systemd started us with Type=notify).
   sd_notify(0, "READY=1\nSTATUS=enforcing");
@@ -449,6 +455,24 @@ void AgentDaemon::ScheduleCounters() {
     if (!s.ok()) log_.Error("reporting losses", {{"error", s.ToString()}});
     SyncWatched();  // grants applied directly, or one that started or ended
     ScheduleCounters();
+  });
+}
+
+void AgentDaemon::ScheduleDrain() {
+  if (config_.drain_interval_ms == 0) return;
+  drain_timer_.expires_after(std::chrono::milliseconds(config_.drain_interval_ms));
+  drain_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    // While the spool cannot write, the counters tick retries (see FlushSink).
+    if (spool_writable_) {
+      Status s = DrainRing();
+      if (!s.ok()) {
+        failure_ = s;
+        Stop();
+        return;
+      }
+    }
+    ScheduleDrain();
   });
 }
 

@@ -68,6 +68,9 @@ class AgentDaemon {
   // what is missing (once per change) and puts it back unless configured not to.
   void CheckGuard();
   void ScheduleGuardCheck();
+  // Collects records the kernel submitted without waking us (below the fill
+  // mark), every drain_interval_ms.
+  void ScheduleDrain();
   void OnGrantSet(schema::SignedGrantSet::Reader set);
   Status ReadState(latch_agent_state* state);
   Status WriteState(const latch_agent_state& state);
@@ -80,6 +83,7 @@ class AgentDaemon {
   boost::asio::signal_set signals_{io_, SIGINT, SIGTERM};
   boost::asio::steady_timer counters_timer_{io_};
   boost::asio::steady_timer guard_timer_{io_};
+  boost::asio::steady_timer drain_timer_{io_};
   bool guard_intact_ = true;
   uint64_t guard_detached_total_ = 0;       // incidents found
   std::vector<std::string> guard_problems_;  // what the last incident was, until resolved

@@ -121,6 +121,7 @@ Status Guard::Open() {
 }
 
 Status Guard::Configure() {
+  skel_->rodata->latch_wakeup_bytes = options_.wakeup_bytes;
   int err = bpf_map__set_max_entries(skel_->maps.latch_events, options_.ring_bytes);
   if (err != 0) return LibbpfError("sizing the event ring buffer", err);
   for (const char* name : kMapNames) {

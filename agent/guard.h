@@ -40,6 +40,9 @@ struct GuardOptions {
   // connects are refused after a grant ends, and other traffic pays nothing
   // per packet.
   bool cut_established = true;
+  // A decision record wakes the reader only once this many bytes wait in the
+  // ring (0: every record does). Below it the reader drains on a timer.
+  uint32_t wakeup_bytes = 0;
 };
 
 // Sums a per-CPU counters map (the guard's latch_counters) over CPUs.

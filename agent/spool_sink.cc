@@ -50,9 +50,15 @@ bool SpoolSink::AddActivity(std::string_view raw) {
   return true;
 }
 
-// The record's own time, on the wall clock: the kernel stamped it on the boot clock.
+// The record's own time, on the wall clock: the kernel stamped it on the boot
+// clock. The offset between the two clocks is read once per flush, not per
+// record (two clock reads per record were a tenth of the agent's cost).
 int64_t SpoolSink::WallTimeOf(uint64_t ktime_boot_ns) {
-  return NowUnixNs() - static_cast<int64_t>(NowBootNs() - ktime_boot_ns);
+  if (!wall_offset_known_) {
+    wall_minus_boot_ns_ = NowUnixNs() - static_cast<int64_t>(NowBootNs());
+    wall_offset_known_ = true;
+  }
+  return wall_minus_boot_ns_ + static_cast<int64_t>(ktime_boot_ns);
 }
 
 void SpoolSink::Spooled(const Status& s) {
@@ -116,6 +122,7 @@ Status SpoolSink::Flush() {
     spool_full_recorded_ = spool_full_total_;
     last_loss_record_ = Clock::now();
   }
+  wall_offset_known_ = false;  // the wall clock may have been set since
   Status s = error_;
   error_ = Status::Ok();
   LATCH_RETURN_IF_ERROR(s);

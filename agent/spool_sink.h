@@ -34,7 +34,7 @@ class SpoolSink : public RecordSink {
   uint64_t events_spooled() const { return events_spooled_; }
 
  private:
-  static int64_t WallTimeOf(uint64_t ktime_boot_ns);
+  int64_t WallTimeOf(uint64_t ktime_boot_ns);
   void Spooled(const Status& s);  // counts an Add's outcome
 
   Spool& spool_;
@@ -43,6 +43,8 @@ class SpoolSink : public RecordSink {
   uint64_t spool_full_total_ = 0;     // events refused by a full spool
   uint64_t spool_full_recorded_ = 0;  // of them, already in a loss record
   uint64_t events_spooled_ = 0;
+  int64_t wall_minus_boot_ns_ = 0;  // read again after each Flush
+  bool wall_offset_known_ = false;
   Status error_;      // first failure of an Add, returned by Flush
   uint64_t seq_ = 0;  // the last Add's sequence (unused)
 };

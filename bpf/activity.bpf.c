@@ -17,6 +17,7 @@
 
 #include "activity_abi.h"
 #include "activity_decision.h"
+#include "guard_decision.h"  // latch_ringbuf_flags
 #include "guard_abi.h"
 
 #define AF_INET 2
@@ -153,9 +154,16 @@ static __always_inline void fill_header(struct latch_activity_header* h, struct 
   bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
+/* Set by user space before load (ActivityOptions::wakeup_bytes); see
+ * latch_ringbuf_flags. */
+const volatile __u64 latch_activity_wakeup_bytes = 0;
+
 static __always_inline void output(const void* record, __u64 size, __u32 kind) {
   if (kind >= LATCH_ACT_KINDS) return;
-  if (bpf_ringbuf_output(&latch_activity, (void*)record, size, 0) == 0) {
+  __u64 flags = latch_ringbuf_flags(
+      latch_activity_wakeup_bytes ? bpf_ringbuf_query(&latch_activity, BPF_RB_AVAIL_DATA) : 0,
+      latch_activity_wakeup_bytes);
+  if (bpf_ringbuf_output(&latch_activity, (void*)record, size, flags) == 0) {
     count(LATCH_ACT_CTR_SUBMITTED + kind);
   } else {
     count(LATCH_ACT_CTR_LOST + kind);

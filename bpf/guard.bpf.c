@@ -70,6 +70,9 @@ struct {
   __uint(max_entries, 1 << 22); /* 4 MiB; user space may resize before load */
 } latch_events SEC(".maps");
 
+/* Set by user space before load (GuardOptions::wakeup_bytes). */
+const volatile __u64 latch_wakeup_bytes = 0;
+
 static __always_inline void count(__u32 slot) {
   __u64* v = bpf_map_lookup_elem(&latch_counters, &slot);
   if (v) *v += 1;
@@ -144,7 +147,10 @@ static __always_inline int decide(struct bpf_sock_addr* ctx, struct latch_cidr_k
   __builtin_memset(e.pad, 0, sizeof(e.pad));
   __builtin_memcpy(e.addr, key->addr, LATCH_ADDR_LEN);
   __builtin_memcpy(e.comm, task->comm, sizeof(e.comm));
-  if (bpf_ringbuf_output(&latch_events, &e, sizeof(e), 0) != 0) {
+  __u64 flags = latch_ringbuf_flags(
+      latch_wakeup_bytes ? bpf_ringbuf_query(&latch_events, BPF_RB_AVAIL_DATA) : 0,
+      latch_wakeup_bytes);
+  if (bpf_ringbuf_output(&latch_events, &e, sizeof(e), flags) != 0) {
     count(LATCH_CTR_RINGBUF_FULL); /* the decision stands; its record is counted as lost */
   } else {
     count(LATCH_CTR_EVENTS);
@@ -328,16 +334,17 @@ static __always_inline int check_datagram(struct __sk_buff* skb, int egress) {
 }
 
 static __always_inline int check_socket_traffic(struct __sk_buff* skb, int egress) {
+  /* The peer's port, read from the socket: the destination on egress and the
+   * source on ingress alike. The kernel hands it over in network byte order
+   * in the upper 16 bits; 0 for unconnected sockets. Most packets stop at the
+   * port bitmap, before any helper call. */
+  __u16 port = bpf_ntohs((__u16)(skb->remote_port >> 16));
+  if (port != 0 && !port_protected(port)) return 1;
   struct bpf_sock* sk = skb->sk;
   if (!sk) return 1;
   sk = bpf_sk_fullsock(sk); /* request and time-wait sockets carry no data */
   if (!sk) return 1;
-  /* The peer's port, read from the socket: the destination on egress and the
-   * source on ingress alike. The kernel hands it over in network byte order
-   * in the upper 16 bits; 0 for unconnected sockets. */
-  __u16 port = bpf_ntohs((__u16)(skb->remote_port >> 16));
   if (port == 0) return sk->protocol == IPPROTO_UDP ? check_datagram(skb, egress) : 1;
-  if (!port_protected(port)) return 1;
   if (!may_carry_data(skb)) return 1;
   struct latch_cidr_key key = {.prefixlen = 128};
   if (skb->family == AF_INET) {

@@ -3,6 +3,7 @@
 #include "guard_decision.h"
 
 #include <arpa/inet.h>
+#include <linux/bpf.h>
 #include <gtest/gtest.h>
 
 namespace {
@@ -123,6 +124,17 @@ TEST(GuardDecision, OtherAddressesAreLeftAlone) {
     latch_effective_destination(a.b, src.b);
     EXPECT_EQ(memcmp(a.b, before.b, 16), 0) << text;
   }
+}
+
+// Issue 13.10: below the mark a record does not wake the reader.
+TEST(GuardDecision, RingbufWakesOnlyPastTheMark) {
+  EXPECT_EQ(latch_ringbuf_flags(0, 0), 0u);  // no mark: the kernel's default
+  EXPECT_EQ(latch_ringbuf_flags(1u << 20, 0), 0u);
+  EXPECT_EQ(latch_ringbuf_flags(0, 4096), static_cast<__u64>(LATCH_RB_NO_WAKEUP));
+  EXPECT_EQ(latch_ringbuf_flags(4095, 4096), static_cast<__u64>(LATCH_RB_NO_WAKEUP));
+  EXPECT_EQ(latch_ringbuf_flags(4096, 4096), static_cast<__u64>(LATCH_RB_FORCE_WAKEUP));
+  EXPECT_EQ(LATCH_RB_NO_WAKEUP, BPF_RB_NO_WAKEUP);
+  EXPECT_EQ(LATCH_RB_FORCE_WAKEUP, BPF_RB_FORCE_WAKEUP);
 }
 
 }  // namespace

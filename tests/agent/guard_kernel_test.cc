@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/epoll.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -944,6 +945,50 @@ TEST_F(GuardKernelTest, ADetachedGuardIsFoundAndPutBack) {
   EXPECT_TRUE(guard_->adopted());
   EXPECT_EQ(Tcp4(kBob), kConnected);
   EXPECT_EQ(Tcp4(kAlice), kRefused);
+}
+
+// Issue 13.10: with a fill mark, decision records below it are submitted
+// without waking the reader (the agent collects them on its timer); past it
+// the reader is woken. Nothing is lost either way.
+TEST_F(GuardKernelTest, RecordsBelowTheMarkDoNotWakeTheReader) {
+  enforcer_.reset();
+  guard_.reset();
+  ASSERT_TRUE(Guard::Uninstall(pin_dir_).ok());
+  ASSERT_TRUE(fs::create_directory(pin_dir_));
+  Status s = Guard::Install({pin_dir_, cgroup_, 1u << 16, true, /*wakeup_bytes=*/8192}, &guard_);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  enforcer_ = std::make_unique<BpfEnforcer>(*guard_);
+  ASSERT_TRUE(enforcer_->SetResources(TestResources()).ok());
+  size_t n = 0;
+  std::unique_ptr<RingReader> reader;
+  ASSERT_TRUE(RingReader::ForDecisionEvents(
+                  guard_->events_fd(), [&](const latch_decision_event&) { ++n; }, &reader)
+                  .ok());
+  auto woken = [&] {
+    epoll_event ev;
+    return ::epoll_wait(reader->epoll_fd(), &ev, 1, 0) > 0;
+  };
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(Tcp4(kAlice), kRefused);
+  EXPECT_FALSE(woken()) << "5 records (480 bytes) are below the 8 KiB mark";
+  int handled = 0;
+  ASSERT_TRUE(reader->Consume(&handled).ok());
+  EXPECT_EQ(n, 5u);
+  // 100 more (9,600 bytes) pass the mark.
+  pid_t child = ::fork();
+  if (child == 0) {
+    if (!JoinCgroupAs(cgroup_ + "/cgroup.procs", kAlice)) ::_exit(1);
+    sockaddr_in a = Loopback4(tcp4_.port);
+    for (int i = 0; i < 100; ++i) {
+      int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      (void)::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+      ::close(fd);
+    }
+    ::_exit(0);
+  }
+  ::waitpid(child, nullptr, 0);
+  EXPECT_TRUE(woken());
+  ASSERT_TRUE(reader->Consume(&handled).ok());
+  EXPECT_EQ(n, 105u);
 }
 
 }  // namespace

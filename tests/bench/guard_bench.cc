@@ -17,6 +17,18 @@
 // empty connect4 program (what the statistics and the hook's dispatch report
 // for doing nothing on this machine).
 //
+// Recording tax (issue 13.10): granted connects with the agent draining live,
+// inside the timed blocks, doing the agent's own work per record (encode,
+// spool, flush, on a spool in a temporary directory): (1) bare, (2) an
+// nftables rule set of the same shape (skuid + daddr + dport; its own table,
+// present only during its blocks), (3) the guard with nobody reading (the
+// agent paused; drained between blocks, untimed), (4) the guard, the drain
+// woken by every record (the agent before issue 13.10), (5) the guard, records
+// below the fill mark not waking it, drained on a 100 ms timer (the agent
+// now). Reported: rates, ratios to bare, and the drain thread's CPU time per
+// record. The whole benchmark runs in a network namespace of its own, so the
+// nftables rules touch nothing else.
+//
 // Events: one process floods UDP sendto() at an audit-mode destination; a
 // reader thread drains the ring buffer as the agent does. Reported: events/s
 // drained, and decisions == delivered + counted losses, exactly.
@@ -25,6 +37,8 @@
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
+#include <sched.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -44,6 +58,8 @@
 #include "agent/event_json.h"
 #include "agent/guard.h"
 #include "agent/ring_reader.h"
+#include "agent/spool.h"
+#include "agent/spool_sink.h"
 #include "kernel_sandbox.h"
 
 namespace {
@@ -176,10 +192,193 @@ void SetBpfStats(bool on) {
   std::ofstream("/proc/sys/kernel/bpf_stats_enabled") << (on ? "1" : "0");
 }
 
+// A drain thread that does what the agent does with decision records: waits
+// for the ring (woken by the kernel, or its timer), hands each record to a
+// spool sink, flushes, releases. Its CPU time is the agent's cost.
+class LiveDrain {
+ public:
+  LiveDrain(int events_fd, const std::string& spool_dir, int timer_ms) : timer_ms_(timer_ms) {
+    SpoolOptions o;
+    o.dir = spool_dir;
+    o.max_bytes = 4ull << 30;
+    if (!Spool::Open(o, std::string(16, 'b'), &spool_).ok()) Die("spool");
+    sink_ = std::make_unique<SpoolSink>(*spool_);
+    if (!RingReader::ForDecisionEvents(
+             events_fd,
+             [this](const latch_decision_event& e) {
+               sink_->AddEvent(e);
+               ++records_;
+             },
+             &reader_)
+             .ok()) {
+      Die("reader");
+    }
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~LiveDrain() {
+    stop_ = true;
+    thread_.join();
+  }
+  uint64_t records() const { return records_.load(); }
+  double cpu_seconds() const { return cpu_ns_.load() / 1e9; }
+  uint64_t wakeups() const { return wakeups_.load(); }
+
+ private:
+  void Loop() {
+    while (!stop_.load()) {
+      epoll_event ev;
+      int n = ::epoll_wait(reader_->epoll_fd(), &ev, 1, timer_ms_);
+      if (n > 0) ++wakeups_;
+      int handled = 0;
+      if (!reader_->Read(4096, &handled).ok()) Die("read");
+      if (!sink_->Flush().ok()) Die("flush");
+      reader_->Commit();
+      // Trim the spool as receipts would, so it does not grow for ever.
+      if (spool_->unacknowledged() > 100000) {
+        (void)spool_->Acknowledge(spool_->boot_id(), spool_->next_sequence() - 1);
+      }
+      timespec t;
+      ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+      cpu_ns_ = static_cast<uint64_t>(t.tv_sec) * 1'000'000'000ull + t.tv_nsec;
+    }
+  }
+  int timer_ms_;
+  std::unique_ptr<Spool> spool_;
+  std::unique_ptr<SpoolSink> sink_;
+  std::unique_ptr<RingReader> reader_;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> records_{0}, cpu_ns_{0}, wakeups_{0};
+  std::thread thread_;
+};
+
+bool Nft(const std::string& script) {
+  FILE* p = ::popen("nft -f - 2>&1", "w");
+  if (p == nullptr) return false;
+  std::fputs(script.c_str(), p);
+  return ::pclose(p) == 0;
+}
+
+// Its own network namespace (with loopback up): nftables rules made here
+// affect only the benchmark.
+void EnterNetworkNamespace() {
+  if (::unshare(CLONE_NEWNET) != 0) Die("unshare(CLONE_NEWNET): " + std::string(strerror(errno)));
+  if (std::system("ip link set lo up") != 0) Die("ip link set lo up");
+}
+
 Resource MakeResource(uint32_t id, Protocol p, uint16_t port, Mode m) {
   Resource r{id, "r" + std::to_string(id), {}, p, port, port, m};
   if (!Cidr::Parse("127.0.0.1", &r.destinations.emplace_back()).ok()) Die("cidr");
   return r;
+}
+
+// Issue 13.10: see the file comment.
+void RecordingTax(const KernelSandbox& sandbox, int listener, uint16_t port,
+                  const std::vector<Resource>& resources, int connects, int blocks, bool cut) {
+  struct Guarded {
+    std::string cgroup, pin_dir;
+    std::unique_ptr<Guard> guard;
+  };
+  const char* names[5] = {"bare (no program, no rules)", "nftables skuid+daddr+dport",
+                          "guard, agent paused", "guard, drain woken per record",
+                          "guard, fill mark + 100 ms timer"};
+  std::string bare = sandbox.cgroup() + "/tax-bare";
+  std::filesystem::create_directory(bare);
+  Guarded g[3];  // cases 2, 3, 4
+  for (int i = 0; i < 3; ++i) {
+    g[i].cgroup = sandbox.cgroup() + "/tax-" + std::to_string(i);
+    g[i].pin_dir = sandbox.pin_dir() + "-tax-" + std::to_string(i);
+    std::filesystem::create_directory(g[i].cgroup);
+    std::filesystem::create_directory(g[i].pin_dir);
+    uint32_t ring = 1u << 22;
+    uint32_t wakeup = i == 2 ? ring / 8 : 0;
+    Status s = Guard::Install({g[i].pin_dir, g[i].cgroup, ring, cut, wakeup}, &g[i].guard);
+    if (!s.ok()) Die(s.ToString());
+    BpfEnforcer enforcer(*g[i].guard);
+    if (!enforcer.SetResources(resources).ok()) Die("resources");
+    int64_t now = NowUnixNs();
+    if (!enforcer
+             .ApplyGrant(
+                 {1, {Principal::Kind::kUid, kUid}, 1, now - 1'000'000'000, now + 3600'000'000'000})
+             .ok()) {
+      Die("grant");
+    }
+  }
+  char spool_tmpl[] = "/tmp/latch-bench-spool-XXXXXX";
+  if (::mkdtemp(spool_tmpl) == nullptr) Die("mkdtemp");
+  std::string spools = spool_tmpl;
+  uint64_t paused_records = 0;
+  std::unique_ptr<RingReader> paused;
+  if (!RingReader::ForDecisionEvents(
+           g[0].guard->events_fd(), [&](const latch_decision_event&) { ++paused_records; },
+           &paused)
+           .ok()) {
+    Die("reader");
+  }
+  {
+    // The agent before: woken per record, its 1 s counters tick aside.
+    LiveDrain woken(g[1].guard->events_fd(), spools + "/woken", 1000);
+    LiveDrain marked(g[2].guard->events_fd(), spools + "/marked", 100);
+    std::string rules = "table inet latch_bench {\n chain out {\n  type filter hook output "
+                        "priority 0; policy accept;\n  meta skuid " +
+                        std::to_string(kUid) + " ip daddr 127.0.0.1 tcp dport " +
+                        std::to_string(port) +
+                        " counter accept\n  meta skuid 0 accept  # the bench's own wake-up "
+                        "connect\n  ip daddr 127.0.0.1 tcp dport " +
+                        std::to_string(port) + " counter drop\n }\n}\n";
+    const std::string* cgroup_of[5] = {&bare, &bare, &g[0].cgroup, &g[1].cgroup, &g[2].cgroup};
+    double secs[5] = {0, 0, 0, 0, 0};
+    std::vector<double> paired[5];
+    int per_block = connects / blocks;
+    for (int b = 0; b < blocks; ++b) {
+      double block[5];
+      for (int k = 0; k < 5; ++k) {
+        int c = (b + k) % 5;
+        if (c == 1 && !Nft(rules)) Die("nft: is nftables installed?");
+        block[c] = ConnectSeconds(*cgroup_of[c], listener, port, per_block);
+        if (c == 1 && !Nft("delete table inet latch_bench\n")) Die("nft delete");
+        if (c == 2) {
+          int n = 0;
+          if (!paused->Consume(&n).ok()) Die("drain");  // untimed: the agent was paused
+        }
+      }
+      for (int c = 0; c < 5; ++c) {
+        secs[c] += block[c];
+        paired[c].push_back(block[0] / block[c]);
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the timer's last drain
+    auto median = [](std::vector<double> v) {
+      std::sort(v.begin(), v.end());
+      return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+    };
+    std::printf(
+        "recording tax (issue 13.10): granted connects, the agent's drain live in the timed "
+        "blocks, %d connects per case in %d interleaved blocks:\n",
+        per_block * blocks, blocks);
+    for (int c = 0; c < 5; ++c) {
+      std::printf("  %-34s %9.0f connects/s", names[c], per_block * blocks / secs[c]);
+      if (c > 0) {
+        std::printf("  ratio %.3f (median paired %.3f)", secs[0] / secs[c], median(paired[c]));
+      }
+      std::printf("\n");
+    }
+    const LiveDrain* drains[2] = {&woken, &marked};
+    for (int i = 0; i < 2; ++i) {
+      const LiveDrain& d = *drains[i];
+      std::printf("  %-34s drain CPU %.3f s for %llu records: %.2f us/record, %llu wakeups\n",
+                  names[3 + i], d.cpu_seconds(), static_cast<unsigned long long>(d.records()),
+                  d.records() ? d.cpu_seconds() * 1e6 / static_cast<double>(d.records()) : 0.0,
+                  static_cast<unsigned long long>(d.wakeups()));
+    }
+  }
+  paused.reset();
+  for (auto& x : g) {
+    x.guard.reset();
+    if (!Guard::Uninstall(x.pin_dir).ok()) Die("uninstall");
+    ::rmdir(x.cgroup.c_str());
+  }
+  ::rmdir(bare.c_str());
+  std::filesystem::remove_all(spools);
 }
 
 }  // namespace
@@ -205,6 +404,7 @@ int Run(int argc, char** argv) {
   }
   if (blocks < 1 || connects < blocks) Die("--connects must be at least --blocks, and both >= 1");
   if (::geteuid() != 0) Die("needs root (it attaches BPF programs to a cgroup it creates)");
+  EnterNetworkNamespace();
   KernelSandbox sandbox;
   std::string why = sandbox.Create("latch-bench");
   if (!why.empty()) Die(why);
@@ -331,6 +531,8 @@ int Run(int argc, char** argv) {
     }
   }
   std::printf("  floor: an empty connect4 program reports %.1f ns/run here\n", empty_cost);
+
+  RecordingTax(sandbox, protected_fd, protected_port, resources, connects, blocks, cut);
 
   // Event path: audit-mode UDP flood from one process, drained as the agent does.
   s = Guard::Install({sandbox.pin_dir(), sandbox.cgroup(), 1u << 22, cut}, &guard);
