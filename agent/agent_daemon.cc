@@ -51,6 +51,9 @@ Status AgentDaemon::Start() {
                                        &guard_));
   enforcer_ = std::make_unique<BpfEnforcer>(*guard_);
   LATCH_RETURN_IF_ERROR(enforcer_->SetResources(config_.resources).WithContext("resources"));
+  for (const std::string& warning : SingleLoopbackWarnings(config_.resources)) {
+    log_.Warn("a resource guards one door of many", {{"detail", warning}});
+  }
   log_.Info(guard_->adopted() ? "guard adopted" : "guard attached",
             {{"cgroup", config_.cgroup},
              {"pin_dir", config_.pin_dir},

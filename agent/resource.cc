@@ -114,4 +114,30 @@ Status CompileResources(
   return Status::Ok();
 }
 
+std::vector<std::string> SingleLoopbackWarnings(const std::vector<Resource>& resources) {
+  Cidr loopback4, loopback6;
+  (void)Cidr::Parse("127.0.0.0/8", &loopback4);
+  (void)Cidr::Parse("::1", &loopback6);
+  std::vector<std::string> out;
+  for (const Resource& r : resources) {
+    // Only loopback destinations, and not the whole of 127.0.0.0/8: a single
+    // loopback address (or two), the common mistake.
+    bool all_loopback = !r.destinations.empty();
+    bool covers_loopback4 = false;
+    const Cidr* single = nullptr;
+    for (const Cidr& c : r.destinations) {
+      bool loopback = loopback4.Contains(c) || loopback6.Contains(c);
+      all_loopback = all_loopback && loopback;
+      covers_loopback4 = covers_loopback4 || c.Contains(loopback4);
+      if (loopback && c.prefixlen == 128 && single == nullptr) single = &c;
+    }
+    if (!all_loopback || covers_loopback4 || single == nullptr) continue;
+    out.push_back("resource '" + r.name + "' names the single loopback address " +
+                  single->ToString() +
+                  ": a service listening on 0.0.0.0 or [::] also answers on the rest of "
+                  "127.0.0.0/8, ::1 and this host's own addresses; list them all");
+  }
+  return out;
+}
+
 }  // namespace latch::agent

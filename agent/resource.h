@@ -40,4 +40,10 @@ Status CompileResources(
     const std::vector<Resource>& resources,
     std::map<std::pair<uint32_t, std::array<uint8_t, 16>>, latch_cidr_rules>* out);
 
+// Resources that name a single loopback address (127.0.0.1/32, ::1): a
+// service listening on 0.0.0.0 or [::] answers on every address of this host,
+// so such a resource guards one door of many. One line per resource, saying
+// so; empty when there is nothing to warn about.
+std::vector<std::string> SingleLoopbackWarnings(const std::vector<Resource>& resources);
+
 }  // namespace latch::agent

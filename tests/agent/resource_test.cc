@@ -91,6 +91,25 @@ TEST(Resource, EnforceWinsOverANarrowerAuditResource) {
   EXPECT_EQ(host.rules[idx].resource_id, 2u);
 }
 
+// Issue 13.2: a resource naming one loopback address is warned about.
+TEST(Resource, SingleLoopbackAddressesAreWarnedAbout) {
+  auto make = [](const char* name, std::vector<const char*> dests) {
+    Resource r{1, name, {}, Protocol::kTcp, 5432, 5432, Mode::kEnforce};
+    for (const char* d : dests) EXPECT_TRUE(Cidr::Parse(d, &r.destinations.emplace_back()).ok());
+    return r;
+  };
+  auto w = SingleLoopbackWarnings({make("pg", {"127.0.0.1"}), make("pg6", {"::1"}),
+                                   make("both", {"127.0.0.1", "::1"}),
+                                   make("all", {"127.0.0.0/8", "::1/128", "10.0.0.5"}),
+                                   make("lo", {"127.0.0.0/8", "::1"}),
+                                   make("remote", {"10.0.0.5", "fd00::5"})});
+  ASSERT_EQ(w.size(), 3u);
+  EXPECT_NE(w[0].find("'pg'"), std::string::npos);
+  EXPECT_NE(w[0].find("127.0.0.1"), std::string::npos);
+  EXPECT_NE(w[1].find("'pg6'"), std::string::npos);
+  EXPECT_NE(w[2].find("'both'"), std::string::npos);
+}
+
 // Within one mode the most specific CIDR's resource decides.
 TEST(Resource, WithinAModeTheNarrowerResourceDecides) {
   Resource wide{1, "net", {}, Protocol::kTcp, 22, 22, Mode::kEnforce};
