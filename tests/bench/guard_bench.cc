@@ -271,6 +271,19 @@ Resource MakeResource(uint32_t id, Protocol p, uint16_t port, Mode m) {
   return r;
 }
 
+// The benchmark's resources on `guard`, and an hour's grant of resource 1 to kUid.
+void ProtectAndGrant(Guard& guard, const std::vector<Resource>& resources) {
+  BpfEnforcer enforcer(guard);
+  if (!enforcer.SetResources(resources).ok()) Die("resources");
+  int64_t now = NowUnixNs();
+  if (!enforcer
+           .ApplyGrant(
+               {1, {Principal::Kind::kUid, kUid}, 1, now - 1'000'000'000, now + 3600'000'000'000})
+           .ok()) {
+    Die("grant");
+  }
+}
+
 // Issue 13.10: see the file comment.
 void RecordingTax(const KernelSandbox& sandbox, int listener, uint16_t port,
                   const std::vector<Resource>& resources, int connects, int blocks, bool cut) {
@@ -293,15 +306,7 @@ void RecordingTax(const KernelSandbox& sandbox, int listener, uint16_t port,
     uint32_t wakeup = i == 2 ? ring / 8 : 0;
     Status s = Guard::Install({g[i].pin_dir, g[i].cgroup, ring, cut, wakeup}, &g[i].guard);
     if (!s.ok()) Die(s.ToString());
-    BpfEnforcer enforcer(*g[i].guard);
-    if (!enforcer.SetResources(resources).ok()) Die("resources");
-    int64_t now = NowUnixNs();
-    if (!enforcer
-             .ApplyGrant(
-                 {1, {Principal::Kind::kUid, kUid}, 1, now - 1'000'000'000, now + 3600'000'000'000})
-             .ok()) {
-      Die("grant");
-    }
+    ProtectAndGrant(*g[i].guard, resources);
   }
   char spool_tmpl[] = "/tmp/latch-bench-spool-XXXXXX";
   if (::mkdtemp(spool_tmpl) == nullptr) Die("mkdtemp");
@@ -425,17 +430,7 @@ int Run(int argc, char** argv) {
   std::unique_ptr<Guard> guard;
   Status s = Guard::Install({sandbox.pin_dir(), cgroups.guarded, 1u << 22, cut}, &guard);
   if (!s.ok()) Die(s.ToString());
-  {
-    BpfEnforcer enforcer(*guard);
-    if (!enforcer.SetResources(resources).ok()) Die("resources");
-    int64_t now = NowUnixNs();
-    if (!enforcer
-             .ApplyGrant(
-                 {1, {Principal::Kind::kUid, kUid}, 1, now - 1'000'000'000, now + 3600'000'000'000})
-             .ok()) {
-      Die("grant");
-    }
-  }
+  ProtectAndGrant(*guard, resources);
   uint64_t granted_events = 0;
   std::unique_ptr<RingReader> reader;
   s = RingReader::ForDecisionEvents(
