@@ -124,8 +124,7 @@ Status EncodeActivityEvent(std::string_view raw, std::string* out, const ArgvRed
         args.emplace_back(rest.substr(0, nul));
         rest = nul == std::string_view::npos ? std::string_view() : rest.substr(nul + 1);
       }
-      if (redactor != nullptr &&
-          redactor->Redact(std::string_view(e.data, e.path_len), &args)) {
+      if (redactor != nullptr && redactor->Redact(std::string_view(e.data, e.path_len), &args)) {
         x.setArgsRedacted(true);
         if (redacted != nullptr) *redacted = true;
       }

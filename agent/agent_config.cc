@@ -109,10 +109,10 @@ Status ParseCollector(const toml::table& t, const std::string& source, Collector
 
 Status ParseActivity(const toml::table& t, const std::string& source, ActivityOptions* a,
                      RedactionRules* redaction) {
-  LATCH_RETURN_IF_ERROR(CheckKeys(t, source,
-                                  {"watch", "cgroup", "paths", "throttle_events",
-                                   "throttle_window_ms", "ring_buffer_bytes", "detach_after_ms",
-                                   "redact_defaults", "redact"}));
+  LATCH_RETURN_IF_ERROR(
+      CheckKeys(t, source,
+                {"watch", "cgroup", "paths", "throttle_events", "throttle_window_ms",
+                 "ring_buffer_bytes", "detach_after_ms", "redact_defaults", "redact"}));
   LATCH_RETURN_IF_ERROR(Get(t, source, "redact_defaults", &redaction->defaults, false));
   if (const toml::node* n = t.get("redact")) {
     const toml::array* list = n->as_array();

@@ -288,8 +288,8 @@ Status AgentDaemon::StartCollectorLink() {
       std::make_unique<GrantSetApplier>(*watching_, schema::GrantKeys(std::move(grant_keys)),
                                         config_.host_id, cgroup_root, state.grant_set_version);
   // spool_full losses fold into one record per counters interval.
-  sink_ = std::make_unique<SpoolSink>(*spool_,
-                                      std::chrono::milliseconds(config_.counters_interval_ms));
+  sink_ =
+      std::make_unique<SpoolSink>(*spool_, std::chrono::milliseconds(config_.counters_interval_ms));
   CollectorLinkOptions lo;
   lo.endpoints = c.endpoints;
   lo.server_public_key = c.server_public_key;
@@ -419,11 +419,12 @@ Status AgentDaemon::FlushSink(bool* durable) {
   if (spool_writable_) {
     spool_writable_ = false;
     ++spool_write_failures_;
-    log_.Alert("spool cannot write; enforcement goes on, records wait in the kernel's ring and "
-               "in memory, and what does not fit is counted as lost",
-               {{"dir", spool_->dir()},
-                {"error", s.ToString()},
-                {"hint", "free space on the disk under state_dir; the agent resumes by itself"}});
+    log_.Alert(
+        "spool cannot write; enforcement goes on, records wait in the kernel's ring and "
+        "in memory, and what does not fit is counted as lost",
+        {{"dir", spool_->dir()},
+         {"error", s.ToString()},
+         {"hint", "free space on the disk under state_dir; the agent resumes by itself"}});
   }
   return Status::Ok();
 }

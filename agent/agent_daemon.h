@@ -85,7 +85,7 @@ class AgentDaemon {
   boost::asio::steady_timer guard_timer_{io_};
   boost::asio::steady_timer drain_timer_{io_};
   bool guard_intact_ = true;
-  uint64_t guard_detached_total_ = 0;       // incidents found
+  uint64_t guard_detached_total_ = 0;        // incidents found
   std::vector<std::string> guard_problems_;  // what the last incident was, until resolved
   std::unique_ptr<boost::asio::posix::stream_descriptor> ring_fd_;
   std::unique_ptr<boost::asio::posix::stream_descriptor> activity_fd_;

@@ -18,8 +18,8 @@ constexpr char kSecretName[] =
 // group as elsewhere).
 const std::set<std::string_view>& PasswordDashP() {
   static const std::set<std::string_view> names = {
-      "mysql",       "mysqldump",   "mysqladmin",   "mysqlimport",  "mysqlshow",
-      "mysqlcheck",  "mysqlslap",   "mysqlbinlog",  "mariadb",      "mariadb-dump",
+      "mysql",         "mysqldump",      "mysqladmin",   "mysqlimport",   "mysqlshow",
+      "mysqlcheck",    "mysqlslap",      "mysqlbinlog",  "mariadb",       "mariadb-dump",
       "mariadb-admin", "mariadb-import", "mariadb-show", "mariadb-check", "sshpass"};
   return names;
 }
@@ -37,9 +37,8 @@ bool ReplaceMatches(const re2::RE2& re, std::string* text) {
   std::vector<std::pair<size_t, size_t>> spans;  // [begin, end) to replace
   re2::StringPiece whole(*text);
   size_t pos = 0;
-  while (pos <= text->size() &&
-         re.Match(whole, pos, text->size(), re2::RE2::UNANCHORED, found.data(),
-                  static_cast<int>(found.size()))) {
+  while (pos <= text->size() && re.Match(whole, pos, text->size(), re2::RE2::UNANCHORED,
+                                         found.data(), static_cast<int>(found.size()))) {
     size_t match_begin = static_cast<size_t>(found[0].data() - text->data());
     size_t match_end = match_begin + found[0].size();
     for (int g = groups == 0 ? 0 : 1; g <= groups; ++g) {
@@ -91,15 +90,16 @@ Status ArgvRedactor::Create(const RedactionRules& rules, std::unique_ptr<ArgvRed
                     &r->secret_assignment_) &&
             compile(std::string("(?i)^(?:--?") + kSecretName + "|--?pass)$", &r->secret_flag_) &&
             compile("(?i)[a-z][a-z0-9+.-]*://[^/@:\\s]*:([^@/\\s]+)@", &r->url_userinfo_) &&
-            compile("(?i)^\\s*(?:proxy-)?authorization\\s*:\\s*"
-                    "(?:(?:basic|bearer|token|digest|negotiate)\\s+)?(\\S.*)$",
-                    &r->auth_header_);
+            compile(
+                "(?i)^\\s*(?:proxy-)?authorization\\s*:\\s*"
+                "(?:(?:basic|bearer|token|digest|negotiate)\\s+)?(\\S.*)$",
+                &r->auth_header_);
   if (!ok) return Status::FailedPrecondition("a built-in redaction rule does not compile");
   for (const std::string& p : rules.patterns) {
     std::unique_ptr<re2::RE2> re;
     if (!compile(p, &re)) {
-      return Status::InvalidArgument("redaction pattern '" + p + "' is not valid RE2: " +
-                                     re->error());
+      return Status::InvalidArgument("redaction pattern '" + p +
+                                     "' is not valid RE2: " + re->error());
     }
     r->patterns_.push_back(std::move(re));
   }

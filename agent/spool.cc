@@ -1,5 +1,6 @@
 #include "agent/spool.h"
 
+#include <capnp/message.h>
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,8 +9,6 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-
-#include <capnp/message.h>
 
 #include "agent/spool_frame.h"
 #include "logging/logger.h"
@@ -215,8 +214,8 @@ Status Spool::RecoverSegment(Segment* seg) {
   data.resize(f.size());
   LATCH_RETURN_IF_ERROR(f.ReadAt(0, {reinterpret_cast<uint8_t*>(data.data()), data.size()}));
   bool empty = false;
-  spool_frame::Layout layout =
-      spool_frame::DetectLayout(std::string_view(data).substr(0, spool_frame::kMagic.size()), &empty);
+  spool_frame::Layout layout = spool_frame::DetectLayout(
+      std::string_view(data).substr(0, spool_frame::kMagic.size()), &empty);
   seg->version = layout.version;
   seg->data_start = layout.data_start;
   if (empty) return Status::Ok();  // a start that died before its magic was whole
@@ -294,7 +293,8 @@ Status Spool::Add(uint32_t kind, int64_t event_time_ns, std::string_view payload
   if (payload.size() > kMaxPayload) return Status::InvalidArgument("spool record too large");
   uint64_t frame = spool_frame::HeaderSize(2) + payload.size();
   uint64_t reserve = use_reserve ? options_.reserve_bytes : 0;
-  if (bytes() + frame > options_.max_bytes + reserve) return Status::ResourceExhausted("spool is full");
+  if (bytes() + frame > options_.max_bytes + reserve)
+    return Status::ResourceExhausted("spool is full");
   // While the disk refuses writes, what waits for it is held in memory, up to
   // a bound: past it, records are refused (and counted as lost) here too.
   if (buffer_.size() + frame > options_.max_buffered_bytes + reserve) {

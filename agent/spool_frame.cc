@@ -40,7 +40,8 @@ uint32_t Checksum(const char* header24, const char* payload, size_t len) {
 
 Layout DetectLayout(std::string_view head, bool* empty) {
   *empty = false;
-  if (head.size() >= kMagic.size() && head.substr(0, kMagic.size()) == kMagic) return {2, kMagic.size()};
+  if (head.size() >= kMagic.size() && head.substr(0, kMagic.size()) == kMagic)
+    return {2, kMagic.size()};
   if (head.size() < kMagic.size() && kMagic.substr(0, head.size()) == head) {
     *empty = true;
     return {2, head.size()};

@@ -40,8 +40,8 @@ class SpoolSink : public RecordSink {
   Spool& spool_;
   Clock::duration loss_interval_;
   Clock::time_point last_loss_record_{};  // of kind spool_full; epoch: none yet
-  uint64_t spool_full_total_ = 0;     // events refused by a full spool
-  uint64_t spool_full_recorded_ = 0;  // of them, already in a loss record
+  uint64_t spool_full_total_ = 0;         // events refused by a full spool
+  uint64_t spool_full_recorded_ = 0;      // of them, already in a loss record
   uint64_t events_spooled_ = 0;
   int64_t wall_minus_boot_ns_ = 0;  // read again after each Flush
   bool wall_offset_known_ = false;

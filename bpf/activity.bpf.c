@@ -17,8 +17,8 @@
 
 #include "activity_abi.h"
 #include "activity_decision.h"
-#include "guard_decision.h"  // latch_ringbuf_flags
 #include "guard_abi.h"
+#include "guard_decision.h"  // latch_ringbuf_flags
 
 #define AF_INET 2
 #define AF_INET6 10

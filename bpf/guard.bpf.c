@@ -161,7 +161,8 @@ static __always_inline int decide(struct bpf_sock_addr* ctx, struct latch_cidr_k
 /* The socket's source as 16 bytes (IPv4-mapped for IPv4), for the rare
  * unspecified destination only: the explicit source of this datagram
  * (IP_PKTINFO) if the hook has one, else the address the socket is bound to. */
-static __always_inline void source4(struct bpf_sock_addr* ctx, __u8 hook, __u8 out[LATCH_ADDR_LEN]) {
+static __always_inline void source4(struct bpf_sock_addr* ctx, __u8 hook,
+                                    __u8 out[LATCH_ADDR_LEN]) {
   __u32 src = hook == LATCH_HOOK_SENDMSG4 ? ctx->msg_src_ip4 : 0;
   if (src == 0) {
     struct bpf_sock* sk = ctx->sk;
@@ -170,7 +171,8 @@ static __always_inline void source4(struct bpf_sock_addr* ctx, __u8 hook, __u8 o
   latch_map_ipv4(src, out);
 }
 
-static __always_inline void source6(struct bpf_sock_addr* ctx, __u8 hook, __u8 out[LATCH_ADDR_LEN]) {
+static __always_inline void source6(struct bpf_sock_addr* ctx, __u8 hook,
+                                    __u8 out[LATCH_ADDR_LEN]) {
   __u32 words[4] = {0, 0, 0, 0};
   if (hook == LATCH_HOOK_SENDMSG6) {
     words[0] = ctx->msg_src_ip6[0];

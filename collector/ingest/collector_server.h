@@ -47,7 +47,7 @@ struct CollectorCounters {
   std::atomic<uint64_t> records_appended{0};
   std::atomic<uint64_t> records_duplicate{0};
   std::atomic<uint64_t> records_declared_lost{0};  // agents' records lost in damaged spools
-  std::atomic<uint64_t> records_out_of_order{0};  // past a gap: left for the resend
+  std::atomic<uint64_t> records_out_of_order{0};   // past a gap: left for the resend
   std::atomic<uint64_t> receipts{0};
   std::atomic<uint64_t> refused_keys{0};
   std::atomic<uint64_t> malformed_messages{0};
@@ -179,7 +179,7 @@ class CollectorServer : private workflow::WorkflowSink {
   // (same agent boot, same applied set) adds no record: a link resetting in a
   // loop once filled the ledger with agentConnected and grantSetApplied.
   std::map<std::string, std::string> connected_boot_;  // host -> boot of its last agentConnected
-  std::map<std::string, std::string> applied_set_;     // host -> its last grantSetApplied, canonical
+  std::map<std::string, std::string> applied_set_;  // host -> its last grantSetApplied, canonical
   void RecordSilentAgents();
   // host -> the checkpoint size the agent holds, as far as we know: what its
   // Hello said, then the size of each receipt sent to it (it adopts receipts

@@ -47,8 +47,7 @@ TEST(ArgvRedactor, PasswordFlagsAttachedAndSeparate) {
   EXPECT_EQ(Redacted({"vault", "login", "-token", "s.abc"}),
             (Args{"vault", "login", "-token", "[REDACTED]"}));
   // A flag without a value (psql's --password prompts) leaves the next flag.
-  EXPECT_EQ(Redacted({"psql", "--password", "-h", "db"}),
-            (Args{"psql", "--password", "-h", "db"}));
+  EXPECT_EQ(Redacted({"psql", "--password", "-h", "db"}), (Args{"psql", "--password", "-h", "db"}));
   // Case does not hide it.
   EXPECT_EQ(Redacted({"tool", "--PassWord=x"}), (Args{"tool", "--PassWord=[REDACTED]"}));
 }

@@ -110,7 +110,8 @@ class ChannelTest : public ::testing::Test {
     std::ofstream f(dir_ + "/agent.toml");
     f << "host_id = \"host-a\"\ncgroup = \"" << sandbox_.cgroup() << "\"\npin_dir = \""
       << sandbox_.pin_dir() << "\"\ncounters_interval_ms = 100\n"
-      << "metrics_listen = \"127.0.0.1:0\"\n" << agent_settings_
+      << "metrics_listen = \"127.0.0.1:0\"\n"
+      << agent_settings_
       << "[[resource]]\nid = 9\nname = \"db\"\ndestinations = [\"127.0.0.1/32\"]\n"
       << "protocol = \"tcp\"\nports = \"" << port_ << "\"\n"
       << "[collector]\nendpoints = [\"tcp://127.0.0.1:" << collector_port_ << "\"]\n"
@@ -731,10 +732,10 @@ TEST_F(ChannelTest, FullSpoolDiskDegradesAndResumes) {
     if (accounted >= decisions_) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  EXPECT_EQ(accounted, decisions_) << "events " << v.events.size() << ", ring losses "
-                                   << v.lost[static_cast<int>(schema::LossKind::RING_BUFFER_FULL)]
-                                   << ", spool losses "
-                                   << v.lost[static_cast<int>(schema::LossKind::SPOOL_FULL)];
+  EXPECT_EQ(accounted, decisions_)
+      << "events " << v.events.size() << ", ring losses "
+      << v.lost[static_cast<int>(schema::LossKind::RING_BUFFER_FULL)] << ", spool losses "
+      << v.lost[static_cast<int>(schema::LossKind::SPOOL_FULL)];
   EXPECT_GT(v.events.size(), 0u);
   EXPECT_LT(v.events.size(), decisions_) << "the disk was meant to overflow";
   size_t dup = 0;

@@ -3,8 +3,8 @@
 #include "guard_decision.h"
 
 #include <arpa/inet.h>
-#include <linux/bpf.h>
 #include <gtest/gtest.h>
+#include <linux/bpf.h>
 
 namespace {
 
@@ -115,8 +115,8 @@ TEST(GuardDecision, UnspecifiedIpv6GoesToLoopback) {
 }
 
 TEST(GuardDecision, OtherAddressesAreLeftAlone) {
-  for (const char* text : {"::ffff:127.0.0.1", "::1", "::2", "::ffff:0.0.0.1", "2001:db8::",
-                           "::ffff:1.0.0.0"}) {
+  for (const char* text :
+       {"::ffff:127.0.0.1", "::1", "::2", "::ffff:0.0.0.1", "2001:db8::", "::ffff:1.0.0.0"}) {
     Addr a{};
     ASSERT_EQ(inet_pton(AF_INET6, text, a.b), 1) << text;
     Addr before = a;

@@ -818,14 +818,14 @@ TEST_P(UnspecifiedAddressTest, IsDecidedAsTheLoopbackItBecomes) {
     EXPECT_TRUE(std::string(text) == "::ffff:127.0.0.1" || std::string(text) == "::1") << text;
   }
   // A grant for the loopback resource covers them: decided as that resource.
-  ASSERT_TRUE(enforcer_
-                  ->ApplyGrant(MakeGrant(60, {Principal::Kind::kUid, kAlice}, kTcpResource, -10,
-                                         60000))
-                  .ok());
-  ASSERT_TRUE(enforcer_
-                  ->ApplyGrant(MakeGrant(61, {Principal::Kind::kUid, kAlice}, kUdpResource, -10,
-                                         60000))
-                  .ok());
+  ASSERT_TRUE(
+      enforcer_
+          ->ApplyGrant(MakeGrant(60, {Principal::Kind::kUid, kAlice}, kTcpResource, -10, 60000))
+          .ok());
+  ASSERT_TRUE(
+      enforcer_
+          ->ApplyGrant(MakeGrant(61, {Principal::Kind::kUid, kAlice}, kUdpResource, -10, 60000))
+          .ok());
   for (const Reach& r : Forms()) EXPECT_EQ(Try(kAlice, r), kConnected) << Name(r);
   EXPECT_EQ(Try(kBob, Forms()[0]), kRefused);
 }
@@ -873,10 +873,10 @@ TEST_F(GrantCutTest, UnconnectedUdpIsCheckedByThePacketsAddresses) {
   EXPECT_EQ(receives(kAlice), kRefused);
   ASSERT_TRUE(guard_->ReadCounters(&after).ok());
   EXPECT_GE(after[LATCH_CTR_CUT_PACKETS] - before[LATCH_CTR_CUT_PACKETS], 3u);
-  ASSERT_TRUE(enforcer_
-                  ->ApplyGrant(MakeGrant(62, {Principal::Kind::kUid, kAlice}, kUdpResource, -10,
-                                         60000))
-                  .ok());
+  ASSERT_TRUE(
+      enforcer_
+          ->ApplyGrant(MakeGrant(62, {Principal::Kind::kUid, kAlice}, kUdpResource, -10, 60000))
+          .ok());
   EXPECT_EQ(receives(kAlice), kConnected);
 }
 

@@ -1,7 +1,8 @@
 #include "agent/resource.h"
-#include "guard_decision.h"
 
 #include <gtest/gtest.h>
+
+#include "guard_decision.h"
 
 namespace latch::agent {
 namespace {
@@ -98,11 +99,10 @@ TEST(Resource, SingleLoopbackAddressesAreWarnedAbout) {
     for (const char* d : dests) EXPECT_TRUE(Cidr::Parse(d, &r.destinations.emplace_back()).ok());
     return r;
   };
-  auto w = SingleLoopbackWarnings({make("pg", {"127.0.0.1"}), make("pg6", {"::1"}),
-                                   make("both", {"127.0.0.1", "::1"}),
-                                   make("all", {"127.0.0.0/8", "::1/128", "10.0.0.5"}),
-                                   make("lo", {"127.0.0.0/8", "::1"}),
-                                   make("remote", {"10.0.0.5", "fd00::5"})});
+  auto w = SingleLoopbackWarnings(
+      {make("pg", {"127.0.0.1"}), make("pg6", {"::1"}), make("both", {"127.0.0.1", "::1"}),
+       make("all", {"127.0.0.0/8", "::1/128", "10.0.0.5"}), make("lo", {"127.0.0.0/8", "::1"}),
+       make("remote", {"10.0.0.5", "fd00::5"})});
   ASSERT_EQ(w.size(), 3u);
   EXPECT_NE(w[0].find("'pg'"), std::string::npos);
   EXPECT_NE(w[0].find("127.0.0.1"), std::string::npos);

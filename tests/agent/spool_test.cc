@@ -6,7 +6,6 @@
 
 #include <cerrno>
 #include <cstring>
-
 #include <filesystem>
 #include <fstream>
 
@@ -439,8 +438,8 @@ class SpoolDamageTest : public SpoolTest {
     EXPECT_TRUE(Spool::Open(o, Boot('a'), &s).ok());
     for (int i = 0; i < records; ++i) {
       uint64_t seq = 0;
-      EXPECT_TRUE(s->Add(2, i, "record-" + std::to_string(i) + std::string(60, '.'), false, &seq)
-                      .ok());
+      EXPECT_TRUE(
+          s->Add(2, i, "record-" + std::to_string(i) + std::string(60, '.'), false, &seq).ok());
       if (i % 100 == 99) {
         EXPECT_TRUE(s->Flush().ok());
       }

@@ -314,8 +314,7 @@ void RecordingTax(const KernelSandbox& sandbox, int listener, uint16_t port,
   uint64_t paused_records = 0;
   std::unique_ptr<RingReader> paused;
   if (!RingReader::ForDecisionEvents(
-           g[0].guard->events_fd(), [&](const latch_decision_event&) { ++paused_records; },
-           &paused)
+           g[0].guard->events_fd(), [&](const latch_decision_event&) { ++paused_records; }, &paused)
            .ok()) {
     Die("reader");
   }
@@ -323,13 +322,13 @@ void RecordingTax(const KernelSandbox& sandbox, int listener, uint16_t port,
     // The agent before: woken per record, its 1 s counters tick aside.
     LiveDrain woken(g[1].guard->events_fd(), spools + "/woken", 1000);
     LiveDrain marked(g[2].guard->events_fd(), spools + "/marked", 100);
-    std::string rules = "table inet latch_bench {\n chain out {\n  type filter hook output "
-                        "priority 0; policy accept;\n  meta skuid " +
-                        std::to_string(kUid) + " ip daddr 127.0.0.1 tcp dport " +
-                        std::to_string(port) +
-                        " counter accept\n  meta skuid 0 accept  # the bench's own wake-up "
-                        "connect\n  ip daddr 127.0.0.1 tcp dport " +
-                        std::to_string(port) + " counter drop\n }\n}\n";
+    std::string rules =
+        "table inet latch_bench {\n chain out {\n  type filter hook output "
+        "priority 0; policy accept;\n  meta skuid " +
+        std::to_string(kUid) + " ip daddr 127.0.0.1 tcp dport " + std::to_string(port) +
+        " counter accept\n  meta skuid 0 accept  # the bench's own wake-up "
+        "connect\n  ip daddr 127.0.0.1 tcp dport " +
+        std::to_string(port) + " counter drop\n }\n}\n";
     const std::string* cgroup_of[5] = {&bare, &bare, &g[0].cgroup, &g[1].cgroup, &g[2].cgroup};
     double secs[5] = {0, 0, 0, 0, 0};
     std::vector<double> paired[5];
