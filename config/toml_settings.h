@@ -26,7 +26,8 @@ Status CheckKeys(const toml::table& t, const std::string& source,
                  const std::set<std::string>& known);
 
 // Reads `key` into *out if present (missing: an error only when `required`);
-// a value of another type is refused at its line.
+// a value of another type is refused at its line. Exactly that type: toml++'s
+// value<T>() would take `reattach_guard = 1` for true, or a float for an int.
 template <typename T>
 Status Get(const toml::table& t, const std::string& source, const char* key, T* out,
            bool required) {
@@ -35,7 +36,7 @@ Status Get(const toml::table& t, const std::string& source, const char* key, T* 
     if (required) return Bad(source, t.source(), std::string("missing setting '") + key + "'");
     return Status::Ok();
   }
-  auto v = n->value<T>();
+  auto v = n->value_exact<T>();
   if (!v) return Bad(source, n->source(), std::string("setting '") + key + "' has the wrong type");
   *out = *v;
   return Status::Ok();

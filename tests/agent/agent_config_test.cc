@@ -67,6 +67,11 @@ TEST(AgentConfig, BadSettingsAreNamed) {
       {with("destinations = [\"10.0.0.0/8\"]", "destinations = []"), "destinations"},
       {with("ring_buffer_bytes = 65536", "cut_established_connections = \"yes\""),
        "cut_established_connections"},
+      {with("ring_buffer_bytes = 65536", "drain_interval_ms = 10001"), "drain_interval_ms"},
+      {with("ring_buffer_bytes = 65536", "drain_interval_ms = -1"), "drain_interval_ms"},
+      {with("ring_buffer_bytes = 65536", "guard_check_ms = \"2s\""), "guard_check_ms"},
+      {with("ring_buffer_bytes = 65536", "guard_check_ms = 99999999999"), "guard_check_ms"},
+      {with("ring_buffer_bytes = 65536", "reattach_guard = 1"), "reattach_guard"},
       {"host_id = ", "agent.toml:1"},
   };
   for (const auto& [text, needle] : cases) {
@@ -129,6 +134,14 @@ TEST(AgentConfig, ActivitySettings) {
   EXPECT_EQ(c.activity.throttle_window_ms, 500u);
   ASSERT_TRUE(ResolveAgentDefaults(&c).ok());
   EXPECT_EQ(c.activity.pin_dir, "/sys/fs/bpf/latch/default/activity");
+  // Redaction: defaults on, patterns added.
+  EXPECT_TRUE(c.redaction.defaults);
+  s = ParseAgentConfig(std::string(kGood) +
+                           "[activity]\nredact_defaults = false\nredact = [\"--vault=(\\\\S+)\"]\n",
+                       "agent.toml", &c);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_FALSE(c.redaction.defaults);
+  EXPECT_EQ(c.redaction.patterns, std::vector<std::string>{"--vault=(\\S+)"});
 
   const std::pair<std::string, std::string> bad[] = {
       {"[activity]\nwatch = \"some\"\n", "watch mode"},
@@ -136,6 +149,11 @@ TEST(AgentConfig, ActivitySettings) {
       {"[activity]\npaths = [\"relative/path\"]\n", "absolute"},
       {"[activity]\nthrottle_window_ms = 0\n", "throttle_window_ms"},
       {"[activity]\ncolour = 1\n", "colour"},
+      {"[activity]\nredact = \"--token=(\\\\S+)\"\n", "'redact' must be a list"},
+      {"[activity]\nredact = [\"(unclosed\"]\n", "(unclosed"},
+      {"[activity]\nredact = [\"\"]\n", "non-empty"},
+      {"[activity]\nredact = [3]\n", "non-empty strings"},
+      {"[activity]\nredact_defaults = \"no\"\n", "redact_defaults"},
   };
   for (const auto& [section, needle] : bad) {
     AgentConfig b;
