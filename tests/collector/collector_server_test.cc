@@ -302,6 +302,19 @@ TEST_F(CollectorTest, ADeclaredSpoolLossIsTheOnlyGapAccepted) {
   refused_as_gap();
   send({{9, schema::LossKind::SPOOL_FULL, 6}}, 10);
   refused_as_gap();
+  // A loss record whose payload is not a LossEvent at all declares nothing.
+  {
+    capnp::MallocMessageBuilder m;
+    auto b = m.initRoot<schema::Envelope>().initEventBatch();
+    b.setBootId(Bytes(boot_));
+    b.setCheckpointSize(cp.size);
+    auto rs = b.initRecords(1);
+    rs[0].setSequence(9);
+    rs[0].setKind(schema::RecordKind::LOSS);
+    rs[0].setPayload(Bytes(std::string("\xff\xff\xff\xff garbage, not words", 30)));
+    agent_->Send(m);
+    refused_as_gap();
+  }
   EXPECT_EQ(server_->counters().records_appended.load(), 5u);
   // Declared from 6 to 9: the loss record and event 10 are appended.
   send({{9, schema::LossKind::SPOOL_CORRUPT, 6}}, 10);
