@@ -136,9 +136,9 @@ TEST(AgentConfig, ActivitySettings) {
   EXPECT_EQ(c.activity.pin_dir, "/sys/fs/bpf/latch/default/activity");
   // Redaction: defaults on, patterns added.
   EXPECT_TRUE(c.redaction.defaults);
-  s = ParseAgentConfig(std::string(kGood) +
-                           "[activity]\nredact_defaults = false\nredact = [\"--vault=(\\\\S+)\"]\n",
-                       "agent.toml", &c);
+  s = ParseAgentConfig(
+      std::string(kGood) + "[activity]\nredact_defaults = false\nredact = [\"--vault=(\\\\S+)\"]\n",
+      "agent.toml", &c);
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_FALSE(c.redaction.defaults);
   EXPECT_EQ(c.redaction.patterns, std::vector<std::string>{"--vault=(\\S+)"});
