@@ -104,6 +104,7 @@ Status CollectorLink::Connect() {
 void CollectorLink::NewSession(const char* why) {
   counters_.sessions++;
   session_started_ = Clock::now();
+  heard_this_session_ = false;
   if (!in_flight_.empty()) {
     log_.Info("new session with the collector; resending what it has not acknowledged",
               {{"why", why}, {"records", spool_.unacknowledged()}});
@@ -182,6 +183,7 @@ void CollectorLink::ProcessIncoming() {
       zmq::message_t msg;
       if (!socket_->recv(msg, zmq::recv_flags::dontwait)) break;
       last_heard_ = Clock::now();
+      heard_this_session_ = true;
       OnMessage(msg);
     }
   } catch (const zmq::error_t& e) {
@@ -397,9 +399,11 @@ void CollectorLink::Tick() {
     Status s = Connect();
     if (!s.ok()) log_.Error("connecting to the collector", {{"error", s.ToString()}});
   } else if (!in_flight_.empty() && now - in_flight_.front().sent > options_.receipt_timeout) {
-    // Sessions that end without a single usable receipt: after a few the
-    // link is stalled, not slow, and that is raised, not retried silently.
-    if (++fruitless_sessions_ == options_.stalled_after_sessions) {
+    // Sessions that end without a single usable receipt while the collector
+    // was talking to us: after a few the link is stalled, not slow, and that
+    // is raised, not retried silently. A collector that is down is not this
+    // (it falls silent, and the link fails over).
+    if (heard_this_session_ && ++fruitless_sessions_ == options_.stalled_after_sessions) {
       RaiseAlarm("stalled",
                  std::to_string(fruitless_sessions_) +
                      " sessions in a row without a usable receipt; " +

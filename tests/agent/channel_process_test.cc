@@ -815,6 +815,23 @@ TEST_F(ChannelTest, AGuardUninstalledBehindTheAgentsBackIsNoticedAndPutBack) {
   EXPECT_NE(m.find("latch_agent_guard_detached_total 1\n"), std::string::npos) << m;
 }
 
+// A collector that is down is not a stalled link: the "stalled" alarm is for
+// a collector that talks but whose receipts cannot be used (issue 13.4). Five
+// receipt timeouts and more with nobody answering raise nothing, and the
+// records arrive once it is back.
+TEST_F(ChannelTest, ACollectorThatIsDownIsNotAStall) {
+  StartAgent();
+  ConnectMany(10);
+  // Five receipt timeouts (3 s) between failovers (6 s): about 33 s.
+  std::this_thread::sleep_for(std::chrono::seconds(36));
+  StartCollector();
+  LedgerView v = WaitForEvents(decisions_, 20);
+  ExpectExactlyOnce(v, decisions_);
+  std::string log = Slurp(dir_ + "/agent.log");
+  EXPECT_EQ(log.find("stalled"), std::string::npos) << log;
+  EXPECT_EQ(log.find("ALARM"), std::string::npos) << log;
+}
+
 // The narrowest moment of all: the agent dies after its spool has the events
 // and before it releases them in the ring, so they are in both places. The
 // restarted agent must send each of them once (it skips what its spool's
