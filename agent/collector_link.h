@@ -113,8 +113,8 @@ class CollectorLink {
   boost::asio::steady_timer timer_;
   std::chrono::steady_clock::time_point last_heard_;
   std::chrono::steady_clock::time_point session_started_;
-  int unprovable_receipts_ = 0;  // in a row: proofs from a size not held
-  int fruitless_sessions_ = 0;   // in a row: ended without a usable receipt
+  int unprovable_receipts_ = 0;      // in a row: proofs from a size not held
+  int fruitless_sessions_ = 0;       // in a row: ended without a usable receipt
   bool heard_this_session_ = false;  // any message from the collector since NewSession
   std::map<std::string, std::chrono::steady_clock::time_point> last_alarm_;
   CollectorLinkCounters counters_;

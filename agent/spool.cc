@@ -121,8 +121,27 @@ Status Spool::Recover() {
     return a.first != b.first ? a.first < b.first : a.second.name < b.second.name;
   });
   LoadAcknowledged();
+  std::map<std::string, uint64_t> highest;  // boot -> the last sequence its segments hold
   for (auto& [mtime, seg] : found) {
     LATCH_RETURN_IF_ERROR(RecoverSegment(&seg));
+    highest[seg.boot_id] = std::max(highest[seg.boot_id], seg.last_sequence);
+  }
+  // An acknowledgement past every record a boot's segments hold claims
+  // records that never were (a damaged digit): trusted, it would skip
+  // records unsent. The file is dropped; everything is resent instead.
+  for (const auto& [boot, through] : acked_) {
+    auto h = highest.find(boot);
+    if (h != highest.end() && through > h->second) {
+      logging::Default().Warn(
+          "spool acknowledgement file claims more than the spool holds; "
+          "resending what it held",
+          {{"dir", options_.dir}, {"acknowledged", through}, {"held", h->second}});
+      acked_.clear();
+      acked_dirty_ = true;
+      break;
+    }
+  }
+  for (auto& [mtime, seg] : found) {
     if (seg.last_sequence == 0 || seg.last_sequence <= Acked(seg.boot_id)) {
       // Nothing in it, or all of it is in the ledger already.
       ::unlink((options_.dir + "/" + seg.name).c_str());
@@ -149,6 +168,10 @@ void Spool::LoadAcknowledged() {
   std::string text;
   Status s = ledger::ReadWholeFile(options_.dir + "/" + kAcknowledgedFile, &text);
   if (!s.ok()) return;  // none yet, or unreadable: records are resent, never lost
+  auto damaged = [&] {
+    logging::Default().Warn("spool acknowledgement file is damaged; resending what it held",
+                            {{"dir", options_.dir}});
+  };
   size_t at = 0;
   std::map<std::string, uint64_t> read;
   while (at < text.size()) {
@@ -158,18 +181,14 @@ void Spool::LoadAcknowledged() {
     at = end + 1;
     std::string boot;
     if (line.size() < 34 || line[32] != ' ' || !Unhex(line.substr(0, 32), &boot)) {
-      logging::Default().Warn("spool acknowledgement file is damaged; resending what it held",
-                              {{"dir", options_.dir}});
-      return;
+      return damaged();
     }
     std::string digits(line.substr(33));
     char* stop = nullptr;
     errno = 0;
     unsigned long long through = std::strtoull(digits.c_str(), &stop, 10);
     if (errno != 0 || stop != digits.c_str() + digits.size() || digits.empty()) {
-      logging::Default().Warn("spool acknowledgement file is damaged; resending what it held",
-                              {{"dir", options_.dir}});
-      return;
+      return damaged();
     }
     read[boot] = through;
   }

@@ -102,26 +102,27 @@ Status SpoolSink::AddGuardEvent(const std::vector<std::string>& missing, bool re
       .WithContext("spooling a guard record");
 }
 
-Status SpoolSink::FlushPendingLosses() {
+void SpoolSink::RecordSpoolFull(bool whatever_the_interval) {
+  if (spool_full_total_ == spool_full_recorded_) return;
+  auto now = Clock::now();
+  bool due = whatever_the_interval || last_loss_record_ == Clock::time_point{} ||
+             now - last_loss_record_ >= loss_interval_;
   // Even the reserve full: the count stays pending and goes into a later record.
-  if (spool_full_total_ > spool_full_recorded_ &&
+  if (due &&
       AddLoss(LossKind::kSpoolFull, spool_full_total_ - spool_full_recorded_, spool_full_total_)
           .ok()) {
     spool_full_recorded_ = spool_full_total_;
-    last_loss_record_ = Clock::now();
+    last_loss_record_ = now;
   }
+}
+
+Status SpoolSink::FlushPendingLosses() {
+  RecordSpoolFull(/*whatever_the_interval=*/true);
   return Flush();
 }
 
 Status SpoolSink::Flush() {
-  if (spool_full_total_ > spool_full_recorded_ &&
-      (last_loss_record_ == Clock::time_point{} ||
-       Clock::now() - last_loss_record_ >= loss_interval_) &&
-      AddLoss(LossKind::kSpoolFull, spool_full_total_ - spool_full_recorded_, spool_full_total_)
-          .ok()) {
-    spool_full_recorded_ = spool_full_total_;
-    last_loss_record_ = Clock::now();
-  }
+  RecordSpoolFull(/*whatever_the_interval=*/false);
   wall_offset_known_ = false;  // the wall clock may have been set since
   Status s = error_;
   error_ = Status::Ok();

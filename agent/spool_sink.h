@@ -36,6 +36,9 @@ class SpoolSink : public RecordSink {
  private:
   int64_t WallTimeOf(uint64_t ktime_boot_ns);
   void Spooled(const Status& s);  // counts an Add's outcome
+  // Adds the spool_full loss record for what is pending, when its interval
+  // has passed (or whatever the interval).
+  void RecordSpoolFull(bool whatever_the_interval);
 
   Spool& spool_;
   Clock::duration loss_interval_;

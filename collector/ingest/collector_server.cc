@@ -525,7 +525,7 @@ void CollectorServer::HandleAgentMessage() {
 // Whether `r` is a loss record that stands for the agent's records from
 // `next` up to its own sequence (records lost in a damaged spool file). A
 // malformed payload declares nothing.
-bool CollectorServer::DeclaresLostFrom(schema::SpooledRecord::Reader r, uint64_t next) {
+bool CollectorServer::DeclaresLostFrom(schema::SpooledRecord::Reader r, uint64_t next) const {
   if (r.getKind() != schema::RecordKind::LOSS || r.getSequence() <= next) return false;
   uint64_t first = 0;
   Status s = schema::ReadCanonical<schema::LossEvent>(
@@ -535,11 +535,7 @@ bool CollectorServer::DeclaresLostFrom(schema::SpooledRecord::Reader r, uint64_t
         if (loss.getKind() == schema::LossKind::SPOOL_CORRUPT) first = loss.getFirstLostSequence();
         return Status::Ok();
       });
-  if (s.ok() && first == next) {
-    counters_.records_declared_lost += r.getSequence() - next + 1;
-    return true;
-  }
-  return false;
+  return s.ok() && first == next;
 }
 
 void CollectorServer::OnBatch(const std::string& route, const std::string& host,
@@ -581,8 +577,9 @@ void CollectorServer::OnBatch(const std::string& route, const std::string& host,
   rec.receive_time_ns = now;
   std::string bytes;
   uint64_t first = 0, count = 0;
-  uint64_t next = floor + 1;  // the sequence the next record must have
-  uint64_t gap_at = 0;        // non-zero: the sequence that was expected and missing
+  uint64_t next = floor + 1;   // the sequence the next record must have
+  uint64_t declared_lost = 0;  // records the agent declared lost, stood for by a loss record
+  uint64_t gap_at = 0;         // non-zero: the sequence that was expected and missing
   for (auto r : records) {
     if (r.getSequence() <= floor) {
       counters_.records_duplicate++;
@@ -609,6 +606,9 @@ void CollectorServer::OnBatch(const std::string& route, const std::string& host,
       return;
     }
     if (count++ == 0) first = rec.sequence;
+    // A declared loss stands for next..its own sequence (its own number was
+    // one of the lost records').
+    if (rec.sequence != next) declared_lost += rec.sequence - next + 1;
     next = rec.sequence + 1;
   }
   uint64_t from = batch.getCheckpointSize();
@@ -628,6 +628,7 @@ void CollectorServer::OnBatch(const std::string& route, const std::string& host,
   uint64_t last = next - 1;
   in_flight_[key] = last;
   counters_.records_appended += count;
+  counters_.records_declared_lost += declared_lost;
   auto c = std::make_unique<Completion>();
   c->host = host;
   c->boot = boot;

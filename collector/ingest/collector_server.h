@@ -88,7 +88,7 @@ class CollectorServer : private workflow::WorkflowSink {
 
  private:
   struct Completion;  // a durable batch waiting for its receipt
-  bool DeclaresLostFrom(schema::SpooledRecord::Reader r, uint64_t next);
+  bool DeclaresLostFrom(schema::SpooledRecord::Reader r, uint64_t next) const;
   CollectorServer() = default;
   Status ReplayLedger();
   void RecordEndedGrants();

@@ -336,13 +336,22 @@ TEST_F(SpoolTest, DamagedAcknowledgementFileResendsEverything) {
     ASSERT_TRUE(s->Acknowledge(Boot('a'), 15).ok());
     ASSERT_TRUE(s->SaveAcknowledged().ok());
   }
-  for (const char* damage : {"6161zz 15\n", "61616161616161616161616161616161 1x\n",
-                             "61616161616161616161616161616161 15"}) {
+  for (const char* damage :
+       {"6161zz 15\n", "61616161616161616161616161616161 1x\n",
+        "61616161616161616161616161616161 15",
+        // more than the spool ever held (a damaged digit): would skip records unsent
+        "61616161616161616161616161616161 95\n",
+        "61616161616161616161616161616161 99999999999999999999999\n"}) {
     std::ofstream(dir_ / "acknowledged", std::ios::trunc) << damage;
     std::unique_ptr<Spool> s;
     ASSERT_TRUE(Spool::Open(o, Boot('b'), &s).ok());
     EXPECT_EQ(s->unacknowledged(), 20u) << damage;
   }
+  // Oversized (over the 1 MiB a file of one line per boot can need): unread.
+  std::ofstream(dir_ / "acknowledged", std::ios::trunc) << std::string(2 << 20, '1');
+  std::unique_ptr<Spool> s;
+  ASSERT_TRUE(Spool::Open(o, Boot('b'), &s).ok());
+  EXPECT_EQ(s->unacknowledged(), 20u);
 }
 
 // A receipt may name any record the spool holds: Find reads it back.
