@@ -1,7 +1,9 @@
 #include "agent/activity_capture.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include <linux/btf.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,6 +20,7 @@
 #include "agent/kernel_fs.h"
 #include "agent/libbpf_log.h"
 #include "agent/percpu_counters.h"
+#include "logging/logger.h"
 
 namespace latch::agent {
 namespace {
@@ -28,10 +31,58 @@ Status LibbpfError(const std::string& what, int err) {
 
 constexpr const char* kLinkPrefix = "link_";
 
-// Programs on syscall tracepoints (the costly kind to keep attached).
+// Programs attached only while someone can be watched: the syscall
+// tracepoints (the costly kind to keep attached) and io_uring's (on every
+// submission and completion of every ring on the host).
 bool IsSyscallProgram(bpf_program* prog) {
   const char* section = bpf_program__section_name(prog);
-  return section != nullptr && std::strncmp(section, "tracepoint/syscalls/", 20) == 0;
+  return section != nullptr && (std::strncmp(section, "tracepoint/syscalls/", 20) == 0 ||
+                                std::strncmp(section, "tp_btf/io_uring_", 16) == 0);
+}
+
+bool IsIoUringProgram(bpf_program* prog) {
+  const char* section = bpf_program__section_name(prog);
+  return section != nullptr && std::strncmp(section, "tp_btf/io_uring_", 16) == 0;
+}
+
+// Whether the running kernel has the io_uring tracepoints (a kernel built
+// without io_uring has none: its other activity is still captured).
+bool KernelHasIoUringTracepoints() {
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (vmlinux == nullptr) return false;
+  bool found = true;
+  for (const char* t : {"btf_trace_io_uring_create", "btf_trace_io_uring_submit_req",
+                        "btf_trace_io_uring_complete"}) {
+    found = found && btf__find_by_name_kind(vmlinux, t, BTF_KIND_TYPEDEF) >= 0;
+  }
+  btf__free(vmlinux);
+  return found;
+}
+
+// Whether the map pinned at `path` has `m`'s layout, as libbpf requires to
+// reuse it. A missing pin is fine (it is created).
+bool PinnedMapMatches(bpf_map* m, const std::string& path, std::string* why) {
+  int fd = bpf_obj_get(path.c_str());
+  if (fd < 0 && errno == ENOENT) return true;
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  int err = fd < 0 ? -errno : bpf_obj_get_info_by_fd(fd, &info, &len);
+  if (fd >= 0) ::close(fd);
+  if (err != 0) {
+    *why = std::string(bpf_map__name(m)) + " (not a map: " + std::strerror(-err) + ")";
+    return false;
+  }
+  if (info.type == static_cast<uint32_t>(bpf_map__type(m)) &&
+      info.key_size == bpf_map__key_size(m) && info.value_size == bpf_map__value_size(m) &&
+      info.max_entries == bpf_map__max_entries(m) && info.map_flags == bpf_map__map_flags(m)) {
+    return true;
+  }
+  *why = std::string(bpf_map__name(m)) + " (key " + std::to_string(info.key_size) + ", value " +
+         std::to_string(info.value_size) + ", entries " + std::to_string(info.max_entries) +
+         "; this agent's: key " + std::to_string(bpf_map__key_size(m)) + ", value " +
+         std::to_string(bpf_map__value_size(m)) + ", entries " +
+         std::to_string(bpf_map__max_entries(m)) + ")";
+  return false;
 }
 
 // Ends a pinned link: detached at once where the kernel can (tracing links);
@@ -188,8 +239,8 @@ Status ActivityCapture::Start(const ActivityOptions& options,
   }
   LATCH_RETURN_IF_ERROR(EnsureTracefs(&a->mounted_tracefs_).WithContext("probe"));
   LATCH_RETURN_IF_ERROR(a->Open().WithContext("open"));
-  LATCH_RETURN_IF_ERROR(a->Load().WithContext("load (a pinned map of another layout under " +
-                                              options.pin_dir + " also fails here)"));
+  LATCH_RETURN_IF_ERROR(a->ReplaceStalePins().WithContext("pinned maps"));
+  LATCH_RETURN_IF_ERROR(a->Load().WithContext("load"));
   LATCH_RETURN_IF_ERROR(a->Configure().WithContext("configure"));
   LATCH_RETURN_IF_ERROR(a->Attach().WithContext("attach"));
   *out = std::move(a);
@@ -230,6 +281,15 @@ Status ActivityCapture::Uninstall(const std::string& pin_dir) {
 Status ActivityCapture::Open() {
   skel_ = latch_activity__open();
   if (skel_ == nullptr) return LibbpfError("opening the activity BPF object", errno);
+  io_uring_seen_ = KernelHasIoUringTracepoints();
+  if (!io_uring_seen_) {
+    logging::Default().Warn("this kernel has no io_uring tracepoints",
+                            {{"effect", "io_uring submissions are not recorded"}});
+    bpf_program* prog;
+    bpf_object__for_each_program(prog, skel_->obj) {
+      if (IsIoUringProgram(prog)) bpf_program__set_autoload(prog, false);
+    }
+  }
   skel_->rodata->latch_activity_wakeup_bytes = options_.wakeup_bytes;
   int err = bpf_map__set_max_entries(skel_->maps.latch_activity, options_.ring_bytes);
   if (err != 0) return LibbpfError("sizing the activity ring buffer", err);
@@ -240,6 +300,30 @@ Status ActivityCapture::Open() {
     err = bpf_map__set_pin_path(m, path.c_str());
     if (err != 0) return LibbpfError("setting pin path " + path, err);
   }
+  return Status::Ok();
+}
+
+Status ActivityCapture::ReplaceStalePins() {
+  std::string why;
+  bpf_map* m;
+  bpf_object__for_each_map(m, skel_->obj) {
+    if (bpf_map__is_internal(m)) continue;
+    if (!PinnedMapMatches(m, options_.pin_dir + "/" + bpf_map__name(m), &why)) break;
+  }
+  if (why.empty()) return Status::Ok();
+  // Everything in these maps is derived (the watch set and configuration are
+  // written again from the grants and the settings) or transient (pending
+  // calls, throttle state, counters), except records still in the ring: the
+  // agent drains that before it stops, so an upgrade loses at most what came
+  // in between.
+  logging::Default().Warn(
+      "activity capture pinned in another layout (an upgrade): reinstalled",
+      {{"pin_dir", options_.pin_dir}, {"map", why}, {"effect", "its counters start again at 0"}});
+  reinstalled_ = true;
+  LATCH_RETURN_IF_ERROR(Uninstall(options_.pin_dir));
+  std::error_code ec;
+  std::filesystem::create_directories(options_.pin_dir, ec);
+  if (ec) return Status::FromErrno("create " + options_.pin_dir, ec.value());
   return Status::Ok();
 }
 
@@ -324,7 +408,7 @@ Status ActivityCapture::AttachSyscallPrograms() {
   if (closing_.joinable()) closing_.join();
   bpf_program* prog;
   bpf_object__for_each_program(prog, skel_->obj) {
-    if (!IsSyscallProgram(prog)) continue;
+    if (!IsSyscallProgram(prog) || !bpf_program__autoload(prog)) continue;  // not loaded
     bpf_link* link = nullptr;
     Status s = AttachProgram(prog, &link);
     if (!s.ok()) {
@@ -443,10 +527,10 @@ Status ActivityCapture::DescribePinned(const std::string& pin_dir, std::string* 
   LATCH_RETURN_IF_ERROR(s);
   std::string out = "activity capture pinned at " + pin_dir + ": " + std::to_string(links) +
                     " programs attached, " + std::to_string(principals) +
-                    " principals in the watch set\n  kind          sent      lost  held back\n";
+                    " principals in the watch set\n  kind              sent      lost  held back\n";
   for (uint32_t k = 1; k < LATCH_ACT_KINDS; ++k) {
     char line[128];
-    std::snprintf(line, sizeof(line), "  %-11s %9llu %9llu %10llu\n", ActivityKindName(k),
+    std::snprintf(line, sizeof(line), "  %-15s %9llu %9llu %10llu\n", ActivityKindName(k),
                   static_cast<unsigned long long>(c[LATCH_ACT_CTR_SUBMITTED + k]),
                   static_cast<unsigned long long>(c[LATCH_ACT_CTR_LOST + k]),
                   static_cast<unsigned long long>(c[LATCH_ACT_CTR_SUPPRESSED + k]));

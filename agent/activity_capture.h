@@ -6,11 +6,14 @@
 //              tracepoints are found through it
 //   open       the BPF skeleton
 //   configure  ring buffer size; pin paths of the maps under the pin directory
-//   load       programs; maps already pinned there are reused
+//   load       programs; maps already pinned there are reused (pinned in
+//              another layout, by an older agent: the capture is uninstalled
+//              and installed afresh, logged)
 //   configure  maps: mode, path prefixes, throttle; then who is watched
 //   attach     every program to its tracepoint, as pinned bpf_links; a link
 //              already pinned for the same program is adopted as it is.
-//              The syscall programs (connects, opens, privilege changes) are
+//              The syscall programs (connects, opens, privilege changes)
+//              and io_uring's (instances set up, submissions) are
 //              attached only while someone can be watched: with watch =
 //              "grants" and no grant live or to come, they are detached, and
 //              the host's syscalls pay nothing (an attached syscall
@@ -114,10 +117,18 @@ class ActivityCapture {
   bool mounted_tracefs() const { return mounted_tracefs_; }
   int adopted_links() const { return adopted_; }
   int replaced_links() const { return replaced_; }
+  // Whether maps pinned in another layout (an older agent's) were removed
+  // and the capture installed afresh.
+  bool reinstalled() const { return reinstalled_; }
+  // Whether io_uring is watched (the kernel has its tracepoints).
+  bool io_uring_seen() const { return io_uring_seen_; }
 
  private:
   ActivityCapture() = default;
   Status Open();
+  // Before load: maps pinned in another layout than this agent's cannot be
+  // reused, so the whole capture is uninstalled to be installed afresh.
+  Status ReplaceStalePins();
   Status Load();
   Status Attach();
   Status Configure();
@@ -136,6 +147,8 @@ class ActivityCapture {
   std::thread closing_;                   // closes detached syscall links
   int adopted_ = 0;
   int replaced_ = 0;
+  bool reinstalled_ = false;
+  bool io_uring_seen_ = false;
   latch_activity_config config_{};
   bool mounted_tracefs_ = false;
 };

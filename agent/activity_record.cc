@@ -67,6 +67,75 @@ std::string Hex16(const kj::ArrayPtr<const kj::byte>& b) {
   return out;
 }
 
+// IORING_OP_* by number, as of Linux 6.18 (slot 63 also holds anything newer).
+const char* IoUringOpName(uint32_t op) {
+  static const char* const kNames[] = {"nop",
+                                       "readv",
+                                       "writev",
+                                       "fsync",
+                                       "read_fixed",
+                                       "write_fixed",
+                                       "poll_add",
+                                       "poll_remove",
+                                       "sync_file_range",
+                                       "sendmsg",
+                                       "recvmsg",
+                                       "timeout",
+                                       "timeout_remove",
+                                       "accept",
+                                       "async_cancel",
+                                       "link_timeout",
+                                       "connect",
+                                       "fallocate",
+                                       "openat",
+                                       "close",
+                                       "files_update",
+                                       "statx",
+                                       "read",
+                                       "write",
+                                       "fadvise",
+                                       "madvise",
+                                       "send",
+                                       "recv",
+                                       "openat2",
+                                       "epoll_ctl",
+                                       "splice",
+                                       "provide_buffers",
+                                       "remove_buffers",
+                                       "tee",
+                                       "shutdown",
+                                       "renameat",
+                                       "unlinkat",
+                                       "mkdirat",
+                                       "symlinkat",
+                                       "linkat",
+                                       "msg_ring",
+                                       "fsetxattr",
+                                       "setxattr",
+                                       "fgetxattr",
+                                       "getxattr",
+                                       "socket",
+                                       "uring_cmd",
+                                       "send_zc",
+                                       "sendmsg_zc",
+                                       "read_multishot",
+                                       "waitid",
+                                       "futex_wait",
+                                       "futex_wake",
+                                       "futex_waitv",
+                                       "fixed_fd_install",
+                                       "ftruncate",
+                                       "bind",
+                                       "listen",
+                                       "recv_zc",
+                                       "epoll_wait",
+                                       "readv_fixed",
+                                       "writev_fixed",
+                                       "pipe"};
+  static_assert(sizeof(kNames) / sizeof(kNames[0]) == LATCH_URING_OPCODES - 1);
+  return op < LATCH_URING_OPCODES - 1 ? kNames[op] : "newer";
+}
+
 }  // namespace
 
 const char* ActivityKindName(uint32_t kind) {
@@ -83,6 +152,10 @@ const char* ActivityKindName(uint32_t kind) {
       return "credentials";
     case LATCH_ACT_THROTTLE:
       return "throttle";
+    case LATCH_ACT_URING_SETUP:
+      return "io_uring_setup";
+    case LATCH_ACT_URING_OPS:
+      return "io_uring_ops";
   }
   return "unknown";
 }
@@ -106,6 +179,15 @@ Status EncodeActivityEvent(std::string_view raw, std::string* out, const ArgvRed
   r.setCgroupId(h.cgroup_id);
   r.setComm(Bytes(h.comm, strnlen(h.comm, sizeof(h.comm))));
   r.setGrantId(h.grant_id);
+  if (h.via == LATCH_VIA_IO_URING) {
+    if (h.kind != LATCH_ACT_CONNECT && h.kind != LATCH_ACT_OPEN) {
+      return Status::Corruption("activity record of kind " + std::to_string(h.kind) +
+                                " claims to come through io_uring");
+    }
+    r.setViaIoUring(true);
+  } else if (h.via != LATCH_VIA_SYSCALL) {
+    return Status::Corruption("activity record with an unknown origin " + std::to_string(h.via));
+  }
   switch (h.kind) {
     case LATCH_ACT_EXEC: {
       constexpr size_t kData = offsetof(latch_activity_exec, data);
@@ -201,6 +283,35 @@ Status EncodeActivityEvent(std::string_view raw, std::string* out, const ArgvRed
       }
       break;
     }
+    case LATCH_ACT_URING_SETUP: {
+      latch_activity_uring_setup e;
+      LATCH_RETURN_IF_ERROR(Fixed(raw, "io_uring setup", &e));
+      auto u = r.initIoUringSetup();
+      u.setFd(e.fd);
+      u.setSqEntries(e.sq_entries);
+      u.setCqEntries(e.cq_entries);
+      u.setFlags(e.flags);
+      break;
+    }
+    case LATCH_ACT_URING_OPS: {
+      latch_activity_uring_ops e;
+      LATCH_RETURN_IF_ERROR(Fixed(raw, "io_uring operations", &e));
+      auto u = r.initIoUringOps();
+      u.setWindowStartNs(e.window_start_ns);
+      u.setWindowEndNs(e.window_end_ns);
+      unsigned n = 0;
+      for (uint32_t op = 0; op < LATCH_URING_OPCODES; ++op) n += e.submitted[op] != 0;
+      auto list = u.initSubmitted(n);
+      unsigned i = 0;
+      for (uint32_t op = 0; op < LATCH_URING_OPCODES; ++op) {
+        if (e.submitted[op] == 0) continue;
+        list[i].setOpcode(static_cast<uint8_t>(op));
+        list[i].setName(IoUringOpName(op));
+        list[i].setCount(e.submitted[op]);
+        ++i;
+      }
+      break;
+    }
     default:
       return Status::Corruption("activity record of unknown kind " + std::to_string(h.kind));
   }
@@ -227,6 +338,7 @@ Status ViewActivityEvent(std::string_view canonical, ActivitySummary* out, nlohm
                {"cgroup_id", r.getCgroupId()},
                {"comm", KernelText(r.getComm())},
                {"grant_id", r.getGrantId()}};
+          if (r.getViaIoUring()) j["via"] = "io_uring";
         }
         switch (r.which()) {
           case A::EXEC: {
@@ -288,10 +400,33 @@ Status ViewActivityEvent(std::string_view canonical, ActivitySummary* out, nlohm
             if (!detail) break;
             auto t = r.getThrottle();
             nlohmann::json suppressed = nlohmann::json::object();
-            for (auto c : t.getSuppressed()) suppressed[c.getKind().cStr()] = c.getCount();
+            for (auto c : t.getSuppressed())
+              suppressed[KernelText(c.getKind().asBytes())] = c.getCount();
             j["window_start_ns"] = t.getWindowStartNs();
             j["window_end_ns"] = t.getWindowEndNs();
             j["suppressed"] = std::move(suppressed);
+            break;
+          }
+          case A::IO_URING_SETUP: {
+            s.kind = "io_uring_setup";
+            if (!detail) break;
+            auto u = r.getIoUringSetup();
+            j["fd"] = u.getFd();
+            j["sq_entries"] = u.getSqEntries();
+            j["cq_entries"] = u.getCqEntries();
+            j["flags"] = u.getFlags();
+            break;
+          }
+          case A::IO_URING_OPS: {
+            s.kind = "io_uring_ops";
+            if (!detail) break;
+            auto u = r.getIoUringOps();
+            nlohmann::json submitted = nlohmann::json::object();
+            for (auto c : u.getSubmitted())
+              submitted[KernelText(c.getName().asBytes())] = c.getCount();
+            j["window_start_ns"] = u.getWindowStartNs();
+            j["window_end_ns"] = u.getWindowEndNs();
+            j["submitted"] = std::move(submitted);
             break;
           }
           default:

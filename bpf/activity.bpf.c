@@ -76,9 +76,19 @@ struct {
   __type(value, __u64);
 } latch_act_counters SEC(".maps");
 
-/* Room to build the largest record (exec) off the 512-byte stack. */
+/* Per-process io_uring submission counts. */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 16384);
+  __type(key, __u32);
+  __type(value, struct latch_uring_state);
+} latch_uring SEC(".maps");
+
+/* Room to build the largest records (exec, io_uring counts) off the 512-byte
+ * stack. A program uses one member at a time. */
 union latch_scratch {
   struct latch_activity_exec exec;
+  struct latch_activity_uring_ops uring_ops;
   union latch_pending pending;
 };
 struct {
@@ -150,7 +160,7 @@ static __always_inline void fill_header(struct latch_activity_header* h, struct 
   h->gid = cred->gid.val;
   h->kind = kind;
   h->size = size;
-  h->pad = 0;
+  h->via = LATCH_VIA_SYSCALL;
   bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
@@ -215,6 +225,23 @@ static __always_inline union latch_scratch* scratch(void) {
   return bpf_map_lookup_elem(&latch_act_scratch, &zero);
 }
 
+/* Sends what `s` counted, if anything, and starts it afresh. Never throttled:
+ * it is a summary already. */
+static __always_inline void send_uring_ops(struct latch_uring_state* s, struct task_struct* task,
+                                           __u64 grant_id) {
+  if (s->window_start_ns == 0) return;
+  union latch_scratch* sc = scratch();
+  if (!sc) return;
+  struct latch_activity_uring_ops* r = &sc->uring_ops;
+  fill_header(&r->h, task, LATCH_ACT_URING_OPS, sizeof(*r), grant_id);
+  r->window_start_ns = s->window_start_ns;
+  r->window_end_ns = r->h.ktime_boot_ns;
+  __builtin_memcpy(r->submitted, s->submitted, sizeof(r->submitted));
+  __builtin_memset(s->submitted, 0, sizeof(s->submitted));
+  s->window_start_ns = 0;
+  output(r, sizeof(*r), LATCH_ACT_URING_OPS);
+}
+
 /* Programs run: the path and the arguments (bounded, marked when cut). */
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(latch_act_exec, struct task_struct* p, pid_t old_pid, struct linux_binprm* bprm) {
@@ -266,6 +293,11 @@ int BPF_PROG(latch_act_exit, struct task_struct* p) {
     send_summary(s, task, grant_id);
     bpf_map_delete_elem(&latch_throttle, &tgid);
   }
+  struct latch_uring_state* u = bpf_map_lookup_elem(&latch_uring, &tgid);
+  if (u) {
+    send_uring_ops(u, task, grant_id);
+    bpf_map_delete_elem(&latch_uring, &tgid);
+  }
   if (!is_watched) return 0;
   struct latch_activity_exit x = {};
   fill_header(&x.h, task, LATCH_ACT_EXIT, sizeof(x), grant_id);
@@ -274,48 +306,58 @@ int BPF_PROG(latch_act_exit, struct task_struct* p) {
   return 0;
 }
 
+/* A pending record for a task already known to be watched. */
+static __always_inline union latch_pending* begin_watched(struct task_struct* task, __u16 kind,
+                                                          __u16 size, __u64 grant_id) {
+  union latch_scratch* s = scratch();
+  if (!s) return 0;
+  fill_header(&s->pending.h, task, kind, size, grant_id);
+  return &s->pending;
+}
+
 static __always_inline union latch_pending* begin(const struct latch_activity_config* cfg,
                                                   struct task_struct* task, __u16 kind, __u16 size,
                                                   __u64* grant_id) {
   if (!watched(cfg, task, grant_id)) return 0;
-  union latch_scratch* s = scratch();
-  if (!s) return 0;
-  fill_header(&s->pending.h, task, kind, size, *grant_id);
-  return &s->pending;
+  return begin_watched(task, kind, size, *grant_id);
 }
 
-static __always_inline void park(union latch_pending* p) {
-  __u64 id = bpf_get_current_pid_tgid();
-  bpf_map_update_elem(&latch_act_pending, &id, p, BPF_ANY);
+/* Parked under the calling thread until the call's exit; an io_uring request
+ * is parked under its address instead (a kernel address, never a pid_tgid). */
+static __always_inline void park_as(union latch_pending* p, __u64 key) {
+  bpf_map_update_elem(&latch_act_pending, &key, p, BPF_ANY);
 }
+
+static __always_inline void park(union latch_pending* p) { park_as(p, bpf_get_current_pid_tgid()); }
 
 /* The exit of a call begun above: its outcome, then the record goes out. */
-static __always_inline union latch_pending* finish(__u16 kind) {
-  __u64 id = bpf_get_current_pid_tgid();
-  union latch_pending* p = bpf_map_lookup_elem(&latch_act_pending, &id);
+static __always_inline union latch_pending* finish_as(__u64 key, __u16 kind) {
+  union latch_pending* p = bpf_map_lookup_elem(&latch_act_pending, &key);
   if (!p || p->h.kind != kind) return 0;
   return p;
 }
 
-static __always_inline void send_and_drop(const struct latch_activity_config* cfg,
-                                          union latch_pending* p, __u64 size, __u32 kind) {
-  struct task_struct* task = bpf_get_current_task_btf();
-  emit(cfg, task, p, size, kind);
-  __u64 id = bpf_get_current_pid_tgid();
-  bpf_map_delete_elem(&latch_act_pending, &id);
+static __always_inline union latch_pending* finish(__u16 kind) {
+  return finish_as(bpf_get_current_pid_tgid(), kind);
 }
 
-/* Connect attempts to any IPv4 or IPv6 destination. */
-SEC("tracepoint/syscalls/sys_enter_connect")
-int latch_act_connect_enter(struct trace_event_raw_sys_enter* ctx) {
-  const struct latch_activity_config* cfg = act_config();
-  if (!cfg) return 0;
-  __u64 grant_id;
-  union latch_pending* p = begin(cfg, bpf_get_current_task_btf(), LATCH_ACT_CONNECT,
-                                 sizeof(struct latch_activity_connect), &grant_id);
-  if (!p) return 0;
-  const void* addr = (const void*)ctx->args[1];
-  struct latch_activity_connect* c = &p->connect;
+static __always_inline void send_and_drop_as(const struct latch_activity_config* cfg,
+                                             union latch_pending* p, __u64 size, __u32 kind,
+                                             __u64 key) {
+  struct task_struct* task = bpf_get_current_task_btf();
+  emit(cfg, task, p, size, kind);
+  bpf_map_delete_elem(&latch_act_pending, &key);
+}
+
+static __always_inline void send_and_drop(const struct latch_activity_config* cfg,
+                                          union latch_pending* p, __u64 size, __u32 kind) {
+  send_and_drop_as(cfg, p, size, kind, bpf_get_current_pid_tgid());
+}
+
+/* Fills c's destination from a sockaddr in user memory: 1 for IPv4 or IPv6,
+ * 0 for anything else (local sockets and the like are not network
+ * connects) or an address that cannot be read. */
+static __always_inline int read_destination(struct latch_activity_connect* c, const void* addr) {
   __u16 family = 0;
   if (bpf_probe_read_user(&family, sizeof(family), addr) != 0) return 0;
   __builtin_memset(c->addr, 0, sizeof(c->addr));
@@ -328,14 +370,28 @@ int latch_act_connect_enter(struct trace_event_raw_sys_enter* ctx) {
     c->addr[10] = 0xff;
     c->addr[11] = 0xff;
     __builtin_memcpy(&c->addr[12], &in.sin_addr.s_addr, 4);
-  } else if (family == AF_INET6) {
+    return 1;
+  }
+  if (family == AF_INET6) {
     struct sockaddr_in6 in6 = {};
     if (bpf_probe_read_user(&in6, sizeof(in6), addr) != 0) return 0;
     c->port = bpf_ntohs(in6.sin6_port);
     __builtin_memcpy(c->addr, &in6.sin6_addr, 16);
-  } else {
-    return 0; /* local sockets and the like are not network connects */
+    return 1;
   }
+  return 0;
+}
+
+/* Connect attempts to any IPv4 or IPv6 destination. */
+SEC("tracepoint/syscalls/sys_enter_connect")
+int latch_act_connect_enter(struct trace_event_raw_sys_enter* ctx) {
+  const struct latch_activity_config* cfg = act_config();
+  if (!cfg) return 0;
+  __u64 grant_id;
+  union latch_pending* p = begin(cfg, bpf_get_current_task_btf(), LATCH_ACT_CONNECT,
+                                 sizeof(struct latch_activity_connect), &grant_id);
+  if (!p) return 0;
+  if (!read_destination(&p->connect, (const void*)ctx->args[1])) return 0;
   park(p);
   return 0;
 }
@@ -462,6 +518,34 @@ static __always_inline __u32 fd_path(struct task_struct* task, int fd, char* out
   return n;
 }
 
+/* What latch_activity_open.pad means in a pending record (it is 0 in a sent
+ * one): how its relative path is to be resolved when the call returns. */
+enum latch_open_pending {
+  LATCH_OPEN_ABSOLUTE = 0,   /* matched at entry */
+  LATCH_OPEN_RELATIVE = 1,   /* matched by the path of the fd it returns */
+  LATCH_OPEN_UNRESOLVED = 2, /* into a fixed-file slot: no fd to resolve, not recorded */
+};
+
+/* The rest of an open whose path is in o->path (n: the string's length with
+ * its NUL, as the read helpers return it). 1 if it is to be parked. */
+static __always_inline int open_prepare(const struct latch_activity_config* cfg,
+                                        struct latch_activity_open* o, long n, __u32 flags,
+                                        __u32 mode, int fixed_slot) {
+  if (n <= 0) return 0;
+  __u32 len = (__u32)n - 1;
+  /* An absolute path is matched now; a relative one (after a chdir, or to a
+   * directory fd) when the call returns, against the path of what it opened. */
+  int relative = o->path[0] != '/';
+  if (!relative && !watched_path(cfg, o->path, len)) return 0;
+  if (relative && fixed_slot) return 0;
+  o->path_len = len;
+  o->flags = flags;
+  o->mode = mode;
+  o->result = 0;
+  o->pad = relative ? LATCH_OPEN_RELATIVE : LATCH_OPEN_ABSOLUTE;
+  return 1;
+}
+
 static __always_inline int open_enter(const char* filename, __u32 flags, __u32 mode) {
   const struct latch_activity_config* cfg = act_config();
   if (!cfg || cfg->prefix_count == 0) return 0;
@@ -469,20 +553,8 @@ static __always_inline int open_enter(const char* filename, __u32 flags, __u32 m
   union latch_pending* p = begin(cfg, bpf_get_current_task_btf(), LATCH_ACT_OPEN,
                                  sizeof(struct latch_activity_open), &grant_id);
   if (!p) return 0;
-  struct latch_activity_open* o = &p->open;
-  long n = bpf_probe_read_user_str(o->path, sizeof(o->path), filename);
-  if (n <= 0) return 0;
-  __u32 len = (__u32)n - 1;
-  /* An absolute path is matched now; a relative one (after a chdir, or to a
-   * directory fd) when the call returns, against the path of what it opened. */
-  int relative = o->path[0] != '/';
-  if (!relative && !watched_path(cfg, o->path, len)) return 0;
-  o->path_len = len;
-  o->flags = flags;
-  o->mode = mode;
-  o->result = 0;
-  o->pad = relative; /* in the pending record only: resolve at exit */
-  park(p);
+  long n = bpf_probe_read_user_str(p->open.path, sizeof(p->open.path), filename);
+  if (open_prepare(cfg, &p->open, n, flags, mode, 0)) park(p);
   return 0;
 }
 
@@ -498,19 +570,19 @@ int latch_act_openat2_enter(struct trace_event_raw_sys_enter* ctx) {
   return open_enter((const char*)ctx->args[1], (__u32)how.flags, (__u32)how.mode);
 }
 
-static __always_inline int open_exit(struct trace_event_raw_sys_exit* ctx) {
-  const struct latch_activity_config* cfg = act_config();
-  if (!cfg) return 0;
-  union latch_pending* p = finish(LATCH_ACT_OPEN);
-  if (!p) return 0;
-  p->open.result = (__s32)ctx->ret;
-  if (p->open.pad) {
+/* An open parked under `key` returned `result`: sent if what it names (or,
+ * for a relative path, what it opened) is watched. */
+static __always_inline void open_complete(const struct latch_activity_config* cfg,
+                                          union latch_pending* p, __s32 result, __u64 key) {
+  p->open.result = result;
+  if (p->open.pad != LATCH_OPEN_ABSOLUTE) {
     /* Relative: what did it open? Unresolvable (it failed) is not recorded. */
-    __u32 resolved = fd_path(bpf_get_current_task_btf(), p->open.result, p->open.path);
-    __u64 id = bpf_get_current_pid_tgid();
+    __u32 resolved = p->open.pad == LATCH_OPEN_RELATIVE
+                         ? fd_path(bpf_get_current_task_btf(), result, p->open.path)
+                         : 0;
     if (resolved == 0 || !watched_path(cfg, p->open.path, resolved)) {
-      bpf_map_delete_elem(&latch_act_pending, &id);
-      return 0;
+      bpf_map_delete_elem(&latch_act_pending, &key);
+      return;
     }
     p->open.path_len = resolved;
     p->open.pad = 0;
@@ -519,7 +591,15 @@ static __always_inline int open_exit(struct trace_event_raw_sys_exit* ctx) {
   if (len > LATCH_OPEN_PATH_MAX) len = LATCH_OPEN_PATH_MAX;
   __u64 size = offsetof(struct latch_activity_open, path) + len;
   p->h.size = size; /* the path's length, not the buffer's */
-  send_and_drop(cfg, p, size, LATCH_ACT_OPEN);
+  send_and_drop_as(cfg, p, size, LATCH_ACT_OPEN, key);
+}
+
+static __always_inline int open_exit(struct trace_event_raw_sys_exit* ctx) {
+  const struct latch_activity_config* cfg = act_config();
+  if (!cfg) return 0;
+  union latch_pending* p = finish(LATCH_ACT_OPEN);
+  if (!p) return 0;
+  open_complete(cfg, p, (__s32)ctx->ret, bpf_get_current_pid_tgid());
   return 0;
 }
 
@@ -528,6 +608,112 @@ int latch_act_openat_exit(struct trace_event_raw_sys_exit* ctx) { return open_ex
 
 SEC("tracepoint/syscalls/sys_exit_openat2")
 int latch_act_openat2_exit(struct trace_event_raw_sys_exit* ctx) { return open_exit(ctx); }
+
+/* io_uring: a watched process's instances as it sets them up, its
+ * submissions counted by operation, and its connects and opens recorded like
+ * the system calls' (target at submission, where the request has been
+ * prepared; result at completion), marked as through io_uring. The
+ * submitting task is the caller, or its SQPOLL thread (same process). */
+#define LATCH_IORING_OP_CONNECT 16
+#define LATCH_IORING_OP_OPENAT 18
+#define LATCH_IORING_OP_OPENAT2 28
+
+SEC("tp_btf/io_uring_create")
+int BPF_PROG(latch_act_uring_create, int fd, void* ring, __u32 sq_entries, __u32 cq_entries,
+             __u32 flags) {
+  const struct latch_activity_config* cfg = act_config();
+  if (!cfg) return 0;
+  struct task_struct* task = bpf_get_current_task_btf();
+  __u64 grant_id;
+  if (!watched(cfg, task, &grant_id)) return 0;
+  struct latch_activity_uring_setup u = {};
+  fill_header(&u.h, task, LATCH_ACT_URING_SETUP, sizeof(u), grant_id);
+  u.fd = fd;
+  u.sq_entries = sq_entries;
+  u.cq_entries = cq_entries;
+  u.flags = flags;
+  emit(cfg, task, &u, sizeof(u), LATCH_ACT_URING_SETUP);
+  return 0;
+}
+
+static __always_inline void count_uring_op(struct task_struct* task, __u64 grant_id, __u8 opcode) {
+  __u32 tgid = task->tgid;
+  struct latch_uring_state* s = bpf_map_lookup_elem(&latch_uring, &tgid);
+  if (!s) {
+    struct latch_uring_state fresh = {};
+    bpf_map_update_elem(&latch_uring, &tgid, &fresh, BPF_NOEXIST);
+    s = bpf_map_lookup_elem(&latch_uring, &tgid);
+    if (!s) return;
+  }
+  __u64 now = bpf_ktime_get_boot_ns();
+  if (s->window_start_ns != 0 && now - s->window_start_ns >= LATCH_URING_REPORT_NS) {
+    send_uring_ops(s, task, grant_id);
+  }
+  if (s->window_start_ns == 0) s->window_start_ns = now;
+  __u32 slot = opcode < LATCH_URING_OPCODES ? opcode : LATCH_URING_OPCODES - 1;
+  __sync_fetch_and_add(&s->submitted[slot & (LATCH_URING_OPCODES - 1)], 1);
+}
+
+SEC("tp_btf/io_uring_submit_req")
+int BPF_PROG(latch_act_uring_submit, struct io_kiocb* req) {
+  const struct latch_activity_config* cfg = act_config();
+  if (!cfg) return 0;
+  struct task_struct* task = bpf_get_current_task_btf();
+  __u64 grant_id;
+  if (!watched(cfg, task, &grant_id)) return 0;
+  __u8 opcode = BPF_CORE_READ(req, opcode);
+  count_uring_op(task, grant_id, opcode);
+  /* The prepared request sits in the command area at the start of io_kiocb. */
+  __u64 key = (__u64)req;
+  if (opcode == LATCH_IORING_OP_CONNECT) {
+    union latch_pending* p =
+        begin_watched(task, LATCH_ACT_CONNECT, sizeof(struct latch_activity_connect), grant_id);
+    if (!p) return 0;
+    struct io_connect* conn = (struct io_connect*)req;
+    if (!read_destination(&p->connect, BPF_CORE_READ(conn, addr))) return 0;
+    p->h.via = LATCH_VIA_IO_URING;
+    park_as(p, key);
+  } else if ((opcode == LATCH_IORING_OP_OPENAT || opcode == LATCH_IORING_OP_OPENAT2) &&
+             cfg->prefix_count > 0) {
+    union latch_pending* p =
+        begin_watched(task, LATCH_ACT_OPEN, sizeof(struct latch_activity_open), grant_id);
+    if (!p) return 0;
+    struct io_open* o = (struct io_open*)req;
+    const char* name = BPF_CORE_READ(o, filename, name);
+    long n = bpf_probe_read_kernel_str(p->open.path, sizeof(p->open.path), name);
+    if (!open_prepare(cfg, &p->open, n, (__u32)BPF_CORE_READ(o, how.flags),
+                      (__u32)BPF_CORE_READ(o, how.mode), BPF_CORE_READ(o, file_slot) != 0)) {
+      return 0;
+    }
+    p->h.via = LATCH_VIA_IO_URING;
+    park_as(p, key);
+  }
+  return 0;
+}
+
+SEC("tp_btf/io_uring_complete")
+int BPF_PROG(latch_act_uring_complete, struct io_ring_ctx* ring, void* req,
+             struct io_uring_cqe* cqe) {
+  const struct latch_activity_config* cfg = act_config();
+  if (!cfg || !req) return 0;
+  __u64 key = (__u64)req;
+  union latch_pending* p = bpf_map_lookup_elem(&latch_act_pending, &key);
+  if (!p) return 0;
+  /* A request address is reused once its request is done: a record left
+   * behind (its completion not seen) must match the operation. */
+  __u8 opcode = BPF_CORE_READ((struct io_kiocb*)req, opcode);
+  __s32 res = BPF_CORE_READ(cqe, res);
+  if (p->h.kind == LATCH_ACT_CONNECT && opcode == LATCH_IORING_OP_CONNECT) {
+    p->connect.result = res;
+    send_and_drop_as(cfg, p, sizeof(struct latch_activity_connect), LATCH_ACT_CONNECT, key);
+  } else if (p->h.kind == LATCH_ACT_OPEN &&
+             (opcode == LATCH_IORING_OP_OPENAT || opcode == LATCH_IORING_OP_OPENAT2)) {
+    open_complete(cfg, p, res, key);
+  } else {
+    bpf_map_delete_elem(&latch_act_pending, &key);
+  }
+  return 0;
+}
 
 /* Privilege changes: the credentials before (at entry) and after (at exit). */
 static __always_inline int cred_enter(struct trace_event_raw_sys_enter* ctx) {

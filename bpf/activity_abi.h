@@ -60,9 +60,19 @@ enum latch_activity_kind {
   LATCH_ACT_EXIT = 2,
   LATCH_ACT_CONNECT = 3,
   LATCH_ACT_OPEN = 4,
-  LATCH_ACT_CRED = 5,     /* setuid family or capset */
-  LATCH_ACT_THROTTLE = 6, /* a summary of what one process had suppressed */
-  LATCH_ACT_KINDS = 7,
+  LATCH_ACT_CRED = 5,        /* setuid family or capset */
+  LATCH_ACT_THROTTLE = 6,    /* a summary of what one process had suppressed */
+  LATCH_ACT_URING_SETUP = 7, /* an io_uring instance set up */
+  LATCH_ACT_URING_OPS = 8,   /* io_uring submissions, counted by operation */
+  LATCH_ACT_KINDS = 9,
+};
+
+/* latch_activity_header.via: how a connect or open was asked for. Through
+ * io_uring the record is made at submission (target) and sent at completion
+ * (result); the task is the one that submitted. */
+enum latch_activity_via {
+  LATCH_VIA_SYSCALL = 0,
+  LATCH_VIA_IO_URING = 1,
 };
 
 /* Every record starts with this. `size` is the whole record's. */
@@ -78,7 +88,7 @@ struct latch_activity_header {
   __u32 gid;
   __u16 kind; /* enum latch_activity_kind */
   __u16 size;
-  __u32 pad;
+  __u32 via; /* enum latch_activity_via */
   char comm[16];
 };
 
@@ -136,6 +146,34 @@ struct latch_activity_throttle {
   __u32 pad;
 };
 
+/* io_uring_setup by a watched process (the io_uring_create tracepoint). */
+struct latch_activity_uring_setup {
+  struct latch_activity_header h;
+  __s32 fd; /* the instance's file descriptor */
+  __u32 sq_entries;
+  __u32 cq_entries;
+  __u32 flags; /* IORING_SETUP_* */
+};
+
+/* What a watched process submitted through io_uring, by opcode, since
+ * window_start_ns: sent when it exits, and by its first submission after
+ * LATCH_URING_REPORT_NS have passed. Opcodes at or above
+ * LATCH_URING_OPCODES (newer than this header) are counted in the last slot. */
+#define LATCH_URING_OPCODES 64
+#define LATCH_URING_REPORT_NS (60ull * 1000 * 1000 * 1000)
+struct latch_activity_uring_ops {
+  struct latch_activity_header h;
+  __u64 window_start_ns; /* boot-time clock */
+  __u64 window_end_ns;
+  __u32 submitted[LATCH_URING_OPCODES];
+};
+
+/* Per-process io_uring counts (an LRU hash keyed by tgid). */
+struct latch_uring_state {
+  __u64 window_start_ns;
+  __u32 submitted[LATCH_URING_OPCODES];
+};
+
 /* Per-process throttle state (an LRU hash keyed by tgid). */
 struct latch_throttle_state {
   __u64 window_start_ns;
@@ -160,7 +198,9 @@ static_assert(sizeof(struct latch_activity_exit) == 80, "latch_activity_exit lay
 static_assert(sizeof(struct latch_activity_connect) == 96, "latch_activity_connect layout");
 static_assert(sizeof(struct latch_activity_open) == 72 + 16 + 256, "latch_activity_open layout");
 static_assert(sizeof(struct latch_activity_cred) == 72 + 8 + 32 + 16, "latch_activity_cred layout");
-static_assert(sizeof(struct latch_activity_throttle) == 72 + 16 + 32, "latch_activity_throttle");
+static_assert(sizeof(struct latch_activity_throttle) == 72 + 16 + 40, "latch_activity_throttle");
+static_assert(sizeof(struct latch_activity_uring_setup) == 72 + 16, "latch_activity_uring_setup");
+static_assert(sizeof(struct latch_activity_uring_ops) == 72 + 16 + 256, "latch_activity_uring_ops");
 #endif
 
 #endif /* LATCH_BPF_ACTIVITY_ABI_H_ */

@@ -79,6 +79,7 @@ struct ActivityEvent {
   cgroupId @7 :UInt64;
   comm @8 :Data;
   grantId @9 :UInt64;        # the grant its uid or cgroup held (0: watched without one)
+  viaIoUring @39 :Bool;      # connect or open submitted through io_uring, not a system call
 
   union {
     unspecified @10 :Void;
@@ -122,7 +123,24 @@ struct ActivityEvent {
       windowEndNs @36 :UInt64;
       suppressed @37 :List(SuppressedCount);
     }
+    ioUringSetup :group {    # an io_uring instance set up (io_uring_setup)
+      fd @40 :Int32;
+      sqEntries @41 :UInt32;
+      cqEntries @42 :UInt32;
+      flags @43 :UInt32;     # IORING_SETUP_*
+    }
+    ioUringOps :group {      # what one process submitted through io_uring, by operation
+      windowStartNs @44 :UInt64;  # boot-time clock
+      windowEndNs @45 :UInt64;
+      submitted @46 :List(IoUringOpCount);
+    }
   }
+}
+
+struct IoUringOpCount {
+  opcode @0 :UInt8;          # IORING_OP_*; 63 also counts any newer one
+  name @1 :Text;             # e.g. "openat", "connect", "read"
+  count @2 :UInt32;
 }
 
 # The guard on a host was found detached or replaced behind the agent's back

@@ -361,11 +361,21 @@ std::string ActivityWhat(const std::string& kind, const nlohmann::json& d) {
     return line;
   }
   if (kind == "exit") return "exit status " + std::to_string(d.value("status", 0));
+  std::string via = d.value("via", "") == "io_uring" ? " (io_uring)" : "";
   if (kind == "connect") {
     return "connect " + AddressText(d.value("destination", ""), d.value("port", 0)) + " " +
-           ResultText(d.value("result", 0));
+           ResultText(d.value("result", 0)) + via;
   }
-  if (kind == "open") return "open " + d.value("path", "") + " " + ResultText(d.value("result", 0));
+  if (kind == "open") {
+    return "open " + d.value("path", "") + " " + ResultText(d.value("result", 0)) + via;
+  }
+  if (kind == "io_uring_setup") {
+    return "io_uring set up, fd " + std::to_string(d.value("fd", -1)) + ", " +
+           std::to_string(d.value("sq_entries", 0u)) + " entries";
+  }
+  if (kind == "io_uring_ops") {
+    return "io_uring submitted: " + d.value("submitted", nlohmann::json()).dump();
+  }
   if (kind == "credentials" && d.contains("old") && d.contains("new")) {
     // The call by name (x86-64 numbers, the one architecture bpf/ is built
     // for), then only what it changed.

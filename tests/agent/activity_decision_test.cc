@@ -144,6 +144,43 @@ TEST(ActivityRecord, MalformedRecordsAreRefused) {
   o.h.size = offsetof(latch_activity_open, path) + 10;
   EXPECT_FALSE(latch::agent::EncodeActivityEvent(Raw(&o, o.h.size), &out).ok());
   EXPECT_FALSE(latch::agent::EncodeActivityEvent("short", &out).ok());
+  // Only connects and opens come through io_uring; an unknown origin is damage.
+  x.h.kind = LATCH_ACT_EXIT;
+  x.h.via = LATCH_VIA_IO_URING;
+  EXPECT_FALSE(latch::agent::EncodeActivityEvent(Raw(&x, sizeof(x)), &out).ok());
+  x.h.via = 7;
+  EXPECT_FALSE(latch::agent::EncodeActivityEvent(Raw(&x, sizeof(x)), &out).ok());
+}
+
+// Issue 13.6: what a process submitted through io_uring, by operation name;
+// an opcode newer than the table is counted, not dropped.
+TEST(ActivityRecord, IoUringCountsAreNamedByOperation) {
+  latch_activity_uring_ops u{};
+  u.h.kind = LATCH_ACT_URING_OPS;
+  u.h.size = sizeof(u);
+  u.window_start_ns = 5;
+  u.window_end_ns = 9;
+  u.submitted[18] = 2;                       // openat
+  u.submitted[16] = 1;                       // connect
+  u.submitted[LATCH_URING_OPCODES - 1] = 4;  // newer than this agent
+  std::string encoded;
+  ASSERT_TRUE(latch::agent::EncodeActivityEvent(Raw(&u, sizeof(u)), &encoded).ok());
+  latch::agent::ActivitySummary s;
+  nlohmann::json j;
+  ASSERT_TRUE(latch::agent::ViewActivityEvent(encoded, &s, &j).ok());
+  EXPECT_EQ(s.kind, "io_uring_ops");
+  EXPECT_EQ(j["submitted"], nlohmann::json({{"openat", 2}, {"connect", 1}, {"newer", 4}}));
+  EXPECT_EQ(j["window_start_ns"], 5);
+
+  latch_activity_connect c{};
+  c.h.kind = LATCH_ACT_CONNECT;
+  c.h.size = sizeof(c);
+  c.h.via = LATCH_VIA_IO_URING;
+  c.result = -111;
+  ASSERT_TRUE(latch::agent::EncodeActivityEvent(Raw(&c, sizeof(c)), &encoded).ok());
+  ASSERT_TRUE(latch::agent::ViewActivityEvent(encoded, &s, &j).ok());
+  EXPECT_EQ(j["via"], "io_uring");
+  EXPECT_EQ(j["result"], -111);
 }
 
 }  // namespace

@@ -2,8 +2,10 @@
 // tracepoints, processes run in a cgroup of the test's own as uids nobody
 // else uses, and the records read back from the ring buffer and decoded as
 // the agent sends them. Only records from the test's cgroup are looked at.
+#include <bpf/bpf.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <liburing.h>
 #include <linux/capability.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -463,6 +465,163 @@ TEST_F(ActivityKernelTest, CaptureOutlivesItsProcessAndIsAdopted) {
   auto exec = Of(Drain(), meanwhile, "exec");
   ASSERT_EQ(exec.size(), 1u);
   EXPECT_EQ(exec[0].detail["args"][1], "while-no-agent");
+}
+
+// One operation through io_uring, waited for: its result (or -1000 - errno
+// if it could not be submitted).
+template <typename Prep>
+int Through(io_uring* ring, Prep prep) {
+  io_uring_sqe* sqe = io_uring_get_sqe(ring);
+  if (sqe == nullptr) return -1000;
+  prep(sqe);
+  int n = io_uring_submit(ring);
+  if (n != 1) return -1000 + n;
+  io_uring_cqe* cqe = nullptr;
+  int w = io_uring_wait_cqe(ring, &cqe);
+  if (w != 0) return -1000 + w;
+  int res = cqe->res;
+  io_uring_cqe_seen(ring, cqe);
+  return res;
+}
+
+// Issue 13.6: opens and connects submitted through io_uring are recorded as
+// the system calls are (target, result, the grant), marked as io_uring; the
+// instance's setup is recorded; and everything submitted is counted by
+// operation in a summary when the process ends. Before, none of it was seen.
+TEST_F(ActivityKernelTest, OpensAndConnectsThroughIoUringAreRecorded) {
+  if (!capture_->io_uring_seen()) GTEST_FAIL() << "this kernel has no io_uring tracepoints";
+  std::string secret = dir_ + "/watched/secret", missing = dir_ + "/watched/missing",
+              plain = dir_ + "/plain";
+  uint16_t closed = FreeLoopbackPort();
+  auto body = [&] {
+    io_uring ring;
+    if (io_uring_queue_init(8, &ring, 0) != 0) ::_exit(10);
+    if (Through(&ring, [&](io_uring_sqe* q) {
+          io_uring_prep_openat(q, AT_FDCWD, secret.c_str(), O_RDONLY | O_CLOEXEC, 0);
+        }) < 0) {
+      ::_exit(11);
+    }
+    if (Through(&ring, [&](io_uring_sqe* q) {
+          io_uring_prep_openat(q, AT_FDCWD, missing.c_str(), O_RDONLY, 0);
+        }) != -ENOENT) {
+      ::_exit(12);
+    }
+    if (Through(&ring, [&](io_uring_sqe* q) {
+          io_uring_prep_openat(q, AT_FDCWD, plain.c_str(), O_RDONLY, 0);
+        }) < 0) {
+      ::_exit(13);
+    }
+    int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a = Loopback4(closed);
+    if (Through(&ring, [&](io_uring_sqe* q) {
+          io_uring_prep_connect(q, s, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+        }) != -ECONNREFUSED) {
+      ::_exit(14);
+    }
+    for (int i = 0; i < 3; ++i) {
+      if (Through(&ring, [](io_uring_sqe* q) { io_uring_prep_nop(q); }) != 0) ::_exit(15);
+    }
+  };
+  pid_t holder = RunAs(kHolder, body);
+  pid_t other = RunAs(kOther, body);
+  auto rs = Drain();
+
+  auto setup = Of(rs, holder, "io_uring_setup");
+  ASSERT_EQ(setup.size(), 1u);
+  EXPECT_EQ(setup[0].detail["sq_entries"], 8);
+  EXPECT_GE(setup[0].detail["fd"].get<int>(), 0);
+  EXPECT_EQ(setup[0].summary.grant_id, kGrant);
+
+  auto opens = Of(rs, holder, "open");
+  ASSERT_EQ(opens.size(), 2u);  // the unwatched path is not recorded
+  EXPECT_EQ(opens[0].detail["path"], secret);
+  EXPECT_GE(opens[0].detail["result"].get<int>(), 0);
+  EXPECT_EQ(opens[0].detail["flags"].get<uint32_t>() & O_CLOEXEC, static_cast<uint32_t>(O_CLOEXEC));
+  EXPECT_EQ(opens[0].detail["via"], "io_uring");
+  EXPECT_EQ(opens[0].summary.grant_id, kGrant);
+  EXPECT_EQ(opens[0].summary.uid, kHolder);
+  EXPECT_EQ(opens[1].detail["path"], missing);
+  EXPECT_EQ(opens[1].detail["result"], -ENOENT);
+  EXPECT_EQ(opens[1].detail["via"], "io_uring");
+
+  auto connects = Of(rs, holder, "connect");
+  ASSERT_EQ(connects.size(), 1u);
+  EXPECT_EQ(connects[0].detail["result"], -ECONNREFUSED);
+  EXPECT_EQ(connects[0].detail["port"], closed);
+  EXPECT_EQ(connects[0].detail["destination"], "00000000000000000000ffff7f000001");
+  EXPECT_EQ(connects[0].detail["via"], "io_uring");
+
+  auto ops = Of(rs, holder, "io_uring_ops");
+  ASSERT_EQ(ops.size(), 1u);
+  EXPECT_EQ(ops[0].detail["submitted"],
+            nlohmann::json({{"openat", 3}, {"connect", 1}, {"nop", 3}}));
+  EXPECT_LE(ops[0].detail["window_start_ns"].get<uint64_t>(),
+            ops[0].detail["window_end_ns"].get<uint64_t>());
+
+  // Nothing at all from someone without a grant.
+  EXPECT_TRUE(Of(rs, other).empty());
+}
+
+// A relative path through io_uring (to a directory fd) is matched, like the
+// system call's, by the path of what it opened.
+TEST_F(ActivityKernelTest, RelativeOpensThroughIoUringAreMatchedByWhatTheyOpened) {
+  if (!capture_->io_uring_seen()) GTEST_FAIL() << "this kernel has no io_uring tracepoints";
+  std::string watched = dir_ + "/watched";
+  pid_t holder = RunAs(kHolder, [&] {
+    io_uring ring;
+    if (io_uring_queue_init(4, &ring, 0) != 0) ::_exit(10);
+    int dir = ::open(watched.c_str(), O_RDONLY | O_DIRECTORY);
+    if (Through(&ring, [&](io_uring_sqe* q) {
+          io_uring_prep_openat(q, dir, "secret", O_RDONLY, 0);
+        }) < 0) {
+      ::_exit(11);
+    }
+    if (Through(&ring, [&](io_uring_sqe* q) {
+          io_uring_prep_openat(q, dir, "../plain", O_RDONLY, 0);
+        }) < 0) {
+      ::_exit(12);
+    }
+  });
+  auto opens = Of(Drain(), holder, "open");
+  ASSERT_EQ(opens.size(), 1u);
+  EXPECT_EQ(opens[0].detail["path"], watched + "/secret");
+  EXPECT_EQ(opens[0].detail["via"], "io_uring");
+}
+
+// An upgrade that changes a map's layout (as issue 13.6's new record kinds
+// did): the older agent's pinned maps cannot be reused, so the capture is
+// installed afresh instead of the agent failing to start.
+TEST_F(ActivityKernelTest, MapsPinnedInAnotherLayoutAreReplaced) {
+  ActivityOptions options = capture_->options();
+  reader_.reset();
+  capture_.reset();
+  ASSERT_TRUE(ActivityCapture::Uninstall(options.pin_dir).ok());
+  ASSERT_TRUE(fs::create_directory(options.pin_dir));
+  // An older agent's throttle state: a smaller value.
+  int old =
+      bpf_map_create(BPF_MAP_TYPE_LRU_HASH, "latch_throttle", sizeof(__u32), 48, 16384, nullptr);
+  ASSERT_GE(old, 0);
+  ASSERT_EQ(bpf_obj_pin(old, (options.pin_dir + "/latch_throttle").c_str()), 0);
+  ::close(old);
+  Status s = ActivityCapture::Start(options, &capture_);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(capture_->reinstalled());
+  ASSERT_NO_FATAL_FAILURE(OpenReader());
+  WatchEntry holder;
+  holder.principal = {Principal::Kind::kUid, kHolder};
+  holder.grant_id = kGrant;
+  holder.not_after_boot_ns = NowBootNs() + 3'600'000'000'000ull;
+  ASSERT_TRUE(capture_->SetWatched({holder}).ok());
+  const char* argv[] = {"true", nullptr};
+  pid_t after = RunAs(kHolder, [&] { ExecQuietly("/bin/true", argv); });
+  EXPECT_EQ(Of(Drain(), after, "exec").size(), 1u);
+
+  // The same layout is adopted as before, not replaced.
+  reader_.reset();
+  capture_.reset();
+  ASSERT_TRUE(ActivityCapture::Start(options, &capture_).ok());
+  EXPECT_FALSE(capture_->reinstalled());
+  EXPECT_GT(capture_->adopted_links(), 0);
 }
 
 TEST(WatchEntries, OnePerPrincipalCoveringItsGrants) {
