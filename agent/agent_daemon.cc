@@ -6,6 +6,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -214,6 +215,23 @@ std::string AgentDaemon::MetricsText() {
     metric("latch_agent_receipts_rejected_total", "counter",
            "Receipts that failed their checks (each an alarm).");
     value("latch_agent_receipts_rejected_total", c.receipts_rejected);
+    metric("latch_agent_collector_sessions_total", "counter",
+           "Sessions started with the collector (connections, and resends after a missing "
+           "receipt).");
+    value("latch_agent_collector_sessions_total", c.sessions);
+    metric("latch_agent_records_sent_total", "counter",
+           "Records sent to the collector, resends included (against records spooled: the "
+           "resend volume).");
+    value("latch_agent_records_sent_total", c.records_sent);
+    metric("latch_agent_receipts_stale_total", "counter",
+           "Receipts of an earlier session, not used for the checkpoint.");
+    value("latch_agent_receipts_stale_total", c.receipts_stale);
+    metric("latch_agent_receipt_timeout_seconds", "gauge",
+           "The receipt timeout now in force, learnt from the link's round trips.");
+    char seconds[32];
+    std::snprintf(seconds, sizeof(seconds), "%.3f",
+                  static_cast<double>(link_->receipt_timeout().count()) / 1000.0);
+    out += std::string("latch_agent_receipt_timeout_seconds ") + seconds + "\n";
     metric("latch_agent_grant_sets_total", "counter", "Signed grant sets received.");
     value("latch_agent_grant_sets_total", c.grant_sets);
     metric("latch_agent_grant_set_version", "gauge", "The grant set the kernel holds.");

@@ -57,7 +57,8 @@ CollectorLink::CollectorLink(boost::asio::io_context& io, CollectorLinkOptions o
       grant_version_(std::move(grant_version)),
       on_grant_set_(std::move(on_grant_set)),
       log_(log),
-      timer_(io) {}
+      timer_(io),
+      round_trip_(options_.receipt_timeout, options_.receipt_timeout_max) {}
 
 CollectorLink::~CollectorLink() {
   // The descriptor belongs to the ZeroMQ socket: Asio must not close it.
@@ -96,6 +97,7 @@ Status CollectorLink::Connect() {
     return Status::IoError("connecting to collector " + endpoint() + ": " + e.what());
   }
   log_.Info("connecting to the collector", {{"endpoint", endpoint()}});
+  collector_holds_.clear();  // what another endpoint said is no guide to this one
   last_heard_ = Clock::now();
   NewSession("connected");
   return Status::Ok();
@@ -110,9 +112,11 @@ void CollectorLink::NewSession(const char* why) {
               {{"why", why}, {"records", spool_.unacknowledged()}});
   }
   in_flight_.clear();
-  spool_.Rewind();
+  spool_.Rewind(collector_holds_);
+  ++session_;
   capnp::MallocMessageBuilder m;
   auto h = m.initRoot<schema::Envelope>().initHello();
+  h.setSession(session_);
   h.setHostId(options_.host_id);
   h.setBootId(Bytes(spool_.boot_id()));
   h.setCheckpointSize(witness_.size());
@@ -160,7 +164,10 @@ void CollectorLink::Pump() {
       rs[i].setPayload(Bytes(r.payload));
     }
     // Not sent (no connection yet): the receipt timeout resends it.
-    if (Send(m)) counters_.batches_sent++;
+    if (Send(m)) {
+      counters_.batches_sent++;
+      counters_.records_sent += b.records.size();
+    }
     in_flight_.push_back({std::move(b), Clock::now()});
   }
 }
@@ -212,13 +219,20 @@ void CollectorLink::OnMessage(const zmq::message_t& msg) {
         counters_.grant_sets++;
         on_grant_set_(env.getGrantSet());
         break;
-      case schema::Envelope::RESEND_FROM:
+      case schema::Envelope::RESEND_FROM: {
         // Older queued batches reached a new collector after newer ones. One
-        // new session is enough for a burst of these.
-        if (Clock::now() - session_started_ > options_.receipt_timeout / 4) {
+        // new session is enough for a burst of these; it starts where the
+        // collector says it is missing records.
+        auto rf = env.getResendFrom();
+        auto held = collector_holds_.find(Str(rf.getBootId()));
+        if (held != collector_holds_.end() && rf.getSequence() > 0) {
+          held->second = std::min(held->second, rf.getSequence() - 1);
+        }
+        if (Clock::now() - session_started_ > round_trip_.timeout() / 4) {
           NewSession("the collector is missing records");
         }
         break;
+      }
       case schema::Envelope::REFUSED:
         log_.Error("the collector refused a message", {{"reason", env.getRefused().cStr()}});
         break;
@@ -255,10 +269,22 @@ void CollectorLink::OnReceipt(schema::Receipt::Reader r) {
     RaiseAlarm("malformed_receipt", "proof hashes are not 32 bytes", note);
     return;
   }
+  if (r.getSession() != 0 && r.getSession() != session_) {
+    // Built on the size an earlier session's Hello gave (it was on its way
+    // when the latest Hello left): using it for the checkpoint would move the
+    // held size under the proofs the collector is now building from the new
+    // Hello's. What it says the collector holds still spares a resend.
+    counters_.receipts_stale++;
+    NoteCollectorHolds(boot, r.getThroughSequence());
+    return;
+  }
   tlog::Checkpoint shown;
   std::string alarm;
   Status s = witness_.Advance(note, r.getConsistencyFrom(), consistency, &shown, &alarm);
   if (!s.ok() && alarm.empty()) {
+    // Within one session the collector proves each receipt from the last
+    // one's size: a mismatch means a receipt was lost on the way.
+    NoteCollectorHolds(boot, r.getThroughSequence());
     // A proof from a size we do not hold: a new session tells the collector
     // what we hold, and the resend gets receipts that can be checked. A
     // collector that never manages that is withholding proofs: alarm.
@@ -267,7 +293,7 @@ void CollectorLink::OnReceipt(schema::Receipt::Reader r) {
       RaiseAlarm("unprovable_checkpoint", "50 receipts in a row without a usable consistency proof",
                  note);
     }
-    if (Clock::now() - session_started_ > options_.receipt_timeout / 4) {
+    if (Clock::now() - session_started_ > round_trip_.timeout() / 4) {
       NewSession(s.message().c_str());
     }
     return;
@@ -279,6 +305,7 @@ void CollectorLink::OnReceipt(schema::Receipt::Reader r) {
     return;
   }
   uint64_t through = r.getThroughSequence();
+  if (s.ok()) NoteCollectorHolds(boot, through);
   const SpooledRecord* rec = FindInFlight(boot, through);
   SpooledRecord held;
   if (rec == nullptr) {
@@ -318,12 +345,20 @@ void CollectorLink::OnReceipt(schema::Receipt::Reader r) {
   s = spool_.Acknowledge(boot, through);
   if (!s.ok()) log_.Error("acknowledging spooled records", {{"error", s.ToString()}});
   counters_.records_acknowledged += before - spool_.unacknowledged();
+  auto now = Clock::now();
   while (!in_flight_.empty() && in_flight_.front().batch.boot_id == boot &&
          in_flight_.front().batch.records.back().sequence <= through) {
+    round_trip_.Sample(
+        std::chrono::duration_cast<RoundTripEstimator::Duration>(now - in_flight_.front().sent));
     in_flight_.pop_front();
   }
   fruitless_sessions_ = 0;
   Pump();
+}
+
+void CollectorLink::NoteCollectorHolds(const std::string& boot, uint64_t through) {
+  uint64_t& held = collector_holds_[boot];
+  held = std::max(held, through);
 }
 
 void CollectorLink::RaiseAlarm(const std::string& kind, const std::string& detail,
@@ -398,7 +433,7 @@ void CollectorLink::Tick() {
                {"endpoint", endpoint()}});
     Status s = Connect();
     if (!s.ok()) log_.Error("connecting to the collector", {{"error", s.ToString()}});
-  } else if (!in_flight_.empty() && now - in_flight_.front().sent > options_.receipt_timeout) {
+  } else if (!in_flight_.empty() && now - in_flight_.front().sent > round_trip_.timeout()) {
     // Sessions that end without a single usable receipt while the collector
     // was talking to us: after a few the link is stalled, not slow, and that
     // is raised, not retried silently. A collector that is down is not this
@@ -410,6 +445,7 @@ void CollectorLink::Tick() {
                      std::to_string(spool_.unacknowledged()) + " records wait in the spool",
                  "");
     }
+    round_trip_.BackOff();
     NewSession("no receipt in time");
   } else {
     capnp::MallocMessageBuilder m;

@@ -7,10 +7,16 @@
 // copy. A receipt that fails raises an alarm (log, counter, and an Alarm
 // message to every collector endpoint) and forgets nothing.
 //
-// Sessions: Hello on every (re)connection; a batch without a receipt within
-// receipt_timeout, or a silent collector, starts a new session that resends
-// everything unacknowledged (the collector drops what it already has). A
-// collector silent for failover_after is left for the next endpoint.
+// Sessions: Hello on every (re)connection, numbered; a batch without a
+// receipt within the receipt timeout, or a silent collector, starts a new
+// session that resends what the collector has not said it holds (the
+// collector drops what it already has, and answers a Hello with a receipt for
+// what it holds). The receipt timeout is learnt from the link's round trips
+// (RoundTripEstimator), receipt_timeout being its floor. A receipt of an
+// earlier session (on its way when the new Hello left) is not used for the
+// checkpoint, since the collector proves the next from the Hello's size, but
+// what it says the collector holds still spares a resend. A collector silent
+// for failover_after is left for the next endpoint.
 #pragma once
 
 #include <chrono>
@@ -33,6 +39,7 @@
 
 #include "agent/checkpoint_witness.h"
 #include "agent/grant_set_applier.h"
+#include "agent/round_trip.h"
 #include "agent/spool.h"
 #include "schemas/curve_key.h"
 #include "schemas/wire.capnp.h"
@@ -47,7 +54,8 @@ struct CollectorLinkOptions {
   size_t batch_records = 4096;
   size_t window_batches = 4;
   std::chrono::milliseconds tick{500};
-  std::chrono::milliseconds receipt_timeout{3000};
+  std::chrono::milliseconds receipt_timeout{3000};       // the floor of the learnt timeout
+  std::chrono::milliseconds receipt_timeout_max{60000};  // its ceiling
   std::chrono::milliseconds failover_after{6000};
   // Sessions in a row ended by a missing receipt before the link raises a
   // "stalled" alarm.
@@ -59,6 +67,8 @@ struct CollectorLinkCounters {
   uint64_t records_acknowledged = 0;
   uint64_t receipts = 0;
   uint64_t receipts_rejected = 0;
+  uint64_t receipts_stale = 0;  // of an earlier session: not used for the checkpoint
+  uint64_t records_sent = 0;    // in batches, resends included
   uint64_t sessions = 0;
   uint64_t failovers = 0;
   uint64_t grant_sets = 0;
@@ -79,6 +89,10 @@ class CollectorLink {
   void SendApplied(const AppliedReport& report);
   const CollectorLinkCounters& counters() const { return counters_; }
   const std::string& endpoint() const { return options_.endpoints[endpoint_index_]; }
+  // The receipt timeout now in force (learnt from the link).
+  std::chrono::milliseconds receipt_timeout() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(round_trip_.timeout());
+  }
 
  private:
   struct InFlight {
@@ -91,6 +105,7 @@ class CollectorLink {
   void ProcessIncoming();
   void OnMessage(const zmq::message_t& msg);
   void OnReceipt(schema::Receipt::Reader r);
+  void NoteCollectorHolds(const std::string& boot, uint64_t through);
   void RaiseAlarm(const std::string& kind, const std::string& detail, const std::string& shown);
   bool Send(capnp::MessageBuilder& m);
   void Tick();
@@ -113,6 +128,11 @@ class CollectorLink {
   boost::asio::steady_timer timer_;
   std::chrono::steady_clock::time_point last_heard_;
   std::chrono::steady_clock::time_point session_started_;
+  RoundTripEstimator round_trip_;
+  uint64_t session_ = 0;  // the number of the latest Hello
+  // boot -> the highest sequence this endpoint said it holds, in any receipt
+  // (proven or not) or ResendFrom: where a resend starts.
+  std::map<std::string, uint64_t> collector_holds_;
   int unprovable_receipts_ = 0;      // in a row: proofs from a size not held
   int fruitless_sessions_ = 0;       // in a row: ended without a usable receipt
   bool heard_this_session_ = false;  // any message from the collector since NewSession

@@ -428,7 +428,9 @@ Status Spool::NextBatch(size_t max_records, SpoolBatch* out) {
     data.resize(std::min<uint64_t>(kReadChunk, seg.size - cursor_offset_));
     LATCH_RETURN_IF_ERROR(
         f.ReadAt(cursor_offset_, {reinterpret_cast<uint8_t*>(data.data()), data.size()}));
-    uint64_t acked = Acked(seg.boot_id);
+    uint64_t skip = Acked(seg.boot_id);
+    auto elsewhere = send_after_.find(seg.boot_id);
+    if (elsewhere != send_after_.end()) skip = std::max(skip, elsewhere->second);
     size_t offset = 0;
     while (offset < data.size() && out->records.size() < max_records) {
       size_t n = spool_frame::Parse(seg.version, data.data() + offset, data.size() - offset, &r);
@@ -438,7 +440,7 @@ Status Spool::NextBatch(size_t max_records, SpoolBatch* out) {
         break;  // the frame continues past this chunk
       }
       offset += n;
-      if (r.kind == kMarkFrameKind || r.sequence <= acked) continue;
+      if (r.kind == kMarkFrameKind || r.sequence <= skip) continue;
       out->boot_id = seg.boot_id;
       out->records.push_back(r);
     }
@@ -447,9 +449,10 @@ Status Spool::NextBatch(size_t max_records, SpoolBatch* out) {
   return Status::Ok();
 }
 
-void Spool::Rewind() {
+void Spool::Rewind(const std::map<std::string, uint64_t>& held_elsewhere) {
   cursor_segment_ = 0;
   cursor_offset_ = 0;
+  send_after_ = held_elsewhere;
 }
 
 Status Spool::Acknowledge(const std::string& boot_id, uint64_t through_sequence) {

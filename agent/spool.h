@@ -91,8 +91,11 @@ class Spool {
   // The next records to send, up to `max_records`, all of one boot, after
   // what earlier calls returned since the last Rewind(). Empty: all sent.
   Status NextBatch(size_t max_records, SpoolBatch* out);
-  // Sends start again from the first unacknowledged record (a new connection).
-  void Rewind();
+  // Sends start again from the first unacknowledged record (a new session),
+  // or, for a boot in `held_elsewhere`, after the sequence given there if
+  // that is further (what the collector says it holds, not yet proven: the
+  // records stay spooled until a receipt proves it).
+  void Rewind(const std::map<std::string, uint64_t>& held_elsewhere = {});
   // A verified receipt: every record of `boot_id` up to `through_sequence` is
   // in the ledger. Deletes segments that hold nothing else.
   Status Acknowledge(const std::string& boot_id, uint64_t through_sequence);
@@ -143,9 +146,10 @@ class Spool {
   std::string recovered_mark_;
   uint64_t buffered_records_ = 0;
   uint64_t buffer_first_sequence_ = 0;
-  uint64_t bytes_ = 0;                     // bytes in segment files
-  std::map<std::string, uint64_t> acked_;  // boot id -> acknowledged through
-  bool acked_dirty_ = false;               // acked_ changed since the last save
+  uint64_t bytes_ = 0;                          // bytes in segment files
+  std::map<std::string, uint64_t> acked_;       // boot id -> acknowledged through
+  std::map<std::string, uint64_t> send_after_;  // boot id -> sends skip up to here (Rewind)
+  bool acked_dirty_ = false;                    // acked_ changed since the last save
   uint64_t corrupt_records_lost_ = 0;
   // Send cursor: segment index and byte offset of the next record to send.
   size_t cursor_segment_ = 0;

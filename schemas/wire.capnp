@@ -22,6 +22,7 @@ struct Hello {
   grantSetVersion @3 :UInt64;    # version of the grant set the kernel holds (0: none)
   lastAcknowledgedSequence @4 :UInt64;  # of bootId: the highest sequence a verified
                                         # receipt covered (0: none yet)
+  session @5 :UInt64;            # numbers the agent's sessions (from 1): receipts echo it
 }
 
 # One spooled record: an event or a loss record, with its exactly-once key.
@@ -51,8 +52,11 @@ struct Receipt {
   appendedCount @6 :UInt64;          #   [firstIndex, firstIndex+count)
   checkpoint @7 :Data;           # signed note whose tree contains throughIndex
   inclusionProof @8 :List(Data); # of entry throughIndex in that tree
-  consistencyFrom @9 :UInt64;    # the batch's checkpointSize
+  consistencyFrom @9 :UInt64;    # the size the agent holds, as far as the collector knows:
+                                 # the session's Hello, then each receipt it sent since
   consistencyProof @10 :List(Data);  # from that size to the checkpoint's
+  session @11 :UInt64;           # the Hello.session consistencyFrom counts from (0: a
+                                 # collector that does not number them)
 }
 
 # Collector -> agent: the complete set of grants for this host. A set

@@ -480,6 +480,7 @@ void CollectorServer::HandleAgentMessage() {
           return;
         }
         proof_base_[host] = hello.getCheckpointSize();
+        session_[host] = hello.getSession();
         std::string boot = Str(hello.getBootId());
         auto known = connected_boot_.find(host);
         // A new agent boot, or the first Hello of this collector's run, is on
@@ -496,6 +497,14 @@ void CollectorServer::HandleAgentMessage() {
           RecordWorkflowAsync(schema::CanonicalBytes(a.asReader()), host);
         }
         PushGrantSet(host);
+        // What this collector already holds of the boot is acknowledged at
+        // once: the agent resends from there, not from what it last had
+        // proven (issue 13.5: a lossy link resent everything in flight).
+        const SequenceMark* mark = sequences_.Find(host, boot);
+        if (mark != nullptr && mark->sequence > hello.getLastAcknowledgedSequence() &&
+            in_flight_.find({host, boot}) == in_flight_.end()) {
+          SendReceipt(host, boot, hello.getCheckpointSize());
+        }
         return;
       }
       case schema::Envelope::EVENT_BATCH:
@@ -718,6 +727,8 @@ void CollectorServer::SendReceipt(const std::string& host, const std::string& bo
   auto inc = r.initInclusionProof(static_cast<unsigned>(inclusion.size()));
   for (unsigned i = 0; i < inclusion.size(); ++i) inc.set(i, {inclusion[i].data(), 32});
   r.setConsistencyFrom(checkpoint_from);
+  auto session = session_.find(host);
+  r.setSession(session != session_.end() ? session->second : 0);
   auto con = r.initConsistencyProof(static_cast<unsigned>(consistency.size()));
   for (unsigned i = 0; i < consistency.size(); ++i) con.set(i, {consistency[i].data(), 32});
   counters_.receipts++;

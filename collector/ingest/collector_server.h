@@ -185,6 +185,10 @@ class CollectorServer : private workflow::WorkflowSink {
   // Hello said, then the size of each receipt sent to it (it adopts receipts
   // in order). Consistency proofs start there.
   std::map<std::string, uint64_t> proof_base_;
+  // The session number of each host's latest Hello: receipts carry it, so the
+  // agent can tell a receipt built on that Hello's size from one of an
+  // earlier session still on its way.
+  std::map<std::string, uint64_t> session_;
 
   zmq::context_t context_;
   std::unique_ptr<zmq::socket_t> router_, zap_, admin_;

@@ -1,7 +1,7 @@
 // channel_bench: the agent-collector channel, measured.
 //
 //   build/tests/channel_bench [--events N] [--grants N] [--agents N] [--cycles N]
-//                             [--parts e,g,f,w]
+//                             [--seconds N] [--rate N] [--parts e,g,f,w,l]
 //
 // e (end to end): N decision records from one agent into the durable ledger:
 //   the agent's own pieces (spool sink, spool, collector link with receipt
@@ -19,6 +19,12 @@
 //   with an in-process collector and agent: N requests, each approved and
 //   timed until a connect on the host succeeds, then revoked and timed until
 //   connects fail again.
+// l (lossy link, root; not in the default parts): one agent's channel over a
+//   link that drops 20% of packets and delays the rest 100 ms each way
+//   (tests/support/lossy_link.h: two namespaces and a user-space relay),
+//   --rate records/s for --seconds: how many records the collector received
+//   for each one made (the resend volume), the sessions the agent started and
+//   why, and how long the last records took to be acknowledged.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <capnp/message.h>
@@ -31,10 +37,13 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -54,6 +63,7 @@
 #include "collector/ledger/batcher.h"
 #include "https_client.h"
 #include "kernel_sandbox.h"
+#include "lossy_delivery.h"
 #include "schemas/canonical.h"
 #include "schemas/record_codec.h"
 #include "schemas/wire.capnp.h"
@@ -632,12 +642,38 @@ void Fleet(int agents, double seconds) {
   socks.clear();
 }
 
+void LossyLinkDelivery(int seconds, int rate) {
+  std::printf("lossy link: %d records/s for %d s, 20%% packet loss and 100 ms each way\n", rate,
+              seconds);
+  std::string dir = TempDir("/tmp/latch-lossy-bench");
+  testing::LossyDeliveryResult r = testing::RunLossyDelivery(dir, seconds, rate, {});
+  fs::remove_all(dir);
+  if (!r.error.empty()) Die("lossy link: " + r.error);
+  auto u = [](uint64_t v) { return static_cast<unsigned long long>(v); };
+  std::printf("  made %llu records; acknowledged %llu; the last %.1f s after it was made\n",
+              u(r.made), u(r.acknowledged), r.drain_secs);
+  std::printf(
+      "  collector received %llu records: %.2f per record made (appended %llu, duplicates %llu, "
+      "out of order %llu)\n",
+      u(r.received()), r.made ? static_cast<double>(r.received()) / r.made : 0.0, u(r.appended),
+      u(r.duplicate), u(r.out_of_order));
+  std::printf("  agent: %llu sessions, %llu batches sent, %llu receipts (%llu rejected)\n",
+              u(r.link.sessions), u(r.link.batches_sent), u(r.link.receipts),
+              u(r.link.receipts_rejected));
+  for (const auto& [reason, n] : r.sessions_by_reason) {
+    std::printf("    new session: %-40s %d\n", reason.c_str(), n);
+  }
+  std::printf("  link: %llu packets forwarded, %llu dropped\n", u(r.packets_forwarded),
+              u(r.packets_dropped));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   uint64_t events = 1000000;
   int grants = 1000, agents = 1000;
   int cycles = 500;
+  int seconds = 20, rate = 5000;
   std::string parts = "e,g,f,w";
   for (int i = 1; i < argc; i += 2) {
     std::string f = argv[i];
@@ -652,10 +688,14 @@ int main(int argc, char** argv) {
       cycles = std::stoi(argv[i + 1]);
     else if (f == "--parts")
       parts = argv[i + 1];
+    else if (f == "--seconds")
+      seconds = std::stoi(argv[i + 1]);
+    else if (f == "--rate")
+      rate = std::stoi(argv[i + 1]);
     else {
       std::fprintf(stderr,
                    "usage: channel_bench [--events N] [--grants N] [--agents N] [--cycles N] "
-                   "[--parts e,g,f,w]\n");
+                   "[--seconds N] [--rate N] [--parts e,g,f,w,l]\n");
       return 2;
     }
   }
@@ -664,6 +704,7 @@ int main(int argc, char** argv) {
     if (parts.find('g') != std::string::npos) GrantLatency(grants);
     if (parts.find('f') != std::string::npos) Fleet(agents, 10);
     if (parts.find('w') != std::string::npos) RequestToEffective(cycles);
+    if (parts.find('l') != std::string::npos) LossyLinkDelivery(seconds, rate);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "channel_bench: %s\n", e.what());
     return 1;

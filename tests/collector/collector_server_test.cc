@@ -143,11 +143,15 @@ class CollectorTest : public ::testing::Test {
     (void)admin.recv(reply);
     return reply.to_string();
   }
-  void Hello(TestAgent& a, const std::string& host) {
+  void Hello(TestAgent& a, const std::string& host, uint64_t session = 0,
+             uint64_t last_acknowledged = 0, uint64_t checkpoint_size = 0) {
     capnp::MallocMessageBuilder m;
     auto h = m.initRoot<schema::Envelope>().initHello();
     h.setHostId(host);
     h.setBootId(Bytes(boot_));
+    h.setSession(session);
+    h.setLastAcknowledgedSequence(last_acknowledged);
+    h.setCheckpointSize(checkpoint_size);
     a.Send(m);
   }
   void Batch(TestAgent& a, uint64_t first, uint64_t count, uint64_t checkpoint_size) {
@@ -247,6 +251,33 @@ TEST_F(CollectorTest, BatchIsAcknowledgedWithAVerifiableReceiptAndDuplicatesAreD
   ASSERT_TRUE(agent_->Receive(schema::Envelope::RECEIPT, &receipt));
   CheckReceipt(receipt, 12);
   EXPECT_EQ(server_->counters().records_appended.load(), 12u);
+}
+
+// Issue 13.5 (a lossy link): a new session's Hello is answered with a receipt
+// for what the collector already holds of that boot, so the agent need not
+// resend it; every receipt names the session whose Hello its consistency
+// proof counts from, so the agent can set aside one that crossed a new Hello.
+TEST_F(CollectorTest, AHelloIsAnsweredWithWhatIsHeldAndReceiptsNameTheirSession) {
+  ledger_vkey_ = server_->ledger_vkey();
+  Hello(*agent_, "host-a", /*session=*/1);
+  Batch(*agent_, 1, 10, 0);
+  std::string receipt;
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::RECEIPT, &receipt));
+  tlog::Checkpoint first = CheckReceipt(receipt, 10);
+  WithEnvelope(receipt,
+               [&](schema::Envelope::Reader env) { EXPECT_EQ(env.getReceipt().getSession(), 1u); });
+  // The agent lost that receipt and starts session 2 having proven only 4.
+  Hello(*agent_, "host-a", /*session=*/2, /*last_acknowledged=*/4, first.size);
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::RECEIPT, &receipt));  // no batch sent
+  CheckReceipt(receipt, 10);
+  WithEnvelope(receipt, [&](schema::Envelope::Reader env) {
+    EXPECT_EQ(env.getReceipt().getSession(), 2u);
+    EXPECT_EQ(env.getReceipt().getConsistencyFrom(), first.size);
+  });
+  // A Hello that already has everything proven gets no receipt.
+  Hello(*agent_, "host-a", /*session=*/3, /*last_acknowledged=*/10, first.size);
+  EXPECT_FALSE(agent_->Receive(schema::Envelope::RECEIPT, &receipt, 500));
+  EXPECT_EQ(server_->counters().records_appended.load(), 10u);
 }
 
 // Issue 13.5: an agent that found a damaged region in its spool sends one
