@@ -32,7 +32,7 @@ TEST(LossyLinkTest, EveryRecordArrivesOnceWithoutResendingWhatTheCollectorHas) {
   // Resends: a small fraction at most (before: ~5 duplicates per record).
   EXPECT_LT(r.duplicate, r.made / 4) << "duplicates " << r.duplicate << " of " << r.made;
   EXPECT_EQ(r.sessions_by_reason.count("consistency proof from another size"), 0u);
-  EXPECT_LE(r.link.sessions, 3u);
+  EXPECT_LE(r.link.sessions, 6u);  // the first, and a few the link's worst stalls end
 }
 
 }  // namespace
