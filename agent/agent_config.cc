@@ -43,10 +43,8 @@ Status ParseResource(const toml::table& t, const std::string& source, Resource* 
   for (const toml::node& d : *dests) {
     auto text = d.value<std::string>();
     if (!text) return Bad(source, d.source(), "destinations must be strings");
-    Cidr c;
-    s = Cidr::Parse(*text, &c);
+    s = ParseDestination(*text, r);
     if (!s.ok()) return Bad(source, d.source(), "resource '" + r->name + "': " + s.message());
-    r->destinations.push_back(c);
   }
   return Status::Ok();
 }

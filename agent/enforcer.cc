@@ -85,8 +85,14 @@ Status BpfEnforcer::SetResources(const std::vector<Resource>& resources) {
   // the bitmap covers old and new ports while the trie changes, then only new.
   PortBitmap ports_in_kernel{};
   LATCH_RETURN_IF_ERROR(ReadPorts(maps_.ports_fd, &ports_in_kernel));
+  latch_cidr_rules local{};
+  LATCH_RETURN_IF_ERROR(CompileLocalRules(resources, &local));
+  if (local.count > 0 && maps_.local_fd < 0) {
+    return Status::FailedPrecondition("no map for \"local\" rules to write");
+  }
   PortBitmap ports_wanted{};
   for (const auto& [key, rules] : wanted) MarkPorts(rules, &ports_wanted);
+  MarkPorts(local, &ports_wanted);
   PortBitmap ports_union = ports_in_kernel;
   for (size_t w = 0; w < ports_union.size(); ++w) ports_union[w] |= ports_wanted[w];
   LATCH_RETURN_IF_ERROR(WritePorts(maps_.ports_fd, ports_union, &ports_in_kernel));
@@ -95,6 +101,12 @@ Status BpfEnforcer::SetResources(const std::vector<Resource>& resources) {
     latch_cidr_key k = KeyOf(key.first, key.second);
     if (bpf_map_update_elem(fd, &k, &rules, BPF_ANY) != 0) {
       return Status::FromErrno("writing resource entry", errno);
+    }
+  }
+  if (maps_.local_fd >= 0) {
+    uint32_t zero = 0;
+    if (bpf_map_update_elem(maps_.local_fd, &zero, &local, BPF_ANY) != 0) {
+      return Status::FromErrno("writing the rules for \"local\"", errno);
     }
   }
   for (const auto& [cidr, rules] : current) {

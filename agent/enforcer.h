@@ -59,12 +59,13 @@ struct GuardMaps {
   int resources_fd = -1;
   int grants_fd = -1;
   int ports_fd = -1;  // protected remote ports; needed by SetResources only
+  int local_fd = -1;  // the rules for "local" (this host); needed by SetResources only
 };
 
 class BpfEnforcer : public Enforcer {
  public:
   explicit BpfEnforcer(const Guard& guard)
-      : maps_{guard.resources_fd(), guard.grants_fd(), guard.ports_fd()} {}
+      : maps_{guard.resources_fd(), guard.grants_fd(), guard.ports_fd(), guard.local_fd()} {}
   explicit BpfEnforcer(GuardMaps maps) : maps_(maps) {}
   Status SetResources(const std::vector<Resource>& resources) override;
   Status ApplyGrant(const Grant& grant) override;

@@ -33,6 +33,8 @@ const char* HookName(uint8_t hook) {
       return "sendmsg4";
     case LATCH_HOOK_SENDMSG6:
       return "sendmsg6";
+    case LATCH_HOOK_EGRESS_LOCAL:
+      return "egress_local";
     default:
       return "unknown";
   }

@@ -36,7 +36,8 @@ const ProgramPin kPrograms[] = {
 
 // Every map is pinned, so a restarted agent and the running programs share them.
 const char* const kMapNames[] = {"latch_resources", "latch_grants", "latch_ports",
-                                 "latch_counters",  "latch_events", "latch_agent_state"};
+                                 "latch_counters",  "latch_events", "latch_agent_state",
+                                 "latch_local"};
 
 // Maps earlier versions pinned and this one no longer uses: removed once the
 // new programs are attached (an upgrade), and by Uninstall.
@@ -362,6 +363,7 @@ Status Guard::Repair() {
 int Guard::resources_fd() const { return bpf_map__fd(skel_->maps.latch_resources); }
 int Guard::grants_fd() const { return bpf_map__fd(skel_->maps.latch_grants); }
 int Guard::ports_fd() const { return bpf_map__fd(skel_->maps.latch_ports); }
+int Guard::local_fd() const { return bpf_map__fd(skel_->maps.latch_local); }
 int Guard::events_fd() const { return bpf_map__fd(skel_->maps.latch_events); }
 
 int Guard::counters_fd() const { return bpf_map__fd(skel_->maps.latch_counters); }

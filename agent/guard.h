@@ -75,6 +75,7 @@ class Guard {
   int resources_fd() const;
   int grants_fd() const;
   int ports_fd() const;
+  int local_fd() const;
   int events_fd() const;
   int counters_fd() const;
   int agent_state_fd() const;

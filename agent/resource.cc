@@ -54,6 +54,24 @@ Status ParsePortRange(std::string_view text, uint16_t* lo, uint16_t* hi) {
   return Status::Ok();
 }
 
+Status ParseDestination(std::string_view text, Resource* r) {
+  if (text == "local") {
+    // Its loopback addresses go in the trie; the rest are told at the packet.
+    r->local = true;
+    for (const Cidr& loopback : LoopbackCidrs()) r->destinations.push_back(loopback);
+    return Status::Ok();
+  }
+  Cidr c;
+  Status s = Cidr::Parse(text, &c);
+  if (!s.ok()) {
+    return Status::InvalidArgument(s.message() +
+                                   " (a destination is a CIDR, or \"local\" for every address of "
+                                   "this host)");
+  }
+  r->destinations.push_back(c);
+  return Status::Ok();
+}
+
 Status CompileResources(
     const std::vector<Resource>& resources,
     std::map<std::pair<uint32_t, std::array<uint8_t, 16>>, latch_cidr_rules>* out) {
@@ -114,6 +132,37 @@ Status CompileResources(
   return Status::Ok();
 }
 
+std::vector<Cidr> LoopbackCidrs() {
+  std::vector<Cidr> out(2);
+  (void)Cidr::Parse("127.0.0.0/8", &out[0]);
+  (void)Cidr::Parse("::1", &out[1]);
+  return out;
+}
+
+Status CompileLocalRules(const std::vector<Resource>& resources, latch_cidr_rules* out) {
+  *out = latch_cidr_rules{};
+  std::vector<const Resource*> local;
+  for (const Resource& r : resources) {
+    if (r.local) local.push_back(&r);
+  }
+  std::stable_sort(local.begin(), local.end(), [](const Resource* a, const Resource* b) {
+    return a->mode == Mode::kEnforce && b->mode != Mode::kEnforce;
+  });
+  if (local.size() > LATCH_MAX_RULES_PER_CIDR) {
+    return Status::InvalidArgument("more than " + std::to_string(LATCH_MAX_RULES_PER_CIDR) +
+                                   " resources name \"local\"");
+  }
+  for (const Resource* r : local) {
+    latch_rule& rule = out->rules[out->count++];
+    rule.resource_id = r->id;
+    rule.port_lo = r->port_lo;
+    rule.port_hi = r->port_hi;
+    rule.protocol = static_cast<uint8_t>(r->protocol);
+    rule.mode = static_cast<uint8_t>(r->mode);
+  }
+  return Status::Ok();
+}
+
 std::vector<std::string> SingleLoopbackWarnings(const std::vector<Resource>& resources) {
   Cidr loopback4, loopback6;
   (void)Cidr::Parse("127.0.0.0/8", &loopback4);
@@ -131,11 +180,12 @@ std::vector<std::string> SingleLoopbackWarnings(const std::vector<Resource>& res
       covers_loopback4 = covers_loopback4 || c.Contains(loopback4);
       if (loopback && c.prefixlen == 128 && single == nullptr) single = &c;
     }
-    if (!all_loopback || covers_loopback4 || single == nullptr) continue;
+    if (r.local || !all_loopback || covers_loopback4 || single == nullptr) continue;
     out.push_back("resource '" + r.name + "' names the single loopback address " +
                   single->ToString() +
                   ": a service listening on 0.0.0.0 or [::] also answers on the rest of "
-                  "127.0.0.0/8, ::1 and this host's own addresses; list them all");
+                  "127.0.0.0/8, ::1 and this host's own addresses; destinations = [\"local\"] "
+                  "names them all");
   }
   return out;
 }

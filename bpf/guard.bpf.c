@@ -73,6 +73,13 @@ struct {
 /* Set by user space before load (GuardOptions::wakeup_bytes). */
 const volatile __u64 latch_wakeup_bytes = 0;
 
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, struct latch_cidr_rules);
+} latch_local SEC(".maps");
+
 static __always_inline void count(__u32 slot) {
   __u64* v = bpf_map_lookup_elem(&latch_counters, &slot);
   if (v) *v += 1;
@@ -87,6 +94,45 @@ static __always_inline const struct latch_grant_value* find_grant(struct latch_g
   key->principal = principal;
   const struct latch_grant_value* g = bpf_map_lookup_elem(&latch_grants, key);
   return latch_grant_live(g, now) ? g : 0;
+}
+
+/* One decision record, built on the stack and copied by one helper call
+ * (reserve and submit are two). `task` may be 0 (no process context): the
+ * record then names no process. */
+static __always_inline void emit_decision(struct task_struct* task, __u64 now, __u64 cgroup_id,
+                                          const struct latch_grant_value* grant, __u32 uid,
+                                          __u32 gid, __u32 resource_id, __u16 family, __u16 port,
+                                          __u8 protocol, enum latch_verdict verdict, __u8 hook,
+                                          const __u8 addr[LATCH_ADDR_LEN]) {
+  struct latch_decision_event e;
+  e.ktime_boot_ns = now;
+  e.cgroup_id = cgroup_id;
+  e.grant_id = grant ? grant->grant_id : 0;
+  e.pid = task ? task->pid : 0;
+  e.tgid = task ? task->tgid : 0;
+  e.uid = uid;
+  e.gid = gid;
+  e.resource_id = resource_id;
+  e.family = family;
+  e.port = port;
+  e.protocol = protocol;
+  e.verdict = verdict;
+  e.hook = hook;
+  __builtin_memset(e.pad, 0, sizeof(e.pad));
+  __builtin_memcpy(e.addr, addr, LATCH_ADDR_LEN);
+  if (task) {
+    __builtin_memcpy(e.comm, task->comm, sizeof(e.comm));
+  } else {
+    __builtin_memset(e.comm, 0, sizeof(e.comm));
+  }
+  __u64 flags = latch_ringbuf_flags(
+      latch_wakeup_bytes ? bpf_ringbuf_query(&latch_events, BPF_RB_AVAIL_DATA) : 0,
+      latch_wakeup_bytes);
+  if (bpf_ringbuf_output(&latch_events, &e, sizeof(e), flags) != 0) {
+    count(LATCH_CTR_RINGBUF_FULL); /* the decision stands; its record is counted as lost */
+  } else {
+    count(LATCH_CTR_EVENTS);
+  }
 }
 
 /* Returns 1 to let the call proceed, 0 to fail it with EPERM. */
@@ -128,33 +174,8 @@ static __always_inline int decide(struct bpf_sock_addr* ctx, struct latch_cidr_k
         : verdict == LATCH_VERDICT_DENY      ? LATCH_CTR_DENY
                                              : LATCH_CTR_AUDIT_ALLOW);
 
-  /* Built on the stack and copied by one helper call (reserve and submit are
-   * two). */
-  struct latch_decision_event e;
-  e.ktime_boot_ns = now;
-  e.cgroup_id = cgroup_id;
-  e.grant_id = grant ? grant->grant_id : 0;
-  e.pid = task->pid;
-  e.tgid = task->tgid;
-  e.uid = uid;
-  e.gid = cred->gid.val;
-  e.resource_id = resource_id;
-  e.family = family;
-  e.port = port;
-  e.protocol = protocol;
-  e.verdict = verdict;
-  e.hook = hook;
-  __builtin_memset(e.pad, 0, sizeof(e.pad));
-  __builtin_memcpy(e.addr, key->addr, LATCH_ADDR_LEN);
-  __builtin_memcpy(e.comm, task->comm, sizeof(e.comm));
-  __u64 flags = latch_ringbuf_flags(
-      latch_wakeup_bytes ? bpf_ringbuf_query(&latch_events, BPF_RB_AVAIL_DATA) : 0,
-      latch_wakeup_bytes);
-  if (bpf_ringbuf_output(&latch_events, &e, sizeof(e), flags) != 0) {
-    count(LATCH_CTR_RINGBUF_FULL); /* the decision stands; its record is counted as lost */
-  } else {
-    count(LATCH_CTR_EVENTS);
-  }
+  emit_decision(task, now, cgroup_id, grant, uid, cred->gid.val, resource_id, family, port,
+                protocol, verdict, hook, key->addr);
   return verdict == LATCH_VERDICT_DENY ? 0 : 1;
 }
 
@@ -233,6 +254,24 @@ int latch_sendmsg4(struct bpf_sock_addr* ctx) { return guard4(ctx, LATCH_HOOK_SE
 SEC("cgroup/sendmsg6")
 int latch_sendmsg6(struct bpf_sock_addr* ctx) { return guard6(ctx, LATCH_HOOK_SENDMSG6); }
 
+/* The live grant for `resource_id` held by the packet's socket's owner (its
+ * uid, its cgroup or an ancestor, as the kernel recorded them when the socket
+ * was made), or 0. */
+static __always_inline const struct latch_grant_value* skb_grant(struct __sk_buff* skb,
+                                                                 __u32 resource_id, __u64 now) {
+  struct latch_grant_key grant_key = {};
+  const struct latch_grant_value* grant =
+      find_grant(&grant_key, LATCH_PRINCIPAL_UID, resource_id, bpf_get_socket_uid(skb), now);
+  __u64 cgroup_id = bpf_skb_cgroup_id(skb);
+  if (!grant) grant = find_grant(&grant_key, LATCH_PRINCIPAL_CGROUP, resource_id, cgroup_id, now);
+  for (int level = LATCH_MAX_CGROUP_DEPTH; level >= 1 && !grant; level--) {
+    __u64 ancestor = bpf_skb_ancestor_cgroup_id(skb, level);
+    if (ancestor == 0 || ancestor == cgroup_id) continue;
+    grant = find_grant(&grant_key, LATCH_PRINCIPAL_CGROUP, resource_id, ancestor, now);
+  }
+  return grant;
+}
+
 /* Traffic of a connection to a protected destination flows only while the
  * socket's owner holds a live grant for it: the decision is taken again per
  * packet, for the socket's uid and cgroup (both recorded by the kernel when the
@@ -249,19 +288,7 @@ static __always_inline int check_protected_traffic(struct __sk_buff* skb,
   const struct latch_rule* rule = &rules->rules[idx];
   if (rule->mode != LATCH_MODE_ENFORCE) return 1;
 
-  __u32 resource_id = rule->resource_id;
-  __u64 now = bpf_ktime_get_boot_ns();
-  struct latch_grant_key grant_key = {};
-  const struct latch_grant_value* grant =
-      find_grant(&grant_key, LATCH_PRINCIPAL_UID, resource_id, bpf_get_socket_uid(skb), now);
-  __u64 cgroup_id = bpf_skb_cgroup_id(skb);
-  if (!grant) grant = find_grant(&grant_key, LATCH_PRINCIPAL_CGROUP, resource_id, cgroup_id, now);
-  for (int level = LATCH_MAX_CGROUP_DEPTH; level >= 1 && !grant; level--) {
-    __u64 ancestor = bpf_skb_ancestor_cgroup_id(skb, level);
-    if (ancestor == 0 || ancestor == cgroup_id) continue;
-    grant = find_grant(&grant_key, LATCH_PRINCIPAL_CGROUP, resource_id, ancestor, now);
-  }
-  if (grant) return 1;
+  if (skb_grant(skb, rule->resource_id, bpf_ktime_get_boot_ns())) return 1;
   count(LATCH_CTR_CUT_PACKETS);
   return 0;
 }
@@ -294,6 +321,67 @@ static __always_inline int may_carry_data(struct __sk_buff* skb) {
   struct tcphdr* th = data + l3_len;
   if ((void*)(th + 1) > end) return 1;
   return skb->len > l3_len + th->doff * 4;
+}
+
+/* 1 if the packet is a TCP SYN without ACK (a connection being opened). */
+static __always_inline int is_tcp_syn(struct __sk_buff* skb) {
+  void* data = (void*)(long)skb->data;
+  void* end = (void*)(long)skb->data_end;
+  __u32 l3_len;
+  if (skb->protocol == bpf_htons(ETH_P_IP)) {
+    struct iphdr* ip = data;
+    if ((void*)(ip + 1) > end || ip->protocol != IPPROTO_TCP) return 0;
+    l3_len = ip->ihl * 4;
+  } else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+    struct ipv6hdr* ip6 = data;
+    if ((void*)(ip6 + 1) > end || ip6->nexthdr != IPPROTO_TCP) return 0;
+    l3_len = sizeof(*ip6);
+  } else {
+    return 0;
+  }
+  if (l3_len < 20 || l3_len > 60) return 0;
+  struct tcphdr* th = data + l3_len;
+  if ((void*)(th + 1) > end) return 0;
+  return th->syn && !th->ack;
+}
+
+/* A packet leaving through the loopback device goes to an address of this
+ * host. Unless a resource's CIDR names its destination (decided at connect or
+ * sendmsg, and per packet above), the rules for "local" decide it: a TCP
+ * connection's SYN (recorded; dropped without a grant, so the connect times
+ * out) and each UDP datagram (dropped without a grant, the send failing with
+ * EPERM; recorded when denied). A connection's later packets pass: its grant
+ * ending does not cut it. Returns 1 to pass the packet, 0 to drop it. */
+static __always_inline int check_local(struct __sk_buff* skb, const struct latch_cidr_key* key,
+                                       __u16 family, __u8 protocol, __u16 port) {
+  if (skb->ifindex != LATCH_LOOPBACK_IFINDEX) return 1;
+  if (protocol == IPPROTO_TCP && !is_tcp_syn(skb)) return 1;
+  const struct latch_cidr_rules* named = bpf_map_lookup_elem(&latch_resources, key);
+  if (named && latch_match_rule(named, protocol, port) >= 0) return 1;
+  __u32 zero = 0;
+  const struct latch_cidr_rules* rules = bpf_map_lookup_elem(&latch_local, &zero);
+  if (!rules || rules->count == 0) return 1;
+  int idx = latch_match_rule(rules, protocol, port);
+  if (idx < 0 || idx >= LATCH_MAX_RULES_PER_CIDR) return 1;
+  const struct latch_rule* rule = &rules->rules[idx];
+  __u32 resource_id = rule->resource_id;
+  __u64 now = bpf_ktime_get_boot_ns();
+  const struct latch_grant_value* grant = skb_grant(skb, resource_id, now);
+  enum latch_verdict verdict = latch_verdict_for(rule->mode, grant != 0);
+  count(verdict == LATCH_VERDICT_ALLOW_GRANT ? LATCH_CTR_ALLOW_GRANT
+        : verdict == LATCH_VERDICT_DENY      ? LATCH_CTR_DENY
+                                             : LATCH_CTR_AUDIT_ALLOW);
+  if (protocol == IPPROTO_TCP || verdict == LATCH_VERDICT_DENY) {
+    /* The sending task when this runs in its context (a connect's first SYN,
+     * a send); a retransmission runs from a timer and names no process. */
+    __u64 cgroup_id = bpf_skb_cgroup_id(skb);
+    struct task_struct* task = bpf_get_current_task_btf();
+    if (task->cgroups->dfl_cgrp->kn->id != cgroup_id) task = 0;
+    emit_decision(task, now, cgroup_id, grant, bpf_get_socket_uid(skb),
+                  task ? task->cred->gid.val : 0, resource_id, family, port, protocol, verdict,
+                  LATCH_HOOK_EGRESS_LOCAL, key->addr);
+  }
+  return verdict == LATCH_VERDICT_DENY ? 0 : 1;
 }
 
 static __always_inline int port_protected(__u16 port) {
@@ -332,6 +420,8 @@ static __always_inline int check_datagram(struct __sk_buff* skb, int egress) {
   }
   __u16 port = bpf_ntohs(egress ? uh->dest : uh->source);
   if (!port_protected(port)) return 1;
+  __u16 family = skb->protocol == bpf_htons(ETH_P_IP) ? AF_INET : AF_INET6;
+  if (egress && !check_local(skb, &key, family, IPPROTO_UDP, port)) return 0;
   return check_protected_traffic(skb, &key, IPPROTO_UDP, port);
 }
 
@@ -347,7 +437,6 @@ static __always_inline int check_socket_traffic(struct __sk_buff* skb, int egres
   sk = bpf_sk_fullsock(sk); /* request and time-wait sockets carry no data */
   if (!sk) return 1;
   if (port == 0) return sk->protocol == IPPROTO_UDP ? check_datagram(skb, egress) : 1;
-  if (!may_carry_data(skb)) return 1;
   struct latch_cidr_key key = {.prefixlen = 128};
   if (skb->family == AF_INET) {
     latch_map_ipv4(skb->remote_ip4, key.addr);
@@ -361,7 +450,10 @@ static __always_inline int check_socket_traffic(struct __sk_buff* skb, int egres
   } else {
     return 1;
   }
-  return check_protected_traffic(skb, &key, (__u8)sk->protocol, port);
+  __u8 protocol = (__u8)sk->protocol;
+  if (egress && !check_local(skb, &key, (__u16)skb->family, protocol, port)) return 0;
+  if (!may_carry_data(skb)) return 1;
+  return check_protected_traffic(skb, &key, protocol, port);
 }
 
 SEC("cgroup_skb/egress")

@@ -82,8 +82,18 @@ enum latch_hook {
   LATCH_HOOK_CONNECT4 = 1,
   LATCH_HOOK_CONNECT6 = 2,
   LATCH_HOOK_SENDMSG4 = 3,
-  LATCH_HOOK_SENDMSG6 = 4
+  LATCH_HOOK_SENDMSG6 = 4,
+  LATCH_HOOK_EGRESS_LOCAL = 5 /* a packet to this host's own address, leaving through lo */
 };
+
+/* "This host" as a destination (a resource whose destinations name "local"):
+ * every address of this host, current and future. Its loopback addresses are
+ * in latch_resources like any CIDR (decided at connect, EPERM); the host's
+ * other addresses are told by the kernel's routing: a packet to one of them
+ * leaves through the loopback device, whatever address it was added under or
+ * when. The egress program decides those (a TCP connection's SYN, a UDP
+ * datagram) by the rules in latch_local, one entry laid out as a CIDR's. */
+#define LATCH_LOOPBACK_IFINDEX 1
 
 struct latch_decision_event {
   __u64 ktime_boot_ns;

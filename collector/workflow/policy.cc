@@ -79,7 +79,7 @@ Status Policy::Parse(std::string_view toml_text, const std::string& source,
     if (s.ok()) s = agent::ParsePortRange(ports, &res.port_lo, &res.port_hi);
     if (s.ok()) s = agent::ParseMode(mode, &res.mode);
     for (const std::string& d : dests) {
-      if (s.ok()) s = agent::Cidr::Parse(d, &res.destinations.emplace_back());
+      if (s.ok()) s = agent::ParseDestination(d, &res);
     }
     if (!s.ok()) return r.Bad("resource '" + pr.name + "': " + s.message());
     std::set<std::string> targets;

@@ -45,6 +45,19 @@ TEST(AgentConfig, ParsesAGoodFile) {
   EXPECT_EQ(c.pin_dir, "/sys/fs/bpf/latch/default");
 }
 
+// Issue 13.2: "local" among the destinations (with a CIDR beside it).
+TEST(AgentConfig, LocalIsADestination) {
+  std::string text = kGood;
+  std::string from = "destinations = [\"10.0.0.5/32\", \"fd00::5\"]";
+  text.replace(text.find(from), from.size(), "destinations = [\"local\", \"10.0.0.5/32\"]");
+  AgentConfig c;
+  Status s = ParseAgentConfig(text, "agent.toml", &c);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(c.resources[0].local);
+  EXPECT_EQ(c.resources[0].destinations.size(), 3u);  // 127.0.0.0/8, ::1, 10.0.0.5
+  EXPECT_FALSE(c.resources[1].local);
+}
+
 // Each bad setting is refused with a message that names it.
 TEST(AgentConfig, BadSettingsAreNamed) {
   auto with = [](std::string from, const std::string& to) {

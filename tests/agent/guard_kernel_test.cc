@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/mount.h>
@@ -898,6 +899,158 @@ TEST_F(GuardKernelTest, EnforcedResourceWinsOverANarrowerAuditOne) {
   EXPECT_EQ(events[0].resource_id, 21u);
   EXPECT_EQ(events[1].verdict, LATCH_VERDICT_AUDIT_ALLOW);
   EXPECT_EQ(events[1].resource_id, 22u);
+}
+
+// Issue 13.2: destinations = ["local"] names every address of this host,
+// current and future, resolved by the kernel. In a network namespace made
+// after the resources were set (so all its addresses are "future" ones), with
+// an IPv4 and an IPv6 address on an ordinary interface (a veth) and services
+// listening on [::] (as a database on 0.0.0.0 does): without a grant the
+// loopback address is refused at connect (EPERM), the host's own addresses
+// get no connection (the SYN is dropped as it leaves through lo: the connect
+// times out) and a datagram to them fails with EPERM, each decision recorded;
+// another port is untouched; a grant opens them. Before, a resource could
+// only list addresses, and every address it missed answered.
+enum LocalResult : uint8_t {
+  kLocalDone = 0,
+  kLocalRefused = 1,
+  kLocalError = 2,
+  kLocalTimedOut = 3
+};
+
+// In a child: a namespace of its own with the addresses above, listeners on
+// [::]:port and [::]:other, then as `uid` in `procs`: the five attempts, their
+// results written to `out` (TCP 10.99.7.1, TCP 127.0.0.1, UDP 10.99.7.1, TCP
+// fd00:99::1 on `port`, TCP 10.99.7.1 on `other`).
+[[noreturn]] void LocalChild(int out, const std::string& procs, uint32_t uid, uint16_t port,
+                             uint16_t other) {
+  if (::unshare(CLONE_NEWNET) != 0) ::_exit(10);
+  if (std::system("ip link set lo up && ip link add latchv0 type veth peer name latchv1 && "
+                  "ip addr add 10.99.7.1/24 dev latchv0 && "
+                  "ip -6 addr add fd00:99::1/64 dev latchv0 nodad && "
+                  "ip link set latchv0 up && ip link set latchv1 up") != 0) {
+    ::_exit(11);
+  }
+  auto listen_any = [](int type, uint16_t p) {
+    int fd = ::socket(AF_INET6, type | SOCK_CLOEXEC, 0);
+    int zero = 0;
+    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_any;
+    a.sin6_port = htons(p);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) ::_exit(12);
+    if (type == SOCK_STREAM && ::listen(fd, 16) != 0) ::_exit(13);
+  };
+  listen_any(SOCK_STREAM, port);
+  listen_any(SOCK_DGRAM, port);
+  listen_any(SOCK_STREAM, other);
+  if (!JoinCgroupAs(procs, uid)) ::_exit(14);
+  auto attempt = [](int family, int type, const char* addr, uint16_t p) -> uint8_t {
+    sockaddr_storage ss{};
+    socklen_t len;
+    if (family == AF_INET) {
+      auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+      a->sin_family = AF_INET;
+      a->sin_port = htons(p);
+      ::inet_pton(AF_INET, addr, &a->sin_addr);
+      len = sizeof(*a);
+    } else {
+      auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+      a->sin6_family = AF_INET6;
+      a->sin6_port = htons(p);
+      ::inet_pton(AF_INET6, addr, &a->sin6_addr);
+      len = sizeof(*a);
+    }
+    int s = ::socket(family, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (type == SOCK_DGRAM) {
+      if (::sendto(s, "x", 1, 0, reinterpret_cast<sockaddr*>(&ss), len) == 1) return kLocalDone;
+      return errno == EPERM ? kLocalRefused : kLocalError;
+    }
+    if (::connect(s, reinterpret_cast<sockaddr*>(&ss), len) == 0) return kLocalDone;
+    if (errno == EPERM) return kLocalRefused;
+    if (errno != EINPROGRESS) return kLocalError;
+    pollfd pfd{s, POLLOUT, 0};
+    if (::poll(&pfd, 1, 500) == 0) return kLocalTimedOut;
+    int err = 0;
+    socklen_t elen = sizeof(err);
+    ::getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &elen);
+    return err == 0 ? kLocalDone : err == EPERM ? kLocalRefused : kLocalError;
+  };
+  uint8_t r[5] = {attempt(AF_INET, SOCK_STREAM, "10.99.7.1", port),
+                  attempt(AF_INET, SOCK_STREAM, "127.0.0.1", port),
+                  attempt(AF_INET, SOCK_DGRAM, "10.99.7.1", port),
+                  attempt(AF_INET6, SOCK_STREAM, "fd00:99::1", port),
+                  attempt(AF_INET, SOCK_STREAM, "10.99.7.1", other)};
+  ::_exit(::write(out, r, sizeof(r)) == sizeof(r) ? 0 : 15);
+}
+
+TEST_F(GuardKernelTest, LocalNamesEveryAddressOfThisHost) {
+  constexpr uint16_t kPort = 15355, kOther = 15356;  // in the child's own namespace
+  Resource local{31, "this-host", LoopbackCidrs(), Protocol::kAny, kPort, kPort, Mode::kEnforce};
+  local.local = true;
+  ASSERT_TRUE(enforcer_->SetResources({local}).ok());
+  DrainEvents();
+  auto run = [&](uint32_t uid, pid_t* child) {
+    int fds[2];
+    EXPECT_EQ(::pipe(fds), 0);
+    *child = ::fork();
+    if (*child == 0) LocalChild(fds[1], cgroup_ + "/cgroup.procs", uid, kPort, kOther);
+    ::close(fds[1]);
+    std::vector<int> r(5, -1);
+    uint8_t bytes[5];
+    if (::read(fds[0], bytes, sizeof(bytes)) == sizeof(bytes)) r.assign(bytes, bytes + 5);
+    ::close(fds[0]);
+    int status = 0;
+    ::waitpid(*child, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    return r;
+  };
+  pid_t alice = 0;
+  EXPECT_EQ(run(kAlice, &alice), std::vector<int>({kLocalTimedOut, kLocalRefused, kLocalRefused,
+                                                   kLocalTimedOut, kLocalDone}));
+  auto events = DrainEvents();
+  // The loopback connect (at connect), the SYNs (at least one each, more if
+  // retransmitted within the wait) and the datagram.
+  int egress_v4 = 0, egress_v6 = 0, at_connect = 0, datagram = 0;
+  for (const auto& e : events) {
+    EXPECT_EQ(e.verdict, LATCH_VERDICT_DENY);
+    EXPECT_EQ(e.resource_id, 31u);
+    EXPECT_EQ(e.port, kPort);
+    EXPECT_EQ(e.uid, kAlice);
+    if (e.hook == LATCH_HOOK_CONNECT4) ++at_connect;
+    if (e.hook != LATCH_HOOK_EGRESS_LOCAL) continue;
+    if (e.protocol == IPPROTO_UDP) {
+      ++datagram;
+    } else if (e.family == AF_INET) {
+      ++egress_v4;
+      EXPECT_EQ(e.addr[12], 10);
+      EXPECT_EQ(e.addr[15], 1);
+      if (egress_v4 == 1) {
+        EXPECT_EQ(e.tgid, static_cast<uint32_t>(alice));  // the connecting process
+      }
+    } else {
+      ++egress_v6;
+      EXPECT_EQ(e.addr[0], 0xfd);
+    }
+  }
+  EXPECT_EQ(at_connect, 1);
+  EXPECT_GE(egress_v4, 1);
+  EXPECT_GE(egress_v6, 1);
+  EXPECT_EQ(datagram, 1);
+
+  // A grant opens every address of this host.
+  ASSERT_TRUE(
+      enforcer_->ApplyGrant(MakeGrant(71, {Principal::Kind::kUid, kBob}, 31, 0, 60'000)).ok());
+  pid_t bob = 0;
+  EXPECT_EQ(run(kBob, &bob),
+            std::vector<int>({kLocalDone, kLocalDone, kLocalDone, kLocalDone, kLocalDone}));
+  bool granted_syn = false;
+  for (const auto& e : DrainEvents()) {
+    granted_syn |= e.hook == LATCH_HOOK_EGRESS_LOCAL && e.verdict == LATCH_VERDICT_ALLOW_GRANT &&
+                   e.grant_id == 71;
+  }
+  EXPECT_TRUE(granted_syn);
 }
 
 // Issue 13.7: root uninstalls the guard behind the running agent's back (or

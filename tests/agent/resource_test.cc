@@ -110,6 +110,34 @@ TEST(Resource, SingleLoopbackAddressesAreWarnedAbout) {
   EXPECT_NE(w[2].find("'both'"), std::string::npos);
 }
 
+// Issue 13.2: "local" is every address of this host: its loopback addresses
+// in the trie, the rest in the kernel's "local" rules (enforced first); a
+// misspelling is refused with the two forms named.
+TEST(Resource, LocalStandsForLoopbackInTheTrieAndTheRestAtThePacket) {
+  Resource audit{1, "everything-here", {}, Protocol::kAny, 0, 65535, Mode::kAudit};
+  Resource pg{2, "pg", {}, Protocol::kTcp, 5432, 5432, Mode::kEnforce};
+  ASSERT_TRUE(ParseDestination("local", &audit).ok());
+  ASSERT_TRUE(ParseDestination("local", &pg).ok());
+  EXPECT_TRUE(pg.local);
+  ASSERT_EQ(pg.destinations.size(), 2u);
+  EXPECT_EQ(pg.destinations[0].ToString(), "127.0.0.0/8");
+  EXPECT_EQ(pg.destinations[1].ToString(), "::1/128");
+  latch_cidr_rules local{};
+  ASSERT_TRUE(CompileLocalRules({audit, pg}, &local).ok());
+  ASSERT_EQ(local.count, 2u);
+  EXPECT_EQ(local.rules[latch_match_rule(&local, 6, 5432)].resource_id, 2u);  // enforce first
+  EXPECT_EQ(local.rules[latch_match_rule(&local, 17, 53)].resource_id, 1u);
+  EXPECT_TRUE(SingleLoopbackWarnings({pg}).empty());
+  Resource typo{3, "typo", {}, Protocol::kTcp, 1, 1, Mode::kEnforce};
+  Status s = ParseDestination("locall", &typo);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("\"local\""), std::string::npos) << s.ToString();
+  EXPECT_FALSE(typo.local);
+  std::map<std::pair<uint32_t, std::array<uint8_t, 16>>, latch_cidr_rules> trie;
+  ASSERT_TRUE(CompileResources({audit, pg}, &trie).ok());
+  EXPECT_EQ(trie.size(), 2u);  // 127.0.0.0/8 and ::1
+}
+
 // Within one mode the most specific CIDR's resource decides.
 TEST(Resource, WithinAModeTheNarrowerResourceDecides) {
   Resource wide{1, "net", {}, Protocol::kTcp, 22, 22, Mode::kEnforce};
