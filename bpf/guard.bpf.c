@@ -355,12 +355,13 @@ static __always_inline int is_tcp_syn(struct __sk_buff* skb) {
 static __always_inline int check_local(struct __sk_buff* skb, const struct latch_cidr_key* key,
                                        __u16 family, __u8 protocol, __u16 port) {
   if (skb->ifindex != LATCH_LOOPBACK_IFINDEX) return 1;
-  if (protocol == IPPROTO_TCP && !is_tcp_syn(skb)) return 1;
-  const struct latch_cidr_rules* named = bpf_map_lookup_elem(&latch_resources, key);
-  if (named && latch_match_rule(named, protocol, port) >= 0) return 1;
+  /* Cheapest first: no resource names "local" on most hosts. */
   __u32 zero = 0;
   const struct latch_cidr_rules* rules = bpf_map_lookup_elem(&latch_local, &zero);
   if (!rules || rules->count == 0) return 1;
+  if (protocol == IPPROTO_TCP && !is_tcp_syn(skb)) return 1;
+  const struct latch_cidr_rules* named = bpf_map_lookup_elem(&latch_resources, key);
+  if (named && latch_match_rule(named, protocol, port) >= 0) return 1;
   int idx = latch_match_rule(rules, protocol, port);
   if (idx < 0 || idx >= LATCH_MAX_RULES_PER_CIDR) return 1;
   const struct latch_rule* rule = &rules->rules[idx];
