@@ -12,6 +12,7 @@
 
 #include <cstdio>
 
+#include "collector/api/utf8.h"
 #include "tlog/hex.h"
 #include "tlog/sha256.h"
 
@@ -95,6 +96,10 @@ void ApiServer::Stop() {
 ApiResponse ApiServer::Dispatch(const std::string& method, const std::string& target,
                                 const std::string& authorization, const std::string& body,
                                 const std::string& client_cert_hash) {
+  if (!IsValidUtf8(target)) {
+    refused_("api_malformed", method + " (a request target that is not UTF-8)");
+    return {400, "application/json", R"({"error":"the request target must be UTF-8"})"};
+  }
   ApiRequest req{method, target, "", body};
   bool open = target == "/healthz" || target == "/checkpoint" || target.rfind("/tile/", 0) == 0;
   if (!open) {
@@ -109,16 +114,24 @@ ApiResponse ApiServer::Dispatch(const std::string& method, const std::string& ta
       if (it != options_.client_cert_hashes.end()) req.identity = it->second;
     }
     if (req.identity.empty()) {
-      refused_("api_unauthenticated", method + " " + target.substr(0, 200));
+      refused_("api_unauthenticated", method + " " + std::string(TruncateUtf8(target, 200)));
       return {401, "application/json",
               R"({"error":"a valid bearer token or client certificate is required"})"};
     }
   }
-  ApiResponse res = handler_(req);
+  ApiResponse res;
+  try {
+    res = handler_(req);
+  } catch (const std::exception& e) {
+    // Handlers on this thread (the events query) must not end the
+    // connection unanswered either.
+    res = {500, "application/json", R"({"error":"internal error"})"};
+  }
   if (res.status == 403) {
     // Authorization failures are recorded like authentication failures.
     refused_("api_forbidden", req.identity + ": " + method + " " +
-                                  target.substr(0, target.find('?')).substr(0, 200));
+                                  std::string(TruncateUtf8(
+                                      std::string_view(target).substr(0, target.find('?')), 200)));
   }
   return res;
 }

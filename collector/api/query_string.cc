@@ -1,5 +1,7 @@
 #include "collector/api/query_string.h"
 
+#include "collector/api/utf8.h"
+
 namespace latch::api {
 namespace {
 
@@ -48,6 +50,10 @@ bool ParseQueryString(std::string_view query, std::map<std::string, std::string>
     }
     if (key.empty()) {
       *why = "a query parameter has no name";
+      return false;
+    }
+    if (!IsValidUtf8(key) || !IsValidUtf8(value)) {
+      *why = "query parameters must be UTF-8";
       return false;
     }
     if (!out->emplace(key, value).second) {

@@ -13,14 +13,18 @@
 #include "collector/index/event_query.h"
 #include "collector/ingest/collector_server.h"
 #include "collector/workflow/duration.h"
+#include "logging/logger.h"
 #include "tlog/base64.h"
 #include "tlog/tile_path.h"
 
 namespace latch::collector {
 namespace {
 
+// Never throws: a string that is not UTF-8 (which input checks keep out) is
+// written with U+FFFD in place of its bad bytes.
 api::ApiResponse Json(int status, const nlohmann::json& j) {
-  return {status, "application/json", j.dump()};
+  return {status, "application/json",
+          j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
 }
 api::ApiResponse Error(int status, const std::string& why) {
   return Json(status, {{"error", why}});
@@ -194,7 +198,19 @@ api::ApiResponse CollectorServer::CallOnLoop(const api::ApiRequest& req) {
   {
     std::lock_guard<std::mutex> lock(calls_mu_);
     if (stopping_) return Error(503, "the collector is stopping");
-    calls_.push_back([this, req, done] { done->set_value(HandleApi(req)); });
+    calls_.push_back([this, req, done] {
+      // No request may stop the loop: whatever a handler throws becomes a 500
+      // for that request and a log line (issue 14).
+      try {
+        done->set_value(HandleApi(req));
+      } catch (const std::exception& e) {
+        logging::Default().Error("API handler failed; answered 500",
+                                 {{"method", req.method},
+                                  {"path", req.target.substr(0, req.target.find('?'))},
+                                  {"error", e.what()}});
+        done->set_value(Error(500, "internal error"));
+      }
+    });
   }
   uint64_t one = 1;
   (void)!::write(wake_fd_, &one, sizeof(one));
@@ -207,7 +223,13 @@ void CollectorServer::RunQueuedCalls() {
     std::lock_guard<std::mutex> lock(calls_mu_);
     calls.swap(calls_);
   }
-  for (auto& c : calls) c();
+  for (auto& c : calls) {
+    try {
+      c();
+    } catch (const std::exception& e) {
+      logging::Default().Error("a queued call on the loop failed", {{"error", e.what()}});
+    }
+  }
 }
 
 api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
@@ -444,6 +466,9 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
   if (seg[1] == "grants" && seg.size() == 4 && ParseId(seg[2], &id) && seg[3] == "revoke" &&
       m == "POST") {
     if (!ParseBody(req.body, {"reason"}, &body, &why)) return Error(400, why);
+    if (body.contains("reason") && !body["reason"].is_string()) {
+      return Error(400, "reason must be a string");
+    }
     // Who may revoke: anyone who may approve some resource (approvers and
     // security), and nobody else.
     const workflow::Identity* who = workflow_->policy()->FindIdentity(req.identity);

@@ -1,5 +1,7 @@
 #include "collector/workflow/policy.h"
 
+#include <re2/re2.h>
+
 #include <fstream>
 
 #include "collector/workflow/duration.h"
@@ -184,11 +186,15 @@ Status Policy::Parse(std::string_view toml_text, const std::string& source,
     LATCH_RETURN_IF_ERROR(r.Get("reason_required", &rule.reason_required, false));
     LATCH_RETURN_IF_ERROR(r.Get("ticket_pattern", &rule.ticket_pattern, false));
     if (!rule.ticket_pattern.empty()) {
-      try {
-        rule.ticket = std::regex(rule.ticket_pattern, std::regex::ECMAScript);
-      } catch (const std::regex_error& e) {
-        return r.Bad("ticket_pattern is not a valid regular expression: " + std::string(e.what()));
+      re2::RE2::Options options;
+      options.set_log_errors(false);
+      options.set_max_mem(1 << 20);  // a pattern, not a program: bounded
+      auto compiled = std::make_shared<const re2::RE2>(rule.ticket_pattern, options);
+      if (!compiled->ok()) {
+        return r.Bad("ticket_pattern is not a valid regular expression (RE2 syntax): " +
+                     compiled->error());
       }
+      rule.ticket = std::move(compiled);
     }
     LATCH_RETURN_IF_ERROR(GetDuration(r, "pending_ttl", &rule.pending_ttl_ns, false));
     p->request_rules_.push_back(std::move(rule));

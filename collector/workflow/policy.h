@@ -45,13 +45,16 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <regex>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "agent/resource.h"
 #include "tlog/status.h"
+
+namespace re2 {
+class RE2;
+}
 
 namespace latch::workflow {
 
@@ -76,7 +79,10 @@ struct RequestRule {
   int64_t max_duration_ns = 0;
   bool reason_required = true;
   std::string ticket_pattern;  // empty: none
-  std::regex ticket;
+  // ticket_pattern compiled (RE2: linear time in the reason, whatever the
+  // pattern; std::regex's recursion overflowed the stack on a 60,000-digit
+  // reason, issue 14). Shared: rules are copied with the policy.
+  std::shared_ptr<const re2::RE2> ticket;
   int64_t pending_ttl_ns = 3600'000'000'000;
 };
 

@@ -1,5 +1,7 @@
 #include "collector/workflow/request_book.h"
 
+#include <re2/re2.h>
+
 #include <set>
 
 #include "collector/workflow/duration.h"
@@ -46,11 +48,11 @@ Status RequestBook::Create(const Policy& policy, const std::string& requester,
   if (rule->reason_required && reason.find_first_not_of(" \t\n") == std::string::npos) {
     return Status::FailedPrecondition("a reason is required for '" + resource + "'");
   }
-  if (!rule->ticket_pattern.empty() && !std::regex_search(reason, rule->ticket)) {
+  if (reason.size() > 4096) return Status::InvalidArgument("the reason is over 4096 bytes");
+  if (rule->ticket && !re2::RE2::PartialMatch(reason, *rule->ticket)) {
     return Status::FailedPrecondition("the reason must carry a ticket matching " +
                                       rule->ticket_pattern);
   }
-  if (reason.size() > 4096) return Status::InvalidArgument("the reason is over 4096 bytes");
   AccessRequest r;
   r.id = next_id_++;
   r.requester = requester;

@@ -152,6 +152,30 @@ TEST_F(ApiTest, WorkflowThroughTheApi) {
       nlohmann::json::parse(Call(http::verb::get, "/v1/grants", kAnn).body).contains("past"));
 }
 
+// Issue 14: one request stopped the collector. A query parameter that is not
+// UTF-8 (type_error.316 when the error was written as JSON), a revoke reason
+// that is a number (type_error.302: the grant stayed live) and a request
+// target with raw bytes: each is a 400, and the collector goes on serving.
+TEST_F(ApiTest, NoRequestCanStopTheCollector) {
+  EXPECT_EQ(Call(http::verb::get, "/v1/proof/inclusion?%FF=1&%FF=2", kTess).status, 400);
+  EXPECT_EQ(Call(http::verb::get, "/v1/events?kind=%C0%80", kTess).status, 400);  // overlong
+  EXPECT_EQ(Call(http::verb::get, "/v1/requests/\xff\xfe", kTess).status, 400);
+  EXPECT_EQ(Call(http::verb::get, "/v1/nothing\xe2\x82", "").status, 400);
+  Reply r = Call(http::verb::post, "/v1/requests", kTess,
+                 R"({"resource":"db","duration":"10m","reason":"nightly job"})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  uint64_t id = nlohmann::json::parse(r.body)["id"];
+  r = Call(http::verb::post, "/v1/requests/" + std::to_string(id) + "/approve", kAnn, "");
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::string revoke = "/v1/grants/" +
+                       std::to_string(nlohmann::json::parse(r.body)["grant_id"].get<uint64_t>()) +
+                       "/revoke";
+  EXPECT_EQ(Call(http::verb::post, revoke, kAnn, R"({"reason":5})").status, 400);
+  EXPECT_EQ(Call(http::verb::post, revoke, kAnn, R"({"reason":["a"]})").status, 400);
+  EXPECT_EQ(Call(http::verb::post, revoke, kAnn, R"({"reason":"done"})").status, 200);
+  EXPECT_EQ(Call(http::verb::get, "/healthz", "").status, 200);
+}
+
 TEST_F(ApiTest, CheckpointAndTilesAreServedForOtherClients) {
   Call(http::verb::post, "/v1/requests", kTess,
        R"({"resource":"db","duration":"10m","reason":"a"})");

@@ -174,6 +174,21 @@ TEST_F(WorkflowTest, RequestRulesAreEnforced) {
   EXPECT_TRUE(book_.Create(*policy_, "alice", "vault", 30 * kMin, "", 0, &r).ok());
 }
 
+// Issue 14: a reason of "OPS-" and 60,000 digits crashed the collector
+// (std::regex recursing once per character). The ticket pattern is matched in
+// linear time, and an oversized reason is refused before any matching.
+TEST_F(WorkflowTest, AHugeReasonCannotStopTheTicketCheck) {
+  AccessRequest r;
+  Status s =
+      book_.Create(*policy_, "alice", "pg", 60 * kMin, "OPS-" + std::string(60000, '7'), 0, &r);
+  EXPECT_NE(s.message().find("4096"), std::string::npos) << s.ToString();
+  EXPECT_TRUE(
+      book_.Create(*policy_, "alice", "pg", 60 * kMin, "OPS-" + std::string(4000, '7'), 0, &r)
+          .ok());
+  EXPECT_FALSE(
+      book_.Create(*policy_, "alice", "pg", 60 * kMin, std::string(4000, '7') + " OP", 0, &r).ok());
+}
+
 TEST_F(WorkflowTest, NobodyApprovesTheirOwnAndAllGroupsMustApprove) {
   AccessRequest r;
   ASSERT_TRUE(book_.Create(*policy_, "erin", "pg", 60 * kMin, "OPS-7", 0, &r).ok());
