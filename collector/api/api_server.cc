@@ -69,10 +69,26 @@ Status ApiServer::Start() {
         refused_("api_busy", "too many connections");
         continue;  // closed: the client retries
       }
+      boost::system::error_code peer_ec;
+      std::string peer = s.remote_endpoint(peer_ec).address().to_string();
+      if (peer_ec) continue;
+      {
+        std::lock_guard<std::mutex> lock(per_address_mu_);
+        int& held = per_address_[peer];
+        if (held >= options_.max_connections_per_address) {
+          refused_("api_busy", "too many connections from " + peer);
+          continue;  // closed
+        }
+        ++held;
+      }
       connections_++;
       int fd = s.release();
-      std::thread([this, fd] {
+      std::thread([this, fd, peer] {
         Serve(fd);
+        {
+          std::lock_guard<std::mutex> lock(per_address_mu_);
+          if (--per_address_[peer] <= 0) per_address_.erase(peer);
+        }
         connections_--;
       }).detach();
     }
@@ -137,12 +153,26 @@ ApiResponse ApiServer::Dispatch(const std::string& method, const std::string& ta
 }
 
 void ApiServer::Serve(int fd) {
+  // Every operation below is asynchronous on this connection's own loop and
+  // waited for at once: Beast's stream deadlines (expires_after) apply only
+  // to asynchronous operations, and with blocking calls a client that
+  // connected and sent nothing held its thread and its slot for ever.
   asio::io_context io;
+  auto wait = [&io](auto start) {
+    beast::error_code result;
+    start([&result](beast::error_code e, auto&&...) { result = e; });
+    io.restart();
+    io.run();
+    return result;
+  };
+  const auto idle = std::chrono::milliseconds(options_.idle_timeout_ms);
   try {
     beast::ssl_stream<beast::tcp_stream> stream(io, impl_->tls);
     beast::get_lowest_layer(stream).socket().assign(tcp::v4(), fd);
-    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
-    stream.handshake(asio::ssl::stream_base::server);
+    beast::get_lowest_layer(stream).expires_after(idle);
+    if (wait([&](auto done) { stream.async_handshake(asio::ssl::stream_base::server, done); })) {
+      return;  // not TLS, or too slow: nothing to answer
+    }
     // The client's certificate, if it sent one, by its fingerprint.
     std::string client_cert_hash;
     if (X509* cert = SSL_get1_peer_certificate(stream.native_handle())) {
@@ -160,8 +190,8 @@ void ApiServer::Serve(int fd) {
       parser.body_limit(options_.max_body_bytes);
       parser.header_limit(16 * 1024);
       beast::error_code ec;
-      beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
-      http::read(stream, buffer, parser, ec);
+      beast::get_lowest_layer(stream).expires_after(idle);
+      ec = wait([&](auto done) { http::async_read(stream, buffer, parser, done); });
       if (ec == http::error::end_of_stream || ec == asio::ssl::error::stream_truncated) break;
       ApiResponse out;
       bool keep = false;
@@ -191,13 +221,14 @@ void ApiServer::Serve(int fd) {
           head.set(http::field::cache_control, "no-cache");
           head.keep_alive(false);
           http::response_serializer<http::empty_body> sr(head);
-          http::write_header(stream, sr, ec);
+          beast::get_lowest_layer(stream).expires_after(idle);
+          ec = wait([&](auto done) { http::async_write_header(stream, sr, done); });
           beast::get_lowest_layer(stream).expires_never();
           if (!ec) {
             out.stream([&](const std::string& data) {
               beast::error_code wec;
-              beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(30));
-              asio::write(stream, asio::buffer(data), wec);
+              beast::get_lowest_layer(stream).expires_after(idle);
+              wec = wait([&](auto done) { asio::async_write(stream, asio::buffer(data), done); });
               return !wec && !stopping_;
             });
           }
@@ -211,7 +242,8 @@ void ApiServer::Serve(int fd) {
       res.keep_alive(keep);
       res.body() = std::move(out.body);
       res.prepare_payload();
-      http::write(stream, res, ec);
+      beast::get_lowest_layer(stream).expires_after(idle);
+      ec = wait([&](auto done) { http::async_write(stream, res, done); });
       if (oversized && !ec) {
         // Lingering close: take in (and drop) what the client is still
         // sending, bounded, so closing with unread data does not reset the
@@ -221,15 +253,21 @@ void ApiServer::Serve(int fd) {
         size_t drained = 0;
         beast::error_code dec;
         while (drained < (4u << 20)) {
-          size_t n = stream.read_some(asio::buffer(sink), dec);
+          size_t n = 0;
+          dec = wait([&](auto done) {
+            stream.async_read_some(asio::buffer(sink), [&n, done](beast::error_code e, size_t got) {
+              n = got;
+              done(e);
+            });
+          });
           if (dec) break;
           drained += n;
         }
       }
       if (ec || !keep) break;
     }
-    beast::error_code ec;
-    stream.shutdown(ec);
+    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
+    (void)wait([&](auto done) { stream.async_shutdown(done); });
   } catch (const std::exception& e) {
     // A failed handshake or a reset connection ends only that connection.
   }

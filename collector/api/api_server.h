@@ -6,8 +6,13 @@
 // state has one owner); a refused call answers 401 and is reported to the
 // handler's refusal hook, which records it.
 //
-// Connections are served by a thread each, at most max_connections at once
-// (more are answered 503): an operators' and auditors' API, not a public one.
+// Connections are served by a thread each, at most max_connections at once,
+// and at most max_connections_per_address from one peer address (more are
+// closed at once, and recorded): an operators' and auditors' API, not a
+// public one. A connection that sends nothing for idle_timeout_ms (in its TLS
+// handshake, inside a request, or between keep-alive requests), or does not
+// take what it is sent for as long, is closed: 64 idle sockets once locked
+// every approver out (issue 14).
 #pragma once
 
 #include <atomic>
@@ -15,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -57,6 +63,8 @@ struct ApiOptions {
   std::map<std::string, std::string> client_cert_hashes;
   size_t max_body_bytes = 64 * 1024;
   int max_connections = 64;
+  int max_connections_per_address = 16;
+  int idle_timeout_ms = 10000;
   int max_streams = 16;  // of those, streamed responses at once (more: 503)
 };
 
@@ -86,6 +94,8 @@ class ApiServer {
   std::unique_ptr<Impl> impl_;
   std::thread acceptor_;
   std::atomic<bool> stopping_{false};
+  std::mutex per_address_mu_;
+  std::map<std::string, int> per_address_;  // GUARDED_BY(per_address_mu_)
   std::atomic<int> connections_{0};
   std::atomic<int> streams_{0};
   uint16_t bound_port_ = 0;

@@ -95,6 +95,8 @@ Status CollectorServer::StartApi() {
   o.key_path = config_.api_key.empty() ? config_.data_dir + "/api.key" : config_.api_key;
   o.token_hashes = config_.api_tokens;
   o.client_cert_hashes = config_.api_client_certs;
+  o.idle_timeout_ms = config_.api_idle_timeout_ms;
+  o.max_connections_per_address = config_.api_max_connections_per_address;
   LATCH_RETURN_IF_ERROR(api::EnsureTlsIdentity(o.cert_path, o.key_path));
   api_ = std::make_unique<api::ApiServer>(
       o,

@@ -78,7 +78,8 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
   if (const toml::node* n = root.get("api")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return Bad(source, n->source(), "'api' must be an [api] table");
-    LATCH_RETURN_IF_ERROR(CheckKeys(*t, source, {"listen", "cert", "key"}));
+    LATCH_RETURN_IF_ERROR(CheckKeys(
+        *t, source, {"listen", "cert", "key", "idle_timeout_ms", "max_connections_per_address"}));
     c.api_enabled = true;
     std::string listen = c.api_address + ":" + std::to_string(c.api_port);
     LATCH_RETURN_IF_ERROR(Get(*t, source, "listen", &listen, false));
@@ -91,6 +92,17 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
     c.api_port = static_cast<uint16_t>(port);
     LATCH_RETURN_IF_ERROR(Get(*t, source, "cert", &c.api_cert, false));
     LATCH_RETURN_IF_ERROR(Get(*t, source, "key", &c.api_key, false));
+    int64_t idle = c.api_idle_timeout_ms, per_address = c.api_max_connections_per_address;
+    LATCH_RETURN_IF_ERROR(Get(*t, source, "idle_timeout_ms", &idle, false));
+    LATCH_RETURN_IF_ERROR(Get(*t, source, "max_connections_per_address", &per_address, false));
+    if (idle < 100 || idle > 600000) {
+      return Bad(source, t->source(), "api idle_timeout_ms must be 100 to 600000");
+    }
+    if (per_address < 1 || per_address > 64) {
+      return Bad(source, t->source(), "api max_connections_per_address must be 1 to 64");
+    }
+    c.api_idle_timeout_ms = static_cast<int>(idle);
+    c.api_max_connections_per_address = static_cast<int>(per_address);
   }
   if (const toml::node* n = root.get("api_client")) {
     const toml::array* list = n->as_array();

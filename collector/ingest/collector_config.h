@@ -14,6 +14,8 @@
 //   listen = "127.0.0.1:8443"
 //   cert = "<data_dir>/api.crt"          # made self-signed on first start if absent
 //   key = "<data_dir>/api.key"
+//   idle_timeout_ms = 10000              # a connection silent this long is closed
+//   max_connections_per_address = 16     # of the 64 connections, at most this many per peer
 //
 //   [[api_token]]                        # bearer tokens, stored hashed
 //   identity = "alice"                   # an identity of the policy
@@ -65,6 +67,8 @@ struct CollectorConfig {
   std::string api_cert, api_key;                        // empty: under data_dir
   std::map<std::string, std::string> api_tokens;        // sha256 hex -> identity
   std::map<std::string, std::string> api_client_certs;  // certificate sha256 hex -> identity
+  int api_idle_timeout_ms = 10000;
+  int api_max_connections_per_address = 16;
   struct Webhook {
     std::string url, ca, secret;
     std::vector<std::string> events;  // empty: all

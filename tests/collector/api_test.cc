@@ -1,6 +1,8 @@
 // The collector's HTTPS API against a real TLS client: authentication,
 // validation of every input, the workflow through it, the ledger's tiles.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -174,6 +176,68 @@ TEST_F(ApiTest, NoRequestCanStopTheCollector) {
   EXPECT_EQ(Call(http::verb::post, revoke, kAnn, R"({"reason":["a"]})").status, 400);
   EXPECT_EQ(Call(http::verb::post, revoke, kAnn, R"({"reason":"done"})").status, 200);
   EXPECT_EQ(Call(http::verb::get, "/healthz", "").status, 200);
+}
+
+// Issue 14: 64 idle TCP connections (connected, nothing sent, no TLS) locked
+// every approver out for as long as they were held: Beast's timeouts do not
+// cover blocking calls. A connection silent for idle_timeout_ms is closed, and
+// one address holds at most max_connections_per_address of the slots.
+TEST_F(ApiTest, IdleConnectionsCannotLockApproversOut) {
+  server_->Stop();
+  thread_.join();
+  server_.reset();  // its ledger and endpoints, before the next opens them
+  config_.api_idle_timeout_ms = 1000;
+  config_.api_max_connections_per_address = 64;  // the test's clients all share 127.0.0.1
+  ASSERT_TRUE(CollectorServer::Open(config_, &server_).ok());
+  thread_ = std::thread([this] { run_status_ = server_->Run(); });
+  for (int i = 0; i < 200 && server_->api_port() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  auto connect_idle = [&] {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(server_->api_port());
+    EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    return fd;
+  };
+  std::vector<int> idle;
+  for (int i = 0; i < 70; ++i) idle.push_back(connect_idle());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1600));
+  EXPECT_EQ(Call(http::verb::get, "/v1/requests", kAnn).status, 200);
+  // Each idle connection was closed by the server (read sees the end).
+  int closed = 0;
+  for (int fd : idle) {
+    pollfd p{fd, POLLIN, 0};
+    char c;
+    if (::poll(&p, 1, 0) == 1 && ::recv(fd, &c, 1, MSG_DONTWAIT) <= 0) ++closed;
+    ::close(fd);
+  }
+  EXPECT_EQ(closed, 70);
+
+  // One address's share: past it, connections are closed at once.
+  server_->Stop();
+  thread_.join();
+  server_.reset();
+  config_.api_idle_timeout_ms = 5000;
+  config_.api_max_connections_per_address = 4;
+  ASSERT_TRUE(CollectorServer::Open(config_, &server_).ok());
+  thread_ = std::thread([this] { run_status_ = server_->Run(); });
+  for (int i = 0; i < 200 && server_->api_port() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  idle.clear();
+  for (int i = 0; i < 6; ++i) idle.push_back(connect_idle());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  int ended = 0;
+  for (int fd : idle) {
+    pollfd p{fd, POLLIN, 0};
+    char c;
+    if (::poll(&p, 1, 0) == 1 && ::recv(fd, &c, 1, MSG_DONTWAIT) <= 0) ++ended;
+  }
+  EXPECT_EQ(ended, 2);  // the fifth and sixth
+  for (int fd : idle) ::close(fd);
 }
 
 TEST_F(ApiTest, CheckpointAndTilesAreServedForOtherClients) {
