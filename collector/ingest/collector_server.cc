@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 #include "collector/ingest/grant_keys.h"
 #include "collector/ledger/append_file.h"
@@ -1023,9 +1024,18 @@ void CollectorServer::HandleAdmin() {
       spec.host_ids = j.at("hosts").get<std::vector<std::string>>();
       int64_t now = NowNs();
       spec.not_before_unix_ns = j.value("not_before_ns", now);
-      spec.not_after_unix_ns = j.contains("not_after_ns")
-                                   ? j.at("not_after_ns").get<int64_t>()
-                                   : now + j.at("duration_s").get<int64_t>() * 1'000'000'000;
+      if (j.contains("not_after_ns")) {
+        spec.not_after_unix_ns = j.at("not_after_ns").get<int64_t>();
+      } else {
+        // Checked arithmetic: a huge duration_s must not wrap round to a
+        // short (or past) grant.
+        int64_t ns = 0;
+        if (__builtin_mul_overflow(j.at("duration_s").get<int64_t>(), int64_t{1'000'000'000},
+                                   &ns) ||
+            __builtin_add_overflow(now, ns, &spec.not_after_unix_ns)) {
+          throw std::out_of_range("duration_s is too large");
+        }
+      }
       spec.break_glass = j.value("break_glass", false);
       uint64_t id = 0;
       Status s = IssueGrant(spec, actor, &id);
@@ -1059,8 +1069,10 @@ void CollectorServer::HandleAdmin() {
     }
   } catch (const nlohmann::json::exception& e) {
     reply = {{"ok", false}, {"error", std::string("bad request: ") + e.what()}};
+  } catch (const std::exception& e) {
+    reply = {{"ok", false}, {"error", std::string("bad request: ") + e.what()}};
   }
-  std::string out = reply.dump();
+  std::string out = reply.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   admin_->send(zmq::buffer(out), zmq::send_flags::none);
 }
 

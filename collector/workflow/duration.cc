@@ -43,8 +43,10 @@ Status ParseDuration(std::string_view text, int64_t* ns) {
         return bad();
     }
     ++i;
+    // Checked before multiplying: 213504d is 1.8e19 ns, past int64_t, and
+    // once wrapped round to a 25-minute request (issue 14).
+    if (n > (kMax - total) / unit) return bad();
     total += n * unit;
-    if (total > kMax) return bad();
   }
   if (total == 0) return bad();
   *ns = total;

@@ -440,6 +440,20 @@ TEST_F(CollectorTest, IssuedGrantReachesItsHostSignedAndRevocationRemovesIt) {
   });
 }
 
+// Issue 14: durations are checked, not wrapped: a duration_s whose
+// nanoseconds do not fit is refused (it would have made a grant that ended
+// before it began, or in the distant past), and the collector goes on.
+TEST_F(CollectorTest, AnOperatorGrantOfAHugeDurationIsRefused) {
+  std::string reply =
+      AdminCall(R"({"op":"issue","principals":[{"uid":1}],"resources":[1],"hosts":["host-a"],)"
+                R"("duration_s":9223372036854775807})");
+  EXPECT_NE(reply.find("\"ok\":false"), std::string::npos) << reply;
+  EXPECT_NE(reply.find("too large"), std::string::npos) << reply;
+  reply = AdminCall(
+      R"({"op":"issue","principals":[{"uid":1}],"resources":[1],"hosts":["host-a"],"duration_s":60})");
+  EXPECT_NE(reply.find("\"ok\":true"), std::string::npos) << reply;
+}
+
 TEST_F(CollectorTest, GrantBookIsRebuiltFromTheLedgerWithTheSameVersions) {
   Hello(*agent_, "host-a");
   std::string set;

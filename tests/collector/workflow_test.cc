@@ -253,5 +253,19 @@ TEST(DurationTest, ParsesAndFormats) {
   }
 }
 
+// Issue 14: "213504d" is 1.8e19 ns, past int64_t; it wrapped round to a
+// 25m26s request. Every size that does not fit is refused, near the edge too.
+TEST(DurationTest, HugeDurationsAreRefusedNotWrapped) {
+  int64_t ns = 0;
+  for (const char* huge :
+       {"213504d", "31622400d", "759000h", "45000000m", "366d1s", "365d24h1s", "1d31622400s"}) {
+    EXPECT_FALSE(ParseDuration(huge, &ns).ok()) << huge << " gave " << ns;
+  }
+  ASSERT_TRUE(ParseDuration("366d", &ns).ok());  // the maximum itself
+  EXPECT_EQ(FormatDuration(ns), "366d");
+  ASSERT_TRUE(ParseDuration("365d24h", &ns).ok());
+  EXPECT_EQ(FormatDuration(ns), "366d");
+}
+
 }  // namespace
 }  // namespace latch::workflow
