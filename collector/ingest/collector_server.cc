@@ -7,6 +7,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -379,10 +380,26 @@ Status CollectorServer::Run() {
 // heartbeat twice a second) goes on the record, once per silence: on a host
 // whose agent is stopped or cut off, enforcement is no longer observed.
 void CollectorServer::RecordSilentAgents() {
+  // The loop turns at least every 200 ms. A longer gap is this collector's
+  // own pause (SIGSTOP, a frozen VM, a stall): agents were not silent, we
+  // were deaf, so the gap does not count towards anyone's silence (issue 14:
+  // a 60 s freeze recorded agentSilent for an agent that never stopped).
+  auto turn = std::chrono::steady_clock::now();
+  if (last_turn_ != std::chrono::steady_clock::time_point{}) {
+    int64_t gap_ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(turn - last_turn_).count();
+    if (gap_ns > 2'000'000'000) {
+      silence_counts_from_ns_ = NowNs();  // everyone's silence starts again now
+      logging::Default().Warn(
+          "this collector was paused; the pause is not counted as agents' silence",
+          {{"paused_ms", gap_ns / 1'000'000}});
+    }
+  }
+  last_turn_ = turn;
   int64_t now = NowNs();
   int64_t after = static_cast<int64_t>(config_.agent_silent_after_ms) * 1'000'000;
   for (const auto& [host, heard] : last_heard_ns_) {
-    if (now - heard < after || silent_.count(host)) continue;
+    if (now - std::max(heard, silence_counts_from_ns_) < after || silent_.count(host)) continue;
     silent_.insert(host);
     capnp::MallocMessageBuilder m;
     auto a = m.initRoot<schema::WorkflowAction>();

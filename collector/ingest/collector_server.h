@@ -13,6 +13,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -172,7 +173,11 @@ class CollectorServer : private workflow::WorkflowSink {
   SequenceIndex sequences_;
   // (host, boot) -> highest sequence submitted and not yet durable.
   std::map<std::pair<std::string, std::string>, uint64_t> in_flight_;
-  std::map<std::string, std::string> routes_;     // host -> routing id of its live connection
+  std::map<std::string, std::string> routes_;  // host -> routing id of its live connection
+  // Silence is counted from a host's last message, or from the end of this
+  // collector's own last pause if that is later (RecordSilentAgents).
+  std::chrono::steady_clock::time_point last_turn_;
+  int64_t silence_counts_from_ns_ = 0;
   std::map<std::string, int64_t> last_heard_ns_;  // host -> its last message (unix ns), in /metrics
   std::set<std::string> silent_;                  // hosts recorded as silent, until heard again
   // What the ledger last heard of each host this run, so that a session reset

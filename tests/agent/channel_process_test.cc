@@ -832,6 +832,26 @@ TEST_F(ChannelTest, ACollectorThatIsDownIsNotAStall) {
   EXPECT_EQ(log.find("ALARM"), std::string::npos) << log;
 }
 
+// Issue 14: a collector frozen (SIGSTOP) for longer than agent_silent_after_ms
+// recorded agentSilent, on resuming, for an agent that had been sending the
+// whole time. Its own pause is not an agent's silence.
+TEST_F(ChannelTest, ACollectorsOwnPauseIsNotAnAgentsSilence) {
+  collector_settings_ = "agent_silent_after_ms = 2000\n";
+  WriteCollectorConfig(agent_key_);
+  StartCollector();
+  StartAgent();
+  ConnectMany(5);
+  ASSERT_EQ(WaitForEvents(decisions_).events.size(), decisions_);
+  ASSERT_EQ(::kill(collector_, SIGSTOP), 0);
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  ASSERT_EQ(::kill(collector_, SIGCONT), 0);
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  LedgerView v = ReadLedger();
+  for (const std::string& w : v.workflow) EXPECT_NE(w, "agentSilent");
+  std::string log = Slurp(dir_ + "/collector.log");
+  EXPECT_NE(log.find("this collector was paused"), std::string::npos) << log;
+}
+
 // The narrowest moment of all: the agent dies after its spool has the events
 // and before it releases them in the ring, so they are in both places. The
 // restarted agent must send each of them once (it skips what its spool's
