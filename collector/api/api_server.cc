@@ -12,7 +12,7 @@
 
 #include <cstdio>
 
-#include "collector/api/utf8.h"
+#include "text/utf8.h"
 #include "tlog/hex.h"
 #include "tlog/sha256.h"
 
@@ -112,7 +112,7 @@ void ApiServer::Stop() {
 ApiResponse ApiServer::Dispatch(const std::string& method, const std::string& target,
                                 const std::string& authorization, const std::string& body,
                                 const std::string& client_cert_hash) {
-  if (!IsValidUtf8(target)) {
+  if (!text::IsValidUtf8(target)) {
     refused_("api_malformed", method + " (a request target that is not UTF-8)");
     return {400, "application/json", R"({"error":"the request target must be UTF-8"})"};
   }
@@ -130,7 +130,7 @@ ApiResponse ApiServer::Dispatch(const std::string& method, const std::string& ta
       if (it != options_.client_cert_hashes.end()) req.identity = it->second;
     }
     if (req.identity.empty()) {
-      refused_("api_unauthenticated", method + " " + std::string(TruncateUtf8(target, 200)));
+      refused_("api_unauthenticated", method + " " + std::string(text::TruncateUtf8(target, 200)));
       return {401, "application/json",
               R"({"error":"a valid bearer token or client certificate is required"})"};
     }
@@ -146,7 +146,7 @@ ApiResponse ApiServer::Dispatch(const std::string& method, const std::string& ta
   if (res.status == 403) {
     // Authorization failures are recorded like authentication failures.
     refused_("api_forbidden", req.identity + ": " + method + " " +
-                                  std::string(TruncateUtf8(
+                                  std::string(text::TruncateUtf8(
                                       std::string_view(target).substr(0, target.find('?')), 200)));
   }
   return res;

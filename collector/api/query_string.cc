@@ -1,6 +1,6 @@
 #include "collector/api/query_string.h"
 
-#include "collector/api/utf8.h"
+#include "text/utf8.h"
 
 namespace latch::api {
 namespace {
@@ -52,7 +52,7 @@ bool ParseQueryString(std::string_view query, std::map<std::string, std::string>
       *why = "a query parameter has no name";
       return false;
     }
-    if (!IsValidUtf8(key) || !IsValidUtf8(value)) {
+    if (!text::IsValidUtf8(key) || !text::IsValidUtf8(value)) {
       *why = "query parameters must be UTF-8";
       return false;
     }

@@ -13,6 +13,7 @@
 #include "collector/index/event_query.h"
 #include "collector/ingest/collector_server.h"
 #include "collector/workflow/duration.h"
+#include "collector/workflow/free_text.h"
 #include "logging/logger.h"
 #include "tlog/base64.h"
 #include "tlog/tile_path.h"
@@ -470,6 +471,10 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     if (!ParseBody(req.body, {"reason"}, &body, &why)) return Error(400, why);
     if (body.contains("reason") && !body["reason"].is_string()) {
       return Error(400, "reason must be a string");
+    }
+    if (Status checked = workflow::CheckFreeText(body.value("reason", ""), "the reason");
+        !checked.ok()) {
+      return Error(400, checked.message());
     }
     // Who may revoke: anyone who may approve some resource (approvers and
     // security), and nobody else.

@@ -42,6 +42,7 @@
 
 #include "collector/index/event_query.h"
 #include "collector/ledger/append_file.h"
+#include "collector/tools/terminal_text.h"
 #include "collector/workflow/duration.h"
 #include "tlog/base64.h"
 #include "tlog/checkpoint.h"
@@ -64,6 +65,9 @@ struct Reply {
   int status = 0;
   std::string body;
 };
+
+// Text from outside, as a terminal may safely show it.
+std::string T(std::string_view text) { return latch::tools::TerminalText(text); }
 
 class Unreachable : public std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -194,7 +198,7 @@ int Show(const Settings& s, const Reply& r,
   auto j = nlohmann::json::parse(r.body, nullptr, false);
   if (r.status >= 400) {
     std::string why = j.is_object() && j.contains("error") ? j["error"].get<std::string>() : r.body;
-    std::fprintf(stderr, "latchctl: %d: %s\n", r.status, why.c_str());
+    std::fprintf(stderr, "latchctl: %d: %s\n", r.status, T(why).c_str());
     return 1;
   }
   if (s.json || !j.is_object()) {
@@ -206,11 +210,12 @@ int Show(const Settings& s, const Reply& r,
 }
 
 void RequestRow(const nlohmann::json& q) {
-  std::printf("%-6s %-10s %-12s %-16s %-8s %s%s\n", std::to_string(q["id"].get<uint64_t>()).c_str(),
-              q["state"].get<std::string>().c_str(), q["requester"].get<std::string>().c_str(),
-              q["resource"].get<std::string>().c_str(), q["duration"].get<std::string>().c_str(),
-              q["reason"].get<std::string>().c_str(),
-              q["break_glass"].get<bool>() ? "  [BREAK-GLASS]" : "");
+  std::printf(
+      "%-6s %-10s %-12s %-16s %-8s %s%s\n", std::to_string(q["id"].get<uint64_t>()).c_str(),
+      T(q["state"].get<std::string>()).c_str(), T(q["requester"].get<std::string>()).c_str(),
+      T(q["resource"].get<std::string>()).c_str(), T(q["duration"].get<std::string>()).c_str(),
+      T(q["reason"].get<std::string>()).c_str(),
+      q["break_glass"].get<bool>() ? "  [BREAK-GLASS]" : "");
 }
 
 int Verify(const Settings& s) {
@@ -423,11 +428,13 @@ void EventRow(const latch::index::VerifiedEvent& e) {
   }
   std::string grants;
   for (uint64_t g : v.grant_ids) grants += (grants.empty() ? "" : ",") + std::to_string(g);
+  // Every field from the record is shown through T(): a process name or
+  // path may carry terminal controls.
   std::printf("%-8s %-23s %-12s %-12s %-16s %-7s %s\n", std::to_string(e.index).c_str(),
-              TimeText(v.time_ns).c_str(), v.host.empty() ? "-" : v.host.c_str(),
-              e.identity.empty() ? "-" : e.identity.c_str(),
-              e.resource.empty() ? "-" : e.resource.c_str(), grants.empty() ? "-" : grants.c_str(),
-              what.c_str());
+              TimeText(v.time_ns).c_str(), v.host.empty() ? "-" : T(v.host).c_str(),
+              e.identity.empty() ? "-" : T(e.identity).c_str(),
+              e.resource.empty() ? "-" : T(e.resource).c_str(),
+              grants.empty() ? "-" : grants.c_str(), T(what).c_str());
 }
 
 // The live tail: server-sent events from the ledger index `from` on, each
@@ -460,7 +467,7 @@ int Follow(const Settings& s, const std::string& params, uint64_t from, bool ver
         auto page = nlohmann::json::parse(message.substr(data + 6), nullptr, false);
         std::vector<latch::index::VerifiedEvent> events;
         if (message.rfind("event: error", 0) == 0 || page.is_discarded()) {
-          std::fprintf(stderr, "latchctl: the live tail ended: %s\n", message.c_str());
+          std::fprintf(stderr, "latchctl: the live tail ended: %s\n", T(message).c_str());
           return 1;
         }
         latch::Status st =
@@ -703,7 +710,7 @@ int main(int argc, char** argv) {
       return Show(s, Call(s, http::verb::post, "/v1/requests", b.dump()), [](const auto& j) {
         std::printf("request %llu is %s\n",
                     static_cast<unsigned long long>(j["id"].template get<uint64_t>()),
-                    j["state"].template get<std::string>().c_str());
+                    T(j["state"].template get<std::string>()).c_str());
       });
     }
     if (requests->parsed()) {
@@ -717,7 +724,7 @@ int main(int argc, char** argv) {
                       if (q["state"] == "pending") {
                         std::printf(
                             "       needs %s%s\n",
-                            q["still_needed"].template get<std::string>().c_str(),
+                            T(q["still_needed"].template get<std::string>()).c_str(),
                             q["may_review"].template get<bool>() ? " (you may review it)" : "");
                       }
                     }
@@ -733,7 +740,7 @@ int main(int argc, char** argv) {
           [](const auto& j) {
             std::printf("request %llu is %s",
                         static_cast<unsigned long long>(j["id"].template get<uint64_t>()),
-                        j["state"].template get<std::string>().c_str());
+                        T(j["state"].template get<std::string>()).c_str());
             if (j.contains("grant_id")) {
               std::printf(" (grant %llu)",
                           static_cast<unsigned long long>(j["grant_id"].template get<uint64_t>()));
@@ -758,15 +765,15 @@ int main(int argc, char** argv) {
                         "UNTIL (UTC)", "EFFECTIVE ON");
             for (const auto& g : j["grants"]) {
               std::string hosts;
-              for (auto& [h, at] : g["effective_since"].items()) hosts += h + " ";
+              for (auto& [h, at] : g["effective_since"].items()) hosts += T(h) + " ";
               time_t until = static_cast<time_t>(
                   g["grant"]["not_after_ns"].template get<int64_t>() / 1000000000);
               char when[32];
               std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", std::gmtime(&until));
               std::printf("%-6s %-22s %-10s %-20s %s%s\n",
                           std::to_string(g["id"].template get<uint64_t>()).c_str(),
-                          g["grant"]["principals"].dump().c_str(),
-                          g["grant"]["resources"].dump().c_str(), when,
+                          T(g["grant"]["principals"].dump()).c_str(),
+                          T(g["grant"]["resources"].dump()).c_str(), when,
                           hosts.empty() ? "(not yet)" : hosts.c_str(),
                           g["grant"]["break_glass"].template get<bool>() ? "  [BREAK-GLASS]" : "");
             }
@@ -780,9 +787,9 @@ int main(int argc, char** argv) {
                 std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", std::gmtime(&at));
                 std::printf("%-6s %-22s %-10s %-8s %s\n",
                             std::to_string(g["id"].template get<uint64_t>()).c_str(),
-                            g["grant"]["principals"].dump().c_str(),
-                            g["grant"]["resources"].dump().c_str(),
-                            g["ended"].template get<std::string>().c_str(), when);
+                            T(g["grant"]["principals"].dump()).c_str(),
+                            T(g["grant"]["resources"].dump()).c_str(),
+                            T(g["ended"].template get<std::string>()).c_str(), when);
               }
             }
           });

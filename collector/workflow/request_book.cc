@@ -5,6 +5,7 @@
 #include <set>
 
 #include "collector/workflow/duration.h"
+#include "collector/workflow/free_text.h"
 
 namespace latch::workflow {
 
@@ -45,10 +46,10 @@ Status RequestBook::Create(const Policy& policy, const std::string& requester,
     return Status::FailedPrecondition("at most " + FormatDuration(rule->max_duration_ns) + " of '" +
                                       resource + "' may be requested");
   }
-  if (rule->reason_required && reason.find_first_not_of(" \t\n") == std::string::npos) {
+  LATCH_RETURN_IF_ERROR(CheckFreeText(reason, "the reason"));
+  if (rule->reason_required && IsBlank(reason)) {
     return Status::FailedPrecondition("a reason is required for '" + resource + "'");
   }
-  if (reason.size() > 4096) return Status::InvalidArgument("the reason is over 4096 bytes");
   if (rule->ticket && !re2::RE2::PartialMatch(reason, *rule->ticket)) {
     return Status::FailedPrecondition("the reason must carry a ticket matching " +
                                       rule->ticket_pattern);
@@ -128,10 +129,11 @@ Status RequestBook::Review(const Policy& policy, uint64_t id, const std::string&
     return Status::FailedPrecondition("'" + reviewer + "' may not review request " +
                                       std::to_string(id));
   }
+  LATCH_RETURN_IF_ERROR(CheckFreeText(comment, "the comment"));
   bool self = reviewer == r.requester;
   if (self) {
     if (!approve) return Status::InvalidArgument("to withdraw your own request, cancel it");
-    if (comment.find_first_not_of(" \t\n") == std::string::npos) {
+    if (IsBlank(comment)) {
       return Status::FailedPrecondition("break-glass self-approval needs a reason");
     }
   }

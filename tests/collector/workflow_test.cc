@@ -189,6 +189,26 @@ TEST_F(WorkflowTest, AHugeReasonCannotStopTheTicketCheck) {
       book_.Create(*policy_, "alice", "pg", 60 * kMin, std::string(4000, '7') + " OP", 0, &r).ok());
 }
 
+// Issue 14: reasons and comments are one line of text. A newline drew a fake
+// row in latchctl's table, and a reason of only a no-break space (or a
+// zero-width space) satisfied reason_required.
+TEST_F(WorkflowTest, ReasonsAndCommentsAreOneLineOfVisibleText) {
+  AccessRequest r;
+  for (const char* bad : {"OPS-1 ok\n12 pending bob db 1h approved by CISO", "OPS-1 \x1b[2K\rallow",
+                          "OPS-1\tx", "OPS-1 \xc2\x9b", "OPS-1 \xe2\x80\xae", "OPS-1 \xff"}) {
+    Status s = book_.Create(*policy_, "alice", "pg", 60 * kMin, bad, 0, &r);
+    EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << bad << ": " << s.ToString();
+  }
+  for (const char* blank : {"\xc2\xa0", "\xe2\x80\x8b", "\xe3\x80\x80 \xef\xbb\xbf"}) {
+    Status s = book_.Create(*policy_, "carol", "pg", 60 * kMin, blank, 0, &r);
+    EXPECT_NE(s.message().find("reason is required"), std::string::npos) << s.ToString();
+  }
+  ASSERT_TRUE(book_.Create(*policy_, "alice", "pg", 60 * kMin, "OPS-5 Grüße", 0, &r).ok());
+  Status s = book_.Review(*policy_, r.id, "erin", true, "fine\nAPPROVED BY CISO", 0, &r);
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument) << s.ToString();
+  EXPECT_TRUE(book_.Review(*policy_, r.id, "erin", true, "fine", 0, &r).ok());
+}
+
 TEST_F(WorkflowTest, NobodyApprovesTheirOwnAndAllGroupsMustApprove) {
   AccessRequest r;
   ASSERT_TRUE(book_.Create(*policy_, "erin", "pg", 60 * kMin, "OPS-7", 0, &r).ok());
