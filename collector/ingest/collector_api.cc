@@ -21,11 +21,15 @@
 namespace latch::collector {
 namespace {
 
-// Never throws: a string that is not UTF-8 (which input checks keep out) is
-// written with U+FFFD in place of its bad bytes.
+// JSON text that never throws: a string that is not UTF-8 (a record from
+// before input checks, or from an agent) is written with U+FFFD in place of
+// its bad bytes, instead of ending the answer or the stream (issue 14: one
+// such refusal record cut off every events query and live tail past it).
+std::string JsonText(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 api::ApiResponse Json(int status, const nlohmann::json& j) {
-  return {status, "application/json",
-          j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
+  return {status, "application/json", JsonText(j)};
 }
 api::ApiResponse Error(int status, const std::string& why) {
   return Json(status, {{"error", why}});
@@ -174,13 +178,16 @@ api::ApiResponse CollectorServer::HandleEventsStream(const api::ApiRequest& req)
         nlohmann::json answer;
         Status s = index::AnswerEventQuery(*ledger_, index_path_, indexed, query, &answer);
         if (!s.ok()) {
-          write("event: error\ndata: " + nlohmann::json({{"error", s.message()}}).dump() + "\n\n");
+          write("event: error\ndata: " + JsonText(nlohmann::json({{"error", s.message()}})) +
+                "\n\n");
           return;
         }
         uint64_t after = answer["next_index"].get<uint64_t>();
         if (!answer["events"].empty()) {
           // The id is where a reconnecting client resumes (from_index).
-          if (!write("id: " + std::to_string(after) + "\ndata: " + answer.dump() + "\n\n")) return;
+          if (!write("id: " + std::to_string(after) + "\ndata: " + JsonText(answer) + "\n\n")) {
+            return;
+          }
           quiet_since = Clock::now();
         }
         if (after <= next) break;  // the checkpoint has not caught up with the index yet

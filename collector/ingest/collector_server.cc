@@ -239,7 +239,7 @@ void CollectorServer::NotifyWebhooks(const std::string& action) {
                          {"request_id", v.request_id},
                          {"at_ns", NowNs()},
                          {"action", v.detail}};
-  webhooks_->Send(type, body.dump());
+  webhooks_->Send(type, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 Status CollectorServer::IssueGrant(const workflow::ApprovedGrant& g, const std::string& actor,

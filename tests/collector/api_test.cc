@@ -176,6 +176,19 @@ TEST_F(ApiTest, NoRequestCanStopTheCollector) {
   EXPECT_EQ(Call(http::verb::post, revoke, kAnn, R"({"reason":["a"]})").status, 400);
   EXPECT_EQ(Call(http::verb::post, revoke, kAnn, R"({"reason":"done"})").status, 200);
   EXPECT_EQ(Call(http::verb::get, "/healthz", "").status, 200);
+  // The refusals of those raw requests are on the record and the events
+  // query still answers whole JSON (a refusal holding the raw bytes once cut
+  // off every query and live tail that reached it).
+  bool seen = false;
+  for (int i = 0; i < 60 && !seen; ++i) {
+    Reply q = Call(http::verb::get, "/v1/events?kind=refusal", kAnn);
+    ASSERT_EQ(q.status, 200) << q.body;
+    auto j = nlohmann::json::parse(q.body, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << q.body;
+    seen = q.body.find("api_malformed") != std::string::npos;
+    if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(seen);
 }
 
 // Issue 14: 64 idle TCP connections (connected, nothing sent, no TLS) locked
