@@ -358,6 +358,11 @@ Status CollectorServer::Run() {
             {{"error", s.ToString()}, {"hint", "fix the file named and send SIGHUP again"}});
       }
     }
+    // A workflow record that failed to commit (an operator's grant on a full
+    // disk) leaves the ledger refusing writes as surely as an agent batch.
+    if (ledger_->write_failed() && fatal_.ok()) {
+      StopOnLedgerFailure(Status::IoError("a ledger commit failed to write"));
+    }
     if (workflow_->policy() != nullptr) workflow_->ExpireDue(NowNs());
     RecordEndedGrants();
     RecordSilentAgents();
@@ -373,7 +378,24 @@ Status CollectorServer::Run() {
   if (api_) api_->Stop();
   FlushRefusals(true);
   index_->Stop();
-  return Status::Ok();
+  // A stop forced by the ledger is a failure: exit non-zero, so the unit's
+  // Restart=on-failure brings the collector back on a recovered tail (it
+  // exited 0 and stayed down, issue 14).
+  return fatal_;
+}
+
+void CollectorServer::StopOnLedgerFailure(const Status& why) {
+  // The ledger refuses further commits after a write error; nothing more can
+  // be acknowledged or recorded. Stop, so that a restart finds a clean tail.
+  logging::Default().Alert(
+      "ledger commit failed; stopping so that a restart finds a clean tail",
+      {{"error", why.ToString()},
+       {"hint",
+        "check the disk under data_dir (space, errors); agents keep their spools and resend; "
+        "the service restarts by itself"}});
+  fatal_ = Status::IoError("the ledger under " + config_.data_dir +
+                           " had a write error: " + why.ToString());
+  Stop();
 }
 
 // A host that had been talking and then stays unheard (agents send a
@@ -690,13 +712,7 @@ void CollectorServer::HandleCompletions() {
     if (!c->status.ok()) {
       // The ledger refuses further commits after an I/O error; nothing more
       // can be acknowledged. Stop, so a supervisor restarts us on a clean tail.
-      logging::Default().Alert(
-          "ledger commit failed; stopping so that a restart finds a clean tail",
-          {{"error", c->status.ToString()},
-           {"hint",
-            "check the disk under data_dir (space, errors); agents keep their spools "
-            "and resend"}});
-      Stop();
+      StopOnLedgerFailure(c->status);
       return;
     }
     uint64_t last_sequence = c->last_sequence;

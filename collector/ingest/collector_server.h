@@ -186,6 +186,8 @@ class CollectorServer : private workflow::WorkflowSink {
   std::map<std::string, std::string> connected_boot_;  // host -> boot of its last agentConnected
   std::map<std::string, std::string> applied_set_;  // host -> its last grantSetApplied, canonical
   void RecordSilentAgents();
+  void StopOnLedgerFailure(const Status& why);
+  Status fatal_;  // why the loop was stopped from inside, if it was (Run returns it)
   // host -> the checkpoint size the agent holds, as far as we know: what its
   // Hello said, then the size of each receipt sent to it (it adopts receipts
   // in order). Consistency proofs start there.

@@ -24,6 +24,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -65,6 +66,9 @@ class Ledger : public TileSource, public tlog::StoredHashReader {
   Status Commit(std::span<const EntryBatch* const> batches, uint64_t* first_index);
 
   uint64_t size() const;
+  // Whether a commit failed to write (a full or failing disk): the ledger then
+  // refuses every further commit until it is opened again.
+  bool write_failed() const { return failed_.load(); }
   tlog::Checkpoint checkpoint() const;
   std::string checkpoint_note() const;
   const tlog::NoteVerifier& verifier() const { return verifier_; }
@@ -106,7 +110,7 @@ class Ledger : public TileSource, public tlog::StoredHashReader {
   std::array<std::unique_ptr<AppendFile>, 64> hashes_;
   RightEdge edge_;  // committer's state, ahead of `size_` only inside Commit
   std::vector<std::vector<tlog::Hash>> completed_;  // scratch: hashes a batch completes, by level
-  bool failed_ = false;
+  std::atomic<bool> failed_{false};  // set by Commit on a write error; read by anyone
 
   std::mutex commit_mu_;         // one Commit at a time
   mutable std::mutex state_mu_;  // guards the committed view below

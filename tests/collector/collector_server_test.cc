@@ -7,9 +7,11 @@
 #include <capnp/serialize.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -452,6 +454,64 @@ TEST_F(CollectorTest, AnOperatorGrantOfAHugeDurationIsRefused) {
   reply = AdminCall(
       R"({"op":"issue","principals":[{"uid":1}],"resources":[1],"hosts":["host-a"],"duration_s":60})");
   EXPECT_NE(reply.find("\"ok\":true"), std::string::npos) << reply;
+}
+
+// Issue 14: a full disk under the ledger made the collector stop with exit
+// status 0 (the unit's Restart=on-failure left it down), and while idle an
+// operator's grant failed with ENOSPC and left the ledger refusing writes
+// with the collector carrying on. A failed commit, from an agent batch or a
+// workflow record, now ends Run with an error (a non-zero exit), so the
+// supervisor restarts it on a recovered tail. On a 4 MiB tmpfs, filled.
+TEST_F(CollectorTest, AFullDiskUnderTheLedgerIsAFailureNotAStop) {
+  if (::geteuid() != 0) GTEST_FAIL() << "needs root to mount a small tmpfs";
+  server_->Stop();
+  thread_.join();
+  server_.reset();
+  std::string small = dir_ / "small";
+  ASSERT_TRUE(std::filesystem::create_directory(small));
+  ASSERT_EQ(::mount("tmpfs", small.c_str(), "tmpfs", 0, "size=4m"), 0) << strerror(errno);
+  config_.data_dir = small + "/data";
+  ASSERT_TRUE(CollectorServer::Open(config_, &server_).ok());
+  std::atomic<bool> ended{false};
+  thread_ = std::thread([this, &ended] {
+    run_status_ = server_->Run();
+    ended = true;
+  });
+  {
+    std::ofstream fill(small + "/fill", std::ios::binary);
+    std::string block(64 * 1024, 'x');
+    while (fill.write(block.data(), block.size())) {
+    }
+  }
+  std::string reply = AdminCall(
+      R"({"op":"issue","principals":[{"uid":1}],"resources":[1],"hosts":["host-a"],"duration_s":60})");
+  EXPECT_NE(reply.find("\"ok\":false"), std::string::npos) << reply;
+  for (int i = 0; i < 100 && !ended; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(ended) << "the collector carried on with a ledger that refuses writes";
+  server_->Stop();
+  thread_.join();
+  EXPECT_FALSE(run_status_.ok());
+  EXPECT_NE(run_status_.ToString().find("write error"), std::string::npos)
+      << run_status_.ToString();
+  // A restart on a disk with room again recovers and serves.
+  std::filesystem::remove(small + "/fill");
+  server_.reset();
+  run_status_ = Status::Ok();
+  ASSERT_TRUE(CollectorServer::Open(config_, &server_).ok());
+  thread_ = std::thread([this] { run_status_ = server_->Run(); });
+  reply = AdminCall(
+      R"({"op":"issue","principals":[{"uid":1}],"resources":[1],"hosts":["host-a"],"duration_s":60})");
+  EXPECT_NE(reply.find("\"ok\":true"), std::string::npos) << reply;
+  server_->Stop();
+  thread_.join();
+  server_.reset();
+  ::umount2(small.c_str(), MNT_DETACH);
+  // TearDown stops a server: give it one on the ordinary directory.
+  config_.data_dir = dir_ / "data";
+  ASSERT_TRUE(CollectorServer::Open(config_, &server_).ok());
+  thread_ = std::thread([this] { run_status_ = server_->Run(); });
 }
 
 TEST_F(CollectorTest, GrantBookIsRebuiltFromTheLedgerWithTheSameVersions) {
