@@ -17,6 +17,12 @@ size_t DecodeUtf8(std::string_view text, size_t i, uint32_t* cp);
 
 bool IsValidUtf8(std::string_view text);
 
+// C0 and C1 control characters and DEL: what a terminal obeys.
+bool IsControl(uint32_t cp);
+// Bidirectional marks, embeddings, overrides and isolates: what reorders the
+// text around them on screen.
+bool IsBidiControl(uint32_t cp);
+
 // At most `max_bytes` of valid UTF-8 `text`, cut before a character rather
 // than inside one.
 std::string_view TruncateUtf8(std::string_view text, size_t max_bytes);

@@ -6,14 +6,6 @@
 #include "text/utf8.h"
 
 namespace latch::tools {
-namespace {
-
-bool Bidirectional(uint32_t cp) {
-  return cp == 0x061c || cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) ||
-         (cp >= 0x2066 && cp <= 0x2069);
-}
-
-}  // namespace
 
 std::string TerminalText(std::string_view text) {
   std::string out;
@@ -28,10 +20,10 @@ std::string TerminalText(std::string_view text) {
       ++i;
       continue;
     }
-    if (cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f)) {
+    if (text::IsControl(cp)) {
       std::snprintf(buf, sizeof(buf), "\\x%02x", static_cast<unsigned>(cp));
       out += buf;
-    } else if (Bidirectional(cp)) {
+    } else if (text::IsBidiControl(cp)) {
       std::snprintf(buf, sizeof(buf), "\\u{%04x}", static_cast<unsigned>(cp));
       out += buf;
     } else if (cp == '\\') {

@@ -8,13 +8,6 @@
 namespace latch::workflow {
 namespace {
 
-bool Control(uint32_t cp) { return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp <= 0x9f); }
-
-bool Bidirectional(uint32_t cp) {
-  return cp == 0x061c || cp == 0x200e || cp == 0x200f || (cp >= 0x202a && cp <= 0x202e) ||
-         (cp >= 0x2066 && cp <= 0x2069);
-}
-
 bool Invisible(uint32_t cp) {
   return cp == 0x20 || (cp >= 0x09 && cp <= 0x0d) || cp == 0x85 || cp == 0xa0 || cp == 0x1680 ||
          cp == 0x180e || (cp >= 0x2000 && cp <= 0x200d) || cp == 0x2028 || cp == 0x2029 ||
@@ -32,11 +25,11 @@ Status CheckFreeText(std::string_view text, const char* what) {
   for (size_t i = 0; i < text.size();) {
     size_t n = text::DecodeUtf8(text, i, &cp);
     if (n == 0) return Status::InvalidArgument(std::string(what) + " is not UTF-8");
-    if (Control(cp)) {
+    if (text::IsControl(cp)) {
       return Status::InvalidArgument(std::string(what) +
                                      " holds a control character (one line of text, please)");
     }
-    if (Bidirectional(cp)) {
+    if (text::IsBidiControl(cp)) {
       return Status::InvalidArgument(std::string(what) + " holds a bidirectional override");
     }
     i += n;
