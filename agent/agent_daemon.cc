@@ -223,9 +223,17 @@ std::string AgentDaemon::MetricsText() {
            "Records sent to the collector, resends included (against records spooled: the "
            "resend volume).");
     value("latch_agent_records_sent_total", c.records_sent);
+    metric("latch_agent_records_acknowledged_total", "counter",
+           "Records a verified receipt let the spool forget (against records sent: the "
+           "resends).");
+    value("latch_agent_records_acknowledged_total", c.records_acknowledged);
     metric("latch_agent_receipts_stale_total", "counter",
            "Receipts of an earlier session, not used for the checkpoint.");
     value("latch_agent_receipts_stale_total", c.receipts_stale);
+    metric("latch_agent_welcomes_missed_total", "counter",
+           "Sessions that began sending without the collector's answer to their hello "
+           "(an older collector, or a lost message).");
+    value("latch_agent_welcomes_missed_total", c.welcomes_missed);
     metric("latch_agent_receipt_timeout_seconds", "gauge",
            "The receipt timeout now in force, learnt from the link's round trips.");
     char seconds[32];

@@ -122,7 +122,13 @@ void CollectorLink::NewSession(const char* why) {
   h.setCheckpointSize(witness_.size());
   h.setGrantSetVersion(grant_version_());
   h.setLastAcknowledgedSequence(spool_.acknowledged(spool_.boot_id()));
+  awaiting_welcome_ = true;
   Send(m);
+}
+
+void CollectorLink::StartSending() {
+  awaiting_welcome_ = false;
+  spool_.Rewind(collector_holds_);
   Pump();
 }
 
@@ -143,6 +149,7 @@ bool CollectorLink::Send(capnp::MessageBuilder& m) {
 }
 
 void CollectorLink::Pump() {
+  if (awaiting_welcome_) return;
   while (in_flight_.size() < options_.window_batches) {
     SpoolBatch b;
     Status s = spool_.NextBatch(options_.batch_records, &b);
@@ -231,6 +238,17 @@ void CollectorLink::OnMessage(const zmq::message_t& msg) {
         if (Clock::now() - session_started_ > round_trip_.timeout() / 4) {
           NewSession("the collector is missing records");
         }
+        break;
+      }
+      case schema::Envelope::WELCOME: {
+        // Everything sent before the Hello has been taken in: send what
+        // follows what the collector holds. An earlier session's Welcome
+        // (its Hello crossed a newer one) is only a hint of what is held.
+        auto w = env.getWelcome();
+        if (w.getHeldThroughSequence() > 0) {
+          NoteCollectorHolds(Str(w.getBootId()), w.getHeldThroughSequence());
+        }
+        if (awaiting_welcome_ && w.getSession() == session_) StartSending();
         break;
       }
       case schema::Envelope::REFUSED:
@@ -433,6 +451,14 @@ void CollectorLink::Tick() {
                {"endpoint", endpoint()}});
     Status s = Connect();
     if (!s.ok()) log_.Error("connecting to the collector", {{"error", s.ToString()}});
+  } else if (awaiting_welcome_ && now - session_started_ > round_trip_.timeout()) {
+    // No answer to the Hello: a collector too old to send one, or the Hello
+    // or its answer lost. Send from what is known; receipts (or their
+    // timeout) take it from there.
+    counters_.welcomes_missed++;
+    log_.Warn("no answer to the hello in time; sending from the last acknowledged record",
+              {{"session", session_}});
+    StartSending();
   } else if (!in_flight_.empty() && now - in_flight_.front().sent > round_trip_.timeout()) {
     // Sessions that end without a single usable receipt while the collector
     // was talking to us: after a few the link is stalled, not slow, and that

@@ -73,6 +73,7 @@ struct CollectorLinkCounters {
   uint64_t failovers = 0;
   uint64_t grant_sets = 0;
   uint64_t alarms = 0;
+  uint64_t welcomes_missed = 0;  // sessions that sent without the Hello's answer
 };
 
 class CollectorLink {
@@ -101,6 +102,9 @@ class CollectorLink {
   };
   Status Connect();
   void NewSession(const char* why);
+  // Ends the wait for a Welcome: the spool is read again from after what the
+  // collector holds, and the window filled.
+  void StartSending();
   void Arm();
   void ProcessIncoming();
   void OnMessage(const zmq::message_t& msg);
@@ -136,6 +140,9 @@ class CollectorLink {
   int unprovable_receipts_ = 0;      // in a row: proofs from a size not held
   int fruitless_sessions_ = 0;       // in a row: ended without a usable receipt
   bool heard_this_session_ = false;  // any message from the collector since NewSession
+  // A new session sends nothing until the collector's Welcome says what it
+  // holds (or a receipt timeout passes without one: an older collector).
+  bool awaiting_welcome_ = false;
   std::map<std::string, std::chrono::steady_clock::time_point> last_alarm_;
   CollectorLinkCounters counters_;
 };

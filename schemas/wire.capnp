@@ -107,6 +107,18 @@ struct ResendFrom {
   sequence @1 :UInt64;
 }
 
+# Collector -> agent: the answer to every Hello, sent once the collector has
+# taken in everything the agent sent before it (one connection keeps order).
+# `heldThroughSequence` is the highest sequence of the boot this collector
+# holds or is appending (0: none): the agent sends only what follows it.
+# A hint that spares a resend, never an acknowledgement: only a receipt's
+# proofs let the agent forget a record.
+struct Welcome {
+  session @0 :UInt64;            # the Hello's
+  bootId @1 :Data;
+  heldThroughSequence @2 :UInt64;
+}
+
 struct Envelope {
   union {
     hello @0 :Hello;
@@ -118,5 +130,6 @@ struct Envelope {
     alarm @6 :Alarm;
     refused @7 :Text;            # collector -> agent: why a message was refused
     resendFrom @8 :ResendFrom;   # collector -> agent: a gap in a boot's sequences
+    welcome @9 :Welcome;         # collector -> agent: the answer to a Hello
   }
 }

@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -850,6 +851,43 @@ TEST_F(ChannelTest, ACollectorsOwnPauseIsNotAnAgentsSilence) {
   for (const std::string& w : v.workflow) EXPECT_NE(w, "agentSilent");
   std::string log = Slurp(dir_ + "/collector.log");
   EXPECT_NE(log.find("this collector was paused"), std::string::npos) << log;
+}
+
+// A session that times out while its batches wait, unread, at a paused (or
+// merely slow) collector must not send them again: the new session sends
+// nothing until the collector's Welcome says what it holds, and the Welcome
+// comes after those batches. Before, the new Hello was followed at once by
+// the whole window again (the lossy link test's ~8,000 duplicates of 16,000
+// on a loaded machine).
+TEST_F(ChannelTest, ASessionThatTimesOutResendsNothingTheCollectorHas) {
+  StartCollector();
+  StartAgent();
+  ConnectMany(5);
+  ASSERT_EQ(WaitForEvents(decisions_).events.size(), decisions_);
+  ASSERT_EQ(::kill(collector_, SIGSTOP), 0);
+  ConnectMany(200);
+  // Past the 3 s receipt timeout (a new session), short of the 6 s failover.
+  std::this_thread::sleep_for(std::chrono::milliseconds(4500));
+  ASSERT_EQ(::kill(collector_, SIGCONT), 0);
+  LedgerView v = WaitForEvents(decisions_);
+  ExpectExactlyOnce(v, decisions_);
+  auto metric = [](const std::string& m, const std::string& name) {
+    size_t at = m.find("\n" + name + " ");
+    return at == std::string::npos ? -1 : std::atoll(m.c_str() + at + name.size() + 2);
+  };
+  std::string m;
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (Clock::now() < deadline) {
+    m = LoopbackHttpGet(MetricsPortFromLog(Slurp(dir_ + "/agent.log")), "/metrics");
+    if (m.find("latch_agent_spool_records 0\n") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_NE(m.find("latch_agent_spool_records 0\n"), std::string::npos) << m;
+  EXPECT_GE(metric(m, "latch_agent_collector_sessions_total"), 2) << m;  // the timeout happened
+  EXPECT_GT(metric(m, "latch_agent_records_acknowledged_total"), 0) << m;
+  EXPECT_EQ(metric(m, "latch_agent_records_sent_total"),
+            metric(m, "latch_agent_records_acknowledged_total"))
+      << m;
 }
 
 // The narrowest moment of all: the agent dies after its spool has the events

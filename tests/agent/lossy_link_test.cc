@@ -26,13 +26,17 @@ TEST(LossyLinkTest, EveryRecordArrivesOnceWithoutResendingWhatTheCollectorHas) {
                                            /*drain_limit_secs=*/120);
   std::filesystem::remove_all(dir);
   ASSERT_EQ(r.error, "");
+  std::string sessions;  // what a failure needs to be understood
+  for (const auto& [why, n] : r.sessions_by_reason)
+    sessions += why + " x" + std::to_string(n) + "; ";
   EXPECT_EQ(r.acknowledged, r.made);
   EXPECT_EQ(r.appended, r.made);  // once each
   EXPECT_GT(r.packets_dropped, 0u);
   // Resends: a small fraction at most (before: ~5 duplicates per record).
-  EXPECT_LT(r.duplicate, r.made / 4) << "duplicates " << r.duplicate << " of " << r.made;
+  EXPECT_LT(r.duplicate, r.made / 4)
+      << "duplicates " << r.duplicate << " of " << r.made << "; sessions: " << sessions;
   EXPECT_EQ(r.sessions_by_reason.count("consistency proof from another size"), 0u);
-  EXPECT_LE(r.link.sessions, 6u);  // the first, and a few the link's worst stalls end
+  EXPECT_LE(r.link.sessions, 6u) << sessions;  // the first, and a few the link's worst stalls end
 }
 
 }  // namespace

@@ -283,6 +283,41 @@ TEST_F(CollectorTest, AHelloIsAnsweredWithWhatIsHeldAndReceiptsNameTheirSession)
   EXPECT_EQ(server_->counters().records_appended.load(), 10u);
 }
 
+// Issue 13.5 (CI saw 8,192 duplicates of 16,000 under load): every Hello is
+// answered by a Welcome naming its session and the highest sequence of the
+// boot held or being appended, sent after all the agent sent before the
+// Hello, so an agent whose session timed out while its batches queued here
+// resends none of them.
+TEST_F(CollectorTest, EveryHelloIsAnsweredByAWelcomeSayingWhatIsHeld) {
+  auto welcome_of = [&](uint64_t session, uint64_t* held) {
+    std::string msg;
+    if (!agent_->Receive(schema::Envelope::WELCOME, &msg)) return false;
+    WithEnvelope(msg, [&](schema::Envelope::Reader env) {
+      EXPECT_EQ(env.getWelcome().getSession(), session);
+      EXPECT_EQ(Str(env.getWelcome().getBootId()), boot_);
+      *held = env.getWelcome().getHeldThroughSequence();
+    });
+    return true;
+  };
+  uint64_t held = 99;
+  Hello(*agent_, "host-a", /*session=*/1);
+  ASSERT_TRUE(welcome_of(1, &held));
+  EXPECT_EQ(held, 0u);  // a boot never heard of
+  // Batches and then a Hello with nothing acknowledged, without waiting for
+  // receipts: the Welcome counts every record sent before it.
+  Batch(*agent_, 1, 10, 0);
+  Batch(*agent_, 11, 10, 0);
+  Hello(*agent_, "host-a", /*session=*/2);
+  ASSERT_TRUE(welcome_of(2, &held));
+  EXPECT_EQ(held, 20u);
+  // Another boot of the same host holds nothing yet.
+  boot_ = std::string(16, '\x43');
+  Hello(*agent_, "host-a", /*session=*/3);
+  ASSERT_TRUE(welcome_of(3, &held));
+  EXPECT_EQ(held, 0u);
+  EXPECT_EQ(server_->counters().records_appended.load(), 20u);
+}
+
 // Issue 13.5: an agent that found a damaged region in its spool sends one
 // spoolCorrupt loss record, under the last lost sequence, in place of the
 // records it lost; the collector accepts that declared jump and no other.
