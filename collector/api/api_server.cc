@@ -117,7 +117,8 @@ ApiResponse ApiServer::Dispatch(const std::string& method, const std::string& ta
     return {400, "application/json", R"({"error":"the request target must be UTF-8"})"};
   }
   ApiRequest req{method, target, "", body};
-  bool open = target == "/healthz" || target == "/checkpoint" || target.rfind("/tile/", 0) == 0;
+  bool open = target == "/healthz" ||
+              (options_.public_log && (target == "/checkpoint" || target.rfind("/tile/", 0) == 0));
   if (!open) {
     // A bearer token if the request has one (it must be valid), else a
     // pinned client certificate.

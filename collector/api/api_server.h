@@ -32,7 +32,7 @@ namespace latch::api {
 struct ApiRequest {
   std::string method;    // GET, POST, ...
   std::string target;    // path and query
-  std::string identity;  // empty for unauthenticated paths (/healthz, /checkpoint, /tile/)
+  std::string identity;  // empty for /healthz (and /checkpoint, /tile/ of a public log)
   std::string body;
 };
 
@@ -66,6 +66,9 @@ struct ApiOptions {
   int max_connections_per_address = 16;
   int idle_timeout_ms = 10000;
   int max_streams = 16;  // of those, streamed responses at once (more: 503)
+  // /checkpoint and /tile/ without credentials (a public log); otherwise only
+  // /healthz is.
+  bool public_log = false;
 };
 
 class ApiServer {

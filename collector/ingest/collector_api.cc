@@ -102,6 +102,7 @@ Status CollectorServer::StartApi() {
   o.client_cert_hashes = config_.api_client_certs;
   o.idle_timeout_ms = config_.api_idle_timeout_ms;
   o.max_connections_per_address = config_.api_max_connections_per_address;
+  o.public_log = config_.api_public_log;
   LATCH_RETURN_IF_ERROR(api::EnsureTlsIdentity(o.cert_path, o.key_path));
   api_ = std::make_unique<api::ApiServer>(
       o,
@@ -122,6 +123,25 @@ Status CollectorServer::StartApi() {
       });
   return api_->Start();
 }
+
+namespace {
+
+// Whether `who` is among a grant's principals (GrantBook::Describe's form):
+// by user name, uid or cgroup, as the policy names their principal.
+bool GrantHeldBy(const nlohmann::json& grant, const workflow::Identity& who) {
+  if (!grant.is_object() || !grant.contains("principals")) return false;
+  for (const auto& p : grant["principals"]) {
+    using P = workflow::Identity::Principal;
+    if (who.principal == P::kUid && p.contains("uid") && p["uid"] == who.uid) return true;
+    if (who.principal == P::kUser && p.contains("user") && p["user"] == who.host_user) return true;
+    if (who.principal == P::kCgroup && p.contains("cgroup") && p["cgroup"] == who.host_user) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
 
 std::optional<api::ApiResponse> CollectorServer::PrepareEventQuery(const api::ApiRequest& req,
                                                                    index::EventQuery* out) {
@@ -146,6 +166,29 @@ std::optional<api::ApiResponse> CollectorServer::PrepareEventQuery(const api::Ap
     }
   }
   *out = std::move(query);
+  return std::nullopt;
+}
+
+std::optional<api::ApiResponse> CollectorServer::CheckEntryVisible(const std::string& identity,
+                                                                   uint64_t index) {
+  {
+    std::lock_guard<std::mutex> lock(event_readers_mu_);
+    if (!event_policy_loaded_) return Error(409, "no policy is loaded");
+    if (event_readers_.count(identity)) return std::nullopt;
+  }
+  if (index >= index_->indexed()) {
+    return Error(503, "entry " + std::to_string(index) + " is not indexed yet; ask again shortly");
+  }
+  index::EventFilter filter;
+  filter.identity = identity;
+  filter.min_index = index;
+  std::vector<index::EventHit> hits;
+  Status s = index::EventIndex::Query(index_path_, filter, index + 1, {}, 1, &hits,
+                                      /*by_index=*/true);
+  if (!s.ok()) return Error(500, "events index: " + s.message());
+  if (hits.empty() || hits[0].index != index) {
+    return Error(403, "only auditors and approvers may see entries that are not about you");
+  }
   return std::nullopt;
 }
 
@@ -319,6 +362,10 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     }
     if (index >= size || size > ledger_->size())
       return Error(400, "need index < size <= tree size");
+    // The events query's rule: only auditors and approvers may prove
+    // entries that are not about them (an entry carries reasons, comments,
+    // command lines).
+    if (auto refused = CheckEntryVisible(req.identity, index)) return *refused;
     std::vector<tlog::Hash> proof;
     Status s = ledger_->InclusionProof(index, size, &proof);
     if (!s.ok()) return Error(500, s.message());
@@ -356,8 +403,18 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     return Json(200, {{"from", from}, {"to", to}, {"proof", hashes}});
   }
   if (seg.size() == 2 && seg[1] == "grants" && m == "GET") {
+    // The events query's rule: auditors and approvers see every grant,
+    // anyone else the grants they hold.
+    bool all =
+        workflow_->policy() != nullptr && workflow_->policy()->MayReadAllEvents(req.identity);
+    const workflow::Identity* who =
+        workflow_->policy() == nullptr ? nullptr : workflow_->policy()->FindIdentity(req.identity);
+    auto visible = [&](const nlohmann::json& grant) {
+      return all || (who != nullptr && GrantHeldBy(grant, *who));
+    };
     nlohmann::json list = nlohmann::json::array();
     for (uint64_t id : grants_->Ids()) {
+      if (!visible(grants_->Describe(id))) continue;
       nlohmann::json hosts = nlohmann::json::object();
       auto eff = effective_.find(id);
       if (eff != effective_.end()) {
@@ -369,6 +426,7 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     // ?past=1: the ended ones too, newest first, with how and when they ended.
     nlohmann::json past = nlohmann::json::array();
     for (auto it = past_grants_.rbegin(); it != past_grants_.rend(); ++it) {
+      if (!visible(it->second.grant)) continue;
       nlohmann::json hosts = nlohmann::json::object();
       auto eff = effective_.find(it->first);
       if (eff != effective_.end()) {
@@ -483,16 +541,14 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
         !checked.ok()) {
       return Error(400, checked.message());
     }
-    // Who may revoke: anyone who may approve some resource (approvers and
-    // security), and nobody else.
-    const workflow::Identity* who = workflow_->policy()->FindIdentity(req.identity);
-    bool approver = false;
-    for (const auto& [name, res] : workflow_->policy()->resources()) {
-      const workflow::ApprovalRule* rule = workflow_->policy()->ApprovalRuleFor(name);
-      if (rule == nullptr || who == nullptr) continue;
-      for (const std::string& g : rule->approver_groups) approver |= who->groups.count(g) > 0;
+    // Who may revoke: auditors, and the approvers of one of the grant's
+    // resources; an approver of another resource may not (issue 14).
+    nlohmann::json grant = grants_->Describe(id);
+    if (grant.is_null()) return Error(404, "no live grant " + std::to_string(id));
+    if (!workflow_->policy()->MayRevoke(req.identity,
+                                        grant["resources"].get<std::vector<uint32_t>>())) {
+      return Error(403, "only auditors and the approvers of the grant's resources may revoke it");
     }
-    if (!approver) return Error(403, "only approvers may revoke grants");
     Status s = RevokeGrant(id, req.identity, body.value("reason", ""));
     if (!s.ok()) return Error(StatusFor(s), s.message());
     return Json(200, {{"revoked", id}});

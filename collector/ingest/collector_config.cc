@@ -79,7 +79,8 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
     const toml::table* t = n->as_table();
     if (t == nullptr) return Bad(source, n->source(), "'api' must be an [api] table");
     LATCH_RETURN_IF_ERROR(CheckKeys(
-        *t, source, {"listen", "cert", "key", "idle_timeout_ms", "max_connections_per_address"}));
+        *t, source,
+        {"listen", "cert", "key", "idle_timeout_ms", "max_connections_per_address", "public_log"}));
     c.api_enabled = true;
     std::string listen = c.api_address + ":" + std::to_string(c.api_port);
     LATCH_RETURN_IF_ERROR(Get(*t, source, "listen", &listen, false));
@@ -103,6 +104,7 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
     }
     c.api_idle_timeout_ms = static_cast<int>(idle);
     c.api_max_connections_per_address = static_cast<int>(per_address);
+    LATCH_RETURN_IF_ERROR(Get(*t, source, "public_log", &c.api_public_log, false));
   }
   if (const toml::node* n = root.get("api_client")) {
     const toml::array* list = n->as_array();

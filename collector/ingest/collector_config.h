@@ -16,6 +16,7 @@
 //   key = "<data_dir>/api.key"
 //   idle_timeout_ms = 10000              # a connection silent this long is closed
 //   max_connections_per_address = 16     # of the 64 connections, at most this many per peer
+//   public_log = false                   # true: /checkpoint and /tile/ served without credentials
 //
 //   [[api_token]]                        # bearer tokens, stored hashed
 //   identity = "alice"                   # an identity of the policy
@@ -69,6 +70,10 @@ struct CollectorConfig {
   std::map<std::string, std::string> api_client_certs;  // certificate sha256 hex -> identity
   int api_idle_timeout_ms = 10000;
   int api_max_connections_per_address = 16;
+  // The ledger's checkpoint and tiles (every entry's bytes: reasons, comments,
+  // command lines) to anyone who reaches the port; off, they need a token or
+  // a pinned client certificate like every other path.
+  bool api_public_log = false;
   struct Webhook {
     std::string url, ca, secret;
     std::vector<std::string> events;  // empty: all

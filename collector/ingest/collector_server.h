@@ -112,6 +112,9 @@ class CollectorServer : private workflow::WorkflowSink {
   // Parses and authorizes an events query; a response if it is refused.
   std::optional<api::ApiResponse> PrepareEventQuery(const api::ApiRequest& req,
                                                     index::EventQuery* query);
+  // Under the same rule, whether `identity` may see ledger entry `index`; a
+  // response if not (or if the index has not reached it yet).
+  std::optional<api::ApiResponse> CheckEntryVisible(const std::string& identity, uint64_t index);
   void HandleZap();
   void HandleAgentMessage();
   void HandleAdmin();

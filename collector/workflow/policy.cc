@@ -2,6 +2,7 @@
 
 #include <re2/re2.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "collector/workflow/duration.h"
@@ -288,6 +289,36 @@ bool Policy::MayReadAllEvents(const std::string& identity) const {
     for (const std::string& g : rule.approver_groups) {
       if (who->groups.count(g)) return true;
     }
+  }
+  return false;
+}
+
+bool Policy::IsAuditor(const std::string& identity) const {
+  const Identity* who = FindIdentity(identity);
+  if (who == nullptr) return false;
+  for (const std::string& g : who->groups) {
+    if (auditor_groups_.count(g)) return true;
+  }
+  return false;
+}
+
+bool Policy::MayApprove(const std::string& identity, const std::string& resource) const {
+  const Identity* who = FindIdentity(identity);
+  const ApprovalRule* rule = ApprovalRuleFor(resource);
+  if (who == nullptr || rule == nullptr) return false;
+  for (const std::string& g : rule->approver_groups) {
+    if (who->groups.count(g)) return true;
+  }
+  return false;
+}
+
+bool Policy::MayRevoke(const std::string& identity,
+                       const std::vector<uint32_t>& resource_ids) const {
+  if (IsAuditor(identity)) return true;
+  for (const auto& [name, res] : resources_) {
+    bool named =
+        std::find(resource_ids.begin(), resource_ids.end(), res.resource.id) != resource_ids.end();
+    if (named && MayApprove(identity, name)) return true;
   }
   return false;
 }

@@ -109,6 +109,13 @@ class Policy {
   const ApprovalRule* ApprovalRuleFor(const std::string& resource) const;
   // Auditors and approvers read every event; others only their own.
   bool MayReadAllEvents(const std::string& identity) const;
+  // A member of one of the top-level auditor_groups.
+  bool IsAuditor(const std::string& identity) const;
+  // A member of an approver group of the resource's approval rule.
+  bool MayApprove(const std::string& identity, const std::string& resource) const;
+  // Revoking a grant of these kernel resource ids: auditors, and approvers of
+  // any one of them (revocation only ever narrows access).
+  bool MayRevoke(const std::string& identity, const std::vector<uint32_t>& resource_ids) const;
   const std::map<std::string, PolicyResource>& resources() const { return resources_; }
   const std::map<std::string, Identity>& identities() const { return identities_; }
 

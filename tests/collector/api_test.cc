@@ -57,6 +57,9 @@ class ApiTest : public ::testing::Test {
     config_.api_port = 0;  // any free port
     config_.api_tokens[api::TokenHash(kTess)] = "tess";
     config_.api_tokens[api::TokenHash(kAnn)] = "ann";
+    config_.api_tokens[api::TokenHash(kRob)] = "rob";
+    config_.api_tokens[api::TokenHash(kNeta)] = "neta";
+    config_.api_tokens[api::TokenHash(kSam)] = "sam";
     // ann also has a client certificate, pinned; "stranger" has one that is not.
     ASSERT_TRUE(api::EnsureTlsIdentity(dir_ / "ann.crt", dir_ / "ann.key").ok());
     ASSERT_TRUE(api::EnsureTlsIdentity(dir_ / "stranger.crt", dir_ / "stranger.key").ok());
@@ -88,6 +91,24 @@ class ApiTest : public ::testing::Test {
 
   static constexpr const char* kTess = "tess-token-0123456789";
   static constexpr const char* kAnn = "ann-token-0123456789";
+  static constexpr const char* kRob = "rob-token-0123456789";    // a requester like tess
+  static constexpr const char* kNeta = "neta-token-0123456789";  // approves only dns
+  static constexpr const char* kSam = "sam-token-0123456789";    // an auditor
+  // Stops the collector and opens it again on the same data with config_.
+  void Restart() {
+    server_->Stop();
+    thread_.join();
+    ASSERT_TRUE(run_status_.ok()) << run_status_.ToString();
+    server_.reset();
+    config_.api_port = 0;
+    Status s = CollectorServer::Open(config_, &server_);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    thread_ = std::thread([this] { run_status_ = server_->Run(); });
+    for (int i = 0; i < 200 && server_->api_port() == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_NE(server_->api_port(), 0);
+  }
   ledger::TempDir dir_;
   CollectorConfig config_;
   std::unique_ptr<CollectorServer> server_;
@@ -112,7 +133,7 @@ TEST_F(ApiTest, AuthenticationAndInputAreChecked) {
            R"({"resource":"db","duration":"10m","reason":")" + std::string(70000, 'x') + "\"}")
           .status,
       413);
-  EXPECT_EQ(Call(http::verb::get, "/tile/../../etc/passwd", "").status, 400);
+  EXPECT_EQ(Call(http::verb::get, "/tile/../../etc/passwd", kTess).status, 400);
   EXPECT_EQ(Call(http::verb::get, "/v1/nothing", kTess).status, 404);
   // Nothing of the above changed the workflow.
   Reply list = Call(http::verb::get, "/v1/requests?all=1", kAnn);
@@ -152,6 +173,75 @@ TEST_F(ApiTest, WorkflowThroughTheApi) {
   EXPECT_EQ(grants["past"][0]["ended"], "revoked");
   EXPECT_FALSE(
       nlohmann::json::parse(Call(http::verb::get, "/v1/grants", kAnn).body).contains("past"));
+}
+
+// Issue 14: an approver of one resource revoked another's grant and the
+// auditors, whom the README lets revoke, got 403; a requester proved anyone's
+// entry (their reasons) and listed everyone's grants.
+TEST_F(ApiTest, RevocationProofsAndGrantsFollowWhoMaySeeWhat) {
+  auto granted = [&](const char* token, const std::string& reason) -> uint64_t {
+    Reply r = Call(http::verb::post, "/v1/requests", token,
+                   R"({"resource":"db","duration":"10m","reason":")" + reason + R"("})");
+    EXPECT_EQ(r.status, 201) << r.body;
+    uint64_t id = nlohmann::json::parse(r.body)["id"];
+    r = Call(http::verb::post, "/v1/requests/" + std::to_string(id) + "/approve", kAnn, "");
+    EXPECT_EQ(r.status, 200) << r.body;
+    return nlohmann::json::parse(r.body)["grant_id"];
+  };
+  uint64_t tess_grant = granted(kTess, "tess needs it");
+  uint64_t rob_grant = granted(kRob, "rob's private reason");
+  auto revoke = [&](uint64_t grant, const char* token) {
+    return Call(http::verb::post, "/v1/grants/" + std::to_string(grant) + "/revoke", token,
+                R"({"reason":"r"})")
+        .status;
+  };
+  EXPECT_EQ(revoke(tess_grant, kNeta), 403);  // approves dns, not db
+  EXPECT_EQ(revoke(tess_grant, kRob), 403);   // a requester
+  EXPECT_EQ(revoke(tess_grant, kSam), 200);   // an auditor
+  EXPECT_EQ(revoke(tess_grant, kSam), 404);   // no longer live
+
+  // Grants: tess sees only hers (live and past), the auditor and approvers all.
+  auto ids = [&](const char* token, const char* list) {
+    Reply r = Call(http::verb::get, "/v1/grants?past=1", token);
+    EXPECT_EQ(r.status, 200) << r.body;
+    std::set<uint64_t> out;
+    auto answer = nlohmann::json::parse(r.body);
+    for (const auto& g : answer[list]) out.insert(g["id"].get<uint64_t>());
+    return out;
+  };
+  EXPECT_EQ(ids(kTess, "grants"), std::set<uint64_t>{});
+  EXPECT_EQ(ids(kTess, "past"), std::set<uint64_t>{tess_grant});
+  EXPECT_EQ(ids(kRob, "grants"), std::set<uint64_t>{rob_grant});
+  EXPECT_EQ(ids(kRob, "past"), std::set<uint64_t>{});
+  EXPECT_EQ(ids(kSam, "grants"), std::set<uint64_t>{rob_grant});
+  EXPECT_EQ(ids(kNeta, "past"), std::set<uint64_t>{tess_grant});
+
+  // Proofs: the events query's rule. Find each request's entry as the auditor sees it.
+  uint64_t rob_entry = 0, tess_entry = 0;
+  for (int i = 0; i < 100 && (rob_entry == 0 || tess_entry == 0); ++i) {
+    Reply r = Call(http::verb::get, "/v1/events?kind=requestCreated", kSam);
+    ASSERT_EQ(r.status, 200) << r.body;
+    auto answer = nlohmann::json::parse(r.body);
+    for (const auto& e : answer["events"]) {
+      (e["identity"] == "rob" ? rob_entry : tess_entry) = e["index"].get<uint64_t>();
+    }
+    if (rob_entry == 0 || tess_entry == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  ASSERT_NE(rob_entry, 0u);
+  ASSERT_NE(tess_entry, 0u);
+  auto prove = [&](uint64_t index, const char* token) {
+    return Call(http::verb::get, "/v1/proof/inclusion?index=" + std::to_string(index), token);
+  };
+  Reply refused = prove(rob_entry, kTess);
+  EXPECT_EQ(refused.status, 403) << refused.body;
+  EXPECT_EQ(refused.body.find("private"), std::string::npos);
+  EXPECT_EQ(prove(tess_entry, kTess).status, 200);
+  EXPECT_EQ(prove(rob_entry, kRob).status, 200);
+  EXPECT_EQ(prove(rob_entry, kSam).status, 200);
+  EXPECT_EQ(prove(rob_entry, kAnn).status, 200);
+  EXPECT_EQ(prove(0, kTess).status, 403);  // the collector's own policyLoaded
 }
 
 // Issue 14: one request stopped the collector. A query parameter that is not
@@ -253,17 +343,37 @@ TEST_F(ApiTest, IdleConnectionsCannotLockApproversOut) {
   for (int fd : idle) ::close(fd);
 }
 
+// Issue 14: /checkpoint and /tile/ served every entry (reasons, comments,
+// command lines) to anyone who reached the port. They need credentials
+// unless the operator opts in to a public log.
+TEST_F(ApiTest, CheckpointAndTilesNeedCredentialsUnlessTheLogIsPublic) {
+  Call(http::verb::post, "/v1/requests", kTess,
+       R"({"resource":"db","duration":"10m","reason":"a"})");
+  EXPECT_EQ(Call(http::verb::get, "/checkpoint", "").status, 401);
+  EXPECT_EQ(Call(http::verb::get, "/tile/0/000.p/1", "").status, 401);
+  EXPECT_EQ(Call(http::verb::get, "/tile/entries/000.p/1", "").status, 401);
+  EXPECT_EQ(Call(http::verb::get, "/healthz", "").status, 200);
+  Reply cp = Call(http::verb::get, "/checkpoint", kTess);
+  ASSERT_EQ(cp.status, 200);
+  EXPECT_EQ(Call(http::verb::get, "/tile/0/000.p/1", kTess).status, 200);
+  config_.api_public_log = true;
+  Restart();
+  EXPECT_EQ(Call(http::verb::get, "/checkpoint", "").status, 200);
+  EXPECT_EQ(Call(http::verb::get, "/tile/0/000.p/1", "").status, 200);
+  EXPECT_EQ(Call(http::verb::get, "/v1/grants", "").status, 401);  // the rest still needs them
+}
+
 TEST_F(ApiTest, CheckpointAndTilesAreServedForOtherClients) {
   Call(http::verb::post, "/v1/requests", kTess,
        R"({"resource":"db","duration":"10m","reason":"a"})");
-  Reply cp = Call(http::verb::get, "/checkpoint", "");
+  Reply cp = Call(http::verb::get, "/checkpoint", kRob);
   ASSERT_EQ(cp.status, 200);
   tlog::NoteVerifier v;
   ASSERT_TRUE(tlog::NoteVerifier::Parse(server_->ledger_vkey(), &v).ok());
   tlog::Checkpoint parsed;
   ASSERT_TRUE(tlog::OpenCheckpoint(cp.body, v, &parsed).ok()) << cp.body;
   ASSERT_GE(parsed.size, 2u);  // policyLoaded, requestCreated
-  Reply tile = Call(http::verb::get, "/tile/0/000.p/" + std::to_string(parsed.size), "");
+  Reply tile = Call(http::verb::get, "/tile/0/000.p/" + std::to_string(parsed.size), kRob);
   EXPECT_EQ(tile.status, 200);
   EXPECT_EQ(tile.body.size(), parsed.size * 32);
   Reply metrics = Call(http::verb::get, "/metrics", kAnn);
@@ -295,7 +405,7 @@ TEST_F(ApiTest, ARequestIsShownAndAnEntryProven) {
           .get<bool>());
   EXPECT_EQ(Call(http::verb::get, "/v1/requests/99", kAnn).status, 404);
 
-  Reply cp = Call(http::verb::get, "/checkpoint", "");
+  Reply cp = Call(http::verb::get, "/checkpoint", kAnn);
   tlog::NoteVerifier v;
   ASSERT_TRUE(tlog::NoteVerifier::Parse(server_->ledger_vkey(), &v).ok());
   tlog::Checkpoint parsed;

@@ -14,7 +14,7 @@ TEST(CollectorConfig, ReadsEverySetting) {
       "data_dir = \"/var/lib/latch\"\norigin = \"x.example/ledger\"\n"
       "endpoints = [\"tcp://0.0.0.0:7440\"]\npolicy = \"/etc/latch/policy.toml\"\n"
       "index = \"/srv/index.sqlite\"\n"
-      "[api]\nlisten = \"0.0.0.0:9443\"\n"
+      "[api]\nlisten = \"0.0.0.0:9443\"\npublic_log = true\n"
       "[[api_token]]\nidentity = \"ann\"\nsha256 = \"" +
       kHash +
       "\"\n"
@@ -27,6 +27,7 @@ TEST(CollectorConfig, ReadsEverySetting) {
   EXPECT_TRUE(c.api_enabled);
   EXPECT_EQ(c.api_address, "0.0.0.0");
   EXPECT_EQ(c.api_port, 9443);
+  EXPECT_TRUE(c.api_public_log);
   EXPECT_EQ(c.api_tokens.at(kHash), "ann");
   EXPECT_EQ(c.api_client_certs.at(std::string(64, 'b')), "bob");
 }
@@ -50,6 +51,8 @@ TEST(CollectorConfig, MistakesAreNamed) {
       {base + "[api]\nidle_timeout_ms = \"10s\"\n", "idle_timeout_ms"},
       {base + "[api]\nmax_connections_per_address = 65\n", "max_connections_per_address"},
       {base + "[api]\nmax_connections_per_address = -1\n", "max_connections_per_address"},
+      {base + "[api]\npublic_log = 1\n", "public_log"},
+      {base + "[api]\npublic_log = \"yes\"\n", "public_log"},
       {base + "api_client = 3\n", "api_client"},
       {base + "[[webhook]]\nurl = \"ftp://x/\"\n", "url"},
       {base + "[[webhook]]\nurl = \"http://x/\"\nevents = [\"nope\"]\n", "events"},
