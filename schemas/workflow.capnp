@@ -33,8 +33,16 @@ struct GrantSetApplied {
 # Something arrived that was refused: an unknown key, a malformed message.
 struct Refusal {
   what @0 :Text;                 # "unenrolled_key", "malformed_message", "oversized_message", ...
-  detail @1 :Text;
+  detail @1 :Text;               # the latest one's
   count @2 :UInt64;              # refusals of this kind folded into this record
+  details @3 :List(RefusalDetail);  # each distinct detail and peer among them (at most 16)
+  unlisted @4 :UInt64;           # refusals folded in past those 16
+}
+
+struct RefusalDetail {
+  detail @0 :Text;
+  peer @1 :Text;                 # the address it came from ("" if none is known)
+  count @2 :UInt64;
 }
 
 struct AgentAlarm {

@@ -65,18 +65,18 @@ Status ApiServer::Start() {
       tcp::socket s(impl_->io);
       impl_->acceptor->accept(s, ec);
       if (ec || stopping_) continue;
-      if (connections_.load() >= options_.max_connections) {
-        refused_("api_busy", "too many connections");
-        continue;  // closed: the client retries
-      }
       boost::system::error_code peer_ec;
       std::string peer = s.remote_endpoint(peer_ec).address().to_string();
       if (peer_ec) continue;
+      if (connections_.load() >= options_.max_connections) {
+        refused_("api_busy", "too many connections", peer);
+        continue;  // closed: the client retries
+      }
       {
         std::lock_guard<std::mutex> lock(per_address_mu_);
         int& held = per_address_[peer];
         if (held >= options_.max_connections_per_address) {
-          refused_("api_busy", "too many connections from " + peer);
+          refused_("api_busy", "too many connections from one address", peer);
           continue;  // closed
         }
         ++held;
@@ -84,7 +84,7 @@ Status ApiServer::Start() {
       connections_++;
       int fd = s.release();
       std::thread([this, fd, peer] {
-        Serve(fd);
+        Serve(fd, peer);
         {
           std::lock_guard<std::mutex> lock(per_address_mu_);
           if (--per_address_[peer] <= 0) per_address_.erase(peer);
@@ -111,9 +111,9 @@ void ApiServer::Stop() {
 
 ApiResponse ApiServer::Dispatch(const std::string& method, const std::string& target,
                                 const std::string& authorization, const std::string& body,
-                                const std::string& client_cert_hash) {
+                                const std::string& client_cert_hash, const std::string& peer) {
   if (!text::IsValidUtf8(target)) {
-    refused_("api_malformed", method + " (a request target that is not UTF-8)");
+    refused_("api_malformed", method + " (a request target that is not UTF-8)", peer);
     return {400, "application/json", R"({"error":"the request target must be UTF-8"})"};
   }
   ApiRequest req{method, target, "", body};
@@ -131,7 +131,8 @@ ApiResponse ApiServer::Dispatch(const std::string& method, const std::string& ta
       if (it != options_.client_cert_hashes.end()) req.identity = it->second;
     }
     if (req.identity.empty()) {
-      refused_("api_unauthenticated", method + " " + std::string(text::TruncateUtf8(target, 200)));
+      refused_("api_unauthenticated", method + " " + std::string(text::TruncateUtf8(target, 200)),
+               peer);
       return {401, "application/json",
               R"({"error":"a valid bearer token or client certificate is required"})"};
     }
@@ -146,14 +147,16 @@ ApiResponse ApiServer::Dispatch(const std::string& method, const std::string& ta
   }
   if (res.status == 403) {
     // Authorization failures are recorded like authentication failures.
-    refused_("api_forbidden", req.identity + ": " + method + " " +
-                                  std::string(text::TruncateUtf8(
-                                      std::string_view(target).substr(0, target.find('?')), 200)));
+    refused_("api_forbidden",
+             req.identity + ": " + method + " " +
+                 std::string(
+                     text::TruncateUtf8(std::string_view(target).substr(0, target.find('?')), 200)),
+             peer);
   }
   return res;
 }
 
-void ApiServer::Serve(int fd) {
+void ApiServer::Serve(int fd, const std::string& peer) {
   // Every operation below is asynchronous on this connection's own loop and
   // waited for at once: Beast's stream deadlines (expires_after) apply only
   // to asynchronous operations, and with blocking calls a client that
@@ -206,12 +209,12 @@ void ApiServer::Serve(int fd) {
         keep = msg.keep_alive();
         std::string auth(msg[http::field::authorization]);
         out = Dispatch(std::string(msg.method_string()), std::string(msg.target()), auth,
-                       msg.body(), client_cert_hash);
+                       msg.body(), client_cert_hash, peer);
       }
       if (out.stream) {
         if (streams_.fetch_add(1) >= options_.max_streams) {
           streams_--;
-          refused_("api_busy", "too many event streams");
+          refused_("api_busy", "too many event streams", peer);
           out = {503, "application/json", R"({"error":"too many event streams; retry later"})"};
         } else {
           // Headers, then the body as the handler writes it, until it ends or

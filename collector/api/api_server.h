@@ -74,7 +74,9 @@ struct ApiOptions {
 class ApiServer {
  public:
   using Handler = std::function<ApiResponse(const ApiRequest&)>;
-  using RefusalHook = std::function<void(const std::string& what, const std::string& detail)>;
+  // A refused request or connection: its kind, what it was, the peer's address.
+  using RefusalHook = std::function<void(const std::string& what, const std::string& detail,
+                                         const std::string& peer)>;
 
   ApiServer(ApiOptions options, Handler handler, RefusalHook refused);
   ~ApiServer();
@@ -86,10 +88,10 @@ class ApiServer {
 
  private:
   struct Impl;
-  void Serve(int fd);
+  void Serve(int fd, const std::string& peer);
   ApiResponse Dispatch(const std::string& method, const std::string& target,
                        const std::string& authorization, const std::string& body,
-                       const std::string& client_cert_hash);
+                       const std::string& client_cert_hash, const std::string& peer);
 
   ApiOptions options_;
   Handler handler_;

@@ -112,11 +112,11 @@ Status CollectorServer::StartApi() {
         if (r.method == "GET" && path == "/v1/events/stream") return HandleEventsStream(r);
         return CallOnLoop(r);
       },
-      [this](const std::string& what, const std::string& detail) {
+      [this](const std::string& what, const std::string& detail, const std::string& peer) {
         // Recorded like every refusal (folded per second) on the loop thread.
         {
           std::lock_guard<std::mutex> lock(calls_mu_);
-          calls_.push_back([this, what, detail] { Refuse(what, detail, "", ""); });
+          calls_.push_back([this, what, detail, peer] { Refuse(what, detail, "", "", peer); });
         }
         uint64_t one = 1;
         (void)!::write(wake_fd_, &one, sizeof(one));
@@ -288,7 +288,16 @@ void CollectorServer::RunQueuedCalls() {
 api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
   std::string path = req.target.substr(0, req.target.find('?'));
   const std::string& m = req.method;
-  if (path == "/healthz" && m == "GET") return Json(200, {{"ok", true}});
+  if (path == "/healthz" && m == "GET") {
+    // Not ready while the ledger refuses writes: reads go on, writes do not.
+    if (!ledger_health_->writable()) {
+      return Json(503, {{"ok", false}, {"reason", ledger_health_->reason()}});
+    }
+    return Json(200, {{"ok", true}});
+  }
+  if (m != "GET" && !ledger_health_->writable()) {
+    return Error(503, ledger_health_->reason() + "; nothing was changed, try again later");
+  }
   if (path == "/checkpoint" && m == "GET") {
     return {200, "text/plain; charset=utf-8", ledger_->checkpoint_note()};
   }
@@ -319,6 +328,12 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     add("webhooks_failed_total", webhooks_->counters().failed);
     add("webhooks_dropped_total", webhooks_->counters().dropped);
     add("index_failures_total", index_->failures());
+    add("ledger_write_failures_total", ledger_health_->failures());
+    add("ledger_outages_total", ledger_health_->outages());
+    add("batches_unwritable_total", counters_.batches_unwritable);
+    add("records_unwritten_dropped_total", counters_.records_unwritten_dropped);
+    text += "# TYPE latch_collector_ledger_writable gauge\nlatch_collector_ledger_writable " +
+            std::string(ledger_health_->writable() ? "1" : "0") + "\n";
     text += "# TYPE latch_collector_ledger_size gauge\nlatch_collector_ledger_size " +
             std::to_string(ledger_->size()) + "\n";
     text += "# TYPE latch_collector_index_size gauge\nlatch_collector_index_size " +

@@ -24,6 +24,7 @@
 #include "schemas/record_codec.h"
 #include "schemas/wire.capnp.h"
 #include "schemas/workflow.capnp.h"
+#include "text/utf8.h"
 #include "tlog/checkpoint.h"
 
 namespace latch::collector {
@@ -109,6 +110,7 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
   bo.max_batch_age = std::chrono::milliseconds(config.batch_max_age_ms);
   bo.max_pending_entries = size_t{4} * config.batch_max_entries;
   s->batcher_ = std::make_unique<ledger::Batcher>(*s->ledger_, bo);
+  s->ledger_health_ = std::make_unique<LedgerHealth>(dir);
   if (!config.policy.empty()) {
     LATCH_RETURN_IF_ERROR(s->workflow_->LoadPolicy(config.policy).WithContext("policy"));
     s->RefreshEventReaders();
@@ -358,13 +360,18 @@ Status CollectorServer::Run() {
             {{"error", s.ToString()}, {"hint", "fix the file named and send SIGHUP again"}});
       }
     }
-    // A workflow record that failed to commit (an operator's grant on a full
-    // disk) leaves the ledger refusing writes as surely as an agent batch.
-    if (ledger_->write_failed() && fatal_.ok()) {
-      StopOnLedgerFailure(Status::IoError("a ledger commit failed to write"));
+    // A commit that failed anywhere (an agent batch, an operator's grant, a
+    // record of our own) leaves the ledger refusing writes until recovered.
+    if (ledger_->write_failed() && ledger_health_->writable()) {
+      NoteLedgerFailure(Status::IoError("a ledger commit failed to write"));
     }
-    if (workflow_->policy() != nullptr) workflow_->ExpireDue(NowNs());
-    RecordEndedGrants();
+    if (ledger_health_->TryRecover(*ledger_, pending_commits_.load() == 0)) WriteUnwritten();
+    if (ledger_health_->writable()) {
+      // Both record before they act; while nothing can be recorded they
+      // wait (agents end a grant at its notAfter on their own).
+      if (workflow_->policy() != nullptr) workflow_->ExpireDue(NowNs());
+      RecordEndedGrants();
+    }
     RecordSilentAgents();
     if (uint64_t size = ledger_->size(); size != index_notified_size_) {
       index_notified_size_ = size;
@@ -378,24 +385,39 @@ Status CollectorServer::Run() {
   if (api_) api_->Stop();
   FlushRefusals(true);
   index_->Stop();
-  // A stop forced by the ledger is a failure: exit non-zero, so the unit's
-  // Restart=on-failure brings the collector back on a recovered tail (it
-  // exited 0 and stayed down, issue 14).
-  return fatal_;
+  {
+    std::lock_guard<std::mutex> lock(unwritten_mu_);
+    if (!unwritten_.empty()) {
+      logging::Default().Error(
+          "stopping with records of our own that the ledger refused",
+          {{"records", unwritten_.size()}, {"reason", ledger_health_->reason()}});
+    }
+  }
+  return Status::Ok();
 }
 
-void CollectorServer::StopOnLedgerFailure(const Status& why) {
-  // The ledger refuses further commits after a write error; nothing more can
-  // be acknowledged or recorded. Stop, so that a restart finds a clean tail.
-  logging::Default().Alert(
-      "ledger commit failed; stopping so that a restart finds a clean tail",
-      {{"error", why.ToString()},
-       {"hint",
-        "check the disk under data_dir (space, errors); agents keep their spools and resend; "
-        "the service restarts by itself"}});
-  fatal_ = Status::IoError("the ledger under " + config_.data_dir +
-                           " had a write error: " + why.ToString());
-  Stop();
+void CollectorServer::NoteLedgerFailure(const Status& why) { ledger_health_->Failed(why); }
+
+void CollectorServer::KeepUnwritten(UnwrittenRecord r) {
+  std::lock_guard<std::mutex> lock(unwritten_mu_);
+  if (unwritten_.size() >= kMaxUnwritten) {
+    counters_.records_unwritten_dropped++;
+    return;
+  }
+  unwritten_.push_back(std::move(r));
+}
+
+void CollectorServer::WriteUnwritten() {
+  std::deque<UnwrittenRecord> waiting;
+  {
+    std::lock_guard<std::mutex> lock(unwritten_mu_);
+    waiting.swap(unwritten_);
+  }
+  if (counters_.records_unwritten_dropped.load() > 0) {
+    logging::Default().Error("records of our own were dropped while the ledger refused writes",
+                             {{"dropped", counters_.records_unwritten_dropped.load()}});
+  }
+  for (UnwrittenRecord& r : waiting) RecordWorkflowAsync(r.action, r.host);
 }
 
 // A host that had been talking and then stays unheard (agents send a
@@ -458,11 +480,11 @@ void CollectorServer::HandleZap() {
       user = it->second;
     } else {
       counters_.refused_keys++;
-      Refuse("unenrolled_key", std::string("CURVE key ") + z85 + " from " + address, "", "");
+      Refuse("unenrolled_key", std::string("CURVE key ") + z85, "", "", address);
     }
   } else {
     counters_.refused_keys++;
-    Refuse("unenrolled_key", "mechanism " + mechanism + " from " + address, "", "");
+    Refuse("unenrolled_key", "mechanism " + mechanism, "", "", address);
   }
   zap_->send(zmq::buffer(version), zmq::send_flags::sndmore);
   zap_->send(zmq::buffer(request_id), zmq::send_flags::sndmore);
@@ -484,6 +506,9 @@ void CollectorServer::HandleAgentMessage() {
   }
   std::string route = route_msg.to_string();
   std::string host = payload.gets("User-Id");
+  // Not every transport has a peer address (inproc, ipc): gets() throws then.
+  const char* address = zmq_msg_gets(payload.handle(), "Peer-Address");
+  current_peer_ = address != nullptr ? address : "";
   if (payload.size() > config_.max_message_bytes) {
     counters_.oversized_messages++;
     Refuse("oversized_message", host + " sent " + std::to_string(payload.size()) + " bytes", route,
@@ -610,6 +635,12 @@ void CollectorServer::OnBatch(const std::string& route, const std::string& host,
            "malformed batch");
     return;
   }
+  if (!ledger_health_->writable()) {
+    // Unacknowledged, the records stay in the agent's spool; it resends
+    // from what its Welcome says is held once we take writes again.
+    counters_.batches_unwritable++;
+    return;
+  }
   auto key = std::make_pair(host, boot);
   const SequenceMark* mark = sequences_.Find(host, boot);
   uint64_t floor = mark ? mark->sequence : 0;
@@ -689,7 +720,6 @@ void CollectorServer::OnBatch(const std::string& route, const std::string& host,
   }
   uint64_t last = next - 1;
   in_flight_[key] = last;
-  counters_.records_appended += count;
   counters_.records_declared_lost += declared_lost;
   auto c = std::make_unique<Completion>();
   c->host = host;
@@ -700,6 +730,7 @@ void CollectorServer::OnBatch(const std::string& route, const std::string& host,
   c->receive_time_ns = now;
   c->checkpoint_from = from;
   Completion* raw = c.release();
+  pending_commits_++;  // until HandleCompletions has taken its completion
   batcher_->Submit(std::move(entries), [this, raw](const Status& s, uint64_t first_index) {
     std::unique_ptr<Completion> done(raw);
     done->status = s;
@@ -722,17 +753,21 @@ void CollectorServer::HandleCompletions() {
     done.swap(completions_);
   }
   for (auto& c : done) {
+    pending_commits_--;
+    auto key = std::make_pair(c->host, c->boot);
     if (!c->status.ok()) {
-      // The ledger refuses further commits after an I/O error; nothing more
-      // can be acknowledged. Stop, so a supervisor restarts us on a clean tail.
-      StopOnLedgerFailure(c->status);
-      return;
+      // Nothing of it is acknowledged: the agent keeps the records and sends
+      // them again. What follows it for this boot failed too (the ledger
+      // refuses every commit after a failed one), so nothing is in flight.
+      NoteLedgerFailure(c->status);
+      in_flight_.erase(key);
+      continue;
     }
+    counters_.records_appended += c->count;
     uint64_t last_sequence = c->last_sequence;
     // The mark is the last record appended, at the last index.
     sequences_.Advance(c->host, c->boot,
                        {last_sequence, c->first_index + c->count - 1, c->receive_time_ns});
-    auto key = std::make_pair(c->host, c->boot);
     auto it = in_flight_.find(key);
     if (it != in_flight_.end() && it->second <= last_sequence) in_flight_.erase(it);
     SendReceipt(c->host, c->boot, c->checkpoint_from, c.get());
@@ -880,10 +915,22 @@ void CollectorServer::OnAlarm(const std::string& host, schema::Alarm::Reader ala
 }
 
 void CollectorServer::Refuse(const std::string& what, const std::string& detail,
-                             const std::string& route, const std::string& reply) {
+                             const std::string& route, const std::string& reply,
+                             const std::string& peer) {
   RefusalTally& t = refusals_[what];
   t.count++;
-  t.detail = detail;
+  t.last = std::string(text::TruncateUtf8(detail, 1024));
+  std::string from = peer.empty() && !route.empty() ? current_peer_ : peer;
+  auto key = std::make_pair(std::string(text::TruncateUtf8(detail, 512)),
+                            std::string(text::TruncateUtf8(from, 128)));
+  auto it = t.distinct.find(key);
+  if (it != t.distinct.end()) {
+    it->second++;
+  } else if (t.distinct.size() < kMaxRefusalDetails) {
+    t.distinct.emplace(std::move(key), 1);
+  } else {
+    t.unlisted++;
+  }
   if (!route.empty()) {
     capnp::MallocMessageBuilder m;
     m.initRoot<schema::Envelope>().setRefused(reply);
@@ -897,17 +944,27 @@ void CollectorServer::FlushRefusals(bool force) {
   refusals_flushed_ns_ = now;
   for (auto& [what, t] : refusals_) {
     if (t.count == 0) continue;
-    logging::Default().Warn("refused input",
-                            {{"kind", what}, {"count", t.count}, {"last", t.detail}});
+    logging::Default().Warn(
+        "refused input",
+        {{"kind", what}, {"count", t.count}, {"distinct", t.distinct.size()}, {"last", t.last}});
     capnp::MallocMessageBuilder m;
     auto a = m.initRoot<schema::WorkflowAction>();
     a.setActor("collector");
     auto r = a.initRefusal();
     r.setWhat(what);
-    r.setDetail(t.detail.substr(0, 1024));
+    r.setDetail(t.last);
     r.setCount(t.count);
+    auto details = r.initDetails(static_cast<unsigned>(t.distinct.size()));
+    unsigned i = 0;
+    for (const auto& [key, n] : t.distinct) {
+      details[i].setDetail(key.first);
+      details[i].setPeer(key.second);
+      details[i].setCount(n);
+      ++i;
+    }
+    r.setUnlisted(t.unlisted);
     RecordWorkflowAsync(schema::CanonicalBytes(a.asReader()), "");
-    t.count = 0;
+    t = RefusalTally{};
   }
 }
 
@@ -927,9 +984,12 @@ Status WorkflowEntry(const std::string& action, const std::string& host, ledger:
 Status CollectorServer::RecordWorkflow(const std::string& action, const std::string& host) {
   ledger::EntryBatch batch;
   LATCH_RETURN_IF_ERROR(WorkflowEntry(action, host, &batch));
+  if (!ledger_health_->writable()) return Status::IoError(ledger_health_->reason());
   uint64_t index;
   // Grants wait for this record before they take effect: no batch-age delay.
-  return batcher_->Append(std::move(batch), &index, /*urgent=*/true);
+  Status s = batcher_->Append(std::move(batch), &index, /*urgent=*/true);
+  if (!s.ok() && ledger_->write_failed()) NoteLedgerFailure(s);
+  return s;
 }
 
 void CollectorServer::RecordWorkflowAsync(const std::string& action, const std::string& host) {
@@ -939,10 +999,16 @@ void CollectorServer::RecordWorkflowAsync(const std::string& action, const std::
     logging::Default().Error("workflow record refused", {{"error", s.ToString()}});
     return;
   }
-  batcher_->Submit(std::move(batch), [](const Status& st, uint64_t) {
-    if (!st.ok()) {
-      logging::Default().Error("workflow record not committed", {{"error", st.ToString()}});
-    }
+  if (!ledger_health_->writable()) {
+    KeepUnwritten({action, host});
+    return;
+  }
+  pending_commits_++;
+  batcher_->Submit(std::move(batch), [this, action, host](const Status& st, uint64_t) {
+    // On the committer thread. A record that failed waits for the ledger to
+    // take writes again (the loop notices the failure itself).
+    if (!st.ok()) KeepUnwritten({action, host});
+    pending_commits_--;
   });
 }
 
@@ -1098,6 +1164,8 @@ void CollectorServer::HandleAdmin() {
       for (auto& [h, r] : routes_) hosts.push_back(h);
       reply = {{"ok", true},
                {"ledger_size", ledger_->size()},
+               {"ledger_writable", ledger_health_->writable()},
+               {"ledger_reason", ledger_health_->reason()},
                {"connected", hosts},
                {"batches", counters_.batches.load()},
                {"records_appended", counters_.records_appended.load()},

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -31,6 +32,7 @@
 #include "collector/index/index_follower.h"
 #include "collector/ingest/collector_config.h"
 #include "collector/ingest/grant_book.h"
+#include "collector/ingest/ledger_health.h"
 #include "collector/ingest/sequence_index.h"
 #include "collector/ledger/batcher.h"
 #include "collector/ledger/ledger.h"
@@ -56,6 +58,8 @@ struct CollectorCounters {
   std::atomic<uint64_t> grant_sets_sent{0};
   std::atomic<uint64_t> applied_reports{0};
   std::atomic<uint64_t> alarms{0};
+  std::atomic<uint64_t> batches_unwritable{0};  // dropped unacknowledged: the ledger refused writes
+  std::atomic<uint64_t> records_unwritten_dropped{0};  // own records past kMaxUnwritten
 };
 
 class CollectorServer : private workflow::WorkflowSink {
@@ -119,8 +123,11 @@ class CollectorServer : private workflow::WorkflowSink {
   void HandleAgentMessage();
   void HandleAdmin();
   void HandleCompletions();
+  // Counts and folds a refusal into this second's record of its kind: each
+  // distinct (detail, peer) is kept, up to kMaxRefusalDetails a record; the
+  // agent at `route` (if any) is told `reply`.
   void Refuse(const std::string& what, const std::string& detail, const std::string& route,
-              const std::string& reply);
+              const std::string& reply, const std::string& peer = "");
   void FlushRefusals(bool force);
   void OnBatch(const std::string& route, const std::string& host, schema::EventBatch::Reader batch);
   void OnApplied(const std::string& host, schema::Applied::Reader applied);
@@ -189,8 +196,24 @@ class CollectorServer : private workflow::WorkflowSink {
   std::map<std::string, std::string> connected_boot_;  // host -> boot of its last agentConnected
   std::map<std::string, std::string> applied_set_;  // host -> its last grantSetApplied, canonical
   void RecordSilentAgents();
-  void StopOnLedgerFailure(const Status& why);
-  Status fatal_;  // why the loop was stopped from inside, if it was (Run returns it)
+  // Whether the ledger takes writes; while it does not, agent batches are
+  // dropped unacknowledged (agents keep them and resend), API and admin
+  // writes are refused with the reason, and the collector's own records wait
+  // in `unwritten_` (issue 14: a full disk stopped the collector).
+  std::unique_ptr<LedgerHealth> ledger_health_;
+  // Submissions to the batcher not yet completed: the ledger is recovered
+  // only with none outstanding, so nothing submitted before a failure can
+  // land after it (a gap in an agent's sequence).
+  std::atomic<int> pending_commits_{0};
+  struct UnwrittenRecord {
+    std::string action, host;
+  };
+  static constexpr size_t kMaxUnwritten = 10000;
+  std::mutex unwritten_mu_;
+  std::deque<UnwrittenRecord> unwritten_;  // guarded by unwritten_mu_
+  void NoteLedgerFailure(const Status& why);
+  void KeepUnwritten(UnwrittenRecord r);
+  void WriteUnwritten();
   // host -> the checkpoint size the agent holds, as far as we know: what its
   // Hello said, then the size of each receipt sent to it (it adopts receipts
   // in order). Consistency proofs start there.
@@ -207,10 +230,15 @@ class CollectorServer : private workflow::WorkflowSink {
   std::mutex completions_mu_;
   std::vector<std::unique_ptr<Completion>> completions_;
 
+  static constexpr size_t kMaxRefusalDetails = 16;
   struct RefusalTally {
     uint64_t count = 0;
-    std::string detail;
+    std::string last;                                                  // the latest detail
+    std::map<std::pair<std::string, std::string>, uint64_t> distinct;  // (detail, peer) -> count
+    uint64_t unlisted = 0;  // refusals past kMaxRefusalDetails distinct ones
   };
+  // The address of the agent message being handled (refusals name it).
+  std::string current_peer_;
   std::map<std::string, RefusalTally> refusals_;
   int64_t refusals_flushed_ns_ = 0;
   CollectorCounters counters_;

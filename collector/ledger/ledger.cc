@@ -234,6 +234,31 @@ Status Ledger::Commit(std::span<const EntryBatch* const> batches, uint64_t* firs
   return s;
 }
 
+Status Ledger::Recover() {
+  std::lock_guard lock(commit_mu_);
+  if (read_only_) return Status::FailedPrecondition(dir_ + " is open read-only");
+  if (!failed_) return Status::Ok();
+  std::string note;
+  {
+    std::lock_guard state(state_mu_);
+    note = checkpoint_note_;
+  }
+  std::string on_disk;
+  Status read = ReadWholeFile(dir_ + "/" + kCheckpointFile, &on_disk);
+  if (!read.ok() || on_disk != note) {
+    LATCH_RETURN_IF_ERROR(WriteFileAtomically(dir_, kCheckpointFile, note));
+  }
+  LATCH_RETURN_IF_ERROR(RecoverTail(/*read_only=*/false));
+  RightEdge edge;
+  LATCH_RETURN_IF_ERROR(RightEdge::Load(size(), *this, &edge));
+  if (edge.Root() != checkpoint().root) {
+    return Status::Corruption(dir_ + ": stored hashes do not lead to the checkpoint's root");
+  }
+  edge_ = std::move(edge);
+  failed_ = false;
+  return Status::Ok();
+}
+
 Status Ledger::WriteBatch(std::span<const EntryBatch* const> batches) {
   const uint64_t base = edge_.size();
   const uint64_t entries_start = entries_.size();

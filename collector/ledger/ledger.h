@@ -67,8 +67,15 @@ class Ledger : public TileSource, public tlog::StoredHashReader {
 
   uint64_t size() const;
   // Whether a commit failed to write (a full or failing disk): the ledger then
-  // refuses every further commit until it is opened again.
+  // refuses every further commit until it is opened again or recovered.
   bool write_failed() const { return failed_.load(); }
+  // After a failed commit, in place: cuts every file back to what the last
+  // acknowledged checkpoint covers, writes that checkpoint again (a failure
+  // after its rename must not leave a newer one behind that no caller was
+  // told of), rebuilds the right edge from the stored hashes, and takes
+  // commits again. An error (the disk still refuses) leaves it refusing;
+  // call again later. OK and nothing done when no commit failed.
+  Status Recover();
   tlog::Checkpoint checkpoint() const;
   std::string checkpoint_note() const;
   const tlog::NoteVerifier& verifier() const { return verifier_; }

@@ -244,6 +244,48 @@ TEST_F(ApiTest, RevocationProofsAndGrantsFollowWhoMaySeeWhat) {
   EXPECT_EQ(prove(0, kTess).status, 403);  // the collector's own policyLoaded
 }
 
+// Issue 14: a refusal record kept only the last detail of its second and
+// not where it came from. Now each distinct detail and peer is kept, up to 16
+// a record, and the rest are counted.
+TEST_F(ApiTest, RefusalRecordsKeepEachDistinctDetailAndThePeer) {
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(Call(http::verb::get, "/v1/grants?probe=" + std::to_string(i), "").status, 401);
+  }
+  auto number = [](const nlohmann::json& j) -> uint64_t {  // capnp's JSON writes UInt64 as text
+    if (j.is_string()) return std::stoull(j.get<std::string>());
+    return j.is_number() ? j.get<uint64_t>() : 0;
+  };
+  tlog::NoteVerifier key;
+  ASSERT_TRUE(tlog::NoteVerifier::Parse(server_->ledger_vkey(), &key).ok());
+  uint64_t listed = 0, unlisted = 0;
+  std::set<std::string> seen;
+  for (int attempt = 0; attempt < 60 && listed + unlisted < 20; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    Reply q = Call(http::verb::get, "/v1/events?kind=refusal", kSam);
+    ASSERT_EQ(q.status, 200) << q.body;
+    std::vector<index::VerifiedEvent> events;
+    ASSERT_TRUE(index::VerifyEventAnswer(nlohmann::json::parse(q.body), key, &events).ok());
+    listed = unlisted = 0;
+    seen.clear();
+    for (const auto& e : events) {
+      const auto& r = e.view.detail["record"]["refusal"];
+      if (r["what"] != "api_unauthenticated") continue;
+      ASSERT_TRUE(r.contains("details")) << r.dump();
+      EXPECT_LE(r["details"].size(), 16u) << r.dump();
+      for (const auto& d : r["details"]) {
+        EXPECT_EQ(d["peer"], "127.0.0.1") << d.dump();
+        EXPECT_NE(d["detail"].get<std::string>().find("/v1/grants?probe="), std::string::npos);
+        seen.insert(d["detail"].get<std::string>());
+        listed += number(d["count"]);
+      }
+      unlisted += r.contains("unlisted") ? number(r["unlisted"]) : 0;
+    }
+  }
+  EXPECT_EQ(listed + unlisted, 20u);
+  EXPECT_EQ(seen.size(), listed);  // each distinct target once, with its own count
+  EXPECT_GE(listed, 16u);          // at least one record's worth listed
+}
+
 // Issue 14: one request stopped the collector. A query parameter that is not
 // UTF-8 (type_error.316 when the error was written as JSON), a revoke reason
 // that is a number (type_error.302: the grant stayed live) and a request

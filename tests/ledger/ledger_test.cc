@@ -1,7 +1,11 @@
 #include "collector/ledger/ledger.h"
 
 #include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -174,6 +178,73 @@ TEST(Ledger, TornTailIsCutBackOnOpen) {
   s = VerifyLog(*ledger, ledger->verifier(), &verified);
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(ledger->checkpoint().root, ReferenceLog(70000).root);
+}
+
+// Issue 14: after a failed commit (a full disk) the ledger refused every
+// commit until the process reopened it. Recover() cuts the failed tail in
+// place and, once the disk takes writes again, commits go on: nothing that
+// was acknowledged is lost and nothing failed is in the tree.
+TEST(Ledger, AFailedCommitIsRecoveredInPlace) {
+  if (::geteuid() != 0) GTEST_FAIL() << "needs root to mount a small tmpfs";
+  TempDir tmp;
+  const std::string small = tmp / "small";
+  ASSERT_TRUE(std::filesystem::create_directory(small));
+  ASSERT_EQ(::mount("tmpfs", small.c_str(), "tmpfs", 0, "size=2m"), 0) << strerror(errno);
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{small};
+  const std::string dir = small + "/ledger";
+  ASSERT_TRUE(Ledger::Create(dir, "test.example/log").ok());
+  std::unique_ptr<Ledger> ledger;
+  ASSERT_TRUE(Ledger::Open(dir, Ledger::Mode::kReadWrite, &ledger).ok());
+  std::mt19937_64 rng(3);
+  AppendRange(*ledger, 0, 1000, rng);
+  {  // fill the disk
+    std::ofstream fill(small + "/fill", std::ios::binary);
+    std::string block(16 * 1024, 'x');
+    while (fill.write(block.data(), block.size())) {
+    }
+  }
+  // Commits of 3,000 entries (about 100 KiB) until one fails.
+  uint64_t size = ledger->size();
+  Status s;
+  for (int i = 0; i < 100 && s.ok(); ++i) {
+    EntryBatch batch;
+    for (uint64_t k = size; k < size + 3000; ++k) ASSERT_TRUE(batch.Add(EntryText(k)).ok());
+    const EntryBatch* batches[] = {&batch};
+    uint64_t first = 0;
+    s = ledger->Commit(batches, &first);
+    if (s.ok()) size += 3000;
+  }
+  ASSERT_FALSE(s.ok());
+  EXPECT_TRUE(ledger->write_failed());
+  EXPECT_EQ(ledger->size(), size);
+  // Still full: recovering cuts the tail, but the next commit fails again.
+  (void)ledger->Recover();
+  {
+    EntryBatch batch;
+    for (uint64_t k = size; k < size + 3000; ++k) ASSERT_TRUE(batch.Add(EntryText(k)).ok());
+    const EntryBatch* batches[] = {&batch};
+    uint64_t first = 0;
+    EXPECT_FALSE(ledger->Commit(batches, &first).ok());
+  }
+  EXPECT_EQ(ledger->size(), size);
+  // Room again: recovered in place, and appending goes on from `size`.
+  std::filesystem::remove(small + "/fill");
+  s = ledger->Recover();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_FALSE(ledger->write_failed());
+  AppendRange(*ledger, size, size + 5000, rng);
+  VerifyResult verified;
+  s = VerifyLog(*ledger, ledger->verifier(), &verified);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(ledger->checkpoint().root, ReferenceLog(size + 5000).root);
+  // And a fresh open agrees with what the recovered ledger says.
+  ledger.reset();
+  s = Ledger::Open(dir, Ledger::Mode::kReadWrite, &ledger);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(ledger->size(), size + 5000);
 }
 
 TEST(Ledger, MissingCommittedDataIsCorruptionNotATornTail) {
