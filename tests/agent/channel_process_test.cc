@@ -214,6 +214,17 @@ class ChannelTest : public ::testing::Test {
 
   LedgerView ReadLedger() { return ReadLedgerAt(dir_ + "/collector/ledger"); }
   // Waits until the ledger holds `events` distinct events; returns the view.
+  // The agent's metrics once its spool is empty (or after 10 s, as they are).
+  std::string MetricsOnceSpoolIsEmpty() {
+    std::string m;
+    auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (Clock::now() < deadline) {
+      m = LoopbackHttpGet(MetricsPortFromLog(Slurp(dir_ + "/agent.log")), "/metrics");
+      if (m.find("latch_agent_spool_records 0\n") != std::string::npos) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return m;
+  }
   LedgerView WaitForEvents(size_t events, int seconds = 30) {
     auto deadline = Clock::now() + std::chrono::seconds(seconds);
     LedgerView v;
@@ -307,13 +318,7 @@ TEST_F(ChannelTest, EventsReachTheLedgerOnceAndGrantsReachTheKernel) {
   ExpectExactlyOnce(v, decisions_);
   // The agent's metrics say so too: a grant set applied, receipts verified,
   // nothing left unacknowledged once the ledger has it all.
-  std::string m;
-  auto deadline = Clock::now() + std::chrono::seconds(10);
-  while (Clock::now() < deadline) {
-    m = LoopbackHttpGet(MetricsPortFromLog(Slurp(dir_ + "/agent.log")), "/metrics");
-    if (m.find("latch_agent_spool_records 0\n") != std::string::npos) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  std::string m = MetricsOnceSpoolIsEmpty();
   EXPECT_NE(m.find("latch_agent_spool_records 0\n"), std::string::npos) << m;
   EXPECT_EQ(m.find("latch_agent_receipts_verified_total 0\n"), std::string::npos) << m;
   EXPECT_NE(m.find("latch_agent_receipts_rejected_total 0\n"), std::string::npos) << m;
@@ -875,13 +880,7 @@ TEST_F(ChannelTest, ASessionThatTimesOutResendsNothingTheCollectorHas) {
     size_t at = m.find("\n" + name + " ");
     return at == std::string::npos ? -1 : std::atoll(m.c_str() + at + name.size() + 2);
   };
-  std::string m;
-  auto deadline = Clock::now() + std::chrono::seconds(10);
-  while (Clock::now() < deadline) {
-    m = LoopbackHttpGet(MetricsPortFromLog(Slurp(dir_ + "/agent.log")), "/metrics");
-    if (m.find("latch_agent_spool_records 0\n") != std::string::npos) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
+  std::string m = MetricsOnceSpoolIsEmpty();
   ASSERT_NE(m.find("latch_agent_spool_records 0\n"), std::string::npos) << m;
   EXPECT_GE(metric(m, "latch_agent_collector_sessions_total"), 2) << m;  // the timeout happened
   EXPECT_GT(metric(m, "latch_agent_records_acknowledged_total"), 0) << m;

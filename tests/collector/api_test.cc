@@ -67,6 +67,10 @@ class ApiTest : public ::testing::Test {
     ASSERT_TRUE(api::CertificateFingerprint(dir_ / "ann.crt", &ann_cert).ok());
     config_.api_client_certs[ann_cert] = "ann";
     config_.agents[std::string(40, 'k')] = "host-quiet";  // enrolled, never connects
+    StartServer();
+  }
+  // Opens the collector with config_ and waits until its API listens.
+  void StartServer() {
     Status s = CollectorServer::Open(config_, &server_);
     ASSERT_TRUE(s.ok()) << s.ToString();
     thread_ = std::thread([this] { run_status_ = server_->Run(); });
@@ -101,13 +105,7 @@ class ApiTest : public ::testing::Test {
     ASSERT_TRUE(run_status_.ok()) << run_status_.ToString();
     server_.reset();
     config_.api_port = 0;
-    Status s = CollectorServer::Open(config_, &server_);
-    ASSERT_TRUE(s.ok()) << s.ToString();
-    thread_ = std::thread([this] { run_status_ = server_->Run(); });
-    for (int i = 0; i < 200 && server_->api_port() == 0; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    ASSERT_NE(server_->api_port(), 0);
+    StartServer();
   }
   ledger::TempDir dir_;
   CollectorConfig config_;
