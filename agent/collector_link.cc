@@ -237,6 +237,10 @@ void CollectorLink::OnMessage(const zmq::message_t& msg) {
         }
         if (Clock::now() - session_started_ > round_trip_.timeout() / 4) {
           NewSession("the collector is missing records");
+        } else if (!awaiting_welcome_ && in_flight_.empty()) {
+          // A session this young has nothing in flight whose timeout would
+          // bring the missing records: send them now.
+          StartSending();
         }
         break;
       }

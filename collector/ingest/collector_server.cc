@@ -365,7 +365,10 @@ Status CollectorServer::Run() {
     if (ledger_->write_failed() && ledger_health_->writable()) {
       NoteLedgerFailure(Status::IoError("a ledger commit failed to write"));
     }
-    if (ledger_health_->TryRecover(*ledger_, pending_commits_.load() == 0)) WriteUnwritten();
+    if (ledger_health_->TryRecover(*ledger_, pending_commits_.load() == 0)) {
+      WriteUnwritten();
+      AskForFailedAppends();
+    }
     if (ledger_health_->writable()) {
       // Both record before they act; while nothing can be recorded they
       // wait (agents end a grant at its notAfter on their own).
@@ -405,6 +408,23 @@ void CollectorServer::KeepUnwritten(UnwrittenRecord r) {
     return;
   }
   unwritten_.push_back(std::move(r));
+}
+
+void CollectorServer::AskForFailedAppends() {
+  // A Welcome sent while these were being appended told the agent they were
+  // held; an agent with nothing newer to send would never find out they are
+  // not. Ask for them: it resends from the sequence named.
+  for (const auto& [host, boot] : failed_appends_) {
+    auto route = routes_.find(host);
+    if (route == routes_.end()) continue;  // its next Hello's Welcome says what is held
+    const SequenceMark* mark = sequences_.Find(host, boot);
+    capnp::MallocMessageBuilder m;
+    auto rf = m.initRoot<schema::Envelope>().initResendFrom();
+    rf.setBootId(Bytes(boot));
+    rf.setSequence(mark != nullptr ? mark->sequence + 1 : 1);
+    Send(route->second, Serialize(m));
+  }
+  failed_appends_.clear();
 }
 
 void CollectorServer::WriteUnwritten() {
@@ -761,6 +781,7 @@ void CollectorServer::HandleCompletions() {
       // refuses every commit after a failed one), so nothing is in flight.
       NoteLedgerFailure(c->status);
       in_flight_.erase(key);
+      failed_appends_.insert(key);
       continue;
     }
     counters_.records_appended += c->count;

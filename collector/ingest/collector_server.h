@@ -211,7 +211,11 @@ class CollectorServer : private workflow::WorkflowSink {
   static constexpr size_t kMaxUnwritten = 10000;
   std::mutex unwritten_mu_;
   std::deque<UnwrittenRecord> unwritten_;  // guarded by unwritten_mu_
+  // (host, boot)s whose appends failed in this outage: asked to resend once
+  // writes resume (AskForFailedAppends).
+  std::set<std::pair<std::string, std::string>> failed_appends_;
   void NoteLedgerFailure(const Status& why);
+  void AskForFailedAppends();
   void KeepUnwritten(UnwrittenRecord r);
   void WriteUnwritten();
   // host -> the checkpoint size the agent holds, as far as we know: what its

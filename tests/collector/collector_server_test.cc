@@ -603,6 +603,27 @@ TEST_F(CollectorTest, AFullDiskIsSurvivedAndWritesResumeByThemselves) {
   EXPECT_NE(metrics.body.find("latch_collector_ledger_outages_total 1\n"), std::string::npos)
       << metrics.body;
   EXPECT_FALSE(ended);
+  // An append that fails on the disk (its batch already accepted, as a
+  // Welcome may have said): once writes resume the agent is asked for it,
+  // so an agent with nothing newer to send does not wait for ever.
+  {
+    std::ofstream fill(small + "/fill", std::ios::binary);
+    std::string block(64 * 1024, 'x');
+    while (fill.write(block.data(), block.size())) {
+    }
+  }
+  Batch(*agent_, 21, 10, 0);
+  EXPECT_FALSE(agent_->Receive(schema::Envelope::RECEIPT, &msg, 1500));
+  EXPECT_EQ(get("/healthz").status, 503);
+  std::filesystem::remove(small + "/fill");
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::RESEND_FROM, &msg, 10000));
+  WithEnvelope(
+      msg, [](schema::Envelope::Reader env) { EXPECT_EQ(env.getResendFrom().getSequence(), 21u); });
+  Batch(*agent_, 21, 10, 0);
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::RECEIPT, &msg));
+  WithEnvelope(msg, [](schema::Envelope::Reader env) {
+    EXPECT_EQ(env.getReceipt().getThroughSequence(), 30u);
+  });
   server_->Stop();
   thread_.join();
   EXPECT_TRUE(run_status_.ok()) << run_status_.ToString();
@@ -622,7 +643,7 @@ TEST_F(CollectorTest, AFullDiskIsSurvivedAndWritesResumeByThemselves) {
       if (rec.kind == ledger::RecordKind::kEvent) sequences.push_back(rec.sequence);
     }
     std::vector<uint64_t> want;
-    for (uint64_t k = 1; k <= 20; ++k) want.push_back(k);
+    for (uint64_t k = 1; k <= 30; ++k) want.push_back(k);
     EXPECT_EQ(sequences, want);
   }
   ::umount2(small.c_str(), MNT_DETACH);
