@@ -110,6 +110,7 @@ Status CollectorServer::StartApi() {
         std::string path = r.target.substr(0, r.target.find('?'));
         if (r.method == "GET" && path == "/v1/events") return HandleEventsQuery(r);
         if (r.method == "GET" && path == "/v1/events/stream") return HandleEventsStream(r);
+        if (r.method == "GET" && path == "/v1/proof/inclusion") return HandleInclusionProof(r);
         return CallOnLoop(r);
       },
       [this](const std::string& what, const std::string& detail, const std::string& peer) {
@@ -190,6 +191,44 @@ std::optional<api::ApiResponse> CollectorServer::CheckEntryVisible(const std::st
     return Error(403, "only auditors and approvers may see entries that are not about you");
   }
   return std::nullopt;
+}
+
+api::ApiResponse CollectorServer::HandleInclusionProof(const api::ApiRequest& req) {
+  // On the API's thread, like the events query: the visibility check reads
+  // the index, and the ledger's readers are safe on any thread.
+  // ?index=I&size=N: entry I's inclusion proof in the tree of N entries
+  // (default: the current checkpoint's).
+  std::map<std::string, std::string> params;
+  std::string bad;
+  size_t qm = req.target.find('?');
+  if (qm == std::string::npos || !api::ParseQueryString(req.target.substr(qm + 1), &params, &bad))
+    return Error(400, bad.empty() ? "need index" : bad);
+  uint64_t index = 0, size = ledger_->size();
+  try {
+    if (!params.count("index")) return Error(400, "need index");
+    index = std::stoull(params["index"]);
+    if (params.count("size")) size = std::stoull(params["size"]);
+  } catch (const std::exception&) {
+    return Error(400, "index and size are numbers");
+  }
+  if (index >= size || size > ledger_->size()) return Error(400, "need index < size <= tree size");
+  // The events query's rule: only auditors and approvers may prove
+  // entries that are not about them (an entry carries reasons, comments,
+  // command lines).
+  if (auto refused = CheckEntryVisible(req.identity, index)) return *refused;
+  std::vector<tlog::Hash> proof;
+  Status s = ledger_->InclusionProof(index, size, &proof);
+  if (!s.ok()) return Error(500, s.message());
+  std::string entry;
+  s = ledger_->ReadEntry(index, &entry);
+  if (!s.ok()) return Error(500, s.message());
+  nlohmann::json hashes = nlohmann::json::array();
+  for (const auto& h : proof) hashes.push_back(tlog::Base64Encode({h.data(), h.size()}));
+  return Json(200, {{"index", index},
+                    {"size", size},
+                    {"entry", tlog::Base64Encode(
+                                  {reinterpret_cast<const uint8_t*>(entry.data()), entry.size()})},
+                    {"proof", hashes}});
 }
 
 api::ApiResponse CollectorServer::HandleEventsQuery(const api::ApiRequest& req) {
@@ -359,42 +398,6 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
   }
   auto seg = Segments(path);
   if (seg.size() < 2 || seg[0] != "v1") return Error(404, "no such path");
-  if (seg.size() == 3 && seg[1] == "proof" && seg[2] == "inclusion" && m == "GET") {
-    // ?index=I&size=N: entry I's inclusion proof in the tree of N entries
-    // (default: the current checkpoint's).
-    std::map<std::string, std::string> params;
-    std::string bad;
-    size_t qm = req.target.find('?');
-    if (qm == std::string::npos || !api::ParseQueryString(req.target.substr(qm + 1), &params, &bad))
-      return Error(400, bad.empty() ? "need index" : bad);
-    uint64_t index = 0, size = ledger_->size();
-    try {
-      if (!params.count("index")) return Error(400, "need index");
-      index = std::stoull(params["index"]);
-      if (params.count("size")) size = std::stoull(params["size"]);
-    } catch (const std::exception&) {
-      return Error(400, "index and size are numbers");
-    }
-    if (index >= size || size > ledger_->size())
-      return Error(400, "need index < size <= tree size");
-    // The events query's rule: only auditors and approvers may prove
-    // entries that are not about them (an entry carries reasons, comments,
-    // command lines).
-    if (auto refused = CheckEntryVisible(req.identity, index)) return *refused;
-    std::vector<tlog::Hash> proof;
-    Status s = ledger_->InclusionProof(index, size, &proof);
-    if (!s.ok()) return Error(500, s.message());
-    std::string entry;
-    s = ledger_->ReadEntry(index, &entry);
-    if (!s.ok()) return Error(500, s.message());
-    nlohmann::json hashes = nlohmann::json::array();
-    for (const auto& h : proof) hashes.push_back(tlog::Base64Encode({h.data(), h.size()}));
-    return Json(200, {{"index", index},
-                      {"size", size},
-                      {"entry", tlog::Base64Encode({reinterpret_cast<const uint8_t*>(entry.data()),
-                                                    entry.size()})},
-                      {"proof", hashes}});
-  }
   if (seg.size() == 3 && seg[1] == "proof" && seg[2] == "consistency" && m == "GET") {
     // ?from=M&to=N: the proof that the tree of M entries is a prefix of N's.
     auto arg = [&](const char* name) -> uint64_t {
@@ -429,13 +432,14 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     };
     nlohmann::json list = nlohmann::json::array();
     for (uint64_t id : grants_->Ids()) {
-      if (!visible(grants_->Describe(id))) continue;
+      nlohmann::json grant = grants_->Describe(id);
+      if (!visible(grant)) continue;
       nlohmann::json hosts = nlohmann::json::object();
       auto eff = effective_.find(id);
       if (eff != effective_.end()) {
         for (const auto& [h, at] : eff->second) hosts[h] = at;
       }
-      list.push_back({{"id", id}, {"effective_since", hosts}, {"grant", grants_->Describe(id)}});
+      list.push_back({{"id", id}, {"effective_since", hosts}, {"grant", grant}});
     }
     if (req.target.find("past=1") == std::string::npos) return Json(200, {{"grants", list}});
     // ?past=1: the ended ones too, newest first, with how and when they ended.

@@ -113,6 +113,9 @@ class CollectorServer : private workflow::WorkflowSink {
   // GET /v1/events/stream: the live tail as server-sent events, each message
   // a page of new entries in ledger order with its proofs (same JSON).
   api::ApiResponse HandleEventsStream(const api::ApiRequest& req);
+  // GET /v1/proof/inclusion?index=I&size=N: entry I and its inclusion proof
+  // in the tree of N entries (default: the current checkpoint's).
+  api::ApiResponse HandleInclusionProof(const api::ApiRequest& req);
   // Parses and authorizes an events query; a response if it is refused.
   std::optional<api::ApiResponse> PrepareEventQuery(const api::ApiRequest& req,
                                                     index::EventQuery* query);
