@@ -57,9 +57,17 @@ DROP INDEX IF EXISTS entries_identity_time;
 DROP INDEX IF EXISTS entries_resource_time;
 )sql";
 
+// A damaged file ("malformed", "not a database") is Corruption, which has the
+// index rebuilt; anything else (a full disk, a lock) is an I/O error, retried.
+Status SqlFailure(sqlite3* db, std::string message) {
+  int code = db != nullptr ? (sqlite3_errcode(db) & 0xff) : SQLITE_ERROR;
+  if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
+    return Status::Corruption(std::move(message));
+  return Status::IoError(std::move(message));
+}
+
 Status SqlError(sqlite3* db, const std::string& what) {
-  return Status::IoError("events index: " + what + ": " +
-                         (db ? sqlite3_errmsg(db) : "no database"));
+  return SqlFailure(db, "events index: " + what + ": " + (db ? sqlite3_errmsg(db) : "no database"));
 }
 
 Status Exec(sqlite3* db, const char* sql) {
@@ -67,7 +75,7 @@ Status Exec(sqlite3* db, const char* sql) {
   if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : "unknown error";
     sqlite3_free(err);
-    return Status::IoError(std::string("events index: ") + msg);
+    return SqlFailure(db, std::string("events index: ") + msg);
   }
   return Status::Ok();
 }
@@ -211,12 +219,42 @@ Status EventIndex::Open(const std::string& path, const std::string& origin, cons
   // the machine may have damaged, or one that cannot be read: it is derived
   // from the ledger, so start over (a failure on the fresh file is returned).
   out->reset();
-  std::error_code ec;
-  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path + suffix, ec);
+  LATCH_RETURN_IF_ERROR(Remove(path));
   reset = false;
   LATCH_RETURN_IF_ERROR(OpenOnce(path, origin, root_at, out, &reset));
   if (reset) return Status::Corruption("events index " + path + ": a fresh index is refused");
   if (rebuilt != nullptr) *rebuilt = true;
+  return Status::Ok();
+}
+
+Status EventIndex::Remove(const std::string& path) {
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::error_code ec;
+    std::filesystem::remove(path + suffix, ec);
+    if (ec) return Status::IoError("removing " + path + suffix + ": " + ec.message());
+  }
+  return Status::Ok();
+}
+
+Status EventIndex::CheckIntegrity() {
+  // quick_check reads every page and checks the b-trees' structure (not that
+  // each index matches its table, which integrity_check adds at several
+  // times the cost): what random bytes or a torn write break.
+  Stmt q;
+  LATCH_RETURN_IF_ERROR(q.Prepare(db_, "PRAGMA quick_check"));
+  Status status;
+  std::string first;
+  int problems = 0;
+  while (q.Row(&status)) {
+    std::string line = q.ColText(0);
+    if (line == "ok") continue;
+    if (problems++ == 0) first = line;
+  }
+  LATCH_RETURN_IF_ERROR(status);
+  if (problems > 0) {
+    return Status::Corruption("events index: " + std::to_string(problems) +
+                              " problem(s), the first: " + first);
+  }
   return Status::Ok();
 }
 
@@ -226,11 +264,16 @@ Status EventIndex::OpenOnce(const std::string& path, const std::string& origin,
   std::unique_ptr<EventIndex> x(new EventIndex());
   x->origin_ = origin;
   LATCH_RETURN_IF_ERROR(OpenDb(path, false, &x->db_));
-  // Until ClaimWriter, every commit is synced (FULL).
+  // Until ClaimWriter, every commit is synced (FULL). The WAL is copied back
+  // into the database once it passes 1,024 pages (16 MiB) and cut back to
+  // 16 MiB after that, so on a disk it shares with the ledger it never holds
+  // more than that plus one transaction (it held up to 256 MiB: a 64 MB disk
+  // filled with index before the ledger).
   LATCH_RETURN_IF_ERROR(
       Exec(x->db_,
            "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
-           "PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=16384;"));
+           "PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=1024; "
+           "PRAGMA journal_size_limit=16777216;"));
   LATCH_RETURN_IF_ERROR(Exec(x->db_, kSchema));
   LATCH_RETURN_IF_ERROR(Exec(x->db_, kEntryIndexes));
   LATCH_RETURN_IF_ERROR(x->Prepare());

@@ -76,6 +76,12 @@ class EventIndex {
   EventIndex(const EventIndex&) = delete;
   EventIndex& operator=(const EventIndex&) = delete;
 
+  // Removes the index's files (the database, its WAL and shared memory).
+  static Status Remove(const std::string& path);
+  // Reads the whole file and checks its structure: Corruption if it is
+  // damaged (EventIndex::Open notices only damage in what it reads).
+  Status CheckIntegrity();
+
   // Entries indexed: the next one to add is at this ledger index.
   uint64_t size() const { return size_; }
 

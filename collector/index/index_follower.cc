@@ -104,6 +104,7 @@ void IndexFollower::Stop() {
   wake_.notify_all();
   progress_.notify_all();
   if (thread_.joinable()) thread_.join();
+  index_.reset();
 }
 
 void IndexFollower::Notify() {
@@ -114,40 +115,116 @@ void IndexFollower::Notify() {
   wake_.notify_one();
 }
 
+void IndexFollower::ReportDamage() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    damage_reported_ = true;
+  }
+  wake_.notify_one();
+}
+
 uint64_t IndexFollower::WaitPast(uint64_t size, std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lock(mu_);
   progress_.wait_for(lock, timeout, [&] { return stop_ || indexed_.load() > size; });
   return indexed_.load();
 }
 
+void IndexFollower::Publish(uint64_t size) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    indexed_ = size;
+  }
+  progress_.notify_all();
+}
+
+bool IndexFollower::OpenChecked() {
+  bool rebuilt = false;
+  Status s = EventIndex::Open(place_.path, place_.origin, place_.root_at, &index_, &rebuilt);
+  if (!s.ok()) {
+    failures_.fetch_add(1);
+    logging::Default().Error("the events index cannot be opened; retrying every second",
+                             {{"index", place_.path}, {"error", s.ToString()}});
+    return false;
+  }
+  if (rebuilt) {
+    logging::Default().Warn(
+        "the events index did not match this ledger; rebuilding it from the ledger",
+        {{"index", place_.path}});
+  }
+  CheckIntegrity("opened");
+  if (index_ == nullptr) return false;
+  Publish(index_->size());
+  return true;
+}
+
+void IndexFollower::CheckIntegrity(const char* why) {
+  Status s = index_->CheckIntegrity();
+  if (s.ok()) return;
+  if (s.code() == Status::Code::kCorruption) {
+    Rebuild(s.WithContext(why));
+    return;
+  }
+  // Could not be read to the end (an I/O error): not known to be damaged.
+  failures_.fetch_add(1);
+  logging::Default().Error("the events index could not be checked",
+                           {{"index", place_.path}, {"error", s.ToString()}});
+}
+
+void IndexFollower::Rebuild(const Status& damage) {
+  failures_.fetch_add(1);
+  rebuilds_.fetch_add(1);
+  logging::Default().Error("the events index is damaged; rebuilding it from the ledger",
+                           {{"index", place_.path}, {"error", damage.ToString()}});
+  index_.reset();
+  Publish(0);  // readers wait for the new index rather than read the damaged one
+  Status removed = EventIndex::Remove(place_.path);
+  if (!removed.ok()) {
+    logging::Default().Error("the damaged events index could not be removed",
+                             {{"index", place_.path}, {"error", removed.ToString()}});
+  }
+}
+
 void IndexFollower::Loop() {
   bool failing = false;
   while (true) {
+    bool damage_reported = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
       // A missed Notify costs at most this long; a failure is retried then too.
-      wake_.wait_for(lock, std::chrono::milliseconds(failing ? 1000 : 200),
-                     [&] { return stop_ || pending_; });
+      if (index_ != nullptr || failing) {
+        wake_.wait_for(lock, std::chrono::milliseconds(failing ? 1000 : 200),
+                       [&] { return stop_ || pending_ || damage_reported_; });
+      }
       if (stop_) return;
       pending_ = false;
+      damage_reported = damage_reported_;
+      damage_reported_ = false;
+    }
+    if (index_ == nullptr) {
+      failing = !OpenChecked();
+      continue;
+    }
+    if (damage_reported) {
+      CheckIntegrity("a reader found it damaged");
+      if (index_ == nullptr) continue;
     }
     Status s = IndexLedger(ledger_, index_.get(), {}, [&](uint64_t size, bool searchable) {
-      if (!searchable) return;  // queries keep to the smaller size until it is
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        indexed_ = size;
-      }
-      progress_.notify_all();
+      if (searchable) Publish(size);  // queries keep to the smaller size until it is
     });
-    if (!s.ok()) {
-      // Degraded: queries answer from what is indexed; logged, counted, retried.
-      failures_.fetch_add(1);
-      if (!failing)
-        logging::Default().Error("events index behind; queries answer from what is indexed",
-                                 {{"error", s.ToString()}});
-      failing = true;
-    } else {
+    if (s.ok()) {
       failing = false;
+      continue;
+    }
+    // Degraded: queries answer from what is indexed; logged, counted, retried.
+    failures_.fetch_add(1);
+    if (!failing)
+      logging::Default().Error("events index behind; queries answer from what is indexed",
+                               {{"error", s.ToString()}});
+    failing = true;
+    // Damage in the index itself (not a short ledger read) is rebuilt.
+    if (s.code() == Status::Code::kCorruption) {
+      CheckIntegrity("writing to it failed");
+      if (index_ == nullptr) failing = false;
     }
   }
 }

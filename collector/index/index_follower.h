@@ -2,9 +2,16 @@
 //
 // IndexLedger() adds to an EventIndex every entry the ledger has and the index
 // does not, in transactions of bounded size (start-up catch-up and `latch-ledger
-// reindex` use it directly). IndexFollower runs it on its own thread whenever
-// the ledger grows, so appends never wait for the index; query and live-tail
-// readers can wait for the index to pass a given size.
+// reindex` use it directly). IndexFollower opens the index and runs it on its
+// own thread whenever the ledger grows, so neither start-up nor appends wait
+// for the index; query and live-tail readers can wait for the index to pass a
+// given size.
+//
+// The index is derived, so its faults never reach the ledger: an index that
+// cannot be opened or written is retried every second (logged, counted), and
+// one found damaged (SQLite's integrity check when it is opened, or a
+// "malformed" answer to the follower or to any reader) is emptied and built
+// again from the ledger.
 #pragma once
 
 #include <atomic>
@@ -43,10 +50,16 @@ using IndexProgress = std::function<void(uint64_t size, bool searchable)>;
 Status IndexLedger(ledger::Ledger& ledger, EventIndex* index, const IndexOptions& options = {},
                    const IndexProgress& progress = nullptr);
 
+// Where the index lives and which ledger it belongs to (EventIndex::Open).
+struct IndexPlace {
+  std::string path;
+  std::string origin;
+  EventIndex::RootAt root_at;
+};
+
 class IndexFollower {
  public:
-  IndexFollower(ledger::Ledger& ledger, std::unique_ptr<EventIndex> index)
-      : ledger_(ledger), index_(std::move(index)), indexed_(index_->size()) {}
+  IndexFollower(ledger::Ledger& ledger, IndexPlace place) : ledger_(ledger), place_(place) {}
   ~IndexFollower() { Stop(); }
 
   void Start();
@@ -58,20 +71,37 @@ class IndexFollower {
   // Waits until more than `size` entries are indexed, the timeout passes or
   // the follower stops; returns the indexed size.
   uint64_t WaitPast(uint64_t size, std::chrono::milliseconds timeout);
+  // Opens, indexing errors and damage found: each is logged.
   uint64_t failures() const { return failures_.load(); }
+  // Times the index was found damaged and built again from the ledger.
+  uint64_t rebuilds() const { return rebuilds_.load(); }
+  // A reader got a Corruption status from the index: the follower checks it
+  // and, if it is damaged, builds it again. Cheap, any thread.
+  void ReportDamage();
 
  private:
   void Loop();
+  // Opens the index (emptying one that does not match the ledger) and checks
+  // its integrity; false if it could not be opened (retried later).
+  bool OpenChecked();
+  // Runs SQLite's integrity check; a damaged index is emptied and reopened.
+  void CheckIntegrity(const char* why);
+  // Empties the index and opens it afresh: the follower refills it.
+  void Rebuild(const Status& damage);
+  void Publish(uint64_t size);
 
   ledger::Ledger& ledger_;
-  std::unique_ptr<EventIndex> index_;
-  std::atomic<uint64_t> indexed_;
+  const IndexPlace place_;
+  std::unique_ptr<EventIndex> index_;  // the follower thread's alone; null until opened
+  std::atomic<uint64_t> indexed_{0};
   std::atomic<uint64_t> failures_{0};
+  std::atomic<uint64_t> rebuilds_{0};
   std::mutex mu_;
   std::condition_variable wake_;      // the follower: work or stop
   std::condition_variable progress_;  // waiters: the index grew
-  bool pending_ = true;
-  bool stop_ = false;
+  bool pending_ = true;               // guarded by mu_
+  bool damage_reported_ = false;      // guarded by mu_
+  bool stop_ = false;                 // guarded by mu_
   std::thread thread_;
 };
 

@@ -186,7 +186,7 @@ std::optional<api::ApiResponse> CollectorServer::CheckEntryVisible(const std::st
   std::vector<index::EventHit> hits;
   Status s = index::EventIndex::Query(index_path_, filter, index + 1, {}, 1, &hits,
                                       /*by_index=*/true);
-  if (!s.ok()) return Error(500, "events index: " + s.message());
+  if (!s.ok()) return IndexReadFailed(s);
   if (hits.empty() || hits[0].index != index) {
     return Error(403, "only auditors and approvers may see entries that are not about you");
   }
@@ -236,8 +236,20 @@ api::ApiResponse CollectorServer::HandleEventsQuery(const api::ApiRequest& req) 
   if (auto refused = PrepareEventQuery(req, &query)) return *refused;
   nlohmann::json answer;
   Status s = index::AnswerEventQuery(*ledger_, index_path_, index_->indexed(), query, &answer);
-  if (!s.ok()) return Error(500, "events query failed: " + s.message());
+  if (!s.ok()) return IndexReadFailed(s);
   return Json(200, answer);
+}
+
+api::ApiResponse CollectorServer::IndexReadFailed(const Status& s) {
+  if (s.code() == Status::Code::kCorruption) {
+    index_->ReportDamage();
+    logging::Default().Error("an events query found the index damaged; it is checked and rebuilt",
+                             {{"error", s.ToString()}});
+    return Error(503,
+                 "the events index is damaged and is being rebuilt from the ledger; ask "
+                 "again shortly");
+  }
+  return Error(500, "events query failed: " + s.message());
 }
 
 api::ApiResponse CollectorServer::HandleEventsStream(const api::ApiRequest& req) {
@@ -260,6 +272,7 @@ api::ApiResponse CollectorServer::HandleEventsStream(const api::ApiRequest& req)
         nlohmann::json answer;
         Status s = index::AnswerEventQuery(*ledger_, index_path_, indexed, query, &answer);
         if (!s.ok()) {
+          if (s.code() == Status::Code::kCorruption) index_->ReportDamage();
           write("event: error\ndata: " + JsonText(nlohmann::json({{"error", s.message()}})) +
                 "\n\n");
           return;
@@ -367,6 +380,7 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     add("webhooks_failed_total", webhooks_->counters().failed);
     add("webhooks_dropped_total", webhooks_->counters().dropped);
     add("index_failures_total", index_->failures());
+    add("index_rebuilds_total", index_->rebuilds());
     add("ledger_write_failures_total", ledger_health_->failures());
     add("ledger_outages_total", ledger_health_->outages());
     add("batches_unwritable_total", counters_.batches_unwritable);

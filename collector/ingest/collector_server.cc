@@ -90,21 +90,13 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
   }
   s->webhooks_ = std::make_unique<notify::WebhookSender>(std::move(hooks));
   s->index_path_ = config.index_path.empty() ? dir + "/index.sqlite" : config.index_path;
-  std::unique_ptr<index::EventIndex> events;
-  bool rebuilt = false;
-  LATCH_RETURN_IF_ERROR(index::EventIndex::Open(
-                            s->index_path_, config.origin,
-                            [ledger = s->ledger_.get()](uint64_t size, tlog::Hash* root) {
-                              return ledger->RootAt(size, root);
-                            },
-                            &events, &rebuilt)
-                            .WithContext("events index " + s->index_path_));
-  if (rebuilt) {
-    logging::Default().Warn(
-        "the events index did not match this ledger; rebuilding it from the ledger",
-        {{"index", s->index_path_}});
-  }
-  s->index_ = std::make_unique<index::IndexFollower>(*s->ledger_, std::move(events));
+  // Opened, checked and caught up on the follower's thread: the index is
+  // derived, so neither start-up nor the ledger waits for it or its faults.
+  s->index_ = std::make_unique<index::IndexFollower>(
+      *s->ledger_, index::IndexPlace{s->index_path_, config.origin,
+                                     [ledger = s->ledger_.get()](uint64_t size, tlog::Hash* root) {
+                                       return ledger->RootAt(size, root);
+                                     }});
   ledger::BatcherOptions bo;
   bo.max_batch_entries = config.batch_max_entries;
   bo.max_batch_age = std::chrono::milliseconds(config.batch_max_age_ms);

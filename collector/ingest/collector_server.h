@@ -122,6 +122,9 @@ class CollectorServer : private workflow::WorkflowSink {
   // Under the same rule, whether `identity` may see ledger entry `index`; a
   // response if not (or if the index has not reached it yet).
   std::optional<api::ApiResponse> CheckEntryVisible(const std::string& identity, uint64_t index);
+  // The answer to a failed read of the events index; a damaged index is
+  // reported to the follower, which rebuilds it.
+  api::ApiResponse IndexReadFailed(const Status& s);
   void HandleZap();
   void HandleAgentMessage();
   void HandleAdmin();

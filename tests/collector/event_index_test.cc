@@ -6,8 +6,12 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <random>
+#include <thread>
 
 #include "agent/event_record.h"
 #include "collector/index/event_query.h"
@@ -430,6 +434,144 @@ TEST_F(EventIndexCrashTest, AnUnreadableIndexIsRebuilt) {
   auto [rebuilt, size] = Reopen(path);
   EXPECT_TRUE(rebuilt);
   EXPECT_EQ(size, 0u);
+}
+
+}  // namespace
+}  // namespace latch::index
+
+namespace latch::index {
+namespace {
+
+// The index shares a disk with the ledger and is only derived from it: it
+// stays small, and damage to it is found and repaired from the ledger.
+class EventIndexFaultTest : public EventIndexTest {
+ protected:
+  // `n` more decisions on h1, committed in batches.
+  void AddDecisions(uint64_t n) {
+    for (uint64_t i = 0; i < n; ++i) {
+      Add(RecordKind::kEvent, "h1", 100 + static_cast<int64_t>(i),
+          Decision(1000 + static_cast<uint32_t>(i % 50), 0, 3, LATCH_VERDICT_DENY));
+      if (i % 8192 == 8191) Commit();
+    }
+    Commit();
+  }
+  IndexPlace Place(const std::string& path) { return {path, "test.example/ledger", RootAt()}; }
+  static uint64_t FileSize(const std::string& path) {
+    std::error_code ec;
+    auto n = std::filesystem::file_size(path, ec);
+    return ec ? 0 : n;
+  }
+  // 64 KiB of random bytes written over the middle of the file.
+  static void Scribble(const std::string& path) {
+    uint64_t size = FileSize(path);
+    ASSERT_GT(size, 4u << 20);
+    std::string noise(64 << 10, '\0');
+    std::mt19937_64 rng(14);
+    for (char& c : noise) c = static_cast<char>(rng());
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(size / 2));
+    f.write(noise.data(), static_cast<std::streamsize>(noise.size()));
+    ASSERT_TRUE(f.good());
+  }
+  uint64_t Denials(const std::string& path, Status* s) {
+    EventFilter f;
+    f.verdict = "deny";
+    std::vector<EventHit> hits;
+    *s = EventIndex::Query(path, f, ledger_->size(), {}, 1'000'000, &hits);
+    return hits.size();
+  }
+  // Waits until the follower has indexed the whole ledger.
+  bool CaughtUp(IndexFollower& follower) {
+    for (int i = 0; i < 600 && follower.indexed() < ledger_->size(); ++i) {
+      follower.WaitPast(ledger_->size() - 1, std::chrono::milliseconds(100));
+    }
+    return follower.indexed() == ledger_->size();
+  }
+};
+
+TEST_F(EventIndexFaultTest, TheWalStaysSmallWhileTheIndexGrows) {
+  AddDecisions(500'000);
+  std::string path = dir_ / "index.sqlite";
+  std::unique_ptr<EventIndex> index;
+  ASSERT_TRUE(EventIndex::Open(path, "test.example/ledger", RootAt(), &index).ok());
+  IndexOptions options;
+  options.batch = 4096;
+  options.bulk_load_minimum = UINT64_MAX;
+  uint64_t largest_wal = 0;
+  Status s = IndexLedger(*ledger_, index.get(), options, [&](uint64_t, bool) {
+    largest_wal = std::max(largest_wal, FileSize(path + "-wal"));
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  // The index is larger than the bound, so an unbounded WAL would exceed it.
+  EXPECT_GT(FileSize(path) + FileSize(path + "-wal"), 24u << 20);
+  EXPECT_LE(largest_wal, 20u << 20) << "the WAL held " << largest_wal << " bytes";
+}
+
+TEST_F(EventIndexFaultTest, RandomBytesInTheIndexAreFoundAtOpenAndRebuilt) {
+  AddDecisions(100'000);
+  std::string path = dir_ / "index.sqlite";
+  Build(path, 65536).reset();
+  Status s;
+  const uint64_t denials = Denials(path, &s);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_GT(denials, 100'000u);
+  Scribble(path);
+
+  IndexFollower follower(*ledger_, Place(path));
+  follower.Start();
+  ASSERT_TRUE(CaughtUp(follower));
+  EXPECT_EQ(follower.rebuilds(), 1u);
+  EXPECT_GE(follower.failures(), 1u);
+  EXPECT_EQ(Denials(path, &s), denials);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+}
+
+TEST_F(EventIndexFaultTest, DamageAReaderFindsIsRebuilt) {
+  AddDecisions(100'000);
+  std::string path = dir_ / "index.sqlite";
+  IndexFollower follower(*ledger_, Place(path));
+  follower.Start();
+  ASSERT_TRUE(CaughtUp(follower));
+  EXPECT_EQ(follower.rebuilds(), 0u);
+  Status s;
+  const uint64_t denials = Denials(path, &s);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+
+  // What the follower wrote reaches the database file (as its WAL's own
+  // checkpoints do every 16 MiB), and is then damaged under it.
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    EXPECT_EQ(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    sqlite3_close(db);
+  }
+  Scribble(path);
+  Denials(path, &s);
+  ASSERT_EQ(s.code(), Status::Code::kCorruption) << s.ToString();
+  follower.ReportDamage();
+  for (int i = 0; i < 300 && follower.rebuilds() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(follower.rebuilds(), 1u);
+  ASSERT_TRUE(CaughtUp(follower));
+  EXPECT_EQ(Denials(path, &s), denials);
+  EXPECT_TRUE(s.ok()) << s.ToString();
+}
+
+TEST_F(EventIndexFaultTest, AnIndexThatCannotBeOpenedDoesNotStopTheFollowerAndIsRetried) {
+  // The index's directory does not exist yet (as after a mistaken path or a
+  // volume mounted late): opening fails, is counted and retried.
+  std::string dir = dir_ / "later";
+  IndexFollower follower(*ledger_, Place(dir + "/index.sqlite"));
+  follower.Start();
+  for (int i = 0; i < 50 && follower.failures() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_GE(follower.failures(), 1u);
+  EXPECT_EQ(follower.indexed(), 0u);
+  std::filesystem::create_directory(dir);
+  ASSERT_TRUE(CaughtUp(follower));
 }
 
 }  // namespace
