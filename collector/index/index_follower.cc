@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <future>
 
+#include "collector/ledger/entry_range.h"
 #include "logging/logger.h"
 
 namespace latch::index {
@@ -17,38 +18,15 @@ struct DecodedBatch {
   uint64_t to = 0;
 };
 
-DecodedBatch Decode(ledger::Ledger& ledger, uint64_t from, uint64_t to, uint64_t target) {
+DecodedBatch Decode(ledger::Ledger& ledger, uint64_t from, uint64_t to) {
   DecodedBatch out;
   out.to = to;
   out.views.reserve(to - from);
-  auto fail = [&](Status s) {
-    out.status = std::move(s);
-    return std::move(out);
-  };
-  // Whole bundles at a time: one read per 256 entries.
-  for (uint64_t i = from; i < to;) {
-    uint64_t bundle = i / tlog::kTileWidth;
-    uint64_t width = std::min<uint64_t>(tlog::kTileWidth, target - bundle * tlog::kTileWidth);
-    std::string data;
-    Status s =
-        ledger.ReadTile({tlog::TileId::kEntries, bundle, static_cast<uint32_t>(width)}, &data);
-    if (!s.ok()) return fail(s);
-    size_t pos = 0;
-    for (uint64_t k = 0; k < width; ++k) {
-      if (pos + 2 > data.size())
-        return fail(Status::Corruption("entry bundle " + std::to_string(bundle) + " is short"));
-      size_t len = (static_cast<uint8_t>(data[pos]) << 8) | static_cast<uint8_t>(data[pos + 1]);
-      if (pos + 2 + len > data.size())
-        return fail(Status::Corruption("entry bundle " + std::to_string(bundle) + " is short"));
-      uint64_t index_of = bundle * tlog::kTileWidth + k;
-      if (index_of >= i && index_of < to) {
-        out.views.push_back(EventIndex::ViewForIndex(std::string_view(data).substr(pos + 2, len)));
-      }
-      pos += 2 + len;
-    }
-    i = std::min(to, (bundle + 1) * tlog::kTileWidth);
-  }
-  out.status = ledger.RootAt(to, &out.root);
+  out.status = ledger::ForEachEntry(ledger, from, to, [&](uint64_t, std::string_view entry) {
+    out.views.push_back(EventIndex::ViewForIndex(entry));
+    return Status::Ok();
+  });
+  if (out.status.ok()) out.status = ledger.RootAt(to, &out.root);
   return out;
 }
 
@@ -65,8 +43,7 @@ Status IndexLedger(ledger::Ledger& ledger, EventIndex* index, const IndexOptions
   // this one inserts the current batch into SQLite.
   auto start = [&](uint64_t from) {
     uint64_t to = std::min(target, from + std::max<uint64_t>(options.batch, 1));
-    return std::async(std::launch::async,
-                      [&ledger, from, to, target] { return Decode(ledger, from, to, target); });
+    return std::async(std::launch::async, [&ledger, from, to] { return Decode(ledger, from, to); });
   };
   auto next = start(index->size());
   Status s;

@@ -21,7 +21,7 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
       CheckKeys(root, source,
                 {"data_dir", "origin", "endpoints", "batch_max_entries", "batch_max_age_ms",
                  "max_message_bytes", "agent", "policy", "index", "api", "api_token", "api_client",
-                 "webhook", "agent_silent_after_ms"}));
+                 "webhook", "agent_silent_after_ms", "snapshot_every_entries"}));
   CollectorConfig c;
   LATCH_RETURN_IF_ERROR(Get(root, source, "data_dir", &c.data_dir, true));
   LATCH_RETURN_IF_ERROR(Get(root, source, "origin", &c.origin, true));
@@ -49,6 +49,8 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
       GetInRange(root, source, "max_message_bytes", 4096, int64_t{1} << 30, &c.max_message_bytes));
   LATCH_RETURN_IF_ERROR(GetInRange(root, source, "agent_silent_after_ms", 2000, 86'400'000,
                                    &c.agent_silent_after_ms));
+  LATCH_RETURN_IF_ERROR(GetInRange(root, source, "snapshot_every_entries", 1000, int64_t{1} << 40,
+                                   &c.snapshot_every_entries));
   c.batch_max_entries = static_cast<uint32_t>(entries);
   c.batch_max_age_ms = static_cast<uint32_t>(age);
   if (const toml::node* n = root.get("agent")) {

@@ -7,8 +7,9 @@
 //   batch_max_age_ms = 5                 # ...or this age, whichever comes first
 //   max_message_bytes = 16777216         # larger messages are refused
 //   agent_silent_after_ms = 30000        # an agent unheard this long is recorded (agentSilent)
-//   policy = "/etc/latch/policy.toml"    # the approval workflow (optional; reloaded on SIGHUP)
-//   index = "<data_dir>/index.sqlite"    # the events index (derived from the ledger)
+//   snapshot_every_entries = 250000      # the derived state is saved this often (start-up replays
+//   the rest) policy = "/etc/latch/policy.toml"    # the approval workflow (optional; reloaded on
+//   SIGHUP) index = "<data_dir>/index.sqlite"    # the events index (derived from the ledger)
 //
 //   [api]                                # the HTTPS API (optional)
 //   listen = "127.0.0.1:8443"
@@ -58,7 +59,10 @@ struct CollectorConfig {
   uint32_t batch_max_entries = 65536;
   uint32_t batch_max_age_ms = 5;
   uint64_t max_message_bytes = 16u << 20;
-  uint64_t agent_silent_after_ms = 30'000;    // an agent unheard this long is recorded as silent
+  uint64_t agent_silent_after_ms = 30'000;  // an agent unheard this long is recorded as silent
+  // A state snapshot is written once the ledger has grown this much since the
+  // last (and at start-up and a clean stop), bounding what a start replays.
+  uint64_t snapshot_every_entries = 250'000;
   std::map<std::string, std::string> agents;  // CURVE public key -> host id
   std::string policy;                         // empty: no workflow, grants only by admin
   std::string index_path;                     // empty: <data_dir>/index.sqlite

@@ -16,7 +16,9 @@
 #include <stdexcept>
 
 #include "collector/ingest/grant_keys.h"
+#include "collector/ingest/state_snapshot.h"
 #include "collector/ledger/append_file.h"
+#include "collector/ledger/entry_range.h"
 #include "collector/workflow/duration.h"
 #include "logging/logger.h"
 #include "schemas/canonical.h"
@@ -80,7 +82,7 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
   s->retired_grant_keys_ = retired;
   s->workflow_ =
       std::make_unique<workflow::WorkflowService>(static_cast<workflow::WorkflowSink&>(*s));
-  LATCH_RETURN_IF_ERROR(s->ReplayLedger());
+  LATCH_RETURN_IF_ERROR(s->RestoreState());
   std::vector<notify::WebhookTarget> hooks;
   for (const auto& w : config.webhooks) {
     bool tls = false;
@@ -104,7 +106,7 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
   s->batcher_ = std::make_unique<ledger::Batcher>(*s->ledger_, bo);
   s->ledger_health_ = std::make_unique<LedgerHealth>(dir);
   if (!config.policy.empty()) {
-    LATCH_RETURN_IF_ERROR(s->workflow_->LoadPolicy(config.policy).WithContext("policy"));
+    LATCH_RETURN_IF_ERROR(s->workflow_->LoadPolicy(config.policy, NowNs()).WithContext("policy"));
     s->RefreshEventReaders();
   }
   s->wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -113,46 +115,165 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
   return Status::Ok();
 }
 
-// Everything the collector keeps besides the ledger is derived from it: the
-// sequence marks of every agent boot and the grant book.
-Status CollectorServer::ReplayLedger() {
-  uint64_t size = ledger_->size();
-  std::string entry;
-  ledger::LedgerRecord record;
-  std::vector<std::string> changed;
-  for (uint64_t i = 0; i < size; ++i) {
-    LATCH_RETURN_IF_ERROR(ledger_->ReadEntry(i, &entry));
-    std::string where = "ledger entry " + std::to_string(i);
-    LATCH_RETURN_IF_ERROR(ledger::DecodeRecord(entry, &record).WithContext(where));
-    if (!record.agent_boot_id.empty()) {
-      sequences_.Advance(record.host_id, record.agent_boot_id,
-                         {record.sequence, i, record.receive_time_ns});
-      continue;
+Status CollectorServer::RestoreState() {
+  const auto started = std::chrono::steady_clock::now();
+  uint64_t from = 0;
+  StateSnapshot snapshot;
+  Status s = ReadStateSnapshot(snapshot_path(), &snapshot);
+  if (s.ok()) {
+    tlog::Hash root{};
+    if (snapshot.origin != config_.origin) {
+      s = Status::Corruption("it is of ledger " + snapshot.origin);
+    } else if (snapshot.size > ledger_->size()) {
+      s = Status::Corruption("it is at size " + std::to_string(snapshot.size) +
+                             ", beyond the ledger's " + std::to_string(ledger_->size()));
+    } else if (!(s = ledger_->RootAt(snapshot.size, &root)).ok()) {
+    } else if (root != snapshot.root) {
+      s = Status::Corruption("the ledger's root at its size " + std::to_string(snapshot.size) +
+                             " is another");
+    } else {
+      s = ApplyDerivedState(snapshot.state);
     }
-    if (record.kind != ledger::RecordKind::kWorkflow) continue;
-    LATCH_RETURN_IF_ERROR(schema::ReadCanonical<schema::WorkflowAction>(
-        record.payload, where, [&](schema::WorkflowAction::Reader a) {
-          if (a.isGrantIssued()) {
-            uint64_t id = 0;
-            return grants_
-                ->ApplyIssued(schema::CanonicalBytes(a.getGrantIssued().getGrant()), &id, &changed)
-                .WithContext(where);
-          }
-          if (a.isGrantRevoked()) {
-            EndGrant(a.getGrantRevoked().getGrantId(), "revoked", record.receive_time_ns, &changed);
-          }
-          if (a.isGrantExpired()) {
-            EndGrant(a.getGrantExpired().getGrantId(), "expired", record.receive_time_ns, &changed);
-          }
-          if (a.isGrantSetApplied()) {
-            NoteApplied(record.host_id, a.getGrantSetApplied().getGrantIds(),
-                        a.getGrantSetApplied().getAppliedAtNs());
-          }
-          workflow_->Replay(a, record.receive_time_ns);
-          return Status::Ok();
-        }));
+    if (s.ok()) {
+      from = snapshot.size;
+      snapshot_size_ = snapshot.size;
+    } else {
+      counters_.snapshot_failures++;
+      logging::Default().Warn(
+          "the state snapshot does not match this ledger; replaying the whole ledger",
+          {{"snapshot", snapshot_path()}, {"error", s.ToString()}});
+      // Whatever the snapshot put in place goes: the replay starts from nothing.
+      sequences_ = SequenceIndex();
+      grants_ = std::make_unique<GrantBook>(grant_key_, retired_grant_keys_);
+      workflow_->RestoreRequests(workflow::RequestBook());
+      past_grants_.clear();
+      effective_.clear();
+    }
+  } else if (s.code() != Status::Code::kNotFound) {
+    counters_.snapshot_failures++;
+    logging::Default().Warn("the state snapshot cannot be used; replaying the whole ledger",
+                            {{"snapshot", snapshot_path()}, {"error", s.ToString()}});
+  }
+  LATCH_RETURN_IF_ERROR(ReplayLedger(from));
+  counters_.start_replayed_entries = ledger_->size() - from;
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  logging::Default().Info("state restored", {{"ledger_size", ledger_->size()},
+                                             {"from_snapshot_at", from},
+                                             {"replayed", ledger_->size() - from},
+                                             {"seconds", seconds}});
+  if (ledger_->size() != snapshot_size_ || from == 0) SaveSnapshot("start");
+  return Status::Ok();
+}
+
+nlohmann::json CollectorServer::DerivedState() const {
+  nlohmann::json past = nlohmann::json::array();
+  for (const auto& [id, p] : past_grants_) past.push_back({id, p.grant, p.ended, p.ended_at_ns});
+  nlohmann::json effective = nlohmann::json::array();
+  for (const auto& [id, hosts] : effective_) {
+    nlohmann::json by_host = nlohmann::json::array();
+    for (const auto& [host, at] : hosts) {
+      by_host.push_back({nlohmann::json::binary({host.begin(), host.end()}), at});
+    }
+    effective.push_back({id, by_host});
+  }
+  return {{"sequences", sequences_.ToSnapshot()},
+          {"grants", grants_->ToSnapshot()},
+          {"past_grants", past},
+          {"effective", effective},
+          {"requests", workflow_->requests().ToSnapshot()}};
+}
+
+Status CollectorServer::ApplyDerivedState(const nlohmann::json& state) {
+  try {
+    sequences_.FromSnapshot(state.at("sequences"));
+    LATCH_RETURN_IF_ERROR(grants_->FromSnapshot(state.at("grants")));
+    past_grants_.clear();
+    for (const auto& p : state.at("past_grants")) {
+      past_grants_[p.at(0).get<uint64_t>()] = {p.at(1), p.at(2).get<std::string>(),
+                                               p.at(3).get<int64_t>()};
+    }
+    effective_.clear();
+    for (const auto& e : state.at("effective")) {
+      auto& hosts = effective_[e.at(0).get<uint64_t>()];
+      for (const auto& h : e.at(1)) {
+        const auto& host = h.at(0).get_binary();
+        hosts[std::string(host.begin(), host.end())] = h.at(1).get<int64_t>();
+      }
+    }
+    workflow::RequestBook requests;
+    requests.FromSnapshot(state.at("requests"));
+    workflow_->RestoreRequests(std::move(requests));
+  } catch (const std::exception& e) {
+    return Status::Corruption(std::string("malformed state: ") + e.what());
   }
   return Status::Ok();
+}
+
+void CollectorServer::SaveSnapshot(const char* why) {
+  if (pending_commits_.load() != 0) return;  // taken at a later turn
+  StateSnapshot snapshot;
+  snapshot.origin = config_.origin;
+  snapshot.size = ledger_->size();
+  snapshot.state = DerivedState();
+  Status s = ledger_->RootAt(snapshot.size, &snapshot.root);
+  if (s.ok()) s = WriteStateSnapshot(config_.data_dir, kSnapshotName, snapshot);
+  // Also after a failure: the next attempt comes after as many entries again
+  // (or at the stop), not at every turn of the loop.
+  snapshot_size_ = snapshot.size;
+  if (!s.ok()) {
+    counters_.snapshot_failures++;
+    logging::Default().Error("the state snapshot was not written; the next start replays more",
+                             {{"why", why}, {"error", s.ToString()}});
+    return;
+  }
+  counters_.snapshots_written++;
+  logging::Default().Debug("state snapshot written",
+                           {{"why", why}, {"ledger_size", snapshot.size}});
+}
+
+// Everything the collector keeps besides the ledger is derived from it: the
+// sequence marks of every agent boot, the grant book, ended grants, where
+// grants took effect, and the requests. Entries are read a bundle at a time.
+Status CollectorServer::ReplayLedger(uint64_t from) {
+  ledger::LedgerRecord record;
+  std::vector<std::string> changed;
+  return ledger::ForEachEntry(
+      *ledger_, from, ledger_->size(), [&](uint64_t i, std::string_view entry) {
+        Status decoded = ledger::DecodeRecord(entry, &record);
+        if (!decoded.ok()) return decoded.WithContext("ledger entry " + std::to_string(i));
+        if (!record.agent_boot_id.empty()) {
+          sequences_.Advance(record.host_id, record.agent_boot_id,
+                             {record.sequence, i, record.receive_time_ns});
+          return Status::Ok();
+        }
+        if (record.kind != ledger::RecordKind::kWorkflow) return Status::Ok();
+        const std::string where = "ledger entry " + std::to_string(i);
+        return schema::ReadCanonical<schema::WorkflowAction>(
+            record.payload, where, [&](schema::WorkflowAction::Reader a) {
+              if (a.isGrantIssued()) {
+                uint64_t id = 0;
+                return grants_
+                    ->ApplyIssued(schema::CanonicalBytes(a.getGrantIssued().getGrant()), &id,
+                                  &changed)
+                    .WithContext(where);
+              }
+              if (a.isGrantRevoked()) {
+                EndGrant(a.getGrantRevoked().getGrantId(), "revoked", record.receive_time_ns,
+                         &changed);
+              }
+              if (a.isGrantExpired()) {
+                EndGrant(a.getGrantExpired().getGrantId(), "expired", record.receive_time_ns,
+                         &changed);
+              }
+              if (a.isGrantSetApplied()) {
+                NoteApplied(record.host_id, a.getGrantSetApplied().getGrantIds(),
+                            a.getGrantSetApplied().getAppliedAtNs());
+              }
+              workflow_->Replay(a, record.receive_time_ns);
+              return Status::Ok();
+            });
+      });
 }
 
 int64_t CollectorServer::NowNs() {
@@ -174,14 +295,15 @@ void CollectorServer::RecordEndedGrants() {
     auto a = m.initRoot<schema::WorkflowAction>();
     a.setActor("collector");
     a.initGrantExpired().setGrantId(id);
-    Status s = RecordWorkflow(schema::CanonicalBytes(a.asReader()), "");
+    const int64_t now = NowNs();
+    Status s = RecordWorkflow(schema::CanonicalBytes(a.asReader()), "", now);
     if (!s.ok()) {
       logging::Default().Error("recording a grant's expiry; tried again shortly",
                                {{"grant", id}, {"error", s.ToString()}});
       return;  // tried again at the next turn
     }
     std::vector<std::string> changed;
-    EndGrant(id, "expired", NowNs(), &changed);
+    EndGrant(id, "expired", now, &changed);
     for (const std::string& h : changed) PushGrantSet(h);
   }
 }
@@ -212,8 +334,8 @@ void CollectorServer::RequestPolicyReload() {
   (void)!::write(wake_fd_, &one, sizeof(one));
 }
 
-Status CollectorServer::Record(const std::string& action, const std::string& actor) {
-  LATCH_RETURN_IF_ERROR(RecordWorkflow(action, actor));
+Status CollectorServer::Record(const std::string& action, const std::string& actor, int64_t at_ns) {
+  LATCH_RETURN_IF_ERROR(RecordWorkflow(action, actor, at_ns));
   NotifyWebhooks(action);
   return Status::Ok();
 }
@@ -282,7 +404,7 @@ Status CollectorServer::Run() {
     auto list = k.initRetiredGrantKeys(static_cast<unsigned>(retired_grant_keys_.size()));
     for (unsigned i = 0; i < retired_grant_keys_.size(); ++i)
       list.set(i, retired_grant_keys_[i].ToString());
-    LATCH_RETURN_IF_ERROR(Record(schema::CanonicalBytes(a.asReader()), ""));
+    LATCH_RETURN_IF_ERROR(Record(schema::CanonicalBytes(a.asReader()), "", NowNs()));
   }
   try {
     zap_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::rep);
@@ -342,7 +464,7 @@ Status CollectorServer::Run() {
     }
     FlushRefusals(false);
     if (reload_policy_.exchange(false)) {
-      Status s = workflow_->LoadPolicy(config_.policy);
+      Status s = workflow_->LoadPolicy(config_.policy, NowNs());
       RefreshEventReaders();
       if (s.ok()) {
         logging::Default().Info("policy reloaded", {{"sha256", workflow_->policy()->hash()}});
@@ -372,6 +494,10 @@ Status CollectorServer::Run() {
       index_notified_size_ = size;
       index_->Notify();
     }
+    if (ledger_->size() - snapshot_size_ >= config_.snapshot_every_entries &&
+        ledger_health_->writable()) {
+      SaveSnapshot("periodic");
+    }
   }
   sd_notify(0, "STOPPING=1");
   // API calls queued before the stop are answered; later ones are refused
@@ -380,6 +506,7 @@ Status CollectorServer::Run() {
   if (api_) api_->Stop();
   FlushRefusals(true);
   index_->Stop();
+  if (ledger_->size() != snapshot_size_) SaveSnapshot("stop");
   {
     std::lock_guard<std::mutex> lock(unwritten_mu_);
     if (!unwritten_.empty()) {
@@ -982,11 +1109,12 @@ void CollectorServer::FlushRefusals(bool force) {
 }
 
 namespace {
-Status WorkflowEntry(const std::string& action, const std::string& host, ledger::EntryBatch* out) {
+Status WorkflowEntry(const std::string& action, const std::string& host, int64_t at_ns,
+                     ledger::EntryBatch* out) {
   ledger::LedgerRecord rec;
   rec.kind = ledger::RecordKind::kWorkflow;
   rec.host_id = host;
-  rec.event_time_ns = rec.receive_time_ns = CollectorServer::NowNs();
+  rec.event_time_ns = rec.receive_time_ns = at_ns;
   rec.payload = action;
   std::string bytes;
   LATCH_RETURN_IF_ERROR(ledger::EncodeRecord(rec, &bytes));
@@ -994,9 +1122,10 @@ Status WorkflowEntry(const std::string& action, const std::string& host, ledger:
 }
 }  // namespace
 
-Status CollectorServer::RecordWorkflow(const std::string& action, const std::string& host) {
+Status CollectorServer::RecordWorkflow(const std::string& action, const std::string& host,
+                                       int64_t at_ns) {
   ledger::EntryBatch batch;
-  LATCH_RETURN_IF_ERROR(WorkflowEntry(action, host, &batch));
+  LATCH_RETURN_IF_ERROR(WorkflowEntry(action, host, at_ns, &batch));
   if (!ledger_health_->writable()) return Status::IoError(ledger_health_->reason());
   uint64_t index;
   // Grants wait for this record before they take effect: no batch-age delay.
@@ -1007,7 +1136,7 @@ Status CollectorServer::RecordWorkflow(const std::string& action, const std::str
 
 void CollectorServer::RecordWorkflowAsync(const std::string& action, const std::string& host) {
   ledger::EntryBatch batch;
-  Status s = WorkflowEntry(action, host, &batch);
+  Status s = WorkflowEntry(action, host, NowNs(), &batch);
   if (!s.ok()) {
     logging::Default().Error("workflow record refused", {{"error", s.ToString()}});
     return;
@@ -1037,7 +1166,7 @@ Status CollectorServer::IssueGrant(const GrantSpec& spec, const std::string& act
         return Status::Ok();
       }));
   // In the ledger first: a grant that is not recorded never takes effect.
-  LATCH_RETURN_IF_ERROR(RecordWorkflow(schema::CanonicalBytes(a.asReader()), ""));
+  LATCH_RETURN_IF_ERROR(RecordWorkflow(schema::CanonicalBytes(a.asReader()), "", NowNs()));
   std::vector<std::string> changed;
   Status s = grants_->ApplyIssued(signed_grant, id, &changed);
   if (!s.ok()) {
@@ -1059,10 +1188,12 @@ Status CollectorServer::RevokeGrant(uint64_t id, const std::string& actor,
   auto r = a.initGrantRevoked();
   r.setGrantId(id);
   r.setReason(reason);
-  // Recorded, then pushed: the book and every host's set follow the ledger.
-  LATCH_RETURN_IF_ERROR(RecordWorkflow(schema::CanonicalBytes(a.asReader()), ""));
+  // Recorded, then pushed: the book and every host's set follow the ledger
+  // (the time it ended is the record's, as a replay finds it).
+  const int64_t now = NowNs();
+  LATCH_RETURN_IF_ERROR(RecordWorkflow(schema::CanonicalBytes(a.asReader()), "", now));
   std::vector<std::string> changed;
-  EndGrant(id, "revoked", NowNs(), &changed);
+  EndGrant(id, "revoked", now, &changed);
   for (const std::string& h : changed) PushGrantSet(h);
   return Status::Ok();
 }

@@ -60,6 +60,9 @@ struct CollectorCounters {
   std::atomic<uint64_t> alarms{0};
   std::atomic<uint64_t> batches_unwritable{0};  // dropped unacknowledged: the ledger refused writes
   std::atomic<uint64_t> records_unwritten_dropped{0};  // own records past kMaxUnwritten
+  std::atomic<uint64_t> snapshots_written{0};          // state snapshots (state_snapshot.h)
+  std::atomic<uint64_t> snapshot_failures{0};       // not written, or found not to match at start
+  std::atomic<uint64_t> start_replayed_entries{0};  // entries replayed at start (after a snapshot)
 };
 
 class CollectorServer : private workflow::WorkflowSink {
@@ -91,14 +94,29 @@ class CollectorServer : private workflow::WorkflowSink {
   Status IssueGrant(const GrantSpec& spec, const std::string& actor, uint64_t* id);
   Status RevokeGrant(uint64_t id, const std::string& actor, const std::string& reason);
 
+  // Everything derived from the ledger (what a state snapshot holds): a
+  // start from a snapshot must reach the same as a replay from nothing.
+  nlohmann::json DerivedState() const;
+  // Where state snapshots are kept.
+  std::string snapshot_path() const { return config_.data_dir + "/" + kSnapshotName; }
+  static constexpr const char* kSnapshotName = "state.snapshot";
+
  private:
   struct Completion;  // a durable batch waiting for its receipt
   bool DeclaresLostFrom(schema::SpooledRecord::Reader r, uint64_t next) const;
   CollectorServer() = default;
-  Status ReplayLedger();
+  // Start-up: the state snapshot, if one matches this ledger, then the
+  // entries after it (all of them without one).
+  Status RestoreState();
+  Status ApplyDerivedState(const nlohmann::json& state);
+  Status ReplayLedger(uint64_t from);
+  // Writes a snapshot at the ledger's size when every commit's effect has
+  // been taken in (none pending); a failure is logged and counted.
+  void SaveSnapshot(const char* why);
+  uint64_t snapshot_size_ = 0;  // the ledger size the last snapshot was taken at
   void RecordEndedGrants();
   // workflow::WorkflowSink
-  Status Record(const std::string& action, const std::string& actor) override;
+  Status Record(const std::string& action, const std::string& actor, int64_t at_ns) override;
   Status IssueGrant(const workflow::ApprovedGrant& grant, const std::string& actor,
                     uint64_t* grant_id) override;
   void HandleWorkflowAdmin(const std::string& op, const nlohmann::json& j, nlohmann::json* reply);
@@ -145,7 +163,8 @@ class CollectorServer : private workflow::WorkflowSink {
   void PushGrantSet(const std::string& host);
   void Send(const std::string& route, const std::string& payload);
   // Appends one workflow record (canonical WorkflowAction bytes) and waits.
-  Status RecordWorkflow(const std::string& action, const std::string& host);
+  // `at_ns`: the time the record carries (when its effect was decided).
+  Status RecordWorkflow(const std::string& action, const std::string& host, int64_t at_ns);
   void RecordWorkflowAsync(const std::string& action, const std::string& host);
 
   CollectorConfig config_;

@@ -65,6 +65,14 @@ class GrantBook {
   uint64_t version(const std::string& host) const;
   size_t grant_count() const { return grants_.size(); }
 
+  // The book for a state snapshot: live grants (as signed), the last id and
+  // every host's version.
+  nlohmann::json ToSnapshot() const;
+  // Back from one: each grant's signature is checked again, as in
+  // ApplyIssued. Corruption (or nlohmann::json's exceptions) for a snapshot
+  // that does not hold; the book is then unusable and is discarded.
+  Status FromSnapshot(const nlohmann::json& j);
+
  private:
   struct Entry {
     std::string signed_grant;  // canonical SignedGrant

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <unordered_map>
 
@@ -21,6 +22,10 @@ class SequenceIndex {
   const SequenceMark* Find(const std::string& host, const std::string& boot) const;
   void Advance(const std::string& host, const std::string& boot, const SequenceMark& mark);
   size_t size() const { return marks_.size(); }
+  // The marks for a state snapshot, and back (throws nlohmann::json's
+  // exceptions on a malformed one; the caller discards the snapshot).
+  nlohmann::json ToSnapshot() const;
+  void FromSnapshot(const nlohmann::json& j);
 
  private:
   static std::string Key(const std::string& host, const std::string& boot) {

@@ -3,6 +3,7 @@
 #include <re2/re2.h>
 
 #include <set>
+#include <stdexcept>
 
 #include "collector/workflow/duration.h"
 #include "collector/workflow/free_text.h"
@@ -211,6 +212,59 @@ void RequestBook::RestoreDecided(uint64_t id, RequestState state, bool break_gla
   it->second.state = state;
   it->second.break_glass = break_glass;
   it->second.decided_ns = at_ns;
+}
+
+namespace {
+// Free text from the ledger is kept byte for byte (JSON strings must be UTF-8).
+nlohmann::json Bytes(const std::string& s) { return nlohmann::json::binary({s.begin(), s.end()}); }
+std::string Text(const nlohmann::json& j) {
+  const auto& b = j.get_binary();
+  return std::string(b.begin(), b.end());
+}
+}  // namespace
+
+nlohmann::json RequestBook::ToSnapshot() const {
+  nlohmann::json requests = nlohmann::json::array();
+  for (const auto& [id, r] : requests_) {
+    nlohmann::json reviews = nlohmann::json::array();
+    for (const RequestReview& v : r.reviews) {
+      reviews.push_back({Bytes(v.reviewer), v.approve, Bytes(v.comment), v.at_ns});
+    }
+    requests.push_back({r.id, Bytes(r.requester), Bytes(r.resource), r.duration_ns, Bytes(r.reason),
+                        r.created_ns, r.pending_until_ns, static_cast<int>(r.state), reviews,
+                        r.break_glass, r.decided_ns});
+  }
+  return {{"requests", requests}, {"next_id", next_id_}};
+}
+
+void RequestBook::FromSnapshot(const nlohmann::json& j) {
+  requests_.clear();
+  for (const auto& q : j.at("requests")) {
+    AccessRequest r;
+    r.id = q.at(0).get<uint64_t>();
+    r.requester = Text(q.at(1));
+    r.resource = Text(q.at(2));
+    r.duration_ns = q.at(3).get<int64_t>();
+    r.reason = Text(q.at(4));
+    r.created_ns = q.at(5).get<int64_t>();
+    r.pending_until_ns = q.at(6).get<int64_t>();
+    const int state = q.at(7).get<int>();
+    if (state < 0 || state > static_cast<int>(RequestState::kExpired)) {
+      throw std::out_of_range("a request state out of range");
+    }
+    r.state = static_cast<RequestState>(state);
+    for (const auto& v : q.at(8)) {
+      r.reviews.push_back(
+          {Text(v.at(0)), v.at(1).get<bool>(), Text(v.at(2)), v.at(3).get<int64_t>()});
+    }
+    r.break_glass = q.at(9).get<bool>();
+    r.decided_ns = q.at(10).get<int64_t>();
+    requests_[r.id] = std::move(r);
+  }
+  next_id_ = j.at("next_id").get<uint64_t>();
+  if (!requests_.empty() && requests_.rbegin()->first >= next_id_) {
+    throw std::out_of_range("a request id at or above the next one");
+  }
 }
 
 const AccessRequest* RequestBook::Find(uint64_t id) const {

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,11 @@ class RequestBook {
   void RestoreReview(uint64_t id, const RequestReview& review);
   void RestoreDecided(uint64_t id, RequestState state, bool break_glass, int64_t at_ns);
   const std::map<uint64_t, AccessRequest>& all() const { return requests_; }
+
+  // Every request for a state snapshot, and back (throws nlohmann::json's
+  // exceptions on a malformed one; the caller discards the book).
+  nlohmann::json ToSnapshot() const;
+  void FromSnapshot(const nlohmann::json& j);
 
  private:
   bool Complete(const ApprovalRule& rule, const Policy& policy, const AccessRequest& r) const;

@@ -19,7 +19,7 @@ RequestState StateFromName(const std::string& s) {
 
 }  // namespace
 
-Status WorkflowService::LoadPolicy(const std::string& path) {
+Status WorkflowService::LoadPolicy(const std::string& path, int64_t now_ns) {
   std::unique_ptr<Policy> next;
   LATCH_RETURN_IF_ERROR(Policy::Load(path, &next));
   capnp::MallocMessageBuilder m;
@@ -28,7 +28,7 @@ Status WorkflowService::LoadPolicy(const std::string& path) {
   auto p = a.initPolicyLoaded();
   p.setSha256(next->hash());
   p.setSource(path);
-  LATCH_RETURN_IF_ERROR(sink_.Record(schema::CanonicalBytes(a.asReader()), ""));
+  LATCH_RETURN_IF_ERROR(sink_.Record(schema::CanonicalBytes(a.asReader()), "", now_ns));
   policy_ = std::move(next);
   return Status::Ok();
 }
@@ -82,14 +82,14 @@ Status WorkflowService::Request(const std::string& identity, const std::string& 
   c.setDurationNs(duration_ns);
   c.setReason(reason);
   c.setPendingUntilNs(r.pending_until_ns);
-  LATCH_RETURN_IF_ERROR(sink_.Record(schema::CanonicalBytes(a.asReader()), ""));
+  LATCH_RETURN_IF_ERROR(sink_.Record(schema::CanonicalBytes(a.asReader()), "", now_ns));
   book_ = std::move(trial);
   *out = r;
   return Status::Ok();
 }
 
 Status WorkflowService::RecordDecision(const AccessRequest& r, uint64_t grant_id,
-                                       const std::string& actor) {
+                                       const std::string& actor, int64_t at_ns) {
   capnp::MallocMessageBuilder m;
   auto a = m.initRoot<schema::WorkflowAction>();
   a.setActor(actor);
@@ -98,7 +98,7 @@ Status WorkflowService::RecordDecision(const AccessRequest& r, uint64_t grant_id
   d.setState(RequestStateName(r.state));
   d.setGrantId(grant_id);
   d.setBreakGlass(r.break_glass);
-  return sink_.Record(schema::CanonicalBytes(a.asReader()), "");
+  return sink_.Record(schema::CanonicalBytes(a.asReader()), "", at_ns);
 }
 
 Status WorkflowService::Review(const std::string& identity, uint64_t id, bool approve,
@@ -117,7 +117,7 @@ Status WorkflowService::Review(const std::string& identity, uint64_t id, bool ap
   v.setReviewer(identity);
   v.setApprove(approve);
   v.setComment(comment);
-  LATCH_RETURN_IF_ERROR(sink_.Record(schema::CanonicalBytes(a.asReader()), ""));
+  LATCH_RETURN_IF_ERROR(sink_.Record(schema::CanonicalBytes(a.asReader()), "", now_ns));
   book_ = std::move(trial);
   if (r.state == RequestState::kApproved) {
     const PolicyResource* res = policy_->FindResource(r.resource);
@@ -133,9 +133,9 @@ Status WorkflowService::Review(const std::string& identity, uint64_t id, bool ap
     g.not_after_unix_ns = now_ns + r.duration_ns;
     g.break_glass = r.break_glass;
     LATCH_RETURN_IF_ERROR(sink_.IssueGrant(g, identity, grant_id));
-    LATCH_RETURN_IF_ERROR(RecordDecision(r, *grant_id, identity));
+    LATCH_RETURN_IF_ERROR(RecordDecision(r, *grant_id, identity, now_ns));
   } else if (r.state == RequestState::kDenied) {
-    LATCH_RETURN_IF_ERROR(RecordDecision(r, 0, identity));
+    LATCH_RETURN_IF_ERROR(RecordDecision(r, 0, identity, now_ns));
   }
   *out = r;
   return Status::Ok();
@@ -146,7 +146,7 @@ Status WorkflowService::Cancel(const std::string& identity, uint64_t id, int64_t
   RequestBook trial = book_;
   AccessRequest r;
   LATCH_RETURN_IF_ERROR(trial.Cancel(id, identity, now_ns, &r));
-  LATCH_RETURN_IF_ERROR(RecordDecision(r, 0, identity));
+  LATCH_RETURN_IF_ERROR(RecordDecision(r, 0, identity, now_ns));
   book_ = std::move(trial);
   *out = r;
   return Status::Ok();
@@ -155,7 +155,7 @@ Status WorkflowService::Cancel(const std::string& identity, uint64_t id, int64_t
 void WorkflowService::ExpireDue(int64_t now_ns) {
   RequestBook trial = book_;
   for (const AccessRequest& r : trial.ExpireDue(now_ns)) {
-    Status s = RecordDecision(r, 0, "collector");
+    Status s = RecordDecision(r, 0, "collector", now_ns);
     if (!s.ok()) {
       logging::Default().Error("recording a request's expiry; tried again at the next tick",
                                {{"request", r.id}, {"error", s.ToString()}});

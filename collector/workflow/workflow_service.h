@@ -32,8 +32,10 @@ struct ApprovedGrant {
 class WorkflowSink {
  public:
   virtual ~WorkflowSink() = default;
-  // Appends a canonical WorkflowAction; OK once it is durable.
-  virtual Status Record(const std::string& action, const std::string& actor) = 0;
+  // Appends a canonical WorkflowAction carrying `at_ns` (Unix ns) as its
+  // time, the time the service decided at: replaying the record gives the
+  // state the service kept. OK once it is durable.
+  virtual Status Record(const std::string& action, const std::string& actor, int64_t at_ns) = 0;
   virtual Status IssueGrant(const ApprovedGrant& grant, const std::string& actor,
                             uint64_t* grant_id) = 0;
 };
@@ -44,7 +46,7 @@ class WorkflowService {
 
   // Loads and checks a policy; on success it replaces the running one and a
   // policyLoaded record names its hash. On failure the running one stays.
-  Status LoadPolicy(const std::string& path);
+  Status LoadPolicy(const std::string& path, int64_t now_ns);
   const Policy* policy() const { return policy_.get(); }
 
   // One recorded action, in ledger order.
@@ -60,9 +62,12 @@ class WorkflowService {
   void ExpireDue(int64_t now_ns);
 
   const RequestBook& requests() const { return book_; }
+  // Start-up from a state snapshot: the requests as they were at its size.
+  void RestoreRequests(RequestBook book) { book_ = std::move(book); }
 
  private:
-  Status RecordDecision(const AccessRequest& r, uint64_t grant_id, const std::string& actor);
+  Status RecordDecision(const AccessRequest& r, uint64_t grant_id, const std::string& actor,
+                        int64_t at_ns);
 
   WorkflowSink& sink_;
   std::unique_ptr<Policy> policy_;
