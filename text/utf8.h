@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace latch::text {
@@ -16,6 +17,9 @@ namespace latch::text {
 size_t DecodeUtf8(std::string_view text, size_t i, uint32_t* cp);
 
 bool IsValidUtf8(std::string_view text);
+// `text` with each byte that is not part of a well-formed sequence replaced
+// by U+FFFD: for showing bytes from outside that were never checked.
+std::string ReplaceInvalidUtf8(std::string_view text);
 
 // C0 and C1 control characters and DEL: what a terminal obeys.
 bool IsControl(uint32_t cp);

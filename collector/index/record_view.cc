@@ -10,6 +10,7 @@
 #include "schemas/grant.capnp.h"
 #include "schemas/record_codec.h"
 #include "schemas/workflow.capnp.h"
+#include "text/utf8.h"
 #include "tlog/base64.h"
 #include "tlog/hex.h"
 
@@ -23,7 +24,18 @@ nlohmann::json CapnpJson(typename T::Reader r) {
   capnp::JsonCodec codec;
   codec.handleByAnnotation<T>();
   kj::String text = codec.encode(r);
-  return nlohmann::json::parse(text.cStr());
+  // Cap'n Proto does not check Text fields, and its JSON carries their bytes
+  // as they are: an agent's alarm detail, or any record of a ledger written
+  // by other code, may hold bytes that are not UTF-8 (JSON that nlohmann
+  // refuses; every reader of that record then failed). They are shown as
+  // U+FFFD. Found by tests/fuzz/ledger_record_fuzz.
+  std::string_view json(text.cStr(), text.size());
+  nlohmann::json out = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (out.is_discarded()) {
+    out = nlohmann::json::parse(text::ReplaceInvalidUtf8(json), nullptr, false);
+  }
+  if (out.is_discarded()) out = {{"undecodable", true}};  // should not happen
+  return out;
 }
 
 std::span<const uint8_t> Bytes(const std::string& s) {
@@ -170,9 +182,46 @@ Status ViewWorkflow(const std::string& payload, RecordView* v, bool with_detail)
 
 }  // namespace
 
+namespace {
+
+// Strings in a view come from records nobody checked (Cap'n Proto's Text is
+// any bytes, and so is a ledger written by other code): every string that is
+// not UTF-8 is shown with U+FFFD, so that each reader can render it as JSON
+// or on a terminal. Found by tests/fuzz/ledger_record_fuzz.
+void MakeUtf8(std::string* s) {
+  if (!text::IsValidUtf8(*s)) *s = text::ReplaceInvalidUtf8(*s);
+}
+
+void MakeUtf8(nlohmann::json* j) {
+  if (j->is_string()) {
+    MakeUtf8(j->get_ptr<std::string*>());
+  } else if (j->is_array()) {
+    for (auto& e : *j) MakeUtf8(&e);
+  } else if (j->is_object()) {
+    nlohmann::json fixed = nlohmann::json::object();
+    bool keys_fixed = false;
+    for (auto& [k, e] : j->items()) {
+      MakeUtf8(&e);
+      if (!text::IsValidUtf8(k)) keys_fixed = true;
+    }
+    if (keys_fixed) {
+      for (auto& [k, e] : j->items()) fixed[text::ReplaceInvalidUtf8(k)] = std::move(e);
+      *j = std::move(fixed);
+    }
+  }
+}
+
+void MakeUtf8(RecordView* v) {
+  for (std::string* s : {&v->kind, &v->host, &v->identity, &v->resource, &v->verdict}) MakeUtf8(s);
+  MakeUtf8(&v->detail);
+}
+
+}  // namespace
+
 Status ViewWorkflowAction(std::string_view action, RecordView* out) {
   RecordView v;
   LATCH_RETURN_IF_ERROR(ViewWorkflow(std::string(action), &v, /*with_detail=*/true));
+  MakeUtf8(&v);
   *out = std::move(v);
   return Status::Ok();
 }
@@ -222,6 +271,7 @@ Status ViewRecord(std::string_view entry, RecordView* out, bool with_detail) {
       if (with_detail) v.detail = {{"payload_base64", tlog::Base64Encode(Bytes(record.payload))}};
       break;
   }
+  MakeUtf8(&v);
   if (!with_detail) {
     *out = std::move(v);
     return Status::Ok();

@@ -21,6 +21,7 @@
 #include "schemas/record_codec.h"
 #include "schemas/workflow.capnp.h"
 #include "temp_dir.h"
+#include "text/utf8.h"
 
 namespace latch::index {
 namespace {
@@ -572,6 +573,38 @@ TEST_F(EventIndexFaultTest, AnIndexThatCannotBeOpenedDoesNotStopTheFollowerAndIs
   EXPECT_EQ(follower.indexed(), 0u);
   std::filesystem::create_directory(dir);
   ASSERT_TRUE(CaughtUp(follower));
+}
+
+}  // namespace
+}  // namespace latch::index
+
+namespace latch::index {
+namespace {
+
+// Cap'n Proto leaves Text unchecked: an agent's alarm can carry any bytes
+// into a workflow record, and every reader must still show the record
+// (found by tests/fuzz/ledger_record_fuzz: ViewRecord threw, so every events
+// page holding such a record failed).
+TEST(RecordViewTest, TextThatIsNotUtf8IsShownNotFatal) {
+  capnp::MallocMessageBuilder m;
+  auto a = m.initRoot<schema::WorkflowAction>();
+  a.setActor("host-a");
+  auto alarm = a.initAgentAlarm().initAlarm();
+  alarm.setKind(capnp::Text::Reader("stalled\xff", 8));
+  alarm.setDetail(capnp::Text::Reader("a\xc3(b\xed\xa0\x80", 7));
+  ledger::LedgerRecord r;
+  r.kind = ledger::RecordKind::kWorkflow;
+  r.host_id = "host-\xfd";
+  r.payload = schema::CanonicalBytes(a.asReader());
+  std::string entry;
+  ASSERT_TRUE(ledger::EncodeRecord(r, &entry).ok());
+  RecordView v;
+  ASSERT_TRUE(ViewRecord(entry, &v, /*with_detail=*/true).ok());
+  std::string shown = v.detail.dump();  // throws on invalid UTF-8
+  EXPECT_NE(shown.find("a\xef\xbf\xbd(b"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("stalled\xef\xbf\xbd"), std::string::npos) << shown;
+  EXPECT_EQ(v.host, "host-\xef\xbf\xbd");
+  EXPECT_TRUE(text::IsValidUtf8(v.identity));
 }
 
 }  // namespace
