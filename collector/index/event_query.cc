@@ -23,7 +23,9 @@ std::span<const uint8_t> Bytes(const std::string& s) {
 
 Status ParseEventQuery(const std::map<std::string, std::string>& params, EventQuery* out) {
   EventQuery q;
-  for (const auto& [key, value] : params) {
+  for (const auto& param : params) {
+    const std::string& key = param.first;
+    const std::string& value = param.second;
     auto bad = [&](const std::string& why) {
       return Status::InvalidArgument("parameter '" + key + "': " + why);
     };

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "collector/api/json_body.h"
 #include "collector/api/query_string.h"
 #include "collector/api/tls_identity.h"
 #include "collector/index/event_query.h"
@@ -54,27 +55,6 @@ bool ParseId(const std::string& s, uint64_t* id) {
   }
   *id = std::stoull(s);
   return *id > 0;
-}
-
-// A JSON object body with only `allowed` keys; empty bodies are {}.
-bool ParseBody(const std::string& body, const std::set<std::string>& allowed, nlohmann::json* out,
-               std::string* why) {
-  if (body.empty()) {
-    *out = nlohmann::json::object();
-    return true;
-  }
-  *out = nlohmann::json::parse(body, nullptr, false);
-  if (out->is_discarded() || !out->is_object()) {
-    *why = "the body must be a JSON object";
-    return false;
-  }
-  for (auto& [k, v] : out->items()) {
-    if (!allowed.count(k)) {
-      *why = "unknown field '" + k + "'";
-      return false;
-    }
-  }
-  return true;
 }
 
 int StatusFor(const Status& s) {
@@ -510,7 +490,7 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
       return Json(200, {{"requests", list}});
     }
     if (m != "POST") return Error(405, "GET or POST");
-    if (!ParseBody(req.body, {"resource", "duration", "reason"}, &body, &why)) {
+    if (!api::ParseJsonBody(req.body, {"resource", "duration", "reason"}, &body, &why)) {
       return Error(400, why);
     }
     if (!body.contains("resource") || !body["resource"].is_string() || !body.contains("duration") ||
@@ -544,7 +524,7 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     return Json(200, j);
   }
   if (seg[1] == "requests" && seg.size() == 4 && ParseId(seg[2], &id) && m == "POST") {
-    if (!ParseBody(req.body, {"comment"}, &body, &why)) return Error(400, why);
+    if (!api::ParseJsonBody(req.body, {"comment"}, &body, &why)) return Error(400, why);
     if (body.contains("comment") && !body["comment"].is_string()) {
       return Error(400, "comment must be a string");
     }
@@ -566,7 +546,7 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
   }
   if (seg[1] == "grants" && seg.size() == 4 && ParseId(seg[2], &id) && seg[3] == "revoke" &&
       m == "POST") {
-    if (!ParseBody(req.body, {"reason"}, &body, &why)) return Error(400, why);
+    if (!api::ParseJsonBody(req.body, {"reason"}, &body, &why)) return Error(400, why);
     if (body.contains("reason") && !body["reason"].is_string()) {
       return Error(400, "reason must be a string");
     }
