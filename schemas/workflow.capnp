@@ -107,6 +107,16 @@ struct AgentSilent {
   lastHeardNs @0 :Int64;         # unix ns of its last message
 }
 
+# The collector's own records (refusals, silences, alarms, connections) that it
+# could not keep while its ledger refused writes (it keeps up to 10,000 in
+# memory): written once the ledger takes writes again, so that the gap is on
+# the record.
+struct OwnRecordsDropped {
+  count @0 :UInt64;
+  firstDroppedNs @1 :Int64;      # unix ns
+  lastDroppedNs @2 :Int64;
+}
+
 struct WorkflowAction {
   actor @0 :Text;                # who acted: a host id, a user, or "collector"
   union {
@@ -123,5 +133,6 @@ struct WorkflowAction {
     grantExpired @11 :GrantExpired;
     grantKeyInUse @12 :GrantKeyInUse;
     agentSilent @13 :AgentSilent;
+    ownRecordsDropped @14 :OwnRecordsDropped;
   }
 }

@@ -174,6 +174,9 @@ Status ViewWorkflow(const std::string& payload, RecordView* v, bool with_detail)
           case W::AGENT_SILENT:
             v->kind = "agentSilent";
             return Status::Ok();
+          case W::OWN_RECORDS_DROPPED:
+            v->kind = "ownRecordsDropped";
+            return Status::Ok();
         }
         v->kind = "workflow";  // a union member newer than this reader
         return Status::Ok();

@@ -365,10 +365,17 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     add("ledger_outages_total", ledger_health_->outages());
     add("batches_unwritable_total", counters_.batches_unwritable);
     add("records_unwritten_dropped_total", counters_.records_unwritten_dropped);
+    add("replies_dropped_total", counters_.replies_dropped);
+    add("snapshots_written_total", counters_.snapshots_written);
+    add("snapshot_failures_total", counters_.snapshot_failures);
     text += "# TYPE latch_collector_ledger_writable gauge\nlatch_collector_ledger_writable " +
             std::string(ledger_health_->writable() ? "1" : "0") + "\n";
     text += "# TYPE latch_collector_ledger_size gauge\nlatch_collector_ledger_size " +
             std::to_string(ledger_->size()) + "\n";
+    text +=
+        "# TYPE latch_collector_start_replayed_entries gauge\n"
+        "latch_collector_start_replayed_entries " +
+        std::to_string(counters_.start_replayed_entries.load()) + "\n";
     text += "# TYPE latch_collector_index_size gauge\nlatch_collector_index_size " +
             std::to_string(index_->indexed()) + "\n";
     // When each enrolled agent was last heard from (0: not since this start):

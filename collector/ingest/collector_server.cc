@@ -384,7 +384,7 @@ Status CollectorServer::IssueGrant(const workflow::ApprovedGrant& g, const std::
   spec.not_before_unix_ns = g.not_before_unix_ns;
   spec.not_after_unix_ns = g.not_after_unix_ns;
   spec.break_glass = g.break_glass;
-  return IssueGrant(spec, actor, grant_id);
+  return IssueGrant(spec, actor, grant_id, g.not_before_unix_ns);
 }
 
 void CollectorServer::Stop() {
@@ -524,6 +524,9 @@ void CollectorServer::KeepUnwritten(UnwrittenRecord r) {
   std::lock_guard<std::mutex> lock(unwritten_mu_);
   if (unwritten_.size() >= kMaxUnwritten) {
     counters_.records_unwritten_dropped++;
+    const int64_t now = NowNs();
+    if (dropped_unrecorded_++ == 0) first_dropped_ns_ = now;
+    last_dropped_ns_ = now;
     return;
   }
   unwritten_.push_back(std::move(r));
@@ -548,13 +551,27 @@ void CollectorServer::AskForFailedAppends() {
 
 void CollectorServer::WriteUnwritten() {
   std::deque<UnwrittenRecord> waiting;
+  uint64_t dropped = 0;
+  int64_t first = 0, last = 0;
   {
     std::lock_guard<std::mutex> lock(unwritten_mu_);
     waiting.swap(unwritten_);
+    std::swap(dropped, dropped_unrecorded_);
+    first = first_dropped_ns_;
+    last = last_dropped_ns_;
   }
-  if (counters_.records_unwritten_dropped.load() > 0) {
+  if (dropped > 0) {
+    // The gap goes on the record, after what was kept.
     logging::Default().Error("records of our own were dropped while the ledger refused writes",
-                             {{"dropped", counters_.records_unwritten_dropped.load()}});
+                             {{"dropped", dropped}});
+    capnp::MallocMessageBuilder m;
+    auto a = m.initRoot<schema::WorkflowAction>();
+    a.setActor("collector");
+    auto d = a.initOwnRecordsDropped();
+    d.setCount(dropped);
+    d.setFirstDroppedNs(first);
+    d.setLastDroppedNs(last);
+    waiting.push_back({schema::CanonicalBytes(a.asReader()), ""});
   }
   for (UnwrittenRecord& r : waiting) RecordWorkflowAsync(r.action, r.host);
 }
@@ -960,7 +977,21 @@ void CollectorServer::SendReceipt(const std::string& host, const std::string& bo
 
 void CollectorServer::Send(const std::string& route, const std::string& payload) {
   try {
-    router_->send(zmq::buffer(route), zmq::send_flags::sndmore);
+    // Never blocks: an agent that stops reading (stuck, or hostile) fills its
+    // queue, and a blocking send would stop the loop, and with it every
+    // agent and the API (found by flooding the collector with Hellos while
+    // reading nothing). Once the first part is queued, the rest is too.
+    if (!router_->send(zmq::buffer(route), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
+      // Its queue is full: the reply is dropped. Receipts and grant sets are
+      // asked for again (a receipt timeout starts a new session, whose Hello
+      // gets the set), so nothing is lost but time.
+      const uint64_t dropped = ++counters_.replies_dropped;
+      if ((dropped & (dropped - 1)) == 0) {  // the 1st, 2nd, 4th, 8th...: not a flood of lines
+        logging::Default().Warn("an agent is not reading its replies; dropping them",
+                                {{"dropped", dropped}});
+      }
+      return;
+    }
     router_->send(zmq::buffer(payload), zmq::send_flags::dontwait);
   } catch (const zmq::error_t& e) {
     // The peer is gone (EHOSTUNREACH) or its queue is full: it will reconnect
@@ -1154,7 +1185,8 @@ void CollectorServer::RecordWorkflowAsync(const std::string& action, const std::
   });
 }
 
-Status CollectorServer::IssueGrant(const GrantSpec& spec, const std::string& actor, uint64_t* id) {
+Status CollectorServer::IssueGrant(const GrantSpec& spec, const std::string& actor, uint64_t* id,
+                                   int64_t at_ns) {
   std::string signed_grant;
   LATCH_RETURN_IF_ERROR(grants_->Sign(spec, &signed_grant));
   capnp::MallocMessageBuilder m;
@@ -1166,7 +1198,8 @@ Status CollectorServer::IssueGrant(const GrantSpec& spec, const std::string& act
         return Status::Ok();
       }));
   // In the ledger first: a grant that is not recorded never takes effect.
-  LATCH_RETURN_IF_ERROR(RecordWorkflow(schema::CanonicalBytes(a.asReader()), "", NowNs()));
+  LATCH_RETURN_IF_ERROR(
+      RecordWorkflow(schema::CanonicalBytes(a.asReader()), "", at_ns != 0 ? at_ns : NowNs()));
   std::vector<std::string> changed;
   Status s = grants_->ApplyIssued(signed_grant, id, &changed);
   if (!s.ok()) {

@@ -60,7 +60,8 @@ struct CollectorCounters {
   std::atomic<uint64_t> alarms{0};
   std::atomic<uint64_t> batches_unwritable{0};  // dropped unacknowledged: the ledger refused writes
   std::atomic<uint64_t> records_unwritten_dropped{0};  // own records past kMaxUnwritten
-  std::atomic<uint64_t> snapshots_written{0};          // state snapshots (state_snapshot.h)
+  std::atomic<uint64_t> replies_dropped{0};         // an agent's queue was full (it does not read)
+  std::atomic<uint64_t> snapshots_written{0};       // state snapshots (state_snapshot.h)
   std::atomic<uint64_t> snapshot_failures{0};       // not written, or found not to match at start
   std::atomic<uint64_t> start_replayed_entries{0};  // entries replayed at start (after a snapshot)
 };
@@ -91,7 +92,10 @@ class CollectorServer : private workflow::WorkflowSink {
 
   // Grant changes (the admin socket calls these; so may tests): recorded in
   // the ledger first, then pushed to the hosts they change.
-  Status IssueGrant(const GrantSpec& spec, const std::string& actor, uint64_t* id);
+  // `at_ns`: the time its record carries (0: now); an approval's grant
+  // carries the approval's time, as its requestDecided record does.
+  Status IssueGrant(const GrantSpec& spec, const std::string& actor, uint64_t* id,
+                    int64_t at_ns = 0);
   Status RevokeGrant(uint64_t id, const std::string& actor, const std::string& reason);
 
   // Everything derived from the ledger (what a state snapshot holds): a
@@ -236,6 +240,10 @@ class CollectorServer : private workflow::WorkflowSink {
   static constexpr size_t kMaxUnwritten = 10000;
   std::mutex unwritten_mu_;
   std::deque<UnwrittenRecord> unwritten_;  // guarded by unwritten_mu_
+  // Own records dropped past kMaxUnwritten and not yet on the record (an
+  // ownRecordsDropped record says so once writes resume); guarded by unwritten_mu_.
+  uint64_t dropped_unrecorded_ = 0;
+  int64_t first_dropped_ns_ = 0, last_dropped_ns_ = 0;
   // (host, boot)s whose appends failed in this outage: asked to resend once
   // writes resume (AskForFailedAppends).
   std::set<std::pair<std::string, std::string>> failed_appends_;

@@ -420,6 +420,8 @@ TEST_F(ApiTest, CheckpointAndTilesAreServedForOtherClients) {
   EXPECT_NE(metrics.body.find("latch_collector_ledger_size"), std::string::npos);
   EXPECT_NE(metrics.body.find("latch_collector_index_size"), std::string::npos);
   EXPECT_NE(metrics.body.find("latch_collector_index_failures_total 0"), std::string::npos);
+  EXPECT_NE(metrics.body.find("latch_collector_snapshot_failures_total 0"), std::string::npos);
+  EXPECT_NE(metrics.body.find("latch_collector_start_replayed_entries "), std::string::npos);
   EXPECT_NE(metrics.body.find("latch_collector_webhooks_failed_total 0"), std::string::npos);
   // An enrolled agent not heard from since the start reads 0.
   EXPECT_NE(metrics.body.find("latch_collector_agent_last_heard_seconds{host=\"host-quiet\"} 0\n"),

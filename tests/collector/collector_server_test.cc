@@ -616,6 +616,31 @@ TEST_F(CollectorTest, AFullDiskIsSurvivedAndWritesResumeByThemselves) {
   Batch(*agent_, 21, 10, 0);
   EXPECT_FALSE(agent_->Receive(schema::Envelope::RECEIPT, &msg, 1500));
   EXPECT_EQ(get("/healthz").status, 503);
+  // More records of its own than it keeps while it cannot write (each new
+  // agent boot is an agentConnected record): the excess is counted, and
+  // once writes resume one ownRecordsDropped record says how many.
+  for (uint64_t i = 0; i < 10'100; ++i) {
+    capnp::MallocMessageBuilder m;
+    auto h = m.initRoot<schema::Envelope>().initHello();
+    h.setHostId("host-a");
+    std::string boot(16, '\x77');
+    std::memcpy(boot.data(), &i, sizeof(i));
+    h.setBootId(Bytes(boot));
+    agent_->Send(m);
+  }
+  auto dropped_now = [&] {
+    const std::string name = "\nlatch_collector_records_unwritten_dropped_total ";
+    std::string text = get("/metrics").body;
+    size_t at = text.find(name);
+    return at == std::string::npos ? uint64_t{0} : std::stoull(text.substr(at + name.size()));
+  };
+  uint64_t dropped = 0;
+  for (int i = 0; i < 200 && (dropped = dropped_now()) < 90; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_GE(dropped, 90u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  dropped = dropped_now();
   std::filesystem::remove(small + "/fill");
   ASSERT_TRUE(agent_->Receive(schema::Envelope::RESEND_FROM, &msg, 10000));
   WithEnvelope(
@@ -636,13 +661,21 @@ TEST_F(CollectorTest, AFullDiskIsSurvivedAndWritesResumeByThemselves) {
         ledger::Ledger::Open(config_.data_dir + "/ledger", ledger::Ledger::Mode::kReadOnly, &l);
     ASSERT_TRUE(s.ok()) << s.ToString();
     std::vector<uint64_t> sequences;
+    std::vector<std::string> drops;
     for (uint64_t i = 0; i < l->size(); ++i) {
       std::string entry;
       ASSERT_TRUE(l->ReadEntry(i, &entry).ok());
       ledger::LedgerRecord rec;
       ASSERT_TRUE(ledger::DecodeRecord(entry, &rec).ok());
       if (rec.kind == ledger::RecordKind::kEvent) sequences.push_back(rec.sequence);
+      index::RecordView v;
+      if (rec.kind != ledger::RecordKind::kWorkflow) continue;
+      ASSERT_TRUE(index::ViewRecord(entry, &v).ok());
+      if (v.kind == "ownRecordsDropped") {
+        drops.push_back(v.detail["record"]["ownRecordsDropped"]["count"].get<std::string>());
+      }
     }
+    EXPECT_EQ(drops, std::vector<std::string>{std::to_string(dropped)});
     std::vector<uint64_t> want;
     for (uint64_t k = 1; k <= 30; ++k) want.push_back(k);
     EXPECT_EQ(sequences, want);
@@ -872,6 +905,28 @@ TEST_F(CollectorTest, WorkflowStateIsRebuiltFromTheLedger) {
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   r = ask(R"({"op":"request","identity":"tess","resource":"db","duration":"10m","reason":"y"})");
   EXPECT_NE(r.find("\"pending\""), std::string::npos) << r;
+}
+
+// An agent that sends and never reads fills its reply queue; the collector
+// drops what does not fit instead of waiting for it (a blocking send stopped
+// its loop, and with it every agent, the admin socket and the API).
+TEST_F(CollectorTest, AnAgentThatNeverReadsCannotStopTheCollector) {
+  for (uint64_t i = 0; i < 40000; ++i) {
+    capnp::MallocMessageBuilder m;
+    auto h = m.initRoot<schema::Envelope>().initHello();
+    h.setHostId("host-a");
+    std::string boot(16, '\x55');
+    std::memcpy(boot.data(), &i, sizeof(i));
+    h.setBootId(Bytes(boot));
+    agent_->Send(m);
+  }
+  // Each Hello is answered (a Welcome, a grant set): far more than the
+  // agent's queue holds. The collector goes on answering others.
+  for (int i = 0; i < 100 && server_->counters().replies_dropped.load() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_GT(server_->counters().replies_dropped.load(), 0u);
+  EXPECT_NE(AdminCall(R"({"op":"status"})").find("\"ok\":true"), std::string::npos);
 }
 
 // Start-up from a state snapshot: only the entries after it are replayed, and
