@@ -121,19 +121,8 @@ Status CollectorServer::RestoreState() {
   StateSnapshot snapshot;
   Status s = ReadStateSnapshot(snapshot_path(), &snapshot);
   if (s.ok()) {
-    tlog::Hash root{};
-    if (snapshot.origin != config_.origin) {
-      s = Status::Corruption("it is of ledger " + snapshot.origin);
-    } else if (snapshot.size > ledger_->size()) {
-      s = Status::Corruption("it is at size " + std::to_string(snapshot.size) +
-                             ", beyond the ledger's " + std::to_string(ledger_->size()));
-    } else if (!(s = ledger_->RootAt(snapshot.size, &root)).ok()) {
-    } else if (root != snapshot.root) {
-      s = Status::Corruption("the ledger's root at its size " + std::to_string(snapshot.size) +
-                             " is another");
-    } else {
-      s = ApplyDerivedState(snapshot.state);
-    }
+    s = CheckSnapshotBinding(snapshot);
+    if (s.ok()) s = ApplyDerivedState(snapshot.state);
     if (s.ok()) {
       from = snapshot.size;
       snapshot_size_ = snapshot.size;
@@ -163,6 +152,25 @@ Status CollectorServer::RestoreState() {
                                              {"replayed", ledger_->size() - from},
                                              {"seconds", seconds}});
   if (ledger_->size() != snapshot_size_ || from == 0) SaveSnapshot("start");
+  return Status::Ok();
+}
+
+// Whether `snapshot` was taken of this ledger: its origin, a size the ledger
+// has, and the ledger's root at that size.
+Status CollectorServer::CheckSnapshotBinding(const StateSnapshot& snapshot) {
+  if (snapshot.origin != config_.origin) {
+    return Status::Corruption("it is of ledger " + snapshot.origin);
+  }
+  if (snapshot.size > ledger_->size()) {
+    return Status::Corruption("it is at size " + std::to_string(snapshot.size) +
+                              ", beyond the ledger's " + std::to_string(ledger_->size()));
+  }
+  tlog::Hash root{};
+  LATCH_RETURN_IF_ERROR(ledger_->RootAt(snapshot.size, &root));
+  if (root != snapshot.root) {
+    return Status::Corruption("the ledger's root at its size " + std::to_string(snapshot.size) +
+                              " is another");
+  }
   return Status::Ok();
 }
 

@@ -34,6 +34,7 @@
 #include "collector/ingest/grant_book.h"
 #include "collector/ingest/ledger_health.h"
 #include "collector/ingest/sequence_index.h"
+#include "collector/ingest/state_snapshot.h"
 #include "collector/ledger/batcher.h"
 #include "collector/ledger/ledger.h"
 #include "collector/notify/webhook_sender.h"
@@ -112,6 +113,7 @@ class CollectorServer : private workflow::WorkflowSink {
   // Start-up: the state snapshot, if one matches this ledger, then the
   // entries after it (all of them without one).
   Status RestoreState();
+  Status CheckSnapshotBinding(const StateSnapshot& snapshot);
   Status ApplyDerivedState(const nlohmann::json& state);
   Status ReplayLedger(uint64_t from);
   // Writes a snapshot at the ledger's size when every commit's effect has

@@ -159,6 +159,19 @@ class CollectorTest : public ::testing::Test {
     h.setCheckpointSize(checkpoint_size);
     a.Send(m);
   }
+  // `n` Hellos from host-a, each of an agent boot never seen before (each is
+  // an agentConnected record and an answer), without reading any answer.
+  void HellosOfNewBoots(uint64_t n, char fill) {
+    for (uint64_t i = 0; i < n; ++i) {
+      capnp::MallocMessageBuilder m;
+      auto h = m.initRoot<schema::Envelope>().initHello();
+      h.setHostId("host-a");
+      std::string boot(16, fill);
+      std::memcpy(boot.data(), &i, sizeof(i));
+      h.setBootId(Bytes(boot));
+      agent_->Send(m);
+    }
+  }
   void Batch(TestAgent& a, uint64_t first, uint64_t count, uint64_t checkpoint_size) {
     capnp::MallocMessageBuilder m;
     auto b = m.initRoot<schema::Envelope>().initEventBatch();
@@ -619,15 +632,7 @@ TEST_F(CollectorTest, AFullDiskIsSurvivedAndWritesResumeByThemselves) {
   // More records of its own than it keeps while it cannot write (each new
   // agent boot is an agentConnected record): the excess is counted, and
   // once writes resume one ownRecordsDropped record says how many.
-  for (uint64_t i = 0; i < 10'100; ++i) {
-    capnp::MallocMessageBuilder m;
-    auto h = m.initRoot<schema::Envelope>().initHello();
-    h.setHostId("host-a");
-    std::string boot(16, '\x77');
-    std::memcpy(boot.data(), &i, sizeof(i));
-    h.setBootId(Bytes(boot));
-    agent_->Send(m);
-  }
+  HellosOfNewBoots(10'100, '\x77');
   auto dropped_now = [&] {
     const std::string name = "\nlatch_collector_records_unwritten_dropped_total ";
     std::string text = get("/metrics").body;
@@ -911,15 +916,7 @@ TEST_F(CollectorTest, WorkflowStateIsRebuiltFromTheLedger) {
 // drops what does not fit instead of waiting for it (a blocking send stopped
 // its loop, and with it every agent, the admin socket and the API).
 TEST_F(CollectorTest, AnAgentThatNeverReadsCannotStopTheCollector) {
-  for (uint64_t i = 0; i < 40000; ++i) {
-    capnp::MallocMessageBuilder m;
-    auto h = m.initRoot<schema::Envelope>().initHello();
-    h.setHostId("host-a");
-    std::string boot(16, '\x55');
-    std::memcpy(boot.data(), &i, sizeof(i));
-    h.setBootId(Bytes(boot));
-    agent_->Send(m);
-  }
+  HellosOfNewBoots(40'000, '\x55');
   // Each Hello is answered (a Welcome, a grant set): far more than the
   // agent's queue holds. The collector goes on answering others.
   for (int i = 0; i < 100 && server_->counters().replies_dropped.load() == 0; ++i) {
