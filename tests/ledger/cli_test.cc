@@ -1,8 +1,11 @@
 // latch-ledger as its users run it: exit codes, one-line errors, and bad
 // input that changes nothing.
 #include <gtest/gtest.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -112,6 +115,26 @@ TEST_F(CliTest, BadInputGetsOneLineAndChangesNothing) {
   }
   EXPECT_EQ(Run("prove " + dir_).code, 2);  // neither --index nor --from
   EXPECT_EQ(Run("frobnicate " + dir_).code, 2);
+}
+
+// Issue 15: append checked its commits' results before the last commit had
+// reported, so a disk that filled during it printed a checkpoint and exited
+// 0. On a 1 MiB tmpfs, 2 MB of entries must fail, say why, and print nothing.
+TEST_F(CliTest, AppendOnAFullDiskFailsAndPrintsNoCheckpoint) {
+  if (::geteuid() != 0) GTEST_FAIL() << "needs root to mount a small tmpfs";
+  std::string small = tmp_ / "small";
+  ASSERT_TRUE(fs::create_directory(small));
+  ASSERT_EQ(::mount("tmpfs", small.c_str(), "tmpfs", 0, "size=1m"), 0) << strerror(errno);
+  std::string dir = small + "/ledger";
+  ASSERT_EQ(Run("init " + dir + " --origin cli.example/log").code, 0);
+  std::string lines;
+  for (int i = 0; i < 2000; ++i) lines += std::string(1000, 'a' + i % 26) + "\n";
+  Result r = Run("append " + dir, lines);
+  EXPECT_NE(r.code, 0);
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find("space"), std::string::npos) << r.err;
+  EXPECT_EQ(Lines(r.err), 1u) << r.err;
+  ::umount2(small.c_str(), MNT_DETACH);
 }
 
 TEST_F(CliTest, VerifyNamesTamperingAndChecksExports) {
