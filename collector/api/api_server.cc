@@ -10,8 +10,15 @@
 #include <boost/beast/ssl.hpp>
 // clang-format on
 
-#include <cstdio>
+#include <sys/resource.h>
 
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <optional>
+#include <thread>
+
+#include "logging/logger.h"
 #include "text/utf8.h"
 #include "tlog/hex.h"
 #include "tlog/sha256.h"
@@ -28,17 +35,281 @@ std::string TokenHash(const std::string& token) {
   return tlog::HexEncode(h);
 }
 
+namespace {
+
+// Descriptors a process needs beyond its API connections (ledger, index,
+// ZeroMQ, logs).
+constexpr int kReservedDescriptors = 256;
+
+// Raises the soft descriptor limit toward what `connections` need; returns
+// how many connections the limit leaves room for.
+int RoomForConnections(int connections) {
+  rlimit lim{};
+  if (::getrlimit(RLIMIT_NOFILE, &lim) != 0) return connections;
+  rlim_t want = static_cast<rlim_t>(connections) + kReservedDescriptors;
+  if (lim.rlim_cur < want) {
+    lim.rlim_cur = lim.rlim_max == RLIM_INFINITY ? want : std::min(want, lim.rlim_max);
+    (void)::setrlimit(RLIMIT_NOFILE, &lim);
+    (void)::getrlimit(RLIMIT_NOFILE, &lim);
+  }
+  if (lim.rlim_cur >= want) return connections;
+  return std::max(16, static_cast<int>(lim.rlim_cur) - kReservedDescriptors);
+}
+
+}  // namespace
+
 struct ApiServer::Impl {
-  asio::io_context io;
+  explicit Impl(asio::io_context& io) : acceptor(io), retry(io) {}
   asio::ssl::context tls{asio::ssl::context::tls_server};
-  std::unique_ptr<tcp::acceptor> acceptor;
+  tcp::acceptor acceptor;
+  asio::steady_timer retry;  // accepting again after running out of descriptors
+  // All below: the io_context's thread only.
+  int connections = 0;
+  std::map<std::string, int> per_address;
+  std::map<Session*, std::weak_ptr<Session>> sessions;
+  bool closed = false;
 };
 
-ApiServer::ApiServer(ApiOptions options, Handler handler, RefusalHook refused)
-    : options_(std::move(options)),
+// One connection: TLS handshake, then requests in turn (keep-alive), each
+// read under one deadline, handed to the server's Dispatch, answered when
+// the handler responds. Every step is a completion on the io_context's
+// thread; a Respond from another thread is posted there.
+class ApiServer::Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(ApiServer* server, tcp::socket socket, std::string peer)
+      : server_(server),
+        io_(server->io_),
+        stream_(std::move(socket), server->impl_->tls),
+        peer_(std::move(peer)),
+        idle_(server->options_.idle_timeout_ms) {}
+
+  void Start() {
+    Lowest().expires_after(idle_);
+    stream_.async_handshake(asio::ssl::stream_base::server,
+                            [self = shared_from_this()](beast::error_code ec) {
+                              if (self->closed_) return;
+                              if (ec) return self->Close();  // not TLS, or too slow
+                              self->NoteClientCertificate();
+                              self->Read();
+                            });
+  }
+
+  // Ends the connection now (Stop, or a failed step); idempotent.
+  void Close() {
+    if (closed_) return;
+    closed_ = true;
+    beast::error_code ec;
+    Lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
+    Lowest().socket().close(ec);
+    server_->Forget(this, peer_);
+  }
+
+ private:
+  beast::tcp_stream& Lowest() { return beast::get_lowest_layer(stream_); }
+
+  void NoteClientCertificate() {
+    if (X509* cert = SSL_get1_peer_certificate(stream_.native_handle())) {
+      unsigned char* der = nullptr;
+      int len = i2d_X509(cert, &der);
+      if (len > 0) {
+        client_cert_hash_ = tlog::HexEncode(tlog::Sha256::Of({der, static_cast<size_t>(len)}));
+      }
+      OPENSSL_free(der);
+      X509_free(cert);
+    }
+  }
+
+  void Read() {
+    parser_.emplace();
+    parser_->body_limit(server_->options_.max_body_bytes);
+    parser_->header_limit(16 * 1024);
+    // One deadline for the whole request: a client that trickles its head
+    // a byte at a time is closed like one that sends nothing.
+    Lowest().expires_after(idle_);
+    http::async_read(stream_, buffer_, *parser_,
+                     [self = shared_from_this()](beast::error_code ec, size_t) {
+                       if (!self->closed_) self->OnRead(ec);
+                     });
+  }
+
+  void OnRead(beast::error_code ec) {
+    if (ec == http::error::end_of_stream || ec == asio::ssl::error::stream_truncated) {
+      return Shutdown();
+    }
+    if (ec == http::error::body_limit) {
+      oversized_ = true;
+      keep_ = false;
+      return Write({413, "application/json", R"({"error":"request body too large"})"});
+    }
+    if (ec) return Close();    // not HTTP, or too slow: nothing to answer
+    Lowest().expires_never();  // the handler's time is not the client's
+    auto& msg = parser_->get();
+    keep_ = msg.keep_alive();
+    ApiRequest req{std::string(msg.method_string()), std::string(msg.target()), "",
+                   std::move(msg.body())};
+    std::string authorization(msg[http::field::authorization]);
+    server_->Dispatch(std::move(req), authorization, client_cert_hash_, peer_, MakeRespond());
+  }
+
+  // The handler's answer, once, from any thread; a handler that drops it
+  // unanswered still gets the client a 500 rather than a hung connection.
+  struct Responder {
+    std::shared_ptr<Session> session;
+    std::atomic<bool> done{false};
+    void Answer(ApiResponse out) {
+      if (done.exchange(true)) return;
+      asio::post(session->io_, [s = session, out = std::move(out)]() mutable {
+        if (!s->closed_) s->OnResponse(std::move(out));
+      });
+    }
+    ~Responder() {
+      if (!done) Answer({500, "application/json", R"({"error":"internal error"})"});
+    }
+  };
+  Respond MakeRespond() {
+    auto r = std::make_shared<Responder>();
+    r->session = shared_from_this();
+    return [r](ApiResponse out) { r->Answer(std::move(out)); };
+  }
+
+  void OnResponse(ApiResponse out) {
+    if (!out.stream) return Write(std::move(out));
+    if (!server_->StreamStarted()) {
+      server_->refused_("api_busy", "too many event streams", peer_);
+      return Write({503, "application/json", R"({"error":"too many event streams; retry later"})"});
+    }
+    StartStream(std::move(out.stream), out.status, out.content_type);
+  }
+
+  void Write(ApiResponse out) {
+    auto res = std::make_shared<http::response<http::string_body>>(
+        static_cast<http::status>(out.status), 11);
+    res->set(http::field::server, "latch-collector");
+    res->set(http::field::content_type, out.content_type);
+    res->keep_alive(keep_);
+    res->body() = std::move(out.body);
+    res->prepare_payload();
+    Lowest().expires_after(idle_);
+    http::async_write(stream_, *res,
+                      [self = shared_from_this(), res](beast::error_code ec, size_t) {
+                        if (self->closed_) return;
+                        if (ec) return self->Close();
+                        if (self->oversized_) {
+                          self->Lowest().expires_after(std::chrono::seconds(2));
+                          return self->Drain();
+                        }
+                        if (!self->keep_) return self->Shutdown();
+                        self->Read();
+                      });
+  }
+
+  // Lingering close after a 413: take in (and drop) what the client is
+  // still sending, bounded, so closing with unread data does not reset the
+  // connection and destroy the answer before the client reads it.
+  void Drain() {
+    stream_.async_read_some(asio::buffer(sink_),
+                            [self = shared_from_this()](beast::error_code ec, size_t n) {
+                              if (self->closed_) return;
+                              self->drained_ += n;
+                              if (ec || self->drained_ >= (4u << 20)) return self->Shutdown();
+                              self->Drain();
+                            });
+  }
+
+  void Shutdown() {
+    Lowest().expires_after(std::chrono::seconds(2));
+    stream_.async_shutdown([self = shared_from_this()](beast::error_code) { self->Close(); });
+  }
+
+  // Headers, then the body as the producer writes it on a thread of its
+  // own, until it ends or the client goes; the end of the connection ends
+  // the body.
+  void StartStream(std::function<void(const StreamWrite&)> producer, int status,
+                   const std::string& type) {
+    auto head =
+        std::make_shared<http::response<http::empty_body>>(static_cast<http::status>(status), 11);
+    head->set(http::field::server, "latch-collector");
+    head->set(http::field::content_type, type);
+    head->set(http::field::cache_control, "no-cache");
+    head->keep_alive(false);
+    auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*head);
+    Lowest().expires_after(idle_);
+    http::async_write_header(
+        stream_, *sr,
+        [self = shared_from_this(), head, sr, producer](beast::error_code ec, size_t) mutable {
+          if (ec || self->closed_) {
+            self->server_->StreamEnded();
+            return self->Close();
+          }
+          self->Lowest().expires_never();
+          std::thread([self, producer = std::move(producer)]() mutable {
+            {
+              StreamWrite write = [&self](const std::string& data) {
+                return self->WriteFromThread(data);
+              };
+              producer(write);
+            }
+            ApiServer* server = self->server_;
+            asio::io_context& io = self->io_;
+            // The close is posted before the server is told the stream
+            // ended, so Stop (which waits for that) cannot let the
+            // io_context go while this post is on its way.
+            asio::post(io, [s = std::move(self)] {
+              if (!s->closed_) s->Shutdown();
+            });
+            server->StreamEnded();
+          }).detach();
+        });
+  }
+
+  // A stream producer's write: done on the io_context's thread, waited for
+  // here; false once the client is gone, too slow, or the server stops.
+  bool WriteFromThread(const std::string& data) {
+    if (server_->StreamsStopping()) return false;
+    auto done = std::make_shared<std::promise<bool>>();
+    std::future<bool> result = done->get_future();
+    auto bytes = std::make_shared<std::string>(data);
+    asio::post(io_, [self = shared_from_this(), bytes, done] {
+      if (self->closed_) return done->set_value(false);
+      self->Lowest().expires_after(self->idle_);
+      asio::async_write(self->stream_, asio::buffer(*bytes),
+                        [self, bytes, done](beast::error_code ec, size_t) {
+                          if (!self->closed_) self->Lowest().expires_never();
+                          done->set_value(!ec);
+                        });
+    });
+    auto give_up = std::chrono::steady_clock::now() + idle_ + std::chrono::seconds(2);
+    while (result.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+      if (server_->StreamsStopping() || std::chrono::steady_clock::now() > give_up) return false;
+    }
+    try {
+      return result.get();
+    } catch (const std::future_error&) {
+      return false;  // the io_context dropped the write unrun
+    }
+  }
+
+  ApiServer* server_;
+  asio::io_context& io_;
+  beast::ssl_stream<beast::tcp_stream> stream_;
+  std::string peer_;
+  std::chrono::milliseconds idle_;
+  std::string client_cert_hash_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  bool keep_ = false;
+  bool oversized_ = false;
+  bool closed_ = false;
+  size_t drained_ = 0;
+  char sink_[16384];
+};
+
+ApiServer::ApiServer(asio::io_context& io, ApiOptions options, Handler handler, RefusalHook refused)
+    : io_(io),
+      options_(std::move(options)),
       handler_(std::move(handler)),
       refused_(std::move(refused)),
-      impl_(std::make_unique<Impl>()) {}
+      impl_(std::make_unique<Impl>(io)) {}
 
 ApiServer::~ApiServer() { Stop(); }
 
@@ -52,71 +323,119 @@ Status ApiServer::Start() {
     // it is authenticated by its pinned fingerprint, not by a chain.
     impl_->tls.set_verify_mode(asio::ssl::verify_peer);
     impl_->tls.set_verify_callback([](bool, asio::ssl::verify_context&) { return true; });
-    auto address = asio::ip::make_address(options_.listen_address);
-    impl_->acceptor =
-        std::make_unique<tcp::acceptor>(impl_->io, tcp::endpoint(address, options_.port));
-    bound_port_ = impl_->acceptor->local_endpoint().port();
+    tcp::endpoint at(asio::ip::make_address(options_.listen_address), options_.port);
+    impl_->acceptor.open(at.protocol());
+    impl_->acceptor.set_option(tcp::acceptor::reuse_address(true));
+    impl_->acceptor.bind(at);
+    impl_->acceptor.listen(asio::socket_base::max_listen_connections);
+    bound_port_ = impl_->acceptor.local_endpoint().port();
   } catch (const std::exception& e) {
     return Status::IoError(std::string("starting the HTTPS API: ") + e.what());
   }
-  acceptor_ = std::thread([this] {
-    while (!stopping_) {
-      boost::system::error_code ec;
-      tcp::socket s(impl_->io);
-      impl_->acceptor->accept(s, ec);
-      if (ec || stopping_) continue;
-      boost::system::error_code peer_ec;
-      std::string peer = s.remote_endpoint(peer_ec).address().to_string();
-      if (peer_ec) continue;
-      if (connections_.load() >= options_.max_connections) {
-        refused_("api_busy", "too many connections", peer);
-        continue;  // closed: the client retries
-      }
-      {
-        std::lock_guard<std::mutex> lock(per_address_mu_);
-        int& held = per_address_[peer];
-        if (held >= options_.max_connections_per_address) {
-          refused_("api_busy", "too many connections from one address", peer);
-          continue;  // closed
-        }
-        ++held;
-      }
-      connections_++;
-      int fd = s.release();
-      std::thread([this, fd, peer] {
-        Serve(fd, peer);
-        {
-          std::lock_guard<std::mutex> lock(per_address_mu_);
-          if (--per_address_[peer] <= 0) per_address_.erase(peer);
-        }
-        connections_--;
-      }).detach();
-    }
-  });
+  int room = RoomForConnections(options_.max_connections);
+  if (room < options_.max_connections) {
+    logging::Default().Warn("the descriptor limit leaves the API fewer connections",
+                            {{"max_connections", options_.max_connections},
+                             {"allowed", room},
+                             {"hint", "raise LimitNOFILE (the hard RLIMIT_NOFILE)"}});
+    options_.max_connections = room;
+  }
+  asio::post(io_, [this] { Accept(); });
   return Status::Ok();
 }
 
-void ApiServer::Stop() {
-  if (stopping_.exchange(true)) return;
-  if (impl_->acceptor) {
-    boost::system::error_code ec;
-    // Wake the blocking accept with a connection of our own.
-    tcp::socket s(impl_->io);
-    s.connect(impl_->acceptor->local_endpoint(), ec);
-    impl_->acceptor->close(ec);
-  }
-  if (acceptor_.joinable()) acceptor_.join();
-  while (connections_.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+void ApiServer::Accept() {
+  impl_->acceptor.async_accept([this](beast::error_code ec, tcp::socket socket) {
+    if (impl_->closed) return;
+    if (ec) {
+      if (ec == asio::error::operation_aborted) return;
+      // Out of descriptors (or memory): the listener stays, and accepting
+      // resumes once connections end; nothing spins meanwhile.
+      refused_("api_busy", "cannot accept a connection: " + ec.message(), "");
+      impl_->retry.expires_after(std::chrono::milliseconds(100));
+      impl_->retry.async_wait([this](beast::error_code wec) {
+        if (!wec && !impl_->closed) Accept();
+      });
+      return;
+    }
+    Accept();
+    beast::error_code peer_ec;
+    std::string peer = socket.remote_endpoint(peer_ec).address().to_string();
+    if (peer_ec) return;
+    if (impl_->connections >= options_.max_connections) {
+      refused_("api_busy", "too many connections", peer);
+      return;  // closed: the client retries
+    }
+    int& held = impl_->per_address[peer];
+    if (held >= options_.max_connections_per_address) {
+      refused_("api_busy", "too many connections from one address", peer);
+      return;  // closed
+    }
+    ++held;
+    ++impl_->connections;
+    auto session = std::make_shared<Session>(this, std::move(socket), peer);
+    impl_->sessions[session.get()] = session;
+    session->Start();
+  });
 }
 
-ApiResponse ApiServer::Dispatch(const std::string& method, const std::string& target,
-                                const std::string& authorization, const std::string& body,
-                                const std::string& client_cert_hash, const std::string& peer) {
+void ApiServer::Forget(Session* session, const std::string& peer) {
+  impl_->sessions.erase(session);
+  --impl_->connections;
+  auto it = impl_->per_address.find(peer);
+  if (it != impl_->per_address.end() && --it->second <= 0) impl_->per_address.erase(it);
+}
+
+void ApiServer::CloseAll() {
+  if (impl_->closed) return;
+  impl_->closed = true;
+  beast::error_code ec;
+  impl_->acceptor.close(ec);
+  impl_->retry.cancel();
+  // Close() forgets the session, which erases it from the map: walk a copy.
+  auto sessions = impl_->sessions;
+  for (auto& [raw, weak] : sessions) {
+    if (auto s = weak.lock()) s->Close();
+  }
+}
+
+void ApiServer::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(streams_mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  CloseAll();
+  std::unique_lock<std::mutex> lock(streams_mu_);
+  streams_done_.wait(lock, [this] { return streams_ == 0; });
+}
+
+bool ApiServer::StreamStarted() {
+  std::lock_guard<std::mutex> lock(streams_mu_);
+  if (stopping_ || streams_ >= options_.max_streams) return false;
+  ++streams_;
+  return true;
+}
+
+void ApiServer::StreamEnded() {
+  std::lock_guard<std::mutex> lock(streams_mu_);
+  --streams_;
+  streams_done_.notify_all();
+}
+
+bool ApiServer::StreamsStopping() {
+  std::lock_guard<std::mutex> lock(streams_mu_);
+  return stopping_;
+}
+
+void ApiServer::Dispatch(ApiRequest req, const std::string& authorization,
+                         const std::string& client_cert_hash, const std::string& peer,
+                         Respond respond) {
+  const std::string method = req.method, target = req.target;
   if (!text::IsValidUtf8(target)) {
     refused_("api_malformed", method + " (a request target that is not UTF-8)", peer);
-    return {400, "application/json", R"({"error":"the request target must be UTF-8"})"};
+    return respond({400, "application/json", R"({"error":"the request target must be UTF-8"})"});
   }
-  ApiRequest req{method, target, "", body};
   bool open = target == "/healthz" ||
               (options_.public_log && (target == "/checkpoint" || target.rfind("/tile/", 0) == 0));
   if (!open) {
@@ -133,147 +452,27 @@ ApiResponse ApiServer::Dispatch(const std::string& method, const std::string& ta
     if (req.identity.empty()) {
       refused_("api_unauthenticated", method + " " + std::string(text::TruncateUtf8(target, 200)),
                peer);
-      return {401, "application/json",
-              R"({"error":"a valid bearer token or client certificate is required"})"};
+      return respond({401, "application/json",
+                      R"({"error":"a valid bearer token or client certificate is required"})"});
     }
   }
-  ApiResponse res;
-  try {
-    res = handler_(req);
-  } catch (const std::exception& e) {
-    // Handlers on this thread (the events query) must not end the
-    // connection unanswered either.
-    res = {500, "application/json", R"({"error":"internal error"})"};
-  }
-  if (res.status == 403) {
-    // Authorization failures are recorded like authentication failures.
-    refused_("api_forbidden",
-             req.identity + ": " + method + " " +
-                 std::string(
-                     text::TruncateUtf8(std::string_view(target).substr(0, target.find('?')), 200)),
-             peer);
-  }
-  return res;
-}
-
-void ApiServer::Serve(int fd, const std::string& peer) {
-  // Every operation below is asynchronous on this connection's own loop and
-  // waited for at once: Beast's stream deadlines (expires_after) apply only
-  // to asynchronous operations, and with blocking calls a client that
-  // connected and sent nothing held its thread and its slot for ever.
-  asio::io_context io;
-  auto wait = [&io](auto start) {
-    beast::error_code result;
-    start([&result](beast::error_code e, auto&&...) { result = e; });
-    io.restart();
-    io.run();
-    return result;
+  // Authorization failures are recorded like authentication failures.
+  std::string forbidden_detail =
+      req.identity + ": " + method + " " +
+      std::string(text::TruncateUtf8(std::string_view(target).substr(0, target.find('?')), 200));
+  Respond answer = [refused = refused_, respond, forbidden_detail, peer](ApiResponse out) {
+    if (out.status == 403) refused("api_forbidden", forbidden_detail, peer);
+    respond(std::move(out));
   };
-  const auto idle = std::chrono::milliseconds(options_.idle_timeout_ms);
   try {
-    beast::ssl_stream<beast::tcp_stream> stream(io, impl_->tls);
-    beast::get_lowest_layer(stream).socket().assign(tcp::v4(), fd);
-    beast::get_lowest_layer(stream).expires_after(idle);
-    if (wait([&](auto done) { stream.async_handshake(asio::ssl::stream_base::server, done); })) {
-      return;  // not TLS, or too slow: nothing to answer
-    }
-    // The client's certificate, if it sent one, by its fingerprint.
-    std::string client_cert_hash;
-    if (X509* cert = SSL_get1_peer_certificate(stream.native_handle())) {
-      unsigned char* der = nullptr;
-      int len = i2d_X509(cert, &der);
-      if (len > 0) {
-        client_cert_hash = tlog::HexEncode(tlog::Sha256::Of({der, static_cast<size_t>(len)}));
-      }
-      OPENSSL_free(der);
-      X509_free(cert);
-    }
-    beast::flat_buffer buffer;
-    while (!stopping_) {
-      http::request_parser<http::string_body> parser;
-      parser.body_limit(options_.max_body_bytes);
-      parser.header_limit(16 * 1024);
-      beast::error_code ec;
-      beast::get_lowest_layer(stream).expires_after(idle);
-      ec = wait([&](auto done) { http::async_read(stream, buffer, parser, done); });
-      if (ec == http::error::end_of_stream || ec == asio::ssl::error::stream_truncated) break;
-      ApiResponse out;
-      bool keep = false;
-      bool oversized = ec == http::error::body_limit;
-      if (oversized) {
-        out = {413, "application/json", R"({"error":"request body too large"})"};
-      } else if (ec) {
-        break;  // not HTTP: nothing to answer
-      } else {
-        auto& msg = parser.get();
-        keep = msg.keep_alive();
-        std::string auth(msg[http::field::authorization]);
-        out = Dispatch(std::string(msg.method_string()), std::string(msg.target()), auth,
-                       msg.body(), client_cert_hash, peer);
-      }
-      if (out.stream) {
-        if (streams_.fetch_add(1) >= options_.max_streams) {
-          streams_--;
-          refused_("api_busy", "too many event streams", peer);
-          out = {503, "application/json", R"({"error":"too many event streams; retry later"})"};
-        } else {
-          // Headers, then the body as the handler writes it, until it ends or
-          // the client goes; the end of the connection ends the body.
-          http::response<http::empty_body> head{static_cast<http::status>(out.status), 11};
-          head.set(http::field::server, "latch-collector");
-          head.set(http::field::content_type, out.content_type);
-          head.set(http::field::cache_control, "no-cache");
-          head.keep_alive(false);
-          http::response_serializer<http::empty_body> sr(head);
-          beast::get_lowest_layer(stream).expires_after(idle);
-          ec = wait([&](auto done) { http::async_write_header(stream, sr, done); });
-          beast::get_lowest_layer(stream).expires_never();
-          if (!ec) {
-            out.stream([&](const std::string& data) {
-              beast::error_code wec;
-              beast::get_lowest_layer(stream).expires_after(idle);
-              wec = wait([&](auto done) { asio::async_write(stream, asio::buffer(data), done); });
-              return !wec && !stopping_;
-            });
-          }
-          streams_--;
-          break;
-        }
-      }
-      http::response<http::string_body> res{static_cast<http::status>(out.status), 11};
-      res.set(http::field::server, "latch-collector");
-      res.set(http::field::content_type, out.content_type);
-      res.keep_alive(keep);
-      res.body() = std::move(out.body);
-      res.prepare_payload();
-      beast::get_lowest_layer(stream).expires_after(idle);
-      ec = wait([&](auto done) { http::async_write(stream, res, done); });
-      if (oversized && !ec) {
-        // Lingering close: take in (and drop) what the client is still
-        // sending, bounded, so closing with unread data does not reset the
-        // connection and destroy the answer before the client reads it.
-        beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
-        char sink[16384];
-        size_t drained = 0;
-        beast::error_code dec;
-        while (drained < (4u << 20)) {
-          size_t n = 0;
-          dec = wait([&](auto done) {
-            stream.async_read_some(asio::buffer(sink), [&n, done](beast::error_code e, size_t got) {
-              n = got;
-              done(e);
-            });
-          });
-          if (dec) break;
-          drained += n;
-        }
-      }
-      if (ec || !keep) break;
-    }
-    beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(2));
-    (void)wait([&](auto done) { stream.async_shutdown(done); });
+    handler_(std::move(req), answer);
   } catch (const std::exception& e) {
-    // A failed handshake or a reset connection ends only that connection.
+    // Whatever a handler throws ends this request only (a 500), not the
+    // connection unanswered or the loop.
+    logging::Default().Error(
+        "API handler failed; answered 500",
+        {{"method", method}, {"path", target.substr(0, target.find('?'))}, {"error", e.what()}});
+    answer({500, "application/json", R"({"error":"internal error"})"});
   }
 }
 

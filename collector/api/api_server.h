@@ -2,30 +2,39 @@
 // Callers authenticate with a bearer token; the server keeps only SHA-256
 // hashes of the tokens, each mapped to an identity of the policy. Every
 // request is size-checked and handed, with the caller's identity, to the
-// handler, which the collector runs on its own loop thread (its workflow
-// state has one owner); a refused call answers 401 and is reported to the
-// handler's refusal hook, which records it.
+// handler, which answers through a Respond callback from whatever thread did
+// the work (the collector's loop for workflow state, a worker for index
+// reads); a refused call answers 401 and is reported to the refusal hook,
+// which records it.
 //
-// Connections are served by a thread each, at most max_connections at once,
-// and at most max_connections_per_address from one peer address (more are
-// closed at once, and recorded): an operators' and auditors' API, not a
-// public one. A connection that sends nothing for idle_timeout_ms (in its TLS
-// handshake, inside a request, or between keep-alive requests), or does not
-// take what it is sent for as long, is closed: 64 idle sockets once locked
-// every approver out (issue 14).
+// Every connection is asynchronous on one io_context, run by one thread (the
+// caller's): an idle or slow client costs a socket, not a thread, so holding
+// a thousand connections open does not keep an approver out (issue 15; before
+// it, 64 idle sockets did). What bounds a connection is time and size: one
+// that sends nothing for idle_timeout_ms (in its TLS handshake, inside a
+// request, or between keep-alive requests), or takes longer than that to
+// send a request's head and body, or does not take what it is sent for as
+// long, is closed; a head is at most 16 KiB and a body max_body_bytes. At
+// most max_connections_per_address come from one peer address (more are
+// closed at once and recorded): an operators' and auditors' API, not a public
+// one. Streamed responses (server-sent events) run their producer on a thread
+// each, at most max_streams of them, writing through the loop.
 #pragma once
 
-#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <utility>
 
 #include "tlog/status.h"
+
+namespace boost::asio {
+class io_context;
+}
 
 namespace latch::api {
 
@@ -47,8 +56,8 @@ struct ApiResponse {
   std::string content_type = "application/json";
   std::string body;
   // Set for a streamed response (server-sent events): the server sends the
-  // status and headers, then calls it with a writer until it returns; the
-  // connection closes after it. `body` is ignored.
+  // status and headers, then calls it on a thread of its own with a writer
+  // until it returns; the connection closes after it. `body` is ignored.
   std::function<void(const StreamWrite& write)> stream;
 };
 
@@ -62,7 +71,10 @@ struct ApiOptions {
   // a request that carries no bearer token.
   std::map<std::string, std::string> client_cert_hashes;
   size_t max_body_bytes = 64 * 1024;
-  int max_connections = 64;
+  // Connections held at once: bounded by file descriptors, not threads.
+  // Start() raises the process's soft descriptor limit toward it and lowers
+  // it (with a warning) to what the hard limit leaves.
+  int max_connections = 4096;
   int max_connections_per_address = 16;
   int idle_timeout_ms = 10000;
   int max_streams = 16;  // of those, streamed responses at once (more: 503)
@@ -73,37 +85,52 @@ struct ApiOptions {
 
 class ApiServer {
  public:
-  using Handler = std::function<ApiResponse(const ApiRequest&)>;
+  // Answers one request; callable once, from any thread.
+  using Respond = std::function<void(ApiResponse)>;
+  // Must call `respond` exactly once, now or later, from any thread; it runs
+  // on the io_context's thread and must not block it.
+  using Handler = std::function<void(ApiRequest request, Respond respond)>;
   // A refused request or connection: its kind, what it was, the peer's address.
   using RefusalHook = std::function<void(const std::string& what, const std::string& detail,
                                          const std::string& peer)>;
 
-  ApiServer(ApiOptions options, Handler handler, RefusalHook refused);
+  // Serves on `io`, which the caller runs (on one thread) for as long as
+  // the server lives.
+  ApiServer(boost::asio::io_context& io, ApiOptions options, Handler handler, RefusalHook refused);
   ~ApiServer();
-  // Binds and starts serving on a thread of its own.
+  // Binds and starts accepting (on the io_context's thread from then on).
   Status Start();
+  // Closes the listener and every connection and waits for stream producers
+  // to end. Call it on the io_context's thread, or from another while that
+  // thread runs.
   void Stop();
-  bool stopping() const { return stopping_.load(); }
   uint16_t port() const { return bound_port_; }
 
  private:
+  class Session;
   struct Impl;
-  void Serve(int fd, const std::string& peer);
-  ApiResponse Dispatch(const std::string& method, const std::string& target,
-                       const std::string& authorization, const std::string& body,
-                       const std::string& client_cert_hash, const std::string& peer);
+  void Accept();
+  void CloseAll();
+  // Authentication, then the handler; calls `respond` with a refusal itself.
+  void Dispatch(ApiRequest req, const std::string& authorization,
+                const std::string& client_cert_hash, const std::string& peer, Respond respond);
+  // Stream producers (threads of their own), counted so Stop can wait.
+  bool StreamStarted();
+  void StreamEnded();
+  bool StreamsStopping();
+  // A session's end (on the io_context's thread): its slots are free again.
+  void Forget(Session* session, const std::string& peer);
 
+  boost::asio::io_context& io_;
   ApiOptions options_;
   Handler handler_;
   RefusalHook refused_;
-  std::unique_ptr<Impl> impl_;
-  std::thread acceptor_;
-  std::atomic<bool> stopping_{false};
-  std::mutex per_address_mu_;
-  std::map<std::string, int> per_address_;  // GUARDED_BY(per_address_mu_)
-  std::atomic<int> connections_{0};
-  std::atomic<int> streams_{0};
+  std::unique_ptr<Impl> impl_;  // owned by the io_context's thread after Start()
   uint16_t bound_port_ = 0;
+  std::mutex streams_mu_;
+  std::condition_variable streams_done_;
+  int streams_ = 0;        // guarded by streams_mu_
+  bool stopping_ = false;  // guarded by streams_mu_
 };
 
 // Lower-case hex SHA-256 of a token, as the configuration stores it.

@@ -1,6 +1,6 @@
-// The collector's HTTPS API routes. The ApiServer authenticates and hands
-// each request here through CallOnLoop, so the handlers run on the loop
-// thread that owns the ledger's workflow state.
+// The collector's HTTPS API routes. The ApiServer authenticates on the loop
+// and hands each request to RouteApi: workflow routes run on the loop, which
+// owns that state; ledger and index reads run on a worker.
 #include <unistd.h>
 
 #include <chrono>
@@ -85,22 +85,15 @@ Status CollectorServer::StartApi() {
   o.public_log = config_.api_public_log;
   LATCH_RETURN_IF_ERROR(api::EnsureTlsIdentity(o.cert_path, o.key_path));
   api_ = std::make_unique<api::ApiServer>(
-      o,
-      [this](const api::ApiRequest& r) {
-        std::string path = r.target.substr(0, r.target.find('?'));
-        if (r.method == "GET" && path == "/v1/events") return HandleEventsQuery(r);
-        if (r.method == "GET" && path == "/v1/events/stream") return HandleEventsStream(r);
-        if (r.method == "GET" && path == "/v1/proof/inclusion") return HandleInclusionProof(r);
-        return CallOnLoop(r);
+      loop_->io(), o,
+      [this](api::ApiRequest r, api::ApiServer::Respond respond) {
+        RouteApi(std::move(r), std::move(respond));
       },
       [this](const std::string& what, const std::string& detail, const std::string& peer) {
-        // Recorded like every refusal (folded per second) on the loop thread.
-        {
-          std::lock_guard<std::mutex> lock(calls_mu_);
-          calls_.push_back([this, what, detail, peer] { Refuse(what, detail, "", "", peer); });
-        }
-        uint64_t one = 1;
-        (void)!::write(wake_fd_, &one, sizeof(one));
+        // Recorded like every refusal (folded per second), on the loop: the
+        // hook is called there, or from a stream's thread.
+        std::lock_guard<std::mutex> lock(calls_mu_);
+        calls_.push_back([this, what, detail, peer] { Refuse(what, detail, "", "", peer); });
       });
   return api_->Start();
 }
@@ -277,29 +270,58 @@ api::ApiResponse CollectorServer::HandleEventsStream(const api::ApiRequest& req)
   return res;
 }
 
-api::ApiResponse CollectorServer::CallOnLoop(const api::ApiRequest& req) {
-  auto done = std::make_shared<std::promise<api::ApiResponse>>();
-  auto result = done->get_future();
-  {
-    std::lock_guard<std::mutex> lock(calls_mu_);
-    if (stopping_) return Error(503, "the collector is stopping");
-    calls_.push_back([this, req, done] {
-      // No request may stop the loop: whatever a handler throws becomes a 500
-      // for that request and a log line (issue 14).
-      try {
-        done->set_value(HandleApi(req));
-      } catch (const std::exception& e) {
-        logging::Default().Error("API handler failed; answered 500",
-                                 {{"method", req.method},
-                                  {"path", req.target.substr(0, req.target.find('?'))},
-                                  {"error", e.what()}});
-        done->set_value(Error(500, "internal error"));
-      }
+void CollectorServer::RouteApi(api::ApiRequest req, api::ApiServer::Respond respond) {
+  LATCH_ASSERT_ON_LOOP(*loop_);
+  if (stopping_) return respond(Error(503, "the collector is stopping"));
+  std::string path = req.target.substr(0, req.target.find('?'));
+  api::ApiResponse (CollectorServer::*read)(const api::ApiRequest&) = nullptr;
+  if (req.method == "GET" && path == "/v1/events") read = &CollectorServer::HandleEventsQuery;
+  if (req.method == "GET" && path == "/v1/events/stream") {
+    read = &CollectorServer::HandleEventsStream;
+  }
+  if (req.method == "GET" && path == "/v1/proof/inclusion") {
+    read = &CollectorServer::HandleInclusionProof;
+  }
+  if (read == nullptr) return CallOnLoop(req, respond);
+  // Ledger reads and the index's own read connection: on a worker, so
+  // queries never hold up the loop.
+  PostToWorker([this, read, req = std::move(req), respond] {
+    try {
+      respond((this->*read)(req));
+    } catch (const std::exception& e) {
+      logging::Default().Error(
+          "API read failed; answered 500",
+          {{"path", req.target.substr(0, req.target.find('?'))}, {"error", e.what()}});
+      respond(Error(500, "internal error"));
+    }
+  });
+}
+
+void CollectorServer::CallOnLoop(const api::ApiRequest& req,
+                                 const api::ApiServer::Respond& respond) {
+  // Queued behind this turn's work, in arrival order with the agents'
+  // messages and completions (RunQueuedCalls).
+  std::lock_guard<std::mutex> lock(calls_mu_);
+  calls_.push_back([this, req, respond] {
+    // No request may stop the loop: whatever a handler throws becomes a 500
+    // for that request and a log line (issue 14).
+    try {
+      respond(HandleApi(req));
+    } catch (const std::exception& e) {
+      logging::Default().Error("API handler failed; answered 500",
+                               {{"method", req.method},
+                                {"path", req.target.substr(0, req.target.find('?'))},
+                                {"error", e.what()}});
+      respond(Error(500, "internal error"));
+    }
+  });
+  if (!turn_posted_) {
+    turn_posted_ = true;
+    loop_->Post([this] {
+      turn_posted_ = false;
+      Turn();
     });
   }
-  uint64_t one = 1;
-  (void)!::write(wake_fd_, &one, sizeof(one));
-  return result.get();
 }
 
 void CollectorServer::RunQueuedCalls() {
@@ -372,6 +394,11 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
             std::string(ledger_health_->writable() ? "1" : "0") + "\n";
     text += "# TYPE latch_collector_ledger_size gauge\nlatch_collector_ledger_size " +
             std::to_string(ledger_->size()) + "\n";
+    // Each commit is one sync and one signed checkpoint.
+    text +=
+        "# TYPE latch_collector_ledger_commits_total counter\n"
+        "latch_collector_ledger_commits_total " +
+        std::to_string(ledger_->commits()) + "\n";
     text +=
         "# TYPE latch_collector_start_replayed_entries gauge\n"
         "latch_collector_start_replayed_entries " +
@@ -539,7 +566,11 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     Status s;
     uint64_t grant_id = 0;
     if (seg[3] == "approve" || seg[3] == "deny") {
-      s = workflow_->Review(req.identity, id, seg[3] == "approve", comment, now, &r, &grant_id);
+      // The review, the grant and the decision: one batch, one sync.
+      s = RecordAsOne([&] {
+        return workflow_->Review(req.identity, id, seg[3] == "approve", comment, now, &r,
+                                 &grant_id);
+      });
     } else if (seg[3] == "cancel") {
       s = workflow_->Cancel(req.identity, id, now, &r);
     } else {

@@ -16,7 +16,7 @@
 //   cert = "<data_dir>/api.crt"          # made self-signed on first start if absent
 //   key = "<data_dir>/api.key"
 //   idle_timeout_ms = 10000              # a connection silent this long is closed
-//   max_connections_per_address = 16     # of the 64 connections, at most this many per peer
+//   max_connections_per_address = 16     # at most this many connections per peer address
 //   public_log = false                   # true: /checkpoint and /tile/ served without credentials
 //
 //   [[api_token]]                        # bearer tokens, stored hashed

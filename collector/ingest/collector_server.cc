@@ -1,5 +1,11 @@
 #include "collector/ingest/collector_server.h"
 
+// Boost 1.74's Asio needs <utility> first (see agent_daemon.h).
+#include <utility>
+// clang-format off
+#include <boost/asio.hpp>
+// clang-format on
+
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 #include <sys/eventfd.h>
@@ -8,6 +14,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -55,6 +62,26 @@ struct CollectorServer::Completion {
   uint64_t first_sequence = 0, last_sequence = 0, count = 0, first_index = 0;
   int64_t receive_time_ns = 0;
   uint64_t checkpoint_from = 0;
+};
+
+// The loop's waits: each ZeroMQ socket's ZMQ_FD and the eventfd, a 200 ms
+// tick, and the workers that answer the API's ledger and index reads.
+struct CollectorServer::Waiters {
+  explicit Waiters(boost::asio::io_context& io) : fds{Fd(io), Fd(io), Fd(io), Fd(io)}, tick(io) {}
+  using Fd = boost::asio::posix::stream_descriptor;
+  std::array<Fd, 4> fds;  // router, ZAP, admin, eventfd
+  boost::asio::steady_timer tick;
+  boost::asio::thread_pool workers{2};
+  // The descriptors belong to ZeroMQ and to the server: not closed here.
+  void Release() {
+    for (Fd& d : fds) {
+      if (!d.is_open()) continue;
+      boost::system::error_code ec;
+      d.cancel(ec);
+      d.release();
+    }
+    tick.cancel();
+  }
 };
 
 Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<CollectorServer>* out) {
@@ -111,6 +138,8 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
   }
   s->wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (s->wake_fd_ < 0) return Status::FromErrno("eventfd", errno);
+  s->loop_ = std::make_unique<Dispatcher>();
+  s->waiters_ = std::make_unique<Waiters>(s->loop_->io());
   *out = std::move(s);
   return Status::Ok();
 }
@@ -291,6 +320,8 @@ int64_t CollectorServer::NowNs() {
 }
 
 CollectorServer::~CollectorServer() {
+  api_.reset();
+  if (waiters_) waiters_->Release();
   batcher_.reset();  // commits what is pending; completions are then dropped
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
@@ -344,7 +375,39 @@ void CollectorServer::RequestPolicyReload() {
 
 Status CollectorServer::Record(const std::string& action, const std::string& actor, int64_t at_ns) {
   LATCH_RETURN_IF_ERROR(RecordWorkflow(action, actor, at_ns));
-  NotifyWebhooks(action);
+  if (open_action_) {
+    open_action_->webhooks.push_back(action);  // once the batch is durable
+  } else {
+    NotifyWebhooks(action);
+  }
+  return Status::Ok();
+}
+
+Status CollectorServer::RecordAsOne(const std::function<Status()>& action) {
+  LATCH_ASSERT_ON_LOOP(*loop_);
+  workflow::RequestBook before = workflow_->requests();
+  open_action_.emplace();
+  Status s = action();
+  OpenAction done = std::move(*open_action_);
+  open_action_.reset();
+  if (s.ok() && !done.batch.empty()) {
+    uint64_t index;
+    // Grants wait for these records before they take effect: no batch-age delay.
+    s = batcher_->Append(std::move(done.batch), &index, /*urgent=*/true);
+    if (!s.ok() && ledger_->write_failed()) NoteLedgerFailure(s);
+  }
+  if (!s.ok()) {
+    // Nothing of it is on record, so nothing of it stays: not a review
+    // without its decision, not a grant that was never recorded.
+    workflow_->RestoreRequests(std::move(before));
+    for (uint64_t id : done.issued) {
+      std::vector<std::string> unchanged;  // never pushed
+      (void)grants_->ApplyRevoked(id, &unchanged);
+    }
+    return s;
+  }
+  for (const std::string& host : done.push) PushGrantSet(host);
+  for (const std::string& a : done.webhooks) NotifyWebhooks(a);
   return Status::Ok();
 }
 
@@ -449,69 +512,20 @@ Status CollectorServer::Run() {
                                                          : std::string("off")}});
   }
   sd_notify(0, "READY=1\nSTATUS=serving");  // a no-op unless started by systemd (Type=notify)
-  while (!stopping_) {
-    zmq::pollitem_t items[] = {{router_->handle(), 0, ZMQ_POLLIN, 0},
-                               {zap_->handle(), 0, ZMQ_POLLIN, 0},
-                               {admin_->handle(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
-    try {
-      zmq::poll(items, 4, std::chrono::milliseconds(200));
-      if (items[1].revents & ZMQ_POLLIN) HandleZap();
-      if (items[3].revents & ZMQ_POLLIN) {
-        HandleCompletions();
-        RunQueuedCalls();
-      }
-      // Bounded turns per wake-up, so completions and ZAP are never starved.
-      for (int i = 0; i < 256 && (router_->get(zmq::sockopt::events) & ZMQ_POLLIN); ++i) {
-        HandleAgentMessage();
-      }
-      if (items[2].revents & ZMQ_POLLIN) HandleAdmin();
-    } catch (const zmq::error_t& e) {
-      if (e.num() == EINTR) continue;
-      return Status::IoError(std::string("collector loop: ") + e.what());
-    }
-    FlushRefusals(false);
-    if (reload_policy_.exchange(false)) {
-      Status s = workflow_->LoadPolicy(config_.policy, NowNs());
-      RefreshEventReaders();
-      if (s.ok()) {
-        logging::Default().Info("policy reloaded", {{"sha256", workflow_->policy()->hash()}});
-      } else {
-        logging::Default().Error(
-            "policy reload refused; the running policy stays",
-            {{"error", s.ToString()}, {"hint", "fix the file named and send SIGHUP again"}});
-      }
-    }
-    // A commit that failed anywhere (an agent batch, an operator's grant, a
-    // record of our own) leaves the ledger refusing writes until recovered.
-    if (ledger_->write_failed() && ledger_health_->writable()) {
-      NoteLedgerFailure(Status::IoError("a ledger commit failed to write"));
-    }
-    if (ledger_health_->TryRecover(*ledger_, pending_commits_.load() == 0)) {
-      WriteUnwritten();
-      AskForFailedAppends();
-    }
-    if (ledger_health_->writable()) {
-      // Both record before they act; while nothing can be recorded they
-      // wait (agents end a grant at its notAfter on their own).
-      if (workflow_->policy() != nullptr) workflow_->ExpireDue(NowNs());
-      RecordEndedGrants();
-    }
-    RecordSilentAgents();
-    if (uint64_t size = ledger_->size(); size != index_notified_size_) {
-      index_notified_size_ = size;
-      index_->Notify();
-    }
-    if (ledger_->size() - snapshot_size_ >= config_.snapshot_every_entries &&
-        ledger_health_->writable()) {
-      SaveSnapshot("periodic");
-    }
-  }
+  WatchSockets();
+  loop_->Run();
   sd_notify(0, "STOPPING=1");
-  // API calls queued before the stop are answered; later ones are refused
-  // (stopping_ is set), so the API threads can all finish.
+  // API calls queued before the stop are answered (briefly, the loop runs
+  // their writes); later ones are refused (stopping_ is set).
   RunQueuedCalls();
-  if (api_) api_->Stop();
+  waiters_->workers.join();  // index reads under way answer too
+  if (api_) {
+    loop_->io().restart();
+    loop_->io().run_for(std::chrono::milliseconds(100));
+    api_->Stop();
+  }
+  waiters_->Release();
+  loop_->Drain();
   FlushRefusals(true);
   index_->Stop();
   if (ledger_->size() != snapshot_size_) SaveSnapshot("stop");
@@ -523,7 +537,113 @@ Status CollectorServer::Run() {
           {{"records", unwritten_.size()}, {"reason", ledger_health_->reason()}});
     }
   }
-  return Status::Ok();
+  return loop_status_;
+}
+
+void CollectorServer::PostToWorker(std::function<void()> work) {
+  boost::asio::post(waiters_->workers, std::move(work));
+}
+
+void CollectorServer::WatchSockets() {
+  waiters_->fds[0].assign(router_->get(zmq::sockopt::fd));
+  waiters_->fds[1].assign(zap_->get(zmq::sockopt::fd));
+  waiters_->fds[2].assign(admin_->get(zmq::sockopt::fd));
+  waiters_->fds[3].assign(wake_fd_);
+  for (size_t i = 0; i < waiters_->fds.size(); ++i) Watch(i);
+  Tick();
+}
+
+void CollectorServer::Watch(size_t which) {
+  waiters_->fds[which].async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                                  [this, which](const boost::system::error_code& ec) {
+                                    if (ec) return;
+                                    Turn();
+                                    if (!stopping_) Watch(which);
+                                  });
+}
+
+// Periodic duties, and a turn even if an edge of ZMQ_FD (which signals
+// changes, not levels) was taken in by a send.
+void CollectorServer::Tick() {
+  waiters_->tick.expires_after(std::chrono::milliseconds(200));
+  waiters_->tick.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    Turn();
+    if (!stopping_) Tick();
+  });
+}
+
+void CollectorServer::Turn() {
+  LATCH_ASSERT_ON_LOOP(*loop_);
+  if (stopping_) return loop_->Exit();
+  bool more = false;
+  try {
+    while (zap_->get(zmq::sockopt::events) & ZMQ_POLLIN) HandleZap();
+    HandleCompletions();
+    RunQueuedCalls();
+    // Bounded turns per wake-up, so completions and ZAP are never starved.
+    for (int i = 0; i < 256 && (router_->get(zmq::sockopt::events) & ZMQ_POLLIN); ++i) {
+      HandleAgentMessage();
+    }
+    if (admin_->get(zmq::sockopt::events) & ZMQ_POLLIN) HandleAdmin();
+    more = (router_->get(zmq::sockopt::events) & ZMQ_POLLIN) ||
+           (admin_->get(zmq::sockopt::events) & ZMQ_POLLIN) ||
+           (zap_->get(zmq::sockopt::events) & ZMQ_POLLIN);
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EINTR) {
+      loop_status_ = Status::IoError(std::string("collector loop: ") + e.what());
+      stopping_ = true;
+      return loop_->Exit();
+    }
+  }
+  Maintain();
+  // What is left is taken on the next turn, after what else is queued.
+  if (more && !turn_posted_) {
+    turn_posted_ = true;
+    loop_->Post([this] {
+      turn_posted_ = false;
+      Turn();
+    });
+  }
+}
+
+void CollectorServer::Maintain() {
+  FlushRefusals(false);
+  if (reload_policy_.exchange(false)) {
+    Status s = workflow_->LoadPolicy(config_.policy, NowNs());
+    RefreshEventReaders();
+    if (s.ok()) {
+      logging::Default().Info("policy reloaded", {{"sha256", workflow_->policy()->hash()}});
+    } else {
+      logging::Default().Error(
+          "policy reload refused; the running policy stays",
+          {{"error", s.ToString()}, {"hint", "fix the file named and send SIGHUP again"}});
+    }
+  }
+  // A commit that failed anywhere (an agent batch, an operator's grant, a
+  // record of our own) leaves the ledger refusing writes until recovered.
+  if (ledger_->write_failed() && ledger_health_->writable()) {
+    NoteLedgerFailure(Status::IoError("a ledger commit failed to write"));
+  }
+  if (ledger_health_->TryRecover(*ledger_, pending_commits_.load() == 0)) {
+    WriteUnwritten();
+    AskForFailedAppends();
+  }
+  if (ledger_health_->writable()) {
+    // Both record before they act; while nothing can be recorded they
+    // wait (agents end a grant at its notAfter on their own).
+    if (workflow_->policy() != nullptr) workflow_->ExpireDue(NowNs());
+    RecordEndedGrants();
+  }
+  RecordSilentAgents();
+  if (uint64_t size = ledger_->size(); size != index_notified_size_) {
+    index_notified_size_ = size;
+    index_->Notify();
+  }
+  if (ledger_->size() - snapshot_size_ >= config_.snapshot_every_entries &&
+      ledger_health_->writable()) {
+    SaveSnapshot("periodic");
+  }
 }
 
 void CollectorServer::NoteLedgerFailure(const Status& why) { ledger_health_->Failed(why); }
@@ -1163,9 +1283,11 @@ Status WorkflowEntry(const std::string& action, const std::string& host, int64_t
 
 Status CollectorServer::RecordWorkflow(const std::string& action, const std::string& host,
                                        int64_t at_ns) {
+  if (!ledger_health_->writable()) return Status::IoError(ledger_health_->reason());
+  // Inside RecordAsOne: gathered into its batch, written when it ends.
+  if (open_action_) return WorkflowEntry(action, host, at_ns, &open_action_->batch);
   ledger::EntryBatch batch;
   LATCH_RETURN_IF_ERROR(WorkflowEntry(action, host, at_ns, &batch));
-  if (!ledger_health_->writable()) return Status::IoError(ledger_health_->reason());
   uint64_t index;
   // Grants wait for this record before they take effect: no batch-age delay.
   Status s = batcher_->Append(std::move(batch), &index, /*urgent=*/true);
@@ -1215,6 +1337,12 @@ Status CollectorServer::IssueGrant(const GrantSpec& spec, const std::string& act
     logging::Default().Error("recorded grant not applied (should not happen)",
                              {{"error", s.ToString()}});
     return s;
+  }
+  if (open_action_) {
+    // Pushed once the action's batch is durable (RecordAsOne).
+    open_action_->issued.push_back(*id);
+    open_action_->push.insert(changed.begin(), changed.end());
+    return Status::Ok();
   }
   for (const std::string& h : changed) PushGrantSet(h);
   return Status::Ok();
@@ -1279,8 +1407,11 @@ void CollectorServer::HandleWorkflowAdmin(const std::string& op, const nlohmann:
                              j.value("reason", ""), now, &r);
     }
   } else if (op == "review") {
-    s = workflow_->Review(identity, j.at("request_id").get<uint64_t>(), j.at("approve").get<bool>(),
-                          j.value("comment", ""), now, &r, &grant_id);
+    s = RecordAsOne([&] {
+      return workflow_->Review(identity, j.at("request_id").get<uint64_t>(),
+                               j.at("approve").get<bool>(), j.value("comment", ""), now, &r,
+                               &grant_id);
+    });
   } else {
     s = workflow_->Cancel(identity, j.at("request_id").get<uint64_t>(), now, &r);
   }

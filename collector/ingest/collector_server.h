@@ -1,7 +1,9 @@
-// CollectorServer: the collector's channel to its agents. One thread runs a
-// ZeroMQ loop over a CURVE ROUTER socket (agents), the ZAP handler that
-// admits only enrolled agent keys, an admin socket (issue and revoke grants)
-// and an eventfd the ledger's committer signals when a batch is durable.
+// CollectorServer: the collector's channel to its agents. One thread runs
+// the loop (loop/dispatcher.h): a CURVE ROUTER socket (agents), the ZAP
+// handler that admits only enrolled agent keys, an admin socket (issue and
+// revoke grants), the HTTPS API's connections, and an eventfd the ledger's
+// committer (and Stop, from a signal handler) signals. The ZeroMQ sockets
+// are waited on by Asio through their ZMQ_FD, like the agent's.
 //
 // Ingest: a batch is decoded and validated, records already in the ledger
 // (by host, boot and sequence) are dropped, the rest are appended; the agent
@@ -37,6 +39,7 @@
 #include "collector/ingest/state_snapshot.h"
 #include "collector/ledger/batcher.h"
 #include "collector/ledger/ledger.h"
+#include "collector/loop/dispatcher.h"
 #include "collector/notify/webhook_sender.h"
 #include "collector/workflow/workflow_service.h"
 #include "schemas/curve_key.h"
@@ -126,10 +129,14 @@ class CollectorServer : private workflow::WorkflowSink {
   Status IssueGrant(const workflow::ApprovedGrant& grant, const std::string& actor,
                     uint64_t* grant_id) override;
   void HandleWorkflowAdmin(const std::string& op, const nlohmann::json& j, nlohmann::json* reply);
-  // The HTTPS API (collector_api.cc): requests run on the loop thread.
+  // The HTTPS API (collector_api.cc): its connections are served on the
+  // loop; routes that read the ledger or the index run on a worker.
   Status StartApi();
-  api::ApiResponse CallOnLoop(const api::ApiRequest& req);
+  void RouteApi(api::ApiRequest req, api::ApiServer::Respond respond);
+  void CallOnLoop(const api::ApiRequest& req, const api::ApiServer::Respond& respond);
   void RunQueuedCalls();
+  // Runs blocking reads (ledger, index) off the loop.
+  void PostToWorker(std::function<void()> work);
   api::ApiResponse HandleApi(const api::ApiRequest& req);
   // GET /v1/events: answered on the API thread (ledger reads and the index's
   // own read connection), so queries never hold up the loop.
@@ -149,6 +156,14 @@ class CollectorServer : private workflow::WorkflowSink {
   // The answer to a failed read of the events index; a damaged index is
   // reported to the follower, which rebuilds it.
   api::ApiResponse IndexReadFailed(const Status& s);
+  // One turn of the loop: what the sockets and the eventfd hold, bounded,
+  // then the periodic duties (Maintain). Run after any of them signals, and
+  // at least every 200 ms.
+  void Turn();
+  void Maintain();
+  void WatchSockets();
+  void Watch(size_t which);
+  void Tick();
   void HandleZap();
   void HandleAgentMessage();
   void HandleAdmin();
@@ -171,6 +186,19 @@ class CollectorServer : private workflow::WorkflowSink {
   // Appends one workflow record (canonical WorkflowAction bytes) and waits.
   // `at_ns`: the time the record carries (when its effect was decided).
   Status RecordWorkflow(const std::string& action, const std::string& host, int64_t at_ns);
+  // Runs `action` (a review: its record, the grant, the decision) with its
+  // records gathered into one batch, appended with one sync before any of
+  // them takes effect outside (grant sets pushed, webhooks). If the action
+  // fails, or its batch is not written, the request and grant books are as
+  // they were before it.
+  Status RecordAsOne(const std::function<Status()>& action);
+  struct OpenAction {
+    ledger::EntryBatch batch;
+    std::vector<std::string> webhooks;  // workflow records to announce
+    std::vector<uint64_t> issued;       // grants in the book, not yet pushed
+    std::set<std::string> push;         // hosts whose sets changed
+  };
+  std::optional<OpenAction> open_action_;
   void RecordWorkflowAsync(const std::string& action, const std::string& host);
 
   CollectorConfig config_;
@@ -182,6 +210,13 @@ class CollectorServer : private workflow::WorkflowSink {
   std::unique_ptr<GrantBook> grants_;
   std::unique_ptr<workflow::WorkflowService> workflow_;
   std::atomic<bool> reload_policy_{false};
+  // The loop, and what waits on it (sockets' descriptors, the tick, the
+  // workers for blocking reads); declared before what registers with it.
+  std::unique_ptr<Dispatcher> loop_;
+  struct Waiters;
+  std::unique_ptr<Waiters> waiters_;
+  Status loop_status_;  // why the loop ended, if it failed
+  bool turn_posted_ = false;
   std::unique_ptr<api::ApiServer> api_;
   // Webhooks for requests, reviews and decisions, sent once they are recorded.
   std::unique_ptr<notify::WebhookSender> webhooks_;

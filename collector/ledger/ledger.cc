@@ -230,7 +230,11 @@ Status Ledger::Commit(std::span<const EntryBatch* const> batches, uint64_t* firs
   for (const EntryBatch* b : batches) count += b->size();
   if (count == 0) return Status::Ok();
   Status s = WriteBatch(batches);
-  if (!s.ok()) failed_ = true;
+  if (!s.ok()) {
+    failed_ = true;
+  } else {
+    commits_++;
+  }
   return s;
 }
 

@@ -66,6 +66,8 @@ class Ledger : public TileSource, public tlog::StoredHashReader {
   Status Commit(std::span<const EntryBatch* const> batches, uint64_t* first_index);
 
   uint64_t size() const;
+  // Commits written (each one sync and one signed checkpoint) since open.
+  uint64_t commits() const { return commits_.load(); }
   // Whether a commit failed to write (a full or failing disk): the ledger then
   // refuses every further commit until it is opened again or recovered.
   bool write_failed() const { return failed_.load(); }
@@ -118,6 +120,7 @@ class Ledger : public TileSource, public tlog::StoredHashReader {
   RightEdge edge_;  // committer's state, ahead of `size_` only inside Commit
   std::vector<std::vector<tlog::Hash>> completed_;  // scratch: hashes a batch completes, by level
   std::atomic<bool> failed_{false};  // set by Commit on a write error; read by anyone
+  std::atomic<uint64_t> commits_{0};
 
   std::mutex commit_mu_;         // one Commit at a time
   mutable std::mutex state_mu_;  // guards the committed view below

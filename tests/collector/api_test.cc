@@ -16,6 +16,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 // clang-format on
+#include <atomic>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -381,6 +382,134 @@ TEST_F(ApiTest, IdleConnectionsCannotLockApproversOut) {
   }
   EXPECT_EQ(ended, 2);  // the fifth and sixth
   for (int fd : idle) ::close(fd);
+}
+
+// Issue 15: connections cost a socket, not a thread. With 1,000 idle TCP
+// connections, 100 idle TLS sessions and 50 clients trickling a request a
+// byte a second all held open (from 100 loopback addresses, within each
+// address's share), an approver's approval is answered at once. Before, a
+// thread served each connection and 64 of them refused everyone else.
+TEST_F(ApiTest, AnApproverIsAnsweredWhileAThousandConnectionsAreHeld) {
+  Reply r = Call(http::verb::post, "/v1/requests", kTess,
+                 R"({"resource":"db","duration":"10m","reason":"held open"})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  uint64_t id = nlohmann::json::parse(r.body)["id"];
+  const asio::ip::tcp::endpoint server(asio::ip::make_address("127.0.0.1"), server_->api_port());
+  asio::io_context io;
+  int next_source = 0;
+  // Each connection from the next of 100 addresses in 127.0.3.0/24.
+  auto open_from_next = [&](asio::ip::tcp::socket& s) {
+    std::string from = "127.0.3." + std::to_string(1 + next_source++ % 100);
+    s.open(asio::ip::tcp::v4());
+    s.bind({asio::ip::make_address(from), 0});
+    s.connect(server);
+  };
+  std::vector<asio::ip::tcp::socket> idle_tcp;
+  for (int i = 0; i < 1000; ++i) {
+    idle_tcp.emplace_back(io);
+    ASSERT_NO_THROW(open_from_next(idle_tcp.back())) << i;
+  }
+  asio::ssl::context tls(asio::ssl::context::tls_client);
+  tls.set_verify_mode(asio::ssl::verify_none);
+  std::vector<std::unique_ptr<beast::ssl_stream<asio::ip::tcp::socket>>> idle_tls, slow;
+  for (int i = 0; i < 150; ++i) {
+    auto s = std::make_unique<beast::ssl_stream<asio::ip::tcp::socket>>(io, tls);
+    ASSERT_NO_THROW(open_from_next(s->next_layer())) << i;
+    ASSERT_NO_THROW(s->handshake(asio::ssl::stream_base::client)) << i;
+    (i < 100 ? idle_tls : slow).push_back(std::move(s));
+  }
+  std::atomic<bool> done{false};
+  std::thread trickle([&] {
+    const std::string request = "GET /v1/requests HTTP/1.1\r\nHost: localhost\r\n";
+    for (size_t at = 0; !done && at < request.size(); ++at) {
+      for (auto& s : slow) {
+        beast::error_code ec;
+        asio::write(*s, asio::buffer(&request[at], 1), ec);
+      }
+      for (int i = 0; i < 10 && !done; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  auto start = std::chrono::steady_clock::now();
+  r = Call(http::verb::post, "/v1/requests/" + std::to_string(id) + "/approve", kAnn,
+           R"({"comment":"ok"})");
+  auto took = std::chrono::steady_clock::now() - start;
+  done = true;
+  trickle.join();
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_LT(took, std::chrono::seconds(1));
+  // They were held, not refused: the server has closed none of them.
+  int open = 0;
+  for (auto& s : idle_tcp) {
+    pollfd p{s.native_handle(), POLLIN, 0};
+    if (::poll(&p, 1, 0) == 0) ++open;
+  }
+  EXPECT_EQ(open, 1000);
+}
+
+// Issue 15: an approval wrote its review, its grant and its decision as
+// three commits, three syncs one after another. They are one batch now,
+// durable before the grant is pushed.
+TEST_F(ApiTest, AnApprovalIsOneCommit) {
+  Reply r = Call(http::verb::post, "/v1/requests", kTess,
+                 R"({"resource":"db","duration":"10m","reason":"one sync"})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  uint64_t id = nlohmann::json::parse(r.body)["id"];
+  auto metric = [&](const std::string& name) {
+    std::string text = Call(http::verb::get, "/metrics", kAnn).body;
+    size_t at = text.find("\n" + name + " ");
+    EXPECT_NE(at, std::string::npos) << name;
+    return at == std::string::npos ? 0 : std::stoull(text.substr(at + name.size() + 2));
+  };
+  uint64_t commits = metric("latch_collector_ledger_commits_total");
+  uint64_t size = metric("latch_collector_ledger_size");
+  r = Call(http::verb::post, "/v1/requests/" + std::to_string(id) + "/approve", kAnn,
+           R"({"comment":"ok"})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(metric("latch_collector_ledger_size") - size, 3u);  // reviewed, issued, decided
+  EXPECT_EQ(metric("latch_collector_ledger_commits_total") - commits, 1u);
+}
+
+// Issue 15: an approval whose grant cannot be made (here tess lost her uid
+// in a policy reload) left its review on record and the request approved
+// without a grant. Its records now land together or not at all.
+TEST_F(ApiTest, AnApprovalThatCannotIssueItsGrantLeavesNothingBehind) {
+  Reply r = Call(http::verb::post, "/v1/requests", kTess,
+                 R"({"resource":"db","duration":"10m","reason":"no uid"})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  uint64_t id = nlohmann::json::parse(r.body)["id"];
+  auto ledger_size = [&] {
+    std::string text = Call(http::verb::get, "/metrics", kAnn).body;
+    size_t at = text.find("\nlatch_collector_ledger_size ");
+    return at == std::string::npos ? 0 : std::stoull(text.substr(at + 29));
+  };
+  uint64_t before_reload = ledger_size();
+  std::string policy;
+  {
+    std::ifstream in(config_.policy);
+    policy.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  size_t uid = policy.find("uid = 4000\n");
+  ASSERT_NE(uid, std::string::npos);
+  std::ofstream(config_.policy) << policy.erase(uid, 11);
+  server_->RequestPolicyReload();
+  for (int i = 0; i < 100 && ledger_size() == before_reload; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  uint64_t size = ledger_size();
+  ASSERT_EQ(size, before_reload + 1);  // policyLoaded
+  r = Call(http::verb::post, "/v1/requests/" + std::to_string(id) + "/approve", kAnn,
+           R"({"comment":"ok"})");
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_NE(r.body.find("principal"), std::string::npos) << r.body;
+  EXPECT_EQ(ledger_size(), size);
+  r = Call(http::verb::get, "/v1/requests/" + std::to_string(id), kAnn);
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto j = nlohmann::json::parse(r.body);
+  EXPECT_EQ(j["state"], "pending") << r.body;
+  EXPECT_TRUE(j["reviews"].empty()) << r.body;
 }
 
 // Issue 14: /checkpoint and /tile/ served every entry (reasons, comments,
