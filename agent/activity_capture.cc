@@ -15,12 +15,12 @@
 #include <thread>
 
 #include "activity.skel.h"
-#include "agent/activity_record.h"
 #include "agent/boot_clock.h"
 #include "agent/kernel_fs.h"
 #include "agent/libbpf_log.h"
 #include "agent/percpu_counters.h"
-#include "logging/logger.h"
+#include "lib/logging/logger.h"
+#include "schemas/activity_record.h"
 
 namespace latch::agent {
 namespace {
@@ -530,7 +530,7 @@ Status ActivityCapture::DescribePinned(const std::string& pin_dir, std::string* 
                     " principals in the watch set\n  kind              sent      lost  held back\n";
   for (uint32_t k = 1; k < LATCH_ACT_KINDS; ++k) {
     char line[128];
-    std::snprintf(line, sizeof(line), "  %-15s %9llu %9llu %10llu\n", ActivityKindName(k),
+    std::snprintf(line, sizeof(line), "  %-15s %9llu %9llu %10llu\n", record::ActivityKindName(k),
                   static_cast<unsigned long long>(c[LATCH_ACT_CTR_SUBMITTED + k]),
                   static_cast<unsigned long long>(c[LATCH_ACT_CTR_LOST + k]),
                   static_cast<unsigned long long>(c[LATCH_ACT_CTR_SUPPRESSED + k]));

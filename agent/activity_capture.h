@@ -35,7 +35,7 @@
 
 #include "activity_abi.h"
 #include "agent/enforcer.h"
-#include "tlog/status.h"
+#include "lib/status/status.h"
 
 struct latch_activity;
 struct bpf_link;

@@ -5,9 +5,9 @@
 #include <set>
 
 #include "agent/kernel_fs.h"
-#include "config/toml_settings.h"
+#include "lib/config/toml_settings.h"
+#include "lib/tlog/signed_note.h"
 #include "schemas/curve_key.h"
-#include "tlog/signed_note.h"
 
 namespace latch::agent {
 namespace {
@@ -16,7 +16,7 @@ using config::Bad;
 using config::CheckKeys;
 using config::Get;
 
-Status ParseResource(const toml::table& t, const std::string& source, Resource* r) {
+Status ParseResource(const toml::table& t, const std::string& source, resource::Resource* r) {
   LATCH_RETURN_IF_ERROR(
       CheckKeys(t, source, {"id", "name", "destinations", "protocol", "ports", "mode"}));
   int64_t id = 0;
@@ -31,9 +31,9 @@ Status ParseResource(const toml::table& t, const std::string& source, Resource* 
   LATCH_RETURN_IF_ERROR(Get(t, source, "protocol", &protocol, false));
   LATCH_RETURN_IF_ERROR(Get(t, source, "ports", &ports, true));
   LATCH_RETURN_IF_ERROR(Get(t, source, "mode", &mode, false));
-  Status s = ParseProtocol(protocol, &r->protocol);
-  if (s.ok()) s = ParsePortRange(ports, &r->port_lo, &r->port_hi);
-  if (s.ok()) s = ParseMode(mode, &r->mode);
+  Status s = resource::ParseProtocol(protocol, &r->protocol);
+  if (s.ok()) s = resource::ParsePortRange(ports, &r->port_lo, &r->port_hi);
+  if (s.ok()) s = resource::ParseMode(mode, &r->mode);
   if (!s.ok()) return Bad(source, t.source(), "resource '" + r->name + "': " + s.message());
   const toml::array* dests = t["destinations"].as_array();
   if (dests == nullptr || dests->empty()) {
@@ -43,7 +43,7 @@ Status ParseResource(const toml::table& t, const std::string& source, Resource* 
   for (const toml::node& d : *dests) {
     auto text = d.value<std::string>();
     if (!text) return Bad(source, d.source(), "destinations must be strings");
-    s = ParseDestination(*text, r);
+    s = resource::ParseDestination(*text, r);
     if (!s.ok()) return Bad(source, d.source(), "resource '" + r->name + "': " + s.message());
   }
   return Status::Ok();
@@ -242,7 +242,7 @@ Status ParseAgentConfig(std::string_view toml_text, const std::string& source, A
   }
   // Catch duplicate ids and oversized rule sets now, not at apply time.
   std::map<std::pair<uint32_t, std::array<uint8_t, 16>>, latch_cidr_rules> compiled;
-  Status s = CompileResources(c.resources, &compiled);
+  Status s = resource::CompileResources(c.resources, &compiled);
   if (!s.ok()) return Status::InvalidArgument(source + ": " + s.message());
   *out = std::move(c);
   return Status::Ok();

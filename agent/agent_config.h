@@ -51,8 +51,8 @@
 
 #include "agent/activity_capture.h"
 #include "agent/argv_redactor.h"
-#include "agent/resource.h"
-#include "tlog/status.h"
+#include "lib/status/status.h"
+#include "schemas/resource.h"
 
 namespace latch::agent {
 
@@ -79,7 +79,7 @@ struct AgentConfig {
   bool reattach_guard = true;
   bool cut_established_connections = true;
   std::string metrics_listen;  // "HOST:PORT" for /metrics; empty: not served
-  std::vector<Resource> resources;
+  std::vector<resource::Resource> resources;
   CollectorSettings collector;
   // Defaults: grant holders watched; opens of the password and sudo files.
   ActivityOptions activity = DefaultActivityOptions();

@@ -11,10 +11,10 @@
 #include <cstring>
 #include <filesystem>
 
-#include "agent/activity_record.h"
 #include "agent/boot_clock.h"
 #include "agent/kernel_fs.h"
 #include "agent/spool_sink.h"
+#include "schemas/activity_record.h"
 #include "schemas/curve_key.h"
 
 namespace latch::agent {
@@ -52,7 +52,7 @@ Status AgentDaemon::Start() {
                                        &guard_));
   enforcer_ = std::make_unique<BpfEnforcer>(*guard_);
   LATCH_RETURN_IF_ERROR(enforcer_->SetResources(config_.resources).WithContext("resources"));
-  for (const std::string& warning : SingleLoopbackWarnings(config_.resources)) {
+  for (const std::string& warning : resource::SingleLoopbackWarnings(config_.resources)) {
     log_.Warn("a resource guards one door of many", {{"detail", warning}});
   }
   log_.Info(guard_->adopted() ? "guard adopted" : "guard attached",
@@ -183,15 +183,16 @@ std::string AgentDaemon::MetricsText() {
     metric("latch_agent_activity_records_total", "counter",
            "Activity records sent by the kernel, by kind.");
     for (uint32_t k = 1; k < LATCH_ACT_KINDS; ++k) {
-      value(std::string("latch_agent_activity_records_total{kind=\"") + ActivityKindName(k) + "\"}",
+      value(std::string("latch_agent_activity_records_total{kind=\"") +
+                record::ActivityKindName(k) + "\"}",
             a[LATCH_ACT_CTR_SUBMITTED + k]);
     }
     metric("latch_agent_activity_held_back_total", "counter",
            "Activity records held back by throttling (counted in summaries), by kind.");
     for (uint32_t k = 1; k < LATCH_ACT_KINDS; ++k) {
-      value(
-          std::string("latch_agent_activity_held_back_total{kind=\"") + ActivityKindName(k) + "\"}",
-          a[LATCH_ACT_CTR_SUPPRESSED + k]);
+      value(std::string("latch_agent_activity_held_back_total{kind=\"") +
+                record::ActivityKindName(k) + "\"}",
+            a[LATCH_ACT_CTR_SUPPRESSED + k]);
     }
   }
   if (spool_) {
@@ -613,7 +614,7 @@ Status AgentDaemon::ReportNewLosses() {
       if (lost > reported_activity_lost_[k] &&
           sink_
               ->AddLoss(LossKind::kActivityRingBufferFull, lost - reported_activity_lost_[k], lost,
-                        ActivityKindName(k))
+                        record::ActivityKindName(k))
               .ok()) {
         reported_activity_lost_[k] = lost;
       }

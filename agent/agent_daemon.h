@@ -33,7 +33,7 @@
 #include "agent/ring_reader.h"
 #include "agent/spool.h"
 #include "agent/watching_enforcer.h"
-#include "logging/logger.h"
+#include "lib/logging/logger.h"
 
 namespace latch::agent {
 

@@ -23,7 +23,8 @@
 #include <string_view>
 #include <vector>
 
-#include "tlog/status.h"
+#include "lib/status/status.h"
+#include "schemas/activity_record.h"
 
 namespace re2 {
 class RE2;
@@ -36,7 +37,7 @@ struct RedactionRules {
   std::vector<std::string> patterns;  // more, RE2 syntax
 };
 
-class ArgvRedactor {
+class ArgvRedactor : public record::ArgsRedactor {
  public:
   // InvalidArgument naming the pattern that does not compile.
   static Status Create(const RedactionRules& rules, std::unique_ptr<ArgvRedactor>* out);
@@ -47,7 +48,7 @@ class ArgvRedactor {
   // Rewrites the secrets in `args` (argv, program first) in place; `path` is
   // the executed file, which names the program when argv[0] does not.
   // Returns whether anything was replaced.
-  bool Redact(std::string_view path, std::vector<std::string>* args) const;
+  bool Redact(std::string_view path, std::vector<std::string>* args) const override;
 
   static constexpr std::string_view kMark = "[REDACTED]";
 

@@ -2,8 +2,8 @@
 
 #include <filesystem>
 
-#include "collector/ledger/append_file.h"
-#include "tlog/proof.h"
+#include "lib/storage/append_file.h"
+#include "lib/tlog/proof.h"
 
 namespace latch::agent {
 
@@ -14,7 +14,7 @@ Status CheckpointWitness::Open(const std::string& path, const tlog::NoteVerifier
   w->key_ = ledger_key;
   w->held_.origin = ledger_key.name();
   std::string note;
-  Status s = ledger::ReadWholeFile(path, &note);
+  Status s = storage::ReadWholeFile(path, &note);
   if (s.ok()) {
     LATCH_RETURN_IF_ERROR(
         tlog::OpenCheckpoint(note, ledger_key, &w->held_).WithContext("saved checkpoint " + path));
@@ -75,7 +75,7 @@ Status CheckpointWitness::Save() {
   if (!dirty_) return Status::Ok();
   std::filesystem::path p(path_);
   LATCH_RETURN_IF_ERROR(
-      ledger::WriteFileAtomically(p.parent_path().string(), p.filename().string(), note_, 0644));
+      storage::WriteFileAtomically(p.parent_path().string(), p.filename().string(), note_, 0644));
   dirty_ = false;
   return Status::Ok();
 }

@@ -11,9 +11,9 @@
 #include <string>
 #include <string_view>
 
-#include "tlog/checkpoint.h"
-#include "tlog/signed_note.h"
-#include "tlog/status.h"
+#include "lib/status/status.h"
+#include "lib/tlog/checkpoint.h"
+#include "lib/tlog/signed_note.h"
 
 namespace latch::agent {
 

@@ -7,9 +7,9 @@
 #include <cstring>
 
 #include "agent/boot_clock.h"
+#include "lib/tlog/merkle_hash.h"
+#include "lib/tlog/proof.h"
 #include "schemas/record_codec.h"
-#include "tlog/merkle_hash.h"
-#include "tlog/proof.h"
 
 namespace latch::agent {
 namespace {

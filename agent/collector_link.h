@@ -29,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "logging/logger.h"
+#include "lib/logging/logger.h"
 // Boost 1.74's Asio needs <utility> first (see agent_daemon.h).
 #include <utility>
 // clang-format off

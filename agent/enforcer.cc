@@ -70,23 +70,23 @@ Status WritePorts(int fd, const PortBitmap& want, PortBitmap* have) {
 
 }  // namespace
 
-Status BpfEnforcer::SetResources(const std::vector<Resource>& resources) {
+Status BpfEnforcer::SetResources(const std::vector<resource::Resource>& resources) {
   std::map<std::pair<uint32_t, std::array<uint8_t, 16>>, latch_cidr_rules> wanted;
-  LATCH_RETURN_IF_ERROR(CompileResources(resources, &wanted));
+  LATCH_RETURN_IF_ERROR(resource::CompileResources(resources, &wanted));
   if (wanted.size() > LATCH_MAX_CIDRS) {
     return Status::InvalidArgument(std::to_string(wanted.size()) +
                                    " CIDR entries exceed the kernel's " +
                                    std::to_string(LATCH_MAX_CIDRS));
   }
   if (maps_.ports_fd < 0) return Status::FailedPrecondition("no protected-port map to write");
-  std::vector<std::pair<Cidr, latch_cidr_rules>> current;
+  std::vector<std::pair<resource::Cidr, latch_cidr_rules>> current;
   LATCH_RETURN_IF_ERROR(ListResourceEntries(&current));
   // The per-packet programs look only at sockets whose peer port is marked, so
   // the bitmap covers old and new ports while the trie changes, then only new.
   PortBitmap ports_in_kernel{};
   LATCH_RETURN_IF_ERROR(ReadPorts(maps_.ports_fd, &ports_in_kernel));
   latch_cidr_rules local{};
-  LATCH_RETURN_IF_ERROR(CompileLocalRules(resources, &local));
+  LATCH_RETURN_IF_ERROR(resource::CompileLocalRules(resources, &local));
   if (local.count > 0 && maps_.local_fd < 0) {
     return Status::FailedPrecondition("no map for \"local\" rules to write");
   }
@@ -119,13 +119,14 @@ Status BpfEnforcer::SetResources(const std::vector<Resource>& resources) {
   return WritePorts(maps_.ports_fd, ports_wanted, &ports_in_kernel);
 }
 
-Status BpfEnforcer::ListResourceEntries(std::vector<std::pair<Cidr, latch_cidr_rules>>* out) {
+Status BpfEnforcer::ListResourceEntries(
+    std::vector<std::pair<resource::Cidr, latch_cidr_rules>>* out) {
   out->clear();
   int fd = maps_.resources_fd;
   return ForEachKey<latch_cidr_key>(fd, "listing resource entries", [&](const latch_cidr_key& k) {
     latch_cidr_rules rules{};
     if (bpf_map_lookup_elem(fd, &k, &rules) == 0) {
-      Cidr c;
+      resource::Cidr c;
       c.prefixlen = k.prefixlen;
       std::memcpy(c.addr.data(), k.addr, sizeof(k.addr));
       out->emplace_back(c, rules);

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "agent/guard.h"
-#include "agent/resource.h"
-#include "tlog/status.h"
+#include "lib/status/status.h"
+#include "schemas/resource.h"
 
 namespace latch::agent {
 
@@ -43,14 +43,15 @@ class Enforcer {
   // Replaces the protected set. New and changed entries are written before
   // stale ones are removed, so a destination that stays protected never
   // passes unguarded in between.
-  virtual Status SetResources(const std::vector<Resource>& resources) = 0;
+  virtual Status SetResources(const std::vector<resource::Resource>& resources) = 0;
   // One grant per (principal, resource): applying another replaces it.
   virtual Status ApplyGrant(const Grant& grant) = 0;
   // NotFound if the kernel holds no grant with this id.
   virtual Status RevokeGrant(uint64_t grant_id) = 0;
   virtual Status ListGrants(std::vector<KernelGrant>* out) = 0;
   // CIDR entries in the kernel's trie, with their folded rules.
-  virtual Status ListResourceEntries(std::vector<std::pair<Cidr, latch_cidr_rules>>* out) = 0;
+  virtual Status ListResourceEntries(
+      std::vector<std::pair<resource::Cidr, latch_cidr_rules>>* out) = 0;
 };
 
 // The guard's maps an Enforcer writes: from a live Guard, or opened from
@@ -67,11 +68,12 @@ class BpfEnforcer : public Enforcer {
   explicit BpfEnforcer(const Guard& guard)
       : maps_{guard.resources_fd(), guard.grants_fd(), guard.ports_fd(), guard.local_fd()} {}
   explicit BpfEnforcer(GuardMaps maps) : maps_(maps) {}
-  Status SetResources(const std::vector<Resource>& resources) override;
+  Status SetResources(const std::vector<resource::Resource>& resources) override;
   Status ApplyGrant(const Grant& grant) override;
   Status RevokeGrant(uint64_t grant_id) override;
   Status ListGrants(std::vector<KernelGrant>* out) override;
-  Status ListResourceEntries(std::vector<std::pair<Cidr, latch_cidr_rules>>* out) override;
+  Status ListResourceEntries(
+      std::vector<std::pair<resource::Cidr, latch_cidr_rules>>* out) override;
 
  private:
   GuardMaps maps_;

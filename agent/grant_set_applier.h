@@ -13,10 +13,10 @@
 #include <vector>
 
 #include "agent/enforcer.h"
+#include "lib/status/status.h"
+#include "lib/tlog/signed_note.h"
 #include "schemas/grant_signature.h"
 #include "schemas/wire.capnp.h"
-#include "tlog/signed_note.h"
-#include "tlog/status.h"
 
 namespace latch::agent {
 

@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "guard_abi.h"
-#include "tlog/status.h"
+#include "lib/status/status.h"
 
 struct latch_guard;
 struct bpf_link;

@@ -9,7 +9,7 @@
 #include <sstream>
 
 #include "agent/boot_clock.h"
-#include "agent/event_json.h"
+#include "schemas/event_json.h"
 
 namespace latch::agent {
 namespace {

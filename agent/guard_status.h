@@ -21,7 +21,7 @@ struct AttachedProgram {
 
 struct GuardStatus {
   std::vector<AttachedProgram> programs;
-  std::vector<std::pair<Cidr, latch_cidr_rules>> resources;
+  std::vector<std::pair<resource::Cidr, latch_cidr_rules>> resources;
   std::vector<KernelGrant> grants;
   std::array<uint64_t, LATCH_CTR_COUNT> counters{};
 };

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include "tlog/status.h"
+#include "lib/status/status.h"
 
 namespace latch::agent {
 

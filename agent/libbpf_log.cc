@@ -6,7 +6,7 @@
 #include <cstdio>
 #include <string>
 
-#include "logging/logger.h"
+#include "lib/logging/logger.h"
 
 namespace latch::agent {
 namespace {

@@ -6,8 +6,8 @@
 #include "agent/agent_config.h"
 #include "agent/agent_daemon.h"
 #include "agent/guard_status.h"
-#include "logging/log_flags.h"
-#include "logging/logger.h"
+#include "lib/logging/log_flags.h"
+#include "lib/logging/logger.h"
 #include "schemas/curve_key.h"
 
 namespace {

@@ -13,7 +13,7 @@
 #include <memory>
 #include <string>
 
-#include "tlog/status.h"
+#include "lib/status/status.h"
 
 namespace latch::agent {
 

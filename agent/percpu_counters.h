@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "tlog/status.h"
+#include "lib/status/status.h"
 
 namespace latch::agent {
 

@@ -1,7 +1,7 @@
 #include "agent/record_sink.h"
 
-#include "agent/activity_record.h"
-#include "agent/event_json.h"
+#include "schemas/activity_record.h"
+#include "schemas/event_json.h"
 
 namespace latch::agent {
 
@@ -26,22 +26,23 @@ JsonLinesSink::JsonLinesSink(std::ostream& out, const std::string& host_id)
 
 void JsonLinesSink::AddEvent(const latch_decision_event& e) {
   line_.clear();
-  AppendDecisionJsonLine(e, host_id_json_, &line_);
+  record::AppendDecisionJsonLine(e, host_id_json_, &line_);
   out_ << line_;
 }
 
 Status RecordSink::EncodeActivity(std::string_view raw, std::string* out) {
   bool redacted = false;
-  LATCH_RETURN_IF_ERROR(EncodeActivityEvent(raw, out, redactor_, &redacted));
+  LATCH_RETURN_IF_ERROR(record::EncodeActivityEvent(raw, out, redactor_, &redacted));
   if (redacted) ++args_redacted_;
   return Status::Ok();
 }
 
 bool JsonLinesSink::AddActivity(std::string_view raw) {
   std::string encoded;
-  ActivitySummary summary;
+  record::ActivitySummary summary;
   nlohmann::json j;
-  if (!EncodeActivity(raw, &encoded).ok() || !ViewActivityEvent(encoded, &summary, &j).ok()) {
+  if (!EncodeActivity(raw, &encoded).ok() ||
+      !record::ViewActivityEvent(encoded, &summary, &j).ok()) {
     return false;
   }
   j["type"] = "activity";
@@ -52,7 +53,7 @@ bool JsonLinesSink::AddActivity(std::string_view raw) {
 
 Status JsonLinesSink::AddLoss(LossKind kind, uint64_t count, uint64_t total,
                               const std::string& activity_kind, const std::string& reason) {
-  nlohmann::json j = LossToJson(LossKindName(kind), count, total, host_id_);
+  nlohmann::json j = record::LossToJson(LossKindName(kind), count, total, host_id_);
   if (!activity_kind.empty()) j["activity_kind"] = activity_kind;
   if (!reason.empty()) j["reason"] = reason;
   out_ << j.dump() << "\n";

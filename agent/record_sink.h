@@ -12,11 +12,10 @@
 #include <vector>
 
 #include "guard_abi.h"
-#include "tlog/status.h"
+#include "lib/status/status.h"
+#include "schemas/activity_record.h"
 
 namespace latch::agent {
-
-class ArgvRedactor;
 
 enum class LossKind {
   kRingBufferFull,
@@ -50,7 +49,7 @@ class RecordSink {
 
   // Exec records' arguments pass through `redactor` (not owned; null: none)
   // before they are written anywhere.
-  void set_redactor(const ArgvRedactor* redactor) { redactor_ = redactor; }
+  void set_redactor(const record::ArgsRedactor* redactor) { redactor_ = redactor; }
   // Activity records whose arguments had secrets taken out.
   uint64_t args_redacted() const { return args_redacted_; }
 
@@ -59,7 +58,7 @@ class RecordSink {
   Status EncodeActivity(std::string_view raw, std::string* out);
 
  private:
-  const ArgvRedactor* redactor_ = nullptr;
+  const record::ArgsRedactor* redactor_ = nullptr;
   uint64_t args_redacted_ = 0;
 };
 

@@ -11,7 +11,7 @@
 #include <cstring>
 #include <fstream>
 
-#include "logging/logger.h"
+#include "lib/logging/logger.h"
 
 namespace latch::agent {
 namespace {

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "guard_abi.h"
-#include "tlog/status.h"
+#include "lib/status/status.h"
 
 namespace latch::agent {
 

@@ -11,11 +11,11 @@
 #include <cstring>
 
 #include "agent/spool_frame.h"
-#include "logging/logger.h"
+#include "lib/logging/logger.h"
+#include "lib/tlog/hex.h"
 #include "schemas/canonical.h"
 #include "schemas/event.capnp.h"
 #include "schemas/ledger.capnp.h"
-#include "tlog/hex.h"
 
 namespace latch::agent {
 namespace {
@@ -166,7 +166,7 @@ Status Spool::Recover() {
 
 void Spool::LoadAcknowledged() {
   std::string text;
-  Status s = ledger::ReadWholeFile(options_.dir + "/" + kAcknowledgedFile, &text);
+  Status s = storage::ReadWholeFile(options_.dir + "/" + kAcknowledgedFile, &text);
   if (!s.ok()) return;  // none yet, or unreadable: records are resent, never lost
   auto damaged = [&] {
     logging::Default().Warn("spool acknowledgement file is damaged; resending what it held",
@@ -201,7 +201,7 @@ Status Spool::SaveAcknowledged() {
   for (const auto& [boot, through] : acked_) {
     text += Hex(boot) + " " + std::to_string(through) + "\n";
   }
-  LATCH_RETURN_IF_ERROR(ledger::WriteFileAtomically(options_.dir, kAcknowledgedFile, text, 0600));
+  LATCH_RETURN_IF_ERROR(storage::WriteFileAtomically(options_.dir, kAcknowledgedFile, text, 0600));
   acked_dirty_ = false;
   return Status::Ok();
 }
@@ -211,8 +211,9 @@ Status Spool::Find(const std::string& boot_id, uint64_t sequence, SpooledRecord*
     if (seg.boot_id != boot_id || sequence < seg.first_sequence || sequence > seg.last_sequence) {
       continue;
     }
-    ledger::AppendFile f;
-    LATCH_RETURN_IF_ERROR(ledger::AppendFile::Open(options_.dir + "/" + seg.name, true, false, &f));
+    storage::AppendFile f;
+    LATCH_RETURN_IF_ERROR(
+        storage::AppendFile::Open(options_.dir + "/" + seg.name, true, false, &f));
     std::string data(seg.size, '\0');
     LATCH_RETURN_IF_ERROR(f.ReadAt(0, {reinterpret_cast<uint8_t*>(data.data()), data.size()}));
     size_t offset = seg.data_start;
@@ -227,8 +228,9 @@ Status Spool::Find(const std::string& boot_id, uint64_t sequence, SpooledRecord*
 }
 
 Status Spool::RecoverSegment(Segment* seg) {
-  ledger::AppendFile f;
-  LATCH_RETURN_IF_ERROR(ledger::AppendFile::Open(options_.dir + "/" + seg->name, false, false, &f));
+  storage::AppendFile f;
+  LATCH_RETURN_IF_ERROR(
+      storage::AppendFile::Open(options_.dir + "/" + seg->name, false, false, &f));
   std::string data;
   data.resize(f.size());
   LATCH_RETURN_IF_ERROR(f.ReadAt(0, {reinterpret_cast<uint8_t*>(data.data()), data.size()}));
@@ -291,7 +293,7 @@ Status Spool::RecoverSegment(Segment* seg) {
   }
   if (damaged) {
     repaired.append(data, copied_to, offset - copied_to);
-    LATCH_RETURN_IF_ERROR(ledger::WriteFileAtomically(options_.dir, seg->name, repaired, 0600)
+    LATCH_RETURN_IF_ERROR(storage::WriteFileAtomically(options_.dir, seg->name, repaired, 0600)
                               .WithContext("rewriting a damaged spool segment"));
     seg->size = repaired.size();
     return Status::Ok();
@@ -335,7 +337,7 @@ Status Spool::StartSegment() {
   seg.boot_id = boot_id_;
   seg.first_sequence = buffer_first_sequence_;
   LATCH_RETURN_IF_ERROR(
-      ledger::AppendFile::Open(options_.dir + "/" + seg.name, false, true, &writer_));
+      storage::AppendFile::Open(options_.dir + "/" + seg.name, false, true, &writer_));
   // A file of this name holds no record (records of this boot from this
   // sequence on are all still buffered): what is in it is the stray tail of a
   // start that failed half-way.
@@ -344,7 +346,7 @@ Status Spool::StartSegment() {
       {reinterpret_cast<const uint8_t*>(spool_frame::kMagic.data()), spool_frame::kMagic.size()}));
   seg.size = spool_frame::kMagic.size();
   bytes_ += seg.size;
-  LATCH_RETURN_IF_ERROR(ledger::SyncDirectory(options_.dir));
+  LATCH_RETURN_IF_ERROR(storage::SyncDirectory(options_.dir));
   for (size_t i = 0; i < segments_.size(); ++i) {
     if (segments_[i].name != seg.name) continue;
     bytes_ -= segments_[i].size;
@@ -423,8 +425,9 @@ Status Spool::NextBatch(size_t max_records, SpoolBatch* out) {
       cursor_offset_ = 0;
       continue;
     }
-    ledger::AppendFile f;
-    LATCH_RETURN_IF_ERROR(ledger::AppendFile::Open(options_.dir + "/" + seg.name, true, false, &f));
+    storage::AppendFile f;
+    LATCH_RETURN_IF_ERROR(
+        storage::AppendFile::Open(options_.dir + "/" + seg.name, true, false, &f));
     data.resize(std::min<uint64_t>(kReadChunk, seg.size - cursor_offset_));
     LATCH_RETURN_IF_ERROR(
         f.ReadAt(cursor_offset_, {reinterpret_cast<uint8_t*>(data.data()), data.size()}));

@@ -30,8 +30,8 @@
 #include <string_view>
 #include <vector>
 
-#include "collector/ledger/append_file.h"
-#include "tlog/status.h"
+#include "lib/status/status.h"
+#include "lib/storage/append_file.h"
 
 namespace latch::agent {
 
@@ -139,7 +139,7 @@ class Spool {
   std::string boot_id_;
   uint64_t next_sequence_ = 1;
   std::vector<Segment> segments_;  // oldest first; the last one of this boot is being written
-  ledger::AppendFile writer_;      // the last segment, when it is this boot's
+  storage::AppendFile writer_;     // the last segment, when it is this boot's
   bool writing_ = false;
   std::string buffer_;  // frames added and not yet flushed
   std::string mark_;    // written after the buffered records at the next Flush

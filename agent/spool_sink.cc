@@ -4,11 +4,11 @@
 
 #include <cstring>
 
-#include "agent/activity_record.h"
 #include "agent/boot_clock.h"
-#include "agent/event_record.h"
+#include "schemas/activity_record.h"
 #include "schemas/canonical.h"
 #include "schemas/event.capnp.h"
+#include "schemas/event_record.h"
 #include "schemas/ledger.capnp.h"
 
 namespace latch::agent {
@@ -37,8 +37,8 @@ schema::LossKind ToSchema(LossKind k) {
 }  // namespace
 
 void SpoolSink::AddEvent(const latch_decision_event& e) {
-  Spooled(
-      spool_.Add(kEventKind, WallTimeOf(e.ktime_boot_ns), EncodeDecisionEvent(e), false, &seq_));
+  Spooled(spool_.Add(kEventKind, WallTimeOf(e.ktime_boot_ns), record::EncodeDecisionEvent(e), false,
+                     &seq_));
 }
 
 bool SpoolSink::AddActivity(std::string_view raw) {

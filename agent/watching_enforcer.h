@@ -18,7 +18,7 @@ class WatchingEnforcer : public Enforcer {
   WatchingEnforcer(Enforcer& inner, BeforeApply before_apply)
       : inner_(inner), before_apply_(std::move(before_apply)) {}
 
-  Status SetResources(const std::vector<Resource>& resources) override {
+  Status SetResources(const std::vector<resource::Resource>& resources) override {
     return inner_.SetResources(resources);
   }
   Status ApplyGrant(const Grant& grant) override {
@@ -27,7 +27,8 @@ class WatchingEnforcer : public Enforcer {
   }
   Status RevokeGrant(uint64_t grant_id) override { return inner_.RevokeGrant(grant_id); }
   Status ListGrants(std::vector<KernelGrant>* out) override { return inner_.ListGrants(out); }
-  Status ListResourceEntries(std::vector<std::pair<Cidr, latch_cidr_rules>>* out) override {
+  Status ListResourceEntries(
+      std::vector<std::pair<resource::Cidr, latch_cidr_rules>>* out) override {
     return inner_.ListResourceEntries(out);
   }
 

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "tlog/status.h"
+#include "lib/status/status.h"
 
 namespace latch::schema {
 

@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "lib/status/status.h"
+#include "lib/tlog/signed_note.h"
 #include "schemas/grant.capnp.h"
 #include "schemas/wire.capnp.h"
-#include "tlog/signed_note.h"
-#include "tlog/status.h"
 
 namespace latch::schema {
 

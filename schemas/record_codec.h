@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "tlog/status.h"
+#include "lib/status/status.h"
 
 namespace latch::ledger {
 

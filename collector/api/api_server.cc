@@ -18,10 +18,10 @@
 #include <optional>
 #include <thread>
 
-#include "logging/logger.h"
-#include "text/utf8.h"
-#include "tlog/hex.h"
-#include "tlog/sha256.h"
+#include "lib/logging/logger.h"
+#include "lib/text/utf8.h"
+#include "lib/tlog/hex.h"
+#include "lib/tlog/sha256.h"
 
 namespace latch::api {
 

@@ -30,7 +30,7 @@
 #include <string>
 #include <utility>
 
-#include "tlog/status.h"
+#include "lib/status/status.h"
 
 namespace boost::asio {
 class io_context;

@@ -1,6 +1,6 @@
 #include "collector/api/query_string.h"
 
-#include "text/utf8.h"
+#include "lib/text/utf8.h"
 
 namespace latch::api {
 namespace {

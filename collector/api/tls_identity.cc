@@ -11,8 +11,8 @@
 #include <filesystem>
 #include <memory>
 
-#include "tlog/hex.h"
-#include "tlog/sha256.h"
+#include "lib/tlog/hex.h"
+#include "lib/tlog/sha256.h"
 
 namespace latch::api {
 namespace {

@@ -21,8 +21,8 @@
 #include <vector>
 
 #include "collector/index/record_view.h"
-#include "tlog/merkle_hash.h"
-#include "tlog/status.h"
+#include "lib/status/status.h"
+#include "lib/tlog/merkle_hash.h"
 
 struct sqlite3;
 

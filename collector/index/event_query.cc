@@ -2,10 +2,10 @@
 
 #include <charconv>
 
-#include "tlog/base64.h"
-#include "tlog/checkpoint.h"
-#include "tlog/merkle_hash.h"
-#include "tlog/proof.h"
+#include "lib/tlog/base64.h"
+#include "lib/tlog/checkpoint.h"
+#include "lib/tlog/merkle_hash.h"
+#include "lib/tlog/proof.h"
 
 namespace latch::index {
 namespace {

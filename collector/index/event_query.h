@@ -13,8 +13,8 @@
 #include "collector/index/event_index.h"
 #include "collector/index/record_view.h"
 #include "collector/ledger/ledger.h"
-#include "tlog/signed_note.h"
-#include "tlog/status.h"
+#include "lib/status/status.h"
+#include "lib/tlog/signed_note.h"
 
 namespace latch::index {
 

@@ -4,7 +4,7 @@
 #include <future>
 
 #include "collector/ledger/entry_range.h"
-#include "logging/logger.h"
+#include "lib/logging/logger.h"
 
 namespace latch::index {
 

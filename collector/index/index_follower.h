@@ -26,7 +26,7 @@
 
 #include "collector/index/event_index.h"
 #include "collector/ledger/ledger.h"
-#include "tlog/status.h"
+#include "lib/status/status.h"
 
 namespace latch::index {
 

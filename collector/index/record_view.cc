@@ -2,17 +2,17 @@
 
 #include <capnp/compat/json.h>
 
-#include "agent/activity_record.h"
-#include "agent/event_json.h"
-#include "agent/event_record.h"
+#include "lib/text/utf8.h"
+#include "lib/tlog/base64.h"
+#include "lib/tlog/hex.h"
+#include "schemas/activity_record.h"
 #include "schemas/canonical.h"
 #include "schemas/event.capnp.h"
+#include "schemas/event_json.h"
+#include "schemas/event_record.h"
 #include "schemas/grant.capnp.h"
 #include "schemas/record_codec.h"
 #include "schemas/workflow.capnp.h"
-#include "text/utf8.h"
-#include "tlog/base64.h"
-#include "tlog/hex.h"
 
 namespace latch::index {
 namespace {
@@ -63,9 +63,9 @@ const char* LossKindName(schema::LossKind k) {
 
 Status ViewDecision(const std::string& payload, RecordView* v, bool with_detail) {
   latch_decision_event e{};
-  LATCH_RETURN_IF_ERROR(agent::DecodeDecisionEvent(payload, &e));
+  LATCH_RETURN_IF_ERROR(record::DecodeDecisionEvent(payload, &e));
   if (with_detail) {
-    v->detail = agent::DecisionToJson(e, v->host);
+    v->detail = record::DecisionToJson(e, v->host);
     v->detail.erase("type");
     v->detail.erase("host_id");
   }
@@ -73,7 +73,7 @@ Status ViewDecision(const std::string& payload, RecordView* v, bool with_detail)
   v->uid = e.uid;
   if (e.grant_id != 0) v->grant_ids.push_back(e.grant_id);
   v->resource_id = e.resource_id;
-  v->verdict = agent::VerdictName(e.verdict);
+  v->verdict = record::VerdictName(e.verdict);
   return Status::Ok();
 }
 
@@ -248,9 +248,9 @@ Status ViewRecord(std::string_view entry, RecordView* out, bool with_detail) {
       LATCH_RETURN_IF_ERROR(ViewWorkflow(record.payload, &v, with_detail));
       break;
     case ledger::RecordKind::kActivity: {
-      agent::ActivitySummary a;
+      record::ActivitySummary a;
       LATCH_RETURN_IF_ERROR(
-          agent::ViewActivityEvent(record.payload, &a, with_detail ? &v.detail : nullptr));
+          record::ViewActivityEvent(record.payload, &a, with_detail ? &v.detail : nullptr));
       v.kind = a.kind;
       v.activity = true;
       v.has_uid = true;

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "tlog/status.h"
+#include "lib/status/status.h"
 
 namespace latch::index {
 

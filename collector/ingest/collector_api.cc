@@ -15,9 +15,9 @@
 #include "collector/ingest/collector_server.h"
 #include "collector/workflow/duration.h"
 #include "collector/workflow/free_text.h"
-#include "logging/logger.h"
-#include "tlog/base64.h"
-#include "tlog/tile_path.h"
+#include "lib/logging/logger.h"
+#include "lib/tlog/base64.h"
+#include "lib/tlog/tile_path.h"
 
 namespace latch::collector {
 namespace {

@@ -3,9 +3,9 @@
 #include <fstream>
 #include <set>
 
-#include "config/toml_settings.h"
+#include "lib/config/toml_settings.h"
+#include "lib/tlog/signed_note.h"
 #include "schemas/curve_key.h"
-#include "tlog/signed_note.h"
 
 namespace latch::collector {
 using config::Bad;

@@ -48,7 +48,7 @@
 #include <string>
 #include <vector>
 
-#include "tlog/status.h"
+#include "lib/status/status.h"
 
 namespace latch::collector {
 

@@ -24,8 +24,8 @@
 #include "collector/ingest/collector_config.h"
 #include "collector/ingest/collector_server.h"
 #include "collector/ingest/grant_keys.h"
-#include "logging/log_flags.h"
-#include "logging/logger.h"
+#include "lib/logging/log_flags.h"
+#include "lib/logging/logger.h"
 
 namespace {
 

@@ -24,17 +24,17 @@
 
 #include "collector/ingest/grant_keys.h"
 #include "collector/ingest/state_snapshot.h"
-#include "collector/ledger/append_file.h"
 #include "collector/ledger/entry_range.h"
 #include "collector/workflow/duration.h"
-#include "logging/logger.h"
+#include "lib/logging/logger.h"
+#include "lib/storage/append_file.h"
+#include "lib/text/utf8.h"
+#include "lib/tlog/checkpoint.h"
 #include "schemas/canonical.h"
 #include "schemas/event.capnp.h"
 #include "schemas/record_codec.h"
 #include "schemas/wire.capnp.h"
 #include "schemas/workflow.capnp.h"
-#include "text/utf8.h"
-#include "tlog/checkpoint.h"
 
 namespace latch::collector {
 namespace {

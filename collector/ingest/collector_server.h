@@ -42,10 +42,10 @@
 #include "collector/loop/dispatcher.h"
 #include "collector/notify/webhook_sender.h"
 #include "collector/workflow/workflow_service.h"
+#include "lib/status/status.h"
+#include "lib/tlog/signed_note.h"
 #include "schemas/curve_key.h"
 #include "schemas/wire.capnp.h"
-#include "tlog/signed_note.h"
-#include "tlog/status.h"
 
 namespace latch::collector {
 

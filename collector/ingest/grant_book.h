@@ -13,10 +13,10 @@
 #include <string>
 #include <vector>
 
+#include "lib/status/status.h"
+#include "lib/tlog/signed_note.h"
 #include "schemas/grant.capnp.h"
 #include "schemas/grant_signature.h"
-#include "tlog/signed_note.h"
-#include "tlog/status.h"
 
 namespace latch::collector {
 

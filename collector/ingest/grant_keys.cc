@@ -4,14 +4,14 @@
 #include <cstdio>
 #include <sstream>
 
-#include "collector/ledger/append_file.h"
+#include "lib/storage/append_file.h"
 
 namespace latch::collector {
 namespace {
 
 Status ReadSigner(const std::string& path, tlog::NoteSigner* signer) {
   std::string text;
-  LATCH_RETURN_IF_ERROR(ledger::ReadWholeFile(path, &text));
+  LATCH_RETURN_IF_ERROR(storage::ReadWholeFile(path, &text));
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
   return tlog::NoteSigner::Parse(text, signer).WithContext(path);
 }
@@ -19,7 +19,7 @@ Status ReadSigner(const std::string& path, tlog::NoteSigner* signer) {
 Status ReadRetired(const std::string& dir, std::vector<tlog::NoteVerifier>* retired) {
   retired->clear();
   std::string text;
-  Status s = ledger::ReadWholeFile(dir + "/grant.retired", &text);
+  Status s = storage::ReadWholeFile(dir + "/grant.retired", &text);
   if (s.code() == Status::Code::kNotFound) return Status::Ok();
   LATCH_RETURN_IF_ERROR(s);
   std::istringstream lines(text);
@@ -43,12 +43,12 @@ Status LoadGrantKeys(const std::string& dir, const std::string& origin, tlog::No
   if (s.code() == Status::Code::kNotFound) {
     LATCH_RETURN_IF_ERROR(tlog::NoteSigner::Generate(origin + "/grants", signer));
     LATCH_RETURN_IF_ERROR(
-        ledger::WriteFileAtomically(dir, "grant.key", signer->ToString() + "\n", 0600));
+        storage::WriteFileAtomically(dir, "grant.key", signer->ToString() + "\n", 0600));
   } else {
     LATCH_RETURN_IF_ERROR(s);
   }
   LATCH_RETURN_IF_ERROR(
-      ledger::WriteFileAtomically(dir, "grant.vkey", signer->verifier().ToString() + "\n", 0644));
+      storage::WriteFileAtomically(dir, "grant.vkey", signer->verifier().ToString() + "\n", 0644));
   std::vector<tlog::NoteVerifier> all;
   LATCH_RETURN_IF_ERROR(ReadRetired(dir, &all));
   // A promotion cut short by a crash can list the key in use as retired too.
@@ -65,7 +65,7 @@ Status PrepareNextGrantKey(const std::string& dir, const std::string& origin, st
   if (s.code() == Status::Code::kNotFound) {
     LATCH_RETURN_IF_ERROR(tlog::NoteSigner::Generate(origin + "/grants", &next));
     LATCH_RETURN_IF_ERROR(
-        ledger::WriteFileAtomically(dir, "grant.next.key", next.ToString() + "\n", 0600));
+        storage::WriteFileAtomically(dir, "grant.next.key", next.ToString() + "\n", 0600));
   } else {
     LATCH_RETURN_IF_ERROR(s);
   }
@@ -86,15 +86,15 @@ Status PromoteNextGrantKey(const std::string& dir, std::string* retired_vkey,
   // Retire first, then switch: a crash between the two leaves the current key
   // both in use and listed as retired, which LoadGrantKeys tolerates.
   std::string text;
-  Status r = ledger::ReadWholeFile(dir + "/grant.retired", &text);
+  Status r = storage::ReadWholeFile(dir + "/grant.retired", &text);
   if (!r.ok() && r.code() != Status::Code::kNotFound) return r;
   if (!text.empty() && text.back() != '\n') text += '\n';
   text += current.verifier().ToString() + "\n";
-  LATCH_RETURN_IF_ERROR(ledger::WriteFileAtomically(dir, "grant.retired", text, 0644));
+  LATCH_RETURN_IF_ERROR(storage::WriteFileAtomically(dir, "grant.retired", text, 0644));
   LATCH_RETURN_IF_ERROR(
-      ledger::WriteFileAtomically(dir, "grant.key", next.ToString() + "\n", 0600));
+      storage::WriteFileAtomically(dir, "grant.key", next.ToString() + "\n", 0600));
   LATCH_RETURN_IF_ERROR(
-      ledger::WriteFileAtomically(dir, "grant.vkey", next.verifier().ToString() + "\n", 0644));
+      storage::WriteFileAtomically(dir, "grant.vkey", next.verifier().ToString() + "\n", 0644));
   if (std::remove((dir + "/grant.next.key").c_str()) != 0) {
     return Status::FromErrno("removing " + dir + "/grant.next.key", errno);
   }

@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "tlog/signed_note.h"
-#include "tlog/status.h"
+#include "lib/status/status.h"
+#include "lib/tlog/signed_note.h"
 
 namespace latch::collector {
 

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "logging/logger.h"
+#include "lib/logging/logger.h"
 
 namespace latch::collector {
 

@@ -14,7 +14,7 @@
 #include <string>
 
 #include "collector/ledger/ledger.h"
-#include "tlog/status.h"
+#include "lib/status/status.h"
 
 namespace latch::collector {
 

@@ -3,8 +3,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include "collector/ledger/append_file.h"
-#include "tlog/sha256.h"
+#include "lib/storage/append_file.h"
+#include "lib/tlog/sha256.h"
 
 namespace latch::collector {
 namespace {
@@ -30,14 +30,14 @@ Status WriteStateSnapshot(const std::string& dir, const std::string& name,
   nlohmann::json::to_cbor(j, bytes);
   tlog::Hash digest = Digest(bytes);
   bytes.append(reinterpret_cast<const char*>(digest.data()), digest.size());
-  return ledger::WriteFileAtomically(dir, name, bytes, 0600);
+  return storage::WriteFileAtomically(dir, name, bytes, 0600);
 }
 
 Status ReadStateSnapshot(const std::string& path, StateSnapshot* out) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return Status::NotFound(path + " does not exist");
   std::string bytes;
-  LATCH_RETURN_IF_ERROR(ledger::ReadWholeFile(path, &bytes, kMaxSnapshotBytes));
+  LATCH_RETURN_IF_ERROR(storage::ReadWholeFile(path, &bytes, kMaxSnapshotBytes));
   if (bytes.size() < kMagic.size() + 32 || bytes.compare(0, kMagic.size(), kMagic) != 0) {
     return Status::Corruption(path + " is not a state snapshot");
   }

@@ -17,8 +17,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "tlog/merkle_hash.h"
-#include "tlog/status.h"
+#include "lib/status/status.h"
+#include "lib/tlog/merkle_hash.h"
 
 namespace latch::collector {
 

@@ -1,5 +1,5 @@
-#include "collector/ledger/append_file.h"
 #include "collector/ledger/tile_source.h"
+#include "lib/storage/append_file.h"
 
 namespace latch::ledger {
 
@@ -7,11 +7,11 @@ namespace latch::ledger {
 constexpr size_t kMaxTileFile = size_t{256} * (65535 + 2);
 
 Status DirectoryTileSource::ReadCheckpoint(std::string* note) {
-  return ReadWholeFile(root_ + "/checkpoint", note);
+  return storage::ReadWholeFile(root_ + "/checkpoint", note);
 }
 
 Status DirectoryTileSource::ReadTile(const tlog::TileId& tile, std::string* data) {
-  return ReadWholeFile(root_ + "/" + tile.Path(), data, kMaxTileFile);
+  return storage::ReadWholeFile(root_ + "/" + tile.Path(), data, kMaxTileFile);
 }
 
 }  // namespace latch::ledger

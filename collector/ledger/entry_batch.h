@@ -11,9 +11,9 @@
 #include <span>
 #include <vector>
 
+#include "lib/status/status.h"
+#include "lib/tlog/merkle_hash.h"
 #include "schemas/record_codec.h"  // kMaxEntrySize
-#include "tlog/merkle_hash.h"
-#include "tlog/status.h"
 
 namespace latch::ledger {
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <string>
 
-#include "tlog/tree_reader.h"
+#include "lib/tlog/tree_reader.h"
 
 namespace latch::ledger {
 

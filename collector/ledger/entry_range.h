@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "collector/ledger/ledger.h"
-#include "tlog/status.h"
+#include "lib/status/status.h"
 
 namespace latch::ledger {
 

@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "tlog/checkpoint.h"
-#include "tlog/tree_reader.h"
+#include "lib/tlog/checkpoint.h"
+#include "lib/tlog/tree_reader.h"
 
 namespace latch::ledger {
 namespace {

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "collector/ledger/tile_source.h"
-#include "tlog/signed_note.h"
+#include "lib/tlog/signed_note.h"
 
 namespace latch::ledger {
 

@@ -64,7 +64,7 @@ Status CutAfterEntries(std::string* data, uint64_t count, const std::string& whe
 
 bool Ledger::IsLedgerDirectory(const std::string& dir) {
   std::string format;
-  return ReadWholeFile(dir + "/" + kFormatFile, &format).ok() && format == kFormatText;
+  return storage::ReadWholeFile(dir + "/" + kFormatFile, &format).ok() && format == kFormatText;
 }
 
 Status Ledger::Create(const std::string& dir, const std::string& origin) {
@@ -83,21 +83,23 @@ Status Ledger::Create(const std::string& dir, const std::string& origin) {
     if (::mkdir(dir.c_str(), 0755) != 0) return Status::FromErrno("create directory " + dir, errno);
     // The new directory's own entry must survive a crash too.
     std::string parent = std::filesystem::path(dir).parent_path().string();
-    LATCH_RETURN_IF_ERROR(SyncDirectory(parent.empty() ? "." : parent));
+    LATCH_RETURN_IF_ERROR(storage::SyncDirectory(parent.empty() ? "." : parent));
   }
 
-  LATCH_RETURN_IF_ERROR(WriteFileAtomically(dir, kKeyFile, signer.ToString() + "\n", 0600));
-  LATCH_RETURN_IF_ERROR(WriteFileAtomically(dir, kVkeyFile, signer.verifier().ToString() + "\n"));
+  LATCH_RETURN_IF_ERROR(
+      storage::WriteFileAtomically(dir, kKeyFile, signer.ToString() + "\n", 0600));
+  LATCH_RETURN_IF_ERROR(
+      storage::WriteFileAtomically(dir, kVkeyFile, signer.verifier().ToString() + "\n"));
   for (const char* name : {kEntriesFile, kBundlesFile}) {
-    AppendFile f;
-    LATCH_RETURN_IF_ERROR(AppendFile::Open(dir + "/" + name, false, true, &f));
+    storage::AppendFile f;
+    LATCH_RETURN_IF_ERROR(storage::AppendFile::Open(dir + "/" + name, false, true, &f));
   }
   tlog::Checkpoint empty{origin, 0, tlog::MerkleHasher::EmptyRoot(), {}};
   std::string note;
   LATCH_RETURN_IF_ERROR(signer.Sign(empty.Body(), &note));
-  LATCH_RETURN_IF_ERROR(WriteFileAtomically(dir, kCheckpointFile, note));
+  LATCH_RETURN_IF_ERROR(storage::WriteFileAtomically(dir, kCheckpointFile, note));
   // The marker comes last: a directory without it was never a complete ledger.
-  return WriteFileAtomically(dir, kFormatFile, kFormatText);
+  return storage::WriteFileAtomically(dir, kFormatFile, kFormatText);
 }
 
 Status Ledger::Open(const std::string& dir, Mode mode, std::unique_ptr<Ledger>* out) {
@@ -120,16 +122,16 @@ Status Ledger::Open(const std::string& dir, Mode mode, std::unique_ptr<Ledger>* 
   }
 
   std::string text;
-  LATCH_RETURN_IF_ERROR(ReadWholeFile(dir + "/" + kVkeyFile, &text));
+  LATCH_RETURN_IF_ERROR(storage::ReadWholeFile(dir + "/" + kVkeyFile, &text));
   LATCH_RETURN_IF_ERROR(tlog::NoteVerifier::Parse(Trim(text), &l->verifier_));
   if (!l->read_only_) {
-    LATCH_RETURN_IF_ERROR(ReadWholeFile(dir + "/" + kKeyFile, &text));
+    LATCH_RETURN_IF_ERROR(storage::ReadWholeFile(dir + "/" + kKeyFile, &text));
     LATCH_RETURN_IF_ERROR(tlog::NoteSigner::Parse(Trim(text), &l->signer_));
     if (l->signer_.verifier().ToString() != l->verifier_.ToString()) {
       return Status::Corruption(dir + ": key and vkey do not belong together");
     }
   }
-  LATCH_RETURN_IF_ERROR(ReadWholeFile(dir + "/" + kCheckpointFile, &l->checkpoint_note_));
+  LATCH_RETURN_IF_ERROR(storage::ReadWholeFile(dir + "/" + kCheckpointFile, &l->checkpoint_note_));
   LATCH_RETURN_IF_ERROR(tlog::OpenCheckpoint(l->checkpoint_note_, l->verifier_, &l->checkpoint_)
                             .WithContext(dir + "/checkpoint"));
   l->size_ = l->checkpoint_.size;
@@ -155,11 +157,14 @@ Ledger::~Ledger() {
 }
 
 Status Ledger::OpenFiles(bool read_only) {
-  LATCH_RETURN_IF_ERROR(AppendFile::Open(dir_ + "/" + kEntriesFile, read_only, false, &entries_));
-  LATCH_RETURN_IF_ERROR(AppendFile::Open(dir_ + "/" + kBundlesFile, read_only, false, &bundles_));
+  LATCH_RETURN_IF_ERROR(
+      storage::AppendFile::Open(dir_ + "/" + kEntriesFile, read_only, false, &entries_));
+  LATCH_RETURN_IF_ERROR(
+      storage::AppendFile::Open(dir_ + "/" + kBundlesFile, read_only, false, &bundles_));
   for (int level = 0; level < static_cast<int>(hashes_.size()); ++level) {
-    auto f = std::make_unique<AppendFile>();
-    Status s = AppendFile::Open(dir_ + "/" + HashFileName(level), read_only, false, f.get());
+    auto f = std::make_unique<storage::AppendFile>();
+    Status s =
+        storage::AppendFile::Open(dir_ + "/" + HashFileName(level), read_only, false, f.get());
     if (s.code() == Status::Code::kNotFound) break;
     LATCH_RETURN_IF_ERROR(s);
     hashes_[level] = std::move(f);
@@ -170,7 +175,7 @@ Status Ledger::OpenFiles(bool read_only) {
 // Everything the checkpoint covers must be there; anything after it is the
 // torn tail of a batch that never committed, and is cut (read-write only).
 Status Ledger::RecoverTail(bool read_only) {
-  auto fit = [&](AppendFile& f, uint64_t need) -> Status {
+  auto fit = [&](storage::AppendFile& f, uint64_t need) -> Status {
     if (f.size() < need) {
       return Status::Corruption(f.path() + " holds " + std::to_string(f.size()) +
                                 " bytes but the checkpoint of size " + std::to_string(size_) +
@@ -207,12 +212,12 @@ Status Ledger::RecoverTail(bool read_only) {
   return Status::Ok();
 }
 
-Status Ledger::HashFile(int level, AppendFile** file) {
+Status Ledger::HashFile(int level, storage::AppendFile** file) {
   if (level >= static_cast<int>(hashes_.size())) return Status::InvalidArgument("tree too tall");
   if (!hashes_[level]) {
-    auto f = std::make_unique<AppendFile>();
-    LATCH_RETURN_IF_ERROR(
-        AppendFile::Open(dir_ + "/" + HashFileName(level), read_only_, !read_only_, f.get()));
+    auto f = std::make_unique<storage::AppendFile>();
+    LATCH_RETURN_IF_ERROR(storage::AppendFile::Open(dir_ + "/" + HashFileName(level), read_only_,
+                                                    !read_only_, f.get()));
     hashes_[level] = std::move(f);
   }
   *file = hashes_[level].get();
@@ -248,9 +253,9 @@ Status Ledger::Recover() {
     note = checkpoint_note_;
   }
   std::string on_disk;
-  Status read = ReadWholeFile(dir_ + "/" + kCheckpointFile, &on_disk);
+  Status read = storage::ReadWholeFile(dir_ + "/" + kCheckpointFile, &on_disk);
   if (!read.ok() || on_disk != note) {
-    LATCH_RETURN_IF_ERROR(WriteFileAtomically(dir_, kCheckpointFile, note));
+    LATCH_RETURN_IF_ERROR(storage::WriteFileAtomically(dir_, kCheckpointFile, note));
   }
   LATCH_RETURN_IF_ERROR(RecoverTail(/*read_only=*/false));
   RightEdge edge;
@@ -294,10 +299,10 @@ Status Ledger::WriteBatch(std::span<const EntryBatch* const> batches) {
     edge_.Append(hashes, &completed_);
   }
   bool created = !hashes_[0];
-  AppendFile* file = nullptr;
+  storage::AppendFile* file = nullptr;
   LATCH_RETURN_IF_ERROR(HashFile(0, &file));
   LATCH_RETURN_IF_ERROR(file->AppendV(parts));
-  std::vector<AppendFile*> touched = {&entries_, file};
+  std::vector<storage::AppendFile*> touched = {&entries_, file};
   if (!bundle_ends.empty()) touched.push_back(&bundles_);
   for (size_t level = 1; level < completed_.size(); ++level) {
     if (completed_[level].empty()) continue;
@@ -307,14 +312,14 @@ Status Ledger::WriteBatch(std::span<const EntryBatch* const> batches) {
                                         completed_[level].size() * sizeof(Hash)}));
     touched.push_back(file);
   }
-  for (AppendFile* f : touched) LATCH_RETURN_IF_ERROR(f->Sync());
-  if (created) LATCH_RETURN_IF_ERROR(SyncDirectory(dir_));
+  for (storage::AppendFile* f : touched) LATCH_RETURN_IF_ERROR(f->Sync());
+  if (created) LATCH_RETURN_IF_ERROR(storage::SyncDirectory(dir_));
 
   // The commit point.
   tlog::Checkpoint cp{verifier_.name(), edge_.size(), edge_.Root(), {}};
   std::string note;
   LATCH_RETURN_IF_ERROR(signer_.Sign(cp.Body(), &note));
-  LATCH_RETURN_IF_ERROR(WriteFileAtomically(dir_, kCheckpointFile, note));
+  LATCH_RETURN_IF_ERROR(storage::WriteFileAtomically(dir_, kCheckpointFile, note));
 
   std::lock_guard lock(state_mu_);
   size_ = cp.size;

@@ -32,13 +32,13 @@
 #include <string>
 #include <vector>
 
-#include "collector/ledger/append_file.h"
 #include "collector/ledger/entry_batch.h"
 #include "collector/ledger/right_edge.h"
 #include "collector/ledger/tile_source.h"
-#include "tlog/checkpoint.h"
-#include "tlog/signed_note.h"
-#include "tlog/tree_reader.h"
+#include "lib/storage/append_file.h"
+#include "lib/tlog/checkpoint.h"
+#include "lib/tlog/signed_note.h"
+#include "lib/tlog/tree_reader.h"
 
 namespace latch::ledger {
 
@@ -101,7 +101,7 @@ class Ledger : public TileSource, public tlog::StoredHashReader {
   Ledger() = default;
   Status OpenFiles(bool read_only);
   Status RecoverTail(bool read_only);
-  Status HashFile(int level, AppendFile** file);
+  Status HashFile(int level, storage::AppendFile** file);
   // Byte range of bundle `index` holding `width` entries, in a tree of `size`.
   Status BundleRange(uint64_t index, uint64_t width, uint64_t size, uint64_t* begin, uint64_t* end);
   Status WriteBatch(std::span<const EntryBatch* const> batches);
@@ -112,11 +112,11 @@ class Ledger : public TileSource, public tlog::StoredHashReader {
   tlog::NoteVerifier verifier_;
   tlog::NoteSigner signer_;  // read-write only
 
-  AppendFile entries_;
-  AppendFile bundles_;
+  storage::AppendFile entries_;
+  storage::AppendFile bundles_;
   // Index = tile level. Fixed slots: a reader may use level L's file while the
   // committer creates level L+1's.
-  std::array<std::unique_ptr<AppendFile>, 64> hashes_;
+  std::array<std::unique_ptr<storage::AppendFile>, 64> hashes_;
   RightEdge edge_;  // committer's state, ahead of `size_` only inside Commit
   std::vector<std::vector<tlog::Hash>> completed_;  // scratch: hashes a batch completes, by level
   std::atomic<bool> failed_{false};  // set by Commit on a write error; read by anyone

@@ -8,7 +8,7 @@
 #include <span>
 #include <vector>
 
-#include "tlog/tree_reader.h"
+#include "lib/tlog/tree_reader.h"
 
 namespace latch::ledger {
 

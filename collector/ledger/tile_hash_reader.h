@@ -4,7 +4,7 @@
 #pragma once
 
 #include "collector/ledger/tile_source.h"
-#include "tlog/tree_reader.h"
+#include "lib/tlog/tree_reader.h"
 
 namespace latch::ledger {
 

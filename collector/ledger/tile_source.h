@@ -6,8 +6,8 @@
 
 #include <string>
 
-#include "tlog/status.h"
-#include "tlog/tile_path.h"
+#include "lib/status/status.h"
+#include "lib/tlog/tile_path.h"
 
 namespace latch::ledger {
 

@@ -5,8 +5,8 @@
 #include <vector>
 
 #include "collector/ledger/tile_hash_reader.h"
-#include "tlog/merkle_hash.h"
-#include "tlog/tree_reader.h"
+#include "lib/tlog/merkle_hash.h"
+#include "lib/tlog/tree_reader.h"
 
 namespace latch::ledger {
 namespace {

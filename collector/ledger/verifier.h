@@ -8,8 +8,8 @@
 #include <cstdint>
 
 #include "collector/ledger/tile_source.h"
-#include "tlog/checkpoint.h"
-#include "tlog/signed_note.h"
+#include "lib/tlog/checkpoint.h"
+#include "lib/tlog/signed_note.h"
 
 namespace latch::ledger {
 

@@ -13,8 +13,8 @@
 #include <boost/beast/ssl.hpp>
 // clang-format on
 
-#include "logging/logger.h"
-#include "tlog/hex.h"
+#include "lib/logging/logger.h"
+#include "lib/tlog/hex.h"
 
 namespace latch::notify {
 namespace {

@@ -18,7 +18,7 @@
 #include <thread>
 #include <vector>
 
-#include "tlog/status.h"
+#include "lib/status/status.h"
 
 namespace latch::notify {
 

@@ -17,14 +17,14 @@
 
 #include "collector/index/event_index.h"
 #include "collector/index/index_follower.h"
-#include "collector/ledger/append_file.h"
 #include "collector/ledger/batcher.h"
 #include "collector/ledger/exporter.h"
 #include "collector/ledger/ledger.h"
 #include "collector/ledger/verifier.h"
-#include "tlog/base64.h"
-#include "tlog/checkpoint.h"
-#include "tlog/proof.h"
+#include "lib/storage/append_file.h"
+#include "lib/tlog/base64.h"
+#include "lib/tlog/checkpoint.h"
+#include "lib/tlog/proof.h"
 
 namespace {
 
@@ -49,12 +49,12 @@ Status LoadVerifier(const std::string& vkey_arg, const std::string& dir,
                     latch::tlog::NoteVerifier* out) {
   std::string text = vkey_arg;
   if (text.empty()) {
-    Status s = latch::ledger::ReadWholeFile(dir + "/vkey", &text);
+    Status s = latch::storage::ReadWholeFile(dir + "/vkey", &text);
     if (!s.ok()) {
       return Status::InvalidArgument(dir + " has no vkey file; pass the log's key with --vkey");
     }
   } else if (text.find('+') == std::string::npos) {
-    LATCH_RETURN_IF_ERROR(latch::ledger::ReadWholeFile(vkey_arg, &text));
+    LATCH_RETURN_IF_ERROR(latch::storage::ReadWholeFile(vkey_arg, &text));
   }
   return latch::tlog::NoteVerifier::Parse(TrimNewlines(text), out);
 }
@@ -214,7 +214,7 @@ int CmdProve(const ProveArgs& a) {
     // the current one. Both signatures are checked with the ledger's key.
     std::string note;
     latch::tlog::Checkpoint old_cp;
-    s = latch::ledger::ReadWholeFile(a.since, &note);
+    s = latch::storage::ReadWholeFile(a.since, &note);
     if (s.ok()) s = latch::tlog::OpenCheckpoint(note, ledger->verifier(), &old_cp);
     if (!s.ok()) return Fail(s.WithContext(a.since));
     latch::tlog::Checkpoint now = ledger->checkpoint();

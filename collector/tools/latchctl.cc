@@ -41,12 +41,12 @@
 #include <thread>
 
 #include "collector/index/event_query.h"
-#include "collector/ledger/append_file.h"
 #include "collector/tools/terminal_text.h"
 #include "collector/workflow/duration.h"
-#include "tlog/base64.h"
-#include "tlog/checkpoint.h"
-#include "tlog/proof.h"
+#include "lib/storage/append_file.h"
+#include "lib/tlog/base64.h"
+#include "lib/tlog/checkpoint.h"
+#include "lib/tlog/proof.h"
 
 namespace {
 
@@ -276,7 +276,7 @@ int Verify(const Settings& s) {
     }
   }
   fs::create_directories(ConfigDir());
-  (void)latch::ledger::WriteFileAtomically(ConfigDir(), "checkpoint", r.body, 0644);
+  (void)latch::storage::WriteFileAtomically(ConfigDir(), "checkpoint", r.body, 0644);
   std::printf(
       "verified: %s, %llu entries%s\n", now.origin.c_str(),
       static_cast<unsigned long long>(now.size),

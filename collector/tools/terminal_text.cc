@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <cstdio>
 
-#include "text/utf8.h"
+#include "lib/text/utf8.h"
 
 namespace latch::tools {
 

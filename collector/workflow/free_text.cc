@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <string>
 
-#include "text/utf8.h"
+#include "lib/text/utf8.h"
 
 namespace latch::workflow {
 namespace {

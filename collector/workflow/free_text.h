@@ -8,7 +8,7 @@
 #include <cstddef>
 #include <string_view>
 
-#include "tlog/status.h"
+#include "lib/status/status.h"
 
 namespace latch::workflow {
 

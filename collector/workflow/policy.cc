@@ -6,9 +6,9 @@
 #include <fstream>
 
 #include "collector/workflow/duration.h"
-#include "config/toml_settings.h"
-#include "tlog/hex.h"
-#include "tlog/sha256.h"
+#include "lib/config/toml_settings.h"
+#include "lib/tlog/hex.h"
+#include "lib/tlog/sha256.h"
 
 namespace latch::workflow {
 namespace {
@@ -75,14 +75,14 @@ Status Policy::Parse(std::string_view toml_text, const std::string& source,
     if (!resource_ids.insert(static_cast<uint32_t>(id)).second) {
       return r.Bad("resource id " + std::to_string(id) + " is used twice");
     }
-    agent::Resource& res = pr.resource;
+    resource::Resource& res = pr.resource;
     res.id = static_cast<uint32_t>(id);
     res.name = pr.name;
-    Status s = agent::ParseProtocol(protocol, &res.protocol);
-    if (s.ok()) s = agent::ParsePortRange(ports, &res.port_lo, &res.port_hi);
-    if (s.ok()) s = agent::ParseMode(mode, &res.mode);
+    Status s = resource::ParseProtocol(protocol, &res.protocol);
+    if (s.ok()) s = resource::ParsePortRange(ports, &res.port_lo, &res.port_hi);
+    if (s.ok()) s = resource::ParseMode(mode, &res.mode);
     for (const std::string& d : dests) {
-      if (s.ok()) s = agent::ParseDestination(d, &res);
+      if (s.ok()) s = resource::ParseDestination(d, &res);
     }
     if (!s.ok()) return r.Bad("resource '" + pr.name + "': " + s.message());
     std::set<std::string> targets;

@@ -49,8 +49,8 @@
 #include <string>
 #include <vector>
 
-#include "agent/resource.h"
-#include "tlog/status.h"
+#include "lib/status/status.h"
+#include "schemas/resource.h"
 
 namespace re2 {
 class RE2;
@@ -60,7 +60,7 @@ namespace latch::workflow {
 
 struct PolicyResource {
   std::string name;
-  agent::Resource resource;        // id, destinations, protocol, ports, mode
+  resource::Resource resource;     // id, destinations, protocol, ports, mode
   std::vector<std::string> hosts;  // resolved host ids (from ids and labels)
 };
 

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "collector/workflow/policy.h"
-#include "tlog/status.h"
+#include "lib/status/status.h"
 
 namespace latch::workflow {
 

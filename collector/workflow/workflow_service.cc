@@ -4,7 +4,7 @@
 
 #include <cstdio>
 
-#include "logging/logger.h"
+#include "lib/logging/logger.h"
 #include "schemas/canonical.h"
 
 namespace latch::workflow {

@@ -13,8 +13,8 @@
 
 #include "collector/workflow/policy.h"
 #include "collector/workflow/request_book.h"
+#include "lib/status/status.h"
 #include "schemas/workflow.capnp.h"
-#include "tlog/status.h"
 
 namespace latch::workflow {
 

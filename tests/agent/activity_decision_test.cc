@@ -7,8 +7,8 @@
 #include <cstring>
 #include <string>
 
-#include "agent/activity_record.h"
 #include "agent/argv_redactor.h"
+#include "schemas/activity_record.h"
 
 namespace {
 
@@ -87,10 +87,10 @@ TEST(ActivityRecord, EncodesAndViewsEveryField) {
   size_t size = offsetof(latch_activity_exec, data) + e.path_len + e.args_len;
   e.h.size = static_cast<__u16>(size);
   std::string encoded;
-  ASSERT_TRUE(latch::agent::EncodeActivityEvent(Raw(&e, size), &encoded).ok());
-  latch::agent::ActivitySummary s;
+  ASSERT_TRUE(latch::record::EncodeActivityEvent(Raw(&e, size), &encoded).ok());
+  latch::record::ActivitySummary s;
   nlohmann::json j;
-  ASSERT_TRUE(latch::agent::ViewActivityEvent(encoded, &s, &j).ok());
+  ASSERT_TRUE(latch::record::ViewActivityEvent(encoded, &s, &j).ok());
   EXPECT_EQ(s.kind, "exec");
   EXPECT_EQ(s.uid, 1000u);
   EXPECT_EQ(s.grant_id, 42u);
@@ -115,17 +115,17 @@ TEST(ActivityRecord, ExecArgumentsAreRedactedAndMarked) {
   std::string encoded;
   bool redacted = false;
   ASSERT_TRUE(
-      latch::agent::EncodeActivityEvent(Raw(&e, size), &encoded, redactor.get(), &redacted).ok());
+      latch::record::EncodeActivityEvent(Raw(&e, size), &encoded, redactor.get(), &redacted).ok());
   EXPECT_TRUE(redacted);
   EXPECT_EQ(encoded.find("SECRET"), std::string::npos);
-  latch::agent::ActivitySummary s;
+  latch::record::ActivitySummary s;
   nlohmann::json j;
-  ASSERT_TRUE(latch::agent::ViewActivityEvent(encoded, &s, &j).ok());
+  ASSERT_TRUE(latch::record::ViewActivityEvent(encoded, &s, &j).ok());
   EXPECT_EQ(j["args"], nlohmann::json({"mysql", "-p[REDACTED]", "shop"}));
   EXPECT_EQ(j["args_redacted"], true);
   // Without a redactor (or with nothing to take out) the record is unmarked.
-  ASSERT_TRUE(latch::agent::EncodeActivityEvent(Raw(&e, size), &encoded).ok());
-  ASSERT_TRUE(latch::agent::ViewActivityEvent(encoded, &s, &j).ok());
+  ASSERT_TRUE(latch::record::EncodeActivityEvent(Raw(&e, size), &encoded).ok());
+  ASSERT_TRUE(latch::record::ViewActivityEvent(encoded, &s, &j).ok());
   EXPECT_FALSE(j.contains("args_redacted"));
 }
 
@@ -134,22 +134,22 @@ TEST(ActivityRecord, MalformedRecordsAreRefused) {
   latch_activity_exit x{};
   x.h.kind = LATCH_ACT_EXIT;
   x.h.size = sizeof(x);
-  EXPECT_TRUE(latch::agent::EncodeActivityEvent(Raw(&x, sizeof(x)), &out).ok());
-  EXPECT_FALSE(latch::agent::EncodeActivityEvent(Raw(&x, sizeof(x) - 4), &out).ok());  // short
+  EXPECT_TRUE(latch::record::EncodeActivityEvent(Raw(&x, sizeof(x)), &out).ok());
+  EXPECT_FALSE(latch::record::EncodeActivityEvent(Raw(&x, sizeof(x) - 4), &out).ok());  // short
   x.h.kind = 99;
-  EXPECT_FALSE(latch::agent::EncodeActivityEvent(Raw(&x, sizeof(x)), &out).ok());  // unknown
+  EXPECT_FALSE(latch::record::EncodeActivityEvent(Raw(&x, sizeof(x)), &out).ok());  // unknown
   latch_activity_open o{};
   o.h.kind = LATCH_ACT_OPEN;
   o.path_len = 300;  // more than the record holds
   o.h.size = offsetof(latch_activity_open, path) + 10;
-  EXPECT_FALSE(latch::agent::EncodeActivityEvent(Raw(&o, o.h.size), &out).ok());
-  EXPECT_FALSE(latch::agent::EncodeActivityEvent("short", &out).ok());
+  EXPECT_FALSE(latch::record::EncodeActivityEvent(Raw(&o, o.h.size), &out).ok());
+  EXPECT_FALSE(latch::record::EncodeActivityEvent("short", &out).ok());
   // Only connects and opens come through io_uring; an unknown origin is damage.
   x.h.kind = LATCH_ACT_EXIT;
   x.h.via = LATCH_VIA_IO_URING;
-  EXPECT_FALSE(latch::agent::EncodeActivityEvent(Raw(&x, sizeof(x)), &out).ok());
+  EXPECT_FALSE(latch::record::EncodeActivityEvent(Raw(&x, sizeof(x)), &out).ok());
   x.h.via = 7;
-  EXPECT_FALSE(latch::agent::EncodeActivityEvent(Raw(&x, sizeof(x)), &out).ok());
+  EXPECT_FALSE(latch::record::EncodeActivityEvent(Raw(&x, sizeof(x)), &out).ok());
 }
 
 // Issue 13.6: what a process submitted through io_uring, by operation name;
@@ -164,10 +164,10 @@ TEST(ActivityRecord, IoUringCountsAreNamedByOperation) {
   u.submitted[16] = 1;                       // connect
   u.submitted[LATCH_URING_OPCODES - 1] = 4;  // newer than this agent
   std::string encoded;
-  ASSERT_TRUE(latch::agent::EncodeActivityEvent(Raw(&u, sizeof(u)), &encoded).ok());
-  latch::agent::ActivitySummary s;
+  ASSERT_TRUE(latch::record::EncodeActivityEvent(Raw(&u, sizeof(u)), &encoded).ok());
+  latch::record::ActivitySummary s;
   nlohmann::json j;
-  ASSERT_TRUE(latch::agent::ViewActivityEvent(encoded, &s, &j).ok());
+  ASSERT_TRUE(latch::record::ViewActivityEvent(encoded, &s, &j).ok());
   EXPECT_EQ(s.kind, "io_uring_ops");
   EXPECT_EQ(j["submitted"], nlohmann::json({{"openat", 2}, {"connect", 1}, {"newer", 4}}));
   EXPECT_EQ(j["window_start_ns"], 5);
@@ -177,8 +177,8 @@ TEST(ActivityRecord, IoUringCountsAreNamedByOperation) {
   c.h.size = sizeof(c);
   c.h.via = LATCH_VIA_IO_URING;
   c.result = -111;
-  ASSERT_TRUE(latch::agent::EncodeActivityEvent(Raw(&c, sizeof(c)), &encoded).ok());
-  ASSERT_TRUE(latch::agent::ViewActivityEvent(encoded, &s, &j).ok());
+  ASSERT_TRUE(latch::record::EncodeActivityEvent(Raw(&c, sizeof(c)), &encoded).ok());
+  ASSERT_TRUE(latch::record::ViewActivityEvent(encoded, &s, &j).ok());
   EXPECT_EQ(j["via"], "io_uring");
   EXPECT_EQ(j["result"], -111);
 }

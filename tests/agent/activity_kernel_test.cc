@@ -24,11 +24,11 @@
 #include <vector>
 
 #include "agent/activity_capture.h"
-#include "agent/activity_record.h"
 #include "agent/boot_clock.h"
 #include "agent/kernel_fs.h"
 #include "agent/ring_reader.h"
 #include "kernel_sandbox.h"
+#include "schemas/activity_record.h"
 
 namespace latch::agent {
 namespace {
@@ -41,7 +41,7 @@ constexpr uint64_t kGrant = 77;
 constexpr uint32_t kThrottle = 50;  // events per process per window
 
 struct Record {
-  ActivitySummary summary;
+  record::ActivitySummary summary;
   nlohmann::json detail;
 };
 
@@ -90,8 +90,8 @@ class ActivityKernelTest : public ::testing::Test {
         [this](std::string_view raw) {
           std::string encoded;
           Record r;
-          if (!EncodeActivityEvent(raw, &encoded).ok() ||
-              !ViewActivityEvent(encoded, &r.summary, &r.detail).ok()) {
+          if (!record::EncodeActivityEvent(raw, &encoded).ok() ||
+              !record::ViewActivityEvent(encoded, &r.summary, &r.detail).ok()) {
             return false;
           }
           if (ours_.count(r.detail["cgroup_id"].get<uint64_t>())) records_.push_back(r);

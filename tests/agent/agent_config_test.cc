@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "tlog/signed_note.h"
+#include "lib/tlog/signed_note.h"
 
 namespace latch::agent {
 namespace {
@@ -39,8 +39,8 @@ TEST(AgentConfig, ParsesAGoodFile) {
   EXPECT_TRUE(c.cut_established_connections);  // the default: stop connections at grant end
   ASSERT_EQ(c.resources.size(), 2u);
   EXPECT_EQ(c.resources[0].destinations.size(), 2u);
-  EXPECT_EQ(c.resources[1].mode, Mode::kAudit);
-  EXPECT_EQ(c.resources[1].protocol, Protocol::kUdp);
+  EXPECT_EQ(c.resources[1].mode, resource::Mode::kAudit);
+  EXPECT_EQ(c.resources[1].protocol, resource::Protocol::kUdp);
   ASSERT_TRUE(ResolveAgentDefaults(&c).ok());
   EXPECT_EQ(c.pin_dir, "/sys/fs/bpf/latch/default");
 }

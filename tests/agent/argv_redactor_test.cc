@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "agent/activity_record.h"
 #include "nlohmann/json.hpp"
+#include "schemas/activity_record.h"
 
 namespace latch::agent {
 namespace {

@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "agent/activity_record.h"
 #include "collector/ledger/ledger.h"
 #include "run_tool.h"
+#include "schemas/activity_record.h"
 #include "schemas/canonical.h"
 #include "schemas/event.capnp.h"
 #include "schemas/record_codec.h"
@@ -55,8 +55,9 @@ inline LedgerView ReadLedgerAt(const std::string& dir) {
     if (!l->ReadEntry(i, &entry).ok() || !ledger::DecodeRecord(entry, &r).ok()) continue;
     if (!r.agent_boot_id.empty()) v.agent_records[{r.agent_boot_id, r.sequence}]++;
     if (r.kind == ledger::RecordKind::kActivity) {
-      ActivitySummary a;
-      if (ViewActivityEvent(r.payload, &a).ok()) v.activity.emplace_back(a.kind, a.grant_id);
+      record::ActivitySummary a;
+      if (record::ViewActivityEvent(r.payload, &a).ok())
+        v.activity.emplace_back(a.kind, a.grant_id);
     }
     if (r.kind == ledger::RecordKind::kGuard) {
       (void)schema::ReadCanonical<schema::GuardEvent>(r.payload, "guard", [&](auto g) {

@@ -27,12 +27,12 @@
 #include "collector/ledger/ledger.h"
 #include "https_client.h"
 #include "kernel_sandbox.h"
+#include "lib/tlog/hex.h"
+#include "lib/tlog/sha256.h"
 #include "notify_socket.h"
 #include "schemas/canonical.h"
 #include "schemas/record_codec.h"
 #include "schemas/workflow.capnp.h"
-#include "tlog/hex.h"
-#include "tlog/sha256.h"
 
 namespace latch::agent {
 namespace {

@@ -1,4 +1,4 @@
-#include "agent/event_json.h"
+#include "schemas/event_json.h"
 
 #include <gtest/gtest.h>
 
@@ -29,7 +29,7 @@ latch_decision_event Sample() {
 
 TEST(EventJson, LineCarriesEveryField) {
   std::string line;
-  AppendDecisionJsonLine(Sample(), nlohmann::json("host \"a\"").dump(), &line);
+  record::AppendDecisionJsonLine(Sample(), nlohmann::json("host \"a\"").dump(), &line);
   ASSERT_EQ(line.back(), '\n');
   auto j = nlohmann::json::parse(line);
   EXPECT_EQ(j["type"], "decision");
@@ -73,7 +73,7 @@ TEST(EventJson, HostileProcessNamesStayValidJson) {
                             'f'};
   std::memcpy(e.comm, hostile, sizeof(e.comm));
   std::string line;
-  AppendDecisionJsonLine(e, "\"h\"", &line);
+  record::AppendDecisionJsonLine(e, "\"h\"", &line);
   nlohmann::json j;
   ASSERT_NO_THROW(j = nlohmann::json::parse(line)) << line;
   std::string comm = j["comm"];
@@ -81,7 +81,7 @@ TEST(EventJson, HostileProcessNamesStayValidJson) {
   // Every byte kept: the two bytes >= 0x80 become U+00FF and U+00C3, two
   // UTF-8 bytes each, so 16 bytes read back as 18.
   EXPECT_EQ(comm.size(), 18u);
-  EXPECT_EQ(DecisionToJson(e, "h"), j);
+  EXPECT_EQ(record::DecisionToJson(e, "h"), j);
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-#include "agent/event_record.h"
+#include "schemas/event_record.h"
 
 #include <gtest/gtest.h>
 
@@ -25,14 +25,14 @@ TEST(EventRecord, DecisionEventRoundTripsThroughTheSchema) {
   const uint8_t addr[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 0, 0, 5};
   std::memcpy(e.addr, addr, 16);
   std::memcpy(e.comm, "0123456789abcdef", 16);  // full length, no NUL
-  std::string bytes = EncodeDecisionEvent(e);
-  EXPECT_EQ(bytes, EncodeDecisionEvent(e));  // canonical: same event, same bytes
+  std::string bytes = record::EncodeDecisionEvent(e);
+  EXPECT_EQ(bytes, record::EncodeDecisionEvent(e));  // canonical: same event, same bytes
   latch_decision_event back{};
-  ASSERT_TRUE(DecodeDecisionEvent(bytes, &back).ok());
+  ASSERT_TRUE(record::DecodeDecisionEvent(bytes, &back).ok());
   EXPECT_EQ(std::memcmp(&back, &e, sizeof(e)), 0);
-  EXPECT_FALSE(DecodeDecisionEvent(bytes.substr(0, bytes.size() - 8), &back).ok());
-  EXPECT_FALSE(DecodeDecisionEvent(bytes + std::string(8, '\0'), &back).ok());
-  EXPECT_FALSE(DecodeDecisionEvent("", &back).ok());
+  EXPECT_FALSE(record::DecodeDecisionEvent(bytes.substr(0, bytes.size() - 8), &back).ok());
+  EXPECT_FALSE(record::DecodeDecisionEvent(bytes + std::string(8, '\0'), &back).ok());
+  EXPECT_FALSE(record::DecodeDecisionEvent("", &back).ok());
 }
 
 }  // namespace

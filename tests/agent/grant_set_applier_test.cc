@@ -17,7 +17,7 @@ namespace {
 // Records every call, so tests can check the order of writes and removals.
 class FakeEnforcer : public Enforcer {
  public:
-  Status SetResources(const std::vector<Resource>&) override { return Status::Ok(); }
+  Status SetResources(const std::vector<resource::Resource>&) override { return Status::Ok(); }
   Status ApplyGrant(const Grant& g) override {
     log.push_back("apply " + std::to_string(g.grant_id));
     held[{g.principal.id, g.resource_id}] = g;
@@ -41,7 +41,7 @@ class FakeEnforcer : public Enforcer {
     for (auto& [k, g] : held) out->push_back({g.grant_id, g.principal, g.resource_id, 0, 0});
     return Status::Ok();
   }
-  Status ListResourceEntries(std::vector<std::pair<Cidr, latch_cidr_rules>>*) override {
+  Status ListResourceEntries(std::vector<std::pair<resource::Cidr, latch_cidr_rules>>*) override {
     return Status::Ok();
   }
   std::map<std::pair<uint64_t, uint32_t>, Grant> held;

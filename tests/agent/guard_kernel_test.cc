@@ -159,17 +159,18 @@ class GuardKernelTest : public ::testing::Test {
     enforcer_ = std::make_unique<BpfEnforcer>(*guard_);
   }
 
-  std::vector<Resource> TestResources() {
-    std::vector<Resource> rs;
-    auto make = [&](uint32_t id, Protocol p, uint16_t port, Mode m) {
-      Resource r{id, "r" + std::to_string(id), {}, p, port, port, m};
-      EXPECT_TRUE(Cidr::Parse("127.0.0.1", &r.destinations.emplace_back()).ok());
-      EXPECT_TRUE(Cidr::Parse("::1", &r.destinations.emplace_back()).ok());
+  std::vector<resource::Resource> TestResources() {
+    std::vector<resource::Resource> rs;
+    auto make = [&](uint32_t id, resource::Protocol p, uint16_t port, resource::Mode m) {
+      resource::Resource r{id, "r" + std::to_string(id), {}, p, port, port, m};
+      EXPECT_TRUE(resource::Cidr::Parse("127.0.0.1", &r.destinations.emplace_back()).ok());
+      EXPECT_TRUE(resource::Cidr::Parse("::1", &r.destinations.emplace_back()).ok());
       rs.push_back(r);
     };
-    make(kTcpResource, Protocol::kTcp, tcp4_.port, Mode::kEnforce);  // tcp6_ shares the port
-    make(kUdpResource, Protocol::kUdp, udp4_.port, Mode::kEnforce);
-    make(kAuditResource, Protocol::kTcp, audit4_.port, Mode::kAudit);
+    make(kTcpResource, resource::Protocol::kTcp, tcp4_.port,
+         resource::Mode::kEnforce);  // tcp6_ shares the port
+    make(kUdpResource, resource::Protocol::kUdp, udp4_.port, resource::Mode::kEnforce);
+    make(kAuditResource, resource::Protocol::kTcp, audit4_.port, resource::Mode::kAudit);
     return rs;
   }
 
@@ -450,9 +451,11 @@ TEST_F(GrantCutTest, ANewlyProtectedDestinationStopsItsOpenConnections) {
   Clock::time_point protected_at;
   auto [bytes, last] = Stream(open4_, [&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    std::vector<Resource> rs = TestResources();
-    Resource r{77, "newly-protected", {}, Protocol::kTcp, open4_.port, open4_.port, Mode::kEnforce};
-    ASSERT_TRUE(Cidr::Parse("127.0.0.0/8", &r.destinations.emplace_back()).ok());
+    std::vector<resource::Resource> rs = TestResources();
+    resource::Resource r{
+        77,          "newly-protected",       {}, resource::Protocol::kTcp, open4_.port,
+        open4_.port, resource::Mode::kEnforce};
+    ASSERT_TRUE(resource::Cidr::Parse("127.0.0.0/8", &r.destinations.emplace_back()).ok());
     rs.push_back(r);
     ASSERT_TRUE(enforcer_->SetResources(rs).ok());
     protected_at = Clock::now();
@@ -884,11 +887,14 @@ TEST_F(GrantCutTest, UnconnectedUdpIsCheckedByThePacketsAddresses) {
 // Issue 13.3: a destination an enforced resource names is enforced, whatever
 // narrower audit resource also names it.
 TEST_F(GuardKernelTest, EnforcedResourceWinsOverANarrowerAuditOne) {
-  std::vector<Resource> rs;
-  Resource wide{21, "loopback-db", {}, Protocol::kTcp, tcp4_.port, tcp4_.port, Mode::kEnforce};
-  ASSERT_TRUE(Cidr::Parse("127.0.0.0/8", &wide.destinations.emplace_back()).ok());
-  Resource narrow{22, "watch-one", {}, Protocol::kAny, 0, 65535, Mode::kAudit};
-  ASSERT_TRUE(Cidr::Parse("127.0.0.1", &narrow.destinations.emplace_back()).ok());
+  std::vector<resource::Resource> rs;
+  resource::Resource wide{
+      21,         "loopback-db",           {}, resource::Protocol::kTcp, tcp4_.port,
+      tcp4_.port, resource::Mode::kEnforce};
+  ASSERT_TRUE(resource::Cidr::Parse("127.0.0.0/8", &wide.destinations.emplace_back()).ok());
+  resource::Resource narrow{22,    "watch-one",           {}, resource::Protocol::kAny, 0,
+                            65535, resource::Mode::kAudit};
+  ASSERT_TRUE(resource::Cidr::Parse("127.0.0.1", &narrow.destinations.emplace_back()).ok());
   ASSERT_TRUE(enforcer_->SetResources({narrow, wide}).ok());
   DrainEvents();
   EXPECT_EQ(Tcp4(kAlice), kRefused);
@@ -987,7 +993,8 @@ enum LocalResult : uint8_t {
 
 TEST_F(GuardKernelTest, LocalNamesEveryAddressOfThisHost) {
   constexpr uint16_t kPort = 15355, kOther = 15356;  // in the child's own namespace
-  Resource local{31, "this-host", LoopbackCidrs(), Protocol::kAny, kPort, kPort, Mode::kEnforce};
+  resource::Resource local{31,    "this-host", resource::LoopbackCidrs(), resource::Protocol::kAny,
+                           kPort, kPort,       resource::Mode::kEnforce};
   local.local = true;
   ASSERT_TRUE(enforcer_->SetResources({local}).ok());
   DrainEvents();

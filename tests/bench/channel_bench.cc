@@ -55,7 +55,6 @@
 #include "agent/boot_clock.h"
 #include "agent/checkpoint_witness.h"
 #include "agent/collector_link.h"
-#include "agent/event_record.h"
 #include "agent/spool.h"
 #include "agent/spool_sink.h"
 #include "collector/api/api_server.h"
@@ -65,6 +64,7 @@
 #include "kernel_sandbox.h"
 #include "lossy_delivery.h"
 #include "schemas/canonical.h"
+#include "schemas/event_record.h"
 #include "schemas/record_codec.h"
 #include "schemas/wire.capnp.h"
 
@@ -156,8 +156,9 @@ struct InProcessAgent {
     ac.host_id = "bench-host";
     ac.cgroup = sandbox.cgroup();
     ac.pin_dir = sandbox.pin_dir();
-    agent::Resource r{9, "db", {}, agent::Protocol::kTcp, db_port, db_port, agent::Mode::kEnforce};
-    if (!agent::Cidr::Parse("127.0.0.1", &r.destinations.emplace_back()).ok()) Die("cidr");
+    resource::Resource r{
+        9, "db", {}, resource::Protocol::kTcp, db_port, db_port, resource::Mode::kEnforce};
+    if (!resource::Cidr::Parse("127.0.0.1", &r.destinations.emplace_back()).ok()) Die("cidr");
     ac.resources = {r};
     ac.collector.enabled = true;
     ac.collector.endpoints = {"tcp://127.0.0.1:" + std::to_string(collector_port)};
@@ -264,7 +265,7 @@ void EndToEnd(uint64_t n) {
       for (int k = 0; k < 4096 && i < n; ++k, ++i) {
         rec.sequence = i + 1;
         rec.event_time_ns = rec.receive_time_ns = agent::NowUnixNs();
-        rec.payload = agent::EncodeDecisionEvent(SampleEvent(i));
+        rec.payload = record::EncodeDecisionEvent(SampleEvent(i));
         Check(ledger::EncodeRecord(rec, &bytes), "encode");
         Check(batch.Add(bytes), "add");
       }
@@ -544,7 +545,7 @@ void Fleet(int agents, double seconds) {
     h.setBootId(kj::arrayPtr(reinterpret_cast<const capnp::byte*>(boot.data()), 16));
     send(i, m);
   }
-  std::string payload = agent::EncodeDecisionEvent(SampleEvent(1));
+  std::string payload = record::EncodeDecisionEvent(SampleEvent(1));
   auto send_batch = [&](int i) {
     capnp::MallocMessageBuilder m;
     auto b = m.initRoot<schema::Envelope>().initEventBatch();

@@ -55,12 +55,12 @@
 
 #include "agent/boot_clock.h"
 #include "agent/enforcer.h"
-#include "agent/event_json.h"
 #include "agent/guard.h"
 #include "agent/ring_reader.h"
 #include "agent/spool.h"
 #include "agent/spool_sink.h"
 #include "kernel_sandbox.h"
+#include "schemas/event_json.h"
 
 namespace {
 
@@ -265,14 +265,15 @@ void EnterNetworkNamespace() {
   if (std::system("ip link set lo up") != 0) Die("ip link set lo up");
 }
 
-Resource MakeResource(uint32_t id, Protocol p, uint16_t port, Mode m) {
-  Resource r{id, "r" + std::to_string(id), {}, p, port, port, m};
-  if (!Cidr::Parse("127.0.0.1", &r.destinations.emplace_back()).ok()) Die("cidr");
+resource::Resource MakeResource(uint32_t id, resource::Protocol p, uint16_t port,
+                                resource::Mode m) {
+  resource::Resource r{id, "r" + std::to_string(id), {}, p, port, port, m};
+  if (!resource::Cidr::Parse("127.0.0.1", &r.destinations.emplace_back()).ok()) Die("cidr");
   return r;
 }
 
 // The benchmark's resources on `guard`, and an hour's grant of resource 1 to kUid.
-void ProtectAndGrant(Guard& guard, const std::vector<Resource>& resources) {
+void ProtectAndGrant(Guard& guard, const std::vector<resource::Resource>& resources) {
   BpfEnforcer enforcer(guard);
   if (!enforcer.SetResources(resources).ok()) Die("resources");
   int64_t now = NowUnixNs();
@@ -286,7 +287,8 @@ void ProtectAndGrant(Guard& guard, const std::vector<Resource>& resources) {
 
 // Issue 13.10: see the file comment.
 void RecordingTax(const KernelSandbox& sandbox, int listener, uint16_t port,
-                  const std::vector<Resource>& resources, int connects, int blocks, bool cut) {
+                  const std::vector<resource::Resource>& resources, int connects, int blocks,
+                  bool cut) {
   struct Guarded {
     std::string cgroup, pin_dir;
     std::unique_ptr<Guard> guard;
@@ -417,9 +419,9 @@ int Run(int argc, char** argv) {
   int open_fd = Listener(SOCK_STREAM, &open_port);
   int protected_fd = Listener(SOCK_STREAM, &protected_port);
   int audit_fd = Listener(SOCK_DGRAM, &audit_port);
-  std::vector<Resource> resources = {
-      MakeResource(1, Protocol::kTcp, protected_port, Mode::kEnforce),
-      MakeResource(2, Protocol::kUdp, audit_port, Mode::kAudit)};
+  std::vector<resource::Resource> resources = {
+      MakeResource(1, resource::Protocol::kTcp, protected_port, resource::Mode::kEnforce),
+      MakeResource(2, resource::Protocol::kUdp, audit_port, resource::Mode::kAudit)};
 
   std::printf(
       "guard_bench: %d loopback TCP connects per case in %d interleaved blocks, cutting "
@@ -542,7 +544,7 @@ int Run(int argc, char** argv) {
       [&](const latch_decision_event& e) {
         // What the agent does per event today: format its JSON record.
         line.clear();
-        AppendDecisionJsonLine(e, "\"bench\"", &line);
+        record::AppendDecisionJsonLine(e, "\"bench\"", &line);
         json_bytes += line.size();
         delivered.fetch_add(1, std::memory_order_relaxed);
       },
@@ -600,7 +602,7 @@ int Run(int argc, char** argv) {
           // Without JSON: what the drain itself costs (the handler copies the record).
           if (json) {
             line.clear();
-            AppendDecisionJsonLine(e, "\"bench\"", &line);
+            record::AppendDecisionJsonLine(e, "\"bench\"", &line);
           }
           sink += json ? line.size() : e.port;
           ++drained;

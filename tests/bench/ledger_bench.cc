@@ -22,7 +22,7 @@
 #include "collector/ledger/batcher.h"
 #include "collector/ledger/ledger.h"
 #include "collector/ledger/verifier.h"
-#include "tlog/merkle_hash.h"
+#include "lib/tlog/merkle_hash.h"
 
 namespace {
 

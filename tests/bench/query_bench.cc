@@ -29,12 +29,12 @@
 #include <string>
 #include <vector>
 
-#include "agent/event_record.h"
 #include "collector/index/event_index.h"
 #include "collector/index/event_query.h"
 #include "collector/index/index_follower.h"
 #include "collector/ledger/ledger.h"
 #include "schemas/canonical.h"
+#include "schemas/event_record.h"
 #include "schemas/record_codec.h"
 #include "schemas/workflow.capnp.h"
 
@@ -97,7 +97,7 @@ std::string Entry(uint64_t i, uint64_t hosts) {
     r.host_id = HostName(i % hosts);
     r.agent_boot_id = std::string(16, static_cast<char>('a' + i % hosts % 26));
     r.sequence = i / hosts + 1;
-    r.payload = agent::EncodeDecisionEvent(e);
+    r.payload = record::EncodeDecisionEvent(e);
   }
   std::string bytes;
   Check(ledger::EncodeRecord(r, &bytes), "encode");

@@ -25,11 +25,11 @@
 #include <string>
 #include <vector>
 
-#include "agent/event_record.h"
 #include "collector/ingest/collector_server.h"
 #include "collector/ledger/ledger.h"
-#include "logging/logger.h"
+#include "lib/logging/logger.h"
 #include "schemas/canonical.h"
+#include "schemas/event_record.h"
 #include "schemas/record_codec.h"
 #include "schemas/workflow.capnp.h"
 
@@ -87,7 +87,7 @@ std::string Record(uint64_t i) {
     r.host_id = "host-" + std::to_string(i % kHosts);
     r.agent_boot_id = std::string(15, 'b') + static_cast<char>(i % kHosts);
     r.sequence = i / kHosts + 1;
-    r.payload = agent::EncodeDecisionEvent(e);
+    r.payload = record::EncodeDecisionEvent(e);
   }
   std::string bytes;
   Check(ledger::EncodeRecord(r, &bytes), "encode");

@@ -26,13 +26,13 @@
 #include "collector/index/event_query.h"
 #include "collector/ingest/collector_server.h"
 #include "https_client.h"
+#include "lib/tlog/base64.h"
+#include "lib/tlog/checkpoint.h"
+#include "lib/tlog/merkle_hash.h"
+#include "lib/tlog/proof.h"
 #include "run_tool.h"
 #include "temp_dir.h"
 #include "test_policy.h"
-#include "tlog/base64.h"
-#include "tlog/checkpoint.h"
-#include "tlog/merkle_hash.h"
-#include "tlog/proof.h"
 
 namespace latch::collector {
 namespace {

@@ -23,6 +23,9 @@
 #include "collector/ingest/state_snapshot.h"
 #include "collector/ledger/ledger.h"
 #include "https_client.h"
+#include "lib/tlog/checkpoint.h"
+#include "lib/tlog/merkle_hash.h"
+#include "lib/tlog/proof.h"
 #include "schemas/canonical.h"
 #include "schemas/event.capnp.h"
 #include "schemas/grant_signature.h"
@@ -30,9 +33,6 @@
 #include "schemas/wire.capnp.h"
 #include "temp_dir.h"
 #include "test_policy.h"
-#include "tlog/checkpoint.h"
-#include "tlog/merkle_hash.h"
-#include "tlog/proof.h"
 
 namespace latch::collector {
 namespace {

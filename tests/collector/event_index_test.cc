@@ -13,15 +13,15 @@
 #include <random>
 #include <thread>
 
-#include "agent/event_record.h"
 #include "collector/index/event_query.h"
 #include "collector/index/index_follower.h"
 #include "collector/ledger/ledger.h"
+#include "lib/text/utf8.h"
 #include "schemas/canonical.h"
+#include "schemas/event_record.h"
 #include "schemas/record_codec.h"
 #include "schemas/workflow.capnp.h"
 #include "temp_dir.h"
-#include "text/utf8.h"
 
 namespace latch::index {
 namespace {
@@ -56,7 +56,7 @@ std::string Decision(uint32_t uid, uint64_t grant_id, uint32_t resource_id, uint
   e.addr[12] = 10;
   e.addr[15] = 5;
   std::memcpy(e.comm, "psql", 4);
-  return agent::EncodeDecisionEvent(e);
+  return record::EncodeDecisionEvent(e);
 }
 
 class EventIndexTest : public ::testing::Test {

@@ -18,9 +18,9 @@
 #include "collector/ingest/collector_server.h"
 #include "collector/notify/webhook_sender.h"
 #include "https_client.h"
+#include "lib/tlog/hex.h"
 #include "temp_dir.h"
 #include "test_policy.h"
-#include "tlog/hex.h"
 
 namespace latch::collector {
 namespace {

@@ -13,7 +13,7 @@
 #include "collector/api/query_string.h"
 #include "collector/workflow/duration.h"
 #include "collector/workflow/free_text.h"
-#include "text/utf8.h"
+#include "lib/text/utf8.h"
 
 namespace http = boost::beast::http;
 

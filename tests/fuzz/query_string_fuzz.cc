@@ -7,7 +7,7 @@
 #include <string>
 
 #include "collector/api/query_string.h"
-#include "text/utf8.h"
+#include "lib/text/utf8.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view query(reinterpret_cast<const char*>(data), size);

@@ -7,8 +7,8 @@
 #include <cstdlib>
 #include <string>
 
-#include "tlog/checkpoint.h"
-#include "tlog/signed_note.h"
+#include "lib/tlog/checkpoint.h"
+#include "lib/tlog/signed_note.h"
 
 namespace {
 const latch::tlog::NoteSigner& Signer() {

@@ -12,10 +12,10 @@
 
 #include "collector/ledger/tile_source.h"
 #include "collector/ledger/verifier.h"
-#include "tlog/checkpoint.h"
-#include "tlog/proof.h"
-#include "tlog/signed_note.h"
-#include "tlog/tile_path.h"
+#include "lib/tlog/checkpoint.h"
+#include "lib/tlog/proof.h"
+#include "lib/tlog/signed_note.h"
+#include "lib/tlog/tile_path.h"
 
 namespace {
 

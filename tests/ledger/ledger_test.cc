@@ -12,9 +12,9 @@
 
 #include "collector/ledger/exporter.h"
 #include "collector/ledger/verifier.h"
+#include "lib/tlog/proof.h"
 #include "memory_hashes.h"
 #include "temp_dir.h"
-#include "tlog/proof.h"
 
 namespace latch::ledger {
 namespace {

@@ -1,6 +1,6 @@
 // The daemons' log lines: one entry per line, levels filtered, values quoted
 // so that an entry cannot be split or forged by what it carries.
-#include "logging/logger.h"
+#include "lib/logging/logger.h"
 
 #include <gtest/gtest.h>
 

@@ -23,12 +23,12 @@
 #include "agent/boot_clock.h"
 #include "agent/checkpoint_witness.h"
 #include "agent/collector_link.h"
-#include "agent/event_record.h"
 #include "agent/spool.h"
 #include "agent/spool_sink.h"
 #include "collector/ingest/collector_server.h"
 #include "lossy_link.h"
 #include "schemas/curve_key.h"
+#include "schemas/event_record.h"
 
 namespace latch::testing {
 

@@ -1,4 +1,4 @@
-#include "tlog/base64.h"
+#include "lib/tlog/base64.h"
 
 #include <gtest/gtest.h>
 

@@ -1,8 +1,8 @@
-#include "tlog/checkpoint.h"
+#include "lib/tlog/checkpoint.h"
 
 #include <gtest/gtest.h>
 
-#include "tlog/merkle_hash.h"
+#include "lib/tlog/merkle_hash.h"
 
 namespace latch::tlog {
 namespace {

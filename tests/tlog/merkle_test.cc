@@ -3,10 +3,10 @@
 #include <fstream>
 #include <sstream>
 
+#include "lib/tlog/merkle_hash.h"
+#include "lib/tlog/proof.h"
+#include "lib/tlog/tree_reader.h"
 #include "memory_hashes.h"
-#include "tlog/merkle_hash.h"
-#include "tlog/proof.h"
-#include "tlog/tree_reader.h"
 
 namespace latch::tlog {
 namespace {

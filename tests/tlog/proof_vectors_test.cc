@@ -8,9 +8,9 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "lib/tlog/base64.h"
+#include "lib/tlog/proof.h"
 #include "memory_hashes.h"
-#include "tlog/base64.h"
-#include "tlog/proof.h"
 
 namespace latch::tlog {
 namespace {

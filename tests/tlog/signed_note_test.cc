@@ -1,4 +1,4 @@
-#include "tlog/signed_note.h"
+#include "lib/tlog/signed_note.h"
 
 #include <gtest/gtest.h>
 

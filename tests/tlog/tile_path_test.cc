@@ -1,4 +1,4 @@
-#include "tlog/tile_path.h"
+#include "lib/tlog/tile_path.h"
 
 #include <gtest/gtest.h>
 
