@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "collector/client/event_answer.h"
 #include "collector/index/event_index.h"
 #include "collector/index/record_view.h"
 #include "collector/ledger/ledger.h"
@@ -19,12 +20,11 @@
 namespace latch::index {
 
 inline constexpr int kDefaultEventLimit = 100;
-inline constexpr int kMaxEventLimit = 1000;
 
 struct EventQuery {
   EventFilter filter;
   EventCursor cursor;
-  int limit = kDefaultEventLimit;
+  int limit = kDefaultEventLimit;  // at most client::kMaxEventLimit
   // The live tail: entries from filter.min_index on, in ledger order; the
   // answer's next_index is where the next page starts.
   bool by_index = false;
@@ -42,17 +42,5 @@ Status ParseEventQuery(const std::map<std::string, std::string>& params, EventQu
 // record}, next_cursor (null on the last page).
 Status AnswerEventQuery(ledger::Ledger& ledger, const std::string& index_path,
                         uint64_t indexed_size, const EventQuery& query, nlohmann::json* out);
-
-// Checks an answer: the checkpoint's signature under `ledger_key`, and each
-// event's inclusion proof against it; returns the events as decoded from
-// their proven entry bytes, with their ledger indexes.
-struct VerifiedEvent {
-  uint64_t index = 0;
-  RecordView view;
-  std::string identity;  // the server's attribution (not part of the proof)
-  std::string resource;
-};
-Status VerifyEventAnswer(const nlohmann::json& answer, const tlog::NoteVerifier& ledger_key,
-                         std::vector<VerifiedEvent>* out, uint64_t* tree_size = nullptr);
 
 }  // namespace latch::index

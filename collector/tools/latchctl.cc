@@ -40,7 +40,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "collector/index/event_query.h"
+#include "collector/client/event_answer.h"
 #include "collector/tools/terminal_text.h"
 #include "collector/workflow/duration.h"
 #include "lib/storage/append_file.h"
@@ -415,7 +415,7 @@ std::string ActivityWhat(const std::string& kind, const nlohmann::json& d) {
 
 // One line per event, from the proven entry bytes (the server's attribution
 // of identity and resource name is shown as such).
-void EventRow(const latch::index::VerifiedEvent& e) {
+void EventRow(const latch::client::VerifiedEvent& e) {
   const auto& v = e.view;
   std::string what = v.kind;
   if (v.activity && v.detail.is_object()) {
@@ -465,13 +465,13 @@ int Follow(const Settings& s, const std::string& params, uint64_t from, bool ver
         size_t data = message.find("data: ");
         if (data == std::string::npos) continue;  // a comment or keepalive
         auto page = nlohmann::json::parse(message.substr(data + 6), nullptr, false);
-        std::vector<latch::index::VerifiedEvent> events;
+        std::vector<latch::client::VerifiedEvent> events;
         if (message.rfind("event: error", 0) == 0 || page.is_discarded()) {
           std::fprintf(stderr, "latchctl: the live tail ended: %s\n", T(message).c_str());
           return 1;
         }
         latch::Status st =
-            verify ? latch::index::VerifyEventAnswer(page, key, &events) : latch::Status::Ok();
+            verify ? latch::client::VerifyEventAnswer(page, key, &events) : latch::Status::Ok();
         if (!st.ok()) {
           std::fprintf(stderr, "latchctl: NOT VERIFIED: %s\n", st.ToString().c_str());
           return 1;
@@ -531,7 +531,7 @@ int Events(const Settings& s, const EventsArgs& a) {
     }
     add(flag, std::to_string(ns));
   }
-  int page_limit = a.limit > 0 && a.limit < latch::index::kMaxEventLimit ? a.limit : 500;
+  int page_limit = a.limit > 0 && a.limit < latch::client::kMaxEventLimit ? a.limit : 500;
   std::string cursor;
   int shown = 0;
   uint64_t checkpoint_size = 0;
@@ -551,16 +551,16 @@ int Events(const Settings& s, const EventsArgs& a) {
       std::fprintf(stderr, "latchctl: %d: %s\n", r.status, why.c_str());
       return 1;
     }
-    std::vector<latch::index::VerifiedEvent> events;
+    std::vector<latch::client::VerifiedEvent> events;
     if (!a.no_verify) {
-      latch::Status st = latch::index::VerifyEventAnswer(j, key, &events, &checkpoint_size);
+      latch::Status st = latch::client::VerifyEventAnswer(j, key, &events, &checkpoint_size);
       if (!st.ok()) {
         std::fprintf(stderr, "latchctl: NOT VERIFIED: %s\n", st.ToString().c_str());
         return 1;
       }
     } else {
       for (const auto& e : j["events"]) {
-        latch::index::VerifiedEvent v;
+        latch::client::VerifiedEvent v;
         v.index = e["index"];
         auto bytes = latch::tlog::Base64Decode(e["entry"].get<std::string>());
         if (!bytes || !latch::index::ViewRecord(

@@ -239,8 +239,8 @@ int main(int argc, char** argv) {
     Check(index::AnswerEventQuery(*ledger, index_path, idx->size(), query, &answer), "query");
     std::string body = answer.dump();  // what the API sends
     ms.push_back(Secs(t0) * 1e3);
-    std::vector<index::VerifiedEvent> verified;
-    Check(index::VerifyEventAnswer(answer, key, &verified), "verify");
+    std::vector<client::VerifiedEvent> verified;
+    Check(client::VerifyEventAnswer(answer, key, &verified), "verify");
     if (verified.size() != 100) Die("a query returned " + std::to_string(verified.size()));
     for (const auto& v : verified) {
       if (v.view.host != *query.filter.host || v.view.time_ns < query.filter.since_ns ||

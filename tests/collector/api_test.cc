@@ -262,8 +262,8 @@ TEST_F(ApiTest, RefusalRecordsKeepEachDistinctDetailAndThePeer) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     Reply q = Call(http::verb::get, "/v1/events?kind=refusal", kSam);
     ASSERT_EQ(q.status, 200) << q.body;
-    std::vector<index::VerifiedEvent> events;
-    ASSERT_TRUE(index::VerifyEventAnswer(nlohmann::json::parse(q.body), key, &events).ok());
+    std::vector<client::VerifiedEvent> events;
+    ASSERT_TRUE(client::VerifyEventAnswer(nlohmann::json::parse(q.body), key, &events).ok());
     listed = unlisted = 0;
     seen.clear();
     for (const auto& e : events) {
@@ -697,14 +697,14 @@ TEST_F(ApiTest, EventsAreAnsweredWithProofsAndOnlyToThoseAllowed) {
     if (all["indexed_size"] == all["tree_size"]) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  std::vector<index::VerifiedEvent> events;
-  Status s = index::VerifyEventAnswer(all, key, &events);
+  std::vector<client::VerifiedEvent> events;
+  Status s = client::VerifyEventAnswer(all, key, &events);
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(events.size(), all["tree_size"].get<uint64_t>());
 
   Reply story = Call(http::verb::get, "/v1/events?grant=1", kAnn);
   ASSERT_EQ(story.status, 200);
-  ASSERT_TRUE(index::VerifyEventAnswer(nlohmann::json::parse(story.body), key, &events).ok());
+  ASSERT_TRUE(client::VerifyEventAnswer(nlohmann::json::parse(story.body), key, &events).ok());
   std::vector<std::string> kinds;
   for (const auto& e : events) kinds.push_back(e.view.kind);
   EXPECT_EQ(kinds, (std::vector<std::string>{"requestCreated", "requestReviewed", "grantIssued",
@@ -714,7 +714,7 @@ TEST_F(ApiTest, EventsAreAnsweredWithProofsAndOnlyToThoseAllowed) {
   // tess is neither auditor nor approver: she sees what is about her, only.
   Reply mine = Call(http::verb::get, "/v1/events", kTess);
   ASSERT_EQ(mine.status, 200);
-  ASSERT_TRUE(index::VerifyEventAnswer(nlohmann::json::parse(mine.body), key, &events).ok());
+  ASSERT_TRUE(client::VerifyEventAnswer(nlohmann::json::parse(mine.body), key, &events).ok());
   EXPECT_EQ(events.size(), 5u);
   for (const auto& e : events) EXPECT_EQ(e.identity, "tess");
   EXPECT_EQ(Call(http::verb::get, "/v1/events?identity=ann", kTess).status, 403);
@@ -729,7 +729,7 @@ TEST_F(ApiTest, EventsAreAnsweredWithProofsAndOnlyToThoseAllowed) {
   for (int i = 0; i < 60 && !recorded; ++i) {
     Reply q = Call(http::verb::get, "/v1/events?kind=refusal", kAnn);
     ASSERT_EQ(q.status, 200);
-    ASSERT_TRUE(index::VerifyEventAnswer(nlohmann::json::parse(q.body), key, &events).ok());
+    ASSERT_TRUE(client::VerifyEventAnswer(nlohmann::json::parse(q.body), key, &events).ok());
     for (const auto& e : events) {
       recorded |= e.view.detail["record"]["refusal"]["what"] == "api_forbidden";
     }
@@ -794,8 +794,8 @@ TEST_F(ApiTest, LiveTailStreamsNewEntriesWithProofs) {
   auto page = nlohmann::json::parse(got.substr(data + 6, end - data - 6));
   tlog::NoteVerifier key;
   ASSERT_TRUE(tlog::NoteVerifier::Parse(server_->ledger_vkey(), &key).ok());
-  std::vector<index::VerifiedEvent> events;
-  Status s = index::VerifyEventAnswer(page, key, &events);
+  std::vector<client::VerifiedEvent> events;
+  Status s = client::VerifyEventAnswer(page, key, &events);
   ASSERT_TRUE(s.ok()) << s.ToString();
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].view.kind, "requestCreated");

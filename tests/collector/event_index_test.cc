@@ -249,8 +249,8 @@ TEST_F(EventIndexTest, PagesFollowTheCursorAndEveryResultVerifies) {
   for (int page = 0; page < 5; ++page) {
     nlohmann::json answer;
     ASSERT_TRUE(AnswerEventQuery(*ledger_, path, index->size(), q, &answer).ok());
-    std::vector<VerifiedEvent> events;
-    Status s = VerifyEventAnswer(answer, ledger_->verifier(), &events);
+    std::vector<client::VerifiedEvent> events;
+    Status s = client::VerifyEventAnswer(answer, ledger_->verifier(), &events);
     ASSERT_TRUE(s.ok()) << s.ToString();
     for (const auto& e : events) seen.push_back(e.index);
     if (answer["next_cursor"].is_null()) break;
@@ -265,8 +265,8 @@ TEST_F(EventIndexTest, PagesFollowTheCursorAndEveryResultVerifies) {
   q.filter.kind = "decision";
   nlohmann::json answer;
   ASSERT_TRUE(AnswerEventQuery(*ledger_, path, index->size(), q, &answer).ok());
-  std::vector<VerifiedEvent> events;
-  ASSERT_TRUE(VerifyEventAnswer(answer, ledger_->verifier(), &events).ok());
+  std::vector<client::VerifiedEvent> events;
+  ASSERT_TRUE(client::VerifyEventAnswer(answer, ledger_->verifier(), &events).ok());
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].view.kind, "decision");
   EXPECT_EQ(events[0].view.host, "h1");
@@ -280,15 +280,15 @@ TEST_F(EventIndexTest, PagesFollowTheCursorAndEveryResultVerifies) {
   std::string entry = bad["events"][0]["entry"];
   entry[10] = entry[10] == 'A' ? 'B' : 'A';
   bad["events"][0]["entry"] = entry;
-  EXPECT_FALSE(VerifyEventAnswer(bad, ledger_->verifier(), &events).ok());
+  EXPECT_FALSE(client::VerifyEventAnswer(bad, ledger_->verifier(), &events).ok());
   bad = answer;
   bad["events"][0]["index"] = 5;
-  EXPECT_FALSE(VerifyEventAnswer(bad, ledger_->verifier(), &events).ok());
+  EXPECT_FALSE(client::VerifyEventAnswer(bad, ledger_->verifier(), &events).ok());
   bad = answer;
   std::string note = bad["checkpoint"];
   note[note.find('\n') + 1] = '7';  // another tree size, same signature
   bad["checkpoint"] = note;
-  EXPECT_FALSE(VerifyEventAnswer(bad, ledger_->verifier(), &events).ok());
+  EXPECT_FALSE(client::VerifyEventAnswer(bad, ledger_->verifier(), &events).ok());
 }
 
 TEST_F(EventIndexTest, BadQueryParametersAreRefusedByName) {
