@@ -9,19 +9,14 @@
 #include "agent/boot_clock.h"
 #include "lib/tlog/merkle_hash.h"
 #include "lib/tlog/proof.h"
+#include "schemas/canonical.h"
 #include "schemas/record_codec.h"
+#include "schemas/wire_frame.h"
 
 namespace latch::agent {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-capnp::Data::Reader Bytes(const std::string& s) {
-  return {reinterpret_cast<const capnp::byte*>(s.data()), s.size()};
-}
-std::string Str(capnp::Data::Reader d) {
-  return {reinterpret_cast<const char*>(d.begin()), d.size()};
-}
 
 std::vector<tlog::Hash> Hashes(capnp::List<capnp::Data>::Reader list, bool* ok) {
   std::vector<tlog::Hash> out;
@@ -118,7 +113,7 @@ void CollectorLink::NewSession(const char* why) {
   auto h = m.initRoot<schema::Envelope>().initHello();
   h.setSession(session_);
   h.setHostId(options_.host_id);
-  h.setBootId(Bytes(spool_.boot_id()));
+  h.setBootId(schema::AsData(spool_.boot_id()));
   h.setCheckpointSize(witness_.size());
   h.setGrantSetVersion(grant_version_());
   h.setLastAcknowledgedSequence(spool_.acknowledged(spool_.boot_id()));
@@ -133,12 +128,10 @@ void CollectorLink::StartSending() {
 }
 
 bool CollectorLink::Send(capnp::MessageBuilder& m) {
-  kj::Array<capnp::word> words = capnp::messageToFlatArray(m);
-  auto b = words.asBytes();
+  std::string frame = schema::EncodeFrame(m);
   bool sent = false;
   try {
-    sent = socket_->send(zmq::const_buffer(b.begin(), b.size()), zmq::send_flags::dontwait)
-               .has_value();
+    sent = socket_->send(zmq::buffer(frame), zmq::send_flags::dontwait).has_value();
   } catch (const zmq::error_t&) {
     sent = false;
   }
@@ -160,7 +153,7 @@ void CollectorLink::Pump() {
     if (b.records.empty()) return;
     capnp::MallocMessageBuilder m;
     auto eb = m.initRoot<schema::Envelope>().initEventBatch();
-    eb.setBootId(Bytes(b.boot_id));
+    eb.setBootId(schema::AsData(b.boot_id));
     eb.setCheckpointSize(witness_.size());
     auto rs = eb.initRecords(static_cast<unsigned>(b.records.size()));
     for (unsigned i = 0; i < b.records.size(); ++i) {
@@ -168,7 +161,7 @@ void CollectorLink::Pump() {
       rs[i].setSequence(r.sequence);
       rs[i].setKind(static_cast<schema::RecordKind>(r.kind));
       rs[i].setEventTimeNs(r.event_time_ns);
-      rs[i].setPayload(Bytes(r.payload));
+      rs[i].setPayload(schema::AsData(r.payload));
     }
     // Not sent (no connection yet): the receipt timeout resends it.
     if (Send(m)) {
@@ -211,59 +204,56 @@ void CollectorLink::OnMessage(const zmq::message_t& msg) {
     log_.Warn("malformed message from the collector, ignored", {{"bytes", msg.size()}});
     return;
   }
-  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(msg.size() / sizeof(capnp::word));
-  std::memcpy(words.begin(), msg.data(), msg.size());
-  try {
-    capnp::ReaderOptions ro;
-    ro.traversalLimitInWords = words.size() * 2 + 64;
-    capnp::FlatArrayMessageReader reader(words.asPtr(), ro);
-    auto env = reader.getRoot<schema::Envelope>();
-    switch (env.which()) {
-      case schema::Envelope::RECEIPT:
-        OnReceipt(env.getReceipt());
-        break;
-      case schema::Envelope::GRANT_SET:
-        counters_.grant_sets++;
-        on_grant_set_(env.getGrantSet());
-        break;
-      case schema::Envelope::RESEND_FROM: {
-        // Older queued batches reached a new collector after newer ones. One
-        // new session is enough for a burst of these; it starts where the
-        // collector says it is missing records.
-        auto rf = env.getResendFrom();
-        auto held = collector_holds_.find(Str(rf.getBootId()));
-        if (held != collector_holds_.end() && rf.getSequence() > 0) {
-          held->second = std::min(held->second, rf.getSequence() - 1);
-        }
-        if (Clock::now() - session_started_ > round_trip_.timeout() / 4) {
-          NewSession("the collector is missing records");
-        } else if (!awaiting_welcome_ && in_flight_.empty()) {
-          // A session this young has nothing in flight whose timeout would
-          // bring the missing records: send them now.
-          StartSending();
-        }
-        break;
+  Status read = schema::ReadFrame({static_cast<const char*>(msg.data()), msg.size()},
+                                  [this](schema::Envelope::Reader env) { OnEnvelope(env); });
+  if (!read.ok()) {
+    log_.Warn("undecodable message from the collector, ignored", {{"error", read.message()}});
+  }
+}
+
+void CollectorLink::OnEnvelope(schema::Envelope::Reader env) {
+  switch (env.which()) {
+    case schema::Envelope::RECEIPT:
+      OnReceipt(env.getReceipt());
+      break;
+    case schema::Envelope::GRANT_SET:
+      counters_.grant_sets++;
+      on_grant_set_(env.getGrantSet());
+      break;
+    case schema::Envelope::RESEND_FROM: {
+      // Older queued batches reached a new collector after newer ones. One
+      // new session is enough for a burst of these; it starts where the
+      // collector says it is missing records.
+      auto rf = env.getResendFrom();
+      auto held = collector_holds_.find(schema::AsString(rf.getBootId()));
+      if (held != collector_holds_.end() && rf.getSequence() > 0) {
+        held->second = std::min(held->second, rf.getSequence() - 1);
       }
-      case schema::Envelope::WELCOME: {
-        // Everything sent before the Hello has been taken in: send what
-        // follows what the collector holds. An earlier session's Welcome
-        // (its Hello crossed a newer one) is only a hint of what is held.
-        auto w = env.getWelcome();
-        if (w.getHeldThroughSequence() > 0) {
-          NoteCollectorHolds(Str(w.getBootId()), w.getHeldThroughSequence());
-        }
-        if (awaiting_welcome_ && w.getSession() == session_) StartSending();
-        break;
+      if (Clock::now() - session_started_ > round_trip_.timeout() / 4) {
+        NewSession("the collector is missing records");
+      } else if (!awaiting_welcome_ && in_flight_.empty()) {
+        // A session this young has nothing in flight whose timeout would
+        // bring the missing records: send them now.
+        StartSending();
       }
-      case schema::Envelope::REFUSED:
-        log_.Error("the collector refused a message", {{"reason", env.getRefused().cStr()}});
-        break;
-      default:
-        break;  // heartbeats: hearing anything is what counts
+      break;
     }
-  } catch (const kj::Exception& e) {
-    log_.Warn("undecodable message from the collector, ignored",
-              {{"error", e.getDescription().cStr()}});
+    case schema::Envelope::WELCOME: {
+      // Everything sent before the Hello has been taken in: send what
+      // follows what the collector holds. An earlier session's Welcome
+      // (its Hello crossed a newer one) is only a hint of what is held.
+      auto w = env.getWelcome();
+      if (w.getHeldThroughSequence() > 0) {
+        NoteCollectorHolds(schema::AsString(w.getBootId()), w.getHeldThroughSequence());
+      }
+      if (awaiting_welcome_ && w.getSession() == session_) StartSending();
+      break;
+    }
+    case schema::Envelope::REFUSED:
+      log_.Error("the collector refused a message", {{"reason", env.getRefused().cStr()}});
+      break;
+    default:
+      break;  // heartbeats: hearing anything is what counts
   }
 }
 
@@ -281,8 +271,8 @@ const SpooledRecord* CollectorLink::FindInFlight(const std::string& boot, uint64
 
 void CollectorLink::OnReceipt(schema::Receipt::Reader r) {
   counters_.receipts++;
-  std::string boot = Str(r.getBootId());
-  std::string note = Str(r.getCheckpoint());
+  std::string boot = schema::AsString(r.getBootId());
+  std::string note = schema::AsString(r.getCheckpoint());
   bool ok_con = false, ok_inc = false;
   std::vector<tlog::Hash> consistency = Hashes(r.getConsistencyProof(), &ok_con);
   std::vector<tlog::Hash> inclusion = Hashes(r.getInclusionProof(), &ok_inc);
@@ -409,12 +399,11 @@ void CollectorLink::RaiseAlarm(const std::string& kind, const std::string& detai
   auto a = m.initRoot<schema::Envelope>().initAlarm();
   a.setKind(kind);
   a.setDetail(detail);
-  a.setHeldCheckpoint(Bytes(witness_.note()));
-  a.setShownCheckpoint(Bytes(shown));
+  a.setHeldCheckpoint(schema::AsData(witness_.note()));
+  a.setShownCheckpoint(schema::AsData(shown));
   Send(m);
   // Every other endpoint hears it too: one of them may be honest.
-  kj::Array<capnp::word> words = capnp::messageToFlatArray(m);
-  auto b = words.asBytes();
+  std::string frame = schema::EncodeFrame(m);
   for (size_t i = 0; i < options_.endpoints.size(); ++i) {
     if (i == endpoint_index_) continue;
     try {
@@ -422,7 +411,7 @@ void CollectorLink::RaiseAlarm(const std::string& kind, const std::string& detai
       SetCurve(s, options_);
       s.set(zmq::sockopt::linger, 1000);
       s.connect(options_.endpoints[i]);
-      (void)s.send(zmq::const_buffer(b.begin(), b.size()), zmq::send_flags::dontwait);
+      (void)s.send(zmq::buffer(frame), zmq::send_flags::dontwait);
     } catch (const zmq::error_t&) {
     }
   }

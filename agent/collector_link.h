@@ -108,6 +108,7 @@ class CollectorLink {
   void Arm();
   void ProcessIncoming();
   void OnMessage(const zmq::message_t& msg);
+  void OnEnvelope(schema::Envelope::Reader env);
   void OnReceipt(schema::Receipt::Reader r);
   void NoteCollectorHolds(const std::string& boot, uint64_t through);
   void RaiseAlarm(const std::string& kind, const std::string& detail, const std::string& shown);

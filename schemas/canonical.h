@@ -23,6 +23,14 @@ std::string CanonicalBytes(Reader reader) {
   return {reinterpret_cast<const char*>(bytes.begin()), bytes.size()};
 }
 
+// Bytes as a Cap'n Proto Data field (pointing at `s`, no copy) and back.
+inline capnp::Data::Reader AsData(std::string_view s) {
+  return {reinterpret_cast<const capnp::byte*>(s.data()), s.size()};
+}
+inline std::string AsString(capnp::Data::Reader d) {
+  return {reinterpret_cast<const char*>(d.begin()), d.size()};
+}
+
 // Reads `bytes` as one canonical message whose root is a T, and returns
 // fn(T::Reader). `what` names the record in error messages.
 template <typename T, typename Fn>

@@ -5,14 +5,6 @@
 namespace latch::schema {
 namespace {
 
-std::string AsString(capnp::Data::Reader d) {
-  return {reinterpret_cast<const char*>(d.begin()), d.size()};
-}
-
-capnp::Data::Reader AsData(const std::string& s) {
-  return {reinterpret_cast<const capnp::byte*>(s.data()), s.size()};
-}
-
 Status Sign(const tlog::NoteSigner& key, const char* context, const std::string& bytes,
             tlog::Ed25519Signature* signature) {
   return key.SignBytes(std::string(context) + bytes, signature);

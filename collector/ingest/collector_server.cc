@@ -34,23 +34,11 @@
 #include "schemas/event.capnp.h"
 #include "schemas/record_codec.h"
 #include "schemas/wire.capnp.h"
+#include "schemas/wire_frame.h"
 #include "schemas/workflow.capnp.h"
 
 namespace latch::collector {
 namespace {
-
-std::string Str(capnp::Data::Reader d) {
-  return {reinterpret_cast<const char*>(d.begin()), d.size()};
-}
-capnp::Data::Reader Bytes(const std::string& s) {
-  return {reinterpret_cast<const capnp::byte*>(s.data()), s.size()};
-}
-
-std::string Serialize(capnp::MessageBuilder& m) {
-  kj::Array<capnp::word> words = capnp::messageToFlatArray(m);
-  auto b = words.asBytes();
-  return {reinterpret_cast<const char*>(b.begin()), b.size()};
-}
 
 constexpr uint32_t kMaxPayload = 60000;  // leaves room for the record envelope in 64 KiB
 
@@ -670,9 +658,9 @@ void CollectorServer::AskForFailedAppends() {
     const SequenceMark* mark = sequences_.Find(host, boot);
     capnp::MallocMessageBuilder m;
     auto rf = m.initRoot<schema::Envelope>().initResendFrom();
-    rf.setBootId(Bytes(boot));
+    rf.setBootId(schema::AsData(boot));
     rf.setSequence(mark != nullptr ? mark->sequence + 1 : 1);
-    Send(route->second, Serialize(m));
+    Send(route->second, schema::EncodeFrame(m));
   }
   failed_appends_.clear();
 }
@@ -799,97 +787,93 @@ void CollectorServer::HandleAgentMessage() {
            "message larger than " + std::to_string(config_.max_message_bytes) + " bytes");
     return;
   }
-  if (payload.size() == 0 || payload.size() % sizeof(capnp::word) != 0) {
+  // Whatever the frame's structure makes a reader throw (a hostile pointer,
+  // a wrong type) refuses that message only.
+  Status read =
+      schema::ReadFrame({static_cast<const char*>(payload.data()), payload.size()},
+                        [&](schema::Envelope::Reader env) { OnEnvelope(route, host, env); });
+  if (!read.ok()) {
     counters_.malformed_messages++;
-    Refuse("malformed_message", host + ": not whole Cap'n Proto words", route, "malformed message");
-    return;
+    Refuse("malformed_message", host + ": " + read.message(), route, "malformed message");
   }
-  kj::Array<capnp::word> words = kj::heapArray<capnp::word>(payload.size() / sizeof(capnp::word));
-  std::memcpy(words.begin(), payload.data(), payload.size());
-  try {
-    capnp::ReaderOptions options;
-    options.traversalLimitInWords = words.size() * 2 + 64;
-    capnp::FlatArrayMessageReader message(words.asPtr(), options);
-    auto env = message.getRoot<schema::Envelope>();
-    bool first_contact = routes_.find(host) == routes_.end();
-    routes_[host] = route;
-    last_heard_ns_[host] = NowNs();
-    silent_.erase(host);
-    // A host heard from for the first time since this collector started
-    // gets its grant set even without a Hello (it may be mid-session).
-    if (first_contact && env.which() != schema::Envelope::HELLO) PushGrantSet(host);
-    switch (env.which()) {
-      case schema::Envelope::HELLO: {
-        auto hello = env.getHello();
-        if (hello.getHostId() != host) {
-          Refuse(
-              "host_id_mismatch",
-              "key enrolled as '" + host + "' says '" + std::string(hello.getHostId().cStr()) + "'",
-              route, "host id does not match the enrolled key");
-          return;
-        }
-        proof_base_[host] = hello.getCheckpointSize();
-        session_[host] = hello.getSession();
-        std::string boot = Str(hello.getBootId());
-        auto known = connected_boot_.find(host);
-        // A new agent boot, or the first Hello of this collector's run, is on
-        // the record; a new session of the same boot is not news.
-        if (known == connected_boot_.end() || known->second != boot) {
-          connected_boot_[host] = boot;
-          capnp::MallocMessageBuilder m;
-          auto a = m.initRoot<schema::WorkflowAction>();
-          a.setActor(host);
-          auto c = a.initAgentConnected();
-          c.setBootId(hello.getBootId());
-          c.setCheckpointSize(hello.getCheckpointSize());
-          c.setGrantSetVersion(hello.getGrantSetVersion());
-          RecordWorkflowAsync(schema::CanonicalBytes(a.asReader()), host);
-        }
-        PushGrantSet(host);
-        // What this collector already holds of the boot is acknowledged at
-        // once: the agent resends from there, not from what it last had
-        // proven (issue 13.5: a lossy link resent everything in flight).
-        const SequenceMark* mark = sequences_.Find(host, boot);
-        auto appending = in_flight_.find({host, boot});
-        if (mark != nullptr && mark->sequence > hello.getLastAcknowledgedSequence() &&
-            appending == in_flight_.end()) {
-          SendReceipt(host, boot, hello.getCheckpointSize());
-        }
-        // Then the answer the agent waits for before it sends: what is held
-        // or being appended, so a new session resends none of it (a session
-        // that timed out while its batches queued here used to resend them
-        // all: ~8,000 duplicates of 16,000 on a loaded machine).
-        capnp::MallocMessageBuilder w;
-        auto welcome = w.initRoot<schema::Envelope>().initWelcome();
-        welcome.setSession(hello.getSession());
-        welcome.setBootId(hello.getBootId());
-        uint64_t held = mark != nullptr ? mark->sequence : 0;
-        if (appending != in_flight_.end()) held = std::max(held, appending->second);
-        welcome.setHeldThroughSequence(held);
-        Send(route, Serialize(w));
+}
+
+void CollectorServer::OnEnvelope(const std::string& route, const std::string& host,
+                                 schema::Envelope::Reader env) {
+  bool first_contact = routes_.find(host) == routes_.end();
+  routes_[host] = route;
+  last_heard_ns_[host] = NowNs();
+  silent_.erase(host);
+  // A host heard from for the first time since this collector started
+  // gets its grant set even without a Hello (it may be mid-session).
+  if (first_contact && env.which() != schema::Envelope::HELLO) PushGrantSet(host);
+  switch (env.which()) {
+    case schema::Envelope::HELLO: {
+      auto hello = env.getHello();
+      if (hello.getHostId() != host) {
+        Refuse(
+            "host_id_mismatch",
+            "key enrolled as '" + host + "' says '" + std::string(hello.getHostId().cStr()) + "'",
+            route, "host id does not match the enrolled key");
         return;
       }
-      case schema::Envelope::EVENT_BATCH:
-        return OnBatch(route, host, env.getEventBatch());
-      case schema::Envelope::APPLIED:
-        return OnApplied(host, env.getApplied());
-      case schema::Envelope::ALARM:
-        return OnAlarm(host, env.getAlarm());
-      case schema::Envelope::HEARTBEAT: {
+      proof_base_[host] = hello.getCheckpointSize();
+      session_[host] = hello.getSession();
+      std::string boot = schema::AsString(hello.getBootId());
+      auto known = connected_boot_.find(host);
+      // A new agent boot, or the first Hello of this collector's run, is on
+      // the record; a new session of the same boot is not news.
+      if (known == connected_boot_.end() || known->second != boot) {
+        connected_boot_[host] = boot;
         capnp::MallocMessageBuilder m;
-        m.initRoot<schema::Envelope>().setHeartbeat(NowNs());
-        Send(route, Serialize(m));
-        return;
+        auto a = m.initRoot<schema::WorkflowAction>();
+        a.setActor(host);
+        auto c = a.initAgentConnected();
+        c.setBootId(hello.getBootId());
+        c.setCheckpointSize(hello.getCheckpointSize());
+        c.setGrantSetVersion(hello.getGrantSetVersion());
+        RecordWorkflowAsync(schema::CanonicalBytes(a.asReader()), host);
       }
-      default:
-        Refuse("unexpected_message", host + " sent a collector-only message", route,
-               "unexpected message kind");
-        return;
+      PushGrantSet(host);
+      // What this collector already holds of the boot is acknowledged at
+      // once: the agent resends from there, not from what it last had
+      // proven (issue 13.5: a lossy link resent everything in flight).
+      const SequenceMark* mark = sequences_.Find(host, boot);
+      auto appending = in_flight_.find({host, boot});
+      if (mark != nullptr && mark->sequence > hello.getLastAcknowledgedSequence() &&
+          appending == in_flight_.end()) {
+        SendReceipt(host, boot, hello.getCheckpointSize());
+      }
+      // Then the answer the agent waits for before it sends: what is held
+      // or being appended, so a new session resends none of it (a session
+      // that timed out while its batches queued here used to resend them
+      // all: ~8,000 duplicates of 16,000 on a loaded machine).
+      capnp::MallocMessageBuilder w;
+      auto welcome = w.initRoot<schema::Envelope>().initWelcome();
+      welcome.setSession(hello.getSession());
+      welcome.setBootId(hello.getBootId());
+      uint64_t held = mark != nullptr ? mark->sequence : 0;
+      if (appending != in_flight_.end()) held = std::max(held, appending->second);
+      welcome.setHeldThroughSequence(held);
+      Send(route, schema::EncodeFrame(w));
+      return;
     }
-  } catch (const kj::Exception& e) {
-    counters_.malformed_messages++;
-    Refuse("malformed_message", host + ": " + e.getDescription().cStr(), route,
-           "malformed message");
+    case schema::Envelope::EVENT_BATCH:
+      return OnBatch(route, host, env.getEventBatch());
+    case schema::Envelope::APPLIED:
+      return OnApplied(host, env.getApplied());
+    case schema::Envelope::ALARM:
+      return OnAlarm(host, env.getAlarm());
+    case schema::Envelope::HEARTBEAT: {
+      capnp::MallocMessageBuilder m;
+      m.initRoot<schema::Envelope>().setHeartbeat(NowNs());
+      Send(route, schema::EncodeFrame(m));
+      return;
+    }
+    default:
+      Refuse("unexpected_message", host + " sent a collector-only message", route,
+             "unexpected message kind");
+      return;
   }
 }
 
@@ -911,7 +895,7 @@ bool CollectorServer::DeclaresLostFrom(schema::SpooledRecord::Reader r, uint64_t
 
 void CollectorServer::OnBatch(const std::string& route, const std::string& host,
                               schema::EventBatch::Reader batch) {
-  std::string boot = Str(batch.getBootId());
+  std::string boot = schema::AsString(batch.getBootId());
   auto records = batch.getRecords();
   if (boot.size() != 16 || records.size() == 0) {
     counters_.malformed_messages++;
@@ -974,7 +958,7 @@ void CollectorServer::OnBatch(const std::string& route, const std::string& host,
     rec.kind = static_cast<ledger::RecordKind>(r.getKind());  // one of the three checked above
     rec.sequence = r.getSequence();
     rec.event_time_ns = r.getEventTimeNs();
-    rec.payload = Str(r.getPayload());
+    rec.payload = schema::AsString(r.getPayload());
     Status s = ledger::EncodeRecord(rec, &bytes);
     if (s.ok()) s = entries.Add(bytes);
     if (!s.ok()) {
@@ -992,9 +976,9 @@ void CollectorServer::OnBatch(const std::string& route, const std::string& host,
   if (gap_at != 0) {
     capnp::MallocMessageBuilder m;
     auto rf = m.initRoot<schema::Envelope>().initResendFrom();
-    rf.setBootId(Bytes(boot));
+    rf.setBootId(schema::AsData(boot));
     rf.setSequence(gap_at);
-    Send(route, Serialize(m));
+    Send(route, schema::EncodeFrame(m));
   }
   if (count == 0) {
     // All retransmissions. A receipt now, unless a submission is still on its
@@ -1081,7 +1065,7 @@ void CollectorServer::SendReceipt(const std::string& host, const std::string& bo
   }
   capnp::MallocMessageBuilder m;
   auto r = m.initRoot<schema::Envelope>().initReceipt();
-  r.setBootId(Bytes(boot));
+  r.setBootId(schema::AsData(boot));
   r.setThroughSequence(mark->sequence);
   r.setThroughIndex(mark->index);
   r.setThroughReceiveTimeNs(mark->receive_time_ns);
@@ -1090,7 +1074,7 @@ void CollectorServer::SendReceipt(const std::string& host, const std::string& bo
     r.setAppendedFirstIndex(appended->first_index);
     r.setAppendedCount(appended->count);
   }
-  r.setCheckpoint(Bytes(note));
+  r.setCheckpoint(schema::AsData(note));
   auto inc = r.initInclusionProof(static_cast<unsigned>(inclusion.size()));
   for (unsigned i = 0; i < inclusion.size(); ++i) inc.set(i, {inclusion[i].data(), 32});
   r.setConsistencyFrom(checkpoint_from);
@@ -1100,7 +1084,7 @@ void CollectorServer::SendReceipt(const std::string& host, const std::string& bo
   for (unsigned i = 0; i < consistency.size(); ++i) con.set(i, {consistency[i].data(), 32});
   counters_.receipts++;
   proof_base_[host] = cp.size;
-  Send(route->second, Serialize(m));
+  Send(route->second, schema::EncodeFrame(m));
 }
 
 void CollectorServer::Send(const std::string& route, const std::string& payload) {
@@ -1151,7 +1135,7 @@ void CollectorServer::PushGrantSet(const std::string& host) {
                                                     });
   if (!s.ok()) return;
   counters_.grant_sets_sent++;
-  Send(route->second, Serialize(m));
+  Send(route->second, schema::EncodeFrame(m));
 }
 
 void CollectorServer::NoteApplied(const std::string& host, capnp::List<uint64_t>::Reader grant_ids,
@@ -1233,7 +1217,7 @@ void CollectorServer::Refuse(const std::string& what, const std::string& detail,
   if (!route.empty()) {
     capnp::MallocMessageBuilder m;
     m.initRoot<schema::Envelope>().setRefused(reply);
-    Send(route, Serialize(m));
+    Send(route, schema::EncodeFrame(m));
   }
 }
 

@@ -166,6 +166,7 @@ class CollectorServer : private workflow::WorkflowSink {
   void Tick();
   void HandleZap();
   void HandleAgentMessage();
+  void OnEnvelope(const std::string& route, const std::string& host, schema::Envelope::Reader env);
   void HandleAdmin();
   void HandleCompletions();
   // Counts and folds a refusal into this second's record of its kind: each
