@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "agent/receipt_check.h"
 #include "lib/storage/append_file.h"
 #include "lib/tlog/proof.h"
 
@@ -30,40 +31,8 @@ Status CheckpointWitness::Advance(std::string_view note, uint64_t proof_from,
                                   std::span<const tlog::Hash> proof, tlog::Checkpoint* shown,
                                   std::string* alarm) {
   tlog::Checkpoint cp;
-  Status s = tlog::OpenCheckpoint(note, key_, &cp);
-  if (!s.ok()) {
-    *alarm = "bad_checkpoint_signature";
-    return s;
-  }
-  if (!note_.empty()) {
-    if (cp.size < held_.size) {
-      *alarm = "rolled_back";
-      return Status::VerifyFailed("shown checkpoint of size " + std::to_string(cp.size) +
-                                  " is older than the held one of size " +
-                                  std::to_string(held_.size));
-    }
-    if (cp.size == held_.size) {
-      if (cp.root != held_.root) {
-        *alarm = "inconsistent_checkpoint";
-        return Status::VerifyFailed("two different roots signed for size " +
-                                    std::to_string(cp.size));
-      }
-    } else {
-      if (proof_from != held_.size) {
-        // Not evidence of anything: the collector guessed the size we hold
-        // wrong (receipts crossed a reconnection). No alarm; ask again.
-        alarm->clear();
-        return Status::FailedPrecondition("consistency proof from size " +
-                                          std::to_string(proof_from) + ", held size is " +
-                                          std::to_string(held_.size));
-      }
-      s = tlog::VerifyConsistency(held_.size, cp.size, proof, held_.root, cp.root);
-      if (!s.ok()) {
-        *alarm = "inconsistent_checkpoint";
-        return s;
-      }
-    }
-  }
+  LATCH_RETURN_IF_ERROR(CheckShownCheckpoint(key_, note_.empty() ? nullptr : &held_, note,
+                                             proof_from, proof, &cp, alarm));
   if (cp.size != held_.size || note_.empty()) dirty_ = true;
   held_ = cp;
   note_ = std::string(note);

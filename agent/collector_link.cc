@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "agent/boot_clock.h"
+#include "agent/receipt_check.h"
 #include "lib/tlog/merkle_hash.h"
 #include "lib/tlog/proof.h"
 #include "schemas/canonical.h"
@@ -330,21 +331,11 @@ void CollectorLink::OnReceipt(schema::Receipt::Reader r) {
     if (through <= spool_.acknowledged(boot) || !spool_.Find(boot, through, &held).ok()) return;
     rec = &held;
   }
-  ledger::LedgerRecord entry_record;
-  entry_record.kind = static_cast<ledger::RecordKind>(rec->kind);
-  entry_record.host_id = options_.host_id;
-  entry_record.agent_boot_id = boot;
-  entry_record.sequence = rec->sequence;
-  entry_record.event_time_ns = rec->event_time_ns;
-  entry_record.receive_time_ns = r.getThroughReceiveTimeNs();
-  entry_record.payload = rec->payload;
-  std::string entry;
-  s = ledger::EncodeRecord(entry_record, &entry);
-  if (s.ok()) {
-    tlog::Hash leaf =
-        tlog::MerkleHasher().Leaf({reinterpret_cast<const uint8_t*>(entry.data()), entry.size()});
-    s = tlog::VerifyInclusion(r.getThroughIndex(), shown.size, leaf, inclusion, shown.root);
-  }
+  SpooledEntry entry{options_.host_id,   boot,
+                     rec->sequence,      rec->kind,
+                     rec->event_time_ns, r.getThroughReceiveTimeNs(),
+                     rec->payload};
+  s = CheckEntryIncluded(entry, r.getThroughIndex(), inclusion, shown);
   if (!s.ok()) {
     counters_.receipts_rejected++;
     RaiseAlarm("bad_inclusion_proof",
