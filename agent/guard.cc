@@ -220,6 +220,19 @@ Status Guard::Attach() {
 Status Guard::Uninstall(const std::string& pin_dir) {
   std::error_code ec;
   if (!std::filesystem::exists(pin_dir, ec)) return Status::NotFound(pin_dir + " does not exist");
+  // An agent still running puts a detached guard back (issue 13.7) and may
+  // pin a link again between our unlinking and rmdir: detach again then.
+  Status s;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    bool repinned = false;
+    s = UninstallOnce(pin_dir, &repinned);
+    if (!repinned) return s;
+  }
+  return s;
+}
+
+Status Guard::UninstallOnce(const std::string& pin_dir, bool* repinned) {
+  std::error_code ec;
   for (const ProgramPin& p : kPrograms) {
     std::string path = pin_dir + "/" + p.link_name;
     if (!std::filesystem::exists(path, ec)) continue;
@@ -232,7 +245,11 @@ Status Guard::Uninstall(const std::string& pin_dir) {
   }
   LATCH_RETURN_IF_ERROR(RemovePins(pin_dir, kMapNames));
   LATCH_RETURN_IF_ERROR(RemovePins(pin_dir, kRetiredMapNames));
-  if (::rmdir(pin_dir.c_str()) != 0) return Status::FromErrno("remove " + pin_dir, errno);
+  if (::rmdir(pin_dir.c_str()) != 0) {
+    int err = errno;
+    *repinned = err == ENOTEMPTY;
+    return Status::FromErrno("remove " + pin_dir, err);
+  }
   return Status::Ok();
 }
 

@@ -95,6 +95,9 @@ class Guard {
   Status Repair();
 
  private:
+  // One pass of Uninstall; *repinned: the directory was not empty at the end
+  // (a running agent pinned a link again meanwhile).
+  static Status UninstallOnce(const std::string& pin_dir, bool* repinned);
   struct AttachedLink {
     std::string pin_name;  // link_connect4, ...
     bpf_program* program;
