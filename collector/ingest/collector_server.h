@@ -12,6 +12,13 @@
 // the agent holds. Bad input is refused, counted and recorded (refusals are
 // folded into at most one ledger record per kind per second); the connection
 // and the process carry on.
+//
+// One class, its jobs in files of their own: the loop and start
+// (collector_server.cc), start-up state and snapshots (collector_state.cc),
+// the agent channel (agent_channel.cc), grants (collector_grants.cc), its own
+// records, refusals and webhooks (collector_records.cc), the admin socket
+// (admin_socket.cc), the HTTPS API's routes (collector_api.cc; events_api.cc
+// for the events query, live tail and proofs).
 #pragma once
 
 #include <atomic>
@@ -110,7 +117,14 @@ class CollectorServer : private workflow::WorkflowSink {
   static constexpr const char* kSnapshotName = "state.snapshot";
 
  private:
-  struct Completion;  // a durable batch waiting for its receipt
+  // A durable batch waiting for its receipt.
+  struct Completion {
+    Status status;
+    std::string host, boot;
+    uint64_t first_sequence = 0, last_sequence = 0, count = 0, first_index = 0;
+    int64_t receive_time_ns = 0;
+    uint64_t checkpoint_from = 0;
+  };
   bool DeclaresLostFrom(schema::SpooledRecord::Reader r, uint64_t next) const;
   CollectorServer() = default;
   // Start-up: the state snapshot, if one matches this ledger, then the
