@@ -401,30 +401,30 @@ void ApiServer::CloseAll() {
 
 void ApiServer::Stop() {
   {
-    std::lock_guard<std::mutex> lock(streams_mu_);
+    MutexLock lock(streams_mu_);
     if (stopping_) return;
     stopping_ = true;
   }
   CloseAll();
-  std::unique_lock<std::mutex> lock(streams_mu_);
-  streams_done_.wait(lock, [this] { return streams_ == 0; });
+  MutexLock lock(streams_mu_);
+  while (streams_ != 0) streams_done_.wait(streams_mu_);
 }
 
 bool ApiServer::StreamStarted() {
-  std::lock_guard<std::mutex> lock(streams_mu_);
+  MutexLock lock(streams_mu_);
   if (stopping_ || streams_ >= options_.max_streams) return false;
   ++streams_;
   return true;
 }
 
 void ApiServer::StreamEnded() {
-  std::lock_guard<std::mutex> lock(streams_mu_);
+  MutexLock lock(streams_mu_);
   --streams_;
   streams_done_.notify_all();
 }
 
 bool ApiServer::StreamsStopping() {
-  std::lock_guard<std::mutex> lock(streams_mu_);
+  MutexLock lock(streams_mu_);
   return stopping_;
 }
 

@@ -31,6 +31,7 @@
 #include <utility>
 
 #include "lib/status/status.h"
+#include "lib/sync/mutex.h"
 
 namespace boost::asio {
 class io_context;
@@ -127,10 +128,10 @@ class ApiServer {
   RefusalHook refused_;
   std::unique_ptr<Impl> impl_;  // owned by the io_context's thread after Start()
   uint16_t bound_port_ = 0;
-  std::mutex streams_mu_;
-  std::condition_variable streams_done_;
-  int streams_ = 0;        // guarded by streams_mu_
-  bool stopping_ = false;  // guarded by streams_mu_
+  Mutex streams_mu_;
+  std::condition_variable_any streams_done_;
+  int streams_ LATCH_GUARDED_BY(streams_mu_) = 0;
+  bool stopping_ LATCH_GUARDED_BY(streams_mu_) = false;
 };
 
 // Lower-case hex SHA-256 of a token, as the configuration stores it.

@@ -354,7 +354,7 @@ void CollectorServer::OnBatch(const std::string& route, const std::string& host,
     done->status = s;
     done->first_index = first_index;
     {
-      std::lock_guard<std::mutex> lock(completions_mu_);
+      MutexLock lock(completions_mu_);
       completions_.push_back(std::move(done));
     }
     uint64_t one = 1;
@@ -367,7 +367,7 @@ void CollectorServer::HandleCompletions() {
   (void)!::read(wake_fd_, &n, sizeof(n));
   std::vector<std::unique_ptr<Completion>> done;
   {
-    std::lock_guard<std::mutex> lock(completions_mu_);
+    MutexLock lock(completions_mu_);
     done.swap(completions_);
   }
   for (auto& c : done) {

@@ -79,7 +79,7 @@ Status CollectorServer::StartApi() {
       [this](const std::string& what, const std::string& detail, const std::string& peer) {
         // Recorded like every refusal (folded per second), on the loop: the
         // hook is called there, or from a stream's thread.
-        std::lock_guard<std::mutex> lock(calls_mu_);
+        MutexLock lock(calls_mu_);
         calls_.push_back([this, what, detail, peer] { Refuse(what, detail, "", "", peer); });
       });
   return api_->Start();
@@ -135,7 +135,7 @@ void CollectorServer::CallOnLoop(const api::ApiRequest& req,
                                  const api::ApiServer::Respond& respond) {
   // Queued behind this turn's work, in arrival order with the agents'
   // messages and completions (RunQueuedCalls).
-  std::lock_guard<std::mutex> lock(calls_mu_);
+  MutexLock lock(calls_mu_);
   calls_.push_back([this, req, respond] {
     // No request may stop the loop: whatever a handler throws becomes a 500
     // for that request and a log line (issue 14).
@@ -161,7 +161,7 @@ void CollectorServer::CallOnLoop(const api::ApiRequest& req,
 void CollectorServer::RunQueuedCalls() {
   std::vector<std::function<void()>> calls;
   {
-    std::lock_guard<std::mutex> lock(calls_mu_);
+    MutexLock lock(calls_mu_);
     calls.swap(calls_);
   }
   for (auto& c : calls) {

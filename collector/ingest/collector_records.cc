@@ -96,7 +96,7 @@ void CollectorServer::NotifyWebhooks(const std::string& action) {
 void CollectorServer::NoteLedgerFailure(const Status& why) { ledger_health_->Failed(why); }
 
 void CollectorServer::KeepUnwritten(UnwrittenRecord r) {
-  std::lock_guard<std::mutex> lock(unwritten_mu_);
+  MutexLock lock(unwritten_mu_);
   if (unwritten_.size() >= kMaxUnwritten) {
     counters_.records_unwritten_dropped++;
     const int64_t now = NowNs();
@@ -129,7 +129,7 @@ void CollectorServer::WriteUnwritten() {
   uint64_t dropped = 0;
   int64_t first = 0, last = 0;
   {
-    std::lock_guard<std::mutex> lock(unwritten_mu_);
+    MutexLock lock(unwritten_mu_);
     waiting.swap(unwritten_);
     std::swap(dropped, dropped_unrecorded_);
     first = first_dropped_ns_;

@@ -140,7 +140,7 @@ void CollectorServer::RefreshEventReaders() {
       if (policy->MayReadAllEvents(name)) readers.insert(name);
     }
   }
-  std::lock_guard<std::mutex> lock(event_readers_mu_);
+  MutexLock lock(event_readers_mu_);
   event_policy_loaded_ = policy != nullptr;
   event_readers_ = std::move(readers);
 }
@@ -223,7 +223,7 @@ Status CollectorServer::Run() {
   index_->Stop();
   if (ledger_->size() != snapshot_size_) SaveSnapshot("stop");
   {
-    std::lock_guard<std::mutex> lock(unwritten_mu_);
+    MutexLock lock(unwritten_mu_);
     if (!unwritten_.empty()) {
       logging::Default().Error(
           "stopping with records of our own that the ledger refused",

@@ -50,6 +50,7 @@
 #include "collector/notify/webhook_sender.h"
 #include "collector/workflow/workflow_service.h"
 #include "lib/status/status.h"
+#include "lib/sync/mutex.h"
 #include "lib/tlog/signed_note.h"
 #include "schemas/curve_key.h"
 #include "schemas/wire.capnp.h"
@@ -241,9 +242,9 @@ class CollectorServer : private workflow::WorkflowSink {
   uint64_t index_notified_size_ = 0;
   // Who may read every event, from the policy (the API threads read it).
   void RefreshEventReaders();
-  std::mutex event_readers_mu_;
-  bool event_policy_loaded_ = false;
-  std::set<std::string> event_readers_;
+  Mutex event_readers_mu_;
+  bool event_policy_loaded_ LATCH_GUARDED_BY(event_readers_mu_) = false;
+  std::set<std::string> event_readers_ LATCH_GUARDED_BY(event_readers_mu_);
   // grant id -> host -> when that host's kernel first held it (its agent's
   // Applied report, Unix ns): "effective since", per host.
   std::map<uint64_t, std::map<std::string, int64_t>> effective_;
@@ -259,8 +260,10 @@ class CollectorServer : private workflow::WorkflowSink {
   void EndGrant(uint64_t id, const std::string& how, int64_t at_ns,
                 std::vector<std::string>* changed);
   void NoteApplied(const std::string& host, capnp::List<uint64_t>::Reader grant_ids, int64_t at_ns);
-  std::mutex calls_mu_;
-  std::vector<std::function<void()>> calls_;  // from API threads, run on the loop
+  Mutex calls_mu_;
+  // From other threads (refusals from stream producers) or the loop, run on
+  // the loop by RunQueuedCalls.
+  std::vector<std::function<void()>> calls_ LATCH_GUARDED_BY(calls_mu_);
   SequenceIndex sequences_;
   // (host, boot) -> highest sequence submitted and not yet durable.
   std::map<std::pair<std::string, std::string>, uint64_t> in_flight_;
@@ -290,12 +293,13 @@ class CollectorServer : private workflow::WorkflowSink {
     std::string action, host;
   };
   static constexpr size_t kMaxUnwritten = 10000;
-  std::mutex unwritten_mu_;
-  std::deque<UnwrittenRecord> unwritten_;  // guarded by unwritten_mu_
+  Mutex unwritten_mu_;  // the committer thread keeps records whose commit failed
+  std::deque<UnwrittenRecord> unwritten_ LATCH_GUARDED_BY(unwritten_mu_);
   // Own records dropped past kMaxUnwritten and not yet on the record (an
-  // ownRecordsDropped record says so once writes resume); guarded by unwritten_mu_.
-  uint64_t dropped_unrecorded_ = 0;
-  int64_t first_dropped_ns_ = 0, last_dropped_ns_ = 0;
+  // ownRecordsDropped record says so once writes resume).
+  uint64_t dropped_unrecorded_ LATCH_GUARDED_BY(unwritten_mu_) = 0;
+  int64_t first_dropped_ns_ LATCH_GUARDED_BY(unwritten_mu_) = 0;
+  int64_t last_dropped_ns_ LATCH_GUARDED_BY(unwritten_mu_) = 0;
   // (host, boot)s whose appends failed in this outage: asked to resend once
   // writes resume (AskForFailedAppends).
   std::set<std::pair<std::string, std::string>> failed_appends_;
@@ -316,8 +320,8 @@ class CollectorServer : private workflow::WorkflowSink {
   std::unique_ptr<zmq::socket_t> router_, zap_, admin_;
   int wake_fd_ = -1;  // eventfd: completions queued, or Stop()
   std::atomic<bool> stopping_{false};
-  std::mutex completions_mu_;
-  std::vector<std::unique_ptr<Completion>> completions_;
+  Mutex completions_mu_;  // the committer thread queues, the loop takes
+  std::vector<std::unique_ptr<Completion>> completions_ LATCH_GUARDED_BY(completions_mu_);
 
   static constexpr size_t kMaxRefusalDetails = 16;
   struct RefusalTally {

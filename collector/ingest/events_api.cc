@@ -28,7 +28,7 @@ std::optional<api::ApiResponse> CollectorServer::PrepareEventQuery(const api::Ap
   if (!s.ok()) return Error(400, s.message());
   {
     // Auditors and approvers read every event; anyone else, their own.
-    std::lock_guard<std::mutex> lock(event_readers_mu_);
+    MutexLock lock(event_readers_mu_);
     if (!event_policy_loaded_) return Error(409, "no policy is loaded");
     if (!event_readers_.count(req.identity)) {
       if (query.filter.identity && *query.filter.identity != req.identity) {
@@ -44,7 +44,7 @@ std::optional<api::ApiResponse> CollectorServer::PrepareEventQuery(const api::Ap
 std::optional<api::ApiResponse> CollectorServer::CheckEntryVisible(const std::string& identity,
                                                                    uint64_t index) {
   {
-    std::lock_guard<std::mutex> lock(event_readers_mu_);
+    MutexLock lock(event_readers_mu_);
     if (!event_policy_loaded_) return Error(409, "no policy is loaded");
     if (event_readers_.count(identity)) return std::nullopt;
   }
