@@ -16,14 +16,6 @@
 // ~/.config/latch/latchctl.toml (server, token_file, ca, ledger_key, cert, key). Output is a table,
 // or JSON with --json. Exit codes: 0 done, 1 refused or not verified, 2 usage, 3 cannot reach the
 // server.
-#include <utility>
-// clang-format off
-#include <boost/asio.hpp>
-#include <boost/asio/ssl.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
-#include <boost/beast/ssl.hpp>
-// clang-format on
 #include <arpa/inet.h>
 #include <toml++/toml.h>
 
@@ -37,9 +29,13 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <string_view>
 #include <thread>
+#include <utility>
 
+#include "collector/client/api_client.h"
 #include "collector/client/event_answer.h"
 #include "collector/tools/terminal_text.h"
 #include "collector/workflow/duration.h"
@@ -50,9 +46,6 @@
 
 namespace {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
 namespace fs = std::filesystem;
 
 struct Settings {
@@ -121,75 +114,24 @@ void Resolve(Settings* s, const std::string& token_file) {
   if (s->server.empty()) s->server = "https://127.0.0.1:8443";
 }
 
-// A verified TLS connection to the collector's API: the server checked
-// against --ca (or the system's roots) and its name; a client certificate
-// presented if one is configured.
-struct ApiConnection {
-  asio::io_context io;
-  asio::ssl::context tls{asio::ssl::context::tls_client};
-  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> stream;
-  std::string host;
+// Where the settings say the API is, and as whom.
+latch::client::Endpoint EndpointOf(const Settings& s) {
+  latch::client::Endpoint e;
+  e.server = s.server;
+  e.token = s.token;
+  e.cert = s.cert;
+  e.key = s.key;
+  e.ca = s.ca;
+  e.user_agent = "latchctl";
+  return e;
+}
 
-  explicit ApiConnection(const Settings& s) {
-    std::string rest = s.server;
-    if (rest.rfind("https://", 0) != 0) throw Unreachable("the server must be an https:// URL");
-    rest = rest.substr(8);
-    while (!rest.empty() && rest.back() == '/') rest.pop_back();
-    size_t colon = rest.rfind(':');
-    host = colon == std::string::npos ? rest : rest.substr(0, colon);
-    std::string port = colon == std::string::npos ? "443" : rest.substr(colon + 1);
-    try {
-      if (!s.ca.empty()) {
-        tls.load_verify_file(s.ca);
-      } else {
-        tls.set_default_verify_paths();
-      }
-      tls.set_verify_mode(asio::ssl::verify_peer);
-      if (!s.cert.empty()) {
-        tls.use_certificate_chain_file(s.cert);
-        tls.use_private_key_file(s.key.empty() ? s.cert : s.key, asio::ssl::context::pem);
-      }
-      stream = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(io, tls);
-      asio::ip::tcp::resolver resolver(io);
-      beast::get_lowest_layer(*stream).expires_after(std::chrono::seconds(30));
-      beast::get_lowest_layer(*stream).connect(resolver.resolve(host, port));
-      stream->set_verify_callback(asio::ssl::host_name_verification(host));
-      SSL_set_tlsext_host_name(stream->native_handle(), host.c_str());
-      stream->handshake(asio::ssl::stream_base::client);
-    } catch (const std::exception& e) {
-      throw Unreachable(s.server + ": " + e.what());
-    }
-  }
-  http::request<http::string_body> Request(const Settings& s, http::verb method,
-                                           const std::string& target) const {
-    http::request<http::string_body> req{method, target, 11};
-    req.set(http::field::host, host);
-    req.set(http::field::user_agent, "latchctl");
-    if (!s.token.empty()) req.set(http::field::authorization, "Bearer " + s.token);
-    return req;
-  }
-};
-
-Reply Call(const Settings& s, http::verb method, const std::string& target,
+Reply Call(const Settings& s, std::string_view method, const std::string& target,
            const std::string& body = "") {
-  ApiConnection c(s);
-  try {
-    auto& stream = *c.stream;
-    auto req = c.Request(s, method, target);
-    if (!body.empty()) req.set(http::field::content_type, "application/json");
-    req.body() = body;
-    req.prepare_payload();
-    http::write(stream, req);
-    beast::flat_buffer buffer;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(64u << 20);
-    http::read(stream, buffer, parser);
-    beast::error_code ec;
-    stream.shutdown(ec);
-    return {static_cast<int>(parser.get().result_int()), parser.get().body()};
-  } catch (const std::exception& e) {
-    throw Unreachable(s.server + ": " + e.what());
-  }
+  latch::client::Reply r;
+  latch::Status st = latch::client::Call(EndpointOf(s), method, target, body, &r);
+  if (!st.ok()) throw Unreachable(st.message());
+  return {r.status, r.body};
 }
 
 // Prints the reply (JSON or via `table`) and returns the exit code.
@@ -229,7 +171,7 @@ int Verify(const Settings& s) {
     std::fprintf(stderr, "latchctl: the ledger key is not a verifier key\n");
     return 2;
   }
-  Reply r = Call(s, http::verb::get, "/checkpoint");
+  Reply r = Call(s, "GET", "/checkpoint");
   latch::tlog::Checkpoint now;
   latch::Status st = latch::tlog::OpenCheckpoint(r.body, key, &now);
   if (r.status != 200 || !st.ok()) {
@@ -250,7 +192,7 @@ int Verify(const Settings& s) {
     }
     std::vector<latch::tlog::Hash> proof;
     if (now.size > before.size) {
-      Reply p = Call(s, http::verb::get,
+      Reply p = Call(s, "GET",
                      "/v1/proof/consistency?from=" + std::to_string(before.size) +
                          "&to=" + std::to_string(now.size));
       auto j = nlohmann::json::parse(p.body, nullptr, false);
@@ -442,21 +384,22 @@ void EventRow(const latch::client::VerifiedEvent& e) {
 // when the server closes the stream (or on an error).
 int Follow(const Settings& s, const std::string& params, uint64_t from, bool verify,
            const latch::tlog::NoteVerifier& key) {
+  std::unique_ptr<latch::client::ApiConnection> c;
+  latch::Status st = latch::client::ApiConnection::Open(EndpointOf(s), &c);
+  int status = 0;
+  std::string pending;
+  if (st.ok())
+    st = c->OpenStream("/v1/events/stream?" + params + "from_index=" + std::to_string(from),
+                       &status, &pending);
+  if (!st.ok()) {
+    std::fprintf(stderr, "latchctl: the live tail ended: %s\n", st.message().c_str());
+    return 3;
+  }
+  if (status != 200) {
+    std::fprintf(stderr, "latchctl: the live tail was refused (%d)\n", status);
+    return 1;
+  }
   try {
-    ApiConnection c(s);
-    auto& stream = *c.stream;
-    auto req = c.Request(s, http::verb::get,
-                         "/v1/events/stream?" + params + "from_index=" + std::to_string(from));
-    http::write(stream, req);
-    beast::flat_buffer buffer;
-    http::response_parser<http::empty_body> head;
-    head.skip(true);
-    http::read_header(stream, buffer, head);
-    if (head.get().result_int() != 200) {
-      std::fprintf(stderr, "latchctl: the live tail was refused (%u)\n", head.get().result_int());
-      return 1;
-    }
-    std::string pending(static_cast<const char*>(buffer.data().data()), buffer.size());
     while (true) {
       size_t end;
       while ((end = pending.find("\n\n")) != std::string::npos) {
@@ -470,10 +413,10 @@ int Follow(const Settings& s, const std::string& params, uint64_t from, bool ver
           std::fprintf(stderr, "latchctl: the live tail ended: %s\n", T(message).c_str());
           return 1;
         }
-        latch::Status st =
+        latch::Status checked =
             verify ? latch::client::VerifyEventAnswer(page, key, &events) : latch::Status::Ok();
-        if (!st.ok()) {
-          std::fprintf(stderr, "latchctl: NOT VERIFIED: %s\n", st.ToString().c_str());
+        if (!checked.ok()) {
+          std::fprintf(stderr, "latchctl: NOT VERIFIED: %s\n", checked.ToString().c_str());
           return 1;
         }
         if (s.json) {
@@ -483,10 +426,11 @@ int Follow(const Settings& s, const std::string& params, uint64_t from, bool ver
         }
         std::fflush(stdout);
       }
-      char buf[8192];
-      beast::get_lowest_layer(stream).expires_never();
-      size_t n = stream.read_some(asio::buffer(buf));
-      pending.append(buf, n);
+      st = c->ReadSome(&pending);
+      if (!st.ok()) {
+        std::fprintf(stderr, "latchctl: the live tail ended: %s\n", st.message().c_str());
+        return 3;
+      }
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "latchctl: the live tail ended: %s\n", e.what());
@@ -543,7 +487,7 @@ int Events(const Settings& s, const EventsArgs& a) {
   while (true) {
     std::string target = base + "limit=" + std::to_string(page_limit);
     if (!cursor.empty()) target += "&cursor=" + UrlEscape(cursor);
-    Reply r = Call(s, http::verb::get, target);
+    Reply r = Call(s, "GET", target);
     auto j = nlohmann::json::parse(r.body, nullptr, false);
     if (r.status != 200 || !j.is_object()) {
       std::string why =
@@ -707,92 +651,85 @@ int main(int argc, char** argv) {
     if (events->parsed()) return Events(s, ev);
     if (request->parsed()) {
       nlohmann::json b = {{"resource", resource}, {"duration", duration}, {"reason", reason}};
-      return Show(s, Call(s, http::verb::post, "/v1/requests", b.dump()), [](const auto& j) {
+      return Show(s, Call(s, "POST", "/v1/requests", b.dump()), [](const auto& j) {
         std::printf("request %llu is %s\n",
                     static_cast<unsigned long long>(j["id"].template get<uint64_t>()),
                     T(j["state"].template get<std::string>()).c_str());
       });
     }
     if (requests->parsed()) {
-      return Show(s, Call(s, http::verb::get, all ? "/v1/requests?all=1" : "/v1/requests"),
-                  [&](const auto& j) {
-                    std::printf("%-6s %-10s %-12s %-16s %-8s %s\n", "ID", "STATE", "REQUESTER",
-                                "RESOURCE", "FOR", "REASON");
-                    for (const auto& q : j["requests"]) {
-                      if (pending && q["state"] != "pending") continue;
-                      RequestRow(q);
-                      if (q["state"] == "pending") {
-                        std::printf(
-                            "       needs %s%s\n",
+      return Show(
+          s, Call(s, "GET", all ? "/v1/requests?all=1" : "/v1/requests"), [&](const auto& j) {
+            std::printf("%-6s %-10s %-12s %-16s %-8s %s\n", "ID", "STATE", "REQUESTER", "RESOURCE",
+                        "FOR", "REASON");
+            for (const auto& q : j["requests"]) {
+              if (pending && q["state"] != "pending") continue;
+              RequestRow(q);
+              if (q["state"] == "pending") {
+                std::printf("       needs %s%s\n",
                             T(q["still_needed"].template get<std::string>()).c_str(),
                             q["may_review"].template get<bool>() ? " (you may review it)" : "");
-                      }
-                    }
-                  });
+              }
+            }
+          });
     }
     if (approve->parsed() || deny->parsed() || cancel->parsed()) {
       std::string action = approve->parsed() ? "approve" : deny->parsed() ? "deny" : "cancel";
       nlohmann::json b = nlohmann::json::object();
       if (!cancel->parsed() && !comment.empty()) b["comment"] = comment;
-      return Show(
-          s,
-          Call(s, http::verb::post, "/v1/requests/" + std::to_string(id) + "/" + action, b.dump()),
-          [](const auto& j) {
-            std::printf("request %llu is %s",
-                        static_cast<unsigned long long>(j["id"].template get<uint64_t>()),
-                        T(j["state"].template get<std::string>()).c_str());
-            if (j.contains("grant_id")) {
-              std::printf(" (grant %llu)",
-                          static_cast<unsigned long long>(j["grant_id"].template get<uint64_t>()));
-            }
-            std::printf("\n");
-          });
+      return Show(s, Call(s, "POST", "/v1/requests/" + std::to_string(id) + "/" + action, b.dump()),
+                  [](const auto& j) {
+                    std::printf("request %llu is %s",
+                                static_cast<unsigned long long>(j["id"].template get<uint64_t>()),
+                                T(j["state"].template get<std::string>()).c_str());
+                    if (j.contains("grant_id")) {
+                      std::printf(" (grant %llu)", static_cast<unsigned long long>(
+                                                       j["grant_id"].template get<uint64_t>()));
+                    }
+                    std::printf("\n");
+                  });
     }
     if (revoke->parsed()) {
       nlohmann::json b = nlohmann::json::object();
       if (!reason.empty()) b["reason"] = reason;
-      return Show(
-          s, Call(s, http::verb::post, "/v1/grants/" + std::to_string(id) + "/revoke", b.dump()),
-          [&](const auto&) {
-            std::printf("grant %llu revoked\n", static_cast<unsigned long long>(id));
-          });
+      return Show(s, Call(s, "POST", "/v1/grants/" + std::to_string(id) + "/revoke", b.dump()),
+                  [&](const auto&) {
+                    std::printf("grant %llu revoked\n", static_cast<unsigned long long>(id));
+                  });
     }
     if (grants->parsed()) {
-      return Show(
-          s, Call(s, http::verb::get, past ? "/v1/grants?past=1" : "/v1/grants"),
-          [](const auto& j) {
-            std::printf("%-6s %-22s %-10s %-20s %s\n", "ID", "PRINCIPALS", "RESOURCES",
-                        "UNTIL (UTC)", "EFFECTIVE ON");
-            for (const auto& g : j["grants"]) {
-              std::string hosts;
-              for (auto& [h, at] : g["effective_since"].items()) hosts += T(h) + " ";
-              time_t until = static_cast<time_t>(
-                  g["grant"]["not_after_ns"].template get<int64_t>() / 1000000000);
-              char when[32];
-              std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", std::gmtime(&until));
-              std::printf("%-6s %-22s %-10s %-20s %s%s\n",
-                          std::to_string(g["id"].template get<uint64_t>()).c_str(),
-                          T(g["grant"]["principals"].dump()).c_str(),
-                          T(g["grant"]["resources"].dump()).c_str(), when,
-                          hosts.empty() ? "(not yet)" : hosts.c_str(),
-                          g["grant"]["break_glass"].template get<bool>() ? "  [BREAK-GLASS]" : "");
-            }
-            if (j.contains("past")) {
-              std::printf("\n%-6s %-22s %-10s %-8s %s\n", "ID", "PRINCIPALS", "RESOURCES", "ENDED",
-                          "AT (UTC)");
-              for (const auto& g : j["past"]) {
-                time_t at =
-                    static_cast<time_t>(g["ended_at_ns"].template get<int64_t>() / 1000000000);
-                char when[32];
-                std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", std::gmtime(&at));
-                std::printf("%-6s %-22s %-10s %-8s %s\n",
-                            std::to_string(g["id"].template get<uint64_t>()).c_str(),
-                            T(g["grant"]["principals"].dump()).c_str(),
-                            T(g["grant"]["resources"].dump()).c_str(),
-                            T(g["ended"].template get<std::string>()).c_str(), when);
-              }
-            }
-          });
+      return Show(s, Call(s, "GET", past ? "/v1/grants?past=1" : "/v1/grants"), [](const auto& j) {
+        std::printf("%-6s %-22s %-10s %-20s %s\n", "ID", "PRINCIPALS", "RESOURCES", "UNTIL (UTC)",
+                    "EFFECTIVE ON");
+        for (const auto& g : j["grants"]) {
+          std::string hosts;
+          for (auto& [h, at] : g["effective_since"].items()) hosts += T(h) + " ";
+          time_t until =
+              static_cast<time_t>(g["grant"]["not_after_ns"].template get<int64_t>() / 1000000000);
+          char when[32];
+          std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", std::gmtime(&until));
+          std::printf("%-6s %-22s %-10s %-20s %s%s\n",
+                      std::to_string(g["id"].template get<uint64_t>()).c_str(),
+                      T(g["grant"]["principals"].dump()).c_str(),
+                      T(g["grant"]["resources"].dump()).c_str(), when,
+                      hosts.empty() ? "(not yet)" : hosts.c_str(),
+                      g["grant"]["break_glass"].template get<bool>() ? "  [BREAK-GLASS]" : "");
+        }
+        if (j.contains("past")) {
+          std::printf("\n%-6s %-22s %-10s %-8s %s\n", "ID", "PRINCIPALS", "RESOURCES", "ENDED",
+                      "AT (UTC)");
+          for (const auto& g : j["past"]) {
+            time_t at = static_cast<time_t>(g["ended_at_ns"].template get<int64_t>() / 1000000000);
+            char when[32];
+            std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", std::gmtime(&at));
+            std::printf("%-6s %-22s %-10s %-8s %s\n",
+                        std::to_string(g["id"].template get<uint64_t>()).c_str(),
+                        T(g["grant"]["principals"].dump()).c_str(),
+                        T(g["grant"]["resources"].dump()).c_str(),
+                        T(g["ended"].template get<std::string>()).c_str(), when);
+          }
+        }
+      });
     }
   } catch (const Unreachable& e) {
     std::fprintf(stderr,

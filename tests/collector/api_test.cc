@@ -23,6 +23,7 @@
 
 #include "collector/api/api_server.h"
 #include "collector/api/tls_identity.h"
+#include "collector/client/api_client.h"
 #include "collector/index/event_query.h"
 #include "collector/ingest/collector_server.h"
 #include "https_client.h"
@@ -510,6 +511,30 @@ TEST_F(ApiTest, AnApprovalThatCannotIssueItsGrantLeavesNothingBehind) {
   auto j = nlohmann::json::parse(r.body);
   EXPECT_EQ(j["state"], "pending") << r.body;
   EXPECT_TRUE(j["reviews"].empty()) << r.body;
+}
+
+// The client library latchctl talks through (collector/client/api_client.h):
+// the server is checked against the CA it is given and by name, and every
+// failure is a status naming the server, never an exception.
+TEST_F(ApiTest, TheClientLibraryChecksTheServerAndSaysWhy) {
+  client::Endpoint e;
+  e.server = "https://localhost:" + std::to_string(server_->api_port());
+  e.ca = config_.data_dir + "/api.crt";
+  e.token = kAnn;
+  client::Reply r;
+  Status s = client::Call(e, "GET", "/v1/requests", "", &r);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(r.status, 200) << r.body;
+  client::Endpoint wrong_ca = e;
+  wrong_ca.ca = dir_ / "stranger.crt";  // another self-made certificate
+  s = client::Call(wrong_ca, "GET", "/v1/requests", "", &r);
+  EXPECT_EQ(s.code(), Status::Code::kIoError);
+  EXPECT_NE(s.message().find(e.server), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("certificate verify failed"), std::string::npos) << s.message();
+  client::Endpoint plain = e;
+  plain.server = "http://localhost:" + std::to_string(server_->api_port());
+  EXPECT_EQ(client::Call(plain, "GET", "/v1/requests", "", &r).code(),
+            Status::Code::kInvalidArgument);
 }
 
 // Issue 14: /checkpoint and /tile/ served every entry (reasons, comments,

@@ -1,0 +1,138 @@
+#include "collector/client/api_client.h"
+
+// Boost 1.74's Asio needs <utility> first (see agent_daemon.h).
+#include <utility>
+// clang-format off
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+// clang-format on
+
+#include <chrono>
+
+namespace latch::client {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+struct ApiConnection::Impl {
+  asio::io_context io;
+  asio::ssl::context tls{asio::ssl::context::tls_client};
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> stream;
+  beast::flat_buffer buffer;
+
+  http::request<http::string_body> Request(const ApiConnection& c, http::verb method,
+                                           const std::string& target) const {
+    http::request<http::string_body> req{method, target, 11};
+    req.set(http::field::host, c.host_);
+    req.set(http::field::user_agent, c.endpoint_.user_agent);
+    if (!c.endpoint_.token.empty()) {
+      req.set(http::field::authorization, "Bearer " + c.endpoint_.token);
+    }
+    return req;
+  }
+};
+
+ApiConnection::~ApiConnection() = default;
+
+Status ApiConnection::Open(const Endpoint& endpoint, std::unique_ptr<ApiConnection>* out) {
+  std::string rest = endpoint.server;
+  if (rest.rfind("https://", 0) != 0) {
+    return Status::InvalidArgument("the server must be an https:// URL");
+  }
+  rest = rest.substr(8);
+  while (!rest.empty() && rest.back() == '/') rest.pop_back();
+  size_t colon = rest.rfind(':');
+  std::unique_ptr<ApiConnection> c(new ApiConnection());
+  c->endpoint_ = endpoint;
+  c->host_ = colon == std::string::npos ? rest : rest.substr(0, colon);
+  std::string port = colon == std::string::npos ? "443" : rest.substr(colon + 1);
+  c->impl_ = std::make_unique<Impl>();
+  Impl& i = *c->impl_;
+  try {
+    if (!endpoint.ca.empty()) {
+      i.tls.load_verify_file(endpoint.ca);
+    } else {
+      i.tls.set_default_verify_paths();
+    }
+    i.tls.set_verify_mode(asio::ssl::verify_peer);
+    if (!endpoint.cert.empty()) {
+      i.tls.use_certificate_chain_file(endpoint.cert);
+      i.tls.use_private_key_file(endpoint.key.empty() ? endpoint.cert : endpoint.key,
+                                 asio::ssl::context::pem);
+    }
+    i.stream = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(i.io, i.tls);
+    asio::ip::tcp::resolver resolver(i.io);
+    beast::get_lowest_layer(*i.stream).expires_after(std::chrono::seconds(30));
+    beast::get_lowest_layer(*i.stream).connect(resolver.resolve(c->host_, port));
+    i.stream->set_verify_callback(asio::ssl::host_name_verification(c->host_));
+    SSL_set_tlsext_host_name(i.stream->native_handle(), c->host_.c_str());
+    i.stream->handshake(asio::ssl::stream_base::client);
+  } catch (const std::exception& e) {
+    return Status::IoError(endpoint.server + ": " + e.what());
+  }
+  *out = std::move(c);
+  return Status::Ok();
+}
+
+Status ApiConnection::Call(std::string_view method, const std::string& target,
+                           const std::string& body, Reply* out) {
+  try {
+    auto& stream = *impl_->stream;
+    auto req = impl_->Request(
+        *this, http::string_to_verb(beast::string_view(method.data(), method.size())), target);
+    if (!body.empty()) req.set(http::field::content_type, "application/json");
+    req.body() = body;
+    req.prepare_payload();
+    http::write(stream, req);
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(64u << 20);
+    http::read(stream, impl_->buffer, parser);
+    beast::error_code ec;
+    stream.shutdown(ec);
+    *out = {static_cast<int>(parser.get().result_int()), parser.get().body()};
+  } catch (const std::exception& e) {
+    return Status::IoError(endpoint_.server + ": " + e.what());
+  }
+  return Status::Ok();
+}
+
+Status ApiConnection::OpenStream(const std::string& target, int* status, std::string* first) {
+  try {
+    auto& stream = *impl_->stream;
+    http::write(stream, impl_->Request(*this, http::verb::get, target));
+    http::response_parser<http::empty_body> head;
+    head.skip(true);
+    http::read_header(stream, impl_->buffer, head);
+    *status = static_cast<int>(head.get().result_int());
+    first->assign(static_cast<const char*>(impl_->buffer.data().data()), impl_->buffer.size());
+    impl_->buffer.consume(impl_->buffer.size());
+  } catch (const std::exception& e) {
+    return Status::IoError(e.what());
+  }
+  return Status::Ok();
+}
+
+Status ApiConnection::ReadSome(std::string* out) {
+  try {
+    char buf[8192];
+    beast::get_lowest_layer(*impl_->stream).expires_never();
+    size_t n = impl_->stream->read_some(asio::buffer(buf));
+    out->append(buf, n);
+  } catch (const std::exception& e) {
+    return Status::IoError(e.what());
+  }
+  return Status::Ok();
+}
+
+Status Call(const Endpoint& endpoint, std::string_view method, const std::string& target,
+            const std::string& body, Reply* out) {
+  std::unique_ptr<ApiConnection> c;
+  LATCH_RETURN_IF_ERROR(ApiConnection::Open(endpoint, &c));
+  return c->Call(method, target, body, out);
+}
+
+}  // namespace latch::client
