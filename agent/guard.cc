@@ -7,9 +7,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 
 #include "agent/kernel_fs.h"
 #include "agent/libbpf_log.h"
@@ -222,11 +224,14 @@ Status Guard::Uninstall(const std::string& pin_dir) {
   if (!std::filesystem::exists(pin_dir, ec)) return Status::NotFound(pin_dir + " does not exist");
   // An agent still running puts a detached guard back (issue 13.7) and may
   // pin a link again between our unlinking and rmdir: detach again then.
+  // It re-pins maps and then links over some milliseconds: passes are
+  // spaced, for up to about a second.
   Status s;
-  for (int attempt = 0; attempt < 5; ++attempt) {
+  for (int attempt = 0; attempt < 20; ++attempt) {
     bool repinned = false;
     s = UninstallOnce(pin_dir, &repinned);
     if (!repinned) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return s;
 }
