@@ -537,6 +537,48 @@ TEST_F(ApiTest, TheClientLibraryChecksTheServerAndSaysWhy) {
             Status::Code::kInvalidArgument);
 }
 
+// Issue 15: a request's head and body arrive under one deadline. A client
+// that keeps a connection busy by sending its request a byte at a time,
+// never idle for long, is closed once idle_timeout_ms has passed since the
+// request began.
+TEST_F(ApiTest, AClientTricklingItsRequestIsClosedAtTheDeadline) {
+  server_->Stop();
+  thread_.join();
+  server_.reset();
+  config_.api_idle_timeout_ms = 1000;
+  StartServer();
+  asio::io_context io;
+  asio::ssl::context tls(asio::ssl::context::tls_client);
+  tls.set_verify_mode(asio::ssl::verify_none);
+  beast::ssl_stream<asio::ip::tcp::socket> stream(io, tls);
+  stream.next_layer().connect({asio::ip::make_address("127.0.0.1"), server_->api_port()});
+  stream.handshake(asio::ssl::stream_base::client);
+  const std::string request = "GET /v1/requests HTTP/1.1\r\nHost: localhost\r\nX-Slow: ";
+  auto start = std::chrono::steady_clock::now();
+  bool cut = false;
+  for (size_t i = 0; !cut && std::chrono::steady_clock::now() - start < std::chrono::seconds(5);
+       ++i) {
+    beast::error_code ec;
+    asio::write(stream, asio::buffer(i < request.size() ? &request[i] : "x", 1), ec);
+    cut = static_cast<bool>(ec);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // Whether the server has ended the connection: its raw bytes (a TLS 1.3
+    // session ticket, say) are taken in until the end of the stream (cut),
+    // an error (cut) or nothing more for now (still open).
+    while (!cut) {
+      char buf[4096];
+      ssize_t n = ::recv(stream.next_layer().native_handle(), buf, sizeof(buf), MSG_DONTWAIT);
+      if (n > 0) continue;
+      cut = n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+      break;
+    }
+  }
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(cut) << "still open after 5 s of trickling";
+  EXPECT_GE(took, std::chrono::milliseconds(900));
+  EXPECT_LT(took, std::chrono::milliseconds(3000));
+}
+
 // Issue 14: /checkpoint and /tile/ served every entry (reasons, comments,
 // command lines) to anyone who reached the port. They need credentials
 // unless the operator opts in to a public log.
