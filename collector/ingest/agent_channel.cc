@@ -19,8 +19,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "collector/grants/grant_keys.h"
 #include "collector/ingest/collector_server.h"
-#include "collector/ingest/grant_keys.h"
 #include "collector/ingest/state_snapshot.h"
 #include "collector/ledger/entry_range.h"
 #include "collector/workflow/duration.h"
@@ -71,7 +71,7 @@ void CollectorServer::RecordSilentAgents() {
     auto a = m.initRoot<schema::WorkflowAction>();
     a.setActor(host);
     a.initAgentSilent().setLastHeardNs(heard);
-    RecordWorkflowAsync(schema::CanonicalBytes(a.asReader()), host);
+    recorder_->RecordLater(schema::CanonicalBytes(a.asReader()), host);
     logging::Default().Warn("agent silent",
                             {{"host", host},
                              {"silent_ms", (now - heard) / 1'000'000},
@@ -182,7 +182,7 @@ void CollectorServer::OnEnvelope(const std::string& route, const std::string& ho
         c.setBootId(hello.getBootId());
         c.setCheckpointSize(hello.getCheckpointSize());
         c.setGrantSetVersion(hello.getGrantSetVersion());
-        RecordWorkflowAsync(schema::CanonicalBytes(a.asReader()), host);
+        recorder_->RecordLater(schema::CanonicalBytes(a.asReader()), host);
       }
       PushGrantSet(host);
       // What this collector already holds of the boot is acknowledged at
@@ -253,7 +253,7 @@ void CollectorServer::OnBatch(const std::string& route, const std::string& host,
            "malformed batch");
     return;
   }
-  if (!ledger_health_->writable()) {
+  if (!recorder_->writable()) {
     // Unacknowledged, the records stay in the agent's spool; it resends
     // from what its Welcome says is held once we take writes again.
     counters_.batches_unwritable++;
@@ -348,18 +348,19 @@ void CollectorServer::OnBatch(const std::string& route, const std::string& host,
   c->receive_time_ns = now;
   c->checkpoint_from = from;
   Completion* raw = c.release();
-  pending_commits_++;  // until HandleCompletions has taken its completion
-  batcher_->Submit(std::move(entries), [this, raw](const Status& s, uint64_t first_index) {
-    std::unique_ptr<Completion> done(raw);
-    done->status = s;
-    done->first_index = first_index;
-    {
-      MutexLock lock(completions_mu_);
-      completions_.push_back(std::move(done));
-    }
-    uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof(one));
-  });
+  recorder_->CommitStarted();  // until HandleCompletions has taken its completion
+  recorder_->batcher().Submit(std::move(entries),
+                              [this, raw](const Status& s, uint64_t first_index) {
+                                std::unique_ptr<Completion> done(raw);
+                                done->status = s;
+                                done->first_index = first_index;
+                                {
+                                  MutexLock lock(completions_mu_);
+                                  completions_.push_back(std::move(done));
+                                }
+                                uint64_t one = 1;
+                                (void)!::write(wake_fd_, &one, sizeof(one));
+                              });
 }
 
 void CollectorServer::HandleCompletions() {
@@ -371,13 +372,13 @@ void CollectorServer::HandleCompletions() {
     done.swap(completions_);
   }
   for (auto& c : done) {
-    pending_commits_--;
+    recorder_->CommitEnded();
     auto key = std::make_pair(c->host, c->boot);
     if (!c->status.ok()) {
       // Nothing of it is acknowledged: the agent keeps the records and sends
       // them again. What follows it for this boot failed too (the ledger
       // refuses every commit after a failed one), so nothing is in flight.
-      NoteLedgerFailure(c->status);
+      recorder_->NoteFailure(c->status);
       in_flight_.erase(key);
       failed_appends_.insert(key);
       continue;
@@ -470,6 +471,10 @@ void CollectorServer::Send(const std::string& route, const std::string& payload)
 void CollectorServer::PushGrantSet(const std::string& host) {
   auto route = routes_.find(host);
   if (route == routes_.end()) return;
+  if (grants_->acting()) {
+    push_when_settled_.insert(host);  // its set may hold a grant not yet on record
+    return;
+  }
   std::string signed_set;
   Status s = grants_->SignedSet(host, NowNs(), &signed_set);
   if (!s.ok()) {
@@ -488,14 +493,9 @@ void CollectorServer::PushGrantSet(const std::string& host) {
   Send(route->second, schema::EncodeFrame(m));
 }
 
-void CollectorServer::NoteApplied(const std::string& host, capnp::List<uint64_t>::Reader grant_ids,
-                                  int64_t at_ns) {
-  for (uint64_t id : grant_ids) effective_[id].emplace(host, at_ns);  // keeps the first
-}
-
 void CollectorServer::OnApplied(const std::string& host, schema::Applied::Reader applied) {
   counters_.applied_reports++;
-  NoteApplied(host, applied.getGrantIds(), applied.getAppliedAtNs());
+  grants_->NoteApplied(host, applied.getGrantIds(), applied.getAppliedAtNs());
   capnp::MallocMessageBuilder m;
   auto a = m.initRoot<schema::WorkflowAction>();
   a.setActor(host);
@@ -518,7 +518,7 @@ void CollectorServer::OnApplied(const std::string& host, schema::Applied::Reader
   auto last = applied_set_.find(host);
   if (last != applied_set_.end() && last->second == canonical) return;
   applied_set_[host] = canonical;
-  RecordWorkflowAsync(schema::CanonicalBytes(a.asReader()), host);
+  recorder_->RecordLater(schema::CanonicalBytes(a.asReader()), host);
 }
 
 void CollectorServer::OnAlarm(const std::string& host, schema::Alarm::Reader alarm) {
@@ -544,6 +544,6 @@ void CollectorServer::OnAlarm(const std::string& host, schema::Alarm::Reader ala
   auto a = m.initRoot<schema::WorkflowAction>();
   a.setActor(host);
   a.initAgentAlarm().setAlarm(alarm);
-  RecordWorkflowAsync(schema::CanonicalBytes(a.asReader()), host);
+  recorder_->RecordLater(schema::CanonicalBytes(a.asReader()), host);
 }
 }  // namespace latch::collector

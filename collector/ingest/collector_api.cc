@@ -57,6 +57,27 @@ int StatusFor(const Status& s) {
   }
 }
 
+// A refused workflow action: the rules' refusals are 403s.
+api::ApiResponse WorkflowError(const Status& s) {
+  return Error(s.code() == Status::Code::kFailedPrecondition ? 403 : StatusFor(s), s.message());
+}
+
+// A request as the API shows it.
+nlohmann::json RequestJson(const workflow::AccessRequest& q) {
+  nlohmann::json reviews = nlohmann::json::array();
+  for (const auto& v : q.reviews) {
+    reviews.push_back({{"reviewer", v.reviewer}, {"approve", v.approve}, {"comment", v.comment}});
+  }
+  return nlohmann::json{{"id", q.id},
+                        {"requester", q.requester},
+                        {"resource", q.resource},
+                        {"duration", workflow::FormatDuration(q.duration_ns)},
+                        {"reason", q.reason},
+                        {"state", workflow::RequestStateName(q.state)},
+                        {"break_glass", q.break_glass},
+                        {"reviews", reviews}};
+}
+
 }  // namespace
 
 Status CollectorServer::StartApi() {
@@ -137,25 +158,22 @@ void CollectorServer::CallOnLoop(const api::ApiRequest& req,
   // messages and completions (RunQueuedCalls).
   MutexLock lock(calls_mu_);
   calls_.push_back([this, req, respond] {
-    // No request may stop the loop: whatever a handler throws becomes a 500
-    // for that request and a log line (issue 14).
-    try {
-      respond(HandleApi(req));
-    } catch (const std::exception& e) {
-      logging::Default().Error("API handler failed; answered 500",
-                               {{"method", req.method},
-                                {"path", req.target.substr(0, req.target.find('?'))},
-                                {"error", e.what()}});
-      respond(Error(500, "internal error"));
-    }
-  });
-  if (!turn_posted_) {
-    turn_posted_ = true;
-    loop_->Post([this] {
-      turn_posted_ = false;
-      Turn();
+    // After an action in flight: what a route reads or changes is on record.
+    WhenSettled([this, req, respond] {
+      // No request may stop the loop: whatever a handler throws becomes a
+      // 500 for that request and a log line (issue 14).
+      try {
+        if (std::optional<api::ApiResponse> answer = HandleApi(req, respond)) respond(*answer);
+      } catch (const std::exception& e) {
+        logging::Default().Error("API handler failed; answered 500",
+                                 {{"method", req.method},
+                                  {"path", req.target.substr(0, req.target.find('?'))},
+                                  {"error", e.what()}});
+        respond(Error(500, "internal error"));
+      }
     });
-  }
+  });
+  PostTurn();
 }
 
 void CollectorServer::RunQueuedCalls() {
@@ -173,21 +191,22 @@ void CollectorServer::RunQueuedCalls() {
   }
 }
 
-api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
+std::optional<api::ApiResponse> CollectorServer::HandleApi(const api::ApiRequest& req,
+                                                           const api::ApiServer::Respond& respond) {
   std::string path = req.target.substr(0, req.target.find('?'));
   const std::string& m = req.method;
   if (path == "/healthz" && m == "GET") {
     // Not ready while the ledger refuses writes: reads go on, writes do not.
-    if (!ledger_health_->writable()) {
-      return Json(503, {{"ok", false}, {"reason", ledger_health_->reason()}});
+    if (!recorder_->writable()) {
+      return Json(503, {{"ok", false}, {"reason", recorder_->reason()}});
     }
     return Json(200, {{"ok", true}});
   }
-  if (m != "GET" && !ledger_health_->writable()) {
-    return Error(503, ledger_health_->reason() + "; nothing was changed, try again later");
+  if (m != "GET" && !recorder_->writable()) {
+    return Error(503, recorder_->reason() + "; nothing was changed, try again later");
   }
   if (path == "/checkpoint" && m == "GET") {
-    return {200, "text/plain; charset=utf-8", ledger_->checkpoint_note()};
+    return api::ApiResponse{200, "text/plain; charset=utf-8", ledger_->checkpoint_note()};
   }
   if (path.rfind("/tile/", 0) == 0 && m == "GET") {
     tlog::TileId tile;
@@ -195,7 +214,7 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     std::string data;
     Status s = ledger_->ReadTile(tile, &data);
     if (!s.ok()) return Error(404, "no such tile");
-    return {200, "application/octet-stream", data};
+    return api::ApiResponse{200, "application/octet-stream", data};
   }
   if (path == "/metrics" && m == "GET") {
     std::string text;
@@ -217,15 +236,15 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     add("webhooks_dropped_total", webhooks_->counters().dropped);
     add("index_failures_total", index_->failures());
     add("index_rebuilds_total", index_->rebuilds());
-    add("ledger_write_failures_total", ledger_health_->failures());
-    add("ledger_outages_total", ledger_health_->outages());
+    add("ledger_write_failures_total", recorder_->health().failures());
+    add("ledger_outages_total", recorder_->health().outages());
     add("batches_unwritable_total", counters_.batches_unwritable);
-    add("records_unwritten_dropped_total", counters_.records_unwritten_dropped);
+    add("records_unwritten_dropped_total", recorder_->unwritten_dropped());
     add("replies_dropped_total", counters_.replies_dropped);
     add("snapshots_written_total", counters_.snapshots_written);
     add("snapshot_failures_total", counters_.snapshot_failures);
     text += "# TYPE latch_collector_ledger_writable gauge\nlatch_collector_ledger_writable " +
-            std::string(ledger_health_->writable() ? "1" : "0") + "\n";
+            std::string(recorder_->writable() ? "1" : "0") + "\n";
     text += "# TYPE latch_collector_ledger_size gauge\nlatch_collector_ledger_size " +
             std::to_string(ledger_->size()) + "\n";
     // Each commit is one sync and one signed checkpoint.
@@ -256,7 +275,7 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
       text += "latch_collector_agent_last_heard_seconds{host=\"" + label + "\"} " +
               std::to_string(secs) + "\n";
     }
-    return {200, "text/plain; version=0.0.4", text};
+    return api::ApiResponse{200, "text/plain; version=0.0.4", text};
   }
   auto seg = Segments(path);
   if (seg.size() < 2 || seg[0] != "v1") return Error(404, "no such path");
@@ -292,54 +311,12 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     auto visible = [&](const nlohmann::json& grant) {
       return all || (who != nullptr && GrantHeldBy(grant, *who));
     };
-    nlohmann::json list = nlohmann::json::array();
-    for (uint64_t id : grants_->Ids()) {
-      nlohmann::json grant = grants_->Describe(id);
-      if (!visible(grant)) continue;
-      nlohmann::json hosts = nlohmann::json::object();
-      auto eff = effective_.find(id);
-      if (eff != effective_.end()) {
-        for (const auto& [h, at] : eff->second) hosts[h] = at;
-      }
-      list.push_back({{"id", id}, {"effective_since", hosts}, {"grant", grant}});
-    }
-    if (req.target.find("past=1") == std::string::npos) return Json(200, {{"grants", list}});
     // ?past=1: the ended ones too, newest first, with how and when they ended.
-    nlohmann::json past = nlohmann::json::array();
-    for (auto it = past_grants_.rbegin(); it != past_grants_.rend(); ++it) {
-      if (!visible(it->second.grant)) continue;
-      nlohmann::json hosts = nlohmann::json::object();
-      auto eff = effective_.find(it->first);
-      if (eff != effective_.end()) {
-        for (const auto& [h, at] : eff->second) hosts[h] = at;
-      }
-      past.push_back({{"id", it->first},
-                      {"effective_since", hosts},
-                      {"grant", it->second.grant},
-                      {"ended", it->second.ended},
-                      {"ended_at_ns", it->second.ended_at_ns}});
-    }
-    return Json(200, {{"grants", list}, {"past", past}});
+    return Json(200, grants_->Describe(req.target.find("past=1") != std::string::npos, visible));
   }
   if (workflow_->policy() == nullptr) return Error(409, "no policy is loaded");
-  int64_t now = NowNs();
   nlohmann::json body;
   std::string why;
-  workflow::AccessRequest r;
-  auto request_json = [](const workflow::AccessRequest& q) {
-    nlohmann::json reviews = nlohmann::json::array();
-    for (const auto& v : q.reviews) {
-      reviews.push_back({{"reviewer", v.reviewer}, {"approve", v.approve}, {"comment", v.comment}});
-    }
-    return nlohmann::json{{"id", q.id},
-                          {"requester", q.requester},
-                          {"resource", q.resource},
-                          {"duration", workflow::FormatDuration(q.duration_ns)},
-                          {"reason", q.reason},
-                          {"state", workflow::RequestStateName(q.state)},
-                          {"break_glass", q.break_glass},
-                          {"reviews", reviews}};
-  };
   if (seg[1] == "requests" && seg.size() == 2) {
     if (m == "GET") {
       nlohmann::json list = nlohmann::json::array();
@@ -349,7 +326,7 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
         bool all = req.target.find("all=1") != std::string::npos &&
                    workflow_->policy()->MayReadAllEvents(req.identity);
         if (mine || inbox || all) {
-          auto j = request_json(q);
+          auto j = RequestJson(q);
           j["may_review"] = inbox;
           j["still_needed"] = workflow_->requests().StillNeeded(*workflow_->policy(), q);
           list.push_back(j);
@@ -367,13 +344,15 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     }
     int64_t duration = 0;
     Status s = workflow::ParseDuration(body["duration"].get<std::string>(), &duration);
-    if (s.ok()) {
-      s = workflow_->Request(req.identity, body["resource"].get<std::string>(), duration,
-                             body.value("reason", ""), now, &r);
-    }
-    if (!s.ok())
-      return Error(s.code() == Status::Code::kFailedPrecondition ? 403 : StatusFor(s), s.message());
-    return Json(201, request_json(r));
+    if (!s.ok()) return WorkflowError(s);
+    auto r = std::make_shared<workflow::AccessRequest>();
+    Act([this, identity = req.identity, resource = body["resource"].get<std::string>(), duration,
+         reason = body.value("reason", ""),
+         r] { return workflow_->Request(identity, resource, duration, reason, NowNs(), r.get()); },
+        [respond, r](const Status& st) {
+          respond(st.ok() ? Json(201, RequestJson(*r)) : WorkflowError(st));
+        });
+    return std::nullopt;  // answered once on record
   }
   uint64_t id = 0;
   if (seg[1] == "requests" && seg.size() == 3 && ParseId(seg[2], &id) && m == "GET") {
@@ -386,7 +365,7 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
         !workflow_->policy()->MayReadAllEvents(req.identity)) {
       return Error(403, "only the requester, its reviewers and auditors may see a request");
     }
-    auto j = request_json(q);
+    auto j = RequestJson(q);
     j["may_review"] = inbox;
     j["still_needed"] = workflow_->requests().StillNeeded(*workflow_->policy(), q);
     return Json(200, j);
@@ -396,25 +375,26 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     if (body.contains("comment") && !body["comment"].is_string()) {
       return Error(400, "comment must be a string");
     }
-    std::string comment = body.value("comment", "");
-    Status s;
-    uint64_t grant_id = 0;
-    if (seg[3] == "approve" || seg[3] == "deny") {
-      // The review, the grant and the decision: one batch, one sync.
-      s = RecordAsOne([&] {
-        return workflow_->Review(req.identity, id, seg[3] == "approve", comment, now, &r,
-                                 &grant_id);
-      });
-    } else if (seg[3] == "cancel") {
-      s = workflow_->Cancel(req.identity, id, now, &r);
-    } else {
+    if (seg[3] != "approve" && seg[3] != "deny" && seg[3] != "cancel") {
       return Error(404, "no such action");
     }
-    if (!s.ok())
-      return Error(s.code() == Status::Code::kFailedPrecondition ? 403 : StatusFor(s), s.message());
-    auto j = request_json(r);
-    if (grant_id != 0) j["grant_id"] = grant_id;
-    return Json(200, j);
+    auto r = std::make_shared<workflow::AccessRequest>();
+    auto grant_id = std::make_shared<uint64_t>(0);
+    // A review with its grant and decision: one batch, one sync.
+    Act(
+        [this, identity = req.identity, id, verb = seg[3], comment = body.value("comment", ""), r,
+         grant_id] {
+          if (verb == "cancel") return workflow_->Cancel(identity, id, NowNs(), r.get());
+          return workflow_->Review(identity, id, verb == "approve", comment, NowNs(), r.get(),
+                                   grant_id.get());
+        },
+        [respond, r, grant_id](const Status& st) {
+          if (!st.ok()) return respond(WorkflowError(st));
+          auto j = RequestJson(*r);
+          if (*grant_id != 0) j["grant_id"] = *grant_id;
+          respond(Json(200, j));
+        });
+    return std::nullopt;  // answered once on record
   }
   if (seg[1] == "grants" && seg.size() == 4 && ParseId(seg[2], &id) && seg[3] == "revoke" &&
       m == "POST") {
@@ -428,15 +408,18 @@ api::ApiResponse CollectorServer::HandleApi(const api::ApiRequest& req) {
     }
     // Who may revoke: auditors, and the approvers of one of the grant's
     // resources; an approver of another resource may not (issue 14).
-    nlohmann::json grant = grants_->Describe(id);
+    nlohmann::json grant = grants_->DescribeLive(id);
     if (grant.is_null()) return Error(404, "no live grant " + std::to_string(id));
     if (!workflow_->policy()->MayRevoke(req.identity,
                                         grant["resources"].get<std::vector<uint32_t>>())) {
       return Error(403, "only auditors and the approvers of the grant's resources may revoke it");
     }
-    Status s = RevokeGrant(id, req.identity, body.value("reason", ""));
-    if (!s.ok()) return Error(StatusFor(s), s.message());
-    return Json(200, {{"revoked", id}});
+    Act([this, id, identity = req.identity,
+         reason = body.value("reason", "")] { return grants_->Revoke(id, identity, reason); },
+        [respond, id](const Status& st) {
+          respond(st.ok() ? Json(200, {{"revoked", id}}) : Error(StatusFor(st), st.message()));
+        });
+    return std::nullopt;  // answered once on record
   }
   return Error(404, "no such path");
 }

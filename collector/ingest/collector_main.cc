@@ -21,9 +21,9 @@
 
 #include "collector/api/api_server.h"
 #include "collector/api/tls_identity.h"
+#include "collector/grants/grant_keys.h"
 #include "collector/ingest/collector_config.h"
 #include "collector/ingest/collector_server.h"
-#include "collector/ingest/grant_keys.h"
 #include "lib/logging/log_flags.h"
 #include "lib/logging/logger.h"
 

@@ -22,7 +22,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
-#include "collector/ingest/grant_keys.h"
+#include "collector/grants/grant_keys.h"
 #include "collector/ingest/state_snapshot.h"
 #include "collector/ledger/entry_range.h"
 #include "collector/workflow/duration.h"
@@ -67,8 +67,9 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
     return Status::FromErrno("creating data directory " + dir, errno);
   }
   LATCH_RETURN_IF_ERROR(schema::LoadOrCreateCurveKey(dir + "/curve.key", &s->curve_));
+  tlog::NoteSigner grant_key;
   std::vector<tlog::NoteVerifier> retired;
-  LATCH_RETURN_IF_ERROR(LoadGrantKeys(dir, config.origin, &s->grant_key_, &retired));
+  LATCH_RETURN_IF_ERROR(LoadGrantKeys(dir, config.origin, &grant_key, &retired));
   std::string ledger_dir = dir + "/ledger";
   if (!ledger::Ledger::IsLedgerDirectory(ledger_dir)) {
     LATCH_RETURN_IF_ERROR(ledger::Ledger::Create(ledger_dir, config.origin));
@@ -80,8 +81,17 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
                                       s->ledger_->checkpoint().origin + "', config says '" +
                                       config.origin + "'");
   }
-  s->grants_ = std::make_unique<GrantBook>(s->grant_key_, retired);
-  s->retired_grant_keys_ = retired;
+  s->loop_ = std::make_unique<Dispatcher>();
+  s->waiters_ = std::make_unique<Waiters>(s->loop_->io());
+  ledger::BatcherOptions bo;
+  bo.max_batch_entries = config.batch_max_entries;
+  bo.max_batch_age = std::chrono::milliseconds(config.batch_max_age_ms);
+  bo.max_pending_entries = size_t{4} * config.batch_max_entries;
+  s->recorder_ = std::make_unique<Recorder>(*s->ledger_, bo, dir, *s->loop_);
+  CollectorServer* server = s.get();
+  s->grants_ = std::make_unique<GrantService>(
+      std::move(grant_key), std::move(retired), *s->recorder_,
+      [server](const std::string& host) { server->PushGrantSet(host); });
   s->workflow_ =
       std::make_unique<workflow::WorkflowService>(static_cast<workflow::WorkflowSink&>(*s));
   LATCH_RETURN_IF_ERROR(s->RestoreState());
@@ -101,34 +111,21 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
                                      [ledger = s->ledger_.get()](uint64_t size, tlog::Hash* root) {
                                        return ledger->RootAt(size, root);
                                      }});
-  ledger::BatcherOptions bo;
-  bo.max_batch_entries = config.batch_max_entries;
-  bo.max_batch_age = std::chrono::milliseconds(config.batch_max_age_ms);
-  bo.max_pending_entries = size_t{4} * config.batch_max_entries;
-  s->batcher_ = std::make_unique<ledger::Batcher>(*s->ledger_, bo);
-  s->ledger_health_ = std::make_unique<LedgerHealth>(dir);
   if (!config.policy.empty()) {
     LATCH_RETURN_IF_ERROR(s->workflow_->LoadPolicy(config.policy, NowNs()).WithContext("policy"));
     s->RefreshEventReaders();
   }
   s->wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (s->wake_fd_ < 0) return Status::FromErrno("eventfd", errno);
-  s->loop_ = std::make_unique<Dispatcher>();
-  s->waiters_ = std::make_unique<Waiters>(s->loop_->io());
   *out = std::move(s);
   return Status::Ok();
-}
-
-int64_t CollectorServer::NowNs() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 CollectorServer::~CollectorServer() {
   api_.reset();
   if (waiters_) waiters_->Release();
-  batcher_.reset();  // commits what is pending; completions are then dropped
+  grants_.reset();
+  recorder_.reset();  // commits what is pending; completions are then dropped
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
@@ -164,11 +161,11 @@ Status CollectorServer::Run() {
     auto a = m.initRoot<schema::WorkflowAction>();
     a.setActor("collector");
     auto k = a.initGrantKeyInUse();
-    k.setGrantKey(grant_key_.verifier().ToString());
-    auto list = k.initRetiredGrantKeys(static_cast<unsigned>(retired_grant_keys_.size()));
-    for (unsigned i = 0; i < retired_grant_keys_.size(); ++i)
-      list.set(i, retired_grant_keys_[i].ToString());
-    LATCH_RETURN_IF_ERROR(Record(schema::CanonicalBytes(a.asReader()), "", NowNs()));
+    k.setGrantKey(grants_->key().verifier().ToString());
+    const auto& retired = grants_->retired_keys();
+    auto list = k.initRetiredGrantKeys(static_cast<unsigned>(retired.size()));
+    for (unsigned i = 0; i < retired.size(); ++i) list.set(i, retired[i].ToString());
+    LATCH_RETURN_IF_ERROR(recorder_->RecordNow(schema::CanonicalBytes(a.asReader()), "", NowNs()));
   }
   try {
     zap_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::rep);
@@ -212,23 +209,21 @@ Status CollectorServer::Run() {
   // their writes); later ones are refused (stopping_ is set).
   RunQueuedCalls();
   waiters_->workers.join();  // index reads under way answer too
+  loop_->io().restart();
+  // An action in flight, and what waits behind it, settles (briefly).
+  for (int i = 0; i < 200 && acting_; ++i) loop_->io().run_for(std::chrono::milliseconds(10));
   if (api_) {
-    loop_->io().restart();
     loop_->io().run_for(std::chrono::milliseconds(100));
     api_->Stop();
   }
   waiters_->Release();
   loop_->Drain();
-  FlushRefusals(true);
+  refusals_.Flush(*recorder_, NowNs(), /*force=*/true);
   index_->Stop();
   if (ledger_->size() != snapshot_size_) SaveSnapshot("stop");
-  {
-    MutexLock lock(unwritten_mu_);
-    if (!unwritten_.empty()) {
-      logging::Default().Error(
-          "stopping with records of our own that the ledger refused",
-          {{"records", unwritten_.size()}, {"reason", ledger_health_->reason()}});
-    }
+  if (size_t n = recorder_->unwritten(); n > 0) {
+    logging::Default().Error("stopping with records of our own that the ledger refused",
+                             {{"records", n}, {"reason", recorder_->reason()}});
   }
   return loop_status_;
 }
@@ -291,50 +286,48 @@ void CollectorServer::Turn() {
   }
   Maintain();
   // What is left is taken on the next turn, after what else is queued.
-  if (more && !turn_posted_) {
-    turn_posted_ = true;
-    loop_->Post([this] {
-      turn_posted_ = false;
-      Turn();
-    });
-  }
+  if (more) PostTurn();
+}
+
+void CollectorServer::PostTurn() {
+  if (turn_posted_) return;
+  turn_posted_ = true;
+  loop_->Post([this] {
+    turn_posted_ = false;
+    Turn();
+  });
 }
 
 void CollectorServer::Maintain() {
-  FlushRefusals(false);
+  refusals_.Flush(*recorder_, NowNs(), /*force=*/false);
   if (reload_policy_.exchange(false)) {
-    Status s = workflow_->LoadPolicy(config_.policy, NowNs());
-    RefreshEventReaders();
-    if (s.ok()) {
-      logging::Default().Info("policy reloaded", {{"sha256", workflow_->policy()->hash()}});
-    } else {
-      logging::Default().Error(
-          "policy reload refused; the running policy stays",
-          {{"error", s.ToString()}, {"hint", "fix the file named and send SIGHUP again"}});
-    }
+    // An action: its policyLoaded record lands before the policy rules.
+    auto loaded = std::make_shared<Status>();
+    Act([this, loaded] { return *loaded = workflow_->LoadPolicy(config_.policy, NowNs()); },
+        [this, loaded](const Status& s) {
+          RefreshEventReaders();
+          if (!s.ok() && loaded->ok()) {
+            // Loaded, but its record did not land (the ledger refuses
+            // writes): loaded and recorded again at a later turn.
+            reload_policy_ = true;
+          }
+          if (s.ok()) {
+            logging::Default().Info("policy reloaded", {{"sha256", workflow_->policy()->hash()}});
+          } else {
+            logging::Default().Error(
+                "policy reload refused; the running policy stays",
+                {{"error", s.ToString()}, {"hint", "fix the file named and send SIGHUP again"}});
+          }
+        });
   }
-  // A commit that failed anywhere (an agent batch, an operator's grant, a
-  // record of our own) leaves the ledger refusing writes until recovered.
-  if (ledger_->write_failed() && ledger_health_->writable()) {
-    NoteLedgerFailure(Status::IoError("a ledger commit failed to write"));
-  }
-  if (ledger_health_->TryRecover(*ledger_, pending_commits_.load() == 0)) {
-    WriteUnwritten();
-    AskForFailedAppends();
-  }
-  if (ledger_health_->writable()) {
-    // Both record before they act; while nothing can be recorded they
-    // wait (agents end a grant at its notAfter on their own).
-    if (workflow_->policy() != nullptr) workflow_->ExpireDue(NowNs());
-    RecordEndedGrants();
-  }
+  if (recorder_->Maintain()) AskForFailedAppends();
+  if (recorder_->writable()) ExpireDue();
   RecordSilentAgents();
   if (uint64_t size = ledger_->size(); size != index_notified_size_) {
     index_notified_size_ = size;
     index_->Notify();
   }
-  if (ledger_->size() - snapshot_size_ >= config_.snapshot_every_entries &&
-      ledger_health_->writable()) {
+  if (ledger_->size() - snapshot_size_ >= config_.snapshot_every_entries && recorder_->writable()) {
     SaveSnapshot("periodic");
   }
 }

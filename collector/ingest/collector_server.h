@@ -13,12 +13,16 @@
 // folded into at most one ledger record per kind per second); the connection
 // and the process carry on.
 //
-// One class, its jobs in files of their own: the loop and start
-// (collector_server.cc), start-up state and snapshots (collector_state.cc),
-// the agent channel (agent_channel.cc), grants (collector_grants.cc), its own
-// records, refusals and webhooks (collector_records.cc), the admin socket
-// (admin_socket.cc), the HTTPS API's routes (collector_api.cc; events_api.cc
-// for the events query, live tail and proofs).
+// The services it runs own their state: the Recorder (record/: the
+// collector's own records, the ledger's write side), the GrantService
+// (grants/: the grant book, issue, revoke, expire), the WorkflowService
+// (workflow/: requests and reviews under the policy), the RefusalLog. This
+// class opens, replays and runs them, and keeps the agent channel's state:
+// the loop and start (collector_server.cc), start-up state and snapshots
+// (collector_state.cc), the agent channel (agent_channel.cc), actions
+// (collector_actions.cc), the admin socket (admin_socket.cc), the HTTPS
+// API's routes (collector_api.cc; events_api.cc for the events query, live
+// tail and proofs).
 #pragma once
 
 #include <atomic>
@@ -37,17 +41,17 @@
 #include <zmq.hpp>
 
 #include "collector/api/api_server.h"
+#include "collector/grants/grant_service.h"
 #include "collector/index/event_query.h"
 #include "collector/index/index_follower.h"
 #include "collector/ingest/collector_config.h"
-#include "collector/ingest/grant_book.h"
-#include "collector/ingest/ledger_health.h"
 #include "collector/ingest/sequence_index.h"
 #include "collector/ingest/state_snapshot.h"
-#include "collector/ledger/batcher.h"
 #include "collector/ledger/ledger.h"
 #include "collector/loop/dispatcher.h"
 #include "collector/notify/webhook_sender.h"
+#include "collector/record/recorder.h"
+#include "collector/record/refusal_log.h"
 #include "collector/workflow/workflow_service.h"
 #include "lib/status/status.h"
 #include "lib/sync/mutex.h"
@@ -71,10 +75,9 @@ struct CollectorCounters {
   std::atomic<uint64_t> applied_reports{0};
   std::atomic<uint64_t> alarms{0};
   std::atomic<uint64_t> batches_unwritable{0};  // dropped unacknowledged: the ledger refused writes
-  std::atomic<uint64_t> records_unwritten_dropped{0};  // own records past kMaxUnwritten
-  std::atomic<uint64_t> replies_dropped{0};         // an agent's queue was full (it does not read)
-  std::atomic<uint64_t> snapshots_written{0};       // state snapshots (state_snapshot.h)
-  std::atomic<uint64_t> snapshot_failures{0};       // not written, or found not to match at start
+  std::atomic<uint64_t> replies_dropped{0};     // an agent's queue was full (it does not read)
+  std::atomic<uint64_t> snapshots_written{0};   // state snapshots (state_snapshot.h)
+  std::atomic<uint64_t> snapshot_failures{0};   // not written, or found not to match at start
   std::atomic<uint64_t> start_replayed_entries{0};  // entries replayed at start (after a snapshot)
 };
 
@@ -89,26 +92,18 @@ class CollectorServer : private workflow::WorkflowSink {
   // Safe from any thread or a signal handler.
   void Stop();
   // The wall clock, Unix ns: the time records and requests carry.
-  static int64_t NowNs();
+  static int64_t NowNs() { return WallClockNs(); }
   // Reload the policy file at the next turn of the loop (SIGHUP); safe from
   // a signal handler. A bad policy is logged and the running one stays.
   void RequestPolicyReload();
 
   const CollectorCounters& counters() const { return counters_; }
   const std::string& curve_public_key() const { return curve_.public_z85; }
-  std::string grant_vkey() const { return grant_key_.verifier().ToString(); }
+  std::string grant_vkey() const { return grants_->key().verifier().ToString(); }
   std::string ledger_vkey() const { return ledger_->verifier().ToString(); }
   std::string admin_endpoint() const { return "ipc://" + config_.data_dir + "/admin.sock"; }
   // The HTTPS API's port once Run() has started it (0: no API).
   uint16_t api_port() const { return api_ ? api_->port() : 0; }
-
-  // Grant changes (the admin socket calls these; so may tests): recorded in
-  // the ledger first, then pushed to the hosts they change.
-  // `at_ns`: the time its record carries (0: now); an approval's grant
-  // carries the approval's time, as its requestDecided record does.
-  Status IssueGrant(const GrantSpec& spec, const std::string& actor, uint64_t* id,
-                    int64_t at_ns = 0);
-  Status RevokeGrant(uint64_t id, const std::string& actor, const std::string& reason);
 
   // Everything derived from the ledger (what a state snapshot holds): a
   // start from a snapshot must reach the same as a replay from nothing.
@@ -138,12 +133,37 @@ class CollectorServer : private workflow::WorkflowSink {
   // been taken in (none pending); a failure is logged and counted.
   void SaveSnapshot(const char* why);
   uint64_t snapshot_size_ = 0;  // the ledger size the last snapshot was taken at
-  void RecordEndedGrants();
-  // workflow::WorkflowSink
+
+  // Actions (collector_actions.cc): whatever changes the requests or the
+  // grants (a request, a review with its grant and decision, a revoke, an
+  // expiry, a policy load). `action` runs on the loop with its records
+  // gathered; they are appended as one batch with one sync off the loop,
+  // and `done` gets the outcome once they are durable, when their effects
+  // (grant sets pushed, webhooks) follow. If the action fails or its batch
+  // is not written, the request and grant books are as they were before it.
+  // One action is in flight at a time; the next, and reads of what it
+  // changes (WhenSettled), wait for it, so nobody sees a change that is not
+  // on record and each action starts from recorded state.
+  void Act(std::function<Status()> action, std::function<void(const Status&)> done);
+  void WhenSettled(std::function<void()> fn);
+  void Settle(const Status& s, const std::function<void(const Status&)>& done);
+  bool acting_ = false;
+  std::deque<std::function<void()>> waiting_;  // calls and actions behind the one in flight
+  std::vector<std::string> action_webhooks_;   // the action's records to announce when durable
+  // Expiry of requests and grants, as actions, when any is due.
+  void ExpireDue();
+
+  // workflow::WorkflowSink: records go into the action under way.
   Status Record(const std::string& action, const std::string& actor, int64_t at_ns) override;
   Status IssueGrant(const workflow::ApprovedGrant& grant, const std::string& actor,
                     uint64_t* grant_id) override;
-  void HandleWorkflowAdmin(const std::string& op, const nlohmann::json& j, nlohmann::json* reply);
+  // The admin socket (admin_socket.cc): answers one request at a time; an
+  // action's answer waits for its batch (admin_busy_: no recv meanwhile).
+  void HandleAdmin();
+  void AdminRequest(const nlohmann::json& j, std::function<void(nlohmann::json)> reply);
+  void HandleWorkflowAdmin(const std::string& op, const nlohmann::json& j,
+                           std::function<void(nlohmann::json)> reply);
+  bool admin_busy_ = false;
   // The HTTPS API (collector_api.cc): its connections are served on the
   // loop; routes that read the ledger or the index run on a worker.
   Status StartApi();
@@ -152,7 +172,10 @@ class CollectorServer : private workflow::WorkflowSink {
   void RunQueuedCalls();
   // Runs blocking reads (ledger, index) off the loop.
   void PostToWorker(std::function<void()> work);
-  api::ApiResponse HandleApi(const api::ApiRequest& req);
+  // The routes on the loop: the answer, or none when a change answers
+  // through `respond` once its action is on record.
+  std::optional<api::ApiResponse> HandleApi(const api::ApiRequest& req,
+                                            const api::ApiServer::Respond& respond);
   // GET /v1/events: answered on the API thread (ledger reads and the index's
   // own read connection), so queries never hold up the loop.
   api::ApiResponse HandleEventsQuery(const api::ApiRequest& req);
@@ -175,6 +198,8 @@ class CollectorServer : private workflow::WorkflowSink {
   // then the periodic duties (Maintain). Run after any of them signals, and
   // at least every 200 ms.
   void Turn();
+  // A turn as soon as the loop gets to it (at most one queued).
+  void PostTurn();
   void Maintain();
   void WatchSockets();
   void Watch(size_t which);
@@ -182,14 +207,11 @@ class CollectorServer : private workflow::WorkflowSink {
   void HandleZap();
   void HandleAgentMessage();
   void OnEnvelope(const std::string& route, const std::string& host, schema::Envelope::Reader env);
-  void HandleAdmin();
   void HandleCompletions();
-  // Counts and folds a refusal into this second's record of its kind: each
-  // distinct (detail, peer) is kept, up to kMaxRefusalDetails a record; the
-  // agent at `route` (if any) is told `reply`.
+  // Counts a refusal (RefusalLog); the agent at `route` (if any) is told
+  // `reply`; `peer` defaults to the address of the agent message at hand.
   void Refuse(const std::string& what, const std::string& detail, const std::string& route,
               const std::string& reply, const std::string& peer = "");
-  void FlushRefusals(bool force);
   void OnBatch(const std::string& route, const std::string& host, schema::EventBatch::Reader batch);
   void OnApplied(const std::string& host, schema::Applied::Reader applied);
   void OnAlarm(const std::string& host, schema::Alarm::Reader alarm);
@@ -197,40 +219,26 @@ class CollectorServer : private workflow::WorkflowSink {
   // retransmissions), reported in the receipt with their indexes.
   void SendReceipt(const std::string& host, const std::string& boot, uint64_t checkpoint_from,
                    const Completion* appended = nullptr);
+  // Sends `host` its grant set, unless an action is in flight (its set
+  // could hold a grant not yet on record): then once the action settles.
   void PushGrantSet(const std::string& host);
+  std::set<std::string> push_when_settled_;
   void Send(const std::string& route, const std::string& payload);
-  // Appends one workflow record (canonical WorkflowAction bytes) and waits.
-  // `at_ns`: the time the record carries (when its effect was decided).
-  Status RecordWorkflow(const std::string& action, const std::string& host, int64_t at_ns);
-  // Runs `action` (a review: its record, the grant, the decision) with its
-  // records gathered into one batch, appended with one sync before any of
-  // them takes effect outside (grant sets pushed, webhooks). If the action
-  // fails, or its batch is not written, the request and grant books are as
-  // they were before it.
-  Status RecordAsOne(const std::function<Status()>& action);
-  struct OpenAction {
-    ledger::EntryBatch batch;
-    std::vector<std::string> webhooks;  // workflow records to announce
-    std::vector<uint64_t> issued;       // grants in the book, not yet pushed
-    std::set<std::string> push;         // hosts whose sets changed
-  };
-  std::optional<OpenAction> open_action_;
-  void RecordWorkflowAsync(const std::string& action, const std::string& host);
 
   CollectorConfig config_;
   schema::CurveKeyPair curve_;
-  tlog::NoteSigner grant_key_;
-  std::vector<tlog::NoteVerifier> retired_grant_keys_;  // recorded at each start
   std::unique_ptr<ledger::Ledger> ledger_;
-  std::unique_ptr<ledger::Batcher> batcher_;
-  std::unique_ptr<GrantBook> grants_;
-  std::unique_ptr<workflow::WorkflowService> workflow_;
-  std::atomic<bool> reload_policy_{false};
   // The loop, and what waits on it (sockets' descriptors, the tick, the
   // workers for blocking reads); declared before what registers with it.
   std::unique_ptr<Dispatcher> loop_;
   struct Waiters;
   std::unique_ptr<Waiters> waiters_;
+  // The services; the recorder's committer posts to the loop, so it goes first.
+  std::unique_ptr<Recorder> recorder_;
+  std::unique_ptr<GrantService> grants_;
+  std::unique_ptr<workflow::WorkflowService> workflow_;
+  RefusalLog refusals_;
+  std::atomic<bool> reload_policy_{false};
   Status loop_status_;  // why the loop ended, if it failed
   bool turn_posted_ = false;
   std::unique_ptr<api::ApiServer> api_;
@@ -245,21 +253,6 @@ class CollectorServer : private workflow::WorkflowSink {
   Mutex event_readers_mu_;
   bool event_policy_loaded_ LATCH_GUARDED_BY(event_readers_mu_) = false;
   std::set<std::string> event_readers_ LATCH_GUARDED_BY(event_readers_mu_);
-  // grant id -> host -> when that host's kernel first held it (its agent's
-  // Applied report, Unix ns): "effective since", per host.
-  std::map<uint64_t, std::map<std::string, int64_t>> effective_;
-  // Grants that have ended ("revoked" or "expired"), as they were described,
-  // for the API's past listing; rebuilt from the ledger like the book.
-  struct PastGrant {
-    nlohmann::json grant;
-    std::string ended;  // "revoked" | "expired"
-    int64_t ended_at_ns = 0;
-  };
-  std::map<uint64_t, PastGrant> past_grants_;
-  // Ends a live grant in the book, remembering it among the past ones.
-  void EndGrant(uint64_t id, const std::string& how, int64_t at_ns,
-                std::vector<std::string>* changed);
-  void NoteApplied(const std::string& host, capnp::List<uint64_t>::Reader grant_ids, int64_t at_ns);
   Mutex calls_mu_;
   // From other threads (refusals from stream producers) or the loop, run on
   // the loop by RunQueuedCalls.
@@ -280,33 +273,12 @@ class CollectorServer : private workflow::WorkflowSink {
   std::map<std::string, std::string> connected_boot_;  // host -> boot of its last agentConnected
   std::map<std::string, std::string> applied_set_;  // host -> its last grantSetApplied, canonical
   void RecordSilentAgents();
-  // Whether the ledger takes writes; while it does not, agent batches are
-  // dropped unacknowledged (agents keep them and resend), API and admin
-  // writes are refused with the reason, and the collector's own records wait
-  // in `unwritten_` (issue 14: a full disk stopped the collector).
-  std::unique_ptr<LedgerHealth> ledger_health_;
-  // Submissions to the batcher not yet completed: the ledger is recovered
-  // only with none outstanding, so nothing submitted before a failure can
-  // land after it (a gap in an agent's sequence).
-  std::atomic<int> pending_commits_{0};
-  struct UnwrittenRecord {
-    std::string action, host;
-  };
-  static constexpr size_t kMaxUnwritten = 10000;
-  Mutex unwritten_mu_;  // the committer thread keeps records whose commit failed
-  std::deque<UnwrittenRecord> unwritten_ LATCH_GUARDED_BY(unwritten_mu_);
-  // Own records dropped past kMaxUnwritten and not yet on the record (an
-  // ownRecordsDropped record says so once writes resume).
-  uint64_t dropped_unrecorded_ LATCH_GUARDED_BY(unwritten_mu_) = 0;
-  int64_t first_dropped_ns_ LATCH_GUARDED_BY(unwritten_mu_) = 0;
-  int64_t last_dropped_ns_ LATCH_GUARDED_BY(unwritten_mu_) = 0;
   // (host, boot)s whose appends failed in this outage: asked to resend once
-  // writes resume (AskForFailedAppends).
+  // writes resume (AskForFailedAppends). While the ledger refuses writes,
+  // agent batches are dropped unacknowledged (agents keep them and resend)
+  // and API and admin writes are refused with the reason (issue 14).
   std::set<std::pair<std::string, std::string>> failed_appends_;
-  void NoteLedgerFailure(const Status& why);
   void AskForFailedAppends();
-  void KeepUnwritten(UnwrittenRecord r);
-  void WriteUnwritten();
   // host -> the checkpoint size the agent holds, as far as we know: what its
   // Hello said, then the size of each receipt sent to it (it adopts receipts
   // in order). Consistency proofs start there.
@@ -322,18 +294,8 @@ class CollectorServer : private workflow::WorkflowSink {
   std::atomic<bool> stopping_{false};
   Mutex completions_mu_;  // the committer thread queues, the loop takes
   std::vector<std::unique_ptr<Completion>> completions_ LATCH_GUARDED_BY(completions_mu_);
-
-  static constexpr size_t kMaxRefusalDetails = 16;
-  struct RefusalTally {
-    uint64_t count = 0;
-    std::string last;                                                  // the latest detail
-    std::map<std::pair<std::string, std::string>, uint64_t> distinct;  // (detail, peer) -> count
-    uint64_t unlisted = 0;  // refusals past kMaxRefusalDetails distinct ones
-  };
   // The address of the agent message being handled (refusals name it).
   std::string current_peer_;
-  std::map<std::string, RefusalTally> refusals_;
-  int64_t refusals_flushed_ns_ = 0;
   CollectorCounters counters_;
 };
 

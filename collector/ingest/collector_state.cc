@@ -18,8 +18,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "collector/grants/grant_keys.h"
 #include "collector/ingest/collector_server.h"
-#include "collector/ingest/grant_keys.h"
 #include "collector/ingest/state_snapshot.h"
 #include "collector/ledger/entry_range.h"
 #include "collector/workflow/duration.h"
@@ -54,10 +54,8 @@ Status CollectorServer::RestoreState() {
           {{"snapshot", snapshot_path()}, {"error", s.ToString()}});
       // Whatever the snapshot put in place goes: the replay starts from nothing.
       sequences_ = SequenceIndex();
-      grants_ = std::make_unique<GrantBook>(grant_key_, retired_grant_keys_);
+      grants_->Reset();
       workflow_->RestoreRequests(workflow::RequestBook());
-      past_grants_.clear();
-      effective_.clear();
     }
   } else if (s.code() != Status::Code::kNotFound) {
     counters_.snapshot_failures++;
@@ -96,40 +94,16 @@ Status CollectorServer::CheckSnapshotBinding(const StateSnapshot& snapshot) {
 }
 
 nlohmann::json CollectorServer::DerivedState() const {
-  nlohmann::json past = nlohmann::json::array();
-  for (const auto& [id, p] : past_grants_) past.push_back({id, p.grant, p.ended, p.ended_at_ns});
-  nlohmann::json effective = nlohmann::json::array();
-  for (const auto& [id, hosts] : effective_) {
-    nlohmann::json by_host = nlohmann::json::array();
-    for (const auto& [host, at] : hosts) {
-      by_host.push_back({nlohmann::json::binary({host.begin(), host.end()}), at});
-    }
-    effective.push_back({id, by_host});
-  }
-  return {{"sequences", sequences_.ToSnapshot()},
-          {"grants", grants_->ToSnapshot()},
-          {"past_grants", past},
-          {"effective", effective},
-          {"requests", workflow_->requests().ToSnapshot()}};
+  nlohmann::json state = grants_->ToSnapshot();  // grants, past_grants, effective
+  state["sequences"] = sequences_.ToSnapshot();
+  state["requests"] = workflow_->requests().ToSnapshot();
+  return state;
 }
 
 Status CollectorServer::ApplyDerivedState(const nlohmann::json& state) {
   try {
     sequences_.FromSnapshot(state.at("sequences"));
-    LATCH_RETURN_IF_ERROR(grants_->FromSnapshot(state.at("grants")));
-    past_grants_.clear();
-    for (const auto& p : state.at("past_grants")) {
-      past_grants_[p.at(0).get<uint64_t>()] = {p.at(1), p.at(2).get<std::string>(),
-                                               p.at(3).get<int64_t>()};
-    }
-    effective_.clear();
-    for (const auto& e : state.at("effective")) {
-      auto& hosts = effective_[e.at(0).get<uint64_t>()];
-      for (const auto& h : e.at(1)) {
-        const auto& host = h.at(0).get_binary();
-        hosts[std::string(host.begin(), host.end())] = h.at(1).get<int64_t>();
-      }
-    }
+    LATCH_RETURN_IF_ERROR(grants_->FromSnapshot(state));
     workflow::RequestBook requests;
     requests.FromSnapshot(state.at("requests"));
     workflow_->RestoreRequests(std::move(requests));
@@ -140,7 +114,7 @@ Status CollectorServer::ApplyDerivedState(const nlohmann::json& state) {
 }
 
 void CollectorServer::SaveSnapshot(const char* why) {
-  if (pending_commits_.load() != 0) return;  // taken at a later turn
+  if (recorder_->pending() != 0 || acting_) return;  // taken at a later turn
   StateSnapshot snapshot;
   snapshot.origin = config_.origin;
   snapshot.size = ledger_->size();
@@ -166,7 +140,6 @@ void CollectorServer::SaveSnapshot(const char* why) {
 // grants took effect, and the requests. Entries are read a bundle at a time.
 Status CollectorServer::ReplayLedger(uint64_t from) {
   ledger::LedgerRecord record;
-  std::vector<std::string> changed;
   return ledger::ForEachEntry(
       *ledger_, from, ledger_->size(), [&](uint64_t i, std::string_view entry) {
         Status decoded = ledger::DecodeRecord(entry, &record);
@@ -180,25 +153,8 @@ Status CollectorServer::ReplayLedger(uint64_t from) {
         const std::string where = "ledger entry " + std::to_string(i);
         return schema::ReadCanonical<schema::WorkflowAction>(
             record.payload, where, [&](schema::WorkflowAction::Reader a) {
-              if (a.isGrantIssued()) {
-                uint64_t id = 0;
-                return grants_
-                    ->ApplyIssued(schema::CanonicalBytes(a.getGrantIssued().getGrant()), &id,
-                                  &changed)
-                    .WithContext(where);
-              }
-              if (a.isGrantRevoked()) {
-                EndGrant(a.getGrantRevoked().getGrantId(), "revoked", record.receive_time_ns,
-                         &changed);
-              }
-              if (a.isGrantExpired()) {
-                EndGrant(a.getGrantExpired().getGrantId(), "expired", record.receive_time_ns,
-                         &changed);
-              }
-              if (a.isGrantSetApplied()) {
-                NoteApplied(record.host_id, a.getGrantSetApplied().getGrantIds(),
-                            a.getGrantSetApplied().getAppliedAtNs());
-              }
+              LATCH_RETURN_IF_ERROR(
+                  grants_->Replay(a, record.host_id, record.receive_time_ns, where));
               workflow_->Replay(a, record.receive_time_ns);
               return Status::Ok();
             });

@@ -170,6 +170,13 @@ Status RequestBook::Cancel(uint64_t id, const std::string& who, int64_t now_ns,
   return Status::Ok();
 }
 
+bool RequestBook::AnyDue(int64_t now_ns) const {
+  for (const auto& [id, r] : requests_) {
+    if (r.state == RequestState::kPending && now_ns > r.pending_until_ns) return true;
+  }
+  return false;
+}
+
 std::vector<AccessRequest> RequestBook::ExpireDue(int64_t now_ns) {
   std::vector<AccessRequest> expired;
   for (auto& [id, r] : requests_) {

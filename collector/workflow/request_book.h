@@ -60,6 +60,8 @@ class RequestBook {
   Status Cancel(uint64_t id, const std::string& who, int64_t now_ns, AccessRequest* out);
   // Pending requests past their time become expired; returns them.
   std::vector<AccessRequest> ExpireDue(int64_t now_ns);
+  // Whether ExpireDue would expire any request now.
+  bool AnyDue(int64_t now_ns) const;
 
   // Whether `reviewer` may approve or deny request `r` now (an approver's inbox).
   bool MayReview(const Policy& policy, const AccessRequest& r, const std::string& reviewer) const;

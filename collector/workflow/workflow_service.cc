@@ -152,17 +152,15 @@ Status WorkflowService::Cancel(const std::string& identity, uint64_t id, int64_t
   return Status::Ok();
 }
 
-void WorkflowService::ExpireDue(int64_t now_ns) {
+Status WorkflowService::ExpireDue(int64_t now_ns) {
   RequestBook trial = book_;
   for (const AccessRequest& r : trial.ExpireDue(now_ns)) {
-    Status s = RecordDecision(r, 0, "collector", now_ns);
-    if (!s.ok()) {
-      logging::Default().Error("recording a request's expiry; tried again at the next tick",
-                               {{"request", r.id}, {"error", s.ToString()}});
-      return;  // tried again at the next tick
-    }
+    LATCH_RETURN_IF_ERROR(
+        RecordDecision(r, 0, "collector", now_ns)
+            .WithContext("recording request " + std::to_string(r.id) + "'s expiry"));
     book_.RestoreDecided(r.id, RequestState::kExpired, false, now_ns);
   }
+  return Status::Ok();
 }
 
 }  // namespace latch::workflow

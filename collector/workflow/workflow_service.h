@@ -34,7 +34,9 @@ class WorkflowSink {
   virtual ~WorkflowSink() = default;
   // Appends a canonical WorkflowAction carrying `at_ns` (Unix ns) as its
   // time, the time the service decided at: replaying the record gives the
-  // state the service kept. OK once it is durable.
+  // state the service kept. OK once it is part of the action under way,
+  // whose records are durable before any of it takes effect; if they are
+  // not, the collector puts the request book back (RestoreRequests).
   virtual Status Record(const std::string& action, const std::string& actor, int64_t at_ns) = 0;
   virtual Status IssueGrant(const ApprovedGrant& grant, const std::string& actor,
                             uint64_t* grant_id) = 0;
@@ -58,8 +60,9 @@ class WorkflowService {
   Status Review(const std::string& identity, uint64_t id, bool approve, const std::string& comment,
                 int64_t now_ns, AccessRequest* out, uint64_t* grant_id);
   Status Cancel(const std::string& identity, uint64_t id, int64_t now_ns, AccessRequest* out);
-  // Records the expiry of every pending request past its time.
-  void ExpireDue(int64_t now_ns);
+  // Records the expiry of every pending request past its time; stops at
+  // the first record refused (the rest are tried again later).
+  Status ExpireDue(int64_t now_ns);
 
   const RequestBook& requests() const { return book_; }
   // Start-up from a state snapshot: the requests as they were at its size.

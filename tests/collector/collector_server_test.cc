@@ -18,8 +18,8 @@
 #include <tuple>
 #include <zmq.hpp>
 
+#include "collector/grants/grant_keys.h"
 #include "collector/index/record_view.h"
-#include "collector/ingest/grant_keys.h"
 #include "collector/ingest/state_snapshot.h"
 #include "collector/ledger/ledger.h"
 #include "https_client.h"

@@ -1,4 +1,4 @@
-#include "collector/ingest/ledger_health.h"
+#include "collector/record/ledger_health.h"
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "collector/ingest/grant_book.h"
+#include "collector/grants/grant_book.h"
 
 #include <capnp/message.h>
 

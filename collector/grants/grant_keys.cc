@@ -1,4 +1,4 @@
-#include "collector/ingest/grant_keys.h"
+#include "collector/grants/grant_keys.h"
 
 #include <cerrno>
 #include <cstdio>
