@@ -152,8 +152,7 @@ void CollectorServer::AdminRequest(const nlohmann::json& j,
     });
   }
   if (op == "status") {
-    nlohmann::json hosts = nlohmann::json::array();
-    for (auto& [h, r] : routes_) hosts.push_back(h);
+    nlohmann::json hosts = channel_->connected();
     return reply({{"ok", true},
                   {"ledger_size", ledger_->size()},
                   {"ledger_writable", recorder_->writable()},

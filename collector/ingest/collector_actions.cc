@@ -75,9 +75,7 @@ void CollectorServer::Settle(const Status& s, const std::function<void(const Sta
   } catch (const std::exception& e) {
     logging::Default().Error("answering an action failed", {{"error", e.what()}});
   }
-  std::set<std::string> push;
-  push.swap(push_when_settled_);
-  for (const std::string& host : push) PushGrantSet(host);
+  channel_->PushDeferred();
   // What waited runs in order, until one of them starts the next action.
   while (!acting_ && !waiting_.empty()) {
     std::function<void()> next = std::move(waiting_.front());
@@ -175,34 +173,6 @@ void CollectorServer::NotifyWebhooks(const std::string& action) {
                          {"at_ns", NowNs()},
                          {"action", v.detail}};
   webhooks_->Send(type, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
-}
-
-void CollectorServer::AskForFailedAppends() {
-  // A Welcome sent while these were being appended told the agent they were
-  // held; an agent with nothing newer to send would never find out they are
-  // not. Ask for them: it resends from the sequence named.
-  for (const auto& [host, boot] : failed_appends_) {
-    auto route = routes_.find(host);
-    if (route == routes_.end()) continue;  // its next Hello's Welcome says what is held
-    const SequenceMark* mark = sequences_.Find(host, boot);
-    capnp::MallocMessageBuilder m;
-    auto rf = m.initRoot<schema::Envelope>().initResendFrom();
-    rf.setBootId(schema::AsData(boot));
-    rf.setSequence(mark != nullptr ? mark->sequence + 1 : 1);
-    Send(route->second, schema::EncodeFrame(m));
-  }
-  failed_appends_.clear();
-}
-
-void CollectorServer::Refuse(const std::string& what, const std::string& detail,
-                             const std::string& route, const std::string& reply,
-                             const std::string& peer) {
-  refusals_.Count(what, detail, peer.empty() && !route.empty() ? current_peer_ : peer);
-  if (!route.empty()) {
-    capnp::MallocMessageBuilder m;
-    m.initRoot<schema::Envelope>().setRefused(reply);
-    Send(route, schema::EncodeFrame(m));
-  }
 }
 
 }  // namespace latch::collector

@@ -91,7 +91,9 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
   CollectorServer* server = s.get();
   s->grants_ = std::make_unique<GrantService>(
       std::move(grant_key), std::move(retired), *s->recorder_,
-      [server](const std::string& host) { server->PushGrantSet(host); });
+      [server](const std::string& host) { server->channel_->PushGrantSet(host); });
+  s->channel_ = std::make_unique<AgentChannel>(s->config_, *s->ledger_, *s->recorder_, *s->grants_,
+                                               s->refusals_, *s->loop_, s->counters_);
   s->workflow_ =
       std::make_unique<workflow::WorkflowService>(static_cast<workflow::WorkflowSink&>(*s));
   LATCH_RETURN_IF_ERROR(s->RestoreState());
@@ -167,19 +169,8 @@ Status CollectorServer::Run() {
     for (unsigned i = 0; i < retired.size(); ++i) list.set(i, retired[i].ToString());
     LATCH_RETURN_IF_ERROR(recorder_->RecordNow(schema::CanonicalBytes(a.asReader()), "", NowNs()));
   }
+  LATCH_RETURN_IF_ERROR(channel_->Bind(context_, curve_));
   try {
-    zap_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::rep);
-    zap_->bind("inproc://zeromq.zap.01");
-    router_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::router);
-    router_->set(zmq::sockopt::curve_server, 1);
-    router_->set(zmq::sockopt::curve_secretkey, curve_.secret_z85);
-    router_->set(zmq::sockopt::zap_domain, "latch");
-    router_->set(zmq::sockopt::router_mandatory, 1);
-    router_->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(config_.max_message_bytes * 4));
-    router_->set(zmq::sockopt::heartbeat_ivl, 1000);
-    router_->set(zmq::sockopt::heartbeat_timeout, 5000);
-    router_->set(zmq::sockopt::linger, 0);
-    for (const std::string& e : config_.endpoints) router_->bind(e);
     std::string admin_path = config_.data_dir + "/admin.sock";
     ::unlink(admin_path.c_str());
     admin_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::rep);
@@ -233,8 +224,8 @@ void CollectorServer::PostToWorker(std::function<void()> work) {
 }
 
 void CollectorServer::WatchSockets() {
-  waiters_->fds[0].assign(router_->get(zmq::sockopt::fd));
-  waiters_->fds[1].assign(zap_->get(zmq::sockopt::fd));
+  waiters_->fds[0].assign(channel_->router_fd());
+  waiters_->fds[1].assign(channel_->zap_fd());
   waiters_->fds[2].assign(admin_->get(zmq::sockopt::fd));
   waiters_->fds[3].assign(wake_fd_);
   for (size_t i = 0; i < waiters_->fds.size(); ++i) Watch(i);
@@ -266,17 +257,12 @@ void CollectorServer::Turn() {
   if (stopping_) return loop_->Exit();
   bool more = false;
   try {
-    while (zap_->get(zmq::sockopt::events) & ZMQ_POLLIN) HandleZap();
-    HandleCompletions();
+    uint64_t signalled;
+    (void)!::read(wake_fd_, &signalled, sizeof(signalled));
     RunQueuedCalls();
-    // Bounded turns per wake-up, so completions and ZAP are never starved.
-    for (int i = 0; i < 256 && (router_->get(zmq::sockopt::events) & ZMQ_POLLIN); ++i) {
-      HandleAgentMessage();
-    }
+    more = channel_->Turn();
     if (admin_->get(zmq::sockopt::events) & ZMQ_POLLIN) HandleAdmin();
-    more = (router_->get(zmq::sockopt::events) & ZMQ_POLLIN) ||
-           (admin_->get(zmq::sockopt::events) & ZMQ_POLLIN) ||
-           (zap_->get(zmq::sockopt::events) & ZMQ_POLLIN);
+    more = more || (!admin_busy_ && (admin_->get(zmq::sockopt::events) & ZMQ_POLLIN));
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) {
       loop_status_ = Status::IoError(std::string("collector loop: ") + e.what());
@@ -320,9 +306,9 @@ void CollectorServer::Maintain() {
           }
         });
   }
-  if (recorder_->Maintain()) AskForFailedAppends();
+  if (recorder_->Maintain()) channel_->AskForFailedAppends();
   if (recorder_->writable()) ExpireDue();
-  RecordSilentAgents();
+  channel_->RecordSilentAgents();
   if (uint64_t size = ledger_->size(); size != index_notified_size_) {
     index_notified_size_ = size;
     index_->Notify();

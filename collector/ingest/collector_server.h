@@ -1,28 +1,22 @@
-// CollectorServer: the collector's channel to its agents. One thread runs
-// the loop (loop/dispatcher.h): a CURVE ROUTER socket (agents), the ZAP
-// handler that admits only enrolled agent keys, an admin socket (issue and
-// revoke grants), the HTTPS API's connections, and an eventfd the ledger's
-// committer (and Stop, from a signal handler) signals. The ZeroMQ sockets
-// are waited on by Asio through their ZMQ_FD, like the agent's.
+// CollectorServer: the collector. It opens the data directory (keys, the
+// ledger), rebuilds its services' state from the ledger (a state snapshot,
+// then the entries after it), and runs them on one loop
+// (loop/dispatcher.h): the agent channel (AgentChannel: CURVE ROUTER and
+// ZAP sockets), the admin socket, the HTTPS API's connections, and an
+// eventfd that Stop and policy reloads (from signal handlers) signal. The
+// ZeroMQ sockets are waited on by Asio through their ZMQ_FD, like the
+// agent's.
 //
-// Ingest: a batch is decoded and validated, records already in the ledger
-// (by host, boot and sequence) are dropped, the rest are appended; the agent
-// gets a receipt only once they are durable: the signed checkpoint, the
-// indexes, an inclusion proof and a consistency proof from the checkpoint
-// the agent holds. Bad input is refused, counted and recorded (refusals are
-// folded into at most one ledger record per kind per second); the connection
-// and the process carry on.
-//
-// The services it runs own their state: the Recorder (record/: the
-// collector's own records, the ledger's write side), the GrantService
-// (grants/: the grant book, issue, revoke, expire), the WorkflowService
-// (workflow/: requests and reviews under the policy), the RefusalLog. This
-// class opens, replays and runs them, and keeps the agent channel's state:
+// The services own their state: the Recorder (record/: the collector's own
+// records, the ledger's write side), the GrantService (grants/: the grant
+// book; issue, revoke, expire), the WorkflowService (workflow/: requests
+// and reviews under the policy), the AgentChannel (ingest, receipts,
+// sessions), the RefusalLog. This class holds what ties them together:
+// actions (collector_actions.cc: one in flight, answered once on record),
 // the loop and start (collector_server.cc), start-up state and snapshots
-// (collector_state.cc), the agent channel (agent_channel.cc), actions
-// (collector_actions.cc), the admin socket (admin_socket.cc), the HTTPS
-// API's routes (collector_api.cc; events_api.cc for the events query, live
-// tail and proofs).
+// (collector_state.cc), the admin socket (admin_socket.cc), the HTTPS API's
+// routes (collector_api.cc; events_api.cc for the events query, live tail
+// and proofs).
 #pragma once
 
 #include <atomic>
@@ -41,11 +35,13 @@
 #include <zmq.hpp>
 
 #include "collector/api/api_server.h"
+#include "collector/api/route_table.h"
 #include "collector/grants/grant_service.h"
 #include "collector/index/event_query.h"
 #include "collector/index/index_follower.h"
+#include "collector/ingest/agent_channel.h"
 #include "collector/ingest/collector_config.h"
-#include "collector/ingest/sequence_index.h"
+#include "collector/ingest/collector_counters.h"
 #include "collector/ingest/state_snapshot.h"
 #include "collector/ledger/ledger.h"
 #include "collector/loop/dispatcher.h"
@@ -60,26 +56,6 @@
 #include "schemas/wire.capnp.h"
 
 namespace latch::collector {
-
-struct CollectorCounters {
-  std::atomic<uint64_t> batches{0};
-  std::atomic<uint64_t> records_appended{0};
-  std::atomic<uint64_t> records_duplicate{0};
-  std::atomic<uint64_t> records_declared_lost{0};  // agents' records lost in damaged spools
-  std::atomic<uint64_t> records_out_of_order{0};   // past a gap: left for the resend
-  std::atomic<uint64_t> receipts{0};
-  std::atomic<uint64_t> refused_keys{0};
-  std::atomic<uint64_t> malformed_messages{0};
-  std::atomic<uint64_t> oversized_messages{0};
-  std::atomic<uint64_t> grant_sets_sent{0};
-  std::atomic<uint64_t> applied_reports{0};
-  std::atomic<uint64_t> alarms{0};
-  std::atomic<uint64_t> batches_unwritable{0};  // dropped unacknowledged: the ledger refused writes
-  std::atomic<uint64_t> replies_dropped{0};     // an agent's queue was full (it does not read)
-  std::atomic<uint64_t> snapshots_written{0};   // state snapshots (state_snapshot.h)
-  std::atomic<uint64_t> snapshot_failures{0};   // not written, or found not to match at start
-  std::atomic<uint64_t> start_replayed_entries{0};  // entries replayed at start (after a snapshot)
-};
 
 class CollectorServer : private workflow::WorkflowSink {
  public:
@@ -113,15 +89,6 @@ class CollectorServer : private workflow::WorkflowSink {
   static constexpr const char* kSnapshotName = "state.snapshot";
 
  private:
-  // A durable batch waiting for its receipt.
-  struct Completion {
-    Status status;
-    std::string host, boot;
-    uint64_t first_sequence = 0, last_sequence = 0, count = 0, first_index = 0;
-    int64_t receive_time_ns = 0;
-    uint64_t checkpoint_from = 0;
-  };
-  bool DeclaresLostFrom(schema::SpooledRecord::Reader r, uint64_t next) const;
   CollectorServer() = default;
   // Start-up: the state snapshot, if one matches this ledger, then the
   // entries after it (all of them without one).
@@ -164,18 +131,44 @@ class CollectorServer : private workflow::WorkflowSink {
   void HandleWorkflowAdmin(const std::string& op, const nlohmann::json& j,
                            std::function<void(nlohmann::json)> reply);
   bool admin_busy_ = false;
-  // The HTTPS API (collector_api.cc): its connections are served on the
-  // loop; routes that read the ledger or the index run on a worker.
+  // The HTTPS API (collector_api.cc, workflow_api.cc, events_api.cc): its
+  // connections are served on the loop; each request goes to its route.
   Status StartApi();
+  void AddRoutes();
   void RouteApi(api::ApiRequest req, api::ApiServer::Respond respond);
-  void CallOnLoop(const api::ApiRequest& req, const api::ApiServer::Respond& respond);
   void RunQueuedCalls();
   // Runs blocking reads (ledger, index) off the loop.
   void PostToWorker(std::function<void()> work);
-  // The routes on the loop: the answer, or none when a change answers
-  // through `respond` once its action is on record.
-  std::optional<api::ApiResponse> HandleApi(const api::ApiRequest& req,
-                                            const api::ApiServer::Respond& respond);
+  api::RouteTable routes_;
+  // A route on the loop: the answer, or none when a change answers through
+  // `respond` once its action is on record.
+  using ApiRoute = std::optional<api::ApiResponse> (CollectorServer::*)(
+      const api::ApiRequest&, const api::RouteArgs&, const api::ApiServer::Respond&);
+  std::optional<api::ApiResponse> ApiHealth(const api::ApiRequest&, const api::RouteArgs&,
+                                            const api::ApiServer::Respond&);
+  std::optional<api::ApiResponse> ApiMetrics(const api::ApiRequest&, const api::RouteArgs&,
+                                             const api::ApiServer::Respond&);
+  std::optional<api::ApiResponse> ApiCheckpoint(const api::ApiRequest&, const api::RouteArgs&,
+                                                const api::ApiServer::Respond&);
+  std::optional<api::ApiResponse> ApiTile(const api::ApiRequest&, const api::RouteArgs&,
+                                          const api::ApiServer::Respond&);
+  // ?from=M&to=N: the proof that the tree of M entries is a prefix of N's.
+  std::optional<api::ApiResponse> ApiConsistencyProof(const api::ApiRequest&, const api::RouteArgs&,
+                                                      const api::ApiServer::Respond&);
+  // Grants: the events query's visibility rule (auditors and approvers see
+  // every grant, anyone else those they hold); ?past=1 adds ended ones.
+  std::optional<api::ApiResponse> ApiGrants(const api::ApiRequest&, const api::RouteArgs&,
+                                            const api::ApiServer::Respond&);
+  std::optional<api::ApiResponse> ApiRevoke(const api::ApiRequest&, const api::RouteArgs&,
+                                            const api::ApiServer::Respond&);
+  std::optional<api::ApiResponse> ApiRequests(const api::ApiRequest&, const api::RouteArgs&,
+                                              const api::ApiServer::Respond&);
+  std::optional<api::ApiResponse> ApiNewRequest(const api::ApiRequest&, const api::RouteArgs&,
+                                                const api::ApiServer::Respond&);
+  std::optional<api::ApiResponse> ApiOneRequest(const api::ApiRequest&, const api::RouteArgs&,
+                                                const api::ApiServer::Respond&);
+  std::optional<api::ApiResponse> ApiReview(const api::ApiRequest&, const api::RouteArgs&,
+                                            const api::ApiServer::Respond&);
   // GET /v1/events: answered on the API thread (ledger reads and the index's
   // own read connection), so queries never hold up the loop.
   api::ApiResponse HandleEventsQuery(const api::ApiRequest& req);
@@ -204,29 +197,11 @@ class CollectorServer : private workflow::WorkflowSink {
   void WatchSockets();
   void Watch(size_t which);
   void Tick();
-  void HandleZap();
-  void HandleAgentMessage();
-  void OnEnvelope(const std::string& route, const std::string& host, schema::Envelope::Reader env);
-  void HandleCompletions();
-  // Counts a refusal (RefusalLog); the agent at `route` (if any) is told
-  // `reply`; `peer` defaults to the address of the agent message at hand.
-  void Refuse(const std::string& what, const std::string& detail, const std::string& route,
-              const std::string& reply, const std::string& peer = "");
-  void OnBatch(const std::string& route, const std::string& host, schema::EventBatch::Reader batch);
-  void OnApplied(const std::string& host, schema::Applied::Reader applied);
-  void OnAlarm(const std::string& host, schema::Alarm::Reader alarm);
-  // `appended`: the records this submission added (none for a batch of
-  // retransmissions), reported in the receipt with their indexes.
-  void SendReceipt(const std::string& host, const std::string& boot, uint64_t checkpoint_from,
-                   const Completion* appended = nullptr);
-  // Sends `host` its grant set, unless an action is in flight (its set
-  // could hold a grant not yet on record): then once the action settles.
-  void PushGrantSet(const std::string& host);
-  std::set<std::string> push_when_settled_;
-  void Send(const std::string& route, const std::string& payload);
 
   CollectorConfig config_;
   schema::CurveKeyPair curve_;
+  // Before every socket: closing it waits for them to be closed.
+  zmq::context_t context_;
   std::unique_ptr<ledger::Ledger> ledger_;
   // The loop, and what waits on it (sockets' descriptors, the tick, the
   // workers for blocking reads); declared before what registers with it.
@@ -238,6 +213,7 @@ class CollectorServer : private workflow::WorkflowSink {
   std::unique_ptr<GrantService> grants_;
   std::unique_ptr<workflow::WorkflowService> workflow_;
   RefusalLog refusals_;
+  std::unique_ptr<AgentChannel> channel_;
   std::atomic<bool> reload_policy_{false};
   Status loop_status_;  // why the loop ended, if it failed
   bool turn_posted_ = false;
@@ -257,45 +233,10 @@ class CollectorServer : private workflow::WorkflowSink {
   // From other threads (refusals from stream producers) or the loop, run on
   // the loop by RunQueuedCalls.
   std::vector<std::function<void()>> calls_ LATCH_GUARDED_BY(calls_mu_);
-  SequenceIndex sequences_;
-  // (host, boot) -> highest sequence submitted and not yet durable.
-  std::map<std::pair<std::string, std::string>, uint64_t> in_flight_;
-  std::map<std::string, std::string> routes_;  // host -> routing id of its live connection
-  // Silence is counted from a host's last message, or from the end of this
-  // collector's own last pause if that is later (RecordSilentAgents).
-  std::chrono::steady_clock::time_point last_turn_;
-  int64_t silence_counts_from_ns_ = 0;
-  std::map<std::string, int64_t> last_heard_ns_;  // host -> its last message (unix ns), in /metrics
-  std::set<std::string> silent_;                  // hosts recorded as silent, until heard again
-  // What the ledger last heard of each host this run, so that a session reset
-  // (same agent boot, same applied set) adds no record: a link resetting in a
-  // loop once filled the ledger with agentConnected and grantSetApplied.
-  std::map<std::string, std::string> connected_boot_;  // host -> boot of its last agentConnected
-  std::map<std::string, std::string> applied_set_;  // host -> its last grantSetApplied, canonical
-  void RecordSilentAgents();
-  // (host, boot)s whose appends failed in this outage: asked to resend once
-  // writes resume (AskForFailedAppends). While the ledger refuses writes,
-  // agent batches are dropped unacknowledged (agents keep them and resend)
-  // and API and admin writes are refused with the reason (issue 14).
-  std::set<std::pair<std::string, std::string>> failed_appends_;
-  void AskForFailedAppends();
-  // host -> the checkpoint size the agent holds, as far as we know: what its
-  // Hello said, then the size of each receipt sent to it (it adopts receipts
-  // in order). Consistency proofs start there.
-  std::map<std::string, uint64_t> proof_base_;
-  // The session number of each host's latest Hello: receipts carry it, so the
-  // agent can tell a receipt built on that Hello's size from one of an
-  // earlier session still on its way.
-  std::map<std::string, uint64_t> session_;
 
-  zmq::context_t context_;
-  std::unique_ptr<zmq::socket_t> router_, zap_, admin_;
-  int wake_fd_ = -1;  // eventfd: completions queued, or Stop()
+  std::unique_ptr<zmq::socket_t> admin_;
+  int wake_fd_ = -1;  // eventfd: Stop() and policy reloads (signal-safe)
   std::atomic<bool> stopping_{false};
-  Mutex completions_mu_;  // the committer thread queues, the loop takes
-  std::vector<std::unique_ptr<Completion>> completions_ LATCH_GUARDED_BY(completions_mu_);
-  // The address of the agent message being handled (refusals name it).
-  std::string current_peer_;
   CollectorCounters counters_;
 };
 

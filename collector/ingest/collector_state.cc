@@ -53,7 +53,7 @@ Status CollectorServer::RestoreState() {
           "the state snapshot does not match this ledger; replaying the whole ledger",
           {{"snapshot", snapshot_path()}, {"error", s.ToString()}});
       // Whatever the snapshot put in place goes: the replay starts from nothing.
-      sequences_ = SequenceIndex();
+      channel_->sequences() = SequenceIndex();
       grants_->Reset();
       workflow_->RestoreRequests(workflow::RequestBook());
     }
@@ -95,14 +95,14 @@ Status CollectorServer::CheckSnapshotBinding(const StateSnapshot& snapshot) {
 
 nlohmann::json CollectorServer::DerivedState() const {
   nlohmann::json state = grants_->ToSnapshot();  // grants, past_grants, effective
-  state["sequences"] = sequences_.ToSnapshot();
+  state["sequences"] = channel_->sequences().ToSnapshot();
   state["requests"] = workflow_->requests().ToSnapshot();
   return state;
 }
 
 Status CollectorServer::ApplyDerivedState(const nlohmann::json& state) {
   try {
-    sequences_.FromSnapshot(state.at("sequences"));
+    channel_->sequences().FromSnapshot(state.at("sequences"));
     LATCH_RETURN_IF_ERROR(grants_->FromSnapshot(state));
     workflow::RequestBook requests;
     requests.FromSnapshot(state.at("requests"));
@@ -145,8 +145,8 @@ Status CollectorServer::ReplayLedger(uint64_t from) {
         Status decoded = ledger::DecodeRecord(entry, &record);
         if (!decoded.ok()) return decoded.WithContext("ledger entry " + std::to_string(i));
         if (!record.agent_boot_id.empty()) {
-          sequences_.Advance(record.host_id, record.agent_boot_id,
-                             {record.sequence, i, record.receive_time_ns});
+          channel_->sequences().Advance(record.host_id, record.agent_boot_id,
+                                        {record.sequence, i, record.receive_time_ns});
           return Status::Ok();
         }
         if (record.kind != ledger::RecordKind::kWorkflow) return Status::Ok();
