@@ -75,43 +75,46 @@ void IndexFollower::Start() {
 
 void IndexFollower::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
-  wake_.notify_all();
-  progress_.notify_all();
+  wake_.SignalAll();
+  progress_.SignalAll();
   if (thread_.joinable()) thread_.join();
   index_.reset();
 }
 
 void IndexFollower::Notify() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     pending_ = true;
   }
-  wake_.notify_one();
+  wake_.Signal();
 }
 
 void IndexFollower::ReportDamage() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     damage_reported_ = true;
   }
-  wake_.notify_one();
+  wake_.Signal();
 }
 
 uint64_t IndexFollower::WaitPast(uint64_t size, std::chrono::milliseconds timeout) {
-  std::unique_lock<std::mutex> lock(mu_);
-  progress_.wait_for(lock, timeout, [&] { return stop_ || indexed_.load() > size; });
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  MutexLock lock(mu_);
+  while (!stop_ && indexed_.load() <= size) {
+    if (!progress_.WaitUntil(mu_, deadline) && std::chrono::steady_clock::now() >= deadline) break;
+  }
   return indexed_.load();
 }
 
 void IndexFollower::Publish(uint64_t size) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     indexed_ = size;
   }
-  progress_.notify_all();
+  progress_.SignalAll();
 }
 
 bool IndexFollower::OpenChecked() {
@@ -166,11 +169,16 @@ void IndexFollower::Loop() {
   while (true) {
     bool damage_reported = false;
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      MutexLock lock(mu_);
       // A missed Notify costs at most this long; a failure is retried then too.
       if (index_ != nullptr || failing) {
-        wake_.wait_for(lock, std::chrono::milliseconds(failing ? 1000 : 200),
-                       [&] { return stop_ || pending_ || damage_reported_; });
+        const auto deadline =
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(failing ? 1000 : 200);
+        while (!stop_ && !pending_ && !damage_reported_) {
+          if (!wake_.WaitUntil(mu_, deadline) && std::chrono::steady_clock::now() >= deadline) {
+            break;
+          }
+        }
       }
       if (stop_) return;
       pending_ = false;

@@ -16,17 +16,16 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include "collector/index/event_index.h"
 #include "collector/ledger/ledger.h"
 #include "lib/status/status.h"
+#include "lib/sync/mutex.h"
 
 namespace latch::index {
 
@@ -96,12 +95,12 @@ class IndexFollower {
   std::atomic<uint64_t> indexed_{0};
   std::atomic<uint64_t> failures_{0};
   std::atomic<uint64_t> rebuilds_{0};
-  std::mutex mu_;
-  std::condition_variable wake_;      // the follower: work or stop
-  std::condition_variable progress_;  // waiters: the index grew
-  bool pending_ = true;               // guarded by mu_
-  bool damage_reported_ = false;      // guarded by mu_
-  bool stop_ = false;                 // guarded by mu_
+  Mutex mu_;
+  CondVar wake_;      // the follower: work or stop
+  CondVar progress_;  // waiters: the index grew
+  bool pending_ LATCH_GUARDED_BY(mu_) = true;
+  bool damage_reported_ LATCH_GUARDED_BY(mu_) = false;
+  bool stop_ LATCH_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

@@ -11,15 +11,14 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <thread>
 
 #include "collector/ledger/entry_batch.h"
 #include "collector/ledger/ledger.h"
+#include "lib/sync/mutex.h"
 
 namespace latch::ledger {
 
@@ -70,14 +69,15 @@ class Batcher {
 
   Ledger& ledger_;
   const BatcherOptions options_;
-  mutable std::mutex mu_;
-  std::condition_variable work_cv_;   // committer waits for entries
-  std::condition_variable space_cv_;  // submitters wait for room
-  std::deque<Pending> pending_;
-  size_t pending_entries_ = 0;
-  size_t pending_urgent_ = 0;  // urgent submissions waiting: commit without waiting for age
-  bool stopping_ = false;
-  Stats stats_;
+  mutable Mutex mu_;
+  CondVar work_cv_;   // committer waits for entries
+  CondVar space_cv_;  // submitters wait for room
+  std::deque<Pending> pending_ LATCH_GUARDED_BY(mu_);
+  size_t pending_entries_ LATCH_GUARDED_BY(mu_) = 0;
+  // Urgent submissions waiting: commit without waiting for age.
+  size_t pending_urgent_ LATCH_GUARDED_BY(mu_) = 0;
+  bool stopping_ LATCH_GUARDED_BY(mu_) = false;
+  Stats stats_ LATCH_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

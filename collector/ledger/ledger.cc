@@ -131,21 +131,30 @@ Status Ledger::Open(const std::string& dir, Mode mode, std::unique_ptr<Ledger>* 
       return Status::Corruption(dir + ": key and vkey do not belong together");
     }
   }
-  LATCH_RETURN_IF_ERROR(storage::ReadWholeFile(dir + "/" + kCheckpointFile, &l->checkpoint_note_));
-  LATCH_RETURN_IF_ERROR(tlog::OpenCheckpoint(l->checkpoint_note_, l->verifier_, &l->checkpoint_)
-                            .WithContext(dir + "/checkpoint"));
-  l->size_ = l->checkpoint_.size;
-
+  std::string note;
+  tlog::Checkpoint cp;
+  LATCH_RETURN_IF_ERROR(storage::ReadWholeFile(dir + "/" + kCheckpointFile, &note));
+  LATCH_RETURN_IF_ERROR(
+      tlog::OpenCheckpoint(note, l->verifier_, &cp).WithContext(dir + "/checkpoint"));
+  {
+    MutexLock state(l->state_mu_);
+    l->size_ = cp.size;
+    l->checkpoint_ = cp;
+    l->checkpoint_note_ = std::move(note);
+  }
   LATCH_RETURN_IF_ERROR(l->OpenFiles(l->read_only_));
-  LATCH_RETURN_IF_ERROR(l->RecoverTail(l->read_only_));
-  if (!l->read_only_) {
-    // An appender must not build on a damaged right edge. (Readers do not
-    // need the edge; verify finds and names any damage itself.)
-    LATCH_RETURN_IF_ERROR(RightEdge::Load(l->size_, *l, &l->edge_));
-    if (l->edge_.Root() != l->checkpoint_.root) {
-      return Status::Corruption(dir +
-                                ": stored hashes do not lead to the checkpoint's root; "
-                                "run latch-ledger verify to find the damage");
+  {
+    MutexLock commit(l->commit_mu_);
+    LATCH_RETURN_IF_ERROR(l->RecoverTail(l->read_only_));
+    if (!l->read_only_) {
+      // An appender must not build on a damaged right edge. (Readers do not
+      // need the edge; verify finds and names any damage itself.)
+      LATCH_RETURN_IF_ERROR(RightEdge::Load(cp.size, *l, &l->edge_));
+      if (l->edge_.Root() != cp.root) {
+        return Status::Corruption(dir +
+                                  ": stored hashes do not lead to the checkpoint's root; "
+                                  "run latch-ledger verify to find the damage");
+      }
     }
   }
   *out = std::move(l);
@@ -175,18 +184,19 @@ Status Ledger::OpenFiles(bool read_only) {
 // Everything the checkpoint covers must be there; anything after it is the
 // torn tail of a batch that never committed, and is cut (read-write only).
 Status Ledger::RecoverTail(bool read_only) {
+  const uint64_t tree_size = size();  // the checkpoint's: only the committer changes it
   auto fit = [&](storage::AppendFile& f, uint64_t need) -> Status {
     if (f.size() < need) {
       return Status::Corruption(f.path() + " holds " + std::to_string(f.size()) +
-                                " bytes but the checkpoint of size " + std::to_string(size_) +
+                                " bytes but the checkpoint of size " + std::to_string(tree_size) +
                                 " needs " + std::to_string(need));
     }
     if (f.size() > need && !read_only) return f.Truncate(need);
     return Status::Ok();
   };
-  LATCH_RETURN_IF_ERROR(fit(bundles_, size_ / kTileWidth * 8));
+  LATCH_RETURN_IF_ERROR(fit(bundles_, tree_size / kTileWidth * 8));
   for (int level = 0; level < static_cast<int>(hashes_.size()); ++level) {
-    uint64_t need = tlog::HashesAtLevel(size_, level) * sizeof(Hash);
+    uint64_t need = tlog::HashesAtLevel(tree_size, level) * sizeof(Hash);
     if (!hashes_[level]) {
       if (need > 0) return Status::Corruption(dir_ + "/" + HashFileName(level) + " is missing");
       continue;
@@ -195,19 +205,20 @@ Status Ledger::RecoverTail(bool read_only) {
   }
   // The end of the last committed entry: after the last full bundle, walk
   // the length prefixes of the partial one.
-  uint64_t full = size_ / kTileWidth;
+  uint64_t full = tree_size / kTileWidth;
   uint64_t end = 0;
   if (full > 0) {
     uint8_t buf[8];
     LATCH_RETURN_IF_ERROR(bundles_.ReadAt((full - 1) * 8, buf));
     end = GetLittleEndian64(buf);
   }
-  for (uint64_t i = 0; i < size_ % kTileWidth; ++i) {
+  for (uint64_t i = 0; i < tree_size % kTileWidth; ++i) {
     uint8_t len[2];
     LATCH_RETURN_IF_ERROR(entries_.ReadAt(end, len));
     end += 2 + ((len[0] << 8) | len[1]);
   }
   LATCH_RETURN_IF_ERROR(fit(entries_, end));
+  MutexLock state(state_mu_);
   entries_end_ = end;
   return Status::Ok();
 }
@@ -225,7 +236,7 @@ Status Ledger::HashFile(int level, storage::AppendFile** file) {
 }
 
 Status Ledger::Commit(std::span<const EntryBatch* const> batches, uint64_t* first_index) {
-  std::lock_guard lock(commit_mu_);
+  MutexLock lock(commit_mu_);
   if (read_only_) return Status::FailedPrecondition(dir_ + " is open read-only");
   if (failed_) {
     return Status::FailedPrecondition(dir_ + " had a write error; reopen it to recover");
@@ -244,12 +255,12 @@ Status Ledger::Commit(std::span<const EntryBatch* const> batches, uint64_t* firs
 }
 
 Status Ledger::Recover() {
-  std::lock_guard lock(commit_mu_);
+  MutexLock lock(commit_mu_);
   if (read_only_) return Status::FailedPrecondition(dir_ + " is open read-only");
   if (!failed_) return Status::Ok();
   std::string note;
   {
-    std::lock_guard state(state_mu_);
+    MutexLock state(state_mu_);
     note = checkpoint_note_;
   }
   std::string on_disk;
@@ -321,7 +332,7 @@ Status Ledger::WriteBatch(std::span<const EntryBatch* const> batches) {
   LATCH_RETURN_IF_ERROR(signer_.Sign(cp.Body(), &note));
   LATCH_RETURN_IF_ERROR(storage::WriteFileAtomically(dir_, kCheckpointFile, note));
 
-  std::lock_guard lock(state_mu_);
+  MutexLock lock(state_mu_);
   size_ = cp.size;
   entries_end_ = entries_.size();
   checkpoint_ = std::move(cp);
@@ -330,17 +341,17 @@ Status Ledger::WriteBatch(std::span<const EntryBatch* const> batches) {
 }
 
 uint64_t Ledger::size() const {
-  std::lock_guard lock(state_mu_);
+  MutexLock lock(state_mu_);
   return size_;
 }
 
 tlog::Checkpoint Ledger::checkpoint() const {
-  std::lock_guard lock(state_mu_);
+  MutexLock lock(state_mu_);
   return checkpoint_;
 }
 
 std::string Ledger::checkpoint_note() const {
-  std::lock_guard lock(state_mu_);
+  MutexLock lock(state_mu_);
   return checkpoint_note_;
 }
 
@@ -364,7 +375,7 @@ Status Ledger::ReadTile(const tlog::TileId& tile, std::string* data) {
   uint64_t size;
   uint64_t committed_end;
   {
-    std::lock_guard lock(state_mu_);
+    MutexLock lock(state_mu_);
     size = size_;
     committed_end = entries_end_;
   }

@@ -27,7 +27,6 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -36,6 +35,7 @@
 #include "collector/ledger/right_edge.h"
 #include "collector/ledger/tile_source.h"
 #include "lib/storage/append_file.h"
+#include "lib/sync/mutex.h"
 #include "lib/tlog/checkpoint.h"
 #include "lib/tlog/signed_note.h"
 #include "lib/tlog/tree_reader.h"
@@ -100,11 +100,11 @@ class Ledger : public TileSource, public tlog::StoredHashReader {
  private:
   Ledger() = default;
   Status OpenFiles(bool read_only);
-  Status RecoverTail(bool read_only);
+  Status RecoverTail(bool read_only) LATCH_REQUIRES(commit_mu_);
   Status HashFile(int level, storage::AppendFile** file);
   // Byte range of bundle `index` holding `width` entries, in a tree of `size`.
   Status BundleRange(uint64_t index, uint64_t width, uint64_t size, uint64_t* begin, uint64_t* end);
-  Status WriteBatch(std::span<const EntryBatch* const> batches);
+  Status WriteBatch(std::span<const EntryBatch* const> batches) LATCH_REQUIRES(commit_mu_);
 
   std::string dir_;
   bool read_only_ = true;
@@ -117,17 +117,19 @@ class Ledger : public TileSource, public tlog::StoredHashReader {
   // Index = tile level. Fixed slots: a reader may use level L's file while the
   // committer creates level L+1's.
   std::array<std::unique_ptr<storage::AppendFile>, 64> hashes_;
-  RightEdge edge_;  // committer's state, ahead of `size_` only inside Commit
-  std::vector<std::vector<tlog::Hash>> completed_;  // scratch: hashes a batch completes, by level
+  Mutex commit_mu_;  // one Commit (or Recover) at a time
+  // The committer's state, ahead of `size_` only inside Commit.
+  RightEdge edge_ LATCH_GUARDED_BY(commit_mu_);
+  // Scratch: the hashes a batch completes, by level.
+  std::vector<std::vector<tlog::Hash>> completed_ LATCH_GUARDED_BY(commit_mu_);
   std::atomic<bool> failed_{false};  // set by Commit on a write error; read by anyone
   std::atomic<uint64_t> commits_{0};
 
-  std::mutex commit_mu_;         // one Commit at a time
-  mutable std::mutex state_mu_;  // guards the committed view below
-  uint64_t size_ = 0;
-  uint64_t entries_end_ = 0;  // end of the committed entries in `entries_`
-  tlog::Checkpoint checkpoint_;
-  std::string checkpoint_note_;
+  mutable Mutex state_mu_;  // the committed view below: what readers see
+  uint64_t size_ LATCH_GUARDED_BY(state_mu_) = 0;
+  uint64_t entries_end_ LATCH_GUARDED_BY(state_mu_) = 0;  // end of the committed entries
+  tlog::Checkpoint checkpoint_ LATCH_GUARDED_BY(state_mu_);
+  std::string checkpoint_note_ LATCH_GUARDED_BY(state_mu_);
 };
 
 }  // namespace latch::ledger

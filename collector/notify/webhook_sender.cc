@@ -65,11 +65,12 @@ WebhookSender::WebhookSender(std::vector<WebhookTarget> targets, int max_attempt
 
 WebhookSender::~WebhookSender() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
-  wake_.notify_all();
+  wake_.SignalAll();
   if (thread_.joinable()) thread_.join();
+  MutexLock lock(mu_);
   if (!queue_.empty()) {
     logging::Default().Warn("webhook deliveries not made before stopping",
                             {{"count", queue_.size()}});
@@ -79,7 +80,7 @@ WebhookSender::~WebhookSender() {
 void WebhookSender::Send(const std::string& type, const std::string& json) {
   if (targets_.empty()) return;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(mu_);
     for (size_t t = 0; t < targets_.size(); ++t) {
       if (!targets_[t].events.empty() && !targets_[t].events.count(type)) continue;
       if (queue_.size() >= max_queue_) {
@@ -94,28 +95,28 @@ void WebhookSender::Send(const std::string& type, const std::string& json) {
       queue_.push_back({t, json, 0, std::chrono::steady_clock::now()});
     }
   }
-  wake_.notify_one();
+  wake_.Signal();
 }
 
 void WebhookSender::Loop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  mu_.lock();
   while (!stop_) {
     if (queue_.empty()) {
-      wake_.wait(lock);
+      wake_.Wait(mu_);
       continue;
     }
     // The message due first (retries wait; others need not wait for them).
     auto next = std::min_element(queue_.begin(), queue_.end(),
                                  [](const Message& a, const Message& b) { return a.due < b.due; });
     if (next->due > std::chrono::steady_clock::now()) {
-      wake_.wait_until(lock, next->due);
+      wake_.WaitUntil(mu_, next->due);
       continue;
     }
     Message m = std::move(*next);
     queue_.erase(next);
-    lock.unlock();
+    mu_.unlock();  // not held while posting: Send never waits for a receiver
     Status s = Post(targets_[m.target], m.body);
-    lock.lock();
+    mu_.lock();
     if (s.ok()) {
       counters_.delivered++;
       continue;
@@ -131,6 +132,7 @@ void WebhookSender::Loop() {
     m.due = std::chrono::steady_clock::now() + std::chrono::milliseconds(500 << (m.attempts - 1));
     queue_.push_back(std::move(m));
   }
+  mu_.unlock();
 }
 
 Status WebhookSender::Post(const WebhookTarget& target, const std::string& body) {

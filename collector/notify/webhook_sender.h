@@ -9,16 +9,15 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "lib/status/status.h"
+#include "lib/sync/mutex.h"
 
 namespace latch::notify {
 
@@ -67,10 +66,10 @@ class WebhookSender {
   int max_attempts_;
   size_t max_queue_;
   WebhookCounters counters_;
-  std::mutex mu_;
-  std::condition_variable wake_;
-  std::deque<Message> queue_;
-  bool stop_ = false;
+  Mutex mu_;
+  CondVar wake_;
+  std::deque<Message> queue_ LATCH_GUARDED_BY(mu_);
+  bool stop_ LATCH_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

@@ -132,7 +132,7 @@ void Logger::Write(Level level, std::string_view msg, Fields fields) {
     }
   }
   line.push_back('\n');
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(mu_);
   out_->write(line.data(), static_cast<std::streamsize>(line.size()));
   out_->flush();
 }

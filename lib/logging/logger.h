@@ -15,12 +15,13 @@
 
 #include <cstdint>
 #include <initializer_list>
-#include <mutex>
 #include <optional>
 #include <ostream>
 #include <string>
 #include <string_view>
 #include <type_traits>
+
+#include "lib/sync/mutex.h"
 
 namespace latch::logging {
 
@@ -67,10 +68,10 @@ class Logger {
 
  private:
   std::string program_;
-  std::ostream* out_;
+  Mutex mu_;  // one line at a time: lines from threads never interleave
+  std::ostream* out_ LATCH_PT_GUARDED_BY(mu_);
   Level level_ = Level::kInfo;
   Format format_ = Format::kText;
-  std::mutex mu_;
 };
 
 // The process's logger: standard error, program "latch". A daemon's main()
