@@ -98,6 +98,7 @@ class ApiServer::Session : public std::enable_shared_from_this<Session> {
   void Close() {
     if (closed_) return;
     closed_ = true;
+    if (streaming_) server_->StreamEnded();
     beast::error_code ec;
     Lowest().socket().shutdown(tcp::socket::shutdown_both, ec);
     Lowest().socket().close(ec);
@@ -221,11 +222,11 @@ class ApiServer::Session : public std::enable_shared_from_this<Session> {
     stream_.async_shutdown([self = shared_from_this()](beast::error_code) { self->Close(); });
   }
 
-  // Headers, then the body as the producer writes it on a thread of its
-  // own, until it ends or the client goes; the end of the connection ends
-  // the body.
-  void StartStream(std::function<void(const StreamWrite&)> producer, int status,
-                   const std::string& type) {
+  // Headers, then the body as the source gives it, a piece at a time,
+  // until it ends or the client goes; the end of the connection ends the
+  // body. The stream is counted until the session closes.
+  void StartStream(StreamSource source, int status, const std::string& type) {
+    streaming_ = true;
     auto head =
         std::make_shared<http::response<http::empty_body>>(static_cast<http::status>(status), 11);
     head->set(http::field::server, "latch-collector");
@@ -234,59 +235,37 @@ class ApiServer::Session : public std::enable_shared_from_this<Session> {
     head->keep_alive(false);
     auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*head);
     Lowest().expires_after(idle_);
-    http::async_write_header(
-        stream_, *sr,
-        [self = shared_from_this(), head, sr, producer](beast::error_code ec, size_t) mutable {
-          if (ec || self->closed_) {
-            self->server_->StreamEnded();
-            return self->Close();
-          }
-          self->Lowest().expires_never();
-          std::thread([self, producer = std::move(producer)]() mutable {
-            {
-              StreamWrite write = [&self](const std::string& data) {
-                return self->WriteFromThread(data);
-              };
-              producer(write);
-            }
-            ApiServer* server = self->server_;
-            asio::io_context& io = self->io_;
-            // The close is posted before the server is told the stream
-            // ended, so Stop (which waits for that) cannot let the
-            // io_context go while this post is on its way.
-            asio::post(io, [s = std::move(self)] {
-              if (!s->closed_) s->Shutdown();
-            });
-            server->StreamEnded();
-          }).detach();
-        });
+    http::async_write_header(stream_, *sr,
+                             [self = shared_from_this(), head, sr, source = std::move(source)](
+                                 beast::error_code ec, size_t) mutable {
+                               if (ec || self->closed_) return self->Close();
+                               self->Lowest().expires_never();
+                               self->Pull(std::move(source));
+                             });
   }
 
-  // A stream producer's write: done on the io_context's thread, waited for
-  // here; false once the client is gone, too slow, or the server stops.
-  bool WriteFromThread(const std::string& data) {
-    if (server_->StreamsStopping()) return false;
-    auto done = std::make_shared<std::promise<bool>>();
-    std::future<bool> result = done->get_future();
-    auto bytes = std::make_shared<std::string>(data);
-    asio::post(io_, [self = shared_from_this(), bytes, done] {
-      if (self->closed_) return done->set_value(false);
-      self->Lowest().expires_after(self->idle_);
-      asio::async_write(self->stream_, asio::buffer(*bytes),
-                        [self, bytes, done](beast::error_code ec, size_t) {
-                          if (!self->closed_) self->Lowest().expires_never();
-                          done->set_value(!ec);
-                        });
-    });
-    auto give_up = std::chrono::steady_clock::now() + idle_ + std::chrono::seconds(2);
-    while (result.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
-      if (server_->StreamsStopping() || std::chrono::steady_clock::now() > give_up) return false;
-    }
-    try {
-      return result.get();
-    } catch (const std::future_error&) {
-      return false;  // the io_context dropped the write unrun
-    }
+  // Asks the source for its next piece; its answer comes back to the
+  // io_context's thread, is written, and the next is asked for.
+  void Pull(StreamSource source) {
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    auto shared_source = std::make_shared<StreamSource>(std::move(source));
+    (*shared_source)(
+        [self = shared_from_this(), shared_source, answered](std::optional<std::string> piece) {
+          if (answered->exchange(true)) return;  // a source answers once per pull
+          asio::post(self->io_, [self, shared_source, piece = std::move(piece)]() mutable {
+            if (self->closed_) return;
+            if (!piece) return self->Shutdown();
+            auto bytes = std::make_shared<std::string>(std::move(*piece));
+            self->Lowest().expires_after(self->idle_);
+            asio::async_write(self->stream_, asio::buffer(*bytes),
+                              [self, shared_source, bytes](beast::error_code ec, size_t) {
+                                if (self->closed_) return;
+                                if (ec) return self->Close();  // gone, or too slow to read
+                                self->Lowest().expires_never();
+                                self->Pull(std::move(*shared_source));
+                              });
+          });
+        });
   }
 
   ApiServer* server_;
@@ -298,6 +277,7 @@ class ApiServer::Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_ = false;
+  bool streaming_ = false;  // counted among the server's streams until closed
   bool oversized_ = false;
   bool closed_ = false;
   size_t drained_ = 0;
@@ -400,33 +380,18 @@ void ApiServer::CloseAll() {
 }
 
 void ApiServer::Stop() {
-  {
-    MutexLock lock(streams_mu_);
-    if (stopping_) return;
-    stopping_ = true;
-  }
+  if (stopping_) return;
+  stopping_ = true;
   CloseAll();
-  MutexLock lock(streams_mu_);
-  while (streams_ != 0) streams_done_.wait(streams_mu_);
 }
 
 bool ApiServer::StreamStarted() {
-  MutexLock lock(streams_mu_);
   if (stopping_ || streams_ >= options_.max_streams) return false;
   ++streams_;
   return true;
 }
 
-void ApiServer::StreamEnded() {
-  MutexLock lock(streams_mu_);
-  --streams_;
-  streams_done_.notify_all();
-}
-
-bool ApiServer::StreamsStopping() {
-  MutexLock lock(streams_mu_);
-  return stopping_;
-}
+void ApiServer::StreamEnded() { --streams_; }
 
 void ApiServer::Dispatch(ApiRequest req, const std::string& authorization,
                          const std::string& client_cert_hash, const std::string& peer,

@@ -17,21 +17,20 @@
 // long, is closed; a head is at most 16 KiB and a body max_body_bytes. At
 // most max_connections_per_address come from one peer address (more are
 // closed at once and recorded): an operators' and auditors' API, not a public
-// one. Streamed responses (server-sent events) run their producer on a thread
-// each, at most max_streams of them, writing through the loop.
+// one. Streamed responses (server-sent events), at most max_streams at once,
+// are pulled from their source a piece at a time, asynchronously like the
+// rest (StreamSource).
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 
 #include "lib/status/status.h"
-#include "lib/sync/mutex.h"
 
 namespace boost::asio {
 class io_context;
@@ -46,8 +45,17 @@ struct ApiRequest {
   std::string body;
 };
 
-// Writes one piece of a streamed response; false once the client is gone.
-using StreamWrite = std::function<bool(const std::string& data)>;
+// A streamed response is pulled, piece by piece: once the headers, and then
+// each piece, are written, the server asks the response's source for the
+// next one, handing it a StreamNext. The source answers by calling it, once,
+// now or later and from any thread, with the next piece, or with nullopt to
+// end the response (the connection then closes). Nothing waits on a thread:
+// a source with nothing to say yet answers later (from a timer, or once a
+// worker has read what it sends). A client that goes away, or does not take
+// a piece within idle_timeout_ms, ends the stream; the source is then not
+// asked again.
+using StreamNext = std::function<void(std::optional<std::string> piece)>;
+using StreamSource = std::function<void(StreamNext next)>;
 
 struct ApiResponse {
   ApiResponse() = default;
@@ -57,9 +65,9 @@ struct ApiResponse {
   std::string content_type = "application/json";
   std::string body;
   // Set for a streamed response (server-sent events): the server sends the
-  // status and headers, then calls it on a thread of its own with a writer
-  // until it returns; the connection closes after it. `body` is ignored.
-  std::function<void(const StreamWrite& write)> stream;
+  // status and headers, then the pieces `stream` gives (see StreamSource).
+  // `body` is ignored.
+  StreamSource stream;
 };
 
 struct ApiOptions {
@@ -101,9 +109,9 @@ class ApiServer {
   ~ApiServer();
   // Binds and starts accepting (on the io_context's thread from then on).
   Status Start();
-  // Closes the listener and every connection and waits for stream producers
-  // to end. Call it on the io_context's thread, or from another while that
-  // thread runs.
+  // Closes the listener and every connection (streams included). Call it on
+  // the io_context's thread. A stream's source may still answer afterwards;
+  // its answer is dropped.
   void Stop();
   uint16_t port() const { return bound_port_; }
 
@@ -115,10 +123,10 @@ class ApiServer {
   // Authentication, then the handler; calls `respond` with a refusal itself.
   void Dispatch(ApiRequest req, const std::string& authorization,
                 const std::string& client_cert_hash, const std::string& peer, Respond respond);
-  // Stream producers (threads of their own), counted so Stop can wait.
+  // Streams under way, counted against max_streams (on the io_context's
+  // thread): one ends when its session closes.
   bool StreamStarted();
   void StreamEnded();
-  bool StreamsStopping();
   // A session's end (on the io_context's thread): its slots are free again.
   void Forget(Session* session, const std::string& peer);
 
@@ -128,10 +136,8 @@ class ApiServer {
   RefusalHook refused_;
   std::unique_ptr<Impl> impl_;  // owned by the io_context's thread after Start()
   uint16_t bound_port_ = 0;
-  Mutex streams_mu_;
-  std::condition_variable_any streams_done_;
-  int streams_ LATCH_GUARDED_BY(streams_mu_) = 0;
-  bool stopping_ LATCH_GUARDED_BY(streams_mu_) = false;
+  int streams_ = 0;  // the io_context's thread's
+  bool stopping_ = false;
 };
 
 // Lower-case hex SHA-256 of a token, as the configuration stores it.

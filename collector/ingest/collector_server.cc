@@ -203,6 +203,7 @@ Status CollectorServer::Run() {
   loop_->io().restart();
   // An action in flight, and what waits behind it, settles (briefly).
   for (int i = 0; i < 200 && acting_; ++i) loop_->io().run_for(std::chrono::milliseconds(10));
+  loop_->Post([this] { WakeTails(); });  // each live tail ends (stopping_)
   if (api_) {
     loop_->io().run_for(std::chrono::milliseconds(100));
     api_->Stop();
@@ -309,6 +310,7 @@ void CollectorServer::Maintain() {
   if (recorder_->Maintain()) channel_->AskForFailedAppends();
   if (recorder_->writable()) ExpireDue();
   channel_->RecordSilentAgents();
+  WakeTails();
   if (uint64_t size = ledger_->size(); size != index_notified_size_) {
     index_notified_size_ = size;
     index_->Notify();

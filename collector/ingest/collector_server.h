@@ -173,8 +173,24 @@ class CollectorServer : private workflow::WorkflowSink {
   // own read connection), so queries never hold up the loop.
   api::ApiResponse HandleEventsQuery(const api::ApiRequest& req);
   // GET /v1/events/stream: the live tail as server-sent events, each message
-  // a page of new entries in ledger order with its proofs (same JSON).
+  // a page of new entries in ledger order with its proofs (same JSON). No
+  // thread per stream: the API server pulls each piece (PullTail, on the
+  // loop); a page is read on a worker, and a tail with nothing new is parked
+  // until the next tick (WakeTails) looks again.
   api::ApiResponse HandleEventsStream(const api::ApiRequest& req);
+  struct LiveTail {
+    index::EventQuery query;  // the reader's, by ledger index
+    uint64_t next = 0;        // the ledger index to send from
+    bool started = false, ended = false;
+    std::chrono::steady_clock::time_point quiet_since;
+  };
+  struct ParkedTail {
+    std::shared_ptr<LiveTail> tail;
+    api::StreamNext next;
+  };
+  void PullTail(const std::shared_ptr<LiveTail>& tail, api::StreamNext next);
+  void WakeTails();
+  std::vector<ParkedTail> parked_tails_;
   // GET /v1/proof/inclusion?index=I&size=N: entry I and its inclusion proof
   // in the tree of N entries (default: the current checkpoint's).
   api::ApiResponse HandleInclusionProof(const api::ApiRequest& req);

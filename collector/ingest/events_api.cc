@@ -2,7 +2,9 @@
 // /v1/events/stream (the live tail) and /v1/proof/inclusion, with the one
 // visibility rule they share. They read the ledger and the index, never
 // loop-owned state, so they run on the API's workers (RouteApi).
+#include <algorithm>
 #include <chrono>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -127,45 +129,72 @@ api::ApiResponse CollectorServer::HandleEventsStream(const api::ApiRequest& req)
   index::EventQuery query;
   if (auto refused = PrepareEventQuery(req, &query)) return *refused;
   if (query.cursor.set) return Error(400, "a stream starts at from_index, not a cursor");
+  auto tail = std::make_shared<LiveTail>();
   // From the given ledger index, or from what is indexed now (new entries only).
-  uint64_t next = query.from_index_given ? query.filter.min_index : index_->indexed();
+  tail->next = query.from_index_given ? query.filter.min_index : index_->indexed();
   query.by_index = true;
   query.limit = 100;
+  tail->query = std::move(query);
   api::ApiResponse res(200, "text/event-stream", "");
-  res.stream = [this, query, next](const api::StreamWrite& write) mutable {
-    using Clock = std::chrono::steady_clock;
-    auto quiet_since = Clock::now();
-    if (!write(": latch events from ledger index " + std::to_string(next) + "\n\n")) return;
-    while (!stopping_) {
-      uint64_t indexed = index_->WaitPast(next, std::chrono::milliseconds(1000));
-      while (indexed > next && !stopping_) {
-        query.filter.min_index = next;
-        nlohmann::json answer;
-        Status s = index::AnswerEventQuery(*ledger_, index_path_, indexed, query, &answer);
-        if (!s.ok()) {
-          if (s.code() == Status::Code::kCorruption) index_->ReportDamage();
-          write("event: error\ndata: " + JsonText(nlohmann::json({{"error", s.message()}})) +
-                "\n\n");
-          return;
-        }
-        uint64_t after = answer["next_index"].get<uint64_t>();
-        if (!answer["events"].empty()) {
-          // The id is where a reconnecting client resumes (from_index).
-          if (!write("id: " + std::to_string(after) + "\ndata: " + JsonText(answer) + "\n\n")) {
-            return;
-          }
-          quiet_since = Clock::now();
-        }
-        if (after <= next) break;  // the checkpoint has not caught up with the index yet
-        next = after;
-      }
-      if (Clock::now() - quiet_since > std::chrono::seconds(15)) {
-        if (!write(": keepalive\n\n")) return;  // also finds clients that went away
-        quiet_since = Clock::now();
-      }
-    }
+  res.stream = [this, tail](api::StreamNext next) {
+    // Asked on the loop (the API's thread), for each piece.
+    PullTail(tail, std::move(next));
   };
   return res;
+}
+
+void CollectorServer::PullTail(const std::shared_ptr<LiveTail>& tail, api::StreamNext next) {
+  LATCH_ASSERT_ON_LOOP(*loop_);
+  using Clock = std::chrono::steady_clock;
+  if (stopping_ || tail->ended) return next(std::nullopt);
+  if (!tail->started) {
+    tail->started = true;
+    tail->quiet_since = Clock::now();
+    return next(": latch events from ledger index " + std::to_string(tail->next) + "\n\n");
+  }
+  const uint64_t indexed = index_->indexed();
+  if (indexed > tail->next) {
+    // The page is read on a worker (ledger and index reads); its answer, or
+    // a look again later, comes back to the loop.
+    PostToWorker([this, tail, next, indexed]() mutable {
+      tail->query.filter.min_index = tail->next;
+      nlohmann::json answer;
+      Status s = index::AnswerEventQuery(*ledger_, index_path_, indexed, tail->query, &answer);
+      if (!s.ok()) {
+        if (s.code() == Status::Code::kCorruption) index_->ReportDamage();
+        tail->ended = true;
+        return next("event: error\ndata: " + JsonText(nlohmann::json({{"error", s.message()}})) +
+                    "\n\n");
+      }
+      const uint64_t after = answer["next_index"].get<uint64_t>();
+      const uint64_t from = tail->next;
+      tail->next = std::max(tail->next, after);
+      if (!answer["events"].empty()) {
+        tail->quiet_since = std::chrono::steady_clock::now();
+        // The id is where a reconnecting client resumes (from_index).
+        return next("id: " + std::to_string(after) + "\ndata: " + JsonText(answer) + "\n\n");
+      }
+      // Nothing to send: the checkpoint has not caught up with the index
+      // yet (after <= from), or the entries were not this reader's.
+      loop_->Post([this, tail, next = std::move(next), again = after > from]() mutable {
+        if (again) return PullTail(tail, std::move(next));
+        parked_tails_.push_back({tail, std::move(next)});
+      });
+    });
+    return;
+  }
+  if (Clock::now() - tail->quiet_since > std::chrono::seconds(15)) {
+    tail->quiet_since = Clock::now();
+    return next(": keepalive\n\n");  // also finds clients that went away
+  }
+  // Nothing new: looked at again at the next tick (at most 200 ms).
+  parked_tails_.push_back({tail, std::move(next)});
+}
+
+void CollectorServer::WakeTails() {
+  std::vector<ParkedTail> parked;
+  parked.swap(parked_tails_);
+  for (ParkedTail& p : parked) PullTail(p.tail, std::move(p.next));
 }
 
 }  // namespace latch::collector

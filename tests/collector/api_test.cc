@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include <boost/beast/ssl.hpp>
 // clang-format on
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -383,6 +385,62 @@ TEST_F(ApiTest, IdleConnectionsCannotLockApproversOut) {
   }
   EXPECT_EQ(ended, 2);  // the fifth and sixth
   for (int fd : idle) ::close(fd);
+}
+
+// Out of file descriptors (a flood of connections past the process's
+// limit): the API cannot accept, says so (an api_busy refusal on the
+// record), and accepts again by itself once connections end. Nothing
+// restarts, nothing spins.
+TEST_F(ApiTest, RunningOutOfDescriptorsIsSurvivedAndAcceptingResumes) {
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  size_t open_now = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    ++open_now;
+  }
+  rlimit low = old;
+  low.rlim_cur = open_now + 40;  // ~20 connections: a client end and a server end each
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> held;
+  for (int i = 0; i < 60; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) break;  // the test's own share is gone too
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    from.sin_addr.s_addr = htonl((127u << 24) | (4u << 8) | (1u + i));  // one address each
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    to.sin_port = htons(server_->api_port());
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof(from)) != 0 ||
+        ::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0) {
+      ::close(fd);
+      break;
+    }
+    held.push_back(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // accepts fail meanwhile
+  for (int fd : held) ::close(fd);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old), 0);
+  ASSERT_GE(held.size(), 15u) << "the limit left too few connections to run out";
+  // Accepting resumes (it is retried every 100 ms), and answers at once.
+  EXPECT_EQ(Call(http::verb::get, "/v1/requests", kAnn).status, 200);
+  // And it was on the record: a refusal naming the descriptors.
+  bool recorded = false;
+  for (int i = 0; i < 50 && !recorded; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::unique_ptr<ledger::Ledger> l;
+    if (!ledger::Ledger::Open(config_.data_dir + "/ledger", ledger::Ledger::Mode::kReadOnly, &l)
+             .ok()) {
+      continue;
+    }
+    std::string entry;
+    for (uint64_t e = 0; e < l->size() && !recorded; ++e) {
+      recorded = l->ReadEntry(e, &entry).ok() &&
+                 entry.find("cannot accept a connection") != std::string::npos;
+    }
+  }
+  EXPECT_TRUE(recorded);
 }
 
 // Issue 15: connections cost a socket, not a thread. With 1,000 idle TCP
@@ -819,6 +877,60 @@ TEST_F(ApiTest, EventsAreAnsweredWithProofsAndOnlyToThoseAllowed) {
 
 // The live tail: a server-sent event stream whose every message is a page of
 // new entries in ledger order, with proofs that verify.
+// Issue 15: a live tail costs a connection, not a thread. Twelve streams
+// open and answering add no thread to the process (each had a producer
+// thread of its own before), and a new entry still reaches every one.
+TEST_F(ApiTest, LiveTailsHoldNoThreads) {
+  auto threads = [] {
+    size_t n = 0;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/task")) {
+      ++n;
+    }
+    return n;
+  };
+  asio::io_context io;
+  asio::ssl::context tls(asio::ssl::context::tls_client);
+  tls.set_verify_mode(asio::ssl::verify_none);
+  std::vector<std::unique_ptr<beast::ssl_stream<beast::tcp_stream>>> tails;
+  // Reads from `s` until `want` has arrived (or 10 s pass).
+  auto read_until = [](beast::ssl_stream<beast::tcp_stream>& s, std::string* got,
+                       const std::string& want) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (got->find(want) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+      char buf[4096];
+      beast::get_lowest_layer(s).expires_after(std::chrono::seconds(10));
+      beast::error_code ec;
+      size_t n = s.read_some(asio::buffer(buf), ec);
+      if (ec) break;
+      got->append(buf, n);
+    }
+    return got->find(want) != std::string::npos;
+  };
+  std::vector<std::string> got(12);
+  const size_t before = threads();
+  for (int i = 0; i < 12; ++i) {
+    auto s = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(io, tls);
+    beast::get_lowest_layer(*s).connect(
+        asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), server_->api_port()));
+    s->handshake(asio::ssl::stream_base::client);
+    http::request<http::string_body> req{http::verb::get, "/v1/events/stream?kind=requestCreated",
+                                         11};
+    req.set(http::field::host, "localhost");
+    req.set(http::field::authorization, std::string("Bearer ") + kAnn);
+    http::write(*s, req);
+    ASSERT_TRUE(read_until(*s, &got[i], ": latch events")) << i << ": " << got[i];
+    tails.push_back(std::move(s));
+  }
+  EXPECT_EQ(threads(), before);
+  ASSERT_EQ(Call(http::verb::post, "/v1/requests", kTess,
+                 R"({"resource":"db","duration":"10m","reason":"to every tail"})")
+                .status,
+            201);
+  for (int i = 0; i < 12; ++i) {
+    EXPECT_TRUE(read_until(*tails[i], &got[i], "to every tail")) << i << ": " << got[i];
+  }
+}
+
 TEST_F(ApiTest, LiveTailStreamsNewEntriesWithProofs) {
   asio::io_context io;
   asio::ssl::context tls(asio::ssl::context::tls_client);
