@@ -81,6 +81,7 @@ void GrantService::End(uint64_t id, const std::string& how, int64_t at_ns,
                        std::vector<std::string>* changed) {
   if (!book_->Has(id)) return;
   past_[id] = {book_->Describe(id), how, at_ns};
+  if (action_) action_->ended.push_back(id);
   (void)book_->ApplyRevoked(id, changed);
 }
 
@@ -95,7 +96,6 @@ void GrantService::Changed(const std::vector<std::string>& hosts) {
 void GrantService::BeginAction() {
   action_.emplace();
   action_->book_before = std::make_unique<GrantBook>(*book_);
-  action_->past_before = past_;
 }
 
 void GrantService::Durable() {
@@ -110,7 +110,7 @@ void GrantService::Undo() {
   // Never pushed, and no version handed out in it is kept: the book is the
   // one a replay of the ledger gives.
   book_ = std::move(action_->book_before);
-  past_ = std::move(action_->past_before);
+  for (uint64_t id : action_->ended) past_.erase(id);
   action_.reset();
 }
 

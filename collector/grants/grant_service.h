@@ -103,9 +103,9 @@ class GrantService {
   // grant id -> host -> when that host's kernel first held it (Unix ns).
   std::map<uint64_t, std::map<std::string, int64_t>> effective_;
   struct OpenAction {
-    std::unique_ptr<GrantBook> book_before;
-    std::map<uint64_t, PastGrant> past_before;
-    std::set<std::string> push;  // hosts whose sets changed
+    std::unique_ptr<GrantBook> book_before;  // small: live grants and hosts' versions
+    std::vector<uint64_t> ended;             // put among past_ by the action
+    std::set<std::string> push;              // hosts whose sets changed
   };
   std::optional<OpenAction> action_;
 };
