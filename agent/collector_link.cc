@@ -34,18 +34,19 @@ std::vector<tlog::Hash> Hashes(capnp::List<capnp::Data>::Reader list, bool* ok) 
   return out;
 }
 
-void SetCurve(zmq::socket_t& s, const CollectorLinkOptions& o) {
-  s.set(zmq::sockopt::curve_serverkey, o.server_public_key);
-  s.set(zmq::sockopt::curve_publickey, o.key.public_z85);
-  s.set(zmq::sockopt::curve_secretkey, o.key.secret_z85);
-}
-
 }  // namespace
 
 CollectorLink::CollectorLink(boost::asio::io_context& io, CollectorLinkOptions options,
                              Spool& spool, CheckpointWitness& witness,
                              std::function<uint64_t()> grant_version, GrantSetHandler on_grant_set,
                              logging::Logger& log)
+    : CollectorLink(io, options, spool, witness, std::move(grant_version), std::move(on_grant_set),
+                    log, MakeZmqLinkTransport(io, {options.server_public_key, options.key})) {}
+
+CollectorLink::CollectorLink(boost::asio::io_context& io, CollectorLinkOptions options,
+                             Spool& spool, CheckpointWitness& witness,
+                             std::function<uint64_t()> grant_version, GrantSetHandler on_grant_set,
+                             logging::Logger& log, std::unique_ptr<LinkTransport> transport)
     : io_(io),
       options_(std::move(options)),
       spool_(spool),
@@ -53,13 +54,17 @@ CollectorLink::CollectorLink(boost::asio::io_context& io, CollectorLinkOptions o
       grant_version_(std::move(grant_version)),
       on_grant_set_(std::move(on_grant_set)),
       log_(log),
+      transport_(std::move(transport)),
       timer_(io),
-      round_trip_(options_.receipt_timeout, options_.receipt_timeout_max) {}
-
-CollectorLink::~CollectorLink() {
-  // The descriptor belongs to the ZeroMQ socket: Asio must not close it.
-  if (notify_fd_) (void)notify_fd_->release();
+      round_trip_(options_.receipt_timeout, options_.receipt_timeout_max) {
+  transport_->SetReceiver([this](std::string_view frame) {
+    last_heard_ = Clock::now();
+    heard_this_session_ = true;
+    OnMessage(frame);
+  });
 }
+
+CollectorLink::~CollectorLink() = default;
 
 Status CollectorLink::Start() {
   if (options_.endpoints.empty()) return Status::InvalidArgument("no collector endpoints");
@@ -69,29 +74,7 @@ Status CollectorLink::Start() {
 }
 
 Status CollectorLink::Connect() {
-  if (notify_fd_) {
-    (void)notify_fd_->release();
-    notify_fd_.reset();
-  }
-  armed_ = false;
-  socket_.reset();
-  try {
-    socket_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
-    SetCurve(*socket_, options_);
-    socket_->set(zmq::sockopt::linger, 0);
-    // Messages queue until the connection is up (the Hello sent right after
-    // connect() must not be dropped); the receipt timeout covers the rest.
-    socket_->set(zmq::sockopt::sndhwm, 64);
-    socket_->set(zmq::sockopt::heartbeat_ivl, 1000);
-    socket_->set(zmq::sockopt::heartbeat_timeout, 5000);
-    socket_->set(zmq::sockopt::reconnect_ivl, 200);
-    socket_->set(zmq::sockopt::reconnect_ivl_max, 5000);
-    socket_->connect(endpoint());
-    int fd = socket_->get(zmq::sockopt::fd);
-    notify_fd_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, fd);
-  } catch (const zmq::error_t& e) {
-    return Status::IoError("connecting to collector " + endpoint() + ": " + e.what());
-  }
+  LATCH_RETURN_IF_ERROR(transport_->Connect(endpoint()));
   log_.Info("connecting to the collector", {{"endpoint", endpoint()}});
   collector_holds_.clear();  // what another endpoint said is no guide to this one
   last_heard_ = Clock::now();
@@ -129,17 +112,7 @@ void CollectorLink::StartSending() {
 }
 
 bool CollectorLink::Send(capnp::MessageBuilder& m) {
-  std::string frame = schema::EncodeFrame(m);
-  bool sent = false;
-  try {
-    sent = socket_->send(zmq::buffer(frame), zmq::send_flags::dontwait).has_value();
-  } catch (const zmq::error_t&) {
-    sent = false;
-  }
-  // The notification fd is edge-triggered: a send can consume the readiness
-  // of messages already waiting. Look again on the loop.
-  boost::asio::post(io_, [this] { ProcessIncoming(); });
-  return sent;
+  return transport_->Send(schema::EncodeFrame(m));
 }
 
 void CollectorLink::Pump() {
@@ -173,40 +146,12 @@ void CollectorLink::Pump() {
   }
 }
 
-void CollectorLink::Arm() {
-  if (armed_ || !notify_fd_) return;
-  armed_ = true;
-  notify_fd_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
-                         [this](const boost::system::error_code& ec) {
-                           armed_ = false;
-                           if (ec) return;
-                           ProcessIncoming();
-                         });
-}
-
-void CollectorLink::ProcessIncoming() {
-  if (!socket_) return;
-  try {
-    while (socket_->get(zmq::sockopt::events) & ZMQ_POLLIN) {
-      zmq::message_t msg;
-      if (!socket_->recv(msg, zmq::recv_flags::dontwait)) break;
-      last_heard_ = Clock::now();
-      heard_this_session_ = true;
-      OnMessage(msg);
-    }
-  } catch (const zmq::error_t& e) {
-    log_.Error("collector socket", {{"error", e.what()}});
-  }
-  Arm();
-}
-
-void CollectorLink::OnMessage(const zmq::message_t& msg) {
+void CollectorLink::OnMessage(std::string_view msg) {
   if (msg.size() == 0 || msg.size() % sizeof(capnp::word) != 0) {
     log_.Warn("malformed message from the collector, ignored", {{"bytes", msg.size()}});
     return;
   }
-  Status read = schema::ReadFrame({static_cast<const char*>(msg.data()), msg.size()},
-                                  [this](schema::Envelope::Reader env) { OnEnvelope(env); });
+  Status read = schema::ReadFrame(msg, [this](schema::Envelope::Reader env) { OnEnvelope(env); });
   if (!read.ok()) {
     log_.Warn("undecodable message from the collector, ignored", {{"error", read.message()}});
   }
@@ -396,15 +341,7 @@ void CollectorLink::RaiseAlarm(const std::string& kind, const std::string& detai
   // Every other endpoint hears it too: one of them may be honest.
   std::string frame = schema::EncodeFrame(m);
   for (size_t i = 0; i < options_.endpoints.size(); ++i) {
-    if (i == endpoint_index_) continue;
-    try {
-      zmq::socket_t s(context_, zmq::socket_type::dealer);
-      SetCurve(s, options_);
-      s.set(zmq::sockopt::linger, 1000);
-      s.connect(options_.endpoints[i]);
-      (void)s.send(zmq::buffer(frame), zmq::send_flags::dontwait);
-    } catch (const zmq::error_t&) {
-    }
+    if (i != endpoint_index_) transport_->SendOnce(options_.endpoints[i], frame);
   }
 }
 

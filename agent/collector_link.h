@@ -27,6 +27,7 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "lib/logging/logger.h"
@@ -35,10 +36,10 @@
 // clang-format off
 #include <boost/asio.hpp>
 // clang-format on
-#include <zmq.hpp>
 
 #include "agent/checkpoint_witness.h"
 #include "agent/grant_set_applier.h"
+#include "agent/link_transport.h"
 #include "agent/round_trip.h"
 #include "agent/spool.h"
 #include "schemas/curve_key.h"
@@ -79,9 +80,15 @@ struct CollectorLinkCounters {
 class CollectorLink {
  public:
   using GrantSetHandler = std::function<void(schema::SignedGrantSet::Reader)>;
+  // Reaches the collectors over ZeroMQ (options' keys).
   CollectorLink(boost::asio::io_context& io, CollectorLinkOptions options, Spool& spool,
                 CheckpointWitness& witness, std::function<uint64_t()> grant_version,
                 GrantSetHandler on_grant_set, logging::Logger& log);
+  // Over `transport` (a test's).
+  CollectorLink(boost::asio::io_context& io, CollectorLinkOptions options, Spool& spool,
+                CheckpointWitness& witness, std::function<uint64_t()> grant_version,
+                GrantSetHandler on_grant_set, logging::Logger& log,
+                std::unique_ptr<LinkTransport> transport);
   ~CollectorLink();
 
   Status Start();
@@ -105,9 +112,7 @@ class CollectorLink {
   // Ends the wait for a Welcome: the spool is read again from after what the
   // collector holds, and the window filled.
   void StartSending();
-  void Arm();
-  void ProcessIncoming();
-  void OnMessage(const zmq::message_t& msg);
+  void OnMessage(std::string_view frame);
   void OnEnvelope(schema::Envelope::Reader env);
   void OnReceipt(schema::Receipt::Reader r);
   void NoteCollectorHolds(const std::string& boot, uint64_t through);
@@ -124,10 +129,7 @@ class CollectorLink {
   GrantSetHandler on_grant_set_;
   logging::Logger& log_;
 
-  zmq::context_t context_;
-  std::unique_ptr<zmq::socket_t> socket_;
-  std::unique_ptr<boost::asio::posix::stream_descriptor> notify_fd_;
-  bool armed_ = false;
+  std::unique_ptr<LinkTransport> transport_;
   size_t endpoint_index_ = 0;
   std::deque<InFlight> in_flight_;
   boost::asio::steady_timer timer_;
