@@ -59,6 +59,13 @@ Status LoadGrantKeys(const std::string& dir, const std::string& origin, tlog::No
   return Status::Ok();
 }
 
+Status ReadGrantVerifier(const std::string& dir, tlog::NoteVerifier* verifier) {
+  tlog::NoteSigner signer;
+  LATCH_RETURN_IF_ERROR(ReadSigner(dir + "/grant.key", &signer));
+  *verifier = signer.verifier();
+  return Status::Ok();
+}
+
 Status PrepareNextGrantKey(const std::string& dir, const std::string& origin, std::string* vkey) {
   tlog::NoteSigner next;
   Status s = ReadSigner(dir + "/grant.next.key", &next);

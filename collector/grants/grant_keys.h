@@ -26,6 +26,10 @@ namespace latch::collector {
 Status LoadGrantKeys(const std::string& dir, const std::string& origin, tlog::NoteSigner* signer,
                      std::vector<tlog::NoteVerifier>* retired);
 
+// The signing key's verifier, read without writing anything (NotFound before
+// the first start made the key).
+Status ReadGrantVerifier(const std::string& dir, tlog::NoteVerifier* verifier);
+
 // Makes grant.next.key unless there is one already; its verifier key in *vkey.
 Status PrepareNextGrantKey(const std::string& dir, const std::string& origin, std::string* vkey);
 

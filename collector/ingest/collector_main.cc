@@ -23,6 +23,7 @@
 #include "collector/api/tls_identity.h"
 #include "collector/grants/grant_keys.h"
 #include "collector/ingest/collector_config.h"
+#include "collector/ingest/collector_keys.h"
 #include "collector/ingest/collector_server.h"
 #include "lib/logging/log_flags.h"
 #include "lib/logging/logger.h"
@@ -296,17 +297,23 @@ int main(int argc, char** argv) {
                           {"comment", comment}});
   }
   if (requests->parsed()) return Admin(config, {{"op", "requests"}});
-  if (grant_key->parsed()) return GrantKey(config, next_key, promote_key);
+  if (grant_key->parsed()) {
+    int rc = GrantKey(config, next_key, promote_key);
+    Status owned = latch::collector::MatchDataDirOwner(config.data_dir);
+    return owned.ok() ? rc : Fail(owned);
+  }
+  if (keys->parsed()) {
+    latch::collector::CollectorKeys k;
+    s = latch::collector::LoadOrMakeCollectorKeys(config, &k);
+    if (!s.ok()) return Fail(s);
+    std::printf("curve_public_key = \"%s\"\ngrant_key = \"%s\"\nledger_key = \"%s\"\n",
+                k.curve_public_key.c_str(), k.grant_key.c_str(), k.ledger_key.c_str());
+    return 0;
+  }
 
   std::unique_ptr<CollectorServer> server;
   s = CollectorServer::Open(config, &server);
   if (!s.ok()) return serving ? FailServing(s, config_path) : Fail(s);
-  if (keys->parsed()) {
-    std::printf("curve_public_key = \"%s\"\ngrant_key = \"%s\"\nledger_key = \"%s\"\n",
-                server->curve_public_key().c_str(), server->grant_vkey().c_str(),
-                server->ledger_vkey().c_str());
-    return 0;
-  }
   g_server = server.get();
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
