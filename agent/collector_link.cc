@@ -62,6 +62,23 @@ CollectorLink::CollectorLink(boost::asio::io_context& io, CollectorLinkOptions o
     heard_this_session_ = true;
     OnMessage(frame);
   });
+  transport_->SetRefusalHandler([this](const std::string& why) {
+    // Said once per minute at most: the socket retries every few seconds.
+    counters_.refused++;
+    auto now = Clock::now();
+    if (last_refusal_logged_ != Clock::time_point{} &&
+        now - last_refusal_logged_ < std::chrono::minutes(1)) {
+      return;
+    }
+    last_refusal_logged_ = now;
+    log_.Error("the collector refused this agent: its key is not enrolled there",
+               {{"detail", why},
+                {"host_id", options_.host_id},
+                {"curve_public_key", options_.key.public_z85},
+                {"hint",
+                 "add an [[agent]] with this host_id and curve_public_key to the collector's "
+                 "config, then restart it"}});
+  });
 }
 
 CollectorLink::~CollectorLink() = default;

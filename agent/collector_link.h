@@ -75,6 +75,7 @@ struct CollectorLinkCounters {
   uint64_t grant_sets = 0;
   uint64_t alarms = 0;
   uint64_t welcomes_missed = 0;  // sessions that sent without the Hello's answer
+  uint64_t refused = 0;          // handshakes the collector refused (key not enrolled)
 };
 
 class CollectorLink {
@@ -147,6 +148,7 @@ class CollectorLink {
   // holds (or a receipt timeout passes without one: an older collector).
   bool awaiting_welcome_ = false;
   std::map<std::string, std::chrono::steady_clock::time_point> last_alarm_;
+  std::chrono::steady_clock::time_point last_refusal_logged_{};
   CollectorLinkCounters counters_;
 };
 

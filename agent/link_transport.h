@@ -27,6 +27,10 @@ class LinkTransport {
   virtual ~LinkTransport() = default;
   // Where received frames go; set once, before Connect.
   virtual void SetReceiver(OnFrame on_frame) = 0;
+  // Told why, when the collector refuses this agent (its key is not
+  // enrolled there); on the loop. Optional: a transport may never call it.
+  using OnRefused = std::function<void(const std::string& why)>;
+  virtual void SetRefusalHandler(OnRefused on_refused) { (void)on_refused; }
   // Drops any connection and connects to `endpoint`; frames sent before it
   // is up are queued (a few).
   virtual Status Connect(const std::string& endpoint) = 0;
