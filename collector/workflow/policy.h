@@ -28,7 +28,8 @@
 //   requesters = ["group:dev", "bob"]
 //   max_duration = "4h"
 //   reason_required = true          # default true
-//   ticket_pattern = "^OPS-[0-9]+$" # optional: the reason must carry a matching ticket
+//   ticket_pattern = "^OPS-[0-9]+"  # optional: a ticket the reason must carry, searched for
+//                                   # anywhere in it (^: at its start; $ would allow nothing after)
 //   pending_ttl = "1h"              # an unreviewed request expires after this (default 1h)
 //
 //   [[approval_rule]]

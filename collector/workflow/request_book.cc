@@ -7,6 +7,7 @@
 
 #include "collector/workflow/duration.h"
 #include "collector/workflow/free_text.h"
+#include "lib/text/utf8.h"
 
 namespace latch::workflow {
 
@@ -52,8 +53,14 @@ Status RequestBook::Create(const Policy& policy, const std::string& requester,
     return Status::FailedPrecondition("a reason is required for '" + resource + "'");
   }
   if (rule->ticket && !re2::RE2::PartialMatch(reason, *rule->ticket)) {
-    return Status::FailedPrecondition("the reason must carry a ticket matching " +
-                                      rule->ticket_pattern);
+    // The pattern is searched for anywhere in the reason (anchors, if the
+    // policy has them, say where): the answer shows both, so a requester
+    // can see which does not fit.
+    std::string_view start = text::TruncateUtf8(reason, 40);
+    return Status::FailedPrecondition(
+        "the reason must carry a ticket matching " + rule->ticket_pattern +
+        " (searched for in the reason, which begins '" + std::string(start) +
+        (start.size() < reason.size() ? "...'" : "'") + ")");
   }
   AccessRequest r;
   r.id = next_id_++;

@@ -168,6 +168,12 @@ TEST_F(WorkflowTest, RequestRulesAreEnforced) {
   EXPECT_NE(s.message().find("reason is required"), std::string::npos) << s.ToString();
   s = book_.Create(*policy_, "alice", "pg", 60 * kMin, "debugging", 0, &r);
   EXPECT_NE(s.message().find("ticket"), std::string::npos) << s.ToString();
+  // Issue 16: the refusal says the pattern is searched for in the reason,
+  // and shows the reason's start (an operator's anchored "^OPS-[0-9]+$"
+  // refused "OPS-42: look at ..." with nothing to tell why).
+  EXPECT_NE(s.message().find("searched for in the reason, which begins 'debugging'"),
+            std::string::npos)
+      << s.ToString();
   EXPECT_TRUE(book_.Create(*policy_, "alice", "pg", 60 * kMin, "OPS-42 slow query", 0, &r).ok());
   EXPECT_EQ(r.state, RequestState::kPending);
   // vault: no reason needed.
