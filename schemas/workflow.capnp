@@ -59,6 +59,13 @@ struct AgentConnected {
 struct PolicyLoaded {
   sha256 @0 :Text;               # of the policy file's bytes, hex
   source @1 :Text;               # its path
+  resources @2 :List(ResourceName);  # what the policy calls each kernel resource id
+}
+
+# A resource's id (what grants and kernel decisions carry) and its name.
+struct ResourceName {
+  id @0 :UInt32;
+  name @1 :Text;
 }
 
 struct RequestCreated {

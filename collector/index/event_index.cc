@@ -360,6 +360,10 @@ Status EventIndex::AddOne(uint64_t idx, const RecordView& v) {
         st_->insert_ref.Int(1, static_cast<int64_t>(g)).Int(2, static_cast<int64_t>(idx)).Run());
   }
 
+  for (const auto& [id, name] : v.resource_names) {  // a policy names its resources
+    resource_names_[id] = name;
+    LATCH_RETURN_IF_ERROR(st_->insert_resource_name.Int(1, id).Text(2, name).Run());
+  }
   if (request != nullptr) {
     request->entries.push_back(idx);
     LATCH_RETURN_IF_ERROR(st_->insert_request_entry.Int(1, static_cast<int64_t>(v.request_id))

@@ -140,6 +140,9 @@ Status ViewWorkflow(const std::string& payload, RecordView* v, bool with_detail)
             return Status::Ok();
           case W::POLICY_LOADED:
             v->kind = "policyLoaded";
+            for (auto r : a.getPolicyLoaded().getResources()) {
+              v->resource_names.emplace_back(r.getId(), r.getName());
+            }
             return Status::Ok();
           case W::REQUEST_CREATED: {
             v->kind = "requestCreated";

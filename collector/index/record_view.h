@@ -27,7 +27,9 @@ struct RecordView {
   uint32_t uid = 0;
   std::vector<uint64_t> grant_ids;  // grants the record refers to
   uint32_t resource_id = 0;         // decisions and grants: the kernel's resource id
-  std::string resource;             // requests: the resource's name
+  // policyLoaded: what the policy calls each resource id.
+  std::vector<std::pair<uint32_t, std::string>> resource_names;
+  std::string resource;  // requests: the resource's name
   uint64_t request_id = 0;
   bool approved = false;  // requestDecided: state is "approved"
   std::string verdict;    // decisions: "allow", "deny" or "auditAllow"

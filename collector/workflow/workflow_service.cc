@@ -28,6 +28,15 @@ Status WorkflowService::LoadPolicy(const std::string& path, int64_t now_ns) {
   auto p = a.initPolicyLoaded();
   p.setSha256(next->hash());
   p.setSource(path);
+  // Names for the ids decisions carry, so that a denial before any request
+  // is shown by its resource's name (issue 16: "#1").
+  auto names = p.initResources(static_cast<unsigned>(next->resources().size()));
+  unsigned i = 0;
+  for (const auto& [name, r] : next->resources()) {
+    names[i].setId(r.resource.id);
+    names[i].setName(name);
+    ++i;
+  }
   LATCH_RETURN_IF_ERROR(sink_.Record(schema::CanonicalBytes(a.asReader()), "", now_ns));
   policy_ = std::move(next);
   return Status::Ok();

@@ -240,6 +240,30 @@ TEST_F(EventIndexTest, EveryFilterFindsWhatTheLedgerSays) {
   EXPECT_EQ(Indexes(path, f), V{});
 }
 
+// Issue 16: a denial before any request named its resource "#4": only a
+// request's decision taught the index a resource's name. The policy's
+// record of itself names every resource now.
+TEST_F(EventIndexTest, ADenialBeforeAnyRequestIsFoundByItsResourcesName) {
+  Add(RecordKind::kWorkflow, "", 30,
+      Workflow(
+          [](auto a) {
+            auto p = a.initPolicyLoaded();
+            p.setSha256("00");
+            p.setSource("policy.toml");
+            auto r = p.initResources(1);
+            r[0].setId(4);
+            r[0].setName("vault");
+          },
+          "collector"));                                                        // 9
+  Add(RecordKind::kEvent, "h1", 31, Decision(1003, 0, 4, LATCH_VERDICT_DENY));  // 10
+  Commit();
+  const std::string path = dir_ / "index.sqlite";
+  Build(path, 100);
+  EventFilter f;
+  f.resource = "vault";
+  EXPECT_EQ(Indexes(path, f), V({10}));
+}
+
 TEST_F(EventIndexTest, PagesFollowTheCursorAndEveryResultVerifies) {
   std::string path = dir_ / "index.sqlite";
   auto index = Build(path, 16384);
