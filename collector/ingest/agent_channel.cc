@@ -234,6 +234,13 @@ void AgentChannel::OnEnvelope(const std::string& route, const std::string& host,
       // A new agent boot, or the first Hello of this collector's run, is on
       // the record; a new session of the same boot is not news.
       if (known == connected_boot_.end() || known->second != boot) {
+        // Operators watch these (issue 16: an agent's arrival was not logged).
+        logging::Default().Info("agent connected",
+                                {{"host", host},
+                                 {"address", current_peer_},
+                                 {"session", hello.getSession()},
+                                 {"checkpoint_size", hello.getCheckpointSize()},
+                                 {"grant_set_version", hello.getGrantSetVersion()}});
         connected_boot_[host] = boot;
         capnp::MallocMessageBuilder m;
         auto a = m.initRoot<schema::WorkflowAction>();

@@ -64,6 +64,36 @@ bool GrantHeldBy(const nlohmann::json& grant, const workflow::Identity& who) {
   return false;
 }
 
+// A grant's principals and resources as the policy names them (issue 16:
+// `latchctl grants` showed [{"uid":4242}] and [1]): the identities holding
+// each principal on the hosts ("uid 4242" if none does), and each
+// resource's name ("#7" if the policy has none by that id now).
+nlohmann::json GrantNames(const workflow::Policy& policy, const nlohmann::json& grant) {
+  nlohmann::json principals = nlohmann::json::array();
+  for (const auto& p : grant["principals"]) {
+    std::vector<std::string> holders;
+    for (const auto& [name, who] : policy.identities()) {
+      nlohmann::json one = {{"principals", nlohmann::json::array({p})}};
+      if (GrantHeldBy(one, who)) holders.push_back(name);
+    }
+    if (holders.empty()) {
+      holders.push_back(p.contains("uid")    ? "uid " + std::to_string(p["uid"].get<uint32_t>())
+                        : p.contains("user") ? "user " + p["user"].get<std::string>()
+                                             : "cgroup " + p.value("cgroup", std::string()));
+    }
+    for (auto& h : holders) principals.push_back(std::move(h));
+  }
+  nlohmann::json resources = nlohmann::json::array();
+  for (const auto& id : grant["resources"]) {
+    std::string name = "#" + std::to_string(id.get<uint32_t>());
+    for (const auto& [n, r] : policy.resources()) {
+      if (r.resource.id == id.get<uint32_t>()) name = n;
+    }
+    resources.push_back(name);
+  }
+  return {{"principals", principals}, {"resources", resources}};
+}
+
 }  // namespace
 
 std::optional<api::ApiResponse> CollectorServer::ApiGrants(const api::ApiRequest& req,
@@ -78,7 +108,15 @@ std::optional<api::ApiResponse> CollectorServer::ApiGrants(const api::ApiRequest
     return all || (who != nullptr && GrantHeldBy(grant, *who));
   };
   // ?past=1: the ended ones too, newest first, with how and when they ended.
-  return Json(200, grants_->Describe(req.target.find("past=1") != std::string::npos, visible));
+  nlohmann::json answer =
+      grants_->Describe(req.target.find("past=1") != std::string::npos, visible);
+  if (const workflow::Policy* policy = workflow_->policy()) {
+    for (const char* list : {"grants", "past"}) {
+      if (!answer.contains(list)) continue;
+      for (auto& g : answer[list]) g["names"] = GrantNames(*policy, g["grant"]);
+    }
+  }
+  return Json(200, answer);
 }
 
 std::optional<api::ApiResponse> CollectorServer::ApiRequests(const api::ApiRequest& req,

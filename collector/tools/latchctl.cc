@@ -74,6 +74,15 @@ int Show(const Settings& s, const Reply& r,
   return 0;
 }
 
+// A grant's principals or resources as the server names them (by the
+// policy), or as the grant has them when it does not.
+std::string Names(const nlohmann::json& g, const char* what) {
+  if (!g.contains("names")) return T(g["grant"][what].dump());
+  std::string out;
+  for (const auto& n : g["names"][what]) out += (out.empty() ? "" : ",") + T(n.get<std::string>());
+  return out;
+}
+
 void RequestRow(const nlohmann::json& q) {
   std::printf(
       "%-6s %-10s %-12s %-16s %-8s %s%s\n", std::to_string(q["id"].get<uint64_t>()).c_str(),
@@ -305,8 +314,7 @@ int main(int argc, char** argv) {
           std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", std::gmtime(&until));
           std::printf("%-6s %-22s %-10s %-20s %s%s\n",
                       std::to_string(g["id"].template get<uint64_t>()).c_str(),
-                      T(g["grant"]["principals"].dump()).c_str(),
-                      T(g["grant"]["resources"].dump()).c_str(), when,
+                      Names(g, "principals").c_str(), Names(g, "resources").c_str(), when,
                       hosts.empty() ? "(not yet)" : hosts.c_str(),
                       g["grant"]["break_glass"].template get<bool>() ? "  [BREAK-GLASS]" : "");
         }
@@ -319,8 +327,7 @@ int main(int argc, char** argv) {
             std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", std::gmtime(&at));
             std::printf("%-6s %-22s %-10s %-8s %s\n",
                         std::to_string(g["id"].template get<uint64_t>()).c_str(),
-                        T(g["grant"]["principals"].dump()).c_str(),
-                        T(g["grant"]["resources"].dump()).c_str(),
+                        Names(g, "principals").c_str(), Names(g, "resources").c_str(),
                         T(g["ended"].template get<std::string>()).c_str(), when);
           }
         }

@@ -742,6 +742,34 @@ int Latchctl(const std::string& home, const std::string& server, const std::stri
                                  /*with_stderr=*/true);
 }
 
+// Issue 16: grants are shown by the names the policy gives their holders and
+// resources (`latchctl grants` printed [{"uid":4000}] and [9]); the raw
+// principals and ids stay in the grant itself.
+TEST_F(ApiTest, GrantsAreShownByTheirPolicyNames) {
+  Reply r = Call(http::verb::post, "/v1/requests", kTess,
+                 R"({"resource":"db","duration":"10m","reason":"names"})");
+  ASSERT_EQ(r.status, 201) << r.body;
+  uint64_t id = nlohmann::json::parse(r.body)["id"];
+  ASSERT_EQ(Call(http::verb::post, "/v1/requests/" + std::to_string(id) + "/approve", kAnn,
+                 R"({"comment":"ok"})")
+                .status,
+            200);
+  auto grants = nlohmann::json::parse(Call(http::verb::get, "/v1/grants", kAnn).body);
+  ASSERT_EQ(grants["grants"].size(), 1u) << grants;
+  EXPECT_EQ(grants["grants"][0]["names"],
+            nlohmann::json({{"principals", {"tess"}}, {"resources", {"db"}}}))
+      << grants;
+  EXPECT_EQ(grants["grants"][0]["grant"]["resources"], nlohmann::json({9})) << grants;
+  std::string out;
+  ASSERT_EQ(Latchctl(dir_ / "home", "https://localhost:" + std::to_string(server_->api_port()),
+                     config_.data_dir + "/api.crt", kAnn, "", {"grants"}, &out),
+            0)
+      << out;
+  EXPECT_NE(out.find(" tess "), std::string::npos) << out;
+  EXPECT_NE(out.find(" db "), std::string::npos) << out;
+  EXPECT_EQ(out.find("uid"), std::string::npos) << out;
+}
+
 TEST_F(ApiTest, LatchctlDrivesTheWorkflowAndVerifiesTheLedger) {
   std::string home = dir_ / "home";
   std::string server = "https://localhost:" + std::to_string(server_->api_port());
