@@ -1,15 +1,21 @@
 #include "collector/api/tls_identity.h"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <set>
 
 #include "lib/tlog/hex.h"
 #include "lib/tlog/sha256.h"
@@ -37,7 +43,55 @@ Status WritePem(const std::string& path, int mode, bool key, EVP_PKEY* pkey, X50
 
 }  // namespace
 
-Status EnsureTlsIdentity(const std::string& cert_path, const std::string& key_path) {
+namespace {
+
+bool IsIpAddress(const std::string& text) {
+  unsigned char buf[sizeof(in6_addr)];
+  return ::inet_pton(AF_INET, text.c_str(), buf) == 1 ||
+         ::inet_pton(AF_INET6, text.c_str(), buf) == 1;
+}
+
+// A DNS name as a certificate may carry it: labels of letters, digits and
+// hyphens (nothing that could end or extend the extension's text).
+bool IsDnsName(const std::string& text) {
+  if (text.empty() || text.size() > 253) return false;
+  for (char c : text) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.') return false;
+  }
+  return text.front() != '.' && text.front() != '-';
+}
+
+}  // namespace
+
+std::vector<std::string> ListenNames(const std::string& address) {
+  if (address != "0.0.0.0" && address != "::" && !address.empty()) return {address};
+  std::vector<std::string> names;
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) == 0 && IsDnsName(host)) names.push_back(host);
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) == 0) {
+    for (ifaddrs* i = list; i != nullptr; i = i->ifa_next) {
+      if (i->ifa_addr == nullptr) continue;
+      char text[INET6_ADDRSTRLEN] = {};
+      const void* raw = nullptr;
+      if (i->ifa_addr->sa_family == AF_INET) {
+        raw = &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr;
+      } else if (i->ifa_addr->sa_family == AF_INET6) {
+        auto* a6 = reinterpret_cast<sockaddr_in6*>(i->ifa_addr);
+        if (IN6_IS_ADDR_LINKLOCAL(&a6->sin6_addr)) continue;  // needs a zone: not in a certificate
+        raw = &a6->sin6_addr;
+      }
+      if (raw != nullptr && ::inet_ntop(i->ifa_addr->sa_family, raw, text, sizeof(text))) {
+        names.push_back(text);
+      }
+    }
+    ::freeifaddrs(list);
+  }
+  return names;
+}
+
+Status EnsureTlsIdentity(const std::string& cert_path, const std::string& key_path,
+                         const std::vector<std::string>& names) {
   bool have_cert = std::filesystem::exists(cert_path), have_key = std::filesystem::exists(key_path);
   if (have_cert && have_key) return Status::Ok();
   if (have_cert != have_key) {
@@ -59,8 +113,19 @@ Status EnsureTlsIdentity(const std::string& cert_path, const std::string& key_pa
   X509V3_CTX ctx;
   X509V3_set_ctx_nodb(&ctx);
   X509V3_set_ctx(&ctx, cert.get(), cert.get(), nullptr, nullptr, 0);
-  X509_EXTENSION* san =
-      X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1,IP:::1");
+  std::string alt = "DNS:localhost,IP:127.0.0.1,IP:::1";
+  std::set<std::string> seen = {"localhost", "127.0.0.1", "::1"};
+  for (const std::string& n : names) {
+    if (!seen.insert(n).second) continue;
+    if (IsIpAddress(n)) {
+      alt += ",IP:" + n;
+    } else if (IsDnsName(n)) {
+      alt += ",DNS:" + n;
+    } else {
+      return Status::InvalidArgument("'" + n + "' is neither an IP address nor a DNS name");
+    }
+  }
+  X509_EXTENSION* san = X509V3_EXT_conf_nid(nullptr, &ctx, NID_subject_alt_name, alt.c_str());
   if (san == nullptr) return Status::IoError("OpenSSL could not make the certificate's names");
   X509_add_ext(cert.get(), san, -1);
   X509_EXTENSION_free(san);

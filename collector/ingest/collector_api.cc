@@ -29,7 +29,8 @@ Status CollectorServer::StartApi() {
   o.idle_timeout_ms = config_.api_idle_timeout_ms;
   o.max_connections_per_address = config_.api_max_connections_per_address;
   o.public_log = config_.api_public_log;
-  LATCH_RETURN_IF_ERROR(api::EnsureTlsIdentity(o.cert_path, o.key_path));
+  LATCH_RETURN_IF_ERROR(
+      api::EnsureTlsIdentity(o.cert_path, o.key_path, api::ListenNames(config_.api_address)));
   AddRoutes();
   api_ = std::make_unique<api::ApiServer>(
       loop_->io(), o,

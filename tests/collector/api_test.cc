@@ -17,6 +17,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 // clang-format on
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -569,6 +570,35 @@ TEST_F(ApiTest, AnApprovalThatCannotIssueItsGrantLeavesNothingBehind) {
   auto j = nlohmann::json::parse(r.body);
   EXPECT_EQ(j["state"], "pending") << r.body;
   EXPECT_TRUE(j["reviews"].empty()) << r.body;
+}
+
+// Issue 16: the self-made certificate named only localhost, 127.0.0.1 and
+// ::1, so a client reaching the API at the address it listens on failed
+// with "certificate verify failed". It names that address too (for 0.0.0.0,
+// the host's name and addresses), and the client checks it by that name.
+TEST_F(ApiTest, TheSelfMadeCertificateNamesTheAddressTheApiListensOn) {
+  server_->Stop();
+  thread_.join();
+  server_.reset();
+  std::filesystem::remove(config_.data_dir + "/api.crt");
+  std::filesystem::remove(config_.data_dir + "/api.key");
+  config_.api_address = "127.0.0.2";  // loopback, but not a name the certificate had
+  StartServer();
+  client::Endpoint e;
+  e.server = "https://127.0.0.2:" + std::to_string(server_->api_port());
+  e.ca = config_.data_dir + "/api.crt";
+  e.token = kAnn;
+  client::Reply r;
+  Status s = client::Call(e, "GET", "/v1/requests", "", &r);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(r.status, 200) << r.body;
+  // For an unspecified address: this host's name and its addresses.
+  std::vector<std::string> names = api::ListenNames("0.0.0.0");
+  EXPECT_NE(std::find(names.begin(), names.end(), "127.0.0.1"), names.end());
+  EXPECT_GE(names.size(), 2u);
+  // Nothing but an address or a DNS name goes into the certificate.
+  EXPECT_EQ(api::EnsureTlsIdentity(dir_ / "x.crt", dir_ / "x.key", {"a,DNS:evil"}).code(),
+            Status::Code::kInvalidArgument);
 }
 
 // The client library latchctl talks through (collector/client/api_client.h):
