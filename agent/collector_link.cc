@@ -77,7 +77,7 @@ CollectorLink::CollectorLink(boost::asio::io_context& io, CollectorLinkOptions o
                 {"curve_public_key", options_.key.public_z85},
                 {"hint",
                  "add an [[agent]] with this host_id and curve_public_key to the collector's "
-                 "config, then restart it"}});
+                 "config, then reload it (systemctl reload: SIGHUP)"}});
   });
 }
 

@@ -141,5 +141,17 @@ struct WorkflowAction {
     grantKeyInUse @12 :GrantKeyInUse;
     agentSilent @13 :AgentSilent;
     ownRecordsDropped @14 :OwnRecordsDropped;
+    configReloaded @15 :ConfigReloaded;
   }
+}
+
+# The collector's configuration file was read again (SIGHUP): the enrolled
+# agents and the API's credentials it changed, which took effect once this
+# record was durable. Other settings take effect at the next start.
+struct ConfigReloaded {
+  source @0 :Text;                   # the file's path
+  agentsAdded @1 :List(Text);        # "<host id> <CURVE public key>"
+  agentsRemoved @2 :List(Text);
+  apiCredentials @3 :UInt32;         # tokens and client certificates now accepted
+  apiCredentialsChanged @4 :Bool;
 }

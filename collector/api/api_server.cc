@@ -379,6 +379,12 @@ void ApiServer::CloseAll() {
   }
 }
 
+void ApiServer::SetCredentials(std::map<std::string, std::string> token_hashes,
+                               std::map<std::string, std::string> client_cert_hashes) {
+  options_.token_hashes = std::move(token_hashes);
+  options_.client_cert_hashes = std::move(client_cert_hashes);
+}
+
 void ApiServer::Stop() {
   if (stopping_) return;
   stopping_ = true;

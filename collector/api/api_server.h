@@ -114,6 +114,10 @@ class ApiServer {
   // its answer is dropped.
   void Stop();
   uint16_t port() const { return bound_port_; }
+  // Replaces the accepted tokens and client certificates (on the
+  // io_context's thread): requests authenticated from then on use them.
+  void SetCredentials(std::map<std::string, std::string> token_hashes,
+                      std::map<std::string, std::string> client_cert_hashes);
 
  private:
   class Session;

@@ -180,6 +180,9 @@ Status ViewWorkflow(const std::string& payload, RecordView* v, bool with_detail)
           case W::OWN_RECORDS_DROPPED:
             v->kind = "ownRecordsDropped";
             return Status::Ok();
+          case W::CONFIG_RELOADED:
+            v->kind = "configReloaded";
+            return Status::Ok();
         }
         v->kind = "workflow";  // a union member newer than this reader
         return Status::Ok();

@@ -26,7 +26,14 @@ AgentChannel::AgentChannel(const CollectorConfig& config, ledger::Ledger& ledger
       grants_(grants),
       refusals_(refusals),
       loop_(loop),
-      counters_(counters) {}
+      counters_(counters) {
+  EnrolmentChanged();
+}
+
+void AgentChannel::EnrolmentChanged() {
+  enrolled_hosts_.clear();
+  for (const auto& [key, host] : config_.agents) enrolled_hosts_.insert(host);
+}
 
 Status AgentChannel::Bind(zmq::context_t& context, const schema::CurveKeyPair& curve) {
   try {
@@ -210,6 +217,12 @@ void AgentChannel::HandleAgentMessage() {
 
 void AgentChannel::OnEnvelope(const std::string& route, const std::string& host,
                               schema::Envelope::Reader env) {
+  if (enrolled_hosts_.count(host) == 0) {
+    // Admitted by a key that a configuration reload has since removed.
+    counters_.refused_keys++;
+    Refuse("unenrolled_key", host + " is no longer enrolled", route, "not enrolled");
+    return;
+  }
   bool first_contact = routes_.find(host) == routes_.end();
   routes_[host] = route;
   last_heard_ns_[host] = WallClockNs();

@@ -62,6 +62,9 @@ class AgentChannel {
   void PushGrantSet(const std::string& host);
   // An action settled: the sets asked for meanwhile go out.
   void PushDeferred();
+  // The config's enrolled agents changed: a host no longer enrolled has its
+  // messages refused from now on (its connection was admitted before).
+  void EnrolmentChanged();
 
   // Connected hosts, and when each host was last heard from (Unix ns).
   std::vector<std::string> connected() const;
@@ -111,6 +114,7 @@ class AgentChannel {
   std::map<std::pair<std::string, std::string>, uint64_t> in_flight_;
   std::map<std::string, std::string> routes_;  // host -> routing id of its live connection
   std::set<std::string> push_deferred_;        // hosts whose sets wait for an action
+  std::set<std::string> enrolled_hosts_;       // host ids config_.agents names
   // Silence is counted from a host's last message, or from the end of this
   // collector's own last pause if that is later (RecordSilentAgents).
   std::chrono::steady_clock::time_point last_turn_;

@@ -157,6 +157,78 @@ Status CollectorServer::IssueGrant(const workflow::ApprovedGrant& g, const std::
   return grants_->Issue(spec, actor, grant_id, g.not_before_unix_ns);
 }
 
+void CollectorServer::ReloadConfig() {
+  if (config_.path.empty()) return;  // built in code: no file to read again
+  CollectorConfig next;
+  Status s = LoadCollectorConfig(config_.path, &next);
+  if (!s.ok()) {
+    logging::Default().Error(
+        "configuration reload refused; the running one stays",
+        {{"error", s.ToString()}, {"hint", "fix the file named and send SIGHUP again"}});
+    return;
+  }
+  std::vector<std::string> restart_needed;
+  if (next.data_dir != config_.data_dir) restart_needed.push_back("data_dir");
+  if (next.origin != config_.origin) restart_needed.push_back("origin");
+  if (next.endpoints != config_.endpoints) restart_needed.push_back("endpoints");
+  if (next.policy != config_.policy) restart_needed.push_back("policy");
+  if (next.api_enabled != config_.api_enabled || next.api_address != config_.api_address ||
+      next.api_port != config_.api_port) {
+    restart_needed.push_back("api listen");
+  }
+  if (!restart_needed.empty()) {
+    std::string which;
+    for (const std::string& w : restart_needed) which += (which.empty() ? "" : ",") + w;
+    logging::Default().Warn("configuration settings that take effect at the next start changed",
+                            {{"settings", which}});
+  }
+  std::vector<std::string> added, removed;
+  for (const auto& [key, host] : next.agents) {
+    auto it = config_.agents.find(key);
+    if (it == config_.agents.end() || it->second != host) added.push_back(host + " " + key);
+  }
+  for (const auto& [key, host] : config_.agents) {
+    auto it = next.agents.find(key);
+    if (it == next.agents.end() || it->second != host) removed.push_back(host + " " + key);
+  }
+  const bool credentials =
+      next.api_tokens != config_.api_tokens || next.api_client_certs != config_.api_client_certs;
+  if (added.empty() && removed.empty() && !credentials) return;
+  capnp::MallocMessageBuilder m;
+  auto a = m.initRoot<schema::WorkflowAction>();
+  a.setActor("collector");
+  auto c = a.initConfigReloaded();
+  c.setSource(config_.path);
+  auto add = c.initAgentsAdded(static_cast<unsigned>(added.size()));
+  for (unsigned i = 0; i < added.size(); ++i) add.set(i, added[i]);
+  auto rem = c.initAgentsRemoved(static_cast<unsigned>(removed.size()));
+  for (unsigned i = 0; i < removed.size(); ++i) rem.set(i, removed[i]);
+  c.setApiCredentials(static_cast<uint32_t>(next.api_tokens.size() + next.api_client_certs.size()));
+  c.setApiCredentialsChanged(credentials);
+  auto record = std::make_shared<std::string>(schema::CanonicalBytes(a.asReader()));
+  auto loaded = std::make_shared<CollectorConfig>(std::move(next));
+  // On record first: an agent is admitted, or a token accepted, only once
+  // the ledger says so.
+  Act([this, record] { return recorder_->Record(*record, "", NowNs()); },
+      [this, loaded, added = added.size(), removed = removed.size()](const Status& st) {
+        if (!st.ok()) {
+          logging::Default().Error(
+              "configuration changes not recorded; not applied, tried again shortly",
+              {{"error", st.ToString()}});
+          reload_config_ = true;
+          return;
+        }
+        config_.agents = loaded->agents;
+        config_.api_tokens = loaded->api_tokens;
+        config_.api_client_certs = loaded->api_client_certs;
+        if (api_) api_->SetCredentials(config_.api_tokens, config_.api_client_certs);
+        channel_->EnrolmentChanged();
+        logging::Default().Info("configuration reloaded", {{"agents_added", added},
+                                                           {"agents_removed", removed},
+                                                           {"agents", config_.agents.size()}});
+      });
+}
+
 // Requests, reviews and decisions go to the webhooks once they are on record.
 void CollectorServer::NotifyWebhooks(const std::string& action) {
   if (!webhooks_->enabled()) return;  // no decoding for nobody

@@ -185,7 +185,9 @@ Status LoadCollectorConfig(const std::string& path, CollectorConfig* out) {
   std::ifstream in(path);
   if (!in) return Status::NotFound("cannot read config file " + path);
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return ParseCollectorConfig(text, path, out);
+  LATCH_RETURN_IF_ERROR(ParseCollectorConfig(text, path, out));
+  out->path = path;
+  return Status::Ok();
 }
 
 }  // namespace latch::collector

@@ -83,6 +83,8 @@ struct CollectorConfig {
     std::vector<std::string> events;  // empty: all
   };
   std::vector<Webhook> webhooks;
+  // The file it was read from ("" when built in code): SIGHUP reads it again.
+  std::string path;
 };
 
 Status ParseCollectorConfig(std::string_view toml_text, const std::string& source,

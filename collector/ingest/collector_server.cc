@@ -146,6 +146,7 @@ void CollectorServer::RefreshEventReaders() {
 
 void CollectorServer::RequestPolicyReload() {
   reload_policy_ = true;
+  reload_config_ = true;
   uint64_t one = 1;
   (void)!::write(wake_fd_, &one, sizeof(one));
 }
@@ -287,7 +288,7 @@ void CollectorServer::PostTurn() {
 
 void CollectorServer::Maintain() {
   refusals_.Flush(*recorder_, NowNs(), /*force=*/false);
-  if (reload_policy_.exchange(false)) {
+  if (reload_policy_.exchange(false) && !config_.policy.empty()) {
     // An action: its policyLoaded record lands before the policy rules.
     auto loaded = std::make_shared<Status>();
     Act([this, loaded] { return *loaded = workflow_->LoadPolicy(config_.policy, NowNs()); },
@@ -307,6 +308,7 @@ void CollectorServer::Maintain() {
           }
         });
   }
+  if (reload_config_.exchange(false)) ReloadConfig();
   if (recorder_->Maintain()) channel_->AskForFailedAppends();
   if (recorder_->writable()) ExpireDue();
   channel_->RecordSilentAgents();

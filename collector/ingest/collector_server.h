@@ -69,8 +69,10 @@ class CollectorServer : private workflow::WorkflowSink {
   void Stop();
   // The wall clock, Unix ns: the time records and requests carry.
   static int64_t NowNs() { return WallClockNs(); }
-  // Reload the policy file at the next turn of the loop (SIGHUP); safe from
-  // a signal handler. A bad policy is logged and the running one stays.
+  // SIGHUP: at the next turn of the loop, reload the policy file, and read
+  // the configuration file again for its enrolled agents and API tokens and
+  // client certificates (each change on record before it takes effect);
+  // safe from a signal handler. A bad file is logged and what runs stays.
   void RequestPolicyReload();
 
   const CollectorCounters& counters() const { return counters_; }
@@ -231,6 +233,11 @@ class CollectorServer : private workflow::WorkflowSink {
   RefusalLog refusals_;
   std::unique_ptr<AgentChannel> channel_;
   std::atomic<bool> reload_policy_{false};
+  std::atomic<bool> reload_config_{false};
+  // Reads config_.path again: agents and API credentials that changed are
+  // recorded (configReloaded), then take effect; other settings wait for a
+  // restart (logged).
+  void ReloadConfig();
   Status loop_status_;  // why the loop ended, if it failed
   bool turn_posted_ = false;
   std::unique_ptr<api::ApiServer> api_;

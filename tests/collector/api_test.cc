@@ -601,6 +601,40 @@ TEST_F(ApiTest, TheSelfMadeCertificateNamesTheAddressTheApiListensOn) {
             Status::Code::kInvalidArgument);
 }
 
+// Issue 16: a new API token got 401 until a restart. SIGHUP reads the
+// config file again; a token added there is accepted once the change is on
+// record, and one removed is refused.
+TEST_F(ApiTest, ASighupAcceptsAddedTokensAndRefusesRemovedOnes) {
+  server_->Stop();
+  thread_.join();
+  server_.reset();
+  const std::string path = dir_ / "collector.toml";
+  auto write_config = [&](const std::vector<std::pair<std::string, std::string>>& tokens) {
+    std::ofstream f(path, std::ios::trunc);
+    f << "data_dir = \"" << config_.data_dir << "\"\norigin = \"" << config_.origin
+      << "\"\nendpoints = [\"inproc://api-test-agents\"]\npolicy = \"" << config_.policy
+      << "\"\n[api]\nlisten = \"127.0.0.1:0\"\n";
+    for (const auto& [identity, token] : tokens) {
+      f << "[[api_token]]\nidentity = \"" << identity << "\"\nsha256 = \"" << api::TokenHash(token)
+        << "\"\n";
+    }
+  };
+  write_config({{"ann", kAnn}});
+  ASSERT_TRUE(LoadCollectorConfig(path, &config_).ok());
+  StartServer();
+  EXPECT_EQ(Call(http::verb::get, "/v1/requests", kAnn).status, 200);
+  EXPECT_EQ(Call(http::verb::get, "/v1/requests", kTess).status, 401);
+  write_config({{"tess", kTess}});  // tess added, ann removed
+  server_->RequestPolicyReload();
+  int tess = 401;
+  for (int i = 0; i < 50 && tess == 401; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    tess = Call(http::verb::get, "/v1/requests", kTess).status;
+  }
+  EXPECT_EQ(tess, 200);
+  EXPECT_EQ(Call(http::verb::get, "/v1/requests", kAnn).status, 401);
+}
+
 // The client library latchctl talks through (collector/client/api_client.h):
 // the server is checked against the CA it is given and by name, and every
 // failure is a status naming the server, never an exception.

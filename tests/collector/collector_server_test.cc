@@ -59,6 +59,12 @@ class TestAgent {
     endpoint_ = endpoint;
   }
   void Connect() { socket_->connect(endpoint_); }
+  // A new connection (and handshake): ZeroMQ does not retry one the
+  // collector's ZAP handler refused; the agent's link makes a new socket.
+  void Reconnect() {
+    socket_->disconnect(endpoint_);
+    socket_->connect(endpoint_);
+  }
   void SendRaw(const std::string& bytes) {
     socket_->send(zmq::buffer(bytes), zmq::send_flags::none);
   }
@@ -834,6 +840,64 @@ TEST_F(CollectorTest, GrantKeyRotationKeepsLiveGrantsAndSignsWithTheNewKey) {
 
 // An agent that falls silent goes on the record once, with when it was last
 // heard; heard again and silent again, once more.
+// Issue 16: a new [[agent]] took a restart (after SIGHUP it was still
+// refused as unenrolled_key every few seconds). SIGHUP reads the config
+// file again: an added agent is admitted and a removed one refused, once a
+// configReloaded record is durable.
+TEST_F(CollectorTest, ASighupEnrolsAddedAgentsAndRefusesRemovedOnes) {
+  server_->Stop();
+  thread_.join();
+  server_.reset();
+  TestAgent newcomer(ctx_, endpoint_, server_key_);
+  const std::string path = config_.data_dir + "/../collector.toml";
+  auto write_config = [&](const std::vector<std::pair<std::string, std::string>>& agents) {
+    std::ofstream f(path, std::ios::trunc);
+    f << "data_dir = \"" << config_.data_dir << "\"\norigin = \"" << config_.origin
+      << "\"\nendpoints = [\"" << endpoint_ << "\"]\nbatch_max_age_ms = 1\n";
+    for (const auto& [host, key] : agents) {
+      f << "[[agent]]\nhost_id = \"" << host << "\"\ncurve_public_key = \"" << key << "\"\n";
+    }
+  };
+  write_config({{"host-a", agent_->public_key}});
+  CollectorConfig from_file;
+  ASSERT_TRUE(LoadCollectorConfig(path, &from_file).ok());
+  ASSERT_TRUE(CollectorServer::Open(from_file, &server_).ok());
+  thread_ = std::thread([this] { run_status_ = server_->Run(); });
+  std::string any;
+  Hello(*agent_, "host-a");  // reconnected to the new collector, and admitted
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::GRANT_SET, &any));
+  newcomer.Connect();
+  Hello(newcomer, "host-b");
+  EXPECT_FALSE(newcomer.Receive(schema::Envelope::GRANT_SET, &any, 500));  // not enrolled yet
+  write_config({{"host-b", newcomer.public_key}});  // host-a removed, host-b added
+  server_->RequestPolicyReload();
+  bool admitted = false;
+  for (int i = 0; i < 40 && !admitted; ++i) {
+    newcomer.Reconnect();
+    Hello(newcomer, "host-b");
+    admitted = newcomer.Receive(schema::Envelope::GRANT_SET, &any, 250);
+  }
+  EXPECT_TRUE(admitted) << "the added agent was not admitted after SIGHUP";
+  Hello(*agent_, "host-a");  // its connection was admitted before the reload
+  std::string refused;
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::REFUSED, &refused));
+  EXPECT_NE(refused.find("not enrolled"), std::string::npos) << refused;
+  std::unique_ptr<ledger::Ledger> l;
+  ASSERT_TRUE(
+      ledger::Ledger::Open(config_.data_dir + "/ledger", ledger::Ledger::Mode::kReadOnly, &l).ok());
+  int reloads = 0;
+  std::string entry;
+  for (uint64_t i = 0; i < l->size(); ++i) {
+    index::RecordView v;
+    if (l->ReadEntry(i, &entry).ok() && index::ViewRecord(entry, &v).ok() &&
+        v.kind == "configReloaded") {
+      ++reloads;
+      EXPECT_NE(v.detail.dump().find("host-b"), std::string::npos) << v.detail;
+    }
+  }
+  EXPECT_EQ(reloads, 1);
+}
+
 TEST_F(CollectorTest, ASilentAgentIsRecorded) {
   server_->Stop();
   thread_.join();
