@@ -882,6 +882,15 @@ TEST_F(CollectorTest, ASighupEnrolsAddedAgentsAndRefusesRemovedOnes) {
   std::string refused;
   ASSERT_TRUE(agent_->Receive(schema::Envelope::REFUSED, &refused));
   EXPECT_NE(refused.find("not enrolled"), std::string::npos) << refused;
+  // A broken file on the next SIGHUP changes nothing: what runs stays.
+  {
+    std::ofstream f(path, std::ios::trunc);
+    f << "data_dir = [\n[[agent]]\nhost_id = 7\n\x01\xff";
+  }
+  server_->RequestPolicyReload();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  Hello(newcomer, "host-b");
+  EXPECT_TRUE(newcomer.Receive(schema::Envelope::GRANT_SET, &any)) << "a bad file unenrolled";
   std::unique_ptr<ledger::Ledger> l;
   ASSERT_TRUE(
       ledger::Ledger::Open(config_.data_dir + "/ledger", ledger::Ledger::Mode::kReadOnly, &l).ok());
