@@ -288,7 +288,9 @@ void CollectorServer::PostTurn() {
 
 void CollectorServer::Maintain() {
   refusals_.Flush(*recorder_, NowNs(), /*force=*/false);
-  if (reload_policy_.exchange(false) && !config_.policy.empty()) {
+  // Reloads are recorded before they act: while the ledger refuses writes
+  // they wait (the request stays), rather than fail and retry every turn.
+  if (recorder_->writable() && reload_policy_.exchange(false) && !config_.policy.empty()) {
     // An action: its policyLoaded record lands before the policy rules.
     auto loaded = std::make_shared<Status>();
     Act([this, loaded] { return *loaded = workflow_->LoadPolicy(config_.policy, NowNs()); },
@@ -308,7 +310,7 @@ void CollectorServer::Maintain() {
           }
         });
   }
-  if (reload_config_.exchange(false)) ReloadConfig();
+  if (recorder_->writable() && reload_config_.exchange(false)) ReloadConfig();
   if (recorder_->Maintain()) channel_->AskForFailedAppends();
   if (recorder_->writable()) ExpireDue();
   channel_->RecordSilentAgents();
