@@ -20,11 +20,14 @@
 #include "collector/ledger/batcher.h"
 #include "collector/ledger/exporter.h"
 #include "collector/ledger/ledger.h"
+#include "collector/ledger/tile_hash_reader.h"
+#include "collector/ledger/tile_source.h"
 #include "collector/ledger/verifier.h"
 #include "lib/storage/append_file.h"
 #include "lib/tlog/base64.h"
 #include "lib/tlog/checkpoint.h"
 #include "lib/tlog/proof.h"
+#include "lib/tlog/tree_reader.h"
 
 namespace {
 
@@ -189,6 +192,7 @@ int CmdExport(const std::string& dir, const std::string& out) {
 
 struct ProveArgs {
   std::string dir;
+  std::string vkey;
   int64_t index = -1;
   int64_t size = -1;
   int64_t from = -1;
@@ -196,46 +200,103 @@ struct ProveArgs {
   std::string since;
 };
 
-int CmdProve(const ProveArgs& a) {
+// What prove reads: a ledger's own files, or an exported tlog-tiles tree.
+// Either way the tree is the one its signed checkpoint names: an export's
+// checkpoint is checked with --vkey (or DIR/vkey), and its tiles must lead
+// to that checkpoint's root, so a proof is never computed from tiles that
+// were changed after the export.
+struct ProofTree {
   std::unique_ptr<Ledger> ledger;
-  Status s = OpenLedger(a.dir, Ledger::Mode::kReadOnly, &ledger);
+  std::unique_ptr<latch::ledger::DirectoryTileSource> tiles;
+  std::unique_ptr<latch::ledger::TileHashReader> tile_hashes;
+  latch::tlog::NoteVerifier key;
+  latch::tlog::Checkpoint checkpoint;
+  latch::tlog::StoredHashReader* hashes = nullptr;
+};
+
+Status OpenProofTree(const std::string& dir, const std::string& vkey, ProofTree* t) {
+  if (Ledger::IsLedgerDirectory(dir)) {
+    LATCH_RETURN_IF_ERROR(OpenLedger(dir, Ledger::Mode::kReadOnly, &t->ledger));
+    t->key = t->ledger->verifier();
+    t->checkpoint = t->ledger->checkpoint();
+    t->hashes = t->ledger.get();
+    if (vkey.empty()) return Status::Ok();
+    // A key from elsewhere must also sign the ledger's checkpoint.
+    LATCH_RETURN_IF_ERROR(LoadVerifier(vkey, dir, &t->key));
+    return latch::tlog::OpenCheckpoint(t->ledger->checkpoint_note(), t->key, &t->checkpoint)
+        .WithContext(dir + "/checkpoint");
+  }
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(dir + "/checkpoint", ec)) {
+    return Status::InvalidArgument(dir +
+                                   " is neither a ledger nor an exported tree (no checkpoint)");
+  }
+  LATCH_RETURN_IF_ERROR(LoadVerifier(vkey, dir, &t->key));
+  t->tiles = std::make_unique<latch::ledger::DirectoryTileSource>(dir);
+  std::string note;
+  LATCH_RETURN_IF_ERROR(t->tiles->ReadCheckpoint(&note));
+  LATCH_RETURN_IF_ERROR(
+      latch::tlog::OpenCheckpoint(note, t->key, &t->checkpoint).WithContext(dir + "/checkpoint"));
+  t->tile_hashes = std::make_unique<latch::ledger::TileHashReader>(*t->tiles, t->checkpoint.size);
+  t->hashes = t->tile_hashes.get();
+  latch::tlog::Hash root;
+  latch::tlog::TreeReader reader(*t->hashes);
+  LATCH_RETURN_IF_ERROR(reader.Root(t->checkpoint.size, &root).WithContext(dir));
+  if (root != t->checkpoint.root) {
+    return Status::VerifyFailed(dir + ": the tiles do not lead to the checkpoint's root");
+  }
+  return Status::Ok();
+}
+
+Status CheckWithin(uint64_t size, uint64_t current) {
+  if (size <= current) return Status::Ok();
+  return Status::InvalidArgument("size " + std::to_string(size) + " is beyond the tree of size " +
+                                 std::to_string(current));
+}
+
+int CmdProve(const ProveArgs& a) {
+  ProofTree tree;
+  Status s = OpenProofTree(a.dir, a.vkey, &tree);
   if (!s.ok()) return Fail(s);
-  const uint64_t current = ledger->size();
+  const uint64_t current = tree.checkpoint.size;
+  latch::tlog::TreeReader reader(*tree.hashes);
   std::vector<latch::tlog::Hash> proof;
   if (a.index >= 0) {
     uint64_t size = a.size >= 0 ? static_cast<uint64_t>(a.size) : current;
-    s = ledger->InclusionProof(static_cast<uint64_t>(a.index), size, &proof);
+    s = CheckWithin(size, current);
+    if (s.ok()) s = reader.InclusionProof(static_cast<uint64_t>(a.index), size, &proof);
     if (!s.ok()) return Fail(s);
     PrintProof(proof);
     return 0;
   }
   if (!a.since.empty()) {
     // Rollback and fork detection: the saved checkpoint must be a prefix of
-    // the current one. Both signatures are checked with the ledger's key.
+    // the current one. Both signatures are checked with the same key.
     std::string note;
     latch::tlog::Checkpoint old_cp;
     s = latch::storage::ReadWholeFile(a.since, &note);
-    if (s.ok()) s = latch::tlog::OpenCheckpoint(note, ledger->verifier(), &old_cp);
+    if (s.ok()) s = latch::tlog::OpenCheckpoint(note, tree.key, &old_cp);
     if (!s.ok()) return Fail(s.WithContext(a.since));
-    latch::tlog::Checkpoint now = ledger->checkpoint();
+    const latch::tlog::Checkpoint& now = tree.checkpoint;
     if (old_cp.size > now.size) {
-      return Fail(Status::VerifyFailed("ledger was rolled back: it has " +
+      return Fail(Status::VerifyFailed(a.dir + " was rolled back: it has " +
                                        std::to_string(now.size) + " entries, but " + a.since +
                                        " is signed for " + std::to_string(old_cp.size)));
     }
-    s = ledger->ConsistencyProof(old_cp.size, now.size, &proof);
+    s = reader.ConsistencyProof(old_cp.size, now.size, &proof);
     // Every tree extends the empty one; there is nothing to prove from size 0.
     if (s.ok() && old_cp.size > 0)
       s = latch::tlog::VerifyConsistency(old_cp.size, now.size, proof, old_cp.root, now.root);
     if (!s.ok()) {
-      return Fail(s.WithContext("ledger is not consistent with " + a.since + " (size " +
+      return Fail(s.WithContext(a.dir + " is not consistent with " + a.since + " (size " +
                                 std::to_string(old_cp.size) + ")"));
     }
     PrintProof(proof);
     return 0;
   }
   uint64_t to = a.to >= 0 ? static_cast<uint64_t>(a.to) : current;
-  s = ledger->ConsistencyProof(static_cast<uint64_t>(a.from), to, &proof);
+  s = CheckWithin(to, current);
+  if (s.ok()) s = reader.ConsistencyProof(static_cast<uint64_t>(a.from), to, &proof);
   if (!s.ok()) return Fail(s);
   PrintProof(proof);
   return 0;
@@ -334,7 +395,9 @@ static int Main(int argc, char** argv) {
 
   auto* prove_cmd = app.add_subcommand(
       "prove", "Print an inclusion (--index) or consistency (--from, --since) proof, base64 lines");
-  prove_cmd->add_option("DIR", prove.dir, "Ledger directory")->required();
+  prove_cmd->add_option("DIR", prove.dir, "Ledger or exported directory")->required();
+  prove_cmd->add_option("--vkey", prove.vkey,
+                        "Verifier key (text or file); default: DIR/vkey. Required for exports.");
   auto* index_opt = prove_cmd->add_option("--index", prove.index, "Leaf index to prove")
                         ->check(CLI::NonNegativeNumber);
   prove_cmd->add_option("--size", prove.size, "Tree size for --index (default: current)")
@@ -374,7 +437,8 @@ static int Main(int argc, char** argv) {
       "Examples:\n  latch-ledger prove /var/lib/latch/ledger --index 41\n"
       "  latch-ledger prove /var/lib/latch/ledger --from 100 --to 200\n"
       "  latch-ledger prove /var/lib/latch/ledger --since saved-checkpoint   # exit 1 if "
-      "rewritten");
+      "rewritten\n"
+      "  latch-ledger prove ./export --vkey ledger.vkey --since saved-checkpoint   # a copy");
   reindex->footer(
       "Example:\n  systemctl stop latch-collector && latch-ledger reindex "
       "/var/lib/latch-collector/ledger");
