@@ -237,6 +237,16 @@ Status ActivityCapture::Start(const ActivityOptions& options,
     a->config_.cgroup_id = id;
     LATCH_RETURN_IF_ERROR(CgroupLevel(options.cgroup_dir, &a->config_.cgroup_level));
   }
+  if (!options.scope_cgroup_dir.empty()) {
+    uint32_t level = 0;
+    LATCH_RETURN_IF_ERROR(CgroupLevel(options.scope_cgroup_dir, &level).WithContext("scope"));
+    if (level > 0) {  // the root holds every task: no bound to check
+      uint64_t id = 0;
+      LATCH_RETURN_IF_ERROR(CgroupId(options.scope_cgroup_dir, &id));
+      a->config_.scope_cgroup_id = id;
+      a->config_.scope_cgroup_level = level;
+    }
+  }
   LATCH_RETURN_IF_ERROR(EnsureTracefs(&a->mounted_tracefs_).WithContext("probe"));
   LATCH_RETURN_IF_ERROR(a->Open().WithContext("open"));
   LATCH_RETURN_IF_ERROR(a->ReplaceStalePins().WithContext("pinned maps"));

@@ -53,7 +53,10 @@ enum class WatchMode : uint32_t {
 struct ActivityOptions {
   std::string pin_dir;  // on bpffs; the agent uses <its pin directory>/activity
   WatchMode mode = WatchMode::kGrants;
-  std::string cgroup_dir;                  // kCgroup: the cgroup v2 directory watched
+  std::string cgroup_dir;  // kCgroup: the cgroup v2 directory watched
+  // The guard's cgroup v2 directory: nothing outside it is watched, whatever
+  // the mode (empty, or the hierarchy's root: no bound).
+  std::string scope_cgroup_dir;
   std::vector<std::string> path_prefixes;  // opens under these are recorded (none: no opens)
   uint32_t throttle_events = 2000;         // per process per window; 0: never throttle
   uint32_t throttle_window_ms = 1000;

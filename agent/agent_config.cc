@@ -261,6 +261,8 @@ Status ResolveAgentDefaults(AgentConfig* config) {
   if (config->cgroup.empty()) LATCH_RETURN_IF_ERROR(FindCgroup2Mount(&config->cgroup));
   if (config->pin_dir.empty()) config->pin_dir = "/sys/fs/bpf/latch/" + config->instance;
   config->activity.pin_dir = ActivityPinDir(*config);
+  // Capture records this host's tasks only: those the guard guards (issue 16).
+  config->activity.scope_cgroup_dir = config->cgroup;
   if (config->collector.enabled && config->collector.state_dir.empty()) {
     config->collector.state_dir = "/var/lib/latch-agent/" + config->instance;
   }

@@ -127,6 +127,10 @@ static __always_inline int watch_entry(__u32 kind, __u64 principal, __u64 now, _
 static __always_inline int watched(const struct latch_activity_config* cfg,
                                    struct task_struct* task, __u64* grant_id) {
   *grant_id = 0;
+  if (cfg->scope_cgroup_id != 0 && task->cgroups->dfl_cgrp->kn->id != cfg->scope_cgroup_id &&
+      bpf_get_current_ancestor_cgroup_id(cfg->scope_cgroup_level) != cfg->scope_cgroup_id) {
+    return 0; /* another host's task (issue 16) */
+  }
   __u64 now = bpf_ktime_get_boot_ns();
   if (watch_entry(LATCH_PRINCIPAL_UID, task->cred->uid.val, now, grant_id)) return 1;
   if (cfg->cgroup_watches > 0) {

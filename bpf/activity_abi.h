@@ -53,6 +53,12 @@ struct latch_activity_config {
   __u32 throttle_events; /* events per process per window before suppression (0: none) */
   __u32 pad;
   __u64 throttle_window_ns; /* the window */
+  /* The guard's cgroup (issue 16): tasks outside it are never watched, so two
+   * agents on one kernel (hosts in namespaces) record only their own host's
+   * tasks. 0: no bound (the guard is on the root cgroup). */
+  __u64 scope_cgroup_id;
+  __u32 scope_cgroup_level;
+  __u32 pad2;
 };
 
 enum latch_activity_kind {

@@ -448,6 +448,49 @@ TEST_F(ActivityKernelTest, CgroupModeWatchesTheCgroupAndItsDescendants) {
   ::rmdir(sibling.c_str());
 }
 
+// Issue 16: two agents on one kernel (hosts in namespaces, each guarding its
+// own cgroup) record only their own host's tasks: a grant holder's uid is
+// watched inside the guard's cgroup and not in the other host's, and even
+// watch = "all" stays inside it.
+TEST_F(ActivityKernelTest, CaptureRecordsOnlyTasksInsideTheGuardsCgroup) {
+  std::string here = cgroup_ + "/host-a", there = cgroup_ + "/host-b";
+  ASSERT_TRUE(fs::create_directory(here));
+  ASSERT_TRUE(fs::create_directory(there));
+  uint64_t here_id = 0, there_id = 0;
+  ASSERT_TRUE(CgroupId(here, &here_id).ok());
+  ASSERT_TRUE(CgroupId(there, &there_id).ok());
+  ours_.insert(here_id);
+  ours_.insert(there_id);
+  for (WatchMode mode : {WatchMode::kGrants, WatchMode::kAll}) {
+    ActivityOptions options = capture_->options();
+    options.mode = mode;
+    options.scope_cgroup_dir = here;
+    reader_.reset();
+    capture_.reset();
+    Status s = ActivityCapture::Start(options, &capture_);  // adopts, reconfigures
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    WatchEntry holder;
+    holder.principal = {Principal::Kind::kUid, kHolder};
+    holder.grant_id = kGrant;
+    holder.not_after_boot_ns = NowBootNs() + 3'600'000'000'000ull;
+    ASSERT_TRUE(capture_->SetWatched({holder}).ok());
+    ASSERT_NO_FATAL_FAILURE(OpenReader());
+    const char* argv[] = {"true", nullptr};
+    pid_t mine = RunAs(
+        kHolder, [&] { ExecQuietly("/bin/true", argv); }, here);
+    pid_t theirs = RunAs(
+        kHolder, [&] { ExecQuietly("/bin/true", argv); }, there);
+    auto rs = Drain();
+    ASSERT_EQ(Of(rs, mine, "exec").size(), 1u) << WatchModeName(mode);
+    EXPECT_EQ(Of(rs, mine, "exec")[0].summary.grant_id, kGrant);
+    EXPECT_TRUE(Of(rs, theirs).empty()) << WatchModeName(mode);
+  }
+  reader_.reset();
+  capture_.reset();
+  ::rmdir(here.c_str());
+  ::rmdir(there.c_str());
+}
+
 // Capture is pinned: the process that set it up can go (an agent killed or
 // restarted) and capture goes on into the pinned ring; the next start adopts
 // the running programs instead of attaching them again.
