@@ -14,10 +14,20 @@
 #include "agent/boot_clock.h"
 #include "agent/kernel_fs.h"
 #include "agent/spool_sink.h"
+#include "lib/storage/append_file.h"
 #include "schemas/activity_record.h"
+#include "schemas/canonical.h"
 #include "schemas/curve_key.h"
+#include "schemas/host_policy.h"
 
 namespace latch::agent {
+
+namespace {
+// The last signed grant set that carried a host policy, in the state
+// directory (issue 16), and the most of it a start reads.
+constexpr const char* kKeptSetFile = "grant-set";
+constexpr size_t kMaxKeptSetBytes = size_t{64} << 20;
+}  // namespace
 namespace {
 
 // Records handed to the sink per ring read before it is flushed and the ring
@@ -51,23 +61,36 @@ Status AgentDaemon::Start() {
                                         config_.cut_established_connections, wakeup},
                                        &guard_));
   enforcer_ = std::make_unique<BpfEnforcer>(*guard_);
-  LATCH_RETURN_IF_ERROR(enforcer_->SetResources(config_.resources).WithContext("resources"));
-  for (const std::string& warning : resource::SingleLoopbackWarnings(config_.resources)) {
+  LATCH_RETURN_IF_ERROR(
+      ArgvRedactor::Create(config_.redaction, &redactor_).WithContext("activity redaction"));
+  if (config_.collector.enabled) {
+    LATCH_RETURN_IF_ERROR(StartCollectorLink());  // reads the kept host policy too
+  } else {
+    sink_ = std::make_unique<JsonLinesSink>(records_, config_.host_id);
+  }
+  sink_->set_redactor(redactor_.get());
+  sink_->set_namer(&namer_);
+  // The collector's signed resources win over the local list (issue 16); a
+  // first start before the collector is reached enforces the local one.
+  const std::vector<resource::Resource>& resources =
+      host_policy_ ? host_policy_->resources : config_.resources;
+  LATCH_RETURN_IF_ERROR(enforcer_->SetResources(resources).WithContext("resources"));
+  for (const std::string& warning : resource::SingleLoopbackWarnings(resources)) {
     log_.Warn("a resource guards one door of many", {{"detail", warning}});
   }
   log_.Info(guard_->adopted() ? "guard adopted" : "guard attached",
             {{"cgroup", config_.cgroup},
              {"pin_dir", config_.pin_dir},
-             {"resources", config_.resources.size()}});
-
-  LATCH_RETURN_IF_ERROR(
-      ArgvRedactor::Create(config_.redaction, &redactor_).WithContext("activity redaction"));
-  if (config_.collector.enabled) {
-    LATCH_RETURN_IF_ERROR(StartCollectorLink());
-  } else {
-    sink_ = std::make_unique<JsonLinesSink>(records_, config_.host_id);
+             {"resources", resources.size()},
+             {"resources_from", host_policy_ ? "the collector's signed policy (kept)"
+                                             : "this agent's configuration"}});
+  if (host_policy_ && !config_.resources.empty() &&
+      !resource::SameEnforcement(config_.resources, host_policy_->resources)) {
+    log_.Alert(
+        "the local [[resource]] list differs from the collector's; the collector's is "
+        "enforced",
+        {{"difference", resource::DescribeDifference(config_.resources, host_policy_->resources)}});
   }
-  sink_->set_redactor(redactor_.get());
   LATCH_RETURN_IF_ERROR(RingReader::ForDecisionEvents(
       guard_->events_fd(), [this](const latch_decision_event& e) { sink_->AddEvent(e); },
       &reader_));
@@ -326,6 +349,7 @@ Status AgentDaemon::StartCollectorLink() {
   link_ = std::make_unique<CollectorLink>(
       io_, lo, *spool_, *witness_, [this] { return applier_->version(); },
       [this](schema::SignedGrantSet::Reader set) { OnGrantSet(set); }, log_);
+  LATCH_RETURN_IF_ERROR(UseKeptHostPolicy());
   log_.Info("spool opened", {{"dir", so.dir},
                              {"unacknowledged", spool_->unacknowledged()},
                              {"checkpoint_size", witness_->size()},
@@ -659,6 +683,21 @@ void AgentDaemon::OnGrantSet(schema::SignedGrantSet::Reader set) {
   for (const auto& [id, why] : report.rejected) {
     log_.Error("grant refused", {{"grant", id}, {"reason", why}});
   }
+  if (report.host_policy) {
+    // Kept for the next start: a restart with the collector down enforces it.
+    Status k = storage::WriteFileAtomically(config_.collector.state_dir, kKeptSetFile,
+                                            schema::CanonicalBytes(set), 0600);
+    if (!k.ok()) log_.Error("keeping the signed grant set", {{"error", k.ToString()}});
+    log_.Info("resources from the collector's policy in force",
+              {{"version", report.version},
+               {"resources", report.host_policy->resources.size()},
+               {"identities_here", report.host_policy->holders.size()},
+               {"since_ns", report.host_policy->since_ns}});
+    namer_.Set(report.host_policy->holders);
+    host_policy_ = std::move(report.host_policy);
+    mismatch_sent_ = false;
+  }
+  CheckLocalResources();
   latch_agent_state state{};
   if (ReadState(&state).ok() && state.grant_set_version != applier_->version()) {
     state.grant_set_version = applier_->version();
@@ -668,6 +707,48 @@ void AgentDaemon::OnGrantSet(schema::SignedGrantSet::Reader set) {
   SyncWatched();
   link_->SendApplied(report);
   CheckGuard();  // a grant set is a moment the guard must be whole
+}
+
+Status AgentDaemon::UseKeptHostPolicy() {
+  const std::string path = config_.collector.state_dir + "/" + kKeptSetFile;
+  std::string bytes;
+  Status s = storage::ReadWholeFile(path, &bytes, kMaxKeptSetBytes);
+  if (s.code() == Status::Code::kNotFound) return Status::Ok();  // none yet
+  std::optional<HostPolicyView> kept;
+  if (s.ok()) {
+    s = schema::ReadCanonical<schema::SignedGrantSet>(
+        bytes, path,
+        [&](schema::SignedGrantSet::Reader set) { return applier_->ReadHostPolicy(set, &kept); });
+  }
+  if (!s.ok()) {
+    // Not trusted, so not used; the collector sends a set once reached.
+    log_.Alert(
+        "the kept grant set does not hold; this agent's own resources apply until the "
+        "collector sends one",
+        {{"file", path}, {"error", s.ToString()}});
+    return Status::Ok();
+  }
+  if (!kept) return Status::Ok();
+  log_.Info("resources from the kept signed policy",
+            {{"resources", kept->resources.size()}, {"since_ns", kept->since_ns}});
+  namer_.Set(kept->holders);
+  host_policy_ = std::move(kept);
+  return Status::Ok();
+}
+
+void AgentDaemon::CheckLocalResources() {
+  if (!host_policy_ || config_.resources.empty() || mismatch_sent_ || !link_) return;
+  std::string difference = resource::DescribeDifference(config_.resources, host_policy_->resources);
+  if (difference.empty()) return;
+  log_.Alert(
+      "the local [[resource]] list differs from the collector's; the collector's is "
+      "enforced",
+      {{"difference", difference},
+       {"hint",
+        "the collector's policy is the source of resources: remove [[resource]] from "
+        "this agent's configuration, or correct the policy"}});
+  link_->SendAlarm("resource_mismatch", difference);
+  mismatch_sent_ = true;
 }
 
 }  // namespace latch::agent

@@ -28,6 +28,7 @@
 #include "agent/enforcer.h"
 #include "agent/grant_set_applier.h"
 #include "agent/guard.h"
+#include "agent/identity_namer.h"
 #include "agent/metrics_server.h"
 #include "agent/record_sink.h"
 #include "agent/ring_reader.h"
@@ -72,6 +73,12 @@ class AgentDaemon {
   // mark), every drain_interval_ms.
   void ScheduleDrain();
   void OnGrantSet(schema::SignedGrantSet::Reader set);
+  // The signed set kept from an earlier run (issue 16): its host policy, if
+  // it holds, is what this run enforces until the collector sends a newer one.
+  Status UseKeptHostPolicy();
+  // The local [[resource]] list against the signed one: an alert, and an
+  // alarm the collector records, once per policy in force.
+  void CheckLocalResources();
   Status ReadState(latch_agent_state* state);
   Status WriteState(const latch_agent_state& state);
   Status SkipRecordsAlreadySpooled();
@@ -104,6 +111,11 @@ class AgentDaemon {
   std::unique_ptr<CheckpointWitness> witness_;
   std::unique_ptr<GrantSetApplier> applier_;
   std::unique_ptr<CollectorLink> link_;
+  // The host policy from the collector in force (its resources in the
+  // kernel), and who it says holds which principal here.
+  std::optional<HostPolicyView> host_policy_;
+  IdentityNamer namer_;
+  bool mismatch_sent_ = false;  // for the host policy in force
   std::unique_ptr<MetricsServer> metrics_;
   Status failure_;
   uint64_t reported_malformed_ = 0;  // decode failures already in loss records

@@ -362,6 +362,15 @@ void CollectorLink::RaiseAlarm(const std::string& kind, const std::string& detai
   }
 }
 
+void CollectorLink::SendAlarm(const std::string& kind, const std::string& detail) {
+  counters_.alarms++;
+  capnp::MallocMessageBuilder m;
+  auto a = m.initRoot<schema::Envelope>().initAlarm();
+  a.setKind(kind);
+  a.setDetail(detail);
+  Send(m);
+}
+
 void CollectorLink::SendApplied(const AppliedReport& report) {
   capnp::MallocMessageBuilder m;
   auto a = m.initRoot<schema::Envelope>().initApplied();

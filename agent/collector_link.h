@@ -96,6 +96,9 @@ class CollectorLink {
   // Sends what the window allows; call when the spool has new records.
   void Pump();
   void SendApplied(const AppliedReport& report);
+  // Tells the collector something its ledger must hold (the caller logs it):
+  // e.g. "resource_mismatch", the local resource list against the signed one.
+  void SendAlarm(const std::string& kind, const std::string& detail);
   const CollectorLinkCounters& counters() const { return counters_; }
   const std::string& endpoint() const { return options_.endpoints[endpoint_index_]; }
   // The receipt timeout now in force (learnt from the link).

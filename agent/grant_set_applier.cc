@@ -2,12 +2,15 @@
 
 #include <pwd.h>
 
+#include <array>
+#include <map>
 #include <set>
 
 #include "agent/boot_clock.h"
 #include "agent/kernel_fs.h"
 #include "schemas/canonical.h"
 #include "schemas/grant_signature.h"
+#include "schemas/host_policy.h"
 
 namespace latch::agent {
 namespace {
@@ -20,6 +23,32 @@ Status ResolveUser(const std::string& name, uint32_t* uid) {
   if (rc != 0 || found == nullptr) return Status::NotFound("no user '" + name + "' on this host");
   *uid = pw.pw_uid;
   return Status::Ok();
+}
+
+// A principal as this host knows it: a user name to its uid, a cgroup path
+// under `cgroup_root` to its id.
+Status ResolvePrincipal(schema::Principal::Reader p, const std::string& cgroup_root,
+                        Principal* out) {
+  switch (p.which()) {
+    case schema::Principal::UID:
+      *out = {Principal::Kind::kUid, p.getUid()};
+      return Status::Ok();
+    case schema::Principal::USER_NAME: {
+      uint32_t uid = 0;
+      LATCH_RETURN_IF_ERROR(ResolveUser(p.getUserName().cStr(), &uid));
+      *out = {Principal::Kind::kUid, uid};
+      return Status::Ok();
+    }
+    case schema::Principal::CGROUP_PATH: {
+      std::string path = p.getCgroupPath().cStr();
+      if (path.find("..") != std::string::npos) {
+        return Status::InvalidArgument("cgroup path with '..'");
+      }
+      out->kind = Principal::Kind::kCgroup;
+      return CgroupId(cgroup_root + "/" + path, &out->id);
+    }
+  }
+  return Status::InvalidArgument("a principal of an unknown kind");
 }
 
 }  // namespace
@@ -58,6 +87,15 @@ Status GrantSetApplier::Apply(schema::SignedGrantSet::Reader signed_set, Applied
           }
           return Status::Ok();  // equal: already applied; report the current state
         }
+        if (set.hasHostPolicy()) {
+          HostPolicyView view;
+          Status ps = ReadPolicy(set.getHostPolicy(), &view);
+          if (!ps.ok()) {
+            report->rejected_set = "host policy: " + ps.ToString();
+            return Status::Ok();
+          }
+          report->host_policy = std::move(view);
+        }
         for (auto sg : set.getGrants()) {
           std::string grant_bytes;
           Status gs = schema::OpenSignedGrant(keys_, sg, &grant_bytes);
@@ -78,28 +116,7 @@ Status GrantSetApplier::Apply(schema::SignedGrantSet::Reader signed_set, Applied
                 std::vector<Principal> principals;
                 for (auto p : g.getPrincipals()) {
                   Principal pr;
-                  Status ps;
-                  switch (p.which()) {
-                    case schema::Principal::UID:
-                      pr = {Principal::Kind::kUid, p.getUid()};
-                      break;
-                    case schema::Principal::USER_NAME: {
-                      uint32_t uid = 0;
-                      ps = ResolveUser(p.getUserName().cStr(), &uid);
-                      pr = {Principal::Kind::kUid, uid};
-                      break;
-                    }
-                    case schema::Principal::CGROUP_PATH: {
-                      std::string path = p.getCgroupPath().cStr();
-                      if (path.find("..") != std::string::npos) {
-                        ps = Status::InvalidArgument("cgroup path with '..'");
-                      } else {
-                        pr.kind = Principal::Kind::kCgroup;
-                        ps = CgroupId(cgroup_root_ + "/" + path, &pr.id);
-                      }
-                      break;
-                    }
-                  }
+                  Status ps = ResolvePrincipal(p, cgroup_root_, &pr);
                   if (!ps.ok()) {
                     report->rejected.emplace_back(id, ps.ToString());
                     return Status::Ok();  // all principals or none: a partial grant is not what was
@@ -125,6 +142,12 @@ Status GrantSetApplier::Apply(schema::SignedGrantSet::Reader signed_set, Applied
   if (version > version_ && report->rejected_set.empty()) {
     // New grants first, then the ones that are gone: no moment without a grant that stays.
     for (const Grant& g : wanted) LATCH_RETURN_IF_ERROR(enforcer_.ApplyGrant(g));
+    // Resources once their grants are in: a resource protected from now on
+    // never refuses the holder of a grant that comes with it.
+    if (report->host_policy) {
+      LATCH_RETURN_IF_ERROR(
+          enforcer_.SetResources(report->host_policy->resources).WithContext("host policy"));
+    }
     std::vector<KernelGrant> held;
     LATCH_RETURN_IF_ERROR(enforcer_.ListGrants(&held));
     std::set<uint64_t> stale;
@@ -137,6 +160,7 @@ Status GrantSetApplier::Apply(schema::SignedGrantSet::Reader signed_set, Applied
     }
     version_ = version;
   }
+  if (!report->rejected_set.empty()) report->host_policy.reset();  // nothing was applied
   report->applied_at_ns = NowUnixNs();
   report->version = version_;
   std::vector<KernelGrant> now;
@@ -145,6 +169,44 @@ Status GrantSetApplier::Apply(schema::SignedGrantSet::Reader signed_set, Applied
   for (const KernelGrant& k : now) ids.insert(k.grant_id);
   report->grant_ids.assign(ids.begin(), ids.end());
   return Status::Ok();
+}
+
+Status GrantSetApplier::ReadPolicy(schema::HostPolicy::Reader policy, HostPolicyView* out) const {
+  HostPolicyView view;
+  LATCH_RETURN_IF_ERROR(resource::ResourcesFromPolicy(policy, &view.resources));
+  // What the kernel would refuse, refused before anything is written.
+  std::map<std::pair<uint32_t, std::array<uint8_t, 16>>, latch_cidr_rules> entries;
+  LATCH_RETURN_IF_ERROR(resource::CompileResources(view.resources, &entries));
+  latch_cidr_rules local{};
+  LATCH_RETURN_IF_ERROR(resource::CompileLocalRules(view.resources, &local));
+  for (auto h : policy.getIdentities()) {
+    Principal pr;
+    // A user or cgroup this host does not have: nobody here to name.
+    if (!ResolvePrincipal(h.getPrincipal(), cgroup_root_, &pr).ok()) continue;
+    view.holders.emplace_back(pr, h.getIdentity());
+  }
+  view.since_ns = policy.getSinceNs();
+  *out = std::move(view);
+  return Status::Ok();
+}
+
+Status GrantSetApplier::ReadHostPolicy(schema::SignedGrantSet::Reader signed_set,
+                                       std::optional<HostPolicyView>* out) {
+  out->reset();
+  std::string set_bytes;
+  LATCH_RETURN_IF_ERROR(schema::OpenSignedGrantSet(keys_, signed_set, &set_bytes));
+  return schema::ReadCanonical<schema::GrantSet>(
+      set_bytes, "grant set", [&](schema::GrantSet::Reader set) {
+        if (set.getHostId() != host_id_) {
+          return Status::InvalidArgument("set is for host '" + std::string(set.getHostId().cStr()) +
+                                         "'");
+        }
+        if (!set.hasHostPolicy()) return Status::Ok();
+        HostPolicyView view;
+        LATCH_RETURN_IF_ERROR(ReadPolicy(set.getHostPolicy(), &view));
+        *out = std::move(view);
+        return Status::Ok();
+      });
 }
 
 }  // namespace latch::agent

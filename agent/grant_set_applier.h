@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,9 +17,19 @@
 #include "lib/status/status.h"
 #include "lib/tlog/signed_note.h"
 #include "schemas/grant_signature.h"
+#include "schemas/resource.h"
 #include "schemas/wire.capnp.h"
 
 namespace latch::agent {
+
+// What a set says this host enforces (issue 16): its resources, and who
+// holds which principal here (resolved on this host; a user or cgroup this
+// host does not have is left out).
+struct HostPolicyView {
+  std::vector<resource::Resource> resources;
+  std::vector<std::pair<Principal, std::string>> holders;  // principal, identity
+  int64_t since_ns = 0;  // Unix ns when the collector's policy last changed it
+};
 
 struct AppliedReport {
   uint64_t version = 0;       // the set now in the kernel
@@ -26,6 +37,9 @@ struct AppliedReport {
   std::vector<uint64_t> grant_ids;
   std::vector<std::pair<uint64_t, std::string>> rejected;  // grant id (0 if unreadable), why
   std::string rejected_set;  // non-empty: the whole set was refused, and why
+  // The set carried a host policy and it is now in force (its resources in
+  // the kernel): the daemon keeps the set and names identities by it.
+  std::optional<HostPolicyView> host_policy;
 };
 
 class GrantSetApplier {
@@ -39,8 +53,14 @@ class GrantSetApplier {
   // sets and grants. Not OK only when writing the kernel's maps failed.
   Status Apply(schema::SignedGrantSet::Reader set, AppliedReport* report);
   uint64_t version() const { return version_; }
+  // A set kept from an earlier run, checked as Apply checks one (signature,
+  // host), without applying anything: *out is its host policy, or empty if
+  // it carries none.
+  Status ReadHostPolicy(schema::SignedGrantSet::Reader set, std::optional<HostPolicyView>* out);
 
  private:
+  Status ReadPolicy(schema::HostPolicy::Reader policy, HostPolicyView* out) const;
+
   Enforcer& enforcer_;
   schema::GrantKeys keys_;
   std::string host_id_;

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agent/identity_namer.h"
 #include "guard_abi.h"
 #include "lib/status/status.h"
 #include "schemas/activity_record.h"
@@ -50,14 +51,23 @@ class RecordSink {
   // Exec records' arguments pass through `redactor` (not owned; null: none)
   // before they are written anywhere.
   void set_redactor(const record::ArgsRedactor* redactor) { redactor_ = redactor; }
+  // Decision events name who holds their uid or cgroup through `namer` (not
+  // owned; null: nobody is named).
+  void set_namer(const IdentityNamer* namer) { namer_ = namer; }
+
   // Activity records whose arguments had secrets taken out.
   uint64_t args_redacted() const { return args_redacted_; }
 
  protected:
+  // Who holds the event's uid or cgroup ("": nobody known).
+  std::string_view IdentityOf(const latch_decision_event& e) const {
+    return namer_ != nullptr ? namer_->NameOf(e.uid, e.cgroup_id) : std::string_view();
+  }
   // Encodes an activity record, redacted and counted.
   Status EncodeActivity(std::string_view raw, std::string* out);
 
  private:
+  const IdentityNamer* namer_ = nullptr;
   const record::ArgsRedactor* redactor_ = nullptr;
   uint64_t args_redacted_ = 0;
 };

@@ -37,8 +37,8 @@ schema::LossKind ToSchema(LossKind k) {
 }  // namespace
 
 void SpoolSink::AddEvent(const latch_decision_event& e) {
-  Spooled(spool_.Add(kEventKind, WallTimeOf(e.ktime_boot_ns), record::EncodeDecisionEvent(e), false,
-                     &seq_));
+  Spooled(spool_.Add(kEventKind, WallTimeOf(e.ktime_boot_ns),
+                     record::EncodeDecisionEvent(e, IdentityOf(e)), false, &seq_));
 }
 
 bool SpoolSink::AddActivity(std::string_view raw) {

@@ -40,6 +40,8 @@ struct DecisionEvent {
   grantId @12 :UInt64;       # 0 when no grant matched
   verdict @13 :Verdict;
   hook @14 :Hook;
+  identity @15 :Text;        # who holds this uid or cgroup on the host, by the collector's
+                             # policy ("": no identity does; issue 16)
 }
 
 enum LossKind {

@@ -9,7 +9,7 @@
 
 namespace latch::record {
 
-std::string EncodeDecisionEvent(const latch_decision_event& e) {
+std::string EncodeDecisionEvent(const latch_decision_event& e, std::string_view identity) {
   // A decision event is about 20 words; the builder's default first segment
   // (1,024 words, allocated and zeroed) cost more than the rest of the
   // agent's per-record work (issue 13.10).
@@ -31,10 +31,12 @@ std::string EncodeDecisionEvent(const latch_decision_event& e) {
   r.setGrantId(e.grant_id);
   r.setVerdict(static_cast<schema::Verdict>(e.verdict));
   r.setHook(static_cast<schema::Hook>(e.hook));
+  if (!identity.empty()) r.setIdentity(capnp::Text::Reader(identity.data(), identity.size()));
   return schema::CanonicalBytes(r.asReader());
 }
 
-Status DecodeDecisionEvent(const std::string& bytes, latch_decision_event* out) {
+Status DecodeDecisionEvent(const std::string& bytes, latch_decision_event* out,
+                           std::string* identity) {
   return schema::ReadCanonical<schema::DecisionEvent>(
       bytes, "decision event", [&](schema::DecisionEvent::Reader r) {
         latch_decision_event e{};
@@ -59,6 +61,7 @@ Status DecodeDecisionEvent(const std::string& bytes, latch_decision_event* out) 
         e.verdict = static_cast<uint8_t>(r.getVerdict());
         e.hook = static_cast<uint8_t>(r.getHook());
         *out = e;
+        if (identity != nullptr) *identity = r.getIdentity();
         return Status::Ok();
       });
 }

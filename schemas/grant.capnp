@@ -33,6 +33,8 @@ struct Resource {
   portLow @4 :UInt16;
   portHigh @5 :UInt16;  # inclusive
   mode @6 :Mode;
+  local @7 :Bool;       # destination "local": every address of this host, current and
+                        # future; its loopback CIDRs are among `destinations`
 }
 
 struct Principal {
@@ -59,4 +61,19 @@ struct SignedGrant {
   grant @0 :Data $Json.base64;
   signature @1 :Data $Json.base64;
   keyId @2 :UInt32;
+}
+
+# Who holds a principal on the hosts, by the policy's name for them: lets an
+# agent name the identity behind a denial that no grant covers.
+struct NamedPrincipal {
+  identity @0 :Text;
+  principal @1 :Principal;
+}
+
+# What one host enforces, from the collector's policy (issue 16: the policy
+# is the one source of resources). Sent inside the host's signed grant set.
+struct HostPolicy {
+  resources @0 :List(Resource);
+  identities @1 :List(NamedPrincipal);
+  sinceNs @2 :Int64;    # Unix ns of the policyLoaded record that last changed it
 }

@@ -66,6 +66,8 @@ struct GrantSet {
   version @1 :UInt64;
   issuedAtNs @2 :Int64;
   grants @3 :List(Grant.SignedGrant);
+  hostPolicy @4 :Grant.HostPolicy;  # absent (an older collector, or a host no policy
+                                    # resource names): the agent keeps its own list
 }
 
 # GrantSet's canonical bytes, signed with the grant key.

@@ -60,6 +60,12 @@ struct PolicyLoaded {
   sha256 @0 :Text;               # of the policy file's bytes, hex
   source @1 :Text;               # its path
   resources @2 :List(ResourceName);  # what the policy calls each kernel resource id
+  hosts @3 :List(HostPolicyEntry);   # what each host the policy names enforces from now
+}
+
+struct HostPolicyEntry {
+  hostId @0 :Text;
+  policy @1 :Grant.HostPolicy;       # sinceNs 0: this record's time, if it changed
 }
 
 # A resource's id (what grants and kernel decisions carry) and its name.

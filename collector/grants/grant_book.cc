@@ -13,6 +13,39 @@ void GrantBook::Bump(const std::vector<std::string>& hosts) {
   for (const std::string& h : hosts) versions_[h] = next_version_++;
 }
 
+void GrantBook::ApplyPolicy(capnp::List<schema::HostPolicyEntry>::Reader hosts, int64_t at_ns,
+                            std::vector<std::string>* changed) {
+  std::map<std::string, std::string> next;
+  for (auto entry : hosts) {
+    capnp::MallocMessageBuilder m;
+    m.setRoot(entry.getPolicy());
+    auto policy = m.getRoot<schema::HostPolicy>();
+    policy.setSinceNs(0);
+    next[entry.getHostId()] = schema::CanonicalBytes(policy.asReader());
+  }
+  for (const auto& [host, state] : host_policies_) {
+    if (!next.count(host)) {
+      capnp::MallocMessageBuilder m;
+      next[host] = schema::CanonicalBytes(m.initRoot<schema::HostPolicy>().asReader());
+    }
+  }
+  std::vector<std::string> bumped;
+  for (auto& [host, policy] : next) {  // in host order: replays give the same versions
+    auto it = host_policies_.find(host);
+    if (it != host_policies_.end() && it->second.policy == policy) continue;
+    host_policies_[host] = {std::move(policy), at_ns};
+    bumped.push_back(host);
+  }
+  Bump(bumped);
+  for (const std::string& host : bumped) host_policies_[host].version = versions_[host];
+  changed->insert(changed->end(), bumped.begin(), bumped.end());
+}
+
+const GrantBook::HostPolicyState* GrantBook::host_policy(const std::string& host) const {
+  auto it = host_policies_.find(host);
+  return it == host_policies_.end() ? nullptr : &it->second;
+}
+
 uint64_t GrantBook::version(const std::string& host) const {
   auto it = versions_.find(host);
   return it == versions_.end() ? 0 : it->second;
@@ -108,7 +141,14 @@ nlohmann::json GrantBook::ToSnapshot() const {
   for (const auto& [host, v] : versions_) {
     versions.push_back({nlohmann::json::binary({host.begin(), host.end()}), v});
   }
+  nlohmann::json policies = nlohmann::json::array();
+  for (const auto& [host, p] : host_policies_) {
+    policies.push_back({nlohmann::json::binary({host.begin(), host.end()}),
+                        nlohmann::json::binary({p.policy.begin(), p.policy.end()}), p.since_ns,
+                        p.version});
+  }
   return {{"grants", grants},
+          {"host_policies", policies},
           {"last_id", last_id_},
           {"versions", versions},
           {"next_version", next_version_}};
@@ -132,6 +172,19 @@ Status GrantBook::FromSnapshot(const nlohmann::json& j) {
   for (const auto& v : j.at("versions")) {
     const auto& host = v.at(0).get_binary();
     versions_[std::string(host.begin(), host.end())] = v.at(1).get<uint64_t>();
+  }
+  host_policies_.clear();
+  if (j.contains("host_policies")) {  // absent in snapshots from before issue 16
+    for (const auto& p : j.at("host_policies")) {
+      const auto& host = p.at(0).get_binary();
+      const auto& policy = p.at(1).get_binary();
+      HostPolicyState state{std::string(policy.begin(), policy.end()), p.at(2).get<int64_t>(),
+                            p.at(3).get<uint64_t>()};
+      LATCH_RETURN_IF_ERROR(schema::ReadCanonical<schema::HostPolicy>(
+          state.policy, "snapshot host policy",
+          [](schema::HostPolicy::Reader) { return Status::Ok(); }));
+      host_policies_[std::string(host.begin(), host.end())] = std::move(state);
+    }
   }
   next_version_ = j.at("next_version").get<uint64_t>();
   for (const auto& [host, v] : versions_) {
@@ -207,6 +260,14 @@ Status GrantBook::SignedSet(const std::string& host, int64_t now_ns,
   set.setHostId(host);
   set.setVersion(version(host));
   set.setIssuedAtNs(now_ns);
+  if (const HostPolicyState* hp = host_policy(host)) {
+    LATCH_RETURN_IF_ERROR(schema::ReadCanonical<schema::HostPolicy>(
+        hp->policy, "stored host policy", [&](schema::HostPolicy::Reader r) {
+          set.setHostPolicy(r);
+          set.getHostPolicy().setSinceNs(hp->since_ns);
+          return Status::Ok();
+        }));
+  }
   auto list = set.initGrants(static_cast<unsigned>(mine.size()));
   for (unsigned i = 0; i < mine.size(); ++i) {
     LATCH_RETURN_IF_ERROR(schema::ReadCanonical<schema::SignedGrant>(

@@ -17,6 +17,7 @@
 #include "lib/tlog/signed_note.h"
 #include "schemas/grant.capnp.h"
 #include "schemas/grant_signature.h"
+#include "schemas/workflow.capnp.h"
 
 namespace latch::collector {
 
@@ -60,6 +61,22 @@ class GrantBook {
   // Live grants whose window has ended by `now_ns`.
   std::vector<uint64_t> EndedBy(int64_t now_ns) const;
 
+  // A policyLoaded record took effect (once durable, or replayed): each host
+  // it names gets the resources and identities it lists; a host the book
+  // had a policy for that it no longer names gets an empty one (the policy
+  // protects nothing there now). Hosts whose policy changed get new
+  // versions and `at_ns` as the time it did. *changed: those hosts.
+  void ApplyPolicy(capnp::List<schema::HostPolicyEntry>::Reader hosts, int64_t at_ns,
+                   std::vector<std::string>* changed);
+  struct HostPolicyState {
+    std::string policy;  // canonical HostPolicy, sinceNs 0
+    int64_t since_ns = 0;
+    uint64_t version = 0;  // the host's first set version that carries it
+  };
+  // The host's policy (null: the policy never named it).
+  const HostPolicyState* host_policy(const std::string& host) const;
+  const std::map<std::string, HostPolicyState>& host_policies() const { return host_policies_; }
+
   // The host's current set as a canonical SignedGrantSet.
   Status SignedSet(const std::string& host, int64_t now_ns, std::string* signed_set) const;
   uint64_t version(const std::string& host) const;
@@ -92,6 +109,7 @@ class GrantBook {
   std::map<uint64_t, Entry> grants_;
   uint64_t last_id_ = 0;  // ids are never reused, also after revocation
   std::map<std::string, uint64_t> versions_;
+  std::map<std::string, HostPolicyState> host_policies_;
   uint64_t next_version_ = 1;  // versions are unique across hosts: a set is never re-signed
 };
 

@@ -2,12 +2,40 @@
 
 #include <capnp/message.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "lib/logging/logger.h"
 #include "schemas/canonical.h"
+#include "schemas/host_policy.h"
 
 namespace latch::collector {
+namespace {
+
+// A resource as the API shows it: as the policy wrote it.
+nlohmann::json ResourceJson(const resource::Resource& r) {
+  nlohmann::json destinations = nlohmann::json::array();
+  if (r.local) destinations.push_back("local");
+  const std::vector<resource::Cidr> loopback = resource::LoopbackCidrs();
+  for (const resource::Cidr& c : r.destinations) {
+    bool for_local = r.local && std::find(loopback.begin(), loopback.end(), c) != loopback.end();
+    if (!for_local) destinations.push_back(c.ToString());
+  }
+  std::string ports = r.port_lo == 0 && r.port_hi == 65535 ? "*"
+                      : r.port_lo == r.port_hi
+                          ? std::to_string(r.port_lo)
+                          : std::to_string(r.port_lo) + "-" + std::to_string(r.port_hi);
+  return {{"id", r.id},
+          {"name", r.name},
+          {"destinations", destinations},
+          {"protocol", r.protocol == resource::Protocol::kTcp   ? "tcp"
+                       : r.protocol == resource::Protocol::kUdp ? "udp"
+                                                                : "any"},
+          {"ports", ports},
+          {"mode", r.mode == resource::Mode::kAudit ? "audit" : "enforce"}};
+}
+
+}  // namespace
 
 GrantService::GrantService(tlog::NoteSigner key, std::vector<tlog::NoteVerifier> retired,
                            Recorder& recorder, GrantPusher push)
@@ -114,9 +142,39 @@ void GrantService::Undo() {
   action_.reset();
 }
 
-void GrantService::NoteApplied(const std::string& host, capnp::List<uint64_t>::Reader grant_ids,
-                               int64_t at_ns) {
+void GrantService::NoteApplied(const std::string& host, uint64_t version,
+                               capnp::List<uint64_t>::Reader grant_ids, int64_t at_ns) {
   for (uint64_t id : grant_ids) effective_[id].emplace(host, at_ns);  // keeps the first
+  const GrantBook::HostPolicyState* policy = book_->host_policy(host);
+  if (policy == nullptr || version < policy->version) return;
+  PolicyInForce& in_force = policy_in_force_[host];
+  if (in_force.version != policy->version) in_force = {policy->version, at_ns};  // the first
+}
+
+nlohmann::json GrantService::DescribeHosts() const {
+  nlohmann::json hosts = nlohmann::json::array();
+  for (const auto& [host, state] : book_->host_policies()) {
+    nlohmann::json resources = nlohmann::json::array();
+    std::vector<resource::Resource> list;
+    Status s = schema::ReadCanonical<schema::HostPolicy>(
+        state.policy, "host policy",
+        [&](schema::HostPolicy::Reader p) { return resource::ResourcesFromPolicy(p, &list); });
+    if (!s.ok()) {
+      logging::Default().Error("a host policy the book holds does not read",  // should not happen
+                               {{"host", host}, {"error", s.ToString()}});
+    }
+    for (const resource::Resource& r : list) resources.push_back(ResourceJson(r));
+    auto in_force = policy_in_force_.find(host);
+    bool held = in_force != policy_in_force_.end() && in_force->second.version == state.version;
+    hosts.push_back({{"host", host},
+                     {"resources", resources},
+                     {"policy_since_ns", state.since_ns},
+                     {"set_version", book_->version(host)},
+                     {"policy_version", state.version},
+                     {"in_force_since_ns",
+                      held ? nlohmann::json(in_force->second.since_ns) : nlohmann::json(nullptr)}});
+  }
+  return hosts;
 }
 
 Status GrantService::SignedSet(const std::string& host, int64_t now_ns,
@@ -163,11 +221,18 @@ Status GrantService::Replay(schema::WorkflowAction::Reader a, const std::string&
   }
   if (a.isGrantRevoked()) End(a.getGrantRevoked().getGrantId(), "revoked", at_ns, &changed);
   if (a.isGrantExpired()) End(a.getGrantExpired().getGrantId(), "expired", at_ns, &changed);
+  if (a.isPolicyLoaded()) book_->ApplyPolicy(a.getPolicyLoaded().getHosts(), at_ns, &changed);
   if (a.isGrantSetApplied()) {
-    NoteApplied(host, a.getGrantSetApplied().getGrantIds(),
+    NoteApplied(host, a.getGrantSetApplied().getVersion(), a.getGrantSetApplied().getGrantIds(),
                 a.getGrantSetApplied().getAppliedAtNs());
   }
   return Status::Ok();
+}
+
+void GrantService::ApplyPolicy(schema::PolicyLoaded::Reader loaded, int64_t at_ns) {
+  std::vector<std::string> changed;
+  book_->ApplyPolicy(loaded.getHosts(), at_ns, &changed);
+  Changed(changed);
 }
 
 nlohmann::json GrantService::ToSnapshot() const {
@@ -181,7 +246,14 @@ nlohmann::json GrantService::ToSnapshot() const {
     }
     effective.push_back({id, by_host});
   }
-  return {{"grants", book_->ToSnapshot()}, {"past_grants", past}, {"effective", effective}};
+  nlohmann::json in_force = nlohmann::json::array();
+  for (const auto& [host, p] : policy_in_force_) {
+    in_force.push_back({nlohmann::json::binary({host.begin(), host.end()}), p.version, p.since_ns});
+  }
+  return {{"grants", book_->ToSnapshot()},
+          {"past_grants", past},
+          {"effective", effective},
+          {"policy_in_force", in_force}};
 }
 
 Status GrantService::FromSnapshot(const nlohmann::json& state) {
@@ -200,6 +272,14 @@ Status GrantService::FromSnapshot(const nlohmann::json& state) {
         hosts[std::string(host.begin(), host.end())] = h.at(1).get<int64_t>();
       }
     }
+    policy_in_force_.clear();
+    if (state.contains("policy_in_force")) {  // absent in snapshots from before issue 16
+      for (const auto& p : state.at("policy_in_force")) {
+        const auto& host = p.at(0).get_binary();
+        policy_in_force_[std::string(host.begin(), host.end())] = {p.at(1).get<uint64_t>(),
+                                                                   p.at(2).get<int64_t>()};
+      }
+    }
   } catch (const std::exception& e) {
     return Status::Corruption(std::string("malformed grant state: ") + e.what());
   }
@@ -210,6 +290,7 @@ void GrantService::Reset() {
   book_ = std::make_unique<GrantBook>(key_, retired_);
   past_.clear();
   effective_.clear();
+  policy_in_force_.clear();
   action_.reset();
 }
 

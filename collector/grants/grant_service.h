@@ -52,6 +52,10 @@ class GrantService {
   // Grants past their window by `now_ns`: each recorded as expired and ended.
   Status ExpireEnded(int64_t now_ns);
 
+  // A policyLoaded record (live: inside its action) gives the hosts it names
+  // their resources and identities; changed hosts get new sets.
+  void ApplyPolicy(schema::PolicyLoaded::Reader loaded, int64_t at_ns);
+
   // The action brackets (Collector::Act).
   void BeginAction();
   // Its records are durable: the hosts it changed get their new sets.
@@ -62,8 +66,10 @@ class GrantService {
   // hold a grant that is not on record yet.
   bool acting() const { return action_.has_value(); }
 
-  // Where a grant took effect: the first Applied report from each host.
-  void NoteApplied(const std::string& host, capnp::List<uint64_t>::Reader grant_ids, int64_t at_ns);
+  // Where a grant took effect: the first Applied report from each host; and
+  // from when the host's policy (its resources) was in force there.
+  void NoteApplied(const std::string& host, uint64_t version,
+                   capnp::List<uint64_t>::Reader grant_ids, int64_t at_ns);
   // The host's current set, signed.
   Status SignedSet(const std::string& host, int64_t now_ns, std::string* signed_set) const;
 
@@ -71,6 +77,9 @@ class GrantService {
   // each with where it took effect, those that `visible` lets through.
   nlohmann::json Describe(bool past,
                           const std::function<bool(const nlohmann::json&)>& visible) const;
+  // Each host the policy names: the resources it is sent, since when the
+  // policy has them, and since when its kernel holds them (null: not yet).
+  nlohmann::json DescribeHosts() const;
   // A live grant as GrantBook::Describe has it (null: not live).
   nlohmann::json DescribeLive(uint64_t id) const { return book_->Describe(id); }
 
@@ -102,6 +111,12 @@ class GrantService {
   std::map<uint64_t, PastGrant> past_;
   // grant id -> host -> when that host's kernel first held it (Unix ns).
   std::map<uint64_t, std::map<std::string, int64_t>> effective_;
+  // host -> the set version of its policy in force there, and since when.
+  struct PolicyInForce {
+    uint64_t version = 0;
+    int64_t since_ns = 0;
+  };
+  std::map<std::string, PolicyInForce> policy_in_force_;
   struct OpenAction {
     std::unique_ptr<GrantBook> book_before;  // small: live grants and hosts' versions
     std::vector<uint64_t> ended;             // put among past_ by the action

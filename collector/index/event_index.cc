@@ -301,7 +301,9 @@ Status EventIndex::AddOne(uint64_t idx, const RecordView& v) {
   }
   if (v.kind == "decision") {
     auto g = grant_id != 0 ? grants_.find(grant_id) : grants_.end();
-    if (g != grants_.end()) subject = g->second.identity;
+    // The grant's holder; without one, whom the agent found holding the uid
+    // or cgroup (a denial, issue 16).
+    subject = g != grants_.end() ? g->second.identity : v.identity;
     resource = resource_name(v.resource_id);
   } else if (v.activity) {
     // Done under a grant: its holder, on its resource.

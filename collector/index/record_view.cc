@@ -2,6 +2,8 @@
 
 #include <capnp/compat/json.h>
 
+#include <algorithm>
+
 #include "lib/text/utf8.h"
 #include "lib/tlog/base64.h"
 #include "lib/tlog/hex.h"
@@ -63,11 +65,22 @@ const char* LossKindName(schema::LossKind k) {
 
 Status ViewDecision(const std::string& payload, RecordView* v, bool with_detail) {
   latch_decision_event e{};
-  LATCH_RETURN_IF_ERROR(record::DecodeDecisionEvent(payload, &e));
+  std::string identity;
+  LATCH_RETURN_IF_ERROR(record::DecodeDecisionEvent(payload, &e, &identity));
+  // Who holds the uid or cgroup, as the agent named them from the policy
+  // (issue 16). An agent's text: a name that could not be one is left out.
+  constexpr size_t kMaxIdentityBytes = 256;
+  if (identity.size() > kMaxIdentityBytes || !text::IsValidUtf8(identity) ||
+      std::any_of(identity.begin(), identity.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+    identity.clear();
+  }
+  v->identity = identity;
   if (with_detail) {
     v->detail = record::DecisionToJson(e, v->host);
     v->detail.erase("type");
     v->detail.erase("host_id");
+    if (!identity.empty()) v->detail["identity"] = identity;
   }
   v->has_uid = true;
   v->uid = e.uid;

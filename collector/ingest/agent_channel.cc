@@ -364,7 +364,7 @@ void AgentChannel::PushGrantSet(const std::string& host) {
 
 void AgentChannel::OnApplied(const std::string& host, schema::Applied::Reader applied) {
   counters_.applied_reports++;
-  grants_.NoteApplied(host, applied.getGrantIds(), applied.getAppliedAtNs());
+  grants_.NoteApplied(host, applied.getVersion(), applied.getGrantIds(), applied.getAppliedAtNs());
   capnp::MallocMessageBuilder m;
   auto a = m.initRoot<schema::WorkflowAction>();
   a.setActor(host);
@@ -392,7 +392,16 @@ void AgentChannel::OnApplied(const std::string& host, schema::Applied::Reader ap
 
 void AgentChannel::OnAlarm(const std::string& host, schema::Alarm::Reader alarm) {
   counters_.alarms++;
-  if (alarm.getKind() == "stalled") {
+  if (alarm.getKind() == "resource_mismatch") {
+    logging::Default().Alert(
+        "ALARM from an agent: its own resource list differs from the policy's",
+        {{"host", host},
+         {"kind", "resource_mismatch"},
+         {"detail", alarm.getDetail().cStr()},
+         {"hint",
+          "the agent enforces the policy's resources; remove [[resource]] from its "
+          "configuration, or correct the policy"}});
+  } else if (alarm.getKind() == "stalled") {
     logging::Default().Alert("ALARM from an agent: its delivery is stalled",
                              {{"host", host},
                               {"kind", "stalled"},

@@ -72,6 +72,7 @@ void CollectorServer::AddRoutes() {
   read("/v1/events", &CollectorServer::HandleEventsQuery);
   read("/v1/events/stream", &CollectorServer::HandleEventsStream);
   add("GET", "/v1/grants", RunsOn::kLoop, &CollectorServer::ApiGrants);
+  add("GET", "/v1/hosts", RunsOn::kLoop, &CollectorServer::ApiHosts);
   add("POST", "/v1/grants/{id}/revoke", RunsOn::kLoop, &CollectorServer::ApiRevoke);
   add("GET", "/v1/requests", RunsOn::kLoop, &CollectorServer::ApiRequests);
   add("POST", "/v1/requests", RunsOn::kLoop, &CollectorServer::ApiNewRequest);

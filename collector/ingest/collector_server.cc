@@ -114,7 +114,7 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
                                        return ledger->RootAt(size, root);
                                      }});
   if (!config.policy.empty()) {
-    LATCH_RETURN_IF_ERROR(s->workflow_->LoadPolicy(config.policy, NowNs()).WithContext("policy"));
+    LATCH_RETURN_IF_ERROR(s->LoadPolicy().WithContext("policy"));
     s->RefreshEventReaders();
   }
   s->wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -129,6 +129,19 @@ CollectorServer::~CollectorServer() {
   grants_.reset();
   recorder_.reset();  // commits what is pending; completions are then dropped
   if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+Status CollectorServer::LoadPolicy() {
+  const int64_t now = NowNs();
+  std::string record;
+  LATCH_RETURN_IF_ERROR(workflow_->LoadPolicy(config_.policy, now, &record));
+  // The hosts it names get their resources with their next sets (issue 16);
+  // inside an action, once its record is durable.
+  return schema::ReadCanonical<schema::WorkflowAction>(
+      record, "policyLoaded record", [&](schema::WorkflowAction::Reader a) {
+        grants_->ApplyPolicy(a.getPolicyLoaded(), now);
+        return Status::Ok();
+      });
 }
 
 void CollectorServer::RefreshEventReaders() {
@@ -293,7 +306,7 @@ void CollectorServer::Maintain() {
   if (recorder_->writable() && reload_policy_.exchange(false) && !config_.policy.empty()) {
     // An action: its policyLoaded record lands before the policy rules.
     auto loaded = std::make_shared<Status>();
-    Act([this, loaded] { return *loaded = workflow_->LoadPolicy(config_.policy, NowNs()); },
+    Act([this, loaded] { return *loaded = LoadPolicy(); },
         [this, loaded](const Status& s) {
           RefreshEventReaders();
           if (!s.ok() && loaded->ok()) {

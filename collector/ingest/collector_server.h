@@ -159,6 +159,8 @@ class CollectorServer : private workflow::WorkflowSink {
                                                       const api::ApiServer::Respond&);
   // Grants: the events query's visibility rule (auditors and approvers see
   // every grant, anyone else those they hold); ?past=1 adds ended ones.
+  std::optional<api::ApiResponse> ApiHosts(const api::ApiRequest&, const api::RouteArgs&,
+                                           const api::ApiServer::Respond&);
   std::optional<api::ApiResponse> ApiGrants(const api::ApiRequest&, const api::RouteArgs&,
                                             const api::ApiServer::Respond&);
   std::optional<api::ApiResponse> ApiRevoke(const api::ApiRequest&, const api::RouteArgs&,
@@ -248,6 +250,8 @@ class CollectorServer : private workflow::WorkflowSink {
   std::unique_ptr<index::IndexFollower> index_;
   uint64_t index_notified_size_ = 0;
   // Who may read every event, from the policy (the API threads read it).
+  // Loads config_.policy and records it (policyLoaded), the hosts' resources included.
+  Status LoadPolicy();
   void RefreshEventReaders();
   Mutex event_readers_mu_;
   bool event_policy_loaded_ LATCH_GUARDED_BY(event_readers_mu_) = false;

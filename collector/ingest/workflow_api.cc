@@ -119,6 +119,17 @@ std::optional<api::ApiResponse> CollectorServer::ApiGrants(const api::ApiRequest
   return Json(200, answer);
 }
 
+// Per host, the resources the policy gives it and since when its kernel
+// holds them (issue 16): what auditors and approvers check enforcement by.
+std::optional<api::ApiResponse> CollectorServer::ApiHosts(const api::ApiRequest& req,
+                                                          const api::RouteArgs&,
+                                                          const api::ApiServer::Respond&) {
+  if (workflow_->policy() == nullptr || !workflow_->policy()->MayReadAllEvents(req.identity)) {
+    return Error(403, "only auditors and approvers may see the hosts' resources");
+  }
+  return Json(200, {{"hosts", grants_->DescribeHosts()}});
+}
+
 std::optional<api::ApiResponse> CollectorServer::ApiRequests(const api::ApiRequest& req,
                                                              const api::RouteArgs&,
                                                              const api::ApiServer::Respond&) {

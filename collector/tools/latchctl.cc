@@ -4,6 +4,8 @@
 //   latchctl requests [--pending] [--all]                your requests and your inbox
 //   latchctl approve ID [--comment ...]   latchctl deny ID [--comment ...]   latchctl cancel ID
 //   latchctl revoke GRANT [--reason ...]   latchctl grants
+//   latchctl hosts                        per host, the resources the policy gives it and
+//                                         since when its kernel holds them
 //   latchctl verify                       the ledger's checkpoint: signed by the ledger key and
 //                                         consistent with the last one this client saw
 //   latchctl events [--host H] [--user U] [--resource R] [--grant G] [--verdict V] [--kind K]
@@ -205,6 +207,8 @@ int main(int argc, char** argv) {
   auto* grants = app.add_subcommand("grants", "live grants and where they are in effect");
   bool past = false;
   grants->add_flag("--past", past, "also the grants that have ended");
+  auto* hosts_cmd = app.add_subcommand(
+      "hosts", "per host, the resources in force and since when (auditors and approvers)");
   auto* verify = app.add_subcommand("verify", "check the ledger's checkpoint");
   EventsArgs ev;
   auto* events = app.add_subcommand(
@@ -234,6 +238,7 @@ int main(int argc, char** argv) {
   cancel->footer("Example:\n  latchctl cancel 12");
   revoke->footer("Example:\n  latchctl revoke 7 --reason \"done early\"");
   grants->footer("Examples:\n  latchctl grants\n  latchctl grants --past");
+  hosts_cmd->footer("Examples:\n  latchctl hosts\n  latchctl --json hosts");
   verify->footer(
       "Example:\n  latchctl --ledger-key \"$(cat ledger.vkey)\" verify   # saves the checkpoint "
       "it checked");
@@ -241,7 +246,8 @@ int main(int argc, char** argv) {
       "Examples:\n  latchctl events --grant 7\n"
       "  latchctl events --host db-1 --verdict deny --since 1h\n"
       "  latchctl events --user alice --kind exec --follow");
-  for (auto* c : {request, requests, approve, deny, cancel, revoke, grants, verify, events})
+  for (auto* c :
+       {request, requests, approve, deny, cancel, revoke, grants, hosts_cmd, verify, events})
     c->fallthrough();
   try {
     app.parse(argc, argv);
@@ -300,6 +306,37 @@ int main(int argc, char** argv) {
                   [&](const auto&) {
                     std::printf("grant %llu revoked\n", static_cast<unsigned long long>(id));
                   });
+    }
+    if (hosts_cmd->parsed()) {
+      return Show(s, Call(s, "GET", "/v1/hosts"), [](const auto& j) {
+        auto utc = [](int64_t ns) {
+          time_t t = static_cast<time_t>(ns / 1000000000);
+          char when[32];
+          std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", std::gmtime(&t));
+          return std::string(when);
+        };
+        std::printf("%-20s %-20s %-20s %s\n", "HOST", "POLICY SINCE (UTC)", "IN FORCE SINCE",
+                    "RESOURCES");
+        for (const auto& h : j["hosts"]) {
+          const auto& in_force = h["in_force_since_ns"];
+          std::printf(
+              "%-20s %-20s %-20s", T(h["host"].template get<std::string>()).c_str(),
+              utc(h["policy_since_ns"].template get<int64_t>()).c_str(),
+              in_force.is_null() ? "(not yet)" : utc(in_force.template get<int64_t>()).c_str());
+          if (h["resources"].empty()) std::printf(" (none)");
+          std::printf("\n");
+          for (const auto& r : h["resources"]) {
+            std::string dests;
+            for (const auto& d : r["destinations"]) {
+              dests += (dests.empty() ? "" : ",") + T(d.template get<std::string>());
+            }
+            std::printf("    %-16s %s %s/%s %s\n", T(r["name"].template get<std::string>()).c_str(),
+                        dests.c_str(), T(r["protocol"].template get<std::string>()).c_str(),
+                        T(r["ports"].template get<std::string>()).c_str(),
+                        T(r["mode"].template get<std::string>()).c_str());
+          }
+        }
+      });
     }
     if (grants->parsed()) {
       return Show(s, Call(s, "GET", past ? "/v1/grants?past=1" : "/v1/grants"), [](const auto& j) {

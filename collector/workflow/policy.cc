@@ -347,4 +347,11 @@ const ApprovalRule* Policy::ApprovalRuleFor(const std::string& resource) const {
   return nullptr;
 }
 
+std::set<std::string> Policy::HostIds() const {
+  std::set<std::string> ids;
+  for (const auto& [id, labels] : host_labels_) ids.insert(id);
+  for (const auto& [name, r] : resources_) ids.insert(r.hosts.begin(), r.hosts.end());
+  return ids;
+}
+
 }  // namespace latch::workflow

@@ -119,6 +119,9 @@ class Policy {
   bool MayRevoke(const std::string& identity, const std::vector<uint32_t>& resource_ids) const;
   const std::map<std::string, PolicyResource>& resources() const { return resources_; }
   const std::map<std::string, Identity>& identities() const { return identities_; }
+  // Every host the policy names: its [[host]] entries and the hosts of its
+  // resources. Each is sent its resources from this policy (issue 16).
+  std::set<std::string> HostIds() const;
 
  private:
   std::string hash_;

@@ -2,13 +2,60 @@
 
 #include <capnp/message.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "lib/logging/logger.h"
 #include "schemas/canonical.h"
+#include "schemas/host_policy.h"
 
 namespace latch::workflow {
 namespace {
+
+void WritePrincipal(const Identity& id, schema::Principal::Builder out) {
+  switch (id.principal) {
+    case Identity::Principal::kUser:
+      out.setUserName(id.host_user);
+      break;
+    case Identity::Principal::kUid:
+      out.setUid(id.uid);
+      break;
+    case Identity::Principal::kCgroup:
+      out.setCgroupPath(id.host_user);
+      break;
+    case Identity::Principal::kNone:
+      break;
+  }
+}
+
+// What each host the policy names enforces (issue 16: the policy is the one
+// source of resources): its resources, and every identity that holds a
+// principal, so that its agent can name who a denial was for.
+void WriteHostPolicies(const Policy& policy, capnp::List<schema::HostPolicyEntry>::Builder out) {
+  std::vector<const Identity*> holders;
+  for (const auto& [name, id] : policy.identities()) {
+    if (id.principal != Identity::Principal::kNone) holders.push_back(&id);
+  }
+  unsigned h = 0;
+  for (const std::string& host : policy.HostIds()) {
+    out[h].setHostId(host);
+    auto hp = out[h].initPolicy();
+    std::vector<const resource::Resource*> mine;
+    for (const auto& [name, r] : policy.resources()) {
+      if (std::find(r.hosts.begin(), r.hosts.end(), host) != r.hosts.end()) {
+        mine.push_back(&r.resource);
+      }
+    }
+    auto resources = hp.initResources(static_cast<unsigned>(mine.size()));
+    for (unsigned i = 0; i < mine.size(); ++i) resource::ResourceToSchema(*mine[i], resources[i]);
+    auto identities = hp.initIdentities(static_cast<unsigned>(holders.size()));
+    for (unsigned i = 0; i < holders.size(); ++i) {
+      identities[i].setIdentity(holders[i]->name);
+      WritePrincipal(*holders[i], identities[i].initPrincipal());
+    }
+    ++h;
+  }
+}
 
 RequestState StateFromName(const std::string& s) {
   if (s == "approved") return RequestState::kApproved;
@@ -19,7 +66,7 @@ RequestState StateFromName(const std::string& s) {
 
 }  // namespace
 
-Status WorkflowService::LoadPolicy(const std::string& path, int64_t now_ns) {
+Status WorkflowService::LoadPolicy(const std::string& path, int64_t now_ns, std::string* record) {
   std::unique_ptr<Policy> next;
   LATCH_RETURN_IF_ERROR(Policy::Load(path, &next));
   capnp::MallocMessageBuilder m;
@@ -37,8 +84,11 @@ Status WorkflowService::LoadPolicy(const std::string& path, int64_t now_ns) {
     names[i].setName(name);
     ++i;
   }
-  LATCH_RETURN_IF_ERROR(sink_.Record(schema::CanonicalBytes(a.asReader()), "", now_ns));
+  WriteHostPolicies(*next, p.initHosts(static_cast<unsigned>(next->HostIds().size())));
+  std::string bytes = schema::CanonicalBytes(a.asReader());
+  LATCH_RETURN_IF_ERROR(sink_.Record(bytes, "", now_ns));
   policy_ = std::move(next);
+  if (record != nullptr) *record = std::move(bytes);
   return Status::Ok();
 }
 

@@ -48,7 +48,9 @@ class WorkflowService {
 
   // Loads and checks a policy; on success it replaces the running one and a
   // policyLoaded record names its hash. On failure the running one stays.
-  Status LoadPolicy(const std::string& path, int64_t now_ns);
+  // *record (if given): that record, a canonical WorkflowAction, for the
+  // grant service (the hosts' resources come from it).
+  Status LoadPolicy(const std::string& path, int64_t now_ns, std::string* record = nullptr);
   const Policy* policy() const { return policy_.get(); }
 
   // One recorded action, in ledger order.

@@ -16,6 +16,7 @@
 #include "schemas/activity_record.h"
 #include "schemas/canonical.h"
 #include "schemas/event.capnp.h"
+#include "schemas/event_record.h"
 #include "schemas/record_codec.h"
 #include "schemas/workflow.capnp.h"
 
@@ -40,6 +41,8 @@ struct LedgerView {
   std::map<int, uint64_t> lost;  // loss records' counts added up, by schema::LossKind
   size_t loss_records = 0;
   std::vector<std::string> guard_events;  // guardDetached records: "reattached" or the error
+  std::vector<std::string> denied;        // denials: the identity each names ("" if none)
+  std::vector<std::string> alarms;        // agentAlarm records' kinds
   size_t size = 0;
 };
 
@@ -75,6 +78,12 @@ inline LedgerView ReadLedgerAt(const std::string& dir) {
     if (r.kind == ledger::RecordKind::kEvent) {
       v.events[{r.agent_boot_id, r.sequence}]++;
       v.events_by_host[r.host_id]++;
+      latch_decision_event e{};
+      std::string identity;
+      if (record::DecodeDecisionEvent(r.payload, &e, &identity).ok() &&
+          e.verdict == LATCH_VERDICT_DENY) {
+        v.denied.push_back(identity);
+      }
     } else if (r.kind == ledger::RecordKind::kWorkflow) {
       (void)schema::ReadCanonical<schema::WorkflowAction>(r.payload, "action", [&](auto a) {
         const char* names[] = {"grantIssued",    "grantRevoked",   "grantSetApplied",
@@ -84,6 +93,7 @@ inline LedgerView ReadLedgerAt(const std::string& dir) {
                                "agentSilent"};
         size_t which = static_cast<size_t>(a.which());
         v.workflow.push_back(which < std::size(names) ? names[which] : "unknown");
+        if (a.isAgentAlarm()) v.alarms.push_back(a.getAgentAlarm().getAlarm().getKind());
         return Status::Ok();
       });
     }

@@ -114,7 +114,8 @@ class ChannelTest : public ::testing::Test {
       << "metrics_listen = \"127.0.0.1:0\"\n"
       << agent_settings_
       << "[[resource]]\nid = 9\nname = \"db\"\ndestinations = [\"127.0.0.1/32\"]\n"
-      << "protocol = \"tcp\"\nports = \"" << port_ << "\"\n"
+      << "protocol = \"tcp\"\nports = \""
+      << (agent_resource_port_ != 0 ? agent_resource_port_ : port_) << "\"\n"
       << "[collector]\nendpoints = [\"tcp://127.0.0.1:" << collector_port_ << "\"]\n"
       << "state_dir = \"" << dir_ << "/agent-state\"\n";
     // `latch-collector keys` prints curve_public_key, grant_key, ledger_key.
@@ -290,9 +291,10 @@ class ChannelTest : public ::testing::Test {
   std::thread accept_thread_;
   std::atomic<bool> stop_accepting_{false};
   pid_t agent_ = -1, collector_ = -1;
-  size_t decisions_ = 0;            // connects to the protected port: one decision event each
-  std::string collector_settings_;  // more top-level collector settings
-  std::string agent_settings_;      // more top-level agent settings
+  size_t decisions_ = 0;              // connects to the protected port: one decision event each
+  uint16_t agent_resource_port_ = 0;  // the agent's own [[resource]] port (0: port_)
+  std::string collector_settings_;    // more top-level collector settings
+  std::string agent_settings_;        // more top-level agent settings
 };
 
 TEST_F(ChannelTest, EventsReachTheLedgerOnceAndGrantsReachTheKernel) {
@@ -984,4 +986,48 @@ TEST_F(ChannelTest, RolledBackLedgerIsCaughtByTheAgent) {
 }
 
 }  // namespace
+// Issue 16: the collector's policy is the one source of resources. This
+// agent's own list protects another port than the policy's: once the
+// collector is reached the policy's port is enforced, the difference is an
+// alert and an alarm on record, and a denial no grant covers names the
+// identity that holds the uid. The signed set is kept: with the guard gone
+// (as after a reboot) and the collector down, the next start enforces it.
+TEST_F(ChannelTest, ThePolicysResourcesWinAndAreKeptForAStartWithoutTheCollector) {
+  agent_resource_port_ = port_ == 65535 ? 65534 : static_cast<uint16_t>(port_ + 1);
+  WriteAgentConfig();
+  WritePolicy(/*approvals=*/1);
+  collector_settings_ = "policy = \"" + dir_ + "/policy.toml\"\n";
+  WriteCollectorConfig(agent_key_);
+  StartCollector();
+  StartAgent();
+  ASSERT_GE(WaitForConnect(EPERM), 0) << Slurp(dir_ + "/agent.log");
+  LedgerView v;
+  auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (Clock::now() < deadline) {
+    v = ReadLedger();
+    if (!v.alarms.empty() && !v.denied.empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(v.alarms, std::vector<std::string>{"resource_mismatch"});
+  ASSERT_FALSE(v.denied.empty());
+  EXPECT_EQ(v.denied.back(), "tess");
+  std::string log = Slurp(dir_ + "/agent.log");
+  EXPECT_NE(log.find("differs from the collector's"), std::string::npos) << log;
+  EXPECT_NE(log.find("resource 9: local ports " + std::to_string(agent_resource_port_) +
+                     ", signed ports " + std::to_string(port_)),
+            std::string::npos)
+      << log;
+  EXPECT_NE(Slurp(dir_ + "/collector.log").find("differs from the policy's"), std::string::npos);
+
+  Kill(&agent_);
+  Kill(&collector_);
+  std::string out;
+  ASSERT_EQ(RunTool({LATCH_AGENT_BIN, "uninstall", "--config", dir_ + "/agent.toml"}, &out), 0)
+      << out;
+  StartAgent();
+  EXPECT_EQ(ConnectOnce(), EPERM);
+  log = Slurp(dir_ + "/agent.log");
+  EXPECT_NE(log.find("resources from the kept signed policy"), std::string::npos) << log;
+}
+
 }  // namespace latch::agent

@@ -834,6 +834,34 @@ TEST_F(ApiTest, GrantsAreShownByTheirPolicyNames) {
   EXPECT_EQ(out.find("uid"), std::string::npos) << out;
 }
 
+// Issue 16: per host, the resources the policy gives it and since when, for
+// auditors and approvers; the policy's hosts are named even before their
+// agents connect (in force: not yet).
+TEST_F(ApiTest, HostsShowTheResourcesThePolicyGivesThem) {
+  EXPECT_EQ(Call(http::verb::get, "/v1/hosts", kTess).status, 403);
+  Reply r = Call(http::verb::get, "/v1/hosts", kAnn);
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto j = nlohmann::json::parse(r.body);
+  ASSERT_EQ(j["hosts"].size(), 1u) << j;
+  const auto& host = j["hosts"][0];
+  EXPECT_EQ(host["host"], "host-a");
+  ASSERT_EQ(host["resources"].size(), 2u) << j;
+  EXPECT_EQ(host["resources"][0]["name"], "db") << j;
+  EXPECT_EQ(host["resources"][0]["ports"], "5432") << j;
+  EXPECT_EQ(host["resources"][1]["name"], "dns") << j;
+  EXPECT_EQ(host["resources"][1]["protocol"], "udp") << j;
+  EXPECT_GT(host["policy_since_ns"].get<int64_t>(), 0);
+  EXPECT_TRUE(host["in_force_since_ns"].is_null());
+  std::string out;
+  ASSERT_EQ(Latchctl(dir_ / "home", "https://localhost:" + std::to_string(server_->api_port()),
+                     config_.data_dir + "/api.crt", kAnn, "", {"hosts"}, &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("host-a"), std::string::npos) << out;
+  EXPECT_NE(out.find("(not yet)"), std::string::npos) << out;
+  EXPECT_NE(out.find("10.1.2.53/32 udp/53"), std::string::npos) << out;
+}
+
 TEST_F(ApiTest, LatchctlDrivesTheWorkflowAndVerifiesTheLedger) {
   std::string home = dir_ / "home";
   std::string server = "https://localhost:" + std::to_string(server_->api_port());

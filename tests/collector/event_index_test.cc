@@ -42,7 +42,8 @@ std::string Workflow(const std::function<void(schema::WorkflowAction::Builder)>&
   return schema::CanonicalBytes(a.asReader());
 }
 
-std::string Decision(uint32_t uid, uint64_t grant_id, uint32_t resource_id, uint8_t verdict) {
+std::string Decision(uint32_t uid, uint64_t grant_id, uint32_t resource_id, uint8_t verdict,
+                     std::string_view identity = {}) {
   latch_decision_event e{};
   e.uid = uid;
   e.grant_id = grant_id;
@@ -56,7 +57,7 @@ std::string Decision(uint32_t uid, uint64_t grant_id, uint32_t resource_id, uint
   e.addr[12] = 10;
   e.addr[15] = 5;
   std::memcpy(e.comm, "psql", 4);
-  return record::EncodeDecisionEvent(e);
+  return record::EncodeDecisionEvent(e, identity);
 }
 
 class EventIndexTest : public ::testing::Test {
@@ -262,6 +263,29 @@ TEST_F(EventIndexTest, ADenialBeforeAnyRequestIsFoundByItsResourcesName) {
   EventFilter f;
   f.resource = "vault";
   EXPECT_EQ(Indexes(path, f), V({10}));
+}
+
+// Issue 16: a denial no grant covers is found by the identity the agent
+// named as holding its uid (`latchctl events --user tess --verdict deny`);
+// a name that cannot be one (control characters) names nobody.
+TEST_F(EventIndexTest, ADenialIsFoundByTheIdentityHoldingItsUid) {
+  Add(RecordKind::kEvent, "h1", 30, Decision(4000, 0, 4, LATCH_VERDICT_DENY, "tess"));  // 9
+  Add(RecordKind::kEvent, "h1", 31,
+      Decision(4001, 0, 4, LATCH_VERDICT_DENY,
+               "ro\x1b"
+               "b"));                                                           // 10
+  Add(RecordKind::kEvent, "h1", 32, Decision(4000, 0, 4, LATCH_VERDICT_DENY));  // 11
+  Commit();
+  const std::string path = dir_ / "index.sqlite";
+  Build(path, 100);
+  EventFilter f;
+  f.identity = "tess";
+  f.verdict = "deny";
+  EXPECT_EQ(Indexes(path, f), V({9}));
+  f.identity =
+      "ro\x1b"
+      "b";
+  EXPECT_EQ(Indexes(path, f), V({}));
 }
 
 TEST_F(EventIndexTest, PagesFollowTheCursorAndEveryResultVerifies) {

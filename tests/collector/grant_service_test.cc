@@ -4,6 +4,7 @@
 // and expiry are recorded before they act.
 #include "collector/grants/grant_service.h"
 
+#include <capnp/message.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -11,7 +12,9 @@
 
 #include "collector/ledger/entry_range.h"
 #include "schemas/canonical.h"
+#include "schemas/host_policy.h"
 #include "schemas/record_codec.h"
+#include "schemas/wire.capnp.h"
 #include "temp_dir.h"
 
 namespace latch::collector {
@@ -175,6 +178,88 @@ TEST_F(GrantServiceTest, RevokeAndExpiryAreRecordedBeforeTheyAct) {
   EXPECT_EQ(all["past"][0]["ended"], "expired");
   EXPECT_EQ(all["past"][1]["ended"], "revoked");
   EXPECT_EQ(Replayed()->ToSnapshot(), grants_->ToSnapshot());
+}
+
+// Issue 16: a policy gives each host it names its resources, in its signed
+// set under a new version; the same policy again changes nothing; a host it
+// stops naming is sent an empty one; and the time a host's kernel first
+// held it is kept, through a snapshot too.
+TEST_F(GrantServiceTest, APolicyGivesEachHostItsResourcesInItsSet) {
+  auto policy_record = [](const std::vector<std::pair<std::string, uint16_t>>& hosts) {
+    capnp::MallocMessageBuilder m;
+    auto a = m.initRoot<schema::WorkflowAction>();
+    a.setActor("collector");
+    auto list = a.initPolicyLoaded().initHosts(static_cast<unsigned>(hosts.size()));
+    for (unsigned i = 0; i < hosts.size(); ++i) {
+      list[i].setHostId(hosts[i].first);
+      resource::Resource r;
+      r.id = 9;
+      r.name = "db";
+      EXPECT_TRUE(resource::ParseDestination("10.1.2.3", &r).ok());
+      r.port_lo = r.port_hi = hosts[i].second;
+      resource::ResourceToSchema(r, list[i].initPolicy().initResources(1)[0]);
+    }
+    return schema::CanonicalBytes(a.asReader());
+  };
+  auto apply = [&](GrantService& g, const std::string& record, int64_t at) {
+    ASSERT_TRUE(schema::ReadCanonical<schema::WorkflowAction>(record, "record", [&](auto a) {
+                  g.ApplyPolicy(a.getPolicyLoaded(), at);
+                  return Status::Ok();
+                }).ok());
+  };
+  const std::string first = policy_record({{"h1", 5432}});
+  apply(*grants_, first, 100);
+  EXPECT_EQ(pushed_, std::vector<std::string>{"h1"});
+  const uint64_t v1 = grants_->book().version("h1");
+  EXPECT_GT(v1, 0u);
+  nlohmann::json hosts = grants_->DescribeHosts();
+  ASSERT_EQ(hosts.size(), 1u) << hosts;
+  EXPECT_EQ(hosts[0]["host"], "h1");
+  EXPECT_EQ(hosts[0]["resources"][0]["ports"], "5432") << hosts;
+  EXPECT_EQ(hosts[0]["resources"][0]["destinations"][0], "10.1.2.3/32") << hosts;
+  EXPECT_EQ(hosts[0]["policy_since_ns"], 100);
+  EXPECT_TRUE(hosts[0]["in_force_since_ns"].is_null());
+
+  std::string signed_set;
+  ASSERT_TRUE(grants_->SignedSet("h1", 1, &signed_set).ok());
+  ASSERT_TRUE(
+      schema::ReadCanonical<schema::SignedGrantSet>(signed_set, "set", [&](auto ss) {
+        return schema::ReadCanonical<schema::GrantSet>(
+            std::string(reinterpret_cast<const char*>(ss.getSet().begin()), ss.getSet().size()),
+            "set", [&](schema::GrantSet::Reader set) {
+              EXPECT_TRUE(set.hasHostPolicy());
+              EXPECT_EQ(set.getHostPolicy().getSinceNs(), 100);
+              EXPECT_EQ(set.getHostPolicy().getResources()[0].getPortLow(), 5432);
+              return Status::Ok();
+            });
+      }).ok());
+
+  pushed_.clear();
+  apply(*grants_, first, 150);  // the same policy again: nothing changes
+  EXPECT_TRUE(pushed_.empty());
+  EXPECT_EQ(grants_->book().version("h1"), v1);
+
+  capnp::MallocMessageBuilder none;
+  auto no_grants = none.initRoot<schema::GrantSetApplied>().initGrantIds(0).asReader();
+  grants_->NoteApplied("h1", v1 - 1, no_grants, 150);  // an older set: not yet
+  EXPECT_TRUE(grants_->DescribeHosts()[0]["in_force_since_ns"].is_null());
+  grants_->NoteApplied("h1", v1, no_grants, 200);
+  grants_->NoteApplied("h1", v1 + 5, no_grants, 300);  // a later set keeps the first time
+  EXPECT_EQ(grants_->DescribeHosts()[0]["in_force_since_ns"], 200);
+
+  auto restored = NewService();
+  ASSERT_TRUE(restored->FromSnapshot(grants_->ToSnapshot()).ok());
+  EXPECT_EQ(restored->DescribeHosts(), grants_->DescribeHosts());
+
+  // Moved to h2 with another port: h1 keeps an empty policy, both change.
+  apply(*grants_, policy_record({{"h2", 6432}}), 400);
+  EXPECT_EQ(pushed_, (std::vector<std::string>{"h1", "h2"}));
+  hosts = grants_->DescribeHosts();
+  ASSERT_EQ(hosts.size(), 2u);
+  EXPECT_TRUE(hosts[0]["resources"].empty()) << hosts;
+  EXPECT_EQ(hosts[0]["policy_since_ns"], 400);
+  EXPECT_TRUE(hosts[0]["in_force_since_ns"].is_null());
+  EXPECT_EQ(hosts[1]["resources"][0]["ports"], "6432");
 }
 
 }  // namespace
