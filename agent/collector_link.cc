@@ -384,6 +384,10 @@ void CollectorLink::SendApplied(const AppliedReport& report) {
     rej[i].setReason(report.rejected[i].second);
   }
   a.setRejectedSet(report.rejected_set);
+  auto removed = a.initRemovedGrantIds(static_cast<unsigned>(report.removed_grant_ids.size()));
+  for (unsigned i = 0; i < report.removed_grant_ids.size(); ++i) {
+    removed.set(i, report.removed_grant_ids[i]);
+  }
   Send(m);
 }
 

@@ -157,6 +157,7 @@ Status GrantSetApplier::Apply(schema::SignedGrantSet::Reader signed_set, Applied
     for (uint64_t id : stale) {
       Status r = enforcer_.RevokeGrant(id);
       if (!r.ok() && r.code() != Status::Code::kNotFound) return r;
+      report->removed_grant_ids.push_back(id);
     }
     version_ = version;
   }

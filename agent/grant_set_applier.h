@@ -35,6 +35,7 @@ struct AppliedReport {
   uint64_t version = 0;       // the set now in the kernel
   int64_t applied_at_ns = 0;  // Unix ns when the last map write returned
   std::vector<uint64_t> grant_ids;
+  std::vector<uint64_t> removed_grant_ids;                 // taken out of the kernel by this set
   std::vector<std::pair<uint64_t, std::string>> rejected;  // grant id (0 if unreadable), why
   std::string rejected_set;  // non-empty: the whole set was refused, and why
   // The set carried a host policy and it is now in force (its resources in

@@ -89,6 +89,8 @@ struct Applied {
   grantIds @2 :List(UInt64);     # grants now in the kernel
   rejected @3 :List(RejectedGrant);  # refused (bad signature, unknown principal, ...)
   rejectedSet @4 :Text;          # non-empty: the whole set was refused, and why
+  removedGrantIds @5 :List(UInt64);  # grants this set took out of the kernel (revoked,
+                                     # ended): the revocation's application, by grant
 }
 
 # Agent -> collector: something the agent must not keep to itself.

@@ -28,6 +28,7 @@ struct GrantSetApplied {
   grantIds @2 :List(UInt64);
   rejected @3 :List(Wire.RejectedGrant);
   rejectedSet @4 :Text;
+  removedGrantIds @5 :List(UInt64);  # taken out of the kernel by this set
 }
 
 # Something arrived that was refused: an unknown key, a malformed message.
@@ -37,6 +38,8 @@ struct Refusal {
   count @2 :UInt64;              # refusals of this kind folded into this record
   details @3 :List(RefusalDetail);  # each distinct detail and peer among them (at most 16)
   unlisted @4 :UInt64;           # refusals folded in past those 16
+  identity @5 :Text;             # the authenticated identity refused (api_forbidden): one
+                                 # record per identity, shown to it in its events
 }
 
 struct RefusalDetail {

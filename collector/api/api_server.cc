@@ -176,7 +176,7 @@ class ApiServer::Session : public std::enable_shared_from_this<Session> {
   void OnResponse(ApiResponse out) {
     if (!out.stream) return Write(std::move(out));
     if (!server_->StreamStarted()) {
-      server_->refused_("api_busy", "too many event streams", peer_);
+      server_->refused_("api_busy", "too many event streams", peer_, "");
       return Write({503, "application/json", R"({"error":"too many event streams; retry later"})"});
     }
     StartStream(std::move(out.stream), out.status, out.content_type);
@@ -331,7 +331,7 @@ void ApiServer::Accept() {
       if (ec == asio::error::operation_aborted) return;
       // Out of descriptors (or memory): the listener stays, and accepting
       // resumes once connections end; nothing spins meanwhile.
-      refused_("api_busy", "cannot accept a connection: " + ec.message(), "");
+      refused_("api_busy", "cannot accept a connection: " + ec.message(), "", "");
       impl_->retry.expires_after(std::chrono::milliseconds(100));
       impl_->retry.async_wait([this](beast::error_code wec) {
         if (!wec && !impl_->closed) Accept();
@@ -343,12 +343,12 @@ void ApiServer::Accept() {
     std::string peer = socket.remote_endpoint(peer_ec).address().to_string();
     if (peer_ec) return;
     if (impl_->connections >= options_.max_connections) {
-      refused_("api_busy", "too many connections", peer);
+      refused_("api_busy", "too many connections", peer, "");
       return;  // closed: the client retries
     }
     int& held = impl_->per_address[peer];
     if (held >= options_.max_connections_per_address) {
-      refused_("api_busy", "too many connections from one address", peer);
+      refused_("api_busy", "too many connections from one address", peer, "");
       return;  // closed
     }
     ++held;
@@ -404,7 +404,7 @@ void ApiServer::Dispatch(ApiRequest req, const std::string& authorization,
                          Respond respond) {
   const std::string method = req.method, target = req.target;
   if (!text::IsValidUtf8(target)) {
-    refused_("api_malformed", method + " (a request target that is not UTF-8)", peer);
+    refused_("api_malformed", method + " (a request target that is not UTF-8)", peer, "");
     return respond({400, "application/json", R"({"error":"the request target must be UTF-8"})"});
   }
   bool open = target == "/healthz" ||
@@ -422,7 +422,7 @@ void ApiServer::Dispatch(ApiRequest req, const std::string& authorization,
     }
     if (req.identity.empty()) {
       refused_("api_unauthenticated", method + " " + std::string(text::TruncateUtf8(target, 200)),
-               peer);
+               peer, "");
       return respond({401, "application/json",
                       R"({"error":"a valid bearer token or client certificate is required"})"});
     }
@@ -431,8 +431,9 @@ void ApiServer::Dispatch(ApiRequest req, const std::string& authorization,
   std::string forbidden_detail =
       req.identity + ": " + method + " " +
       std::string(text::TruncateUtf8(std::string_view(target).substr(0, target.find('?')), 200));
-  Respond answer = [refused = refused_, respond, forbidden_detail, peer](ApiResponse out) {
-    if (out.status == 403) refused("api_forbidden", forbidden_detail, peer);
+  Respond answer = [refused = refused_, respond, forbidden_detail, peer,
+                    identity = req.identity](ApiResponse out) {
+    if (out.status == 403) refused("api_forbidden", forbidden_detail, peer, identity);
     respond(std::move(out));
   };
   try {

@@ -99,9 +99,10 @@ class ApiServer {
   // Must call `respond` exactly once, now or later, from any thread; it runs
   // on the io_context's thread and must not block it.
   using Handler = std::function<void(ApiRequest request, Respond respond)>;
-  // A refused request or connection: its kind, what it was, the peer's address.
+  // A refused request or connection: its kind, what it was, the peer's
+  // address, and the identity refused when it is known (a 403).
   using RefusalHook = std::function<void(const std::string& what, const std::string& detail,
-                                         const std::string& peer)>;
+                                         const std::string& peer, const std::string& identity)>;
 
   // Serves on `io`, which the caller runs (on one thread) for as long as
   // the server lives.

@@ -336,6 +336,8 @@ Status EventIndex::AddOne(uint64_t idx, const RecordView& v) {
                               .Int(3, v.resource_id)
                               .Int(4, static_cast<int64_t>(idx))
                               .Run());
+  } else if (v.kind == "refusal") {
+    subject = v.identity;  // set for a refusal of one identity (a 403)
   } else if (v.kind == "grantRevoked" || v.kind == "grantExpired") {
     auto g = grants_.find(grant_id);
     if (g != grants_.end()) {

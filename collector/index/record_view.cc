@@ -141,9 +141,14 @@ Status ViewWorkflow(const std::string& payload, RecordView* v, bool with_detail)
             for (uint64_t id : a.getGrantSetApplied().getGrantIds()) v->grant_ids.push_back(id);
             for (auto r : a.getGrantSetApplied().getRejected())
               v->grant_ids.push_back(r.getGrantId());
+            // A revocation's (or an end's) application belongs to that grant's story.
+            for (uint64_t id : a.getGrantSetApplied().getRemovedGrantIds()) {
+              v->grant_ids.push_back(id);
+            }
             return Status::Ok();
           case W::REFUSAL:
             v->kind = "refusal";
+            v->identity = a.getRefusal().getIdentity();  // a 403's: shown to the one refused
             return Status::Ok();
           case W::AGENT_ALARM:
             v->kind = "agentAlarm";

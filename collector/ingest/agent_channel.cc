@@ -374,6 +374,7 @@ void AgentChannel::OnApplied(const std::string& host, schema::Applied::Reader ap
   g.setGrantIds(applied.getGrantIds());
   g.setRejected(applied.getRejected());
   g.setRejectedSet(applied.getRejectedSet());
+  g.setRemovedGrantIds(applied.getRemovedGrantIds());
   // The same set applied again (a new session, a restart adopting the
   // pinned grants) changes nothing on the host: one record per change. The
   // time it took effect is the first report's.
@@ -383,6 +384,7 @@ void AgentChannel::OnApplied(const std::string& host, schema::Applied::Reader ap
   key.setGrantIds(applied.getGrantIds());
   key.setRejected(applied.getRejected());
   key.setRejectedSet(applied.getRejectedSet());
+  key.setRemovedGrantIds(applied.getRemovedGrantIds());
   std::string canonical = schema::CanonicalBytes(key.asReader());
   auto last = applied_set_.find(host);
   if (last != applied_set_.end() && last->second == canonical) return;

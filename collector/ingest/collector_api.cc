@@ -37,11 +37,14 @@ Status CollectorServer::StartApi() {
       [this](api::ApiRequest r, api::ApiServer::Respond respond) {
         RouteApi(std::move(r), std::move(respond));
       },
-      [this](const std::string& what, const std::string& detail, const std::string& peer) {
+      [this](const std::string& what, const std::string& detail, const std::string& peer,
+             const std::string& identity) {
         // Recorded like every refusal (folded per second), on the loop: the
         // hook is called there, or from a stream's thread.
         MutexLock lock(calls_mu_);
-        calls_.push_back([this, what, detail, peer] { refusals_.Count(what, detail, peer); });
+        calls_.push_back([this, what, detail, peer, identity] {
+          refusals_.Count(what, detail, peer, identity);
+        });
       });
   return api_->Start();
 }

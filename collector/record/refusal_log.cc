@@ -10,9 +10,9 @@
 
 namespace latch::collector {
 
-void RefusalLog::Count(const std::string& what, const std::string& detail,
-                       const std::string& peer) {
-  Tally& t = tallies_[what];
+void RefusalLog::Count(const std::string& what, const std::string& detail, const std::string& peer,
+                       const std::string& identity) {
+  Tally& t = tallies_[{what, std::string(text::TruncateUtf8(identity, 256))}];
   t.count++;
   t.last = std::string(text::TruncateUtf8(detail, 1024));
   auto key = std::make_pair(std::string(text::TruncateUtf8(detail, 512)),
@@ -30,8 +30,9 @@ void RefusalLog::Count(const std::string& what, const std::string& detail,
 void RefusalLog::Flush(Recorder& recorder, int64_t now_ns, bool force) {
   if (!force && now_ns - flushed_ns_ < 1'000'000'000) return;
   flushed_ns_ = now_ns;
-  for (auto& [what, t] : tallies_) {
+  for (auto& [kind, t] : tallies_) {
     if (t.count == 0) continue;
+    const auto& [what, identity] = kind;
     logging::Default().Warn(
         "refused input",
         {{"kind", what}, {"count", t.count}, {"distinct", t.distinct.size()}, {"last", t.last}});
@@ -51,6 +52,7 @@ void RefusalLog::Flush(Recorder& recorder, int64_t now_ns, bool force) {
       ++i;
     }
     r.setUnlisted(t.unlisted);
+    if (!identity.empty()) r.setIdentity(identity);
     recorder.RecordLater(schema::CanonicalBytes(a.asReader()), "");
     t = Tally{};
   }

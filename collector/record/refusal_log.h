@@ -21,8 +21,11 @@ class RefusalLog {
   static constexpr size_t kMaxDetails = 16;
 
   // One refusal of kind `what` ("malformed_message", "unenrolled_key", ...)
-  // from `peer` (an address, a host or an API identity).
-  void Count(const std::string& what, const std::string& detail, const std::string& peer);
+  // from `peer` (an address, a host or an API identity). With `identity` (an
+  // authenticated identity refused, e.g. a 403), its refusals fold into
+  // records of their own, so that each can be shown to that identity.
+  void Count(const std::string& what, const std::string& detail, const std::string& peer,
+             const std::string& identity = "");
   // Each kind refused since the last flush becomes one refusal record, at
   // most once a second unless `force`; also logged.
   void Flush(Recorder& recorder, int64_t now_ns, bool force);
@@ -34,7 +37,7 @@ class RefusalLog {
     std::map<std::pair<std::string, std::string>, uint64_t> distinct;  // (detail, peer) -> count
     uint64_t unlisted = 0;  // refusals past kMaxDetails distinct ones
   };
-  std::map<std::string, Tally> tallies_;
+  std::map<std::pair<std::string, std::string>, Tally> tallies_;  // (what, identity)
   int64_t flushed_ns_ = 0;
 };
 

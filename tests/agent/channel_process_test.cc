@@ -523,6 +523,14 @@ TEST_F(ChannelTest, RequestApprovalUseExpiryAndTheTrailWithProofs) {
     if (!whole) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   EXPECT_TRUE(whole) << out;
+  // The host's application of the end (the set that took grant 1 out of its
+  // kernel) is part of the story too: a second grantSetApplied (issue 16).
+  for (deadline = Clock::now() + std::chrono::seconds(20);
+       Count(out, "grantSetApplied") < 2 && Clock::now() < deadline;) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    ASSERT_EQ(latchctl(ann_token, {"events", "--grant", "1"}), 0) << out;
+  }
+  EXPECT_GE(Count(out, "grantSetApplied"), 2u) << out;
   EXPECT_NE(out.find("each verified against the signed checkpoint"), std::string::npos) << out;
   // The table says what the holder did in a few words.
   EXPECT_NE(out.find("exec true latch-e2e-marker"), std::string::npos) << out;
@@ -552,6 +560,13 @@ TEST_F(ChannelTest, RequestApprovalUseExpiryAndTheTrailWithProofs) {
   // tess sees her own story, and nobody else's.
   ASSERT_EQ(latchctl(tess_token, {"events", "--grant", "1"}), 0) << out;
   EXPECT_NE(out.find("grantExpired"), std::string::npos) << out;
+  // Her denials too, before the grant and after it ended: the agent named
+  // her as the holder of the uid (issue 16).
+  ASSERT_EQ(latchctl(tess_token, {"--json", "events", "--user", "tess", "--verdict", "deny"}), 0)
+      << out;
+  auto hers = nlohmann::json::parse(out);
+  EXPECT_TRUE(hers["verified"].get<bool>());
+  EXPECT_GE(hers["events"].size(), 2u) << out;
   EXPECT_EQ(latchctl(tess_token, {"events", "--user", "ann"}), 1) << out;
 }
 

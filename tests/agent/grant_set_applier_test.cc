@@ -116,6 +116,7 @@ TEST_F(GrantSetApplierTest, NewSetIsWrittenBeforeTheOldIsRemoved) {
   r = Apply(a, MakeSet(6, {{2, 1001, 9}, {3, 1002, 9}}, key_, key_));
   EXPECT_EQ(enforcer_.log, (std::vector<std::string>{"apply 2", "apply 3", "revoke 1"}));
   EXPECT_EQ(r.grant_ids, (std::vector<uint64_t>{2, 3}));
+  EXPECT_EQ(r.removed_grant_ids, (std::vector<uint64_t>{1}));  // the revocation's application
   EXPECT_EQ(a.version(), 6u);
 }
 

@@ -981,6 +981,20 @@ TEST_F(ApiTest, EventsAreAnsweredWithProofsAndOnlyToThoseAllowed) {
     if (!recorded) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_TRUE(recorded) << "the refused events query should be a ledger record";
+  // ... and tess, who was refused, finds it among her own events (issue 16);
+  // it names her alone.
+  bool hers = false;
+  for (int i = 0; i < 60 && !hers; ++i) {
+    Reply q = Call(http::verb::get, "/v1/events?kind=refusal", kTess);
+    ASSERT_EQ(q.status, 200) << q.body;
+    ASSERT_TRUE(client::VerifyEventAnswer(nlohmann::json::parse(q.body), key, &events).ok());
+    for (const auto& e : events) {
+      EXPECT_EQ(e.identity, "tess");
+      hers |= e.view.detail["record"]["refusal"]["what"] == "api_forbidden";
+    }
+    if (!hers) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(hers) << "a requester sees her own 403s";
 
   std::string out;
   std::string home = dir_ / "home";

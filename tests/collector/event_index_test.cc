@@ -265,6 +265,25 @@ TEST_F(EventIndexTest, ADenialBeforeAnyRequestIsFoundByItsResourcesName) {
   EXPECT_EQ(Indexes(path, f), V({10}));
 }
 
+// Issue 16: the host's application of a grant's end (the set that took it
+// out of the kernel) belongs to that grant's story.
+TEST_F(EventIndexTest, TheApplicationOfAGrantsEndIsPartOfItsStory) {
+  Add(RecordKind::kWorkflow, "h1", 30,
+      Workflow(
+          [](auto a) {
+            auto g = a.initGrantSetApplied();
+            g.setVersion(9);
+            g.initRemovedGrantIds(1).set(0, 7);
+          },
+          "h1"));  // 9
+  Commit();
+  const std::string path = dir_ / "index.sqlite";
+  Build(path, 100);
+  EventFilter f;
+  f.grant_id = 7;
+  EXPECT_EQ(Indexes(path, f), (V{0, 1, 2, 3, 4, 7, 9}));
+}
+
 // Issue 16: a denial no grant covers is found by the identity the agent
 // named as holding its uid (`latchctl events --user tess --verdict deny`);
 // a name that cannot be one (control characters) names nobody.
