@@ -46,6 +46,15 @@ TEST(AgentConfig, ParsesAGoodFile) {
 }
 
 // Issue 13.2: "local" among the destinations (with a CIDR beside it).
+// The example the agent's package ships parses as it is.
+TEST(AgentConfig, TheShippedExampleParses) {
+  AgentConfig c;
+  Status s = LoadAgentConfig(std::string(LATCH_SOURCE_DIR) + "/deploy/examples/agent.toml", &c);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(c.host_id, "db-host-1");
+  EXPECT_TRUE(c.resources.empty());  // the collector's policy gives them
+}
+
 TEST(AgentConfig, LocalIsADestination) {
   std::string text = kGood;
   std::string from = "destinations = [\"10.0.0.5/32\", \"fd00::5\"]";

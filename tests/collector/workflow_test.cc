@@ -98,6 +98,16 @@ TEST_F(WorkflowTest, PolicyResolvesHostsAndRules) {
   EXPECT_EQ(policy_->hash().size(), 64u);
 }
 
+// The example the collector's package ships is a policy the collector loads.
+TEST_F(WorkflowTest, TheShippedExamplePolicyLoads) {
+  std::unique_ptr<Policy> p;
+  Status s = Policy::Load(std::string(LATCH_SOURCE_DIR) + "/deploy/examples/policy.toml", &p);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(p->HostIds(), std::set<std::string>{"db-host-1"});
+  ASSERT_NE(p->FindResource("postgres"), nullptr);
+  EXPECT_EQ(p->FindResource("postgres")->hosts, std::vector<std::string>{"db-host-1"});
+}
+
 TEST_F(WorkflowTest, BadPoliciesAreRefusedWithLineAndReason) {
   std::unique_ptr<Policy> p;
   struct Case {
