@@ -178,6 +178,9 @@ std::string AgentDaemon::MetricsText() {
     metric("latch_agent_cut_packets_total", "counter",
            "Packets dropped on connections whose grant ended.");
     value("latch_agent_cut_packets_total", g[LATCH_CTR_CUT_PACKETS]);
+    metric("latch_agent_cut_connections_total", "counter",
+           "Connections cut at their grant's end (each also a decision record, verdict cut).");
+    value("latch_agent_cut_connections_total", g[LATCH_CTR_CUT_CONNECTIONS]);
   }
   metric("latch_agent_losses_total", "counter", "Records lost, counted instead, by kind.");
   value("latch_agent_losses_total{kind=\"ring_buffer_full\"}", g[LATCH_CTR_RINGBUF_FULL]);

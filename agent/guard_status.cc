@@ -110,14 +110,11 @@ std::string FormatGuardStatus(const GuardStatus& s) {
     o << "\n";
   }
   static_assert(LATCH_CTR_COUNT == 7, "name every counter below");
-  const char* names[LATCH_CTR_COUNT] = {
-      "allowed_with_grant", "denied",      "audit_allowed", "events_lost_ring_full",
-      "events_sent",        "packets_cut", "(retired)"};
+  const char* names[LATCH_CTR_COUNT] = {"allowed_with_grant",    "denied",      "audit_allowed",
+                                        "events_lost_ring_full", "events_sent", "packets_cut",
+                                        "connections_cut"};
   o << "counters:\n";
-  for (int i = 0; i < LATCH_CTR_COUNT; ++i) {
-    if (i == LATCH_CTR_RETIRED_6) continue;
-    o << "  " << names[i] << " " << s.counters[i] << "\n";
-  }
+  for (int i = 0; i < LATCH_CTR_COUNT; ++i) o << "  " << names[i] << " " << s.counters[i] << "\n";
   return o.str();
 }
 

@@ -80,6 +80,13 @@ struct {
   __type(value, struct latch_cidr_rules);
 } latch_local SEC(".maps");
 
+struct {
+  __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
+  __type(value, struct latch_sock_state);
+} latch_socks SEC(".maps");
+
 static __always_inline void count(__u32 slot) {
   __u64* v = bpf_map_lookup_elem(&latch_counters, &slot);
   if (v) *v += 1;
@@ -275,12 +282,13 @@ static __always_inline const struct latch_grant_value* skb_grant(struct __sk_buf
 /* Traffic of a connection to a protected destination flows only while the
  * socket's owner holds a live grant for it: the decision is taken again per
  * packet, for the socket's uid and cgroup (both recorded by the kernel when the
- * socket was made). Nothing is stored per socket, so the connect path pays
- * nothing for this; other traffic costs a port-bitmap test. Returns 1 to pass
- * the packet, 0 to drop it. */
-static __always_inline int check_protected_traffic(struct __sk_buff* skb,
-                                                   struct latch_cidr_key* key, __u8 protocol,
-                                                   __u16 port) {
+ * socket was made). The connect path pays nothing for this; other traffic
+ * costs a port-bitmap test. Sockets to protected destinations keep the grant
+ * they ran under (latch_sock_state), so that a cut is recorded once per
+ * connection, naming it. Returns 1 to pass the packet, 0 to drop it. */
+static __always_inline int check_protected_traffic(struct __sk_buff* skb, struct bpf_sock* sk,
+                                                   struct latch_cidr_key* key, __u16 family,
+                                                   __u8 protocol, __u16 port, int egress) {
   const struct latch_cidr_rules* rules = bpf_map_lookup_elem(&latch_resources, key);
   if (!rules) return 1;
   int idx = latch_match_rule(rules, protocol, port);
@@ -288,8 +296,29 @@ static __always_inline int check_protected_traffic(struct __sk_buff* skb,
   const struct latch_rule* rule = &rules->rules[idx];
   if (rule->mode != LATCH_MODE_ENFORCE) return 1;
 
-  if (skb_grant(skb, rule->resource_id, bpf_ktime_get_boot_ns())) return 1;
+  __u64 now = bpf_ktime_get_boot_ns();
+  const struct latch_grant_value* grant = skb_grant(skb, rule->resource_id, now);
+  /* The socket remembers the grant its data flows under (only sockets to
+   * protected destinations get this storage), so its cut can name it. */
+  struct latch_sock_state* st =
+      bpf_sk_storage_get(&latch_socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+  if (grant) {
+    if (st && st->grant_id != grant->grant_id) {
+      st->grant_id = grant->grant_id;
+      st->cut_recorded = 0;
+    }
+    return 1;
+  }
   count(LATCH_CTR_CUT_PACKETS);
+  if (st && st->grant_id != 0 && !st->cut_recorded) {
+    /* A connection that had a grant, cut: recorded once, under that grant. */
+    st->cut_recorded = 1;
+    count(LATCH_CTR_CUT_CONNECTIONS);
+    struct latch_grant_value ended = {.grant_id = st->grant_id};
+    emit_decision(0, now, bpf_skb_cgroup_id(skb), &ended, bpf_get_socket_uid(skb), 0,
+                  rule->resource_id, family, port, protocol, LATCH_VERDICT_CUT,
+                  egress ? LATCH_HOOK_PACKET_EGRESS : LATCH_HOOK_PACKET_INGRESS, key->addr);
+  }
   return 0;
 }
 
@@ -395,7 +424,7 @@ static __always_inline int port_protected(__u16 port) {
  * the peer (destination on egress, source on ingress) is read from the IP
  * and UDP headers. IPv6 packets with extension headers before UDP are left
  * to the sendmsg programs, which decide every datagram on its way out. */
-static __always_inline int check_datagram(struct __sk_buff* skb, int egress) {
+static __always_inline int check_datagram(struct __sk_buff* skb, struct bpf_sock* sk, int egress) {
   void* data = (void*)(long)skb->data;
   void* end = (void*)(long)skb->data_end;
   struct latch_cidr_key key = {.prefixlen = 128};
@@ -423,7 +452,7 @@ static __always_inline int check_datagram(struct __sk_buff* skb, int egress) {
   if (!port_protected(port)) return 1;
   __u16 family = skb->protocol == bpf_htons(ETH_P_IP) ? AF_INET : AF_INET6;
   if (egress && !check_local(skb, &key, family, IPPROTO_UDP, port)) return 0;
-  return check_protected_traffic(skb, &key, IPPROTO_UDP, port);
+  return check_protected_traffic(skb, sk, &key, family, IPPROTO_UDP, port, egress);
 }
 
 static __always_inline int check_socket_traffic(struct __sk_buff* skb, int egress) {
@@ -437,7 +466,7 @@ static __always_inline int check_socket_traffic(struct __sk_buff* skb, int egres
   if (!sk) return 1;
   sk = bpf_sk_fullsock(sk); /* request and time-wait sockets carry no data */
   if (!sk) return 1;
-  if (port == 0) return sk->protocol == IPPROTO_UDP ? check_datagram(skb, egress) : 1;
+  if (port == 0) return sk->protocol == IPPROTO_UDP ? check_datagram(skb, sk, egress) : 1;
   struct latch_cidr_key key = {.prefixlen = 128};
   if (skb->family == AF_INET) {
     latch_map_ipv4(skb->remote_ip4, key.addr);
@@ -454,7 +483,7 @@ static __always_inline int check_socket_traffic(struct __sk_buff* skb, int egres
   __u8 protocol = (__u8)sk->protocol;
   if (egress && !check_local(skb, &key, (__u16)skb->family, protocol, port)) return 0;
   if (!may_carry_data(skb)) return 1;
-  return check_protected_traffic(skb, &key, protocol, port);
+  return check_protected_traffic(skb, sk, &key, (__u16)skb->family, protocol, port, egress);
 }
 
 SEC("cgroup_skb/egress")

@@ -76,6 +76,8 @@ enum latch_verdict {
   LATCH_VERDICT_ALLOW_GRANT = 1, /* protected, live grant: allowed */
   LATCH_VERDICT_DENY = 2,        /* protected, enforce mode, no live grant: EPERM */
   LATCH_VERDICT_AUDIT_ALLOW = 3, /* protected, audit mode, no live grant: allowed, recorded */
+  LATCH_VERDICT_CUT = 4,         /* a connection made under a grant, its data dropped once the grant
+                                    ended or was revoked: one record per connection, naming the grant */
 };
 
 enum latch_hook {
@@ -83,7 +85,19 @@ enum latch_hook {
   LATCH_HOOK_CONNECT6 = 2,
   LATCH_HOOK_SENDMSG4 = 3,
   LATCH_HOOK_SENDMSG6 = 4,
-  LATCH_HOOK_EGRESS_LOCAL = 5 /* a packet to this host's own address, leaving through lo */
+  LATCH_HOOK_EGRESS_LOCAL = 5,  /* a packet to this host's own address, leaving through lo */
+  LATCH_HOOK_PACKET_EGRESS = 6, /* a connection's packet on its way out (a cut) */
+  LATCH_HOOK_PACKET_INGRESS = 7 /* a connection's packet on its way in (a cut) */
+};
+
+/* Per socket (socket local storage), for connections to protected
+ * destinations only: the grant its data last flowed under, so that the
+ * connection's cut names that grant even once it is gone from the grants map
+ * (revoked), and whether the cut was recorded (once per connection). */
+struct latch_sock_state {
+  __u64 grant_id;
+  __u8 cut_recorded;
+  __u8 pad[7];
 };
 
 /* "This host" as a destination (a resource whose destinations name "local"):
@@ -119,11 +133,11 @@ enum latch_counter {
   LATCH_CTR_ALLOW_GRANT = 0,
   LATCH_CTR_DENY = 1,
   LATCH_CTR_AUDIT_ALLOW = 2,
-  LATCH_CTR_RINGBUF_FULL = 3, /* decision events lost: ring buffer reservation failed */
-  LATCH_CTR_EVENTS = 4,       /* decision events submitted */
-  LATCH_CTR_CUT_PACKETS = 5,  /* packets dropped on connections whose grant ended */
-  LATCH_CTR_RETIRED_6 = 6,    /* unused since connections are no longer marked; the slot
-                                 stays so pinned counter and agent-state layouts keep size */
+  LATCH_CTR_RINGBUF_FULL = 3,    /* decision events lost: ring buffer reservation failed */
+  LATCH_CTR_EVENTS = 4,          /* decision events submitted */
+  LATCH_CTR_CUT_PACKETS = 5,     /* packets dropped on connections whose grant ended */
+  LATCH_CTR_CUT_CONNECTIONS = 6, /* connections cut at their grant's end, each recorded once
+                                   (the slot, unused since issue 11, is taken again) */
   LATCH_CTR_COUNT = 7,
 };
 

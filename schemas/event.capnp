@@ -14,6 +14,8 @@ enum Verdict {
   allow @1;       # protected destination, live grant
   deny @2;        # protected, enforce mode, no live grant: the call failed with EPERM
   auditAllow @3;  # protected, audit mode, no live grant: allowed and recorded
+  cut @4;         # a connection made under grantId, its data dropped once that grant
+                  # ended or was revoked (one record per connection)
 }
 
 enum Hook {
@@ -22,6 +24,9 @@ enum Hook {
   connect6 @2;
   sendmsg4 @3;
   sendmsg6 @4;
+  egressLocal @5;     # a packet to this host's own address, leaving through lo
+  packetEgress @6;    # a connection's packet on its way out (a cut)
+  packetIngress @7;   # a connection's packet on its way in (a cut)
 }
 
 struct DecisionEvent {

@@ -16,6 +16,8 @@ const char* VerdictName(uint8_t verdict) {
       return "deny";
     case LATCH_VERDICT_AUDIT_ALLOW:
       return "audit";
+    case LATCH_VERDICT_CUT:
+      return "cut";
     default:
       return "unknown";
   }
@@ -35,6 +37,10 @@ const char* HookName(uint8_t hook) {
       return "sendmsg6";
     case LATCH_HOOK_EGRESS_LOCAL:
       return "egress_local";
+    case LATCH_HOOK_PACKET_EGRESS:
+      return "packet_egress";
+    case LATCH_HOOK_PACKET_INGRESS:
+      return "packet_ingress";
     default:
       return "unknown";
   }

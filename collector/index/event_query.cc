@@ -38,8 +38,8 @@ Status ParseEventQuery(const std::map<std::string, std::string>& params, EventQu
     } else if (key == "resource") {
       q.filter.resource = value;
     } else if (key == "verdict") {
-      if (value != "allow" && value != "deny" && value != "audit")
-        return bad("allow, deny or audit");
+      if (value != "allow" && value != "deny" && value != "audit" && value != "cut")
+        return bad("allow, deny, audit or cut");
       q.filter.verdict = value;
     } else if (key == "kind") {
       q.filter.kind = value;

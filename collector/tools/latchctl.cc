@@ -221,8 +221,8 @@ int main(int argc, char** argv) {
   events->add_option("--user", ev.user, "events about this identity");
   events->add_option("--resource", ev.resource, "one resource (by name)");
   events->add_option("--grant", ev.grant, "everything about one grant");
-  events->add_option("--verdict", ev.verdict, "allow, deny or audit")
-      ->check(CLI::IsMember({"allow", "deny", "audit"}));
+  events->add_option("--verdict", ev.verdict, "allow, deny, audit or cut")
+      ->check(CLI::IsMember({"allow", "deny", "audit", "cut"}));
   events->add_option("--kind", ev.kind, "decision, loss, requestCreated, grantIssued, ...");
   events->add_option("--since", ev.since, "from this long ago (1h, 30m) or Unix ns");
   events->add_option("--until", ev.until, "until this long ago, or Unix ns");

@@ -311,6 +311,15 @@ class GrantCutTest : public GuardKernelTest {
     return {bytes, std::chrono::duration_cast<std::chrono::milliseconds>(last - *cut_at).count()};
   }
 
+  // The cut records the ring holds: one per connection cut at its grant's end.
+  std::vector<latch_decision_event> Cuts() {
+    std::vector<latch_decision_event> cuts;
+    for (const auto& e : DrainEvents()) {
+      if (e.verdict == LATCH_VERDICT_CUT) cuts.push_back(e);
+    }
+    return cuts;
+  }
+
   // Alice, in the test cgroup, streams a byte every 10 ms to `server`; `during`
   // runs once the stream has started. Returns (bytes received, when the last
   // byte arrived).
@@ -373,6 +382,15 @@ TEST_F(GrantCutTest, ExpiryStopsAnEstablishedConnection) {
   std::array<uint64_t, LATCH_CTR_COUNT> counters{};
   ASSERT_TRUE(guard_->ReadCounters(&counters).ok());
   EXPECT_GT(counters[LATCH_CTR_CUT_PACKETS], 0u);
+  // The cut is on the record once, under the grant that ended (issue 16).
+  EXPECT_EQ(counters[LATCH_CTR_CUT_CONNECTIONS], 1u);
+  auto cuts = Cuts();
+  ASSERT_EQ(cuts.size(), 1u);
+  EXPECT_EQ(cuts[0].grant_id, 40u);
+  EXPECT_EQ(cuts[0].uid, kAlice);
+  EXPECT_EQ(cuts[0].resource_id, kTcpResource);
+  EXPECT_EQ(cuts[0].hook, LATCH_HOOK_PACKET_EGRESS);
+  EXPECT_EQ(cuts[0].port, tcp4_.port);
 }
 
 TEST_F(GrantCutTest, RevocationStopsAnEstablishedConnection) {
@@ -391,6 +409,11 @@ TEST_F(GrantCutTest, RevocationStopsAnEstablishedConnection) {
       << "data still flowed " << after_revoke_ms << " ms after revocation";
   std::printf("revocation: %d bytes streamed; the last arrived %lld ms after the revocation\n",
               bytes, static_cast<long long>(after_revoke_ms));
+  // Gone from the grants map, the revoked grant is still named by the cut:
+  // the socket remembered it.
+  auto cuts = Cuts();
+  ASSERT_EQ(cuts.size(), 1u);
+  EXPECT_EQ(cuts[0].grant_id, 40u);
 }
 
 // The other direction: data the peer sends stops reaching the grant holder.
@@ -442,6 +465,10 @@ TEST_F(GrantCutTest, DataFromThePeerStopsToo) {
   int64_t after_ms = std::chrono::duration_cast<std::chrono::milliseconds>(last - cut_at).count();
   EXPECT_GT(got[0], 10) << "data should flow while the grant lasts";
   EXPECT_LT(after_ms, 1000) << "data still arrived " << after_ms << " ms after expiry";
+  auto cuts = Cuts();
+  ASSERT_EQ(cuts.size(), 1u);
+  EXPECT_EQ(cuts[0].grant_id, 41u);
+  EXPECT_EQ(cuts[0].hook, LATCH_HOOK_PACKET_INGRESS);
 }
 
 // Cutting decides again per packet, for the socket's owner: a connection
@@ -468,6 +495,7 @@ TEST_F(GrantCutTest, ANewlyProtectedDestinationStopsItsOpenConnections) {
   ASSERT_TRUE(enforcer_->SetResources(TestResources()).ok());
   auto [bytes_after, last_after] = Stream(open4_, [] {});
   EXPECT_GT(bytes_after, 150) << "an unprotected port must not be cut";
+  EXPECT_TRUE(Cuts().empty()) << "a connection that never had a grant was not cut at a grant's end";
 }
 
 // The per-packet programs find protected sockets by their peer port: the
