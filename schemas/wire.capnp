@@ -123,6 +123,23 @@ struct Welcome {
   heldThroughSequence @2 :UInt64;
 }
 
+# Agent -> collector, from a key not enrolled yet: spend a join token
+# (join_token.h) to enrol this connection's CURVE key as `hostId`. Accepted
+# only while a token is open; anything else from such a key is refused.
+struct Enrol {
+  hostId @0 :Text;               # must be the host the token was made for
+  secret @1 :Data;               # the token's 32-byte secret
+}
+
+# Collector -> agent: the key is enrolled (on record before this is sent);
+# what the agent's [collector] section needs.
+struct Enrolled {
+  hostId @0 :Text;
+  curvePublicKey @1 :Text;       # Z85: the key this connection's handshake proved
+  grantKeys @2 :List(Text);      # verifier keys that may sign grant sets
+  ledgerKey @3 :Text;            # verifier key of the ledger's checkpoints
+}
+
 struct Envelope {
   union {
     hello @0 :Hello;
@@ -135,5 +152,7 @@ struct Envelope {
     refused @7 :Text;            # collector -> agent: why a message was refused
     resendFrom @8 :ResendFrom;   # collector -> agent: a gap in a boot's sequences
     welcome @9 :Welcome;         # collector -> agent: the answer to a Hello
+    enrol @10 :Enrol;            # agent -> collector: a join token spent
+    enrolled @11 :Enrolled;      # collector -> agent: the answer to an accepted Enrol
   }
 }

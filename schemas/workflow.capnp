@@ -151,7 +151,35 @@ struct WorkflowAction {
     agentSilent @13 :AgentSilent;
     ownRecordsDropped @14 :OwnRecordsDropped;
     configReloaded @15 :ConfigReloaded;
+    joinTokenCreated @16 :JoinTokenCreated;
+    agentEnrolled @17 :AgentEnrolled;
+    agentRemoved @18 :AgentRemoved;
   }
+}
+
+# A join token was made (latch-collector token create): before it is shown
+# to anyone, so a token that works is always on record.
+struct JoinTokenCreated {
+  hostId @0 :Text;               # the only host it enrols
+  secretHash @1 :Text;           # hex SHA-256 of its secret; the secret is never kept
+  expiresAtNs @2 :Int64;         # unix ns; refused from then on
+}
+
+# A join token was spent: `curvePublicKey` is enrolled as `hostId` from now
+# on (on record before the agent is told). The enrolment is ledger state on
+# top of the configuration's [[agent]] list.
+struct AgentEnrolled {
+  hostId @0 :Text;
+  curvePublicKey @1 :Text;       # Z85
+  secretHash @2 :Text;           # the token spent
+  address @3 :Text;              # where the agent connected from
+}
+
+# An enrolled key removed (latch-collector agent remove, or the API): its
+# messages are refused from now on and its next connection is refused.
+struct AgentRemoved {
+  hostId @0 :Text;
+  curvePublicKey @1 :Text;       # Z85
 }
 
 # The collector's configuration file was read again (SIGHUP): the enrolled

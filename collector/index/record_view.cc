@@ -201,6 +201,15 @@ Status ViewWorkflow(const std::string& payload, RecordView* v, bool with_detail)
           case W::CONFIG_RELOADED:
             v->kind = "configReloaded";
             return Status::Ok();
+          case W::JOIN_TOKEN_CREATED:
+            v->kind = "joinTokenCreated";
+            return Status::Ok();
+          case W::AGENT_ENROLLED:
+            v->kind = "agentEnrolled";
+            return Status::Ok();
+          case W::AGENT_REMOVED:
+            v->kind = "agentRemoved";
+            return Status::Ok();
         }
         v->kind = "workflow";  // a union member newer than this reader
         return Status::Ok();

@@ -151,6 +151,15 @@ void CollectorServer::AdminRequest(const nlohmann::json& j,
       }
     });
   }
+  if (op == "token_create") {
+    const std::string host = j.at("host").get<std::string>();
+    int64_t ttl_ns = 0;
+    Status parsed = workflow::ParseDuration(j.value("ttl", std::string("1h")), &ttl_ns);
+    if (!parsed.ok()) return reply({{"ok", false}, {"error", parsed.ToString()}});
+    return CreateJoinToken(host, ttl_ns, actor, reply);
+  }
+  if (op == "agents") return WhenSettled([this, reply] { reply(DescribeAgents()); });
+  if (op == "agent_remove") return RemoveAgent(j.at("host").get<std::string>(), actor, reply);
   if (op == "status") {
     nlohmann::json hosts = channel_->connected();
     return reply({{"ok", true},

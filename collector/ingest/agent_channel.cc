@@ -3,13 +3,17 @@
 #include <capnp/message.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
+#include <cstring>
 #include <utility>
 
 #include "lib/logging/logger.h"
 #include "lib/tlog/checkpoint.h"
 #include "schemas/canonical.h"
 #include "schemas/event.capnp.h"
+#include "schemas/host_id.h"
+#include "schemas/join_token.h"
 #include "schemas/record_codec.h"
 #include "schemas/wire.capnp.h"
 #include "schemas/wire_frame.h"
@@ -17,10 +21,16 @@
 
 namespace latch::collector {
 
-AgentChannel::AgentChannel(const CollectorConfig& config, ledger::Ledger& ledger,
-                           Recorder& recorder, GrantService& grants, RefusalLog& refusals,
-                           Dispatcher& loop, CollectorCounters& counters)
+namespace {
+// ZAP's User-Id for a key admitted only to enrol: no host id has a ':'.
+constexpr std::string_view kEnrollingPrefix = "enrol:";
+}  // namespace
+
+AgentChannel::AgentChannel(const CollectorConfig& config, const EnrolmentBook& enrolment,
+                           ledger::Ledger& ledger, Recorder& recorder, GrantService& grants,
+                           RefusalLog& refusals, Dispatcher& loop, CollectorCounters& counters)
     : config_(config),
+      enrolment_(enrolment),
       ledger_(ledger),
       recorder_(recorder),
       grants_(grants),
@@ -33,6 +43,7 @@ AgentChannel::AgentChannel(const CollectorConfig& config, ledger::Ledger& ledger
 void AgentChannel::EnrolmentChanged() {
   enrolled_hosts_.clear();
   for (const auto& [key, host] : config_.agents) enrolled_hosts_.insert(host);
+  for (const auto& [key, host] : enrolment_.keys()) enrolled_hosts_.insert(host);
 }
 
 Status AgentChannel::Bind(zmq::context_t& context, const schema::CurveKeyPair& curve) {
@@ -163,10 +174,18 @@ void AgentChannel::HandleZap() {
     char z85[41];
     zmq_z85_encode(z85, static_cast<const uint8_t*>(frames[6].data()), 32);
     auto it = config_.agents.find(z85);
-    if (it != config_.agents.end()) {
+    auto enrolled = enrolment_.keys().find(z85);
+    if (it != config_.agents.end() || enrolled != enrolment_.keys().end()) {
       code = "200";
       text = "OK";
-      user = it->second;
+      user = it != config_.agents.end() ? it->second : enrolled->second;
+    } else if (enrolment_.AnyOpen(WallClockNs())) {
+      // While a join token is open, an unknown key may connect to spend it
+      // (and do nothing else: OnEnrolling). With none open, unknown keys
+      // never get past the handshake.
+      code = "200";
+      text = "OK";
+      user = std::string(kEnrollingPrefix) + z85;
     } else {
       counters_.refused_keys++;
       Refuse("unenrolled_key", std::string("CURVE key ") + z85, "", "", address);
@@ -217,6 +236,9 @@ void AgentChannel::HandleAgentMessage() {
 
 void AgentChannel::OnEnvelope(const std::string& route, const std::string& host,
                               schema::Envelope::Reader env) {
+  if (host.compare(0, kEnrollingPrefix.size(), kEnrollingPrefix) == 0) {
+    return OnEnrolling(route, host.substr(kEnrollingPrefix.size()), env);
+  }
   if (enrolled_hosts_.count(host) == 0) {
     // Admitted by a key that a configuration reload has since removed.
     counters_.refused_keys++;
@@ -305,6 +327,75 @@ void AgentChannel::OnEnvelope(const std::string& route, const std::string& host,
              "unexpected message kind");
       return;
   }
+}
+
+void AgentChannel::OnEnrolling(const std::string& route, const std::string& curve_key,
+                               schema::Envelope::Reader env) {
+  if (env.which() != schema::Envelope::ENROL) {
+    // An agent started before its enrolment, or a stranger: the agent's log
+    // says "not enrolled" (issue 16).
+    counters_.refused_keys++;
+    Refuse("unenrolled_key", "CURVE key " + curve_key + " sent a message before enrolling", route,
+           "not enrolled");
+    return;
+  }
+  auto enrol = env.getEnrol();
+  EnrolAsk ask;
+  ask.route = route;
+  ask.host = enrol.getHostId();
+  ask.curve_key = curve_key;
+  ask.address = current_peer_;
+  std::string why;
+  if (!schema::IsHostId(ask.host)) {
+    why = std::string("host id is not valid (") + schema::kHostIdRule + ")";
+    ask.host = "(invalid)";
+  } else if (enrol.getSecret().size() != 32) {
+    why = "join token secret is not 32 bytes";
+  } else {
+    std::array<uint8_t, 32> secret{};
+    std::memcpy(secret.data(), enrol.getSecret().begin(), 32);
+    ask.secret_hash = schema::JoinSecretHash(secret);
+    why = enrolment_.Refusal(ask.secret_hash, ask.host, WallClockNs());
+    if (why.empty() && enrolling_.count(ask.secret_hash)) why = "join token already used";
+    if (why.empty() && config_.agents.count(curve_key)) {
+      why = "this key is enrolled by the configuration already";
+    }
+  }
+  if (!why.empty()) return RefuseEnrolment(ask, why);
+  enrolling_.insert(ask.secret_hash);
+  if (on_enrol_) on_enrol_(ask);
+}
+
+void AgentChannel::RefuseEnrolment(const EnrolAsk& ask, const std::string& why) {
+  enrolling_.erase(ask.secret_hash);
+  logging::Default().Warn("enrolment refused", {{"host", ask.host},
+                                                {"reason", why},
+                                                {"address", ask.address},
+                                                {"hint", "make a new token: latch-collector token create"}});
+  // On record, folded (a flood of guesses cannot flood the ledger). Only a
+  // prefix of the secret's hash: enough to tell tokens apart.
+  Refuse("join_token_refused",
+         ask.host + ": " + why + " (key " + ask.curve_key + ", token sha256 " +
+             ask.secret_hash.substr(0, 16) + ")",
+         ask.route, "enrolment refused: " + why, ask.address);
+}
+
+void AgentChannel::SendEnrolled(const EnrolAsk& ask) {
+  enrolling_.erase(ask.secret_hash);
+  EnrolmentChanged();
+  logging::Default().Info("agent enrolled", {{"host", ask.host},
+                                             {"curve_public_key", ask.curve_key},
+                                             {"address", ask.address}});
+  capnp::MallocMessageBuilder m;
+  auto e = m.initRoot<schema::Envelope>().initEnrolled();
+  e.setHostId(ask.host);
+  e.setCurvePublicKey(ask.curve_key);
+  const auto& retired = grants_.retired_keys();
+  auto keys = e.initGrantKeys(static_cast<unsigned>(1 + retired.size()));
+  keys.set(0, grants_.key().verifier().ToString());
+  for (unsigned i = 0; i < retired.size(); ++i) keys.set(i + 1, retired[i].ToString());
+  e.setLedgerKey(ledger_.verifier().ToString());
+  Send(ask.route, schema::EncodeFrame(m));
 }
 
 void AgentChannel::Send(const std::string& route, const std::string& payload) {

@@ -23,6 +23,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "collector/enrolment/enrolment_book.h"
 #include "collector/grants/grant_service.h"
 #include "collector/ingest/collector_config.h"
 #include "collector/ingest/collector_counters.h"
@@ -39,9 +40,17 @@ namespace latch::collector {
 
 class AgentChannel {
  public:
-  AgentChannel(const CollectorConfig& config, ledger::Ledger& ledger, Recorder& recorder,
-               GrantService& grants, RefusalLog& refusals, Dispatcher& loop,
-               CollectorCounters& counters);
+  // A join token that the book accepts, to be recorded (agentEnrolled)
+  // before the agent at `route` is told (SendEnrolled).
+  struct EnrolAsk {
+    std::string route, host, curve_key, secret_hash, address;
+  };
+  using EnrolHandler = std::function<void(const EnrolAsk&)>;
+
+  AgentChannel(const CollectorConfig& config, const EnrolmentBook& enrolment,
+               ledger::Ledger& ledger, Recorder& recorder, GrantService& grants,
+               RefusalLog& refusals, Dispatcher& loop, CollectorCounters& counters);
+  void set_enrol_handler(EnrolHandler handler) { on_enrol_ = std::move(handler); }
 
   // Binds the ZAP handler and the ROUTER socket (config's endpoints).
   Status Bind(zmq::context_t& context, const schema::CurveKeyPair& curve);
@@ -62,9 +71,13 @@ class AgentChannel {
   void PushGrantSet(const std::string& host);
   // An action settled: the sets asked for meanwhile go out.
   void PushDeferred();
-  // The config's enrolled agents changed: a host no longer enrolled has its
-  // messages refused from now on (its connection was admitted before).
+  // The config's enrolled agents, or the enrolment book, changed: a host no
+  // longer enrolled has its messages refused from now on (its connection
+  // was admitted before).
   void EnrolmentChanged();
+  // The answer to an Enrol once its record is durable: Enrolled, or why not.
+  void SendEnrolled(const EnrolAsk& ask);
+  void RefuseEnrolment(const EnrolAsk& ask, const std::string& why);
 
   // Connected hosts, and when each host was last heard from (Unix ns).
   std::vector<std::string> connected() const;
@@ -85,6 +98,9 @@ class AgentChannel {
   void HandleZap();
   void HandleAgentMessage();
   void OnEnvelope(const std::string& route, const std::string& host, schema::Envelope::Reader env);
+  // A message from a key admitted only to enrol (ZAP's "enrol:<key>").
+  void OnEnrolling(const std::string& route, const std::string& curve_key,
+                   schema::Envelope::Reader env);
   void OnBatch(const std::string& route, const std::string& host, schema::EventBatch::Reader batch);
   bool DeclaresLostFrom(schema::SpooledRecord::Reader r, uint64_t next) const;
   void OnCompletion(const Completion& c);
@@ -101,6 +117,9 @@ class AgentChannel {
   void Send(const std::string& route, const std::string& payload);
 
   const CollectorConfig& config_;
+  const EnrolmentBook& enrolment_;
+  EnrolHandler on_enrol_;
+  std::set<std::string> enrolling_;  // secret hashes whose enrolment is being recorded
   ledger::Ledger& ledger_;
   Recorder& recorder_;
   GrantService& grants_;
@@ -114,7 +133,7 @@ class AgentChannel {
   std::map<std::pair<std::string, std::string>, uint64_t> in_flight_;
   std::map<std::string, std::string> routes_;  // host -> routing id of its live connection
   std::set<std::string> push_deferred_;        // hosts whose sets wait for an action
-  std::set<std::string> enrolled_hosts_;       // host ids config_.agents names
+  std::set<std::string> enrolled_hosts_;  // host ids config_.agents or the enrolment book names
   // Silence is counted from a host's last message, or from the end of this
   // collector's own last pause if that is later (RecordSilentAgents).
   std::chrono::steady_clock::time_point last_turn_;

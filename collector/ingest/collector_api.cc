@@ -76,6 +76,9 @@ void CollectorServer::AddRoutes() {
   read("/v1/events/stream", &CollectorServer::HandleEventsStream);
   add("GET", "/v1/grants", RunsOn::kLoop, &CollectorServer::ApiGrants);
   add("GET", "/v1/hosts", RunsOn::kLoop, &CollectorServer::ApiHosts);
+  add("GET", "/v1/agents", RunsOn::kLoop, &CollectorServer::ApiAgents);
+  add("POST", "/v1/agents/tokens", RunsOn::kLoop, &CollectorServer::ApiNewJoinToken);
+  add("POST", "/v1/agents/remove", RunsOn::kLoop, &CollectorServer::ApiRemoveAgent);
   add("POST", "/v1/grants/{id}/revoke", RunsOn::kLoop, &CollectorServer::ApiRevoke);
   add("GET", "/v1/requests", RunsOn::kLoop, &CollectorServer::ApiRequests);
   add("POST", "/v1/requests", RunsOn::kLoop, &CollectorServer::ApiNewRequest);

@@ -6,6 +6,7 @@
 #include "lib/config/toml_settings.h"
 #include "lib/tlog/signed_note.h"
 #include "schemas/curve_key.h"
+#include "schemas/host_id.h"
 
 namespace latch::collector {
 using config::Bad;
@@ -64,7 +65,10 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
       std::string host, key;
       LATCH_RETURN_IF_ERROR(Get(*t, source, "host_id", &host, true));
       LATCH_RETURN_IF_ERROR(Get(*t, source, "curve_public_key", &key, true));
-      if (host.empty()) return Bad(source, t->source(), "host_id must not be empty");
+      if (!schema::IsHostId(host)) {
+        return Bad(source, t->source(),
+                   "host_id '" + host + "' is not a host id (" + schema::kHostIdRule + ")");
+      }
       if (!schema::IsCurveKey(key)) {
         return Bad(source, t->source(),
                    "agent '" + host + "': curve_public_key must be 40 Z85 characters");

@@ -10,10 +10,14 @@
 //   latch-collector request --config FILE --as IDENTITY --resource NAME --for 30m --reason TEXT
 //   latch-collector review --config FILE --as IDENTITY --id N (--approve | --deny) [--comment TEXT]
 //   latch-collector requests --config FILE
-// grant, revoke and status talk to the running collector over its admin
+//   latch-collector token create --config FILE --host H [--ttl 1h]
+//   latch-collector agents --config FILE
+//   latch-collector agents remove --config FILE --host H
+// grant, revoke, status, token and agents talk to the running collector over its admin
 // socket (data_dir/admin.sock, reachable only by who can enter data_dir).
 #include <CLI/CLI.hpp>
 #include <csignal>
+#include <ctime>
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -27,6 +31,7 @@
 #include "collector/ingest/collector_server.h"
 #include "lib/logging/log_flags.h"
 #include "lib/logging/logger.h"
+#include "schemas/join_token.h"
 
 namespace {
 
@@ -68,8 +73,10 @@ int FailServing(const Status& s, const std::string& config_path) {
   return 1;
 }
 
-// Sends one admin request to the running collector; prints the reply.
-int Admin(const CollectorConfig& config, const nlohmann::json& request) {
+// Sends one admin request to the running collector; its reply in `*out`
+// (printed as JSON when `out` is null). 0 when it says ok.
+int Admin(const CollectorConfig& config, const nlohmann::json& request,
+          nlohmann::json* answer = nullptr) {
   zmq::context_t ctx;
   zmq::socket_t s(ctx, zmq::socket_type::req);
   s.set(zmq::sockopt::linger, 0);
@@ -86,8 +93,15 @@ int Admin(const CollectorConfig& config, const nlohmann::json& request) {
     return 1;
   }
   auto j = nlohmann::json::parse(reply.to_string(), nullptr, false);
-  std::printf("%s\n", j.dump(2).c_str());
-  return j.is_object() && j.value("ok", false) ? 0 : 1;
+  const bool ok = j.is_object() && j.value("ok", false);
+  if (answer == nullptr) {
+    std::printf("%s\n", j.dump(2).c_str());
+  } else if (!ok) {
+    std::fprintf(stderr, "latch-collector: %s\n",
+                 j.is_object() ? j.value("error", std::string("refused")).c_str() : "bad answer");
+  }
+  if (answer != nullptr) *answer = j;
+  return ok ? 0 : 1;
 }
 
 // Whether a collector answers on this data_dir's admin socket.
@@ -136,6 +150,49 @@ int GrantKey(const CollectorConfig& config, bool next, bool promote) {
   return 0;
 }
 
+// latch-collector token create: a one-time join token, and the command that
+// spends it on the host.
+int CreateToken(const CollectorConfig& config, const std::string& host, const std::string& ttl) {
+  nlohmann::json j;
+  int rc = Admin(config, {{"op", "token_create"}, {"host", host}, {"ttl", ttl},
+                          {"actor", "latch-collector cli"}}, &j);
+  if (rc != 0) return rc;
+  const int64_t expires_s = j.at("expires_at_ns").get<int64_t>() / 1'000'000'000;
+  char when[32];
+  std::time_t t = static_cast<std::time_t>(expires_s);
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  std::printf(
+      "join token for %s (one use, until %s):\n  %s\n"
+      "collector key pin:\n  %s\n\n"
+      "On %s, with host_id = \"%s\" and [collector] endpoints in its agent.toml:\n"
+      "  latch-agent enrol --config /etc/latch/agent.toml --token %s --ca-pin %s\n",
+      host.c_str(), when, j.at("token").get<std::string>().c_str(),
+      j.at("ca_pin").get<std::string>().c_str(), host.c_str(), host.c_str(),
+      j.at("token").get<std::string>().c_str(), j.at("ca_pin").get<std::string>().c_str());
+  return 0;
+}
+
+// latch-collector agents: who is enrolled, how, and whether connected.
+int ListAgents(const CollectorConfig& config) {
+  nlohmann::json j;
+  int rc = Admin(config, {{"op", "agents"}}, &j);
+  if (rc != 0) return rc;
+  std::printf("%-24s %-10s %-9s %s\n", "HOST", "SOURCE", "CONNECTED", "CURVE KEY");
+  for (const auto& a : j.at("agents")) {
+    std::printf("%-24s %-10s %-9s %s\n", a.at("host").get<std::string>().c_str(),
+                a.at("source").get<std::string>().c_str(),
+                a.at("connected").get<bool>() ? "yes" : "no",
+                a.at("curve_public_key").get<std::string>().c_str());
+  }
+  for (const auto& tk : j.at("open_tokens")) {
+    std::printf("open join token for %s (sha256 %s...), expires at %lld ns\n",
+                tk.at("host").get<std::string>().c_str(),
+                tk.at("sha256").get<std::string>().c_str(),
+                static_cast<long long>(tk.at("expires_at_ns").get<int64_t>()));
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -171,6 +228,17 @@ int main(int argc, char** argv) {
   revoke->add_option("--id", id, "grant id")->required();
   revoke->add_option("--reason", reason, "why");
   auto* status = app.add_subcommand("status", "counters of the running collector");
+  auto* join_token = app.add_subcommand("token", "join tokens for enrolling agents");
+  join_token->require_subcommand(1);
+  auto* token_create =
+      join_token->add_subcommand("create", "make a one-time join token for a host (on record)");
+  std::string ttl = "1h";
+  token_create->add_option("--host", host, "the host id it enrols")->required();
+  token_create->add_option("--ttl", ttl, "how long it can be used, like 30m or 1h (1m to 30d)");
+  auto* agents = app.add_subcommand("agents", "list enrolled agents and open join tokens");
+  auto* agents_remove =
+      agents->add_subcommand("remove", "remove an agent enrolled with a join token (on record)");
+  agents_remove->add_option("--host", host, "its host id")->required();
   // The workflow through the admin socket (latchctl over HTTPS is issue 5).
   std::string as, resource_name, duration = "1h", comment;
   bool approve = false, deny = false;
@@ -213,6 +281,13 @@ int main(int argc, char** argv) {
   review->footer("Example:\n  latch-collector review" + c +
                  " --as bob --id 1 --approve --comment ok");
   requests->footer("Example:\n  latch-collector requests" + c);
+  token_create->footer("Example:\n  latch-collector token create" + c +
+                       " --host db-2 --ttl 1h\nthen, on db-2: latch-agent enrol --config "
+                       "/etc/latch/agent.toml --token <token> --ca-pin <pin>");
+  join_token->footer("Example:\n  latch-collector token create" + c + " --host db-2 --ttl 1h");
+  agents->footer("Example:\n  latch-collector agents" + c + "\n  latch-collector agents remove" +
+                 c + " --host db-2");
+  agents_remove->footer("Example:\n  latch-collector agents remove" + c + " --host db-2");
   token_hash->footer(
       "Example:\n  openssl rand -base64 24 | tee alice.token | latch-collector token-hash");
   cert_hash->footer("Example:\n  latch-collector cert-hash bob.crt");
@@ -227,7 +302,8 @@ int main(int argc, char** argv) {
       c +
       " --promote\n"
       "  systemctl start latch-collector");
-  for (auto* sub : {keys, grant, revoke, status, request, review, requests, grant_key})
+  for (auto* sub : {keys, grant, revoke, status, request, review, requests, grant_key, join_token,
+                    token_create, agents, agents_remove})
     sub->fallthrough();
   CLI11_PARSE(app, argc, argv);
   if (cert_hash->parsed()) {
@@ -253,7 +329,8 @@ int main(int argc, char** argv) {
   log_flags.Apply("latch-collector");
   const bool serving = !keys->parsed() && !grant->parsed() && !revoke->parsed() &&
                        !status->parsed() && !request->parsed() && !review->parsed() &&
-                       !requests->parsed() && !grant_key->parsed();
+                       !requests->parsed() && !grant_key->parsed() && !join_token->parsed() &&
+                       !agents->parsed();
   CollectorConfig config;
   Status s = latch::collector::LoadCollectorConfig(config_path, &config);
   if (!s.ok()) return serving ? FailServing(s, config_path) : Fail(s);
@@ -297,6 +374,12 @@ int main(int argc, char** argv) {
                           {"comment", comment}});
   }
   if (requests->parsed()) return Admin(config, {{"op", "requests"}});
+  if (token_create->parsed()) return CreateToken(config, host, ttl);
+  if (agents_remove->parsed()) {
+    return Admin(config,
+                 {{"op", "agent_remove"}, {"host", host}, {"actor", "latch-collector cli"}});
+  }
+  if (agents->parsed()) return ListAgents(config);
   if (grant_key->parsed()) {
     int rc = GrantKey(config, next_key, promote_key);
     Status owned = latch::collector::MatchDataDirOwner(config.data_dir);
@@ -306,8 +389,11 @@ int main(int argc, char** argv) {
     latch::collector::CollectorKeys k;
     s = latch::collector::LoadOrMakeCollectorKeys(config, &k);
     if (!s.ok()) return Fail(s);
-    std::printf("curve_public_key = \"%s\"\ngrant_key = \"%s\"\nledger_key = \"%s\"\n",
-                k.curve_public_key.c_str(), k.grant_key.c_str(), k.ledger_key.c_str());
+    std::printf(
+        "curve_public_key = \"%s\"\ngrant_key = \"%s\"\nledger_key = \"%s\"\n"
+        "# for latch-agent enrol --ca-pin:\n# curve_key_pin = %s\n",
+        k.curve_public_key.c_str(), k.grant_key.c_str(), k.ledger_key.c_str(),
+        latch::schema::CurveKeyPin(k.curve_public_key).c_str());
     return 0;
   }
 

@@ -92,8 +92,11 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
   s->grants_ = std::make_unique<GrantService>(
       std::move(grant_key), std::move(retired), *s->recorder_,
       [server](const std::string& host) { server->channel_->PushGrantSet(host); });
-  s->channel_ = std::make_unique<AgentChannel>(s->config_, *s->ledger_, *s->recorder_, *s->grants_,
-                                               s->refusals_, *s->loop_, s->counters_);
+  s->channel_ =
+      std::make_unique<AgentChannel>(s->config_, s->enrolment_, *s->ledger_, *s->recorder_,
+                                     *s->grants_, s->refusals_, *s->loop_, s->counters_);
+  s->channel_->set_enrol_handler(
+      [server](const AgentChannel::EnrolAsk& ask) { server->Enrol(ask); });
   s->workflow_ =
       std::make_unique<workflow::WorkflowService>(static_cast<workflow::WorkflowSink&>(*s));
   LATCH_RETURN_IF_ERROR(s->RestoreState());

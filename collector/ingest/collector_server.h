@@ -36,6 +36,7 @@
 
 #include "collector/api/api_server.h"
 #include "collector/api/route_table.h"
+#include "collector/enrolment/enrolment_book.h"
 #include "collector/grants/grant_service.h"
 #include "collector/index/event_query.h"
 #include "collector/index/index_follower.h"
@@ -161,6 +162,14 @@ class CollectorServer : private workflow::WorkflowSink {
   // every grant, anyone else those they hold); ?past=1 adds ended ones.
   std::optional<api::ApiResponse> ApiHosts(const api::ApiRequest&, const api::RouteArgs&,
                                            const api::ApiServer::Respond&);
+  // Agents (agents_api.cc): listed by admins and auditors; join tokens made
+  // and agents removed by admins.
+  std::optional<api::ApiResponse> ApiAgents(const api::ApiRequest&, const api::RouteArgs&,
+                                            const api::ApiServer::Respond&);
+  std::optional<api::ApiResponse> ApiNewJoinToken(const api::ApiRequest&, const api::RouteArgs&,
+                                                  const api::ApiServer::Respond&);
+  std::optional<api::ApiResponse> ApiRemoveAgent(const api::ApiRequest&, const api::RouteArgs&,
+                                                 const api::ApiServer::Respond&);
   std::optional<api::ApiResponse> ApiGrants(const api::ApiRequest&, const api::RouteArgs&,
                                             const api::ApiServer::Respond&);
   std::optional<api::ApiResponse> ApiRevoke(const api::ApiRequest&, const api::RouteArgs&,
@@ -233,7 +242,17 @@ class CollectorServer : private workflow::WorkflowSink {
   std::unique_ptr<GrantService> grants_;
   std::unique_ptr<workflow::WorkflowService> workflow_;
   RefusalLog refusals_;
+  // Join tokens and the keys enrolled with them (ledger state).
+  EnrolmentBook enrolment_;
   std::unique_ptr<AgentChannel> channel_;
+  // Enrolment (enrolment_actions.cc): a token made, a key enrolled by
+  // spending one, an enrolled key removed; each an action, on record first.
+  void CreateJoinToken(const std::string& host, int64_t ttl_ns, const std::string& actor,
+                       std::function<void(nlohmann::json)> reply);
+  void Enrol(const AgentChannel::EnrolAsk& ask);
+  void RemoveAgent(const std::string& host, const std::string& actor,
+                   std::function<void(nlohmann::json)> reply);
+  nlohmann::json DescribeAgents() const;
   std::atomic<bool> reload_policy_{false};
   std::atomic<bool> reload_config_{false};
   // Reads config_.path again: agents and API credentials that changed are

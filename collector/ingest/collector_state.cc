@@ -55,6 +55,7 @@ Status CollectorServer::RestoreState() {
       // Whatever the snapshot put in place goes: the replay starts from nothing.
       channel_->sequences() = SequenceIndex();
       grants_->Reset();
+      enrolment_ = EnrolmentBook();
       workflow_->RestoreRequests(workflow::RequestBook());
     }
   } else if (s.code() != Status::Code::kNotFound) {
@@ -63,6 +64,7 @@ Status CollectorServer::RestoreState() {
                             {{"snapshot", snapshot_path()}, {"error", s.ToString()}});
   }
   LATCH_RETURN_IF_ERROR(ReplayLedger(from));
+  channel_->EnrolmentChanged();
   counters_.start_replayed_entries = ledger_->size() - from;
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -97,6 +99,7 @@ nlohmann::json CollectorServer::DerivedState() const {
   nlohmann::json state = grants_->ToSnapshot();  // grants, past_grants, effective
   state["sequences"] = channel_->sequences().ToSnapshot();
   state["requests"] = workflow_->requests().ToSnapshot();
+  state["enrolment"] = enrolment_.ToSnapshot();
   return state;
 }
 
@@ -104,6 +107,7 @@ Status CollectorServer::ApplyDerivedState(const nlohmann::json& state) {
   try {
     channel_->sequences().FromSnapshot(state.at("sequences"));
     LATCH_RETURN_IF_ERROR(grants_->FromSnapshot(state));
+    LATCH_RETURN_IF_ERROR(enrolment_.FromSnapshot(state));
     workflow::RequestBook requests;
     requests.FromSnapshot(state.at("requests"));
     workflow_->RestoreRequests(std::move(requests));
@@ -156,6 +160,7 @@ Status CollectorServer::ReplayLedger(uint64_t from) {
               LATCH_RETURN_IF_ERROR(
                   grants_->Replay(a, record.host_id, record.receive_time_ns, where));
               workflow_->Replay(a, record.receive_time_ns);
+              enrolment_.Apply(a);
               return Status::Ok();
             });
       });

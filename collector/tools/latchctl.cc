@@ -4,6 +4,8 @@
 //   latchctl requests [--pending] [--all]                your requests and your inbox
 //   latchctl approve ID [--comment ...]   latchctl deny ID [--comment ...]   latchctl cancel ID
 //   latchctl revoke GRANT [--reason ...]   latchctl grants
+//   latchctl agents [remove --host H]     enrolled agents, open join tokens; remove one
+//   latchctl join-token --host H [--ttl]  a one-time join token for H's agent (admins)
 //   latchctl hosts                        per host, the resources the policy gives it and
 //                                         since when its kernel holds them
 //   latchctl verify                       the ledger's checkpoint: signed by the ledger key and
@@ -209,6 +211,16 @@ int main(int argc, char** argv) {
   grants->add_flag("--past", past, "also the grants that have ended");
   auto* hosts_cmd = app.add_subcommand(
       "hosts", "per host, the resources in force and since when (auditors and approvers)");
+  auto* agents_cmd = app.add_subcommand(
+      "agents", "enrolled agents and open join tokens (admins and auditors)");
+  std::string agent_host, ttl = "1h";
+  auto* agents_remove =
+      agents_cmd->add_subcommand("remove", "remove an agent enrolled by join token (admins)");
+  agents_remove->add_option("--host", agent_host, "its host id")->required();
+  auto* join_token = app.add_subcommand(
+      "join-token", "make a one-time join token that enrols a host's agent (admins)");
+  join_token->add_option("--host", agent_host, "the host id it enrols")->required();
+  join_token->add_option("--ttl", ttl, "how long it can be used (1m to 30d)");
   auto* verify = app.add_subcommand("verify", "check the ledger's checkpoint");
   EventsArgs ev;
   auto* events = app.add_subcommand(
@@ -239,6 +251,11 @@ int main(int argc, char** argv) {
   revoke->footer("Example:\n  latchctl revoke 7 --reason \"done early\"");
   grants->footer("Examples:\n  latchctl grants\n  latchctl grants --past");
   hosts_cmd->footer("Examples:\n  latchctl hosts\n  latchctl --json hosts");
+  agents_cmd->footer("Examples:\n  latchctl agents\n  latchctl agents remove --host db-2");
+  agents_remove->footer("Example:\n  latchctl agents remove --host db-2");
+  join_token->footer(
+      "Example:\n  latchctl join-token --host db-2 --ttl 1h\nthen on db-2: latch-agent enrol "
+      "--config /etc/latch/agent.toml --token <token> --ca-pin <pin>");
   verify->footer(
       "Example:\n  latchctl --ledger-key \"$(cat ledger.vkey)\" verify   # saves the checkpoint "
       "it checked");
@@ -247,7 +264,8 @@ int main(int argc, char** argv) {
       "  latchctl events --host db-1 --verdict deny --since 1h\n"
       "  latchctl events --user alice --kind exec --follow");
   for (auto* c :
-       {request, requests, approve, deny, cancel, revoke, grants, hosts_cmd, verify, events})
+       {request, requests, approve, deny, cancel, revoke, grants, hosts_cmd, agents_cmd,
+        agents_remove, join_token, verify, events})
     c->fallthrough();
   try {
     app.parse(argc, argv);
@@ -306,6 +324,41 @@ int main(int argc, char** argv) {
                   [&](const auto&) {
                     std::printf("grant %llu revoked\n", static_cast<unsigned long long>(id));
                   });
+    }
+    if (join_token->parsed()) {
+      nlohmann::json b = {{"host", agent_host}, {"ttl", ttl}};
+      return Show(s, Call(s, "POST", "/v1/agents/tokens", b.dump()), [](const auto& j) {
+        const std::string host = T(j["host"].template get<std::string>());
+        const std::string token = j["token"].template get<std::string>();
+        const std::string pin = j["ca_pin"].template get<std::string>();
+        std::printf(
+            "join token for %s (one use):\n  %s\ncollector key pin:\n  %s\n"
+            "On %s: latch-agent enrol --config /etc/latch/agent.toml --token %s --ca-pin %s\n",
+            host.c_str(), T(token).c_str(), T(pin).c_str(), host.c_str(), T(token).c_str(),
+            T(pin).c_str());
+      });
+    }
+    if (agents_remove->parsed()) {
+      nlohmann::json b = {{"host", agent_host}};
+      return Show(s, Call(s, "POST", "/v1/agents/remove", b.dump()), [](const auto& j) {
+        std::printf("%s removed\n", T(j["host"].template get<std::string>()).c_str());
+      });
+    }
+    if (agents_cmd->parsed()) {
+      return Show(s, Call(s, "GET", "/v1/agents"), [](const auto& j) {
+        std::printf("%-24s %-10s %-9s %s\n", "HOST", "SOURCE", "CONNECTED", "CURVE KEY");
+        for (const auto& a : j["agents"]) {
+          std::printf("%-24s %-10s %-9s %s\n", T(a["host"].template get<std::string>()).c_str(),
+                      T(a["source"].template get<std::string>()).c_str(),
+                      a["connected"].template get<bool>() ? "yes" : "no",
+                      T(a["curve_public_key"].template get<std::string>()).c_str());
+        }
+        for (const auto& t : j["open_tokens"]) {
+          std::printf("open join token for %s (sha256 %s...)\n",
+                      T(t["host"].template get<std::string>()).c_str(),
+                      T(t["sha256"].template get<std::string>()).c_str());
+        }
+      });
     }
     if (hosts_cmd->parsed()) {
       return Show(s, Call(s, "GET", "/v1/hosts"), [](const auto& j) {

@@ -38,7 +38,8 @@ Status Policy::Parse(std::string_view toml_text, const std::string& source,
       tlog::Sha256::Of({reinterpret_cast<const uint8_t*>(toml_text.data()), toml_text.size()}));
   Reader top(root, source);
   LATCH_RETURN_IF_ERROR(top.Known(
-      {"host", "resource", "identity", "request_rule", "approval_rule", "auditor_groups"}));
+      {"host", "resource", "identity", "request_rule", "approval_rule", "auditor_groups",
+       "admin_groups"}));
 
   Status table_status = ForEachTable(root, "host", source, [&](const Reader& r) {
     LATCH_RETURN_IF_ERROR(r.Known({"id", "labels"}));
@@ -263,6 +264,12 @@ Status Policy::Parse(std::string_view toml_text, const std::string& source,
     if (!groups.count(g)) return top.Bad("no identity is in auditor group '" + g + "'");
   }
   p->auditor_groups_ = {auditors.begin(), auditors.end()};
+  std::vector<std::string> admins;
+  LATCH_RETURN_IF_ERROR(top.Strings("admin_groups", &admins, false));
+  for (const std::string& g : admins) {
+    if (!groups.count(g)) return top.Bad("no identity is in admin group '" + g + "'");
+  }
+  p->admin_groups_ = {admins.begin(), admins.end()};
   *out = std::move(p);
   return Status::Ok();
 }
@@ -298,6 +305,15 @@ bool Policy::IsAuditor(const std::string& identity) const {
   if (who == nullptr) return false;
   for (const std::string& g : who->groups) {
     if (auditor_groups_.count(g)) return true;
+  }
+  return false;
+}
+
+bool Policy::IsAdmin(const std::string& identity) const {
+  const Identity* who = FindIdentity(identity);
+  if (who == nullptr) return false;
+  for (const std::string& g : who->groups) {
+    if (admin_groups_.count(g)) return true;
   }
   return false;
 }

@@ -41,6 +41,8 @@
 //
 //   auditor_groups = ["security"]   # top level: may query every event (so may approvers);
 //                                   # everyone else sees only the events about themselves
+//   admin_groups = ["ops"]          # top level: may enrol and remove agents through the API
+//                                   # (join tokens); nothing else
 #pragma once
 
 #include <cstdint>
@@ -112,6 +114,8 @@ class Policy {
   bool MayReadAllEvents(const std::string& identity) const;
   // A member of one of the top-level auditor_groups.
   bool IsAuditor(const std::string& identity) const;
+  // A member of one of the top-level admin_groups.
+  bool IsAdmin(const std::string& identity) const;
   // A member of an approver group of the resource's approval rule.
   bool MayApprove(const std::string& identity, const std::string& resource) const;
   // Revoking a grant of these kernel resource ids: auditors, and approvers of
@@ -131,6 +135,7 @@ class Policy {
   std::vector<RequestRule> request_rules_;
   std::vector<ApprovalRule> approval_rules_;
   std::set<std::string> auditor_groups_;
+  std::set<std::string> admin_groups_;
 };
 
 }  // namespace latch::workflow

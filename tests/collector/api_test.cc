@@ -65,6 +65,7 @@ class ApiTest : public ::testing::Test {
     config_.api_tokens[api::TokenHash(kRob)] = "rob";
     config_.api_tokens[api::TokenHash(kNeta)] = "neta";
     config_.api_tokens[api::TokenHash(kSam)] = "sam";
+    config_.api_tokens[api::TokenHash(kOtto)] = "otto";
     // ann also has a client certificate, pinned; "stranger" has one that is not.
     ASSERT_TRUE(api::EnsureTlsIdentity(dir_ / "ann.crt", dir_ / "ann.key").ok());
     ASSERT_TRUE(api::EnsureTlsIdentity(dir_ / "stranger.crt", dir_ / "stranger.key").ok());
@@ -103,6 +104,7 @@ class ApiTest : public ::testing::Test {
   static constexpr const char* kRob = "rob-token-0123456789";    // a requester like tess
   static constexpr const char* kNeta = "neta-token-0123456789";  // approves only dns
   static constexpr const char* kSam = "sam-token-0123456789";    // an auditor
+  static constexpr const char* kOtto = "otto-token-0123456789";  // an admin (agents)
   // Stops the collector and opens it again on the same data with config_.
   void Restart() {
     server_->Stop();
@@ -860,6 +862,84 @@ TEST_F(ApiTest, HostsShowTheResourcesThePolicyGivesThem) {
   EXPECT_NE(out.find("host-a"), std::string::npos) << out;
   EXPECT_NE(out.find("(not yet)"), std::string::npos) << out;
   EXPECT_NE(out.find("10.1.2.53/32 udp/53"), std::string::npos) << out;
+}
+
+// Issue 16: agents through the API for an admin identity: join tokens made
+// (on record, by whom), agents listed and removed; nobody else may, and
+// hostile bodies change nothing.
+TEST_F(ApiTest, AdminsMakeJoinTokensAndRemoveAgentsAndNobodyElseMay) {
+  const std::string token_body = R"({"host":"host-z","ttl":"10m"})";
+  EXPECT_EQ(Call(http::verb::post, "/v1/agents/tokens", kTess, token_body).status, 403);
+  EXPECT_EQ(Call(http::verb::post, "/v1/agents/tokens", kAnn, token_body).status, 403);
+  EXPECT_EQ(Call(http::verb::post, "/v1/agents/tokens", kSam, token_body).status, 403);
+  EXPECT_EQ(Call(http::verb::get, "/v1/agents", kTess).status, 403);
+  for (const std::string& bad :
+       {std::string(R"({"host":7})"), std::string(R"({"host":"a b"})"),
+        std::string(R"({"host":"h;rm -rf /"})"), std::string(R"({"host":"h","ttl":"60d"})"),
+        std::string(R"({"host":"h","ttl":"0s"})"), std::string(R"({"host":"h","ttl":5})"),
+        std::string(R"({"host":"h","extra":1})"), std::string("{\"host\":\"h\xff\"}"),
+        std::string("{\"host\":\"h\\u0000\"}"),
+        R"({"host":")" + std::string(10000, 'a') + R"("})", std::string("[1,2]"),
+        std::string("not json")}) {
+    Reply r = Call(http::verb::post, "/v1/agents/tokens", kOtto, bad);
+    EXPECT_EQ(r.status, 400) << bad.substr(0, 80) << " -> " << r.body;
+  }
+  Reply made = Call(http::verb::post, "/v1/agents/tokens", kOtto, token_body);
+  ASSERT_EQ(made.status, 200) << made.body;
+  auto j = nlohmann::json::parse(made.body);
+  EXPECT_EQ(j["token"].get<std::string>().rfind("latchjoin1.", 0), 0u) << j;
+  EXPECT_EQ(j["ca_pin"].get<std::string>().rfind("sha256:", 0), 0u) << j;
+  EXPECT_EQ(j["host"], "host-z");
+  Reply list = Call(http::verb::get, "/v1/agents", kSam);  // auditors may look
+  ASSERT_EQ(list.status, 200) << list.body;
+  auto agents = nlohmann::json::parse(list.body);
+  ASSERT_EQ(agents["open_tokens"].size(), 1u) << agents;
+  EXPECT_EQ(agents["open_tokens"][0]["host"], "host-z");
+  EXPECT_EQ(agents["open_tokens"][0].count("token"), 0u) << "the token itself is never listed";
+  bool quiet = false;
+  for (const auto& a : agents["agents"]) {
+    if (a["host"] == "host-quiet") {
+      quiet = true;
+      EXPECT_EQ(a["source"], "config");
+      EXPECT_EQ(a["connected"], false);
+    }
+  }
+  EXPECT_TRUE(quiet) << agents;
+  EXPECT_EQ(Call(http::verb::post, "/v1/agents/remove", kSam, R"({"host":"host-quiet"})").status,
+            403);
+  Reply config_owned = Call(http::verb::post, "/v1/agents/remove", kOtto, R"({"host":"host-quiet"})");
+  EXPECT_EQ(config_owned.status, 409) << config_owned.body;
+  EXPECT_NE(config_owned.body.find("SIGHUP"), std::string::npos) << config_owned.body;
+  EXPECT_EQ(Call(http::verb::post, "/v1/agents/remove", kOtto, R"({"host":"nobody"})").status,
+            404);
+  EXPECT_EQ(Call(http::verb::post, "/v1/agents/remove", kOtto, R"({"host":["x"]})").status, 400);
+  // And with latchctl, as an admin would.
+  std::string out;
+  const std::string url = "https://localhost:" + std::to_string(server_->api_port());
+  ASSERT_EQ(Latchctl(dir_ / "home", url, config_.data_dir + "/api.crt", kOtto, "",
+                     {"join-token", "--host", "host-y", "--ttl", "5m"}, &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("latchjoin1."), std::string::npos) << out;
+  EXPECT_NE(out.find("latch-agent enrol --config"), std::string::npos) << out;
+  ASSERT_EQ(Latchctl(dir_ / "home", url, config_.data_dir + "/api.crt", kSam, "", {"agents"}, &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("host-quiet"), std::string::npos) << out;
+  EXPECT_NE(out.find("open join token for host-y"), std::string::npos) << out;
+  EXPECT_NE(Latchctl(dir_ / "home", url, config_.data_dir + "/api.crt", kTess, "",
+                     {"join-token", "--host", "host-y"}, &out),
+            0);
+  // On record, with who made it.
+  Reply events = Call(http::verb::get, "/v1/events?kind=joinTokenCreated", kSam);
+  for (int i = 0; i < 100 && events.body.find("host-z") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the index follows the ledger
+    events = Call(http::verb::get, "/v1/events?kind=joinTokenCreated", kSam);
+  }
+  ASSERT_EQ(events.status, 200) << events.body;
+  EXPECT_NE(events.body.find("host-z"), std::string::npos) << events.body;
+  EXPECT_NE(events.body.find("otto"), std::string::npos) << events.body;
+  EXPECT_EQ(events.body.find(j["token"].get<std::string>().substr(11)), std::string::npos);
 }
 
 TEST_F(ApiTest, LatchctlDrivesTheWorkflowAndVerifiesTheLedger) {

@@ -29,6 +29,7 @@
 #include "schemas/canonical.h"
 #include "schemas/event.capnp.h"
 #include "schemas/grant_signature.h"
+#include "schemas/join_token.h"
 #include "schemas/record_codec.h"
 #include "schemas/wire.capnp.h"
 #include "temp_dir.h"
@@ -911,6 +912,152 @@ TEST_F(CollectorTest, ASighupEnrolsAddedAgentsAndRefusesRemovedOnes) {
     }
   }
   EXPECT_EQ(reloads, 1);
+}
+
+// Issue 16: enrolment by join token. A token is on record before it is
+// shown; a key that spends it is admitted from then on (on record before
+// the agent is told), across a restart; a token works once, for its host;
+// refusals are recorded; a removal takes the key out.
+TEST_F(CollectorTest, AJoinTokenEnrolsANewKeyOnceOnRecordAndAcrossARestart) {
+  std::string any;
+  // No token open: an unknown key does not get past the handshake.
+  TestAgent early(ctx_, endpoint_, server_key_);
+  early.Connect();
+  Hello(early, "host-b");
+  EXPECT_FALSE(early.Receive(schema::Envelope::REFUSED, &any, 500));
+  EXPECT_GE(server_->counters().refused_keys.load(), 1u);
+
+  auto reply = nlohmann::json::parse(
+      AdminCall(R"({"op":"token_create","host":"host-b","ttl":"10m","actor":"ops"})"));
+  ASSERT_TRUE(reply.value("ok", false)) << reply;
+  schema::JoinToken token;
+  ASSERT_TRUE(schema::DecodeJoinToken(reply.at("token").get<std::string>(), &token).ok());
+  EXPECT_EQ(schema::CurveKeyZ85(token.collector_key), server_key_);
+  EXPECT_EQ(reply.at("ca_pin").get<std::string>(), schema::CurveKeyPin(server_key_));
+  auto enrol = [&](TestAgent& a, const std::string& host, const std::array<uint8_t, 32>& secret) {
+    capnp::MallocMessageBuilder m;
+    auto e = m.initRoot<schema::Envelope>().initEnrol();
+    e.setHostId(host);
+    e.setSecret(capnp::Data::Reader(secret.data(), secret.size()));
+    a.Send(m);
+  };
+  TestAgent newcomer(ctx_, endpoint_, server_key_);
+  newcomer.Connect();
+  // Admitted to enrol, and to nothing else.
+  Hello(newcomer, "host-b");
+  ASSERT_TRUE(newcomer.Receive(schema::Envelope::REFUSED, &any));
+  EXPECT_NE(any.find("not enrolled"), std::string::npos);
+  std::array<uint8_t, 32> wrong = token.secret;
+  wrong[0] ^= 1;
+  enrol(newcomer, "host-b", wrong);
+  ASSERT_TRUE(newcomer.Receive(schema::Envelope::REFUSED, &any));
+  EXPECT_NE(any.find("unknown join token"), std::string::npos) << any;
+  enrol(newcomer, "host-c", token.secret);
+  ASSERT_TRUE(newcomer.Receive(schema::Envelope::REFUSED, &any));
+  EXPECT_NE(any.find("for another host"), std::string::npos) << any;
+  enrol(newcomer, "host b\n", token.secret);  // hostile host id
+  ASSERT_TRUE(newcomer.Receive(schema::Envelope::REFUSED, &any));
+  EXPECT_NE(any.find("host id is not valid"), std::string::npos) << any;
+  enrol(newcomer, "host-b", token.secret);
+  std::string enrolled;
+  ASSERT_TRUE(newcomer.Receive(schema::Envelope::ENROLLED, &enrolled));
+  WithEnvelope(enrolled, [&](schema::Envelope::Reader env) {
+    auto e = env.getEnrolled();
+    EXPECT_EQ(std::string(e.getHostId().cStr()), "host-b");
+    EXPECT_EQ(std::string(e.getCurvePublicKey().cStr()), newcomer.public_key);
+    ASSERT_EQ(e.getGrantKeys().size(), 1u);
+    EXPECT_EQ(std::string(e.getGrantKeys()[0].cStr()), server_->grant_vkey());
+    EXPECT_EQ(std::string(e.getLedgerKey().cStr()), server_->ledger_vkey());
+  });
+  // As the agent then does: a new connection, admitted as host-b.
+  newcomer.Reconnect();
+  Hello(newcomer, "host-b");
+  EXPECT_TRUE(newcomer.Receive(schema::Envelope::GRANT_SET, &any)) << "not admitted";
+  // The token is spent: another key cannot use it. (With no token open it
+  // would not get past the handshake; with host-c's open, it is told.)
+  ASSERT_TRUE(nlohmann::json::parse(AdminCall(R"({"op":"token_create","host":"host-c"})"))
+                  .value("ok", false));
+  TestAgent thief(ctx_, endpoint_, server_key_);
+  thief.Connect();
+  enrol(thief, "host-b", token.secret);
+  ASSERT_TRUE(thief.Receive(schema::Envelope::REFUSED, &any));
+  EXPECT_NE(any.find("already used"), std::string::npos) << any;
+  // A second token for host-b, spent by another key, would replace the key.
+  // Instead: a restart keeps host-b enrolled (replay, then snapshot).
+  for (int round = 0; round < 2; ++round) {
+    server_->Stop();
+    thread_.join();
+    server_.reset();
+    // First from the ledger alone, then from the snapshot the stop wrote.
+    const std::string snapshot = config_.data_dir + "/state.snapshot";
+    if (round == 0) {
+      std::filesystem::remove(snapshot);
+    } else {
+      ASSERT_TRUE(std::filesystem::exists(snapshot));
+    }
+    ASSERT_TRUE(CollectorServer::Open(config_, &server_).ok());
+    thread_ = std::thread([this] { run_status_ = server_->Run(); });
+    bool admitted = false;
+    for (int i = 0; i < 40 && !admitted; ++i) {
+      newcomer.Reconnect();
+      Hello(newcomer, "host-b");
+      admitted = newcomer.Receive(schema::Envelope::GRANT_SET, &any, 250);
+    }
+    EXPECT_TRUE(admitted) << "enrolment lost at restart " << round;
+  }
+  auto agents = nlohmann::json::parse(AdminCall(R"({"op":"agents"})"));
+  ASSERT_TRUE(agents.value("ok", false)) << agents;
+  bool listed = false;
+  for (const auto& a : agents.at("agents")) {
+    if (a.at("host") == "host-b") {
+      listed = true;
+      EXPECT_EQ(a.at("source"), "enrolment");
+      EXPECT_EQ(a.at("curve_public_key"), newcomer.public_key);
+    }
+  }
+  EXPECT_TRUE(listed) << agents;
+  // host-a is the configuration's: removing it here is refused, with how.
+  auto refused = nlohmann::json::parse(AdminCall(R"({"op":"agent_remove","host":"host-a"})"));
+  EXPECT_FALSE(refused.value("ok", true));
+  EXPECT_NE(refused.dump().find("SIGHUP"), std::string::npos) << refused;
+  auto removed = nlohmann::json::parse(AdminCall(R"({"op":"agent_remove","host":"host-b"})"));
+  ASSERT_TRUE(removed.value("ok", false)) << removed;
+  Hello(newcomer, "host-b");
+  ASSERT_TRUE(newcomer.Receive(schema::Envelope::REFUSED, &any));
+  EXPECT_NE(any.find("not enrolled"), std::string::npos);
+  server_->Stop();
+  thread_.join();
+  // The record: the token (its hash, never the secret), the enrolment, the
+  // refusals, the removal.
+  std::unique_ptr<ledger::Ledger> l;
+  ASSERT_TRUE(
+      ledger::Ledger::Open(config_.data_dir + "/ledger", ledger::Ledger::Mode::kReadOnly, &l).ok());
+  std::map<std::string, int> kinds;
+  std::string refusals, entry;
+  const std::string secret(reinterpret_cast<const char*>(token.secret.data()), 32);
+  for (uint64_t i = 0; i < l->size(); ++i) {
+    index::RecordView v;
+    ASSERT_TRUE(l->ReadEntry(i, &entry).ok());
+    EXPECT_EQ(entry.find(secret), std::string::npos) << "the secret is in the ledger";
+    if (!index::ViewRecord(entry, &v).ok()) continue;
+    kinds[v.kind]++;
+    if (v.kind == "refusal") refusals += v.detail.dump();
+    if (v.kind == "joinTokenCreated" &&
+        v.detail.dump().find(schema::JoinSecretHash(token.secret)) != std::string::npos) {
+      EXPECT_EQ(v.identity, "ops");  // who made it
+      ++kinds["the token's own record"];
+    }
+  }
+  EXPECT_EQ(kinds["joinTokenCreated"], 2);
+  EXPECT_EQ(kinds["the token's own record"], 1);
+  EXPECT_EQ(kinds["agentEnrolled"], 1);
+  EXPECT_EQ(kinds["agentRemoved"], 1);
+  EXPECT_NE(refusals.find("join_token_refused"), std::string::npos) << refusals;
+  EXPECT_NE(refusals.find("already used"), std::string::npos) << refusals;
+  EXPECT_NE(refusals.find("for another host"), std::string::npos) << refusals;
+  server_.reset();
+  ASSERT_TRUE(CollectorServer::Open(config_, &server_).ok());
+  thread_ = std::thread([this] { run_status_ = server_->Run(); });
 }
 
 TEST_F(CollectorTest, ASilentAgentIsRecorded) {

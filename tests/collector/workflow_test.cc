@@ -106,6 +106,12 @@ TEST_F(WorkflowTest, TheShippedExamplePolicyLoads) {
   EXPECT_EQ(p->HostIds(), std::set<std::string>{"db-host-1"});
   ASSERT_NE(p->FindResource("postgres"), nullptr);
   EXPECT_EQ(p->FindResource("postgres")->hosts, std::vector<std::string>{"db-host-1"});
+  // Admins enrol agents, and that alone: no events, no approvals.
+  EXPECT_TRUE(p->IsAdmin("olga"));
+  EXPECT_FALSE(p->IsAdmin("alice"));
+  EXPECT_FALSE(p->IsAdmin("nobody"));
+  EXPECT_FALSE(p->MayReadAllEvents("olga"));
+  EXPECT_FALSE(p->MayApprove("olga", "postgres"));
 }
 
 TEST_F(WorkflowTest, BadPoliciesAreRefusedWithLineAndReason) {
@@ -132,6 +138,9 @@ TEST_F(WorkflowTest, BadPoliciesAreRefusedWithLineAndReason) {
       {std::string(kPolicy) + "[[request_rule]]\nresources = [\"pg\"]\nrequesters = [\"alice\"]\n"
                               "max_duration = \"1h\"\nticket_pattern = \"([\"\n",
        "ticket_pattern is not a valid regular expression"},
+      {"admin_groups = [\"nobody-here\"]\n" + std::string(kPolicy),
+       "no identity is in admin group 'nobody-here'"},
+      {"admin_groups = \"ops\"\n" + std::string(kPolicy), "admin_groups"},
   };
   for (const Case& c : cases) {
     Status s = Policy::Parse(c.text, "policy.toml", &p);
