@@ -15,6 +15,7 @@ namespace {
 using config::Bad;
 using config::CheckKeys;
 using config::Get;
+using config::ParseToml;
 
 Status ParseResource(const toml::table& t, const std::string& source, resource::Resource* r) {
   LATCH_RETURN_IF_ERROR(
@@ -49,50 +50,64 @@ Status ParseResource(const toml::table& t, const std::string& source, resource::
   return Status::Ok();
 }
 
+// The settings that say which collector to trust and how to reach it: from
+// the config, or from the file enrolment wrote (agent_enrolment.h). Each is
+// checked when present; which must be present is decided once both are read
+// (ResolveAgentDefaults).
+Status ParseCollectorKeys(const toml::table& t, const std::string& source, CollectorSettings* c) {
+  if (const toml::node* n = t.get("endpoints")) {
+    const toml::array* list = n->as_array();
+    if (list == nullptr || list->empty()) {
+      return Bad(source, n->source(), "collector 'endpoints' must be a non-empty list");
+    }
+    for (const toml::node& e : *list) {
+      auto v = e.value<std::string>();
+      if (!v || v->empty()) return Bad(source, e.source(), "collector endpoints must be strings");
+      c->endpoints.push_back(*v);
+    }
+  }
+  LATCH_RETURN_IF_ERROR(Get(t, source, "server_public_key", &c->server_public_key, false));
+  if (!c->server_public_key.empty() && !schema::IsCurveKey(c->server_public_key)) {
+    return Bad(source, t.source(), "server_public_key must be 40 Z85 characters");
+  }
+  // One key, or a list while the collector's grant key is being rotated.
+  if (const toml::node* grant_key = t.get("grant_key")) {
+    if (const toml::array* keys = grant_key->as_array()) {
+      for (const toml::node& k : *keys) {
+        auto v = k.value<std::string>();
+        if (!v) return Bad(source, k.source(), "grant_key list entries must be strings");
+        c->grant_keys.push_back(*v);
+      }
+      if (c->grant_keys.empty()) {
+        return Bad(source, grant_key->source(), "grant_key list is empty");
+      }
+    } else if (auto one = grant_key->value<std::string>()) {
+      c->grant_keys.push_back(*one);
+    } else {
+      return Bad(source, grant_key->source(), "grant_key must be a string or a list of strings");
+    }
+    tlog::NoteVerifier v;
+    for (const std::string& k : c->grant_keys) {
+      if (!tlog::NoteVerifier::Parse(k, &v).ok()) {
+        return Bad(source, grant_key->source(),
+                   "grant_key is not a verifier key (<name>+<id>+<key>)");
+      }
+    }
+  }
+  LATCH_RETURN_IF_ERROR(Get(t, source, "ledger_key", &c->ledger_key, false));
+  tlog::NoteVerifier v;
+  if (!c->ledger_key.empty() && !tlog::NoteVerifier::Parse(c->ledger_key, &v).ok()) {
+    return Bad(source, t.source(), "ledger_key is not a verifier key (<name>+<id>+<key>)");
+  }
+  return Status::Ok();
+}
+
 Status ParseCollector(const toml::table& t, const std::string& source, CollectorSettings* c) {
   LATCH_RETURN_IF_ERROR(CheckKeys(t, source,
                                   {"endpoints", "server_public_key", "grant_key", "ledger_key",
                                    "state_dir", "spool_max_bytes", "batch_records"}));
   c->enabled = true;
-  const toml::array* list = t["endpoints"].as_array();
-  if (list == nullptr || list->empty()) {
-    return Bad(source, t.source(), "collector needs a non-empty 'endpoints' list");
-  }
-  for (const toml::node& e : *list) {
-    auto v = e.value<std::string>();
-    if (!v || v->empty()) return Bad(source, e.source(), "collector endpoints must be strings");
-    c->endpoints.push_back(*v);
-  }
-  LATCH_RETURN_IF_ERROR(Get(t, source, "server_public_key", &c->server_public_key, true));
-  if (!schema::IsCurveKey(c->server_public_key)) {
-    return Bad(source, t.source(), "server_public_key must be 40 Z85 characters");
-  }
-  // One key, or a list while the collector's grant key is being rotated.
-  const toml::node* grant_key = t.get("grant_key");
-  if (grant_key == nullptr) return Bad(source, t.source(), "missing setting 'grant_key'");
-  if (const toml::array* keys = grant_key->as_array()) {
-    for (const toml::node& k : *keys) {
-      auto v = k.value<std::string>();
-      if (!v) return Bad(source, k.source(), "grant_key list entries must be strings");
-      c->grant_keys.push_back(*v);
-    }
-    if (c->grant_keys.empty()) return Bad(source, grant_key->source(), "grant_key list is empty");
-  } else if (auto one = grant_key->value<std::string>()) {
-    c->grant_keys.push_back(*one);
-  } else {
-    return Bad(source, grant_key->source(), "grant_key must be a string or a list of strings");
-  }
-  LATCH_RETURN_IF_ERROR(Get(t, source, "ledger_key", &c->ledger_key, true));
-  tlog::NoteVerifier v;
-  for (const std::string& k : c->grant_keys) {
-    if (!tlog::NoteVerifier::Parse(k, &v).ok()) {
-      return Bad(source, grant_key->source(),
-                 "grant_key is not a verifier key (<name>+<id>+<key>)");
-    }
-  }
-  if (!tlog::NoteVerifier::Parse(c->ledger_key, &v).ok()) {
-    return Bad(source, t.source(), "ledger_key is not a verifier key (<name>+<id>+<key>)");
-  }
+  LATCH_RETURN_IF_ERROR(ParseCollectorKeys(t, source, c));
   LATCH_RETURN_IF_ERROR(Get(t, source, "state_dir", &c->state_dir, false));
   int64_t spool = static_cast<int64_t>(c->spool_max_bytes), batch = c->batch_records;
   LATCH_RETURN_IF_ERROR(Get(t, source, "spool_max_bytes", &spool, false));
@@ -257,7 +272,38 @@ Status LoadAgentConfig(const std::string& path, AgentConfig* out) {
 
 std::string ActivityPinDir(const AgentConfig& config) { return config.pin_dir + "/activity"; }
 
-Status ResolveAgentDefaults(AgentConfig* config) {
+// Fills what the config's [collector] section leaves out from the file
+// `latch-agent enrol` wrote; the config's own settings win.
+static Status UseEnrolment(AgentConfig* config) {
+  CollectorSettings& c = config->collector;
+  const std::string path = EnrolmentPath(c.state_dir);
+  std::ifstream in(path);
+  if (!in) return Status::Ok();  // not enrolled by token: all of it is in the config
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  toml::table t;
+  Status parsed = ParseToml(text, path, &t);
+  if (!parsed.ok()) {
+    return Status::Corruption(parsed.message() + " (written by latch-agent enrol; enrol again)");
+  }
+  std::string host;
+  LATCH_RETURN_IF_ERROR(Get(t, path, "host_id", &host, true));
+  if (host != config->host_id) {
+    return Status::InvalidArgument(path + " enrolled this agent as '" + host +
+                                   "', but host_id is '" + config->host_id +
+                                   "': enrol again with a token for '" + config->host_id + "'");
+  }
+  CollectorSettings enrolled;
+  LATCH_RETURN_IF_ERROR(ParseCollectorKeys(t, path, &enrolled));
+  if (c.endpoints.empty()) c.endpoints = enrolled.endpoints;
+  if (c.server_public_key.empty()) c.server_public_key = enrolled.server_public_key;
+  if (c.grant_keys.empty()) c.grant_keys = enrolled.grant_keys;
+  if (c.ledger_key.empty()) c.ledger_key = enrolled.ledger_key;
+  return Status::Ok();
+}
+
+std::string EnrolmentPath(const std::string& state_dir) { return state_dir + "/enrolment.toml"; }
+
+Status ResolveAgentDefaults(AgentConfig* config, CollectorKeys keys) {
   if (config->cgroup.empty()) LATCH_RETURN_IF_ERROR(FindCgroup2Mount(&config->cgroup));
   if (config->pin_dir.empty()) config->pin_dir = "/sys/fs/bpf/latch/" + config->instance;
   config->activity.pin_dir = ActivityPinDir(*config);
@@ -265,6 +311,21 @@ Status ResolveAgentDefaults(AgentConfig* config) {
   config->activity.scope_cgroup_dir = config->cgroup;
   if (config->collector.enabled && config->collector.state_dir.empty()) {
     config->collector.state_dir = "/var/lib/latch-agent/" + config->instance;
+  }
+  if (!config->collector.enabled) return Status::Ok();
+  LATCH_RETURN_IF_ERROR(UseEnrolment(config));
+  if (keys == CollectorKeys::kOptional) return Status::Ok();
+  const CollectorSettings& c = config->collector;
+  std::string missing;
+  if (c.endpoints.empty()) missing += " endpoints";
+  if (c.server_public_key.empty()) missing += " server_public_key";
+  if (c.grant_keys.empty()) missing += " grant_key";
+  if (c.ledger_key.empty()) missing += " ledger_key";
+  if (!missing.empty()) {
+    return Status::InvalidArgument(
+        "[collector] is missing" + missing +
+        ": enrol this agent (latch-collector token create on the collector, then latch-agent "
+        "enrol here) or set them from latch-collector keys");
   }
   return Status::Ok();
 }

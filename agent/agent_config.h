@@ -23,10 +23,12 @@
 //
 //   [collector]             # optional; without it records are JSON lines on stdout
 //   endpoints = ["tcp://collector.example:7440"]   # tried in order on failure
-//   server_public_key = "<40 Z85 characters>"      # latch-collector keys
-//   grant_key = "<name>+<id>+<key>"                # verifies grants (latch-collector keys);
+//   # The next three come from `latch-agent enrol` (kept in state_dir/enrolment.toml),
+//   # or are set by hand from `latch-collector keys`; set here, they win.
+//   server_public_key = "<40 Z85 characters>"
+//   grant_key = "<name>+<id>+<key>"                # verifies grants;
 //                                                  # a list of keys during a key rotation
-//   ledger_key = "<name>+<id>+<key>"               # verifies checkpoints (latch-collector keys)
+//   ledger_key = "<name>+<id>+<key>"               # verifies checkpoints
 //   state_dir = "/var/lib/latch-agent/default"     # agent.key, checkpoint, spool/
 //   spool_max_bytes = 268435456
 //   batch_records = 4096
@@ -94,9 +96,15 @@ struct AgentConfig {
 
 Status LoadAgentConfig(const std::string& path, AgentConfig* out);
 Status ParseAgentConfig(std::string_view toml_text, const std::string& source, AgentConfig* out);
-// Fills in cgroup and pin_dir defaults (finding the cgroup v2 mount), and
-// the activity capture's pin directory.
-Status ResolveAgentDefaults(AgentConfig* config);
+// Whether the collector's endpoints and keys must be known: the daemon needs
+// them; `latch-agent enrol` and `key` run before they are.
+enum class CollectorKeys { kRequired, kOptional };
+// Fills in cgroup and pin_dir defaults (finding the cgroup v2 mount), the
+// activity capture's pin directory, and what [collector] leaves out from
+// the enrolment file (EnrolmentPath) if `latch-agent enrol` wrote one.
+Status ResolveAgentDefaults(AgentConfig* config, CollectorKeys keys = CollectorKeys::kRequired);
+// Where `latch-agent enrol` keeps what it received: <state_dir>/enrolment.toml.
+std::string EnrolmentPath(const std::string& state_dir);
 // Where activity capture pins its programs and maps: <pin_dir>/activity.
 std::string ActivityPinDir(const AgentConfig& config);
 

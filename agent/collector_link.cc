@@ -62,23 +62,26 @@ CollectorLink::CollectorLink(boost::asio::io_context& io, CollectorLinkOptions o
     heard_this_session_ = true;
     OnMessage(frame);
   });
-  transport_->SetRefusalHandler([this](const std::string& why) {
-    // Said once per minute at most: the socket retries every few seconds.
-    counters_.refused++;
-    auto now = Clock::now();
-    if (last_refusal_logged_ != Clock::time_point{} &&
-        now - last_refusal_logged_ < std::chrono::minutes(1)) {
-      return;
-    }
-    last_refusal_logged_ = now;
-    log_.Error("the collector refused this agent: its key is not enrolled there",
-               {{"detail", why},
-                {"host_id", options_.host_id},
-                {"curve_public_key", options_.key.public_z85},
-                {"hint",
-                 "add an [[agent]] with this host_id and curve_public_key to the collector's "
-                 "config, then reload it (systemctl reload: SIGHUP)"}});
-  });
+  transport_->SetRefusalHandler([this](const std::string& why) { NoteNotEnrolled(why); });
+}
+
+void CollectorLink::NoteNotEnrolled(const std::string& why) {
+  // Said once per minute at most: the socket retries every few seconds.
+  counters_.refused++;
+  auto now = Clock::now();
+  if (last_refusal_logged_ != Clock::time_point{} &&
+      now - last_refusal_logged_ < std::chrono::minutes(1)) {
+    return;
+  }
+  last_refusal_logged_ = now;
+  log_.Error("the collector refused this agent: its key is not enrolled there",
+             {{"detail", why},
+              {"host_id", options_.host_id},
+              {"curve_public_key", options_.key.public_z85},
+              {"hint",
+               "enrol it with a join token (latch-collector token create there, latch-agent "
+               "enrol here), or add an [[agent]] with this host_id and curve_public_key to the "
+               "collector's config and reload it (systemctl reload: SIGHUP)"}});
 }
 
 CollectorLink::~CollectorLink() = default;
@@ -213,6 +216,12 @@ void CollectorLink::OnEnvelope(schema::Envelope::Reader env) {
       break;
     }
     case schema::Envelope::REFUSED:
+      // A key let in only to enrol (a join token is open) is told "not
+      // enrolled" for anything else: the same news as a refused handshake.
+      if (std::string_view(env.getRefused().cStr()) == "not enrolled") {
+        NoteNotEnrolled("the collector answers: not enrolled");
+        break;
+      }
       log_.Error("the collector refused a message", {{"reason", env.getRefused().cStr()}});
       break;
     default:

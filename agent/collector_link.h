@@ -107,6 +107,9 @@ class CollectorLink {
   }
 
  private:
+  // The collector does not admit this agent's key (refused handshake, or
+  // "not enrolled"): counted, and logged once a minute with what to do.
+  void NoteNotEnrolled(const std::string& why);
   struct InFlight {
     SpoolBatch batch;
     std::chrono::steady_clock::time_point sent;

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "agent/agent_config.h"
+#include "agent/agent_enrolment.h"
 #include "agent/agent_daemon.h"
 #include "agent/guard_status.h"
 #include "lib/logging/log_flags.h"
@@ -43,9 +44,10 @@ int FailToStart(const Status& s, const std::string& config_path) {
   return 1;
 }
 
-Status LoadConfig(const std::string& path, AgentConfig* config) {
+Status LoadConfig(const std::string& path, AgentConfig* config,
+                  latch::agent::CollectorKeys keys) {
   LATCH_RETURN_IF_ERROR(latch::agent::LoadAgentConfig(path, config));
-  return latch::agent::ResolveAgentDefaults(config);
+  return latch::agent::ResolveAgentDefaults(config, keys);
 }
 
 int Main(int argc, char** argv) {
@@ -59,7 +61,9 @@ int Main(int argc, char** argv) {
       "  latch-agent uninstall --config /etc/latch/agent.toml   detach and remove the pins\n"
       "  latch-agent key --config /etc/latch/agent.toml         this agent's CURVE public key,\n"
       "                                                         for the collector's [[agent]] "
-      "list\n"};
+      "list\n"
+      "  latch-agent enrol --config /etc/latch/agent.toml --token T --ca-pin sha256:...\n"
+      "                                                         enrol with a join token\n"};
   std::string config_path;
   app.add_option("--config", config_path, "Agent configuration file (TOML)")->required();
   latch::logging::LogFlags log_flags;
@@ -70,6 +74,21 @@ int Main(int argc, char** argv) {
   auto* key = app.add_subcommand(
       "key", "Print this agent's CURVE public key (created on first use) for enrolment");
   key->fallthrough();
+  auto* enrol = app.add_subcommand(
+      "enrol", "Enrol with the collector by a join token (latch-collector token create)");
+  std::string token, ca_pin, collector_endpoint;
+  enrol->add_option("--token", token, "the join token (latchjoin1....)")->required();
+  enrol->add_option("--ca-pin", ca_pin,
+                    "the collector key's pin, sha256:<hex> (latch-collector keys prints it)")
+      ->required();
+  enrol->add_option("--collector", collector_endpoint,
+                    "the collector's agent endpoint (default: the config's first endpoint)");
+  enrol->fallthrough();
+  enrol->footer(
+      "Example:\n  latch-agent enrol --config /etc/latch/agent.toml --token latchjoin1.... "
+      "--ca-pin sha256:...\n  systemctl enable --now latch-agent\n"
+      "It writes <state_dir>/enrolment.toml; the [collector] settings left out of agent.toml\n"
+      "are taken from there.");
   status->footer("Example:\n  latch-agent status --config /etc/latch/agent.toml");
   uninstall->footer(
       "Example:\n  systemctl stop latch-agent && latch-agent uninstall --config "
@@ -88,9 +107,11 @@ int Main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   log_flags.Apply("latch-agent");
-  bool daemon = !*status && !*key && !*uninstall;
+  bool daemon = !*status && !*key && !*uninstall && !*enrol;
   AgentConfig config;
-  Status s = LoadConfig(config_path, &config);
+  Status s = LoadConfig(config_path, &config,
+                        daemon ? latch::agent::CollectorKeys::kRequired
+                               : latch::agent::CollectorKeys::kOptional);
   if (!s.ok()) return daemon ? FailToStart(s, config_path) : Fail(s);
 
   if (*status) {
@@ -114,6 +135,31 @@ int Main(int argc, char** argv) {
     s = latch::schema::LoadOrCreateCurveKey(config.collector.state_dir + "/agent.key", &pair);
     if (!s.ok()) return Fail(s);
     std::cout << pair.public_z85 << "\n";
+    return 0;
+  }
+  if (*enrol) {
+    if (!config.collector.enabled) {
+      return Fail(Status::InvalidArgument(
+          "the configuration has no [collector] section (with endpoints, or give --collector)"));
+    }
+    latch::agent::EnrolOptions o;
+    o.endpoint = !collector_endpoint.empty()          ? collector_endpoint
+                 : !config.collector.endpoints.empty() ? config.collector.endpoints[0]
+                                                       : "";
+    if (o.endpoint.empty()) {
+      return Fail(Status::InvalidArgument(
+          "no collector endpoint: give --collector tcp://HOST:7440 or set [collector] endpoints"));
+    }
+    o.token = token;
+    o.ca_pin = ca_pin;
+    o.host_id = config.host_id;
+    o.state_dir = config.collector.state_dir;
+    latch::agent::Enrolment e;
+    s = latch::agent::EnrolAgent(o, &e);
+    if (!s.ok()) return Fail(s);
+    std::cout << "enrolled as " << e.host_id << " with the collector at " << o.endpoint
+              << "\nwrote " << latch::agent::EnrolmentPath(o.state_dir)
+              << "\nstart the agent: systemctl enable --now latch-agent\n";
     return 0;
   }
   if (*uninstall) {

@@ -2,7 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
+#include "agent/agent_enrolment.h"
 #include "lib/tlog/signed_note.h"
+#include "temp_dir.h"
 
 namespace latch::agent {
 namespace {
@@ -53,6 +58,68 @@ TEST(AgentConfig, TheShippedExampleParses) {
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(c.host_id, "db-host-1");
   EXPECT_TRUE(c.resources.empty());  // the collector's policy gives them
+}
+
+// Issue 16: the collector's keys may come from `latch-agent enrol`'s file;
+// what the config sets wins; without either, the error says how to enrol.
+TEST(AgentConfig, WhatTheCollectorSectionLeavesOutComesFromTheEnrolment) {
+  ledger::TempDir dir;
+  const std::string state = dir / "state";
+  std::filesystem::create_directories(state);
+  const std::string text = "host_id = \"db-2\"\n[collector]\nstate_dir = \"" + state + "\"\n";
+  AgentConfig bare;
+  ASSERT_TRUE(ParseAgentConfig(text, "agent.toml", &bare).ok());
+  AgentConfig c = bare;
+  Status s = ResolveAgentDefaults(&c);
+  EXPECT_EQ(s.code(), Status::Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("missing endpoints server_public_key grant_key ledger_key"),
+            std::string::npos)
+      << s.ToString();
+  EXPECT_NE(s.message().find("latch-agent enrol"), std::string::npos) << s.ToString();
+  c = bare;
+  EXPECT_TRUE(ResolveAgentDefaults(&c, CollectorKeys::kOptional).ok());  // enrol, key
+
+  tlog::NoteSigner grant, ledger;
+  ASSERT_TRUE(tlog::NoteSigner::Generate("g.example", &grant).ok());
+  ASSERT_TRUE(tlog::NoteSigner::Generate("l.example", &ledger).ok());
+  Enrolment e;
+  e.host_id = "db-2";
+  e.endpoints = {"tcp://10.1.1.1:7440"};
+  e.server_public_key = std::string(40, 'b');
+  e.grant_keys = {grant.verifier().ToString()};
+  e.ledger_key = ledger.verifier().ToString();
+  std::ofstream(EnrolmentPath(state)) << FormatEnrolment(e);
+  c = bare;
+  s = ResolveAgentDefaults(&c);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(c.collector.endpoints, e.endpoints);
+  EXPECT_EQ(c.collector.server_public_key, e.server_public_key);
+  EXPECT_EQ(c.collector.grant_keys, e.grant_keys);
+  EXPECT_EQ(c.collector.ledger_key, e.ledger_key);
+  // The config's own endpoints win.
+  AgentConfig own;
+  ASSERT_TRUE(ParseAgentConfig(text + "endpoints = [\"tcp://other:1\"]\n", "agent.toml", &own)
+                  .ok());
+  ASSERT_TRUE(ResolveAgentDefaults(&own).ok());
+  EXPECT_EQ(own.collector.endpoints, std::vector<std::string>{"tcp://other:1"});
+  EXPECT_EQ(own.collector.ledger_key, e.ledger_key);
+  // Enrolled as another host: refused, with what to do.
+  AgentConfig other;
+  std::string renamed = text;
+  renamed.replace(renamed.find("db-2"), 4, "db-3");
+  ASSERT_TRUE(ParseAgentConfig(renamed, "agent.toml", &other).ok());
+  s = ResolveAgentDefaults(&other);
+  EXPECT_NE(s.message().find("enrol again"), std::string::npos) << s.ToString();
+  // A damaged file (cut short, garbage) is an error naming it, never a crash.
+  for (const std::string& damaged :
+       {FormatEnrolment(e).substr(0, 120), std::string("\x01\xff[[[\n"),
+        std::string("host_id = \"db-2\"\nledger_key = \"nope\"\n")}) {
+    std::ofstream(EnrolmentPath(state), std::ios::trunc) << damaged;
+    c = bare;
+    s = ResolveAgentDefaults(&c);
+    EXPECT_FALSE(s.ok()) << damaged;
+    EXPECT_NE(s.message().find("enrolment.toml"), std::string::npos) << s.ToString();
+  }
 }
 
 TEST(AgentConfig, LocalIsADestination) {

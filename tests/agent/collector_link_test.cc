@@ -186,6 +186,22 @@ TEST_F(CollectorLinkTest, AHelloThenBatchesFromWhatTheWelcomeSaysIsHeld) {
 // A receipt that proves the batch (a signed checkpoint, the last record's
 // inclusion rebuilt from the agent's own copy) lets the spool forget it,
 // and the witness holds the checkpoint.
+// Issue 16: while a join token is open, the collector lets unknown keys in
+// to enrol and answers anything else "not enrolled": the agent counts it as
+// a refused key (logged with what to do), not as a stray message.
+TEST_F(CollectorLinkTest, NotEnrolledIsCountedAsARefusedKey) {
+  for (int i = 0; i < 3; ++i) {
+    capnp::MallocMessageBuilder m;
+    m.initRoot<schema::Envelope>().setRefused("not enrolled");
+    Deliver(m);
+  }
+  EXPECT_EQ(link_->counters().refused, 3u);
+  capnp::MallocMessageBuilder other;
+  other.initRoot<schema::Envelope>().setRefused("malformed message");
+  Deliver(other);
+  EXPECT_EQ(link_->counters().refused, 3u);
+}
+
 TEST_F(CollectorLinkTest, AProvenReceiptIsTheOnlyWayRecordsAreForgotten) {
   Welcome(1, 0);
   ASSERT_EQ(Sent().back(), schema::Envelope::EVENT_BATCH);
