@@ -136,7 +136,15 @@ void CheckLine(const std::string& line, const std::set<std::string>& system) {
     const std::string sub = args[i];
     ASSERT_TRUE(HasSubcommand(top, sub)) << name << " has no subcommand " << sub;
     ASSERT_EQ(RunTool({binary, sub, "--help"}, &out), 0) << name << " " << sub << " --help";
-    for (size_t j = i + 1; j < args.size(); ++j) {
+    size_t first_flag = i + 1;
+    // A subcommand's own subcommand (`latch-collector token create`).
+    if (first_flag < args.size() && args[first_flag].rfind("--", 0) != 0 &&
+        HasSubcommand(out, args[first_flag])) {
+      ASSERT_EQ(RunTool({binary, sub, args[first_flag], "--help"}, &out), 0)
+          << name << " " << sub << " " << args[first_flag] << " --help";
+      ++first_flag;
+    }
+    for (size_t j = first_flag; j < args.size(); ++j) {
       if (args[j].rfind("--", 0) == 0) {
         EXPECT_TRUE(HasFlag(out, args[j])) << name << " " << sub << " has no " << args[j];
       }
