@@ -175,23 +175,7 @@ class ChannelTest : public ::testing::Test {
   // returns the errno (0 on success).
   int ConnectOnce() {
     ++decisions_;
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) return -1;
-    pid_t child = ::fork();
-    if (child == 0) {
-      if (!JoinCgroupAs(sandbox_.cgroup() + "/cgroup.procs", kUid)) ::_exit(100);
-      int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_in a = Loopback4(port_);
-      int err = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 ? 0 : errno;
-      (void)!::write(p[1], &err, sizeof(err));
-      ::_exit(0);
-    }
-    ::close(p[1]);
-    int err = -1;
-    if (::read(p[0], &err, sizeof(err)) != sizeof(err)) err = -1;
-    ::close(p[0]);
-    ::waitpid(child, nullptr, 0);
-    return err;
+    return ConnectFromCgroupAs(sandbox_.cgroup(), kUid, port_);
   }
   // `n` connects from one child (faster), returns how many were made.
   int ConnectMany(int n) {

@@ -8,9 +8,11 @@
 #include <netinet/in.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -84,6 +86,28 @@ inline bool JoinCgroupAs(const std::string& cgroup_procs, uint32_t uid) {
   ::close(fd);
   if (!moved) return false;
   return uid == 0 || (::setresgid(uid, uid, uid) == 0 && ::setresuid(uid, uid, uid) == 0);
+}
+
+// One TCP connect to 127.0.0.1:port from a child that joins `cgroup` as
+// `uid`: 0 if it connected, else its errno (-1 if the child failed).
+inline int ConnectFromCgroupAs(const std::string& cgroup, uint32_t uid, uint16_t port) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return -1;
+  pid_t child = ::fork();
+  if (child == 0) {
+    if (!JoinCgroupAs(cgroup + "/cgroup.procs", uid)) ::_exit(100);
+    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a = Loopback4(port);
+    int err = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 ? 0 : errno;
+    (void)!::write(p[1], &err, sizeof(err));
+    ::_exit(0);
+  }
+  ::close(p[1]);
+  int err = -1;
+  if (::read(p[0], &err, sizeof(err)) != sizeof(err)) err = -1;
+  ::close(p[0]);
+  ::waitpid(child, nullptr, 0);
+  return err;
 }
 
 // Why a kernel test cannot run here ("" if it can): it needs root and BTF.

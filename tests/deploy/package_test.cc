@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "run_tool.h"
+#include "scratch_install.h"
 
 namespace latch::testing {
 namespace {
@@ -83,39 +84,14 @@ class PackageTest : public ::testing::Test {
 };
 
 TEST_F(PackageTest, PackagesInstallIntoAScratchRootWithTheDocumentedOwnersAndModes) {
-  std::string out;
-  const std::string pkgs = dir_ + "/packages";
-  ASSERT_EQ(RunTool({"/usr/bin/cpack", "-G", "DEB", "-B", pkgs, "--config",
-                     std::string(LATCH_BUILD_DIR) + "/CPackConfig.cmake"},
-                    &out, {}, true),
-            0)
-      << out;
+  std::string out, root;
   std::vector<std::string> debs;
-  for (const char* name : {"latch-agent", "latch-collector", "latch-tools"}) {
-    std::string deb = pkgs + "/" + name + "_0.1.0_amd64.deb";
-    ASSERT_TRUE(fs::exists(deb)) << deb << "\n" << out;
-    debs.push_back(deb);
-  }
+  const std::string failed = BuildAndInstallPackages(dir_, &root, &debs);
+  ASSERT_EQ(failed, "");
   // Dependencies come from dpkg-shlibdeps: the libraries the binaries use.
   ASSERT_EQ(RunTool({"/usr/bin/dpkg-deb", "-f", debs[0], "Depends"}, &out), 0);
   EXPECT_NE(out.find("libbpf1"), std::string::npos) << out;
   EXPECT_NE(out.find("libzmq5"), std::string::npos) << out;
-
-  // A scratch root: an empty dpkg database and /etc.
-  const std::string root = dir_ + "/root";
-  fs::create_directories(root + "/etc");
-  fs::create_directories(root + "/var/lib/dpkg/info");
-  fs::create_directories(root + "/var/lib/dpkg/updates");
-  std::ofstream(root + "/var/lib/dpkg/status");
-  std::ofstream(root + "/var/lib/dpkg/available");
-  std::vector<std::string> install = {"/usr/bin/dpkg",
-                                      "--root=" + root,
-                                      "--force-script-chrootless",
-                                      "--force-depends",  // the root has no libraries
-                                      "--log=/dev/null",
-                                      "-i"};
-  install.insert(install.end(), debs.begin(), debs.end());
-  ASSERT_EQ(RunTool(install, &out, {}, true), 0) << out;
 
   for (const char* bin : {"latch-agent", "latch-collector", "latchctl", "latch-ledger"}) {
     Owned b = StatOf(root + "/usr/bin/" + bin);

@@ -30,6 +30,7 @@
 
 #include "kernel_sandbox.h"
 #include "run_tool.h"
+#include "scratch_install.h"
 
 namespace latch::testing {
 namespace {
@@ -99,25 +100,7 @@ class WalkthroughTest : public ::testing::Test {
   }
   // One connect to the protected port as alice's uid in the guarded cgroup:
   // 0, or the errno.
-  int ConnectAsAlice() {
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) return -1;
-    pid_t child = ::fork();
-    if (child == 0) {
-      if (!agent::JoinCgroupAs(sandbox_.cgroup() + "/cgroup.procs", kAliceUid)) ::_exit(100);
-      int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-      sockaddr_in a = agent::Loopback4(db_port_);
-      int err = ::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 ? 0 : errno;
-      (void)!::write(p[1], &err, sizeof(err));
-      ::_exit(0);
-    }
-    ::close(p[1]);
-    int err = -1;
-    if (::read(p[0], &err, sizeof(err)) != sizeof(err)) err = -1;
-    ::close(p[0]);
-    ::waitpid(child, nullptr, 0);
-    return err;
-  }
+  int ConnectAsAlice() { return agent::ConnectFromCgroupAs(sandbox_.cgroup(), kAliceUid, db_port_); }
   // Waits until a connect as alice gives `want`.
   bool ConnectGives(int want, int seconds) {
     auto deadline = Clock::now() + std::chrono::seconds(seconds);
@@ -139,25 +122,8 @@ TEST_F(WalkthroughTest, FromPackagesToAWorkingGrantOnAnEnrolledHost) {
   const auto started = Clock::now();
   std::string out;
   // The packages, built and installed (apt-get install ./latch-*.deb).
-  const std::string pkgs = dir_ + "/packages";
-  ASSERT_EQ(RunTool({"/usr/bin/cpack", "-G", "DEB", "-B", pkgs, "--config",
-                     std::string(LATCH_BUILD_DIR) + "/CPackConfig.cmake"},
-                    &out, {}, true),
-            0)
-      << out;
-  root_ = dir_ + "/root";
-  fs::create_directories(root_ + "/etc");
-  fs::create_directories(root_ + "/var/lib/dpkg/info");
-  fs::create_directories(root_ + "/var/lib/dpkg/updates");
-  std::ofstream(root_ + "/var/lib/dpkg/status");
-  std::ofstream(root_ + "/var/lib/dpkg/available");
-  std::vector<std::string> install = {"/usr/bin/dpkg", "--root=" + root_,
-                                      "--force-script-chrootless", "--force-depends",
-                                      "--log=/dev/null", "-i"};
-  for (const char* name : {"latch-collector", "latch-tools", "latch-agent"}) {
-    install.push_back(pkgs + "/" + name + "_0.1.0_amd64.deb");
-  }
-  ASSERT_EQ(RunTool(install, &out, {}, true), 0) << out;
+  const std::string failed = BuildAndInstallPackages(dir_, &root_);
+  ASSERT_EQ(failed, "");
   const auto installed = Clock::now();
 
   // The collector: the shipped examples, with the walk's edits.
