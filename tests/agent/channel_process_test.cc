@@ -1027,6 +1027,33 @@ TEST_F(ChannelTest, ThePolicysResourcesWinAndAreKeptForAStartWithoutTheCollector
   EXPECT_EQ(ConnectOnce(), EPERM);
   log = Slurp(dir_ + "/agent.log");
   EXPECT_NE(log.find("resources from the kept signed policy"), std::string::npos) << log;
+
+  // A kept set that does not hold (cut short by a full disk, a byte
+  // changed, another file put there): not trusted, said loudly, and the
+  // agent starts with its own list, which the kernel enforces.
+  const std::string kept = dir_ + "/agent-state/grant-set";
+  const std::string good = Slurp(kept);
+  ASSERT_GT(good.size(), 64u);
+  std::string flipped = good;
+  flipped[flipped.size() / 2] ^= 0x01;
+  for (const std::string& damaged :
+       {good.substr(0, good.size() / 2), flipped, std::string("\x00\xff not a grant set")}) {
+    Kill(&agent_);
+    ASSERT_EQ(RunTool({LATCH_AGENT_BIN, "uninstall", "--config", dir_ + "/agent.toml"}, &out), 0);
+    std::ofstream(kept, std::ios::trunc | std::ios::binary) << damaged;
+    const size_t before = Count(Slurp(dir_ + "/agent.log"), "the kept grant set does not hold");
+    StartAgent();
+    auto until = Clock::now() + std::chrono::seconds(10);
+    while (Count(Slurp(dir_ + "/agent.log"), "the kept grant set does not hold") == before &&
+           Clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    EXPECT_GT(Count(Slurp(dir_ + "/agent.log"), "the kept grant set does not hold"), before)
+        << "damaged at " << damaged.size() << " bytes";
+    ++decisions_;
+    EXPECT_EQ(ConnectFromCgroupAs(sandbox_.cgroup(), kUid, agent_resource_port_), EPERM)
+        << "the agent's own list is not enforced";
+  }
 }
 
 }  // namespace latch::agent
