@@ -91,7 +91,19 @@ Status EnrolAgent(const EnrolOptions& o, Enrolment* out) {
   std::filesystem::create_directories(o.state_dir, ec);
   if (ec) return Status::IoError("creating " + o.state_dir + ": " + ec.message());
   schema::CurveKeyPair key;
-  LATCH_RETURN_IF_ERROR(schema::LoadOrCreateCurveKey(o.state_dir + "/agent.key", &key));
+  LATCH_RETURN_IF_ERROR(schema::LoadOrCreateCurveKey(o.state_dir + "/agent.key", &key)
+                            .WithContext("nothing was sent; the token is still good"));
+  // A token is spent once the collector answers: make sure the answer can
+  // be kept (a full or read-only state directory) before asking. A file of
+  // the answer's size is written and removed.
+  const std::string probe_name = "enrolment.toml.probe";
+  Status writable = storage::WriteFileAtomically(o.state_dir, probe_name, std::string(4096, '#'),
+                                                 0600);
+  std::filesystem::remove(o.state_dir + "/" + probe_name, ec);
+  if (!writable.ok()) {
+    return writable.WithContext("cannot keep the enrolment in " + o.state_dir +
+                                "; nothing was sent, the token is still good");
+  }
 
   zmq::context_t ctx;
   zmq::socket_t socket(ctx, zmq::socket_type::dealer);
@@ -174,9 +186,17 @@ Status EnrolAgent(const EnrolOptions& o, Enrolment* out) {
   }
   e.endpoints = {o.endpoint};
   e.server_public_key = server_key;
-  LATCH_RETURN_IF_ERROR(storage::WriteFileAtomically(
-      o.state_dir, std::filesystem::path(EnrolmentPath(o.state_dir)).filename().string(),
-      FormatEnrolment(e), 0600));
+  const std::string text = FormatEnrolment(e);
+  Status kept = storage::WriteFileAtomically(
+      o.state_dir, std::filesystem::path(EnrolmentPath(o.state_dir)).filename().string(), text,
+      0600);
+  if (!kept.ok()) {
+    // Enrolled, and the token spent: what the collector gave is not lost,
+    // it goes to the operator.
+    return Status::IoError("enrolled, but " + EnrolmentPath(o.state_dir) + " could not be written (" +
+                           kept.message() +
+                           "); put this in agent.toml's [collector] section instead:\n" + text);
+  }
   *out = e;
   return Status::Ok();
 }

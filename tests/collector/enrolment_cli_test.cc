@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,6 +18,7 @@
 #include <thread>
 
 #include "agent/agent_config.h"
+#include "kernel_sandbox.h"
 #include "collector/ingest/collector_server.h"
 #include "run_tool.h"
 #include "schemas/join_token.h"
@@ -149,6 +151,34 @@ TEST_F(EnrolmentCliTest, WithNoTokenOpenTheHandshakeIsRefusedAndTheAgentSaysWhy)
   std::filesystem::remove(dir_ / "agent-state/agent.key");
   EXPECT_EQ(Enrol(token, pin, &out), 1) << out;
   EXPECT_NE(out.find("no join token is open"), std::string::npos) << out;
+}
+
+// A full state disk: the answer could not be kept, so nothing is sent and
+// the token is not spent; once there is room, the same token enrols.
+TEST_F(EnrolmentCliTest, AFullStateDiskSpendsNoToken) {
+  LATCH_SKIP_UNLESS_KERNEL_TEST_CAN_RUN();  // root: to mount a small tmpfs
+  const std::string state = dir_ / "agent-state";
+  std::filesystem::create_directories(state);
+  ASSERT_EQ(::mount("tmpfs", state.c_str(), "tmpfs", 0, "size=64k,mode=0700"), 0);
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{state};
+  std::string out;
+  ASSERT_EQ(testing::RunTool({LATCH_AGENT_BIN, "key", "--config", agent_config_}, &out), 0) << out;
+  {  // fill it
+    std::ofstream fill(state + "/fill", std::ios::binary);
+    std::string block(4096, 'x');
+    for (int i = 0; i < 64 && fill; ++i) fill << block << std::flush;
+  }
+  std::string token, pin;
+  CreateToken("host-b", &token, &pin);
+  EXPECT_EQ(Enrol(token, pin, &out), 1) << out;
+  EXPECT_NE(out.find("nothing was sent, the token is still good"), std::string::npos) << out;
+  EXPECT_NE(out.find("No space"), std::string::npos) << out;
+  std::filesystem::remove(state + "/fill");
+  ASSERT_EQ(Enrol(token, pin, &out), 0) << out;
+  EXPECT_TRUE(std::filesystem::exists(state + "/enrolment.toml"));
 }
 
 TEST_F(EnrolmentCliTest, TokenCreateRefusesABadHostOrTtl) {
