@@ -154,7 +154,19 @@ struct WorkflowAction {
     joinTokenCreated @16 :JoinTokenCreated;
     agentEnrolled @17 :AgentEnrolled;
     agentRemoved @18 :AgentRemoved;
+    apiCredentialAdded @19 :ApiCredential;
+    apiCredentialRemoved @20 :ApiCredential;
   }
+}
+
+# An API credential added or removed through the API by an admin (on record
+# before it takes effect), on top of the configuration's [[api_token]] and
+# [[api_client]] lists. Only hashes: the token or certificate itself is
+# never sent to the collector.
+struct ApiCredential {
+  identity @0 :Text;             # the policy identity it authenticates as
+  kind @1 :Text;                 # "token" (sha256 of the token) or "cert" (of the DER certificate)
+  sha256 @2 :Text;               # 64 lowercase hex digits
 }
 
 # A join token was made (latch-collector token create): before it is shown

@@ -210,6 +210,12 @@ Status ViewWorkflow(const std::string& payload, RecordView* v, bool with_detail)
           case W::AGENT_REMOVED:
             v->kind = "agentRemoved";
             return Status::Ok();
+          case W::API_CREDENTIAL_ADDED:
+            v->kind = "apiCredentialAdded";
+            return Status::Ok();
+          case W::API_CREDENTIAL_REMOVED:
+            v->kind = "apiCredentialRemoved";
+            return Status::Ok();
         }
         v->kind = "workflow";  // a union member newer than this reader
         return Status::Ok();

@@ -221,7 +221,7 @@ void CollectorServer::ReloadConfig() {
         config_.agents = loaded->agents;
         config_.api_tokens = loaded->api_tokens;
         config_.api_client_certs = loaded->api_client_certs;
-        if (api_) api_->SetCredentials(config_.api_tokens, config_.api_client_certs);
+        if (api_) api_->SetCredentials(AcceptedTokens(), AcceptedCerts());
         channel_->EnrolmentChanged();
         logging::Default().Info("configuration reloaded", {{"agents_added", added},
                                                            {"agents_removed", removed},

@@ -24,8 +24,8 @@ Status CollectorServer::StartApi() {
   o.port = config_.api_port;
   o.cert_path = config_.api_cert.empty() ? config_.data_dir + "/api.crt" : config_.api_cert;
   o.key_path = config_.api_key.empty() ? config_.data_dir + "/api.key" : config_.api_key;
-  o.token_hashes = config_.api_tokens;
-  o.client_cert_hashes = config_.api_client_certs;
+  o.token_hashes = AcceptedTokens();
+  o.client_cert_hashes = AcceptedCerts();
   o.idle_timeout_ms = config_.api_idle_timeout_ms;
   o.max_connections_per_address = config_.api_max_connections_per_address;
   o.public_log = config_.api_public_log;
@@ -79,6 +79,9 @@ void CollectorServer::AddRoutes() {
   add("GET", "/v1/agents", RunsOn::kLoop, &CollectorServer::ApiAgents);
   add("POST", "/v1/agents/tokens", RunsOn::kLoop, &CollectorServer::ApiNewJoinToken);
   add("POST", "/v1/agents/remove", RunsOn::kLoop, &CollectorServer::ApiRemoveAgent);
+  add("GET", "/v1/credentials", RunsOn::kLoop, &CollectorServer::ApiCredentials);
+  add("POST", "/v1/credentials", RunsOn::kLoop, &CollectorServer::ApiAddCredential);
+  add("POST", "/v1/credentials/remove", RunsOn::kLoop, &CollectorServer::ApiRemoveCredential);
   add("POST", "/v1/grants/{id}/revoke", RunsOn::kLoop, &CollectorServer::ApiRevoke);
   add("GET", "/v1/requests", RunsOn::kLoop, &CollectorServer::ApiRequests);
   add("POST", "/v1/requests", RunsOn::kLoop, &CollectorServer::ApiNewRequest);

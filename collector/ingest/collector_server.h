@@ -36,6 +36,7 @@
 
 #include "collector/api/api_server.h"
 #include "collector/api/route_table.h"
+#include "collector/enrolment/credential_book.h"
 #include "collector/enrolment/enrolment_book.h"
 #include "collector/grants/grant_service.h"
 #include "collector/index/event_query.h"
@@ -162,6 +163,19 @@ class CollectorServer : private workflow::WorkflowSink {
   // every grant, anyone else those they hold); ?past=1 adds ended ones.
   std::optional<api::ApiResponse> ApiHosts(const api::ApiRequest&, const api::RouteArgs&,
                                            const api::ApiServer::Respond&);
+  // API credentials (credentials_api.cc): admins add and remove tokens and
+  // client certificates by their SHA-256, each on record before it works.
+  std::optional<api::ApiResponse> ApiCredentials(const api::ApiRequest&, const api::RouteArgs&,
+                                                 const api::ApiServer::Respond&);
+  std::optional<api::ApiResponse> ApiAddCredential(const api::ApiRequest&, const api::RouteArgs&,
+                                                   const api::ApiServer::Respond&);
+  std::optional<api::ApiResponse> ApiRemoveCredential(const api::ApiRequest&,
+                                                      const api::RouteArgs&,
+                                                      const api::ApiServer::Respond&);
+  // What the API accepts: the configuration's credentials, and those added
+  // through the API (a hash the configuration names keeps its identity).
+  std::map<std::string, std::string> AcceptedTokens() const;
+  std::map<std::string, std::string> AcceptedCerts() const;
   // Agents (agents_api.cc): listed by admins and auditors; join tokens made
   // and agents removed by admins.
   std::optional<api::ApiResponse> ApiAgents(const api::ApiRequest&, const api::RouteArgs&,
@@ -242,8 +256,10 @@ class CollectorServer : private workflow::WorkflowSink {
   std::unique_ptr<GrantService> grants_;
   std::unique_ptr<workflow::WorkflowService> workflow_;
   RefusalLog refusals_;
-  // Join tokens and the keys enrolled with them (ledger state).
+  // Join tokens and the keys enrolled with them, and API credentials added
+  // through the API (ledger state).
   EnrolmentBook enrolment_;
+  CredentialBook credentials_;
   std::unique_ptr<AgentChannel> channel_;
   // Enrolment (enrolment_actions.cc): a token made, a key enrolled by
   // spending one, an enrolled key removed; each an action, on record first.

@@ -56,6 +56,7 @@ Status CollectorServer::RestoreState() {
       channel_->sequences() = SequenceIndex();
       grants_->Reset();
       enrolment_ = EnrolmentBook();
+      credentials_ = CredentialBook();
       workflow_->RestoreRequests(workflow::RequestBook());
     }
   } else if (s.code() != Status::Code::kNotFound) {
@@ -100,6 +101,7 @@ nlohmann::json CollectorServer::DerivedState() const {
   state["sequences"] = channel_->sequences().ToSnapshot();
   state["requests"] = workflow_->requests().ToSnapshot();
   state["enrolment"] = enrolment_.ToSnapshot();
+  state["api_credentials"] = credentials_.ToSnapshot();
   return state;
 }
 
@@ -108,6 +110,7 @@ Status CollectorServer::ApplyDerivedState(const nlohmann::json& state) {
     channel_->sequences().FromSnapshot(state.at("sequences"));
     LATCH_RETURN_IF_ERROR(grants_->FromSnapshot(state));
     LATCH_RETURN_IF_ERROR(enrolment_.FromSnapshot(state));
+    LATCH_RETURN_IF_ERROR(credentials_.FromSnapshot(state));
     workflow::RequestBook requests;
     requests.FromSnapshot(state.at("requests"));
     workflow_->RestoreRequests(std::move(requests));
@@ -161,6 +164,7 @@ Status CollectorServer::ReplayLedger(uint64_t from) {
                   grants_->Replay(a, record.host_id, record.receive_time_ns, where));
               workflow_->Replay(a, record.receive_time_ns);
               enrolment_.Apply(a);
+              credentials_.Apply(a);
               return Status::Ok();
             });
       });

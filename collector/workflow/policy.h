@@ -41,8 +41,8 @@
 //
 //   auditor_groups = ["security"]   # top level: may query every event (so may approvers);
 //                                   # everyone else sees only the events about themselves
-//   admin_groups = ["ops"]          # top level: may enrol and remove agents through the API
-//                                   # (join tokens); nothing else
+//   admin_groups = ["ops"]          # top level: may enrol and remove agents (join tokens) and
+//                                   # add and remove API credentials through the API; nothing else
 #pragma once
 
 #include <cstdint>

@@ -942,6 +942,68 @@ TEST_F(ApiTest, AdminsMakeJoinTokensAndRemoveAgentsAndNobodyElseMay) {
   EXPECT_EQ(events.body.find(j["token"].get<std::string>().substr(11)), std::string::npos);
 }
 
+// Issue 16: API credentials through the API for an admin: a token added
+// by its hash works at once (on record first) and across a restart; a
+// removed one stops working; the configuration's own are not touched here;
+// nobody else may; hostile bodies change nothing.
+TEST_F(ApiTest, AdminsAddAndRemoveApiCredentialsThatTakeEffectAtOnce) {
+  const std::string fresh = "rob-second-token-0123456789";
+  const std::string hash = api::TokenHash(fresh);
+  const std::string add = R"({"identity":"rob","token_sha256":")" + hash + R"("})";
+  EXPECT_EQ(Call(http::verb::get, "/v1/requests", fresh).status, 401);
+  EXPECT_EQ(Call(http::verb::post, "/v1/credentials", kAnn, add).status, 403);
+  EXPECT_EQ(Call(http::verb::post, "/v1/credentials", kSam, add).status, 403);
+  EXPECT_EQ(Call(http::verb::get, "/v1/credentials", kSam).status, 403);
+  for (const std::string& bad :
+       {std::string(R"({"identity":"rob"})"),
+        R"({"identity":"rob","token_sha256":")" + hash.substr(1) + R"("})",
+        R"({"identity":"rob","token_sha256":")" + std::string(64, 'G') + R"("})",
+        R"({"identity":"rob","token_sha256":")" + std::string(64, 'A') + R"("})",
+        R"({"identity":"nobody","token_sha256":")" + hash + R"("})",
+        R"({"identity":7,"token_sha256":")" + hash + R"("})",
+        R"({"identity":"rob","token_sha256":")" + hash + R"(","cert_sha256":")" + hash + R"("})",
+        R"({"identity":"rob","token_sha256":")" + hash + R"(","admin":true})",
+        std::string("{\"identity\":\"r\xff" "b\",\"token_sha256\":\"") + hash + "\"}",
+        std::string(R"({"identity":"rob","token_sha256":[1]})")}) {
+    Reply r = Call(http::verb::post, "/v1/credentials", kOtto, bad);
+    EXPECT_EQ(r.status, 400) << bad << " -> " << r.body;
+  }
+  // The configuration's own token: not added twice, not removed here.
+  const std::string configured =
+      R"({"identity":"tess","token_sha256":")" + api::TokenHash(kTess) + R"("})";
+  EXPECT_EQ(Call(http::verb::post, "/v1/credentials", kOtto, configured).status, 409);
+  EXPECT_EQ(Call(http::verb::post, "/v1/credentials/remove", kOtto,
+                 R"({"token_sha256":")" + api::TokenHash(kTess) + R"("})")
+                .status,
+            409);
+  EXPECT_EQ(Call(http::verb::get, "/v1/requests", fresh).status, 401) << "a refusal changed it";
+
+  Reply added = Call(http::verb::post, "/v1/credentials", kOtto, add);
+  ASSERT_EQ(added.status, 200) << added.body;
+  EXPECT_EQ(Call(http::verb::get, "/v1/requests", fresh).status, 200);
+  Reply list = Call(http::verb::get, "/v1/credentials", kOtto);
+  ASSERT_EQ(list.status, 200) << list.body;
+  EXPECT_NE(list.body.find(hash), std::string::npos) << list.body;
+  EXPECT_NE(list.body.find(R"("source":"api")"), std::string::npos) << list.body;
+  Restart();
+  EXPECT_EQ(Call(http::verb::get, "/v1/requests", fresh).status, 200) << "lost at a restart";
+  const std::string remove = R"({"token_sha256":")" + hash + R"("})";
+  EXPECT_EQ(Call(http::verb::post, "/v1/credentials/remove", kTess, remove).status, 403);
+  ASSERT_EQ(Call(http::verb::post, "/v1/credentials/remove", kOtto, remove).status, 200);
+  EXPECT_EQ(Call(http::verb::get, "/v1/requests", fresh).status, 401);
+  EXPECT_EQ(Call(http::verb::post, "/v1/credentials/remove", kOtto, remove).status, 404);
+  Restart();
+  EXPECT_EQ(Call(http::verb::get, "/v1/requests", fresh).status, 401) << "back at a restart";
+  // Both on record, by otto.
+  Reply events = Call(http::verb::get, "/v1/events?kind=apiCredentialRemoved", kSam);
+  for (int i = 0; i < 100 && events.body.find(hash) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    events = Call(http::verb::get, "/v1/events?kind=apiCredentialRemoved", kSam);
+  }
+  EXPECT_NE(events.body.find(hash), std::string::npos) << events.body;
+  EXPECT_NE(events.body.find("otto"), std::string::npos) << events.body;
+}
+
 TEST_F(ApiTest, LatchctlDrivesTheWorkflowAndVerifiesTheLedger) {
   std::string home = dir_ / "home";
   std::string server = "https://localhost:" + std::to_string(server_->api_port());

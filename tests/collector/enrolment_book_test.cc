@@ -1,5 +1,6 @@
 // The enrolment book as the ledger's records build it: tokens' lives, a key
 // per host, and a snapshot that gives back the same book.
+#include "collector/enrolment/credential_book.h"
 #include "collector/enrolment/enrolment_book.h"
 
 #include <capnp/message.h>
@@ -86,6 +87,44 @@ TEST_F(EnrolmentBookTest, ASnapshotGivesBackTheSameBookAndAnOldOneAnEmptyBook) {
   nlohmann::json bad = {{"enrolment", {{"tokens", {{"h", {{"host", 7}}}}}, {"keys", {}}}}};
   EXPECT_FALSE(back.FromSnapshot(bad).ok());
   EXPECT_TRUE(back.keys().empty());
+}
+
+}  // namespace
+}  // namespace latch::collector
+
+namespace latch::collector {
+namespace {
+
+void ApplyCredential(CredentialBook* book, bool add, const std::string& kind,
+                     const std::string& hash, const std::string& who) {
+  capnp::MallocMessageBuilder m;
+  auto a = m.initRoot<schema::WorkflowAction>();
+  auto c = add ? a.initApiCredentialAdded() : a.initApiCredentialRemoved();
+  c.setIdentity(who);
+  c.setKind(kind);
+  c.setSha256(hash);
+  book->Apply(a.asReader());
+}
+
+TEST(CredentialBookTest, AddsAndRemovalsReplayAndSnapshotToTheSameBook) {
+  const std::string h1(64, 'a'), h2(64, 'b');
+  CredentialBook book;
+  ApplyCredential(&book, true, "token", h1, "rob");
+  ApplyCredential(&book, true, "cert", h2, "ann");
+  ApplyCredential(&book, true, "token", h2, "tess");
+  ApplyCredential(&book, false, "token", h2, "tess");
+  EXPECT_EQ(book.tokens(), (std::map<std::string, std::string>{{h1, "rob"}}));
+  EXPECT_EQ(book.certs(), (std::map<std::string, std::string>{{h2, "ann"}}));
+  CredentialBook back;
+  ASSERT_TRUE(back.FromSnapshot({{"api_credentials", book.ToSnapshot()}}).ok());
+  EXPECT_EQ(back.tokens(), book.tokens());
+  EXPECT_EQ(back.certs(), book.certs());
+  EXPECT_TRUE(back.FromSnapshot(nlohmann::json::object()).ok());  // from before credentials
+  EXPECT_TRUE(back.tokens().empty());
+  EXPECT_FALSE(back.FromSnapshot({{"api_credentials", {{"tokens", 5}}}}).ok());
+  EXPECT_TRUE(CredentialBook::IsSha256Hex(h1));
+  EXPECT_FALSE(CredentialBook::IsSha256Hex(std::string(64, 'A')));
+  EXPECT_FALSE(CredentialBook::IsSha256Hex(std::string(63, 'a')));
 }
 
 }  // namespace
