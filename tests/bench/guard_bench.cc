@@ -29,6 +29,11 @@
 // record. The whole benchmark runs in a network namespace of its own, so the
 // nftables rules touch nothing else.
 //
+// Data path: the same three cases, each streaming small writes (one packet
+// each) over one connection per block; writes/s and ratios, and the
+// per-packet programs' cost (latch_egress, latch_ingress) per case: what a
+// protected connection's data pays for its decision and socket storage.
+//
 // Events: one process floods UDP sendto() at an audit-mode destination; a
 // reader thread drains the ring buffer as the agent does. Reported: events/s
 // drained, and decisions == delivered + counted losses, exactly.
@@ -37,6 +42,7 @@
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sched.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -145,6 +151,52 @@ double ConnectSeconds(const std::string& cgroup, int listener, uint16_t port, in
   server.join();
   if (got != sizeof(secs) || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
     Die("connect loop failed");
+  return secs;
+}
+
+// The client's side of one TCP stream from a child in `cgroup`: `writes`
+// writes of `size` bytes (TCP_NODELAY: a packet each, the most packets per
+// byte), then the seconds they took. The receiving end, in this process and
+// outside the cgroup, reads everything until the client closes.
+double StreamSeconds(const std::string& cgroup, int listener, uint16_t port, int writes,
+                     int size) {
+  std::thread server([&] {
+    int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) return;
+    char buf[65536];
+    while (::read(c, buf, sizeof(buf)) > 0) {
+    }
+    ::close(c);
+  });
+  int pipefd[2];
+  if (::pipe(pipefd) != 0) Die("pipe");
+  pid_t child = ::fork();
+  if (child == 0) {
+    EnterSandbox(cgroup);
+    sockaddr_in a = Loopback4(port);
+    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) ::_exit(3);
+    std::string data(static_cast<size_t>(size), 'x');
+    auto start = Clock::now();
+    for (int i = 0; i < writes; ++i) {
+      if (::write(s, data.data(), data.size()) != size) ::_exit(5);
+    }
+    double secs = std::chrono::duration<double>(Clock::now() - start).count();
+    ::close(s);
+    if (::write(pipefd[1], &secs, sizeof(secs)) != sizeof(secs)) ::_exit(4);
+    ::_exit(0);
+  }
+  ::close(pipefd[1]);
+  double secs = 0;
+  ssize_t got = ::read(pipefd[0], &secs, sizeof(secs));
+  ::close(pipefd[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  server.join();
+  if (got != sizeof(secs) || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    Die("stream failed");
   return secs;
 }
 
@@ -496,6 +548,38 @@ int Run(int argc, char** argv) {
     }
   }
   SetBpfStats(false);
+
+  // Data path (issue 16: sk_storage per protected connection): the same
+  // three cases streaming small writes, interleaved blocks; then the
+  // per-packet programs' cost from the statistics, per case.
+  constexpr int kStreamWrites = 20000, kStreamSize = 64;
+  double stream_secs[3] = {0, 0, 0};
+  for (int b = 0; b < blocks; ++b) {
+    for (int k = 0; k < 3; ++k) {
+      int c = (b + k) % 3;
+      stream_secs[c] += StreamSeconds(*cases[c].cgroup, cases[c].listener, cases[c].port,
+                                      kStreamWrites, kStreamSize);
+      drain_events();
+    }
+  }
+  std::vector<ProgramStats> stream_cost[3];
+  SetBpfStats(true);
+  for (int c = 1; c < 3; ++c) {
+    std::vector<ProgramStats> before;
+    if (!guard->ReadProgramStats(&before).ok()) Die("program stats");
+    for (int b = 0; b < blocks; ++b) {
+      StreamSeconds(*cases[c].cgroup, cases[c].listener, cases[c].port, kStreamWrites,
+                    kStreamSize);
+      drain_events();
+    }
+    if (!guard->ReadProgramStats(&stream_cost[c]).ok()) Die("program stats");
+    for (size_t i = 0; i < stream_cost[c].size() && i < before.size(); ++i) {
+      stream_cost[c][i].run_count -= before[i].run_count;
+      stream_cost[c][i].run_time_ns -= before[i].run_time_ns;
+    }
+  }
+  SetBpfStats(false);
+
   reader.reset();
   guard.reset();
   if (!Guard::Uninstall(sandbox.pin_dir()).ok()) Die("uninstall");
@@ -527,6 +611,23 @@ int Run(int argc, char** argv) {
     }
   }
   std::printf("  floor: an empty connect4 program reports %.1f ns/run here\n", empty_cost);
+  std::printf("data path: %d blocks of one stream of %d writes of %d bytes (TCP_NODELAY) per case\n",
+              blocks, kStreamWrites, kStreamSize);
+  for (int c = 0; c < 3; ++c) {
+    const double writes_per_s = static_cast<double>(kStreamWrites) * blocks / stream_secs[c];
+    std::printf("  %-32s %9.0f writes/s", cases[c].name, writes_per_s);
+    if (c > 0) std::printf("  ratio %.3f", stream_secs[0] / stream_secs[c]);
+    std::printf("\n");
+  }
+  for (int c = 1; c < 3; ++c) {
+    std::printf("per-packet program cost, %s (a separate pass):\n", cases[c].name);
+    for (const auto& p : stream_cost[c]) {
+      if (p.run_count == 0 || p.name.find("gress") == std::string::npos) continue;
+      std::printf("  %-16s %10llu runs  %6.1f ns/run\n", p.name.c_str(),
+                  static_cast<unsigned long long>(p.run_count),
+                  static_cast<double>(p.run_time_ns) / static_cast<double>(p.run_count));
+    }
+  }
 
   RecordingTax(sandbox, protected_fd, protected_port, resources, connects, blocks, cut);
 
