@@ -1,13 +1,13 @@
 #include "agent/agent_enrolment.h"
 
 #include <capnp/message.h>
+#include <toml++/toml.h>
 #include <zmq.h>
 
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
 #include <sstream>
-#include <toml++/toml.h>
 #include <zmq.hpp>
 
 #include "agent/agent_config.h"
@@ -39,19 +39,20 @@ struct Answer {
 };
 
 Status ReadAnswer(const zmq::message_t& msg, Answer* out) {
-  return schema::ReadFrame(
-      {static_cast<const char*>(msg.data()), msg.size()}, [&](schema::Envelope::Reader env) {
-        if (env.which() == schema::Envelope::REFUSED) {
-          out->refused = env.getRefused();
-        } else if (env.which() == schema::Envelope::ENROLLED) {
-          auto e = env.getEnrolled();
-          out->enrolled = true;
-          out->enrolment.host_id = e.getHostId();
-          out->key = e.getCurvePublicKey();
-          for (auto k : e.getGrantKeys()) out->enrolment.grant_keys.push_back(k);
-          out->enrolment.ledger_key = e.getLedgerKey();
-        }
-      });
+  return schema::ReadFrame({static_cast<const char*>(msg.data()), msg.size()},
+                           [&](schema::Envelope::Reader env) {
+                             if (env.which() == schema::Envelope::REFUSED) {
+                               out->refused = env.getRefused();
+                             } else if (env.which() == schema::Envelope::ENROLLED) {
+                               auto e = env.getEnrolled();
+                               out->enrolled = true;
+                               out->enrolment.host_id = e.getHostId();
+                               out->key = e.getCurvePublicKey();
+                               for (auto k : e.getGrantKeys())
+                                 out->enrolment.grant_keys.push_back(k);
+                               out->enrolment.ledger_key = e.getLedgerKey();
+                             }
+                           });
 }
 
 }  // namespace
@@ -97,8 +98,8 @@ Status EnrolAgent(const EnrolOptions& o, Enrolment* out) {
   // be kept (a full or read-only state directory) before asking. A file of
   // the answer's size is written and removed.
   const std::string probe_name = "enrolment.toml.probe";
-  Status writable = storage::WriteFileAtomically(o.state_dir, probe_name, std::string(4096, '#'),
-                                                 0600);
+  Status writable =
+      storage::WriteFileAtomically(o.state_dir, probe_name, std::string(4096, '#'), 0600);
   std::filesystem::remove(o.state_dir + "/" + probe_name, ec);
   if (!writable.ok()) {
     return writable.WithContext("cannot keep the enrolment in " + o.state_dir +
@@ -193,8 +194,8 @@ Status EnrolAgent(const EnrolOptions& o, Enrolment* out) {
   if (!kept.ok()) {
     // Enrolled, and the token spent: what the collector gave is not lost,
     // it goes to the operator.
-    return Status::IoError("enrolled, but " + EnrolmentPath(o.state_dir) + " could not be written (" +
-                           kept.message() +
+    return Status::IoError("enrolled, but " + EnrolmentPath(o.state_dir) +
+                           " could not be written (" + kept.message() +
                            "); put this in agent.toml's [collector] section instead:\n" + text);
   }
   *out = e;

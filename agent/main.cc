@@ -4,8 +4,8 @@
 #include <iostream>
 
 #include "agent/agent_config.h"
-#include "agent/agent_enrolment.h"
 #include "agent/agent_daemon.h"
+#include "agent/agent_enrolment.h"
 #include "agent/guard_status.h"
 #include "lib/logging/log_flags.h"
 #include "lib/logging/logger.h"
@@ -44,8 +44,7 @@ int FailToStart(const Status& s, const std::string& config_path) {
   return 1;
 }
 
-Status LoadConfig(const std::string& path, AgentConfig* config,
-                  latch::agent::CollectorKeys keys) {
+Status LoadConfig(const std::string& path, AgentConfig* config, latch::agent::CollectorKeys keys) {
   LATCH_RETURN_IF_ERROR(latch::agent::LoadAgentConfig(path, config));
   return latch::agent::ResolveAgentDefaults(config, keys);
 }
@@ -78,8 +77,9 @@ int Main(int argc, char** argv) {
       "enrol", "Enrol with the collector by a join token (latch-collector token create)");
   std::string token, ca_pin, collector_endpoint;
   enrol->add_option("--token", token, "the join token (latchjoin1....)")->required();
-  enrol->add_option("--ca-pin", ca_pin,
-                    "the collector key's pin, sha256:<hex> (latch-collector keys prints it)")
+  enrol
+      ->add_option("--ca-pin", ca_pin,
+                   "the collector key's pin, sha256:<hex> (latch-collector keys prints it)")
       ->required();
   enrol->add_option("--collector", collector_endpoint,
                     "the collector's agent endpoint (default: the config's first endpoint)");
@@ -109,9 +109,9 @@ int Main(int argc, char** argv) {
   log_flags.Apply("latch-agent");
   bool daemon = !*status && !*key && !*uninstall && !*enrol;
   AgentConfig config;
-  Status s = LoadConfig(config_path, &config,
-                        daemon ? latch::agent::CollectorKeys::kRequired
-                               : latch::agent::CollectorKeys::kOptional);
+  Status s = LoadConfig(
+      config_path, &config,
+      daemon ? latch::agent::CollectorKeys::kRequired : latch::agent::CollectorKeys::kOptional);
   if (!s.ok()) return daemon ? FailToStart(s, config_path) : Fail(s);
 
   if (*status) {
@@ -143,7 +143,7 @@ int Main(int argc, char** argv) {
           "the configuration has no [collector] section (with endpoints, or give --collector)"));
     }
     latch::agent::EnrolOptions o;
-    o.endpoint = !collector_endpoint.empty()          ? collector_endpoint
+    o.endpoint = !collector_endpoint.empty()           ? collector_endpoint
                  : !config.collector.endpoints.empty() ? config.collector.endpoints[0]
                                                        : "";
     if (o.endpoint.empty()) {

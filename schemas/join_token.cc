@@ -46,7 +46,8 @@ Status DecodeJoinToken(std::string_view text, JoinToken* out) {
   }
   std::string b64;
   for (char c : body) {
-    if (!IsBase64Url(c)) return Status::InvalidArgument("join token holds a character not in base64url");
+    if (!IsBase64Url(c))
+      return Status::InvalidArgument("join token holds a character not in base64url");
     b64 += c == '-' ? '+' : c == '_' ? '/' : c;
   }
   b64 += "==";

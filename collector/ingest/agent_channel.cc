@@ -368,10 +368,11 @@ void AgentChannel::OnEnrolling(const std::string& route, const std::string& curv
 
 void AgentChannel::RefuseEnrolment(const EnrolAsk& ask, const std::string& why) {
   enrolling_.erase(ask.secret_hash);
-  logging::Default().Warn("enrolment refused", {{"host", ask.host},
-                                                {"reason", why},
-                                                {"address", ask.address},
-                                                {"hint", "make a new token: latch-collector token create"}});
+  logging::Default().Warn("enrolment refused",
+                          {{"host", ask.host},
+                           {"reason", why},
+                           {"address", ask.address},
+                           {"hint", "make a new token: latch-collector token create"}});
   // On record, folded (a flood of guesses cannot flood the ledger). Only a
   // prefix of the secret's hash: enough to tell tokens apart.
   Refuse("join_token_refused",
@@ -383,9 +384,9 @@ void AgentChannel::RefuseEnrolment(const EnrolAsk& ask, const std::string& why) 
 void AgentChannel::SendEnrolled(const EnrolAsk& ask) {
   enrolling_.erase(ask.secret_hash);
   EnrolmentChanged();
-  logging::Default().Info("agent enrolled", {{"host", ask.host},
-                                             {"curve_public_key", ask.curve_key},
-                                             {"address", ask.address}});
+  logging::Default().Info(
+      "agent enrolled",
+      {{"host", ask.host}, {"curve_public_key", ask.curve_key}, {"address", ask.address}});
   capnp::MallocMessageBuilder m;
   auto e = m.initRoot<schema::Envelope>().initEnrolled();
   e.setHostId(ask.host);

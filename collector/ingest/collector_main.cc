@@ -17,8 +17,8 @@
 // socket (data_dir/admin.sock, reachable only by who can enter data_dir).
 #include <CLI/CLI.hpp>
 #include <csignal>
-#include <ctime>
 #include <cstdio>
+#include <ctime>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <zmq.hpp>
@@ -154,8 +154,9 @@ int GrantKey(const CollectorConfig& config, bool next, bool promote) {
 // spends it on the host.
 int CreateToken(const CollectorConfig& config, const std::string& host, const std::string& ttl) {
   nlohmann::json j;
-  int rc = Admin(config, {{"op", "token_create"}, {"host", host}, {"ttl", ttl},
-                          {"actor", "latch-collector cli"}}, &j);
+  int rc = Admin(
+      config,
+      {{"op", "token_create"}, {"host", host}, {"ttl", ttl}, {"actor", "latch-collector cli"}}, &j);
   if (rc != 0) return rc;
   const int64_t expires_s = j.at("expires_at_ns").get<int64_t>() / 1'000'000'000;
   char when[32];

@@ -169,8 +169,7 @@ class CollectorServer : private workflow::WorkflowSink {
                                                  const api::ApiServer::Respond&);
   std::optional<api::ApiResponse> ApiAddCredential(const api::ApiRequest&, const api::RouteArgs&,
                                                    const api::ApiServer::Respond&);
-  std::optional<api::ApiResponse> ApiRemoveCredential(const api::ApiRequest&,
-                                                      const api::RouteArgs&,
+  std::optional<api::ApiResponse> ApiRemoveCredential(const api::ApiRequest&, const api::RouteArgs&,
                                                       const api::ApiServer::Respond&);
   // What the API accepts: the configuration's credentials, and those added
   // through the API (a hash the configuration names keeps its identity).

@@ -27,8 +27,9 @@ std::optional<api::ApiResponse> ReadCredential(const nlohmann::json& body, std::
   if (token == cert) return Error(400, "give one of token_sha256, cert_sha256");
   const nlohmann::json& hash = body[token ? "token_sha256" : "cert_sha256"];
   if (!hash.is_string() || !CredentialBook::IsSha256Hex(hash.get<std::string>())) {
-    return Error(400, "a credential's sha256 is 64 lowercase hex digits (latch-collector "
-                      "token-hash, cert-hash)");
+    return Error(400,
+                 "a credential's sha256 is 64 lowercase hex digits (latch-collector "
+                 "token-hash, cert-hash)");
   }
   *kind = token ? "token" : "cert";
   *sha256 = hash.get<std::string>();
@@ -103,7 +104,8 @@ std::optional<api::ApiResponse> CollectorServer::ApiAddCredential(
   c.setIdentity(identity);
   c.setKind(kind);
   c.setSha256(sha256);
-  Act([this, m] {
+  Act(
+      [this, m] {
         return recorder_->Record(
             schema::CanonicalBytes(m->getRoot<schema::WorkflowAction>().asReader()), "", NowNs());
       },
@@ -131,8 +133,7 @@ std::optional<api::ApiResponse> CollectorServer::ApiRemoveCredential(
   if (auto refused = ReadCredential(body, &kind, &sha256)) return refused;
   const auto& configured = kind == "token" ? config_.api_tokens : config_.api_client_certs;
   if (configured.count(sha256) != 0) {
-    return Error(409,
-                 "the configuration lists this credential: remove it there and send SIGHUP");
+    return Error(409, "the configuration lists this credential: remove it there and send SIGHUP");
   }
   const auto& added = kind == "token" ? credentials_.tokens() : credentials_.certs();
   auto it = added.find(sha256);
@@ -144,7 +145,8 @@ std::optional<api::ApiResponse> CollectorServer::ApiRemoveCredential(
   c.setIdentity(it->second);
   c.setKind(kind);
   c.setSha256(sha256);
-  Act([this, m] {
+  Act(
+      [this, m] {
         return recorder_->Record(
             schema::CanonicalBytes(m->getRoot<schema::WorkflowAction>().asReader()), "", NowNs());
       },

@@ -53,8 +53,7 @@ void CollectorServer::CreateJoinToken(const std::string& host, int64_t ttl_ns,
         if (!s.ok()) return reply({{"ok", false}, {"status", 503}, {"error", s.ToString()}});
         enrolment_.Apply(kept->action.asReader());
         const int64_t expires = kept->action.asReader().getJoinTokenCreated().getExpiresAtNs();
-        logging::Default().Info("join token created",
-                                {{"host", host}, {"expires_at_ns", expires}});
+        logging::Default().Info("join token created", {{"host", host}, {"expires_at_ns", expires}});
         reply({{"ok", true},
                {"host", host},
                {"token", schema::EncodeJoinToken(*token)},

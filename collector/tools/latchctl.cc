@@ -211,8 +211,8 @@ int main(int argc, char** argv) {
   grants->add_flag("--past", past, "also the grants that have ended");
   auto* hosts_cmd = app.add_subcommand(
       "hosts", "per host, the resources in force and since when (auditors and approvers)");
-  auto* agents_cmd = app.add_subcommand(
-      "agents", "enrolled agents and open join tokens (admins and auditors)");
+  auto* agents_cmd =
+      app.add_subcommand("agents", "enrolled agents and open join tokens (admins and auditors)");
   std::string agent_host, ttl = "1h";
   auto* agents_remove =
       agents_cmd->add_subcommand("remove", "remove an agent enrolled by join token (admins)");
@@ -263,9 +263,8 @@ int main(int argc, char** argv) {
       "Examples:\n  latchctl events --grant 7\n"
       "  latchctl events --host db-1 --verdict deny --since 1h\n"
       "  latchctl events --user alice --kind exec --follow");
-  for (auto* c :
-       {request, requests, approve, deny, cancel, revoke, grants, hosts_cmd, agents_cmd,
-        agents_remove, join_token, verify, events})
+  for (auto* c : {request, requests, approve, deny, cancel, revoke, grants, hosts_cmd, agents_cmd,
+                  agents_remove, join_token, verify, events})
     c->fallthrough();
   try {
     app.parse(argc, argv);

@@ -37,9 +37,8 @@ Status Policy::Parse(std::string_view toml_text, const std::string& source,
   p->hash_ = tlog::HexEncode(
       tlog::Sha256::Of({reinterpret_cast<const uint8_t*>(toml_text.data()), toml_text.size()}));
   Reader top(root, source);
-  LATCH_RETURN_IF_ERROR(top.Known(
-      {"host", "resource", "identity", "request_rule", "approval_rule", "auditor_groups",
-       "admin_groups"}));
+  LATCH_RETURN_IF_ERROR(top.Known({"host", "resource", "identity", "request_rule", "approval_rule",
+                                   "auditor_groups", "admin_groups"}));
 
   Status table_status = ForEachTable(root, "host", source, [&](const Reader& r) {
     LATCH_RETURN_IF_ERROR(r.Known({"id", "labels"}));

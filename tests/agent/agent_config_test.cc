@@ -98,8 +98,8 @@ TEST(AgentConfig, WhatTheCollectorSectionLeavesOutComesFromTheEnrolment) {
   EXPECT_EQ(c.collector.ledger_key, e.ledger_key);
   // The config's own endpoints win.
   AgentConfig own;
-  ASSERT_TRUE(ParseAgentConfig(text + "endpoints = [\"tcp://other:1\"]\n", "agent.toml", &own)
-                  .ok());
+  ASSERT_TRUE(
+      ParseAgentConfig(text + "endpoints = [\"tcp://other:1\"]\n", "agent.toml", &own).ok());
   ASSERT_TRUE(ResolveAgentDefaults(&own).ok());
   EXPECT_EQ(own.collector.endpoints, std::vector<std::string>{"tcp://other:1"});
   EXPECT_EQ(own.collector.ledger_key, e.ledger_key);

@@ -158,8 +158,7 @@ double ConnectSeconds(const std::string& cgroup, int listener, uint16_t port, in
 // writes of `size` bytes (TCP_NODELAY: a packet each, the most packets per
 // byte), then the seconds they took. The receiving end, in this process and
 // outside the cgroup, reads everything until the client closes.
-double StreamSeconds(const std::string& cgroup, int listener, uint16_t port, int writes,
-                     int size) {
+double StreamSeconds(const std::string& cgroup, int listener, uint16_t port, int writes, int size) {
   std::thread server([&] {
     int c = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
     if (c < 0) return;
@@ -195,8 +194,7 @@ double StreamSeconds(const std::string& cgroup, int listener, uint16_t port, int
   int status = 0;
   ::waitpid(child, &status, 0);
   server.join();
-  if (got != sizeof(secs) || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    Die("stream failed");
+  if (got != sizeof(secs) || !WIFEXITED(status) || WEXITSTATUS(status) != 0) Die("stream failed");
   return secs;
 }
 
@@ -568,8 +566,7 @@ int Run(int argc, char** argv) {
     std::vector<ProgramStats> before;
     if (!guard->ReadProgramStats(&before).ok()) Die("program stats");
     for (int b = 0; b < blocks; ++b) {
-      StreamSeconds(*cases[c].cgroup, cases[c].listener, cases[c].port, kStreamWrites,
-                    kStreamSize);
+      StreamSeconds(*cases[c].cgroup, cases[c].listener, cases[c].port, kStreamWrites, kStreamSize);
       drain_events();
     }
     if (!guard->ReadProgramStats(&stream_cost[c]).ok()) Die("program stats");
@@ -611,8 +608,9 @@ int Run(int argc, char** argv) {
     }
   }
   std::printf("  floor: an empty connect4 program reports %.1f ns/run here\n", empty_cost);
-  std::printf("data path: %d blocks of one stream of %d writes of %d bytes (TCP_NODELAY) per case\n",
-              blocks, kStreamWrites, kStreamSize);
+  std::printf(
+      "data path: %d blocks of one stream of %d writes of %d bytes (TCP_NODELAY) per case\n",
+      blocks, kStreamWrites, kStreamSize);
   for (int c = 0; c < 3; ++c) {
     const double writes_per_s = static_cast<double>(kStreamWrites) * blocks / stream_secs[c];
     std::printf("  %-32s %9.0f writes/s", cases[c].name, writes_per_s);

@@ -878,9 +878,8 @@ TEST_F(ApiTest, AdminsMakeJoinTokensAndRemoveAgentsAndNobodyElseMay) {
         std::string(R"({"host":"h;rm -rf /"})"), std::string(R"({"host":"h","ttl":"60d"})"),
         std::string(R"({"host":"h","ttl":"0s"})"), std::string(R"({"host":"h","ttl":5})"),
         std::string(R"({"host":"h","extra":1})"), std::string("{\"host\":\"h\xff\"}"),
-        std::string("{\"host\":\"h\\u0000\"}"),
-        R"({"host":")" + std::string(10000, 'a') + R"("})", std::string("[1,2]"),
-        std::string("not json")}) {
+        std::string("{\"host\":\"h\\u0000\"}"), R"({"host":")" + std::string(10000, 'a') + R"("})",
+        std::string("[1,2]"), std::string("not json")}) {
     Reply r = Call(http::verb::post, "/v1/agents/tokens", kOtto, bad);
     EXPECT_EQ(r.status, 400) << bad.substr(0, 80) << " -> " << r.body;
   }
@@ -907,11 +906,11 @@ TEST_F(ApiTest, AdminsMakeJoinTokensAndRemoveAgentsAndNobodyElseMay) {
   EXPECT_TRUE(quiet) << agents;
   EXPECT_EQ(Call(http::verb::post, "/v1/agents/remove", kSam, R"({"host":"host-quiet"})").status,
             403);
-  Reply config_owned = Call(http::verb::post, "/v1/agents/remove", kOtto, R"({"host":"host-quiet"})");
+  Reply config_owned =
+      Call(http::verb::post, "/v1/agents/remove", kOtto, R"({"host":"host-quiet"})");
   EXPECT_EQ(config_owned.status, 409) << config_owned.body;
   EXPECT_NE(config_owned.body.find("SIGHUP"), std::string::npos) << config_owned.body;
-  EXPECT_EQ(Call(http::verb::post, "/v1/agents/remove", kOtto, R"({"host":"nobody"})").status,
-            404);
+  EXPECT_EQ(Call(http::verb::post, "/v1/agents/remove", kOtto, R"({"host":"nobody"})").status, 404);
   EXPECT_EQ(Call(http::verb::post, "/v1/agents/remove", kOtto, R"({"host":["x"]})").status, 400);
   // And with latchctl, as an admin would.
   std::string out;
@@ -963,7 +962,9 @@ TEST_F(ApiTest, AdminsAddAndRemoveApiCredentialsThatTakeEffectAtOnce) {
         R"({"identity":7,"token_sha256":")" + hash + R"("})",
         R"({"identity":"rob","token_sha256":")" + hash + R"(","cert_sha256":")" + hash + R"("})",
         R"({"identity":"rob","token_sha256":")" + hash + R"(","admin":true})",
-        std::string("{\"identity\":\"r\xff" "b\",\"token_sha256\":\"") + hash + "\"}",
+        std::string("{\"identity\":\"r\xff"
+                    "b\",\"token_sha256\":\"") +
+            hash + "\"}",
         std::string(R"({"identity":"rob","token_sha256":[1]})")}) {
     Reply r = Call(http::verb::post, "/v1/credentials", kOtto, bad);
     EXPECT_EQ(r.status, 400) << bad << " -> " << r.body;

@@ -1,10 +1,11 @@
 // The enrolment book as the ledger's records build it: tokens' lives, a key
 // per host, and a snapshot that gives back the same book.
-#include "collector/enrolment/credential_book.h"
 #include "collector/enrolment/enrolment_book.h"
 
 #include <capnp/message.h>
 #include <gtest/gtest.h>
+
+#include "collector/enrolment/credential_book.h"
 
 namespace latch::collector {
 namespace {

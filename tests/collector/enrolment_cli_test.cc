@@ -18,8 +18,8 @@
 #include <thread>
 
 #include "agent/agent_config.h"
-#include "kernel_sandbox.h"
 #include "collector/ingest/collector_server.h"
+#include "kernel_sandbox.h"
 #include "run_tool.h"
 #include "schemas/join_token.h"
 #include "temp_dir.h"
@@ -77,9 +77,9 @@ class EnrolmentCliTest : public ::testing::Test {
     EXPECT_NE(out.find("latch-agent enrol --config"), std::string::npos) << out;
   }
   int Enrol(const std::string& token, const std::string& pin, std::string* out) {
-    return testing::RunTool({LATCH_AGENT_BIN, "enrol", "--config", agent_config_, "--token",
-                             token, "--ca-pin", pin},
-                            out, {}, true);
+    return testing::RunTool(
+        {LATCH_AGENT_BIN, "enrol", "--config", agent_config_, "--token", token, "--ca-pin", pin},
+        out, {}, true);
   }
   ledger::TempDir dir_;
   std::string endpoint_, collector_config_, agent_config_;
@@ -183,13 +183,13 @@ TEST_F(EnrolmentCliTest, AFullStateDiskSpendsNoToken) {
 
 TEST_F(EnrolmentCliTest, TokenCreateRefusesABadHostOrTtl) {
   std::string out;
-  EXPECT_NE(testing::RunTool({LATCH_COLLECTOR_BIN, "token", "create", "--config",
-                              collector_config_, "--host", "bad host;rm"},
+  EXPECT_NE(testing::RunTool({LATCH_COLLECTOR_BIN, "token", "create", "--config", collector_config_,
+                              "--host", "bad host;rm"},
                              &out, {}, true),
             0);
   EXPECT_NE(out.find("not a host id"), std::string::npos) << out;
-  EXPECT_NE(testing::RunTool({LATCH_COLLECTOR_BIN, "token", "create", "--config",
-                              collector_config_, "--host", "h", "--ttl", "60d"},
+  EXPECT_NE(testing::RunTool({LATCH_COLLECTOR_BIN, "token", "create", "--config", collector_config_,
+                              "--host", "h", "--ttl", "60d"},
                              &out, {}, true),
             0);
   EXPECT_NE(out.find("1m to 30d"), std::string::npos) << out;

@@ -16,12 +16,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
-#include <map>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -100,7 +100,9 @@ class WalkthroughTest : public ::testing::Test {
   }
   // One connect to the protected port as alice's uid in the guarded cgroup:
   // 0, or the errno.
-  int ConnectAsAlice() { return agent::ConnectFromCgroupAs(sandbox_.cgroup(), kAliceUid, db_port_); }
+  int ConnectAsAlice() {
+    return agent::ConnectFromCgroupAs(sandbox_.cgroup(), kAliceUid, db_port_);
+  }
   // Waits until a connect as alice gives `want`.
   bool ConnectGives(int want, int seconds) {
     auto deadline = Clock::now() + std::chrono::seconds(seconds);
@@ -164,9 +166,9 @@ TEST_F(WalkthroughTest, FromPackagesToAWorkingGrantOnAnEnrolledHost) {
   bool up = false;
   for (int i = 0; i < 100 && !up; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    up = RunTool({root_ + "/usr/bin/latch-collector", "status", "--config",
-                  dir_ + "/collector.toml"},
-                 &out) == 0;
+    up = RunTool(
+             {root_ + "/usr/bin/latch-collector", "status", "--config", dir_ + "/collector.toml"},
+             &out) == 0;
   }
   ASSERT_TRUE(up) << Slurp(dir_ + "/collector.log");
   ASSERT_EQ(Run({"latch-collector", "token", "create", "--config", dir_ + "/collector.toml",
@@ -232,8 +234,7 @@ TEST_F(WalkthroughTest, FromPackagesToAWorkingGrantOnAnEnrolledHost) {
   ASSERT_EQ(Run({"latchctl", "approve", "1", "--comment", "ok"}, &out, as("bob")), 0) << out;
   EXPECT_TRUE(ConnectGives(0, 15)) << "the approved grant did not open the way\n"
                                    << Slurp(dir_ + "/agent.log");
-  const double install_to_grant =
-      std::chrono::duration<double>(Clock::now() - installed).count();
+  const double install_to_grant = std::chrono::duration<double>(Clock::now() - installed).count();
   ASSERT_EQ(Run({"latchctl", "hosts"}, &out, as("bob")), 0) << out;
   EXPECT_NE(out.find("db-2"), std::string::npos) << out;
   std::printf(

@@ -55,16 +55,16 @@ TEST(JoinTokenTest, MangledAndHostileTokensAreRefusedWithoutEchoingThem) {
   const std::vector<std::string> bad = {
       "",
       "latchjoin1.",
-      good.substr(0, good.size() - 1),                // cut short
-      good + "A",                                     // one too many
-      " " + good,                                     // pasted with a space
-      good.substr(0, 20) + "=" + good.substr(21),     // padding inside
-      good.substr(0, 20) + "+" + good.substr(21),     // standard base64, not url
-      good.substr(0, 20) + "\n" + good.substr(21),    // a control character
+      good.substr(0, good.size() - 1),                    // cut short
+      good + "A",                                         // one too many
+      " " + good,                                         // pasted with a space
+      good.substr(0, 20) + "=" + good.substr(21),         // padding inside
+      good.substr(0, 20) + "+" + good.substr(21),         // standard base64, not url
+      good.substr(0, 20) + "\n" + good.substr(21),        // a control character
       good.substr(0, 20) + "\xc3\xa9" + good.substr(22),  // UTF-8 in place of two
-      good.substr(0, 20) + "\xff" + good.substr(21),  // invalid UTF-8
-      "latchjoin2." + good.substr(11),                // another version
-      std::string(100000, 'A'),                       // huge
+      good.substr(0, 20) + "\xff" + good.substr(21),      // invalid UTF-8
+      "latchjoin2." + good.substr(11),                    // another version
+      std::string(100000, 'A'),                           // huge
   };
   for (const std::string& b : bad) {
     JoinToken out;
@@ -83,10 +83,10 @@ TEST(HostIdTest, HostnameLikeOnly) {
                          std::string("H_2"), std::string(253, 'x')}) {
     EXPECT_TRUE(IsHostId(ok)) << ok;
   }
-  for (std::string bad : {std::string(), std::string(254, 'x'), std::string("-a"),
-                          std::string(".a"), std::string("enrol:abc"), std::string("a b"),
-                          std::string("a\nb"), std::string("h\xc3\xa9"), std::string("a/b"),
-                          std::string("a\0b", 3)}) {
+  for (std::string bad :
+       {std::string(), std::string(254, 'x'), std::string("-a"), std::string(".a"),
+        std::string("enrol:abc"), std::string("a b"), std::string("a\nb"), std::string("h\xc3\xa9"),
+        std::string("a/b"), std::string("a\0b", 3)}) {
     EXPECT_FALSE(IsHostId(bad)) << bad;
   }
 }
