@@ -20,6 +20,7 @@
 #include "collector/ledger/batcher.h"
 #include "collector/ledger/exporter.h"
 #include "collector/ledger/ledger.h"
+#include "collector/ledger/postgres/postgres_log.h"
 #include "collector/ledger/tile_hash_reader.h"
 #include "collector/ledger/tile_source.h"
 #include "collector/ledger/verifier.h"
@@ -174,6 +175,51 @@ int CmdVerify(const std::string& dir, const std::string& vkey) {
   std::printf("ok: %s verified: %llu entries, %llu tiles and bundles, checkpoint signed by %s\n",
               dir.c_str(), static_cast<unsigned long long>(result.checkpoint.size),
               static_cast<unsigned long long>(result.tiles_checked), key.ToString().c_str());
+  return 0;
+}
+
+// verify --storage: the ledger as PostgreSQL serves it (issue 17).
+int CmdVerifyStorage(const std::string& conninfo, const std::string& vkey) {
+  if (vkey.empty()) {
+    return Fail(
+        Status::InvalidArgument("verify --storage needs --vkey (the ledger's verifier key)"));
+  }
+  latch::tlog::NoteVerifier key;
+  Status s = LoadVerifier(vkey, "", &key);
+  if (!s.ok()) return Fail(s);
+  std::unique_ptr<latch::ledger::postgres::PostgresLog> log;
+  s = latch::ledger::postgres::PostgresLog::Open(conninfo, "--storage", "", &log);
+  if (!s.ok()) return Fail(s);
+  latch::ledger::VerifyResult result;
+  s = latch::ledger::VerifyLog(*log, key, &result);
+  if (!s.ok()) return Fail(s.WithContext("verify " + log->Describe()));
+  std::printf("ok: %s verified: %llu entries, %llu tiles and bundles, checkpoint signed by %s\n",
+              log->Describe().c_str(), static_cast<unsigned long long>(result.checkpoint.size),
+              static_cast<unsigned long long>(result.tiles_checked), key.ToString().c_str());
+  return 0;
+}
+
+// migrate: a file ledger copied into PostgreSQL, then read back and compared.
+int CmdMigrate(const std::string& dir, const std::string& conninfo) {
+  std::unique_ptr<Ledger> ledger;
+  Status s = OpenLedger(dir, Ledger::Mode::kReadOnly, &ledger);
+  if (!s.ok()) return Fail(s);
+  const std::string origin = ledger->checkpoint().origin;
+  s = latch::ledger::postgres::PostgresLog::Init(conninfo, origin);
+  if (!s.ok()) return Fail(s.WithContext("--to"));
+  std::unique_ptr<latch::ledger::postgres::PostgresLog> log;
+  s = latch::ledger::postgres::PostgresLog::Open(conninfo, "--to", origin, &log);
+  if (!s.ok()) return Fail(s);
+  latch::ledger::postgres::MigrateResult r;
+  s = latch::ledger::postgres::MigrateLog(*ledger, ledger->verifier(), *log, &r);
+  if (!s.ok()) return Fail(s.WithContext("migrate"));
+  std::printf(
+      "migrated %s to %s: %llu entries; %llu tiles and bundles written, %llu already there; "
+      "%llu read back identical\n",
+      dir.c_str(), log->Describe().c_str(), static_cast<unsigned long long>(r.size),
+      static_cast<unsigned long long>(r.tiles_written),
+      static_cast<unsigned long long>(r.tiles_present),
+      static_cast<unsigned long long>(r.tiles_checked));
   return 0;
 }
 
@@ -385,9 +431,18 @@ static int Main(int argc, char** argv) {
 
   auto* verify = app.add_subcommand(
       "verify", "Recompute every hash offline; DIR is a ledger or an exported tiles directory");
-  verify->add_option("DIR", dir, "Ledger or exported directory")->required();
+  verify->add_option("DIR", dir, "Ledger or exported directory");
   verify->add_option("--vkey", vkey,
-                     "Verifier key (text or file); default: DIR/vkey. Required for exports.");
+                     "Verifier key (text or file); default: DIR/vkey. Required for exports and "
+                     "--storage.");
+  std::string storage;
+  verify->add_option("--storage", storage,
+                     "Verify the ledger kept in PostgreSQL instead (a libpq connection string)");
+
+  auto* migrate = app.add_subcommand(
+      "migrate", "Copy a file ledger into PostgreSQL, then read it back and compare");
+  migrate->add_option("DIR", dir, "Ledger directory")->required();
+  migrate->add_option("--to", storage, "PostgreSQL connection string (libpq)")->required();
 
   auto* export_cmd = app.add_subcommand("export", "Write a static tlog-tiles tree to OUT");
   export_cmd->add_option("DIR", dir, "Ledger directory")->required();
@@ -431,8 +486,13 @@ static int Main(int argc, char** argv) {
   verify->footer(
       "Examples:\n  latch-ledger verify /var/lib/latch/ledger\n"
       "  latch-ledger verify ./export --vkey ledger.vkey   # a copy, with a key from a trusted "
-      "place");
+      "place\n"
+      "  latch-ledger verify --storage 'postgresql://latch@db1/latch' --vkey ledger.vkey");
   export_cmd->footer("Example:\n  latch-ledger export /var/lib/latch/ledger ./export");
+  migrate->footer(
+      "Example:\n  latch-ledger migrate /var/lib/latch-collector/ledger --to "
+      "'postgresql://latch@db1,db2/latch?target_session_attrs=read-write'\n"
+      "Run again to catch up; a database ahead of the files, or forked from them, is refused.");
   prove_cmd->footer(
       "Examples:\n  latch-ledger prove /var/lib/latch/ledger --index 41\n"
       "  latch-ledger prove /var/lib/latch/ledger --from 100 --to 200\n"
@@ -454,7 +514,14 @@ static int Main(int argc, char** argv) {
   if (*vkey_cmd) return CmdVkey(dir);
   if (*append) return CmdAppend(dir);
   if (*checkpoint) return CmdCheckpoint(dir);
-  if (*verify) return CmdVerify(dir, vkey);
+  if (*verify) {
+    if (dir.empty() == storage.empty()) {
+      std::fprintf(stderr, "latch-ledger: verify needs DIR or --storage (one of them)\n");
+      return 2;
+    }
+    return storage.empty() ? CmdVerify(dir, vkey) : CmdVerifyStorage(storage, vkey);
+  }
+  if (*migrate) return CmdMigrate(dir, storage);
   if (*export_cmd) return CmdExport(dir, out);
   if (*reindex) return CmdReindex(dir, index_path);
   if (*prove_cmd) {

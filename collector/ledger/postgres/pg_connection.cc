@@ -1,0 +1,130 @@
+#include "collector/ledger/postgres/pg_connection.h"
+
+#include <libpq-fe.h>
+
+#include <cstdlib>
+
+namespace latch::ledger::postgres {
+
+namespace {
+// PostgreSQL's messages end with a newline, and may span lines: one line.
+std::string OneLine(const char* message) {
+  std::string s = message != nullptr ? message : "";
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  for (char& c : s) {
+    if (c == '\n') c = ' ';
+  }
+  return s;
+}
+}  // namespace
+
+PgResult::PgResult(pg_result* r) : result_(r) {}
+PgResult::~PgResult() {
+  if (result_ != nullptr) PQclear(result_);
+}
+PgResult::PgResult(PgResult&& other) noexcept : result_(other.result_) { other.result_ = nullptr; }
+
+int PgResult::rows() const { return PQntuples(result_); }
+
+uint64_t PgResult::affected() const {
+  const char* n = PQcmdTuples(result_);
+  return n != nullptr && *n != '\0' ? std::strtoull(n, nullptr, 10) : 0;
+}
+
+bool PgResult::is_null(int row, int column) const { return PQgetisnull(result_, row, column) != 0; }
+
+std::string PgResult::value(int row, int column) const {
+  return {PQgetvalue(result_, row, column), static_cast<size_t>(PQgetlength(result_, row, column))};
+}
+
+Status PgResult::Int(int row, int column, int64_t* out) const {
+  const std::string text = value(row, column);
+  char* end = nullptr;
+  long long v = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || end == nullptr || *end != '\0') {
+    return Status::Corruption("not an integer in the database: '" + text + "'");
+  }
+  *out = v;
+  return Status::Ok();
+}
+
+Status PgConnection::Connect(const std::string& conninfo, const std::string& setting,
+                             std::unique_ptr<PgConnection>* out) {
+  pg_conn* c = PQconnectdb(conninfo.c_str());
+  if (c == nullptr) return Status::IoError(setting + ": out of memory connecting to PostgreSQL");
+  if (PQstatus(c) != CONNECTION_OK) {
+    std::string why = OneLine(PQerrorMessage(c));
+    PQfinish(c);
+    return Status::IoError(setting + ": cannot connect to PostgreSQL: " + why);
+  }
+  out->reset(new PgConnection(c));
+  return Status::Ok();
+}
+
+PgConnection::~PgConnection() { PQfinish(conn_); }
+
+bool PgConnection::ok() const { return PQstatus(conn_) == CONNECTION_OK; }
+
+std::string PgConnection::Describe() const {
+  const char* host = PQhost(conn_);
+  const char* port = PQport(conn_);
+  const char* db = PQdb(conn_);
+  return std::string(host != nullptr ? host : "?") + ":" + (port != nullptr ? port : "?") + "/" +
+         (db != nullptr ? db : "?");
+}
+
+Status PgConnection::Exec(const std::string& what, const std::string& sql,
+                          const std::vector<PgParam>& params, std::optional<PgResult>* result,
+                          bool binary_results) {
+  std::vector<const char*> values;
+  std::vector<int> lengths, formats;
+  for (const PgParam& p : params) {
+    values.push_back(p.null ? nullptr : p.value.data());
+    lengths.push_back(static_cast<int>(p.value.size()));
+    formats.push_back(p.binary ? 1 : 0);
+  }
+  pg_result* raw =
+      PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()), nullptr, values.data(),
+                   lengths.data(), formats.data(), binary_results ? 1 : 0);
+  PgResult r(raw);
+  if (raw == nullptr) {
+    return Status::IoError(what + ": no result from PostgreSQL: " + OneLine(PQerrorMessage(conn_)));
+  }
+  const ExecStatusType status = PQresultStatus(raw);
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+    const char* state = PQresultErrorField(raw, PG_DIAG_SQLSTATE);
+    std::string message = what + ": " + OneLine(PQresultErrorMessage(raw));
+    if (state != nullptr) message += " (SQLSTATE " + std::string(state) + ")";
+    // Class 08 (connection exceptions), or a connection that broke.
+    if (PQstatus(conn_) != CONNECTION_OK ||
+        (state != nullptr && state[0] == '0' && state[1] == '8')) {
+      return Status::IoError(message);
+    }
+    return Status::FailedPrecondition(message);
+  }
+  if (result != nullptr) result->emplace(std::move(r));
+  return Status::Ok();
+}
+
+Status PgConnection::Exec(const std::string& what, const std::string& sql) {
+  return Exec(what, sql, {});
+}
+
+PgTransaction::~PgTransaction() {
+  if (open_) (void)conn_.Exec("rolling back", "ROLLBACK");
+}
+
+Status PgTransaction::Begin(const std::string& isolation) {
+  LATCH_RETURN_IF_ERROR(
+      conn_.Exec("beginning a transaction",
+                 isolation.empty() ? "BEGIN" : "BEGIN ISOLATION LEVEL " + isolation));
+  open_ = true;
+  return Status::Ok();
+}
+
+Status PgTransaction::Commit() {
+  open_ = false;  // after a failed COMMIT the server has ended the transaction
+  return conn_.Exec("committing", "COMMIT");
+}
+
+}  // namespace latch::ledger::postgres

@@ -1,0 +1,314 @@
+#include "collector/ledger/postgres/postgres_log.h"
+
+#include <algorithm>
+#include <optional>
+
+#include "collector/ledger/tile_hash_reader.h"
+#include "lib/tlog/checkpoint.h"
+#include "lib/tlog/tree_reader.h"
+
+namespace latch::ledger::postgres {
+
+namespace {
+
+using tlog::kTileWidth;
+
+// How many tiles' rows go in one transaction while copying.
+constexpr size_t kTilesPerTransaction = 512;
+
+// Whether `tile` is served by a tree of `size`: within its level, a full tile
+// or a partial one no wider than what the tree has there.
+bool Serves(uint64_t size, const tlog::TileId& tile) {
+  const uint64_t count = tile.is_entries() ? size : tlog::HashesAtLevel(size, tile.level);
+  const uint64_t first = tile.index * kTileWidth;
+  return tile.width >= 1 && tile.width <= kTileWidth && first + tile.width <= count;
+}
+
+// The first `width` entries of a bundle (each a big-endian uint16 length and
+// its bytes), or of a hash tile (32 bytes each): a narrower partial tile is a
+// prefix of a wider one.
+Status CutTo(const tlog::TileId& tile, std::string* data) {
+  if (!tile.is_entries()) {
+    if (data->size() < size_t{tile.width} * 32) {
+      return Status::Corruption(tile.Path() + ": stored tile is shorter than its width");
+    }
+    data->resize(size_t{tile.width} * 32);
+    return Status::Ok();
+  }
+  size_t at = 0;
+  for (uint32_t i = 0; i < tile.width; ++i) {
+    if (at + 2 > data->size()) return Status::Corruption(tile.Path() + ": stored bundle is cut");
+    const size_t len =
+        (static_cast<uint8_t>((*data)[at]) << 8) | static_cast<uint8_t>((*data)[at + 1]);
+    at += 2 + len;
+    if (at > data->size()) return Status::Corruption(tile.Path() + ": stored bundle is cut");
+  }
+  data->resize(at);
+  return Status::Ok();
+}
+
+// Every tile a tree of `size` serves, in the exporter's order: entry bundles,
+// then each level of hash tiles; each full tile, and the partial one at the
+// right edge.
+std::vector<tlog::TileId> TilesOf(uint64_t size) {
+  std::vector<tlog::TileId> tiles;
+  for (int level = tlog::TileId::kEntries;; ++level) {
+    const uint64_t count = level < 0 ? size : tlog::HashesAtLevel(size, level);
+    if (count == 0) break;
+    for (uint64_t index = 0; index * kTileWidth < count; ++index) {
+      tiles.push_back(
+          {level, index, static_cast<uint32_t>(std::min(kTileWidth, count - index * kTileWidth))});
+    }
+  }
+  return tiles;
+}
+
+}  // namespace
+
+Status PostgresLog::Init(const std::string& conninfo, const std::string& origin) {
+  if (origin.empty()) return Status::InvalidArgument("a ledger needs an origin");
+  std::unique_ptr<PgConnection> c;
+  LATCH_RETURN_IF_ERROR(PgConnection::Connect(conninfo, "storage", &c));
+  PgTransaction tx(*c);
+  LATCH_RETURN_IF_ERROR(tx.Begin());
+  // One initialiser at a time; others wait, then find the tables made.
+  LATCH_RETURN_IF_ERROR(
+      c->Exec("locking for the schema", "SELECT pg_advisory_xact_lock(7355240117)", {}));
+  // One statement each: parameterised execution takes one at a time.
+  for (const char* ddl :
+       {"CREATE TABLE IF NOT EXISTS latch_schema (version integer NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS latch_tree (origin text PRIMARY KEY,"
+        " size bigint NOT NULL CHECK (size >= 0), checkpoint bytea NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS latch_tiles (level smallint NOT NULL, idx bigint NOT NULL,"
+        " width smallint NOT NULL CHECK (width BETWEEN 1 AND 256), data bytea NOT NULL,"
+        " PRIMARY KEY (level, idx, width))"}) {
+    LATCH_RETURN_IF_ERROR(c->Exec("creating the schema", ddl));
+  }
+  std::optional<PgResult> r;
+  LATCH_RETURN_IF_ERROR(
+      c->Exec("reading the schema version", "SELECT version FROM latch_schema", {}, &r));
+  if (r->rows() == 0) {
+    LATCH_RETURN_IF_ERROR(c->Exec("writing the schema version",
+                                  "INSERT INTO latch_schema (version) VALUES ($1)",
+                                  {PgParam::Int(kSchemaVersion)}));
+  } else {
+    int64_t version = 0;
+    LATCH_RETURN_IF_ERROR(r->Int(0, 0, &version));
+    if (version != kSchemaVersion) {
+      return Status::FailedPrecondition("the database holds schema version " +
+                                        std::to_string(version) + ", this build knows " +
+                                        std::to_string(kSchemaVersion));
+    }
+  }
+  LATCH_RETURN_IF_ERROR(
+      c->Exec("reading the ledger's origin", "SELECT origin FROM latch_tree", {}, &r));
+  if (r->rows() > 0 && r->value(0, 0) != origin) {
+    return Status::FailedPrecondition("the database holds ledger '" + r->value(0, 0) + "', not '" +
+                                      origin + "'");
+  }
+  if (r->rows() == 0) {
+    LATCH_RETURN_IF_ERROR(c->Exec("creating the ledger's tree",
+                                  "INSERT INTO latch_tree (origin, size, checkpoint) "
+                                  "VALUES ($1, 0, ''::bytea)",
+                                  {PgParam::Text(origin)}));
+  }
+  return tx.Commit();
+}
+
+Status PostgresLog::Open(const std::string& conninfo, const std::string& setting,
+                         const std::string& origin, std::unique_ptr<PostgresLog>* out) {
+  std::unique_ptr<PgConnection> c;
+  LATCH_RETURN_IF_ERROR(PgConnection::Connect(conninfo, setting, &c));
+  std::optional<PgResult> r;
+  Status s = c->Exec("reading the schema version", "SELECT version FROM latch_schema", {}, &r);
+  if (!s.ok() || r->rows() != 1) {
+    return Status::FailedPrecondition(setting + ": " + c->Describe() +
+                                      " holds no Latch ledger (run latch-collector storage init, "
+                                      "or latch-ledger migrate)");
+  }
+  int64_t version = 0;
+  LATCH_RETURN_IF_ERROR(r->Int(0, 0, &version));
+  if (version != kSchemaVersion) {
+    return Status::FailedPrecondition(setting + ": the database holds schema version " +
+                                      std::to_string(version) + ", this build knows " +
+                                      std::to_string(kSchemaVersion));
+  }
+  LATCH_RETURN_IF_ERROR(
+      c->Exec("reading the ledger's origin", "SELECT origin FROM latch_tree", {}, &r));
+  if (r->rows() != 1) return Status::Corruption(setting + ": the database has no ledger tree");
+  const std::string held = r->value(0, 0);
+  if (!origin.empty() && held != origin) {
+    return Status::FailedPrecondition(setting + ": the database holds ledger '" + held +
+                                      "', not '" + origin + "'");
+  }
+  out->reset(new PostgresLog(std::move(c), held));
+  return Status::Ok();
+}
+
+std::string PostgresLog::Describe() const { return "postgres " + conn_->Describe(); }
+
+Status PostgresLog::ReadState(uint64_t* size, std::string* checkpoint_note) {
+  std::optional<PgResult> r;
+  LATCH_RETURN_IF_ERROR(conn_->Exec(
+      "reading the tree", "SELECT size::text, checkpoint FROM latch_tree WHERE origin = $1",
+      {PgParam::Text(origin_)}, &r, /*binary_results=*/true));
+  if (r->rows() != 1) return Status::Corruption("the database lost the tree of " + origin_);
+  // Binary results: size as text (cast), checkpoint as raw bytes.
+  int64_t n = 0;
+  LATCH_RETURN_IF_ERROR(r->Int(0, 0, &n));
+  *size = static_cast<uint64_t>(n);
+  *checkpoint_note = r->value(0, 1);
+  return Status::Ok();
+}
+
+Status PostgresLog::PutTile(const TileRow& tile, bool* added) {
+  *added = false;
+  std::optional<PgResult> r;
+  LATCH_RETURN_IF_ERROR(
+      conn_->Exec("writing " + tile.id.Path(),
+                  "INSERT INTO latch_tiles (level, idx, width, data) VALUES ($1, $2, $3, $4) "
+                  "ON CONFLICT (level, idx, width) DO NOTHING RETURNING 1",
+                  {PgParam::Int(tile.id.level), PgParam::Int(static_cast<int64_t>(tile.id.index)),
+                   PgParam::Int(tile.id.width), PgParam::Bytes(tile.data)},
+                  &r));
+  if (r->rows() == 1) {
+    *added = true;
+    return Status::Ok();
+  }
+  // Already there: it must be the same bytes, or two trees disagree.
+  LATCH_RETURN_IF_ERROR(
+      conn_->Exec("reading " + tile.id.Path(),
+                  "SELECT data FROM latch_tiles WHERE level = $1 AND idx = $2 AND width = $3",
+                  {PgParam::Int(tile.id.level), PgParam::Int(static_cast<int64_t>(tile.id.index)),
+                   PgParam::Int(tile.id.width)},
+                  &r, /*binary_results=*/true));
+  if (r->rows() != 1 || r->value(0, 0) != tile.data) {
+    return Status::Corruption(tile.id.Path() +
+                              " is already in the database with other bytes: the logs fork");
+  }
+  return Status::Ok();
+}
+
+Status PostgresLog::Advance(uint64_t expected_size, const std::vector<TileRow>& tiles,
+                            uint64_t new_size, const std::string& checkpoint_note,
+                            uint64_t* written) {
+  // Tiles past the served size are never served, so they may land in
+  // transactions of their own before the move; the move itself is one
+  // statement that succeeds only from `expected_size`.
+  size_t at = 0;
+  while (at < tiles.size()) {
+    PgTransaction tx(*conn_);
+    LATCH_RETURN_IF_ERROR(tx.Begin());
+    const size_t end = std::min(tiles.size(), at + kTilesPerTransaction);
+    for (; at < end; ++at) {
+      bool added = false;
+      LATCH_RETURN_IF_ERROR(PutTile(tiles[at], &added));
+      if (added && written != nullptr) ++*written;
+    }
+    LATCH_RETURN_IF_ERROR(tx.Commit());
+  }
+  std::optional<PgResult> r;
+  LATCH_RETURN_IF_ERROR(conn_->Exec(
+      "moving the tree",
+      "UPDATE latch_tree SET size = $1, checkpoint = $2 WHERE origin = $3 AND size = $4",
+      {PgParam::Int(static_cast<int64_t>(new_size)), PgParam::Bytes(checkpoint_note),
+       PgParam::Text(origin_), PgParam::Int(static_cast<int64_t>(expected_size))},
+      &r));
+  if (r->affected() != 1) {
+    return Status::FailedPrecondition("the tree of " + origin_ + " is no longer at size " +
+                                      std::to_string(expected_size) +
+                                      ": another writer moved it; nothing of this move is served");
+  }
+  return Status::Ok();
+}
+
+Status PostgresLog::ReadCheckpoint(std::string* note) {
+  uint64_t size = 0;
+  LATCH_RETURN_IF_ERROR(ReadState(&size, note));
+  if (note->empty()) return Status::NotFound(origin_ + " has no checkpoint yet");
+  return Status::Ok();
+}
+
+Status PostgresLog::ReadTile(const tlog::TileId& tile, std::string* data) {
+  uint64_t size = 0;
+  std::string note;
+  LATCH_RETURN_IF_ERROR(ReadState(&size, &note));
+  if (!Serves(size, tile)) {
+    return Status::NotFound(tile.Path() + " is beyond the tree of size " + std::to_string(size));
+  }
+  // The narrowest stored tile at least as wide: a narrower partial is its prefix.
+  std::optional<PgResult> r;
+  LATCH_RETURN_IF_ERROR(
+      conn_->Exec("reading " + tile.Path(),
+                  "SELECT data FROM latch_tiles WHERE level = $1 AND idx = $2 AND width >= $3 "
+                  "ORDER BY width LIMIT 1",
+                  {PgParam::Int(tile.level), PgParam::Int(static_cast<int64_t>(tile.index)),
+                   PgParam::Int(tile.width)},
+                  &r, /*binary_results=*/true));
+  if (r->rows() != 1) {
+    return Status::Corruption(tile.Path() + " is served by the tree of size " +
+                              std::to_string(size) + " but missing from the database");
+  }
+  *data = r->value(0, 0);
+  return CutTo(tile, data);
+}
+
+Status MigrateLog(TileSource& source, const tlog::NoteVerifier& key, PostgresLog& log,
+                  MigrateResult* result) {
+  std::string note;
+  LATCH_RETURN_IF_ERROR(source.ReadCheckpoint(&note).WithContext(source.Describe()));
+  tlog::Checkpoint cp;
+  LATCH_RETURN_IF_ERROR(tlog::OpenCheckpoint(note, key, &cp).WithContext(source.Describe()));
+  if (cp.origin != log.origin()) {
+    return Status::FailedPrecondition("the source is ledger '" + cp.origin +
+                                      "', the database holds '" + log.origin() + "'");
+  }
+  uint64_t held_size = 0;
+  std::string held_note;
+  LATCH_RETURN_IF_ERROR(log.ReadState(&held_size, &held_note));
+  if (held_size > cp.size) {
+    return Status::FailedPrecondition("the database is ahead of the source (" +
+                                      std::to_string(held_size) + " > " + std::to_string(cp.size) +
+                                      " entries)");
+  }
+  if (!held_note.empty()) {
+    // What the database serves must be a prefix of the source's tree.
+    tlog::Checkpoint held;
+    LATCH_RETURN_IF_ERROR(
+        tlog::OpenCheckpoint(held_note, key, &held).WithContext("the database's checkpoint"));
+    TileHashReader hashes(source, cp.size);
+    tlog::TreeReader reader(hashes);
+    tlog::Hash root{};
+    LATCH_RETURN_IF_ERROR(reader.Root(held.size, &root));
+    if (root != held.root) {
+      return Status::VerifyFailed("the database's tree of " + std::to_string(held.size) +
+                                  " entries is not a prefix of the source's: the logs fork");
+    }
+  }
+  std::vector<TileRow> rows;
+  for (const tlog::TileId& id : TilesOf(cp.size)) {
+    TileRow row{id, {}};
+    LATCH_RETURN_IF_ERROR(source.ReadTile(id, &row.data).WithContext(source.Describe()));
+    rows.push_back(std::move(row));
+  }
+  uint64_t written = 0;
+  LATCH_RETURN_IF_ERROR(log.Advance(held_size, rows, cp.size, note, &written));
+  // Read back: every tile, byte for byte, and the checkpoint.
+  std::string back;
+  for (const TileRow& row : rows) {
+    LATCH_RETURN_IF_ERROR(log.ReadTile(row.id, &back));
+    if (back != row.data) {
+      return Status::Corruption(row.id.Path() + " reads back from the database changed");
+    }
+    ++result->tiles_checked;
+  }
+  LATCH_RETURN_IF_ERROR(log.ReadCheckpoint(&back));
+  if (back != note)
+    return Status::Corruption("the checkpoint reads back from the database changed");
+  result->size = cp.size;
+  result->tiles_written = written;
+  result->tiles_present = rows.size() - written;
+  return Status::Ok();
+}
+
+}  // namespace latch::ledger::postgres

@@ -1,0 +1,90 @@
+// PostgresLog: a ledger kept in PostgreSQL (issue 17), as it is served: the
+// signed checkpoint and every tile and entry bundle, full and partial, as
+// rows, byte for byte what C2SP tlog-tiles names them. The tree state (size
+// and checkpoint) lives in one row per origin, and moves only by
+// compare-and-set: a writer names the size it last read, and the move is
+// refused if the size is no longer that, so two writers can never fork the
+// log and a writer that lost its turn cannot append.
+//
+// Schema version 1 (created by Init, idempotent):
+//   latch_schema(version)                         one row: the schema version
+//   latch_tree(origin PK, size, checkpoint)       one row: the served tree
+//   latch_tiles(level, idx, width PK, data)       level -1: entry bundles
+// A tile row is written once and never changed; rows past the tree's size
+// (a move in progress, or one refused) are never served. The collector's
+// role needs INSERT and UPDATE on these tables, never DELETE (docs/OPERATIONS.md).
+//
+// Not thread-safe: one connection, one user at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "collector/ledger/postgres/pg_connection.h"
+#include "collector/ledger/tile_source.h"
+#include "lib/tlog/signed_note.h"
+
+namespace latch::ledger::postgres {
+
+struct TileRow {
+  tlog::TileId id;
+  std::string data;
+};
+
+class PostgresLog : public TileSource {
+ public:
+  static constexpr int kSchemaVersion = 1;
+
+  // Creates the tables if missing and the tree row of `origin` (size 0, no
+  // checkpoint yet). Refuses a database holding another schema version or
+  // another origin.
+  static Status Init(const std::string& conninfo, const std::string& origin);
+  // Connects and checks the schema version; `origin` empty: whichever the
+  // database holds. `setting` names the connection string's source in errors.
+  static Status Open(const std::string& conninfo, const std::string& setting,
+                     const std::string& origin, std::unique_ptr<PostgresLog>* out);
+
+  const std::string& origin() const { return origin_; }
+  // The tree as served now: its size and signed checkpoint ("" before the first).
+  Status ReadState(uint64_t* size, std::string* checkpoint_note);
+  // Writes `tiles` (a row already present must hold the same bytes, or the
+  // log is forked: Corruption), then, in one transaction with the last of
+  // them, moves the tree from `expected_size` to `new_size` with
+  // `checkpoint_note`. FailedPrecondition if the size is no longer
+  // `expected_size` (another writer moved it): nothing is served of this
+  // move, and the caller must read the state again.
+  // `*written` (if given) counts the rows that were new.
+  Status Advance(uint64_t expected_size, const std::vector<TileRow>& tiles, uint64_t new_size,
+                 const std::string& checkpoint_note, uint64_t* written = nullptr);
+
+  // TileSource: what the current tree serves, and nothing past it.
+  Status ReadCheckpoint(std::string* note) override;
+  Status ReadTile(const tlog::TileId& tile, std::string* data) override;
+  std::string Describe() const override;
+
+ private:
+  PostgresLog(std::unique_ptr<PgConnection> conn, std::string origin)
+      : conn_(std::move(conn)), origin_(std::move(origin)) {}
+  Status PutTile(const TileRow& tile, bool* added);
+  std::unique_ptr<PgConnection> conn_;
+  std::string origin_;
+};
+
+struct MigrateResult {
+  uint64_t size = 0;           // the tree size now served from the database
+  uint64_t tiles_written = 0;  // tiles and bundles new to the database
+  uint64_t tiles_present = 0;  // already there (an earlier, partial or complete, copy)
+  uint64_t tiles_checked = 0;  // read back and compared byte for byte
+};
+
+// Copies the log `source` serves (checkpoint signed by `key`) into `log`: a
+// database behind the source catches up (it must hold a prefix of the
+// source's tree: same root at its size), one ahead or forked is refused.
+// Every tile is then read back from the database and compared byte for
+// byte, and the served checkpoint must be the source's.
+Status MigrateLog(TileSource& source, const tlog::NoteVerifier& key, PostgresLog& log,
+                  MigrateResult* result);
+
+}  // namespace latch::ledger::postgres
