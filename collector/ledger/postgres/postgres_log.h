@@ -50,11 +50,13 @@ class PostgresLog : public TileSource {
   // The tree as served now: its size and signed checkpoint ("" before the first).
   Status ReadState(uint64_t* size, std::string* checkpoint_note);
   // Writes `tiles` (a row already present must hold the same bytes, or the
-  // log is forked: Corruption), then, in one transaction with the last of
-  // them, moves the tree from `expected_size` to `new_size` with
-  // `checkpoint_note`. FailedPrecondition if the size is no longer
-  // `expected_size` (another writer moved it): nothing is served of this
-  // move, and the caller must read the state again.
+  // log is forked: Corruption), in transactions of up to 512 rows, then
+  // moves the tree from `expected_size` to `new_size` with
+  // `checkpoint_note` by one compare-and-set statement. Rows past the
+  // served size are never served, so the tiles may land first: nothing of
+  // the move is served before the tree moves. FailedPrecondition if the size
+  // is no longer `expected_size` (another writer moved it): nothing of this
+  // move is served, and the caller must read the state again.
   // `*written` (if given) counts the rows that were new.
   Status Advance(uint64_t expected_size, const std::vector<TileRow>& tiles, uint64_t new_size,
                  const std::string& checkpoint_note, uint64_t* written = nullptr);
