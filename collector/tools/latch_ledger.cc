@@ -223,6 +223,27 @@ int CmdMigrate(const std::string& dir, const std::string& conninfo) {
   return 0;
 }
 
+// export --storage: the tiles the database serves, as a static tree.
+int CmdExportStorage(const std::string& conninfo, const std::string& vkey, const std::string& out) {
+  if (vkey.empty()) {
+    return Fail(
+        Status::InvalidArgument("export --storage needs --vkey (the ledger's verifier key)"));
+  }
+  latch::tlog::NoteVerifier key;
+  Status s = LoadVerifier(vkey, "", &key);
+  if (!s.ok()) return Fail(s);
+  std::unique_ptr<latch::ledger::postgres::PostgresLog> log;
+  s = latch::ledger::postgres::PostgresLog::Open(conninfo, "--storage", "", &log);
+  if (!s.ok()) return Fail(s);
+  latch::ledger::ExportResult result;
+  s = latch::ledger::ExportLog(*log, key, out, &result);
+  if (!s.ok()) return Fail(s.WithContext("export"));
+  std::printf("exported %llu entries as %llu files to %s\n",
+              static_cast<unsigned long long>(result.size),
+              static_cast<unsigned long long>(result.files), out.c_str());
+  return 0;
+}
+
 int CmdExport(const std::string& dir, const std::string& out) {
   std::unique_ptr<Ledger> ledger;
   Status s = OpenLedger(dir, Ledger::Mode::kReadOnly, &ledger);
@@ -238,6 +259,7 @@ int CmdExport(const std::string& dir, const std::string& out) {
 
 struct ProveArgs {
   std::string dir;
+  std::string storage;  // a PostgreSQL connection string instead of dir
   std::string vkey;
   int64_t index = -1;
   int64_t size = -1;
@@ -253,12 +275,14 @@ struct ProveArgs {
 // were changed after the export.
 struct ProofTree {
   std::unique_ptr<Ledger> ledger;
-  std::unique_ptr<latch::ledger::DirectoryTileSource> tiles;
+  std::unique_ptr<latch::ledger::TileSource> tiles;  // an export's, or the database's
   std::unique_ptr<latch::ledger::TileHashReader> tile_hashes;
   latch::tlog::NoteVerifier key;
   latch::tlog::Checkpoint checkpoint;
   latch::tlog::StoredHashReader* hashes = nullptr;
 };
+
+Status OpenServedTree(const std::string& where, ProofTree* t);
 
 Status OpenProofTree(const std::string& dir, const std::string& vkey, ProofTree* t) {
   if (Ledger::IsLedgerDirectory(dir)) {
@@ -279,19 +303,39 @@ Status OpenProofTree(const std::string& dir, const std::string& vkey, ProofTree*
   }
   LATCH_RETURN_IF_ERROR(LoadVerifier(vkey, dir, &t->key));
   t->tiles = std::make_unique<latch::ledger::DirectoryTileSource>(dir);
+  return OpenServedTree(dir, t);
+}
+
+// A tree from what a TileSource serves (an export, the database): its
+// checkpoint signed by t->key, and tiles that lead to the checkpoint's root.
+Status OpenServedTree(const std::string& where, ProofTree* t) {
   std::string note;
   LATCH_RETURN_IF_ERROR(t->tiles->ReadCheckpoint(&note));
   LATCH_RETURN_IF_ERROR(
-      latch::tlog::OpenCheckpoint(note, t->key, &t->checkpoint).WithContext(dir + "/checkpoint"));
+      latch::tlog::OpenCheckpoint(note, t->key, &t->checkpoint).WithContext(where + "/checkpoint"));
   t->tile_hashes = std::make_unique<latch::ledger::TileHashReader>(*t->tiles, t->checkpoint.size);
   t->hashes = t->tile_hashes.get();
   latch::tlog::Hash root;
   latch::tlog::TreeReader reader(*t->hashes);
-  LATCH_RETURN_IF_ERROR(reader.Root(t->checkpoint.size, &root).WithContext(dir));
+  LATCH_RETURN_IF_ERROR(reader.Root(t->checkpoint.size, &root).WithContext(where));
   if (root != t->checkpoint.root) {
-    return Status::VerifyFailed(dir + ": the tiles do not lead to the checkpoint's root");
+    return Status::VerifyFailed(where + ": the tiles do not lead to the checkpoint's root");
   }
   return Status::Ok();
+}
+
+// prove --storage: the tree the database serves, with a key from elsewhere.
+Status OpenStorageProofTree(const std::string& conninfo, const std::string& vkey, ProofTree* t) {
+  if (vkey.empty()) {
+    return Status::InvalidArgument("--storage needs --vkey (the ledger's verifier key)");
+  }
+  LATCH_RETURN_IF_ERROR(LoadVerifier(vkey, "", &t->key));
+  std::unique_ptr<latch::ledger::postgres::PostgresLog> log;
+  LATCH_RETURN_IF_ERROR(
+      latch::ledger::postgres::PostgresLog::Open(conninfo, "--storage", "", &log));
+  const std::string where = log->Describe();
+  t->tiles = std::move(log);
+  return OpenServedTree(where, t);
 }
 
 Status CheckWithin(uint64_t size, uint64_t current) {
@@ -302,7 +346,9 @@ Status CheckWithin(uint64_t size, uint64_t current) {
 
 int CmdProve(const ProveArgs& a) {
   ProofTree tree;
-  Status s = OpenProofTree(a.dir, a.vkey, &tree);
+  Status s = a.storage.empty() ? OpenProofTree(a.dir, a.vkey, &tree)
+                               : OpenStorageProofTree(a.storage, a.vkey, &tree);
+  const std::string name = a.storage.empty() ? a.dir : "the database";
   if (!s.ok()) return Fail(s);
   const uint64_t current = tree.checkpoint.size;
   latch::tlog::TreeReader reader(*tree.hashes);
@@ -325,7 +371,7 @@ int CmdProve(const ProveArgs& a) {
     if (!s.ok()) return Fail(s.WithContext(a.since));
     const latch::tlog::Checkpoint& now = tree.checkpoint;
     if (old_cp.size > now.size) {
-      return Fail(Status::VerifyFailed(a.dir + " was rolled back: it has " +
+      return Fail(Status::VerifyFailed(name + " was rolled back: it has " +
                                        std::to_string(now.size) + " entries, but " + a.since +
                                        " is signed for " + std::to_string(old_cp.size)));
     }
@@ -334,7 +380,7 @@ int CmdProve(const ProveArgs& a) {
     if (s.ok() && old_cp.size > 0)
       s = latch::tlog::VerifyConsistency(old_cp.size, now.size, proof, old_cp.root, now.root);
     if (!s.ok()) {
-      return Fail(s.WithContext(a.dir + " is not consistent with " + a.since + " (size " +
+      return Fail(s.WithContext(name + " is not consistent with " + a.since + " (size " +
                                 std::to_string(old_cp.size) + ")"));
     }
     PrintProof(proof);
@@ -445,12 +491,18 @@ static int Main(int argc, char** argv) {
   migrate->add_option("--to", storage, "PostgreSQL connection string (libpq)")->required();
 
   auto* export_cmd = app.add_subcommand("export", "Write a static tlog-tiles tree to OUT");
-  export_cmd->add_option("DIR", dir, "Ledger directory")->required();
-  export_cmd->add_option("OUT", out, "Output directory (absent or empty)")->required();
+  export_cmd->add_option("DIR", dir, "Ledger directory (not with --storage)");
+  export_cmd->add_option("OUT", out, "Output directory (absent or empty)");
+  std::string export_storage, export_vkey;
+  export_cmd->add_option("--storage", export_storage,
+                         "Export the ledger kept in PostgreSQL instead (needs --vkey)");
+  export_cmd->add_option("--vkey", export_vkey, "Verifier key (text or file), with --storage");
 
   auto* prove_cmd = app.add_subcommand(
       "prove", "Print an inclusion (--index) or consistency (--from, --since) proof, base64 lines");
-  prove_cmd->add_option("DIR", prove.dir, "Ledger or exported directory")->required();
+  prove_cmd->add_option("DIR", prove.dir, "Ledger or exported directory");
+  prove_cmd->add_option("--storage", prove.storage,
+                        "Prove from the ledger kept in PostgreSQL instead (needs --vkey)");
   prove_cmd->add_option("--vkey", prove.vkey,
                         "Verifier key (text or file); default: DIR/vkey. Required for exports.");
   auto* index_opt = prove_cmd->add_option("--index", prove.index, "Leaf index to prove")
@@ -488,7 +540,9 @@ static int Main(int argc, char** argv) {
       "  latch-ledger verify ./export --vkey ledger.vkey   # a copy, with a key from a trusted "
       "place\n"
       "  latch-ledger verify --storage 'postgresql://latch@db1/latch' --vkey ledger.vkey");
-  export_cmd->footer("Example:\n  latch-ledger export /var/lib/latch/ledger ./export");
+  export_cmd->footer(
+      "Examples:\n  latch-ledger export /var/lib/latch/ledger ./export\n"
+      "  latch-ledger export --storage 'postgresql://latch@db1/latch' --vkey ledger.vkey ./export");
   migrate->footer(
       "Example:\n  latch-ledger migrate /var/lib/latch-collector/ledger --to "
       "'postgresql://latch@db1,db2/latch?target_session_attrs=read-write'\n"
@@ -522,9 +576,27 @@ static int Main(int argc, char** argv) {
     return storage.empty() ? CmdVerify(dir, vkey) : CmdVerifyStorage(storage, vkey);
   }
   if (*migrate) return CmdMigrate(dir, storage);
-  if (*export_cmd) return CmdExport(dir, out);
+  if (*export_cmd) {
+    if (!export_storage.empty()) {
+      // With --storage the one positional word is OUT.
+      if (!out.empty() || dir.empty()) {
+        std::fprintf(stderr, "latch-ledger: export --storage CONNINFO --vkey KEY OUT\n");
+        return 2;
+      }
+      return CmdExportStorage(export_storage, export_vkey, dir);
+    }
+    if (dir.empty() || out.empty()) {
+      std::fprintf(stderr, "latch-ledger: export needs DIR and OUT\n");
+      return 2;
+    }
+    return CmdExport(dir, out);
+  }
   if (*reindex) return CmdReindex(dir, index_path);
   if (*prove_cmd) {
+    if (prove.dir.empty() == prove.storage.empty()) {
+      std::fprintf(stderr, "latch-ledger: prove needs DIR or --storage (one of them)\n");
+      return 2;
+    }
     if (index_opt->count() + from_opt->count() + since_opt->count() != 1) {
       std::fprintf(stderr, "latch-ledger: prove needs exactly one of --index, --from, --since\n");
       return 2;
