@@ -157,6 +157,19 @@ int CmdCheckpoint(const std::string& dir) {
   return 0;
 }
 
+void PrintVerified(const std::string& where, const latch::ledger::VerifyResult& result,
+                   const latch::tlog::NoteVerifier& key) {
+  std::printf("ok: %s verified: %llu entries, %llu tiles and bundles, checkpoint signed by %s\n",
+              where.c_str(), static_cast<unsigned long long>(result.checkpoint.size),
+              static_cast<unsigned long long>(result.tiles_checked), key.ToString().c_str());
+}
+
+void PrintExported(const latch::ledger::ExportResult& result, const std::string& out) {
+  std::printf("exported %llu entries as %llu files to %s\n",
+              static_cast<unsigned long long>(result.size),
+              static_cast<unsigned long long>(result.files), out.c_str());
+}
+
 int CmdVerify(const std::string& dir, const std::string& vkey) {
   latch::tlog::NoteVerifier key;
   Status s = LoadVerifier(vkey, dir, &key);
@@ -172,30 +185,31 @@ int CmdVerify(const std::string& dir, const std::string& vkey) {
     s = latch::ledger::VerifyLog(tiles, key, &result);
   }
   if (!s.ok()) return Fail(s.WithContext("verify " + dir));
-  std::printf("ok: %s verified: %llu entries, %llu tiles and bundles, checkpoint signed by %s\n",
-              dir.c_str(), static_cast<unsigned long long>(result.checkpoint.size),
-              static_cast<unsigned long long>(result.tiles_checked), key.ToString().c_str());
+  PrintVerified(dir, result, key);
   return 0;
 }
 
-// verify --storage: the ledger as PostgreSQL serves it (issue 17).
-int CmdVerifyStorage(const std::string& conninfo, const std::string& vkey) {
+// --storage: the ledger kept in PostgreSQL (issue 17), and its key, which
+// must come from elsewhere (--vkey): the database is not trusted for it.
+Status OpenStorage(const std::string& conninfo, const std::string& vkey,
+                   latch::tlog::NoteVerifier* key,
+                   std::unique_ptr<latch::ledger::postgres::PostgresLog>* log) {
   if (vkey.empty()) {
-    return Fail(
-        Status::InvalidArgument("verify --storage needs --vkey (the ledger's verifier key)"));
+    return Status::InvalidArgument("--storage needs --vkey (the ledger's verifier key)");
   }
+  LATCH_RETURN_IF_ERROR(LoadVerifier(vkey, "", key));
+  return latch::ledger::postgres::PostgresLog::Open(conninfo, "--storage", "", log);
+}
+
+int CmdVerifyStorage(const std::string& conninfo, const std::string& vkey) {
   latch::tlog::NoteVerifier key;
-  Status s = LoadVerifier(vkey, "", &key);
-  if (!s.ok()) return Fail(s);
   std::unique_ptr<latch::ledger::postgres::PostgresLog> log;
-  s = latch::ledger::postgres::PostgresLog::Open(conninfo, "--storage", "", &log);
+  Status s = OpenStorage(conninfo, vkey, &key, &log);
   if (!s.ok()) return Fail(s);
   latch::ledger::VerifyResult result;
   s = latch::ledger::VerifyLog(*log, key, &result);
   if (!s.ok()) return Fail(s.WithContext("verify " + log->Describe()));
-  std::printf("ok: %s verified: %llu entries, %llu tiles and bundles, checkpoint signed by %s\n",
-              log->Describe().c_str(), static_cast<unsigned long long>(result.checkpoint.size),
-              static_cast<unsigned long long>(result.tiles_checked), key.ToString().c_str());
+  PrintVerified(log->Describe(), result, key);
   return 0;
 }
 
@@ -225,22 +239,14 @@ int CmdMigrate(const std::string& dir, const std::string& conninfo) {
 
 // export --storage: the tiles the database serves, as a static tree.
 int CmdExportStorage(const std::string& conninfo, const std::string& vkey, const std::string& out) {
-  if (vkey.empty()) {
-    return Fail(
-        Status::InvalidArgument("export --storage needs --vkey (the ledger's verifier key)"));
-  }
   latch::tlog::NoteVerifier key;
-  Status s = LoadVerifier(vkey, "", &key);
-  if (!s.ok()) return Fail(s);
   std::unique_ptr<latch::ledger::postgres::PostgresLog> log;
-  s = latch::ledger::postgres::PostgresLog::Open(conninfo, "--storage", "", &log);
+  Status s = OpenStorage(conninfo, vkey, &key, &log);
   if (!s.ok()) return Fail(s);
   latch::ledger::ExportResult result;
   s = latch::ledger::ExportLog(*log, key, out, &result);
   if (!s.ok()) return Fail(s.WithContext("export"));
-  std::printf("exported %llu entries as %llu files to %s\n",
-              static_cast<unsigned long long>(result.size),
-              static_cast<unsigned long long>(result.files), out.c_str());
+  PrintExported(result, out);
   return 0;
 }
 
@@ -251,9 +257,7 @@ int CmdExport(const std::string& dir, const std::string& out) {
   latch::ledger::ExportResult result;
   s = latch::ledger::ExportLog(*ledger, ledger->verifier(), out, &result);
   if (!s.ok()) return Fail(s.WithContext("export"));
-  std::printf("exported %llu entries as %llu files to %s\n",
-              static_cast<unsigned long long>(result.size),
-              static_cast<unsigned long long>(result.files), out.c_str());
+  PrintExported(result, out);
   return 0;
 }
 
@@ -326,13 +330,8 @@ Status OpenServedTree(const std::string& where, ProofTree* t) {
 
 // prove --storage: the tree the database serves, with a key from elsewhere.
 Status OpenStorageProofTree(const std::string& conninfo, const std::string& vkey, ProofTree* t) {
-  if (vkey.empty()) {
-    return Status::InvalidArgument("--storage needs --vkey (the ledger's verifier key)");
-  }
-  LATCH_RETURN_IF_ERROR(LoadVerifier(vkey, "", &t->key));
   std::unique_ptr<latch::ledger::postgres::PostgresLog> log;
-  LATCH_RETURN_IF_ERROR(
-      latch::ledger::postgres::PostgresLog::Open(conninfo, "--storage", "", &log));
+  LATCH_RETURN_IF_ERROR(OpenStorage(conninfo, vkey, &t->key, &log));
   const std::string where = log->Describe();
   t->tiles = std::move(log);
   return OpenServedTree(where, t);
