@@ -22,7 +22,7 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
       CheckKeys(root, source,
                 {"data_dir", "origin", "endpoints", "batch_max_entries", "batch_max_age_ms",
                  "max_message_bytes", "agent", "policy", "index", "api", "api_token", "api_client",
-                 "webhook", "agent_silent_after_ms", "snapshot_every_entries"}));
+                 "webhook", "agent_silent_after_ms", "snapshot_every_entries", "storage"}));
   CollectorConfig c;
   LATCH_RETURN_IF_ERROR(Get(root, source, "data_dir", &c.data_dir, true));
   LATCH_RETURN_IF_ERROR(Get(root, source, "origin", &c.origin, true));
@@ -80,6 +80,22 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
         return Bad(source, t->source(), "agent '" + host + "' reuses another agent's key");
       }
     }
+  }
+  if (const toml::node* n = root.get("storage")) {
+    const toml::table* t = n->as_table();
+    if (t == nullptr) return Bad(source, n->source(), "'storage' must be a [storage] table");
+    LATCH_RETURN_IF_ERROR(CheckKeys(*t, source, {"postgres", "key", "sequencer_wait_ms"}));
+    LATCH_RETURN_IF_ERROR(Get(*t, source, "postgres", &c.storage_postgres, true));
+    if (c.storage_postgres.empty()) {
+      return Bad(source, t->source(), "storage postgres must be a connection string or URI");
+    }
+    LATCH_RETURN_IF_ERROR(Get(*t, source, "key", &c.storage_key, false));
+    int64_t wait = c.sequencer_wait_ms;
+    LATCH_RETURN_IF_ERROR(Get(*t, source, "sequencer_wait_ms", &wait, false));
+    if (wait < 50 || wait > 60000) {
+      return Bad(source, t->source(), "storage sequencer_wait_ms must be 50 to 60000");
+    }
+    c.sequencer_wait_ms = static_cast<int>(wait);
   }
   if (const toml::node* n = root.get("api")) {
     const toml::table* t = n->as_table();

@@ -11,6 +11,12 @@
 //   the rest) policy = "/etc/latch/policy.toml"    # the approval workflow (optional; reloaded on
 //   SIGHUP) index = "<data_dir>/index.sqlite"    # the events index (derived from the ledger)
 //
+//   [storage]                            # optional: the ledger in PostgreSQL (issue 17)
+//   postgres = "postgresql://latch@db-1,db-2/latch?target_session_attrs=read-write"
+//   key = "<data_dir>/ledger.key"        # its signing key: the same file on every collector
+//   sequencer_wait_ms = 500              # a standby tries for the sequencer's lock this often
+//   (without [storage], the ledger is files under <data_dir>/ledger)
+//
 //   [api]                                # the HTTPS API (optional)
 //   listen = "127.0.0.1:8443"
 //   cert = "<data_dir>/api.crt"          # made self-signed on first start if absent
@@ -66,6 +72,14 @@ struct CollectorConfig {
   std::map<std::string, std::string> agents;  // CURVE public key -> host id
   std::string policy;                         // empty: no workflow, grants only by admin
   std::string index_path;                     // empty: <data_dir>/index.sqlite
+  // [storage]: empty, the files under <data_dir>/ledger; else a libpq
+  // connection string, and several collectors may share it (one sequencer).
+  std::string storage_postgres;
+  std::string storage_key;  // empty: <data_dir>/ledger.key
+  int sequencer_wait_ms = 500;
+  std::string ledger_key_path() const {
+    return storage_key.empty() ? data_dir + "/ledger.key" : storage_key;
+  }
   bool api_enabled = false;
   std::string api_address = "127.0.0.1";
   uint16_t api_port = 8443;

@@ -25,6 +25,7 @@
 #include "collector/grants/grant_keys.h"
 #include "collector/ingest/state_snapshot.h"
 #include "collector/ledger/entry_range.h"
+#include "collector/ledger/file_ledger.h"
 #include "collector/workflow/duration.h"
 #include "lib/logging/logger.h"
 #include "lib/storage/append_file.h"
@@ -71,11 +72,11 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
   std::vector<tlog::NoteVerifier> retired;
   LATCH_RETURN_IF_ERROR(LoadGrantKeys(dir, config.origin, &grant_key, &retired));
   std::string ledger_dir = dir + "/ledger";
-  if (!ledger::Ledger::IsLedgerDirectory(ledger_dir)) {
-    LATCH_RETURN_IF_ERROR(ledger::Ledger::Create(ledger_dir, config.origin));
+  if (!ledger::FileLedger::IsLedgerDirectory(ledger_dir)) {
+    LATCH_RETURN_IF_ERROR(ledger::FileLedger::Create(ledger_dir, config.origin));
   }
   LATCH_RETURN_IF_ERROR(
-      ledger::Ledger::Open(ledger_dir, ledger::Ledger::Mode::kReadWrite, &s->ledger_));
+      ledger::FileLedger::Open(ledger_dir, ledger::FileLedger::Mode::kReadWrite, &s->ledger_));
   if (s->ledger_->checkpoint().origin != config.origin) {
     return Status::FailedPrecondition("the ledger in " + ledger_dir + " has origin '" +
                                       s->ledger_->checkpoint().origin + "', config says '" +

@@ -19,7 +19,7 @@
 #include "collector/index/index_follower.h"
 #include "collector/ledger/batcher.h"
 #include "collector/ledger/exporter.h"
-#include "collector/ledger/ledger.h"
+#include "collector/ledger/file_ledger.h"
 #include "collector/ledger/postgres/postgres_log.h"
 #include "collector/ledger/tile_hash_reader.h"
 #include "collector/ledger/tile_source.h"
@@ -33,6 +33,7 @@
 namespace {
 
 using latch::Status;
+using latch::ledger::FileLedger;
 using latch::ledger::Ledger;
 
 // Exit codes: 0 success, 1 failure (bad input, I/O, or verification), 2 usage.
@@ -63,8 +64,8 @@ Status LoadVerifier(const std::string& vkey_arg, const std::string& dir,
   return latch::tlog::NoteVerifier::Parse(TrimNewlines(text), out);
 }
 
-Status OpenLedger(const std::string& dir, Ledger::Mode mode, std::unique_ptr<Ledger>* out) {
-  return Ledger::Open(dir, mode, out);
+Status OpenLedger(const std::string& dir, FileLedger::Mode mode, std::unique_ptr<Ledger>* out) {
+  return FileLedger::Open(dir, mode, out);
 }
 
 void PrintProof(const std::vector<latch::tlog::Hash>& proof) {
@@ -72,10 +73,10 @@ void PrintProof(const std::vector<latch::tlog::Hash>& proof) {
 }
 
 int CmdInit(const std::string& dir, const std::string& origin) {
-  Status s = Ledger::Create(dir, origin);
+  Status s = FileLedger::Create(dir, origin);
   if (!s.ok()) return Fail(s);
   std::unique_ptr<Ledger> ledger;
-  s = OpenLedger(dir, Ledger::Mode::kReadOnly, &ledger);
+  s = OpenLedger(dir, FileLedger::Mode::kReadOnly, &ledger);
   if (!s.ok()) return Fail(s);
   std::printf("%s\n", ledger->verifier().ToString().c_str());
   return 0;
@@ -83,7 +84,7 @@ int CmdInit(const std::string& dir, const std::string& origin) {
 
 int CmdVkey(const std::string& dir) {
   std::unique_ptr<Ledger> ledger;
-  Status s = OpenLedger(dir, Ledger::Mode::kReadOnly, &ledger);
+  Status s = OpenLedger(dir, FileLedger::Mode::kReadOnly, &ledger);
   if (!s.ok()) return Fail(s);
   std::printf("%s\n", ledger->verifier().ToString().c_str());
   return 0;
@@ -115,7 +116,7 @@ Status ForEachLine(int fd, const std::function<Status(std::string_view)>& line) 
 
 int CmdAppend(const std::string& dir) {
   std::unique_ptr<Ledger> ledger;
-  Status s = OpenLedger(dir, Ledger::Mode::kReadWrite, &ledger);
+  Status s = OpenLedger(dir, FileLedger::Mode::kReadWrite, &ledger);
   if (!s.ok()) return Fail(s);
   // Read and validate all of stdin before appending anything, so that a bad
   // line (an entry over the size limit) changes nothing.
@@ -151,7 +152,7 @@ int CmdAppend(const std::string& dir) {
 
 int CmdCheckpoint(const std::string& dir) {
   std::unique_ptr<Ledger> ledger;
-  Status s = OpenLedger(dir, Ledger::Mode::kReadOnly, &ledger);
+  Status s = OpenLedger(dir, FileLedger::Mode::kReadOnly, &ledger);
   if (!s.ok()) return Fail(s);
   std::fputs(ledger->checkpoint_note().c_str(), stdout);
   return 0;
@@ -175,9 +176,9 @@ int CmdVerify(const std::string& dir, const std::string& vkey) {
   Status s = LoadVerifier(vkey, dir, &key);
   if (!s.ok()) return Fail(s);
   latch::ledger::VerifyResult result;
-  if (Ledger::IsLedgerDirectory(dir)) {
+  if (FileLedger::IsLedgerDirectory(dir)) {
     std::unique_ptr<Ledger> ledger;
-    s = OpenLedger(dir, Ledger::Mode::kReadOnly, &ledger);
+    s = OpenLedger(dir, FileLedger::Mode::kReadOnly, &ledger);
     if (!s.ok()) return Fail(s);
     s = latch::ledger::VerifyLog(*ledger, key, &result);
   } else {
@@ -216,7 +217,7 @@ int CmdVerifyStorage(const std::string& conninfo, const std::string& vkey) {
 // migrate: a file ledger copied into PostgreSQL, then read back and compared.
 int CmdMigrate(const std::string& dir, const std::string& conninfo) {
   std::unique_ptr<Ledger> ledger;
-  Status s = OpenLedger(dir, Ledger::Mode::kReadOnly, &ledger);
+  Status s = OpenLedger(dir, FileLedger::Mode::kReadOnly, &ledger);
   if (!s.ok()) return Fail(s);
   const std::string origin = ledger->checkpoint().origin;
   s = latch::ledger::postgres::PostgresLog::Init(conninfo, origin);
@@ -252,7 +253,7 @@ int CmdExportStorage(const std::string& conninfo, const std::string& vkey, const
 
 int CmdExport(const std::string& dir, const std::string& out) {
   std::unique_ptr<Ledger> ledger;
-  Status s = OpenLedger(dir, Ledger::Mode::kReadOnly, &ledger);
+  Status s = OpenLedger(dir, FileLedger::Mode::kReadOnly, &ledger);
   if (!s.ok()) return Fail(s);
   latch::ledger::ExportResult result;
   s = latch::ledger::ExportLog(*ledger, ledger->verifier(), out, &result);
@@ -289,8 +290,8 @@ struct ProofTree {
 Status OpenServedTree(const std::string& where, ProofTree* t);
 
 Status OpenProofTree(const std::string& dir, const std::string& vkey, ProofTree* t) {
-  if (Ledger::IsLedgerDirectory(dir)) {
-    LATCH_RETURN_IF_ERROR(OpenLedger(dir, Ledger::Mode::kReadOnly, &t->ledger));
+  if (FileLedger::IsLedgerDirectory(dir)) {
+    LATCH_RETURN_IF_ERROR(OpenLedger(dir, FileLedger::Mode::kReadOnly, &t->ledger));
     t->key = t->ledger->verifier();
     t->checkpoint = t->ledger->checkpoint();
     t->hashes = t->ledger.get();
@@ -404,7 +405,7 @@ int CmdReindex(const std::string& dir, std::string index_path) {
   // Read-write takes the ledger's lock: a running collector (which keeps its
   // own index current) makes this fail instead of racing it.
   std::unique_ptr<Ledger> ledger;
-  Status s = OpenLedger(dir, Ledger::Mode::kReadWrite, &ledger);
+  Status s = OpenLedger(dir, FileLedger::Mode::kReadWrite, &ledger);
   if (!s.ok()) {
     return Fail(
         s.WithContext("opening the ledger (stop latch-collector first: it keeps the index "

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "collector/ledger/ledger.h"
+#include "collector/ledger/file_ledger.h"
 #include "run_tool.h"
 #include "schemas/activity_record.h"
 #include "schemas/canonical.h"
@@ -49,7 +49,7 @@ struct LedgerView {
 inline LedgerView ReadLedgerAt(const std::string& dir) {
   LedgerView v;
   std::unique_ptr<ledger::Ledger> l;
-  Status s = ledger::Ledger::Open(dir, ledger::Ledger::Mode::kReadOnly, &l);
+  Status s = ledger::FileLedger::Open(dir, ledger::FileLedger::Mode::kReadOnly, &l);
   if (!s.ok()) return v;
   v.size = l->size();
   std::string entry;

@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "collector/ledger/entry_batch.h"
-#include "collector/ledger/ledger.h"
+#include "collector/ledger/file_ledger.h"
 #include "temp_dir.h"
 
 namespace latch::agent {
@@ -23,9 +23,10 @@ namespace {
 class CheckpointWitnessTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(ledger::Ledger::Create(dir_ / "ledger", "witness.example/log").ok());
+    ASSERT_TRUE(ledger::FileLedger::Create(dir_ / "ledger", "witness.example/log").ok());
     ASSERT_TRUE(
-        ledger::Ledger::Open(dir_ / "ledger", ledger::Ledger::Mode::kReadWrite, &ledger_).ok());
+        ledger::FileLedger::Open(dir_ / "ledger", ledger::FileLedger::Mode::kReadWrite, &ledger_)
+            .ok());
   }
   static void Append(ledger::Ledger& l, const std::string& tag, int count) {
     ledger::EntryBatch batch;
@@ -80,9 +81,11 @@ TEST_F(CheckpointWitnessTest, ARollbackOrARewriteBehindARestartIsCaught) {
   ledger_.reset();
   std::filesystem::copy(dir_ / "ledger", dir_ / "other", std::filesystem::copy_options::recursive);
   ASSERT_TRUE(
-      ledger::Ledger::Open(dir_ / "ledger", ledger::Ledger::Mode::kReadWrite, &ledger_).ok());
+      ledger::FileLedger::Open(dir_ / "ledger", ledger::FileLedger::Mode::kReadWrite, &ledger_)
+          .ok());
   std::unique_ptr<ledger::Ledger> other;
-  ASSERT_TRUE(ledger::Ledger::Open(dir_ / "other", ledger::Ledger::Mode::kReadWrite, &other).ok());
+  ASSERT_TRUE(
+      ledger::FileLedger::Open(dir_ / "other", ledger::FileLedger::Mode::kReadWrite, &other).ok());
   Append(*ledger_, "a", 5);
   {
     auto w = Witness();

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "collector/ledger/entry_batch.h"
-#include "collector/ledger/ledger.h"
+#include "collector/ledger/file_ledger.h"
 #include "schemas/canonical.h"
 #include "schemas/record_codec.h"
 #include "schemas/wire_frame.h"
@@ -54,9 +54,10 @@ const std::string kBoot(16, 'b');
 class CollectorLinkTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(ledger::Ledger::Create(dir_ / "ledger", "link.example/log").ok());
+    ASSERT_TRUE(ledger::FileLedger::Create(dir_ / "ledger", "link.example/log").ok());
     ASSERT_TRUE(
-        ledger::Ledger::Open(dir_ / "ledger", ledger::Ledger::Mode::kReadWrite, &ledger_).ok());
+        ledger::FileLedger::Open(dir_ / "ledger", ledger::FileLedger::Mode::kReadWrite, &ledger_)
+            .ok());
     ASSERT_TRUE(CheckpointWitness::Open(dir_ / "held", ledger_->verifier(), &witness_).ok());
     SpoolOptions so;
     so.dir = dir_ / "spool";
@@ -219,10 +220,11 @@ TEST_F(CollectorLinkTest, AProvenReceiptIsTheOnlyWayRecordsAreForgotten) {
 // alarm goes to the collector and to every other endpoint.
 TEST_F(CollectorLinkTest, AReceiptFromAnotherLedgerRaisesAnAlarmAndForgetsNothing) {
   Welcome(1, 0);
-  ASSERT_TRUE(ledger::Ledger::Create(dir_ / "stranger", "link.example/log").ok());
+  ASSERT_TRUE(ledger::FileLedger::Create(dir_ / "stranger", "link.example/log").ok());
   std::unique_ptr<ledger::Ledger> stranger;
   ASSERT_TRUE(
-      ledger::Ledger::Open(dir_ / "stranger", ledger::Ledger::Mode::kReadWrite, &stranger).ok());
+      ledger::FileLedger::Open(dir_ / "stranger", ledger::FileLedger::Mode::kReadWrite, &stranger)
+          .ok());
   net_->deliver(AppendAndReceipt(net_->sent.back(), 1, *stranger));
   io_.poll();
   EXPECT_EQ(spool_->acknowledged(kBoot), 0u);

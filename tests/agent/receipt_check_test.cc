@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "collector/ledger/entry_batch.h"
-#include "collector/ledger/ledger.h"
+#include "collector/ledger/file_ledger.h"
 #include "lib/tlog/checkpoint.h"
 #include "schemas/record_codec.h"
 #include "temp_dir.h"
@@ -21,9 +21,10 @@ namespace {
 class ReceiptCheckTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(ledger::Ledger::Create(dir_ / "ledger", "receipts.example/log").ok());
+    ASSERT_TRUE(ledger::FileLedger::Create(dir_ / "ledger", "receipts.example/log").ok());
     ASSERT_TRUE(
-        ledger::Ledger::Open(dir_ / "ledger", ledger::Ledger::Mode::kReadWrite, &ledger_).ok());
+        ledger::FileLedger::Open(dir_ / "ledger", ledger::FileLedger::Mode::kReadWrite, &ledger_)
+            .ok());
     key_ = ledger_->verifier();
   }
   // The record with `sequence` as the collector appends it.
@@ -117,9 +118,10 @@ TEST_F(ReceiptCheckTest, ARolledBackForgedOrForkedCheckpointRaisesItsAlarm) {
   EXPECT_EQ(alarm, "rolled_back");
   // Signed by another key.
   ledger::TempDir other_dir;
-  ASSERT_TRUE(ledger::Ledger::Create(other_dir / "l", "receipts.example/log").ok());
+  ASSERT_TRUE(ledger::FileLedger::Create(other_dir / "l", "receipts.example/log").ok());
   std::unique_ptr<ledger::Ledger> other;
-  ASSERT_TRUE(ledger::Ledger::Open(other_dir / "l", ledger::Ledger::Mode::kReadOnly, &other).ok());
+  ASSERT_TRUE(
+      ledger::FileLedger::Open(other_dir / "l", ledger::FileLedger::Mode::kReadOnly, &other).ok());
   EXPECT_FALSE(
       CheckShownCheckpoint(key_, &held, other->checkpoint_note(), 0, {}, &shown, &alarm).ok());
   EXPECT_EQ(alarm, "bad_checkpoint_signature");

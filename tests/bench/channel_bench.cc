@@ -60,6 +60,7 @@
 #include "collector/api/api_server.h"
 #include "collector/ingest/collector_server.h"
 #include "collector/ledger/batcher.h"
+#include "collector/ledger/file_ledger.h"
 #include "https_client.h"
 #include "kernel_sandbox.h"
 #include "lossy_delivery.h"
@@ -249,9 +250,9 @@ void EndToEnd(uint64_t n) {
   // The ledger alone, same records (as the collector encodes them), same batcher.
   {
     std::string ldir = dir + "/ledger-only";
-    Check(ledger::Ledger::Create(ldir, "bench.example/only"), "ledger");
+    Check(ledger::FileLedger::Create(ldir, "bench.example/only"), "ledger");
     std::unique_ptr<ledger::Ledger> l;
-    Check(ledger::Ledger::Open(ldir, ledger::Ledger::Mode::kReadWrite, &l), "ledger");
+    Check(ledger::FileLedger::Open(ldir, ledger::FileLedger::Mode::kReadWrite, &l), "ledger");
     ledger::Batcher batcher(*l, {});
     ledger::LedgerRecord rec;
     rec.kind = ledger::RecordKind::kEvent;

@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "collector/ledger/batcher.h"
-#include "collector/ledger/ledger.h"
+#include "collector/ledger/file_ledger.h"
 #include "collector/ledger/verifier.h"
 #include "lib/tlog/merkle_hash.h"
 
@@ -92,10 +92,10 @@ double RunLedger(const std::string& dir, uint64_t entries, size_t entry_size,
                  const ledger::BatcherOptions& options,
                  std::vector<std::pair<uint64_t, double>>* rss_at) {
   std::filesystem::remove_all(dir);
-  Status s = ledger::Ledger::Create(dir, "bench.example/log");
+  Status s = ledger::FileLedger::Create(dir, "bench.example/log");
   if (!s.ok()) Die(s);
   std::unique_ptr<ledger::Ledger> led;
-  s = ledger::Ledger::Open(dir, ledger::Ledger::Mode::kReadWrite, &led);
+  s = ledger::FileLedger::Open(dir, ledger::FileLedger::Mode::kReadWrite, &led);
   if (!s.ok()) Die(s);
 
   constexpr size_t kGroup = 1024;  // entries per submission, like an agent's batch
@@ -186,7 +186,8 @@ int main(int argc, char** argv) {
   auto start = Clock::now();
   ledger::VerifyResult verified;
   std::unique_ptr<ledger::Ledger> reader;
-  Status s = ledger::Ledger::Open(work + "/ledger", ledger::Ledger::Mode::kReadOnly, &reader);
+  Status s =
+      ledger::FileLedger::Open(work + "/ledger", ledger::FileLedger::Mode::kReadOnly, &reader);
   if (s.ok()) s = ledger::VerifyLog(*reader, reader->verifier(), &verified);
   if (!s.ok()) Die(s);
   double verify_secs = Seconds(start);

@@ -32,7 +32,7 @@
 #include "collector/index/event_index.h"
 #include "collector/index/event_query.h"
 #include "collector/index/index_follower.h"
-#include "collector/ledger/ledger.h"
+#include "collector/ledger/file_ledger.h"
 #include "schemas/canonical.h"
 #include "schemas/event_record.h"
 #include "schemas/record_codec.h"
@@ -138,9 +138,10 @@ int main(int argc, char** argv) {
   std::printf("query_bench: %llu events over %llu hosts, %llu queries, in %s\n",
               static_cast<unsigned long long>(events), static_cast<unsigned long long>(hosts),
               static_cast<unsigned long long>(queries), dir.c_str());
-  Check(ledger::Ledger::Create(dir + "/ledger", "bench.example/ledger"), "create");
+  Check(ledger::FileLedger::Create(dir + "/ledger", "bench.example/ledger"), "create");
   std::unique_ptr<ledger::Ledger> ledger;
-  Check(ledger::Ledger::Open(dir + "/ledger", ledger::Ledger::Mode::kReadWrite, &ledger), "open");
+  Check(ledger::FileLedger::Open(dir + "/ledger", ledger::FileLedger::Mode::kReadWrite, &ledger),
+        "open");
 
   // 1. Append.
   auto start = Clock::now();

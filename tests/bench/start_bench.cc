@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "collector/ingest/collector_server.h"
-#include "collector/ledger/ledger.h"
+#include "collector/ledger/file_ledger.h"
 #include "lib/logging/logger.h"
 #include "schemas/canonical.h"
 #include "schemas/event_record.h"
@@ -96,7 +96,8 @@ std::string Record(uint64_t i) {
 
 void Append(const std::string& ledger_dir, uint64_t from, uint64_t to) {
   std::unique_ptr<ledger::Ledger> l;
-  Check(ledger::Ledger::Open(ledger_dir, ledger::Ledger::Mode::kReadWrite, &l), "open ledger");
+  Check(ledger::FileLedger::Open(ledger_dir, ledger::FileLedger::Mode::kReadWrite, &l),
+        "open ledger");
   for (uint64_t i = from; i < to;) {
     ledger::EntryBatch batch;
     for (uint64_t end = std::min(to, i + 65536); i < end; ++i) Check(batch.Add(Record(i)), "add");
@@ -177,7 +178,8 @@ int main(int argc, char** argv) {
                 static_cast<unsigned long long>(tail.replayed));
     if (entry_by_entry > 0) {
       std::unique_ptr<ledger::Ledger> l;
-      Check(ledger::Ledger::Open(dir + "/ledger", ledger::Ledger::Mode::kReadOnly, &l), "open");
+      Check(ledger::FileLedger::Open(dir + "/ledger", ledger::FileLedger::Mode::kReadOnly, &l),
+            "open");
       const uint64_t m = std::min(entry_by_entry, l->size());
       std::string entry;
       ledger::LedgerRecord record;

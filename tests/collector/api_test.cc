@@ -29,6 +29,7 @@
 #include "collector/client/api_client.h"
 #include "collector/index/event_query.h"
 #include "collector/ingest/collector_server.h"
+#include "collector/ledger/file_ledger.h"
 #include "https_client.h"
 #include "lib/tlog/base64.h"
 #include "lib/tlog/checkpoint.h"
@@ -433,7 +434,8 @@ TEST_F(ApiTest, RunningOutOfDescriptorsIsSurvivedAndAcceptingResumes) {
   for (int i = 0; i < 50 && !recorded; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     std::unique_ptr<ledger::Ledger> l;
-    if (!ledger::Ledger::Open(config_.data_dir + "/ledger", ledger::Ledger::Mode::kReadOnly, &l)
+    if (!ledger::FileLedger::Open(config_.data_dir + "/ledger", ledger::FileLedger::Mode::kReadOnly,
+                                  &l)
              .ok()) {
       continue;
     }

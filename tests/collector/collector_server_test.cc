@@ -21,7 +21,7 @@
 #include "collector/grants/grant_keys.h"
 #include "collector/index/record_view.h"
 #include "collector/ingest/state_snapshot.h"
-#include "collector/ledger/ledger.h"
+#include "collector/ledger/file_ledger.h"
 #include "https_client.h"
 #include "lib/tlog/checkpoint.h"
 #include "lib/tlog/merkle_hash.h"
@@ -675,8 +675,8 @@ TEST_F(CollectorTest, AFullDiskIsSurvivedAndWritesResumeByThemselves) {
   // Every record of the agent in the ledger once, in order; the ledger opens clean.
   {
     std::unique_ptr<ledger::Ledger> l;
-    Status s =
-        ledger::Ledger::Open(config_.data_dir + "/ledger", ledger::Ledger::Mode::kReadOnly, &l);
+    Status s = ledger::FileLedger::Open(config_.data_dir + "/ledger",
+                                        ledger::FileLedger::Mode::kReadOnly, &l);
     ASSERT_TRUE(s.ok()) << s.ToString();
     std::vector<uint64_t> sequences;
     std::vector<std::string> drops;
@@ -828,8 +828,9 @@ TEST_F(CollectorTest, GrantKeyRotationKeepsLiveGrantsAndSignsWithTheNewKey) {
   });
   // The ledger says which key was in use from when, and which it replaced.
   std::unique_ptr<ledger::Ledger> l;
-  ASSERT_TRUE(
-      ledger::Ledger::Open(config_.data_dir + "/ledger", ledger::Ledger::Mode::kReadOnly, &l).ok());
+  ASSERT_TRUE(ledger::FileLedger::Open(config_.data_dir + "/ledger",
+                                       ledger::FileLedger::Mode::kReadOnly, &l)
+                  .ok());
   std::vector<std::string> in_use;
   std::string entry;
   for (uint64_t i = 0; i < l->size(); ++i) {
@@ -899,8 +900,9 @@ TEST_F(CollectorTest, ASighupEnrolsAddedAgentsAndRefusesRemovedOnes) {
   Hello(newcomer, "host-b");
   EXPECT_TRUE(newcomer.Receive(schema::Envelope::GRANT_SET, &any)) << "a bad file unenrolled";
   std::unique_ptr<ledger::Ledger> l;
-  ASSERT_TRUE(
-      ledger::Ledger::Open(config_.data_dir + "/ledger", ledger::Ledger::Mode::kReadOnly, &l).ok());
+  ASSERT_TRUE(ledger::FileLedger::Open(config_.data_dir + "/ledger",
+                                       ledger::FileLedger::Mode::kReadOnly, &l)
+                  .ok());
   int reloads = 0;
   std::string entry;
   for (uint64_t i = 0; i < l->size(); ++i) {
@@ -1030,8 +1032,9 @@ TEST_F(CollectorTest, AJoinTokenEnrolsANewKeyOnceOnRecordAndAcrossARestart) {
   // The record: the token (its hash, never the secret), the enrolment, the
   // refusals, the removal.
   std::unique_ptr<ledger::Ledger> l;
-  ASSERT_TRUE(
-      ledger::Ledger::Open(config_.data_dir + "/ledger", ledger::Ledger::Mode::kReadOnly, &l).ok());
+  ASSERT_TRUE(ledger::FileLedger::Open(config_.data_dir + "/ledger",
+                                       ledger::FileLedger::Mode::kReadOnly, &l)
+                  .ok());
   std::map<std::string, int> kinds;
   std::string refusals, entry;
   const std::string secret(reinterpret_cast<const char*>(token.secret.data()), 32);
@@ -1069,9 +1072,9 @@ TEST_F(CollectorTest, ASilentAgentIsRecorded) {
   thread_ = std::thread([this] { run_status_ = server_->Run(); });
   auto silent_records = [&] {
     std::unique_ptr<ledger::Ledger> l;
-    EXPECT_TRUE(
-        ledger::Ledger::Open(config_.data_dir + "/ledger", ledger::Ledger::Mode::kReadOnly, &l)
-            .ok());
+    EXPECT_TRUE(ledger::FileLedger::Open(config_.data_dir + "/ledger",
+                                         ledger::FileLedger::Mode::kReadOnly, &l)
+                    .ok());
     std::vector<index::RecordView> found;
     std::string entry;
     for (uint64_t i = 0; l && i < l->size(); ++i) {
@@ -1167,9 +1170,9 @@ TEST_F(CollectorTest, AStartFromASnapshotReachesTheStateOfAFullReplay) {
     stopped_with = server_->DerivedState();
     server_.reset();
     std::unique_ptr<ledger::Ledger> l;
-    ASSERT_TRUE(
-        ledger::Ledger::Open(config_.data_dir + "/ledger", ledger::Ledger::Mode::kReadOnly, &l)
-            .ok());
+    ASSERT_TRUE(ledger::FileLedger::Open(config_.data_dir + "/ledger",
+                                         ledger::FileLedger::Mode::kReadOnly, &l)
+                    .ok());
     stopped_size = l->size();
   };
   auto start = [&] {

@@ -15,7 +15,7 @@
 
 #include "collector/index/event_query.h"
 #include "collector/index/index_follower.h"
-#include "collector/ledger/ledger.h"
+#include "collector/ledger/file_ledger.h"
 #include "lib/text/utf8.h"
 #include "schemas/canonical.h"
 #include "schemas/event_record.h"
@@ -26,6 +26,7 @@
 namespace latch::index {
 namespace {
 
+using ledger::FileLedger;
 using ledger::Ledger;
 using ledger::LedgerRecord;
 using ledger::RecordKind;
@@ -63,8 +64,8 @@ std::string Decision(uint32_t uid, uint64_t grant_id, uint32_t resource_id, uint
 class EventIndexTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(Ledger::Create(dir_ / "ledger", "test.example/ledger").ok());
-    ASSERT_TRUE(Ledger::Open(dir_ / "ledger", Ledger::Mode::kReadWrite, &ledger_).ok());
+    ASSERT_TRUE(FileLedger::Create(dir_ / "ledger", "test.example/ledger").ok());
+    ASSERT_TRUE(FileLedger::Open(dir_ / "ledger", FileLedger::Mode::kReadWrite, &ledger_).ok());
     // The story of grant 7: alice asks, bob approves, it is issued and used
     // on h1, a denial on h1 by another uid, activity on h2, then it expires.
     Add(RecordKind::kWorkflow, "", 0,

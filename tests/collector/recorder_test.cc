@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "collector/ledger/entry_range.h"
+#include "collector/ledger/file_ledger.h"
 #include "schemas/canonical.h"
 #include "schemas/record_codec.h"
 #include "schemas/workflow.capnp.h"
@@ -30,9 +31,10 @@ std::string Action(const std::string& actor) {
 class RecorderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(ledger::Ledger::Create(tmp_ / "ledger", "test.example/log").ok());
+    ASSERT_TRUE(ledger::FileLedger::Create(tmp_ / "ledger", "test.example/log").ok());
     ASSERT_TRUE(
-        ledger::Ledger::Open(tmp_ / "ledger", ledger::Ledger::Mode::kReadWrite, &ledger_).ok());
+        ledger::FileLedger::Open(tmp_ / "ledger", ledger::FileLedger::Mode::kReadWrite, &ledger_)
+            .ok());
     ledger::BatcherOptions options;
     options.max_batch_age = std::chrono::milliseconds(1);
     recorder_ = std::make_unique<Recorder>(*ledger_, options, tmp_.path(), loop_);

@@ -6,6 +6,7 @@
 #include <set>
 #include <thread>
 
+#include "collector/ledger/file_ledger.h"
 #include "collector/ledger/verifier.h"
 #include "temp_dir.h"
 
@@ -15,8 +16,8 @@ namespace {
 class BatcherTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(Ledger::Create(tmp_ / "ledger", "test.example/log").ok());
-    ASSERT_TRUE(Ledger::Open(tmp_ / "ledger", Ledger::Mode::kReadWrite, &ledger_).ok());
+    ASSERT_TRUE(FileLedger::Create(tmp_ / "ledger", "test.example/log").ok());
+    ASSERT_TRUE(FileLedger::Open(tmp_ / "ledger", FileLedger::Mode::kReadWrite, &ledger_).ok());
   }
   TempDir tmp_;
   std::unique_ptr<Ledger> ledger_;
@@ -112,7 +113,7 @@ TEST_F(BatcherTest, BatchClosesAtMaxAge) {
 
 TEST_F(BatcherTest, CommitFailureReachesEverySubmitter) {
   std::unique_ptr<Ledger> reader;
-  ASSERT_TRUE(Ledger::Open(tmp_ / "ledger", Ledger::Mode::kReadOnly, &reader).ok());
+  ASSERT_TRUE(FileLedger::Open(tmp_ / "ledger", FileLedger::Mode::kReadOnly, &reader).ok());
   Batcher batcher(*reader, BatcherOptions{});  // a read-only ledger refuses commits
   EntryBatch b;
   ASSERT_TRUE(b.Add("x").ok());

@@ -11,7 +11,7 @@
 #include <sstream>
 #include <thread>
 
-#include "collector/ledger/ledger.h"
+#include "collector/ledger/file_ledger.h"
 #include "collector/ledger/verifier.h"
 #include "crash_entry.h"
 #include "temp_dir.h"
@@ -68,7 +68,7 @@ uint64_t RunAndKill(const std::string& dir, bool after_first_ack, std::chrono::m
 TEST(LedgerCrash, KillNineDuringAppendsLosesNothingAcknowledged) {
   TempDir tmp;
   const std::string dir = tmp / "ledger";
-  ASSERT_TRUE(Ledger::Create(dir, "crash.example/log").ok());
+  ASSERT_TRUE(FileLedger::Create(dir, "crash.example/log").ok());
   std::mt19937_64 rng(12345);
   uint64_t checked = 0;  // entries [0, checked) were compared byte for byte
   uint64_t kills_after_acks = 0;
@@ -81,7 +81,7 @@ TEST(LedgerCrash, KillNineDuringAppendsLosesNothingAcknowledged) {
     if (acked_end > checked) ++kills_after_acks;
 
     std::unique_ptr<Ledger> ledger;
-    Status s = Ledger::Open(dir, Ledger::Mode::kReadWrite, &ledger);  // recovers the tail
+    Status s = FileLedger::Open(dir, FileLedger::Mode::kReadWrite, &ledger);  // recovers the tail
     ASSERT_TRUE(s.ok()) << "iteration " << iter << ": " << s.ToString();
     const uint64_t size = ledger->size();
     ASSERT_GE(size, acked_end) << "iteration " << iter << ": acknowledged entries are missing";

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "collector/ledger/batcher.h"
+#include "collector/ledger/file_ledger.h"
 #include "crash_entry.h"
 
 int main(int argc, char** argv) {
@@ -17,7 +18,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::unique_ptr<Ledger> ledger;
-  latch::Status s = Ledger::Open(argv[1], Ledger::Mode::kReadWrite, &ledger);
+  latch::Status s = FileLedger::Open(argv[1], FileLedger::Mode::kReadWrite, &ledger);
   if (!s.ok()) {
     std::fprintf(stderr, "crash writer: %s\n", s.ToString().c_str());
     return 1;

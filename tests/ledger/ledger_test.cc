@@ -1,5 +1,3 @@
-#include "collector/ledger/ledger.h"
-
 #include <gtest/gtest.h>
 #include <sys/mount.h>
 #include <unistd.h>
@@ -11,6 +9,7 @@
 #include <random>
 
 #include "collector/ledger/exporter.h"
+#include "collector/ledger/file_ledger.h"
 #include "collector/ledger/verifier.h"
 #include "lib/tlog/proof.h"
 #include "memory_hashes.h"
@@ -88,9 +87,9 @@ TEST_P(LedgerSizes, ServesByteExactTilesAndProofs) {
   const uint64_t size = GetParam();
   TempDir tmp;
   const std::string dir = tmp / "ledger";
-  ASSERT_TRUE(Ledger::Create(dir, "test.example/log").ok());
+  ASSERT_TRUE(FileLedger::Create(dir, "test.example/log").ok());
   std::unique_ptr<Ledger> ledger;
-  ASSERT_TRUE(Ledger::Open(dir, Ledger::Mode::kReadWrite, &ledger).ok());
+  ASSERT_TRUE(FileLedger::Open(dir, FileLedger::Mode::kReadWrite, &ledger).ok());
   std::mt19937_64 rng(size);
   AppendRange(*ledger, 0, size, rng);
   ASSERT_EQ(ledger->size(), size);
@@ -134,7 +133,7 @@ TEST_P(LedgerSizes, ServesByteExactTilesAndProofs) {
 
   // Reopening finds the same tree; the export is byte-exact and verifies.
   ledger.reset();
-  ASSERT_TRUE(Ledger::Open(dir, Ledger::Mode::kReadWrite, &ledger).ok());
+  ASSERT_TRUE(FileLedger::Open(dir, FileLedger::Mode::kReadWrite, &ledger).ok());
   EXPECT_EQ(ledger->size(), size);
   VerifyResult verified;
   ASSERT_TRUE(VerifyLog(*ledger, ledger->verifier(), &verified).ok());
@@ -156,11 +155,11 @@ INSTANTIATE_TEST_SUITE_P(TileEdges, LedgerSizes,
 TEST(Ledger, TornTailIsCutBackOnOpen) {
   TempDir tmp;
   const std::string dir = tmp / "ledger";
-  ASSERT_TRUE(Ledger::Create(dir, "test.example/log").ok());
+  ASSERT_TRUE(FileLedger::Create(dir, "test.example/log").ok());
   std::mt19937_64 rng(1);
   {
     std::unique_ptr<Ledger> ledger;
-    ASSERT_TRUE(Ledger::Open(dir, Ledger::Mode::kReadWrite, &ledger).ok());
+    ASSERT_TRUE(FileLedger::Open(dir, FileLedger::Mode::kReadWrite, &ledger).ok());
     AppendRange(*ledger, 0, 1000, rng);
   }
   // What an interrupted batch leaves: data past the checkpoint in every file.
@@ -168,7 +167,7 @@ TEST(Ledger, TornTailIsCutBackOnOpen) {
     std::ofstream(dir + "/" + name, std::ios::app | std::ios::binary) << std::string(777, 'x');
   }
   std::unique_ptr<Ledger> ledger;
-  Status s = Ledger::Open(dir, Ledger::Mode::kReadWrite, &ledger);
+  Status s = FileLedger::Open(dir, FileLedger::Mode::kReadWrite, &ledger);
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(ledger->size(), 1000u);
   EXPECT_EQ(std::filesystem::file_size(dir + "/hashes.0"), 1000u * 32);
@@ -195,9 +194,9 @@ TEST(Ledger, AFailedCommitIsRecoveredInPlace) {
     ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
   } unmount{small};
   const std::string dir = small + "/ledger";
-  ASSERT_TRUE(Ledger::Create(dir, "test.example/log").ok());
+  ASSERT_TRUE(FileLedger::Create(dir, "test.example/log").ok());
   std::unique_ptr<Ledger> ledger;
-  ASSERT_TRUE(Ledger::Open(dir, Ledger::Mode::kReadWrite, &ledger).ok());
+  ASSERT_TRUE(FileLedger::Open(dir, FileLedger::Mode::kReadWrite, &ledger).ok());
   std::mt19937_64 rng(3);
   AppendRange(*ledger, 0, 1000, rng);
   {  // fill the disk
@@ -242,7 +241,7 @@ TEST(Ledger, AFailedCommitIsRecoveredInPlace) {
   EXPECT_EQ(ledger->checkpoint().root, ReferenceLog(size + 5000).root);
   // And a fresh open agrees with what the recovered ledger says.
   ledger.reset();
-  s = Ledger::Open(dir, Ledger::Mode::kReadWrite, &ledger);
+  s = FileLedger::Open(dir, FileLedger::Mode::kReadWrite, &ledger);
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(ledger->size(), size + 5000);
 }
@@ -250,17 +249,17 @@ TEST(Ledger, AFailedCommitIsRecoveredInPlace) {
 TEST(Ledger, MissingCommittedDataIsCorruptionNotATornTail) {
   TempDir tmp;
   const std::string dir = tmp / "ledger";
-  ASSERT_TRUE(Ledger::Create(dir, "test.example/log").ok());
+  ASSERT_TRUE(FileLedger::Create(dir, "test.example/log").ok());
   std::mt19937_64 rng(2);
   {
     std::unique_ptr<Ledger> ledger;
-    ASSERT_TRUE(Ledger::Open(dir, Ledger::Mode::kReadWrite, &ledger).ok());
+    ASSERT_TRUE(FileLedger::Open(dir, FileLedger::Mode::kReadWrite, &ledger).ok());
     AppendRange(*ledger, 0, 300, rng);
   }
   std::filesystem::resize_file(dir + "/entries", std::filesystem::file_size(dir + "/entries") - 1);
   std::unique_ptr<Ledger> ledger;
-  for (auto mode : {Ledger::Mode::kReadWrite, Ledger::Mode::kReadOnly}) {
-    Status s = Ledger::Open(dir, mode, &ledger);
+  for (auto mode : {FileLedger::Mode::kReadWrite, FileLedger::Mode::kReadOnly}) {
+    Status s = FileLedger::Open(dir, mode, &ledger);
     EXPECT_EQ(s.code(), Status::Code::kCorruption) << s.ToString();
     EXPECT_NE(s.message().find("entries"), std::string::npos) << s.ToString();
   }
@@ -270,13 +269,14 @@ TEST(Ledger, BadInputIsRefusedAndChangesNothing) {
   TempDir tmp;
   const std::string dir = tmp / "ledger";
   std::unique_ptr<Ledger> ledger;
-  EXPECT_EQ(Ledger::Open(tmp / "missing", Ledger::Mode::kReadOnly, &ledger).code(),
+  EXPECT_EQ(FileLedger::Open(tmp / "missing", FileLedger::Mode::kReadOnly, &ledger).code(),
             Status::Code::kNotFound);
-  EXPECT_FALSE(Ledger::Open(tmp.path(), Ledger::Mode::kReadOnly, &ledger).ok());  // not a ledger
-  EXPECT_FALSE(Ledger::Create(dir, "bad origin").ok());
-  EXPECT_FALSE(Ledger::Create(dir, "").ok());
-  ASSERT_TRUE(Ledger::Create(dir, "test.example/log").ok());
-  EXPECT_EQ(Ledger::Create(dir, "test.example/log").code(), Status::Code::kAlreadyExists);
+  EXPECT_FALSE(
+      FileLedger::Open(tmp.path(), FileLedger::Mode::kReadOnly, &ledger).ok());  // not a ledger
+  EXPECT_FALSE(FileLedger::Create(dir, "bad origin").ok());
+  EXPECT_FALSE(FileLedger::Create(dir, "").ok());
+  ASSERT_TRUE(FileLedger::Create(dir, "test.example/log").ok());
+  EXPECT_EQ(FileLedger::Create(dir, "test.example/log").code(), Status::Code::kAlreadyExists);
   EXPECT_EQ(std::filesystem::status(dir + "/key").permissions() & std::filesystem::perms::all,
             std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
 
@@ -285,11 +285,11 @@ TEST(Ledger, BadInputIsRefusedAndChangesNothing) {
   EXPECT_EQ(batch.Add(std::string(kMaxEntrySize + 1, 'a')).code(), Status::Code::kInvalidArgument);
   EXPECT_EQ(batch.size(), 1u);
 
-  ASSERT_TRUE(Ledger::Open(dir, Ledger::Mode::kReadWrite, &ledger).ok());
+  ASSERT_TRUE(FileLedger::Open(dir, FileLedger::Mode::kReadWrite, &ledger).ok());
   std::unique_ptr<Ledger> second;
-  EXPECT_EQ(Ledger::Open(dir, Ledger::Mode::kReadWrite, &second).code(),
+  EXPECT_EQ(FileLedger::Open(dir, FileLedger::Mode::kReadWrite, &second).code(),
             Status::Code::kFailedPrecondition);  // one writer at a time
-  ASSERT_TRUE(Ledger::Open(dir, Ledger::Mode::kReadOnly, &second).ok());
+  ASSERT_TRUE(FileLedger::Open(dir, FileLedger::Mode::kReadOnly, &second).ok());
   const EntryBatch* batches[] = {&batch};
   uint64_t first;
   EXPECT_EQ(second->Commit(batches, &first).code(), Status::Code::kFailedPrecondition);

@@ -10,7 +10,7 @@
 
 #include <random>
 
-#include "collector/ledger/ledger.h"
+#include "collector/ledger/file_ledger.h"
 #include "collector/ledger/verifier.h"
 #include "postgres_cluster.h"
 #include "run_tool.h"
@@ -45,8 +45,8 @@ class PostgresLogTest : public ::testing::Test {
       }
       GTEST_SKIP() << "PostgreSQL cannot start here: " << why;
     }
-    ASSERT_TRUE(Ledger::Create(dir_ / "files", kOrigin).ok());
-    ASSERT_TRUE(Ledger::Open(dir_ / "files", Ledger::Mode::kReadWrite, &files_).ok());
+    ASSERT_TRUE(FileLedger::Create(dir_ / "files", kOrigin).ok());
+    ASSERT_TRUE(FileLedger::Open(dir_ / "files", FileLedger::Mode::kReadWrite, &files_).ok());
   }
   // Every tile the file ledger serves at its size, read from both.
   void ExpectSameTiles(PostgresLog& log) {
@@ -145,9 +145,9 @@ TEST_F(PostgresLogTest, TheTreeMovesOnlyFromTheSizeTheWriterRead) {
   EXPECT_EQ(s.code(), Status::Code::kCorruption) << s.ToString();
   // A database whose tree is not a prefix of the source's: refused.
   TempDir other_dir;
-  ASSERT_TRUE(Ledger::Create(other_dir / "l", kOrigin).ok());
+  ASSERT_TRUE(FileLedger::Create(other_dir / "l", kOrigin).ok());
   std::unique_ptr<Ledger> other;
-  ASSERT_TRUE(Ledger::Open(other_dir / "l", Ledger::Mode::kReadWrite, &other).ok());
+  ASSERT_TRUE(FileLedger::Open(other_dir / "l", FileLedger::Mode::kReadWrite, &other).ok());
   Append(*other, 0, 500, rng);
   s = MigrateLog(*other, other->verifier(), *a, &r);
   EXPECT_FALSE(s.ok());  // signed by another key, or a fork: never copied

@@ -7,7 +7,7 @@
 #include <random>
 
 #include "collector/ledger/exporter.h"
-#include "collector/ledger/ledger.h"
+#include "collector/ledger/file_ledger.h"
 #include "collector/ledger/verifier.h"
 #include "temp_dir.h"
 
@@ -22,9 +22,9 @@ class TamperTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     tmp_ = new TempDir();
-    ASSERT_TRUE(Ledger::Create(*tmp_ / "ledger", "test.example/log").ok());
+    ASSERT_TRUE(FileLedger::Create(*tmp_ / "ledger", "test.example/log").ok());
     std::unique_ptr<Ledger> ledger;
-    ASSERT_TRUE(Ledger::Open(*tmp_ / "ledger", Ledger::Mode::kReadWrite, &ledger).ok());
+    ASSERT_TRUE(FileLedger::Open(*tmp_ / "ledger", FileLedger::Mode::kReadWrite, &ledger).ok());
     for (uint64_t i = 0; i < kSize;) {
       EntryBatch b;
       for (uint64_t k = 0; k < 5000 && i < kSize; ++k, ++i)
@@ -52,9 +52,9 @@ class TamperTest : public ::testing::Test {
 
   static Status Verify(const std::string& dir) {
     VerifyResult result;
-    if (Ledger::IsLedgerDirectory(dir)) {
+    if (FileLedger::IsLedgerDirectory(dir)) {
       std::unique_ptr<Ledger> ledger;
-      LATCH_RETURN_IF_ERROR(Ledger::Open(dir, Ledger::Mode::kReadOnly, &ledger));
+      LATCH_RETURN_IF_ERROR(FileLedger::Open(dir, FileLedger::Mode::kReadOnly, &ledger));
       return VerifyLog(*ledger, *vkey_, &result);
     }
     DirectoryTileSource tiles(dir);

@@ -38,6 +38,18 @@ class PostgresCluster {
             &out) != 0) {
       return "initdb failed: " + out;
     }
+    return StartServer();
+  }
+  // Kills the server as a crash would (pg_ctl stop -m immediate), keeping
+  // its data; StartServer brings it back.
+  void Crash() {
+    std::string out;
+    if (started_)
+      Run({bin_ + "/pg_ctl", "-D", dir_ + "/data", "-m", "immediate", "-w", "stop"}, &out);
+    started_ = false;
+  }
+  std::string StartServer() {
+    std::string out;
     if (Run({bin_ + "/pg_ctl", "-D", dir_ + "/data", "-l", dir_ + "/server.log", "-w", "-o",
              "-c listen_addresses='' -c unix_socket_directories='" + dir_ + "' -p " +
                  std::to_string(kPort) + " -c fsync=on",

@@ -50,7 +50,15 @@ Status PgResult::Int(int row, int column, int64_t* out) const {
 
 Status PgConnection::Connect(const std::string& conninfo, const std::string& setting,
                              std::unique_ptr<PgConnection>* out) {
-  pg_conn* c = PQconnectdb(conninfo.c_str());
+  // Defaults first, so the connection string overrides them: a dead server
+  // or machine is noticed within ~10 s (keepalives, unanswered writes), and
+  // so is its lock on the sequencer (issue 17), not after the kernel's
+  // two-hour default.
+  const char* keys[] = {"connect_timeout",     "keepalives",       "keepalives_idle",
+                        "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+                        "application_name",    "dbname",           nullptr};
+  const char* values[] = {"5", "1", "2", "1", "3", "8000", "latch", conninfo.c_str(), nullptr};
+  pg_conn* c = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
   if (c == nullptr) return Status::IoError(setting + ": out of memory connecting to PostgreSQL");
   if (PQstatus(c) != CONNECTION_OK) {
     std::string why = OneLine(PQerrorMessage(c));
@@ -95,9 +103,12 @@ Status PgConnection::Exec(const std::string& what, const std::string& sql,
     const char* state = PQresultErrorField(raw, PG_DIAG_SQLSTATE);
     std::string message = what + ": " + OneLine(PQresultErrorMessage(raw));
     if (state != nullptr) message += " (SQLSTATE " + std::string(state) + ")";
-    // Class 08 (connection exceptions), or a connection that broke.
-    if (PQstatus(conn_) != CONNECTION_OK ||
-        (state != nullptr && state[0] == '0' && state[1] == '8')) {
+    // A connection that broke: libpq's own errors have no SQLSTATE; class 08
+    // (connection exceptions) and 57P01-57P03 (the server shutting down or
+    // starting) are the server saying so.
+    const std::string code = state != nullptr ? state : "";
+    if (PQstatus(conn_) != CONNECTION_OK || code.empty() || code.rfind("08", 0) == 0 ||
+        code == "57P01" || code == "57P02" || code == "57P03") {
       return Status::IoError(message);
     }
     return Status::FailedPrecondition(message);

@@ -13,9 +13,6 @@ namespace {
 
 using tlog::kTileWidth;
 
-// How many tiles' rows go in one transaction while copying.
-constexpr size_t kTilesPerTransaction = 512;
-
 // Whether `tile` is served by a tree of `size`: within its level, a full tile
 // or a partial one no wider than what the tree has there.
 bool Serves(uint64_t size, const tlog::TileId& tile) {
@@ -81,7 +78,7 @@ Status PostgresLog::Init(const std::string& conninfo, const std::string& origin)
         " size bigint NOT NULL CHECK (size >= 0), checkpoint bytea NOT NULL)",
         "CREATE TABLE IF NOT EXISTS latch_tiles (level smallint NOT NULL, idx bigint NOT NULL,"
         " width smallint NOT NULL CHECK (width BETWEEN 1 AND 256), data bytea NOT NULL,"
-        " PRIMARY KEY (level, idx, width))"}) {
+        " PRIMARY KEY (level, idx))"}) {
     LATCH_RETURN_IF_ERROR(c->Exec("creating the schema", ddl));
   }
   std::optional<PgResult> r;
@@ -164,25 +161,27 @@ Status PostgresLog::ReadState(uint64_t* size, std::string* checkpoint_note) {
 Status PostgresLog::PutTile(const TileRow& tile, bool* added) {
   *added = false;
   std::optional<PgResult> r;
-  LATCH_RETURN_IF_ERROR(
-      conn_->Exec("writing " + tile.id.Path(),
-                  "INSERT INTO latch_tiles (level, idx, width, data) VALUES ($1, $2, $3, $4) "
-                  "ON CONFLICT (level, idx, width) DO NOTHING RETURNING 1",
-                  {PgParam::Int(tile.id.level), PgParam::Int(static_cast<int64_t>(tile.id.index)),
-                   PgParam::Int(tile.id.width), PgParam::Bytes(tile.data)},
-                  &r));
+  // New, or a wider partial of the same tile: then the stored bytes must be
+  // its prefix (tiles only grow at the right edge).
+  LATCH_RETURN_IF_ERROR(conn_->Exec(
+      "writing " + tile.id.Path(),
+      "INSERT INTO latch_tiles (level, idx, width, data) VALUES ($1, $2, $3, $4) "
+      "ON CONFLICT (level, idx) DO UPDATE SET width = EXCLUDED.width, data = EXCLUDED.data "
+      "WHERE latch_tiles.width < EXCLUDED.width AND "
+      "substring(EXCLUDED.data from 1 for octet_length(latch_tiles.data)) = latch_tiles.data "
+      "RETURNING 1",
+      {PgParam::Int(tile.id.level), PgParam::Int(static_cast<int64_t>(tile.id.index)),
+       PgParam::Int(tile.id.width), PgParam::Bytes(tile.data)},
+      &r));
   if (r->rows() == 1) {
     *added = true;
     return Status::Ok();
   }
-  // Already there: it must be the same bytes, or two trees disagree.
-  LATCH_RETURN_IF_ERROR(
-      conn_->Exec("reading " + tile.id.Path(),
-                  "SELECT data FROM latch_tiles WHERE level = $1 AND idx = $2 AND width = $3",
-                  {PgParam::Int(tile.id.level), PgParam::Int(static_cast<int64_t>(tile.id.index)),
-                   PgParam::Int(tile.id.width)},
-                  &r, /*binary_results=*/true));
-  if (r->rows() != 1 || r->value(0, 0) != tile.data) {
+  // Already there at least as wide: this tile must be its prefix, or two
+  // trees disagree.
+  std::string stored;
+  LATCH_RETURN_IF_ERROR(ReadStoredTile(tile.id, &stored));
+  if (stored != tile.data) {
     return Status::Corruption(tile.id.Path() +
                               " is already in the database with other bytes: the logs fork");
   }
@@ -191,22 +190,12 @@ Status PostgresLog::PutTile(const TileRow& tile, bool* added) {
 
 Status PostgresLog::Advance(uint64_t expected_size, const std::vector<TileRow>& tiles,
                             uint64_t new_size, const std::string& checkpoint_note,
-                            uint64_t* written) {
-  // Tiles past the served size are never served, so they may land in
-  // transactions of their own before the move; the move itself is one
-  // statement that succeeds only from `expected_size`.
-  size_t at = 0;
-  while (at < tiles.size()) {
-    PgTransaction tx(*conn_);
-    LATCH_RETURN_IF_ERROR(tx.Begin());
-    const size_t end = std::min(tiles.size(), at + kTilesPerTransaction);
-    for (; at < end; ++at) {
-      bool added = false;
-      LATCH_RETURN_IF_ERROR(PutTile(tiles[at], &added));
-      if (added && written != nullptr) ++*written;
-    }
-    LATCH_RETURN_IF_ERROR(tx.Commit());
-  }
+                            AdvanceResult* result) {
+  // One transaction: the compare-and-set first, which also locks the tree's
+  // row until the end, so no other writer can interleave; then the tiles.
+  // Either all of it is served or none.
+  PgTransaction tx(*conn_);
+  LATCH_RETURN_IF_ERROR(tx.Begin());
   std::optional<PgResult> r;
   LATCH_RETURN_IF_ERROR(conn_->Exec(
       "moving the tree",
@@ -215,10 +204,30 @@ Status PostgresLog::Advance(uint64_t expected_size, const std::vector<TileRow>& 
        PgParam::Text(origin_), PgParam::Int(static_cast<int64_t>(expected_size))},
       &r));
   if (r->affected() != 1) {
+    if (result != nullptr) result->moved_elsewhere = true;
     return Status::FailedPrecondition("the tree of " + origin_ + " is no longer at size " +
                                       std::to_string(expected_size) +
                                       ": another writer moved it; nothing of this move is served");
   }
+  uint64_t added_rows = 0;
+  for (const TileRow& tile : tiles) {
+    bool added = false;
+    LATCH_RETURN_IF_ERROR(PutTile(tile, &added));
+    if (added) ++added_rows;
+  }
+  LATCH_RETURN_IF_ERROR(tx.Commit());
+  if (result != nullptr) result->rows_written += added_rows;
+  return Status::Ok();
+}
+
+Status PostgresLog::TryLockSequencer(bool* held) {
+  std::optional<PgResult> r;
+  // Key: the origin's hash, in its own namespace of advisory locks (the
+  // two-int form), so it cannot collide with the schema's lock.
+  LATCH_RETURN_IF_ERROR(conn_->Exec("taking the sequencer's lock",
+                                    "SELECT pg_try_advisory_lock(1281450851, hashtext($1))",
+                                    {PgParam::Text(origin_)}, &r));
+  *held = r->rows() == 1 && r->value(0, 0) == "t";
   return Status::Ok();
 }
 
@@ -236,20 +245,23 @@ Status PostgresLog::ReadTile(const tlog::TileId& tile, std::string* data) {
   if (!Serves(size, tile)) {
     return Status::NotFound(tile.Path() + " is beyond the tree of size " + std::to_string(size));
   }
-  // The narrowest stored tile at least as wide: a narrower partial is its prefix.
+  return ReadStoredTile(tile, data);
+}
+
+Status PostgresLog::ReadStoredTile(const tlog::TileId& tile, std::string* data) {
   std::optional<PgResult> r;
   LATCH_RETURN_IF_ERROR(
       conn_->Exec("reading " + tile.Path(),
-                  "SELECT data FROM latch_tiles WHERE level = $1 AND idx = $2 AND width >= $3 "
-                  "ORDER BY width LIMIT 1",
-                  {PgParam::Int(tile.level), PgParam::Int(static_cast<int64_t>(tile.index)),
-                   PgParam::Int(tile.width)},
-                  &r, /*binary_results=*/true));
-  if (r->rows() != 1) {
-    return Status::Corruption(tile.Path() + " is served by the tree of size " +
-                              std::to_string(size) + " but missing from the database");
+                  "SELECT width::text, data FROM latch_tiles WHERE level = $1 AND idx = $2",
+                  {PgParam::Int(tile.level), PgParam::Int(static_cast<int64_t>(tile.index))}, &r,
+                  /*binary_results=*/true));
+  int64_t width = 0;
+  if (r->rows() == 1) LATCH_RETURN_IF_ERROR(r->Int(0, 0, &width));
+  if (r->rows() != 1 || width < tile.width) {
+    return Status::Corruption(tile.Path() + " is served but missing from the database");
   }
-  *data = r->value(0, 0);
+  // A narrower partial is a prefix of the stored tile.
+  *data = r->value(0, 1);
   return CutTo(tile, data);
 }
 
@@ -291,12 +303,13 @@ Status MigrateLog(TileSource& source, const tlog::NoteVerifier& key, PostgresLog
     LATCH_RETURN_IF_ERROR(source.ReadTile(id, &row.data).WithContext(source.Describe()));
     rows.push_back(std::move(row));
   }
-  uint64_t written = 0;
-  LATCH_RETURN_IF_ERROR(log.Advance(held_size, rows, cp.size, note, &written));
+  AdvanceResult advanced;
+  LATCH_RETURN_IF_ERROR(log.Advance(held_size, rows, cp.size, note, &advanced));
+  const uint64_t written = advanced.rows_written;
   // Read back: every tile, byte for byte, and the checkpoint.
   std::string back;
   for (const TileRow& row : rows) {
-    LATCH_RETURN_IF_ERROR(log.ReadTile(row.id, &back));
+    LATCH_RETURN_IF_ERROR(log.ReadStoredTile(row.id, &back));
     if (back != row.data) {
       return Status::Corruption(row.id.Path() + " reads back from the database changed");
     }

@@ -9,10 +9,13 @@
 // Schema version 1 (created by Init, idempotent):
 //   latch_schema(version)                         one row: the schema version
 //   latch_tree(origin PK, size, checkpoint)       one row: the served tree
-//   latch_tiles(level, idx, width PK, data)       level -1: entry bundles
-// A tile row is written once and never changed; rows past the tree's size
-// (a move in progress, or one refused) are never served. The collector's
-// role needs INSERT and UPDATE on these tables, never DELETE (docs/OPERATIONS.md).
+//   latch_tiles(level, idx PK, width, data)       level -1: entry bundles
+// One row per tile: a full tile is written once and never changed; the
+// partial tile at the right edge of each level is widened in place as the
+// tree grows (its old bytes stay its prefix), and a narrower partial is
+// served as a prefix of the stored one. The tree moves in the same
+// transaction as the tiles it covers. The collector's role needs INSERT and
+// UPDATE on these tables, never DELETE (docs/OPERATIONS.md).
 //
 // Not thread-safe: one connection, one user at a time.
 #pragma once
@@ -27,6 +30,12 @@
 #include "lib/tlog/signed_note.h"
 
 namespace latch::ledger::postgres {
+
+// What one Advance did.
+struct AdvanceResult {
+  uint64_t rows_written = 0;     // tiles and bundles new or widened
+  bool moved_elsewhere = false;  // refused: the tree was no longer at the expected size
+};
 
 struct TileRow {
   tlog::TileId id;
@@ -49,17 +58,26 @@ class PostgresLog : public TileSource {
   const std::string& origin() const { return origin_; }
   // The tree as served now: its size and signed checkpoint ("" before the first).
   Status ReadState(uint64_t* size, std::string* checkpoint_note);
-  // Writes `tiles` (a row already present must hold the same bytes, or the
-  // log is forked: Corruption), in transactions of up to 512 rows, then
-  // moves the tree from `expected_size` to `new_size` with
-  // `checkpoint_note` by one compare-and-set statement. Rows past the
-  // served size are never served, so the tiles may land first: nothing of
-  // the move is served before the tree moves. FailedPrecondition if the size
-  // is no longer `expected_size` (another writer moved it): nothing of this
-  // move is served, and the caller must read the state again.
-  // `*written` (if given) counts the rows that were new.
+  // In one transaction: moves the tree from `expected_size` to `new_size`
+  // with `checkpoint_note` by compare-and-set, and writes `tiles` (new ones,
+  // or wider partials whose stored bytes they extend; a tile already stored
+  // with other bytes is a fork: Corruption, and nothing is written).
+  // FailedPrecondition if the size is no longer `expected_size` (another
+  // writer moved it): nothing of this move is served, and the caller must
+  // read the state again (and result->moved_elsewhere says so).
   Status Advance(uint64_t expected_size, const std::vector<TileRow>& tiles, uint64_t new_size,
-                 const std::string& checkpoint_note, uint64_t* written = nullptr);
+                 const std::string& checkpoint_note, AdvanceResult* result = nullptr);
+  // Whether the connection still works (not broken by the server going).
+  bool connected() const { return conn_->ok(); }
+  // The stored bytes of `tile` (cut to its width), without asking whether
+  // the current tree serves it: for a reader that knows its own tree size.
+  Status ReadStoredTile(const tlog::TileId& tile, std::string* data);
+
+  // Tries to take, on this connection, the lock that makes its holder the
+  // one sequencer of this origin (a session advisory lock: PostgreSQL frees
+  // it when the connection ends, so a dead collector's lock goes with its
+  // session). *held: whether this connection holds it now.
+  Status TryLockSequencer(bool* held);
 
   // TileSource: what the current tree serves, and nothing past it.
   Status ReadCheckpoint(std::string* note) override;

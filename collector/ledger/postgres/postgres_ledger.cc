@@ -1,0 +1,339 @@
+#include "collector/ledger/postgres/postgres_ledger.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+
+#include "lib/logging/logger.h"
+
+namespace latch::ledger::postgres {
+
+using tlog::Hash;
+using tlog::kTileWidth;
+
+namespace {
+// Full tiles never change: up to this many bytes of them stay in memory for
+// proofs and reads (a hash tile is 8 KiB, a bundle of 256 entries ~64 KiB).
+constexpr size_t kCacheBytes = size_t{64} << 20;
+}  // namespace
+
+Status PostgresLedger::Open(const std::string& conninfo, const std::string& setting,
+                            tlog::NoteSigner signer, std::unique_ptr<PostgresLedger>* out) {
+  std::unique_ptr<PostgresLedger> l(new PostgresLedger(conninfo, setting, std::move(signer)));
+  std::unique_ptr<PostgresLog> log;
+  LATCH_RETURN_IF_ERROR(PostgresLog::Open(conninfo, setting, l->verifier_.name(), &log));
+  l->description_ = log->Describe();
+  {
+    MutexLock lock(l->commit_mu_);
+    LATCH_RETURN_IF_ERROR(l->LoadTree(*log, /*load_edge=*/false));
+  }
+  {
+    MutexLock lock(l->read_mu_);
+    l->reader_ = std::move(log);
+  }
+  *out = std::move(l);
+  return Status::Ok();
+}
+
+PostgresLedger::~PostgresLedger() = default;
+
+Status PostgresLedger::LoadTree(PostgresLog& log, bool load_edge) {
+  uint64_t size = 0;
+  std::string note;
+  LATCH_RETURN_IF_ERROR(log.ReadState(&size, &note));
+  tlog::Checkpoint cp{verifier_.name(), 0, tlog::MerkleHasher::EmptyRoot(), {}};
+  if (note.empty()) {
+    // A tree made by storage init and never written: the empty tree, whose
+    // checkpoint the first sequencer signs.
+    if (size != 0) return Status::Corruption(setting_ + ": the database's tree has no checkpoint");
+  } else {
+    LATCH_RETURN_IF_ERROR(tlog::OpenCheckpoint(note, verifier_, &cp)
+                              .WithContext(setting_ + ": the database's checkpoint"));
+    if (cp.size != size) {
+      return Status::Corruption(setting_ + ": the database's tree is at " + std::to_string(size) +
+                                " but its checkpoint at " + std::to_string(cp.size));
+    }
+  }
+  {
+    MutexLock state(state_mu_);
+    size_ = size;
+    checkpoint_ = cp;
+    checkpoint_note_ = note;
+  }
+  if (!load_edge) return Status::Ok();
+  RightEdge edge;
+  LATCH_RETURN_IF_ERROR(RightEdge::Load(size, *this, &edge));
+  if (edge.Root() != cp.root) {
+    return Status::Corruption(setting_ +
+                              ": the stored hashes do not lead to the checkpoint's root; run "
+                              "latch-ledger verify --storage to find the damage");
+  }
+  std::string bundle;
+  if (size % kTileWidth != 0) {
+    LATCH_RETURN_IF_ERROR(ReadStored(
+        {tlog::TileId::kEntries, size / kTileWidth, static_cast<uint32_t>(size % kTileWidth)},
+        &bundle));
+  }
+  edge_ = std::move(edge);
+  partial_bundle_ = std::move(bundle);
+  return Status::Ok();
+}
+
+Status PostgresLedger::TryBecomeSequencer(bool* became) {
+  MutexLock lock(commit_mu_);
+  *became = sequencer_.load();
+  if (*became) return Status::Ok();
+  if (superseded_) return Status::FailedPrecondition(setting_ + ": superseded; start again");
+  if (!writer_) {
+    LATCH_RETURN_IF_ERROR(PostgresLog::Open(conninfo_, setting_, verifier_.name(), &writer_));
+  }
+  bool held = false;
+  Status s = writer_->TryLockSequencer(&held);
+  if (!s.ok()) {
+    writer_.reset();  // a broken connection: a new one next time
+    return s;
+  }
+  if (!held) return Status::Ok();
+  LATCH_RETURN_IF_ERROR(LoadTree(*writer_, /*load_edge=*/true));
+  if (checkpoint_note().empty()) {
+    std::string note;
+    LATCH_RETURN_IF_ERROR(signer_.Sign(checkpoint().Body(), &note));
+    LATCH_RETURN_IF_ERROR(writer_->Advance(0, {}, 0, note));
+    MutexLock state(state_mu_);
+    checkpoint_note_ = std::move(note);
+  }
+  failed_ = false;
+  sequencer_ = true;
+  *became = true;
+  return Status::Ok();
+}
+
+void PostgresLedger::BuildRows(std::span<const EntryBatch* const> batches,
+                               std::vector<TileRow>* rows, std::string* partial_bundle) {
+  const uint64_t base = edge_.size();
+  // Entry bundles: the partial one extended, and every one completed.
+  uint64_t index = base;
+  for (const EntryBatch* b : batches) {
+    const auto bytes = b->bundle_bytes();
+    uint64_t begin = 0;
+    for (size_t i = 0; i < b->size(); ++i) {
+      partial_bundle->append(reinterpret_cast<const char*>(bytes.data()) + begin,
+                             b->end_offset(i) - begin);
+      begin = b->end_offset(i);
+      if (++index % kTileWidth == 0) {
+        rows->push_back(
+            {{tlog::TileId::kEntries, index / kTileWidth - 1, kTileWidth}, *partial_bundle});
+        partial_bundle->clear();
+      }
+    }
+  }
+  if (index % kTileWidth != 0) {
+    rows->push_back(
+        {{tlog::TileId::kEntries, index / kTileWidth, static_cast<uint32_t>(index % kTileWidth)},
+         *partial_bundle});
+  }
+  // Hash tiles: per level, the hashes its right tile held before, then the
+  // new ones, cut into tiles from that tile on.
+  std::vector<std::vector<Hash>> runs(static_cast<size_t>(edge_.levels()));
+  for (int level = 0; level < edge_.levels(); ++level) {
+    const uint64_t count = tlog::HashesAtLevel(base, level);
+    auto& run = runs[static_cast<size_t>(level)];
+    run.resize(count % kTileWidth);
+    if (!run.empty()) {
+      // The edge holds exactly these; it cannot fail.
+      Status s = edge_.ReadHashes(level, count - run.size(), run.size(), run.data());
+      assert(s.ok());
+      (void)s;
+    }
+  }
+  for (auto& level : completed_) level.clear();
+  for (const EntryBatch* b : batches) {
+    const auto leaves = b->leaf_hashes();
+    if (runs.empty()) runs.emplace_back();
+    runs[0].insert(runs[0].end(), leaves.begin(), leaves.end());
+    edge_.Append(leaves, &completed_);
+  }
+  for (size_t level = 1; level < completed_.size(); ++level) {
+    if (runs.size() <= level) runs.resize(level + 1);
+    runs[level].insert(runs[level].end(), completed_[level].begin(), completed_[level].end());
+  }
+  for (size_t level = 0; level < runs.size(); ++level) {
+    const uint64_t before = tlog::HashesAtLevel(base, static_cast<int>(level));
+    const auto& run = runs[level];
+    if (run.size() == before % kTileWidth) continue;  // nothing new at this level
+    const uint64_t first_tile = before / kTileWidth;
+    for (size_t at = 0; at < run.size(); at += kTileWidth) {
+      const size_t width = std::min<size_t>(kTileWidth, run.size() - at);
+      rows->push_back(
+          {{static_cast<int>(level), first_tile + at / kTileWidth, static_cast<uint32_t>(width)},
+           std::string(reinterpret_cast<const char*>(run.data() + at), width * sizeof(Hash))});
+    }
+  }
+}
+
+Status PostgresLedger::Commit(std::span<const EntryBatch* const> batches, uint64_t* first_index) {
+  MutexLock lock(commit_mu_);
+  if (superseded_) {
+    return Status::FailedPrecondition(setting_ +
+                                      ": another sequencer moved the ledger; this one steps down");
+  }
+  if (!sequencer_) return Status::FailedPrecondition(setting_ + ": not the sequencer");
+  if (failed_) return Status::FailedPrecondition(setting_ + ": a commit failed; recovering");
+  *first_index = edge_.size();
+  uint64_t count = 0;
+  for (const EntryBatch* b : batches) count += b->size();
+  if (count == 0) return Status::Ok();
+
+  const uint64_t base = edge_.size();
+  std::vector<TileRow> rows;
+  std::string partial = partial_bundle_;
+  BuildRows(batches, &rows, &partial);
+  tlog::Checkpoint cp{verifier_.name(), edge_.size(), edge_.Root(), {}};
+  std::string note;
+  Status s = signer_.Sign(cp.Body(), &note);
+  AdvanceResult advanced;
+  if (s.ok()) s = writer_->Advance(base, rows, cp.size, note, &advanced);
+  if (!s.ok()) {
+    // The edge moved on in memory; Recover reloads it from the database.
+    failed_ = true;
+    if (advanced.moved_elsewhere) Supersede(s.ToString());
+    return s;
+  }
+  partial_bundle_ = std::move(partial);
+  commits_++;
+  rows_written_ += advanced.rows_written;
+  MutexLock state(state_mu_);
+  size_ = cp.size;
+  checkpoint_ = std::move(cp);
+  checkpoint_note_ = std::move(note);
+  return Status::Ok();
+}
+
+void PostgresLedger::Supersede(const std::string& why) {
+  if (superseded_.exchange(true)) return;
+  sequencer_ = false;
+  logging::Default().Alert("the ledger moved on without this collector; stepping down",
+                           {{"storage", description_}, {"why", why}});
+}
+
+Status PostgresLedger::Recover() {
+  MutexLock lock(commit_mu_);
+  if (superseded_) {
+    return Status::FailedPrecondition(setting_ +
+                                      ": another sequencer moved the ledger; this one steps down");
+  }
+  if (!failed_) return Status::Ok();
+  // A fresh connection: the old one may be broken, and with it the lock.
+  std::unique_ptr<PostgresLog> log;
+  LATCH_RETURN_IF_ERROR(PostgresLog::Open(conninfo_, setting_, verifier_.name(), &log));
+  bool held = false;
+  LATCH_RETURN_IF_ERROR(log->TryLockSequencer(&held));
+  if (!held) {
+    // Another collector holds it: the old connection's session may still
+    // hold it too (a commit that failed for another reason); keep that one.
+    if (writer_ && writer_->connected()) {
+      LATCH_RETURN_IF_ERROR(writer_->TryLockSequencer(&held));
+      if (held) log = std::move(writer_);
+    }
+  }
+  if (!held) {
+    Supersede("another collector holds the sequencer's lock");
+    return Status::FailedPrecondition(setting_ + ": another collector is the sequencer now");
+  }
+  uint64_t db_size = 0;
+  std::string db_note;
+  LATCH_RETURN_IF_ERROR(log->ReadState(&db_size, &db_note));
+  if (db_note != checkpoint_note()) {
+    Supersede("the database's tree is at " + std::to_string(db_size) + ", this collector's at " +
+              std::to_string(size()));
+    return Status::FailedPrecondition(setting_ + ": the ledger moved past this collector");
+  }
+  writer_ = std::move(log);
+  LATCH_RETURN_IF_ERROR(LoadTree(*writer_, /*load_edge=*/true));
+  failed_ = false;
+  return Status::Ok();
+}
+
+uint64_t PostgresLedger::size() const {
+  MutexLock lock(state_mu_);
+  return size_;
+}
+
+tlog::Checkpoint PostgresLedger::checkpoint() const {
+  MutexLock lock(state_mu_);
+  return checkpoint_;
+}
+
+std::string PostgresLedger::checkpoint_note() const {
+  MutexLock lock(state_mu_);
+  return checkpoint_note_;
+}
+
+Status PostgresLedger::ReadCheckpoint(std::string* note) {
+  *note = checkpoint_note();
+  if (note->empty()) return Status::NotFound(setting_ + ": the ledger has no checkpoint yet");
+  return Status::Ok();
+}
+
+Status PostgresLedger::ReadStored(const tlog::TileId& tile, std::string* data) {
+  MutexLock lock(read_mu_);
+  const bool full = tile.width == kTileWidth;
+  if (full) {
+    auto it = full_tiles_.find({tile.level, tile.index});
+    if (it != full_tiles_.end()) {
+      *data = it->second;
+      return Status::Ok();
+    }
+  }
+  // A connection the server dropped (a restart, a failover) is replaced
+  // once, then the read is tried again.
+  Status s = Status::IoError("not connected");
+  for (int attempt = 0; attempt < 2 && s.code() == Status::Code::kIoError; ++attempt) {
+    if (!reader_ || !reader_->connected() || attempt > 0) {
+      reader_.reset();
+      LATCH_RETURN_IF_ERROR(PostgresLog::Open(conninfo_, setting_, verifier_.name(), &reader_));
+    }
+    s = reader_->ReadStoredTile(tile, data);
+  }
+  LATCH_RETURN_IF_ERROR(s);
+  if (full) {
+    if (cached_bytes_ + data->size() > kCacheBytes) {
+      full_tiles_.clear();
+      cached_bytes_ = 0;
+    }
+    full_tiles_.emplace(std::make_pair(tile.level, tile.index), *data);
+    cached_bytes_ += data->size();
+  }
+  return Status::Ok();
+}
+
+Status PostgresLedger::ReadTile(const tlog::TileId& tile, std::string* data) {
+  const uint64_t size = this->size();
+  const uint64_t count = tile.is_entries() ? size : tlog::HashesAtLevel(size, tile.level);
+  if (tile.width < 1 || tile.width > kTileWidth || tile.index * kTileWidth + tile.width > count) {
+    return Status::NotFound(tile.Path() + " is beyond the tree of size " + std::to_string(size));
+  }
+  return ReadStored(tile, data);
+}
+
+Status PostgresLedger::ReadHashes(int level, uint64_t start, uint64_t count, Hash* out) {
+  const uint64_t size = this->size();
+  const uint64_t at_level = level < 0 ? 0 : tlog::HashesAtLevel(size, level);
+  if (level < 0 || start + count > at_level) {
+    return Status::NotFound("hashes " + std::to_string(start) + "+" + std::to_string(count) +
+                            " of level " + std::to_string(level) + " are not in the tree");
+  }
+  std::string data;
+  for (uint64_t at = start; at < start + count;) {
+    const uint64_t index = at / kTileWidth;
+    const uint64_t width = std::min<uint64_t>(kTileWidth, at_level - index * kTileWidth);
+    LATCH_RETURN_IF_ERROR(ReadStored({level, index, static_cast<uint32_t>(width)}, &data));
+    const uint64_t from = at - index * kTileWidth;
+    const uint64_t n = std::min(start + count - at, width - from);
+    std::memcpy(out + (at - start), data.data() + from * sizeof(Hash), n * sizeof(Hash));
+    at += n;
+  }
+  return Status::Ok();
+}
+
+}  // namespace latch::ledger::postgres

@@ -1,0 +1,120 @@
+// PostgresLedger: the ledger (ledger.h) kept in PostgreSQL, so that several
+// collectors can serve one ledger and no single machine holds the only copy
+// (issue 17). Rows and transactions are PostgresLog's; this class adds what
+// an appender needs on top: the signing key, the right edge of the tree, and
+// the tiles a batch touches, and it serves reads from its own view of the
+// tree.
+//
+// One writer at a time, by two guards. The sequencer's lock (a session
+// advisory lock on the writing connection) decides who should write; the
+// compare-and-set of every move (PostgresLog::Advance) makes sure that a
+// writer that lost the lock without knowing it (paused, cut off) cannot
+// append: its move is refused, the ledger marks itself superseded, and its
+// owner must step down (the collector exits and starts again as a standby).
+//
+// A ledger opens as a reader. TryBecomeSequencer takes the lock, reads the
+// tree as the database has it then, and only then takes commits.
+//
+// Threads: Commit, Recover and TryBecomeSequencer serialise on one
+// connection; reads use a second connection of their own, and full tiles
+// (which never change) are kept in a bounded cache.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "collector/ledger/ledger.h"
+#include "collector/ledger/postgres/postgres_log.h"
+#include "collector/ledger/right_edge.h"
+#include "lib/sync/mutex.h"
+
+namespace latch::ledger::postgres {
+
+class PostgresLedger : public Ledger {
+ public:
+  // Opens the ledger of `signer`'s origin, which the database at `conninfo`
+  // must hold (latch-collector storage init, or latch-ledger migrate).
+  // `setting` names the connection string's source in errors.
+  static Status Open(const std::string& conninfo, const std::string& setting,
+                     tlog::NoteSigner signer, std::unique_ptr<PostgresLedger>* out);
+  ~PostgresLedger() override;
+
+  // Tries to take the sequencer's lock. Once this ledger holds it: reads the
+  // tree as the database has it now (a previous sequencer may have moved
+  // it), signs the empty tree's first checkpoint if it has none, and takes
+  // commits. *became: whether this ledger is the sequencer now.
+  Status TryBecomeSequencer(bool* became);
+  bool is_sequencer() const { return sequencer_.load(); }
+  // Whether another writer moved the tree past this one: this ledger then
+  // refuses every commit for good, and its owner must step down.
+  bool superseded() const { return superseded_.load(); }
+  // Rows written to the database by commits since open (tiles and bundles).
+  uint64_t rows_written() const { return rows_written_.load(); }
+
+  // Ledger.
+  Status Commit(std::span<const EntryBatch* const> batches, uint64_t* first_index) override;
+  bool write_failed() const override { return failed_.load(); }
+  // Reconnects, takes the lock again, and checks that the database is still
+  // at this ledger's last acknowledged tree. A database that moved on (a
+  // commit that landed though its answer was lost, or another sequencer)
+  // makes this ledger superseded: FailedPrecondition, for good.
+  Status Recover() override;
+  uint64_t size() const override;
+  uint64_t commits() const override { return commits_.load(); }
+  tlog::Checkpoint checkpoint() const override;
+  std::string checkpoint_note() const override;
+  const tlog::NoteVerifier& verifier() const override { return verifier_; }
+
+  // TileSource and StoredHashReader over this ledger's tree.
+  Status ReadCheckpoint(std::string* note) override;
+  Status ReadTile(const tlog::TileId& tile, std::string* data) override;
+  Status ReadHashes(int level, uint64_t start, uint64_t count, tlog::Hash* out) override;
+  std::string Describe() const override { return description_; }
+
+ private:
+  PostgresLedger(std::string conninfo, std::string setting, tlog::NoteSigner signer)
+      : conninfo_(std::move(conninfo)),
+        setting_(std::move(setting)),
+        signer_(std::move(signer)),
+        verifier_(signer_.verifier()) {}
+  // Reads size and checkpoint from the database and makes them this
+  // ledger's view; with `load_edge`, also the right edge and the partial
+  // bundle an appender extends.
+  Status LoadTree(PostgresLog& log, bool load_edge) LATCH_REQUIRES(commit_mu_);
+  // The rows of every tile and bundle that `batches` touch, appended at the
+  // edge (which moves on by them).
+  void BuildRows(std::span<const EntryBatch* const> batches, std::vector<TileRow>* rows,
+                 std::string* partial_bundle) LATCH_REQUIRES(commit_mu_);
+  Status ReadStored(const tlog::TileId& tile, std::string* data);
+  void Supersede(const std::string& why);
+
+  const std::string conninfo_, setting_;
+  const tlog::NoteSigner signer_;
+  const tlog::NoteVerifier verifier_;
+  std::string description_;
+
+  Mutex commit_mu_;  // one Commit, Recover or TryBecomeSequencer at a time
+  std::unique_ptr<PostgresLog> writer_ LATCH_GUARDED_BY(commit_mu_);  // holds the lock
+  RightEdge edge_ LATCH_GUARDED_BY(commit_mu_);
+  std::string partial_bundle_ LATCH_GUARDED_BY(commit_mu_);  // entries past the last full bundle
+  std::vector<std::vector<tlog::Hash>> completed_ LATCH_GUARDED_BY(commit_mu_);
+  std::atomic<bool> sequencer_{false}, failed_{false}, superseded_{false};
+  std::atomic<uint64_t> commits_{0}, rows_written_{0};
+
+  Mutex read_mu_;
+  std::unique_ptr<PostgresLog> reader_ LATCH_GUARDED_BY(read_mu_);
+  std::map<std::pair<int, uint64_t>, std::string> full_tiles_ LATCH_GUARDED_BY(read_mu_);
+  size_t cached_bytes_ LATCH_GUARDED_BY(read_mu_) = 0;
+
+  mutable Mutex state_mu_;  // the committed view: what readers see
+  uint64_t size_ LATCH_GUARDED_BY(state_mu_) = 0;
+  tlog::Checkpoint checkpoint_ LATCH_GUARDED_BY(state_mu_);
+  std::string checkpoint_note_ LATCH_GUARDED_BY(state_mu_);
+};
+
+}  // namespace latch::ledger::postgres

@@ -1,0 +1,253 @@
+// The ledger appended in PostgreSQL (issue 17), against a real PostgreSQL 15
+// cluster the test starts in its own directory: the same entries under the
+// same key give byte-identical tiles and checkpoints in files and in the
+// database; one sequencer at a time, and the next one extends the same
+// tree; a writer whose turn passed cannot append and says it steps down;
+// a database that goes away stops commits, which resume when it returns.
+#include "collector/ledger/postgres/postgres_ledger.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include "collector/ledger/file_ledger.h"
+#include "collector/ledger/verifier.h"
+#include "lib/storage/append_file.h"
+#include "lib/tlog/proof.h"
+#include "postgres_cluster.h"
+#include "temp_dir.h"
+
+namespace latch::ledger::postgres {
+namespace {
+
+constexpr char kOrigin[] = "pg.example/ledger";
+
+std::string EntryText(uint64_t i) {
+  return "entry-" + std::to_string(i) + std::string(i % 97, 'x');
+}
+
+// Commits entries [from, to) in batches of random sizes (the same seed gives
+// the same cadence), each batch split over one to three EntryBatches.
+Status Append(Ledger& ledger, uint64_t from, uint64_t to, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  while (from < to) {
+    const uint64_t n = std::min<uint64_t>(to - from, 1 + rng() % 600);
+    std::vector<EntryBatch> ordered(1 + rng() % 3);
+    const uint64_t per = (n + ordered.size() - 1) / ordered.size();
+    for (uint64_t i = from; i < from + n; ++i) {
+      LATCH_RETURN_IF_ERROR(ordered[(i - from) / per].Add(EntryText(i)));
+    }
+    std::vector<const EntryBatch*> batches;
+    for (const EntryBatch& b : ordered) batches.push_back(&b);
+    uint64_t first = 0;
+    LATCH_RETURN_IF_ERROR(ledger.Commit(batches, &first));
+    if (first != from) return Status::Corruption("first index " + std::to_string(first));
+    from += n;
+  }
+  return Status::Ok();
+}
+
+class PostgresLedgerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why = cluster_.Start();
+    if (!why.empty()) {
+      if (std::getenv("CI") != nullptr && std::string(std::getenv("CI")) == "true") {
+        FAIL() << "PostgreSQL cannot start under CI: " << why;
+      }
+      GTEST_SKIP() << "PostgreSQL cannot start here: " << why;
+    }
+    ASSERT_TRUE(tlog::NoteSigner::Generate(kOrigin, &signer_).ok());
+    ASSERT_TRUE(PostgresLog::Init(cluster_.Conninfo(), kOrigin).ok());
+  }
+  std::unique_ptr<PostgresLedger> OpenLedger() {
+    std::unique_ptr<PostgresLedger> l;
+    Status s = PostgresLedger::Open(cluster_.Conninfo(), "[storage] postgres", signer_, &l);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return l;
+  }
+  // As a standby does: tries for the lock until it is free (a session that
+  // ended releases it as soon as its server process has gone).
+  static bool BecomeSequencer(PostgresLedger& l) {
+    for (int i = 0; i < 200; ++i) {
+      bool became = false;
+      Status s = l.TryBecomeSequencer(&became);
+      EXPECT_TRUE(s.ok()) << s.ToString();
+      if (became) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return false;
+  }
+  std::unique_ptr<PostgresLedger> OpenSequencer() {
+    auto l = OpenLedger();
+    EXPECT_TRUE(BecomeSequencer(*l));
+    return l;
+  }
+  // A file ledger under the same key (its key file replaced before open).
+  std::unique_ptr<FileLedger> OpenFiles() {
+    const std::string dir = dir_ / "files";
+    EXPECT_TRUE(FileLedger::Create(dir, kOrigin).ok());
+    EXPECT_TRUE(storage::WriteFileAtomically(dir, "key", signer_.ToString() + "\n", 0600).ok());
+    EXPECT_TRUE(
+        storage::WriteFileAtomically(dir, "vkey", signer_.verifier().ToString() + "\n").ok());
+    // Create signed the empty checkpoint with its own key: sign it again.
+    std::string note;
+    EXPECT_TRUE(
+        signer_
+            .Sign(tlog::Checkpoint{kOrigin, 0, tlog::MerkleHasher::EmptyRoot(), {}}.Body(), &note)
+            .ok());
+    EXPECT_TRUE(storage::WriteFileAtomically(dir, "checkpoint", note).ok());
+    std::unique_ptr<FileLedger> l;
+    Status s = FileLedger::Open(dir, FileLedger::Mode::kReadWrite, &l);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return l;
+  }
+  // Every tile of both at `a`'s size, full and narrower partials, byte for byte.
+  static void ExpectSameTiles(Ledger& a, Ledger& b) {
+    ASSERT_EQ(a.size(), b.size());
+    const uint64_t size = a.size();
+    for (int level = tlog::TileId::kEntries;; ++level) {
+      const uint64_t count = level < 0 ? size : tlog::HashesAtLevel(size, level);
+      if (count == 0) break;
+      for (uint64_t index = 0; index * 256 < count; ++index) {
+        const auto full = static_cast<uint32_t>(std::min<uint64_t>(256, count - index * 256));
+        for (uint32_t width : {full, full > 1 ? full / 2 : full, uint32_t{1}}) {
+          tlog::TileId id{level, index, width};
+          std::string x, y;
+          ASSERT_TRUE(a.ReadTile(id, &x).ok()) << id.Path();
+          Status s = b.ReadTile(id, &y);
+          ASSERT_TRUE(s.ok()) << id.Path() << ": " << s.ToString();
+          ASSERT_EQ(x, y) << id.Path();
+        }
+      }
+    }
+    EXPECT_EQ(a.checkpoint_note(), b.checkpoint_note());
+  }
+
+  testing::PostgresCluster cluster_;
+  TempDir dir_;
+  tlog::NoteSigner signer_;
+};
+
+TEST_F(PostgresLedgerTest, FilesAndDatabaseGiveIdenticalTilesAndCheckpoints) {
+  auto files = OpenFiles();
+  auto db = OpenSequencer();
+  EXPECT_EQ(db->checkpoint_note(), files->checkpoint_note());  // the empty tree
+  // Sizes that stop inside bundles, on tile edges, and across levels.
+  for (uint64_t to : {1u, 255u, 256u, 257u, 5000u, 65536u, 70001u}) {
+    const uint64_t from = files->size();
+    ASSERT_TRUE(Append(*files, from, to, to).ok());
+    Status s = Append(*db, from, to, to);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    ExpectSameTiles(*files, *db);
+  }
+  // Proofs and entries read through the database agree with the files.
+  std::vector<tlog::Hash> p1, p2;
+  ASSERT_TRUE(files->InclusionProof(12345, 70001, &p1).ok());
+  ASSERT_TRUE(db->InclusionProof(12345, 70001, &p2).ok());
+  EXPECT_EQ(p1, p2);
+  ASSERT_TRUE(files->ConsistencyProof(257, 70001, &p1).ok());
+  ASSERT_TRUE(db->ConsistencyProof(257, 70001, &p2).ok());
+  EXPECT_EQ(p1, p2);
+  std::string entry;
+  ASSERT_TRUE(db->ReadEntry(69999, &entry).ok());
+  EXPECT_EQ(entry, EntryText(69999));
+  VerifyResult v;
+  Status s = VerifyLog(*db, signer_.verifier(), &v);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(v.checkpoint.size, 70001u);
+}
+
+TEST_F(PostgresLedgerTest, OneSequencerAtATimeAndTheNextExtendsTheSameTree) {
+  auto a = OpenSequencer();
+  auto b = OpenLedger();
+  bool became = true;
+  ASSERT_TRUE(b->TryBecomeSequencer(&became).ok());
+  EXPECT_FALSE(became);  // a holds the lock
+  uint64_t first = 0;
+  EXPECT_EQ(b->Commit({}, &first).code(), Status::Code::kFailedPrecondition);
+  ASSERT_TRUE(Append(*a, 0, 1000, 1).ok());
+  const tlog::Checkpoint at_a = a->checkpoint();
+  a.reset();  // its session ends, and its lock with it
+  ASSERT_TRUE(BecomeSequencer(*b));
+  EXPECT_EQ(b->size(), 1000u);  // what a left, read when it took over
+  ASSERT_TRUE(Append(*b, 1000, 1500, 2).ok());
+  std::vector<tlog::Hash> proof;
+  ASSERT_TRUE(b->ConsistencyProof(1000, 1500, &proof).ok());
+  EXPECT_TRUE(tlog::VerifyConsistency(1000, 1500, proof, at_a.root, b->checkpoint().root).ok());
+  VerifyResult v;
+  ASSERT_TRUE(VerifyLog(*b, signer_.verifier(), &v).ok());
+}
+
+TEST_F(PostgresLedgerTest, AWriterWhoseTurnPassedCannotAppendAndStepsDown) {
+  auto a = OpenSequencer();
+  ASSERT_TRUE(Append(*a, 0, 300, 3).ok());
+  // a's session goes (a partition, a paused machine): the lock is free.
+  std::string out;
+  ASSERT_EQ(cluster_.Sql("SELECT pg_terminate_backend(pid) FROM pg_locks "
+                         "WHERE locktype = 'advisory' AND objid <> 0 AND granted",
+                         &out),
+            0)
+      << out;
+  auto b = OpenSequencer();
+  ASSERT_TRUE(Append(*b, 300, 400, 4).ok());
+  // a comes back and tries to append at 300: refused, whatever the way.
+  Status s = Append(*a, 300, 310, 5);
+  EXPECT_FALSE(s.ok());
+  EXPECT_TRUE(a->write_failed());
+  s = a->Recover();
+  EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition) << s.ToString();
+  EXPECT_TRUE(a->superseded());
+  EXPECT_FALSE(a->is_sequencer());
+  EXPECT_FALSE(Append(*a, 300, 310, 5).ok());  // for good
+  // Nothing of a's attempt is in the tree; b goes on.
+  ASSERT_TRUE(Append(*b, 400, 600, 6).ok());
+  std::string entry;
+  ASSERT_TRUE(b->ReadEntry(305, &entry).ok());
+  EXPECT_EQ(entry, EntryText(305));
+  VerifyResult v;
+  ASSERT_TRUE(VerifyLog(*b, signer_.verifier(), &v).ok());
+  EXPECT_EQ(v.checkpoint.size, 600u);
+}
+
+TEST_F(PostgresLedgerTest, ADatabaseThatGoesAwayStopsCommitsUntilItReturns) {
+  auto l = OpenSequencer();
+  ASSERT_TRUE(Append(*l, 0, 700, 7).ok());
+  cluster_.Crash();
+  Status s = Append(*l, 700, 800, 8);
+  EXPECT_EQ(s.code(), Status::Code::kIoError) << s.ToString();
+  EXPECT_TRUE(l->write_failed());
+  EXPECT_FALSE(l->Recover().ok());  // still down
+  EXPECT_EQ(l->size(), 700u);       // what was acknowledged, still served as the tree
+  ASSERT_EQ(cluster_.StartServer(), "");
+  s = l->Recover();
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_FALSE(l->superseded());
+  ASSERT_TRUE(Append(*l, 700, 800, 8).ok());
+  VerifyResult v;
+  s = VerifyLog(*l, signer_.verifier(), &v);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(v.checkpoint.size, 800u);
+}
+
+TEST_F(PostgresLedgerTest, ADatabaseOfAnotherOriginIsRefused) {
+  tlog::NoteSigner other;
+  ASSERT_TRUE(tlog::NoteSigner::Generate("other.example/ledger", &other).ok());
+  std::unique_ptr<PostgresLedger> l;
+  Status s = PostgresLedger::Open(cluster_.Conninfo(), "[storage] postgres", other, &l);
+  EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("pg.example/ledger"), std::string::npos) << s.ToString();
+  // The same origin under another key: the stored checkpoint does not verify.
+  auto a = OpenSequencer();
+  ASSERT_TRUE(Append(*a, 0, 10, 9).ok());
+  a.reset();
+  tlog::NoteSigner impostor;
+  ASSERT_TRUE(tlog::NoteSigner::Generate(kOrigin, &impostor).ok());
+  s = PostgresLedger::Open(cluster_.Conninfo(), "[storage] postgres", impostor, &l);
+  EXPECT_FALSE(s.ok());
+}
+
+}  // namespace
+}  // namespace latch::ledger::postgres
