@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "collector/grants/grant_keys.h"
-#include "collector/ledger/file_ledger.h"
+#include "collector/ingest/ledger_storage.h"
 #include "schemas/curve_key.h"
 
 namespace latch::collector {
@@ -31,18 +31,12 @@ Status LoadOrMakeCollectorKeys(const CollectorConfig& config, CollectorKeys* out
   } else {
     LATCH_RETURN_IF_ERROR(s);
   }
-  const std::string ledger_dir = dir + "/ledger";
-  if (!ledger::FileLedger::IsLedgerDirectory(ledger_dir)) {
-    LATCH_RETURN_IF_ERROR(ledger::FileLedger::Create(ledger_dir, config.origin));
-  }
-  // Read-only: a running collector holds it for writing.
-  std::unique_ptr<ledger::Ledger> ledger;
-  LATCH_RETURN_IF_ERROR(
-      ledger::FileLedger::Open(ledger_dir, ledger::FileLedger::Mode::kReadOnly, &ledger));
+  tlog::NoteVerifier ledger_key;
+  LATCH_RETURN_IF_ERROR(ReadLedgerVerifier(config, &ledger_key));
   LATCH_RETURN_IF_ERROR(MatchDataDirOwner(dir));
   out->curve_public_key = curve.public_z85;
   out->grant_key = grant.ToString();
-  out->ledger_key = ledger->verifier().ToString();
+  out->ledger_key = ledger_key.ToString();
   return Status::Ok();
 }
 

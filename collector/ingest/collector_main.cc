@@ -16,6 +16,7 @@
 // grant, revoke, status, token and agents talk to the running collector over its admin
 // socket (data_dir/admin.sock, reachable only by who can enter data_dir).
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
@@ -29,6 +30,7 @@
 #include "collector/ingest/collector_config.h"
 #include "collector/ingest/collector_keys.h"
 #include "collector/ingest/collector_server.h"
+#include "collector/ingest/ledger_storage.h"
 #include "lib/logging/log_flags.h"
 #include "lib/logging/logger.h"
 #include "schemas/join_token.h"
@@ -40,7 +42,11 @@ using latch::collector::CollectorConfig;
 using latch::collector::CollectorServer;
 
 CollectorServer* g_server = nullptr;
+// Set by a signal before the server exists (a standby waiting for the
+// sequencer's lock stops on it).
+std::atomic<bool> g_stop{false};
 void OnSignal(int) {
+  g_stop = true;
   if (g_server != nullptr) g_server->Stop();
 }
 void OnHangup(int) {
@@ -229,6 +235,10 @@ int main(int argc, char** argv) {
   revoke->add_option("--id", id, "grant id")->required();
   revoke->add_option("--reason", reason, "why");
   auto* status = app.add_subcommand("status", "counters of the running collector");
+  auto* storage = app.add_subcommand("storage", "the ledger's storage in PostgreSQL ([storage])");
+  storage->require_subcommand(1);
+  auto* storage_init = storage->add_subcommand(
+      "init", "make the ledger's signing key if absent, and its tables in the database");
   auto* join_token = app.add_subcommand("token", "join tokens for enrolling agents");
   join_token->require_subcommand(1);
   auto* token_create =
@@ -277,6 +287,11 @@ int main(int argc, char** argv) {
                 " --host db-1 --uid 1000 --resource 1 --for 600");
   revoke->footer("Example:\n  latch-collector revoke" + c + " --id 7 --reason \"left the team\"");
   status->footer("Example:\n  latch-collector status" + c);
+  storage_init->footer(
+      "Example (once, on one collector; then copy [storage] key to the others):\n"
+      "  latch-collector storage init" +
+      c);
+  storage->footer("Example:\n  latch-collector storage init" + c);
   request->footer("Example:\n  latch-collector request" + c +
                   " --as alice --resource db --for 30m --reason \"OPS-12\"");
   review->footer("Example:\n  latch-collector review" + c +
@@ -304,7 +319,7 @@ int main(int argc, char** argv) {
       " --promote\n"
       "  systemctl start latch-collector");
   for (auto* sub : {keys, grant, revoke, status, request, review, requests, grant_key, join_token,
-                    token_create, agents, agents_remove})
+                    token_create, agents, agents_remove, storage, storage_init})
     sub->fallthrough();
   CLI11_PARSE(app, argc, argv);
   if (cert_hash->parsed()) {
@@ -331,11 +346,19 @@ int main(int argc, char** argv) {
   const bool serving = !keys->parsed() && !grant->parsed() && !revoke->parsed() &&
                        !status->parsed() && !request->parsed() && !review->parsed() &&
                        !requests->parsed() && !grant_key->parsed() && !join_token->parsed() &&
-                       !agents->parsed();
+                       !agents->parsed() && !storage->parsed();
   CollectorConfig config;
   Status s = latch::collector::LoadCollectorConfig(config_path, &config);
   if (!s.ok()) return serving ? FailServing(s, config_path) : Fail(s);
 
+  if (storage_init->parsed()) {
+    std::string vkey;
+    s = latch::collector::InitPostgresStorage(config, &vkey);
+    if (!s.ok()) return Fail(s);
+    std::printf("ledger '%s' ready in the database\nledger_key = \"%s\"\n", config.origin.c_str(),
+                vkey.c_str());
+    return 0;
+  }
   if (grant->parsed()) {
     nlohmann::json p;
     if (uid >= 0)
@@ -399,11 +422,16 @@ int main(int argc, char** argv) {
   }
 
   std::unique_ptr<CollectorServer> server;
-  s = CollectorServer::Open(config, &server);
-  if (!s.ok()) return serving ? FailServing(s, config_path) : Fail(s);
-  g_server = server.get();
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
+  s = CollectorServer::Open(config, &server, &g_stop);
+  if (!s.ok() && g_stop) {
+    latch::logging::Default().Info("stopped", {{"while", s.ToString()}});
+    return 0;
+  }
+  if (!s.ok()) return serving ? FailServing(s, config_path) : Fail(s);
+  g_server = server.get();
+  if (g_stop) server->Stop();
   std::signal(SIGHUP, OnHangup);
   s = server->Run();
   g_server = nullptr;

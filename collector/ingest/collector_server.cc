@@ -23,9 +23,9 @@
 #include <stdexcept>
 
 #include "collector/grants/grant_keys.h"
+#include "collector/ingest/ledger_storage.h"
 #include "collector/ingest/state_snapshot.h"
 #include "collector/ledger/entry_range.h"
-#include "collector/ledger/file_ledger.h"
 #include "collector/workflow/duration.h"
 #include "lib/logging/logger.h"
 #include "lib/storage/append_file.h"
@@ -60,7 +60,8 @@ struct CollectorServer::Waiters {
   }
 };
 
-Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<CollectorServer>* out) {
+Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<CollectorServer>* out,
+                             const std::atomic<bool>* stop) {
   std::unique_ptr<CollectorServer> s(new CollectorServer());
   s->config_ = config;
   const std::string& dir = config.data_dir;
@@ -71,17 +72,7 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
   tlog::NoteSigner grant_key;
   std::vector<tlog::NoteVerifier> retired;
   LATCH_RETURN_IF_ERROR(LoadGrantKeys(dir, config.origin, &grant_key, &retired));
-  std::string ledger_dir = dir + "/ledger";
-  if (!ledger::FileLedger::IsLedgerDirectory(ledger_dir)) {
-    LATCH_RETURN_IF_ERROR(ledger::FileLedger::Create(ledger_dir, config.origin));
-  }
-  LATCH_RETURN_IF_ERROR(
-      ledger::FileLedger::Open(ledger_dir, ledger::FileLedger::Mode::kReadWrite, &s->ledger_));
-  if (s->ledger_->checkpoint().origin != config.origin) {
-    return Status::FailedPrecondition("the ledger in " + ledger_dir + " has origin '" +
-                                      s->ledger_->checkpoint().origin + "', config says '" +
-                                      config.origin + "'");
-  }
+  LATCH_RETURN_IF_ERROR(OpenCollectorLedger(config, stop, &s->ledger_));
   s->loop_ = std::make_unique<Dispatcher>();
   s->waiters_ = std::make_unique<Waiters>(s->loop_->io());
   ledger::BatcherOptions bo;
@@ -304,6 +295,15 @@ void CollectorServer::PostTurn() {
 }
 
 void CollectorServer::Maintain() {
+  if (ledger_->superseded()) {
+    // Another collector is the sequencer (this one was paused or cut off
+    // while it took over): nothing more may be acknowledged here. Exiting
+    // non-zero lets the service manager start this one again, as a standby.
+    loop_status_ = Status::FailedPrecondition(
+        "stepped down: another collector moved the ledger on and is the sequencer now");
+    stopping_ = true;
+    return loop_->Exit();
+  }
   refusals_.Flush(*recorder_, NowNs(), /*force=*/false);
   // Reloads are recorded before they act: while the ledger refuses writes
   // they wait (the request stays), rather than fail and retry every turn.

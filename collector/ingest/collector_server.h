@@ -61,8 +61,11 @@ namespace latch::collector {
 
 class CollectorServer : private workflow::WorkflowSink {
  public:
-  // Creates keys and the ledger in the data directory on first start.
-  static Status Open(const CollectorConfig& config, std::unique_ptr<CollectorServer>* out);
+  // Creates keys and the ledger in the data directory on first start. With
+  // the ledger in PostgreSQL, returns only once this collector is the
+  // sequencer (a standby waits), or `*stop` is set.
+  static Status Open(const CollectorConfig& config, std::unique_ptr<CollectorServer>* out,
+                     const std::atomic<bool>* stop = nullptr);
   ~CollectorServer();
 
   // Binds and serves until Stop(); returns why it stopped.

@@ -42,6 +42,10 @@ class Ledger : public TileSource, public tlog::StoredHashReader {
   // refuses) leaves it refusing; call again later. OK and nothing done when
   // no commit failed.
   virtual Status Recover() = 0;
+  // Whether another writer moved the ledger past this one (several
+  // collectors sharing one storage): it then refuses commits for good, and
+  // its owner must step down. Never for a storage with one writer.
+  virtual bool superseded() const { return false; }
 
   virtual uint64_t size() const = 0;
   // Commits written (each one durable batch and one signed checkpoint) since open.

@@ -7,8 +7,11 @@
 #include "collector/ledger/postgres/postgres_ledger.h"
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <random>
 #include <thread>
 
@@ -70,8 +73,8 @@ class PostgresLedgerTest : public ::testing::Test {
   }
   // As a standby does: tries for the lock until it is free (a session that
   // ended releases it as soon as its server process has gone).
-  static bool BecomeSequencer(PostgresLedger& l) {
-    for (int i = 0; i < 200; ++i) {
+  static bool BecomeSequencer(PostgresLedger& l, int timeout_ms = 5000) {
+    for (int i = 0; i < timeout_ms / 25; ++i) {
       bool became = false;
       Status s = l.TryBecomeSequencer(&became);
       EXPECT_TRUE(s.ok()) << s.ToString();
@@ -210,6 +213,52 @@ TEST_F(PostgresLedgerTest, AWriterWhoseTurnPassedCannotAppendAndStepsDown) {
   VerifyResult v;
   ASSERT_TRUE(VerifyLog(*b, signer_.verifier(), &v).ok());
   EXPECT_EQ(v.checkpoint.size, 600u);
+}
+
+// The lease: a sequencer frozen by SIGSTOP stops pinging, the server ends its
+// session after kLeaseMs, and a standby takes over; resumed, the frozen one
+// cannot append and steps down.
+TEST_F(PostgresLedgerTest, AFrozenSequencerLosesItsLeaseAndCannotAppendWhenResumed) {
+  int ready[2], go[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  ASSERT_EQ(::pipe(go), 0);
+  pid_t child = ::fork();
+  if (child == 0) {
+    auto a = OpenSequencer();
+    int rc = Append(*a, 0, 100, 10).ok() ? 0 : 10;
+    char c = 1;
+    (void)!::write(ready[1], &c, 1);
+    (void)!::read(go[0], &c, 1);  // frozen here by the parent, then resumed
+    if (rc == 0 && Append(*a, 100, 110, 11).ok()) rc = 11;  // must be refused
+    if (rc == 0 && a->Recover().ok()) rc = 12;
+    if (rc == 0 && !a->superseded()) rc = 13;
+    ::_exit(rc);
+  }
+  char c = 0;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  ASSERT_EQ(::kill(child, SIGSTOP), 0);
+  const auto frozen = std::chrono::steady_clock::now();
+  auto b = OpenLedger();
+  ASSERT_TRUE(BecomeSequencer(*b, 15000));
+  const double took_s =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - frozen).count();
+  EXPECT_LT(took_s, 2.0 * PostgresLedger::kLeaseMs / 1000) << "the lease held too long";
+  std::printf("lease: a standby became the sequencer %.1f s after the sequencer froze\n", took_s);
+  EXPECT_EQ(b->size(), 100u);
+  ASSERT_TRUE(Append(*b, 100, 150, 12).ok());
+  ASSERT_EQ(::kill(child, SIGCONT), 0);
+  ASSERT_EQ(::write(go[1], &c, 1), 1);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the resumed sequencer appended or did not step down";
+  ASSERT_TRUE(Append(*b, 150, 200, 13).ok());
+  VerifyResult v;
+  ASSERT_TRUE(VerifyLog(*b, signer_.verifier(), &v).ok());
+  EXPECT_EQ(v.checkpoint.size, 200u);
+  std::string entry;
+  ASSERT_TRUE(b->ReadEntry(105, &entry).ok());
+  EXPECT_EQ(entry, EntryText(105));
 }
 
 TEST_F(PostgresLedgerTest, ADatabaseThatGoesAwayStopsCommitsUntilItReturns) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <chrono>
 #include <cstring>
 
 #include "lib/logging/logger.h"
@@ -35,7 +36,30 @@ Status PostgresLedger::Open(const std::string& conninfo, const std::string& sett
   return Status::Ok();
 }
 
-PostgresLedger::~PostgresLedger() = default;
+PostgresLedger::~PostgresLedger() {
+  closing_ = true;
+  if (pinger_.joinable()) pinger_.join();
+}
+
+void PostgresLedger::PingWhileSequencer() {
+  const auto every = std::chrono::milliseconds(kLeaseMs / 5);
+  auto next = std::chrono::steady_clock::now() + every;
+  while (!closing_) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (std::chrono::steady_clock::now() < next) continue;
+    next = std::chrono::steady_clock::now() + every;
+    MutexLock lock(commit_mu_);
+    if (!sequencer_ || failed_ || !writer_) continue;
+    Status s = writer_->Ping();
+    if (!s.ok()) {
+      // The session (and with it, maybe, the lock) is gone: commits stop
+      // until Recover finds out whether this ledger is still the sequencer.
+      failed_ = true;
+      logging::Default().Warn("the sequencer's database session failed",
+                              {{"storage", description_}, {"error", s.ToString()}});
+    }
+  }
+}
 
 Status PostgresLedger::LoadTree(PostgresLog& log, bool load_edge) {
   uint64_t size = 0;
@@ -88,7 +112,7 @@ Status PostgresLedger::TryBecomeSequencer(bool* became) {
     LATCH_RETURN_IF_ERROR(PostgresLog::Open(conninfo_, setting_, verifier_.name(), &writer_));
   }
   bool held = false;
-  Status s = writer_->TryLockSequencer(&held);
+  Status s = writer_->TryLockSequencer(kLeaseMs, &held);
   if (!s.ok()) {
     writer_.reset();  // a broken connection: a new one next time
     return s;
@@ -105,6 +129,7 @@ Status PostgresLedger::TryBecomeSequencer(bool* became) {
   failed_ = false;
   sequencer_ = true;
   *became = true;
+  if (!pinger_.joinable()) pinger_ = std::thread([this] { PingWhileSequencer(); });
   return Status::Ok();
 }
 
@@ -227,12 +252,12 @@ Status PostgresLedger::Recover() {
   std::unique_ptr<PostgresLog> log;
   LATCH_RETURN_IF_ERROR(PostgresLog::Open(conninfo_, setting_, verifier_.name(), &log));
   bool held = false;
-  LATCH_RETURN_IF_ERROR(log->TryLockSequencer(&held));
+  LATCH_RETURN_IF_ERROR(log->TryLockSequencer(kLeaseMs, &held));
   if (!held) {
     // Another collector holds it: the old connection's session may still
     // hold it too (a commit that failed for another reason); keep that one.
     if (writer_ && writer_->connected()) {
-      LATCH_RETURN_IF_ERROR(writer_->TryLockSequencer(&held));
+      LATCH_RETURN_IF_ERROR(writer_->TryLockSequencer(kLeaseMs, &held));
       if (held) log = std::move(writer_);
     }
   }

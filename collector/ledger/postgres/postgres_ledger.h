@@ -15,9 +15,15 @@
 // A ledger opens as a reader. TryBecomeSequencer takes the lock, reads the
 // tree as the database has it then, and only then takes commits.
 //
-// Threads: Commit, Recover and TryBecomeSequencer serialise on one
-// connection; reads use a second connection of their own, and full tiles
-// (which never change) are kept in a bounded cache.
+// The lock lives as long as the sequencer's session, and the server ends
+// that session once it is idle for kLeaseMs; a thread of the ledger pings
+// every kLeaseMs / 5. So a sequencer that stops (kill -9, a dead machine,
+// SIGSTOP, a partition) frees the lock within kLeaseMs, while a live idle
+// one keeps it.
+//
+// Threads: Commit, Recover, TryBecomeSequencer and the pings serialise on
+// one connection; reads use a second connection of their own, and full
+// tiles (which never change) are kept in a bounded cache.
 #pragma once
 
 #include <atomic>
@@ -25,6 +31,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -37,6 +44,8 @@ namespace latch::ledger::postgres {
 
 class PostgresLedger : public Ledger {
  public:
+  static constexpr int kLeaseMs = 5000;
+
   // Opens the ledger of `signer`'s origin, which the database at `conninfo`
   // must hold (latch-collector storage init, or latch-ledger migrate).
   // `setting` names the connection string's source in errors.
@@ -52,7 +61,7 @@ class PostgresLedger : public Ledger {
   bool is_sequencer() const { return sequencer_.load(); }
   // Whether another writer moved the tree past this one: this ledger then
   // refuses every commit for good, and its owner must step down.
-  bool superseded() const { return superseded_.load(); }
+  bool superseded() const override { return superseded_.load(); }
   // Rows written to the database by commits since open (tiles and bundles).
   uint64_t rows_written() const { return rows_written_.load(); }
 
@@ -92,6 +101,7 @@ class PostgresLedger : public Ledger {
                  std::string* partial_bundle) LATCH_REQUIRES(commit_mu_);
   Status ReadStored(const tlog::TileId& tile, std::string* data);
   void Supersede(const std::string& why);
+  void PingWhileSequencer();
 
   const std::string conninfo_, setting_;
   const tlog::NoteSigner signer_;
@@ -105,6 +115,9 @@ class PostgresLedger : public Ledger {
   std::vector<std::vector<tlog::Hash>> completed_ LATCH_GUARDED_BY(commit_mu_);
   std::atomic<bool> sequencer_{false}, failed_{false}, superseded_{false};
   std::atomic<uint64_t> commits_{0}, rows_written_{0};
+
+  std::atomic<bool> closing_{false};
+  std::thread pinger_;
 
   Mutex read_mu_;
   std::unique_ptr<PostgresLog> reader_ LATCH_GUARDED_BY(read_mu_);

@@ -62,10 +62,11 @@ std::vector<tlog::TileId> TilesOf(uint64_t size) {
 
 }  // namespace
 
-Status PostgresLog::Init(const std::string& conninfo, const std::string& origin) {
+Status PostgresLog::Init(const std::string& conninfo, const std::string& origin,
+                         const std::string& setting) {
   if (origin.empty()) return Status::InvalidArgument("a ledger needs an origin");
   std::unique_ptr<PgConnection> c;
-  LATCH_RETURN_IF_ERROR(PgConnection::Connect(conninfo, "storage", &c));
+  LATCH_RETURN_IF_ERROR(PgConnection::Connect(conninfo, setting, &c));
   PgTransaction tx(*c);
   LATCH_RETURN_IF_ERROR(tx.Begin());
   // One initialiser at a time; others wait, then find the tables made.
@@ -220,7 +221,7 @@ Status PostgresLog::Advance(uint64_t expected_size, const std::vector<TileRow>& 
   return Status::Ok();
 }
 
-Status PostgresLog::TryLockSequencer(bool* held) {
+Status PostgresLog::TryLockSequencer(int lease_ms, bool* held) {
   std::optional<PgResult> r;
   // Key: the origin's hash, in its own namespace of advisory locks (the
   // two-int form), so it cannot collide with the schema's lock.
@@ -228,8 +229,13 @@ Status PostgresLog::TryLockSequencer(bool* held) {
                                     "SELECT pg_try_advisory_lock(1281450851, hashtext($1))",
                                     {PgParam::Text(origin_)}, &r));
   *held = r->rows() == 1 && r->value(0, 0) == "t";
-  return Status::Ok();
+  if (!*held) return Status::Ok();
+  return conn_->Exec("setting the sequencer's lease",
+                     "SELECT set_config('idle_session_timeout', $1, false)",
+                     {PgParam::Text(std::to_string(lease_ms))});
 }
+
+Status PostgresLog::Ping() { return conn_->Exec("pinging the database", "SELECT 1"); }
 
 Status PostgresLog::ReadCheckpoint(std::string* note) {
   uint64_t size = 0;

@@ -49,7 +49,8 @@ class PostgresLog : public TileSource {
   // Creates the tables if missing and the tree row of `origin` (size 0, no
   // checkpoint yet). Refuses a database holding another schema version or
   // another origin.
-  static Status Init(const std::string& conninfo, const std::string& origin);
+  static Status Init(const std::string& conninfo, const std::string& origin,
+                     const std::string& setting = "storage");
   // Connects and checks the schema version; `origin` empty: whichever the
   // database holds. `setting` names the connection string's source in errors.
   static Status Open(const std::string& conninfo, const std::string& setting,
@@ -77,7 +78,13 @@ class PostgresLog : public TileSource {
   // one sequencer of this origin (a session advisory lock: PostgreSQL frees
   // it when the connection ends, so a dead collector's lock goes with its
   // session). *held: whether this connection holds it now.
-  Status TryLockSequencer(bool* held);
+  // While held, the session is ended by the server once idle for
+  // `lease_ms` (idle_session_timeout): a holder that stops talking (a
+  // frozen or partitioned machine) loses the lock then; a live one pings
+  // (Ping) more often than that.
+  Status TryLockSequencer(int lease_ms, bool* held);
+  // One round trip.
+  Status Ping();
 
   // TileSource: what the current tree serves, and nothing past it.
   Status ReadCheckpoint(std::string* note) override;
