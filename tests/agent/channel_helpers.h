@@ -46,11 +46,9 @@ struct LedgerView {
   size_t size = 0;
 };
 
-inline LedgerView ReadLedgerAt(const std::string& dir) {
+// What `l` holds, whichever storage serves it.
+inline LedgerView ReadLedgerView(ledger::Ledger* l) {
   LedgerView v;
-  std::unique_ptr<ledger::Ledger> l;
-  Status s = ledger::FileLedger::Open(dir, ledger::FileLedger::Mode::kReadOnly, &l);
-  if (!s.ok()) return v;
   v.size = l->size();
   std::string entry;
   ledger::LedgerRecord r;
@@ -99,6 +97,13 @@ inline LedgerView ReadLedgerAt(const std::string& dir) {
     }
   }
   return v;
+}
+
+inline LedgerView ReadLedgerAt(const std::string& dir) {
+  std::unique_ptr<ledger::Ledger> l;
+  Status s = ledger::FileLedger::Open(dir, ledger::FileLedger::Mode::kReadOnly, &l);
+  if (!s.ok()) return LedgerView{};
+  return ReadLedgerView(l.get());
 }
 
 }  // namespace latch::agent
