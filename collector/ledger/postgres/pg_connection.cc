@@ -95,26 +95,91 @@ Status PgConnection::Exec(const std::string& what, const std::string& sql,
       PQexecParams(conn_, sql.c_str(), static_cast<int>(params.size()), nullptr, values.data(),
                    lengths.data(), formats.data(), binary_results ? 1 : 0);
   PgResult r(raw);
+  LATCH_RETURN_IF_ERROR(Check(what, raw, nullptr));
+  if (result != nullptr) result->emplace(std::move(r));
+  return Status::Ok();
+}
+
+Status PgConnection::Check(const std::string& what, const pg_result* raw, std::string* sqlstate) {
   if (raw == nullptr) {
     return Status::IoError(what + ": no result from PostgreSQL: " + OneLine(PQerrorMessage(conn_)));
   }
   const ExecStatusType status = PQresultStatus(raw);
-  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-    const char* state = PQresultErrorField(raw, PG_DIAG_SQLSTATE);
-    std::string message = what + ": " + OneLine(PQresultErrorMessage(raw));
-    if (state != nullptr) message += " (SQLSTATE " + std::string(state) + ")";
-    // A connection that broke: libpq's own errors have no SQLSTATE; class 08
-    // (connection exceptions) and 57P01-57P03 (the server shutting down or
-    // starting) are the server saying so.
-    const std::string code = state != nullptr ? state : "";
-    if (PQstatus(conn_) != CONNECTION_OK || code.empty() || code.rfind("08", 0) == 0 ||
-        code == "57P01" || code == "57P02" || code == "57P03") {
-      return Status::IoError(message);
-    }
-    return Status::FailedPrecondition(message);
+  if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_PIPELINE_SYNC) {
+    return Status::Ok();
   }
-  if (result != nullptr) result->emplace(std::move(r));
-  return Status::Ok();
+  if (status == PGRES_PIPELINE_ABORTED) {
+    return Status::FailedPrecondition(what + ": not run (an earlier statement failed)");
+  }
+  const char* state = PQresultErrorField(raw, PG_DIAG_SQLSTATE);
+  const std::string code = state != nullptr ? state : "";
+  if (sqlstate != nullptr) *sqlstate = code;
+  std::string message = what + ": " + OneLine(PQresultErrorMessage(raw));
+  if (!code.empty()) message += " (SQLSTATE " + code + ")";
+  // A connection that broke: libpq's own errors have no SQLSTATE; class 08
+  // (connection exceptions) and 57P01-57P03 (the server shutting down or
+  // starting) are the server saying so.
+  if (PQstatus(conn_) != CONNECTION_OK || code.empty() || code.rfind("08", 0) == 0 ||
+      code == "57P01" || code == "57P02" || code == "57P03") {
+    return Status::IoError(message);
+  }
+  return Status::FailedPrecondition(message);
+}
+
+Status PgConnection::ExecPipeline(const std::vector<PgStatement>& statements, size_t* failed,
+                                  std::string* sqlstate) {
+  *failed = statements.size();
+  if (PQenterPipelineMode(conn_) != 1) {
+    return Status::IoError("entering pipeline mode: " + OneLine(PQerrorMessage(conn_)));
+  }
+  Status sent;
+  for (const PgStatement& st : statements) {
+    std::vector<const char*> values;
+    std::vector<int> lengths, formats;
+    for (const PgParam& p : st.params) {
+      values.push_back(p.null ? nullptr : p.value.data());
+      lengths.push_back(static_cast<int>(p.value.size()));
+      formats.push_back(p.binary ? 1 : 0);
+    }
+    if (PQsendQueryParams(conn_, st.sql.c_str(), static_cast<int>(st.params.size()), nullptr,
+                          values.data(), lengths.data(), formats.data(), 0) != 1) {
+      sent = Status::IoError(st.what + ": " + OneLine(PQerrorMessage(conn_)));
+      break;
+    }
+  }
+  if (sent.ok() && PQpipelineSync(conn_) != 1) {
+    sent = Status::IoError("ending the pipeline: " + OneLine(PQerrorMessage(conn_)));
+  }
+  if (!sent.ok()) {
+    // The connection is broken (its owner reconnects) or the statements
+    // were not all sent: none of them is committed without the sync.
+    (void)PQexitPipelineMode(conn_);
+    return sent;
+  }
+  // Each statement's result then a null; after the last, the sync.
+  Status first_error;
+  for (size_t i = 0; i < statements.size(); ++i) {
+    pg_result* raw = PQgetResult(conn_);
+    PgResult r(raw);
+    Status s = Check(statements[i].what, raw, first_error.ok() ? sqlstate : nullptr);
+    if (!s.ok() && first_error.ok()) {
+      first_error = s;
+      *failed = i;
+    }
+    if (raw == nullptr) break;  // the connection is gone
+    while (pg_result* extra = PQgetResult(conn_)) PQclear(extra);
+  }
+  for (;;) {
+    pg_result* raw = PQgetResult(conn_);
+    if (raw == nullptr) break;
+    const bool sync = PQresultStatus(raw) == PGRES_PIPELINE_SYNC;
+    PQclear(raw);
+    if (sync) break;
+  }
+  if (PQexitPipelineMode(conn_) != 1 && first_error.ok()) {
+    first_error = Status::IoError("leaving pipeline mode: " + OneLine(PQerrorMessage(conn_)));
+  }
+  return first_error;
 }
 
 Status PgConnection::Exec(const std::string& what, const std::string& sql) {

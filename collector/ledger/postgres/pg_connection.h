@@ -28,6 +28,13 @@ struct PgParam {
   static PgParam Int(int64_t v) { return {std::to_string(v), false, false}; }
 };
 
+// A statement for ExecPipeline.
+struct PgStatement {
+  std::string what;  // names the step in errors
+  std::string sql;
+  std::vector<PgParam> params;
+};
+
 // A statement's result: rows of columns, each text or bytes (binary_results).
 class PgResult {
  public:
@@ -66,6 +73,15 @@ class PgConnection {
   // A statement without parameters or results (DDL, BEGIN, COMMIT).
   Status Exec(const std::string& what, const std::string& sql);
 
+  // Sends every statement at once (libpq's pipeline mode: one round trip
+  // rather than one each), then reads their results. On the first error the
+  // server skips the rest up to the end of the pipeline (so a failed
+  // statement inside BEGIN..COMMIT rolls the transaction back); *failed is
+  // its index (statements.size() if none failed) and *sqlstate its code.
+  // Results with rows are not returned: for writes.
+  Status ExecPipeline(const std::vector<PgStatement>& statements, size_t* failed,
+                      std::string* sqlstate);
+
   // Whether the connection is still usable (not broken by the server going).
   bool ok() const;
   // Where it is connected, for logs: host, port, database.
@@ -73,6 +89,8 @@ class PgConnection {
 
  private:
   explicit PgConnection(pg_conn* conn) : conn_(conn) {}
+  // OK, or the Status for a failed result (IoError if the connection broke).
+  Status Check(const std::string& what, const pg_result* raw, std::string* sqlstate);
   pg_conn* conn_;
 };
 

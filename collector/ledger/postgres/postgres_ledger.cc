@@ -217,7 +217,7 @@ Status PostgresLedger::Commit(std::span<const EntryBatch* const> batches, uint64
   std::string note;
   Status s = signer_.Sign(cp.Body(), &note);
   AdvanceResult advanced;
-  if (s.ok()) s = writer_->Advance(base, rows, cp.size, note, &advanced);
+  if (s.ok()) s = writer_->Append(base, rows, cp.size, note, &advanced);
   if (!s.ok()) {
     // The edge moved on in memory; Recover reloads it from the database.
     failed_ = true;

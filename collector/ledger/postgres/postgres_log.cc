@@ -162,15 +162,17 @@ Status PostgresLog::ReadState(uint64_t* size, std::string* checkpoint_note) {
 Status PostgresLog::PutTile(const TileRow& tile, bool* added) {
   *added = false;
   std::optional<PgResult> r;
-  // New, or a wider partial of the same tile: then the stored bytes must be
-  // its prefix (tiles only grow at the right edge).
+  // New, or a wider partial of the same tile. That its stored bytes are a
+  // prefix of the wider one is not checked here: only the writer that moved
+  // the tree in this transaction can write (the compare-and-set holds the
+  // tree's row), and it extends what it read; reading the old bytes back
+  // would cost each commit a read of its partial tiles. latch-ledger verify
+  // checks every stored tile against the checkpoint.
   LATCH_RETURN_IF_ERROR(conn_->Exec(
       "writing " + tile.id.Path(),
       "INSERT INTO latch_tiles (level, idx, width, data) VALUES ($1, $2, $3, $4) "
       "ON CONFLICT (level, idx) DO UPDATE SET width = EXCLUDED.width, data = EXCLUDED.data "
-      "WHERE latch_tiles.width < EXCLUDED.width AND "
-      "substring(EXCLUDED.data from 1 for octet_length(latch_tiles.data)) = latch_tiles.data "
-      "RETURNING 1",
+      "WHERE latch_tiles.width < EXCLUDED.width RETURNING 1",
       {PgParam::Int(tile.id.level), PgParam::Int(static_cast<int64_t>(tile.id.index)),
        PgParam::Int(tile.id.width), PgParam::Bytes(tile.data)},
       &r));
@@ -236,6 +238,55 @@ Status PostgresLog::TryLockSequencer(int lease_ms, bool* held) {
 }
 
 Status PostgresLog::Ping() { return conn_->Exec("pinging the database", "SELECT 1"); }
+
+Status PostgresLog::Append(uint64_t expected_size, const std::vector<TileRow>& tiles,
+                           uint64_t new_size, const std::string& checkpoint_note,
+                           AdvanceResult* result) {
+  // In a pipeline nothing can look at one statement's result before the
+  // next is sent, so each statement checks itself: it divides by the number
+  // of rows it changed, and a refusal (no row) is a division by zero, which
+  // aborts the pipeline and with it the transaction.
+  std::vector<PgStatement> statements;
+  statements.push_back({"beginning a transaction", "BEGIN", {}});
+  statements.push_back(
+      {"moving the tree",
+       "WITH moved AS (UPDATE latch_tree SET size = $1, checkpoint = $2 "
+       "WHERE origin = $3 AND size = $4 RETURNING 1) "
+       "SELECT 1 / (SELECT count(*)::int FROM moved)",
+       {PgParam::Int(static_cast<int64_t>(new_size)), PgParam::Bytes(checkpoint_note),
+        PgParam::Text(origin_), PgParam::Int(static_cast<int64_t>(expected_size))}});
+  for (const TileRow& tile : tiles) {
+    statements.push_back(
+        {"writing " + tile.id.Path(),
+         "WITH put AS (INSERT INTO latch_tiles (level, idx, width, data) VALUES ($1, $2, $3, $4) "
+         "ON CONFLICT (level, idx) DO UPDATE SET width = EXCLUDED.width, data = EXCLUDED.data "
+         "WHERE latch_tiles.width < EXCLUDED.width RETURNING 1) "
+         "SELECT 1 / (SELECT count(*)::int FROM put)",
+         {PgParam::Int(tile.id.level), PgParam::Int(static_cast<int64_t>(tile.id.index)),
+          PgParam::Int(tile.id.width), PgParam::Bytes(tile.data)}});
+  }
+  statements.push_back({"committing", "COMMIT", {}});
+  size_t failed = 0;
+  std::string sqlstate;
+  Status s = conn_->ExecPipeline(statements, &failed, &sqlstate);
+  if (s.ok()) {
+    result->rows_written += tiles.size();
+    return s;
+  }
+  constexpr char kDivisionByZero[] = "22012";
+  if (failed == 1 && sqlstate == kDivisionByZero) {
+    result->moved_elsewhere = true;
+    return Status::FailedPrecondition("the tree of " + origin_ + " is no longer at size " +
+                                      std::to_string(expected_size) +
+                                      ": another writer moved it; nothing of this move is served");
+  }
+  if (failed > 1 && failed + 1 < statements.size() && sqlstate == kDivisionByZero) {
+    return Status::Corruption(tiles[failed - 2].id.Path() +
+                              " is already in the database as wide: the logs fork; nothing of "
+                              "this move is served");
+  }
+  return s;
+}
 
 Status PostgresLog::ReadCheckpoint(std::string* note) {
   uint64_t size = 0;

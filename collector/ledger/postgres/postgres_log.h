@@ -70,6 +70,12 @@ class PostgresLog : public TileSource {
                  const std::string& checkpoint_note, AdvanceResult* result = nullptr);
   // Whether the connection still works (not broken by the server going).
   bool connected() const { return conn_->ok(); }
+  // The sequencer's move: like Advance, but every tile must be new or wider
+  // than the stored one (a tile stored as wide already is a fork:
+  // Corruption, nothing written), and all of it goes in one round trip
+  // (libpq's pipeline mode) rather than one per statement.
+  Status Append(uint64_t expected_size, const std::vector<TileRow>& tiles, uint64_t new_size,
+                const std::string& checkpoint_note, AdvanceResult* result);
   // The stored bytes of `tile` (cut to its width), without asking whether
   // the current tree serves it: for a reader that knows its own tree size.
   Status ReadStoredTile(const tlog::TileId& tile, std::string* data);
