@@ -155,6 +155,35 @@ TEST_F(PostgresLogTest, TheTreeMovesOnlyFromTheSizeTheWriterRead) {
   EXPECT_EQ(size, 300u);
 }
 
+// The sequencer's pipelined move: refused from a stale size (and said so),
+// refused for a tile already stored as wide; either way nothing moves.
+TEST_F(PostgresLogTest, ThePipelinedAppendRefusesAStaleSizeAndARewrittenTile) {
+  std::mt19937_64 rng(4);
+  Append(*files_, 0, 600, rng);
+  ASSERT_TRUE(PostgresLog::Init(cluster_.Conninfo(), kOrigin).ok());
+  std::unique_ptr<PostgresLog> log;
+  ASSERT_TRUE(PostgresLog::Open(cluster_.Conninfo(), "storage", kOrigin, &log).ok());
+  MigrateResult r;
+  ASSERT_TRUE(MigrateLog(*files_, files_->verifier(), *log, &r).ok());
+  std::string tile, note = files_->checkpoint_note();
+  AdvanceResult result;
+  Status s = log->Append(300, {}, 700, note, &result);  // the tree is at 600, not 300
+  EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition) << s.ToString();
+  EXPECT_TRUE(result.moved_elsewhere);
+  AdvanceResult again;
+  ASSERT_TRUE(files_->ReadTile({0, 1, 256}, &tile).ok());
+  s = log->Append(600, {{{0, 1, 256}, tile}}, 600, note, &again);  // tile 0/1 is full already
+  EXPECT_EQ(s.code(), Status::Code::kCorruption) << s.ToString();
+  EXPECT_FALSE(again.moved_elsewhere);
+  uint64_t size = 0;
+  std::string held;
+  ASSERT_TRUE(log->ReadState(&size, &held).ok());
+  EXPECT_EQ(size, 600u);
+  EXPECT_EQ(held, note);
+  VerifyResult v;
+  ASSERT_TRUE(VerifyLog(*log, files_->verifier(), &v).ok());
+}
+
 TEST_F(PostgresLogTest, AForeignOrNewerOrMissingDatabaseIsRefusedWithWhy) {
   ASSERT_TRUE(PostgresLog::Init(cluster_.Conninfo(), kOrigin).ok());
   Status s = PostgresLog::Init(cluster_.Conninfo(), "other.example/ledger");

@@ -179,6 +179,12 @@ Status PgConnection::ExecPipeline(const std::vector<PgStatement>& statements, si
   if (PQexitPipelineMode(conn_) != 1 && first_error.ok()) {
     first_error = Status::IoError("leaving pipeline mode: " + OneLine(PQerrorMessage(conn_)));
   }
+  // A failure inside BEGIN..COMMIT leaves the transaction open and aborted
+  // past the sync: end it, or every later statement on this connection
+  // fails (SQLSTATE 25P02).
+  if (!first_error.ok() && PQtransactionStatus(conn_) == PQTRANS_INERROR) {
+    (void)Exec("rolling back", "ROLLBACK");
+  }
   return first_error;
 }
 
