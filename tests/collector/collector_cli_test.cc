@@ -80,5 +80,58 @@ TEST_F(CollectorCliTest, RunAsRootItLeavesNothingRootOwned) {
   EXPECT_GE(seen, 4u);  // curve.key, grant.key, grant.vkey, ledger/...
 }
 
+// Issue 17, bad days with [storage] postgres, as an operator meets them: no
+// key yet, no database, a setting left empty. Each is one line that names
+// what to fix; nothing starts half-way.
+TEST_F(CollectorCliTest, PostgresStorageThatCannotWorkSaysWhyInOneLine) {
+  const std::string key = dir_ / "ledger.key";
+  std::ofstream(config_path_, std::ios::app)
+      << "[storage]\npostgres = \"host=" << (dir_ / "nobody") << " port=1 connect_timeout=2\"\n"
+      << "key = \"" << key << "\"\n";
+  std::string out;
+  // Serving without the key: names the file and the command that makes it.
+  EXPECT_EQ(testing::RunTool({LATCH_COLLECTOR_BIN, "--config", config_path_}, &out, {}, true), 1);
+  EXPECT_NE(out.find("no ledger key at " + key), std::string::npos) << out;
+  EXPECT_NE(out.find("latch-collector storage init"), std::string::npos) << out;
+  // storage init with nobody there: makes the key, then one line naming the setting.
+  EXPECT_EQ(testing::RunTool({LATCH_COLLECTOR_BIN, "storage", "init", "--config", config_path_},
+                             &out, {}, true),
+            1);
+  EXPECT_NE(
+      out.find("latch-collector: I/O error: [storage] postgres: cannot connect to PostgreSQL"),
+      std::string::npos)
+      << out;
+  EXPECT_TRUE(std::filesystem::exists(key));
+  struct stat st {};
+  ASSERT_EQ(::stat(key.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  // Serving with the key but no database: the same line, and no start.
+  EXPECT_EQ(testing::RunTool({LATCH_COLLECTOR_BIN, "--config", config_path_}, &out, {}, true), 1);
+  EXPECT_NE(out.find("[storage] postgres: cannot connect to PostgreSQL"), std::string::npos) << out;
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "data/ledger")) << "made a file ledger instead";
+  // Settings: an empty connection string, an unknown key, a key of another origin.
+  const std::pair<const char*, const char*> bad_settings[] = {
+      {"[storage]\npostgres = \"\"\n", "storage postgres must be a connection string"},
+      {"[storage]\npostgres = \"x\"\nurl = \"y\"\n", "unknown setting 'url'"},
+      {"[storage]\nkey = \"/k\"\n", "missing setting 'postgres'"}};
+  for (const auto& [bad, why] : bad_settings) {
+    std::ofstream(config_path_) << "data_dir = \"" << (dir_ / "data")
+                                << "\"\norigin = \"cli.example/log\"\n"
+                                << bad;
+    EXPECT_EQ(
+        testing::RunTool({LATCH_COLLECTOR_BIN, "keys", "--config", config_path_}, &out, {}, true),
+        1)
+        << bad;
+    EXPECT_NE(out.find(why), std::string::npos) << bad << ": " << out;
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
+  }
+  std::ofstream(config_path_) << "data_dir = \"" << (dir_ / "data")
+                              << "\"\norigin = \"other.example/log\"\n[storage]\npostgres = \"x\"\n"
+                              << "key = \"" << key << "\"\n";
+  EXPECT_EQ(
+      testing::RunTool({LATCH_COLLECTOR_BIN, "keys", "--config", config_path_}, &out, {}, true), 1);
+  EXPECT_NE(out.find("signs for 'cli.example/log'"), std::string::npos) << out;
+}
+
 }  // namespace
 }  // namespace latch::collector
