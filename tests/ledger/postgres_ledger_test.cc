@@ -281,6 +281,39 @@ TEST_F(PostgresLedgerTest, ADatabaseThatGoesAwayStopsCommitsUntilItReturns) {
   EXPECT_EQ(v.checkpoint.size, 800u);
 }
 
+// The grants docs/OPERATIONS.md gives the collectors' role (SELECT, INSERT,
+// UPDATE; no DELETE) are enough for a sequencer, and that role cannot remove
+// or empty what is on record.
+TEST_F(PostgresLedgerTest, ASequencerWorksUnderTheDocumentedGrantsWhichCannotDelete) {
+  std::string out;
+  ASSERT_EQ(cluster_.Sql("CREATE ROLE latch_collector LOGIN", &out), 0) << out;
+  ASSERT_EQ(cluster_.Sql("GRANT SELECT, INSERT, UPDATE ON latch_schema, latch_tree, latch_tiles "
+                         "TO latch_collector",
+                         &out),
+            0)
+      << out;
+  std::string conninfo = cluster_.Conninfo();
+  conninfo.replace(conninfo.find("user=postgres"), 13, "user=latch_collector");
+  std::unique_ptr<PostgresLedger> l;
+  Status s = PostgresLedger::Open(conninfo, "[storage] postgres", signer_, &l);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(BecomeSequencer(*l));
+  s = Append(*l, 0, 700, 14);  // new tiles, full ones and partials widened in place
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  VerifyResult v;
+  ASSERT_TRUE(VerifyLog(*l, signer_.verifier(), &v).ok());
+  std::unique_ptr<PgConnection> c;
+  ASSERT_TRUE(PgConnection::Connect(conninfo, "test", &c).ok());
+  for (const char* sql : {"DELETE FROM latch_tiles", "TRUNCATE latch_tiles", "DELETE FROM latch_tree",
+                          "DROP TABLE latch_tiles", "ALTER TABLE latch_tiles DROP COLUMN data"}) {
+    s = c->Exec("trying", sql);
+    EXPECT_FALSE(s.ok()) << sql;
+    EXPECT_NE(s.message().find("42501"), std::string::npos) << sql << ": " << s.ToString();
+  }
+  ASSERT_TRUE(VerifyLog(*l, signer_.verifier(), &v).ok());
+  EXPECT_EQ(v.checkpoint.size, 700u);
+}
+
 TEST_F(PostgresLedgerTest, ADatabaseOfAnotherOriginIsRefused) {
   tlog::NoteSigner other;
   ASSERT_TRUE(tlog::NoteSigner::Generate("other.example/ledger", &other).ok());
