@@ -39,6 +39,31 @@ struct ApiConnection::Impl {
 ApiConnection::~ApiConnection() = default;
 
 Status ApiConnection::Open(const Endpoint& endpoint, std::unique_ptr<ApiConnection>* out) {
+  // Several servers (collectors sharing one ledger, issue 17): the first
+  // that connects and completes the handshake; a standby does not listen.
+  std::vector<std::string> servers;
+  for (size_t at = 0; at <= endpoint.server.size();) {
+    size_t comma = endpoint.server.find(',', at);
+    if (comma == std::string::npos) comma = endpoint.server.size();
+    std::string one = endpoint.server.substr(at, comma - at);
+    while (!one.empty() && one.front() == ' ') one.erase(0, 1);
+    while (!one.empty() && one.back() == ' ') one.pop_back();
+    if (!one.empty()) servers.push_back(std::move(one));
+    at = comma + 1;
+  }
+  if (servers.empty()) return Status::InvalidArgument("no server given");
+  std::string failures;
+  for (const std::string& server : servers) {
+    Endpoint one = endpoint;
+    one.server = server;
+    Status s = OpenOne(one, out);
+    if (s.ok() || s.code() != Status::Code::kIoError) return s;
+    failures += (failures.empty() ? "" : "; ") + s.message();
+  }
+  return Status::IoError(failures);
+}
+
+Status ApiConnection::OpenOne(const Endpoint& endpoint, std::unique_ptr<ApiConnection>* out) {
   std::string rest = endpoint.server;
   if (rest.rfind("https://", 0) != 0) {
     return Status::InvalidArgument("the server must be an https:// URL");

@@ -15,8 +15,10 @@ namespace latch::client {
 
 // Where and as whom a client talks to the API.
 struct Endpoint {
-  std::string server;  // https://host[:port]
-  std::string token;   // a bearer token, or else a client certificate:
+  // https://host[:port], or several separated by commas (collectors sharing
+  // one ledger): tried in order until one answers.
+  std::string server;
+  std::string token;  // a bearer token, or else a client certificate:
   std::string cert, key;
   std::string ca;  // the CA file the server is checked against (empty: the system's roots)
   std::string user_agent = "latch-client";
@@ -29,9 +31,9 @@ struct Reply {
 
 class ApiConnection {
  public:
-  // Connects and completes the TLS handshake (30 s at most). IoError naming
-  // the server and why otherwise; InvalidArgument for a server that is not
-  // an https:// URL.
+  // Connects and completes the TLS handshake (30 s at most) with the first
+  // server that takes it. IoError naming each server and why otherwise;
+  // InvalidArgument for a server that is not an https:// URL.
   static Status Open(const Endpoint& endpoint, std::unique_ptr<ApiConnection>* out);
   ~ApiConnection();
 
@@ -48,6 +50,7 @@ class ApiConnection {
 
  private:
   ApiConnection() = default;
+  static Status OpenOne(const Endpoint& endpoint, std::unique_ptr<ApiConnection>* out);
   struct Impl;
   std::unique_ptr<Impl> impl_;
   Endpoint endpoint_;

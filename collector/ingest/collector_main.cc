@@ -66,6 +66,17 @@ int FailServing(const Status& s, const std::string& config_path) {
     hint = "fix the setting named in " + config_path + " and start again";
   } else if (s.ToString().find("config file") != std::string::npos) {
     hint = "check the --config path (" + config_path + ") and that it is readable";
+  } else if (s.ToString().find("stepped down") != std::string::npos) {
+    // Not a fault of this host: several collectors share the ledger.
+    latch::logging::Default().Warn(
+        "stepped down", {{"error", s.ToString()},
+                         {"hint",
+                          "another collector is the sequencer; started again (Restart=on-failure), "
+                          "this one waits as a standby"}});
+    return 1;
+  } else if (s.ToString().find("[storage] postgres") != std::string::npos) {
+    hint = "check [storage] postgres in " + config_path +
+           ", that the database is up and reachable, and that the collector's role may use it";
   } else if (s.code() == Status::Code::kCorruption || s.code() == Status::Code::kVerifyFailed) {
     hint =
         "the ledger under data_dir fails its checks: keep it for investigation, restore it from "

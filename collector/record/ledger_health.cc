@@ -28,8 +28,9 @@ void LedgerHealth::Failed(const Status& why) {
       {{"dir", dir_},
        {"error", why.ToString()},
        {"hint",
-        "free space or fix the disk under data_dir; reads go on, agents keep their records "
-        "in their spools, and writes resume by themselves once the disk takes them"}});
+        "free space or fix the disk under data_dir (with [storage] postgres: bring the "
+        "database back); reads go on, agents keep their records in their spools, and writes "
+        "resume by themselves once the storage takes them"}});
 }
 
 bool LedgerHealth::TryRecover(ledger::Ledger& ledger, bool idle, Clock::time_point now) {

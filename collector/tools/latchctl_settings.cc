@@ -46,6 +46,12 @@ void Resolve(Settings* s, const std::string& token_file) {
     try {
       toml::table t = toml::parse_file(file);
       if (s->server.empty()) s->server = t["server"].value_or(std::string());
+      if (const toml::array* list = t["server"].as_array(); s->server.empty() && list) {
+        // Several collectors: tried in order (issue 17).
+        for (const toml::node& n : *list) {
+          s->server += (s->server.empty() ? "" : ",") + n.value_or(std::string());
+        }
+      }
       if (s->token.empty()) {
         std::string tf = t["token_file"].value_or(std::string());
         if (!tf.empty()) s->token = Slurp(tf);

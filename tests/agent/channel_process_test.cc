@@ -1230,4 +1230,104 @@ TEST_F(FailoverTest, SequencerKilledTenTimesLosesNothingAndTheStandbyTakesOver) 
       failover_ms[(failover_ms.size() * 99) / 100], failover_ms.back(), decisions_, grants);
 }
 
+// The database goes away under a running sequencer (crashed, then back after
+// a few seconds): acknowledgements stop while it is gone (the agent keeps its
+// records), the sequencer resumes by itself when it returns, and every event
+// lands exactly once.
+TEST_F(FailoverTest, LosingTheDatabaseStopsAcknowledgementsUntilItReturns) {
+  SpawnCollector(0);
+  auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (!Serving(0) && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(Serving(0)) << Slurp(dir_ + "/collector.log");
+  StartAgent();
+  StartStream();
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  cluster_.Crash();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const uint64_t receipts = ReceiptsVerified();
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_LE(ReceiptsVerified(), receipts + 1) << "acknowledged while the database was gone";
+  std::string out;
+  ASSERT_EQ(RunTool({LATCH_COLLECTOR_BIN, "status", "--config", ConfigOf(0)}, &out), 0) << out;
+  EXPECT_NE(out.find("\"ledger_writable\": false"), std::string::npos) << out;
+  ASSERT_EQ(cluster_.StartServer(), "");
+  deadline = Clock::now() + std::chrono::seconds(30);
+  while (ReceiptsVerified() <= receipts + 1 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_GT(ReceiptsVerified(), receipts + 1) << Slurp(dir_ + "/collector.log");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  StopStream();
+  LedgerView v;
+  deadline = Clock::now() + std::chrono::seconds(60);
+  while (Clock::now() < deadline) {
+    v = ReadDatabase();
+    if (v.events.size() >= decisions_) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ExpectExactlyOnce(v, decisions_);
+  EXPECT_TRUE(Serving(0)) << "the sequencer did not survive the outage";
+  EXPECT_EQ(Slurp(dir_ + "/agent.log").find("ALARM"), std::string::npos)
+      << Slurp(dir_ + "/agent.log");
+}
+
+// A sequencer frozen (SIGSTOP) loses its lease; the standby takes over and
+// the agent follows it. Resumed, the old one cannot append: it logs why and
+// exits non-zero (the service manager starts it again, as a standby).
+TEST_F(FailoverTest, AFrozenSequencerStepsDownWhenResumed) {
+  SpawnCollector(0);
+  auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (!Serving(0) && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(Serving(0)) << Slurp(dir_ + "/collector.log");
+  SpawnCollector(1);
+  StartAgent();
+  StartStream();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_EQ(::kill(collector_, SIGSTOP), 0);
+  const auto frozen = Clock::now();
+  deadline = Clock::now() + std::chrono::seconds(30);
+  while (!Serving(1) && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(Serving(1)) << Slurp(dir_ + "/collector-b.log");
+  std::printf("a standby took over %.1f s after the sequencer froze\n",
+              std::chrono::duration<double>(Clock::now() - frozen).count());
+  const uint64_t receipts = ReceiptsVerified();
+  ASSERT_EQ(::kill(collector_, SIGCONT), 0);
+  int status = 0;
+  pid_t done = 0;
+  deadline = Clock::now() + std::chrono::seconds(20);
+  while ((done = ::waitpid(collector_, &status, WNOHANG)) == 0 && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(done, collector_) << "the resumed sequencer did not step down: "
+                              << Slurp(dir_ + "/collector.log");
+  collector_ = -1;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+  const std::string log = Slurp(dir_ + "/collector.log");
+  EXPECT_NE(log.find("stepping down"), std::string::npos) << log;
+  EXPECT_NE(log.find("stepped down: another collector moved the ledger on"), std::string::npos)
+      << log;
+  deadline = Clock::now() + std::chrono::seconds(30);
+  while (ReceiptsVerified() <= receipts && Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_GT(ReceiptsVerified(), receipts) << Slurp(dir_ + "/agent.log");
+  StopStream();
+  LedgerView v;
+  deadline = Clock::now() + std::chrono::seconds(60);
+  while (Clock::now() < deadline) {
+    v = ReadDatabase();
+    if (v.events.size() >= decisions_) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  ExpectExactlyOnce(v, decisions_);
+  EXPECT_EQ(Slurp(dir_ + "/agent.log").find("ALARM"), std::string::npos)
+      << Slurp(dir_ + "/agent.log");
+}
+
 }  // namespace latch::agent

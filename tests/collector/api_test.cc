@@ -661,6 +661,34 @@ TEST_F(ApiTest, TheClientLibraryChecksTheServerAndSaysWhy) {
   plain.server = "http://localhost:" + std::to_string(server_->api_port());
   EXPECT_EQ(client::Call(plain, "GET", "/v1/requests", "", &r).code(),
             Status::Code::kInvalidArgument);
+  // Several servers (issue 17): one that does not answer (a standby does not
+  // listen) is passed over; when none answers, the error names each.
+  uint16_t closed = 0;
+  {
+    // A loopback port nobody listens on: bound, read, closed.
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), len), 0);
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    closed = ntohs(a.sin_port);
+    ::close(fd);
+  }
+  client::Endpoint several = e;
+  several.server = "https://localhost:" + std::to_string(closed) + ", " + e.server;
+  s = client::Call(several, "GET", "/v1/requests", "", &r);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(r.status, 200) << r.body;
+  several.server = "https://localhost:" + std::to_string(closed) +
+                   ",https://127.0.0.1:" + std::to_string(closed);
+  s = client::Call(several, "GET", "/v1/requests", "", &r);
+  EXPECT_EQ(s.code(), Status::Code::kIoError);
+  EXPECT_NE(s.message().find("https://localhost:" + std::to_string(closed)), std::string::npos)
+      << s.message();
+  EXPECT_NE(s.message().find("https://127.0.0.1:" + std::to_string(closed)), std::string::npos)
+      << s.message();
 }
 
 // Issue 15: a request's head and body arrive under one deadline. A client
