@@ -304,14 +304,74 @@ TEST_F(PostgresLedgerTest, ASequencerWorksUnderTheDocumentedGrantsWhichCannotDel
   ASSERT_TRUE(VerifyLog(*l, signer_.verifier(), &v).ok());
   std::unique_ptr<PgConnection> c;
   ASSERT_TRUE(PgConnection::Connect(conninfo, "test", &c).ok());
-  for (const char* sql : {"DELETE FROM latch_tiles", "TRUNCATE latch_tiles", "DELETE FROM latch_tree",
-                          "DROP TABLE latch_tiles", "ALTER TABLE latch_tiles DROP COLUMN data"}) {
+  for (const char* sql :
+       {"DELETE FROM latch_tiles", "TRUNCATE latch_tiles", "DELETE FROM latch_tree",
+        "DROP TABLE latch_tiles", "ALTER TABLE latch_tiles DROP COLUMN data"}) {
     s = c->Exec("trying", sql);
     EXPECT_FALSE(s.ok()) << sql;
     EXPECT_NE(s.message().find("42501"), std::string::npos) << sql << ": " << s.ToString();
   }
   ASSERT_TRUE(VerifyLog(*l, signer_.verifier(), &v).ok());
   EXPECT_EQ(v.checkpoint.size, 700u);
+}
+
+// PostgreSQL's own failover: a synchronous streaming replica is promoted
+// after the primary is killed. The sequencer, given both hosts with
+// target_session_attrs=read-write, finds the promoted one; everything it
+// acknowledged before the kill is there and proven against the promoted
+// database's checkpoint, and the tree goes on from it.
+TEST_F(PostgresLedgerTest, APromotedReplicaHoldsEverythingAcknowledged) {
+  testing::PostgresCluster replica;
+  std::string why = replica.StartReplicaOf(cluster_, /*synchronous=*/true);
+  ASSERT_EQ(why, "");
+  const std::string conninfo = "host=" + cluster_.dir() + "," + replica.dir() +
+                               " port=5433,5433 user=postgres dbname=postgres "
+                               "target_session_attrs=read-write connect_timeout=2";
+  std::unique_ptr<PostgresLedger> l;
+  Status s = PostgresLedger::Open(conninfo, "[storage] postgres", signer_, &l);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_TRUE(BecomeSequencer(*l));
+  ASSERT_TRUE(Append(*l, 0, 900, 15).ok());
+  const tlog::Checkpoint acknowledged = l->checkpoint();
+  cluster_.Crash();
+  ASSERT_EQ(replica.Promote(), "");
+  // The next commit fails (the primary is gone); the ledger recovers onto
+  // the promoted database, where its last acknowledged tree is.
+  EXPECT_FALSE(Append(*l, 900, 950, 16).ok());
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!(s = l->Recover()).ok() && !l->superseded() &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(l->checkpoint_note().empty(), false);
+  EXPECT_EQ(l->size(), acknowledged.size);
+  ASSERT_TRUE(Append(*l, 900, 1000, 16).ok());
+  // Every acknowledged entry, with a proof against the promoted database's
+  // tree; and that tree extends the acknowledged one.
+  for (uint64_t i = 0; i < acknowledged.size; i += 37) {
+    std::string entry;
+    ASSERT_TRUE(l->ReadEntry(i, &entry).ok()) << i;
+    EXPECT_EQ(entry, EntryText(i));
+    std::vector<tlog::Hash> proof;
+    ASSERT_TRUE(l->InclusionProof(i, l->size(), &proof).ok());
+    EXPECT_TRUE(
+        tlog::VerifyInclusion(i, l->size(),
+                              tlog::MerkleHasher().Leaf(
+                                  {reinterpret_cast<const uint8_t*>(entry.data()), entry.size()}),
+                              proof, l->checkpoint().root)
+            .ok())
+        << i;
+  }
+  std::vector<tlog::Hash> consistency;
+  ASSERT_TRUE(l->ConsistencyProof(acknowledged.size, l->size(), &consistency).ok());
+  EXPECT_TRUE(tlog::VerifyConsistency(acknowledged.size, l->size(), consistency, acknowledged.root,
+                                      l->checkpoint().root)
+                  .ok());
+  VerifyResult v;
+  s = VerifyLog(*l, signer_.verifier(), &v);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(v.checkpoint.size, 1000u);
 }
 
 TEST_F(PostgresLedgerTest, ADatabaseOfAnotherOriginIsRefused) {

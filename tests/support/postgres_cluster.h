@@ -40,6 +40,43 @@ class PostgresCluster {
     }
     return StartServer();
   }
+  // A streaming replica of `primary` (pg_basebackup -R) in a directory of
+  // its own; with `synchronous`, the primary waits for it at every commit
+  // (synchronous_standby_names), so nothing acknowledged is only on the
+  // primary. "" on success, else why not.
+  std::string StartReplicaOf(PostgresCluster& primary, bool synchronous) {
+    bin_ = primary.bin_;
+    char tmpl[] = "/tmp/latch-pg-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) return "mkdtemp failed";
+    dir_ = tmpl;
+    as_postgres_ = primary.as_postgres_;
+    if (as_postgres_) {
+      passwd* pw = ::getpwnam("postgres");
+      if (pw == nullptr || ::chown(dir_.c_str(), pw->pw_uid, pw->pw_gid) != 0)
+        return "chown failed";
+    }
+    std::string out;
+    if (Run({bin_ + "/pg_basebackup", "-h", primary.dir(), "-p", std::to_string(kPort), "-U",
+             "postgres", "-D", dir_ + "/data", "-R", "-X", "stream"},
+            &out) != 0) {
+      return "pg_basebackup failed: " + out;
+    }
+    std::string why = StartServer();
+    if (!why.empty() || !synchronous) return why;
+    if (primary.Sql("ALTER SYSTEM SET synchronous_standby_names = '*'", &out) != 0 ||
+        primary.Sql("SELECT pg_reload_conf()", &out) != 0) {
+      return "setting synchronous_standby_names failed: " + out;
+    }
+    return "";
+  }
+  // A replica becomes a primary (pg_ctl promote, waiting for it).
+  std::string Promote() {
+    std::string out;
+    if (Run({bin_ + "/pg_ctl", "-D", dir_ + "/data", "-w", "promote"}, &out) != 0) {
+      return "pg_ctl promote failed: " + out;
+    }
+    return "";
+  }
   // Kills the server as a crash would (pg_ctl stop -m immediate), keeping
   // its data; StartServer brings it back.
   void Crash() {
