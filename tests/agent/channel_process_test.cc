@@ -1074,12 +1074,7 @@ TEST_F(ChannelTest, ThePolicysResourcesWinAndAreKeptForAStartWithoutTheCollector
 class FailoverTest : public StreamingChannelTest {
  protected:
   void SetUp() override {
-    bool ci = std::getenv("CI") != nullptr && std::string(std::getenv("CI")) == "true";
-    std::string why = cluster_.Start();
-    if (!why.empty()) {
-      if (ci) FAIL() << "PostgreSQL cannot start under CI: " << why;
-      GTEST_SKIP() << "PostgreSQL cannot start here: " << why;
-    }
+    LATCH_START_POSTGRES_OR_SKIP(cluster_);
     key_path_ = cluster_.dir() + "/ledger.key";
     collector_settings_ = "[storage]\npostgres = \"" + cluster_.Conninfo() + "\"\nkey = \"" +
                           key_path_ + "\"\nsequencer_wait_ms = 100\n";
@@ -1122,15 +1117,48 @@ class FailoverTest : public StreamingChannelTest {
   std::string ConfigOf(int which) const {
     return dir_ + (which == 0 ? "/collector.toml" : "/collector-b.toml");
   }
+  std::string LogOf(int which) const {
+    return dir_ + (which == 0 ? "/collector.log" : "/collector-b.log");
+  }
   pid_t& Pid(int which) { return which == 0 ? collector_ : collector_b_; }
   void SpawnCollector(int which) {
-    Pid(which) = Spawn(LATCH_COLLECTOR_BIN, ConfigOf(which),
-                       dir_ + (which == 0 ? "/collector.log" : "/collector-b.log"));
+    Pid(which) = Spawn(LATCH_COLLECTOR_BIN, ConfigOf(which), LogOf(which));
   }
   // Whether collector `which` answers on its admin socket (only a sequencer does).
   bool Serving(int which) {
     std::string out;
     return RunTool({LATCH_COLLECTOR_BIN, "status", "--config", ConfigOf(which)}, &out) == 0;
+  }
+  // Starts collector `which` and waits until it serves (it is the sequencer).
+  void StartSequencer(int which) {
+    SpawnCollector(which);
+    ASSERT_TRUE(WaitServing(which)) << Slurp(LogOf(which));
+  }
+  bool WaitServing(int which, int seconds = 30) {
+    auto deadline = Clock::now() + std::chrono::seconds(seconds);
+    while (!Serving(which) && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return Serving(which);
+  }
+  // Waits (up to `seconds`) until the agent's verified receipts pass `than`.
+  bool WaitReceiptsAbove(uint64_t than, int seconds = 30) {
+    auto deadline = Clock::now() + std::chrono::seconds(seconds);
+    while (ReceiptsVerified() <= than && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return ReceiptsVerified() > than;
+  }
+  // The database's ledger once it holds every decision made (or after 60 s).
+  LedgerView WaitForDatabaseEvents() {
+    LedgerView v;
+    auto deadline = Clock::now() + std::chrono::seconds(60);
+    while (Clock::now() < deadline) {
+      v = ReadDatabase();
+      if (v.events.size() >= decisions_) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    return v;
   }
   uint64_t ReceiptsVerified() {
     std::string m = LoopbackHttpGet(MetricsPortFromLog(Slurp(dir_ + "/agent.log")), "/metrics");
@@ -1156,12 +1184,8 @@ class FailoverTest : public StreamingChannelTest {
 };
 
 TEST_F(FailoverTest, SequencerKilledTenTimesLosesNothingAndTheStandbyTakesOver) {
-  SpawnCollector(0);
-  auto deadline = Clock::now() + std::chrono::seconds(20);
-  while (!Serving(0) && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_TRUE(Serving(0)) << Slurp(dir_ + "/collector.log");
+  StartSequencer(0);
+  if (HasFatalFailure()) return;
   SpawnCollector(1);  // waits as the standby
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   EXPECT_FALSE(Serving(1)) << "two sequencers";
@@ -1184,12 +1208,8 @@ TEST_F(FailoverTest, SequencerKilledTenTimesLosesNothingAndTheStandbyTakesOver) 
     const auto killed = Clock::now();
     Kill(&Pid(sequencer));
     const int next = 1 - sequencer;
-    deadline = Clock::now() + std::chrono::seconds(30);
-    while (ReceiptsVerified() <= receipts && Clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    ASSERT_GT(ReceiptsVerified(), receipts)
-        << "no receipt after kill " << kill << ": " << Slurp(ConfigOf(next) + ".log");
+    ASSERT_TRUE(WaitReceiptsAbove(receipts))
+        << "no receipt after kill " << kill << ": " << Slurp(LogOf(next));
     failover_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - killed).count());
     EXPECT_TRUE(Serving(next));
     SpawnCollector(sequencer);  // back, as the standby
@@ -1197,13 +1217,7 @@ TEST_F(FailoverTest, SequencerKilledTenTimesLosesNothingAndTheStandbyTakesOver) 
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   StopStream();
-  LedgerView v;
-  deadline = Clock::now() + std::chrono::seconds(60);
-  while (Clock::now() < deadline) {
-    v = ReadDatabase();
-    if (v.events.size() >= decisions_) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
+  LedgerView v = WaitForDatabaseEvents();
   ExpectExactlyOnce(v, decisions_);
   EXPECT_EQ(std::count(v.workflow.begin(), v.workflow.end(), "grantIssued"), grants);
   EXPECT_TRUE(v.alarms.empty());
@@ -1235,12 +1249,8 @@ TEST_F(FailoverTest, SequencerKilledTenTimesLosesNothingAndTheStandbyTakesOver) 
 // records), the sequencer resumes by itself when it returns, and every event
 // lands exactly once.
 TEST_F(FailoverTest, LosingTheDatabaseStopsAcknowledgementsUntilItReturns) {
-  SpawnCollector(0);
-  auto deadline = Clock::now() + std::chrono::seconds(20);
-  while (!Serving(0) && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_TRUE(Serving(0)) << Slurp(dir_ + "/collector.log");
+  StartSequencer(0);
+  if (HasFatalFailure()) return;
   StartAgent();
   StartStream();
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
@@ -1253,20 +1263,10 @@ TEST_F(FailoverTest, LosingTheDatabaseStopsAcknowledgementsUntilItReturns) {
   ASSERT_EQ(RunTool({LATCH_COLLECTOR_BIN, "status", "--config", ConfigOf(0)}, &out), 0) << out;
   EXPECT_NE(out.find("\"ledger_writable\": false"), std::string::npos) << out;
   ASSERT_EQ(cluster_.StartServer(), "");
-  deadline = Clock::now() + std::chrono::seconds(30);
-  while (ReceiptsVerified() <= receipts + 1 && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_GT(ReceiptsVerified(), receipts + 1) << Slurp(dir_ + "/collector.log");
+  EXPECT_TRUE(WaitReceiptsAbove(receipts + 1)) << Slurp(LogOf(0));
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   StopStream();
-  LedgerView v;
-  deadline = Clock::now() + std::chrono::seconds(60);
-  while (Clock::now() < deadline) {
-    v = ReadDatabase();
-    if (v.events.size() >= decisions_) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
+  LedgerView v = WaitForDatabaseEvents();
   ExpectExactlyOnce(v, decisions_);
   EXPECT_TRUE(Serving(0)) << "the sequencer did not survive the outage";
   EXPECT_EQ(Slurp(dir_ + "/agent.log").find("ALARM"), std::string::npos)
@@ -1277,30 +1277,22 @@ TEST_F(FailoverTest, LosingTheDatabaseStopsAcknowledgementsUntilItReturns) {
 // the agent follows it. Resumed, the old one cannot append: it logs why and
 // exits non-zero (the service manager starts it again, as a standby).
 TEST_F(FailoverTest, AFrozenSequencerStepsDownWhenResumed) {
-  SpawnCollector(0);
-  auto deadline = Clock::now() + std::chrono::seconds(20);
-  while (!Serving(0) && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_TRUE(Serving(0)) << Slurp(dir_ + "/collector.log");
+  StartSequencer(0);
+  if (HasFatalFailure()) return;
   SpawnCollector(1);
   StartAgent();
   StartStream();
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   ASSERT_EQ(::kill(collector_, SIGSTOP), 0);
   const auto frozen = Clock::now();
-  deadline = Clock::now() + std::chrono::seconds(30);
-  while (!Serving(1) && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_TRUE(Serving(1)) << Slurp(dir_ + "/collector-b.log");
+  ASSERT_TRUE(WaitServing(1)) << Slurp(LogOf(1));
   std::printf("a standby took over %.1f s after the sequencer froze\n",
               std::chrono::duration<double>(Clock::now() - frozen).count());
   const uint64_t receipts = ReceiptsVerified();
   ASSERT_EQ(::kill(collector_, SIGCONT), 0);
   int status = 0;
   pid_t done = 0;
-  deadline = Clock::now() + std::chrono::seconds(20);
+  auto deadline = Clock::now() + std::chrono::seconds(20);
   while ((done = ::waitpid(collector_, &status, WNOHANG)) == 0 && Clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -1312,19 +1304,9 @@ TEST_F(FailoverTest, AFrozenSequencerStepsDownWhenResumed) {
   EXPECT_NE(log.find("stepping down"), std::string::npos) << log;
   EXPECT_NE(log.find("stepped down: another collector moved the ledger on"), std::string::npos)
       << log;
-  deadline = Clock::now() + std::chrono::seconds(30);
-  while (ReceiptsVerified() <= receipts && Clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_GT(ReceiptsVerified(), receipts) << Slurp(dir_ + "/agent.log");
+  EXPECT_TRUE(WaitReceiptsAbove(receipts)) << Slurp(dir_ + "/agent.log");
   StopStream();
-  LedgerView v;
-  deadline = Clock::now() + std::chrono::seconds(60);
-  while (Clock::now() < deadline) {
-    v = ReadDatabase();
-    if (v.events.size() >= decisions_) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
+  LedgerView v = WaitForDatabaseEvents();
   ExpectExactlyOnce(v, decisions_);
   EXPECT_EQ(Slurp(dir_ + "/agent.log").find("ALARM"), std::string::npos)
       << Slurp(dir_ + "/agent.log");

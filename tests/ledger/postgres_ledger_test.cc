@@ -55,13 +55,7 @@ Status Append(Ledger& ledger, uint64_t from, uint64_t to, uint64_t seed) {
 class PostgresLedgerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string why = cluster_.Start();
-    if (!why.empty()) {
-      if (std::getenv("CI") != nullptr && std::string(std::getenv("CI")) == "true") {
-        FAIL() << "PostgreSQL cannot start under CI: " << why;
-      }
-      GTEST_SKIP() << "PostgreSQL cannot start here: " << why;
-    }
+    LATCH_START_POSTGRES_OR_SKIP(cluster_);
     ASSERT_TRUE(tlog::NoteSigner::Generate(kOrigin, &signer_).ok());
     ASSERT_TRUE(PostgresLog::Init(cluster_.Conninfo(), kOrigin).ok());
   }

@@ -38,13 +38,7 @@ void Append(Ledger& ledger, uint64_t from, uint64_t to, std::mt19937_64& rng) {
 class PostgresLogTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string why = cluster_.Start();
-    if (!why.empty()) {
-      if (std::getenv("CI") != nullptr && std::string(std::getenv("CI")) == "true") {
-        FAIL() << "PostgreSQL cannot start under CI: " << why;
-      }
-      GTEST_SKIP() << "PostgreSQL cannot start here: " << why;
-    }
+    LATCH_START_POSTGRES_OR_SKIP(cluster_);
     ASSERT_TRUE(FileLedger::Create(dir_ / "files", kOrigin).ok());
     ASSERT_TRUE(FileLedger::Open(dir_ / "files", FileLedger::Mode::kReadWrite, &files_).ok());
   }

@@ -139,3 +139,17 @@ class PostgresCluster {
 };
 
 }  // namespace latch::testing
+
+// Starts `cluster` or ends the test: a skip where PostgreSQL cannot start
+// (no server binaries), a failure under CI=true, where it must.
+#define LATCH_START_POSTGRES_OR_SKIP(cluster)                      \
+  do {                                                             \
+    const std::string why_not = (cluster).Start();                 \
+    if (!why_not.empty()) {                                        \
+      const char* ci = std::getenv("CI");                          \
+      if (ci != nullptr && std::string(ci) == "true") {            \
+        FAIL() << "PostgreSQL cannot start under CI: " << why_not; \
+      }                                                            \
+      GTEST_SKIP() << "PostgreSQL cannot start here: " << why_not; \
+    }                                                              \
+  } while (0)
