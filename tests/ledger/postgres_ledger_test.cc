@@ -275,14 +275,16 @@ TEST_F(PostgresLedgerTest, ADatabaseThatGoesAwayStopsCommitsUntilItReturns) {
   EXPECT_EQ(v.checkpoint.size, 800u);
 }
 
-// The grants docs/OPERATIONS.md gives the collectors' role (SELECT, INSERT,
-// UPDATE; no DELETE) are enough for a sequencer, and that role cannot remove
-// or empty what is on record.
+// The grants docs/OPERATIONS.md gives the collectors' role (SELECT and
+// INSERT on the tiles; UPDATE on the tree's one row only; no DELETE) are
+// enough for a sequencer, and that role cannot change, remove or empty what
+// is on record.
 TEST_F(PostgresLedgerTest, ASequencerWorksUnderTheDocumentedGrantsWhichCannotDelete) {
   std::string out;
   ASSERT_EQ(cluster_.Sql("CREATE ROLE latch_collector LOGIN", &out), 0) << out;
-  ASSERT_EQ(cluster_.Sql("GRANT SELECT, INSERT, UPDATE ON latch_schema, latch_tree, latch_tiles "
-                         "TO latch_collector",
+  ASSERT_EQ(cluster_.Sql("GRANT SELECT ON latch_schema TO latch_collector; "
+                         "GRANT SELECT, INSERT ON latch_tiles TO latch_collector; "
+                         "GRANT SELECT, UPDATE ON latch_tree TO latch_collector",
                          &out),
             0)
       << out;
@@ -292,7 +294,7 @@ TEST_F(PostgresLedgerTest, ASequencerWorksUnderTheDocumentedGrantsWhichCannotDel
   Status s = PostgresLedger::Open(conninfo, "[storage] postgres", signer_, &l);
   ASSERT_TRUE(s.ok()) << s.ToString();
   ASSERT_TRUE(BecomeSequencer(*l));
-  s = Append(*l, 0, 700, 14);  // new tiles, full ones and partials widened in place
+  s = Append(*l, 0, 700, 14);  // tiles, full ones and partials grown piece by piece
   ASSERT_TRUE(s.ok()) << s.ToString();
   VerifyResult v;
   ASSERT_TRUE(VerifyLog(*l, signer_.verifier(), &v).ok());
@@ -300,6 +302,8 @@ TEST_F(PostgresLedgerTest, ASequencerWorksUnderTheDocumentedGrantsWhichCannotDel
   ASSERT_TRUE(PgConnection::Connect(conninfo, "test", &c).ok());
   for (const char* sql :
        {"DELETE FROM latch_tiles", "TRUNCATE latch_tiles", "DELETE FROM latch_tree",
+        "UPDATE latch_tiles SET data = ''::bytea", "UPDATE latch_schema SET version = 3",
+        "INSERT INTO latch_tree VALUES ('forged', 0, ''::bytea)",
         "DROP TABLE latch_tiles", "ALTER TABLE latch_tiles DROP COLUMN data"}) {
     s = c->Exec("trying", sql);
     EXPECT_FALSE(s.ok()) << sql;

@@ -35,6 +35,23 @@ void Append(Ledger& ledger, uint64_t from, uint64_t to, std::mt19937_64& rng) {
   }
 }
 
+// Every tile of `ledger`'s tree, whole, as a sequencer hands them to Append.
+std::vector<TileRow> TilesOfTree(Ledger& ledger) {
+  std::vector<TileRow> rows;
+  const uint64_t size = ledger.size();
+  for (int level = tlog::TileId::kEntries;; ++level) {
+    const uint64_t count = level < 0 ? size : tlog::HashesAtLevel(size, level);
+    if (count == 0) break;
+    for (uint64_t index = 0; index * 256 < count; ++index) {
+      TileRow row{
+          {level, index, static_cast<uint32_t>(std::min<uint64_t>(256, count - index * 256))}, {}};
+      EXPECT_TRUE(ledger.ReadTile(row.id, &row.data).ok()) << row.id.Path();
+      rows.push_back(std::move(row));
+    }
+  }
+  return rows;
+}
+
 class PostgresLogTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -124,19 +141,29 @@ TEST_F(PostgresLogTest, TheTreeMovesOnlyFromTheSizeTheWriterRead) {
   // b read size 0 before a moved the tree: its move from 0 is refused, and
   // what it wrote is not served.
   std::string note = files_->checkpoint_note();
-  Status s = b->Advance(0, {}, 300, note);
+  AppendResult moved;
+  Status s = b->Append(0, {}, 300, note, &moved);
   EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition) << s.ToString();
   EXPECT_NE(s.message().find("another writer"), std::string::npos) << s.ToString();
+  EXPECT_TRUE(moved.moved_elsewhere);
   uint64_t size = 0;
   std::string held;
   ASSERT_TRUE(b->ReadState(&size, &held).ok());
   EXPECT_EQ(size, 300u);
-  // A tile already stored with other bytes is a fork, refused.
-  std::string tile;
+  // A tile the tree holds already is never written again, whatever bytes
+  // a writer offers for it: history stays as it was.
+  std::string tile, stored;
   ASSERT_TRUE(files_->ReadTile({0, 0, 256}, &tile).ok());
   tile[5] ^= 1;
-  s = b->Advance(300, {{{0, 0, 256}, tile}}, 300, note);
-  EXPECT_EQ(s.code(), Status::Code::kCorruption) << s.ToString();
+  AppendResult again;
+  s = b->Append(300, {{{0, 0, 256}, tile}}, 300, note, &again);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(again.rows_written, 0u);
+  EXPECT_EQ(again.rows_present, 1u);
+  ASSERT_TRUE(b->ReadTile({0, 0, 256}, &stored).ok());
+  EXPECT_NE(stored, tile);
+  ASSERT_TRUE(files_->ReadTile({0, 0, 256}, &tile).ok());
+  EXPECT_EQ(stored, tile);
   // A database whose tree is not a prefix of the source's: refused.
   TempDir other_dir;
   ASSERT_TRUE(FileLedger::Create(other_dir / "l", kOrigin).ok());
@@ -150,8 +177,9 @@ TEST_F(PostgresLogTest, TheTreeMovesOnlyFromTheSizeTheWriterRead) {
 }
 
 // The sequencer's pipelined move: refused from a stale size (and said so),
-// refused for a tile already stored as wide; either way nothing moves.
-TEST_F(PostgresLogTest, ThePipelinedAppendRefusesAStaleSizeAndARewrittenTile) {
+// and refused where the database holds entries past the tree it serves
+// (written by something other than a sequencer); either way nothing moves.
+TEST_F(PostgresLogTest, ThePipelinedAppendRefusesAStaleSizeAndEntriesPastTheTree) {
   std::mt19937_64 rng(4);
   Append(*files_, 0, 600, rng);
   ASSERT_TRUE(PostgresLog::Init(cluster_.Conninfo(), kOrigin).ok());
@@ -159,23 +187,62 @@ TEST_F(PostgresLogTest, ThePipelinedAppendRefusesAStaleSizeAndARewrittenTile) {
   ASSERT_TRUE(PostgresLog::Open(cluster_.Conninfo(), "storage", kOrigin, &log).ok());
   MigrateResult r;
   ASSERT_TRUE(MigrateLog(*files_, files_->verifier(), *log, &r).ok());
-  std::string tile, note = files_->checkpoint_note();
-  AdvanceResult result;
-  Status s = log->Append(300, {}, 700, note, &result);  // the tree is at 600, not 300
+  const std::string at600 = files_->checkpoint_note();
+  AppendResult result;
+  Status s = log->Append(300, {}, 700, at600, &result);  // the tree is at 600, not 300
   EXPECT_EQ(s.code(), Status::Code::kFailedPrecondition) << s.ToString();
   EXPECT_TRUE(result.moved_elsewhere);
-  AdvanceResult again;
-  ASSERT_TRUE(files_->ReadTile({0, 1, 256}, &tile).ok());
-  s = log->Append(600, {{{0, 1, 256}, tile}}, 600, note, &again);  // tile 0/1 is full already
+
+  // A stray piece of level-0 tile 2 from entry 88 (= 600 - 512) on, past
+  // the served tree.
+  std::string out;
+  ASSERT_EQ(cluster_.Sql("INSERT INTO latch_tiles (level, idx, start, width, data) "
+                         "VALUES (0, 2, 88, 100, '\\x00')",
+                         &out),
+            0)
+      << out;
+  Append(*files_, 600, 612, rng);
+  const auto tiles = TilesOfTree(*files_);
+  AppendResult again;
+  s = log->Append(600, tiles, 612, files_->checkpoint_note(), &again);
   EXPECT_EQ(s.code(), Status::Code::kCorruption) << s.ToString();
+  EXPECT_NE(s.message().find("past the tree it serves"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("(0, 2, 88)"), std::string::npos) << s.ToString();
   EXPECT_FALSE(again.moved_elsewhere);
   uint64_t size = 0;
   std::string held;
   ASSERT_TRUE(log->ReadState(&size, &held).ok());
   EXPECT_EQ(size, 600u);
-  EXPECT_EQ(held, note);
+  EXPECT_EQ(held, at600);
   VerifyResult v;
   ASSERT_TRUE(VerifyLog(*log, files_->verifier(), &v).ok());
+}
+
+// A tile read back is its pieces joined: many small appends (one entry
+// each, so each tile is up to 256 pieces) serve byte for byte what the file
+// ledger serves, at every width in between.
+TEST_F(PostgresLogTest, ATileGrownOneEntryAtATimeReadsBackWhole) {
+  std::mt19937_64 rng(5);
+  ASSERT_TRUE(PostgresLog::Init(cluster_.Conninfo(), kOrigin).ok());
+  std::unique_ptr<PostgresLog> log;
+  ASSERT_TRUE(PostgresLog::Open(cluster_.Conninfo(), "storage", kOrigin, &log).ok());
+  for (uint64_t n = 0; n < 300; ++n) {
+    Append(*files_, n, n + 1, rng);
+    MigrateResult r;
+    Status s = MigrateLog(*files_, files_->verifier(), *log, &r);
+    ASSERT_TRUE(s.ok()) << n << ": " << s.ToString();
+  }
+  ExpectSameTiles(*log);
+  // Narrower partials, served as cuts of the joined pieces.
+  for (uint32_t w : {1u, 2u, 17u, 255u}) {
+    std::string want, got;
+    ASSERT_TRUE(files_->ReadTile({tlog::TileId::kEntries, 0, w}, &want).ok());
+    ASSERT_TRUE(log->ReadTile({tlog::TileId::kEntries, 0, w}, &got).ok()) << w;
+    EXPECT_EQ(got, want) << w;
+  }
+  std::string out;
+  ASSERT_EQ(cluster_.Sql("SELECT count(*) FROM latch_tiles WHERE level = -1 AND idx = 0", &out), 0);
+  EXPECT_NE(out.find("256"), std::string::npos) << out;
 }
 
 TEST_F(PostgresLogTest, AForeignOrNewerOrMissingDatabaseIsRefusedWithWhy) {

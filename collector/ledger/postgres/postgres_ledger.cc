@@ -122,7 +122,8 @@ Status PostgresLedger::TryBecomeSequencer(bool* became) {
   if (checkpoint_note().empty()) {
     std::string note;
     LATCH_RETURN_IF_ERROR(signer_.Sign(checkpoint().Body(), &note));
-    LATCH_RETURN_IF_ERROR(writer_->Advance(0, {}, 0, note));
+    AppendResult first;
+    LATCH_RETURN_IF_ERROR(writer_->Append(0, {}, 0, note, &first));
     MutexLock state(state_mu_);
     checkpoint_note_ = std::move(note);
   }
@@ -216,17 +217,22 @@ Status PostgresLedger::Commit(std::span<const EntryBatch* const> batches, uint64
   tlog::Checkpoint cp{verifier_.name(), edge_.size(), edge_.Root(), {}};
   std::string note;
   Status s = signer_.Sign(cp.Body(), &note);
-  AdvanceResult advanced;
-  if (s.ok()) s = writer_->Append(base, rows, cp.size, note, &advanced);
+  AppendResult appended;
+  if (s.ok()) s = writer_->Append(base, rows, cp.size, note, &appended);
   if (!s.ok()) {
     // The edge moved on in memory; Recover reloads it from the database.
     failed_ = true;
-    if (advanced.moved_elsewhere) Supersede(s.ToString());
+    if (appended.moved_elsewhere) Supersede(s.ToString());
     return s;
   }
   partial_bundle_ = std::move(partial);
   commits_++;
-  rows_written_ += advanced.rows_written;
+  rows_written_ += appended.rows_written;
+  {
+    // Stored now: the proofs for this commit's receipts read them next.
+    MutexLock reads(read_mu_);
+    for (const TileRow& row : rows) Remember(row.id, row.data);
+  }
   MutexLock state(state_mu_);
   size_ = cp.size;
   checkpoint_ = std::move(cp);
@@ -300,15 +306,26 @@ Status PostgresLedger::ReadCheckpoint(std::string* note) {
   return Status::Ok();
 }
 
+void PostgresLedger::Remember(const tlog::TileId& tile, const std::string& data) {
+  CachedTile& held = tiles_[{tile.level, tile.index}];
+  if (held.width >= tile.width) return;
+  if (cached_bytes_ - held.data.size() + data.size() > kCacheBytes) {
+    tiles_.clear();  // simple and rare: the cache fills again as it is read
+    cached_bytes_ = 0;
+    tiles_[{tile.level, tile.index}] = {tile.width, data};
+    cached_bytes_ = data.size();
+    return;
+  }
+  cached_bytes_ = cached_bytes_ - held.data.size() + data.size();
+  held = {tile.width, data};
+}
+
 Status PostgresLedger::ReadStored(const tlog::TileId& tile, std::string* data) {
   MutexLock lock(read_mu_);
-  const bool full = tile.width == kTileWidth;
-  if (full) {
-    auto it = full_tiles_.find({tile.level, tile.index});
-    if (it != full_tiles_.end()) {
-      *data = it->second;
-      return Status::Ok();
-    }
+  auto it = tiles_.find({tile.level, tile.index});
+  if (it != tiles_.end() && it->second.width >= tile.width) {
+    *data = it->second.data;
+    return CutTileToWidth(tile, data);
   }
   // A connection the server dropped (a restart, a failover) is replaced
   // once, then the read is tried again.
@@ -321,14 +338,7 @@ Status PostgresLedger::ReadStored(const tlog::TileId& tile, std::string* data) {
     s = reader_->ReadStoredTile(tile, data);
   }
   LATCH_RETURN_IF_ERROR(s);
-  if (full) {
-    if (cached_bytes_ + data->size() > kCacheBytes) {
-      full_tiles_.clear();
-      cached_bytes_ = 0;
-    }
-    full_tiles_.emplace(std::make_pair(tile.level, tile.index), *data);
-    cached_bytes_ += data->size();
-  }
+  Remember(tile, *data);
   return Status::Ok();
 }
 

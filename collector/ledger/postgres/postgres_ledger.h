@@ -7,7 +7,7 @@
 //
 // One writer at a time, by two guards. The sequencer's lock (a session
 // advisory lock on the writing connection) decides who should write; the
-// compare-and-set of every move (PostgresLog::Advance) makes sure that a
+// compare-and-set of every move (PostgresLog::Append) makes sure that a
 // writer that lost the lock without knowing it (paused, cut off) cannot
 // append: its move is refused, the ledger marks itself superseded, and its
 // owner must step down (the collector exits and starts again as a standby).
@@ -22,8 +22,12 @@
 // one keeps it.
 //
 // Threads: Commit, Recover, TryBecomeSequencer and the pings serialise on
-// one connection; reads use a second connection of their own, and full
-// tiles (which never change) are kept in a bounded cache.
+// one connection; reads use a second connection of their own. Tiles only
+// ever grow (a narrower tile is a prefix of a wider one), so a bounded cache
+// keeps the widest bytes known of each tile, from reads and from this
+// sequencer's own commits, and serves any width up to them: the proofs for
+// the receipts of a busy sequencer (the right edge, just written) cost no
+// query.
 #pragma once
 
 #include <atomic>
@@ -119,9 +123,15 @@ class PostgresLedger : public Ledger {
   std::atomic<bool> closing_{false};
   std::thread pinger_;
 
+  struct CachedTile {
+    uint32_t width = 0;
+    std::string data;
+  };
+  void Remember(const tlog::TileId& tile, const std::string& data) LATCH_REQUIRES(read_mu_);
   Mutex read_mu_;
   std::unique_ptr<PostgresLog> reader_ LATCH_GUARDED_BY(read_mu_);
-  std::map<std::pair<int, uint64_t>, std::string> full_tiles_ LATCH_GUARDED_BY(read_mu_);
+  // (level, index) -> the widest bytes of that tile known to be stored.
+  std::map<std::pair<int, uint64_t>, CachedTile> tiles_ LATCH_GUARDED_BY(read_mu_);
   size_t cached_bytes_ LATCH_GUARDED_BY(read_mu_) = 0;
 
   mutable Mutex state_mu_;  // the committed view: what readers see

@@ -21,27 +21,34 @@ bool Serves(uint64_t size, const tlog::TileId& tile) {
   return tile.width >= 1 && tile.width <= kTileWidth && first + tile.width <= count;
 }
 
-// The first `width` entries of a bundle (each a big-endian uint16 length and
-// its bytes), or of a hash tile (32 bytes each): a narrower partial tile is a
-// prefix of a wider one.
-Status CutTo(const tlog::TileId& tile, std::string* data) {
+// Drops the first `count` entries of a bundle or hash tile's bytes: what is
+// left is the piece from entry `count` on.
+Status DropFirst(const tlog::TileId& tile, uint32_t count, std::string* data) {
   if (!tile.is_entries()) {
-    if (data->size() < size_t{tile.width} * 32) {
-      return Status::Corruption(tile.Path() + ": stored tile is shorter than its width");
+    if (data->size() < size_t{count} * 32) {
+      return Status::InvalidArgument(tile.Path() + ": tile is shorter than its width");
     }
-    data->resize(size_t{tile.width} * 32);
+    data->erase(0, size_t{count} * 32);
     return Status::Ok();
   }
   size_t at = 0;
-  for (uint32_t i = 0; i < tile.width; ++i) {
-    if (at + 2 > data->size()) return Status::Corruption(tile.Path() + ": stored bundle is cut");
+  for (uint32_t i = 0; i < count; ++i) {
+    if (at + 2 > data->size()) return Status::InvalidArgument(tile.Path() + ": bundle is cut");
     const size_t len =
         (static_cast<uint8_t>((*data)[at]) << 8) | static_cast<uint8_t>((*data)[at + 1]);
     at += 2 + len;
-    if (at > data->size()) return Status::Corruption(tile.Path() + ": stored bundle is cut");
+    if (at > data->size()) return Status::InvalidArgument(tile.Path() + ": bundle is cut");
   }
-  data->resize(at);
+  data->erase(0, at);
   return Status::Ok();
+}
+
+// How many entries of `tile` (its level and index) a tree of `size` holds.
+uint32_t WidthAt(uint64_t size, const tlog::TileId& tile) {
+  const uint64_t count = tile.is_entries() ? size : tlog::HashesAtLevel(size, tile.level);
+  const uint64_t first = tile.index * kTileWidth;
+  if (count <= first) return 0;
+  return static_cast<uint32_t>(std::min<uint64_t>(kTileWidth, count - first));
 }
 
 // Every tile a tree of `size` serves, in the exporter's order: entry bundles,
@@ -62,6 +69,29 @@ std::vector<tlog::TileId> TilesOf(uint64_t size) {
 
 }  // namespace
 
+// The first `width` entries of a bundle (each a big-endian uint16 length and
+// its bytes), or of a hash tile (32 bytes each): a narrower partial tile is a
+// prefix of a wider one.
+Status CutTileToWidth(const tlog::TileId& tile, std::string* data) {
+  if (!tile.is_entries()) {
+    if (data->size() < size_t{tile.width} * 32) {
+      return Status::Corruption(tile.Path() + ": stored tile is shorter than its width");
+    }
+    data->resize(size_t{tile.width} * 32);
+    return Status::Ok();
+  }
+  size_t at = 0;
+  for (uint32_t i = 0; i < tile.width; ++i) {
+    if (at + 2 > data->size()) return Status::Corruption(tile.Path() + ": stored bundle is cut");
+    const size_t len =
+        (static_cast<uint8_t>((*data)[at]) << 8) | static_cast<uint8_t>((*data)[at + 1]);
+    at += 2 + len;
+    if (at > data->size()) return Status::Corruption(tile.Path() + ": stored bundle is cut");
+  }
+  data->resize(at);
+  return Status::Ok();
+}
+
 Status PostgresLog::Init(const std::string& conninfo, const std::string& origin,
                          const std::string& setting) {
   if (origin.empty()) return Status::InvalidArgument("a ledger needs an origin");
@@ -78,8 +108,10 @@ Status PostgresLog::Init(const std::string& conninfo, const std::string& origin,
         "CREATE TABLE IF NOT EXISTS latch_tree (origin text PRIMARY KEY,"
         " size bigint NOT NULL CHECK (size >= 0), checkpoint bytea NOT NULL)",
         "CREATE TABLE IF NOT EXISTS latch_tiles (level smallint NOT NULL, idx bigint NOT NULL,"
+        " start smallint NOT NULL CHECK (start BETWEEN 0 AND 255),"
         " width smallint NOT NULL CHECK (width BETWEEN 1 AND 256), data bytea NOT NULL,"
-        " PRIMARY KEY (level, idx))"}) {
+        " CHECK (start < width), PRIMARY KEY (level, idx, start))",
+        "ALTER TABLE latch_tiles ALTER COLUMN data SET STORAGE EXTERNAL"}) {
     LATCH_RETURN_IF_ERROR(c->Exec("creating the schema", ddl));
   }
   std::optional<PgResult> r;
@@ -159,70 +191,6 @@ Status PostgresLog::ReadState(uint64_t* size, std::string* checkpoint_note) {
   return Status::Ok();
 }
 
-Status PostgresLog::PutTile(const TileRow& tile, bool* added) {
-  *added = false;
-  std::optional<PgResult> r;
-  // New, or a wider partial of the same tile. That its stored bytes are a
-  // prefix of the wider one is not checked here: only the writer that moved
-  // the tree in this transaction can write (the compare-and-set holds the
-  // tree's row), and it extends what it read; reading the old bytes back
-  // would cost each commit a read of its partial tiles. latch-ledger verify
-  // checks every stored tile against the checkpoint.
-  LATCH_RETURN_IF_ERROR(conn_->Exec(
-      "writing " + tile.id.Path(),
-      "INSERT INTO latch_tiles (level, idx, width, data) VALUES ($1, $2, $3, $4) "
-      "ON CONFLICT (level, idx) DO UPDATE SET width = EXCLUDED.width, data = EXCLUDED.data "
-      "WHERE latch_tiles.width < EXCLUDED.width RETURNING 1",
-      {PgParam::Int(tile.id.level), PgParam::Int(static_cast<int64_t>(tile.id.index)),
-       PgParam::Int(tile.id.width), PgParam::Bytes(tile.data)},
-      &r));
-  if (r->rows() == 1) {
-    *added = true;
-    return Status::Ok();
-  }
-  // Already there at least as wide: this tile must be its prefix, or two
-  // trees disagree.
-  std::string stored;
-  LATCH_RETURN_IF_ERROR(ReadStoredTile(tile.id, &stored));
-  if (stored != tile.data) {
-    return Status::Corruption(tile.id.Path() +
-                              " is already in the database with other bytes: the logs fork");
-  }
-  return Status::Ok();
-}
-
-Status PostgresLog::Advance(uint64_t expected_size, const std::vector<TileRow>& tiles,
-                            uint64_t new_size, const std::string& checkpoint_note,
-                            AdvanceResult* result) {
-  // One transaction: the compare-and-set first, which also locks the tree's
-  // row until the end, so no other writer can interleave; then the tiles.
-  // Either all of it is served or none.
-  PgTransaction tx(*conn_);
-  LATCH_RETURN_IF_ERROR(tx.Begin());
-  std::optional<PgResult> r;
-  LATCH_RETURN_IF_ERROR(conn_->Exec(
-      "moving the tree",
-      "UPDATE latch_tree SET size = $1, checkpoint = $2 WHERE origin = $3 AND size = $4",
-      {PgParam::Int(static_cast<int64_t>(new_size)), PgParam::Bytes(checkpoint_note),
-       PgParam::Text(origin_), PgParam::Int(static_cast<int64_t>(expected_size))},
-      &r));
-  if (r->affected() != 1) {
-    if (result != nullptr) result->moved_elsewhere = true;
-    return Status::FailedPrecondition("the tree of " + origin_ + " is no longer at size " +
-                                      std::to_string(expected_size) +
-                                      ": another writer moved it; nothing of this move is served");
-  }
-  uint64_t added_rows = 0;
-  for (const TileRow& tile : tiles) {
-    bool added = false;
-    LATCH_RETURN_IF_ERROR(PutTile(tile, &added));
-    if (added) ++added_rows;
-  }
-  LATCH_RETURN_IF_ERROR(tx.Commit());
-  if (result != nullptr) result->rows_written += added_rows;
-  return Status::Ok();
-}
-
 Status PostgresLog::TryLockSequencer(int lease_ms, bool* held) {
   std::optional<PgResult> r;
   // Key: the origin's hash, in its own namespace of advisory locks (the
@@ -241,13 +209,16 @@ Status PostgresLog::Ping() { return conn_->Exec("pinging the database", "SELECT 
 
 Status PostgresLog::Append(uint64_t expected_size, const std::vector<TileRow>& tiles,
                            uint64_t new_size, const std::string& checkpoint_note,
-                           AdvanceResult* result) {
-  // In a pipeline nothing can look at one statement's result before the
-  // next is sent, so each statement checks itself: it divides by the number
-  // of rows it changed, and a refusal (no row) is a division by zero, which
-  // aborts the pipeline and with it the transaction.
+                           AppendResult* result) {
+  // Each tile is stored as the pieces the tree grew it by: this move writes,
+  // per tile, the entries past what the tree of `expected_size` holds (none
+  // if it holds them all), so no byte once written is written again.
   std::vector<PgStatement> statements;
   statements.push_back({"beginning a transaction", "BEGIN", {}});
+  // In a pipeline nothing can look at one statement's result before the
+  // next is sent, so the compare-and-set checks itself: it divides by the
+  // number of rows it moved, and a refusal (no row) is a division by zero,
+  // which aborts the pipeline and with it the transaction.
   statements.push_back(
       {"moving the tree",
        "WITH moved AS (UPDATE latch_tree SET size = $1, checkpoint = $2 "
@@ -255,35 +226,60 @@ Status PostgresLog::Append(uint64_t expected_size, const std::vector<TileRow>& t
        "SELECT 1 / (SELECT count(*)::int FROM moved)",
        {PgParam::Int(static_cast<int64_t>(new_size)), PgParam::Bytes(checkpoint_note),
         PgParam::Text(origin_), PgParam::Int(static_cast<int64_t>(expected_size))}});
+  // Every piece in one multi-row INSERT: one statement to parse and plan
+  // per move, however many tiles it grows. A plain INSERT: a piece already
+  // stored at its start is a unique violation, never an overwrite.
+  PgStatement insert{"writing the tiles' new pieces",
+                     "INSERT INTO latch_tiles (level, idx, start, width, data) VALUES ",
+                     {}};
+  uint64_t present = 0;
   for (const TileRow& tile : tiles) {
-    statements.push_back(
-        {"writing " + tile.id.Path(),
-         "WITH put AS (INSERT INTO latch_tiles (level, idx, width, data) VALUES ($1, $2, $3, $4) "
-         "ON CONFLICT (level, idx) DO UPDATE SET width = EXCLUDED.width, data = EXCLUDED.data "
-         "WHERE latch_tiles.width < EXCLUDED.width RETURNING 1) "
-         "SELECT 1 / (SELECT count(*)::int FROM put)",
-         {PgParam::Int(tile.id.level), PgParam::Int(static_cast<int64_t>(tile.id.index)),
-          PgParam::Int(tile.id.width), PgParam::Bytes(tile.data)}});
+    if (!Serves(new_size, tile.id) || WidthAt(new_size, tile.id) != tile.id.width) {
+      return Status::InvalidArgument(tile.id.Path() + " is not a tile of the tree of size " +
+                                     std::to_string(new_size));
+    }
+    const uint32_t start = WidthAt(expected_size, tile.id);
+    if (start >= tile.id.width) {
+      ++present;  // the tree holds all of it already
+      continue;
+    }
+    std::string piece = tile.data;
+    LATCH_RETURN_IF_ERROR(DropFirst(tile.id, start, &piece));
+    const size_t n = insert.params.size();
+    if (n > 0) insert.sql += ", ";
+    insert.sql += "($" + std::to_string(n + 1) + ", $" + std::to_string(n + 2) + ", $" +
+                  std::to_string(n + 3) + ", $" + std::to_string(n + 4) + ", $" +
+                  std::to_string(n + 5) + ")";
+    insert.params.push_back(PgParam::Int(tile.id.level));
+    insert.params.push_back(PgParam::Int(static_cast<int64_t>(tile.id.index)));
+    insert.params.push_back(PgParam::Int(start));
+    insert.params.push_back(PgParam::Int(tile.id.width));
+    insert.params.push_back(PgParam::Bytes(std::move(piece)));
   }
+  const uint64_t written = insert.params.size() / 5;
+  if (written > 0) statements.push_back(std::move(insert));
   statements.push_back({"committing", "COMMIT", {}});
   size_t failed = 0;
   std::string sqlstate;
   Status s = conn_->ExecPipeline(statements, &failed, &sqlstate);
   if (s.ok()) {
-    result->rows_written += tiles.size();
+    result->rows_written += written;
+    result->rows_present += present;
     return s;
   }
   constexpr char kDivisionByZero[] = "22012";
+  constexpr char kUniqueViolation[] = "23505";
   if (failed == 1 && sqlstate == kDivisionByZero) {
     result->moved_elsewhere = true;
     return Status::FailedPrecondition("the tree of " + origin_ + " is no longer at size " +
                                       std::to_string(expected_size) +
                                       ": another writer moved it; nothing of this move is served");
   }
-  if (failed > 1 && failed + 1 < statements.size() && sqlstate == kDivisionByZero) {
-    return Status::Corruption(tiles[failed - 2].id.Path() +
-                              " is already in the database as wide: the logs fork; nothing of "
-                              "this move is served");
+  if (failed == 2 && written > 0 && sqlstate == kUniqueViolation) {
+    // The compare-and-set held, yet the database holds entries past the
+    // tree it serves: something other than a sequencer wrote them.
+    return Status::Corruption("the database holds entries past the tree it serves (" + s.message() +
+                              "): the logs fork; nothing of this move is served");
   }
   return s;
 }
@@ -309,17 +305,31 @@ Status PostgresLog::ReadStoredTile(const tlog::TileId& tile, std::string* data) 
   std::optional<PgResult> r;
   LATCH_RETURN_IF_ERROR(
       conn_->Exec("reading " + tile.Path(),
-                  "SELECT width::text, data FROM latch_tiles WHERE level = $1 AND idx = $2",
-                  {PgParam::Int(tile.level), PgParam::Int(static_cast<int64_t>(tile.index))}, &r,
-                  /*binary_results=*/true));
-  int64_t width = 0;
-  if (r->rows() == 1) LATCH_RETURN_IF_ERROR(r->Int(0, 0, &width));
-  if (r->rows() != 1 || width < tile.width) {
+                  "SELECT start::text, width::text, data FROM latch_tiles "
+                  // By the column, not the text the list casts it to ("10" < "2").
+                  "WHERE level = $1 AND idx = $2 AND start < $3 ORDER BY latch_tiles.start",
+                  {PgParam::Int(tile.level), PgParam::Int(static_cast<int64_t>(tile.index)),
+                   PgParam::Int(tile.width)},
+                  &r, /*binary_results=*/true));
+  // The pieces, each starting where the one before ended.
+  data->clear();
+  int64_t at = 0;
+  for (int row = 0; row < r->rows(); ++row) {
+    int64_t start = 0, width = 0;
+    LATCH_RETURN_IF_ERROR(r->Int(row, 0, &start));
+    LATCH_RETURN_IF_ERROR(r->Int(row, 1, &width));
+    if (start != at || width <= start) {
+      return Status::Corruption(tile.Path() + ": stored pieces do not follow on at entry " +
+                                std::to_string(at));
+    }
+    data->append(r->value(row, 2));
+    at = width;
+  }
+  if (at < tile.width) {
     return Status::Corruption(tile.Path() + " is served but missing from the database");
   }
-  // A narrower partial is a prefix of the stored tile.
-  *data = r->value(0, 1);
-  return CutTo(tile, data);
+  // The last piece may reach past a narrower partial.
+  return CutTileToWidth(tile, data);
 }
 
 Status MigrateLog(TileSource& source, const tlog::NoteVerifier& key, PostgresLog& log,
@@ -360,9 +370,9 @@ Status MigrateLog(TileSource& source, const tlog::NoteVerifier& key, PostgresLog
     LATCH_RETURN_IF_ERROR(source.ReadTile(id, &row.data).WithContext(source.Describe()));
     rows.push_back(std::move(row));
   }
-  AdvanceResult advanced;
-  LATCH_RETURN_IF_ERROR(log.Advance(held_size, rows, cp.size, note, &advanced));
-  const uint64_t written = advanced.rows_written;
+  AppendResult appended;
+  LATCH_RETURN_IF_ERROR(log.Append(held_size, rows, cp.size, note, &appended));
+  const uint64_t written = appended.rows_written;
   // Read back: every tile, byte for byte, and the checkpoint.
   std::string back;
   for (const TileRow& row : rows) {

@@ -6,16 +6,18 @@
 // refused if the size is no longer that, so two writers can never fork the
 // log and a writer that lost its turn cannot append.
 //
-// Schema version 1 (created by Init, idempotent):
+// Schema version 2 (created by Init, idempotent):
 //   latch_schema(version)                         one row: the schema version
 //   latch_tree(origin PK, size, checkpoint)       one row: the served tree
-//   latch_tiles(level, idx PK, width, data)       level -1: entry bundles
-// One row per tile: a full tile is written once and never changed; the
-// partial tile at the right edge of each level is widened in place as the
-// tree grows (its old bytes stay its prefix), and a narrower partial is
-// served as a prefix of the stored one. The tree moves in the same
-// transaction as the tiles it covers. The collector's role needs INSERT and
-// UPDATE on these tables, never DELETE (docs/OPERATIONS.md).
+//   latch_tiles(level, idx, start PK, width, data)  level -1: entry bundles
+// A tile is stored as the pieces the tree grew it by: a row holds its
+// entries [start, width), written once by the move that added them and
+// never changed, so the table is append-only (each commit writes its new
+// bytes and nothing else; the right edge is not rewritten). A tile of width
+// w is read as the pieces from 0 up to w, each starting where the last ended,
+// cut at w. The tree moves in the same transaction as the pieces it covers.
+// The collector's role needs INSERT on latch_tiles and UPDATE on latch_tree
+// only, never DELETE (docs/OPERATIONS.md).
 //
 // Not thread-safe: one connection, one user at a time.
 #pragma once
@@ -31,12 +33,15 @@
 
 namespace latch::ledger::postgres {
 
-// What one Advance did.
-struct AdvanceResult {
-  uint64_t rows_written = 0;     // tiles and bundles new or widened
+// What one Append did.
+struct AppendResult {
+  uint64_t rows_written = 0;     // pieces of tiles and bundles written
+  uint64_t rows_present = 0;     // tiles the tree held all of already: nothing written
   bool moved_elsewhere = false;  // refused: the tree was no longer at the expected size
 };
 
+// A tile of the tree after the move (id.width wide), whole: Append stores
+// the part of it the tree did not hold before.
 struct TileRow {
   tlog::TileId id;
   std::string data;
@@ -44,7 +49,7 @@ struct TileRow {
 
 class PostgresLog : public TileSource {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Creates the tables if missing and the tree row of `origin` (size 0, no
   // checkpoint yet). Refuses a database holding another schema version or
@@ -59,23 +64,19 @@ class PostgresLog : public TileSource {
   const std::string& origin() const { return origin_; }
   // The tree as served now: its size and signed checkpoint ("" before the first).
   Status ReadState(uint64_t* size, std::string* checkpoint_note);
-  // In one transaction: moves the tree from `expected_size` to `new_size`
-  // with `checkpoint_note` by compare-and-set, and writes `tiles` (new ones,
-  // or wider partials whose stored bytes they extend; a tile already stored
-  // with other bytes is a fork: Corruption, and nothing is written).
-  // FailedPrecondition if the size is no longer `expected_size` (another
-  // writer moved it): nothing of this move is served, and the caller must
-  // read the state again (and result->moved_elsewhere says so).
-  Status Advance(uint64_t expected_size, const std::vector<TileRow>& tiles, uint64_t new_size,
-                 const std::string& checkpoint_note, AdvanceResult* result = nullptr);
   // Whether the connection still works (not broken by the server going).
   bool connected() const { return conn_->ok(); }
-  // The sequencer's move: like Advance, but every tile must be new or wider
-  // than the stored one (a tile stored as wide already is a fork:
-  // Corruption, nothing written), and all of it goes in one round trip
-  // (libpq's pipeline mode) rather than one per statement.
+  // In one transaction and one round trip (libpq's pipeline mode): moves
+  // the tree from `expected_size` to `new_size` with `checkpoint_note` by
+  // compare-and-set, and writes of each of `tiles` (every one a tile of the
+  // new tree, at its width there) the entries the old tree did not hold.
+  // FailedPrecondition if the size is no longer `expected_size` (another
+  // writer moved it; result->moved_elsewhere says so): nothing of this move
+  // is served, and the caller must read the state again. Corruption if the
+  // database already holds a piece this move would write (entries past the
+  // served tree: only a writer other than a sequencer puts them there).
   Status Append(uint64_t expected_size, const std::vector<TileRow>& tiles, uint64_t new_size,
-                const std::string& checkpoint_note, AdvanceResult* result);
+                const std::string& checkpoint_note, AppendResult* result);
   // The stored bytes of `tile` (cut to its width), without asking whether
   // the current tree serves it: for a reader that knows its own tree size.
   Status ReadStoredTile(const tlog::TileId& tile, std::string* data);
@@ -100,10 +101,14 @@ class PostgresLog : public TileSource {
  private:
   PostgresLog(std::unique_ptr<PgConnection> conn, std::string origin)
       : conn_(std::move(conn)), origin_(std::move(origin)) {}
-  Status PutTile(const TileRow& tile, bool* added);
   std::unique_ptr<PgConnection> conn_;
   std::string origin_;
 };
+
+// Cuts the bytes of a tile (a bundle or a hash tile at least tile.width
+// wide) to its first tile.width entries: a narrower partial tile is a prefix
+// of a wider one. Corruption if the bytes are shorter.
+Status CutTileToWidth(const tlog::TileId& tile, std::string* data);
 
 struct MigrateResult {
   uint64_t size = 0;           // the tree size now served from the database
