@@ -46,6 +46,14 @@ void AgentChannel::EnrolmentChanged() {
   for (const auto& [key, host] : enrolment_.keys()) enrolled_hosts_.insert(host);
 }
 
+namespace {
+// TCP keepalives on each agent's connection: a peer that stops answering is
+// dropped after 10 s idle plus 3 probes 2 s apart.
+constexpr int kKeepaliveIdleS = 10;
+constexpr int kKeepaliveIntervalS = 2;
+constexpr int kKeepaliveProbes = 3;
+}  // namespace
+
 Status AgentChannel::Bind(zmq::context_t& context, const schema::CurveKeyPair& curve) {
   try {
     zap_ = std::make_unique<zmq::socket_t>(context, zmq::socket_type::rep);
@@ -56,8 +64,20 @@ Status AgentChannel::Bind(zmq::context_t& context, const schema::CurveKeyPair& c
     router_->set(zmq::sockopt::zap_domain, "latch");
     router_->set(zmq::sockopt::router_mandatory, 1);
     router_->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(config_.max_message_bytes * 4));
-    router_->set(zmq::sockopt::heartbeat_ivl, 1000);
-    router_->set(zmq::sockopt::heartbeat_timeout, 5000);
+    // Dead peers are found by the kernel's TCP keepalives (~16 s for a
+    // machine that vanished), not by ZeroMQ heartbeats from this side:
+    // libzmq keeps every connection's heartbeat timers in one ordered map
+    // per I/O thread and cancels one by walking it, so a heartbeat each
+    // second to each of 10,000 agents costs ~10^8 steps a second, all on
+    // the I/O threads that also take the agents' handshakes
+    // (fleet_bench). Agents still heartbeat the collector (they notice a dead
+    // one within 5 s) and this side answers their pings; a silent agent is
+    // noticed by the ingest's own silence timer.
+    router_->set(zmq::sockopt::heartbeat_ivl, 0);
+    router_->set(zmq::sockopt::tcp_keepalive, 1);
+    router_->set(zmq::sockopt::tcp_keepalive_idle, kKeepaliveIdleS);
+    router_->set(zmq::sockopt::tcp_keepalive_intvl, kKeepaliveIntervalS);
+    router_->set(zmq::sockopt::tcp_keepalive_cnt, kKeepaliveProbes);
     router_->set(zmq::sockopt::linger, 0);
     for (const std::string& e : config_.endpoints) router_->bind(e);
   } catch (const zmq::error_t& e) {

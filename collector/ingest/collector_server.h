@@ -246,6 +246,7 @@ class CollectorServer : private workflow::WorkflowSink {
   CollectorConfig config_;
   schema::CurveKeyPair curve_;
   // Before every socket: closing it waits for them to be closed.
+  static constexpr int kAgentIoThreads = 4;
   zmq::context_t context_;
   std::unique_ptr<ledger::Ledger> ledger_;
   // The loop, and what waits on it (sockets' descriptors, the tick, the

@@ -1,7 +1,9 @@
 // channel_bench: the agent-collector channel, measured.
 //
-//   build/tests/channel_bench [--events N] [--grants N] [--agents N] [--cycles N]
-//                             [--seconds N] [--rate N] [--parts e,g,f,w,l]
+//   build/tests/channel_bench [--events N] [--grants N] [--cycles N]
+//                             [--seconds N] [--rate N] [--parts e,g,w,l]
+//
+// (Many simulated agents against one collector: fleet_bench.)
 //
 // e (end to end): N decision records from one agent into the durable ledger:
 //   the agent's own pieces (spool sink, spool, collector link with receipt
@@ -12,9 +14,6 @@
 // g (grant latency, root): an in-process collector and agent daemon on a
 //   sandbox cgroup; N grants issued through the admin socket, each timed until
 //   the kernel's grant map holds it, then revoked and timed until it is gone.
-// f (fleet): N simulated agents (the real protocol over CURVE, one process)
-//   against a latch-collector process: events/s, the collector's memory, and
-//   the time until every agent has a grant change.
 // w (request to effective, root): the approval workflow over the HTTPS API
 //   with an in-process collector and agent: N requests, each approved and
 //   timed until a connect on the host succeeds, then revoked and timed until
@@ -64,6 +63,7 @@
 #include "https_client.h"
 #include "kernel_sandbox.h"
 #include "lossy_delivery.h"
+#include "sample_decision.h"
 #include "schemas/canonical.h"
 #include "schemas/event_record.h"
 #include "schemas/record_codec.h"
@@ -88,25 +88,6 @@ std::string TempDir(const char* name) {
   return t;
 }
 int FreePort() { return agent::FreeLoopbackPort(); }
-
-latch_decision_event SampleEvent(uint64_t i) {
-  latch_decision_event e{};
-  e.ktime_boot_ns = agent::NowBootNs();
-  e.pid = e.tgid = 4242;
-  e.uid = e.gid = 1000;
-  e.cgroup_id = 77;
-  std::memcpy(e.comm, "psql", 4);
-  e.family = 2;
-  e.protocol = 6;
-  e.addr[10] = e.addr[11] = 0xff;
-  e.addr[12] = 10;
-  e.addr[15] = static_cast<uint8_t>(i);
-  e.port = 5432;
-  e.resource_id = 9;
-  e.verdict = LATCH_VERDICT_DENY;
-  e.hook = LATCH_HOOK_CONNECT4;
-  return e;
-}
 
 // p50, p99, max and min of `ms`, one line.
 void ReportLatency(const char* what, std::vector<double> ms) {
@@ -220,7 +201,7 @@ void EndToEnd(uint64_t n) {
     auto start = Clock::now();
     // The daemon's shape: a ring read of up to 4096 records, flush, pump.
     std::function<void()> feed = [&] {
-      for (int i = 0; i < 4096 && fed < n; ++i) sink.AddEvent(SampleEvent(fed++));
+      for (int i = 0; i < 4096 && fed < n; ++i) sink.AddEvent(bench::SampleDecision(fed++));
       Check(sink.Flush(), "spool flush");
       link.Pump();
       if (link.counters().records_acknowledged >= n) {
@@ -266,7 +247,7 @@ void EndToEnd(uint64_t n) {
       for (int k = 0; k < 4096 && i < n; ++k, ++i) {
         rec.sequence = i + 1;
         rec.event_time_ns = rec.receive_time_ns = agent::NowUnixNs();
-        rec.payload = record::EncodeDecisionEvent(SampleEvent(i));
+        rec.payload = record::EncodeDecisionEvent(bench::SampleDecision(i));
         Check(ledger::EncodeRecord(rec, &bytes), "encode");
         Check(batch.Add(bytes), "add");
       }
@@ -482,168 +463,6 @@ void RequestToEffective(int n) {
   std::printf("  (a negative figure: the host took the grant before the API's answer arrived)\n");
 }
 
-// N simulated agents against a latch-collector process.
-void Fleet(int agents, double seconds) {
-  std::printf("fleet: %d simulated agents on one latch-collector process\n", agents);
-  std::string dir = TempDir("/tmp/latch-fleet-bench");
-  int port = FreePort();
-  std::vector<schema::CurveKeyPair> keys(static_cast<size_t>(agents));
-  {
-    std::ofstream f(dir + "/collector.toml");
-    f << "data_dir = \"" << dir << "/collector\"\norigin = \"fleet.example/ledger\"\n"
-      << "endpoints = [\"tcp://127.0.0.1:" << port << "\"]\n";
-    for (int i = 0; i < agents; ++i) {
-      char pub[41], sec[41];
-      zmq_curve_keypair(pub, sec);
-      keys[static_cast<size_t>(i)] = {pub, sec};
-      f << "[[agent]]\nhost_id = \"h" << i << "\"\ncurve_public_key = \"" << pub << "\"\n";
-    }
-  }
-  pid_t collector = ::fork();
-  if (collector == 0) {
-    ::execl(LATCH_COLLECTOR_BIN, LATCH_COLLECTOR_BIN, "--config", (dir + "/collector.toml").c_str(),
-            static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  // Ends the collector this function started, however it returns, then
-  // removes its directory.
-  struct Reaper {
-    pid_t pid;
-    std::string dir;
-    ~Reaper() {
-      ::kill(pid, SIGTERM);
-      ::waitpid(pid, nullptr, 0);
-      fs::remove_all(dir);
-    }
-  } reaper{collector, dir};
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  std::string server_key;
-  {
-    std::ifstream in(dir + "/collector/curve.key");
-    std::getline(in, server_key);
-  }
-  zmq::context_t ctx(2);
-  std::vector<std::unique_ptr<zmq::socket_t>> socks;
-  const std::string boot(16, '\x05');
-  std::vector<uint64_t> next_seq(static_cast<size_t>(agents), 1),
-      grant_version(static_cast<size_t>(agents), 0);
-  auto send = [&](int i, capnp::MessageBuilder& m) {
-    auto w = capnp::messageToFlatArray(m);
-    socks[static_cast<size_t>(i)]->send(zmq::const_buffer(w.asBytes().begin(), w.asBytes().size()),
-                                        zmq::send_flags::dontwait);
-  };
-  for (int i = 0; i < agents; ++i) {
-    auto s = std::make_unique<zmq::socket_t>(ctx, zmq::socket_type::dealer);
-    s->set(zmq::sockopt::curve_serverkey, server_key);
-    s->set(zmq::sockopt::curve_publickey, keys[static_cast<size_t>(i)].public_z85);
-    s->set(zmq::sockopt::curve_secretkey, keys[static_cast<size_t>(i)].secret_z85);
-    s->set(zmq::sockopt::linger, 0);
-    s->connect("tcp://127.0.0.1:" + std::to_string(port));
-    socks.push_back(std::move(s));
-    capnp::MallocMessageBuilder m;
-    auto h = m.initRoot<schema::Envelope>().initHello();
-    h.setHostId("h" + std::to_string(i));
-    h.setBootId(kj::arrayPtr(reinterpret_cast<const capnp::byte*>(boot.data()), 16));
-    send(i, m);
-  }
-  std::string payload = record::EncodeDecisionEvent(SampleEvent(1));
-  auto send_batch = [&](int i) {
-    capnp::MallocMessageBuilder m;
-    auto b = m.initRoot<schema::Envelope>().initEventBatch();
-    b.setBootId(kj::arrayPtr(reinterpret_cast<const capnp::byte*>(boot.data()), 16));
-    auto rs = b.initRecords(256);
-    for (unsigned k = 0; k < 256; ++k) {
-      rs[k].setSequence(next_seq[static_cast<size_t>(i)] + k);
-      rs[k].setKind(schema::RecordKind::EVENT);
-      rs[k].setEventTimeNs(agent::NowUnixNs());
-      rs[k].setPayload(
-          kj::arrayPtr(reinterpret_cast<const capnp::byte*>(payload.data()), payload.size()));
-    }
-    send(i, m);
-  };
-  // Each agent keeps one batch of 256 in flight; a receipt sends the next.
-  uint64_t acked = 0;
-  std::vector<zmq::pollitem_t> items;
-  for (auto& s : socks) items.push_back({s->handle(), 0, ZMQ_POLLIN, 0});
-  auto handle = [&](int i, const zmq::message_t& msg, bool stream) {
-    kj::Array<capnp::word> words = kj::heapArray<capnp::word>(msg.size() / 8);
-    std::memcpy(words.begin(), msg.data(), words.size() * 8);
-    capnp::ReaderOptions ro;
-    ro.traversalLimitInWords = 1 << 28;
-    capnp::FlatArrayMessageReader r(words.asPtr(), ro);
-    auto env = r.getRoot<schema::Envelope>();
-    if (env.isReceipt()) {
-      uint64_t through = env.getReceipt().getThroughSequence();
-      if (through + 1 > next_seq[static_cast<size_t>(i)]) {
-        acked += through + 1 - next_seq[static_cast<size_t>(i)];
-        next_seq[static_cast<size_t>(i)] = through + 1;
-        if (stream) send_batch(i);
-      }
-    } else if (env.isGrantSet()) {
-      auto set = env.getGrantSet().getSet();
-      Check(
-          schema::ReadCanonical<schema::GrantSet>(
-              std::string_view(reinterpret_cast<const char*>(set.begin()), set.size()), "grant set",
-              [&](schema::GrantSet::Reader g) {
-                grant_version[static_cast<size_t>(i)] = g.getVersion();
-                return Status::Ok();
-              }),
-          "grant set");
-    }
-  };
-  auto pump = [&](bool stream, int timeout_ms) {
-    zmq::poll(items.data(), items.size(), std::chrono::milliseconds(timeout_ms));
-    for (size_t i = 0; i < items.size(); ++i) {
-      if (!(items[i].revents & ZMQ_POLLIN)) continue;
-      zmq::message_t msg;
-      while (socks[i]->recv(msg, zmq::recv_flags::dontwait))
-        handle(static_cast<int>(i), msg, stream);
-    }
-  };
-  for (int i = 0; i < 20; ++i) pump(false, 50);  // hellos answered with grant sets
-  for (int i = 0; i < agents; ++i) send_batch(i);
-  auto start = Clock::now();
-  while (Secs(start) < seconds) pump(true, 100);
-  double secs = Secs(start);
-  uint64_t streamed = acked;
-  for (int i = 0; i < 50; ++i) pump(false, 20);  // the last receipts
-  long rss_kb = 0;
-  {
-    std::ifstream st("/proc/" + std::to_string(collector) + "/status");
-    std::string line;
-    while (std::getline(st, line)) {
-      if (line.rfind("VmRSS:", 0) == 0) rss_kb = std::stol(line.substr(6));
-    }
-  }
-  std::printf("  %llu records acknowledged in %.1f s: %.0f records/s across %d agents\n",
-              static_cast<unsigned long long>(streamed), secs, streamed / secs, agents);
-  std::printf("  collector resident memory: %.1f MiB\n", rss_kb / 1024.0);
-  // One grant naming every host: time until each agent holds a newer set.
-  std::vector<uint64_t> before = grant_version;
-  nlohmann::json hosts = nlohmann::json::array();
-  for (int i = 0; i < agents; ++i) hosts.push_back("h" + std::to_string(i));
-  zmq::socket_t admin(ctx, zmq::socket_type::req);
-  admin.connect("ipc://" + dir + "/collector/admin.sock");
-  std::string req = nlohmann::json{
-      {"op", "issue"},
-      {"principals", {{{"uid", 1000}}}},
-      {"resources", {9}},
-      {"hosts", hosts},
-      {"duration_s",
-       60}}.dump();
-  auto t0 = Clock::now();
-  admin.send(zmq::buffer(req), zmq::send_flags::none);
-  size_t updated = 0;
-  while (Secs(t0) < 30 && updated < static_cast<size_t>(agents)) {
-    pump(false, 5);
-    updated = 0;
-    for (size_t i = 0; i < before.size(); ++i) updated += grant_version[i] > before[i];
-  }
-  std::printf("  grant change reached %zu of %d agents in %.1f ms\n", updated, agents,
-              Secs(t0) * 1e3);
-  socks.clear();
-}
-
 void LossyLinkDelivery(int seconds, int rate) {
   std::printf("lossy link: %d records/s for %d s, 20%% packet loss and 100 ms each way\n", rate,
               seconds);
@@ -673,10 +492,10 @@ void LossyLinkDelivery(int seconds, int rate) {
 
 int main(int argc, char** argv) {
   uint64_t events = 1000000;
-  int grants = 1000, agents = 1000;
+  int grants = 1000;
   int cycles = 500;
   int seconds = 20, rate = 5000;
-  std::string parts = "e,g,f,w";
+  std::string parts = "e,g,w";
   for (int i = 1; i < argc; i += 2) {
     std::string f = argv[i];
     if (i + 1 >= argc) f = "--help";
@@ -684,8 +503,6 @@ int main(int argc, char** argv) {
       events = std::stoull(argv[i + 1]);
     else if (f == "--grants")
       grants = std::stoi(argv[i + 1]);
-    else if (f == "--agents")
-      agents = std::stoi(argv[i + 1]);
     else if (f == "--cycles")
       cycles = std::stoi(argv[i + 1]);
     else if (f == "--parts")
@@ -696,15 +513,14 @@ int main(int argc, char** argv) {
       rate = std::stoi(argv[i + 1]);
     else {
       std::fprintf(stderr,
-                   "usage: channel_bench [--events N] [--grants N] [--agents N] [--cycles N] "
-                   "[--seconds N] [--rate N] [--parts e,g,f,w,l]\n");
+                   "usage: channel_bench [--events N] [--grants N] [--cycles N] "
+                   "[--seconds N] [--rate N] [--parts e,g,w,l]\n");
       return 2;
     }
   }
   try {
     if (parts.find('e') != std::string::npos) EndToEnd(events);
     if (parts.find('g') != std::string::npos) GrantLatency(grants);
-    if (parts.find('f') != std::string::npos) Fleet(agents, 10);
     if (parts.find('w') != std::string::npos) RequestToEffective(cycles);
     if (parts.find('l') != std::string::npos) LossyLinkDelivery(seconds, rate);
   } catch (const std::exception& e) {

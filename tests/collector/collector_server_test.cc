@@ -7,6 +7,7 @@
 #include <capnp/serialize.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -1061,6 +1062,43 @@ TEST_F(CollectorTest, AJoinTokenEnrolsANewKeyOnceOnRecordAndAcrossARestart) {
   server_.reset();
   ASSERT_TRUE(CollectorServer::Open(config_, &server_).ok());
   thread_ = std::thread([this] { run_status_ = server_->Run(); });
+}
+
+// A vanished agent machine is found by the kernel's TCP keepalives on the
+// collector's side of its connection (ZeroMQ heartbeats from the collector
+// would cost each of its I/O thread's timers a walk over all of them: see
+// AgentChannel::Bind). The collector runs in this process, so its accepted
+// sockets are ours to look at.
+TEST_F(CollectorTest, AgentConnectionsAreWatchedByTcpKeepalives) {
+  Hello(*agent_, "host-a");
+  std::string welcome;
+  ASSERT_TRUE(agent_->Receive(schema::Envelope::WELCOME, &welcome));
+  const int port = std::stoi(endpoint_.substr(endpoint_.rfind(':') + 1));
+  int accepted = 0;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    const int fd = std::stoi(e.path().filename().string());
+    sockaddr_in local{}, peer{};
+    socklen_t len = sizeof(local), plen = sizeof(peer);
+    int type = 0;
+    socklen_t tlen = sizeof(type);
+    if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) != 0 || type != SOCK_STREAM) continue;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0 ||
+        local.sin_family != AF_INET || ntohs(local.sin_port) != port ||
+        ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) != 0) {
+      continue;  // not a connection the collector accepted
+    }
+    ++accepted;
+    int on = 0, idle = 0, interval = 0, probes = 0;
+    socklen_t n = sizeof(int);
+    ASSERT_EQ(::getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, &n), 0);
+    ASSERT_EQ(::getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, &n), 0);
+    ASSERT_EQ(::getsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, &n), 0);
+    ASSERT_EQ(::getsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, &n), 0);
+    EXPECT_EQ(on, 1);
+    EXPECT_LE(idle + interval * probes, 20)
+        << "idle " << idle << " s, " << probes << " probes every " << interval << " s";
+  }
+  EXPECT_EQ(accepted, 1);
 }
 
 TEST_F(CollectorTest, ASilentAgentIsRecorded) {
