@@ -245,6 +245,36 @@ TEST_F(PostgresLogTest, ATileGrownOneEntryAtATimeReadsBackWhole) {
   EXPECT_NE(out.find("256"), std::string::npos) << out;
 }
 
+// A migration writes every tile in one transaction: more pieces than one
+// statement may carry parameters for (65,535; five per piece, so 13,107
+// pieces) go in several statements. 1,700,000 small entries make ~13,300
+// tiles.
+TEST_F(PostgresLogTest, AMigrationOfMoreTilesThanOneStatementHoldsIsCopiedWhole) {
+  constexpr uint64_t kEntries = 1'700'000;
+  for (uint64_t from = 0; from < kEntries; from += 10'000) {
+    EntryBatch batch;
+    for (uint64_t i = from; i < from + 10'000; ++i) {
+      ASSERT_TRUE(batch.Add(std::to_string(i)).ok());
+    }
+    const EntryBatch* batches[] = {&batch};
+    uint64_t first = 0;
+    ASSERT_TRUE(files_->Commit(batches, &first).ok());
+  }
+  ASSERT_TRUE(PostgresLog::Init(cluster_.Conninfo(), kOrigin).ok());
+  std::unique_ptr<PostgresLog> log;
+  ASSERT_TRUE(PostgresLog::Open(cluster_.Conninfo(), "storage", kOrigin, &log).ok());
+  MigrateResult r;
+  Status s = MigrateLog(*files_, files_->verifier(), *log, &r);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(r.size, kEntries);
+  EXPECT_GT(r.tiles_written, 13'107u);
+  EXPECT_EQ(r.tiles_checked, r.tiles_written);
+  VerifyResult v;
+  s = VerifyLog(*log, files_->verifier(), &v);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(v.checkpoint.size, kEntries);
+}
+
 TEST_F(PostgresLogTest, AForeignOrNewerOrMissingDatabaseIsRefusedWithWhy) {
   ASSERT_TRUE(PostgresLog::Init(cluster_.Conninfo(), kOrigin).ok());
   Status s = PostgresLog::Init(cluster_.Conninfo(), "other.example/ledger");

@@ -226,13 +226,14 @@ Status PostgresLog::Append(uint64_t expected_size, const std::vector<TileRow>& t
        "SELECT 1 / (SELECT count(*)::int FROM moved)",
        {PgParam::Int(static_cast<int64_t>(new_size)), PgParam::Bytes(checkpoint_note),
         PgParam::Text(origin_), PgParam::Int(static_cast<int64_t>(expected_size))}});
-  // Every piece in one multi-row INSERT: one statement to parse and plan
-  // per move, however many tiles it grows. A plain INSERT: a piece already
-  // stored at its start is a unique violation, never an overwrite.
-  PgStatement insert{"writing the tiles' new pieces",
-                     "INSERT INTO latch_tiles (level, idx, start, width, data) VALUES ",
-                     {}};
-  uint64_t present = 0;
+  // The pieces in multi-row INSERTs of up to kPiecesPerInsert rows: one
+  // statement to parse and plan per move (a commit grows a few tiles), and
+  // within PostgreSQL's 65,535 parameters per statement however many a
+  // migration copies. A plain INSERT: a piece already stored at its start
+  // is a unique violation, never an overwrite.
+  constexpr size_t kPiecesPerInsert = 256;
+  const size_t first_insert = statements.size();
+  uint64_t written = 0, present = 0;
   for (const TileRow& tile : tiles) {
     if (!Serves(new_size, tile.id) || WidthAt(new_size, tile.id) != tile.id.width) {
       return Status::InvalidArgument(tile.id.Path() + " is not a tile of the tree of size " +
@@ -245,6 +246,12 @@ Status PostgresLog::Append(uint64_t expected_size, const std::vector<TileRow>& t
     }
     std::string piece = tile.data;
     LATCH_RETURN_IF_ERROR(DropFirst(tile.id, start, &piece));
+    if (written % kPiecesPerInsert == 0) {
+      statements.push_back({"writing the tiles' new pieces",
+                            "INSERT INTO latch_tiles (level, idx, start, width, data) VALUES ",
+                            {}});
+    }
+    PgStatement& insert = statements.back();
     const size_t n = insert.params.size();
     if (n > 0) insert.sql += ", ";
     insert.sql += "($" + std::to_string(n + 1) + ", $" + std::to_string(n + 2) + ", $" +
@@ -255,9 +262,9 @@ Status PostgresLog::Append(uint64_t expected_size, const std::vector<TileRow>& t
     insert.params.push_back(PgParam::Int(start));
     insert.params.push_back(PgParam::Int(tile.id.width));
     insert.params.push_back(PgParam::Bytes(std::move(piece)));
+    ++written;
   }
-  const uint64_t written = insert.params.size() / 5;
-  if (written > 0) statements.push_back(std::move(insert));
+  const size_t end_insert = statements.size();
   statements.push_back({"committing", "COMMIT", {}});
   size_t failed = 0;
   std::string sqlstate;
@@ -275,7 +282,7 @@ Status PostgresLog::Append(uint64_t expected_size, const std::vector<TileRow>& t
                                       std::to_string(expected_size) +
                                       ": another writer moved it; nothing of this move is served");
   }
-  if (failed == 2 && written > 0 && sqlstate == kUniqueViolation) {
+  if (failed >= first_insert && failed < end_insert && sqlstate == kUniqueViolation) {
     // The compare-and-set held, yet the database holds entries past the
     // tree it serves: something other than a sequencer wrote them.
     return Status::Corruption("the database holds entries past the tree it serves (" + s.message() +
