@@ -303,8 +303,8 @@ TEST_F(PostgresLedgerTest, ASequencerWorksUnderTheDocumentedGrantsWhichCannotDel
   for (const char* sql :
        {"DELETE FROM latch_tiles", "TRUNCATE latch_tiles", "DELETE FROM latch_tree",
         "UPDATE latch_tiles SET data = ''::bytea", "UPDATE latch_schema SET version = 3",
-        "INSERT INTO latch_tree VALUES ('forged', 0, ''::bytea)",
-        "DROP TABLE latch_tiles", "ALTER TABLE latch_tiles DROP COLUMN data"}) {
+        "INSERT INTO latch_tree VALUES ('forged', 0, ''::bytea)", "DROP TABLE latch_tiles",
+        "ALTER TABLE latch_tiles DROP COLUMN data"}) {
     s = c->Exec("trying", sql);
     EXPECT_FALSE(s.ok()) << sql;
     EXPECT_NE(s.message().find("42501"), std::string::npos) << sql << ": " << s.ToString();
