@@ -13,42 +13,49 @@ namespace {
 
 using tlog::kTileWidth;
 
-// Whether `tile` is served by a tree of `size`: within its level, a full tile
-// or a partial one no wider than what the tree has there.
-bool Serves(uint64_t size, const tlog::TileId& tile) {
-  const uint64_t count = tile.is_entries() ? size : tlog::HashesAtLevel(size, tile.level);
-  const uint64_t first = tile.index * kTileWidth;
-  return tile.width >= 1 && tile.width <= kTileWidth && first + tile.width <= count;
-}
-
-// Drops the first `count` entries of a bundle or hash tile's bytes: what is
-// left is the piece from entry `count` on.
-Status DropFirst(const tlog::TileId& tile, uint32_t count, std::string* data) {
-  if (!tile.is_entries()) {
-    if (data->size() < size_t{count} * 32) {
-      return Status::InvalidArgument(tile.Path() + ": tile is shorter than its width");
-    }
-    data->erase(0, size_t{count} * 32);
-    return Status::Ok();
-  }
-  size_t at = 0;
-  for (uint32_t i = 0; i < count; ++i) {
-    if (at + 2 > data->size()) return Status::InvalidArgument(tile.Path() + ": bundle is cut");
-    const size_t len =
-        (static_cast<uint8_t>((*data)[at]) << 8) | static_cast<uint8_t>((*data)[at + 1]);
-    at += 2 + len;
-    if (at > data->size()) return Status::InvalidArgument(tile.Path() + ": bundle is cut");
-  }
-  data->erase(0, at);
-  return Status::Ok();
-}
-
 // How many entries of `tile` (its level and index) a tree of `size` holds.
 uint32_t WidthAt(uint64_t size, const tlog::TileId& tile) {
   const uint64_t count = tile.is_entries() ? size : tlog::HashesAtLevel(size, tile.level);
   const uint64_t first = tile.index * kTileWidth;
   if (count <= first) return 0;
   return static_cast<uint32_t>(std::min<uint64_t>(kTileWidth, count - first));
+}
+
+// Whether `tile` is served by a tree of `size`: within its level, a full tile
+// or a partial one no wider than what the tree has there.
+bool Serves(uint64_t size, const tlog::TileId& tile) {
+  return tile.width >= 1 && tile.width <= WidthAt(size, tile);
+}
+
+// Where entry `count` of a tile's bytes begins: entries of a bundle are a
+// big-endian uint16 length and that many bytes, of a hash tile 32 bytes
+// each. False if the bytes hold fewer than `count` entries.
+bool OffsetOfEntry(const tlog::TileId& tile, uint32_t count, const std::string& data,
+                   size_t* offset) {
+  if (!tile.is_entries()) {
+    *offset = size_t{count} * 32;
+    return *offset <= data.size();
+  }
+  size_t at = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    if (at + 2 > data.size()) return false;
+    at += 2 + ((static_cast<uint8_t>(data[at]) << 8) | static_cast<uint8_t>(data[at + 1]));
+    if (at > data.size()) return false;
+  }
+  *offset = at;
+  return true;
+}
+
+// Drops the first `count` entries of a tile's bytes: what is left is the
+// piece from entry `count` on.
+Status DropFirst(const tlog::TileId& tile, uint32_t count, std::string* data) {
+  size_t at = 0;
+  if (!OffsetOfEntry(tile, count, *data, &at)) {
+    return Status::InvalidArgument(tile.Path() + ": holds fewer than " + std::to_string(count) +
+                                   " entries");
+  }
+  data->erase(0, at);
+  return Status::Ok();
 }
 
 // Every tile a tree of `size` serves, in the exporter's order: entry bundles,
@@ -69,24 +76,12 @@ std::vector<tlog::TileId> TilesOf(uint64_t size) {
 
 }  // namespace
 
-// The first `width` entries of a bundle (each a big-endian uint16 length and
-// its bytes), or of a hash tile (32 bytes each): a narrower partial tile is a
-// prefix of a wider one.
+// The first tile.width entries of a tile's bytes: a narrower partial tile is
+// a prefix of a wider one.
 Status CutTileToWidth(const tlog::TileId& tile, std::string* data) {
-  if (!tile.is_entries()) {
-    if (data->size() < size_t{tile.width} * 32) {
-      return Status::Corruption(tile.Path() + ": stored tile is shorter than its width");
-    }
-    data->resize(size_t{tile.width} * 32);
-    return Status::Ok();
-  }
   size_t at = 0;
-  for (uint32_t i = 0; i < tile.width; ++i) {
-    if (at + 2 > data->size()) return Status::Corruption(tile.Path() + ": stored bundle is cut");
-    const size_t len =
-        (static_cast<uint8_t>((*data)[at]) << 8) | static_cast<uint8_t>((*data)[at + 1]);
-    at += 2 + len;
-    if (at > data->size()) return Status::Corruption(tile.Path() + ": stored bundle is cut");
+  if (!OffsetOfEntry(tile, tile.width, *data, &at)) {
+    return Status::Corruption(tile.Path() + ": the stored bytes hold fewer entries than its width");
   }
   data->resize(at);
   return Status::Ok();
@@ -235,7 +230,7 @@ Status PostgresLog::Append(uint64_t expected_size, const std::vector<TileRow>& t
   const size_t first_insert = statements.size();
   uint64_t written = 0, present = 0;
   for (const TileRow& tile : tiles) {
-    if (!Serves(new_size, tile.id) || WidthAt(new_size, tile.id) != tile.id.width) {
+    if (tile.id.width < 1 || WidthAt(new_size, tile.id) != tile.id.width) {
       return Status::InvalidArgument(tile.id.Path() + " is not a tile of the tree of size " +
                                      std::to_string(new_size));
     }
