@@ -410,7 +410,10 @@ Status FileLedger::ReadTile(const tlog::TileId& tile, std::string* data) {
         entries_.ReadAt(begin, {reinterpret_cast<uint8_t*>(data->data()), data->size()}));
     return CutAfterEntries(data, tile.width, tile.Path());
   }
+  // The index compared by division first: index * 256 overflows past 2^56,
+  // and a wrapped `first` would serve real hashes under a path no tree has.
   if (tile.level < 0 || tile.level >= static_cast<int>(hashes_.size()) ||
+      tile.index > tlog::HashesAtLevel(size, tile.level) / kTileWidth ||
       first + tile.width > tlog::HashesAtLevel(size, tile.level)) {
     return Status::NotFound(tile.Path() + " is beyond the tree of size " + std::to_string(size));
   }

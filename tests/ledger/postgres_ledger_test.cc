@@ -157,6 +157,29 @@ TEST_F(PostgresLedgerTest, FilesAndDatabaseGiveIdenticalTilesAndCheckpoints) {
   EXPECT_EQ(v.checkpoint.size, 70001u);
 }
 
+// A tile index a client may name (any /tile/ path parses to a uint64) but
+// no tree holds: whose first entry, index * 256, overflows uint64. Not
+// found, as the files answer, never "missing from the database".
+TEST_F(PostgresLedgerTest, ATileIndexPastAnyTreeIsNotFound) {
+  auto files = OpenFiles();
+  auto db = OpenSequencer();
+  ASSERT_TRUE(Append(*files, 0, 300, 1).ok());
+  ASSERT_TRUE(Append(*db, 0, 300, 1).ok());
+  std::unique_ptr<PostgresLog> log;
+  ASSERT_TRUE(PostgresLog::Open(cluster_.Conninfo(), "storage", "", &log).ok());
+  for (uint64_t index : {uint64_t{1} << 56, (uint64_t{1} << 56) + 1, UINT64_MAX}) {
+    for (int level : {tlog::TileId::kEntries, 0, 1}) {
+      const tlog::TileId tile{level, index, 44};
+      std::string data;
+      EXPECT_EQ(files->ReadTile(tile, &data).code(), Status::Code::kNotFound) << tile.Path();
+      Status s = db->ReadTile(tile, &data);
+      EXPECT_EQ(s.code(), Status::Code::kNotFound) << tile.Path() << ": " << s.ToString();
+      s = log->ReadTile(tile, &data);
+      EXPECT_EQ(s.code(), Status::Code::kNotFound) << tile.Path() << ": " << s.ToString();
+    }
+  }
+}
+
 TEST_F(PostgresLedgerTest, OneSequencerAtATimeAndTheNextExtendsTheSameTree) {
   auto a = OpenSequencer();
   auto b = OpenLedger();

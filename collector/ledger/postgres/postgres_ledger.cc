@@ -344,8 +344,7 @@ Status PostgresLedger::ReadStored(const tlog::TileId& tile, std::string* data) {
 
 Status PostgresLedger::ReadTile(const tlog::TileId& tile, std::string* data) {
   const uint64_t size = this->size();
-  const uint64_t count = tile.is_entries() ? size : tlog::HashesAtLevel(size, tile.level);
-  if (tile.width < 1 || tile.width > kTileWidth || tile.index * kTileWidth + tile.width > count) {
+  if (tile.width < 1 || tile.width > TileWidthAt(size, tile)) {
     return Status::NotFound(tile.Path() + " is beyond the tree of size " + std::to_string(size));
   }
   return ReadStored(tile, data);

@@ -13,18 +13,10 @@ namespace {
 
 using tlog::kTileWidth;
 
-// How many entries of `tile` (its level and index) a tree of `size` holds.
-uint32_t WidthAt(uint64_t size, const tlog::TileId& tile) {
-  const uint64_t count = tile.is_entries() ? size : tlog::HashesAtLevel(size, tile.level);
-  const uint64_t first = tile.index * kTileWidth;
-  if (count <= first) return 0;
-  return static_cast<uint32_t>(std::min<uint64_t>(kTileWidth, count - first));
-}
-
 // Whether `tile` is served by a tree of `size`: within its level, a full tile
 // or a partial one no wider than what the tree has there.
 bool Serves(uint64_t size, const tlog::TileId& tile) {
-  return tile.width >= 1 && tile.width <= WidthAt(size, tile);
+  return tile.width >= 1 && tile.width <= TileWidthAt(size, tile);
 }
 
 // Where entry `count` of a tile's bytes begins: entries of a bundle are a
@@ -75,6 +67,16 @@ std::vector<tlog::TileId> TilesOf(uint64_t size) {
 }
 
 }  // namespace
+
+uint32_t TileWidthAt(uint64_t size, const tlog::TileId& tile) {
+  const uint64_t count = tile.is_entries() ? size : tlog::HashesAtLevel(size, tile.level);
+  // Divided, not multiplied: a client names any index, and index * 256
+  // overflows past 2^56.
+  if (tile.index >= count / kTileWidth + 1) return 0;
+  const uint64_t first = tile.index * kTileWidth;
+  if (count <= first) return 0;
+  return static_cast<uint32_t>(std::min<uint64_t>(kTileWidth, count - first));
+}
 
 // The first tile.width entries of a tile's bytes: a narrower partial tile is
 // a prefix of a wider one.
@@ -230,11 +232,11 @@ Status PostgresLog::Append(uint64_t expected_size, const std::vector<TileRow>& t
   const size_t first_insert = statements.size();
   uint64_t written = 0, present = 0;
   for (const TileRow& tile : tiles) {
-    if (tile.id.width < 1 || WidthAt(new_size, tile.id) != tile.id.width) {
+    if (tile.id.width < 1 || TileWidthAt(new_size, tile.id) != tile.id.width) {
       return Status::InvalidArgument(tile.id.Path() + " is not a tile of the tree of size " +
                                      std::to_string(new_size));
     }
-    const uint32_t start = WidthAt(expected_size, tile.id);
+    const uint32_t start = TileWidthAt(expected_size, tile.id);
     if (start >= tile.id.width) {
       ++present;  // the tree holds all of it already
       continue;

@@ -105,6 +105,10 @@ class PostgresLog : public TileSource {
   std::string origin_;
 };
 
+// How many entries of `tile` (its level and index; its width aside) a tree
+// of `size` holds: 0 for a tile past the tree.
+uint32_t TileWidthAt(uint64_t size, const tlog::TileId& tile);
+
 // Cuts the bytes of a tile (a bundle or a hash tile at least tile.width
 // wide) to its first tile.width entries: a narrower partial tile is a prefix
 // of a wider one. Corruption if the bytes are shorter.
