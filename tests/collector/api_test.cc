@@ -1228,7 +1228,15 @@ TEST_F(ApiTest, LiveTailsHoldNoThreads) {
     ASSERT_TRUE(read_until(*s, &got[i], ": latch events")) << i << ": " << got[i];
     tails.push_back(std::move(s));
   }
-  EXPECT_EQ(threads(), before);
+  // The index follower decodes on a short-lived helper thread while it
+  // catches up, so one sample may count it (CI saw 11 then 12): the count
+  // must come back to where it was, and with a thread per tail it never would.
+  size_t after = threads();
+  for (int i = 0; i < 200 && after > before; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    after = threads();
+  }
+  EXPECT_LE(after, before);
   ASSERT_EQ(Call(http::verb::post, "/v1/requests", kTess,
                  R"({"resource":"db","duration":"10m","reason":"to every tail"})")
                 .status,
