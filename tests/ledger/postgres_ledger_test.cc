@@ -201,6 +201,75 @@ TEST_F(PostgresLedgerTest, OneSequencerAtATimeAndTheNextExtendsTheSameTree) {
   ASSERT_TRUE(VerifyLog(*b, signer_.verifier(), &v).ok());
 }
 
+// A standby's view follows what the sequencer commits, and serves it; a
+// tree in the database that went back (a restore from an old backup) or
+// forked (another root for a size it followed, or one the new tree does not
+// extend) is refused as Corruption, and the view stays where it was.
+TEST_F(PostgresLedgerTest, AStandbyFollowsTheTreeAndRefusesOneThatWentBackOrForked) {
+  auto sequencer = OpenSequencer();
+  ASSERT_TRUE(Append(*sequencer, 0, 300, 11).ok());
+  const std::string note_at_300 = sequencer->checkpoint_note();
+  auto standby = OpenLedger();
+  ASSERT_EQ(standby->size(), 300u);
+  ASSERT_TRUE(Append(*sequencer, 300, 700, 12).ok());
+  bool grew = false;
+  Status s = standby->Follow(&grew);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(grew);
+  EXPECT_EQ(standby->size(), 700u);
+  EXPECT_EQ(standby->checkpoint_note(), sequencer->checkpoint_note());
+  std::string entry;
+  ASSERT_TRUE(standby->ReadEntry(650, &entry).ok());
+  EXPECT_EQ(entry, EntryText(650));
+  ASSERT_TRUE(standby->Follow(&grew).ok());
+  EXPECT_FALSE(grew);
+  // The sequencer's own view does not move by Follow.
+  ASSERT_TRUE(sequencer->Follow(&grew).ok());
+  EXPECT_FALSE(grew);
+
+  const std::string note_at_700 = standby->checkpoint_note();
+  auto set_tree = [&](uint64_t size, const std::string& note) {
+    std::string out;
+    return cluster_.Sql("UPDATE latch_tree SET size = " + std::to_string(size) +
+                            ", checkpoint = convert_to($note$" + note + "$note$, 'UTF8')",
+                        &out);
+  };
+  ASSERT_EQ(set_tree(300, note_at_300), 0);
+  s = standby->Follow(&grew);
+  EXPECT_EQ(s.code(), Status::Code::kCorruption) << s.ToString();
+  EXPECT_NE(s.ToString().find("went back from 700 to 300"), std::string::npos) << s.ToString();
+  EXPECT_EQ(standby->size(), 700u);
+
+  // Another root for the size followed, signed with the right key.
+  tlog::Hash other{};
+  other[0] = 0x5a;
+  std::string forged;
+  ASSERT_TRUE(signer_.Sign(tlog::Checkpoint{kOrigin, 700, other, {}}.Body(), &forged).ok());
+  ASSERT_EQ(set_tree(700, forged), 0);
+  s = standby->Follow(&grew);
+  EXPECT_EQ(s.code(), Status::Code::kCorruption) << s.ToString();
+  EXPECT_EQ(standby->checkpoint_note(), note_at_700);
+
+  // A bigger tree whose root the stored hashes do not lead to.
+  ASSERT_EQ(set_tree(700, note_at_700), 0);
+  ASSERT_TRUE(Append(*sequencer, 700, 900, 13).ok());
+  ASSERT_TRUE(signer_.Sign(tlog::Checkpoint{kOrigin, 900, other, {}}.Body(), &forged).ok());
+  ASSERT_EQ(set_tree(900, forged), 0);
+  s = standby->Follow(&grew);
+  EXPECT_EQ(s.code(), Status::Code::kCorruption) << s.ToString();
+  EXPECT_NE(s.ToString().find("does not extend"), std::string::npos) << s.ToString();
+  EXPECT_EQ(standby->size(), 700u);
+  EXPECT_EQ(standby->checkpoint_note(), note_at_700);
+  EXPECT_FALSE(grew);
+
+  // Put right again, the view follows.
+  ASSERT_EQ(set_tree(900, sequencer->checkpoint_note()), 0);
+  s = standby->Follow(&grew);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(grew);
+  EXPECT_EQ(standby->size(), 900u);
+}
+
 TEST_F(PostgresLedgerTest, AWriterWhoseTurnPassedCannotAppendAndStepsDown) {
   auto a = OpenSequencer();
   ASSERT_TRUE(Append(*a, 0, 300, 3).ok());

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "lib/logging/logger.h"
+#include "lib/tlog/proof.h"
 
 namespace latch::ledger::postgres {
 
@@ -61,10 +62,8 @@ void PostgresLedger::PingWhileSequencer() {
   }
 }
 
-Status PostgresLedger::LoadTree(PostgresLog& log, bool load_edge) {
-  uint64_t size = 0;
-  std::string note;
-  LATCH_RETURN_IF_ERROR(log.ReadState(&size, &note));
+Status PostgresLedger::OpenTreeState(uint64_t size, const std::string& note,
+                                     tlog::Checkpoint* out) const {
   tlog::Checkpoint cp{verifier_.name(), 0, tlog::MerkleHasher::EmptyRoot(), {}};
   if (note.empty()) {
     // A tree made by storage init and never written: the empty tree, whose
@@ -78,6 +77,84 @@ Status PostgresLedger::LoadTree(PostgresLog& log, bool load_edge) {
                                 " but its checkpoint at " + std::to_string(cp.size));
     }
   }
+  *out = std::move(cp);
+  return Status::Ok();
+}
+
+Status PostgresLedger::Follow(bool* grew) {
+  *grew = false;
+  if (sequencer_) return Status::Ok();
+  uint64_t size = 0;
+  std::string note;
+  {
+    MutexLock lock(read_mu_);
+    // A connection the server dropped is replaced once, as for reads.
+    Status s = Status::IoError("not connected");
+    for (int attempt = 0; attempt < 2 && s.code() == Status::Code::kIoError; ++attempt) {
+      if (!reader_ || !reader_->connected() || attempt > 0) {
+        reader_.reset();
+        LATCH_RETURN_IF_ERROR(PostgresLog::Open(conninfo_, setting_, verifier_.name(), &reader_));
+      }
+      s = reader_->ReadState(&size, &note);
+    }
+    LATCH_RETURN_IF_ERROR(s);
+  }
+  tlog::Checkpoint cp;
+  LATCH_RETURN_IF_ERROR(OpenTreeState(size, note, &cp));
+  const tlog::Checkpoint before = checkpoint();
+  if (size == before.size) {
+    if (size != 0 && cp.root != before.root) {
+      return Status::Corruption(setting_ + ": the database's tree of " + std::to_string(size) +
+                                " entries has another root than before (a fork)");
+    }
+    if (!note.empty() && checkpoint_note().empty()) {
+      MutexLock state(state_mu_);
+      checkpoint_note_ = std::move(note);  // the empty tree's first checkpoint
+    }
+    return Status::Ok();
+  }
+  if (size < before.size) {
+    return Status::Corruption(setting_ + ": the database's tree went back from " +
+                              std::to_string(before.size) + " to " + std::to_string(size) +
+                              " entries (restored from a backup?)");
+  }
+  const std::string before_note = checkpoint_note();
+  {
+    MutexLock state(state_mu_);
+    size_ = size;
+    checkpoint_ = cp;
+    checkpoint_note_ = std::move(note);
+  }
+  // The tree read must extend the one this view had: a consistency proof
+  // from the stored hashes, checked against both signed roots.
+  Status s = Status::Ok();
+  if (before.size != 0) {
+    std::vector<Hash> proof;
+    s = ConsistencyProof(before.size, size, &proof);
+    if (s.ok()) s = tlog::VerifyConsistency(before.size, size, proof, before.root, cp.root);
+    if (!s.ok()) {
+      s = Status::Corruption(setting_ + ": the database's tree of " + std::to_string(size) +
+                             " entries does not extend the one of " + std::to_string(before.size) +
+                             " this collector followed: " + s.ToString());
+    }
+  }
+  if (!s.ok()) {
+    MutexLock state(state_mu_);
+    size_ = before.size;
+    checkpoint_ = before;
+    checkpoint_note_ = before_note;
+    return s;
+  }
+  *grew = true;
+  return Status::Ok();
+}
+
+Status PostgresLedger::LoadTree(PostgresLog& log, bool load_edge) {
+  uint64_t size = 0;
+  std::string note;
+  LATCH_RETURN_IF_ERROR(log.ReadState(&size, &note));
+  tlog::Checkpoint cp;
+  LATCH_RETURN_IF_ERROR(OpenTreeState(size, note, &cp));
   {
     MutexLock state(state_mu_);
     size_ = size;

@@ -42,11 +42,12 @@
 #include "collector/ledger/ledger.h"
 #include "collector/ledger/postgres/postgres_log.h"
 #include "collector/ledger/right_edge.h"
+#include "collector/ledger/shared_ledger.h"
 #include "lib/sync/mutex.h"
 
 namespace latch::ledger::postgres {
 
-class PostgresLedger : public Ledger {
+class PostgresLedger : public Ledger, public SharedLedger {
  public:
   static constexpr int kLeaseMs = 5000;
 
@@ -61,8 +62,15 @@ class PostgresLedger : public Ledger {
   // tree as the database has it now (a previous sequencer may have moved
   // it), signs the empty tree's first checkpoint if it has none, and takes
   // commits. *became: whether this ledger is the sequencer now.
-  Status TryBecomeSequencer(bool* became);
-  bool is_sequencer() const { return sequencer_.load(); }
+  Status TryBecomeSequencer(bool* became) override;
+  bool is_sequencer() const override { return sequencer_.load(); }
+  // A standby's view follows the sequencer: reads the tree's size and
+  // checkpoint from the database and, if it grew, makes them this ledger's
+  // (reads then serve the new entries). The new tree must extend the old
+  // one (same root at the old size); a database whose tree shrank or forked
+  // is Corruption, and the view stays. *grew: whether the view moved on.
+  // Does nothing on the sequencer, whose view is its own commits.
+  Status Follow(bool* grew) override;
   // Whether another writer moved the tree past this one: this ledger then
   // refuses every commit for good, and its owner must step down.
   bool superseded() const override { return superseded_.load(); }
@@ -99,6 +107,8 @@ class PostgresLedger : public Ledger {
   // ledger's view; with `load_edge`, also the right edge and the partial
   // bundle an appender extends.
   Status LoadTree(PostgresLog& log, bool load_edge) LATCH_REQUIRES(commit_mu_);
+  // The checkpoint a tree row holds, checked against its size and the key.
+  Status OpenTreeState(uint64_t size, const std::string& note, tlog::Checkpoint* out) const;
   // The rows of every tile and bundle that `batches` touch, appended at the
   // edge (which moves on by them).
   void BuildRows(std::span<const EntryBatch* const> batches, std::vector<TileRow>* rows,
