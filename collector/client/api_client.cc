@@ -11,6 +11,7 @@
 // clang-format on
 
 #include <chrono>
+#include <vector>
 
 namespace latch::client {
 
@@ -38,19 +39,35 @@ struct ApiConnection::Impl {
 
 ApiConnection::~ApiConnection() = default;
 
-Status ApiConnection::Open(const Endpoint& endpoint, std::unique_ptr<ApiConnection>* out) {
-  // Several servers (collectors sharing one ledger, issue 17): the first
-  // that connects and completes the handshake; a standby does not listen.
+namespace {
+
+// The servers of "https://a,https://b" (collectors sharing one ledger).
+std::vector<std::string> ServerList(const std::string& list) {
   std::vector<std::string> servers;
-  for (size_t at = 0; at <= endpoint.server.size();) {
-    size_t comma = endpoint.server.find(',', at);
-    if (comma == std::string::npos) comma = endpoint.server.size();
-    std::string one = endpoint.server.substr(at, comma - at);
+  for (size_t at = 0; at <= list.size();) {
+    size_t comma = list.find(',', at);
+    if (comma == std::string::npos) comma = list.size();
+    std::string one = list.substr(at, comma - at);
     while (!one.empty() && one.front() == ' ') one.erase(0, 1);
     while (!one.empty() && one.back() == ' ') one.pop_back();
     if (!one.empty()) servers.push_back(std::move(one));
     at = comma + 1;
   }
+  return servers;
+}
+
+// A standby's refusal of a change (collector/ingest/standby.cc): nothing
+// was done, and another collector of the list may be the sequencer.
+bool FromAStandby(const Reply& r) {
+  return r.status == 503 && r.body.find("\"standby\":true") != std::string::npos;
+}
+
+}  // namespace
+
+Status ApiConnection::Open(const Endpoint& endpoint, std::unique_ptr<ApiConnection>* out) {
+  // Several servers (collectors sharing one ledger, issue 17): the first
+  // that connects and completes the handshake.
+  const std::vector<std::string> servers = ServerList(endpoint.server);
   if (servers.empty()) return Status::InvalidArgument("no server given");
   std::string failures;
   for (const std::string& server : servers) {
@@ -155,9 +172,31 @@ Status ApiConnection::ReadSome(std::string* out) {
 
 Status Call(const Endpoint& endpoint, std::string_view method, const std::string& target,
             const std::string& body, Reply* out) {
-  std::unique_ptr<ApiConnection> c;
-  LATCH_RETURN_IF_ERROR(ApiConnection::Open(endpoint, &c));
-  return c->Call(method, target, body, out);
+  // Each server in turn while it cannot be reached, or is a standby that
+  // refused a change (which then was not made, so asking the next is safe);
+  // a call that fails once sent is not repeated elsewhere.
+  const std::vector<std::string> servers = ServerList(endpoint.server);
+  if (servers.empty()) return Status::InvalidArgument("no server given");
+  std::string failures;
+  bool answered = false;
+  for (const std::string& server : servers) {
+    Endpoint one = endpoint;
+    one.server = server;
+    std::unique_ptr<ApiConnection> c;
+    Status s = ApiConnection::Open(one, &c);
+    if (!s.ok() && s.code() != Status::Code::kIoError) return s;
+    if (!s.ok()) {
+      failures += (failures.empty() ? "" : "; ") + s.message();
+      continue;
+    }
+    LATCH_RETURN_IF_ERROR(c->Call(method, target, body, out));
+    answered = true;
+    if (!FromAStandby(*out)) return Status::Ok();
+  }
+  // Every server that answered was a standby (a takeover under way): its
+  // refusal is the answer.
+  if (answered) return Status::Ok();
+  return Status::IoError(failures);
 }
 
 }  // namespace latch::client

@@ -70,6 +70,7 @@ Status IndexLedger(ledger::Ledger& ledger, EventIndex* index, const IndexOptions
 }
 
 void IndexFollower::Start() {
+  if (thread_.joinable()) return;  // a standby started it already
   thread_ = std::thread([this] { Loop(); });
 }
 

@@ -118,6 +118,8 @@ void CollectorServer::ExpireDue() {
 }
 
 Status CollectorServer::Record(const std::string& action, const std::string& actor, int64_t at_ns) {
+  // Only the policy a standby loads at start: recorded when it takes over.
+  if (deferring_records_) return Status::Ok();
   if (!recorder_->open()) {
     // Only at start, before the loop runs: the policy loaded by Open.
     return recorder_->RecordNow(action, actor, at_ns);

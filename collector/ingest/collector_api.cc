@@ -102,6 +102,7 @@ void CollectorServer::RouteApi(api::ApiRequest req, api::ApiServer::Respond resp
                                                : Error(404, "no such path"));
   }
   const api::RouteTable::Route* route = found.route;
+  if (standby_ && req.method != "GET" && req.method != "HEAD") return respond(StandbyRefusal());
   auto run = [this, route, req = std::move(req), args = std::move(found.args), respond] {
     // No request may stop the loop or a worker: whatever a handler throws
     // becomes a 500 for that request and a log line (issue 14).
@@ -152,9 +153,17 @@ void CollectorServer::RunQueuedCalls() {
 std::optional<api::ApiResponse> CollectorServer::ApiHealth(const api::ApiRequest&,
                                                            const api::RouteArgs&,
                                                            const api::ApiServer::Respond&) {
-  // Not ready while the ledger refuses writes: reads go on, writes do not.
-  if (!recorder_->writable()) return Json(503, {{"ok", false}, {"reason", recorder_->reason()}});
-  return Json(200, {{"ok", true}});
+  // Not ready while the ledger refuses writes, or on a standby: reads go
+  // on, writes do not (a load balancer sends them to the sequencer).
+  if (standby_) {
+    return Json(503, {{"ok", false},
+                      {"role", "standby"},
+                      {"reason", "a standby: it answers reads; changes go to the sequencer"}});
+  }
+  if (!recorder_->writable()) {
+    return Json(503, {{"ok", false}, {"role", "sequencer"}, {"reason", recorder_->reason()}});
+  }
+  return Json(200, {{"ok", true}, {"role", shared_ != nullptr ? "sequencer" : "single"}});
 }
 
 std::optional<api::ApiResponse> CollectorServer::ApiCheckpoint(const api::ApiRequest&,
@@ -216,6 +225,15 @@ std::optional<api::ApiResponse> CollectorServer::ApiMetrics(const api::ApiReques
       "# TYPE latch_collector_start_replayed_entries gauge\n"
       "latch_collector_start_replayed_entries " +
       std::to_string(counters_.start_replayed_entries.load()) + "\n";
+  text += "# TYPE latch_collector_sequencer gauge\nlatch_collector_sequencer " +
+          std::string(standby_ ? "0" : "1") + "\n";
+  // With a shared ledger: entries taken in as a standby, and those left to
+  // replay when this collector became the sequencer (few, if it followed).
+  add("standby_followed_entries_total", counters_.standby_followed_entries);
+  text +=
+      "# TYPE latch_collector_takeover_replayed_entries gauge\n"
+      "latch_collector_takeover_replayed_entries " +
+      std::to_string(counters_.takeover_replayed_entries.load()) + "\n";
   text += "# TYPE latch_collector_index_size gauge\nlatch_collector_index_size " +
           std::to_string(index_->indexed()) + "\n";
   // When each enrolled agent was last heard from (0: not since this start):

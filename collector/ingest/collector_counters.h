@@ -25,6 +25,9 @@ struct CollectorCounters {
   std::atomic<uint64_t> snapshots_written{0};   // state snapshots (state_snapshot.h)
   std::atomic<uint64_t> snapshot_failures{0};   // not written, or found not to match at start
   std::atomic<uint64_t> start_replayed_entries{0};  // entries replayed at start (after a snapshot)
+  std::atomic<uint64_t> standby_followed_entries{0};  // taken in as a standby, as they landed
+  std::atomic<uint64_t> takeover_replayed_entries{
+      0};  // replayed when this one became the sequencer
 };
 
 }  // namespace latch::collector

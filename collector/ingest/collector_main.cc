@@ -42,8 +42,8 @@ using latch::collector::CollectorConfig;
 using latch::collector::CollectorServer;
 
 CollectorServer* g_server = nullptr;
-// Set by a signal before the server exists (a standby waiting for the
-// sequencer's lock stops on it).
+// Set by a signal before the server exists (while a start replays the
+// ledger): the server stops as soon as it runs.
 std::atomic<bool> g_stop{false};
 void OnSignal(int) {
   g_stop = true;
@@ -435,7 +435,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<CollectorServer> server;
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
-  s = CollectorServer::Open(config, &server, &g_stop);
+  s = CollectorServer::Open(config, &server);
   if (!s.ok() && g_stop) {
     latch::logging::Default().Info("stopped", {{"while", s.ToString()}});
     return 0;

@@ -43,10 +43,12 @@ namespace latch::collector {
 // The loop's waits: each ZeroMQ socket's ZMQ_FD and the eventfd, a 200 ms
 // tick, and the workers that answer the API's ledger and index reads.
 struct CollectorServer::Waiters {
-  explicit Waiters(boost::asio::io_context& io) : fds{Fd(io), Fd(io), Fd(io), Fd(io)}, tick(io) {}
+  explicit Waiters(boost::asio::io_context& io)
+      : fds{Fd(io), Fd(io), Fd(io), Fd(io)}, tick(io), follow(io) {}
   using Fd = boost::asio::posix::stream_descriptor;
   std::array<Fd, 4> fds;  // router, ZAP, admin, eventfd
   boost::asio::steady_timer tick;
+  boost::asio::steady_timer follow;  // a standby's next follow of the ledger
   boost::asio::thread_pool workers{2};
   // The descriptors belong to ZeroMQ and to the server: not closed here.
   void Release() {
@@ -57,11 +59,11 @@ struct CollectorServer::Waiters {
       d.release();
     }
     tick.cancel();
+    follow.cancel();
   }
 };
 
-Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<CollectorServer>* out,
-                             const std::atomic<bool>* stop) {
+Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<CollectorServer>* out) {
   std::unique_ptr<CollectorServer> s(new CollectorServer());
   s->config_ = config;
   const std::string& dir = config.data_dir;
@@ -72,7 +74,7 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
   tlog::NoteSigner grant_key;
   std::vector<tlog::NoteVerifier> retired;
   LATCH_RETURN_IF_ERROR(LoadGrantKeys(dir, config.origin, &grant_key, &retired));
-  LATCH_RETURN_IF_ERROR(OpenCollectorLedger(config, stop, &s->ledger_));
+  LATCH_RETURN_IF_ERROR(OpenCollectorLedger(config, &s->ledger_, &s->shared_));
   s->loop_ = std::make_unique<Dispatcher>();
   s->waiters_ = std::make_unique<Waiters>(s->loop_->io());
   ledger::BatcherOptions bo;
@@ -108,8 +110,16 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
                                      [ledger = s->ledger_.get()](uint64_t size, tlog::Hash* root) {
                                        return ledger->RootAt(size, root);
                                      }});
+  // With a shared ledger, the sequencer if its lock is free; otherwise a
+  // standby, which follows the ledger once it runs (standby.cc).
+  if (s->shared_ != nullptr) LATCH_RETURN_IF_ERROR(s->ChooseRole());
   if (!config.policy.empty()) {
-    LATCH_RETURN_IF_ERROR(s->LoadPolicy().WithContext("policy"));
+    // A standby loads the policy to answer reads by it; it is recorded
+    // when this collector takes over.
+    s->deferring_records_ = s->standby_.load();
+    Status loaded = s->LoadPolicy().WithContext("policy");
+    s->deferring_records_ = false;
+    LATCH_RETURN_IF_ERROR(loaded);
     s->RefreshEventReaders();
   }
   s->wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -165,19 +175,20 @@ void CollectorServer::Stop() {
   (void)!::write(wake_fd_, &one, sizeof(one));
 }
 
-Status CollectorServer::Run() {
-  {
-    // Which key vouches for grants from now on, and which it replaced.
-    capnp::MallocMessageBuilder m;
-    auto a = m.initRoot<schema::WorkflowAction>();
-    a.setActor("collector");
-    auto k = a.initGrantKeyInUse();
-    k.setGrantKey(grants_->key().verifier().ToString());
-    const auto& retired = grants_->retired_keys();
-    auto list = k.initRetiredGrantKeys(static_cast<unsigned>(retired.size()));
-    for (unsigned i = 0; i < retired.size(); ++i) list.set(i, retired[i].ToString());
-    LATCH_RETURN_IF_ERROR(recorder_->RecordNow(schema::CanonicalBytes(a.asReader()), "", NowNs()));
-  }
+std::string CollectorServer::GrantKeyInUseRecord() const {
+  // Which key vouches for grants from now on, and which it replaced.
+  capnp::MallocMessageBuilder m;
+  auto a = m.initRoot<schema::WorkflowAction>();
+  a.setActor("collector");
+  auto k = a.initGrantKeyInUse();
+  k.setGrantKey(grants_->key().verifier().ToString());
+  const auto& retired = grants_->retired_keys();
+  auto list = k.initRetiredGrantKeys(static_cast<unsigned>(retired.size()));
+  for (unsigned i = 0; i < retired.size(); ++i) list.set(i, retired[i].ToString());
+  return schema::CanonicalBytes(a.asReader());
+}
+
+Status CollectorServer::BindAgentSockets() {
   // Agents' connections spread over several ZeroMQ I/O threads: libzmq
   // cancels a connection's handshake timer by walking its I/O thread's
   // ordered map of timers, so with one thread 10,000 agents connecting at
@@ -195,18 +206,29 @@ Status CollectorServer::Run() {
   } catch (const zmq::error_t& e) {
     return Status::IoError(std::string("binding the collector's sockets: ") + e.what());
   }
+  return Status::Ok();
+}
+
+Status CollectorServer::Run() {
+  // A standby binds neither the agents' endpoints nor the admin socket, and
+  // records nothing, until it takes over (standby.cc).
+  if (!standby_) {
+    LATCH_RETURN_IF_ERROR(recorder_->RecordNow(GrantKeyInUseRecord(), "", NowNs()));
+    LATCH_RETURN_IF_ERROR(BindAgentSockets());
+  }
   index_->Start();  // catches up with the ledger in the background
   if (config_.api_enabled) LATCH_RETURN_IF_ERROR(StartApi());
   {
     std::string endpoints;
     for (const std::string& e : config_.endpoints) endpoints += (endpoints.empty() ? "" : ",") + e;
-    logging::Default().Info("serving",
-                            {{"endpoints", endpoints},
-                             {"agents", config_.agents.size()},
-                             {"ledger_size", ledger_->size()},
-                             {"api", config_.api_enabled ? "https://" + config_.api_address + ":" +
-                                                               std::to_string(config_.api_port)
-                                                         : std::string("off")}});
+    logging::Default().Info(
+        "serving", {{"role", standby_ ? "standby" : "sequencer"},
+                    {"endpoints", standby_ ? std::string("none until it takes over") : endpoints},
+                    {"agents", config_.agents.size()},
+                    {"ledger_size", ledger_->size()},
+                    {"api", config_.api_enabled ? "https://" + config_.api_address + ":" +
+                                                      std::to_string(config_.api_port)
+                                                : std::string("off")}});
   }
   sd_notify(0, "READY=1\nSTATUS=serving");  // a no-op unless started by systemd (Type=notify)
   WatchSockets();
@@ -226,7 +248,7 @@ Status CollectorServer::Run() {
   }
   waiters_->Release();
   loop_->Drain();
-  refusals_.Flush(*recorder_, NowNs(), /*force=*/true);
+  if (!standby_) refusals_.Flush(*recorder_, NowNs(), /*force=*/true);
   index_->Stop();
   if (ledger_->size() != snapshot_size_) SaveSnapshot("stop");
   if (size_t n = recorder_->unwritten(); n > 0) {
@@ -241,12 +263,17 @@ void CollectorServer::PostToWorker(std::function<void()> work) {
 }
 
 void CollectorServer::WatchSockets() {
+  waiters_->fds[3].assign(wake_fd_);
+  Watch(3);
+  if (!standby_) WatchAgentSockets();
+  Tick();
+}
+
+void CollectorServer::WatchAgentSockets() {
   waiters_->fds[0].assign(channel_->router_fd());
   waiters_->fds[1].assign(channel_->zap_fd());
   waiters_->fds[2].assign(admin_->get(zmq::sockopt::fd));
-  waiters_->fds[3].assign(wake_fd_);
-  for (size_t i = 0; i < waiters_->fds.size(); ++i) Watch(i);
-  Tick();
+  for (size_t i = 0; i < 3; ++i) Watch(i);
 }
 
 void CollectorServer::Watch(size_t which) {
@@ -269,6 +296,13 @@ void CollectorServer::Tick() {
   });
 }
 
+void CollectorServer::FollowAt(std::chrono::steady_clock::time_point at) {
+  waiters_->follow.expires_at(at);
+  waiters_->follow.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec && standby_) FollowLedger();
+  });
+}
+
 void CollectorServer::Turn() {
   LATCH_ASSERT_ON_LOOP(*loop_);
   if (stopping_) return loop_->Exit();
@@ -277,9 +311,11 @@ void CollectorServer::Turn() {
     uint64_t signalled;
     (void)!::read(wake_fd_, &signalled, sizeof(signalled));
     RunQueuedCalls();
-    more = channel_->Turn();
-    if (admin_->get(zmq::sockopt::events) & ZMQ_POLLIN) HandleAdmin();
-    more = more || (!admin_busy_ && (admin_->get(zmq::sockopt::events) & ZMQ_POLLIN));
+    if (!standby_) {
+      more = channel_->Turn();
+      if (admin_->get(zmq::sockopt::events) & ZMQ_POLLIN) HandleAdmin();
+      more = more || (!admin_busy_ && (admin_->get(zmq::sockopt::events) & ZMQ_POLLIN));
+    }
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) {
       loop_status_ = Status::IoError(std::string("collector loop: ") + e.what());
@@ -302,6 +338,7 @@ void CollectorServer::PostTurn() {
 }
 
 void CollectorServer::Maintain() {
+  if (standby_) return MaintainStandby();
   if (ledger_->superseded()) {
     // Another collector is the sequencer (this one was paused or cut off
     // while it took over): nothing more may be acknowledged here. Exiting

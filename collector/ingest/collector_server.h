@@ -46,6 +46,7 @@
 #include "collector/ingest/collector_counters.h"
 #include "collector/ingest/state_snapshot.h"
 #include "collector/ledger/ledger.h"
+#include "collector/ledger/shared_ledger.h"
 #include "collector/loop/dispatcher.h"
 #include "collector/notify/webhook_sender.h"
 #include "collector/record/recorder.h"
@@ -62,10 +63,9 @@ namespace latch::collector {
 class CollectorServer : private workflow::WorkflowSink {
  public:
   // Creates keys and the ledger in the data directory on first start. With
-  // the ledger in PostgreSQL, returns only once this collector is the
-  // sequencer (a standby waits), or `*stop` is set.
-  static Status Open(const CollectorConfig& config, std::unique_ptr<CollectorServer>* out,
-                     const std::atomic<bool>* stop = nullptr);
+  // the ledger in PostgreSQL, this collector is the sequencer if it can take
+  // the lock, else a standby (standby.cc) until it can.
+  static Status Open(const CollectorConfig& config, std::unique_ptr<CollectorServer>* out);
   ~CollectorServer();
 
   // Binds and serves until Stop(); returns why it stopped.
@@ -81,6 +81,8 @@ class CollectorServer : private workflow::WorkflowSink {
   void RequestPolicyReload();
 
   const CollectorCounters& counters() const { return counters_; }
+  // With a shared ledger: whether this collector is (still) a standby.
+  bool is_standby() const { return standby_.load(); }
   const std::string& curve_public_key() const { return curve_.public_z85; }
   std::string grant_vkey() const { return grants_->key().verifier().ToString(); }
   std::string ledger_vkey() const { return ledger_->verifier().ToString(); }
@@ -102,7 +104,38 @@ class CollectorServer : private workflow::WorkflowSink {
   Status RestoreState();
   Status CheckSnapshotBinding(const StateSnapshot& snapshot);
   Status ApplyDerivedState(const nlohmann::json& state);
-  Status ReplayLedger(uint64_t from);
+  // Replays entries from *next to the ledger's size; *next moves past each
+  // one taken in, also when a later one fails.
+  Status ReplayLedger(uint64_t* next);
+  // A shared ledger (standby.cc). At open, the sequencer if the lock is
+  // free (the entries since RestoreState replayed), else a standby. A
+  // standby runs the loop and the API's reads, and at every
+  // sequencer_wait_ms tries for the lock and follows the ledger off the loop
+  // (FollowLedger), taking each new entry in on the loop as it lands
+  // (derived state, snapshots, the events index), so that a takeover
+  // (TakeOver) replays only what the last follow missed. Changes are
+  // refused with 503 (StandbyRefusal), which clients take to the next
+  // collector.
+  Status ChooseRole();
+  void MaintainStandby();
+  void FollowLedger();
+  void FollowAt(std::chrono::steady_clock::time_point at);  // FollowLedger then
+  void Followed(const Status& s, bool became, bool grew);
+  void TakeOver();
+  static api::ApiResponse StandbyRefusal();
+  ledger::SharedLedger* shared_ = nullptr;  // ledger_'s shared side; null for files
+  std::atomic<bool> standby_{false};        // written on the loop (or before it runs)
+  bool deferring_records_ = false;          // a standby loading its policy at open: not recorded
+  uint64_t applied_ = 0;                    // entries taken into the derived state (a standby's)
+  bool follow_in_flight_ = false;
+  std::chrono::steady_clock::time_point next_follow_{};
+  std::chrono::steady_clock::time_point standby_since_{};
+  uint64_t followed_ = 0;
+  std::string follow_error_;  // the last one logged, so each is logged once
+  // What the sequencer records first, and binds, at Run or at a takeover.
+  std::string GrantKeyInUseRecord() const;
+  Status BindAgentSockets();
+  void WatchAgentSockets();
   // Writes a snapshot at the ledger's size when every commit's effect has
   // been taken in (none pending); a failure is logged and counted.
   void SaveSnapshot(const char* why);

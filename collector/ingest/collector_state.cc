@@ -64,7 +64,8 @@ Status CollectorServer::RestoreState() {
     logging::Default().Warn("the state snapshot cannot be used; replaying the whole ledger",
                             {{"snapshot", snapshot_path()}, {"error", s.ToString()}});
   }
-  LATCH_RETURN_IF_ERROR(ReplayLedger(from));
+  uint64_t next = from;
+  LATCH_RETURN_IF_ERROR(ReplayLedger(&next));
   channel_->EnrolmentChanged();
   counters_.start_replayed_entries = ledger_->size() - from;
   const double seconds =
@@ -124,7 +125,8 @@ void CollectorServer::SaveSnapshot(const char* why) {
   if (recorder_->pending() != 0 || acting_) return;  // taken at a later turn
   StateSnapshot snapshot;
   snapshot.origin = config_.origin;
-  snapshot.size = ledger_->size();
+  // A standby's ledger view may be ahead of what it took in.
+  snapshot.size = standby_ ? applied_ : ledger_->size();
   snapshot.state = DerivedState();
   Status s = ledger_->RootAt(snapshot.size, &snapshot.root);
   if (s.ok()) s = WriteStateSnapshot(config_.data_dir, kSnapshotName, snapshot);
@@ -145,28 +147,32 @@ void CollectorServer::SaveSnapshot(const char* why) {
 // Everything the collector keeps besides the ledger is derived from it: the
 // sequence marks of every agent boot, the grant book, ended grants, where
 // grants took effect, and the requests. Entries are read a bundle at a time.
-Status CollectorServer::ReplayLedger(uint64_t from) {
+Status CollectorServer::ReplayLedger(uint64_t* next) {
   ledger::LedgerRecord record;
-  return ledger::ForEachEntry(
-      *ledger_, from, ledger_->size(), [&](uint64_t i, std::string_view entry) {
-        Status decoded = ledger::DecodeRecord(entry, &record);
-        if (!decoded.ok()) return decoded.WithContext("ledger entry " + std::to_string(i));
-        if (!record.agent_boot_id.empty()) {
-          channel_->sequences().Advance(record.host_id, record.agent_boot_id,
-                                        {record.sequence, i, record.receive_time_ns});
+  auto take = [&](uint64_t i, std::string_view entry) {
+    Status decoded = ledger::DecodeRecord(entry, &record);
+    if (!decoded.ok()) return decoded.WithContext("ledger entry " + std::to_string(i));
+    if (!record.agent_boot_id.empty()) {
+      channel_->sequences().Advance(record.host_id, record.agent_boot_id,
+                                    {record.sequence, i, record.receive_time_ns});
+      return Status::Ok();
+    }
+    if (record.kind != ledger::RecordKind::kWorkflow) return Status::Ok();
+    const std::string where = "ledger entry " + std::to_string(i);
+    return schema::ReadCanonical<schema::WorkflowAction>(
+        record.payload, where, [&](schema::WorkflowAction::Reader a) {
+          LATCH_RETURN_IF_ERROR(grants_->Replay(a, record.host_id, record.receive_time_ns, where));
+          workflow_->Replay(a, record.receive_time_ns);
+          enrolment_.Apply(a);
+          credentials_.Apply(a);
           return Status::Ok();
-        }
-        if (record.kind != ledger::RecordKind::kWorkflow) return Status::Ok();
-        const std::string where = "ledger entry " + std::to_string(i);
-        return schema::ReadCanonical<schema::WorkflowAction>(
-            record.payload, where, [&](schema::WorkflowAction::Reader a) {
-              LATCH_RETURN_IF_ERROR(
-                  grants_->Replay(a, record.host_id, record.receive_time_ns, where));
-              workflow_->Replay(a, record.receive_time_ns);
-              enrolment_.Apply(a);
-              credentials_.Apply(a);
-              return Status::Ok();
-            });
-      });
+        });
+  };
+  return ledger::ForEachEntry(*ledger_, *next, ledger_->size(),
+                              [&](uint64_t i, std::string_view entry) {
+                                LATCH_RETURN_IF_ERROR(take(i, entry));
+                                *next = i + 1;
+                                return Status::Ok();
+                              });
 }
 }  // namespace latch::collector

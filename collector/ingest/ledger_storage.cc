@@ -1,8 +1,5 @@
 #include "collector/ingest/ledger_storage.h"
 
-#include <chrono>
-#include <thread>
-
 #include "collector/ledger/file_ledger.h"
 #include "collector/ledger/postgres/postgres_ledger.h"
 #include "lib/logging/logger.h"
@@ -55,44 +52,16 @@ Status OpenFiles(const CollectorConfig& config, std::unique_ptr<ledger::Ledger>*
 
 }  // namespace
 
-Status OpenCollectorLedger(const CollectorConfig& config, const std::atomic<bool>* stop,
-                           std::unique_ptr<ledger::Ledger>* out) {
+Status OpenCollectorLedger(const CollectorConfig& config, std::unique_ptr<ledger::Ledger>* out,
+                           ledger::SharedLedger** shared) {
+  *shared = nullptr;
   if (config.storage_postgres.empty()) return OpenFiles(config, out);
   tlog::NoteSigner signer;
   LATCH_RETURN_IF_ERROR(LoadSigner(config, &signer));
   std::unique_ptr<ledger::postgres::PostgresLedger> l;
   LATCH_RETURN_IF_ERROR(
       ledger::postgres::PostgresLedger::Open(config.storage_postgres, kSetting, signer, &l));
-  const auto since = std::chrono::steady_clock::now();
-  auto last_log = since - std::chrono::hours(1);
-  std::string last_error;
-  for (;;) {
-    bool became = false;
-    Status s = l->TryBecomeSequencer(&became);
-    if (became) break;
-    const auto now = std::chrono::steady_clock::now();
-    if (!s.ok() && s.ToString() != last_error) {
-      logging::Default().Warn("standby: cannot reach the database for the sequencer's lock",
-                              {{"storage", l->Describe()}, {"error", s.ToString()}});
-      last_error = s.ToString();
-    } else if (s.ok() && now - last_log >= std::chrono::minutes(1)) {
-      logging::Default().Info(
-          "standby: another collector is the sequencer; waiting for its lock",
-          {{"storage", l->Describe()},
-           {"waited_s", std::chrono::duration_cast<std::chrono::seconds>(now - since).count()}});
-      last_log = now;
-    }
-    if (stop != nullptr && stop->load()) {
-      return Status::FailedPrecondition("stopped while a standby");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(config.sequencer_wait_ms));
-  }
-  logging::Default().Info("this collector is the sequencer",
-                          {{"storage", l->Describe()},
-                           {"ledger_size", l->size()},
-                           {"waited_ms", std::chrono::duration_cast<std::chrono::milliseconds>(
-                                             std::chrono::steady_clock::now() - since)
-                                             .count()}});
+  *shared = l.get();
   *out = std::move(l);
   return Status::Ok();
 }

@@ -3,25 +3,26 @@
 // default); or PostgreSQL ([storage] postgres), which several collectors
 // share. There the ledger's signing key is a file of its own
 // ([storage] key), the same on every collector, and one collector at a time
-// is the sequencer: the others wait as standbys until its lock is free.
+// is the sequencer: the others follow as standbys until its lock is free.
 #pragma once
 
-#include <atomic>
 #include <memory>
 #include <string>
 
 #include "collector/ingest/collector_config.h"
 #include "collector/ledger/ledger.h"
+#include "collector/ledger/shared_ledger.h"
 #include "lib/status/status.h"
 #include "lib/tlog/signed_note.h"
 
 namespace latch::collector {
 
-// Opens the ledger for writing. With PostgreSQL, waits (logging once, then
-// every minute) until this collector holds the sequencer's lock, or until
-// `*stop` is set (then FailedPrecondition "stopped while a standby").
-Status OpenCollectorLedger(const CollectorConfig& config, const std::atomic<bool>* stop,
-                           std::unique_ptr<ledger::Ledger>* out);
+// Opens the ledger. The files' ledger is this collector's to write. The
+// PostgreSQL one opens as a reader, and *shared is its shared side: the
+// collector follows it as a standby until it becomes the sequencer
+// (standby.cc). *shared is null for files.
+Status OpenCollectorLedger(const CollectorConfig& config, std::unique_ptr<ledger::Ledger>* out,
+                           ledger::SharedLedger** shared);
 
 // The ledger's verifier key, without opening it for writing (latch-collector
 // keys): from the files, made on first use; or from the [storage] key file.
