@@ -333,14 +333,17 @@ TEST_F(ChannelTest, EventsReachTheLedgerOnceAndGrantsReachTheKernel) {
 }
 
 // A steady stream of connects from a child (a few hundred a second) until
-// StopStream(); each is one decision event.
+// StopStream(); each is one decision event. By default from the sandbox's
+// cgroup (host-a's agent sees it); several streams may run at once.
 class StreamingChannelTest : public ChannelTest {
  protected:
-  void StartStream() {
-    ASSERT_EQ(::pipe2(stream_pipe_, O_CLOEXEC), 0);
-    stream_ = ::fork();
-    if (stream_ == 0) {
-      if (!JoinCgroupAs(sandbox_.cgroup() + "/cgroup.procs", kUid)) ::_exit(100);
+  void StartStream(const std::string& cgroup = "") {
+    const std::string procs = (cgroup.empty() ? sandbox_.cgroup() : cgroup) + "/cgroup.procs";
+    int fds[2];
+    ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      if (!JoinCgroupAs(procs, kUid)) ::_exit(100);
       static volatile sig_atomic_t stop = 0;
       ::signal(SIGTERM, [](int) { stop = 1; });
       uint64_t n = 0;
@@ -352,19 +355,29 @@ class StreamingChannelTest : public ChannelTest {
         ++n;
         ::usleep(2000);
       }
-      (void)!::write(stream_pipe_[1], &n, sizeof(n));
+      (void)!::write(fds[1], &n, sizeof(n));
       ::_exit(0);
     }
-    ::close(stream_pipe_[1]);
+    ::close(fds[1]);
+    streams_.push_back({pid, fds[0]});
   }
   void StopStream() {
-    ::kill(stream_, SIGTERM);
-    uint64_t n = 0;
-    ASSERT_EQ(::read(stream_pipe_[0], &n, sizeof(n)), static_cast<ssize_t>(sizeof(n)));
-    ::close(stream_pipe_[0]);
-    ::waitpid(stream_, nullptr, 0);
-    stream_ = -1;
-    decisions_ += n;
+    for (Stream& st : streams_) {
+      ::kill(st.pid, SIGTERM);
+      uint64_t n = 0;
+      EXPECT_EQ(::read(st.pipe, &n, sizeof(n)), static_cast<ssize_t>(sizeof(n)));
+      ::close(st.pipe);
+      ::waitpid(st.pid, nullptr, 0);
+      decisions_ += n;
+    }
+    streams_.clear();
+  }
+  void KillStreams() {
+    for (Stream& st : streams_) {
+      Kill(&st.pid);
+      ::close(st.pipe);
+    }
+    streams_.clear();
   }
   // Kills `which` (agent or collector) with SIGKILL at a random moment,
   // `times` times, restarting it each time, while the stream runs.
@@ -393,8 +406,11 @@ class StreamingChannelTest : public ChannelTest {
     EXPECT_EQ(Slurp(dir_ + "/agent.log").find("ALARM"), std::string::npos)
         << Slurp(dir_ + "/agent.log");
   }
-  pid_t stream_ = -1;
-  int stream_pipe_[2] = {-1, -1};
+  struct Stream {
+    pid_t pid = -1;
+    int pipe = -1;  // the child writes its count of connects here
+  };
+  std::vector<Stream> streams_;
 };
 
 TEST_F(StreamingChannelTest, CollectorKilledTwentyTimesLosesNothing) {
@@ -1092,6 +1108,22 @@ class FailoverTest : public StreamingChannelTest {
     ASSERT_NE(out.find("ready in the database"), std::string::npos) << out;
     StreamingChannelTest::SetUp();
     if (HasFatalFailure() || IsSkipped()) return;
+    // The workflow through the API of whichever collector is the sequencer
+    // (latchctl lists both); both serve the same certificate, kept beside them.
+    api_port_ = FreeLoopbackPort();
+    api_port_b_ = FreeLoopbackPort();
+    WritePolicy(/*approvals=*/1);
+    auto hash = [](const std::string& t) {
+      return tlog::HexEncode(
+          tlog::Sha256::Of({reinterpret_cast<const uint8_t*>(t.data()), t.size()}));
+    };
+    collector_settings_ = "policy = \"" + dir_ + "/policy.toml\"\n" + collector_settings_ +
+                          "[api]\nlisten = \"127.0.0.1:" + std::to_string(api_port_) +
+                          "\"\ncert = \"" + dir_ + "/api.crt\"\nkey = \"" + dir_ +
+                          "/api.key\"\n[[api_token]]\nidentity = \"tess\"\nsha256 = \"" +
+                          hash(kTessToken) + "\"\n[[api_token]]\nidentity = \"ann\"\nsha256 = \"" +
+                          hash(kAnnToken) + "\"\n";
+    WriteCollectorConfig(agent_key_);
     // The second collector: the same keys (copied, as an operator would),
     // its own data directory and endpoint.
     collector_port_b_ = FreeLoopbackPort();
@@ -1106,12 +1138,99 @@ class FailoverTest : public StreamingChannelTest {
     const std::string port = "127.0.0.1:" + std::to_string(collector_port_);
     config.replace(config.find(port), port.size(),
                    "127.0.0.1:" + std::to_string(collector_port_b_));
+    const std::string api = "127.0.0.1:" + std::to_string(api_port_);
+    config.replace(config.find(api), api.size(), "127.0.0.1:" + std::to_string(api_port_b_));
     std::ofstream(dir_ + "/collector-b.toml") << config;
     WriteAgentConfig();  // both endpoints now
+    // The second agent: host-b, in a sandbox of its own, listing both
+    // collectors; both collectors enrol it.
+    ASSERT_EQ(sandbox_b_.Create("latch-channel-b"), "");
+    std::string agent = Slurp(dir_ + "/agent.toml");
+    for (auto [from, to] : std::vector<std::pair<std::string, std::string>>{
+             {"host_id = \"host-a\"", "host_id = \"host-b\""},
+             {sandbox_.cgroup() + "\"", sandbox_b_.cgroup() + "\""},
+             {sandbox_.pin_dir() + "\"", sandbox_b_.pin_dir() + "\""},
+             {dir_ + "/agent-state\"", dir_ + "/agent-b-state\""}}) {
+      const size_t at = agent.find(from);
+      ASSERT_NE(at, std::string::npos) << from;
+      agent.replace(at, from.size(), to);
+    }
+    std::ofstream(dir_ + "/agent-b.toml") << agent;
+    ASSERT_EQ(RunTool({LATCH_AGENT_BIN, "key", "--config", dir_ + "/agent-b.toml"}, &out), 0)
+        << out;
+    const std::string enrol_b =
+        "[[agent]]\nhost_id = \"host-b\"\ncurve_public_key = \"" + out.substr(0, 40) + "\"\n";
+    std::ofstream(dir_ + "/collector.toml", std::ios::app) << enrol_b;
+    std::ofstream(dir_ + "/collector-b.toml", std::ios::app) << enrol_b;
   }
+  void StartAgentB() {
+    const size_t before = Count(Slurp(dir_ + "/agent-b.log"), kGuardLogEntry);
+    agent_b_ = Spawn(LATCH_AGENT_BIN, dir_ + "/agent-b.toml", dir_ + "/agent-b.log");
+    auto deadline = Clock::now() + std::chrono::seconds(20);
+    while (Count(Slurp(dir_ + "/agent-b.log"), kGuardLogEntry) == before &&
+           Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_GT(Count(Slurp(dir_ + "/agent-b.log"), kGuardLogEntry), before)
+        << "agent b did not start: " << Slurp(dir_ + "/agent-b.log");
+  }
+  // latchctl as `token`'s holder, against both collectors' APIs.
+  int Latchctl(const std::string& token, std::vector<std::string> args, std::string* out) {
+    std::string ledger_key = collector_keys_.substr(collector_keys_.find("ledger_key = \"") + 14);
+    ledger_key = ledger_key.substr(0, ledger_key.find('"'));
+    std::vector<std::string> argv = {LATCHCTL_BIN,
+                                     "--server",
+                                     "https://localhost:" + std::to_string(api_port_) +
+                                         ",https://localhost:" + std::to_string(api_port_b_),
+                                     "--ca",
+                                     dir_ + "/api.crt",
+                                     "--ledger-key",
+                                     ledger_key,
+                                     "--token-file",
+                                     dir_ + "/" + token + ".token"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return RunTool(argv, out);
+  }
+  // Requests, approvals and revokes in a loop on a thread of its own, each
+  // counted once acknowledged, until `stop_workflow_`.
+  struct WorkflowTally {
+    std::map<uint64_t, std::string> requests;  // acknowledged: id -> reason
+    int approved = 0, revoked = 0, attempts = 0;
+  };
+  void RunWorkflowLoop(WorkflowTally* tally) {
+    std::ofstream(dir_ + "/tess.token") << kTessToken << "\n";
+    std::ofstream(dir_ + "/ann.token") << kAnnToken << "\n";
+    for (int i = 0; !stop_workflow_; ++i) {
+      std::string out;
+      const std::string reason = "failover loop " + std::to_string(i);
+      ++tally->attempts;
+      if (Latchctl("tess", {"request", "db", "--for", "10m", "--reason", reason}, &out) != 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        continue;
+      }
+      const uint64_t id = std::strtoull(out.c_str() + out.find("request ") + 8, nullptr, 10);
+      EXPECT_EQ(tally->requests.count(id), 0u) << "request id " << id << " given twice: " << out;
+      tally->requests[id] = reason;
+      if (Latchctl("ann", {"approve", std::to_string(id), "--comment", "ok"}, &out) != 0) continue;
+      ++tally->approved;
+      const size_t at = out.find("(grant ");
+      if (at == std::string::npos) continue;
+      const std::string grant = std::to_string(std::strtoull(out.c_str() + at + 7, nullptr, 10));
+      if (Latchctl("ann", {"revoke", grant, "--reason", "loop"}, &out) == 0) ++tally->revoked;
+    }
+  }
+  static constexpr const char* kTessToken = "tess-token-failover-0123456789";
+  static constexpr const char* kAnnToken = "ann-token-failover-0123456789";
   void TearDown() override {
+    stop_workflow_ = true;
+    if (workflow_.joinable()) workflow_.join();
+    Kill(&agent_b_);
+    if (!dir_.empty()) {
+      std::string out;
+      RunTool({LATCH_AGENT_BIN, "uninstall", "--config", dir_ + "/agent-b.toml"}, &out);
+    }
     Kill(&collector_b_);
-    Kill(&stream_);  // still running if the test failed before StopStream
+    KillStreams();  // still running if the test failed before StopStream
     StreamingChannelTest::TearDown();
   }
   std::string ConfigOf(int which) const {
@@ -1160,8 +1279,8 @@ class FailoverTest : public StreamingChannelTest {
     }
     return v;
   }
-  uint64_t ReceiptsVerified() {
-    std::string m = LoopbackHttpGet(MetricsPortFromLog(Slurp(dir_ + "/agent.log")), "/metrics");
+  uint64_t ReceiptsVerified(const std::string& log = "agent.log") {
+    std::string m = LoopbackHttpGet(MetricsPortFromLog(Slurp(dir_ + "/" + log)), "/metrics");
     const std::string name = "\nlatch_agent_receipts_verified_total ";
     size_t at = m.find(name);
     return at == std::string::npos ? 0 : std::strtoull(m.c_str() + at + name.size(), nullptr, 10);
@@ -1180,7 +1299,11 @@ class FailoverTest : public StreamingChannelTest {
   }
   testing::PostgresCluster cluster_;
   std::string key_path_;
-  pid_t collector_b_ = -1;
+  pid_t collector_b_ = -1, agent_b_ = -1;
+  KernelSandbox sandbox_b_;
+  int api_port_ = 0, api_port_b_ = 0;
+  std::atomic<bool> stop_workflow_{false};
+  std::thread workflow_;
 };
 
 TEST_F(FailoverTest, SequencerKilledTenTimesLosesNothingAndTheStandbyTakesOver) {
@@ -1190,7 +1313,13 @@ TEST_F(FailoverTest, SequencerKilledTenTimesLosesNothingAndTheStandbyTakesOver) 
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   EXPECT_FALSE(Serving(1)) << "two sequencers";
   StartAgent();
+  StartAgentB();
+  if (HasFatalFailure()) return;
   StartStream();
+  StartStream(sandbox_b_.cgroup());
+  WorkflowTally tally;
+  workflow_ = std::thread([&] { RunWorkflowLoop(&tally); });
+  const uint64_t receipts_b = ReceiptsVerified("agent-b.log");
   std::mt19937 rng(static_cast<uint32_t>(::getpid()));
   std::uniform_int_distribution<int> pause_ms(300, 1500);
   std::vector<double> failover_ms;
@@ -1216,13 +1345,58 @@ TEST_F(FailoverTest, SequencerKilledTenTimesLosesNothingAndTheStandbyTakesOver) 
     sequencer = next;
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  stop_workflow_ = true;
+  workflow_.join();
   StopStream();
   LedgerView v = WaitForDatabaseEvents();
   ExpectExactlyOnce(v, decisions_);
-  EXPECT_EQ(std::count(v.workflow.begin(), v.workflow.end(), "grantIssued"), grants);
+  // Every acknowledged action is on record (one acted on but unanswered, as
+  // its sequencer died, may be there too).
+  auto count = [&](const char* kind) {
+    return std::count(v.workflow.begin(), v.workflow.end(), kind);
+  };
+  EXPECT_GE(count("grantIssued"), grants + tally.approved);
+  EXPECT_LE(count("grantIssued"), grants + 10 + tally.attempts);
+  EXPECT_GE(count("requestCreated"), static_cast<long>(tally.requests.size()));
+  EXPECT_GE(count("grantRevoked"), tally.revoked);
+  EXPECT_GT(tally.revoked, 0) << "the workflow loop never got through";
+  // Each acknowledged request, by its id, is the one asked for: the new
+  // sequencer numbered on from the old one's state, never reusing an id.
+  {
+    std::string out;
+    ASSERT_EQ(Latchctl("ann", {"--json", "requests", "--all"}, &out), 0) << out;
+    auto listed = nlohmann::json::parse(out, nullptr, false);
+    ASSERT_TRUE(listed.is_object() || listed.is_array()) << out;
+    const auto& list = listed.is_object() ? listed["requests"] : listed;
+    std::map<uint64_t, std::string> reasons;
+    for (const auto& r : list) reasons[r["id"].get<uint64_t>()] = r.value("reason", "");
+    for (const auto& [id, reason] : tally.requests)
+      EXPECT_EQ(reasons[id], reason) << "request " << id;
+    // The standby (the last one killed, back) answers the same from what it
+    // followed, trailing by at most a poll.
+    const int standby_port = sequencer == 0 ? api_port_b_ : api_port_;
+    const std::string last = tally.requests.empty() ? "" : tally.requests.rbegin()->second;
+    latch::testing::HttpsReply read;
+    for (int i = 0; i < 100; ++i) {
+      read =
+          latch::testing::HttpsCall(static_cast<uint16_t>(standby_port), dir_ + "/api.crt",
+                                    boost::beast::http::verb::get, "/v1/requests?all=1", kAnnToken);
+      if (read.status == 200 && read.body.find("\"" + last + "\"") != std::string::npos) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    EXPECT_EQ(read.status, 200) << read.body;
+    EXPECT_NE(read.body.find("\"" + last + "\""), std::string::npos) << read.body.substr(0, 500);
+    auto health = latch::testing::HttpsCall(static_cast<uint16_t>(standby_port), dir_ + "/api.crt",
+                                            boost::beast::http::verb::get, "/healthz", kAnnToken);
+    EXPECT_EQ(health.status, 503) << health.body;
+    EXPECT_NE(health.body.find("standby"), std::string::npos) << health.body;
+  }
   EXPECT_TRUE(v.alarms.empty());
-  EXPECT_EQ(Slurp(dir_ + "/agent.log").find("ALARM"), std::string::npos)
-      << Slurp(dir_ + "/agent.log");
+  for (const char* log : {"agent.log", "agent-b.log"}) {
+    EXPECT_EQ(Slurp(dir_ + "/" + log).find("ALARM"), std::string::npos)
+        << log << ": " << Slurp(dir_ + "/" + log);
+  }
+  EXPECT_GT(ReceiptsVerified("agent-b.log"), receipts_b) << Slurp(dir_ + "/agent-b.log");
   std::string vkey, out;
   {
     tlog::NoteSigner signer;
@@ -1236,12 +1410,35 @@ TEST_F(FailoverTest, SequencerKilledTenTimesLosesNothingAndTheStandbyTakesOver) 
       RunTool({LATCH_LEDGER_BIN, "verify", "--storage", cluster_.Conninfo(), "--vkey", vkey}, &out),
       0)
       << out;
+  // Hot standbys: each takeover replayed only what landed after its last
+  // follow; the rest it had taken in as it landed.
+  uint64_t followed = 0, replayed = 0;
+  int takeovers = 0;
+  for (int which : {0, 1}) {
+    const std::string log = Slurp(LogOf(which));
+    for (size_t at = log.find("msg=\"this collector is the sequencer\""); at != std::string::npos;
+         at = log.find("msg=\"this collector is the sequencer\"", at + 1)) {
+      const std::string line = log.substr(at, log.find('\n', at) - at);
+      followed += std::strtoull(line.c_str() + line.find(" followed=") + 10, nullptr, 10);
+      replayed +=
+          std::strtoull(line.c_str() + line.find(" replayed_at_takeover=") + 22, nullptr, 10);
+      ++takeovers;
+    }
+  }
+  EXPECT_EQ(takeovers, 11);  // the first start, then one per kill
+  // A cold standby replayed everything since its snapshot at each takeover
+  // and followed nothing; a hot one replays what landed in its last poll.
+  EXPECT_LT(replayed, followed) << "the standbys did not follow the ledger";
   std::sort(failover_ms.begin(), failover_ms.end());
   std::printf(
       "failover, kill -9 of the sequencer to the agent's next verified receipt, %zu kills: "
-      "p50 %.0f ms, p99 %.0f ms, max %.0f ms; %zu events, %d grants\n",
+      "p50 %.0f ms, p99 %.0f ms, max %.0f ms; %zu events from two agents, %d admin grants; "
+      "%zu requests, %d approvals, %d revokes acknowledged of %d tries; standbys took in %llu "
+      "entries as they landed, %llu at their takeovers\n",
       failover_ms.size(), failover_ms[failover_ms.size() / 2],
-      failover_ms[(failover_ms.size() * 99) / 100], failover_ms.back(), decisions_, grants);
+      failover_ms[(failover_ms.size() * 99) / 100], failover_ms.back(), decisions_, grants,
+      tally.requests.size(), tally.approved, tally.revoked, tally.attempts,
+      static_cast<unsigned long long>(followed), static_cast<unsigned long long>(replayed));
 }
 
 // The database goes away under a running sequencer (crashed, then back after
