@@ -10,6 +10,7 @@
 #include <boost/beast/ssl.hpp>
 // clang-format on
 
+#include <algorithm>
 #include <chrono>
 #include <vector>
 
@@ -60,6 +61,18 @@ std::vector<std::string> ServerList(const std::string& list) {
 // was done, and another collector of the list may be the sequencer.
 bool FromAStandby(const Reply& r) {
   return r.status == 503 && r.body.find("\"standby\":true") != std::string::npos;
+}
+
+// The sequencer a standby's refusal names ("": none). Its URL is printable
+// ASCII without quotes or backslashes (the collector's config checks).
+std::string NamedSequencer(const Reply& r) {
+  const std::string key = "\"sequencer\":\"";
+  const size_t at = r.body.find(key);
+  if (at == std::string::npos) return "";
+  const size_t end = r.body.find('"', at + key.size());
+  if (end == std::string::npos) return "";
+  std::string url = r.body.substr(at + key.size(), end - at - key.size());
+  return url.rfind("https://", 0) == 0 ? url : "";
 }
 
 }  // namespace
@@ -175,13 +188,13 @@ Status Call(const Endpoint& endpoint, std::string_view method, const std::string
   // Each server in turn while it cannot be reached, or is a standby that
   // refused a change (which then was not made, so asking the next is safe);
   // a call that fails once sent is not repeated elsewhere.
-  const std::vector<std::string> servers = ServerList(endpoint.server);
+  std::vector<std::string> servers = ServerList(endpoint.server);
   if (servers.empty()) return Status::InvalidArgument("no server given");
   std::string failures;
-  bool answered = false;
-  for (const std::string& server : servers) {
+  bool answered = false;  // by a standby, which refused
+  for (size_t i = 0; i < servers.size(); ++i) {
     Endpoint one = endpoint;
-    one.server = server;
+    one.server = servers[i];
     std::unique_ptr<ApiConnection> c;
     Status s = ApiConnection::Open(one, &c);
     if (!s.ok() && s.code() != Status::Code::kIoError) return s;
@@ -192,6 +205,15 @@ Status Call(const Endpoint& endpoint, std::string_view method, const std::string
     LATCH_RETURN_IF_ERROR(c->Call(method, target, body, out));
     answered = true;
     if (!FromAStandby(*out)) return Status::Ok();
+    // A standby that names the sequencer: if the list has it further on,
+    // it is asked next. One the list does not have is not asked (the
+    // credentials go only where the user sent them); the refusal names it.
+    const std::string named = NamedSequencer(*out);
+    auto later =
+        std::find(servers.begin() + static_cast<std::ptrdiff_t>(i) + 1, servers.end(), named);
+    if (!named.empty() && later != servers.end()) {
+      std::rotate(servers.begin() + static_cast<std::ptrdiff_t>(i) + 1, later, later + 1);
+    }
   }
   // Every server that answered was a standby (a takeover under way): its
   // refusal is the answer.

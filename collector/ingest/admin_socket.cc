@@ -93,6 +93,15 @@ void CollectorServer::AdminRequest(const nlohmann::json& j,
                                    std::function<void(nlohmann::json)> reply) {
   const std::string op = j.at("op").get<std::string>();
   const std::string actor = j.value("actor", "admin");
+  if (standby_ && op != "status" && op != "agents" && op != "requests") {
+    // Nothing is recorded here until this collector takes over.
+    return reply({{"ok", false},
+                  {"standby", true},
+                  {"error", "this collector is a standby: run it against the sequencer" +
+                                (sequencer_address_.empty()
+                                     ? std::string(" (another collector on the same ledger)")
+                                     : " (its API is at " + sequencer_address_ + ")")}});
+  }
   if (op == "issue") {
     GrantSpec spec;
     spec.id = j.value("grant_id", uint64_t{0});
@@ -163,6 +172,10 @@ void CollectorServer::AdminRequest(const nlohmann::json& j,
   if (op == "status") {
     nlohmann::json hosts = channel_->connected();
     return reply({{"ok", true},
+                  {"role", shared_ == nullptr ? "single"
+                           : standby_         ? "standby"
+                                              : "sequencer"},
+                  {"sequencer", standby_ ? sequencer_address_ : config_.ApiAdvertised(api_port())},
                   {"ledger_size", ledger_->size()},
                   {"ledger_writable", recorder_->writable()},
                   {"ledger_reason", recorder_->reason()},

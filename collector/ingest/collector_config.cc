@@ -100,9 +100,9 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
   if (const toml::node* n = root.get("api")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return Bad(source, n->source(), "'api' must be an [api] table");
-    LATCH_RETURN_IF_ERROR(CheckKeys(
-        *t, source,
-        {"listen", "cert", "key", "idle_timeout_ms", "max_connections_per_address", "public_log"}));
+    LATCH_RETURN_IF_ERROR(CheckKeys(*t, source,
+                                    {"listen", "cert", "key", "idle_timeout_ms",
+                                     "max_connections_per_address", "public_log", "advertise"}));
     c.api_enabled = true;
     std::string listen = c.api_address + ":" + std::to_string(c.api_port);
     LATCH_RETURN_IF_ERROR(Get(*t, source, "listen", &listen, false));
@@ -113,6 +113,17 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
     }
     c.api_address = listen.substr(0, colon);
     c.api_port = static_cast<uint16_t>(port);
+    LATCH_RETURN_IF_ERROR(Get(*t, source, "advertise", &c.api_advertise, false));
+    if (!c.api_advertise.empty()) {
+      // It travels as the sequencer's PostgreSQL application_name (63 bytes
+      // at most, printable ASCII) and in JSON answers.
+      bool printable = true;
+      for (char ch : c.api_advertise) printable &= ch > ' ' && ch < 0x7f && ch != '"' && ch != '\\';
+      if (c.api_advertise.rfind("https://", 0) != 0 || c.api_advertise.size() > 47 || !printable) {
+        return Bad(source, t->source(),
+                   "api advertise must be an https:// URL of at most 47 printable characters");
+      }
+    }
     LATCH_RETURN_IF_ERROR(Get(*t, source, "cert", &c.api_cert, false));
     LATCH_RETURN_IF_ERROR(Get(*t, source, "key", &c.api_key, false));
     int64_t idle = c.api_idle_timeout_ms, per_address = c.api_max_connections_per_address;
@@ -208,6 +219,19 @@ Status LoadCollectorConfig(const std::string& path, CollectorConfig* out) {
   LATCH_RETURN_IF_ERROR(ParseCollectorConfig(text, path, out));
   out->path = path;
   return Status::Ok();
+}
+
+std::string CollectorConfig::ApiAdvertised(uint16_t bound_port) const {
+  if (!api_enabled) return "";
+  if (!api_advertise.empty()) return api_advertise;
+  if (api_address == "0.0.0.0" || api_address == "::" || api_address == "[::]" ||
+      api_address.empty()) {
+    return "";  // every address: which one clients use is not known here
+  }
+  const bool v6 = api_address.find(':') != std::string::npos && api_address.front() != '[';
+  std::string url =
+      "https://" + (v6 ? "[" + api_address + "]" : api_address) + ":" + std::to_string(bound_port);
+  return url.size() <= 47 ? url : "";
 }
 
 }  // namespace latch::collector

@@ -24,6 +24,9 @@
 //   idle_timeout_ms = 10000              # a connection silent this long is closed
 //   max_connections_per_address = 16     # at most this many connections per peer address
 //   public_log = false                   # true: /checkpoint and /tile/ served without credentials
+//   advertise = "https://<listen>"       # the URL clients reach this API at; a standby's 503
+//                                        # names the sequencer's (default: from listen, unless
+//                                        # that is 0.0.0.0 or ::)
 //
 //   [[api_token]]                        # bearer tokens, stored hashed
 //   identity = "alice"                   # an identity of the policy
@@ -83,7 +86,12 @@ struct CollectorConfig {
   bool api_enabled = false;
   std::string api_address = "127.0.0.1";
   uint16_t api_port = 8443;
-  std::string api_cert, api_key;                        // empty: under data_dir
+  std::string api_cert, api_key;  // empty: under data_dir
+  std::string api_advertise;      // https:// URL clients use; empty: unknown (see ApiAdvertised)
+  // The URL this collector's API is reached at: [api] advertise, or else
+  // https://ADDRESS:bound_port when listen names an address; "" when it
+  // cannot be known.
+  std::string ApiAdvertised(uint16_t bound_port) const;
   std::map<std::string, std::string> api_tokens;        // sha256 hex -> identity
   std::map<std::string, std::string> api_client_certs;  // certificate sha256 hex -> identity
   int api_idle_timeout_ms = 10000;

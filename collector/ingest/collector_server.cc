@@ -188,15 +188,7 @@ std::string CollectorServer::GrantKeyInUseRecord() const {
   return schema::CanonicalBytes(a.asReader());
 }
 
-Status CollectorServer::BindAgentSockets() {
-  // Agents' connections spread over several ZeroMQ I/O threads: libzmq
-  // cancels a connection's handshake timer by walking its I/O thread's
-  // ordered map of timers, so with one thread 10,000 agents connecting at
-  // once cost ~10^8 steps, handshakes ran past their 30 s limit and were
-  // retried, and only 7,278 of 10,000 were welcomed in 120 s (fleet_bench).
-  // Set before the first socket, which starts the threads.
-  context_.set(zmq::ctxopt::io_threads, kAgentIoThreads);
-  LATCH_RETURN_IF_ERROR(channel_->Bind(context_, curve_));
+Status CollectorServer::BindAdminSocket() {
   try {
     std::string admin_path = config_.data_dir + "/admin.sock";
     ::unlink(admin_path.c_str());
@@ -204,20 +196,33 @@ Status CollectorServer::BindAgentSockets() {
     admin_->set(zmq::sockopt::linger, 0);
     admin_->bind(admin_endpoint());
   } catch (const zmq::error_t& e) {
-    return Status::IoError(std::string("binding the collector's sockets: ") + e.what());
+    return Status::IoError(std::string("binding the admin socket: ") + e.what());
   }
   return Status::Ok();
 }
 
+Status CollectorServer::BindAgentSockets() { return channel_->Bind(context_, curve_); }
+
 Status CollectorServer::Run() {
-  // A standby binds neither the agents' endpoints nor the admin socket, and
-  // records nothing, until it takes over (standby.cc).
+  // Agents' connections spread over several ZeroMQ I/O threads: libzmq
+  // cancels a connection's handshake timer by walking its I/O thread's
+  // ordered map of timers, so with one thread 10,000 agents connecting at
+  // once cost ~10^8 steps, handshakes ran past their 30 s limit and were
+  // retried, and only 7,278 of 10,000 were welcomed in 120 s (fleet_bench).
+  // Set before the first socket, which starts the threads.
+  context_.set(zmq::ctxopt::io_threads, kAgentIoThreads);
+  // A standby binds no agent endpoint and records nothing until it takes
+  // over (standby.cc); its admin socket answers status and reads.
   if (!standby_) {
     LATCH_RETURN_IF_ERROR(recorder_->RecordNow(GrantKeyInUseRecord(), "", NowNs()));
     LATCH_RETURN_IF_ERROR(BindAgentSockets());
   }
+  LATCH_RETURN_IF_ERROR(BindAdminSocket());
   index_->Start();  // catches up with the ledger in the background
   if (config_.api_enabled) LATCH_RETURN_IF_ERROR(StartApi());
+  // Where clients reach this API, published while this one is the
+  // sequencer so that a standby's refusal can name it.
+  if (shared_ != nullptr && api_) shared_->Advertise(config_.ApiAdvertised(api_->port()));
   {
     std::string endpoints;
     for (const std::string& e : config_.endpoints) endpoints += (endpoints.empty() ? "" : ",") + e;
@@ -263,7 +268,9 @@ void CollectorServer::PostToWorker(std::function<void()> work) {
 }
 
 void CollectorServer::WatchSockets() {
+  waiters_->fds[2].assign(admin_->get(zmq::sockopt::fd));
   waiters_->fds[3].assign(wake_fd_);
+  Watch(2);
   Watch(3);
   if (!standby_) WatchAgentSockets();
   Tick();
@@ -272,8 +279,8 @@ void CollectorServer::WatchSockets() {
 void CollectorServer::WatchAgentSockets() {
   waiters_->fds[0].assign(channel_->router_fd());
   waiters_->fds[1].assign(channel_->zap_fd());
-  waiters_->fds[2].assign(admin_->get(zmq::sockopt::fd));
-  for (size_t i = 0; i < 3; ++i) Watch(i);
+  Watch(0);
+  Watch(1);
 }
 
 void CollectorServer::Watch(size_t which) {
@@ -311,11 +318,9 @@ void CollectorServer::Turn() {
     uint64_t signalled;
     (void)!::read(wake_fd_, &signalled, sizeof(signalled));
     RunQueuedCalls();
-    if (!standby_) {
-      more = channel_->Turn();
-      if (admin_->get(zmq::sockopt::events) & ZMQ_POLLIN) HandleAdmin();
-      more = more || (!admin_busy_ && (admin_->get(zmq::sockopt::events) & ZMQ_POLLIN));
-    }
+    if (!standby_) more = channel_->Turn();
+    if (admin_->get(zmq::sockopt::events) & ZMQ_POLLIN) HandleAdmin();
+    more = more || (!admin_busy_ && (admin_->get(zmq::sockopt::events) & ZMQ_POLLIN));
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) {
       loop_status_ = Status::IoError(std::string("collector loop: ") + e.what());

@@ -122,7 +122,8 @@ class CollectorServer : private workflow::WorkflowSink {
   void FollowAt(std::chrono::steady_clock::time_point at);  // FollowLedger then
   void Followed(const Status& s, bool became, bool grew);
   void TakeOver();
-  static api::ApiResponse StandbyRefusal();
+  api::ApiResponse StandbyRefusal() const;
+  std::string sequencer_address_;           // the sequencer's API, as it published it ("": unknown)
   ledger::SharedLedger* shared_ = nullptr;  // ledger_'s shared side; null for files
   std::atomic<bool> standby_{false};        // written on the loop (or before it runs)
   bool deferring_records_ = false;          // a standby loading its policy at open: not recorded
@@ -135,6 +136,7 @@ class CollectorServer : private workflow::WorkflowSink {
   // What the sequencer records first, and binds, at Run or at a takeover.
   std::string GrantKeyInUseRecord() const;
   Status BindAgentSockets();
+  Status BindAdminSocket();
   void WatchAgentSockets();
   // Writes a snapshot at the ledger's size when every commit's effect has
   // been taken in (none pending); a failure is logged and counted.

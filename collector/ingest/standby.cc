@@ -74,9 +74,15 @@ void CollectorServer::FollowLedger() {
   // neither the API nor the stop.
   PostToWorker([this] {
     bool became = false, grew = false;
+    std::string sequencer;
     Status s = shared_->TryBecomeSequencer(&became);
     if (s.ok() && !became) s = shared_->Follow(&grew);
-    loop_->Post([this, s, became, grew] { Followed(s, became, grew); });
+    // Only a hint for clients that a change was refused here.
+    if (s.ok() && !became && !shared_->SequencerAddress(&sequencer).ok()) sequencer.clear();
+    loop_->Post([this, s, became, grew, sequencer] {
+      sequencer_address_ = sequencer;
+      Followed(s, became, grew);
+    });
   });
 }
 
@@ -150,11 +156,15 @@ void CollectorServer::TakeOver() {
   PostTurn();
 }
 
-api::ApiResponse CollectorServer::StandbyRefusal() {
-  return Json(503, {{"error",
-                     "this collector is a standby: changes go to the sequencer (another "
-                     "collector on the same ledger); nothing was changed"},
-                    {"standby", true}});
+api::ApiResponse CollectorServer::StandbyRefusal() const {
+  // Where the sequencer said its API is ([api] advertise), if it did.
+  const std::string where = sequencer_address_.empty() ? "(another collector on the same ledger)"
+                                                       : "at " + sequencer_address_;
+  nlohmann::json j = {{"error", "this collector is a standby: changes go to the sequencer " +
+                                    where + "; nothing was changed"},
+                      {"standby", true}};
+  if (!sequencer_address_.empty()) j["sequencer"] = sequencer_address_;
+  return Json(503, j);
 }
 
 }  // namespace latch::collector

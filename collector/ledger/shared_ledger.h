@@ -5,6 +5,8 @@
 // shared (one collector owns its directory) and has no such side.
 #pragma once
 
+#include <string>
+
 #include "lib/status/status.h"
 
 namespace latch::ledger {
@@ -21,6 +23,11 @@ class SharedLedger {
   // last call; *grew: whether it did. Corruption: the shared tree shrank or
   // forked (the view stays where it was).
   virtual Status Follow(bool* grew) = 0;
+  // Where this collector's API is reached, published while it is the
+  // sequencer (from now, or from when it becomes it); "" publishes nothing.
+  virtual void Advertise(const std::string& address) = 0;
+  // What the current sequencer published ("": none, or not known).
+  virtual Status SequencerAddress(std::string* address) = 0;
 };
 
 }  // namespace latch::ledger

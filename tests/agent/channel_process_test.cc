@@ -1246,7 +1246,14 @@ class FailoverTest : public StreamingChannelTest {
   // Whether collector `which` answers on its admin socket (only a sequencer does).
   bool Serving(int which) {
     std::string out;
-    return RunTool({LATCH_COLLECTOR_BIN, "status", "--config", ConfigOf(which)}, &out) == 0;
+    return RunTool({LATCH_COLLECTOR_BIN, "status", "--config", ConfigOf(which)}, &out) == 0 &&
+           out.find("\"role\": \"sequencer\"") != std::string::npos;
+  }
+  // Whether collector `which` answers as a standby.
+  bool Standby(int which) {
+    std::string out;
+    return RunTool({LATCH_COLLECTOR_BIN, "status", "--config", ConfigOf(which)}, &out) == 0 &&
+           out.find("\"role\": \"standby\"") != std::string::npos;
   }
   // Starts collector `which` and waits until it serves (it is the sequencer).
   void StartSequencer(int which) {
@@ -1309,9 +1316,21 @@ class FailoverTest : public StreamingChannelTest {
 TEST_F(FailoverTest, SequencerKilledTenTimesLosesNothingAndTheStandbyTakesOver) {
   StartSequencer(0);
   if (HasFatalFailure()) return;
-  SpawnCollector(1);  // waits as the standby
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  SpawnCollector(1);  // follows as the standby
+  for (int i = 0; i < 100 && !Standby(1); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(Standby(1)) << Slurp(LogOf(1));
   EXPECT_FALSE(Serving(1)) << "two sequencers";
+  {
+    // Its admin socket answers status, and refuses what would be recorded.
+    std::string out;
+    EXPECT_NE(RunTool({LATCH_COLLECTOR_BIN, "grant", "--config", ConfigOf(1), "--host", "host-a",
+                       "--uid", "4242", "--resource", "9", "--for", "600"},
+                      &out),
+              0);
+    EXPECT_NE(out.find("standby"), std::string::npos) << out;
+  }
   StartAgent();
   StartAgentB();
   if (HasFatalFailure()) return;

@@ -32,6 +32,27 @@ TEST(CollectorConfig, ReadsEverySetting) {
   EXPECT_EQ(c.api_client_certs.at(std::string(64, 'b')), "bob");
 }
 
+// Where a standby's refusal says the sequencer's API is: the setting, or
+// the listen address when it names one (not 0.0.0.0 or ::).
+TEST(CollectorConfig, TheAdvertisedApiAddress) {
+  const std::string base = "data_dir = \"/d\"\norigin = \"x.example/ledger\"\n";
+  CollectorConfig c;
+  ASSERT_TRUE(ParseCollectorConfig(base, "collector.toml", &c).ok());
+  EXPECT_EQ(c.ApiAdvertised(8443), "");  // no API
+  ASSERT_TRUE(ParseCollectorConfig(base + "[api]\nlisten = \"10.0.0.7:9443\"\n", "c", &c).ok());
+  EXPECT_EQ(c.ApiAdvertised(9443), "https://10.0.0.7:9443");
+  ASSERT_TRUE(ParseCollectorConfig(base + "[api]\nlisten = \"fd00::7:9443\"\n", "c", &c).ok());
+  EXPECT_EQ(c.ApiAdvertised(9443), "https://[fd00::7]:9443");
+  ASSERT_TRUE(ParseCollectorConfig(base + "[api]\nlisten = \"0.0.0.0:9443\"\n", "c", &c).ok());
+  EXPECT_EQ(c.ApiAdvertised(9443), "");
+  ASSERT_TRUE(
+      ParseCollectorConfig(
+          base + "[api]\nlisten = \"0.0.0.0:9443\"\nadvertise = \"https://c1.example:9443\"\n", "c",
+          &c)
+          .ok());
+  EXPECT_EQ(c.ApiAdvertised(9443), "https://c1.example:9443");
+}
+
 TEST(CollectorConfig, MistakesAreNamed) {
   const std::string base = "data_dir = \"/d\"\norigin = \"x.example/ledger\"\n";
   struct Case {
@@ -53,6 +74,11 @@ TEST(CollectorConfig, MistakesAreNamed) {
       {base + "[api]\nmax_connections_per_address = -1\n", "max_connections_per_address"},
       {base + "[api]\npublic_log = 1\n", "public_log"},
       {base + "[api]\npublic_log = \"yes\"\n", "public_log"},
+      {base + "[api]\nadvertise = \"http://c1.example:8443\"\n", "advertise"},
+      {base + "[api]\nadvertise = \"https://" + std::string(40, 'c') + ".example\"\n", "advertise"},
+      {base + "[api]\nadvertise = \"https://c1.example/\\u0001\"\n", "advertise"},
+      {base + "[api]\nadvertise = \"https://c1\\\".example\"\n", "advertise"},
+      {base + "[api]\nadvertise = 8443\n", "advertise"},
       {base + "api_client = 3\n", "api_client"},
       {base + "snapshot_every_entries = 10\n", "snapshot_every_entries"},
       {base + "snapshot_every_entries = -1\n", "snapshot_every_entries"},

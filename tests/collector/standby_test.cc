@@ -151,6 +151,29 @@ TEST_F(StandbyTest, AStandbyAnswersReadsFollowsAndTakesOverReplayingNothing) {
                       R"({"resource":"db","duration":"10m","reason":"to the standby"})");
   EXPECT_EQ(refused.status, 503) << refused.body;
   EXPECT_NE(refused.body.find("\"standby\":true"), std::string::npos) << refused.body;
+  // It names the sequencer, as the sequencer published itself (its
+  // session's application_name), once it has followed after that.
+  const std::string a_url = "https://127.0.0.1:" + std::to_string(a->api_port());
+  for (int i = 0; i < 200 && refused.body.find(a_url) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    refused = call(*b, http::verb::post, "/v1/requests", kTess,
+                   R"({"resource":"db","duration":"10m","reason":"to the standby"})");
+  }
+  EXPECT_NE(refused.body.find("\"sequencer\":\"" + a_url + "\""), std::string::npos)
+      << refused.body;
+  // A client whose list has only the standby does not follow the name with
+  // its credentials: the refusal is its answer.
+  client::Endpoint standby_only;
+  standby_only.server = "https://localhost:" + std::to_string(b->api_port());
+  standby_only.token = kTess;
+  standby_only.ca = ca;
+  client::Reply not_followed;
+  s = client::Call(standby_only, "POST", "/v1/requests",
+                   R"({"resource":"db","duration":"10m","reason":"not followed"})", &not_followed);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(not_followed.status, 503) << not_followed.body;
+  EXPECT_NE(not_followed.body.find("changes go to the sequencer at " + a_url), std::string::npos)
+      << not_followed.body;
   EXPECT_EQ(call(*b, http::verb::get, "/healthz", kAnn).status, 503);
   EXPECT_EQ(call(*a, http::verb::get, "/healthz", kAnn).status, 200);
   EXPECT_NE(call(*b, http::verb::get, "/metrics", kAnn).body.find("latch_collector_sequencer 0\n"),

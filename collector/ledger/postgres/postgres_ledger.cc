@@ -88,16 +88,8 @@ Status PostgresLedger::Follow(bool* grew) {
   std::string note;
   {
     MutexLock lock(read_mu_);
-    // A connection the server dropped is replaced once, as for reads.
-    Status s = Status::IoError("not connected");
-    for (int attempt = 0; attempt < 2 && s.code() == Status::Code::kIoError; ++attempt) {
-      if (!reader_ || !reader_->connected() || attempt > 0) {
-        reader_.reset();
-        LATCH_RETURN_IF_ERROR(PostgresLog::Open(conninfo_, setting_, verifier_.name(), &reader_));
-      }
-      s = reader_->ReadState(&size, &note);
-    }
-    LATCH_RETURN_IF_ERROR(s);
+    LATCH_RETURN_IF_ERROR(
+        OnReader([&](PostgresLog& reader) { return reader.ReadState(&size, &note); }));
   }
   tlog::Checkpoint cp;
   LATCH_RETURN_IF_ERROR(OpenTreeState(size, note, &cp));
@@ -204,6 +196,7 @@ Status PostgresLedger::TryBecomeSequencer(bool* became) {
     MutexLock state(state_mu_);
     checkpoint_note_ = std::move(note);
   }
+  NameSession();
   failed_ = false;
   sequencer_ = true;
   *became = true;
@@ -358,7 +351,39 @@ Status PostgresLedger::Recover() {
   }
   writer_ = std::move(log);
   LATCH_RETURN_IF_ERROR(LoadTree(*writer_, /*load_edge=*/true));
+  NameSession();
   failed_ = false;
+  return Status::Ok();
+}
+
+namespace {
+constexpr char kSessionPrefix[] = "latch-collector ";
+}  // namespace
+
+void PostgresLedger::NameSession() {
+  if (advertised_.empty() || !writer_) return;
+  Status s = writer_->SetApplicationName(kSessionPrefix + advertised_);
+  if (!s.ok()) {
+    logging::Default().Warn("the sequencer's address was not published; standbys cannot name it",
+                            {{"storage", description_}, {"error", s.ToString()}});
+  }
+}
+
+void PostgresLedger::Advertise(const std::string& address) {
+  MutexLock lock(commit_mu_);
+  advertised_ = address;
+  if (sequencer_) NameSession();
+}
+
+Status PostgresLedger::SequencerAddress(std::string* address) {
+  address->clear();
+  std::string name;
+  {
+    MutexLock lock(read_mu_);
+    LATCH_RETURN_IF_ERROR(
+        OnReader([&](PostgresLog& reader) { return reader.ReadSequencerName(&name); }));
+  }
+  if (name.rfind(kSessionPrefix, 0) == 0) *address = name.substr(sizeof(kSessionPrefix) - 1);
   return Status::Ok();
 }
 
@@ -397,13 +422,7 @@ void PostgresLedger::Remember(const tlog::TileId& tile, const std::string& data)
   held = {tile.width, data};
 }
 
-Status PostgresLedger::ReadStored(const tlog::TileId& tile, std::string* data) {
-  MutexLock lock(read_mu_);
-  auto it = tiles_.find({tile.level, tile.index});
-  if (it != tiles_.end() && it->second.width >= tile.width) {
-    *data = it->second.data;
-    return CutTileToWidth(tile, data);
-  }
+Status PostgresLedger::OnReader(const std::function<Status(PostgresLog&)>& read) {
   // A connection the server dropped (a restart, a failover) is replaced
   // once, then the read is tried again.
   Status s = Status::IoError("not connected");
@@ -412,9 +431,20 @@ Status PostgresLedger::ReadStored(const tlog::TileId& tile, std::string* data) {
       reader_.reset();
       LATCH_RETURN_IF_ERROR(PostgresLog::Open(conninfo_, setting_, verifier_.name(), &reader_));
     }
-    s = reader_->ReadStoredTile(tile, data);
+    s = read(*reader_);
   }
-  LATCH_RETURN_IF_ERROR(s);
+  return s;
+}
+
+Status PostgresLedger::ReadStored(const tlog::TileId& tile, std::string* data) {
+  MutexLock lock(read_mu_);
+  auto it = tiles_.find({tile.level, tile.index});
+  if (it != tiles_.end() && it->second.width >= tile.width) {
+    *data = it->second.data;
+    return CutTileToWidth(tile, data);
+  }
+  LATCH_RETURN_IF_ERROR(
+      OnReader([&](PostgresLog& reader) { return reader.ReadStoredTile(tile, data); }));
   Remember(tile, *data);
   return Status::Ok();
 }

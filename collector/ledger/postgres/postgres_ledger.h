@@ -32,6 +32,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -71,6 +72,9 @@ class PostgresLedger : public Ledger, public SharedLedger {
   // is Corruption, and the view stays. *grew: whether the view moved on.
   // Does nothing on the sequencer, whose view is its own commits.
   Status Follow(bool* grew) override;
+  // As the sequencing session's application_name ("latch-collector URL").
+  void Advertise(const std::string& address) override;
+  Status SequencerAddress(std::string* address) override;
   // Whether another writer moved the tree past this one: this ledger then
   // refuses every commit for good, and its owner must step down.
   bool superseded() const override { return superseded_.load(); }
@@ -124,6 +128,10 @@ class PostgresLedger : public Ledger, public SharedLedger {
 
   Mutex commit_mu_;  // one Commit, Recover or TryBecomeSequencer at a time
   std::unique_ptr<PostgresLog> writer_ LATCH_GUARDED_BY(commit_mu_);  // holds the lock
+  std::string advertised_ LATCH_GUARDED_BY(commit_mu_);
+  // Names the writer's session after advertised_ (a failure is logged: only
+  // standbys' hints depend on it).
+  void NameSession() LATCH_REQUIRES(commit_mu_);
   RightEdge edge_ LATCH_GUARDED_BY(commit_mu_);
   std::string partial_bundle_ LATCH_GUARDED_BY(commit_mu_);  // entries past the last full bundle
   std::vector<std::vector<tlog::Hash>> completed_ LATCH_GUARDED_BY(commit_mu_);
@@ -138,6 +146,9 @@ class PostgresLedger : public Ledger, public SharedLedger {
     std::string data;
   };
   void Remember(const tlog::TileId& tile, const std::string& data) LATCH_REQUIRES(read_mu_);
+  // Runs `read` on the reading connection, made (or made again, once, if
+  // the server dropped it) as needed.
+  Status OnReader(const std::function<Status(PostgresLog&)>& read) LATCH_REQUIRES(read_mu_);
   Mutex read_mu_;
   std::unique_ptr<PostgresLog> reader_ LATCH_GUARDED_BY(read_mu_);
   // (level, index) -> the widest bytes of that tile known to be stored.

@@ -202,6 +202,25 @@ Status PostgresLog::TryLockSequencer(int lease_ms, bool* held) {
                      {PgParam::Text(std::to_string(lease_ms))});
 }
 
+Status PostgresLog::SetApplicationName(const std::string& name) {
+  return conn_->Exec("naming the session", "SELECT set_config('application_name', $1, false)",
+                     {PgParam::Text(name)});
+}
+
+Status PostgresLog::ReadSequencerName(std::string* name) {
+  // The lock of TryLockSequencer: an advisory lock on two int4 keys is
+  // (classid, objid) with objsubid 2.
+  std::optional<PgResult> r;
+  LATCH_RETURN_IF_ERROR(
+      conn_->Exec("reading who holds the sequencer's lock",
+                  "SELECT coalesce(a.application_name, '') FROM pg_locks l JOIN pg_stat_activity a "
+                  "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 "
+                  "AND l.classid = 1281450851::oid AND l.objid = hashtext($1)::oid",
+                  {PgParam::Text(origin_)}, &r));
+  *name = r->rows() >= 1 ? r->value(0, 0) : "";
+  return Status::Ok();
+}
+
 Status PostgresLog::Ping() { return conn_->Exec("pinging the database", "SELECT 1"); }
 
 Status PostgresLog::Append(uint64_t expected_size, const std::vector<TileRow>& tiles,

@@ -66,6 +66,12 @@ class PostgresLog : public TileSource {
   Status ReadState(uint64_t* size, std::string* checkpoint_note);
   // Whether the connection still works (not broken by the server going).
   bool connected() const { return conn_->ok(); }
+  // This session's application_name: the sequencer's names where clients
+  // reach it (PostgreSQL keeps 63 bytes of it).
+  Status SetApplicationName(const std::string& name);
+  // The application_name of the session holding the sequencer's lock ("":
+  // none holds it, or its name cannot be seen).
+  Status ReadSequencerName(std::string* name);
   // In one transaction and one round trip (libpq's pipeline mode): moves
   // the tree from `expected_size` to `new_size` with `checkpoint_note` by
   // compare-and-set, and writes of each of `tiles` (every one a tile of the
