@@ -16,12 +16,6 @@ constexpr std::string_view kSigPrefix = "\xE2\x80\x94 ";  // U+2014 EM DASH, spa
 constexpr std::string_view kPrivatePrefix = "PRIVATE+KEY+";
 constexpr size_t kMaxSignatures = 100;
 
-std::string HexId(uint32_t id) {
-  char buf[9];
-  std::snprintf(buf, sizeof(buf), "%08x", id);
-  return buf;
-}
-
 std::optional<uint32_t> ParseHexId(std::string_view s) {
   if (s.size() != 8) return std::nullopt;
   uint32_t v = 0;
@@ -36,26 +30,6 @@ std::optional<uint32_t> ParseHexId(std::string_view s) {
     v = (v << 4) | static_cast<uint32_t>(d);
   }
   return v;
-}
-
-// Splits "<name>+<hex id>+<base64(0x01 || 32 bytes)>" into its parts.
-Status ParseKeyText(std::string_view text, std::string* name, uint32_t* id,
-                    std::array<uint8_t, 32>* key) {
-  size_t p1 = text.find('+');
-  size_t p2 = p1 == std::string_view::npos ? p1 : text.find('+', p1 + 1);
-  if (p2 == std::string_view::npos) return Status::InvalidArgument("key is not name+id+key");
-  std::string_view n = text.substr(0, p1);
-  auto parsed_id = ParseHexId(text.substr(p1 + 1, p2 - p1 - 1));
-  auto raw = Base64Decode(text.substr(p2 + 1));
-  if (!IsValidKeyName(n)) return Status::InvalidArgument("key name is not valid");
-  if (!parsed_id) return Status::InvalidArgument("key id is not 8 lowercase hex digits");
-  if (!raw || raw->size() != 33 || (*raw)[0] != kAlgEd25519) {
-    return Status::InvalidArgument("key is not base64 of an Ed25519 key");
-  }
-  *name = n;
-  *id = *parsed_id;
-  std::copy(raw->begin() + 1, raw->end(), key->begin());
-  return Status::Ok();
 }
 
 // A note text is non-empty, ends in newline, and has no control characters
@@ -78,14 +52,101 @@ bool IsValidKeyName(std::string_view name) {
   return true;
 }
 
-uint32_t NoteKeyId(std::string_view name, const Ed25519PublicKey& key) {
+namespace {
+std::string HexKeyId(uint32_t id) {
+  char buf[9];
+  std::snprintf(buf, sizeof(buf), "%08x", id);
+  return buf;
+}
+}  // namespace
+
+Status ParseKeyText(std::string_view text, uint8_t algorithm, std::string* name, uint32_t* id,
+                    std::array<uint8_t, 32>* key) {
+  size_t p1 = text.find('+');
+  size_t p2 = p1 == std::string_view::npos ? p1 : text.find('+', p1 + 1);
+  if (p2 == std::string_view::npos) return Status::InvalidArgument("key is not name+id+key");
+  std::string_view n = text.substr(0, p1);
+  auto parsed_id = ParseHexId(text.substr(p1 + 1, p2 - p1 - 1));
+  auto raw = Base64Decode(text.substr(p2 + 1));
+  if (!IsValidKeyName(n)) return Status::InvalidArgument("key name is not valid");
+  if (!parsed_id) return Status::InvalidArgument("key id is not 8 lowercase hex digits");
+  if (!raw || raw->size() != 33 || (*raw)[0] != algorithm) {
+    return Status::InvalidArgument("key is not base64 of an Ed25519 key of this kind");
+  }
+  *name = n;
+  *id = *parsed_id;
+  std::copy(raw->begin() + 1, raw->end(), key->begin());
+  return Status::Ok();
+}
+
+std::string KeyText(std::string_view name, uint32_t id, uint8_t algorithm,
+                    const std::array<uint8_t, 32>& key) {
+  std::vector<uint8_t> raw{algorithm};
+  raw.insert(raw.end(), key.begin(), key.end());
+  return std::string(name) + "+" + HexKeyId(id) + "+" + Base64Encode(raw);
+}
+
+uint32_t KeyId(std::string_view name, uint8_t algorithm, const std::array<uint8_t, 32>& key) {
   Sha256 sha;
   sha.Update(name.data(), name.size());
-  const uint8_t sep[2] = {'\n', kAlgEd25519};
+  const uint8_t sep[2] = {'\n', algorithm};
   sha.Update(sep, sizeof(sep));
   sha.Update(key);
   Hash h = sha.Finish();
   return (uint32_t{h[0]} << 24) | (uint32_t{h[1]} << 16) | (uint32_t{h[2]} << 8) | h[3];
+}
+
+std::string SignatureLine(std::string_view name, uint32_t id, std::span<const uint8_t> payload) {
+  std::vector<uint8_t> blob = {static_cast<uint8_t>(id >> 24), static_cast<uint8_t>(id >> 16),
+                               static_cast<uint8_t>(id >> 8), static_cast<uint8_t>(id)};
+  blob.insert(blob.end(), payload.begin(), payload.end());
+  return std::string(kSigPrefix) + std::string(name) + " " + Base64Encode(blob) + "\n";
+}
+
+Status SplitNote(std::string_view note, std::string_view* text,
+                 std::vector<NoteSignature>* signatures) {
+  signatures->clear();
+  // The text ends at the last blank line; everything after is signatures.
+  size_t split = note.rfind("\n\n");
+  if (split == std::string_view::npos) return Status::VerifyFailed("note has no signature block");
+  std::string_view body = note.substr(0, split + 1);
+  std::string_view sigs = note.substr(split + 2);
+  if (!IsValidNoteText(body)) return Status::VerifyFailed("note text is malformed");
+  if (sigs.empty() || sigs.back() != '\n') return Status::VerifyFailed("note has no signatures");
+  for (char c : sigs) {
+    if (static_cast<unsigned char>(c) < 0x20 && c != '\n') {
+      return Status::VerifyFailed("note signatures contain a control character");
+    }
+  }
+  while (!sigs.empty()) {
+    size_t eol = sigs.find('\n');
+    std::string_view line = sigs.substr(0, eol);
+    sigs.remove_prefix(eol + 1);
+    if (signatures->size() >= kMaxSignatures) {
+      return Status::VerifyFailed("note has too many signatures");
+    }
+    if (!line.starts_with(kSigPrefix)) return Status::VerifyFailed("malformed signature line");
+    line.remove_prefix(kSigPrefix.size());
+    size_t space = line.find(' ');
+    if (space == std::string_view::npos) return Status::VerifyFailed("malformed signature line");
+    std::string_view name = line.substr(0, space);
+    auto blob = Base64Decode(line.substr(space + 1));
+    if (!IsValidKeyName(name) || !blob || blob->size() < 5) {
+      return Status::VerifyFailed("malformed signature line");
+    }
+    NoteSignature sig;
+    sig.name = name;
+    sig.key_id = (uint32_t{(*blob)[0]} << 24) | (uint32_t{(*blob)[1]} << 16) |
+                 (uint32_t{(*blob)[2]} << 8) | (*blob)[3];
+    sig.payload.assign(blob->begin() + 4, blob->end());
+    signatures->push_back(std::move(sig));
+  }
+  *text = body;
+  return Status::Ok();
+}
+
+uint32_t NoteKeyId(std::string_view name, const Ed25519PublicKey& key) {
+  return KeyId(name, kAlgEd25519, key);
 }
 
 NoteVerifier::NoteVerifier(std::string name, const Ed25519PublicKey& key)
@@ -95,17 +156,14 @@ Status NoteVerifier::Parse(std::string_view vkey, NoteVerifier* out) {
   std::string name;
   uint32_t id = 0;
   Ed25519PublicKey key;
-  LATCH_RETURN_IF_ERROR(ParseKeyText(vkey, &name, &id, &key).WithContext("verifier key"));
+  LATCH_RETURN_IF_ERROR(
+      ParseKeyText(vkey, kAlgEd25519, &name, &id, &key).WithContext("verifier key"));
   *out = NoteVerifier(std::move(name), key);
   if (out->key_id() != id) return Status::InvalidArgument("verifier key: id does not match key");
   return Status::Ok();
 }
 
-std::string NoteVerifier::ToString() const {
-  std::vector<uint8_t> raw{kAlgEd25519};
-  raw.insert(raw.end(), key_.begin(), key_.end());
-  return name_ + "+" + HexId(key_id_) + "+" + Base64Encode(raw);
-}
+std::string NoteVerifier::ToString() const { return KeyText(name_, key_id_, kAlgEd25519, key_); }
 
 bool NoteVerifier::Verify(std::string_view text, std::span<const uint8_t> signature) const {
   return VerifyEd25519(key_, {reinterpret_cast<const uint8_t*>(text.data()), text.size()},
@@ -138,8 +196,9 @@ Status NoteSigner::Parse(std::string_view skey, NoteSigner* out) {
   }
   NoteSigner s;
   uint32_t id = 0;
-  LATCH_RETURN_IF_ERROR(ParseKeyText(skey.substr(kPrivatePrefix.size()), &s.name_, &id, &s.seed_)
-                            .WithContext("signer key"));
+  LATCH_RETURN_IF_ERROR(
+      ParseKeyText(skey.substr(kPrivatePrefix.size()), kAlgEd25519, &s.name_, &id, &s.seed_)
+          .WithContext("signer key"));
   Ed25519PublicKey pub;
   LATCH_RETURN_IF_ERROR(DeriveEd25519PublicKey(s.seed_, &pub));
   s.verifier_ = NoteVerifier(s.name_, pub);
@@ -150,10 +209,7 @@ Status NoteSigner::Parse(std::string_view skey, NoteSigner* out) {
 }
 
 std::string NoteSigner::ToString() const {
-  std::vector<uint8_t> raw{kAlgEd25519};
-  raw.insert(raw.end(), seed_.begin(), seed_.end());
-  return std::string(kPrivatePrefix) + name_ + "+" + HexId(verifier_.key_id()) + "+" +
-         Base64Encode(raw);
+  return std::string(kPrivatePrefix) + KeyText(name_, verifier_.key_id(), kAlgEd25519, seed_);
 }
 
 Status NoteSigner::Sign(std::string_view text, std::string* note) const {
@@ -165,55 +221,21 @@ Status NoteSigner::Sign(std::string_view text, std::string* note) const {
   Ed25519Signature sig;
   LATCH_RETURN_IF_ERROR(
       SignEd25519(seed_, {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, &sig));
-  uint32_t id = verifier_.key_id();
-  std::vector<uint8_t> blob = {static_cast<uint8_t>(id >> 24), static_cast<uint8_t>(id >> 16),
-                               static_cast<uint8_t>(id >> 8), static_cast<uint8_t>(id)};
-  blob.insert(blob.end(), sig.begin(), sig.end());
   note->assign(text);
   *note += '\n';
-  *note += kSigPrefix;
-  *note += name_;
-  *note += ' ';
-  *note += Base64Encode(blob);
-  *note += '\n';
+  *note += SignatureLine(name_, verifier_.key_id(), sig);
   return Status::Ok();
 }
 
 Status OpenNote(std::string_view note, const NoteVerifier& verifier, std::string* text) {
-  // The text ends at the last blank line; everything after is signatures.
-  size_t split = note.rfind("\n\n");
-  if (split == std::string_view::npos) return Status::VerifyFailed("note has no signature block");
-  std::string_view body = note.substr(0, split + 1);
-  std::string_view sigs = note.substr(split + 2);
-  if (!IsValidNoteText(body)) return Status::VerifyFailed("note text is malformed");
-  if (sigs.empty() || sigs.back() != '\n') return Status::VerifyFailed("note has no signatures");
-  for (char c : sigs) {
-    if (static_cast<unsigned char>(c) < 0x20 && c != '\n') {
-      return Status::VerifyFailed("note signatures contain a control character");
-    }
-  }
-
-  size_t count = 0;
+  std::string_view body;
+  std::vector<NoteSignature> signatures;
+  LATCH_RETURN_IF_ERROR(SplitNote(note, &body, &signatures));
   bool verified = false;
-  while (!sigs.empty()) {
-    size_t eol = sigs.find('\n');
-    std::string_view line = sigs.substr(0, eol);
-    sigs.remove_prefix(eol + 1);
-    if (++count > kMaxSignatures) return Status::VerifyFailed("note has too many signatures");
-    if (!line.starts_with(kSigPrefix)) return Status::VerifyFailed("malformed signature line");
-    line.remove_prefix(kSigPrefix.size());
-    size_t space = line.find(' ');
-    if (space == std::string_view::npos) return Status::VerifyFailed("malformed signature line");
-    std::string_view name = line.substr(0, space);
-    auto blob = Base64Decode(line.substr(space + 1));
-    if (!IsValidKeyName(name) || !blob || blob->size() < 5) {
-      return Status::VerifyFailed("malformed signature line");
-    }
-    uint32_t id = (uint32_t{(*blob)[0]} << 24) | (uint32_t{(*blob)[1]} << 16) |
-                  (uint32_t{(*blob)[2]} << 8) | (*blob)[3];
-    if (name != verifier.name() || id != verifier.key_id()) continue;  // someone else's
+  for (const NoteSignature& sig : signatures) {
+    if (sig.name != verifier.name() || sig.key_id != verifier.key_id()) continue;  // another's
     if (verified) continue;  // a second line for the same key changes nothing
-    if (!verifier.Verify(body, std::span(*blob).subspan(4))) {
+    if (!verifier.Verify(body, sig.payload)) {
       return Status::VerifyFailed("signature by " + verifier.name() + " is invalid");
     }
     verified = true;

@@ -16,6 +16,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "lib/status/status.h"
 #include "lib/tlog/ed25519.h"
@@ -72,5 +73,29 @@ class NoteSigner {
 Status OpenNote(std::string_view note, const NoteVerifier& verifier, std::string* text);
 
 uint32_t NoteKeyId(std::string_view name, const Ed25519PublicKey& key);
+
+// One signature line of a note: "— <name> base64(4-byte key id || payload)".
+struct NoteSignature {
+  std::string name;
+  uint32_t key_id = 0;
+  std::vector<uint8_t> payload;  // what follows the key id (a signature, ...)
+};
+// Splits a signed note into its text (ending in newline) and its signature
+// lines, checked for form only (at most 100). VerifyFailed if malformed.
+Status SplitNote(std::string_view note, std::string_view* text,
+                 std::vector<NoteSignature>* signatures);
+
+// The parts keys of every signature type share (signed-note's key
+// encodings), for the other types built on them (cosignature.h):
+// SHA-256(name || "\n" || algorithm || key)[:4];
+uint32_t KeyId(std::string_view name, uint8_t algorithm, const std::array<uint8_t, 32>& key);
+// "<name>+<8 hex digits>+<base64(algorithm || key)>", and its parser (the
+// algorithm byte must match);
+std::string KeyText(std::string_view name, uint32_t id, uint8_t algorithm,
+                    const std::array<uint8_t, 32>& key);
+Status ParseKeyText(std::string_view text, uint8_t algorithm, std::string* name, uint32_t* id,
+                    std::array<uint8_t, 32>* key);
+// and a signature line, "— <name> <base64(id || payload)>\n".
+std::string SignatureLine(std::string_view name, uint32_t id, std::span<const uint8_t> payload);
 
 }  // namespace latch::tlog
