@@ -407,8 +407,10 @@ void ApiServer::Dispatch(ApiRequest req, const std::string& authorization,
     refused_("api_malformed", method + " (a request target that is not UTF-8)", peer, "");
     return respond({400, "application/json", R"({"error":"the request target must be UTF-8"})"});
   }
-  bool open = target == "/healthz" ||
-              (options_.public_log && (target == "/checkpoint" || target.rfind("/tile/", 0) == 0));
+  bool open =
+      target == "/healthz" ||
+      (options_.public_log && (target == "/checkpoint" || target.rfind("/tile/", 0) == 0)) ||
+      options_.open_paths.count(target.substr(0, target.find('?'))) != 0;
   if (!open) {
     // A bearer token if the request has one (it must be valid), else a
     // pinned client certificate.

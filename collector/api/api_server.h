@@ -27,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 
@@ -90,6 +91,9 @@ struct ApiOptions {
   // /checkpoint and /tile/ without credentials (a public log); otherwise only
   // /healthz is.
   bool public_log = false;
+  // More paths served without credentials (a witness's /add-checkpoint,
+  // whose only authentication is the log's signature on what it is sent).
+  std::set<std::string> open_paths;
 };
 
 class ApiServer {

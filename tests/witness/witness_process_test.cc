@@ -1,0 +1,198 @@
+// latch-witness as a process (issue 18), started by the test in its own
+// directory on loopback: its key, add-checkpoint over HTTPS answered with a
+// cosignature that verifies under the key it prints, the spec's refusals
+// with nothing stored, and kill -9 at random moments of a stream of
+// add-checkpoints: it never cosigns two inconsistent checkpoints, and what it
+// acknowledged survives each restart.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "https_client.h"
+#include "lib/tlog/base64.h"
+#include "lib/tlog/checkpoint.h"
+#include "lib/tlog/cosignature.h"
+#include "memory_hashes.h"
+#include "run_tool.h"
+#include "temp_dir.h"
+
+namespace latch::witness {
+namespace {
+
+namespace http = boost::beast::http;
+using latch::testing::RunTool;
+constexpr char kOrigin[] = "example.com/log";
+
+class WitnessProcessTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(tlog::NoteSigner::Generate(kOrigin, &log_).ok());
+    leaves_ = tlog::NumberedLeaves(hasher_, 20000);
+    std::ofstream(dir_ / "witness.toml")
+        << "name = \"witness.example/w1\"\ndata_dir = \"" << (dir_ / "data")
+        << "\"\nlisten = \"127.0.0.1:0\"\n[[log]]\norigin = \"" << kOrigin << "\"\nkeys = [\""
+        << log_.verifier().ToString() << "\"]\n";
+    std::string out;
+    ASSERT_EQ(RunTool({LATCH_WITNESS_BIN, "key", "--config", dir_ / "witness.toml"}, &out), 0)
+        << out;
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    ASSERT_TRUE(tlog::CosignatureVerifier::Parse(out, &witness_key_).ok()) << out;
+  }
+  void TearDown() override { Kill(); }
+  void Start() {
+    const std::string log = dir_ / "witness.log";
+    ::truncate(log.c_str(), 0);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      ::dup2(fd, STDERR_FILENO);
+      const std::string config = dir_ / "witness.toml";
+      ::execl(LATCH_WITNESS_BIN, LATCH_WITNESS_BIN, "--config", config.c_str(),
+              static_cast<char*>(nullptr));
+      ::_exit(127);
+    }
+    port_ = 0;
+    for (int i = 0; i < 500 && port_ == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      std::ifstream f(log);
+      std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+      const size_t at = text.find("listen=127.0.0.1:");
+      if (at != std::string::npos) port_ = std::atoi(text.c_str() + at + 17);
+    }
+    ASSERT_NE(port_, 0) << "the witness did not start";
+  }
+  void Kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  tlog::Hash Root(uint64_t size) {
+    return tlog::ReferenceRoot(hasher_, std::span(leaves_).subspan(0, size));
+  }
+  std::string Checkpoint(uint64_t size, const tlog::Hash& root) {
+    std::string note;
+    EXPECT_TRUE(log_.Sign(tlog::Checkpoint{kOrigin, size, root, {}}.Body(), &note).ok());
+    return note;
+  }
+  std::string Body(uint64_t old_size, uint64_t size) {
+    std::string body = "old " + std::to_string(old_size) + "\n";
+    if (old_size != 0) {
+      tlog::MemoryHashes hashes(std::vector<tlog::Hash>(leaves_.begin(), leaves_.begin() + size));
+      tlog::TreeReader reader(hashes);
+      std::vector<tlog::Hash> proof;
+      EXPECT_TRUE(reader.ConsistencyProof(old_size, size, &proof).ok());
+      for (const tlog::Hash& h : proof) body += tlog::Base64Encode(h) + "\n";
+    }
+    return body + "\n" + Checkpoint(size, Root(size));
+  }
+  latch::testing::HttpsReply Post(const std::string& body) {
+    return latch::testing::HttpsCall(static_cast<uint16_t>(port_), dir_ / "data/tls.crt",
+                                     http::verb::post, "/add-checkpoint", "", body);
+  }
+  bool Cosigns(const std::string& answer, uint64_t size) {
+    std::vector<size_t> found;
+    const std::vector<tlog::CosignatureVerifier> keys = {witness_key_};
+    return tlog::FindCosignatures(Checkpoint(size, Root(size)) + answer, keys, &found).ok() &&
+           found.size() == 1;
+  }
+  uint64_t HeldSize() {
+    std::string out;
+    EXPECT_EQ(RunTool({LATCH_WITNESS_BIN, "state", "--config", dir_ / "witness.toml"}, &out), 0)
+        << out;
+    const size_t at = out.find("size ");
+    return at == std::string::npos ? 0 : std::strtoull(out.c_str() + at + 5, nullptr, 10);
+  }
+
+  ledger::TempDir dir_;
+  tlog::MerkleHasher hasher_;
+  std::vector<tlog::Hash> leaves_;
+  tlog::NoteSigner log_;
+  tlog::CosignatureVerifier witness_key_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+TEST_F(WitnessProcessTest, CosignsOverHttpsAndRefusesBadRequests) {
+  Start();
+  auto r = Post(Body(0, 10));
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(Cosigns(r.body, 10)) << r.body;
+  r = Post(Body(0, 20));
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_EQ(r.body, "10\n");
+  for (const std::string& bad :
+       {std::string("garbage"), std::string(70 * 1024, 'x'),
+        std::string("old 10\n\nother.example/log\n1\nAAAA\n\n\xE2\x80\x94 x y\n")}) {
+    r = Post(bad);
+    EXPECT_NE(r.status, 200) << r.body;
+    EXPECT_GE(r.status, 400) << r.body;
+  }
+  r = latch::testing::HttpsCall(static_cast<uint16_t>(port_), dir_ / "data/tls.crt",
+                                http::verb::get, "/metrics", "");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("latch_witness_cosigned_total 1\n"), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("latch_witness_log_size{origin=\"example.com/log\"} 10\n"),
+            std::string::npos)
+      << r.body;
+  EXPECT_EQ(HeldSize(), 10u);
+  // A fork at the size it holds: refused, and the honest history goes on.
+  tlog::Hash other{};
+  other[0] = 1;
+  r = Post("old 10\n\n" + Checkpoint(10, other));
+  EXPECT_EQ(r.status, 422) << r.body;
+  r = Post(Body(10, 30));
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
+TEST_F(WitnessProcessTest, KilledAtRandomItKeepsWhatItCosigned) {
+  std::mt19937 rng(static_cast<uint32_t>(::getpid()));
+  uint64_t acknowledged = 0, sent = 0;
+  int interrupted = 0;
+  for (int kill = 0; kill < 10; ++kill) {
+    Start();
+    // What it holds: at least everything it acknowledged, nothing never sent.
+    const uint64_t held = HeldSize();
+    EXPECT_GE(held, acknowledged) << "an acknowledged checkpoint was forgotten";
+    EXPECT_LE(held, sent) << "a checkpoint never sent";
+    acknowledged = std::max(acknowledged, held);
+    std::thread killer([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 300));
+      Kill();
+    });
+    uint64_t at = held;
+    while (at + 7 < leaves_.size()) {
+      const uint64_t next = at + 1 + rng() % 7;
+      sent = std::max(sent, next);
+      auto r = Post(Body(at, next));
+      if (r.status != 200) {
+        ++interrupted;  // the kill came during a request
+        break;
+      }
+      EXPECT_TRUE(Cosigns(r.body, next));
+      acknowledged = at = next;
+    }
+    killer.join();
+  }
+  Start();
+  EXPECT_GE(HeldSize(), acknowledged);
+  EXPECT_LE(HeldSize(), sent);
+  std::printf(
+      "10 kills, %d during a request: checkpoints up to %llu acknowledged, %llu sent, the witness "
+      "holds %llu\n",
+      interrupted, static_cast<unsigned long long>(acknowledged),
+      static_cast<unsigned long long>(sent), static_cast<unsigned long long>(HeldSize()));
+  EXPECT_GE(interrupted, 5) << "the kills missed the requests";
+  auto r = Post(Body(HeldSize(), HeldSize() + 1));
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
+}  // namespace
+}  // namespace latch::witness
