@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <thread>
 
 #include "lib/tlog/base64.h"
 #include "lib/tlog/checkpoint.h"
@@ -184,6 +185,37 @@ TEST_F(WitnessTest, AForkIsRefusedAndKeptAsEvidence) {
   EXPECT_EQ(kept, 1u);
   // The honest history goes on.
   EXPECT_EQ(Add(100, 200).status, 200);
+}
+
+// The spec's race: the check of the old size and the store are one step, so
+// of many requests from the same old size at once exactly one is cosigned,
+// and what is held is that one's (never rolled back by a slower other).
+TEST_F(WitnessTest, OfRacingRequestsFromOneSizeExactlyOneIsCosigned) {
+  ASSERT_EQ(Add(0, 100).status, 200);
+  std::vector<std::string> bodies;
+  for (uint64_t size = 101; size <= 116; ++size) {
+    bodies.push_back(Body(100, Proof(100, size), Checkpoint(size)));
+  }
+  std::vector<int> status(bodies.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < bodies.size(); ++i) {
+    threads.emplace_back([&, i] { status[i] = witness_->AddCheckpoint(bodies[i], kNow).status; });
+  }
+  for (std::thread& t : threads) t.join();
+  int cosigned = 0;
+  uint64_t winner = 0;
+  for (size_t i = 0; i < status.size(); ++i) {
+    if (status[i] == 200) {
+      ++cosigned;
+      winner = 101 + i;
+    } else {
+      EXPECT_EQ(status[i], 409) << i;
+    }
+  }
+  EXPECT_EQ(cosigned, 1);
+  EXPECT_EQ(witness_->Logs().at(kOrigin).size, winner);
+  Reopen();
+  EXPECT_EQ(witness_->Logs().at(kOrigin).size, winner);
 }
 
 TEST_F(WitnessTest, AStateFileThatDoesNotParseStopsTheWitness) {
