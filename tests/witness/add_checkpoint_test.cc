@@ -6,7 +6,10 @@
 #include "witness/add_checkpoint.h"
 
 #include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <thread>
 
@@ -185,6 +188,44 @@ TEST_F(WitnessTest, AForkIsRefusedAndKeptAsEvidence) {
   EXPECT_EQ(kept, 1u);
   // The honest history goes on.
   EXPECT_EQ(Add(100, 200).status, 200);
+}
+
+// A full disk: the state cannot be stored, so nothing is cosigned (503) and
+// what is held stays; once there is room, the same request is cosigned.
+TEST_F(WitnessTest, AFullDiskCosignsNothingUntilThereIsRoom) {
+  if (::geteuid() != 0) GTEST_FAIL() << "needs root to mount a small tmpfs";
+  const std::string small = dir_ / "small";
+  ASSERT_TRUE(std::filesystem::create_directory(small));
+  ASSERT_EQ(::mount("tmpfs", small.c_str(), "tmpfs", 0, "size=256k"), 0) << strerror(errno);
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount2(path.c_str(), MNT_DETACH); }
+  } unmount{small};
+  {
+    witness_.reset();
+    WitnessState state;
+    ASSERT_TRUE(WitnessState::Open(small + "/state", &state).ok());
+    witness_ = std::make_unique<Witness>(key_, Logs(), std::move(state));
+  }
+  ASSERT_EQ(Add(0, 100).status, 200);
+  {
+    std::ofstream fill(small + "/fill", std::ios::binary);
+    const std::string block(4096, 'x');
+    while (fill.write(block.data(), block.size())) {
+    }
+  }
+  const std::string body = Body(100, Proof(100, 200), Checkpoint(200));
+  WitnessAnswer a = witness_->AddCheckpoint(body, kNow);
+  EXPECT_EQ(a.status, 503) << a.body;
+  EXPECT_EQ(witness_->Logs().at(kOrigin).size, 100u);
+  EXPECT_EQ(witness_->counters().store_failed, 1u);
+  std::filesystem::remove(small + "/fill");
+  a = witness_->AddCheckpoint(body, kNow);
+  EXPECT_EQ(a.status, 200) << a.body;
+  EXPECT_TRUE(Cosigns(a, 200));
+  WitnessState reread;
+  ASSERT_TRUE(WitnessState::Open(small + "/state", &reread).ok());
+  EXPECT_EQ(reread.Get(kOrigin).size, 200u);
 }
 
 // The spec's race: the check of the old size and the store are one step, so
