@@ -22,6 +22,9 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <functional>
+#include <map>
+#include <mutex>
 
 #include "collector/api/api_server.h"
 #include "collector/api/tls_identity.h"
@@ -66,7 +69,45 @@ Status LoadOrMakeKey(const WitnessConfig& config, latch::tlog::CosignatureSigner
   return Status::Ok();
 }
 
-std::string Metrics(const latch::witness::Witness& w) {
+// Refusals folded per kind until the next Flush (once a second).
+class RefusalTally {
+ public:
+  void Count(const std::string& what, const std::string& detail, const std::string& peer) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Kind& k = kinds_[what];
+    ++k.count;
+    ++total_;
+    k.detail = detail;
+    k.peer = peer;
+  }
+  void Flush() {
+    std::map<std::string, Kind> kinds;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      kinds.swap(kinds_);
+    }
+    for (const auto& [what, k] : kinds) {
+      latch::logging::Default().Warn(
+          "refused",
+          {{"what", what}, {"count", k.count}, {"last_detail", k.detail}, {"last_peer", k.peer}});
+    }
+  }
+  uint64_t total() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return total_;
+  }
+
+ private:
+  struct Kind {
+    uint64_t count = 0;
+    std::string detail, peer;
+  };
+  mutable std::mutex mu_;
+  std::map<std::string, Kind> kinds_;
+  uint64_t total_ = 0;
+};
+
+std::string Metrics(const latch::witness::Witness& w, const RefusalTally& refusals) {
   const latch::witness::WitnessCounters c = w.counters();
   std::string text;
   auto add = [&](const char* name, uint64_t v) {
@@ -78,6 +119,7 @@ std::string Metrics(const latch::witness::Witness& w) {
   add("refused_total", c.refused);
   add("evidence_total", c.evidence);
   add("store_failed_total", c.store_failed);
+  add("server_refusals_total", refusals.total());
   text += "# TYPE latch_witness_log_size gauge\n";
   for (const auto& [origin, state] : w.Logs()) {
     text +=
@@ -100,6 +142,7 @@ int Serve(const WitnessConfig& config, latch::tlog::CosignatureSigner key) {
   }
   latch::witness::Witness witness(key, config.logs, std::move(state));
   asio::io_context io;
+  RefusalTally refusals;
   asio::thread_pool store(1);  // add-checkpoint syncs to disk: off the connections' thread
   latch::api::ApiOptions o;
   o.listen_address = config.listen_address;
@@ -128,18 +171,15 @@ int Serve(const WitnessConfig& config, latch::tlog::CosignatureSigner key) {
           return;
         }
         if (path == "/metrics" && req.method == "GET") {
-          return respond({200, "text/plain; version=0.0.4", Metrics(witness)});
+          return respond({200, "text/plain; version=0.0.4", Metrics(witness, refusals)});
         }
         if (path == "/healthz" && req.method == "GET") {
           return respond({200, "application/json", R"({"ok":true})"});
         }
         respond({404, "text/plain; charset=utf-8", "no such path\n"});
       },
-      [](const std::string& what, const std::string& detail, const std::string& peer,
-         const std::string&) {
-        latch::logging::Default().Warn("refused",
-                                       {{"what", what}, {"detail", detail}, {"peer", peer}});
-      });
+      [&refusals](const std::string& what, const std::string& detail, const std::string& peer,
+                  const std::string&) { refusals.Count(what, detail, peer); });
   s = server.Start();
   if (!s.ok()) return Fail(s);
   asio::signal_set signals(io, SIGINT, SIGTERM);
@@ -147,6 +187,18 @@ int Serve(const WitnessConfig& config, latch::tlog::CosignatureSigner key) {
     server.Stop();
     io.stop();
   });
+  // Refusals (connections past the limits, malformed targets) are logged a
+  // line per kind per second with their count: a flood cannot flood the log.
+  asio::steady_timer tally_timer(io);
+  std::function<void()> flush = [&] {
+    tally_timer.expires_after(std::chrono::seconds(1));
+    tally_timer.async_wait([&](const boost::system::error_code& ec) {
+      if (ec) return;
+      refusals.Flush();
+      flush();
+    });
+  };
+  flush();
   std::string logs;
   for (const auto& [origin, keys] : config.logs) logs += (logs.empty() ? "" : ",") + origin;
   latch::logging::Default().Info(

@@ -4,9 +4,12 @@
 // with nothing stored, and kill -9 at random moments of a stream of
 // add-checkpoints: it never cosigns two inconsistent checkpoints, and what it
 // acknowledged survives each restart.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -150,6 +153,41 @@ TEST_F(WitnessProcessTest, CosignsOverHttpsAndRefusesBadRequests) {
   EXPECT_EQ(r.status, 422) << r.body;
   r = Post(Body(10, 30));
   EXPECT_EQ(r.status, 200) << r.body;
+}
+
+// A flood of connections from one address past its limit (16): each is
+// refused and counted, and the log says so once per second, not once per
+// connection (a flood must not fill the disk with log lines).
+TEST_F(WitnessProcessTest, AConnectionFloodIsCountedNotLoggedLineByLine) {
+  Start();
+  std::vector<int> held;
+  for (int i = 0; i < 200; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port_));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    held.push_back(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  for (int fd : held) ::close(fd);
+  auto r = latch::testing::HttpsCall(static_cast<uint16_t>(port_), dir_ / "data/tls.crt",
+                                     http::verb::get, "/metrics", "");
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::string name = "\nlatch_witness_server_refusals_total ";
+  const size_t at = r.body.find(name);
+  ASSERT_NE(at, std::string::npos) << r.body;
+  EXPECT_GE(std::strtoull(r.body.c_str() + at + name.size(), nullptr, 10), 150u) << r.body;
+  std::ifstream f(dir_ / "witness.log");
+  const std::string log((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  size_t lines = 0;
+  for (size_t p = log.find("msg=refused"); p != std::string::npos;
+       p = log.find("msg=refused", p + 1)) {
+    ++lines;
+  }
+  EXPECT_GE(lines, 1u) << log;
+  EXPECT_LE(lines, 4u) << log;
 }
 
 TEST_F(WitnessProcessTest, KilledAtRandomItKeepsWhatItCosigned) {
