@@ -26,6 +26,19 @@ struct ApiConnection::Impl {
   std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> stream;
   beast::flat_buffer buffer;
 
+  // Runs the asynchronous operation `start` begins until it ends; the
+  // stream's expiry (set before) cancels it if the server stalls. Throws
+  // what it failed with, like the blocking calls would.
+  template <typename Start>
+  void Await(std::chrono::milliseconds timeout, Start start) {
+    beast::get_lowest_layer(*stream).expires_after(timeout);
+    beast::error_code result = asio::error::would_block;
+    start([&result](beast::error_code ec, auto&&...) { result = ec; });
+    io.restart();
+    io.run();
+    if (result) throw beast::system_error(result);
+  }
+
   http::request<http::string_body> Request(const ApiConnection& c, http::verb method,
                                            const std::string& target) const {
     http::request<http::string_body> req{method, target, 11};
@@ -121,11 +134,13 @@ Status ApiConnection::OpenOne(const Endpoint& endpoint, std::unique_ptr<ApiConne
     }
     i.stream = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(i.io, i.tls);
     asio::ip::tcp::resolver resolver(i.io);
-    beast::get_lowest_layer(*i.stream).expires_after(std::chrono::seconds(30));
-    beast::get_lowest_layer(*i.stream).connect(resolver.resolve(c->host_, port));
+    const auto addresses = resolver.resolve(c->host_, port);
+    i.Await(endpoint.timeout,
+            [&](auto done) { beast::get_lowest_layer(*i.stream).async_connect(addresses, done); });
     i.stream->set_verify_callback(asio::ssl::host_name_verification(c->host_));
     SSL_set_tlsext_host_name(i.stream->native_handle(), c->host_.c_str());
-    i.stream->handshake(asio::ssl::stream_base::client);
+    i.Await(endpoint.timeout,
+            [&](auto done) { i.stream->async_handshake(asio::ssl::stream_base::client, done); });
   } catch (const std::exception& e) {
     return Status::IoError(endpoint.server + ": " + e.what());
   }
@@ -136,19 +151,24 @@ Status ApiConnection::OpenOne(const Endpoint& endpoint, std::unique_ptr<ApiConne
 Status ApiConnection::Call(std::string_view method, const std::string& target,
                            const std::string& body, Reply* out) {
   try {
-    auto& stream = *impl_->stream;
-    auto req = impl_->Request(
+    Impl& i = *impl_;
+    auto req = i.Request(
         *this, http::string_to_verb(beast::string_view(method.data(), method.size())), target);
-    if (!body.empty()) req.set(http::field::content_type, "application/json");
+    if (!body.empty()) req.set(http::field::content_type, endpoint_.content_type);
     req.body() = body;
     req.prepare_payload();
-    http::write(stream, req);
+    const auto timeout = endpoint_.timeout;
+    i.Await(timeout, [&](auto done) { http::async_write(*i.stream, req, done); });
     http::response_parser<http::string_body> parser;
     parser.body_limit(64u << 20);
-    http::read(stream, impl_->buffer, parser);
-    beast::error_code ec;
-    stream.shutdown(ec);
+    i.Await(timeout, [&](auto done) { http::async_read(*i.stream, i.buffer, parser, done); });
     *out = {static_cast<int>(parser.get().result_int()), parser.get().body()};
+    // A server that never says goodbye costs one short wait, not a hang.
+    try {
+      i.Await(std::min(timeout, std::chrono::milliseconds(1000)),
+              [&](auto done) { i.stream->async_shutdown(done); });
+    } catch (const std::exception&) {
+    }
   } catch (const std::exception& e) {
     return Status::IoError(endpoint_.server + ": " + e.what());
   }
@@ -157,11 +177,13 @@ Status ApiConnection::Call(std::string_view method, const std::string& target,
 
 Status ApiConnection::OpenStream(const std::string& target, int* status, std::string* first) {
   try {
-    auto& stream = *impl_->stream;
-    http::write(stream, impl_->Request(*this, http::verb::get, target));
+    Impl& i = *impl_;
+    auto req = i.Request(*this, http::verb::get, target);
+    i.Await(endpoint_.timeout, [&](auto done) { http::async_write(*i.stream, req, done); });
     http::response_parser<http::empty_body> head;
     head.skip(true);
-    http::read_header(stream, impl_->buffer, head);
+    i.Await(endpoint_.timeout,
+            [&](auto done) { http::async_read_header(*i.stream, i.buffer, head, done); });
     *status = static_cast<int>(head.get().result_int());
     first->assign(static_cast<const char*>(impl_->buffer.data().data()), impl_->buffer.size());
     impl_->buffer.consume(impl_->buffer.size());

@@ -5,6 +5,7 @@
 // statuses naming the server and why; nothing is thrown.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -22,6 +23,12 @@ struct Endpoint {
   std::string cert, key;
   std::string ca;  // the CA file the server is checked against (empty: the system's roots)
   std::string user_agent = "latch-client";
+  // A request's body type (a witness takes text/plain).
+  std::string content_type = "application/json";
+  // Connecting, the handshake, and each call's request and answer: a server
+  // that takes longer is given up (IoError), so a stalled server never
+  // hangs a client. A stream's body (ReadSome) has no bound.
+  std::chrono::milliseconds timeout{30000};
 };
 
 struct Reply {
@@ -31,8 +38,8 @@ struct Reply {
 
 class ApiConnection {
  public:
-  // Connects and completes the TLS handshake (30 s at most) with the first
-  // server that takes it. IoError naming each server and why otherwise;
+  // Connects and completes the TLS handshake (within the endpoint's
+  // timeout) with the first server that takes it. IoError naming each server and why otherwise;
   // InvalidArgument for a server that is not an https:// URL.
   static Status Open(const Endpoint& endpoint, std::unique_ptr<ApiConnection>* out);
   ~ApiConnection();
