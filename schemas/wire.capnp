@@ -154,5 +154,18 @@ struct Envelope {
     welcome @9 :Welcome;         # collector -> agent: the answer to a Hello
     enrol @10 :Enrol;            # agent -> collector: a join token spent
     enrolled @11 :Enrolled;      # collector -> agent: the answer to an accepted Enrol
+    witnessed @12 :Witnessed;    # collector -> agent: its latest witnessed checkpoint
   }
+}
+
+# Collector -> agent (issue 18): the latest checkpoint a quorum of its
+# witnesses cosigned, sent when one is published and after each Hello. The
+# agent checks it with its own witness keys and quorum, and against the
+# checkpoint it holds: `proof` is the consistency proof between `proofFrom`
+# (the size the collector believes the agent holds) and the witnessed
+# checkpoint's size, from the smaller to the larger.
+struct Witnessed {
+  checkpoint @0 :Data;           # a signed note: the log's signature, then cosignatures
+  proofFrom @1 :UInt64;
+  proof @2 :List(Data);
 }

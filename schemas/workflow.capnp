@@ -156,7 +156,25 @@ struct WorkflowAction {
     agentRemoved @18 :AgentRemoved;
     apiCredentialAdded @19 :ApiCredential;
     apiCredentialRemoved @20 :ApiCredential;
+    witnessProblem @21 :WitnessProblem;
   }
+}
+
+# A witness (issue 18) stopped cosigning the ledger's checkpoints, or
+# started again: recorded when a witness's state changes, and while it
+# keeps failing at most once a minute, with the failures counted since the
+# last record. "forked" is an alarm: the witness holds a checkpoint of this
+# log that this ledger's history does not extend (past the ledger's size,
+# or another root at a size it has): another history under the ledger key,
+# or a ledger that lost entries.
+struct WitnessProblem {
+  witness @0 :Text;              # its key name
+  url @1 :Text;
+  what @2 :Text;                 # "unreachable", "refused", "forked", "recovered"
+  detail @3 :Text;               # the latest failure, as the collector saw it
+  count @4 :UInt64;              # failures since the last record of this witness
+  heldSize @5 :UInt64;           # the size the witness said it holds (0: unknown)
+  ledgerSize @6 :UInt64;         # the ledger's size then
 }
 
 # An API credential added or removed through the API by an admin (on record

@@ -216,6 +216,9 @@ Status ViewWorkflow(const std::string& payload, RecordView* v, bool with_detail)
           case W::API_CREDENTIAL_REMOVED:
             v->kind = "apiCredentialRemoved";
             return Status::Ok();
+          case W::WITNESS_PROBLEM:
+            v->kind = "witnessProblem";
+            return Status::Ok();
         }
         v->kind = "workflow";  // a union member newer than this reader
         return Status::Ok();

@@ -218,4 +218,35 @@ void AgentChannel::SendReceipt(const std::string& host, const std::string& boot,
   Send(route->second, schema::EncodeFrame(m));
 }
 
+void AgentChannel::SendWitnessed(const std::string& note) {
+  for (const auto& [host, route] : routes_) SendWitnessedTo(host, note);
+}
+
+void AgentChannel::SendWitnessedTo(const std::string& host, const std::string& note) {
+  auto route = routes_.find(host);
+  if (note.empty() || route == routes_.end()) return;
+  tlog::Checkpoint w;
+  if (!tlog::OpenCheckpoint(note, ledger_.verifier(), &w).ok()) return;
+  // From the size the agent holds (as receipts left it), in whichever
+  // direction: the witnessed checkpoint usually lags the latest receipt.
+  auto base = proof_base_.find(host);
+  const uint64_t from = base != proof_base_.end() ? base->second : 0;
+  std::vector<tlog::Hash> proof;
+  if (from > 0 && from != w.size) {
+    Status s = ledger_.ConsistencyProof(std::min(from, w.size), std::max(from, w.size), &proof);
+    if (!s.ok()) {
+      logging::Default().Error("cannot prove the witnessed checkpoint to an agent",
+                               {{"host", host}, {"error", s.ToString()}});
+      return;
+    }
+  }
+  capnp::MallocMessageBuilder m;
+  auto msg = m.initRoot<schema::Envelope>().initWitnessed();
+  msg.setCheckpoint(schema::AsData(note));
+  msg.setProofFrom(from);
+  auto p = msg.initProof(static_cast<unsigned>(proof.size()));
+  for (unsigned i = 0; i < proof.size(); ++i) p.set(i, {proof[i].data(), 32});
+  Send(route->second, schema::EncodeFrame(m));
+}
+
 }  // namespace latch::collector

@@ -328,6 +328,7 @@ void AgentChannel::OnEnvelope(const std::string& route, const std::string& host,
       if (appending != in_flight_.end()) held = std::max(held, appending->second);
       welcome.setHeldThroughSequence(held);
       Send(route, schema::EncodeFrame(w));
+      if (witnessed_) SendWitnessedTo(host, witnessed_());
       return;
     }
     case schema::Envelope::EVENT_BATCH:

@@ -71,6 +71,12 @@ class AgentChannel {
   void PushGrantSet(const std::string& host);
   // An action settled: the sets asked for meanwhile go out.
   void PushDeferred();
+  // The witnessed checkpoint (issue 18), with a consistency proof from the
+  // size each agent holds: to every connected agent when one is published
+  // (SendWitnessed), and to an agent after its Hello (from `latest`, which
+  // gives the current one, "" while there is none).
+  void SendWitnessed(const std::string& note);
+  void set_witnessed_source(std::function<std::string()> latest) { witnessed_ = std::move(latest); }
   // The config's enrolled agents, or the enrolment book, changed: a host no
   // longer enrolled has its messages refused from now on (its connection
   // was admitted before).
@@ -115,6 +121,8 @@ class AgentChannel {
   void Refuse(const std::string& what, const std::string& detail, const std::string& route,
               const std::string& reply, const std::string& peer = "");
   void Send(const std::string& route, const std::string& payload);
+  void SendWitnessedTo(const std::string& host, const std::string& note);
+  std::function<std::string()> witnessed_;
 
   const CollectorConfig& config_;
   const EnrolmentBook& enrolment_;

@@ -166,12 +166,6 @@ std::optional<api::ApiResponse> CollectorServer::ApiHealth(const api::ApiRequest
   return Json(200, {{"ok", true}, {"role", shared_ != nullptr ? "sequencer" : "single"}});
 }
 
-std::optional<api::ApiResponse> CollectorServer::ApiCheckpoint(const api::ApiRequest&,
-                                                               const api::RouteArgs&,
-                                                               const api::ApiServer::Respond&) {
-  return api::ApiResponse{200, "text/plain; charset=utf-8", ledger_->checkpoint_note()};
-}
-
 std::optional<api::ApiResponse> CollectorServer::ApiTile(const api::ApiRequest&,
                                                          const api::RouteArgs& args,
                                                          const api::ApiServer::Respond&) {
@@ -234,6 +228,7 @@ std::optional<api::ApiResponse> CollectorServer::ApiMetrics(const api::ApiReques
       "# TYPE latch_collector_takeover_replayed_entries gauge\n"
       "latch_collector_takeover_replayed_entries " +
       std::to_string(counters_.takeover_replayed_entries.load()) + "\n";
+  text += WitnessMetrics();
   text += "# TYPE latch_collector_index_size gauge\nlatch_collector_index_size " +
           std::to_string(index_->indexed()) + "\n";
   // When each enrolled agent was last heard from (0: not since this start):

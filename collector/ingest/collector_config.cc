@@ -1,9 +1,11 @@
 #include "collector/ingest/collector_config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 
 #include "lib/config/toml_settings.h"
+#include "lib/tlog/cosignature.h"
 #include "lib/tlog/signed_note.h"
 #include "schemas/curve_key.h"
 #include "schemas/host_id.h"
@@ -14,15 +16,68 @@ using config::CheckKeys;
 using config::Get;
 using config::GetInRange;
 
+namespace {
+
+// [[witness]] and [witnessing] (issue 18).
+Status ParseWitnesses(const toml::table& root, const std::string& source, CollectorConfig* c) {
+  if (const toml::node* n = root.get("witness")) {
+    const toml::array* list = n->as_array();
+    if (list == nullptr) return Bad(source, n->source(), "'witness' must be [[witness]] tables");
+    std::set<std::string> names;
+    for (const toml::node& e : *list) {
+      const toml::table* t = e.as_table();
+      if (t == nullptr) return Bad(source, e.source(), "'witness' must be [[witness]] tables");
+      LATCH_RETURN_IF_ERROR(CheckKeys(*t, source, {"url", "key", "ca"}));
+      CollectorConfig::Witness w;
+      LATCH_RETURN_IF_ERROR(Get(*t, source, "url", &w.url, true));
+      LATCH_RETURN_IF_ERROR(Get(*t, source, "key", &w.key, true));
+      LATCH_RETURN_IF_ERROR(Get(*t, source, "ca", &w.ca, false));
+      const bool printable =
+          std::all_of(w.url.begin(), w.url.end(), [](char ch) { return ch > 0x20 && ch < 0x7f; });
+      if (!w.url.starts_with("https://") || w.url.size() <= 8 || !printable) {
+        return Bad(source, t->source(), "witness url must be an https:// URL");
+      }
+      tlog::CosignatureVerifier key;
+      if (Status s = tlog::CosignatureVerifier::Parse(w.key, &key); !s.ok()) {
+        return Bad(source, t->source(), "witness key: " + s.message());
+      }
+      if (!names.insert(key.name()).second) {
+        return Bad(source, t->source(), "two witnesses are named " + key.name());
+      }
+      c->witnesses.push_back(std::move(w));
+    }
+  }
+  c->witness_quorum = c->witnesses.size() / 2 + (c->witnesses.empty() ? 0 : 1);
+  if (const toml::node* n = root.get("witnessing")) {
+    const toml::table* t = n->as_table();
+    if (t == nullptr) return Bad(source, n->source(), "'witnessing' must be a [witnessing] table");
+    if (c->witnesses.empty()) {
+      return Bad(source, t->source(), "[witnessing] needs at least one [[witness]]");
+    }
+    LATCH_RETURN_IF_ERROR(CheckKeys(*t, source, {"quorum", "interval_ms", "timeout_ms"}));
+    uint64_t quorum = c->witness_quorum;
+    LATCH_RETURN_IF_ERROR(
+        GetInRange(*t, source, "quorum", 1, static_cast<int64_t>(c->witnesses.size()), &quorum));
+    c->witness_quorum = quorum;
+    LATCH_RETURN_IF_ERROR(
+        GetInRange(*t, source, "interval_ms", 10, 3'600'000, &c->witness_interval_ms));
+    LATCH_RETURN_IF_ERROR(
+        GetInRange(*t, source, "timeout_ms", 100, 600'000, &c->witness_timeout_ms));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status ParseCollectorConfig(std::string_view toml_text, const std::string& source,
                             CollectorConfig* out) {
   toml::table root;
   LATCH_RETURN_IF_ERROR(config::ParseToml(toml_text, source, &root));
-  LATCH_RETURN_IF_ERROR(
-      CheckKeys(root, source,
-                {"data_dir", "origin", "endpoints", "batch_max_entries", "batch_max_age_ms",
-                 "max_message_bytes", "agent", "policy", "index", "api", "api_token", "api_client",
-                 "webhook", "agent_silent_after_ms", "snapshot_every_entries", "storage"}));
+  LATCH_RETURN_IF_ERROR(CheckKeys(
+      root, source,
+      {"data_dir", "origin", "endpoints", "batch_max_entries", "batch_max_age_ms",
+       "max_message_bytes", "agent", "policy", "index", "api", "api_token", "api_client", "webhook",
+       "agent_silent_after_ms", "snapshot_every_entries", "storage", "witness", "witnessing"}));
   CollectorConfig c;
   LATCH_RETURN_IF_ERROR(Get(root, source, "data_dir", &c.data_dir, true));
   LATCH_RETURN_IF_ERROR(Get(root, source, "origin", &c.origin, true));
@@ -189,6 +244,7 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
       c.webhooks.push_back(std::move(w));
     }
   }
+  LATCH_RETURN_IF_ERROR(ParseWitnesses(root, source, &c));
   if (const toml::node* n = root.get("api_token")) {
     const toml::array* list = n->as_array();
     if (list == nullptr)

@@ -42,6 +42,17 @@
 //   secret = "..."                       # optional: X-Latch-Signature HMAC-SHA256 of the body
 //   ca = "/etc/ssl/hooks-ca.pem"          # optional: for https, instead of the system's
 //
+//   [[witness]]                          # witnesses that cosign the ledger's checkpoints
+//   url = "https://witness-1.example:8444"
+//   key = "<name>+<id>+<key>"            # its cosignature key: latch-witness key prints it
+//   ca = "/etc/latch/witness-1-ca.pem"   # optional: its certificate's CA, else the system's
+//
+//   [witnessing]                         # optional, with [[witness]]
+//   quorum = 2                           # cosignatures a witnessed checkpoint needs
+//                                        # (default: a majority of the witnesses)
+//   interval_ms = 1000                   # the latest checkpoint is sent this often at most
+//   timeout_ms = 10000                   # a witness silent this long has failed the request
+//
 //   [[agent]]                            # enrolled agents
 //   host_id = "db-host-1"
 //   curve_public_key = "<40 Z85 characters>"
@@ -105,6 +116,13 @@ struct CollectorConfig {
     std::vector<std::string> events;  // empty: all
   };
   std::vector<Webhook> webhooks;
+  struct Witness {
+    std::string url, key, ca;
+  };
+  std::vector<Witness> witnesses;
+  size_t witness_quorum = 0;  // 0 without witnesses; a majority of them by default
+  uint64_t witness_interval_ms = 1000;
+  uint64_t witness_timeout_ms = 10000;
   // The file it was read from ("" when built in code): SIGHUP reads it again.
   std::string path;
 };

@@ -110,6 +110,7 @@ Status CollectorServer::Open(const CollectorConfig& config, std::unique_ptr<Coll
                                      [ledger = s->ledger_.get()](uint64_t size, tlog::Hash* root) {
                                        return ledger->RootAt(size, root);
                                      }});
+  LATCH_RETURN_IF_ERROR(s->StartWitnessing());
   // With a shared ledger, the sequencer if its lock is free; otherwise a
   // standby, which follows the ledger once it runs (standby.cc).
   if (s->shared_ != nullptr) LATCH_RETURN_IF_ERROR(s->ChooseRole());
@@ -380,6 +381,7 @@ void CollectorServer::Maintain() {
   if (recorder_->Maintain()) channel_->AskForFailedAppends();
   if (recorder_->writable()) ExpireDue();
   channel_->RecordSilentAgents();
+  MaintainWitnessing();
   WakeTails();
   if (uint64_t size = ledger_->size(); size != index_notified_size_) {
     index_notified_size_ = size;

@@ -51,6 +51,7 @@
 #include "collector/notify/webhook_sender.h"
 #include "collector/record/recorder.h"
 #include "collector/record/refusal_log.h"
+#include "collector/witnessing/witnessing.h"
 #include "collector/workflow/workflow_service.h"
 #include "lib/status/status.h"
 #include "lib/sync/mutex.h"
@@ -284,6 +285,13 @@ class CollectorServer : private workflow::WorkflowSink {
   static constexpr int kAgentIoThreads = 4;
   zmq::context_t context_;
   std::unique_ptr<ledger::Ledger> ledger_;
+  // The witnesses (witness_duties.cc); null without [[witness]]. Its
+  // threads read the ledger, so it is declared after it (and goes first).
+  std::unique_ptr<Witnessing> witnessing_;
+  Status StartWitnessing();
+  void MaintainWitnessing();                          // on the loop, while the sequencer
+  std::pair<uint64_t, size_t> sent_witnessed_{0, 0};  // to agents: (size, cosignatures)
+  std::string WitnessMetrics() const;
   // The loop, and what waits on it (sockets' descriptors, the tick, the
   // workers for blocking reads); declared before what registers with it.
   std::unique_ptr<Dispatcher> loop_;

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "lib/tlog/cosignature.h"
+
 namespace latch::collector {
 namespace {
 
@@ -53,7 +55,37 @@ TEST(CollectorConfig, TheAdvertisedApiAddress) {
   EXPECT_EQ(c.ApiAdvertised(9443), "https://c1.example:9443");
 }
 
+TEST(CollectorConfig, WitnessesAndTheirQuorum) {
+  const std::string base = "data_dir = \"/d\"\norigin = \"x.example/ledger\"\n";
+  std::string witnesses;
+  for (int i = 0; i < 3; ++i) {
+    tlog::CosignatureSigner key;
+    ASSERT_TRUE(tlog::CosignatureSigner::Generate("w" + std::to_string(i), &key).ok());
+    witnesses += "[[witness]]\nurl = \"https://w" + std::to_string(i) +
+                 ".example:8444\"\nkey = \"" + key.verifier().ToString() + "\"\n";
+  }
+  CollectorConfig c;
+  ASSERT_TRUE(ParseCollectorConfig(base + witnesses, "collector.toml", &c).ok());
+  ASSERT_EQ(c.witnesses.size(), 3u);
+  EXPECT_EQ(c.witnesses[1].url, "https://w1.example:8444");
+  EXPECT_EQ(c.witness_quorum, 2u);  // a majority by default
+  EXPECT_EQ(c.witness_interval_ms, 1000u);
+  Status s = ParseCollectorConfig(
+      base + witnesses + "[witnessing]\nquorum = 3\ninterval_ms = 250\ntimeout_ms = 2000\n",
+      "collector.toml", &c);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(c.witness_quorum, 3u);
+  EXPECT_EQ(c.witness_interval_ms, 250u);
+  EXPECT_EQ(c.witness_timeout_ms, 2000u);
+  ASSERT_TRUE(ParseCollectorConfig(base, "collector.toml", &c).ok());
+  EXPECT_TRUE(c.witnesses.empty());
+  EXPECT_EQ(c.witness_quorum, 0u);
+}
+
 TEST(CollectorConfig, MistakesAreNamed) {
+  tlog::CosignatureSigner witness;
+  ASSERT_TRUE(tlog::CosignatureSigner::Generate("witness.example/w", &witness).ok());
+  const std::string kWitnessKey = witness.verifier().ToString();
   const std::string base = "data_dir = \"/d\"\norigin = \"x.example/ledger\"\n";
   struct Case {
     std::string text;
@@ -85,6 +117,23 @@ TEST(CollectorConfig, MistakesAreNamed) {
       {base + "snapshot_every_entries = 99999999999999999\n", "snapshot_every_entries"},
       {base + "snapshot_every_entries = \"250k\"\n", "snapshot_every_entries"},
       {base + "[[webhook]]\nurl = \"ftp://x/\"\n", "url"},
+      {base + "[[witness]]\nurl = \"http://w/\"\nkey = \"" + kWitnessKey + "\"\n", "url"},
+      {base + "[[witness]]\nurl = \"https://w/ x\"\nkey = \"" + kWitnessKey + "\"\n", "url"},
+      {base + "[[witness]]\nurl = \"https://w/\"\nkey = \"w+00000000+AAAA\"\n", "key"},
+      {base + "[[witness]]\nurl = \"https://w/\"\n", "key"},
+      {base + "[[witness]]\nurl = \"https://w/\"\nkey = \"" + kWitnessKey +
+           "\"\n[[witness]]\nurl = \"https://v/\"\nkey = \"" + kWitnessKey + "\"\n",
+       "named"},
+      {base + "[witnessing]\nquorum = 1\n", "[[witness]]"},
+      {base + "[[witness]]\nurl = \"https://w/\"\nkey = \"" + kWitnessKey +
+           "\"\n[witnessing]\nquorum = 2\n",
+       "quorum"},
+      {base + "[[witness]]\nurl = \"https://w/\"\nkey = \"" + kWitnessKey +
+           "\"\n[witnessing]\ninterval_ms = 0\n",
+       "interval_ms"},
+      {base + "[[witness]]\nurl = \"https://w/\"\nkey = \"" + kWitnessKey +
+           "\"\n[witnessing]\ncadence = 1\n",
+       "cadence"},
       {base + "[[webhook]]\nurl = \"http://x/\"\nevents = [\"nope\"]\n", "events"},
       {base + "[[webhook]]\nurl = \"http://x/\"\nsecrets = \"s\"\n", "secrets"},
   };

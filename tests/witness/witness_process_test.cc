@@ -4,6 +4,8 @@
 // with nothing stored, and kill -9 at random moments of a stream of
 // add-checkpoints: it never cosigns two inconsistent checkpoints, and what it
 // acknowledged survives each restart.
+#include "witness_process.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
@@ -38,45 +40,17 @@ class WitnessProcessTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_TRUE(tlog::NoteSigner::Generate(kOrigin, &log_).ok());
     leaves_ = tlog::NumberedLeaves(hasher_, 20000);
-    std::ofstream(dir_ / "witness.toml")
-        << "name = \"witness.example/w1\"\ndata_dir = \"" << (dir_ / "data")
-        << "\"\nlisten = \"127.0.0.1:0\"\n[[log]]\norigin = \"" << kOrigin << "\"\nkeys = [\""
-        << log_.verifier().ToString() << "\"]\n";
-    std::string out;
-    ASSERT_EQ(RunTool({LATCH_WITNESS_BIN, "key", "--config", dir_ / "witness.toml"}, &out), 0)
-        << out;
-    while (!out.empty() && out.back() == '\n') out.pop_back();
-    ASSERT_TRUE(tlog::CosignatureVerifier::Parse(out, &witness_key_).ok()) << out;
+    std::string error;
+    ASSERT_TRUE(witness_.Configure(dir_.path(), "witness.example/w1",
+                                   {{kOrigin, log_.verifier().ToString()}}, &error))
+        << error;
+    witness_key_ = witness_.key();
   }
-  void TearDown() override { Kill(); }
   void Start() {
-    const std::string log = dir_ / "witness.log";
-    ::truncate(log.c_str(), 0);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-      ::dup2(fd, STDERR_FILENO);
-      const std::string config = dir_ / "witness.toml";
-      ::execl(LATCH_WITNESS_BIN, LATCH_WITNESS_BIN, "--config", config.c_str(),
-              static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-    port_ = 0;
-    for (int i = 0; i < 500 && port_ == 0; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      std::ifstream f(log);
-      std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-      const size_t at = text.find("listen=127.0.0.1:");
-      if (at != std::string::npos) port_ = std::atoi(text.c_str() + at + 17);
-    }
-    ASSERT_NE(port_, 0) << "the witness did not start";
+    ASSERT_TRUE(witness_.Start()) << "the witness did not start: " << witness_.ReadLog();
+    port_ = witness_.port();
   }
-  void Kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
+  void Kill() { witness_.Kill(); }
   tlog::Hash Root(uint64_t size) {
     return tlog::ReferenceRoot(hasher_, std::span(leaves_).subspan(0, size));
   }
@@ -106,20 +80,14 @@ class WitnessProcessTest : public ::testing::Test {
     return tlog::FindCosignatures(Checkpoint(size, Root(size)) + answer, keys, &found).ok() &&
            found.size() == 1;
   }
-  uint64_t HeldSize() {
-    std::string out;
-    EXPECT_EQ(RunTool({LATCH_WITNESS_BIN, "state", "--config", dir_ / "witness.toml"}, &out), 0)
-        << out;
-    const size_t at = out.find("size ");
-    return at == std::string::npos ? 0 : std::strtoull(out.c_str() + at + 5, nullptr, 10);
-  }
+  uint64_t HeldSize() { return witness_.HeldSize(); }
 
   ledger::TempDir dir_;
   tlog::MerkleHasher hasher_;
   std::vector<tlog::Hash> leaves_;
   tlog::NoteSigner log_;
+  latch::testing::WitnessProcess witness_;
   tlog::CosignatureVerifier witness_key_;
-  pid_t pid_ = -1;
   int port_ = 0;
 };
 
