@@ -7,6 +7,7 @@
 #include "collector/ledger/tile_hash_reader.h"
 #include "lib/tlog/merkle_hash.h"
 #include "lib/tlog/tree_reader.h"
+#include "lib/tlog/witnessed_checkpoint.h"
 
 namespace latch::ledger {
 namespace {
@@ -150,6 +151,32 @@ Status VerifyLog(TileSource& source, const tlog::NoteVerifier& key, VerifyResult
     return Status::Corruption("checkpoint: root does not match the tree the tiles hold");
   }
   result->checkpoint = std::move(cp);
+  return Status::Ok();
+}
+
+Status CheckWitnessed(TileSource& source, uint64_t log_size, const tlog::NoteVerifier& key,
+                      std::string_view note, const WitnessDemand& demand, WitnessedResult* result) {
+  tlog::Checkpoint witnessed;
+  std::vector<size_t> cosigned;
+  LATCH_RETURN_IF_ERROR(tlog::OpenWitnessedCheckpoint(note, key, demand.witnesses, demand.quorum,
+                                                      &witnessed, &cosigned)
+                            .WithContext("witnessed checkpoint"));
+  if (witnessed.size > log_size) {
+    return Status::VerifyFailed("the witnesses cosigned " + std::to_string(witnessed.size) +
+                                " entries, the ledger has " + std::to_string(log_size) +
+                                ": entries were removed, or this is another fork");
+  }
+  TileHashReader hashes(source, log_size);
+  tlog::TreeReader tree(hashes);
+  Hash root;
+  LATCH_RETURN_IF_ERROR(tree.Root(witnessed.size, &root));
+  if (root != witnessed.root) {
+    return Status::VerifyFailed("at size " + std::to_string(witnessed.size) +
+                                " the ledger has another root than the witnesses cosigned: "
+                                "another history under the same key (a split view)");
+  }
+  result->checkpoint = std::move(witnessed);
+  result->cosigned = std::move(cosigned);
   return Status::Ok();
 }
 

@@ -171,23 +171,97 @@ void PrintExported(const latch::ledger::ExportResult& result, const std::string&
               static_cast<unsigned long long>(result.files), out.c_str());
 }
 
-int CmdVerify(const std::string& dir, const std::string& vkey) {
+// --witness (issue 18): the witnesses an auditor pins, and the witnessed
+// checkpoint to hold the ledger to (by default the one the collector keeps
+// beside a ledger directory).
+struct WitnessArgs {
+  std::vector<std::string> keys;  // text or files
+  size_t quorum = 0;              // 0: all of them
+  std::string witnessed;          // a file
+};
+
+Status LoadDemand(const WitnessArgs& args, latch::ledger::WitnessDemand* demand) {
+  for (const std::string& arg : args.keys) {
+    std::string text = arg;
+    if (text.find('+') == std::string::npos) {
+      LATCH_RETURN_IF_ERROR(latch::storage::ReadWholeFile(arg, &text).WithContext("--witness"));
+    }
+    latch::tlog::CosignatureVerifier key;
+    LATCH_RETURN_IF_ERROR(
+        latch::tlog::CosignatureVerifier::Parse(TrimNewlines(text), &key).WithContext("--witness"));
+    demand->witnesses.push_back(key);
+  }
+  demand->quorum = args.quorum == 0 ? demand->witnesses.size() : args.quorum;
+  if (demand->quorum > demand->witnesses.size()) {
+    return Status::InvalidArgument("--quorum " + std::to_string(args.quorum) +
+                                   " is more than the " + std::to_string(demand->witnesses.size()) +
+                                   " --witness keys");
+  }
+  return Status::Ok();
+}
+
+// After VerifyLog: the witnessed checkpoint checked against the verified log.
+int CheckWitnessedOrFail(latch::ledger::TileSource& source, const std::string& where,
+                         const latch::ledger::VerifyResult& verified,
+                         const latch::tlog::NoteVerifier& key, const WitnessArgs& args) {
+  if (args.keys.empty()) {
+    if (args.quorum != 0 || !args.witnessed.empty()) {
+      return Fail(Status::InvalidArgument("--quorum and --witnessed need --witness"));
+    }
+    return 0;
+  }
+  latch::ledger::WitnessDemand demand;
+  Status s = LoadDemand(args, &demand);
+  if (!s.ok()) return Fail(s);
+  if (args.witnessed.empty()) {
+    return Fail(Status::InvalidArgument(
+        "--witness needs the witnessed checkpoint: --witnessed FILE (the collector's "
+        "/checkpoint, or <data_dir>/witnessed.checkpoint)"));
+  }
+  std::string note;
+  s = latch::storage::ReadWholeFile(args.witnessed, &note);
+  if (!s.ok()) return Fail(s.WithContext("--witnessed"));
+  latch::ledger::WitnessedResult w;
+  s = latch::ledger::CheckWitnessed(source, verified.checkpoint.size, key, note, demand, &w);
+  if (!s.ok()) return Fail(s.WithContext("verify " + where + " against " + args.witnessed));
+  std::string names;
+  for (size_t i : w.cosigned) names += (names.empty() ? "" : ", ") + demand.witnesses[i].name();
+  std::printf(
+      "ok: witnessed: the first %llu entries, cosigned by %zu of %zu witnesses (%s; %zu "
+      "required); %llu later entries not witnessed yet\n",
+      static_cast<unsigned long long>(w.checkpoint.size), w.cosigned.size(),
+      demand.witnesses.size(), names.c_str(), demand.quorum,
+      static_cast<unsigned long long>(verified.checkpoint.size - w.checkpoint.size));
+  return 0;
+}
+
+int CmdVerify(const std::string& dir, const std::string& vkey, WitnessArgs witness) {
   latch::tlog::NoteVerifier key;
   Status s = LoadVerifier(vkey, dir, &key);
   if (!s.ok()) return Fail(s);
   latch::ledger::VerifyResult result;
+  std::unique_ptr<Ledger> ledger;
+  std::unique_ptr<latch::ledger::DirectoryTileSource> tiles;
+  latch::ledger::TileSource* source = nullptr;
   if (FileLedger::IsLedgerDirectory(dir)) {
-    std::unique_ptr<Ledger> ledger;
     s = OpenLedger(dir, FileLedger::Mode::kReadOnly, &ledger);
     if (!s.ok()) return Fail(s);
-    s = latch::ledger::VerifyLog(*ledger, key, &result);
+    source = ledger.get();
+    // The collector keeps its witnessed checkpoint beside its ledger.
+    const std::string beside =
+        std::filesystem::path(dir).lexically_normal().parent_path() / "witnessed.checkpoint";
+    std::error_code ec;
+    if (witness.witnessed.empty() && std::filesystem::is_regular_file(beside, ec)) {
+      witness.witnessed = beside;
+    }
   } else {
-    latch::ledger::DirectoryTileSource tiles(dir);
-    s = latch::ledger::VerifyLog(tiles, key, &result);
+    tiles = std::make_unique<latch::ledger::DirectoryTileSource>(dir);
+    source = tiles.get();
   }
+  s = latch::ledger::VerifyLog(*source, key, &result);
   if (!s.ok()) return Fail(s.WithContext("verify " + dir));
   PrintVerified(dir, result, key);
-  return 0;
+  return CheckWitnessedOrFail(*source, dir, result, key, witness);
 }
 
 // --storage: the ledger kept in PostgreSQL (issue 17), and its key, which
@@ -202,7 +276,8 @@ Status OpenStorage(const std::string& conninfo, const std::string& vkey,
   return latch::ledger::postgres::PostgresLog::Open(conninfo, "--storage", "", log);
 }
 
-int CmdVerifyStorage(const std::string& conninfo, const std::string& vkey) {
+int CmdVerifyStorage(const std::string& conninfo, const std::string& vkey,
+                     const WitnessArgs& witness) {
   latch::tlog::NoteVerifier key;
   std::unique_ptr<latch::ledger::postgres::PostgresLog> log;
   Status s = OpenStorage(conninfo, vkey, &key, &log);
@@ -211,7 +286,7 @@ int CmdVerifyStorage(const std::string& conninfo, const std::string& vkey) {
   s = latch::ledger::VerifyLog(*log, key, &result);
   if (!s.ok()) return Fail(s.WithContext("verify " + log->Describe()));
   PrintVerified(log->Describe(), result, key);
-  return 0;
+  return CheckWitnessedOrFail(*log, log->Describe(), result, key, witness);
 }
 
 // migrate: a file ledger copied into PostgreSQL, then read back and compared.
@@ -484,6 +559,17 @@ static int Main(int argc, char** argv) {
   std::string storage;
   verify->add_option("--storage", storage,
                      "Verify the ledger kept in PostgreSQL instead (a libpq connection string)");
+  WitnessArgs witness;
+  verify->add_option("--witness", witness.keys,
+                     "A witness's cosignature key (text or file), repeatable: the ledger must "
+                     "extend a checkpoint cosigned by them");
+  verify
+      ->add_option("--quorum", witness.quorum,
+                   "How many of the --witness keys must have cosigned (default: all)")
+      ->check(CLI::Range(1, 1000));
+  verify->add_option("--witnessed", witness.witnessed,
+                     "The witnessed checkpoint (the collector's /checkpoint); default for a "
+                     "ledger directory: witnessed.checkpoint beside it");
 
   auto* migrate = app.add_subcommand(
       "migrate", "Copy a file ledger into PostgreSQL, then read it back and compare");
@@ -539,7 +625,9 @@ static int Main(int argc, char** argv) {
       "Examples:\n  latch-ledger verify /var/lib/latch/ledger\n"
       "  latch-ledger verify ./export --vkey ledger.vkey   # a copy, with a key from a trusted "
       "place\n"
-      "  latch-ledger verify --storage 'postgresql://latch@db1/latch' --vkey ledger.vkey");
+      "  latch-ledger verify --storage 'postgresql://latch@db1/latch' --vkey ledger.vkey\n"
+      "  latch-ledger verify /var/lib/latch-collector/ledger --witness w1.vkey --witness "
+      "w2.vkey --quorum 1");
   export_cmd->footer(
       "Examples:\n  latch-ledger export /var/lib/latch/ledger ./export\n"
       "  latch-ledger export --storage 'postgresql://latch@db1/latch' --vkey ledger.vkey ./export");
@@ -573,7 +661,8 @@ static int Main(int argc, char** argv) {
       std::fprintf(stderr, "latch-ledger: verify needs DIR or --storage (one of them)\n");
       return 2;
     }
-    return storage.empty() ? CmdVerify(dir, vkey) : CmdVerifyStorage(storage, vkey);
+    return storage.empty() ? CmdVerify(dir, vkey, witness)
+                           : CmdVerifyStorage(storage, vkey, witness);
   }
   if (*migrate) return CmdMigrate(dir, storage);
   if (*export_cmd) {

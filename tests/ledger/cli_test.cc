@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include "lib/tlog/cosignature.h"
+#include "lib/tlog/signed_note.h"
 #include "temp_dir.h"
 
 namespace latch::ledger {
@@ -249,6 +251,91 @@ TEST_F(CliTest, ReindexRebuildsTheEventsIndex) {
   r = Run("reindex " + (tmp_ / "missing"));
   EXPECT_EQ(r.code, 1);
   EXPECT_EQ(Lines(r.err), 1u) << r.err;
+}
+
+// --witness (issue 18): a ledger held to a checkpoint that pinned witnesses
+// cosigned. The witnesses here are keys the test cosigns with, as
+// latch-witness would.
+class CliWitnessTest : public CliTest {
+ protected:
+  void SetUp() override {
+    for (const char* name : {"witness.example/w1", "witness.example/w2"}) {
+      tlog::CosignatureSigner w;
+      ASSERT_TRUE(tlog::CosignatureSigner::Generate(name, &w).ok());
+      std::ofstream(tmp_ / (std::string(name).substr(16) + ".vkey")) << w.verifier().ToString();
+      witnesses_.push_back(w);
+    }
+  }
+  // The ledger's checkpoint now, cosigned by the witnesses `which` names.
+  std::string Witnessed(const std::string& dir, const std::vector<size_t>& which) {
+    std::string note = Run("checkpoint " + dir).out;
+    std::string_view text;
+    std::vector<tlog::NoteSignature> sigs;
+    EXPECT_TRUE(tlog::SplitNote(note, &text, &sigs).ok()) << note;
+    std::string lines;
+    for (size_t i : which) {
+      std::string line;
+      EXPECT_TRUE(witnesses_[i].Cosign(text, 1'790'000'000 + i, &line).ok());
+      lines += line;
+    }
+    return note + lines;
+  }
+  std::string Keys() {
+    return " --witness " + (tmp_ / "w1.vkey") + " --witness " + (tmp_ / "w2.vkey");
+  }
+  std::vector<tlog::CosignatureSigner> witnesses_;
+};
+
+TEST_F(CliWitnessTest, VerifiesThatTheLedgerExtendsWhatTheWitnessesCosigned) {
+  Init();
+  ASSERT_EQ(Run("append " + dir_, "one\n").code, 0);
+  fs::copy(dir_, tmp_ / "early", fs::copy_options::recursive);  // a copy at size 1
+  ASSERT_EQ(Run("append " + dir_, "two\nthree\n").code, 0);
+  std::ofstream(tmp_ / "both") << Witnessed(dir_, {0, 1});
+  std::ofstream(tmp_ / "one") << Witnessed(dir_, {0});
+  ASSERT_EQ(Run("append " + dir_, "four\nfive\n").code, 0);
+
+  Result r = Run("verify " + dir_ + Keys() + " --witnessed " + (tmp_ / "both"));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("ok: witnessed: the first 3 entries, cosigned by 2 of 2 witnesses"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("2 later entries not witnessed yet"), std::string::npos) << r.out;
+  // By default, the witnessed checkpoint a collector keeps beside its ledger.
+  fs::copy_file(tmp_ / "both", tmp_ / "witnessed.checkpoint");
+  r = Run("verify " + dir_ + Keys() + " --quorum 2");
+  EXPECT_EQ(r.code, 0) << r.err;
+
+  // Too few cosignatures for the quorum asked.
+  r = Run("verify " + dir_ + Keys() + " --witnessed " + (tmp_ / "one"));
+  EXPECT_EQ(r.code, 1) << r.out;
+  EXPECT_NE(r.err.find("has 1 (witness.example/w1) of the 2 witness cosignatures required"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(Run("verify " + dir_ + Keys() + " --quorum 1 --witnessed " + (tmp_ / "one")).code, 0);
+
+  // A ledger shorter than what the witnesses saw: rolled back.
+  r = Run("verify " + (tmp_ / "early") + Keys() + " --witnessed " + (tmp_ / "both"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("the witnesses cosigned 3 entries, the ledger has 1"), std::string::npos)
+      << r.err;
+  // The same key over another history (a split view): another root at 3.
+  ASSERT_EQ(Run("append " + (tmp_ / "early"), "deux\ntrois\nquatre\n").code, 0);
+  r = Run("verify " + (tmp_ / "early") + Keys() + " --witnessed " + (tmp_ / "both"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("another root than the witnesses cosigned"), std::string::npos) << r.err;
+
+  // A cosignature that does not verify, and usage mistakes.
+  std::string forged = Slurp(tmp_ / "both");
+  forged[forged.size() - 6] = forged[forged.size() - 6] == 'A' ? 'B' : 'A';
+  std::ofstream(tmp_ / "forged") << forged;
+  r = Run("verify " + dir_ + Keys() + " --witnessed " + (tmp_ / "forged"));
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("invalid"), std::string::npos) << r.err;
+  EXPECT_NE(Run("verify " + dir_ + " --quorum 1").code, 0);
+  EXPECT_NE(Run("verify " + dir_ + Keys() + " --quorum 3 --witnessed " + (tmp_ / "both")).code, 0);
+  EXPECT_NE(Run("verify " + (tmp_ / "early") + Keys()).code, 0);  // no witnessed checkpoint
+  EXPECT_NE(Run("verify " + dir_ + " --witness not-a-key --witnessed " + (tmp_ / "both")).code, 0);
 }
 
 }  // namespace latch::ledger
