@@ -6,6 +6,7 @@
 
 #include "agent/kernel_fs.h"
 #include "lib/config/toml_settings.h"
+#include "lib/tlog/cosignature.h"
 #include "lib/tlog/signed_note.h"
 #include "schemas/curve_key.h"
 
@@ -15,6 +16,7 @@ namespace {
 using config::Bad;
 using config::CheckKeys;
 using config::Get;
+using config::GetInRange;
 using config::ParseToml;
 
 Status ParseResource(const toml::table& t, const std::string& source, resource::Resource* r) {
@@ -102,12 +104,35 @@ Status ParseCollectorKeys(const toml::table& t, const std::string& source, Colle
   return Status::Ok();
 }
 
+// witness_keys, witness_quorum, witnessed_within_ms (issue 18).
+Status ParseWitnessDemand(const toml::table& t, const std::string& source, CollectorSettings* c) {
+  LATCH_RETURN_IF_ERROR(config::GetStrings(t, source, "witness_keys", &c->witness_keys, false));
+  for (const std::string& k : c->witness_keys) {
+    tlog::CosignatureVerifier v;
+    if (Status s = tlog::CosignatureVerifier::Parse(k, &v); !s.ok()) {
+      return Bad(source, t.source(), "witness_keys: " + s.message());
+    }
+  }
+  uint64_t quorum = 0;
+  if (t.get("witness_quorum") != nullptr) {
+    if (c->witness_keys.empty()) {
+      return Bad(source, t.source(), "witness_quorum needs witness_keys");
+    }
+    LATCH_RETURN_IF_ERROR(GetInRange(t, source, "witness_quorum", 1,
+                                     static_cast<int64_t>(c->witness_keys.size()), &quorum));
+  }
+  c->witness_quorum = quorum;
+  return GetInRange(t, source, "witnessed_within_ms", 1000, 86'400'000, &c->witnessed_within_ms);
+}
+
 Status ParseCollector(const toml::table& t, const std::string& source, CollectorSettings* c) {
-  LATCH_RETURN_IF_ERROR(CheckKeys(t, source,
-                                  {"endpoints", "server_public_key", "grant_key", "ledger_key",
-                                   "state_dir", "spool_max_bytes", "batch_records"}));
+  LATCH_RETURN_IF_ERROR(CheckKeys(
+      t, source,
+      {"endpoints", "server_public_key", "grant_key", "ledger_key", "state_dir", "spool_max_bytes",
+       "batch_records", "witness_keys", "witness_quorum", "witnessed_within_ms"}));
   c->enabled = true;
   LATCH_RETURN_IF_ERROR(ParseCollectorKeys(t, source, c));
+  LATCH_RETURN_IF_ERROR(ParseWitnessDemand(t, source, c));
   LATCH_RETURN_IF_ERROR(Get(t, source, "state_dir", &c->state_dir, false));
   int64_t spool = static_cast<int64_t>(c->spool_max_bytes), batch = c->batch_records;
   LATCH_RETURN_IF_ERROR(Get(t, source, "spool_max_bytes", &spool, false));

@@ -32,6 +32,11 @@
 //   state_dir = "/var/lib/latch-agent/default"     # agent.key, checkpoint, spool/
 //   spool_max_bytes = 268435456
 //   batch_records = 4096
+//   # Witnesses this agent demands (issue 18): every acknowledged record must be
+//   # in a checkpoint a quorum of them cosigned within witnessed_within_ms.
+//   witness_keys = ["<name>+<id>+<key>"]           # latch-witness key prints each
+//   witness_quorum = 1                             # default: all of them
+//   witnessed_within_ms = 30000
 //
 //   [activity]              # what watched principals do (issue 6); all optional
 //   watch = "grants"        # grants (holders of a live grant) | cgroup | all | off
@@ -67,6 +72,9 @@ struct CollectorSettings {
   std::string state_dir;  // empty: /var/lib/latch-agent/<instance>
   uint64_t spool_max_bytes = 256ull << 20;
   uint32_t batch_records = 4096;
+  std::vector<std::string> witness_keys;  // cosignature/v1 verifier keys; empty: none demanded
+  size_t witness_quorum = 0;              // 0: all of them
+  uint64_t witnessed_within_ms = 30000;
 };
 
 struct AgentConfig {

@@ -15,6 +15,7 @@
 #include "agent/kernel_fs.h"
 #include "agent/spool_sink.h"
 #include "lib/storage/append_file.h"
+#include "lib/tlog/cosignature.h"
 #include "schemas/activity_record.h"
 #include "schemas/canonical.h"
 #include "schemas/curve_key.h"
@@ -349,6 +350,13 @@ Status AgentDaemon::StartCollectorLink() {
   lo.key = key;
   lo.host_id = config_.host_id;
   lo.batch_records = c.batch_records;
+  for (const std::string& k : c.witness_keys) {
+    tlog::CosignatureVerifier v;
+    LATCH_RETURN_IF_ERROR(tlog::CosignatureVerifier::Parse(k, &v).WithContext("witness_keys"));
+    lo.witnessing.witnesses.push_back(v);
+  }
+  lo.witnessing.quorum = c.witness_quorum == 0 ? c.witness_keys.size() : c.witness_quorum;
+  lo.witnessing.bound = std::chrono::milliseconds(c.witnessed_within_ms);
   link_ = std::make_unique<CollectorLink>(
       io_, lo, *spool_, *witness_, [this] { return applier_->version(); },
       [this](schema::SignedGrantSet::Reader set) { OnGrantSet(set); }, log_);

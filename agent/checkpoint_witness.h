@@ -24,6 +24,7 @@ class CheckpointWitness {
                      std::unique_ptr<CheckpointWitness>* out);
 
   uint64_t size() const { return held_.size; }
+  const tlog::NoteVerifier& key() const { return key_; }
   const std::string& note() const { return note_; }
   const tlog::Checkpoint& held() const { return held_; }
 

@@ -56,7 +56,8 @@ CollectorLink::CollectorLink(boost::asio::io_context& io, CollectorLinkOptions o
       log_(log),
       transport_(std::move(transport)),
       timer_(io),
-      round_trip_(options_.receipt_timeout, options_.receipt_timeout_max) {
+      round_trip_(options_.receipt_timeout, options_.receipt_timeout_max),
+      coverage_(witness.key(), options_.witnessing) {
   transport_->SetReceiver([this](std::string_view frame) {
     last_heard_ = Clock::now();
     heard_this_session_ = true;
@@ -215,6 +216,9 @@ void CollectorLink::OnEnvelope(schema::Envelope::Reader env) {
       if (awaiting_welcome_ && w.getSession() == session_) StartSending();
       break;
     }
+    case schema::Envelope::WITNESSED:
+      OnWitnessed(env.getWitnessed());
+      break;
     case schema::Envelope::REFUSED:
       // A key let in only to enrol (a join token is open) is told "not
       // enrolled" for anything else: the same news as a refused handshake.
@@ -320,6 +324,7 @@ void CollectorLink::OnReceipt(schema::Receipt::Reader r) {
   if (!s.ok()) log_.Error("acknowledging spooled records", {{"error", s.ToString()}});
   counters_.records_acknowledged += before - spool_.unacknowledged();
   auto now = Clock::now();
+  coverage_.Acknowledged(r.getThroughIndex(), now);
   while (!in_flight_.empty() && in_flight_.front().batch.boot_id == boot &&
          in_flight_.front().batch.records.back().sequence <= through) {
     round_trip_.Sample(
@@ -330,6 +335,28 @@ void CollectorLink::OnReceipt(schema::Receipt::Reader r) {
   Pump();
 }
 
+void CollectorLink::OnWitnessed(schema::Witnessed::Reader w) {
+  if (!coverage_.enabled()) return;
+  const std::string note = schema::AsString(w.getCheckpoint());
+  bool ok = false;
+  std::vector<tlog::Hash> proof = Hashes(w.getProof(), &ok);
+  if (!ok) {
+    RaiseAlarm("malformed_witnessed", "proof hashes are not 32 bytes", note);
+    return;
+  }
+  std::string alarm;
+  Status s = coverage_.Offer(note, w.getProofFrom(), proof, witness_.held(), &alarm);
+  if (s.ok()) {
+    counters_.witnessed_accepted++;
+    log_.Debug("witnessed checkpoint", {{"size", coverage_.witnessed_size()}});
+  } else if (alarm.empty()) {
+    counters_.witnessed_ignored++;
+    log_.Debug("witnessed checkpoint not used", {{"why", s.message()}});
+  } else {
+    RaiseAlarm(alarm, s.ToString(), note);
+  }
+}
+
 void CollectorLink::NoteCollectorHolds(const std::string& boot, uint64_t through) {
   uint64_t& held = collector_holds_[boot];
   held = std::max(held, through);
@@ -338,7 +365,15 @@ void CollectorLink::NoteCollectorHolds(const std::string& boot, uint64_t through
 void CollectorLink::RaiseAlarm(const std::string& kind, const std::string& detail,
                                const std::string& shown) {
   counters_.alarms++;
-  if (kind == "stalled") {
+  if (kind == "unwitnessed" || kind.find("witness") != std::string::npos) {
+    log_.Alert("ALARM: the collector's history is not witnessed as this agent requires",
+               {{"kind", kind},
+                {"detail", detail},
+                {"hint",
+                 "the collector may be showing this host a history others do not see (a split "
+                 "view), or its witnesses are down; the spool keeps what it can; compare "
+                 "checkpoints with the witnesses'"}});
+  } else if (kind == "stalled") {
     log_.Alert("ALARM: delivery to the collector is stalled",
                {{"kind", kind},
                 {"detail", detail},
@@ -438,6 +473,13 @@ void CollectorLink::Tick() {
     m.initRoot<schema::Envelope>().setHeartbeat(NowUnixNs());
     Send(m);
     Pump();
+  }
+  // Acknowledged records still not in a witnessed checkpoint past the
+  // bound: raised again every 10 s while it lasts.
+  if (std::string detail; coverage_.Overdue(Clock::now(), &detail) &&
+                          Clock::now() - overdue_raised_ >= std::chrono::seconds(10)) {
+    overdue_raised_ = Clock::now();
+    RaiseAlarm("unwitnessed", detail, "");
   }
   Status s = witness_.Save();
   if (!s.ok()) log_.Error("saving the checkpoint witness", {{"error", s.ToString()}});

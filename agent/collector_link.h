@@ -17,6 +17,11 @@
 // checkpoint, since the collector proves the next from the Hello's size, but
 // what it says the collector holds still spares a resend. A collector silent
 // for failover_after is left for the next endpoint.
+//
+// Witnesses (issue 18): with witness keys configured, the collector's
+// witnessed checkpoints are checked (WitnessedCoverage) and every
+// acknowledged record must be covered by one within the bound; otherwise,
+// or on one inconsistent with the held checkpoint, an alarm.
 #pragma once
 
 #include <chrono>
@@ -42,6 +47,7 @@
 #include "agent/link_transport.h"
 #include "agent/round_trip.h"
 #include "agent/spool.h"
+#include "agent/witnessed_coverage.h"
 #include "schemas/curve_key.h"
 #include "schemas/wire.capnp.h"
 
@@ -61,6 +67,9 @@ struct CollectorLinkOptions {
   // Sessions in a row ended by a missing receipt before the link raises a
   // "stalled" alarm.
   int stalled_after_sessions = 5;
+  // Witnesses this agent demands (issue 18): records acknowledged must be
+  // covered by a checkpoint a quorum of them cosigned within the bound.
+  WitnessingOptions witnessing;
 };
 
 struct CollectorLinkCounters {
@@ -74,8 +83,10 @@ struct CollectorLinkCounters {
   uint64_t failovers = 0;
   uint64_t grant_sets = 0;
   uint64_t alarms = 0;
-  uint64_t welcomes_missed = 0;  // sessions that sent without the Hello's answer
-  uint64_t refused = 0;          // handshakes the collector refused (key not enrolled)
+  uint64_t welcomes_missed = 0;     // sessions that sent without the Hello's answer
+  uint64_t refused = 0;             // handshakes the collector refused (key not enrolled)
+  uint64_t witnessed_accepted = 0;  // witnessed checkpoints that met this agent's quorum
+  uint64_t witnessed_ignored = 0;   // too few of its witnesses, or a proof from another size
 };
 
 class CollectorLink {
@@ -122,6 +133,7 @@ class CollectorLink {
   void OnMessage(std::string_view frame);
   void OnEnvelope(schema::Envelope::Reader env);
   void OnReceipt(schema::Receipt::Reader r);
+  void OnWitnessed(schema::Witnessed::Reader w);
   void NoteCollectorHolds(const std::string& boot, uint64_t through);
   void RaiseAlarm(const std::string& kind, const std::string& detail, const std::string& shown);
   bool Send(capnp::MessageBuilder& m);
@@ -156,6 +168,8 @@ class CollectorLink {
   std::map<std::string, std::chrono::steady_clock::time_point> last_alarm_;
   std::chrono::steady_clock::time_point last_refusal_logged_{};
   CollectorLinkCounters counters_;
+  WitnessedCoverage coverage_;
+  std::chrono::steady_clock::time_point overdue_raised_{};
 };
 
 }  // namespace latch::agent
