@@ -36,7 +36,9 @@ Status CollectorServer::StartWitnessing() {
 
 void CollectorServer::MaintainWitnessing() {
   if (witnessing_ == nullptr) return;
-  witnessing_->Maintain(std::chrono::steady_clock::now());
+  // Rounds go out from the witnessing's own pacer, only while this
+  // collector writes the ledger (not as a standby).
+  witnessing_->SetActive(true);
   // Each new witnessed checkpoint (or one with more cosignatures) goes to
   // the agents, which demand one covering what they were acknowledged.
   const Witnessing::Published published = witnessing_->published();

@@ -59,6 +59,7 @@ Status Witnessing::Open(WitnessingOptions options, ledger::Ledger& ledger,
   for (size_t i = 0; i < w->witnesses_.size(); ++i) {
     w->witnesses_[i]->thread = std::thread([p = w.get(), i] { p->Run(i); });
   }
+  w->pacer_ = std::thread([p = w.get()] { p->Pace(); });
   *out = std::move(w);
   return Status::Ok();
 }
@@ -69,15 +70,35 @@ Witnessing::~Witnessing() {
     stopping_ = true;
   }
   wake_.notify_all();
+  if (pacer_.joinable()) pacer_.join();
   // A witness mid-request is waited for: at most its timeout.
   for (auto& w : witnesses_) {
     if (w->thread.joinable()) w->thread.join();
   }
 }
 
-void Witnessing::Maintain(std::chrono::steady_clock::time_point now) {
-  if (now < next_round_) return;
-  next_round_ = now + options_.interval;
+void Witnessing::SetActive(bool active) {
+  std::lock_guard<std::mutex> lock(mu_);
+  active_ = active;
+}
+
+void Witnessing::Pace() {
+  auto next = std::chrono::steady_clock::now();
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    if (active_) {
+      lock.unlock();
+      StartRound();
+      lock.lock();
+    }
+    next += options_.interval;
+    // Behind (a slow round): the next one now, not a burst to catch up.
+    next = std::max(next, std::chrono::steady_clock::now());
+    wake_.wait_until(lock, next, [&] { return stopping_; });
+  }
+}
+
+void Witnessing::StartRound() {
   const uint64_t size = ledger_.size();
   bool offered = false;
   {

@@ -16,8 +16,9 @@
 // the loop (TakeProblems) to record: when a witness's state changes, and
 // while it keeps failing at most once a minute with a count.
 //
-// Threads: Maintain and TakeProblems on the loop; the witnesses' threads;
-// published() and Describe() from any thread. All shared state is under mu_.
+// Threads: a pacer that starts the rounds (while active), the witnesses'
+// threads, and callers of SetActive, published(), Describe() and
+// TakeProblems on any thread. All shared state is under mu_.
 #pragma once
 
 #include <chrono>
@@ -75,10 +76,9 @@ class Witnessing {
   Witnessing(const Witnessing&) = delete;
   Witnessing& operator=(const Witnessing&) = delete;
 
-  // On the loop, every turn: once `interval` has passed since the last
-  // round, if the ledger's checkpoint is past the witnessed one, offers it
-  // to every witness that is idle and has not cosigned it yet.
-  void Maintain(std::chrono::steady_clock::time_point now);
+  // Rounds run only while active: on the collector that writes the ledger
+  // (a standby's would repeat the sequencer's requests). Inactive at open.
+  void SetActive(bool active);
 
   struct Published {
     std::string note;  // "" while nothing was witnessed
@@ -113,6 +113,11 @@ class Witnessing {
     std::chrono::steady_clock::time_point recorded_at{};
   };
   Witnessing(WitnessingOptions options, ledger::Ledger& ledger);
+  // Every `interval` while active: if the ledger's checkpoint is past the
+  // witnessed one, offers it to every witness that is idle and has not
+  // cosigned it yet.
+  void Pace();
+  void StartRound();
   void Run(size_t w);
   // The witness's answer to `round`, starting from the size it holds
   // (`held`); after a 409, once more from the size it named.
@@ -128,10 +133,11 @@ class Witnessing {
 
   const WitnessingOptions options_;
   ledger::Ledger& ledger_;
-  std::chrono::steady_clock::time_point next_round_{};
   mutable std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;
+  bool active_ = false;
+  std::thread pacer_;
   std::vector<std::unique_ptr<Witness>> witnesses_;
   std::shared_ptr<Round> round_;  // the latest round begun
   uint64_t next_round_id_ = 1;
