@@ -1,8 +1,8 @@
-// Issue 16: Latch from packages. The three .deb packages CPack builds are
+// Issue 16: Latch from packages. The .deb packages CPack builds are
 // installed with dpkg into a scratch root (maintainer scripts run against it
 // through DPKG_ROOT, as dpkg --force-script-chrootless runs them), and what
 // an operator relies on is checked there: binaries, units pointing at them,
-// the collector's `latch` user, directories with the owners and modes
+// the collector's `latch` user (and the witness's, issue 18), directories with the owners and modes
 // docs/OPERATIONS.md names, and config examples the binaries accept.
 #include <grp.h>
 #include <gtest/gtest.h>
@@ -93,7 +93,8 @@ TEST_F(PackageTest, PackagesInstallIntoAScratchRootWithTheDocumentedOwnersAndMod
   EXPECT_NE(out.find("libbpf1"), std::string::npos) << out;
   EXPECT_NE(out.find("libzmq5"), std::string::npos) << out;
 
-  for (const char* bin : {"latch-agent", "latch-collector", "latchctl", "latch-ledger"}) {
+  for (const char* bin :
+       {"latch-agent", "latch-collector", "latchctl", "latch-ledger", "latch-witness"}) {
     Owned b = StatOf(root + "/usr/bin/" + bin);
     EXPECT_TRUE(b.exists) << bin;
     EXPECT_EQ(b.mode, 0755u) << bin;
@@ -116,6 +117,12 @@ TEST_F(PackageTest, PackagesInstallIntoAScratchRootWithTheDocumentedOwnersAndMod
   EXPECT_NE(collector_unit.find("Documentation=file:///usr/share/doc/latch-collector/README.md"),
             std::string::npos);
   EXPECT_TRUE(fs::exists(root + "/usr/share/doc/latch-collector/README.md"));
+  std::string witness_unit = Slurp(units + "latch-witness.service");
+  EXPECT_NE(witness_unit.find("ExecStart=/usr/bin/latch-witness --config "
+                              "/etc/latch-witness/witness.toml"),
+            std::string::npos)
+      << witness_unit;
+  EXPECT_NE(witness_unit.find("User=latch-witness"), std::string::npos);
 
   // The service user, made by the collector's package in that root.
   uid_t latch_uid = 0;
@@ -126,6 +133,16 @@ TEST_F(PackageTest, PackagesInstallIntoAScratchRootWithTheDocumentedOwnersAndMod
   EXPECT_NE(latch_uid, 0u);
   EXPECT_LT(latch_uid, 1000u);  // a system user
   EXPECT_EQ(shell, "/usr/sbin/nologin");
+  // The witness's own user: it runs on machines the collector's operators
+  // do not hold, and shares nothing with the collector's.
+  uid_t witness_uid = 0;
+  gid_t witness_gid = 0;
+  ASSERT_TRUE(
+      FindUser(Slurp(root + "/etc/passwd"), "latch-witness", &witness_uid, &witness_gid, &shell));
+  EXPECT_NE(witness_uid, 0u);
+  EXPECT_NE(witness_uid, latch_uid);
+  EXPECT_LT(witness_uid, 1000u);
+  EXPECT_EQ(shell, "/usr/sbin/nologin");
   // The directories, as docs/OPERATIONS.md has them.
   struct Want {
     const char* path;
@@ -133,9 +150,11 @@ TEST_F(PackageTest, PackagesInstallIntoAScratchRootWithTheDocumentedOwnersAndMod
     uid_t uid;
     gid_t gid;
   };
-  for (const Want& w : {Want{"/etc/latch", 0750, 0, latch_gid},
-                        Want{"/var/lib/latch-collector", 0700, latch_uid, latch_gid},
-                        Want{"/var/lib/latch-agent", 0700, 0, 0}}) {
+  for (const Want& w :
+       {Want{"/etc/latch", 0750, 0, latch_gid},
+        Want{"/var/lib/latch-collector", 0700, latch_uid, latch_gid},
+        Want{"/var/lib/latch-agent", 0700, 0, 0}, Want{"/etc/latch-witness", 0750, 0, witness_gid},
+        Want{"/var/lib/latch-witness", 0700, witness_uid, witness_gid}}) {
     Owned o = StatOf(root + w.path);
     ASSERT_TRUE(o.exists && o.dir) << w.path;
     EXPECT_EQ(o.mode, w.mode) << w.path;
@@ -158,6 +177,18 @@ TEST_F(PackageTest, PackagesInstallIntoAScratchRootWithTheDocumentedOwnersAndMod
       << out;
   EXPECT_NE(out.find("curve_public_key"), std::string::npos) << out;
   EXPECT_TRUE(fs::exists(root + "/usr/share/doc/latch-agent/examples/agent.toml"));
+  // So is the witness's: it makes its key from it and prints it.
+  std::string witness_config = Slurp(root + "/usr/share/doc/latch-witness/examples/witness.toml");
+  const std::string witness_data = "data_dir = \"/var/lib/latch-witness\"";
+  ASSERT_NE(witness_config.find(witness_data), std::string::npos) << witness_config;
+  witness_config.replace(witness_config.find(witness_data), witness_data.size(),
+                         "data_dir = \"" + dir_ + "/witness\"");
+  std::ofstream(dir_ + "/witness.toml") << witness_config;
+  EXPECT_EQ(
+      RunTool({root + "/usr/bin/latch-witness", "key", "--config", dir_ + "/witness.toml"}, &out),
+      0)
+      << out;
+  EXPECT_EQ(out.rfind("witness.example/w1+", 0), 0u) << out;
   EXPECT_TRUE(fs::exists(examples + "policy.toml"));
 
   // Removing a package leaves the data it made (the ledger must survive).

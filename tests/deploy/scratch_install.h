@@ -13,7 +13,7 @@
 
 namespace latch::testing {
 
-// Builds the three packages into `dir`/packages and installs them into
+// Builds the four packages into `dir`/packages and installs them into
 // `dir`/root; "" on success, else what failed with its output.
 inline std::string BuildAndInstallPackages(const std::string& dir, std::string* root,
                                            std::vector<std::string>* debs = nullptr) {
@@ -26,7 +26,7 @@ inline std::string BuildAndInstallPackages(const std::string& dir, std::string* 
     return "cpack failed:\n" + out;
   }
   std::vector<std::string> built;
-  for (const char* name : {"latch-agent", "latch-collector", "latch-tools"}) {
+  for (const char* name : {"latch-agent", "latch-collector", "latch-tools", "latch-witness"}) {
     std::string deb = pkgs + "/" + name + "_0.1.0_amd64.deb";
     if (!fs::exists(deb)) return deb + " was not built:\n" + out;
     built.push_back(deb);
