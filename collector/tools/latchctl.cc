@@ -46,6 +46,7 @@
 #include "lib/tlog/base64.h"
 #include "lib/tlog/checkpoint.h"
 #include "lib/tlog/proof.h"
+#include "lib/tlog/witnessed_checkpoint.h"
 
 namespace {
 
@@ -107,10 +108,32 @@ int Verify(const Settings& s) {
     std::fprintf(stderr, "latchctl: the ledger key is not a verifier key\n");
     return 2;
   }
+  // Pinned witnesses (issue 18): the checkpoint must carry their quorum.
+  std::vector<latch::tlog::CosignatureVerifier> witnesses;
+  for (const std::string& k : s.witness_keys) {
+    latch::tlog::CosignatureVerifier w;
+    if (!latch::tlog::CosignatureVerifier::Parse(k, &w).ok()) {
+      std::fprintf(stderr, "latchctl: '%s' is not a witness key (<name>+<id>+<key>)\n",
+                   T(k).c_str());
+      return 2;
+    }
+    witnesses.push_back(w);
+  }
+  const size_t quorum = s.witness_quorum == 0 ? witnesses.size() : s.witness_quorum;
+  if (quorum > witnesses.size()) {
+    std::fprintf(stderr, "latchctl: witness quorum %zu is more than the %zu witness keys\n", quorum,
+                 witnesses.size());
+    return 2;
+  }
   Reply r = Call(s, "GET", "/checkpoint");
   latch::tlog::Checkpoint now;
-  latch::Status st = latch::tlog::OpenCheckpoint(r.body, key, &now);
-  if (r.status != 200 || !st.ok()) {
+  std::vector<size_t> cosigned;
+  latch::Status st =
+      r.status != 200
+          ? latch::Status::IoError("the collector answered " + std::to_string(r.status) + ": " +
+                                   T(r.body))
+          : latch::tlog::OpenWitnessedCheckpoint(r.body, key, witnesses, quorum, &now, &cosigned);
+  if (!st.ok()) {
     std::fprintf(stderr, "latchctl: NOT VERIFIED: the checkpoint: %s\n", st.ToString().c_str());
     return 1;
   }
@@ -155,9 +178,15 @@ int Verify(const Settings& s) {
   }
   fs::create_directories(ConfigDir());
   (void)latch::storage::WriteFileAtomically(ConfigDir(), "checkpoint", r.body, 0644);
+  std::string by;
+  for (size_t i : cosigned) by += (by.empty() ? "" : ", ") + witnesses[i].name();
   std::printf(
-      "verified: %s, %llu entries%s\n", now.origin.c_str(),
+      "verified: %s, %llu entries%s%s\n", now.origin.c_str(),
       static_cast<unsigned long long>(now.size),
+      witnesses.empty() ? ""
+                        : (", cosigned by " + std::to_string(cosigned.size()) + " of " +
+                           std::to_string(witnesses.size()) + " witnesses (" + by + ")")
+                              .c_str(),
       before.size > 0
           ? (", consistent with the " + std::to_string(before.size) + " seen before").c_str()
           : " (first checkpoint seen; saved)");
@@ -175,14 +204,20 @@ int main(int argc, char** argv) {
       "  latchctl approve 12 --comment ok\n"
       "  latchctl events --grant 7                a grant's whole story, each entry proven\n"
       "  latchctl verify                          the ledger's checkpoint, signed and consistent\n"
-      "Settings: flags, else LATCH_SERVER, LATCH_TOKEN, LATCH_CA, LATCH_LEDGER_KEY, else\n"
-      "~/.config/latch/latchctl.toml (server, token_file, ca, ledger_key, cert, key)."};
+      "Settings: flags, else LATCH_SERVER, LATCH_TOKEN, LATCH_CA, LATCH_LEDGER_KEY,\n"
+      "LATCH_WITNESS_KEYS, else ~/.config/latch/latchctl.toml (server, token_file, ca,\n"
+      "ledger_key, witness_keys, witness_quorum, cert, key)."};
   Settings s;
   std::string token_file;
   app.add_option("--server", s.server, "https://HOST:PORT of latch-collector's API");
   app.add_option("--token-file", token_file, "file holding your API token");
   app.add_option("--ca", s.ca, "certificate that signs (or is) the collector's");
   app.add_option("--ledger-key", s.ledger_key, "the ledger's verifier key (for verify)");
+  app.add_option("--witness", s.witness_keys,
+                 "a witness's key, repeatable: verify demands their cosignatures");
+  app.add_option("--witness-quorum", s.witness_quorum,
+                 "how many of the --witness keys must have cosigned (default: all)")
+      ->check(CLI::Range(1, 1000));
   app.add_option("--cert", s.cert,
                  "client certificate (PEM) to authenticate with, instead of a token");
   app.add_option("--key", s.key, "the client certificate's private key (PEM)");
@@ -257,8 +292,10 @@ int main(int argc, char** argv) {
       "Example:\n  latchctl join-token --host db-2 --ttl 1h\nthen on db-2: latch-agent enrol "
       "--config /etc/latch/agent.toml --token <token> --ca-pin <pin>");
   verify->footer(
-      "Example:\n  latchctl --ledger-key \"$(cat ledger.vkey)\" verify   # saves the checkpoint "
-      "it checked");
+      "Examples:\n  latchctl --ledger-key \"$(cat ledger.vkey)\" verify   # saves the checkpoint "
+      "it checked\n"
+      "  latchctl --ledger-key \"$(cat ledger.vkey)\" --witness \"$(cat w1.vkey)\" --witness "
+      "\"$(cat w2.vkey)\" --witness-quorum 1 verify");
   events->footer(
       "Examples:\n  latchctl events --grant 7\n"
       "  latchctl events --host db-1 --verdict deny --since 1h\n"

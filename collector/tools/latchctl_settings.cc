@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "collector/tools/terminal_text.h"
 
@@ -41,6 +42,13 @@ void Resolve(Settings* s, const std::string& token_file) {
   if (s->ledger_key.empty()) s->ledger_key = env("LATCH_LEDGER_KEY");
   if (s->cert.empty()) s->cert = env("LATCH_CERT");
   if (s->key.empty()) s->key = env("LATCH_KEY");
+  if (s->witness_keys.empty()) {
+    // LATCH_WITNESS_KEYS: keys separated by commas or spaces.
+    std::string list = env("LATCH_WITNESS_KEYS");
+    for (char& c : list) c = c == ',' ? ' ' : c;
+    std::istringstream words(list);
+    for (std::string k; words >> k;) s->witness_keys.push_back(k);
+  }
   std::string file = ConfigDir() + "/latchctl.toml";
   if (fs::exists(file)) {
     try {
@@ -60,6 +68,13 @@ void Resolve(Settings* s, const std::string& token_file) {
       if (s->ledger_key.empty()) s->ledger_key = t["ledger_key"].value_or(std::string());
       if (s->cert.empty()) s->cert = t["cert"].value_or(std::string());
       if (s->key.empty()) s->key = t["key"].value_or(std::string());
+      if (const toml::array* list = t["witness_keys"].as_array();
+          s->witness_keys.empty() && list != nullptr) {
+        for (const toml::node& n : *list) s->witness_keys.push_back(n.value_or(std::string()));
+      }
+      if (s->witness_quorum == 0) {
+        s->witness_quorum = static_cast<size_t>(t["witness_quorum"].value_or(int64_t{0}));
+      }
     } catch (const toml::parse_error& e) {
       std::fprintf(stderr, "latchctl: %s: %s\n", file.c_str(),
                    std::string(e.description()).c_str());

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "collector/client/api_client.h"
 
@@ -14,6 +15,10 @@ namespace latchctl {
 struct Settings {
   std::string server, token, ca, ledger_key;
   std::string cert, key;  // a client certificate instead of a token
+  // Witnesses an auditor pins (issue 18): verify demands a checkpoint that
+  // `witness_quorum` of them (0: all) cosigned.
+  std::vector<std::string> witness_keys;
+  size_t witness_quorum = 0;
   bool json = false;
 };
 

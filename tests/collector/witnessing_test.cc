@@ -13,6 +13,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <thread>
 
 #include "collector/ingest/collector_server.h"
@@ -264,6 +266,55 @@ TEST_F(WitnessingTest, ALedgerThatIsNotTheHistoryTheWitnessCosignedIsAnAlarmAndN
   EXPECT_EQ(r.body, common);
   EXPECT_EQ(Metric("latch_collector_witnessed_publications_total"), 0u);
   EXPECT_EQ(witnesses_[0]->HeldSize(), held);
+}
+
+// An auditor's latchctl pins witness keys: verify demands their quorum.
+TEST_F(WitnessingTest, LatchctlVerifyDemandsTheWitnessesItPins) {
+  AddWitnesses(2, 1);
+  StartCollector();
+  Grow();
+  ASSERT_FALSE(WaitWitnessed(2).empty());
+  const std::map<std::string, std::string> env = {
+      {"XDG_CONFIG_HOME", dir_ / "auditor"},
+      {"LATCH_SERVER", "https://127.0.0.1:" + std::to_string(server_->api_port())},
+      {"LATCH_CA", config_.data_dir + "/api.crt"},
+      {"LATCH_TOKEN", kSam},
+      {"LATCH_LEDGER_KEY", ledger_vkey_}};
+  auto latchctl = [&](std::vector<std::string> args, std::string* out,
+                      std::map<std::string, std::string> more = {}) {
+    args.insert(args.begin(), LATCHCTL_BIN);
+    more.insert(env.begin(), env.end());
+    return latch::testing::RunTool(args, out, more, true);
+  };
+  std::string out;
+  ASSERT_EQ(
+      latchctl({"--witness", witnesses_[0]->vkey(), "--witness", witnesses_[1]->vkey(), "verify"},
+               &out),
+      0)
+      << out;
+  EXPECT_NE(out.find("cosigned by 2 of 2 witnesses (witness.example/w0, witness.example/w1)"),
+            std::string::npos)
+      << out;
+  // From the environment, and from the auditor's settings file.
+  EXPECT_EQ(latchctl({"verify"}, &out,
+                     {{"LATCH_WITNESS_KEYS", witnesses_[0]->vkey() + "," + witnesses_[1]->vkey()}}),
+            0)
+      << out;
+  std::ofstream(dir_ / "auditor/latch/latchctl.toml")
+      << "witness_keys = [\"" << witnesses_[1]->vkey() << "\"]\nwitness_quorum = 1\n";
+  EXPECT_EQ(latchctl({"verify"}, &out), 0) << out;
+  EXPECT_NE(out.find("cosigned by 1 of 1 witnesses (witness.example/w1)"), std::string::npos)
+      << out;
+  // A witness the collector does not use: not verified.
+  tlog::CosignatureSigner stranger;
+  ASSERT_TRUE(tlog::CosignatureSigner::Generate("witness.example/stranger", &stranger).ok());
+  EXPECT_EQ(latchctl({"--witness", stranger.verifier().ToString(), "verify"}, &out), 1) << out;
+  EXPECT_NE(out.find("NOT VERIFIED"), std::string::npos) << out;
+  EXPECT_NE(out.find("0 of the 1 witness cosignatures required"), std::string::npos) << out;
+  EXPECT_EQ(latchctl({"--witness", "not-a-key", "verify"}, &out), 2) << out;
+  EXPECT_EQ(latchctl({"--witness", witnesses_[0]->vkey(), "--witness-quorum", "2", "verify"}, &out),
+            2)
+      << out;
 }
 
 TEST_F(WitnessingTest, AWitnessThatNeverAnswersCostsOnlyItsTimeout) {
