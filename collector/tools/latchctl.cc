@@ -40,6 +40,7 @@
 #include "collector/client/event_answer.h"
 #include "collector/tools/latchctl_events.h"
 #include "collector/tools/latchctl_settings.h"
+#include "collector/tools/latchctl_witnesses.h"
 #include "collector/tools/terminal_text.h"
 #include "collector/workflow/duration.h"
 #include "lib/storage/append_file.h"
@@ -56,7 +57,11 @@ using latchctl::Events;
 using latchctl::EventsArgs;
 using latchctl::Reply;
 using latchctl::Resolve;
+using latchctl::CosignedBy;
+using latchctl::FetchConsistencyProof;
+using latchctl::LoadWitnesses;
 using latchctl::Settings;
+using latchctl::Witnesses;
 using latchctl::Slurp;
 using latchctl::T;
 using latchctl::Unreachable;
@@ -109,22 +114,13 @@ int Verify(const Settings& s) {
     return 2;
   }
   // Pinned witnesses (issue 18): the checkpoint must carry their quorum.
-  std::vector<latch::tlog::CosignatureVerifier> witnesses;
-  for (const std::string& k : s.witness_keys) {
-    latch::tlog::CosignatureVerifier w;
-    if (!latch::tlog::CosignatureVerifier::Parse(k, &w).ok()) {
-      std::fprintf(stderr, "latchctl: '%s' is not a witness key (<name>+<id>+<key>)\n",
-                   T(k).c_str());
-      return 2;
-    }
-    witnesses.push_back(w);
-  }
-  const size_t quorum = s.witness_quorum == 0 ? witnesses.size() : s.witness_quorum;
-  if (quorum > witnesses.size()) {
-    std::fprintf(stderr, "latchctl: witness quorum %zu is more than the %zu witness keys\n", quorum,
-                 witnesses.size());
+  Witnesses pinned;
+  if (latch::Status w = LoadWitnesses(s, &pinned); !w.ok()) {
+    std::fprintf(stderr, "latchctl: %s\n", w.message().c_str());
     return 2;
   }
+  const auto& witnesses = pinned.keys;
+  const size_t quorum = pinned.quorum;
   Reply r = Call(s, "GET", "/checkpoint");
   latch::tlog::Checkpoint now;
   std::vector<size_t> cosigned;
@@ -150,22 +146,9 @@ int Verify(const Settings& s) {
       return 1;
     }
     std::vector<latch::tlog::Hash> proof;
-    if (now.size > before.size) {
-      Reply p = Call(s, "GET",
-                     "/v1/proof/consistency?from=" + std::to_string(before.size) +
-                         "&to=" + std::to_string(now.size));
-      auto j = nlohmann::json::parse(p.body, nullptr, false);
-      if (p.status != 200 || !j.is_object()) {
-        std::fprintf(stderr, "latchctl: cannot get a consistency proof (%d)\n", p.status);
-        return 1;
-      }
-      for (auto& h : j["proof"]) {
-        auto bytes = latch::tlog::Base64Decode(h.get<std::string>());
-        if (!bytes || bytes->size() != 32) return 1;
-        latch::tlog::Hash x;
-        std::copy(bytes->begin(), bytes->end(), x.begin());
-        proof.push_back(x);
-      }
+    if (latch::Status p = FetchConsistencyProof(s, before.size, now.size, &proof); !p.ok()) {
+      std::fprintf(stderr, "latchctl: %s\n", p.ToString().c_str());
+      return 1;
     }
     st = latch::tlog::VerifyConsistency(before.size, now.size, proof, before.root, now.root);
     if (!st.ok()) {
@@ -178,15 +161,10 @@ int Verify(const Settings& s) {
   }
   fs::create_directories(ConfigDir());
   (void)latch::storage::WriteFileAtomically(ConfigDir(), "checkpoint", r.body, 0644);
-  std::string by;
-  for (size_t i : cosigned) by += (by.empty() ? "" : ", ") + witnesses[i].name();
   std::printf(
       "verified: %s, %llu entries%s%s\n", now.origin.c_str(),
       static_cast<unsigned long long>(now.size),
-      witnesses.empty() ? ""
-                        : (", cosigned by " + std::to_string(cosigned.size()) + " of " +
-                           std::to_string(witnesses.size()) + " witnesses (" + by + ")")
-                              .c_str(),
+      witnesses.empty() ? "" : (", " + CosignedBy(pinned, cosigned)).c_str(),
       before.size > 0
           ? (", consistent with the " + std::to_string(before.size) + " seen before").c_str()
           : " (first checkpoint seen; saved)");

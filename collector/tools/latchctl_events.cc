@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "collector/client/event_answer.h"
+#include "collector/tools/latchctl_witnesses.h"
 #include "collector/workflow/duration.h"
 #include "lib/tlog/base64.h"
 #include "lib/tlog/checkpoint.h"
@@ -237,6 +238,14 @@ int Events(const Settings& s, const EventsArgs& a) {
       return 2;
     }
   }
+  // Pinned witnesses (issue 18): what is shown must be history they saw.
+  Witnesses pinned;
+  if (latch::Status w = LoadWitnesses(s, &pinned); !w.ok()) {
+    std::fprintf(stderr, "latchctl: %s\n", w.message().c_str());
+    return 2;
+  }
+  std::string proven_note;              // the last page's checkpoint
+  std::vector<uint64_t> shown_indexes;  // of the events shown
   int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                     std::chrono::system_clock::now().time_since_epoch())
                     .count();
@@ -287,6 +296,7 @@ int Events(const Settings& s, const EventsArgs& a) {
         std::fprintf(stderr, "latchctl: NOT VERIFIED: %s\n", st.ToString().c_str());
         return 1;
       }
+      proven_note = j["checkpoint"].get<std::string>();
     } else {
       for (const auto& e : j["events"]) {
         latch::client::VerifiedEvent v;
@@ -305,6 +315,7 @@ int Events(const Settings& s, const EventsArgs& a) {
     for (size_t i = 0; i < events.size(); ++i) {
       if (a.limit > 0 && shown >= a.limit) break;
       ++shown;
+      shown_indexes.push_back(events[i].index);
       if (s.json) {
         nlohmann::json e = j["events"][i];
         e["verified"] = !a.no_verify;
@@ -326,15 +337,40 @@ int Events(const Settings& s, const EventsArgs& a) {
     }
     break;
   }
+  // With pinned witnesses, the checkpoint the events were proven against
+  // must be consistent with the one they cosigned; events past that one are
+  // not witnessed yet (said, not hidden).
+  std::string witnessed_line;
+  nlohmann::json witnessed_json;
+  if (!a.no_verify && !pinned.keys.empty() && !proven_note.empty()) {
+    latch::tlog::Checkpoint proven;
+    WitnessedView view;
+    latch::Status st = latch::tlog::OpenCheckpoint(proven_note, key, &proven);
+    if (st.ok()) st = CheckAgainstWitnessed(s, key, pinned, proven, &view);
+    if (!st.ok()) {
+      std::fprintf(stderr, "latchctl: NOT VERIFIED: against the witnesses: %s\n",
+                   st.ToString().c_str());
+      return 1;
+    }
+    size_t covered = 0;
+    for (uint64_t i : shown_indexes) covered += i < view.checkpoint.size ? 1 : 0;
+    witnessed_line = "; " + std::to_string(covered) + " of them in the witnessed checkpoint of " +
+                     std::to_string(view.checkpoint.size) + " entries, " +
+                     CosignedBy(pinned, view.cosigned) +
+                     (covered < shown_indexes.size() ? " (the rest not witnessed yet)" : "");
+    witnessed_json = {{"witnessed_size", view.checkpoint.size}, {"witnessed_events", covered}};
+    if (s.json) {
+      for (auto& e : all) e["witnessed"] = e["index"].get<uint64_t>() < view.checkpoint.size;
+    }
+  }
   if (s.json) {
-    std::printf("%s\n", nlohmann::json({{"events", all},
-                                        {"verified", !a.no_verify},
-                                        {"checkpoint_size", checkpoint_size}})
-                            .dump(2)
-                            .c_str());
+    nlohmann::json answer = {
+        {"events", all}, {"verified", !a.no_verify}, {"checkpoint_size", checkpoint_size}};
+    if (!witnessed_json.is_null()) answer.update(witnessed_json);
+    std::printf("%s\n", answer.dump(2).c_str());
   } else if (!a.no_verify) {
-    std::printf("%d event(s), each verified against the signed checkpoint of %llu entries\n", shown,
-                static_cast<unsigned long long>(checkpoint_size));
+    std::printf("%d event(s), each verified against the signed checkpoint of %llu entries%s\n",
+                shown, static_cast<unsigned long long>(checkpoint_size), witnessed_line.c_str());
   } else {
     std::printf("%d event(s), NOT verified (--no-verify)\n", shown);
   }
