@@ -1,16 +1,22 @@
 // A split view, end to end (issue 18). Two forks of one ledger under the
 // same keys: the collector's data directory copied, then each copy grown
-// with different records by its own collector process-in-this-test. Agent A
+// with different records by its own latch-collector process. Agent A
 // is fed by the first fork, agent B by the second; both collectors use the
 // same witness (a latch-witness process). The witness cosigns the first
 // fork and refuses the second (409, then 422 once it is longer); agent B,
 // whose acknowledged records no witnessed checkpoint ever covers, raises
 // the alarm within its bound, and agent A, covered, raises none. No
 // checkpoint of the second fork ever carries the witness's cosignature.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <future>
 #include <sstream>
 #include <thread>
 
@@ -21,8 +27,10 @@
 #include "collector/ingest/collector_server.h"
 #include "https_client.h"
 #include "lib/tlog/witnessed_checkpoint.h"
+#include "run_tool.h"
 #include "sample_decision.h"
 #include "temp_dir.h"
+#include "test_policy.h"
 #include "witness_process.h"
 
 namespace latch::collector {
@@ -47,29 +55,55 @@ int FreePort() {
   return ntohs(a.sin_port);
 }
 
-// A collector over one fork, run on its own thread.
+// A latch-collector process over one fork, started by the test in its own
+// directory, ended by its id.
 struct Fork {
-  CollectorConfig config;
-  std::unique_ptr<CollectorServer> server;
-  std::thread thread;
-  Status run;
-  void Start() {
-    Status s = CollectorServer::Open(config, &server);
-    ASSERT_TRUE(s.ok()) << s.ToString();
-    thread = std::thread([this] { run = server->Run(); });
-    for (int i = 0; i < 500 && server->api_port() == 0; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::string dir, config_path;
+  int api_port = 0;
+  pid_t pid = -1;
+  // Writes its configuration: the agents it enrols, the witness it uses.
+  void Configure(const std::string& data_dir, const std::string& policy, int agent_port,
+                 const std::string& agents, const std::string& witness) {
+    dir = data_dir;
+    api_port = FreePort();
+    config_path = data_dir + ".toml";
+    std::ofstream(config_path) << "data_dir = \"" << data_dir << "\"\norigin = \"" << kOrigin
+                               << "\"\npolicy = \"" << policy
+                               << "\"\nendpoints = [\"tcp://127.0.0.1:" << agent_port
+                               << "\"]\n[api]\nlisten = \"127.0.0.1:" << api_port
+                               << "\"\n[[api_token]]\nidentity = \"sam\"\nsha256 = \""
+                               << api::TokenHash(kSam) << "\"\n"
+                               << agents << witness;
+  }
+  bool Start() {
+    const std::string log = dir + ".log";
+    pid = ::fork();
+    if (pid == 0) {
+      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      ::dup2(fd, STDERR_FILENO);
+      ::execl(LATCH_COLLECTOR_BIN, LATCH_COLLECTOR_BIN, "--config", config_path.c_str(),
+              static_cast<char*>(nullptr));
+      ::_exit(127);
     }
+    for (int i = 0; i < 500; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      if (Log().find("msg=serving") != std::string::npos) return true;
+    }
+    return false;
+  }
+  std::string Log() const {
+    std::ifstream f(dir + ".log");
+    return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
   }
   void Stop() {
-    if (server == nullptr) return;
-    server->Stop();
-    thread.join();
-    server.reset();
+    if (pid <= 0) return;
+    ::kill(pid, SIGTERM);
+    ::waitpid(pid, nullptr, 0);
+    pid = -1;
   }
   ~Fork() { Stop(); }
   latch::testing::HttpsReply Get(const std::string& target) {
-    return latch::testing::HttpsCall(server->api_port(), config.data_dir + "/api.crt",
+    return latch::testing::HttpsCall(static_cast<uint16_t>(api_port), dir + "/api.crt",
                                      http::verb::get, target, kSam);
   }
 };
@@ -147,26 +181,27 @@ TEST(SplitViewTest, TheWitnessRefusesTheSecondForkAndItsAgentRaisesTheAlarm) {
   ASSERT_TRUE(schema::LoadOrCreateCurveKey(a.dir + "/agent.key", &a.key).ok());
   ASSERT_TRUE(schema::LoadOrCreateCurveKey(b.dir + "/agent.key", &b.key).ok());
 
-  CollectorConfig base;
-  base.origin = kOrigin;
-  base.data_dir = dir / "first";
-  base.api_enabled = true;
-  base.api_port = 0;
-  base.api_tokens[api::TokenHash(kSam)] = "sam";
-  base.agents[a.key.public_z85] = "host-a";
-  base.agents[b.key.public_z85] = "host-b";
-  base.witness_interval_ms = 100;
-  // The keys, made once; the copy made now is the second fork's start.
-  std::string ledger_vkey, curve_key;
-  {
-    std::unique_ptr<CollectorServer> first;
-    Status s = CollectorServer::Open(base, &first);
-    ASSERT_TRUE(s.ok()) << s.ToString();
-    ledger_vkey = first->ledger_vkey();
-    curve_key = first->curve_public_key();
-  }
-  for (const auto& e : fs::recursive_directory_iterator(base.data_dir)) {
-    const fs::path to = fs::path(dir / "second") / fs::relative(e.path(), base.data_dir);
+  // The keys, made once (latch-collector keys); the copy made now is the
+  // second fork's start: same keys, same (empty) ledger.
+  const std::string first_dir = dir / "first";
+  std::ofstream(dir / "keys.toml")
+      << "data_dir = \"" << first_dir << "\"\norigin = \"" << kOrigin << "\"\n";
+  std::string keys;
+  ASSERT_EQ(
+      latch::testing::RunTool({LATCH_COLLECTOR_BIN, "keys", "--config", dir / "keys.toml"}, &keys),
+      0)
+      << keys;
+  auto setting = [&](const std::string& name) {  // name = "value" as it prints them
+    const size_t at = keys.find(name + " = \"");
+    if (at == std::string::npos) return std::string();
+    const size_t from = at + name.size() + 4;
+    return keys.substr(from, keys.find('"', from) - from);
+  };
+  const std::string ledger_vkey = setting("ledger_key"), curve_key = setting("curve_public_key");
+  ASSERT_FALSE(ledger_vkey.empty()) << keys;
+  ASSERT_FALSE(curve_key.empty()) << keys;
+  for (const auto& e : fs::recursive_directory_iterator(first_dir)) {
+    const fs::path to = fs::path(dir / "second") / fs::relative(e.path(), first_dir);
     if (e.is_directory()) fs::create_directories(to);
     if (e.is_regular_file()) {
       fs::create_directories(to.parent_path());
@@ -180,19 +215,22 @@ TEST(SplitViewTest, TheWitnessRefusesTheSecondForkAndItsAgentRaisesTheAlarm) {
       witness.Configure(dir / "witness", "witness.example/w1", {{kOrigin, ledger_vkey}}, &error))
       << error;
   ASSERT_TRUE(witness.Start()) << witness.ReadLog();
-  base.witnesses = {{witness.url(), witness.vkey(), witness.ca()}};
-  base.witness_quorum = 1;
-
+  const std::string agents = "[[agent]]\nhost_id = \"host-a\"\ncurve_public_key = \"" +
+                             a.key.public_z85 + "\"\n[[agent]]\nhost_id = \"host-b\"\n" +
+                             "curve_public_key = \"" + b.key.public_z85 + "\"\n";
+  const std::string witnessing = "[[witness]]\nurl = \"" + witness.url() + "\"\nkey = \"" +
+                                 witness.vkey() + "\"\nca = \"" + witness.ca() +
+                                 "\"\n[witnessing]\nquorum = 1\ninterval_ms = 100\n";
   Fork first, second;
-  first.config = base;
-  first.config.endpoints = {"tcp://127.0.0.1:" + std::to_string(FreePort())};
-  second.config = base;
-  second.config.data_dir = dir / "second";
-  second.config.endpoints = {"tcp://127.0.0.1:" + std::to_string(FreePort())};
+  const int first_port = FreePort(), second_port = FreePort();
+  latch::testing::WriteTestPolicy(dir / "policy.toml");  // sam audits
+  first.Configure(first_dir, dir / "policy.toml", first_port, agents, witnessing);
+  second.Configure(dir / "second", dir / "policy.toml", second_port, agents, witnessing);
 
   // The first fork runs, takes agent A's records, and is witnessed.
-  first.Start();
-  a.Start(first.config.endpoints[0], curve_key, ledger_vkey, witness.key(), "host-a");
+  ASSERT_TRUE(first.Start()) << first.Log();
+  a.Start("tcp://127.0.0.1:" + std::to_string(first_port), curve_key, ledger_vkey, witness.key(),
+          "host-a");
   a.Feed(50);
   ASSERT_TRUE([&] {
     for (int i = 0; i < 200; ++i) {
@@ -206,8 +244,9 @@ TEST(SplitViewTest, TheWitnessRefusesTheSecondForkAndItsAgentRaisesTheAlarm) {
   }()) << a.log_text.str();
 
   // The second fork, same keys, fed by agent B.
-  second.Start();
-  b.Start(second.config.endpoints[0], curve_key, ledger_vkey, witness.key(), "host-b");
+  ASSERT_TRUE(second.Start()) << second.Log();
+  b.Start("tcp://127.0.0.1:" + std::to_string(second_port), curve_key, ledger_vkey, witness.key(),
+          "host-b");
   const auto fed_at = Clock::now();
   b.Feed(200);  // longer than the first fork: the witness also gets a proof (422)
   bool alarmed = false;
@@ -222,6 +261,14 @@ TEST(SplitViewTest, TheWitnessRefusesTheSecondForkAndItsAgentRaisesTheAlarm) {
   // The bound (3 s) plus a tick, with room for a slow machine.
   EXPECT_LT(waited, std::chrono::seconds(10));
   EXPECT_EQ(a.Counters().alarms, 0u) << a.log_text.str();
+  // The alarm is on the second fork's own record too (agentAlarm).
+  bool recorded = false;
+  for (int i = 0; i < 100 && !recorded; ++i) {
+    recorded =
+        second.Get("/v1/events?kind=agentAlarm").body.find("unwitnessed") != std::string::npos;
+    if (!recorded) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(recorded) << second.Get("/v1/events?kind=agentAlarm").body;
 
   // The witness never cosigned the second fork: it holds the first's, the
   // second collector has nothing witnessed to serve, and says why.
@@ -236,9 +283,10 @@ TEST(SplitViewTest, TheWitnessRefusesTheSecondForkAndItsAgentRaisesTheAlarm) {
   ASSERT_EQ(first_checkpoint.status, 200);
   tlog::NoteVerifier ledger_key;
   ASSERT_TRUE(tlog::NoteVerifier::Parse(ledger_vkey, &ledger_key).ok());
-  const tlog::CosignatureVerifier keys[] = {witness.key()};
+  const tlog::CosignatureVerifier witness_keys[] = {witness.key()};
   tlog::Checkpoint cp;
-  ASSERT_TRUE(tlog::OpenWitnessedCheckpoint(first_checkpoint.body, ledger_key, keys, 1, &cp).ok());
+  ASSERT_TRUE(
+      tlog::OpenWitnessedCheckpoint(first_checkpoint.body, ledger_key, witness_keys, 1, &cp).ok());
   EXPECT_EQ(witness.HeldSize() >= cp.size, true);
   a.Stop();
   b.Stop();
