@@ -42,8 +42,7 @@ void CollectorServer::MaintainWitnessing() {
   // Each new witnessed checkpoint (or one with more cosignatures) goes to
   // the agents, which demand one covering what they were acknowledged.
   const Witnessing::Published published = witnessing_->published();
-  if (published.size != sent_witnessed_.first ||
-      published.cosignatures != sent_witnessed_.second) {
+  if (published.size != sent_witnessed_.first || published.cosignatures != sent_witnessed_.second) {
     sent_witnessed_ = {published.size, published.cosignatures};
     channel_->SendWitnessed(published.note);
   }

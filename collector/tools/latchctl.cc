@@ -53,18 +53,18 @@ namespace {
 
 using latchctl::Call;
 using latchctl::ConfigDir;
+using latchctl::CosignedBy;
 using latchctl::Events;
 using latchctl::EventsArgs;
-using latchctl::Reply;
-using latchctl::Resolve;
-using latchctl::CosignedBy;
 using latchctl::FetchConsistencyProof;
 using latchctl::LoadWitnesses;
+using latchctl::Reply;
+using latchctl::Resolve;
 using latchctl::Settings;
-using latchctl::Witnesses;
 using latchctl::Slurp;
 using latchctl::T;
 using latchctl::Unreachable;
+using latchctl::Witnesses;
 namespace fs = std::filesystem;
 
 // Prints the reply (JSON or via `table`) and returns the exit code.
