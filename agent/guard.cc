@@ -219,16 +219,18 @@ Status Guard::Attach() {
   return status;
 }
 
-Status Guard::Uninstall(const std::string& pin_dir) {
+Status Guard::Uninstall(const std::string& pin_dir, const std::function<Status()>& nested) {
   std::error_code ec;
   if (!std::filesystem::exists(pin_dir, ec)) return Status::NotFound(pin_dir + " does not exist");
   // An agent still running puts a detached guard back (issue 13.7) and may
   // pin a link again between our unlinking and rmdir: detach again then.
-  // It re-pins maps and then links over some milliseconds: passes are
-  // spaced, for up to about a second.
+  // It re-pins maps and then links over some milliseconds (longer on a
+  // loaded machine: CI once saw a second's worth of passes all lose): passes
+  // are spaced, for up to about five seconds.
   Status s;
-  for (int attempt = 0; attempt < 20; ++attempt) {
+  for (int attempt = 0; attempt < 100; ++attempt) {
     bool repinned = false;
+    if (nested) LATCH_RETURN_IF_ERROR(nested());
     s = UninstallOnce(pin_dir, &repinned);
     if (!repinned) return s;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -253,7 +255,12 @@ Status Guard::UninstallOnce(const std::string& pin_dir, bool* repinned) {
   if (::rmdir(pin_dir.c_str()) != 0) {
     int err = errno;
     *repinned = err == ENOTEMPTY;
-    return Status::FromErrno("remove " + pin_dir, err);
+    // Say what is left, so a failure names what pinned it.
+    std::string left;
+    for (const auto& e : std::filesystem::directory_iterator(pin_dir, ec)) {
+      left += (left.empty() ? " (left: " : ", ") + e.path().filename().string();
+    }
+    return Status::FromErrno("remove " + pin_dir + (left.empty() ? "" : left + ")"), err);
   }
   return Status::Ok();
 }

@@ -18,6 +18,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -62,7 +63,10 @@ class Guard {
  public:
   static Status Install(const GuardOptions& options, std::unique_ptr<Guard>* out);
   // Detaches the pinned links and removes every pin under `pin_dir`.
-  static Status Uninstall(const std::string& pin_dir);
+  // `nested` (if given) removes what other parts pinned below it (activity
+  // capture's directory); it runs before each pass, since a running agent
+  // may pin there again meanwhile.
+  static Status Uninstall(const std::string& pin_dir, const std::function<Status()>& nested = {});
   ~Guard();
   Guard(const Guard&) = delete;
   Guard& operator=(const Guard&) = delete;

@@ -163,8 +163,9 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (*uninstall) {
-    s = latch::agent::ActivityCapture::Uninstall(latch::agent::ActivityPinDir(config));
-    if (s.ok()) s = latch::agent::Guard::Uninstall(config.pin_dir);
+    const std::string activity = latch::agent::ActivityPinDir(config);
+    s = latch::agent::Guard::Uninstall(
+        config.pin_dir, [&] { return latch::agent::ActivityCapture::Uninstall(activity); });
     if (!s.ok()) return Fail(s);
     std::cerr << "latch-agent: guard and activity capture detached, pins under " << config.pin_dir
               << " removed\n";
