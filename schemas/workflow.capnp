@@ -157,7 +157,23 @@ struct WorkflowAction {
     apiCredentialAdded @19 :ApiCredential;
     apiCredentialRemoved @20 :ApiCredential;
     witnessProblem @21 :WitnessProblem;
+    sessionStarted @22 :ApiSession;
+    sessionEnded @23 :ApiSession;
   }
+}
+
+# A web console session (issue 19): someone signed in with an API token or
+# client certificate and was given a session cookie (sessionStarted, on
+# record before the cookie is sent), or signed out (sessionEnded, on record
+# before the answer; the cookie is refused from then on). A session that
+# simply runs out is not recorded again: its end is in its start.
+struct ApiSession {
+  identity @0 :Text;             # who signed in
+  sessionHash @1 :Text;          # hex SHA-256 of the session's secret (the cookie is never kept)
+  via @2 :Text;                  # "token" or "cert": what signed in
+  credentialSha256 @3 :Text;     # which credential (its hash), ended with it if it is removed
+  expiresAtNs @4 :Int64;         # unix ns: refused from then on
+  why @5 :Text;                  # sessionEnded: "signed out"
 }
 
 # A witness (issue 18) stopped cosigning the ledger's checkpoints, or

@@ -35,7 +35,36 @@ std::string TokenHash(const std::string& token) {
   return tlog::HexEncode(h);
 }
 
+std::string CookieValue(std::string_view header, std::string_view name) {
+  while (!header.empty()) {
+    size_t end = header.find(';');
+    std::string_view pair = header.substr(0, end);
+    header = end == std::string_view::npos ? std::string_view() : header.substr(end + 1);
+    while (!pair.empty() && pair.front() == ' ') pair.remove_prefix(1);
+    size_t eq = pair.find('=');
+    if (eq != std::string_view::npos && pair.substr(0, eq) == name) {
+      return std::string(pair.substr(eq + 1));
+    }
+  }
+  return "";
+}
+
 namespace {
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Headers every answer carries: nothing is sniffed into another type,
+// framed by another site, or told where it was linked from.
+template <class Message>
+void SetCommonHeaders(Message& m) {
+  m.set("X-Content-Type-Options", "nosniff");
+  m.set("X-Frame-Options", "DENY");
+  m.set("Referrer-Policy", "no-referrer");
+}
 
 // Descriptors a process needs beyond its API connections (ledger, index,
 // ZeroMQ, logs).
@@ -146,10 +175,17 @@ class ApiServer::Session : public std::enable_shared_from_this<Session> {
     Lowest().expires_never();  // the handler's time is not the client's
     auto& msg = parser_->get();
     keep_ = msg.keep_alive();
-    ApiRequest req{std::string(msg.method_string()), std::string(msg.target()), "",
-                   std::move(msg.body())};
-    std::string authorization(msg[http::field::authorization]);
-    server_->Dispatch(std::move(req), authorization, client_cert_hash_, peer_, MakeRespond());
+    ApiRequest req;
+    req.method = std::string(msg.method_string());
+    req.target = std::string(msg.target());
+    req.body = std::move(msg.body());
+    req.if_none_match = std::string(msg[http::field::if_none_match]);
+    Credentials credentials;
+    credentials.authorization = std::string(msg[http::field::authorization]);
+    credentials.cookie = std::string(msg[http::field::cookie]);
+    credentials.csrf = std::string(msg["X-Latch-CSRF"]);
+    credentials.client_cert_hash = client_cert_hash_;
+    server_->Dispatch(std::move(req), credentials, peer_, MakeRespond());
   }
 
   // The handler's answer, once, from any thread; a handler that drops it
@@ -187,6 +223,8 @@ class ApiServer::Session : public std::enable_shared_from_this<Session> {
         static_cast<http::status>(out.status), 11);
     res->set(http::field::server, "latch-collector");
     res->set(http::field::content_type, out.content_type);
+    SetCommonHeaders(*res);
+    for (const auto& [name, value] : out.headers) res->insert(name, value);
     res->keep_alive(keep_);
     res->body() = std::move(out.body);
     res->prepare_payload();
@@ -232,6 +270,7 @@ class ApiServer::Session : public std::enable_shared_from_this<Session> {
     head->set(http::field::server, "latch-collector");
     head->set(http::field::content_type, type);
     head->set(http::field::cache_control, "no-cache");
+    SetCommonHeaders(*head);
     head->keep_alive(false);
     auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*head);
     Lowest().expires_after(idle_);
@@ -303,6 +342,13 @@ Status ApiServer::Start() {
     // it is authenticated by its pinned fingerprint, not by a chain.
     impl_->tls.set_verify_mode(asio::ssl::verify_peer);
     impl_->tls.set_verify_callback([](bool, asio::ssl::verify_context&) { return true; });
+    // With peer verification on, OpenSSL refuses to resume a session (a
+    // browser's second connection does) unless sessions have a context:
+    // without one, Chromium's module scripts failed with a TLS protocol
+    // error while the page that loaded them had worked.
+    static constexpr unsigned char kSessionContext[] = "latch-api";
+    SSL_CTX_set_session_id_context(impl_->tls.native_handle(), kSessionContext,
+                                   sizeof(kSessionContext) - 1);
     tcp::endpoint at(asio::ip::make_address(options_.listen_address), options_.port);
     impl_->acceptor.open(at.protocol());
     impl_->acceptor.set_option(tcp::acceptor::reuse_address(true));
@@ -383,6 +429,13 @@ void ApiServer::SetCredentials(std::map<std::string, std::string> token_hashes,
                                std::map<std::string, std::string> client_cert_hashes) {
   options_.token_hashes = std::move(token_hashes);
   options_.client_cert_hashes = std::move(client_cert_hashes);
+  std::set<std::string> accepted;
+  for (const auto& [hash, who] : options_.token_hashes) accepted.insert(hash);
+  for (const auto& [hash, who] : options_.client_cert_hashes) accepted.insert(hash);
+  if (size_t ended = sessions_.KeepOnly(accepted)) {
+    logging::Default().Info("console sessions ended with their credentials",
+                            {{"sessions", static_cast<uint64_t>(ended)}});
+  }
 }
 
 void ApiServer::Stop() {
@@ -399,34 +452,74 @@ bool ApiServer::StreamStarted() {
 
 void ApiServer::StreamEnded() { --streams_; }
 
-void ApiServer::Dispatch(ApiRequest req, const std::string& authorization,
-                         const std::string& client_cert_hash, const std::string& peer,
+std::optional<ApiResponse> ApiServer::Authenticate(ApiRequest* req, const Credentials& c,
+                                                   const std::string& peer) {
+  // A bearer token if the request has one (it must be valid), else the
+  // console's session cookie (it must be live), else a pinned client
+  // certificate. A 401's record names what was asked for (a 403's, below,
+  // only its path).
+  const std::string what = req->method + " " + std::string(text::TruncateUtf8(req->target, 200));
+  const std::string prefix = "Bearer ";
+  const std::string session_secret = CookieValue(c.cookie, kSessionCookie);
+  if (!c.authorization.empty()) {
+    if (c.authorization.rfind(prefix, 0) == 0) {
+      std::string hash = TokenHash(c.authorization.substr(prefix.size()));
+      auto it = options_.token_hashes.find(hash);
+      if (it != options_.token_hashes.end()) {
+        req->identity = it->second;
+        req->via = "token";
+        req->credential = hash;
+      }
+    }
+  } else if (!session_secret.empty()) {
+    const SessionBook::Session* s = sessions_.Find(session_secret, NowNs());
+    if (s == nullptr) {
+      refused_("api_unauthenticated", what + " (a session that has ended)", peer, "");
+      return ApiResponse{401, "application/json",
+                         R"({"error":"the session has ended; sign in again"})"};
+    }
+    // A change must carry the session's CSRF token: a page of another
+    // site can make the browser send the cookie, not read the token.
+    if (req->method != "GET" && req->method != "HEAD" && !SecretsEqual(c.csrf, s->csrf)) {
+      refused_("api_forbidden", s->identity + ": " + what + " (no valid CSRF token)", peer,
+               s->identity);
+      return ApiResponse{403, "application/json",
+                         R"({"error":"a change needs the session's X-Latch-CSRF token"})"};
+    }
+    req->identity = s->identity;
+    req->via = "session";
+    req->credential = SessionBook::HashOf(session_secret);
+  } else if (!c.client_cert_hash.empty()) {
+    auto it = options_.client_cert_hashes.find(c.client_cert_hash);
+    if (it != options_.client_cert_hashes.end()) {
+      req->identity = it->second;
+      req->via = "cert";
+      req->credential = c.client_cert_hash;
+    }
+  }
+  if (req->identity.empty()) {
+    refused_("api_unauthenticated", what, peer, "");
+    return ApiResponse{401, "application/json",
+                       R"({"error":"a valid bearer token or client certificate is required"})"};
+  }
+  return std::nullopt;
+}
+
+void ApiServer::Dispatch(ApiRequest req, const Credentials& credentials, const std::string& peer,
                          Respond respond) {
   const std::string method = req.method, target = req.target;
   if (!text::IsValidUtf8(target)) {
     refused_("api_malformed", method + " (a request target that is not UTF-8)", peer, "");
     return respond({400, "application/json", R"({"error":"the request target must be UTF-8"})"});
   }
-  bool open =
-      target == "/healthz" ||
-      (options_.public_log && (target == "/checkpoint" || target.rfind("/tile/", 0) == 0)) ||
-      options_.open_paths.count(target.substr(0, target.find('?'))) != 0;
+  const std::string path = target.substr(0, target.find('?'));
+  bool open = path == "/healthz" ||
+              (options_.public_log && (path == "/checkpoint" || path.rfind("/tile/", 0) == 0)) ||
+              options_.open_paths.count(path) != 0;
+  for (const std::string& p : options_.open_prefixes) open = open || path.rfind(p, 0) == 0;
   if (!open) {
-    // A bearer token if the request has one (it must be valid), else a
-    // pinned client certificate.
-    const std::string prefix = "Bearer ";
-    if (authorization.rfind(prefix, 0) == 0) {
-      auto it = options_.token_hashes.find(TokenHash(authorization.substr(prefix.size())));
-      if (it != options_.token_hashes.end()) req.identity = it->second;
-    } else if (authorization.empty() && !client_cert_hash.empty()) {
-      auto it = options_.client_cert_hashes.find(client_cert_hash);
-      if (it != options_.client_cert_hashes.end()) req.identity = it->second;
-    }
-    if (req.identity.empty()) {
-      refused_("api_unauthenticated", method + " " + std::string(text::TruncateUtf8(target, 200)),
-               peer, "");
-      return respond({401, "application/json",
-                      R"({"error":"a valid bearer token or client certificate is required"})"});
+    if (std::optional<ApiResponse> refusal = Authenticate(&req, credentials, peer)) {
+      return respond(std::move(*refusal));
     }
   }
   // Authorization failures are recorded like authentication failures.

@@ -29,8 +29,11 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <utility>
+#include <vector>
 
+#include "collector/api/session_book.h"
 #include "lib/status/status.h"
 
 namespace boost::asio {
@@ -44,6 +47,12 @@ struct ApiRequest {
   std::string target;    // path and query
   std::string identity;  // empty for /healthz (and /checkpoint, /tile/ of a public log)
   std::string body;
+  // How the identity was established: "token", "cert" or "session" (a
+  // console's session cookie); and the hex SHA-256 of that token,
+  // certificate or session secret.
+  std::string via;
+  std::string credential;
+  std::string if_none_match;  // the If-None-Match header (static files)
 };
 
 // A streamed response is pulled, piece by piece: once the headers, and then
@@ -65,6 +74,8 @@ struct ApiResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  // More headers (Set-Cookie, ETag, Cache-Control, Content-Security-Policy).
+  std::vector<std::pair<std::string, std::string>> headers;
   // Set for a streamed response (server-sent events): the server sends the
   // status and headers, then the pieces `stream` gives (see StreamSource).
   // `body` is ignored.
@@ -94,6 +105,8 @@ struct ApiOptions {
   // More paths served without credentials (a witness's /add-checkpoint,
   // whose only authentication is the log's signature on what it is sent).
   std::set<std::string> open_paths;
+  // Path prefixes served without credentials (the console's static files).
+  std::vector<std::string> open_prefixes;
 };
 
 class ApiServer {
@@ -121,8 +134,24 @@ class ApiServer {
   uint16_t port() const { return bound_port_; }
   // Replaces the accepted tokens and client certificates (on the
   // io_context's thread): requests authenticated from then on use them.
+  // Sessions whose credential is no longer among them end.
   void SetCredentials(std::map<std::string, std::string> token_hashes,
                       std::map<std::string, std::string> client_cert_hashes);
+  // The console's sessions: a request that carries the session cookie (and
+  // no Authorization header) is its session's identity's, and one that
+  // changes anything (not GET or HEAD) must carry the session's CSRF token
+  // in X-Latch-CSRF, or is refused 403 (a cross-site form cannot set it).
+  // The io_context's thread's.
+  SessionBook& sessions() { return sessions_; }
+  static constexpr const char* kSessionCookie = "__Host-latch_session";
+
+  // The headers of a request that authentication reads.
+  struct Credentials {
+    std::string authorization;
+    std::string cookie;
+    std::string csrf;  // X-Latch-CSRF
+    std::string client_cert_hash;
+  };
 
  private:
   class Session;
@@ -130,8 +159,13 @@ class ApiServer {
   void Accept();
   void CloseAll();
   // Authentication, then the handler; calls `respond` with a refusal itself.
-  void Dispatch(ApiRequest req, const std::string& authorization,
-                const std::string& client_cert_hash, const std::string& peer, Respond respond);
+  void Dispatch(ApiRequest req, const Credentials& credentials, const std::string& peer,
+                Respond respond);
+  // Who a request is: sets req->identity, via and credential from its
+  // credentials; an error response (401, or 403 for a change without its
+  // session's CSRF token) if it cannot be admitted.
+  std::optional<ApiResponse> Authenticate(ApiRequest* req, const Credentials& credentials,
+                                          const std::string& peer);
   // Streams under way, counted against max_streams (on the io_context's
   // thread): one ends when its session closes.
   bool StreamStarted();
@@ -145,11 +179,15 @@ class ApiServer {
   RefusalHook refused_;
   std::unique_ptr<Impl> impl_;  // owned by the io_context's thread after Start()
   uint16_t bound_port_ = 0;
-  int streams_ = 0;  // the io_context's thread's
+  int streams_ = 0;       // the io_context's thread's
+  SessionBook sessions_;  // the io_context's thread's
   bool stopping_ = false;
 };
 
 // Lower-case hex SHA-256 of a token, as the configuration stores it.
 std::string TokenHash(const std::string& token);
+
+// The value of cookie `name` in a Cookie header ("a=1; b=2"), or "".
+std::string CookieValue(std::string_view header, std::string_view name);
 
 }  // namespace latch::api

@@ -338,6 +338,8 @@ Status EventIndex::AddOne(uint64_t idx, const RecordView& v) {
                               .Run());
   } else if (v.kind == "refusal") {
     subject = v.identity;  // set for a refusal of one identity (a 403)
+  } else if (v.kind == "sessionStarted" || v.kind == "sessionEnded") {
+    subject = v.identity;  // one's own console sign-ins and sign-outs
   } else if (v.kind == "grantRevoked" || v.kind == "grantExpired") {
     auto g = grants_.find(grant_id);
     if (g != grants_.end()) {

@@ -219,6 +219,14 @@ Status ViewWorkflow(const std::string& payload, RecordView* v, bool with_detail)
           case W::WITNESS_PROBLEM:
             v->kind = "witnessProblem";
             return Status::Ok();
+          case W::SESSION_STARTED:
+            v->kind = "sessionStarted";
+            v->identity = a.getSessionStarted().getIdentity();  // one's own sign-ins
+            return Status::Ok();
+          case W::SESSION_ENDED:
+            v->kind = "sessionEnded";
+            v->identity = a.getSessionEnded().getIdentity();
+            return Status::Ok();
         }
         v->kind = "workflow";  // a union member newer than this reader
         return Status::Ok();

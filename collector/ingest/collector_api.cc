@@ -29,6 +29,9 @@ Status CollectorServer::StartApi() {
   o.idle_timeout_ms = config_.api_idle_timeout_ms;
   o.max_connections_per_address = config_.api_max_connections_per_address;
   o.public_log = config_.api_public_log;
+  // The web console's files are public; what they show is not.
+  o.open_paths.insert("/");
+  o.open_prefixes.push_back("/console/");
   LATCH_RETURN_IF_ERROR(
       api::EnsureTlsIdentity(o.cert_path, o.key_path, api::ListenNames(config_.api_address)));
   AddRoutes();
@@ -74,6 +77,12 @@ void CollectorServer::AddRoutes() {
   read("/v1/proof/inclusion", &CollectorServer::HandleInclusionProof);
   read("/v1/events", &CollectorServer::HandleEventsQuery);
   read("/v1/events/stream", &CollectorServer::HandleEventsStream);
+  // Static, so on a worker: a page loads without waiting for the loop.
+  add("GET", "/", RunsOn::kWorker, &CollectorServer::ApiConsoleFile);
+  add("GET", "/console/*", RunsOn::kWorker, &CollectorServer::ApiConsoleFile);
+  add("POST", "/v1/session", RunsOn::kLoop, &CollectorServer::ApiSignIn);
+  add("GET", "/v1/session", RunsOn::kLoop, &CollectorServer::ApiWhoAmI);
+  add("POST", "/v1/session/end", RunsOn::kLoop, &CollectorServer::ApiSignOut);
   add("GET", "/v1/grants", RunsOn::kLoop, &CollectorServer::ApiGrants);
   add("GET", "/v1/hosts", RunsOn::kLoop, &CollectorServer::ApiHosts);
   add("GET", "/v1/agents", RunsOn::kLoop, &CollectorServer::ApiAgents);

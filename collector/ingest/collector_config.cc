@@ -155,9 +155,10 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
   if (const toml::node* n = root.get("api")) {
     const toml::table* t = n->as_table();
     if (t == nullptr) return Bad(source, n->source(), "'api' must be an [api] table");
-    LATCH_RETURN_IF_ERROR(CheckKeys(*t, source,
-                                    {"listen", "cert", "key", "idle_timeout_ms",
-                                     "max_connections_per_address", "public_log", "advertise"}));
+    LATCH_RETURN_IF_ERROR(
+        CheckKeys(*t, source,
+                  {"listen", "cert", "key", "idle_timeout_ms", "max_connections_per_address",
+                   "public_log", "advertise", "session_minutes"}));
     c.api_enabled = true;
     std::string listen = c.api_address + ":" + std::to_string(c.api_port);
     LATCH_RETURN_IF_ERROR(Get(*t, source, "listen", &listen, false));
@@ -193,6 +194,12 @@ Status ParseCollectorConfig(std::string_view toml_text, const std::string& sourc
     c.api_idle_timeout_ms = static_cast<int>(idle);
     c.api_max_connections_per_address = static_cast<int>(per_address);
     LATCH_RETURN_IF_ERROR(Get(*t, source, "public_log", &c.api_public_log, false));
+    int64_t session = c.api_session_minutes;
+    LATCH_RETURN_IF_ERROR(Get(*t, source, "session_minutes", &session, false));
+    if (session < 1 || session > 24 * 60) {
+      return Bad(source, t->source(), "api session_minutes must be 1 to 1440 (a day)");
+    }
+    c.api_session_minutes = static_cast<int>(session);
   }
   if (const toml::node* n = root.get("api_client")) {
     const toml::array* list = n->as_array();

@@ -24,6 +24,7 @@
 //   idle_timeout_ms = 10000              # a connection silent this long is closed
 //   max_connections_per_address = 16     # at most this many connections per peer address
 //   public_log = false                   # true: /checkpoint and /tile/ served without credentials
+//   session_minutes = 480                # a web console session's lifetime (1 to 1440)
 //   advertise = "https://<listen>"       # the URL clients reach this API at; a standby's 503
 //                                        # names the sequencer's (default: from listen, unless
 //                                        # that is 0.0.0.0 or ::)
@@ -111,6 +112,7 @@ struct CollectorConfig {
   // command lines) to anyone who reaches the port; off, they need a token or
   // a pinned client certificate like every other path.
   bool api_public_log = false;
+  int api_session_minutes = 480;  // the console's sessions end this long after sign-in
   struct Webhook {
     std::string url, ca, secret;
     std::vector<std::string> events;  // empty: all

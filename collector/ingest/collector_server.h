@@ -222,6 +222,15 @@ class CollectorServer : private workflow::WorkflowSink {
                                                   const api::ApiServer::Respond&);
   std::optional<api::ApiResponse> ApiRemoveAgent(const api::ApiRequest&, const api::RouteArgs&,
                                                  const api::ApiServer::Respond&);
+  // The web console (console_api.cc): its files, and its sessions.
+  std::optional<api::ApiResponse> ApiConsoleFile(const api::ApiRequest&, const api::RouteArgs&,
+                                                 const api::ApiServer::Respond&);
+  std::optional<api::ApiResponse> ApiSignIn(const api::ApiRequest&, const api::RouteArgs&,
+                                            const api::ApiServer::Respond&);
+  std::optional<api::ApiResponse> ApiSignOut(const api::ApiRequest&, const api::RouteArgs&,
+                                             const api::ApiServer::Respond&);
+  std::optional<api::ApiResponse> ApiWhoAmI(const api::ApiRequest&, const api::RouteArgs&,
+                                            const api::ApiServer::Respond&);
   std::optional<api::ApiResponse> ApiGrants(const api::ApiRequest&, const api::RouteArgs&,
                                             const api::ApiServer::Respond&);
   std::optional<api::ApiResponse> ApiRevoke(const api::ApiRequest&, const api::RouteArgs&,

@@ -46,7 +46,14 @@ nlohmann::json RequestJson(const workflow::AccessRequest& q) {
                         {"reason", q.reason},
                         {"state", workflow::RequestStateName(q.state)},
                         {"break_glass", q.break_glass},
+                        {"created_at_ns", q.created_ns},
                         {"reviews", reviews}};
+}
+
+// The hosts the policy enforces a request's resource on, by name.
+nlohmann::json RequestHosts(const workflow::Policy& policy, const workflow::AccessRequest& q) {
+  const workflow::PolicyResource* r = policy.FindResource(q.resource);
+  return r == nullptr ? nlohmann::json::array() : nlohmann::json(r->hosts);
 }
 
 // Whether `who` is among a grant's principals (GrantBook::Describe's form):
@@ -144,6 +151,7 @@ std::optional<api::ApiResponse> CollectorServer::ApiRequests(const api::ApiReque
       auto j = RequestJson(q);
       j["may_review"] = inbox;
       j["still_needed"] = workflow_->requests().StillNeeded(*workflow_->policy(), q);
+      j["hosts"] = RequestHosts(*workflow_->policy(), q);
       list.push_back(j);
     }
   }
@@ -191,6 +199,7 @@ std::optional<api::ApiResponse> CollectorServer::ApiOneRequest(const api::ApiReq
   auto j = RequestJson(q);
   j["may_review"] = inbox;
   j["still_needed"] = workflow_->requests().StillNeeded(*workflow_->policy(), q);
+  j["hosts"] = RequestHosts(*workflow_->policy(), q);
   return Json(200, j);
 }
 
