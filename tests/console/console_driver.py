@@ -11,7 +11,8 @@ Steps:
   approve       --request N [--screenshot PNG]
   revoke        --grant N --reason TEXT
   timeline      --grant N [--screenshot PNG] [--expect-failure]
-  sign-out
+  sign-out      (prints the cookie it held, for the test to replay)
+  layout        [--screenshot PNG] (each section fits the window's width)
   csp           (an inline script must be blocked)
   csrf          --attacker-url URL (a cross-site form post)
   proof-vectors --vectors DIR (verify/merkle.js against the shared vectors)
@@ -50,7 +51,11 @@ def browser(profile, width=1280, height=800):
     ]:
         o.add_argument(a)
     o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
+    d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=o)
+    if width < 500:  # narrower than a headless window goes: a phone's viewport
+        d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                          {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": True})
+    return d
 
 
 def wait_for(d, condition, what, timeout=WAIT_S):
@@ -173,11 +178,34 @@ def step_timeline(d, a):
     }
 
 
+def step_layout(d, a):
+    # Each section at this window's width: nothing wider than the window
+    # (no sideways scrolling), and every control reachable by Tab.
+    seen = {}
+    for path in ("#/request", "#/inbox", "#/grants", "#/audit"):
+        open_console(d, a.url, path)
+        seen[path] = d.execute_script("""
+          const controls = [...document.querySelectorAll('main a, main button, main input, main select, main textarea')];
+          return {
+            overflow: document.documentElement.scrollWidth - window.innerWidth,
+            unreachable: controls.filter((c) => c.tabIndex < 0 || c.disabled).length,
+            controls: controls.length,
+          };""")
+        if a.screenshot and path == "#/inbox":
+            d.save_screenshot(a.screenshot)
+    return {"sections": seen}
+
+
 def step_sign_out(d, a):
     open_console(d, a.url)
+    # The cookie as it was before signing out: what a thief would hold
+    # (the test replays it, and it must be refused).
+    cookie = [c for c in d.get_cookies() if c["name"] == "__Host-latch_session"]
     d.find_element(By.ID, "sign-out").click()
     wait_for(d, ec.presence_of_element_located((By.ID, "token")), "the sign-in form")
-    return {"signed_out": True}
+    return {"signed_out": True, "cookie": cookie[0]["value"] if cookie else "",
+            "http_only": bool(cookie and cookie[0].get("httpOnly")),
+            "same_site": cookie[0].get("sameSite", "") if cookie else ""}
 
 
 def step_csp(d, a):
@@ -245,6 +273,7 @@ STEPS = {
     "revoke": step_revoke,
     "timeline": step_timeline,
     "sign-out": step_sign_out,
+    "layout": step_layout,
     "csp": step_csp,
     "csrf": step_csrf,
     "proof-vectors": step_proof_vectors,

@@ -1,7 +1,9 @@
 // An HTTP request as the API reads it: Beast's parser with the API's limits,
 // then its target's query string and its JSON body as the handlers parse
 // them (api::ParseQueryString, api::ParseJsonBody), and the fields a request
-// body carries (a duration, free text). Nothing here may crash, hang or leak.
+// body carries (a duration, free text), and the console's session cookie as
+// authentication reads it (api::CookieValue, then a SessionBook lookup).
+// Nothing here may crash, hang or leak.
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 #include <cstddef>
@@ -9,8 +11,10 @@
 #include <map>
 #include <string>
 
+#include "collector/api/api_server.h"
 #include "collector/api/json_body.h"
 #include "collector/api/query_string.h"
+#include "collector/api/session_book.h"
 #include "collector/workflow/duration.h"
 #include "collector/workflow/free_text.h"
 #include "lib/text/utf8.h"
@@ -28,6 +32,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)used;
   if (ec || !parser.is_done()) return 0;
   const auto& msg = parser.get();
+  // A cookie header of any shape: its session value, looked up.
+  std::string secret = latch::api::CookieValue(std::string(msg[http::field::cookie]),
+                                               latch::api::ApiServer::kSessionCookie);
+  static latch::api::SessionBook sessions;
+  (void)sessions.Find(secret, 0);
+  (void)latch::api::SecretsEqual(secret, std::string(msg["X-Latch-CSRF"]));
   std::string target(msg.target());
   if (!latch::text::IsValidUtf8(target)) return 0;  // refused before any handler
   std::map<std::string, std::string> params;

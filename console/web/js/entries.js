@@ -46,15 +46,25 @@ export function describe(event) {
       summary = `grant ${inner.grantId} expired`;
       break;
     case 'decision': {
-      const verb = { allow: 'allowed', deny: 'denied', audit: 'audited', cut: 'cut' }[event.verdict || body.verdict] || body.verdict;
-      summary = `${host}: connect by uid ${body.uid} to port ${body.port} ${verb || ''}` + (body.grantId && body.grantId !== '0' ? ` under grant ${body.grantId}` : '');
+      // Names, not ids: whom the agent found holding the uid, and the
+      // resource, as the events query attributes them.
+      const verb = { allow: 'allowed', deny: 'denied', audit: 'audited', cut: 'cut' }[body.verdict] || body.verdict;
+      summary = `the kernel on ${host} ${verb} ${who(event, body)}'s connect to ${body.daddr}:${body.dport} (${event.resource || `resource ${body.resource_id}`})` +
+        (body.grant_id ? ` under grant ${body.grant_id}` : '');
       break;
     }
+    case 'connect':
+      summary = `${who(event, body)}'s ${body.comm} connected to ${address(body.destination)}:${body.port} on ${host}` +
+        (body.result ? ` (failed: ${body.result})` : '');
+      break;
     case 'exec':
-      summary = `${host}: uid ${body.uid} ran ${(body.argv || []).join(' ') || body.filename || ''}`;
+      summary = `${who(event, body)} ran ${[body.path, ...(body.args || []).slice(1)].join(' ')} on ${host}`;
+      break;
+    case 'exit':
+      summary = `${who(event, body)}'s ${body.comm} (pid ${body.tgid}) exited with ${body.status} on ${host}`;
       break;
     case 'open':
-      summary = `${host}: uid ${body.uid} opened ${body.path || body.filename || ''}`;
+      summary = `${who(event, body)} (${body.comm}) opened ${body.path} on ${host}`;
       break;
     case 'sessionStarted':
       summary = `${use(inner.identity)} signed in to the console (with a ${use(inner.via)})`;
@@ -69,6 +79,22 @@ export function describe(event) {
       summary = `${kind}${actor ? ` by ${use(actor)}` : ''}${host ? ` on ${host}` : ''}`;
   }
   return { kind, summary, shown };
+}
+
+// Who did it: the identity the events query attributes it to (the grant's
+// holder), else the uid.
+function who(event, body) {
+  return event.identity || `uid ${body.uid}`;
+}
+
+// A destination as the records keep it (16 bytes of hex, IPv4 mapped) as
+// an address.
+function address(hex) {
+  if (typeof hex !== 'string' || hex.length !== 32) return String(hex);
+  if (hex.startsWith('00000000000000000000ffff')) {
+    return [24, 26, 28, 30].map((i) => parseInt(hex.slice(i, i + 2), 16)).join('.');
+  }
+  return hex.match(/.{4}/g).join(':');
 }
 
 // The verification mark of one entry: pending, verified, or failed with why.
