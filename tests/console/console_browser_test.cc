@@ -25,6 +25,9 @@
 #include <thread>
 
 #include "console_stack.h"
+#include "lib/tlog/checkpoint.h"
+#include "lib/tlog/cosignature.h"
+#include "lib/tlog/signed_note.h"
 
 namespace latch::testing {
 namespace {
@@ -99,8 +102,9 @@ TEST_F(ConsoleBrowserTest, ARequestApprovedRevokedAndAuditedInTheBrowser) {
   EXPECT_EQ(story["verified"], story["total"]) << story.dump(1);
   std::string all;
   for (const auto& e : story["entries"]) all += e["summary"].get<std::string>() + "\n";
-  for (const char* step : {"tess asked for db", "ann approved request", "issued grant",
-                           "applied its grant set", "allowed tess's connect", "ann revoked grant"}) {
+  for (const char* step :
+       {"tess asked for db", "ann approved request", "issued grant", "applied its grant set",
+        "allowed tess's connect", "ann revoked grant"}) {
     EXPECT_NE(all.find(step), std::string::npos) << step << " not in:\n" << all;
   }
   EXPECT_TRUE(story["console_errors"].empty()) << story.dump();
@@ -175,6 +179,73 @@ TEST_F(ConsoleBrowserTest, TheBrowsersProofModulePassesTheSharedVectors) {
       "tess", {"proof-vectors", "--vectors", std::string(LATCH_TESTDATA_DIR) + "/merkle-proofs"});
   ASSERT_TRUE(r.contains("cases")) << r.dump();
   EXPECT_GT(r["cases"].get<int>(), 150);
+  EXPECT_EQ(r["passed"], r["cases"]) << r["wrong"].dump(1);
+}
+
+// verify/checkpoint.js agrees with lib/tlog on notes the collector's own
+// signer makes: among them a key whose base64 holds a '+' (the console
+// refused every such key before), cosignature lines by witnesses (skipped),
+// and every way a note can fail.
+TEST_F(ConsoleBrowserTest, TheBrowsersCheckpointModuleAgreesWithTheCollectors) {
+  const std::string origin = "console.test/ledger";
+  // A signer whose verifier key's base64 has a '+', and one whose has none.
+  tlog::NoteSigner plus, plain, other;
+  for (int i = 0; i < 200 && (plus.name().empty() || plain.name().empty()); ++i) {
+    tlog::NoteSigner s;
+    ASSERT_TRUE(tlog::NoteSigner::Generate(origin, &s).ok());
+    std::string key = s.verifier().ToString();
+    bool has_plus = key.find('+', key.find('+', key.find('+') + 1) + 1) != std::string::npos;
+    (has_plus ? plus : plain) = s;
+  }
+  ASSERT_FALSE(plus.name().empty());
+  ASSERT_FALSE(plain.name().empty());
+  ASSERT_TRUE(tlog::NoteSigner::Generate(origin, &other).ok());
+  tlog::NoteSigner elsewhere;
+  ASSERT_TRUE(tlog::NoteSigner::Generate("another.log/ledger", &elsewhere).ok());
+  tlog::Checkpoint cp;
+  cp.origin = origin;
+  cp.size = 1234;
+  cp.root.fill(7);
+  auto sign = [](const tlog::NoteSigner& s, const std::string& body) {
+    std::string note;
+    EXPECT_TRUE(s.Sign(body, &note).ok());
+    return note;
+  };
+  nlohmann::json cases = nlohmann::json::array();
+  auto add = [&](const std::string& name, const std::string& note, const tlog::NoteSigner& key,
+                 bool want_ok) {
+    // The C++ verifier's answer is the reference.
+    tlog::Checkpoint opened;
+    bool cpp_ok = tlog::OpenCheckpoint(note, key.verifier(), &opened).ok();
+    EXPECT_EQ(cpp_ok, want_ok) << name;
+    cases.push_back(
+        {{"name", name}, {"note", note}, {"key", key.verifier().ToString()}, {"want_ok", want_ok}});
+  };
+  const std::string good = sign(plus, cp.Body());
+  add("a key with '+' in its base64", good, plus, true);
+  add("a key without", sign(plain, cp.Body()), plain, true);
+  // A witness's cosignature line after the log's: skipped.
+  std::string cosigned = good + std::string(tlog::SignatureLine("witness.example/w", 0x01020304,
+                                                                std::vector<uint8_t>(72, 9)));
+  add("with a cosignature line", cosigned, plus, true);
+  std::string flipped = good;
+  flipped[flipped.size() - 6] = flipped[flipped.size() - 6] == 'A' ? 'B' : 'A';
+  add("one signature character changed", flipped, plus, false);
+  add("signed by another key of the same name", sign(other, cp.Body()), plus, false);
+  tlog::Checkpoint theirs = cp;
+  theirs.origin = "another.log/ledger";
+  add("another log's checkpoint signed with this log's key", sign(plus, theirs.Body()), plus,
+      false);
+  add("another log's checkpoint, its own key", sign(elsewhere, theirs.Body()), elsewhere, true);
+  std::string body_changed = good;
+  body_changed.replace(body_changed.find("1234"), 4, "1235");
+  add("the size changed after signing", body_changed, plus, false);
+  add("no signature block", cp.Body(), plus, false);
+  const std::string file = stack_->dir() + "/checkpoint-cases.json";
+  std::ofstream(file) << cases.dump();
+  nlohmann::json r = Browser("sam", {"checkpoints", "--cases", file});
+  ASSERT_TRUE(r.contains("cases")) << r.dump();
+  EXPECT_EQ(r["cases"], cases.size());
   EXPECT_EQ(r["passed"], r["cases"]) << r["wrong"].dump(1);
 }
 

@@ -16,6 +16,7 @@ Steps:
   csp           (an inline script must be blocked)
   csrf          --attacker-url URL (a cross-site form post)
   proof-vectors --vectors DIR (verify/merkle.js against the shared vectors)
+  checkpoints   --cases FILE (verify/checkpoint.js against notes signed in C++)
 """
 import argparse
 import glob
@@ -174,6 +175,7 @@ def step_timeline(d, a):
         "total": int(status.get_attribute("data-total")),
         "page_ms": int(status.get_attribute("data-ms")),
         "load_to_verified_ms": wall_ms,
+        "banner": d.find_element(By.ID, "banner").text,
         "entries": entries if len(entries) <= 50 else entries[:5] + [e for e in entries if e["verified"] != "yes"][:20],
     }
 
@@ -266,6 +268,30 @@ def step_proof_vectors(d, a):
     return {"cases": len(results), "passed": len(results) - len(wrong), "wrong": wrong[:20], "roots_file": len(roots) > 0}
 
 
+def step_checkpoints(d, a):
+    # verify/checkpoint.js against notes the C++ signer made (--cases: a
+    # JSON list of {name, note, key, want_ok}).
+    open_console(d, a.url)
+    cases = json.load(open(a.cases))
+    results = d.execute_async_script("""
+      const [cases, done] = [arguments[0], arguments[arguments.length - 1]];
+      import('/console/verify/checkpoint.js').then(async (m) => {
+        const out = [];
+        for (const c of cases) {
+          let ok = true, why = '';
+          try {
+            const key = await m.parseVerifierKey(c.key);
+            await m.openCheckpoint(c.note, key);
+          } catch (e) { ok = false; why = e.message; }
+          out.push({name: c.name, want_ok: c.want_ok, ok, why});
+        }
+        done(out);
+      }).catch((e) => done([{name: 'import', want_ok: true, ok: false, why: String(e)}]));
+    """, cases)
+    wrong = [r for r in results if r["ok"] != r["want_ok"]]
+    return {"cases": len(results), "passed": len(results) - len(wrong), "wrong": wrong, "results": results}
+
+
 STEPS = {
     "sign-in": step_sign_in,
     "request": step_request,
@@ -277,6 +303,7 @@ STEPS = {
     "csp": step_csp,
     "csrf": step_csrf,
     "proof-vectors": step_proof_vectors,
+    "checkpoints": step_checkpoints,
 }
 
 
@@ -288,7 +315,7 @@ def main():
     p.add_argument("--width", type=int, default=1280)
     p.add_argument("--height", type=int, default=800)
     for flag in ("--token-file", "--ledger-key", "--resource", "--duration", "--reason", "--screenshot",
-                 "--attacker-url", "--vectors"):
+                 "--attacker-url", "--vectors", "--cases"):
         p.add_argument(flag)
     p.add_argument("--request", type=int)
     p.add_argument("--grant", type=int)

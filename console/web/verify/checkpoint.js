@@ -20,9 +20,14 @@ async function keyId(name, algorithm, key) {
 // Parses and checks a verifier key; resolves to {name, id, key} where `key`
 // is a WebCrypto public key.
 export async function parseVerifierKey(text) {
-  const parts = String(text).trim().split('+');
-  if (parts.length !== 3) throw new Error('a verifier key is <name>+<id>+<key>');
-  const [name, idHex, keyB64] = parts;
+  // The name has no '+' and the id is hex, but base64 has '+' of its own:
+  // split at the first two only (a key whose base64 held a '+' was
+  // refused here before).
+  const t = String(text).trim();
+  const first = t.indexOf('+');
+  const second = first < 0 ? -1 : t.indexOf('+', first + 1);
+  if (first < 0 || second < 0) throw new Error('a verifier key is <name>+<id>+<key>');
+  const [name, idHex, keyB64] = [t.slice(0, first), t.slice(first + 1, second), t.slice(second + 1)];
   if (!/^[\x21-\x7e]+$/.test(name) || name.includes('+')) throw new Error('the key name is not valid');
   if (!/^[0-9a-f]{8}$/.test(idHex)) throw new Error('the key id is not 8 hex digits');
   const raw = fromBase64(keyB64);
@@ -30,7 +35,7 @@ export async function parseVerifierKey(text) {
   const id = parseInt(idHex, 16);
   if ((await keyId(name, 0x01, raw.slice(1))) !== id) throw new Error('the key id does not match the key');
   const key = await crypto.subtle.importKey('raw', raw.slice(1), { name: 'Ed25519' }, false, ['verify']);
-  return { name, id, key, text: String(text).trim() };
+  return { name, id, key, text: t };
 }
 
 // Splits a note into its text and signature lines; throws if malformed.

@@ -43,7 +43,11 @@ export async function render(main, session, grantId) {
               if (!result.ok) item.classList.add('failed');
               return result.ok;
             })
-          : Promise.resolve(false),
+          : Promise.resolve(false).then((ok) => {
+              slot.replaceChildren(mark({ ok: false, why: 'no usable ledger key is pinned in this browser' }));
+              item.classList.add('failed');
+              return ok;
+            }),
       );
     }
   }
