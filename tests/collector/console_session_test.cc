@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "collector/api/api_server.h"
+#include "collector/api/tls_identity.h"
 #include "collector/ingest/collector_server.h"
 #include "https_client.h"
 #include "kernel_sandbox.h"
@@ -41,6 +42,11 @@ class ConsoleSessionTest : public ::testing::Test {
     config_.api_tokens[api::TokenHash(kTess)] = "tess";
     config_.api_tokens[api::TokenHash(kSam)] = "sam";
     config_.api_tokens[api::TokenHash(kOtto)] = "otto";
+    // ann signs in with a client certificate.
+    ASSERT_TRUE(api::EnsureTlsIdentity(dir_ / "ann.crt", dir_ / "ann.key").ok());
+    std::string ann_cert;
+    ASSERT_TRUE(api::CertificateFingerprint(dir_ / "ann.crt", &ann_cert).ok());
+    config_.api_client_certs[ann_cert] = "ann";
     Status s = CollectorServer::Open(config_, &server_);
     ASSERT_TRUE(s.ok()) << s.ToString();
     thread_ = std::thread([this] { run_status_ = server_->Run(); });
@@ -138,6 +144,22 @@ TEST_F(ConsoleSessionTest, SignInGivesAHardenedCookieAndIsOnRecord) {
   EXPECT_EQ(SignIn("wrong-token-0123456789").reply.status, 401);
   nlohmann::json refusals = Events("refusal", 1);
   EXPECT_NE(refusals.dump().find("POST /v1/session"), std::string::npos) << refusals.dump();
+}
+
+TEST_F(ConsoleSessionTest, SignInWithAClientCertificate) {
+  HttpsReply in = latch::testing::HttpsCall(server_->api_port(), config_.data_dir + "/api.crt",
+                                            http::verb::post, "/v1/session", "", "{}",
+                                            dir_ / "ann.crt", dir_ / "ann.key");
+  ASSERT_EQ(in.status, 201) << in.body;
+  std::string set_cookie = in.Header("set-cookie");
+  std::string cookie = set_cookie.substr(0, set_cookie.find(';'));
+  auto me = nlohmann::json::parse(
+      Call(http::verb::get, "/v1/session", "", "", {{"Cookie", cookie}}).body);
+  EXPECT_EQ(me["identity"], "ann");
+  EXPECT_TRUE(me["roles"]["approver"].get<bool>());
+  nlohmann::json started = Events("sessionStarted", 1);
+  ASSERT_EQ(started.size(), 1u);
+  EXPECT_EQ(started[0]["record"]["record"]["sessionStarted"]["via"], "cert");
 }
 
 TEST_F(ConsoleSessionTest, AChangeWithTheCookieNeedsTheSessionsCsrfToken) {

@@ -20,6 +20,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -142,6 +143,20 @@ TEST_F(ConsoleBrowserTest, ARequestApprovedRevokedAndAuditedInTheBrowser) {
   EXPECT_EQ(failed, 1);
   EXPECT_NE(ConsoleStack::Slurp(stack_->dir() + "/proxy.log").find("changed a proof byte"),
             std::string::npos);
+
+  // The audit page's live tail: a connect refused now arrives, verified.
+  const std::string ready = stack_->dir() + "/tail.ready";
+  auto tail = std::async(std::launch::async, [&] {
+    return stack_->Browser(
+        "ann", {"live-tail", "--expect", "denied tess's connect", "--ready-file", ready});
+  });
+  for (int i = 0; i < 300 && !fs::exists(ready); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_TRUE(stack_->ConnectBecomes(EPERM, std::chrono::seconds(5)));
+  nlohmann::json tailed = tail.get();
+  EXPECT_FALSE(tailed.contains("error")) << tailed.dump();
+  EXPECT_EQ(tailed.value("verified", ""), "yes") << tailed.dump();
 
   // A phone's width: every section fits, every control is reachable.
   nlohmann::json phone = Browser("ann", {"layout", "--width", "390", "--height", "844",

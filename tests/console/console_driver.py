@@ -13,6 +13,7 @@ Steps:
   timeline      --grant N [--screenshot PNG] [--expect-failure]
   sign-out      (prints the cookie it held, for the test to replay)
   layout        [--screenshot PNG] (each section fits the window's width)
+  live-tail     --expect TEXT --ready-file F (the audit page's live tail shows it, verified)
   csp           (an inline script must be blocked)
   csrf          --attacker-url URL (a cross-site form post)
   proof-vectors --vectors DIR (verify/merkle.js against the shared vectors)
@@ -49,6 +50,8 @@ def browser(profile, width=1280, height=800):
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
+        "--disable-breakpad",  # no crash reports outside the profile
+        "--disable-crash-reporter",
     ]:
         o.add_argument(a)
     o.set_capability("goog:loggingPrefs", {"browser": "ALL"})
@@ -174,10 +177,35 @@ def step_timeline(d, a):
         "verified": int(status.get_attribute("data-verified")),
         "total": int(status.get_attribute("data-total")),
         "page_ms": int(status.get_attribute("data-ms")),
-        "load_to_verified_ms": wall_ms,
+        "fetch_ms": int(status.get_attribute("data-fetch-ms")),
+        "load_to_verified_ms": int(status.get_attribute("data-since-load")),
+        "driver_wall_ms": wall_ms,
         "banner": d.find_element(By.ID, "banner").text,
         "entries": entries if len(entries) <= 50 else entries[:5] + [e for e in entries if e["verified"] != "yes"][:20],
     }
+
+
+def step_live_tail(d, a):
+    # The audit page with its live tail on: waits for an entry whose words
+    # contain --expect to arrive (the test makes it happen meanwhile), and
+    # for its mark.
+    open_console(d, a.url, "#/audit")
+    d.find_element(By.ID, "f-live").click()
+    d.find_element(By.CSS_SELECTOR, "#audit-filters button[type=submit]").click()
+    wait_for(d, lambda d: "ledger size" in d.find_element(By.ID, "view").text, "the first page")
+    with open(a.ready_file, "w") as f:
+        f.write("tailing\n")
+
+    def arrived(d):
+        for row in d.find_elements(By.CSS_SELECTOR, "#events tr"):
+            if a.expect in row.text:
+                m = row.find_element(By.CSS_SELECTOR, ".mark")
+                if m.get_attribute("data-verified") != "pending":
+                    return row
+        return False
+    row = wait_for(d, arrived, f"a live entry with '{a.expect}'", timeout=45)
+    m = row.find_element(By.CSS_SELECTOR, ".mark")
+    return {"row": row.text, "verified": m.get_attribute("data-verified")}
 
 
 def step_layout(d, a):
@@ -300,6 +328,7 @@ STEPS = {
     "timeline": step_timeline,
     "sign-out": step_sign_out,
     "layout": step_layout,
+    "live-tail": step_live_tail,
     "csp": step_csp,
     "csrf": step_csrf,
     "proof-vectors": step_proof_vectors,
@@ -315,7 +344,7 @@ def main():
     p.add_argument("--width", type=int, default=1280)
     p.add_argument("--height", type=int, default=800)
     for flag in ("--token-file", "--ledger-key", "--resource", "--duration", "--reason", "--screenshot",
-                 "--attacker-url", "--vectors", "--cases"):
+                 "--attacker-url", "--vectors", "--cases", "--expect", "--ready-file"):
         p.add_argument(flag)
     p.add_argument("--request", type=int)
     p.add_argument("--grant", type=int)
