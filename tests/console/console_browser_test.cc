@@ -264,6 +264,47 @@ TEST_F(ConsoleBrowserTest, TheBrowsersCheckpointModuleAgreesWithTheCollectors) {
   EXPECT_EQ(r["passed"], r["cases"]) << r["wrong"].dump(1);
 }
 
+// One's own request is never offered for review; a break-glass member is
+// offered theirs apart, in red, needing a reason, and the grant it makes is
+// marked in the Grants page and flagged in the ledger.
+TEST_F(ConsoleBrowserTest, ABreakGlassApprovalIsOfferedApartAndMarked) {
+  for (const char* who : {"tess", "otis"}) {
+    ASSERT_EQ(Browser(who, {"sign-in", "--token-file", stack_->TokenFile(who), "--ledger-key",
+                            stack_->ledger_key()})
+                  .value("who", ""),
+              who);
+  }
+  const int tess_request =
+      Browser("tess", {"request", "--resource", "db", "--duration", "10m", "--reason", "routine"})
+          .value("request_id", 0);
+  const int otis_request = Browser("otis", {"request", "--resource", "db", "--duration", "15m",
+                                            "--reason", "the primary is down"})
+                               .value("request_id", 0);
+  ASSERT_GT(tess_request, 0);
+  ASSERT_GT(otis_request, 0);
+  // tess may not approve her own, and is not offered it.
+  nlohmann::json tess_inbox = Browser("tess", {"inbox"});
+  EXPECT_TRUE(tess_inbox["review"].empty()) << tess_inbox.dump();
+  EXPECT_TRUE(tess_inbox["own_break_glass"].empty()) << tess_inbox.dump();
+  // otis is offered his own as break-glass, apart; tess's he may not review.
+  nlohmann::json otis_inbox = Browser("otis", {"inbox"});
+  EXPECT_TRUE(otis_inbox["review"].empty()) << otis_inbox.dump();
+  EXPECT_EQ(otis_inbox["own_break_glass"], nlohmann::json::array({otis_request}))
+      << otis_inbox.dump();
+  nlohmann::json glass =
+      Browser("otis", {"break-glass", "--request", std::to_string(otis_request), "--reason",
+                       "INC-42 primary down", "--screenshot", shots_ + "/break-glass.png"});
+  ASSERT_TRUE(glass.contains("grant_id")) << glass.dump();
+  EXPECT_NE(glass["card"].get<std::string>().find("BREAK-GLASS"), std::string::npos);
+  EXPECT_NE(glass["without_reason"].get<std::string>().find("needs a reason"), std::string::npos);
+  EXPECT_TRUE(glass["grant_marked"].get<bool>()) << glass.dump();
+  EXPECT_NE(glass["grant_card"].get<std::string>().find("BREAK-GLASS"), std::string::npos);
+  // Flagged on record.
+  auto grants = nlohmann::json::parse(stack_->Api(http::verb::get, "/v1/grants", "sam").body);
+  ASSERT_EQ(grants["grants"].size(), 1u) << grants.dump();
+  EXPECT_TRUE(grants["grants"][0]["grant"]["break_glass"].get<bool>());
+}
+
 TEST_F(ConsoleBrowserTest, TheBrowserRefusesInlineScriptAndCrossSiteChanges) {
   nlohmann::json csp = Browser("tess", {"csp"});
   EXPECT_FALSE(csp.value("ran", true)) << csp.dump();

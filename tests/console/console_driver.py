@@ -10,6 +10,8 @@ Steps:
   request       --resource R --duration D --reason TEXT
   approve       --request N [--screenshot PNG]
   revoke        --grant N --reason TEXT
+  inbox         (the request ids offered for review, and one's own offered as break-glass)
+  break-glass   --request N --reason TEXT [--screenshot PNG]
   timeline      --grant N [--screenshot PNG] [--expect-failure]
   sign-out      (prints the cookie it held, for the test to replay)
   layout        [--screenshot PNG] (each section fits the window's width)
@@ -138,6 +140,38 @@ def step_approve(d, a):
         raise SystemExit(f"approval failed: {answer}")
     grant_id = int(answer.split("grant ")[1].split(" ")[0])
     return {"grant_id": grant_id, "card": text}
+
+
+def step_inbox(d, a):
+    # What this person's inbox offers: others' requests to review, and
+    # their own offered as break-glass (each by id).
+    open_console(d, a.url, "#/inbox")
+    wait_for(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#inbox > *"), "the inbox")
+    ids = lambda sel, attr: [int(e.get_attribute(attr)) for e in d.find_elements(By.CSS_SELECTOR, sel)]
+    return {"review": ids("#inbox article[data-request]", "data-request"),
+            "own_break_glass": ids("#inbox article[data-own-request]", "data-own-request"),
+            "count": d.find_element(By.ID, "inbox-count").text}
+
+
+def step_break_glass(d, a):
+    open_console(d, a.url, "#/inbox")
+    card = wait_for(d, ec.presence_of_element_located((By.CSS_SELECTOR, f"article[data-own-request='{a.request}']")),
+                    "one's own request offered as break-glass")
+    text = card.text
+    # Without a reason it is not sent.
+    card.find_element(By.CSS_SELECTOR, "button.glass-approve").click()
+    refused = wait_for(d, lambda d: card.find_element(By.CSS_SELECTOR, ".notice"), "the missing reason's notice").text
+    card.find_element(By.CSS_SELECTOR, f"#glass-reason-{a.request}").send_keys(a.reason)
+    card.find_element(By.CSS_SELECTOR, "button.glass-approve").click()
+    done = wait_for(d, lambda d: "grant" in card.find_element(By.CSS_SELECTOR, ".notice").text and
+                    card.find_element(By.CSS_SELECTOR, ".notice"), "the break-glass approval").text
+    grant_id = int(done.split("grant ")[1].split(" ")[0])
+    if a.screenshot:
+        d.save_screenshot(a.screenshot)
+    open_console(d, a.url, "#/grants")
+    grant = wait_for(d, ec.presence_of_element_located((By.CSS_SELECTOR, f"article[data-grant='{grant_id}']")), "the grant")
+    return {"grant_id": grant_id, "card": text, "without_reason": refused, "grant_card": grant.text,
+            "grant_marked": "glass" in grant.get_attribute("class")}
 
 
 def step_revoke(d, a):
@@ -325,6 +359,8 @@ STEPS = {
     "request": step_request,
     "approve": step_approve,
     "revoke": step_revoke,
+    "inbox": step_inbox,
+    "break-glass": step_break_glass,
     "timeline": step_timeline,
     "sign-out": step_sign_out,
     "layout": step_layout,

@@ -33,6 +33,7 @@ namespace latch::testing {
 class ConsoleStack {
  public:
   static constexpr uint32_t kTessUid = 6464;
+  static constexpr uint32_t kOtisUid = 6465;  // on call: may approve his own (break-glass)
   using Clock = std::chrono::steady_clock;
 
   // Makes the directory, the cgroup, the keys and configurations, and
@@ -49,7 +50,7 @@ class ConsoleStack {
     if (!StartListener()) return "cannot listen on loopback";
     collector_port_ = agent::FreeLoopbackPort();
     api_port_ = agent::FreeLoopbackPort();
-    for (const char* who : {"tess", "ann", "sam"}) {
+    for (const char* who : {"tess", "ann", "sam", "otis"}) {
       tokens_[who] = std::string(who) + "-console-token-" + std::to_string(::getpid()) + "-x";
       std::ofstream(TokenFile(who)) << tokens_[who];
     }
@@ -217,9 +218,11 @@ class ConsoleStack {
         << "[[identity]]\nname = \"tess\"\ngroups = [\"dev\"]\nuid = " << kTessUid << "\n"
         << "[[identity]]\nname = \"ann\"\ngroups = [\"dba\"]\n"
         << "[[identity]]\nname = \"sam\"\ngroups = [\"security\"]\n"
-        << "[[request_rule]]\nresources = [\"db\"]\nrequesters = [\"tess\"]\n"
+        << "[[identity]]\nname = \"otis\"\ngroups = [\"oncall\"]\nuid = " << kOtisUid << "\n"
+        << "[[request_rule]]\nresources = [\"db\"]\nrequesters = [\"tess\", \"otis\"]\n"
         << "max_duration = \"1h\"\n"
-        << "[[approval_rule]]\nresources = [\"db\"]\napprover_groups = [\"dba\"]\n";
+        << "[[approval_rule]]\nresources = [\"db\"]\napprover_groups = [\"dba\"]\n"
+        << "break_glass_groups = [\"oncall\"]\n";
   }
   void WriteCollectorConfig(const std::string& agent_key) {
     std::ofstream f(dir_ + "/collector.toml");

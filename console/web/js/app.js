@@ -105,7 +105,7 @@ async function updateInboxCount() {
   if (!session) return;
   try {
     const { requests } = await get('/v1/requests');
-    const waiting = requests.filter((q) => q.may_review && q.state === 'pending' && q.requester !== session.identity);
+    const waiting = requests.filter((q) => q.may_review && q.state === 'pending');
     document.getElementById('inbox-count').textContent = waiting.length ? String(waiting.length) : '';
   } catch (e) {
     // The count is a convenience; the inbox itself says what failed.
