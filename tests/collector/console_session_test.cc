@@ -6,10 +6,15 @@
 // browser's second connection did not, before).
 #include <gtest/gtest.h>
 #include <openssl/ssl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <string>
@@ -33,7 +38,7 @@ class ConsoleSessionTest : public ::testing::Test {
  protected:
   void SetUp() override {
     latch::testing::WriteTestPolicy(dir_ / "policy.toml");
-    config_.data_dir = dir_ / "data";
+    config_.data_dir = data_dir_.empty() ? std::string(dir_ / "data") : data_dir_;
     config_.origin = "console.example/ledger";
     config_.endpoints = {"inproc://console-test-agents"};
     config_.policy = dir_ / "policy.toml";
@@ -47,6 +52,9 @@ class ConsoleSessionTest : public ::testing::Test {
     std::string ann_cert;
     ASSERT_TRUE(api::CertificateFingerprint(dir_ / "ann.crt", &ann_cert).ok());
     config_.api_client_certs[ann_cert] = "ann";
+    StartServer();
+  }
+  void StartServer() {
     Status s = CollectorServer::Open(config_, &server_);
     ASSERT_TRUE(s.ok()) << s.ToString();
     thread_ = std::thread([this] { run_status_ = server_->Run(); });
@@ -55,11 +63,14 @@ class ConsoleSessionTest : public ::testing::Test {
     }
     ASSERT_NE(server_->api_port(), 0);
   }
-  void TearDown() override {
+  void StopServer() {
+    if (!server_) return;
     server_->Stop();
     thread_.join();
     EXPECT_TRUE(run_status_.ok()) << run_status_.ToString();
+    server_.reset();
   }
+  void TearDown() override { StopServer(); }
 
   HttpsReply Call(http::verb method, const std::string& target, const std::string& token,
                   const std::string& body = "",
@@ -98,6 +109,7 @@ class ConsoleSessionTest : public ::testing::Test {
   static constexpr const char* kRequest =
       R"({"resource":"db","duration":"10m","reason":"from the console"})";
   ledger::TempDir dir_;
+  std::string data_dir_;  // set before SetUp: the collector's data elsewhere
   CollectorConfig config_;
   std::unique_ptr<CollectorServer> server_;
   std::thread thread_;
@@ -268,6 +280,104 @@ TEST_F(ConsoleSessionTest, TheConsolesFilesAreServedWithTheirSecurityHeaders) {
   }
   // The API itself still needs credentials.
   EXPECT_EQ(Call(http::verb::get, "/v1/session", "").status, 401);
+}
+
+TEST_F(ConsoleSessionTest, SignInRefusesMalformedAndHostileInput) {
+  // Bodies: not JSON, a field it does not take, not an object, too large.
+  for (const std::string& body :
+       {std::string("{not json"), std::string(R"({"admin":true})"), std::string("[]"),
+        std::string("\"x\""), std::string(70000, '{')}) {
+    HttpsReply r = Call(http::verb::post, "/v1/session", kTess, body);
+    EXPECT_TRUE(r.status == 400 || r.status == 413) << r.status << " for " << body.substr(0, 20);
+    EXPECT_TRUE(r.Header("set-cookie").empty());
+  }
+  // Cookies that are no session: empty, wrong length, control characters,
+  // bytes that are not UTF-8, the name twice, a huge value.
+  const std::string name = api::ApiServer::kSessionCookie;
+  for (const std::string& cookie :
+       {name + "=", name + "=abc", name + "=" + std::string(64, 'g'),
+        name + "=\xff\xfe\xc0" + std::string(61, 'a'),
+        name + "=" + std::string(64, 'a') + "; " + name + "=" + std::string(64, 'b'),
+        name + "=" + std::string(8000, 'a'), "; ; =; " + name}) {
+    HttpsReply r = Call(http::verb::get, "/v1/requests", "", "", {{"Cookie", cookie}});
+    EXPECT_TRUE(r.status == 401 || r.status == 400) << r.status << " for " << cookie.substr(0, 40);
+  }
+  // Control characters in a header are not HTTP: the connection is closed
+  // unanswered, as for any request that does not parse.
+  EXPECT_EQ(Call(http::verb::get, "/v1/requests", "", "",
+                 {{"Cookie", name + "=\x01\x02\x7f" + std::string(61, 'a')}})
+                .status,
+            -1);
+  // And the collector still answers.
+  EXPECT_EQ(Call(http::verb::get, "/healthz", "").status, 200);
+  EXPECT_EQ(SignIn(kTess).reply.status, 201);
+}
+
+TEST_F(ConsoleSessionTest, ARestartEndsEverySessionButNotItsRecord) {
+  Session s = SignIn(kTess);
+  ASSERT_EQ(s.reply.status, 201);
+  StopServer();
+  config_.api_port = 0;
+  StartServer();
+  EXPECT_EQ(Call(http::verb::get, "/v1/requests", "", "", {{"Cookie", s.cookie}}).status, 401);
+  EXPECT_EQ(Events("sessionStarted", 1).size(), 1u);
+  EXPECT_EQ(SignIn(kTess).reply.status, 201);
+}
+
+// The collector's data on a small tmpfs that fills: signing in and out need
+// their records, so both are refused (503, no cookie given, the session
+// kept) while the ledger cannot be written, and work again once it can,
+// without a restart.
+class ConsoleSessionFullDiskTest : public ConsoleSessionTest {
+ protected:
+  void SetUp() override {
+    LATCH_SKIP_UNLESS_KERNEL_TEST_CAN_RUN();  // root: to mount a small tmpfs
+    small_ = dir_ / "small";
+    std::filesystem::create_directories(small_);
+    ASSERT_EQ(::mount("tmpfs", small_.c_str(), "tmpfs", 0, "size=4m"), 0) << strerror(errno);
+    mounted_ = true;
+    data_dir_ = small_ + "/data";
+    ConsoleSessionTest::SetUp();
+  }
+  void TearDown() override {
+    ConsoleSessionTest::TearDown();
+    if (mounted_) ::umount2(small_.c_str(), MNT_DETACH);
+  }
+  void Fill() {
+    std::ofstream fill(small_ + "/fill", std::ios::binary);
+    std::string block(64 * 1024, 'x');
+    while (fill.write(block.data(), block.size())) {
+    }
+  }
+  std::string small_;
+  bool mounted_ = false;
+};
+
+TEST_F(ConsoleSessionFullDiskTest, SignInAndOutWaitForTheLedger) {
+  if (!mounted_) return;  // skipped in SetUp
+  Session tess = SignIn(kTess);
+  ASSERT_EQ(tess.reply.status, 201);
+  Fill();
+  Session sam = SignIn(kSam);
+  EXPECT_EQ(sam.reply.status, 503) << sam.reply.body;
+  EXPECT_TRUE(sam.reply.Header("set-cookie").empty());
+  HttpsReply out = Call(http::verb::post, "/v1/session/end", "", "{}",
+                        {{"Cookie", tess.cookie}, {"X-Latch-CSRF", tess.csrf}});
+  EXPECT_EQ(out.status, 503) << out.body;
+  // Not signed out, since that is not on record: the session still reads.
+  EXPECT_EQ(Call(http::verb::get, "/v1/requests", "", "", {{"Cookie", tess.cookie}}).status, 200);
+  std::filesystem::remove(small_ + "/fill");
+  bool healthy = false;
+  for (int i = 0; i < 100 && !healthy; ++i) {
+    healthy = Call(http::verb::get, "/healthz", "").status == 200;
+    if (!healthy) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(healthy) << "still not ready 10 s after the disk had room";
+  out = Call(http::verb::post, "/v1/session/end", "", "{}",
+             {{"Cookie", tess.cookie}, {"X-Latch-CSRF", tess.csrf}});
+  EXPECT_EQ(out.status, 200) << out.body;
+  EXPECT_EQ(Call(http::verb::get, "/v1/requests", "", "", {{"Cookie", tess.cookie}}).status, 401);
+  EXPECT_EQ(SignIn(kSam).reply.status, 201);
 }
 
 // A client that resumes its TLS session (as a browser's second connection
