@@ -475,8 +475,14 @@ std::optional<ApiResponse> ApiServer::Authenticate(ApiRequest* req, const Creden
     const SessionBook::Session* s = sessions_.Find(session_secret, NowNs());
     if (s == nullptr) {
       refused_("api_unauthenticated", what + " (a session that has ended)", peer, "");
-      return ApiResponse{401, "application/json",
-                         R"({"error":"the session has ended; sign in again"})"};
+      // The browser is told to forget it: a stale cookie (after a restart)
+      // would otherwise keep taking precedence over a client certificate.
+      ApiResponse ended{401, "application/json",
+                        R"({"error":"the session has ended; sign in again"})"};
+      ended.headers = {
+          {"Set-Cookie", std::string(kSessionCookie) +
+                             "=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"}};
+      return ended;
     }
     // A change must carry the session's CSRF token: a page of another
     // site can make the browser send the cookie, not read the token.
