@@ -1,6 +1,7 @@
 #include "console/static_files.h"
 
 #include <algorithm>
+#include <map>
 
 #include "lib/tlog/hex.h"
 #include "lib/tlog/sha256.h"

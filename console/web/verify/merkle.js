@@ -40,6 +40,29 @@ function bitLength(n) {
   return bits;
 }
 
+// RFC 9162's walk up the tree from node `fn` of a level whose last node is
+// `sn`, one level per proof hash (both proofs walk alike): for each hash,
+// whether it is the left sibling (the node is SHA-256(0x01 || hash || it)).
+// Throws if `count` hashes are too many or too few to reach the root.
+function siblingSides(fn, sn, count, what) {
+  const sides = [];
+  for (let i = 0; i < count; i++) {
+    if (sn === 0) throw new Error(`the ${what} proof is too long`);
+    const left = fn % 2 === 1 || fn === sn;
+    sides.push(left);
+    if (left && fn % 2 === 0) {
+      while (fn % 2 === 0 && fn !== 0) {
+        fn = Math.floor(fn / 2);
+        sn = Math.floor(sn / 2);
+      }
+    }
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  if (sn !== 0) throw new Error(`the ${what} proof is too short`);
+  return sides;
+}
+
 // The root the inclusion proof of leaf `index` (hash `leaf`) in a tree of
 // `size` leaves leads to (RFC 9162 2.1.3.2); throws if it cannot be one.
 export async function rootFromInclusion(index, size, leaf, proof) {
@@ -48,26 +71,11 @@ export async function rootFromInclusion(index, size, leaf, proof) {
   checkHashes(proof);
   if (!(leaf instanceof Uint8Array) || leaf.length !== 32) throw new Error('the leaf hash is not 32 bytes');
   if (index >= size) throw new Error(`index ${index} is not in a tree of ${size}`);
-  let fn = index;
-  let sn = size - 1;
+  const sides = siblingSides(index, size - 1, proof.length, 'inclusion');
   let r = leaf;
-  for (const p of proof) {
-    if (sn === 0) throw new Error('the inclusion proof is too long');
-    if (fn % 2 === 1 || fn === sn) {
-      r = await nodeHash(p, r);
-      if (fn % 2 === 0) {
-        while (fn % 2 === 0 && fn !== 0) {
-          fn = Math.floor(fn / 2);
-          sn = Math.floor(sn / 2);
-        }
-      }
-    } else {
-      r = await nodeHash(r, p);
-    }
-    fn = Math.floor(fn / 2);
-    sn = Math.floor(sn / 2);
+  for (let i = 0; i < proof.length; i++) {
+    r = sides[i] ? await nodeHash(proof[i], r) : await nodeHash(r, proof[i]);
   }
-  if (sn !== 0) throw new Error('the inclusion proof is too short');
   return r;
 }
 
@@ -104,26 +112,18 @@ export async function verifyConsistency(size1, size2, root1, root2, proof) {
     fn = Math.floor(fn / 2);
     sn = Math.floor(sn / 2);
   }
+  const sides = siblingSides(fn, sn, path.length - 1, 'consistency');
   let fr = path[0];
   let sr = path[0];
-  for (const c of path.slice(1)) {
-    if (sn === 0) throw new Error('the consistency proof is too long');
-    if (fn % 2 === 1 || fn === sn) {
+  for (let i = 0; i < sides.length; i++) {
+    const c = path[i + 1];
+    if (sides[i]) {
       fr = await nodeHash(c, fr);
       sr = await nodeHash(c, sr);
-      if (fn % 2 === 0) {
-        while (fn % 2 === 0 && fn !== 0) {
-          fn = Math.floor(fn / 2);
-          sn = Math.floor(sn / 2);
-        }
-      }
     } else {
       sr = await nodeHash(sr, c);
     }
-    fn = Math.floor(fn / 2);
-    sn = Math.floor(sn / 2);
   }
-  if (sn !== 0) throw new Error('the consistency proof is too short');
   if (!equalBytes(fr, root1)) throw new Error('the consistency proof does not lead to the first root');
   if (!equalBytes(sr, root2)) throw new Error('the consistency proof does not lead to the second root');
 }
